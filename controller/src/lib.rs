@@ -1,0 +1,10 @@
+//! `ward-controller`: owns the status database, alerting, time series,
+//! cache invalidation and every read path (REST, gRPC, live events,
+//! dashboard).
+//!
+//! Invariants: only this crate knows SQL; every read path reflects a
+//! committed status change at once; every failure is counted and visible in
+//! `/readyz` or the logs. No `unsafe` here.
+#![forbid(unsafe_code)]
+
+pub mod grpc;

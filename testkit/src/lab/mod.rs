@@ -1,0 +1,386 @@
+//! Network lab: a "site" namespace joined to a "client" namespace by a veth
+//! pair. The site answers echo for whole ranges (`ip route add local RANGE
+//! dev lo`), single hosts are taken down with an nftables drop set, ranges
+//! can be made unreachable (the site answers with ICMP destination
+//! unreachable), and `tc netem` impairs the link.
+//!
+//! ```text
+//!  client ns  wc0 198.18.0.1/30 ─── veth ─── ws0 198.18.0.2/30  site ns
+//!             2001:2::1/64                   2001:2::2/64       (lo: answering ranges)
+//! ```
+//!
+//! The test probes from the client namespace (`client_command`, or
+//! `run_in_client` to open sockets there). Only 198.18.0.0/15 and
+//! 2001:2::/48 are accepted, and both namespaces are deleted on drop.
+
+mod cidr;
+
+pub use cidr::Cidr;
+
+use std::fs::File;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, bail};
+use nix::sched::{CloneFlags, setns};
+
+use crate::RESOURCE_PREFIX;
+
+const CLIENT_LINK: &str = "wc0";
+const SITE_LINK: &str = "ws0";
+const CLIENT_V4: &str = "198.18.0.1/30";
+const SITE_V4: &str = "198.18.0.2/30";
+const SITE_V4_GATEWAY: &str = "198.18.0.2";
+const CLIENT_V6: &str = "2001:2::1/64";
+const SITE_V6: &str = "2001:2::2/64";
+const SITE_V6_GATEWAY: &str = "2001:2::2";
+const CLIENT_V4_PEER: &str = "198.18.0.1";
+const CLIENT_V6_PEER: &str = "2001:2::1";
+const CLIENT_MAC: &str = "02:00:c6:12:00:01";
+const SITE_MAC: &str = "02:00:c6:12:00:02";
+
+/// The client namespace routes these through the site.
+const LAB_V4: &str = "198.18.0.0/15";
+const LAB_V6: &str = "2001:2::/48";
+
+static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// What a site answers for and what it reports unreachable.
+#[derive(Clone, Debug)]
+pub struct SiteConfig {
+    /// Ranges whose every address answers echo (IPv4 and IPv6 mixed).
+    pub answering: Vec<Cidr>,
+    /// Ranges for which the site returns ICMP destination unreachable.
+    pub unreachable: Vec<Cidr>,
+}
+
+impl Default for SiteConfig {
+    /// 198.18.1.0/24 and 2001:2:0:1::/64 answer; 198.18.2.0/24 and
+    /// 2001:2:0:2::/64 are unreachable.
+    fn default() -> Self {
+        let cidr = |text: &str| text.parse().expect("default lab ranges are valid");
+        Self {
+            answering: vec![cidr("198.18.1.0/24"), cidr("2001:2:0:1::/64")],
+            unreachable: vec![cidr("198.18.2.0/24"), cidr("2001:2:0:2::/64")],
+        }
+    }
+}
+
+/// Impairments applied to everything the site sends back over the link.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Netem {
+    /// Added one-way delay, milliseconds.
+    pub delay_ms: u32,
+    /// Random variation of the delay, milliseconds.
+    pub jitter_ms: u32,
+    /// Packets dropped, percent.
+    pub loss_percent: f32,
+    /// Packets sent twice, percent.
+    pub duplicate_percent: f32,
+}
+
+/// A client namespace and a site namespace; both deleted on drop.
+pub struct Lab {
+    client: String,
+    site: String,
+}
+
+impl Lab {
+    /// Creates the namespaces, the link, addresses, routes and the drop set.
+    pub fn start(config: &SiteConfig) -> anyhow::Result<Self> {
+        crate::require_root("the network lab");
+        let ranges = config.answering.iter().chain(&config.unreachable);
+        for range in ranges {
+            range.require_in_lab()?;
+        }
+        let id = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
+        let base = format!("{RESOURCE_PREFIX}{}-{id}", std::process::id());
+        let lab = Self {
+            client: format!("{base}-client"),
+            site: format!("{base}-site"),
+        };
+        // From here on `lab` is dropped (namespaces deleted) on any error.
+        ip(&["netns", "add", &lab.client])?;
+        ip(&["netns", "add", &lab.site])?;
+        lab.wire()?;
+        lab.route(config)?;
+        lab.install_drop_set()?;
+        Ok(lab)
+    }
+
+    fn wire(&self) -> anyhow::Result<()> {
+        let (c, s) = (self.client.as_str(), self.site.as_str());
+        ip(&[
+            "-n",
+            c,
+            "link",
+            "add",
+            CLIENT_LINK,
+            "address",
+            CLIENT_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            SITE_LINK,
+            "address",
+            SITE_MAC,
+            "netns",
+            s,
+        ])?;
+        let ends = [
+            (
+                c,
+                CLIENT_LINK,
+                CLIENT_V4,
+                CLIENT_V6,
+                SITE_V4_GATEWAY,
+                SITE_V6_GATEWAY,
+                SITE_MAC,
+            ),
+            (
+                s,
+                SITE_LINK,
+                SITE_V4,
+                SITE_V6,
+                CLIENT_V4_PEER,
+                CLIENT_V6_PEER,
+                CLIENT_MAC,
+            ),
+        ];
+        for (ns, link, v4, v6, peer_v4, peer_v6, peer_mac) in ends {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "addr", "add", v4, "dev", link])?;
+            ip(&["-n", ns, "-6", "addr", "add", v6, "dev", link, "nodad"])?;
+            ip(&["-n", ns, "link", "set", link, "up"])?;
+            // A two-node link: permanent neighbour entries make the first
+            // packet go through (IPv6 neighbour discovery otherwise needs
+            // about two seconds after link-up).
+            for peer in [peer_v4, peer_v6] {
+                ip(&[
+                    "-n",
+                    ns,
+                    "neigh",
+                    "replace",
+                    peer,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    link,
+                    "nud",
+                    "permanent",
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn route(&self, config: &SiteConfig) -> anyhow::Result<()> {
+        let (c, s) = (self.client.as_str(), self.site.as_str());
+        ip(&["-n", c, "route", "add", LAB_V4, "via", SITE_V4_GATEWAY])?;
+        ip(&[
+            "-n",
+            c,
+            "-6",
+            "route",
+            "add",
+            LAB_V6,
+            "via",
+            SITE_V6_GATEWAY,
+        ])?;
+        for range in &config.answering {
+            let range = range.to_string();
+            ip(&["-n", s, "route", "add", "local", &range, "dev", "lo"])?;
+        }
+        for range in &config.unreachable {
+            ip(&["-n", s, "route", "add", "unreachable", &range.to_string()])?;
+        }
+        // Forwarding makes the site answer unreachable ranges with ICMP
+        // errors; no rate limit, so every probe gets its answer.
+        sysctl(
+            s,
+            &[
+                "net.ipv4.ip_forward=1",
+                "net.ipv6.conf.all.forwarding=1",
+                "net.ipv4.icmp_ratelimit=0",
+                "net.ipv6.icmp.ratelimit=0",
+            ],
+        )
+    }
+
+    fn install_drop_set(&self) -> anyhow::Result<()> {
+        nft(
+            &self.site,
+            "table inet ward_lab {\n\
+               set down_v4 { type ipv4_addr; }\n\
+               set down_v6 { type ipv6_addr; }\n\
+               chain input {\n\
+                 type filter hook input priority 0; policy accept;\n\
+                 ip daddr @down_v4 drop\n\
+                 ip6 daddr @down_v6 drop\n\
+               }\n\
+             }\n",
+        )
+    }
+
+    /// Name of the namespace tests probe from.
+    pub fn client_namespace(&self) -> &str {
+        &self.client
+    }
+
+    /// Name of the namespace that plays the site.
+    pub fn site_namespace(&self) -> &str {
+        &self.site
+    }
+
+    /// `program` prepared to run inside the client namespace.
+    pub fn client_command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.client, program]);
+        command
+    }
+
+    /// `program` prepared to run inside the site namespace.
+    pub fn site_command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.site, program]);
+        command
+    }
+
+    /// Runs `work` on a thread that has entered the client namespace, so the
+    /// sockets it opens live there (and keep living there when handed back).
+    pub fn run_in_client<T: Send>(&self, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        let path = format!("/run/netns/{}", self.client);
+        let namespace = File::open(&path).with_context(|| format!("opening {path}"))?;
+        std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    setns(&namespace, CloneFlags::CLONE_NEWNET)
+                        .with_context(|| format!("entering {path}"))?;
+                    Ok(work())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// Makes `host` stop answering anything (nftables drop in the site).
+    pub fn take_down(&self, host: IpAddr) -> anyhow::Result<()> {
+        self.edit_drop_set("add", host)
+    }
+
+    /// Makes a host taken down answer again.
+    pub fn bring_up(&self, host: IpAddr) -> anyhow::Result<()> {
+        self.edit_drop_set("delete", host)
+    }
+
+    fn edit_drop_set(&self, verb: &str, host: IpAddr) -> anyhow::Result<()> {
+        Cidr::host(host).require_in_lab()?;
+        let set = if host.is_ipv4() { "down_v4" } else { "down_v6" };
+        nft(
+            &self.site,
+            &format!("{verb} element inet ward_lab {set} {{ {host} }}\n"),
+        )
+    }
+
+    /// Applies `netem` to the site's side of the link (replies and errors).
+    pub fn set_netem(&self, netem: Netem) -> anyhow::Result<()> {
+        let mut args = vec![
+            "-n".to_owned(),
+            self.site.clone(),
+            "qdisc".into(),
+            "replace".into(),
+            "dev".into(),
+            SITE_LINK.into(),
+            "root".into(),
+            "netem".into(),
+            "limit".into(),
+            "100000".into(),
+        ];
+        if netem.delay_ms > 0 || netem.jitter_ms > 0 {
+            args.extend(["delay".into(), format!("{}ms", netem.delay_ms)]);
+            if netem.jitter_ms > 0 {
+                args.push(format!("{}ms", netem.jitter_ms));
+            }
+        }
+        if netem.loss_percent > 0.0 {
+            args.extend(["loss".into(), format!("{}%", netem.loss_percent)]);
+        }
+        if netem.duplicate_percent > 0.0 {
+            args.extend(["duplicate".into(), format!("{}%", netem.duplicate_percent)]);
+        }
+        run(
+            "tc",
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+            None,
+        )
+    }
+
+    /// Removes any netem impairment.
+    pub fn clear_netem(&self) -> anyhow::Result<()> {
+        run(
+            "tc",
+            &["-n", &self.site, "qdisc", "del", "dev", SITE_LINK, "root"],
+            None,
+        )
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for namespace in [&self.client, &self.site] {
+            if let Err(error) = ip(&["netns", "del", namespace]) {
+                eprintln!("lab: deleting namespace {namespace}: {error}");
+            }
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    run("ip", args, None)
+}
+
+fn sysctl(namespace: &str, settings: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec!["netns", "exec", namespace, "sysctl", "-q", "-w"];
+    args.extend_from_slice(settings);
+    run("ip", &args, None)
+}
+
+fn nft(namespace: &str, script: &str) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &["netns", "exec", namespace, "nft", "-f", "-"],
+        Some(script),
+    )
+}
+
+fn run(program: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<()> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| {
+            format!("running {program}: install the Debian packages iproute2 and nftables")
+        })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}

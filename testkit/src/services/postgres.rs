@@ -1,0 +1,150 @@
+//! A private PostgreSQL cluster. `initdb` refuses to run as root, so the
+//! cluster is created and run as the `postgres` system user.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use nix::unistd::{User, chown};
+use tempfile::TempDir;
+
+use super::service_dir;
+use crate::ports::free_loopback_port;
+use crate::process::Supervised;
+
+/// Superuser of the test cluster (trust authentication on loopback).
+const SUPERUSER: &str = "ward";
+
+/// A running PostgreSQL server; stopped and deleted on drop.
+pub struct Postgres {
+    server: Supervised,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Postgres {
+    /// Creates a fresh cluster and starts it.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = binaries_dir()?;
+        let user = User::from_name("postgres")?
+            .context("no `postgres` system user: install the Debian package `postgresql`")?;
+        let dir = service_dir("postgres")?;
+        chown(dir.path(), Some(user.uid), Some(user.gid))?;
+        let data = dir.path().join("data");
+        let initdb = Command::new(bin.join("initdb"))
+            .args(["--auth=trust", "--encoding=UTF8", "--no-sync", "--username"])
+            .arg(SUPERUSER)
+            .arg("--pgdata")
+            .arg(&data)
+            .current_dir(dir.path())
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .output()
+            .context("running initdb")?;
+        if !initdb.status.success() {
+            bail!(
+                "initdb failed ({}): {}",
+                initdb.status,
+                String::from_utf8_lossy(&initdb.stderr)
+            );
+        }
+        let port = free_loopback_port()?;
+        let socket_dir = dir.path().to_path_buf();
+        let log = dir.path().join("postgres.log");
+        let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+        let postgres = bin.join("postgres");
+        let mut server = Supervised::new(
+            "postgres",
+            log,
+            move || {
+                let mut command = Command::new(&postgres);
+                command
+                    .arg("-D")
+                    .arg(&data)
+                    .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-k"])
+                    .arg(&socket_dir)
+                    .args(["-c", "fsync=off", "-c", "max_connections=200"])
+                    .current_dir(&socket_dir)
+                    .uid(uid)
+                    .gid(gid);
+                command
+            },
+            {
+                let pg_isready = bin.join("pg_isready");
+                move || is_ready(&pg_isready, port)
+            },
+        );
+        server.start()?;
+        Ok(Self {
+            server,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// Connection string for tokio-postgres / the controller.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres?connect_timeout=5",
+            self.port
+        )
+    }
+
+    /// The server's TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server gracefully; [`Postgres::resume`] starts it again with
+    /// the same data.
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn crash(&mut self) {
+        self.server.crash();
+    }
+
+    /// Starts a stopped or crashed server again on the same port and data.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.server.start()
+    }
+
+    /// The server's process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+}
+
+fn is_ready(pg_isready: &Path, port: u16) -> bool {
+    Command::new(pg_isready)
+        .args(["-q", "-h", "127.0.0.1", "-t", "1", "-d", "postgres", "-U"])
+        .arg(SUPERUSER)
+        .args(["-p", &port.to_string()])
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The newest `/usr/lib/postgresql/<major>/bin`.
+fn binaries_dir() -> anyhow::Result<PathBuf> {
+    let root = Path::new("/usr/lib/postgresql");
+    let newest = std::fs::read_dir(root)
+        .with_context(|| {
+            format!(
+                "{} missing: install the Debian package `postgresql`",
+                root.display()
+            )
+        })?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let major: u32 = entry.file_name().to_str()?.parse().ok()?;
+            Some((major, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("postgres").exists())
+        .max_by_key(|(major, _)| *major);
+    newest
+        .map(|(_, bin)| bin)
+        .with_context(|| format!("no PostgreSQL server under {}", root.display()))
+}

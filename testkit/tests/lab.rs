@@ -1,0 +1,119 @@
+//! The lab site answers echo for a whole range, a host taken down stops
+//! answering and answers again when brought up, unreachable ranges produce
+//! ICMP errors, and nothing is left behind. Probes are sent by fping from
+//! inside the lab's client namespace only.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use ward_testkit::lab::{Lab, SiteConfig};
+
+fn namespace_exists(name: &str) -> bool {
+    let output = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .any(|line| line.split_whitespace().next() == Some(name))
+}
+
+/// fping from the client namespace; returns (exit code, stdout).
+fn fping(lab: &Lab, args: &[&str]) -> (i32, String) {
+    let output = lab
+        .client_command("fping")
+        .args(["--retry=1", "--timeout=300"])
+        .args(args)
+        .output()
+        .expect("run fping in the lab (Debian package fping)");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+fn answers(lab: &Lab, host: &str) -> bool {
+    let (code, _) = fping(lab, &["-q", host]);
+    code == 0
+}
+
+#[test]
+fn site_answers_a_whole_slash_24_and_a_host_goes_down_and_up() {
+    let lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    let (code, alive) = fping(&lab, &["-a", "-g", "198.18.1.0/24"]);
+    assert_eq!(
+        code, 0,
+        "every host of the /24 must answer; alive:\n{alive}"
+    );
+    assert_eq!(alive.lines().count(), 254, "fping -g skips .0 and .255");
+
+    let host: IpAddr = "198.18.1.77".parse().expect("address");
+    lab.take_down(host).expect("take host down");
+    assert!(
+        !answers(&lab, "198.18.1.77"),
+        "a host taken down must not answer"
+    );
+    assert!(answers(&lab, "198.18.1.78"), "its neighbour still answers");
+    lab.bring_up(host).expect("bring host up");
+    assert!(
+        answers(&lab, "198.18.1.77"),
+        "a host brought up answers again"
+    );
+}
+
+#[test]
+fn ipv6_hosts_go_down_and_up() {
+    let lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    let host: IpAddr = "2001:2:0:1::77".parse().expect("address");
+    assert!(answers(&lab, "2001:2:0:1::77"));
+    assert!(answers(&lab, "2001:2:0:1::abcd"), "the whole /64 answers");
+    lab.take_down(host).expect("take host down");
+    assert!(!answers(&lab, "2001:2:0:1::77"));
+    lab.bring_up(host).expect("bring host up");
+    assert!(answers(&lab, "2001:2:0:1::77"));
+}
+
+#[test]
+fn unreachable_range_gets_an_icmp_error() {
+    let lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    let output = lab
+        .client_command("fping")
+        .args(["--retry=0", "--timeout=300", "198.18.2.9"])
+        .output()
+        .expect("fping");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr.contains("ICMP Host Unreachable") || stderr.contains("Unreachable"),
+        "expected an ICMP unreachable report, fping said: {stderr}"
+    );
+}
+
+#[test]
+fn lab_outside_benchmark_ranges_is_refused() {
+    let config = SiteConfig {
+        answering: vec!["10.0.0.0/24".parse().expect("cidr")],
+        unreachable: vec![],
+    };
+    let error = Lab::start(&config).err().expect("must refuse 10.0.0.0/24");
+    assert!(
+        error.to_string().contains("outside the lab ranges"),
+        "{error}"
+    );
+    let lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    let refused = lab.take_down("192.168.1.1".parse().expect("address"));
+    assert!(refused.is_err(), "taking down a non-lab address must fail");
+}
+
+#[test]
+fn namespaces_are_removed_on_drop() {
+    let lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    let (client, site) = (
+        lab.client_namespace().to_owned(),
+        lab.site_namespace().to_owned(),
+    );
+    assert!(namespace_exists(&client) && namespace_exists(&site));
+    drop(lab);
+    assert!(!namespace_exists(&client), "{client} left behind");
+    assert!(!namespace_exists(&site), "{site} left behind");
+}
