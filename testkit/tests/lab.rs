@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::process::Command;
 
-use ward_testkit::lab::{Lab, SiteConfig};
+use ward_testkit::lab::{Lab, Netem, SiteConfig};
 
 fn namespace_exists(name: &str) -> bool {
     let output = Command::new("ip")
@@ -116,4 +116,109 @@ fn namespaces_are_removed_on_drop() {
     drop(lab);
     assert!(!namespace_exists(&client), "{client} left behind");
     assert!(!namespace_exists(&site), "{site} left behind");
+}
+
+/// `fping -C count` RTTs in milliseconds for one host (None = lost).
+fn rtts(lab: &Lab, host: &str, count: u32) -> Vec<Option<f64>> {
+    let output = lab
+        .client_command("fping")
+        .args([
+            "-q",
+            "-p",
+            "50",
+            "-t",
+            "500",
+            "-C",
+            &count.to_string(),
+            host,
+        ])
+        .output()
+        .expect("fping");
+    // `fping -C` prints "198.18.1.5 : 40.12 - 40.10" on stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr
+        .split(" : ")
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(|value| value.parse().ok())
+        .collect()
+}
+
+#[test]
+fn netem_delay_shows_in_round_trip_time_and_clears() {
+    let mut lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    let netem = Netem {
+        delay_ms: 40,
+        ..Netem::default()
+    };
+    lab.set_netem(netem).expect("impair");
+    for host in ["198.18.1.5", "2001:2:0:1::5"] {
+        let measured = rtts(&lab, host, 5);
+        assert_eq!(measured.len(), 5, "{host}: {measured:?}");
+        for rtt in measured {
+            let rtt = rtt.expect("no loss configured");
+            assert!(
+                (39.5..45.0).contains(&rtt),
+                "{host}: RTT {rtt} ms with 40 ms delay"
+            );
+        }
+    }
+    lab.clear_netem().expect("clear");
+    let measured = rtts(&lab, "198.18.1.5", 3);
+    for rtt in measured {
+        let rtt = rtt.expect("answered");
+        assert!(rtt < 10.0, "RTT {rtt} ms after clearing the delay");
+    }
+}
+
+#[test]
+fn netem_loss_drops_replies() {
+    let mut lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    lab.set_netem(Netem {
+        loss_percent: 100.0,
+        ..Netem::default()
+    })
+    .expect("impair");
+    assert!(!answers(&lab, "198.18.1.5"), "100 % loss, yet a reply came");
+    lab.set_netem(Netem {
+        loss_percent: 50.0,
+        ..Netem::default()
+    })
+    .expect("impair");
+    let measured = rtts(&lab, "198.18.1.6", 100);
+    let lost = measured.iter().filter(|rtt| rtt.is_none()).count();
+    // Binomial(100, 0.5): outside 25..=75 has probability below 1e-6.
+    assert!((25..=75).contains(&lost), "{lost} of 100 lost at 50 % loss");
+}
+
+#[test]
+fn netem_duplicate_sends_every_reply_twice() {
+    let mut lab = Lab::start(&SiteConfig::default()).expect("create lab");
+    lab.set_netem(Netem {
+        duplicate_percent: 100.0,
+        ..Netem::default()
+    })
+    .expect("impair");
+    // Count echo replies as the client's kernel receives them.
+    let counter = "table inet count { chain input { type filter hook input priority 0; \
+                   icmp type echo-reply counter; }; }";
+    let added = lab
+        .client_command("nft")
+        .arg(counter)
+        .status()
+        .expect("nft");
+    assert!(added.success(), "adding the counter failed");
+    let (code, _) = fping(&lab, &["-q", "-c", "3", "-p", "100", "198.18.1.5"]);
+    assert_eq!(code, 0);
+    let listed = lab
+        .client_command("nft")
+        .args(["list", "table", "inet", "count"])
+        .output()
+        .expect("nft list");
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("counter packets 6 "),
+        "3 probes with 100 % duplication must bring 6 replies:\n{listed}"
+    );
 }

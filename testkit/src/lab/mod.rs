@@ -14,6 +14,7 @@
 //! 2001:2::/48 are accepted, and both namespaces are deleted on drop.
 
 mod cidr;
+mod impair;
 
 pub use cidr::Cidr;
 
@@ -38,6 +39,8 @@ const SITE_V6: &str = "2001:2::2/64";
 const SITE_V6_GATEWAY: &str = "2001:2::2";
 const CLIENT_V4_PEER: &str = "198.18.0.1";
 const CLIENT_V6_PEER: &str = "2001:2::1";
+const CLIENT_HOST_V4: &str = "198.18.0.1/32";
+const CLIENT_HOST_V6: &str = "2001:2::1/128";
 const CLIENT_MAC: &str = "02:00:c6:12:00:01";
 const SITE_MAC: &str = "02:00:c6:12:00:02";
 
@@ -85,6 +88,8 @@ pub struct Netem {
 pub struct Lab {
     client: String,
     site: String,
+    /// Present once an impairment was set (see `impair`).
+    relay: Option<impair::Relay>,
 }
 
 impl Lab {
@@ -100,6 +105,7 @@ impl Lab {
         let lab = Self {
             client: format!("{base}-client"),
             site: format!("{base}-site"),
+            relay: None,
         };
         // From here on `lab` is dropped (namespaces deleted) on any error.
         ip(&["netns", "add", &lab.client])?;
@@ -252,18 +258,7 @@ impl Lab {
     /// Runs `work` on a thread that has entered the client namespace, so the
     /// sockets it opens live there (and keep living there when handed back).
     pub fn run_in_client<T: Send>(&self, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-        let path = format!("/run/netns/{}", self.client);
-        let namespace = File::open(&path).with_context(|| format!("opening {path}"))?;
-        std::thread::scope(|scope| {
-            scope
-                .spawn(move || {
-                    setns(&namespace, CloneFlags::CLONE_NEWNET)
-                        .with_context(|| format!("entering {path}"))?;
-                    Ok(work())
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        run_in(&self.client, work)
     }
 
     /// Makes `host` stop answering anything (nftables drop in the site).
@@ -285,57 +280,94 @@ impl Lab {
         )
     }
 
-    /// Applies `netem` to the site's side of the link (replies and errors).
-    pub fn set_netem(&self, netem: Netem) -> anyhow::Result<()> {
-        let mut args = vec![
-            "-n".to_owned(),
-            self.site.clone(),
-            "qdisc".into(),
-            "replace".into(),
-            "dev".into(),
-            SITE_LINK.into(),
-            "root".into(),
-            "netem".into(),
-            "limit".into(),
-            "100000".into(),
-        ];
-        if netem.delay_ms > 0 || netem.jitter_ms > 0 {
-            args.extend(["delay".into(), format!("{}ms", netem.delay_ms)]);
-            if netem.jitter_ms > 0 {
-                args.push(format!("{}ms", netem.jitter_ms));
-            }
+    /// Impairs everything the site sends back (echo replies, ICMP errors)
+    /// as `tc netem` on the site's link would. The kernel here has no netem,
+    /// so a relay thread applies it (see `impair`).
+    pub fn set_netem(&mut self, netem: Netem) -> anyhow::Result<()> {
+        if let Some(relay) = &self.relay {
+            relay.set(netem);
+        } else {
+            let site_tun = run_in(&self.site, impair::open_tun)??;
+            let client_tun = run_in(&self.client, impair::open_tun)??;
+            // Replies now arrive on the tun, not on the link the requests
+            // left by: no reverse-path filtering in the client.
+            sysctl(
+                &self.client,
+                &[
+                    "net.ipv4.conf.all.rp_filter=0",
+                    &format!("net.ipv4.conf.{}.rp_filter=0", impair::TUN),
+                ],
+            )?;
+            self.relay = Some(impair::Relay::start(site_tun, client_tun, netem));
         }
-        if netem.loss_percent > 0.0 {
-            args.extend(["loss".into(), format!("{}%", netem.loss_percent)]);
-        }
-        if netem.duplicate_percent > 0.0 {
-            args.extend(["duplicate".into(), format!("{}%", netem.duplicate_percent)]);
-        }
-        run(
-            "tc",
-            &args.iter().map(String::as_str).collect::<Vec<_>>(),
-            None,
-        )
+        let s = self.site.as_str();
+        ip(&[
+            "-n",
+            s,
+            "route",
+            "replace",
+            CLIENT_HOST_V4,
+            "dev",
+            impair::TUN,
+        ])?;
+        ip(&[
+            "-n",
+            s,
+            "-6",
+            "route",
+            "replace",
+            CLIENT_HOST_V6,
+            "dev",
+            impair::TUN,
+        ])
     }
 
-    /// Removes any netem impairment.
-    pub fn clear_netem(&self) -> anyhow::Result<()> {
-        run(
-            "tc",
-            &["-n", &self.site, "qdisc", "del", "dev", SITE_LINK, "root"],
-            None,
-        )
+    /// Removes any impairment: replies take the veth again.
+    pub fn clear_netem(&mut self) -> anyhow::Result<()> {
+        if self.relay.is_none() {
+            return Ok(());
+        }
+        let s = self.site.as_str();
+        ip(&["-n", s, "route", "del", CLIENT_HOST_V4, "dev", impair::TUN])?;
+        ip(&[
+            "-n",
+            s,
+            "-6",
+            "route",
+            "del",
+            CLIENT_HOST_V6,
+            "dev",
+            impair::TUN,
+        ])
     }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Stop the relay before its devices disappear with the namespaces.
+        drop(self.relay.take());
         for namespace in [&self.client, &self.site] {
             if let Err(error) = ip(&["netns", "del", namespace]) {
                 eprintln!("lab: deleting namespace {namespace}: {error}");
             }
         }
     }
+}
+
+/// Runs `work` on a thread that has entered `namespace`.
+fn run_in<T: Send>(namespace: &str, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    let path = format!("/run/netns/{namespace}");
+    let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                setns(&file, CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("entering {path}"))?;
+                Ok(work())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
