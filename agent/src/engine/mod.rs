@@ -1,0 +1,515 @@
+//! The probe engine, sans-IO: it decides what to send and when, validates
+//! what came back against what is in flight, and runs each target's state
+//! machine. It never touches a socket or a clock: the caller passes `now`
+//! (engine time, ns on a monotonic clock) and buffers, so everything here
+//! runs under a virtual clock in tests.
+//!
+//! Per target there is exactly one pending event: a probe waiting to be
+//! sent (in the ready queue or the wheel) or the timeout of the probe in
+//! flight. After a miss the target is re-probed at once while its state
+//! machine is confirming a change; otherwise probes follow the target's
+//! grid (interval, with a per-target phase so load is spread evenly).
+
+mod rate;
+mod target;
+mod wheel;
+
+pub use target::{Miss, PeriodStats, Status, TargetSpec};
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::net::IpAddr;
+
+use crate::packet::{self, IcmpErrorKind, ProbeFields, TagKey, Verdict};
+use rate::TokenBucket;
+use target::{Pending, Target};
+use wheel::{Entry, Wheel};
+
+/// Engine time: nanoseconds on a monotonic clock chosen by the caller.
+pub type Nanos = u64;
+
+/// How the engine sends.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// ICMP identifier written into probes and expected in replies (raw
+    /// sockets). `None` on datagram sockets, where the kernel owns it.
+    pub ident: Option<u16>,
+    /// The kernel computes ICMP checksums (datagram sockets).
+    pub kernel_checksums: bool,
+    /// Global cap, probes per second (`None` = unlimited).
+    pub rate: Option<u32>,
+    /// Probes per target, then stop (`None` = forever).
+    pub probes_per_target: Option<u32>,
+    /// Where a new target's first probe goes.
+    pub start: Start,
+}
+
+/// When a newly added target is first probed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At its phase within its interval (a hash of its address): a large
+    /// assignment is spread evenly instead of sent as a burst.
+    Spread,
+    /// At once (subject to the rate limit): for one-shot sweeps.
+    Immediately,
+}
+
+/// A target specification the engine cannot use.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    /// A zero interval or timeout.
+    #[error(
+        "{address}: interval and timeout must be at least 1 ms (interval {interval_ms} ms, timeout {timeout_ms} ms)"
+    )]
+    ZeroTime {
+        /// The target.
+        address: IpAddr,
+        /// The interval given.
+        interval_ms: u32,
+        /// The timeout given.
+        timeout_ms: u32,
+    },
+    /// A zero threshold.
+    #[error("{address}: down_after and up_after must be at least 1")]
+    ZeroThreshold {
+        /// The target.
+        address: IpAddr,
+    },
+    /// More targets than slots.
+    #[error("more than {} targets", u32::MAX)]
+    Full,
+}
+
+/// Why a target's state changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Consecutive valid replies.
+    Replies,
+    /// Consecutive timeouts.
+    Timeouts,
+    /// Consecutive ICMP errors quoting the probes.
+    IcmpError {
+        /// The last error.
+        kind: IcmpErrorKind,
+        /// Who sent it.
+        reporter: IpAddr,
+    },
+}
+
+/// A state change, to be reported at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// Target slot.
+    pub index: u32,
+    /// The id the target was added with.
+    pub id: u64,
+    /// The target's address.
+    pub address: IpAddr,
+    /// State before.
+    pub previous: Status,
+    /// State now.
+    pub status: Status,
+    /// Send time of the probe that decided it.
+    pub probed_at: Nanos,
+    /// RTT of the target's last valid reply, µs.
+    pub last_rtt_us: Option<u32>,
+    /// Why.
+    pub cause: Cause,
+}
+
+/// A probe to send now: the packet is in the buffer given to
+/// [`Engine::poll_transmit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    /// Target slot.
+    pub index: u32,
+    /// Where to send it.
+    pub destination: IpAddr,
+    /// Bytes of the packet.
+    pub len: usize,
+}
+
+/// What the engine counted since it started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Probes handed out to be sent.
+    pub probes_sent: u64,
+    /// Replies that matched the probe in flight, in time.
+    pub replies_matched: u64,
+    /// Authentic replies naming a slot, epoch or sequence never in flight.
+    pub replies_invalid: u64,
+    /// Second and later replies to an answered probe.
+    pub replies_duplicate: u64,
+    /// Replies to a probe already counted as missed.
+    pub replies_late: u64,
+    /// ICMP errors that ended the probe in flight.
+    pub icmp_errors: u64,
+    /// ICMP errors quoting a probe no longer in flight.
+    pub icmp_errors_late: u64,
+    /// Probes the rate limit held back past their due time.
+    pub rate_limited: u64,
+    /// Probes that timed out.
+    pub timeouts: u64,
+}
+
+/// The probe engine.
+pub struct Engine {
+    config: EngineConfig,
+    key: TagKey,
+    targets: Vec<Target>,
+    free_slots: Vec<u32>,
+    live_targets: usize,
+    wheel: Wheel,
+    /// Reused buffer for expired wheel entries.
+    expired: Vec<Entry>,
+    ready: VecDeque<Entry>,
+    /// The ready entry already counted as held back by the rate limit.
+    held_back: Option<Entry>,
+    bucket: TokenBucket,
+    transitions: VecDeque<Transition>,
+    counters: Counters,
+    phase_hasher: std::hash::RandomState,
+}
+
+impl Engine {
+    /// An engine with no targets, at `now`.
+    pub fn new(config: EngineConfig, key: TagKey, now: Nanos) -> Self {
+        Self {
+            config,
+            key,
+            targets: Vec::new(),
+            free_slots: Vec::new(),
+            live_targets: 0,
+            wheel: Wheel::new(now),
+            expired: Vec::new(),
+            ready: VecDeque::new(),
+            held_back: None,
+            bucket: TokenBucket::new(config.rate, now),
+            transitions: VecDeque::new(),
+            counters: Counters::default(),
+            phase_hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    /// Starts probing a target; returns its slot.
+    pub fn add_target(&mut self, spec: TargetSpec, id: u64, now: Nanos) -> Result<u32, SpecError> {
+        if spec.interval_ms == 0 || spec.timeout_ms == 0 {
+            return Err(SpecError::ZeroTime {
+                address: spec.address,
+                interval_ms: spec.interval_ms,
+                timeout_ms: spec.timeout_ms,
+            });
+        }
+        if spec.down_after == 0 || spec.up_after == 0 {
+            return Err(SpecError::ZeroThreshold {
+                address: spec.address,
+            });
+        }
+        let interval_ns = u64::from(spec.interval_ms) * 1_000_000;
+        let phase_ns = match self.config.start {
+            Start::Spread => {
+                let mut hasher = self.phase_hasher.build_hasher();
+                hasher.write(&address_bytes(spec.address));
+                hasher.finish() % interval_ns
+            }
+            Start::Immediately => now % interval_ns,
+        };
+        let probes = self.config.probes_per_target.unwrap_or(u32::MAX);
+        let index = match self.free_slots.pop() {
+            Some(index) => {
+                let epoch = self.targets[index as usize].epoch.wrapping_add(1);
+                self.targets[index as usize] = Target::new(spec, id, phase_ns, epoch, probes);
+                index
+            }
+            None => {
+                let index = u32::try_from(self.targets.len()).map_err(|_| SpecError::Full)?;
+                self.targets
+                    .push(Target::new(spec, id, phase_ns, 0, probes));
+                index
+            }
+        };
+        self.live_targets += 1;
+        let first = match self.config.start {
+            Start::Spread => self.targets[index as usize].next_grid_point(now),
+            Start::Immediately => now,
+        };
+        self.schedule(index, first, Pending::Probe, now);
+        Ok(index)
+    }
+
+    /// Stops probing a target; replies to its probes become invalid.
+    pub fn remove_target(&mut self, index: u32) {
+        let Some(target) = self.targets.get_mut(index as usize) else {
+            return;
+        };
+        if target.pending == Pending::Nothing && target.probes_left != 0 {
+            return; // already removed
+        }
+        target.token = target.token.wrapping_add(1);
+        target.pending = Pending::Nothing;
+        target.probes_left = 0;
+        target.epoch = target.epoch.wrapping_add(1);
+        self.free_slots.push(index);
+        self.live_targets -= 1;
+    }
+
+    /// Changes the global rate limit.
+    pub fn set_rate(&mut self, rate: Option<u32>, now: Nanos) {
+        self.bucket.set_rate(rate, now);
+    }
+
+    /// Expires timeouts and moves due probes to the ready queue.
+    pub fn handle_timeouts(&mut self, now: Nanos) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.wheel.expire(now, &mut expired);
+        for entry in expired.drain(..) {
+            let target = &self.targets[entry.index as usize];
+            if target.token != entry.token {
+                continue; // rescheduled or removed since
+            }
+            if target.event_at > now {
+                self.wheel.insert(target.event_at, entry); // beyond the wheel's span
+                continue;
+            }
+            match target.pending {
+                Pending::Nothing => {}
+                Pending::Probe => self.ready.push_back(entry),
+                Pending::Timeout => {
+                    self.counters.timeouts += 1;
+                    self.conclude_probe(entry.index, Err(Miss::Timeout), Cause::Timeouts, now);
+                }
+            }
+        }
+        self.expired = expired;
+    }
+
+    /// Writes the next due probe into `out` (at least
+    /// [`packet::PROBE_LEN`] bytes), if the rate limit allows one now.
+    pub fn poll_transmit(&mut self, now: Nanos, out: &mut [u8]) -> Option<Transmit> {
+        while let Some(&entry) = self.ready.front() {
+            let target = &self.targets[entry.index as usize];
+            if target.token != entry.token || target.pending != Pending::Probe {
+                self.ready.pop_front();
+                continue;
+            }
+            if !self.bucket.try_take(now) {
+                if self.held_back != Some(entry) {
+                    self.held_back = Some(entry);
+                    self.counters.rate_limited += 1;
+                }
+                return None;
+            }
+            self.ready.pop_front();
+            let index = entry.index;
+            let target = &mut self.targets[index as usize];
+            target.record_sent(now);
+            let fields = ProbeFields {
+                ident: self.config.ident.unwrap_or(0),
+                seq: target.seq,
+                index,
+                epoch: target.epoch,
+                sent_ns: now,
+            };
+            let destination = target.spec.address;
+            let len = packet::write_echo_request(
+                out,
+                &self.key,
+                &fields,
+                destination,
+                self.config.kernel_checksums,
+            );
+            let deadline = now + target.timeout_ns();
+            self.counters.probes_sent += 1;
+            self.schedule(index, deadline, Pending::Timeout, now);
+            return Some(Transmit {
+                index,
+                destination,
+                len,
+            });
+        }
+        None
+    }
+
+    /// Applies a validated packet received at `received_at` (engine time of
+    /// the kernel's receive timestamp); `now` is the current engine time.
+    pub fn handle_verdict(&mut self, verdict: Verdict, received_at: Nanos, now: Nanos) {
+        match verdict {
+            Verdict::Reply(fields) => self.handle_reply(fields, received_at, now),
+            Verdict::Error {
+                probe,
+                kind,
+                reporter,
+                ..
+            } => {
+                if self.in_flight(&probe) {
+                    self.counters.icmp_errors += 1;
+                    let cause = Cause::IcmpError { kind, reporter };
+                    self.conclude_probe(probe.index, Err(Miss::IcmpError), cause, now);
+                } else {
+                    self.counters.icmp_errors_late += 1;
+                }
+            }
+        }
+    }
+
+    fn handle_reply(&mut self, fields: ProbeFields, received_at: Nanos, now: Nanos) {
+        let Some(target) = self.targets.get(fields.index as usize) else {
+            self.counters.replies_invalid += 1;
+            return;
+        };
+        if target.epoch != fields.epoch || target.answered_bit(fields.seq).is_none() {
+            self.counters.replies_invalid += 1;
+            return;
+        }
+        if self.in_flight(&fields) {
+            let rtt_ns = received_at.saturating_sub(target.sent_at);
+            if rtt_ns > target.timeout_ns() {
+                // Too late to count; the timeout will record the miss.
+                self.counters.replies_late += 1;
+                return;
+            }
+            self.counters.replies_matched += 1;
+            let rtt_us = u32::try_from(rtt_ns.div_ceil(1000))
+                .unwrap_or(u32::MAX)
+                .max(1);
+            self.conclude_probe(fields.index, Ok(rtt_us), Cause::Replies, now);
+            return;
+        }
+        let bit = target.answered_bit(fields.seq).unwrap_or(0);
+        if target.answered & bit != 0 {
+            self.counters.replies_duplicate += 1;
+        } else {
+            self.counters.replies_late += 1;
+        }
+    }
+
+    /// True if `probe` is the probe in flight of its (live) target.
+    fn in_flight(&self, probe: &ProbeFields) -> bool {
+        self.targets
+            .get(probe.index as usize)
+            .is_some_and(|target| {
+                target.pending == Pending::Timeout
+                    && target.epoch == probe.epoch
+                    && target.seq == probe.seq
+                    && target.sent_at == probe.sent_ns
+            })
+    }
+
+    /// Records the outcome of the probe in flight and schedules the next.
+    fn conclude_probe(&mut self, index: u32, outcome: Result<u32, Miss>, cause: Cause, now: Nanos) {
+        let target = &mut self.targets[index as usize];
+        let previous = target.status;
+        let changed = match outcome {
+            Ok(rtt_us) => target.record_reply(rtt_us),
+            Err(miss) => target.record_miss(miss),
+        };
+        if let Some(status) = changed {
+            self.transitions.push_back(Transition {
+                index,
+                id: target.id,
+                address: target.spec.address,
+                previous,
+                status,
+                probed_at: target.sent_at,
+                last_rtt_us: target.last_rtt_us,
+                cause,
+            });
+        }
+        let (at, pending) = if target.probes_left == 0 {
+            (now, Pending::Nothing)
+        } else if target.confirming() {
+            (now, Pending::Probe)
+        } else {
+            (target.next_grid_point(now), Pending::Probe)
+        };
+        self.schedule(index, at, pending, now);
+    }
+
+    fn schedule(&mut self, index: u32, at: Nanos, pending: Pending, now: Nanos) {
+        let target = &mut self.targets[index as usize];
+        target.token = target.token.wrapping_add(1);
+        target.event_at = at;
+        target.pending = pending;
+        let entry = Entry {
+            index,
+            token: target.token,
+        };
+        match pending {
+            Pending::Nothing => {}
+            Pending::Probe if at <= now => self.ready.push_back(entry),
+            Pending::Probe | Pending::Timeout => self.wheel.insert(at, entry),
+        }
+    }
+
+    /// The next state change to report, oldest first.
+    pub fn poll_transition(&mut self) -> Option<Transition> {
+        self.transitions.pop_front()
+    }
+
+    /// When the engine next has something to do (send or expire), if ever.
+    pub fn next_wakeup(&self, now: Nanos) -> Option<Nanos> {
+        let ready = (!self.ready.is_empty()).then(|| self.bucket.next_token_at(now));
+        match (ready, self.wheel.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// True when no target has anything left to send or wait for (count
+    /// mode is done).
+    pub fn is_finished(&self) -> bool {
+        self.targets
+            .iter()
+            .all(|target| target.pending == Pending::Nothing)
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Targets being probed.
+    pub fn target_count(&self) -> usize {
+        self.live_targets
+    }
+
+    /// Current state of a target slot.
+    pub fn status(&self, index: u32) -> Option<Status> {
+        self.targets.get(index as usize).map(|target| target.status)
+    }
+
+    /// Statistics of a target's current period.
+    pub fn period_stats(&self, index: u32) -> Option<PeriodStats> {
+        self.targets.get(index as usize).map(|target| target.stats)
+    }
+
+    /// Hands each live target's statistics to `report` and starts a new
+    /// period.
+    pub fn take_period_stats(&mut self, mut report: impl FnMut(u64, IpAddr, PeriodStats)) {
+        for target in &mut self.targets {
+            if target.pending != Pending::Nothing || target.probes_left != 0 {
+                report(
+                    target.id,
+                    target.spec.address,
+                    std::mem::take(&mut target.stats),
+                );
+            }
+        }
+    }
+
+    /// Bytes of per-target state the engine keeps (target record plus one
+    /// wheel or ready-queue entry).
+    pub const fn bytes_per_target() -> usize {
+        std::mem::size_of::<Target>() + std::mem::size_of::<Entry>()
+    }
+}
+
+fn address_bytes(address: IpAddr) -> [u8; 16] {
+    match address {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,380 @@
+//! ICMP echo probes: building them from a template and validating what
+//! comes back, without any per-target state.
+//!
+//! An echo request carries, after the 8-byte ICMP header, a 28-byte payload:
+//!
+//! ```text
+//!  0  magic   u32  "WARD"
+//!  4  index   u32  target slot in the engine
+//!  8  epoch   u16  generation of that slot (a reused slot rejects old replies)
+//! 10  (zero)  u16
+//! 12  sent    u64  engine time of sending, ns
+//! 20  tag     u64  SipHash-1-3(key; destination, ident, seq, index, epoch, sent)
+//! ```
+//!
+//! The tag key is random per process, so a reply validates only if it echoes
+//! a probe this process sent *to the address the reply comes from*: forged
+//! replies, replies from another host and corrupted payloads all fail.
+//! Multi-byte fields are big-endian.
+
+use std::hash::Hasher as _;
+use std::net::IpAddr;
+
+use siphasher::sip::SipHasher13;
+
+/// ICMP header plus payload of every probe, in bytes.
+pub const PROBE_LEN: usize = ICMP_HEADER_LEN + PAYLOAD_LEN;
+const ICMP_HEADER_LEN: usize = 8;
+const PAYLOAD_LEN: usize = 28;
+const MAGIC: [u8; 4] = *b"WARD";
+
+const ICMP4_ECHO_REPLY: u8 = 0;
+const ICMP4_DEST_UNREACHABLE: u8 = 3;
+const ICMP4_ECHO_REQUEST: u8 = 8;
+const ICMP4_TIME_EXCEEDED: u8 = 11;
+const ICMP6_DEST_UNREACHABLE: u8 = 1;
+const ICMP6_TIME_EXCEEDED: u8 = 3;
+const ICMP6_ECHO_REQUEST: u8 = 128;
+const ICMP6_ECHO_REPLY: u8 = 129;
+const IPV6_HEADER_LEN: usize = 40;
+const PROTO_ICMP: u8 = 1;
+const PROTO_ICMPV6: u8 = 58;
+
+/// The secret that makes tags unforgeable; random per process.
+#[derive(Clone, Copy)]
+pub struct TagKey {
+    k0: u64,
+    k1: u64,
+}
+
+impl TagKey {
+    /// A fresh random key from the operating system.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// A fixed key, for tests and reproducible benchmarks.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        let (k0, k1) = bytes.split_at(8);
+        Self {
+            k0: u64::from_le_bytes(k0.try_into().unwrap_or_default()),
+            k1: u64::from_le_bytes(k1.try_into().unwrap_or_default()),
+        }
+    }
+
+    fn tag(&self, fields: &ProbeFields, destination: IpAddr) -> u64 {
+        let mut hasher = SipHasher13::new_with_keys(self.k0, self.k1);
+        hasher.write(&ipv6_bytes(destination));
+        hasher.write_u16(fields.ident);
+        hasher.write_u16(fields.seq);
+        hasher.write_u32(fields.index);
+        hasher.write_u16(fields.epoch);
+        hasher.write_u64(fields.sent_ns);
+        hasher.finish()
+    }
+}
+
+impl std::fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TagKey(..)")
+    }
+}
+
+/// What a probe says about itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProbeFields {
+    /// ICMP identifier (ours on raw sockets; 0 on datagram sockets, where
+    /// the kernel owns it).
+    pub ident: u16,
+    /// Per-target sequence number.
+    pub seq: u16,
+    /// Target slot in the engine.
+    pub index: u32,
+    /// Generation of the slot.
+    pub epoch: u16,
+    /// Engine time of sending, nanoseconds.
+    pub sent_ns: u64,
+}
+
+/// Address family of a socket and its packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4: ICMP.
+    V4,
+    /// IPv6: ICMPv6.
+    V6,
+}
+
+impl Family {
+    /// The family of `address`.
+    pub fn of(address: IpAddr) -> Self {
+        if address.is_ipv4() {
+            Self::V4
+        } else {
+            Self::V6
+        }
+    }
+}
+
+/// Writes one echo request into `out` (at least [`PROBE_LEN`] bytes) and
+/// returns its length. IPv4 gets its checksum here; for ICMPv6 the kernel
+/// computes it (it covers a pseudo-header only the kernel knows), as it
+/// does on datagram sockets.
+pub fn write_echo_request(
+    out: &mut [u8],
+    key: &TagKey,
+    fields: &ProbeFields,
+    destination: IpAddr,
+    kernel_checksums: bool,
+) -> usize {
+    let out = &mut out[..PROBE_LEN];
+    out[0] = match Family::of(destination) {
+        Family::V4 => ICMP4_ECHO_REQUEST,
+        Family::V6 => ICMP6_ECHO_REQUEST,
+    };
+    out[1] = 0;
+    out[2..4].fill(0);
+    out[4..6].copy_from_slice(&fields.ident.to_be_bytes());
+    out[6..8].copy_from_slice(&fields.seq.to_be_bytes());
+    out[8..12].copy_from_slice(&MAGIC);
+    out[12..16].copy_from_slice(&fields.index.to_be_bytes());
+    out[16..18].copy_from_slice(&fields.epoch.to_be_bytes());
+    out[18..20].fill(0);
+    out[20..28].copy_from_slice(&fields.sent_ns.to_be_bytes());
+    out[28..36].copy_from_slice(&key.tag(fields, destination).to_be_bytes());
+    if Family::of(destination) == Family::V4 && !kernel_checksums {
+        let checksum = internet_checksum(out);
+        out[2..4].copy_from_slice(&checksum.to_be_bytes());
+    }
+    PROBE_LEN
+}
+
+/// RFC 1071 checksum of `data`.
+pub fn internet_checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    let mut words = data.chunks_exact(2);
+    for word in &mut words {
+        sum += u32::from(u16::from_be_bytes([word[0], word[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// How a received packet is laid out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// Raw IPv4 socket: the IPv4 header comes first.
+    Ipv4Header,
+    /// ICMPv6 raw socket, or any ICMP datagram socket: the ICMP message only.
+    IcmpOnly,
+}
+
+/// A packet that passed validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// An echo reply to one of our probes, from the probed address.
+    Reply(ProbeFields),
+    /// An ICMP error (unreachable, time exceeded) quoting one of our probes.
+    Error {
+        /// The quoted probe.
+        probe: ProbeFields,
+        /// The quoted probe's destination.
+        target: IpAddr,
+        /// ICMP type and code of the error.
+        kind: IcmpErrorKind,
+        /// Who sent the error (a router, or the site).
+        reporter: IpAddr,
+    },
+}
+
+/// Which ICMP error ended a probe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpErrorKind {
+    /// ICMP type (IPv4 3/11, ICMPv6 1/3).
+    pub icmp_type: u8,
+    /// ICMP code.
+    pub code: u8,
+}
+
+/// Why a packet was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// Not an echo reply or error at all, or not ours (another program's
+    /// identifier or payload): ignored, not counted as invalid.
+    NotOurs,
+    /// Claims to be ours (magic present) but the tag does not validate:
+    /// forged, from the wrong host, or corrupted.
+    BadTag,
+    /// Too short or inconsistent to parse.
+    Malformed,
+}
+
+/// Validates one received packet.
+///
+/// `source` is the address the packet came from (for IPv4 raw sockets it
+/// is also in the header; the socket address is used either way). On raw
+/// sockets `ident` must match ours; on datagram sockets pass `None`, the
+/// kernel has already matched it.
+pub fn parse(
+    packet: &[u8],
+    framing: Framing,
+    source: IpAddr,
+    key: &TagKey,
+    ident: Option<u16>,
+) -> Result<Verdict, Rejection> {
+    let icmp = match framing {
+        Framing::Ipv4Header => strip_ipv4_header(packet, PROTO_ICMP)?.1,
+        Framing::IcmpOnly => packet,
+    };
+    let (&icmp_type, rest) = icmp.split_first().ok_or(Rejection::Malformed)?;
+    let code = *rest.first().ok_or(Rejection::Malformed)?;
+    match (Family::of(source), icmp_type) {
+        (Family::V4, ICMP4_ECHO_REPLY) | (Family::V6, ICMP6_ECHO_REPLY) => {
+            let fields = read_probe(icmp, key, source, ident)?;
+            Ok(Verdict::Reply(fields))
+        }
+        (Family::V4, ICMP4_DEST_UNREACHABLE | ICMP4_TIME_EXCEEDED) => {
+            let quoted = icmp.get(ICMP_HEADER_LEN..).ok_or(Rejection::Malformed)?;
+            let (target, quoted_icmp) = strip_ipv4_header(quoted, PROTO_ICMP)?;
+            error_verdict(
+                quoted_icmp,
+                ICMP4_ECHO_REQUEST,
+                target,
+                key,
+                ident,
+                icmp_type,
+                code,
+                source,
+            )
+        }
+        (Family::V6, ICMP6_DEST_UNREACHABLE | ICMP6_TIME_EXCEEDED) => {
+            let quoted = icmp.get(ICMP_HEADER_LEN..).ok_or(Rejection::Malformed)?;
+            let (target, quoted_icmp) = strip_ipv6_header(quoted)?;
+            error_verdict(
+                quoted_icmp,
+                ICMP6_ECHO_REQUEST,
+                target,
+                key,
+                ident,
+                icmp_type,
+                code,
+                source,
+            )
+        }
+        _ => Err(Rejection::NotOurs),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn error_verdict(
+    quoted_icmp: &[u8],
+    echo_request: u8,
+    target: IpAddr,
+    key: &TagKey,
+    ident: Option<u16>,
+    icmp_type: u8,
+    code: u8,
+    reporter: IpAddr,
+) -> Result<Verdict, Rejection> {
+    if quoted_icmp.first() != Some(&echo_request) {
+        return Err(Rejection::NotOurs);
+    }
+    let probe = read_probe(quoted_icmp, key, target, ident)?;
+    Ok(Verdict::Error {
+        probe,
+        target,
+        kind: IcmpErrorKind { icmp_type, code },
+        reporter,
+    })
+}
+
+/// Reads and authenticates the probe fields of an echo message that went
+/// to (or came from) `peer`.
+fn read_probe(
+    icmp: &[u8],
+    key: &TagKey,
+    peer: IpAddr,
+    ident: Option<u16>,
+) -> Result<ProbeFields, Rejection> {
+    if icmp.len() < PROBE_LEN {
+        return Err(Rejection::NotOurs);
+    }
+    if icmp[8..12] != MAGIC {
+        return Err(Rejection::NotOurs);
+    }
+    let be16 = |at: usize| u16::from_be_bytes([icmp[at], icmp[at + 1]]);
+    let be32 = |at: usize| u32::from_be_bytes([icmp[at], icmp[at + 1], icmp[at + 2], icmp[at + 3]]);
+    let be64 = |at: usize| {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&icmp[at..at + 8]);
+        u64::from_be_bytes(bytes)
+    };
+    let wire_ident = be16(4);
+    if let Some(ours) = ident
+        && wire_ident != ours
+    {
+        return Err(Rejection::NotOurs);
+    }
+    let fields = ProbeFields {
+        // Datagram sockets: the kernel chose the identifier; we tagged 0.
+        ident: ident.unwrap_or(0),
+        seq: be16(6),
+        index: be32(12),
+        epoch: be16(16),
+        sent_ns: be64(20),
+    };
+    if be64(28) != key.tag(&fields, peer) {
+        return Err(Rejection::BadTag);
+    }
+    Ok(fields)
+}
+
+/// Returns the destination and the payload of an IPv4 packet carrying
+/// `protocol`.
+fn strip_ipv4_header(packet: &[u8], protocol: u8) -> Result<(IpAddr, &[u8]), Rejection> {
+    let first = *packet.first().ok_or(Rejection::Malformed)?;
+    if first >> 4 != 4 {
+        return Err(Rejection::Malformed);
+    }
+    let header_len = usize::from(first & 0x0f) * 4;
+    if header_len < 20 || packet.len() < header_len {
+        return Err(Rejection::Malformed);
+    }
+    if packet[9] != protocol {
+        return Err(Rejection::NotOurs);
+    }
+    let destination = IpAddr::from([packet[16], packet[17], packet[18], packet[19]]);
+    Ok((destination, &packet[header_len..]))
+}
+
+/// Returns the destination and the ICMPv6 message of a quoted IPv6 packet
+/// (no extension headers: our probes carry none).
+fn strip_ipv6_header(packet: &[u8]) -> Result<(IpAddr, &[u8]), Rejection> {
+    if packet.len() < IPV6_HEADER_LEN || packet[0] >> 4 != 6 {
+        return Err(Rejection::Malformed);
+    }
+    if packet[6] != PROTO_ICMPV6 {
+        return Err(Rejection::NotOurs);
+    }
+    let mut destination = [0u8; 16];
+    destination.copy_from_slice(&packet[24..40]);
+    Ok((IpAddr::from(destination), &packet[IPV6_HEADER_LEN..]))
+}
+
+/// IPv4 addresses as IPv4-mapped IPv6, so both families hash alike.
+fn ipv6_bytes(address: IpAddr) -> [u8; 16] {
+    match address {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
