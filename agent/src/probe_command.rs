@@ -1,0 +1,278 @@
+//! `ward-agent probe`: fping-like probing for people and capacity tests.
+//! Per-target results on stdout (text or JSON lines), a summary on stderr,
+//! exit status 0 (all up), 1 (some not up) or 2 (bad input, no
+//! permission).
+
+use std::io::IsTerminal as _;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, EngineConfig, PeriodStats, Start, Status, TargetSpec};
+use crate::prober::{Prober, ProberConfig};
+use crate::sys::SocketKind;
+
+/// Options of one run (already validated by the command line parser).
+#[derive(Clone, Debug)]
+pub struct ProbeOptions {
+    /// Probes per target.
+    pub count: u32,
+    /// Time between probes of one target, ms.
+    pub interval_ms: u32,
+    /// Wait for a reply this long, ms.
+    pub timeout_ms: u32,
+    /// Global rate cap, probes/s.
+    pub rate: Option<u32>,
+    /// Consecutive misses before DOWN (capped at `count`).
+    pub down_after: u8,
+    /// Consecutive replies before UP again (capped at `count`).
+    pub up_after: u8,
+    /// One JSON object per target instead of text.
+    pub json: bool,
+    /// Receive buffer per socket, bytes.
+    pub receive_buffer: usize,
+}
+
+/// Exit status of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every target answered.
+    AllUp = 0,
+    /// At least one target did not.
+    SomeNotUp = 1,
+    /// Bad input or no permission; nothing (more) was probed.
+    Refused = 2,
+}
+
+/// Probes `addresses` and writes results to `out`, the summary and any
+/// problem to `err`.
+pub fn run(
+    addresses: &[IpAddr],
+    options: &ProbeOptions,
+    out: &mut impl std::io::Write,
+    err: &mut impl std::io::Write,
+) -> std::io::Result<Outcome> {
+    let cap = |threshold: u8| {
+        threshold
+            .min(u8::try_from(options.count).unwrap_or(u8::MAX))
+            .max(1)
+    };
+    let targets: Vec<(TargetSpec, u64)> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, address)| {
+            let spec = TargetSpec {
+                address: *address,
+                interval_ms: options.interval_ms,
+                timeout_ms: options.timeout_ms,
+                down_after: cap(options.down_after),
+                up_after: cap(options.up_after),
+            };
+            (spec, i as u64)
+        })
+        .collect();
+    let config = ProberConfig {
+        engine: EngineConfig {
+            ident: None,
+            kernel_checksums: false,
+            rate: options.rate,
+            probes_per_target: Some(options.count),
+            start: Start::Immediately,
+        },
+        receive_buffer: options.receive_buffer,
+    };
+    let started = Instant::now();
+    let prober = match Prober::start(config, &targets, |_, _| {}) {
+        Ok(prober) => prober,
+        Err(error) => {
+            writeln!(err, "ward-agent probe: {error}")?;
+            return Ok(Outcome::Refused);
+        }
+    };
+    report_degraded(&prober, err)?;
+    let expected = targets.len() as u64 * u64::from(options.count);
+    let progress = std::io::stderr().is_terminal();
+    while !prober.wait(Duration::from_millis(200)) {
+        if progress && started.elapsed() > Duration::from_secs(2) {
+            let sent = prober.counters().sent.load(Ordering::Relaxed);
+            write!(err, "\r{}", progress_bar(sent, expected))?;
+        }
+    }
+    if progress && started.elapsed() > Duration::from_secs(2) {
+        writeln!(err)?;
+    }
+    let elapsed = started.elapsed();
+    let summary = Summary::from_prober(&prober);
+    let engine = prober.finish();
+    let mut all_up = true;
+    for index in 0..u32::try_from(targets.len()).unwrap_or(u32::MAX) {
+        let (status, stats) = (
+            engine.status(index).unwrap_or(Status::Unknown),
+            engine.period_stats(index).unwrap_or_default(),
+        );
+        let state = final_state(status, &stats);
+        all_up &= state == "up";
+        let address = targets[index as usize].0.address;
+        if options.json {
+            writeln!(out, "{}", json_line(address, state, &stats))?;
+        } else {
+            writeln!(out, "{}", text_line(address, state, &stats))?;
+        }
+    }
+    summary.write(&engine, elapsed, err)?;
+    Ok(if all_up {
+        Outcome::AllUp
+    } else {
+        Outcome::SomeNotUp
+    })
+}
+
+/// The state to report: the engine's verdict (thresholds are capped at the
+/// probe count, so every target has one).
+fn final_state(status: Status, stats: &PeriodStats) -> &'static str {
+    match status {
+        Status::Up => "up",
+        Status::Down => "down",
+        Status::Unreachable => "unreachable",
+        Status::Unknown if stats.received > 0 => "up",
+        Status::Unknown => "down",
+    }
+}
+
+fn loss(stats: &PeriodStats) -> f64 {
+    if stats.sent == 0 {
+        return 1.0;
+    }
+    1.0 - f64::from(stats.received) / f64::from(stats.sent)
+}
+
+fn ms(us: u32) -> f64 {
+    f64::from(us) / 1000.0
+}
+
+fn text_line(address: IpAddr, state: &str, stats: &PeriodStats) -> String {
+    let rtt = if stats.received > 0 {
+        format!(
+            ", rtt min/avg/max {:.3}/{:.3}/{:.3} ms",
+            ms(stats.rtt_min_us),
+            ms(stats.rtt_avg_us()),
+            ms(stats.rtt_max_us)
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{address} : {state}, {}/{} received, {:.0}% loss{rtt}",
+        stats.received,
+        stats.sent,
+        loss(stats) * 100.0
+    )
+}
+
+fn json_line(address: IpAddr, state: &str, stats: &PeriodStats) -> serde_json::Value {
+    let rtt = |us: u32| (stats.received > 0).then(|| ms(us));
+    serde_json::json!({
+        "target": address.to_string(),
+        "sent": stats.sent,
+        "received": stats.received,
+        "loss": loss(stats),
+        "rtt_min_ms": rtt(stats.rtt_min_us),
+        "rtt_avg_ms": rtt(stats.rtt_avg_us()),
+        "rtt_max_ms": rtt(stats.rtt_max_us),
+        "state": state,
+    })
+}
+
+fn progress_bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    format!(
+        "[{}{}] {done}/{total} probes sent",
+        "#".repeat(filled as usize),
+        " ".repeat((WIDTH - filled) as usize)
+    )
+}
+
+/// Says once, on stderr, which kernel features are missing.
+fn report_degraded(prober: &Prober, err: &mut impl std::io::Write) -> std::io::Result<()> {
+    for (family, features) in prober.features() {
+        if features.kind == SocketKind::Datagram {
+            writeln!(
+                err,
+                "ward-agent probe: {family:?}: no CAP_NET_RAW, using unprivileged ICMP datagram \
+                 sockets (ICMP unreachable errors are not seen; unreachable hosts time out)"
+            )?;
+        }
+        if !features.kernel_timestamps {
+            writeln!(
+                err,
+                "ward-agent probe: {family:?}: no kernel receive timestamps; RTTs include scheduling delay"
+            )?;
+        }
+        if !features.kernel_filter {
+            writeln!(
+                err,
+                "ward-agent probe: {family:?}: no kernel packet filter; all ICMP reaches the agent"
+            )?;
+        }
+        if !features.drop_counter {
+            writeln!(
+                err,
+                "ward-agent probe: {family:?}: kernel drop counter unavailable; rx drops are not counted"
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Receiver and sender counters at the end of a run.
+struct Summary {
+    bad_tag: u64,
+    malformed: u64,
+    queue_overflow: u64,
+    kernel_drops: u64,
+    send_errors: u64,
+}
+
+impl Summary {
+    fn from_prober(prober: &Prober) -> Self {
+        let counters = prober.counters();
+        Self {
+            bad_tag: counters.bad_tag.load(Ordering::Relaxed),
+            malformed: counters.malformed.load(Ordering::Relaxed),
+            queue_overflow: counters.queue_overflow.load(Ordering::Relaxed),
+            kernel_drops: counters.kernel_drops.load(Ordering::Relaxed),
+            send_errors: counters.send_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    fn write(
+        &self,
+        engine: &Engine,
+        elapsed: Duration,
+        err: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
+        let counters = engine.counters();
+        let invalid = counters.replies_invalid + self.bad_tag + self.malformed;
+        let rate = counters.probes_sent as f64 / elapsed.as_secs_f64().max(1e-9);
+        writeln!(
+            err,
+            "ward-agent probe: {} targets, sent {}, received {}, invalid {invalid}, late {}, \
+             duplicates {}, icmp errors {}, rx drops {}, queue drops {}, send errors {}, \
+             elapsed {:.3} s, {rate:.0} probes/s",
+            engine.target_count(),
+            counters.probes_sent,
+            counters.replies_matched,
+            counters.replies_late,
+            counters.replies_duplicate,
+            counters.icmp_errors,
+            self.kernel_drops,
+            self.queue_overflow,
+            self.send_errors,
+            elapsed.as_secs_f64(),
+        )
+    }
+}

@@ -1,0 +1,422 @@
+//! The probe engine on real sockets: a receiver thread and an engine
+//! (sender) thread joined by a lock-free queue.
+//!
+//! ```text
+//!  receiver thread                      engine thread
+//!  mio readiness → recvmmsg → parse  ─▶ ArrayQueue ─▶ Engine::handle_verdict
+//!  (stateless tag validation)                          Engine::handle_timeouts
+//!                                                      Engine::poll_transmit → sendmmsg
+//! ```
+//!
+//! No mutex and no allocation per packet on either path. The engine thread
+//! owns the engine and hands it back when the run ends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::clock::Clock;
+use crate::engine::{Engine, EngineConfig, Nanos, SpecError, TargetSpec, Transition};
+use crate::packet::{self, Family, PROBE_LEN, Rejection, TagKey, Verdict};
+use crate::sys::{Features, IcmpSocket, OpenError, RecvBatch, SendBatch};
+
+/// Validated packets waiting for the engine.
+const QUEUE_CAPACITY: usize = 1 << 17;
+/// Longest the engine thread sleeps without looking at its queue.
+const MAX_PARK: Duration = Duration::from_millis(5);
+/// Longest the receiver blocks before looking at the stop flag.
+const RECEIVE_POLL: Duration = Duration::from_millis(50);
+
+/// How to run the prober.
+#[derive(Clone, Copy, Debug)]
+pub struct ProberConfig {
+    /// Rate limit, count mode and start policy (identifier and checksum
+    /// policy come from the sockets).
+    pub engine: EngineConfig,
+    /// Receive buffer to ask the kernel for, per socket.
+    pub receive_buffer: usize,
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProberError {
+    /// No usable ICMP socket.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// A target the engine refuses.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// The readiness poller could not be set up.
+    #[error("setting up socket readiness (epoll): {0}")]
+    Poll(std::io::Error),
+    /// The kernel gave no randomness for the tag key.
+    #[error("no randomness from the kernel for the probe tag key: {0}")]
+    Random(getrandom::Error),
+    /// A prober thread could not be started.
+    #[error("starting a prober thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Counters kept outside the engine (receiver and sender side).
+#[derive(Debug, Default)]
+pub struct IoCounters {
+    /// Packets claiming to be ours whose tag failed: forged, wrong host,
+    /// corrupted.
+    pub bad_tag: AtomicU64,
+    /// Packets too broken to parse.
+    pub malformed: AtomicU64,
+    /// Valid packets dropped because the engine's queue was full.
+    pub queue_overflow: AtomicU64,
+    /// Packets the kernel dropped on our sockets (sum of `SO_RXQ_OVFL`).
+    pub kernel_drops: AtomicU64,
+    /// Receive calls that failed.
+    pub receive_errors: AtomicU64,
+    /// Probes the kernel refused to send.
+    pub send_errors: AtomicU64,
+    /// Probes handed to the kernel (for progress displays).
+    pub sent: AtomicU64,
+}
+
+/// A running prober.
+pub struct Prober {
+    stop: Arc<AtomicBool>,
+    counters: Arc<IoCounters>,
+    features: Vec<(Family, Features)>,
+    clock: Clock,
+    engine_thread: Option<JoinHandle<Engine>>,
+    receiver_thread: Option<JoinHandle<()>>,
+    /// Disconnected when the engine thread ends.
+    engine_done: std::sync::mpsc::Receiver<()>,
+}
+
+impl Prober {
+    /// Opens one socket per family the targets need, adds the targets and
+    /// starts both threads. `on_transition` runs on the engine thread for
+    /// every state change (keep it short).
+    pub fn start(
+        config: ProberConfig,
+        targets: &[(TargetSpec, u64)],
+        on_transition: impl FnMut(&Clock, Transition) + Send + 'static,
+    ) -> Result<Self, ProberError> {
+        let ident = random_ident();
+        let mut sockets = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            if targets
+                .iter()
+                .any(|(spec, _)| Family::of(spec.address) == family)
+            {
+                sockets.push(Arc::new(IcmpSocket::open(
+                    family,
+                    ident,
+                    config.receive_buffer,
+                )?));
+            }
+        }
+        let key = TagKey::random().map_err(ProberError::Random)?;
+        let clock = Clock::start();
+        let mut engine_config = config.engine;
+        engine_config.ident = sockets.first().and_then(|socket| socket.ident());
+        engine_config.kernel_checksums = sockets
+            .first()
+            .is_some_and(|socket| socket.kernel_checksums());
+        let mut engine = Engine::new(engine_config, key, clock.now());
+        for (spec, id) in targets {
+            engine.add_target(*spec, *id, clock.now())?;
+        }
+        let poll = Poll::new().map_err(ProberError::Poll)?;
+        for (i, socket) in sockets.iter().enumerate() {
+            poll.registry()
+                .register(
+                    &mut SourceFd(&socket.raw_fd()),
+                    Token(i),
+                    Interest::READABLE,
+                )
+                .map_err(ProberError::Poll)?;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(IoCounters::default());
+        let queue = Arc::new(ArrayQueue::new(QUEUE_CAPACITY));
+        let features = sockets.iter().map(|s| (s.family(), s.features())).collect();
+
+        let (done_sender, engine_done) = std::sync::mpsc::channel::<()>();
+        let engine_thread = thread::Builder::new()
+            .name("ward-engine".into())
+            .spawn({
+                let (sockets, queue, stop, counters) = (
+                    sockets.clone(),
+                    Arc::clone(&queue),
+                    Arc::clone(&stop),
+                    Arc::clone(&counters),
+                );
+                move || {
+                    // Dropped when this thread ends: `Prober::wait` sees it.
+                    let _done = done_sender;
+                    engine_loop(
+                        engine,
+                        &sockets,
+                        &queue,
+                        &clock,
+                        &stop,
+                        &counters,
+                        on_transition,
+                    )
+                }
+            })
+            .map_err(ProberError::Thread)?;
+        let receiver_thread = thread::Builder::new()
+            .name("ward-receiver".into())
+            .spawn({
+                let (stop, counters, engine) = (
+                    Arc::clone(&stop),
+                    Arc::clone(&counters),
+                    engine_thread.thread().clone(),
+                );
+                move || {
+                    receive_loop(
+                        poll, &sockets, key, &clock, &queue, &engine, &stop, &counters,
+                    )
+                }
+            })
+            .map_err(ProberError::Thread)?;
+        Ok(Self {
+            stop,
+            counters,
+            features,
+            clock,
+            engine_thread: Some(engine_thread),
+            receiver_thread: Some(receiver_thread),
+            engine_done,
+        })
+    }
+
+    /// Sender and receiver counters.
+    pub fn counters(&self) -> &IoCounters {
+        &self.counters
+    }
+
+    /// What the kernel granted per socket.
+    pub fn features(&self) -> &[(Family, Features)] {
+        &self.features
+    }
+
+    /// The prober's clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Waits up to `timeout` for the engine thread to end (count mode
+    /// finished); true if it has.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        matches!(
+            self.engine_done.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        )
+    }
+
+    /// Waits for count mode to finish (or stops a continuous run) and
+    /// returns the engine with its final state.
+    pub fn finish(mut self) -> Engine {
+        let engine = self.engine_thread.take().map(|thread| {
+            thread
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
+        self.stop_receiver();
+        engine.unwrap_or_else(|| unreachable!("the engine thread is joined only here"))
+    }
+
+    fn stop_receiver(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.receiver_thread.take()
+            && let Err(panic) = thread.join()
+        {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+impl Drop for Prober {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.engine_thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+        self.stop_receiver();
+    }
+}
+
+fn random_ident() -> u16 {
+    let mut bytes = [0u8; 2];
+    // A fixed identifier would still work (tags carry the key); randomness
+    // only keeps two agents on one host apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        return u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
+    }
+    u16::from_ne_bytes(bytes)
+}
+
+/// A validated packet for the engine.
+struct Received {
+    verdict: Verdict,
+    at: Nanos,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive_loop(
+    mut poll: Poll,
+    sockets: &[Arc<IcmpSocket>],
+    key: TagKey,
+    clock: &Clock,
+    queue: &ArrayQueue<Received>,
+    engine: &thread::Thread,
+    stop: &AtomicBool,
+    counters: &IoCounters,
+) {
+    let mut events = Events::with_capacity(sockets.len().max(1));
+    let mut batch = RecvBatch::new();
+    let mut drops_per_socket = vec![0u64; sockets.len()];
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(error) = poll.poll(&mut events, Some(RECEIVE_POLL)) {
+            if error.kind() != std::io::ErrorKind::Interrupted {
+                counters.receive_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            continue;
+        }
+        for event in &events {
+            let index = event.token().0;
+            let socket = &sockets[index];
+            // Edge-triggered: read until the socket is empty.
+            loop {
+                let received = match batch.recv(socket.raw_fd()) {
+                    Ok(0) => break,
+                    Ok(received) => received,
+                    Err(_) => {
+                        counters.receive_errors.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                };
+                let offset = clock.realtime_offset();
+                for i in 0..received {
+                    let (bytes, meta) = batch.packet(i);
+                    if let Some(drops) = meta.drops {
+                        let drops = u64::from(drops);
+                        if drops > drops_per_socket[index] {
+                            counters
+                                .kernel_drops
+                                .fetch_add(drops - drops_per_socket[index], Ordering::Relaxed);
+                            drops_per_socket[index] = drops;
+                        }
+                    }
+                    let at = meta.kernel_realtime_ns.map_or_else(
+                        || clock.now(),
+                        |realtime| Clock::from_realtime(realtime, offset),
+                    );
+                    match packet::parse(bytes, socket.framing(), meta.source, &key, socket.ident())
+                    {
+                        Ok(verdict) => {
+                            if queue.push(Received { verdict, at }).is_err() {
+                                counters.queue_overflow.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(Rejection::BadTag) => {
+                            counters.bad_tag.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Rejection::Malformed) => {
+                            counters.malformed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(Rejection::NotOurs) => {}
+                    }
+                }
+                engine.unpark();
+            }
+        }
+    }
+}
+
+fn engine_loop(
+    mut engine: Engine,
+    sockets: &[Arc<IcmpSocket>],
+    queue: &ArrayQueue<Received>,
+    clock: &Clock,
+    stop: &AtomicBool,
+    counters: &IoCounters,
+    mut on_transition: impl FnMut(&Clock, Transition),
+) -> Engine {
+    let mut batches: Vec<(Family, SendBatch)> = sockets
+        .iter()
+        .map(|s| (s.family(), SendBatch::new()))
+        .collect();
+    let mut scratch = [0u8; PROBE_LEN];
+    loop {
+        let now = clock.now();
+        while let Some(received) = queue.pop() {
+            engine.handle_verdict(received.verdict, received.at, now);
+        }
+        engine.handle_timeouts(now);
+        let mut blocked = false;
+        loop {
+            if batches.iter().any(|(_, batch)| batch.is_full()) {
+                blocked |= flush(&mut batches, sockets, counters);
+                if blocked {
+                    break;
+                }
+            }
+            let Some(transmit) = engine.poll_transmit(clock.now(), &mut scratch) else {
+                break;
+            };
+            let family = Family::of(transmit.destination);
+            if let Some((_, batch)) = batches.iter_mut().find(|(f, _)| *f == family) {
+                batch.next_buffer()[..transmit.len].copy_from_slice(&scratch[..transmit.len]);
+                batch.commit(transmit.destination, transmit.len);
+            }
+        }
+        blocked |= flush(&mut batches, sockets, counters);
+        while let Some(transition) = engine.poll_transition() {
+            on_transition(clock, transition);
+        }
+        if stop.load(Ordering::Relaxed) || (engine.is_finished() && queue.is_empty()) {
+            return engine;
+        }
+        let now = clock.now();
+        let wait = if blocked {
+            Duration::from_micros(50)
+        } else {
+            engine
+                .next_wakeup(now)
+                .map_or(MAX_PARK, |at| Duration::from_nanos(at.saturating_sub(now)))
+                .min(MAX_PARK)
+        };
+        if !wait.is_zero() && queue.is_empty() {
+            thread::park_timeout(wait);
+        }
+    }
+}
+
+/// Flushes every batch; true if a socket buffer was full.
+fn flush(
+    batches: &mut [(Family, SendBatch)],
+    sockets: &[Arc<IcmpSocket>],
+    counters: &IoCounters,
+) -> bool {
+    let mut blocked = false;
+    for ((_, batch), socket) in batches.iter_mut().zip(sockets) {
+        if batch.is_empty() {
+            continue;
+        }
+        let outcome = batch.flush(socket.raw_fd());
+        counters
+            .sent
+            .fetch_add(outcome.sent as u64, Ordering::Relaxed);
+        counters
+            .send_errors
+            .fetch_add(outcome.failed as u64, Ordering::Relaxed);
+        blocked |= outcome.blocked;
+    }
+    blocked
+}

@@ -1,0 +1,64 @@
+//! Kernel-side filters so the agent only wakes up for what is its own.
+
+use std::io;
+use std::os::fd::RawFd;
+
+use super::set_option;
+
+// Classic BPF opcodes (linux/filter.h).
+const BPF_LD: u16 = 0x00;
+const BPF_LDX: u16 = 0x01;
+const BPF_JMP: u16 = 0x05;
+const BPF_RET: u16 = 0x06;
+const BPF_H: u16 = 0x08;
+const BPF_B: u16 = 0x10;
+const BPF_IND: u16 = 0x40;
+const BPF_MSH: u16 = 0xa0;
+const BPF_JEQ: u16 = 0x10;
+const BPF_K: u16 = 0x00;
+
+const ACCEPT: u32 = 0x0004_0000;
+const REJECT: u32 = 0;
+
+/// `ICMP6_FILTER` (linux/icmpv6.h), not exported by libc.
+const ICMP6_FILTER: libc::c_int = 1;
+
+fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// On a raw IPv4 ICMP socket, passes only echo replies carrying `ident`,
+/// destination-unreachable and time-exceeded errors.
+pub fn attach_ipv4_echo_filter(fd: RawFd, ident: u16) -> io::Result<()> {
+    let program = [
+        // X = IPv4 header length.
+        op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0),
+        // A = ICMP type.
+        op(BPF_LD | BPF_B | BPF_IND, 0, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 2, 0, 0), // echo reply → check id
+        op(BPF_JMP | BPF_JEQ | BPF_K, 3, 0, 3), // unreachable → accept
+        op(BPF_JMP | BPF_JEQ | BPF_K, 2, 3, 11), // time exceeded → accept, else reject
+        // A = ICMP identifier.
+        op(BPF_LD | BPF_H | BPF_IND, 0, 0, 4),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(ident)),
+        op(BPF_RET | BPF_K, 0, 0, ACCEPT),
+        op(BPF_RET | BPF_K, 0, 0, REJECT),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // The kernel copies the program during the call; `program` outlives it.
+    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// On a raw ICMPv6 socket, passes only echo replies, destination
+/// unreachable and time exceeded (no neighbour discovery, no requests).
+pub fn set_icmp6_filter(fd: RawFd) -> io::Result<()> {
+    // A set bit blocks that type.
+    let mut blocked = [u32::MAX; 8];
+    for pass in [1u8, 3, 129] {
+        blocked[usize::from(pass >> 5)] &= !(1u32 << (pass & 31));
+    }
+    set_option(fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &blocked)
+}

@@ -1,0 +1,229 @@
+//! The agent's only contact with the kernel, and its only `unsafe`: ICMP
+//! sockets (raw, or unprivileged datagram as a fallback), their options,
+//! and batched `sendmmsg`/`recvmmsg`. Nothing here decides anything; the
+//! engine does. Every kernel feature that is missing is recorded in
+//! [`Features`] and reported, never silently assumed.
+#![allow(unsafe_code)]
+
+mod batch;
+mod filter;
+
+pub use batch::{BATCH, RecvBatch, RecvMeta, SendBatch, SendOutcome};
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::packet::{Family, Framing};
+
+/// Runs a libc call and turns `-1` into the OS error. EINTR is retried.
+macro_rules! syscall {
+    ($name:ident ( $($arg:expr),* $(,)? )) => {{
+        loop {
+            // SAFETY: every use passes arguments that are valid for the
+            // call as documented at the call site.
+            let result = unsafe { libc::$name($($arg),*) };
+            if result == -1 {
+                let error = std::io::Error::last_os_error();
+                if error.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break Err(error);
+            }
+            break Ok(result);
+        }
+    }};
+}
+pub(crate) use syscall;
+
+/// Whether a socket is raw (needs `CAP_NET_RAW`) or an unprivileged ICMP
+/// datagram socket (needs the group in `net.ipv4.ping_group_range`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketKind {
+    /// `SOCK_RAW`: we own the ICMP identifier and see every ICMP packet.
+    Raw,
+    /// `SOCK_DGRAM` ICMP: the kernel owns the identifier and the checksum,
+    /// and ICMP errors are not delivered as packets.
+    Datagram,
+}
+
+/// What the kernel granted on a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Features {
+    /// Raw or datagram.
+    pub kind: SocketKind,
+    /// `SO_TIMESTAMPNS` works: RTTs use kernel receive times.
+    pub kernel_timestamps: bool,
+    /// A kernel filter (BPF on IPv4, `ICMP6_FILTER` on IPv6) is attached.
+    pub kernel_filter: bool,
+    /// `SO_RXQ_OVFL` works: kernel drops on this socket are counted.
+    pub drop_counter: bool,
+    /// Receive buffer the kernel actually gave, bytes.
+    pub receive_buffer: usize,
+}
+
+/// Why no ICMP socket could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Neither a raw nor a datagram ICMP socket is allowed.
+    #[error(
+        "cannot open an ICMP socket for {family:?}: raw sockets need CAP_NET_RAW \
+         (run as root, `setcap cap_net_raw+ep {binary}`, or AmbientCapabilities=CAP_NET_RAW \
+         under systemd), and unprivileged ICMP sockets are not allowed for this user's \
+         group (net.ipv4.ping_group_range is `{ping_group_range}`; e.g. \
+         `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`)"
+    )]
+    NoPermission {
+        /// The address family.
+        family: Family,
+        /// Path of this program, for the setcap hint.
+        binary: String,
+        /// Current value of the sysctl.
+        ping_group_range: String,
+    },
+    /// Another socket error.
+    #[error("opening an ICMP socket for {family:?}: {source}")]
+    Io {
+        /// The address family.
+        family: Family,
+        /// What the kernel said.
+        source: io::Error,
+    },
+}
+
+/// One ICMP socket for one address family.
+#[derive(Debug)]
+pub struct IcmpSocket {
+    socket: Socket,
+    family: Family,
+    features: Features,
+    ident: Option<u16>,
+}
+
+impl IcmpSocket {
+    /// Opens a raw socket, or a datagram socket when raw sockets are not
+    /// permitted. `ident` is the ICMP identifier for raw sockets; the
+    /// receive buffer is asked for with `SO_RCVBUFFORCE`, then `SO_RCVBUF`.
+    pub fn open(family: Family, ident: u16, receive_buffer: usize) -> Result<Self, OpenError> {
+        let (domain, protocol) = match family {
+            Family::V4 => (Domain::IPV4, Protocol::ICMPV4),
+            Family::V6 => (Domain::IPV6, Protocol::ICMPV6),
+        };
+        let io_error = |source| OpenError::Io { family, source };
+        let (socket, kind) =
+            match Socket::new(domain, Type::RAW.nonblocking().cloexec(), Some(protocol)) {
+                Ok(socket) => (socket, SocketKind::Raw),
+                Err(raw_error) if is_permission(&raw_error) => {
+                    match Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(protocol)) {
+                        Ok(socket) => (socket, SocketKind::Datagram),
+                        Err(error) if is_permission(&error) => {
+                            return Err(OpenError::NoPermission {
+                                family,
+                                binary: std::env::current_exe()
+                                    .map(|path| path.display().to_string())
+                                    .unwrap_or_else(|_| "ward-agent".into()),
+                                ping_group_range: std::fs::read_to_string(
+                                    "/proc/sys/net/ipv4/ping_group_range",
+                                )
+                                .map(|text| text.split_whitespace().collect::<Vec<_>>().join(" "))
+                                .unwrap_or_else(|_| "unreadable".into()),
+                            });
+                        }
+                        Err(error) => return Err(io_error(error)),
+                    }
+                }
+                Err(error) => return Err(io_error(error)),
+            };
+        let fd = socket.as_raw_fd();
+        let receive_buffer = set_receive_buffer(&socket, receive_buffer);
+        let kernel_timestamps = set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok();
+        let drop_counter = set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok();
+        let kernel_filter = match (kind, family) {
+            (SocketKind::Raw, Family::V4) => filter::attach_ipv4_echo_filter(fd, ident).is_ok(),
+            (SocketKind::Raw, Family::V6) => filter::set_icmp6_filter(fd).is_ok(),
+            // The kernel already demultiplexes datagram sockets by identifier.
+            (SocketKind::Datagram, _) => true,
+        };
+        Ok(Self {
+            socket,
+            family,
+            features: Features {
+                kind,
+                kernel_timestamps,
+                kernel_filter,
+                drop_counter,
+                receive_buffer,
+            },
+            ident: (kind == SocketKind::Raw).then_some(ident),
+        })
+    }
+
+    /// What the kernel granted.
+    pub fn features(&self) -> Features {
+        self.features
+    }
+
+    /// The address family.
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
+    /// The identifier replies must carry (`None`: the kernel matched it).
+    pub fn ident(&self) -> Option<u16> {
+        self.ident
+    }
+
+    /// How received packets are laid out.
+    pub fn framing(&self) -> Framing {
+        match (self.features.kind, self.family) {
+            (SocketKind::Raw, Family::V4) => Framing::Ipv4Header,
+            _ => Framing::IcmpOnly,
+        }
+    }
+
+    /// The kernel computes ICMP checksums on this socket.
+    pub fn kernel_checksums(&self) -> bool {
+        self.features.kind == SocketKind::Datagram
+    }
+
+    /// The raw descriptor, for readiness registration.
+    pub fn raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+}
+
+fn is_permission(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+/// Asks for `bytes` of receive buffer, beyond `rmem_max` if permitted;
+/// returns what the kernel granted (it reports double the usable size).
+fn set_receive_buffer(socket: &Socket, bytes: usize) -> usize {
+    let fd = socket.as_raw_fd();
+    let wanted = i32::try_from(bytes).unwrap_or(i32::MAX);
+    if set_int(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, wanted).is_err() {
+        // Without CAP_NET_ADMIN: capped at net.core.rmem_max.
+        let _ = socket.set_recv_buffer_size(bytes);
+    }
+    socket.recv_buffer_size().unwrap_or(0)
+}
+
+fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    set_option(fd, level, name, &value)
+}
+
+/// `setsockopt` with a typed value.
+fn set_option<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+    let length = libc::socklen_t::try_from(std::mem::size_of::<T>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // `value` points to a live `T` of `length` bytes for the whole call.
+    syscall!(setsockopt(
+        fd,
+        level,
+        name,
+        std::ptr::from_ref(value).cast(),
+        length
+    ))?;
+    Ok(())
+}
