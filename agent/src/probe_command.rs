@@ -12,6 +12,10 @@ use crate::engine::{Engine, EngineConfig, PeriodStats, Start, Status, TargetSpec
 use crate::prober::{Prober, ProberConfig};
 use crate::sys::SocketKind;
 
+/// How long a run keeps listening after its last probe concluded, to count
+/// duplicates and late replies still on their way.
+const LINGER: Duration = Duration::from_millis(100);
+
 /// Options of one run (already validated by the command line parser).
 #[derive(Clone, Debug)]
 pub struct ProbeOptions {
@@ -80,6 +84,7 @@ pub fn run(
             start: Start::Immediately,
         },
         receive_buffer: options.receive_buffer,
+        linger: LINGER,
     };
     let started = Instant::now();
     let prober = match Prober::start(config, &targets, |_, _| {}) {
@@ -102,6 +107,7 @@ pub fn run(
         writeln!(err)?;
     }
     let elapsed = started.elapsed();
+    let probing = elapsed.saturating_sub(LINGER);
     let summary = Summary::from_prober(&prober);
     let engine = prober.finish();
     let mut all_up = true;
@@ -119,7 +125,7 @@ pub fn run(
             writeln!(out, "{}", text_line(address, state, &stats))?;
         }
     }
-    summary.write(&engine, elapsed, err)?;
+    summary.write(&engine, elapsed, probing, err)?;
     Ok(if all_up {
         Outcome::AllUp
     } else {
@@ -249,15 +255,17 @@ impl Summary {
         }
     }
 
+    /// `probing`: elapsed time without the final linger, for the rate.
     fn write(
         &self,
         engine: &Engine,
         elapsed: Duration,
+        probing: Duration,
         err: &mut impl std::io::Write,
     ) -> std::io::Result<()> {
         let counters = engine.counters();
         let invalid = counters.replies_invalid + self.bad_tag + self.malformed;
-        let rate = counters.probes_sent as f64 / elapsed.as_secs_f64().max(1e-9);
+        let rate = counters.probes_sent as f64 / probing.as_secs_f64().max(1e-9);
         writeln!(
             err,
             "ward-agent probe: {} targets, sent {}, received {}, invalid {invalid}, late {}, \

@@ -40,6 +40,9 @@ pub struct ProberConfig {
     pub engine: EngineConfig,
     /// Receive buffer to ask the kernel for, per socket.
     pub receive_buffer: usize,
+    /// Count mode: how long to keep receiving after every probe concluded,
+    /// so duplicates and late replies still on the wire are counted.
+    pub linger: Duration,
 }
 
 /// Why a run could not start.
@@ -153,18 +156,19 @@ impl Prober {
                     Arc::clone(&stop),
                     Arc::clone(&counters),
                 );
+                let linger = config.linger;
                 move || {
                     // Dropped when this thread ends: `Prober::wait` sees it.
                     let _done = done_sender;
-                    engine_loop(
-                        engine,
-                        &sockets,
-                        &queue,
-                        &clock,
-                        &stop,
-                        &counters,
-                        on_transition,
-                    )
+                    let shared = EngineShared {
+                        sockets: &sockets,
+                        queue: &queue,
+                        clock: &clock,
+                        stop: &stop,
+                        counters: &counters,
+                        linger,
+                    };
+                    engine_loop(engine, &shared, on_transition)
                 }
             })
             .map_err(ProberError::Thread)?;
@@ -218,8 +222,8 @@ impl Prober {
         )
     }
 
-    /// Waits for count mode to finish (or stops a continuous run) and
-    /// returns the engine with its final state.
+    /// Waits for a count-mode run to finish and returns the engine with its
+    /// final state. A continuous run never finishes: use [`Prober::stop`].
     pub fn finish(mut self) -> Engine {
         let engine = self.engine_thread.take().map(|thread| {
             thread
@@ -228,6 +232,15 @@ impl Prober {
         });
         self.stop_receiver();
         engine.unwrap_or_else(|| unreachable!("the engine thread is joined only here"))
+    }
+
+    /// Stops a continuous run and returns the engine with its final state.
+    pub fn stop(self) -> Engine {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = &self.engine_thread {
+            thread.thread().unpark();
+        }
+        self.finish()
     }
 
     fn stop_receiver(&mut self) {
@@ -339,20 +352,36 @@ fn receive_loop(
     }
 }
 
+/// What the engine thread shares with the rest of the prober.
+struct EngineShared<'a> {
+    sockets: &'a [Arc<IcmpSocket>],
+    queue: &'a ArrayQueue<Received>,
+    clock: &'a Clock,
+    stop: &'a AtomicBool,
+    counters: &'a IoCounters,
+    linger: Duration,
+}
+
 fn engine_loop(
     mut engine: Engine,
-    sockets: &[Arc<IcmpSocket>],
-    queue: &ArrayQueue<Received>,
-    clock: &Clock,
-    stop: &AtomicBool,
-    counters: &IoCounters,
+    shared: &EngineShared<'_>,
     mut on_transition: impl FnMut(&Clock, Transition),
 ) -> Engine {
+    let EngineShared {
+        sockets,
+        queue,
+        clock,
+        stop,
+        counters,
+        linger,
+    } = *shared;
     let mut batches: Vec<(Family, SendBatch)> = sockets
         .iter()
         .map(|s| (s.family(), SendBatch::new()))
         .collect();
     let mut scratch = [0u8; PROBE_LEN];
+    let linger = u64::try_from(linger.as_nanos()).unwrap_or(u64::MAX);
+    let mut linger_until: Option<Nanos> = None;
     loop {
         let now = clock.now();
         while let Some(received) = queue.pop() {
@@ -380,8 +409,14 @@ fn engine_loop(
         while let Some(transition) = engine.poll_transition() {
             on_transition(clock, transition);
         }
-        if stop.load(Ordering::Relaxed) || (engine.is_finished() && queue.is_empty()) {
+        if stop.load(Ordering::Relaxed) {
             return engine;
+        }
+        if engine.is_finished() && queue.is_empty() {
+            let deadline = *linger_until.get_or_insert(clock.now() + linger);
+            if clock.now() >= deadline {
+                return engine;
+            }
         }
         let now = clock.now();
         let wait = if blocked {

@@ -261,6 +261,12 @@ impl Lab {
         run_in(&self.client, work)
     }
 
+    /// Runs `work` on a thread that has entered the site namespace (to
+    /// play an attacker or a misbehaving host there).
+    pub fn run_in_site<T: Send>(&self, work: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+        run_in(&self.site, work)
+    }
+
     /// Makes `host` stop answering anything (nftables drop in the site).
     pub fn take_down(&self, host: IpAddr) -> anyhow::Result<()> {
         self.edit_drop_set("add", host)

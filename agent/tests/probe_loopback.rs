@@ -1,0 +1,83 @@
+//! `ward-agent probe` on real raw sockets against the kernel's loopback
+//! echo (all of 127.0.0.0/8 answers, and ::1).
+
+mod common;
+
+use common::{AGENT, probe};
+
+#[test]
+fn all_of_127_1_0_0_20_is_up_with_a_real_rtt() {
+    ward_testkit::require_root("raw ICMP sockets");
+    let run = probe(&["127.1.0.0/20", "-c", "2", "-i", "200"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.targets.len(), 4094);
+    for target in &run.targets {
+        assert_eq!(target["state"], "up", "{target}");
+        assert_eq!(target["received"], 2, "{target}");
+        let rtt = target["rtt_avg_ms"].as_f64().expect("an RTT");
+        assert!(rtt > 0.0 && rtt < 100.0, "{target}");
+    }
+    assert_eq!(run.summary("sent"), 8188);
+    assert_eq!(run.summary("received"), 8188);
+    assert_eq!(run.summary("invalid"), 0);
+}
+
+#[test]
+fn ipv6_loopback_is_up() {
+    ward_testkit::require_root("raw ICMPv6 sockets");
+    let run = probe(&["::1", "-c", "3", "-i", "50"]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let target = run.only_target();
+    assert_eq!(target["target"], "::1");
+    assert_eq!(target["state"], "up");
+    assert_eq!(target["loss"], 0.0);
+    assert!(target["rtt_min_ms"].as_f64().expect("rtt") > 0.0);
+}
+
+#[test]
+fn bad_targets_are_named_by_line_and_nothing_is_probed() {
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), "127.0.0.1\n# comment\n127.0.0.300\n::1\n").expect("write");
+    let path = file.path().to_str().expect("utf-8 path");
+    let run = probe(&["-f", path]);
+    assert_eq!(run.code, Some(2));
+    assert!(run.targets.is_empty(), "nothing may be probed");
+    assert!(
+        run.stderr
+            .contains(&format!("line 3 of {path}: `127.0.0.300`")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(" targets, sent "),
+        "no run summary: {}",
+        run.stderr
+    );
+}
+
+#[test]
+fn targets_can_come_from_stdin() {
+    ward_testkit::require_root("raw ICMP sockets");
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(AGENT)
+        .args(["probe", "--json", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"127.0.0.5\n127.0.0.6 # second\n")
+        .expect("write targets");
+    let run = common::Run::from_output(&child.wait_with_output().expect("wait"));
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let names: Vec<&str> = run
+        .targets
+        .iter()
+        .map(|t| t["target"].as_str().expect("target"))
+        .collect();
+    assert_eq!(names, ["127.0.0.5", "127.0.0.6"]);
+}
