@@ -241,6 +241,8 @@ struct Summary {
     queue_overflow: u64,
     kernel_drops: u64,
     send_errors: u64,
+    /// From the first to the last probe handed to the kernel.
+    send_phase: Duration,
 }
 
 impl Summary {
@@ -252,6 +254,12 @@ impl Summary {
             queue_overflow: counters.queue_overflow.load(Ordering::Relaxed),
             kernel_drops: counters.kernel_drops.load(Ordering::Relaxed),
             send_errors: counters.send_errors.load(Ordering::Relaxed),
+            send_phase: Duration::from_nanos(
+                counters
+                    .last_send_ns
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(counters.first_send_ns.load(Ordering::Relaxed)),
+            ),
         }
     }
 
@@ -266,11 +274,12 @@ impl Summary {
         let counters = engine.counters();
         let invalid = counters.replies_invalid + self.bad_tag + self.malformed;
         let rate = counters.probes_sent as f64 / probing.as_secs_f64().max(1e-9);
+        let send_rate = counters.probes_sent as f64 / self.send_phase.as_secs_f64().max(1e-9);
         writeln!(
             err,
             "ward-agent probe: {} targets, sent {}, received {}, invalid {invalid}, late {}, \
              duplicates {}, icmp errors {}, rx drops {}, queue drops {}, send errors {}, \
-             elapsed {:.3} s, {rate:.0} probes/s",
+             elapsed {:.3} s, {rate:.0} probes/s, send rate {send_rate:.0} probes/s",
             engine.target_count(),
             counters.probes_sent,
             counters.replies_matched,

@@ -83,6 +83,13 @@ pub struct IoCounters {
     pub send_errors: AtomicU64,
     /// Probes handed to the kernel (for progress displays).
     pub sent: AtomicU64,
+    /// Replies matched by the engine (published once per engine loop).
+    pub matched: AtomicU64,
+    /// Engine time of the first and the last probe handed to the kernel
+    /// (0 = none yet), for the achieved send rate.
+    pub first_send_ns: AtomicU64,
+    /// See `first_send_ns`.
+    pub last_send_ns: AtomicU64,
 }
 
 /// A running prober.
@@ -391,7 +398,7 @@ fn engine_loop(
         let mut blocked = false;
         loop {
             if batches.iter().any(|(_, batch)| batch.is_full()) {
-                blocked |= flush(&mut batches, sockets, counters);
+                blocked |= flush(&mut batches, sockets, clock, counters);
                 if blocked {
                     break;
                 }
@@ -405,10 +412,13 @@ fn engine_loop(
                 batch.commit(transmit.destination, transmit.len);
             }
         }
-        blocked |= flush(&mut batches, sockets, counters);
+        blocked |= flush(&mut batches, sockets, clock, counters);
         while let Some(transition) = engine.poll_transition() {
             on_transition(clock, transition);
         }
+        counters
+            .matched
+            .store(engine.counters().replies_matched, Ordering::Relaxed);
         if stop.load(Ordering::Relaxed) {
             return engine;
         }
@@ -437,6 +447,7 @@ fn engine_loop(
 fn flush(
     batches: &mut [(Family, SendBatch)],
     sockets: &[Arc<IcmpSocket>],
+    clock: &Clock,
     counters: &IoCounters,
 ) -> bool {
     let mut blocked = false;
@@ -445,6 +456,16 @@ fn flush(
             continue;
         }
         let outcome = batch.flush(socket.raw_fd());
+        if outcome.sent > 0 {
+            let now = clock.now().max(1);
+            let _first_already_set = counters.first_send_ns.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            counters.last_send_ns.store(now, Ordering::Relaxed);
+        }
         counters
             .sent
             .fetch_add(outcome.sent as u64, Ordering::Relaxed);

@@ -94,6 +94,7 @@ fn lab_outside_benchmark_ranges_is_refused() {
     let config = SiteConfig {
         answering: vec!["10.0.0.0/24".parse().expect("cidr")],
         unreachable: vec![],
+        loopback_via_site: false,
     };
     let error = Lab::start(&config).err().expect("must refuse 10.0.0.0/24");
     assert!(
@@ -221,4 +222,24 @@ fn netem_duplicate_sends_every_reply_twice() {
         listed.contains("counter packets 6 "),
         "3 probes with 100 % duplication must bring 6 replies:\n{listed}"
     );
+}
+
+#[test]
+fn loopback_addresses_can_be_answered_by_the_site() {
+    let config = SiteConfig {
+        loopback_via_site: true,
+        ..SiteConfig::default()
+    };
+    let lab = Lab::start(&config).expect("create lab");
+    assert!(answers(&lab, "127.1.2.3"));
+    // Proof that the site answered, not the client's own loopback: taking
+    // the site's link down silences it.
+    let down = lab
+        .site_command("ip")
+        .args(["link", "set", "ws0", "down"])
+        .status()
+        .expect("ip link");
+    assert!(down.success());
+    assert!(!answers(&lab, "127.1.2.3"));
+    assert!(answers(&lab, "127.0.0.1"), "the client keeps 127.0.0.1");
 }

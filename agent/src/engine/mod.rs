@@ -159,6 +159,8 @@ pub struct Engine {
     targets: Vec<Target>,
     free_slots: Vec<u32>,
     live_targets: usize,
+    /// Targets whose pending event is not `Nothing` (count mode is done at 0).
+    scheduled_targets: usize,
     wheel: Wheel,
     /// Reused buffer for expired wheel entries.
     expired: Vec<Entry>,
@@ -180,6 +182,7 @@ impl Engine {
             targets: Vec::new(),
             free_slots: Vec::new(),
             live_targets: 0,
+            scheduled_targets: 0,
             wheel: Wheel::new(now),
             expired: Vec::new(),
             ready: VecDeque::new(),
@@ -244,6 +247,9 @@ impl Engine {
         };
         if target.pending == Pending::Nothing && target.probes_left != 0 {
             return; // already removed
+        }
+        if target.pending != Pending::Nothing {
+            self.scheduled_targets -= 1;
         }
         target.token = target.token.wrapping_add(1);
         target.pending = Pending::Nothing;
@@ -427,6 +433,14 @@ impl Engine {
 
     fn schedule(&mut self, index: u32, at: Nanos, pending: Pending, now: Nanos) {
         let target = &mut self.targets[index as usize];
+        match (
+            target.pending == Pending::Nothing,
+            pending == Pending::Nothing,
+        ) {
+            (true, false) => self.scheduled_targets += 1,
+            (false, true) => self.scheduled_targets -= 1,
+            _ => {}
+        }
         target.token = target.token.wrapping_add(1);
         target.event_at = at;
         target.pending = pending;
@@ -458,9 +472,7 @@ impl Engine {
     /// True when no target has anything left to send or wait for (count
     /// mode is done).
     pub fn is_finished(&self) -> bool {
-        self.targets
-            .iter()
-            .all(|target| target.pending == Pending::Nothing)
+        self.scheduled_targets == 0
     }
 
     /// Counters since start.

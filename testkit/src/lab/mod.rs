@@ -57,6 +57,10 @@ pub struct SiteConfig {
     pub answering: Vec<Cidr>,
     /// Ranges for which the site returns ICMP destination unreachable.
     pub unreachable: Vec<Cidr>,
+    /// Route 127.0.0.0/8 (all but 127.0.0.1) from the client through the
+    /// site, which answers it: loopback-sized target sets over a real link,
+    /// the same path for every tool (zmap cannot receive on `lo`).
+    pub loopback_via_site: bool,
 }
 
 impl Default for SiteConfig {
@@ -67,6 +71,7 @@ impl Default for SiteConfig {
         Self {
             answering: vec![cidr("198.18.1.0/24"), cidr("2001:2:0:1::/64")],
             unreachable: vec![cidr("198.18.2.0/24"), cidr("2001:2:0:2::/64")],
+            loopback_via_site: false,
         }
     }
 }
@@ -203,6 +208,9 @@ impl Lab {
         for range in &config.unreachable {
             ip(&["-n", s, "route", "add", "unreachable", &range.to_string()])?;
         }
+        if config.loopback_via_site {
+            self.route_loopback_via_site()?;
+        }
         // Forwarding makes the site answer unreachable ranges with ICMP
         // errors; no rate limit, so every probe gets its answer.
         sysctl(
@@ -214,6 +222,44 @@ impl Lab {
                 "net.ipv6.icmp.ratelimit=0",
             ],
         )
+    }
+
+    fn route_loopback_via_site(&self) -> anyhow::Result<()> {
+        let (c, s) = (self.client.as_str(), self.site.as_str());
+        // 127/8 may cross the link, in both directions, in both namespaces.
+        for (ns, link) in [(c, CLIENT_LINK), (s, SITE_LINK)] {
+            sysctl(
+                ns,
+                &[
+                    "net.ipv4.conf.all.route_localnet=1",
+                    &format!("net.ipv4.conf.{link}.route_localnet=1"),
+                    "net.ipv4.conf.all.rp_filter=0",
+                    &format!("net.ipv4.conf.{link}.rp_filter=0"),
+                ],
+            )?;
+        }
+        // The client keeps only 127.0.0.1 for itself.
+        ip(&[
+            "-n",
+            c,
+            "route",
+            "del",
+            "local",
+            "127.0.0.0/8",
+            "dev",
+            "lo",
+            "table",
+            "local",
+        ])?;
+        ip(&[
+            "-n",
+            c,
+            "route",
+            "add",
+            "127.0.0.0/8",
+            "via",
+            SITE_V4_GATEWAY,
+        ])
     }
 
     fn install_drop_set(&self) -> anyhow::Result<()> {
