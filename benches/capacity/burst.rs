@@ -75,6 +75,10 @@ fn ward(lab: &Lab, agent: &std::path::Path, rate: Option<u32>) -> anyhow::Result
         command.args(["-r", &rate.to_string()]);
     }
     let measured = measure::run(&mut command, LIMIT)?;
+    anyhow::ensure!(
+        !measured.killed,
+        "ward did not finish a burst within {LIMIT:?}"
+    );
     let stderr = String::from_utf8_lossy(&measured.output.stderr);
     let sent = summary_number(&stderr, "sent")?;
     let received = summary_number(&stderr, "received")?;
@@ -114,6 +118,10 @@ fn zmap(lab: &Lab, rate: Option<u32>, blocklist: &std::path::Path) -> anyhow::Re
         .arg(output.path())
         .arg(RANGE);
     let measured = measure::run(&mut command, LIMIT)?;
+    anyhow::ensure!(
+        !measured.killed,
+        "zmap did not finish a burst within {LIMIT:?}"
+    );
     let stderr = String::from_utf8_lossy(&measured.output.stderr);
     // " 0:01 91%; send: 65536 done (578 Kp/s avg); recv: ...; drops: ..."
     let done = stderr
@@ -158,6 +166,10 @@ fn fping(lab: &Lab) -> anyhow::Result<Row> {
     let mut command = lab.client_command("fping");
     command.args(["-c", "1", "-i", "0", "-q", "-t", "500", "-g", RANGE]);
     let measured = measure::run(&mut command, LIMIT)?;
+    anyhow::ensure!(
+        !measured.killed,
+        "fping did not finish a burst within {LIMIT:?}"
+    );
     let stderr = String::from_utf8_lossy(&measured.output.stderr);
     let probed = stderr
         .lines()
