@@ -311,3 +311,66 @@ fn forged_replies_and_replies_from_other_hosts_are_rejected_and_counted() {
     assert_eq!(target["received"], 0);
     assert_eq!(run.summary("invalid"), 6, "{}", run.stderr);
 }
+
+/// `ward-agent probe --json ARGS` in the client namespace as `nobody`, with
+/// no capabilities, after setting the namespace's `ping_group_range`.
+fn probe_unprivileged(lab: &Lab, ping_group_range: &str, args: &[&str]) -> Run {
+    let set = lab
+        .client_command("sysctl")
+        .args([
+            "-qw",
+            &format!("net.ipv4.ping_group_range={ping_group_range}"),
+        ])
+        .status()
+        .expect("sysctl");
+    assert!(set.success(), "setting ping_group_range in the lab");
+    run(lab
+        .client_command("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["--inh-caps=-all", "--bounding-set=-all", "--"])
+        .args([AGENT, "probe", "--json"])
+        .args(args))
+}
+
+#[test]
+fn without_cap_net_raw_datagram_sockets_are_used_and_said() {
+    let lab = lab();
+    let run = probe_unprivileged(
+        &lab,
+        "0 2147483647",
+        &["198.18.1.40", "2001:2:0:1::40", "-c", "3", "-i", "100"],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.targets.len(), 2);
+    for target in &run.targets {
+        assert_eq!(target["state"], "up", "{target}");
+        assert_eq!(target["received"], 3, "{target}");
+    }
+    assert!(
+        run.stderr
+            .contains("no CAP_NET_RAW, using unprivileged ICMP datagram sockets"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.summary("invalid"), 0);
+}
+
+#[test]
+fn without_any_icmp_permission_the_error_says_what_to_grant() {
+    let lab = lab();
+    let run = probe_unprivileged(&lab, "1 0", &["198.18.1.41"]);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.targets.is_empty());
+    for hint in [
+        "CAP_NET_RAW",
+        "setcap cap_net_raw+ep",
+        "ping_group_range",
+        "`1 0`",
+    ] {
+        assert!(
+            run.stderr.contains(hint),
+            "missing `{hint}` in: {}",
+            run.stderr
+        );
+    }
+}

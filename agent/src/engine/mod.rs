@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::net::IpAddr;
 
-use crate::packet::{self, IcmpErrorKind, ProbeFields, TagKey, Verdict};
+use crate::packet::{EchoTemplate, Family, IcmpErrorKind, ProbeFields, TagKey, Verdict};
 use rate::TokenBucket;
 use target::{Pending, Target};
 use wheel::{Entry, Wheel};
@@ -156,6 +156,8 @@ pub struct Counters {
 pub struct Engine {
     config: EngineConfig,
     key: TagKey,
+    /// Prebuilt echo requests, IPv4 then IPv6.
+    templates: [EchoTemplate; 2],
     targets: Vec<Target>,
     free_slots: Vec<u32>,
     live_targets: usize,
@@ -176,9 +178,14 @@ pub struct Engine {
 impl Engine {
     /// An engine with no targets, at `now`.
     pub fn new(config: EngineConfig, key: TagKey, now: Nanos) -> Self {
+        let ident = config.ident.unwrap_or(0);
         Self {
             config,
             key,
+            templates: [
+                EchoTemplate::new(Family::V4, ident),
+                EchoTemplate::new(Family::V6, ident),
+            ],
             targets: Vec::new(),
             free_slots: Vec::new(),
             live_targets: 0,
@@ -290,7 +297,7 @@ impl Engine {
     }
 
     /// Writes the next due probe into `out` (at least
-    /// [`packet::PROBE_LEN`] bytes), if the rate limit allows one now.
+    /// [`crate::packet::PROBE_LEN`] bytes), if the rate limit allows one now.
     pub fn poll_transmit(&mut self, now: Nanos, out: &mut [u8]) -> Option<Transmit> {
         while let Some(&entry) = self.ready.front() {
             let target = &self.targets[entry.index as usize];
@@ -317,7 +324,11 @@ impl Engine {
                 sent_ns: now,
             };
             let destination = target.spec.address;
-            let len = packet::write_echo_request(
+            let template = match Family::of(destination) {
+                Family::V4 => &self.templates[0],
+                Family::V6 => &self.templates[1],
+            };
+            let len = template.write(
                 out,
                 &self.key,
                 &fields,

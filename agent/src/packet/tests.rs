@@ -23,7 +23,8 @@ fn ip(text: &str) -> IpAddr {
 
 fn request(destination: IpAddr, probe: &ProbeFields) -> Vec<u8> {
     let mut out = vec![0u8; PROBE_LEN];
-    write_echo_request(
+    let template = EchoTemplate::new(Family::of(destination), probe.ident);
+    template.write(
         &mut out,
         &TagKey::from_bytes(KEY),
         probe,
@@ -271,6 +272,15 @@ proptest! {
         let reply = echo_reply(&request(target, &probe), target);
         let verdict = parse(&reply, Framing::IcmpOnly, target, &TagKey::from_bytes(KEY), Some(IDENT));
         prop_assert_eq!(verdict, Ok(Verdict::Reply(probe)));
+    }
+
+    #[test]
+    fn incremental_checksum_equals_a_full_one(
+        ident: u16, seq: u16, index: u32, epoch: u16, sent_ns: u64, target in any::<[u8; 4]>(),
+    ) {
+        let probe = ProbeFields { ident, seq, index, epoch, sent_ns };
+        let packet = request(IpAddr::from(target), &probe);
+        prop_assert_eq!(internet_checksum(&packet), 0);
     }
 
     #[test]
