@@ -384,7 +384,7 @@ fn engine_loop(
     } = *shared;
     let mut batches: Vec<(Family, SendBatch)> = sockets
         .iter()
-        .map(|s| (s.family(), SendBatch::new()))
+        .map(|s| (s.family(), SendBatch::new(s.features().header_included)))
         .collect();
     let mut scratch = [0u8; PROBE_LEN];
     let linger = u64::try_from(linger.as_nanos()).unwrap_or(u64::MAX);

@@ -217,28 +217,41 @@ pub struct SendOutcome {
     pub blocked: bool,
 }
 
+/// Bytes of the IPv4 header written in front of each probe when the
+/// socket has `IP_HDRINCL`.
+const IPV4_HEADER: usize = 20;
+const SEND_SLOT: usize = IPV4_HEADER + PROBE_LEN;
+
 /// Send state: up to [`BATCH`] probes with their destinations.
 pub struct SendBatch {
-    buffers: Box<[[u8; PROBE_LEN]; BATCH]>,
+    buffers: Box<[[u8; SEND_SLOT]; BATCH]>,
     names: Box<[libc::sockaddr_storage; BATCH]>,
     iovecs: Box<[libc::iovec; BATCH]>,
     headers: Box<[libc::mmsghdr; BATCH]>,
+    /// Write an IPv4 header before each probe (`IP_HDRINCL` sockets).
+    ipv4_header: bool,
+    /// IP identification of the next packet (never 0: the kernel would
+    /// choose one itself, which is the cost this path avoids).
+    next_ip_id: u16,
     /// Queued packets are `start..len`.
     start: usize,
     len: usize,
 }
 
 impl SendBatch {
-    /// Allocates the buffers once.
-    pub fn new() -> Self {
+    /// Allocates the buffers once. With `ipv4_header`, each packet gets an
+    /// IPv4 header (the kernel fills in the source and header checksum).
+    pub fn new(ipv4_header: bool) -> Self {
         // SAFETY: all-zero is a valid value for these plain C structs.
         let (names, iovecs, headers) =
             unsafe { (Box::new(zeroed()), Box::new(zeroed()), Box::new(zeroed())) };
         let mut batch = Self {
-            buffers: Box::new([[0; PROBE_LEN]; BATCH]),
+            buffers: Box::new([[0; SEND_SLOT]; BATCH]),
             names,
             iovecs,
             headers,
+            ipv4_header,
+            next_ip_id: 1,
             start: 0,
             len: 0,
         };
@@ -265,16 +278,26 @@ impl SendBatch {
         self.start == self.len
     }
 
-    /// The buffer for the next packet; call [`SendBatch::commit`] after
-    /// writing into it.
+    /// The buffer for the next packet's ICMP message; call
+    /// [`SendBatch::commit`] after writing into it.
     pub fn next_buffer(&mut self) -> &mut [u8] {
-        &mut self.buffers[self.len]
+        let offset = if self.ipv4_header { IPV4_HEADER } else { 0 };
+        &mut self.buffers[self.len][offset..]
     }
 
     /// Queues the packet written into [`SendBatch::next_buffer`].
     pub fn commit(&mut self, destination: IpAddr, len: usize) {
         let i = self.len;
-        self.iovecs[i].iov_len = len.min(PROBE_LEN);
+        let len = len.min(PROBE_LEN);
+        let total = if let (true, IpAddr::V4(v4)) = (self.ipv4_header, destination) {
+            let id = self.next_ip_id;
+            self.next_ip_id = self.next_ip_id.checked_add(1).unwrap_or(1);
+            write_ipv4_header(&mut self.buffers[i], v4, id, len);
+            IPV4_HEADER + len
+        } else {
+            len
+        };
+        self.iovecs[i].iov_len = total;
         self.headers[i].msg_hdr.msg_namelen = write_socket_address(&mut self.names[i], destination);
         self.len += 1;
     }
@@ -319,8 +342,58 @@ impl SendBatch {
     }
 }
 
-impl Default for SendBatch {
-    fn default() -> Self {
-        Self::new()
+/// An IPv4 header for an ICMP probe: DF, TTL 64, our id; source 0 and
+/// checksum 0 are filled in by the kernel (`IP_HDRINCL`).
+fn write_ipv4_header(slot: &mut [u8], destination: std::net::Ipv4Addr, id: u16, icmp_len: usize) {
+    let total = u16::try_from(IPV4_HEADER + icmp_len).unwrap_or(u16::MAX);
+    slot[0] = 0x45;
+    slot[1] = 0;
+    slot[2..4].copy_from_slice(&total.to_be_bytes());
+    slot[4..6].copy_from_slice(&id.to_be_bytes());
+    slot[6..8].copy_from_slice(&0x4000u16.to_be_bytes());
+    slot[8] = 64;
+    slot[9] = libc::IPPROTO_ICMP as u8;
+    slot[10..16].fill(0);
+    slot[16..20].copy_from_slice(&destination.octets());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    #[test]
+    fn ipv4_header_leaves_source_and_checksum_to_the_kernel() {
+        let mut slot = [0xaa; SEND_SLOT];
+        write_ipv4_header(&mut slot, Ipv4Addr::new(198, 18, 1, 7), 0x1234, PROBE_LEN);
+        assert_eq!(slot[0], 0x45, "version 4, 20-byte header");
+        assert_eq!(u16::from_be_bytes([slot[2], slot[3]]), 56, "total length");
+        assert_eq!(
+            u16::from_be_bytes([slot[4], slot[5]]),
+            0x1234,
+            "our non-zero id"
+        );
+        assert_eq!(slot[6] & 0x40, 0x40, "don't fragment");
+        assert_eq!((slot[8], slot[9]), (64, 1), "TTL 64, ICMP");
+        assert_eq!(&slot[10..16], &[0; 6], "checksum and source: the kernel's");
+        assert_eq!(&slot[16..20], &[198, 18, 1, 7]);
+    }
+
+    #[test]
+    fn ip_ids_skip_zero() {
+        let mut batch = SendBatch::new(true);
+        batch.next_ip_id = u16::MAX;
+        let destination = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+        batch.commit(destination, PROBE_LEN);
+        batch.commit(destination, PROBE_LEN);
+        assert_eq!(
+            u16::from_be_bytes([batch.buffers[0][4], batch.buffers[0][5]]),
+            u16::MAX
+        );
+        assert_eq!(
+            u16::from_be_bytes([batch.buffers[1][4], batch.buffers[1][5]]),
+            1
+        );
     }
 }

@@ -64,6 +64,8 @@ pub struct Features {
     pub drop_counter: bool,
     /// Receive buffer the kernel actually gave, bytes.
     pub receive_buffer: usize,
+    /// IPv4 probes are sent with our own IP header (`IP_HDRINCL`).
+    pub header_included: bool,
 }
 
 /// Why no ICMP socket could be opened.
@@ -143,10 +145,14 @@ impl IcmpSocket {
         // A deep send buffer lets a whole burst of batches queue without
         // EAGAIN; without CAP_NET_ADMIN the default stays (not an error).
         let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER);
-        if family == Family::V4 {
-            // Don't-fragment probes take the kernel's cheap per-socket IP id
-            // path instead of a hashed id per packet. 56-byte probes never
-            // need fragmenting; a failure only costs speed.
+        // Raw IPv4: we write the IP header (IP_HDRINCL), which skips the
+        // kernel's per-packet header building and id selection. Without
+        // it, don't-fragment probes still take the cheaper id path; either
+        // failing only costs speed.
+        let header_included = kind == SocketKind::Raw
+            && family == Family::V4
+            && set_int(fd, libc::IPPROTO_IP, libc::IP_HDRINCL, 1).is_ok();
+        if family == Family::V4 && !header_included {
             let _ = set_int(
                 fd,
                 libc::IPPROTO_IP,
@@ -171,6 +177,7 @@ impl IcmpSocket {
                 kernel_filter,
                 drop_counter,
                 receive_buffer,
+                header_included,
             },
             ident: (kind == SocketKind::Raw).then_some(ident),
         })
