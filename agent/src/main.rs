@@ -4,6 +4,7 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use ward_agent::engine::TargetSpec;
 use ward_agent::probe_command::{self, Outcome, ProbeOptions};
 use ward_agent::targets::{self, Origin};
 
@@ -38,19 +39,19 @@ struct ProbeArgs {
     #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     count: u32,
     /// Time between probes of one target, ms.
-    #[arg(short, long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+    #[arg(short, long, default_value_t = TargetSpec::DEFAULT_INTERVAL_MS, value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
     interval: u32,
     /// How long to wait for a reply, ms.
-    #[arg(short, long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    #[arg(short, long, default_value_t = TargetSpec::DEFAULT_TIMEOUT_MS, value_parser = clap::value_parser!(u32).range(1..=60_000))]
     timeout: u32,
     /// Global cap on probes per second (default: unlimited).
     #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
     rate: Option<u32>,
     /// Consecutive misses before a target counts as down (capped at --count).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(long, default_value_t = TargetSpec::DEFAULT_DOWN_AFTER, value_parser = clap::value_parser!(u8).range(1..))]
     down_after: u8,
     /// Consecutive replies before a down target counts as up (capped at --count).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..))]
+    #[arg(long, default_value_t = TargetSpec::DEFAULT_UP_AFTER, value_parser = clap::value_parser!(u8).range(1..))]
     up_after: u8,
     /// One JSON object per target: target, sent, received, loss, rtt_*_ms, state.
     #[arg(long)]

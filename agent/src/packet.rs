@@ -281,59 +281,32 @@ pub fn parse(
             let fields = read_probe(icmp, key, source, ident)?;
             Ok(Verdict::Reply(fields))
         }
-        (Family::V4, ICMP4_DEST_UNREACHABLE | ICMP4_TIME_EXCEEDED) => {
+        (Family::V4, ICMP4_DEST_UNREACHABLE | ICMP4_TIME_EXCEEDED)
+        | (Family::V6, ICMP6_DEST_UNREACHABLE | ICMP6_TIME_EXCEEDED) => {
             let quoted = icmp.get(ICMP_HEADER_LEN..).ok_or(Rejection::Malformed)?;
-            let (target, quoted_icmp) = strip_ipv4_header(quoted, PROTO_ICMP)?;
-            error_verdict(
-                quoted_icmp,
-                ICMP4_ECHO_REQUEST,
+            let (target, quoted_icmp, echo_request) = match Family::of(source) {
+                Family::V4 => {
+                    let (target, rest) = strip_ipv4_header(quoted, PROTO_ICMP)?;
+                    (target, rest, ICMP4_ECHO_REQUEST)
+                }
+                Family::V6 => {
+                    let (target, rest) = strip_ipv6_header(quoted)?;
+                    (target, rest, ICMP6_ECHO_REQUEST)
+                }
+            };
+            if quoted_icmp.first() != Some(&echo_request) {
+                return Err(Rejection::NotOurs);
+            }
+            let probe = read_probe(quoted_icmp, key, target, ident)?;
+            Ok(Verdict::Error {
+                probe,
                 target,
-                key,
-                ident,
-                icmp_type,
-                code,
-                source,
-            )
-        }
-        (Family::V6, ICMP6_DEST_UNREACHABLE | ICMP6_TIME_EXCEEDED) => {
-            let quoted = icmp.get(ICMP_HEADER_LEN..).ok_or(Rejection::Malformed)?;
-            let (target, quoted_icmp) = strip_ipv6_header(quoted)?;
-            error_verdict(
-                quoted_icmp,
-                ICMP6_ECHO_REQUEST,
-                target,
-                key,
-                ident,
-                icmp_type,
-                code,
-                source,
-            )
+                kind: IcmpErrorKind { icmp_type, code },
+                reporter: source,
+            })
         }
         _ => Err(Rejection::NotOurs),
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn error_verdict(
-    quoted_icmp: &[u8],
-    echo_request: u8,
-    target: IpAddr,
-    key: &TagKey,
-    ident: Option<u16>,
-    icmp_type: u8,
-    code: u8,
-    reporter: IpAddr,
-) -> Result<Verdict, Rejection> {
-    if quoted_icmp.first() != Some(&echo_request) {
-        return Err(Rejection::NotOurs);
-    }
-    let probe = read_probe(quoted_icmp, key, target, ident)?;
-    Ok(Verdict::Error {
-        probe,
-        target,
-        kind: IcmpErrorKind { icmp_type, code },
-        reporter,
-    })
 }
 
 /// Reads and authenticates the probe fields of an echo message that went

@@ -77,11 +77,10 @@ pub fn run(
         .collect();
     let config = ProberConfig {
         engine: EngineConfig {
-            ident: None,
-            kernel_checksums: false,
             rate: options.rate,
             probes_per_target: Some(options.count),
             start: Start::Immediately,
+            ..EngineConfig::default()
         },
         receive_buffer: options.receive_buffer,
         linger: LINGER,

@@ -53,20 +53,11 @@ fn next_transition(
 fn down_and_up(host: &str) {
     let lab = lab();
     let address = ip(host);
-    let spec = TargetSpec {
-        address,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-    };
+    let spec = TargetSpec::with_defaults(address);
     let config = ProberConfig {
         engine: EngineConfig {
-            ident: None,
-            kernel_checksums: false,
-            rate: None,
-            probes_per_target: None,
             start: Start::Immediately,
+            ..EngineConfig::default()
         },
         receive_buffer: 1 << 20,
         linger: Duration::ZERO,

@@ -2,7 +2,7 @@
 //! loaded into the engine (what the agent keeps per target, slack of its
 //! growable tables included).
 
-use ward_agent::engine::{Engine, EngineConfig, Start, TargetSpec};
+use ward_agent::engine::{Engine, EngineConfig, TargetSpec};
 use ward_agent::packet::TagKey;
 
 use crate::measure;
@@ -16,21 +16,11 @@ pub fn run() -> anyhow::Result<()> {
         let before = measure::own_rss()?;
         let config = EngineConfig {
             ident: Some(1),
-            kernel_checksums: false,
-            rate: None,
-            probes_per_target: None,
-            start: Start::Spread,
+            ..EngineConfig::default()
         };
         let mut engine = Engine::new(config, TagKey::from_bytes([7; 16]), 0);
         for (i, address) in addresses.iter().enumerate() {
-            let spec = TargetSpec {
-                address: *address,
-                interval_ms: 1000,
-                timeout_ms: 500,
-                down_after: 3,
-                up_after: 2,
-            };
-            engine.add_target(spec, i as u64, 0)?;
+            engine.add_target(TargetSpec::with_defaults(*address), i as u64, 0)?;
         }
         drop(addresses);
         let grown = measure::own_rss()?.saturating_sub(before);

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use ward_agent::engine::{EngineConfig, Start, TargetSpec};
+use ward_agent::engine::{EngineConfig, TargetSpec};
 use ward_agent::prober::{Prober, ProberConfig};
 use ward_testkit::lab::Lab;
 
@@ -30,25 +30,10 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
     let targets: Vec<(TargetSpec, u64)> = addresses
         .iter()
         .enumerate()
-        .map(|(i, address)| {
-            let spec = TargetSpec {
-                address: *address,
-                interval_ms: 1000,
-                timeout_ms: 500,
-                down_after: 3,
-                up_after: 2,
-            };
-            (spec, i as u64)
-        })
+        .map(|(i, address)| (TargetSpec::with_defaults(*address), i as u64))
         .collect();
     let config = ProberConfig {
-        engine: EngineConfig {
-            ident: None,
-            kernel_checksums: false,
-            rate: None,
-            probes_per_target: None,
-            start: Start::Spread,
-        },
+        engine: EngineConfig::default(),
         receive_buffer: 32 << 20,
         linger: Duration::ZERO,
     };

@@ -44,6 +44,20 @@ pub struct EngineConfig {
     pub start: Start,
 }
 
+impl Default for EngineConfig {
+    /// A continuous agent: no rate limit, no probe count, spread start,
+    /// checksums and identifier as on a raw socket with identifier 0.
+    fn default() -> Self {
+        Self {
+            ident: None,
+            kernel_checksums: false,
+            rate: None,
+            probes_per_target: None,
+            start: Start::Spread,
+        }
+    }
+}
+
 /// When a newly added target is first probed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {

@@ -54,6 +54,28 @@ pub struct TargetSpec {
     pub up_after: u8,
 }
 
+impl TargetSpec {
+    /// Default probe interval (spec: 1 s).
+    pub const DEFAULT_INTERVAL_MS: u32 = 1000;
+    /// Default reply timeout (spec: 500 ms).
+    pub const DEFAULT_TIMEOUT_MS: u32 = 500;
+    /// Default misses before DOWN.
+    pub const DEFAULT_DOWN_AFTER: u8 = 3;
+    /// Default replies before UP again.
+    pub const DEFAULT_UP_AFTER: u8 = 2;
+
+    /// `address` with the default interval, timeout and thresholds.
+    pub fn with_defaults(address: IpAddr) -> Self {
+        Self {
+            address,
+            interval_ms: Self::DEFAULT_INTERVAL_MS,
+            timeout_ms: Self::DEFAULT_TIMEOUT_MS,
+            down_after: Self::DEFAULT_DOWN_AFTER,
+            up_after: Self::DEFAULT_UP_AFTER,
+        }
+    }
+}
+
 /// The pending event of a target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Pending {
@@ -274,11 +296,9 @@ mod tests {
 
     fn target(down_after: u8, up_after: u8) -> Target {
         let spec = TargetSpec {
-            address: "127.0.0.1".parse().expect("address"),
-            interval_ms: 1000,
-            timeout_ms: 500,
             down_after,
             up_after,
+            ..TargetSpec::with_defaults("127.0.0.1".parse().expect("address"))
         };
         Target::new(spec, 0, 0, 0, u32::MAX)
     }

@@ -46,13 +46,7 @@ impl Sim {
     fn add(&mut self, address: &str, host: Host) -> u32 {
         let address: IpAddr = address.parse().expect("address");
         self.hosts.insert(address, host);
-        let spec = TargetSpec {
-            address,
-            interval_ms: 1000,
-            timeout_ms: 500,
-            down_after: 3,
-            up_after: 2,
-        };
+        let spec = TargetSpec::with_defaults(address);
         let id = u64::try_from(self.hosts.len()).expect("small");
         self.engine
             .add_target(spec, id, self.now)
@@ -147,10 +141,8 @@ impl Sim {
 fn config(start: Start) -> EngineConfig {
     EngineConfig {
         ident: Some(IDENT),
-        kernel_checksums: false,
-        rate: None,
-        probes_per_target: None,
         start,
+        ..EngineConfig::default()
     }
 }
 
