@@ -39,6 +39,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
         eprintln!("burst: trial {trial}/{TRIALS} done");
     }
     print_medians(&rows);
+    print_ratios(&rows);
     Ok(())
 }
 
@@ -194,13 +195,42 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Median of `f` over the runs of `tool` at `rate`.
+fn median_of(rows: &[Row], tool: &str, rate: Option<u32>, f: fn(&Row) -> f64) -> f64 {
+    median(
+        rows.iter()
+            .filter(|row| row.tool == tool && row.rate == rate)
+            .map(f)
+            .collect(),
+    )
+}
+
+fn print_ratios(rows: &[Row]) {
+    let rate = |tool| median_of(rows, tool, None, |row| row.probes_per_second);
+    let cpu = |tool| median_of(rows, tool, None, |row| row.cpu_per_million);
+    println!();
+    println!("| unlimited burst | ratio |");
+    println!("|---|---|");
+    println!(
+        "| ward / zmap probes/s | {:.2}× |",
+        rate("ward") / rate("zmap")
+    );
+    println!(
+        "| ward / fping probes/s | {:.2}× |",
+        rate("ward") / rate("fping")
+    );
+    println!(
+        "| ward / zmap CPU per million probes | {:.2}× |",
+        cpu("ward") / cpu("zmap")
+    );
+}
+
 fn print_medians(rows: &[Row]) {
     println!(
         "| tool | rate cap (probes/s) | achieved probes/s | replies matched | rx drops | CPU s per M probes |"
     );
     println!("|---|---|---|---|---|---|");
     let mut keys: Vec<(&str, Option<u32>)> = rows.iter().map(|row| (row.tool, row.rate)).collect();
-    keys.dedup();
     keys.sort_by_key(|(tool, rate)| (rate.unwrap_or(u32::MAX), *tool));
     keys.dedup();
     for (tool, rate) in keys {
@@ -208,7 +238,7 @@ fn print_medians(rows: &[Row]) {
             .iter()
             .filter(|row| row.tool == tool && row.rate == rate)
             .collect();
-        let pick = |f: fn(&Row) -> f64| median(group.iter().map(|row| f(row)).collect());
+        let pick = |f: fn(&Row) -> f64| median_of(rows, tool, rate, f);
         let drops = group
             .iter()
             .filter_map(|row| row.rx_drops)

@@ -27,6 +27,8 @@ use anyhow::bail;
 use ward_testkit::lab::{Lab, SiteConfig};
 
 fn main() -> anyhow::Result<()> {
+    // Ctrl-C must not leave lab namespaces behind.
+    ward_testkit::lab::remove_labs_on_signal()?;
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     ward_testkit::require_root("the capacity harness");
     let lab = || {

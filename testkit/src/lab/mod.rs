@@ -22,10 +22,12 @@ use std::fs::File;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail};
 use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{SigSet, Signal};
 
 use crate::RESOURCE_PREFIX;
 
@@ -49,6 +51,42 @@ const LAB_V4: &str = "198.18.0.0/15";
 const LAB_V6: &str = "2001:2::/48";
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// Namespaces of every live lab, for [`remove_labs_on_signal`].
+static LIVE_NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn live_namespaces() -> std::sync::MutexGuard<'static, Vec<String>> {
+    LIVE_NAMESPACES
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// For long-running programs (benchmarks): on SIGINT or SIGTERM, delete the
+/// namespaces of every live lab, then exit with 130. Call it first thing in
+/// `main`, before any thread starts, so every thread inherits the blocked
+/// signals and only the waiting thread receives them.
+pub fn remove_labs_on_signal() -> anyhow::Result<()> {
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGTERM);
+    signals.thread_block()?;
+    std::thread::Builder::new()
+        .name("lab-signals".into())
+        .spawn(move || {
+            let signal = signals.wait().map_or_else(
+                |error| format!("sigwait failed ({error})"),
+                |signal| signal.to_string(),
+            );
+            for namespace in live_namespaces().drain(..) {
+                if let Err(error) = ip(&["netns", "del", &namespace]) {
+                    eprintln!("lab: deleting namespace {namespace}: {error}");
+                }
+            }
+            eprintln!("lab: {signal}: lab namespaces removed, exiting");
+            std::process::exit(130);
+        })?;
+    Ok(())
+}
 
 /// What a site answers for and what it reports unreachable.
 #[derive(Clone, Debug)]
@@ -113,8 +151,10 @@ impl Lab {
             relay: None,
         };
         // From here on `lab` is dropped (namespaces deleted) on any error.
-        ip(&["netns", "add", &lab.client])?;
-        ip(&["netns", "add", &lab.site])?;
+        for namespace in [&lab.client, &lab.site] {
+            live_namespaces().push(namespace.clone());
+            ip(&["netns", "add", namespace])?;
+        }
         lab.wire()?;
         lab.route(config)?;
         lab.install_drop_set()?;
@@ -399,6 +439,7 @@ impl Drop for Lab {
         // Stop the relay before its devices disappear with the namespaces.
         drop(self.relay.take());
         for namespace in [&self.client, &self.site] {
+            live_namespaces().retain(|live| live != namespace);
             if let Err(error) = ip(&["netns", "del", namespace]) {
                 eprintln!("lab: deleting namespace {namespace}: {error}");
             }
