@@ -1,0 +1,148 @@
+//! The status database: one record per device is the single source of
+//! truth. Two backends with the same semantics, checked by one conformance
+//! suite: PostgreSQL (production) and SQLite (the embedded default).
+//!
+//! Applying an agent report is one short transaction (report id, device
+//! rows, events, alerts, outbox) and is idempotent by (agent, boot, seq).
+//! The rules live in [`plan`], once; backends only read and write.
+//! Only this module knows SQL.
+
+mod model;
+pub mod plan;
+mod postgres;
+mod sqlite;
+
+pub use model::{
+    Alert, ApplyOutcome, Device, DeviceSpec, FieldError, Ignored, Notification, ReportedTransition,
+    Status, TransitionReport,
+};
+
+use postgres::PostgresStore;
+use sqlite::SqliteStore;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one we support.
+    #[error("unsupported database URL `{0}`: use postgres://USER@HOST:PORT/DB or sqlite:PATH")]
+    Url(String),
+    /// Invalid input; nothing was written.
+    #[error("invalid {0}")]
+    Invalid(#[from] FieldError),
+    /// The write conflicts with existing data (e.g. a duplicate name).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// SQLite failed.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL failed.
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(String),
+    /// A row the store cannot read back (a bug or manual tampering).
+    #[error("unreadable row: {0}")]
+    Corrupt(String),
+    /// The blocking task running a SQLite call failed.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// The status database.
+pub enum Store {
+    /// PostgreSQL.
+    Postgres(PostgresStore),
+    /// SQLite.
+    Sqlite(SqliteStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Postgres(store) => store.$method($($arg),*).await,
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens `postgres://…` or `sqlite:PATH` (created if missing). Does not
+    /// migrate: call [`Store::migrate`].
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(PostgresStore::open(url)?))
+        } else if let Some(path) = url.strip_prefix("sqlite:") {
+            Ok(Store::Sqlite(SqliteStore::open(path).await?))
+        } else {
+            Err(StoreError::Url(url.to_owned()))
+        }
+    }
+
+    /// Applies the migrations not applied yet; returns how many ran.
+    pub async fn migrate(&self) -> Result<u32, StoreError> {
+        dispatch!(self.migrate())
+    }
+
+    /// Creates a device (status `unknown`, site created on first use).
+    pub async fn create_device(
+        &self,
+        spec: &DeviceSpec,
+        now_ms: i64,
+    ) -> Result<Device, StoreError> {
+        spec.validate()?;
+        dispatch!(self.create_device(spec, now_ms))
+    }
+
+    /// One device.
+    pub async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
+        dispatch!(self.get_device(id))
+    }
+
+    /// All devices, by site then name.
+    pub async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
+        dispatch!(self.list_devices())
+    }
+
+    /// Applies an agent report in one transaction, once per (agent, boot,
+    /// seq).
+    pub async fn apply(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        dispatch!(self.apply(report, now_ms))
+    }
+
+    /// Alerts, newest first; only open ones if `open_only`.
+    pub async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
+        dispatch!(self.alerts(open_only))
+    }
+
+    /// Notifications waiting in the outbox, oldest first.
+    pub async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
+        dispatch!(self.pending_notifications())
+    }
+}
+
+/// Turns stored text back into a [`DeviceSpec`]'s typed fields.
+fn parse_stored<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{column} `{text}`")))
+}
+
+/// The conflict message for a duplicate device name.
+fn duplicate_name(spec: &DeviceSpec) -> StoreError {
+    StoreError::Conflict(format!(
+        "a device named `{}` already exists in site `{}`",
+        spec.name, spec.site
+    ))
+}
+
+/// The error for a parent that does not exist.
+fn missing_parent(spec: &DeviceSpec) -> StoreError {
+    StoreError::Invalid(FieldError {
+        field: "parent_id",
+        message: format!("no device with id {}", spec.parent_id.unwrap_or_default()),
+    })
+}

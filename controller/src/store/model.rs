@@ -1,0 +1,221 @@
+//! What the store holds, independent of the database behind it.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+/// The one truth about a device. `Down` and `Unreachable` carry a
+/// `down_since`; `Up` and `Unknown` never do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Answers probes.
+    Up,
+    /// Missed its probes.
+    Down,
+    /// Not reachable (ICMP unreachable, or its parent is down).
+    Unreachable,
+    /// Nobody can tell (never probed, or its agent is offline).
+    Unknown,
+}
+
+impl Status {
+    /// The name stored in the database and shown in APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Up => "up",
+            Status::Down => "down",
+            Status::Unreachable => "unreachable",
+            Status::Unknown => "unknown",
+        }
+    }
+
+    /// True for the states that carry a `down_since` and an alert.
+    pub fn is_outage(self) -> bool {
+        matches!(self, Status::Down | Status::Unreachable)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "up" => Ok(Status::Up),
+            "down" => Ok(Status::Down),
+            "unreachable" => Ok(Status::Unreachable),
+            "unknown" => Ok(Status::Unknown),
+            other => Err(format!("unknown status `{other}`")),
+        }
+    }
+}
+
+/// What an operator configures on a device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceSpec {
+    /// Unique within its site.
+    pub name: String,
+    /// Where to probe it.
+    pub address: IpAddr,
+    /// Its site (created on first use).
+    pub site: String,
+    /// The device it is reached through.
+    pub parent_id: Option<i64>,
+    /// Probe interval, ms.
+    pub interval_ms: u32,
+    /// Probe timeout, ms.
+    pub timeout_ms: u32,
+    /// Misses before DOWN.
+    pub down_after: u8,
+    /// Replies before UP.
+    pub up_after: u8,
+    /// Free-form labels.
+    pub tags: Vec<String>,
+    /// Disabled devices are kept but not probed.
+    pub enabled: bool,
+}
+
+/// A field of a [`DeviceSpec`] that is not acceptable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    /// The field's name as in the API.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl DeviceSpec {
+    /// Checks every field; the first problem is named.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let error = |field, message: &str| {
+            Err(FieldError {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return error("name", "must be 1 to 200 characters");
+        }
+        if self.site.trim().is_empty() || self.site.len() > 200 {
+            return error("site", "must be 1 to 200 characters");
+        }
+        if !(10..=3_600_000).contains(&self.interval_ms) {
+            return error("interval_ms", "must be between 10 and 3600000");
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
+            return error("timeout_ms", "must be between 1 and 60000");
+        }
+        if !(1..=100).contains(&self.down_after) {
+            return error("down_after", "must be between 1 and 100");
+        }
+        if !(1..=100).contains(&self.up_after) {
+            return error("up_after", "must be between 1 and 100");
+        }
+        if self.address.is_unspecified() || self.address.is_multicast() {
+            return error("address", "must be a unicast address");
+        }
+        Ok(())
+    }
+}
+
+/// A device with its current status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    /// Store-assigned id.
+    pub id: i64,
+    /// Its configuration.
+    pub spec: DeviceSpec,
+    /// Current status.
+    pub status: Status,
+    /// When the current outage began (probe time), Unix ms.
+    pub down_since_ms: Option<i64>,
+    /// When `status` last changed, Unix ms.
+    pub status_changed_at_ms: i64,
+    /// RTT of the last reply reported, µs.
+    pub last_rtt_us: Option<u32>,
+}
+
+/// One state change reported by an agent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportedTransition {
+    /// The device.
+    pub device_id: i64,
+    /// Up, Down or Unreachable.
+    pub status: Status,
+    /// Send time of the probe that decided it, Unix ms.
+    pub probed_at_ms: i64,
+    /// RTT of the device's last reply, µs.
+    pub last_rtt_us: Option<u32>,
+    /// Why (for the event log).
+    pub reason: String,
+}
+
+/// A batch of transitions as one agent report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionReport {
+    /// Reporting agent.
+    pub agent_id: String,
+    /// The agent process's boot id.
+    pub boot_id: String,
+    /// The report's sequence number within that boot.
+    pub seq: u64,
+    /// The changes, in the order the agent decided them.
+    pub transitions: Vec<ReportedTransition>,
+}
+
+/// Why a reported transition was not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ignored {
+    /// No such device.
+    UnknownDevice,
+    /// Older than the device's last change.
+    Stale,
+    /// The device already has that status.
+    NoChange,
+}
+
+/// What applying a report did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Applied now: the devices whose status changed, and what was ignored.
+    Applied {
+        /// Devices whose status changed.
+        changed: Vec<i64>,
+        /// Entries not applied, with the reason.
+        ignored: Vec<(i64, Ignored)>,
+    },
+    /// This (agent, boot, seq) was applied before; nothing was written.
+    AlreadyApplied,
+}
+
+/// An alert.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Alert {
+    /// Alert id.
+    pub id: i64,
+    /// The device.
+    pub device_id: i64,
+    /// Opened (outage start), Unix ms.
+    pub opened_at_ms: i64,
+    /// Resolved, Unix ms; `None` while open.
+    pub resolved_at_ms: Option<i64>,
+}
+
+/// A notification waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// Outbox row id.
+    pub id: i64,
+    /// The alert it is about.
+    pub alert_id: i64,
+    /// `firing` or `resolved`.
+    pub kind: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+}

@@ -1,0 +1,402 @@
+//! PostgreSQL backend (production): a deadpool of tokio-postgres clients.
+//! Each operation is one short transaction; nothing else is awaited while
+//! one is open.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{NoTls, Row};
+
+use super::model::{
+    Alert, ApplyOutcome, Device, DeviceSpec, Notification, Status, TransitionReport,
+};
+use super::plan::{CurrentDevice, Write, plan};
+use super::{StoreError, duplicate_name, missing_parent, parse_stored};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+/// Serialises concurrent migrations of several controllers.
+const MIGRATION_LOCK: i64 = 0x5741_5244;
+
+const DEVICE_COLUMNS: &str = "id, name, address, site, parent_id, interval_ms, timeout_ms, \
+     down_after, up_after, tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us";
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn pool_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Pool(error.to_string())
+}
+
+fn to_i32(value: impl Into<u32>) -> i32 {
+    i32::try_from(value.into()).unwrap_or(i32::MAX)
+}
+
+impl PostgresStore {
+    pub(super) fn open(url: &str) -> Result<Self, StoreError> {
+        let config = tokio_postgres::Config::from_str(url)?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(pool_error)?;
+        Ok(Self { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    pub(super) async fn migrate(&self) -> Result<u32, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+        )
+        .await?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+            )
+            .await?
+            .get(0);
+        let mut applied = 0;
+        for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+            tx.batch_execute(sql).await?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)",
+                &[version, &now_ms()],
+            )
+            .await?;
+            applied += 1;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+
+    pub(super) async fn create_device(
+        &self,
+        spec: &DeviceSpec,
+        now_ms: i64,
+    ) -> Result<Device, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&spec.site],
+        )
+        .await?;
+        let inserted = tx
+            .query_one(
+                "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
+                 down_after, up_after, tags, enabled, status, status_changed_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id",
+                &[
+                    &spec.name,
+                    &spec.address.to_string(),
+                    &spec.site,
+                    &spec.parent_id,
+                    &to_i32(spec.interval_ms),
+                    &to_i32(spec.timeout_ms),
+                    &to_i32(spec.down_after),
+                    &to_i32(spec.up_after),
+                    &serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()),
+                    &spec.enabled,
+                    &now_ms,
+                ],
+            )
+            .await;
+        let id: i64 = match inserted {
+            Ok(row) => row.get(0),
+            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                return Err(duplicate_name(spec));
+            }
+            Err(error) if error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                return Err(missing_parent(spec));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let device = select_device(&tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    pub(super) async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(read_device).transpose()
+    }
+
+    pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY site, name"),
+                &[],
+            )
+            .await?;
+        rows.iter().map(read_device).collect()
+    }
+
+    pub(super) async fn apply(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let seq = i64::try_from(report.seq).unwrap_or(i64::MAX);
+        let fresh = tx
+            .execute(
+                "INSERT INTO applied_reports (agent_id, boot_id, seq, applied_at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&report.agent_id, &report.boot_id, &seq, &now_ms],
+            )
+            .await?;
+        if fresh == 0 {
+            return Ok(ApplyOutcome::AlreadyApplied);
+        }
+        let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
+        // Row locks in id order: concurrent reports on shared devices
+        // cannot deadlock.
+        let rows = tx
+            .query(
+                "SELECT id, status, status_changed_at_ms, down_since_ms FROM devices \
+                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                &[&ids],
+            )
+            .await?;
+        let mut current = HashMap::new();
+        for row in &rows {
+            let status: String = row.get(1);
+            current.insert(
+                row.get::<_, i64>(0),
+                CurrentDevice {
+                    status: parse_stored::<Status>("status", &status)?,
+                    status_changed_at_ms: row.get(2),
+                    down_since_ms: row.get(3),
+                },
+            );
+        }
+        let plan = plan(report, &current);
+        for write in &plan.writes {
+            execute(&tx, write, &report.agent_id, now_ms).await?;
+        }
+        tx.commit().await?;
+        Ok(ApplyOutcome::Applied {
+            changed: plan.changed,
+            ignored: plan.ignored,
+        })
+    }
+
+    pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
+        let client = self.client().await?;
+        let filter = if open_only {
+            "WHERE resolved_at_ms IS NULL"
+        } else {
+            ""
+        };
+        let rows = client
+            .query(
+                &format!("SELECT id, device_id, opened_at_ms, resolved_at_ms FROM alerts {filter} ORDER BY id DESC"),
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Alert {
+                id: row.get(0),
+                device_id: row.get(1),
+                opened_at_ms: row.get(2),
+                resolved_at_ms: row.get(3),
+            })
+            .collect())
+    }
+
+    pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, alert_id, kind, attempts FROM notification_outbox ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Notification {
+                id: row.get(0),
+                alert_id: row.get(1),
+                kind: row.get(2),
+                attempts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
+            })
+            .collect())
+    }
+}
+
+async fn execute(
+    tx: &Transaction<'_>,
+    write: &Write,
+    agent_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    match write {
+        Write::UpdateDevice {
+            device_id,
+            status,
+            down_since_ms,
+            changed_at_ms,
+            last_rtt_us,
+        } => {
+            let rtt = last_rtt_us.map(to_i32);
+            tx.execute(
+                "UPDATE devices SET status = $1, down_since_ms = $2, status_changed_at_ms = $3, \
+                 last_rtt_us = COALESCE($4, last_rtt_us) WHERE id = $5",
+                &[
+                    &status.as_str(),
+                    down_since_ms,
+                    changed_at_ms,
+                    &rtt,
+                    device_id,
+                ],
+            )
+            .await?;
+        }
+        Write::InsertEvent {
+            device_id,
+            previous,
+            status,
+            at_ms,
+            reason,
+        } => {
+            tx.execute(
+                "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    device_id,
+                    &previous.as_str(),
+                    &status.as_str(),
+                    at_ms,
+                    &agent_id,
+                    reason,
+                ],
+            )
+            .await?;
+        }
+        Write::OpenAlert {
+            device_id,
+            opened_at_ms,
+        } => {
+            let opened = tx
+                .query_opt(
+                    "INSERT INTO alerts (device_id, opened_at_ms) VALUES ($1, $2) \
+                     ON CONFLICT (device_id) WHERE resolved_at_ms IS NULL DO NOTHING RETURNING id",
+                    &[device_id, opened_at_ms],
+                )
+                .await?;
+            if let Some(row) = opened {
+                queue_notification(tx, row.get(0), "firing", now_ms).await?;
+            }
+        }
+        Write::ResolveAlert {
+            device_id,
+            resolved_at_ms,
+        } => {
+            let resolved = tx
+                .query(
+                    "UPDATE alerts SET resolved_at_ms = $1 WHERE device_id = $2 AND resolved_at_ms IS NULL RETURNING id",
+                    &[resolved_at_ms, device_id],
+                )
+                .await?;
+            for row in resolved {
+                queue_notification(tx, row.get(0), "resolved", now_ms).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn queue_notification(
+    tx: &Transaction<'_>,
+    alert_id: i64,
+    kind: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO notification_outbox (alert_id, kind, created_at_ms, next_attempt_at_ms) VALUES ($1, $2, $3, $3)",
+        &[&alert_id, &kind, &now_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn select_device(tx: &Transaction<'_>, id: i64) -> Result<Option<Device>, StoreError> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
+            &[&id],
+        )
+        .await?;
+    row.as_ref().map(read_device).transpose()
+}
+
+fn read_device(row: &Row) -> Result<Device, StoreError> {
+    let address: String = row.get(2);
+    let tags: String = row.get(9);
+    let status: String = row.get(11);
+    let unsigned = |column: usize| u32::try_from(row.get::<_, i32>(column)).unwrap_or(0);
+    let small = |column: usize| u8::try_from(row.get::<_, i32>(column)).unwrap_or(u8::MAX);
+    Ok(Device {
+        id: row.get(0),
+        spec: DeviceSpec {
+            name: row.get(1),
+            address: parse_stored("address", &address)?,
+            site: row.get(3),
+            parent_id: row.get(4),
+            interval_ms: unsigned(5),
+            timeout_ms: unsigned(6),
+            down_after: small(7),
+            up_after: small(8),
+            tags: serde_json::from_str(&tags)
+                .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
+            enabled: row.get(10),
+        },
+        status: parse_stored("status", &status)?,
+        down_since_ms: row.get(12),
+        status_changed_at_ms: row.get(13),
+        last_rtt_us: row
+            .get::<_, Option<i32>>(14)
+            .and_then(|rtt| u32::try_from(rtt).ok()),
+    })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}

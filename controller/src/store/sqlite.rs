@@ -1,0 +1,397 @@
+//! SQLite backend: the embedded default. One connection in WAL mode with
+//! `synchronous=FULL` (a commit is durable before it is acknowledged),
+//! used from blocking tasks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+
+use super::model::{
+    Alert, ApplyOutcome, Device, DeviceSpec, Notification, Status, TransitionReport,
+};
+use super::plan::{CurrentDevice, Write, plan};
+use super::{StoreError, duplicate_name, missing_parent, parse_stored};
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_initial.sql"))];
+
+const DEVICE_COLUMNS: &str = "id, name, address, site, parent_id, interval_ms, timeout_ms, \
+     down_after, up_after, tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us";
+
+#[allow(
+    clippy::disallowed_types,
+    reason = "one SQLite connection, locked per store call, never on the probe path"
+)]
+type Shared = Arc<std::sync::Mutex<Connection>>;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    connection: Shared,
+}
+
+impl SqliteStore {
+    pub(super) async fn open(path: &str) -> Result<Self, StoreError> {
+        let path = path.to_owned();
+        let connection = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+            let connection = Connection::open(&path)?;
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection.pragma_update(None, "foreign_keys", "ON")?;
+            connection.busy_timeout(std::time::Duration::from_secs(5))?;
+            Ok(connection)
+        })
+        .await
+        .map_err(|error| StoreError::Task(error.to_string()))??;
+        #[allow(clippy::disallowed_types, reason = "see `Shared`")]
+        let connection = Arc::new(std::sync::Mutex::new(connection));
+        Ok(Self { connection })
+    }
+
+    /// Runs `work` on the connection in a blocking task.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            work(&mut connection)
+        })
+        .await
+        .map_err(|error| StoreError::Task(error.to_string()))?
+    }
+
+    pub(super) async fn migrate(&self) -> Result<u32, StoreError> {
+        self.run(|connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations \
+                 (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+            )?;
+            let current: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                [],
+                |row| row.get(0),
+            )?;
+            let mut applied = 0;
+            for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+                    params![version, now_ms()],
+                )?;
+                applied += 1;
+            }
+            tx.commit()?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    pub(super) async fn create_device(
+        &self,
+        spec: &DeviceSpec,
+        now_ms: i64,
+    ) -> Result<Device, StoreError> {
+        let spec = spec.clone();
+        self.run(move |connection| {
+            let tx = connection.transaction()?;
+            tx.execute(
+                "INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING",
+                [&spec.site],
+            )?;
+            let inserted = tx.query_row(
+                "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
+                 down_after, up_after, tags, enabled, status, status_changed_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'unknown', ?11) RETURNING id",
+                params![
+                    spec.name,
+                    spec.address.to_string(),
+                    spec.site,
+                    spec.parent_id,
+                    spec.interval_ms,
+                    spec.timeout_ms,
+                    spec.down_after,
+                    spec.up_after,
+                    tags_json(&spec.tags),
+                    spec.enabled,
+                    now_ms,
+                ],
+                |row| row.get::<_, i64>(0),
+            );
+            let id = match inserted {
+                Ok(id) => id,
+                Err(error) if is_constraint(&error, "UNIQUE") => return Err(duplicate_name(&spec)),
+                Err(error) if is_constraint(&error, "FOREIGN KEY") => {
+                    return Err(missing_parent(&spec));
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let device = select_device(&tx, id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
+            tx.commit()?;
+            Ok(device)
+        })
+        .await
+    }
+
+    pub(super) async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
+        self.run(move |connection| select_device(connection, id))
+            .await
+    }
+
+    pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
+        self.run(|connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY site, name"
+            ))?;
+            let rows = statement.query_map([], |row| Ok(read_device(row)))?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
+    pub(super) async fn apply(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let report = report.clone();
+        self.run(move |connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let fresh = tx.execute(
+                "INSERT INTO applied_reports (agent_id, boot_id, seq, applied_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                params![
+                    report.agent_id,
+                    report.boot_id,
+                    i64::try_from(report.seq).unwrap_or(i64::MAX),
+                    now_ms
+                ],
+            )?;
+            if fresh == 0 {
+                return Ok(ApplyOutcome::AlreadyApplied);
+            }
+            let mut current = HashMap::new();
+            for transition in &report.transitions {
+                if let Some(row) = current_device(&tx, transition.device_id)? {
+                    current.insert(transition.device_id, row);
+                }
+            }
+            let plan = plan(&report, &current);
+            for write in &plan.writes {
+                execute(&tx, write, &report.agent_id, now_ms)?;
+            }
+            tx.commit()?;
+            Ok(ApplyOutcome::Applied {
+                changed: plan.changed,
+                ignored: plan.ignored,
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
+        self.run(move |connection| {
+            let filter = if open_only { "WHERE resolved_at_ms IS NULL" } else { "" };
+            let mut statement = connection.prepare(&format!(
+                "SELECT id, device_id, opened_at_ms, resolved_at_ms FROM alerts {filter} ORDER BY id DESC"
+            ))?;
+            let rows = statement.query_map([], |row| {
+                Ok(Alert {
+                    id: row.get(0)?,
+                    device_id: row.get(1)?,
+                    opened_at_ms: row.get(2)?,
+                    resolved_at_ms: row.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
+        self.run(|connection| {
+            let mut statement = connection.prepare(
+                "SELECT id, alert_id, kind, attempts FROM notification_outbox ORDER BY id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(Notification {
+                    id: row.get(0)?,
+                    alert_id: row.get(1)?,
+                    kind: row.get(2)?,
+                    attempts: row.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+fn execute(
+    tx: &Transaction<'_>,
+    write: &Write,
+    agent_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    match write {
+        Write::UpdateDevice {
+            device_id,
+            status,
+            down_since_ms,
+            changed_at_ms,
+            last_rtt_us,
+        } => {
+            tx.execute(
+                "UPDATE devices SET status = ?1, down_since_ms = ?2, status_changed_at_ms = ?3, \
+                 last_rtt_us = COALESCE(?4, last_rtt_us) WHERE id = ?5",
+                params![
+                    status.as_str(),
+                    down_since_ms,
+                    changed_at_ms,
+                    last_rtt_us,
+                    device_id
+                ],
+            )?;
+        }
+        Write::InsertEvent {
+            device_id,
+            previous,
+            status,
+            at_ms,
+            reason,
+        } => {
+            tx.execute(
+                "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    device_id,
+                    previous.as_str(),
+                    status.as_str(),
+                    at_ms,
+                    agent_id,
+                    reason
+                ],
+            )?;
+        }
+        Write::OpenAlert {
+            device_id,
+            opened_at_ms,
+        } => {
+            let opened: Option<i64> = tx
+                .query_row(
+                    "INSERT INTO alerts (device_id, opened_at_ms) VALUES (?1, ?2) \
+                     ON CONFLICT DO NOTHING RETURNING id",
+                    params![device_id, opened_at_ms],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(alert_id) = opened {
+                queue_notification(tx, alert_id, "firing", now_ms)?;
+            }
+        }
+        Write::ResolveAlert {
+            device_id,
+            resolved_at_ms,
+        } => {
+            let mut statement = tx.prepare(
+                "UPDATE alerts SET resolved_at_ms = ?1 WHERE device_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
+            )?;
+            let resolved: Vec<i64> = statement
+                .query_map(params![resolved_at_ms, device_id], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for alert_id in resolved {
+                queue_notification(tx, alert_id, "resolved", now_ms)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn queue_notification(
+    tx: &Transaction<'_>,
+    alert_id: i64,
+    kind: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO notification_outbox (alert_id, kind, created_at_ms, next_attempt_at_ms) VALUES (?1, ?2, ?3, ?3)",
+        params![alert_id, kind, now_ms],
+    )?;
+    Ok(())
+}
+
+fn current_device(connection: &Connection, id: i64) -> Result<Option<CurrentDevice>, StoreError> {
+    let row = connection
+        .query_row(
+            "SELECT status, status_changed_at_ms, down_since_ms FROM devices WHERE id = ?1",
+            [id],
+            |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    row.map(|(status, status_changed_at_ms, down_since_ms)| {
+        Ok(CurrentDevice {
+            status: parse_stored::<Status>("status", &status)?,
+            status_changed_at_ms,
+            down_since_ms,
+        })
+    })
+    .transpose()
+}
+
+fn select_device(connection: &Connection, id: i64) -> Result<Option<Device>, StoreError> {
+    connection
+        .query_row(
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+            [id],
+            |row| Ok(read_device(row)),
+        )
+        .optional()?
+        .transpose()
+}
+
+fn read_device(row: &Row<'_>) -> Result<Device, StoreError> {
+    let address: String = row.get(2)?;
+    let tags: String = row.get(9)?;
+    let status: String = row.get(11)?;
+    Ok(Device {
+        id: row.get(0)?,
+        spec: DeviceSpec {
+            name: row.get(1)?,
+            address: parse_stored("address", &address)?,
+            site: row.get(3)?,
+            parent_id: row.get(4)?,
+            interval_ms: row.get(5)?,
+            timeout_ms: row.get(6)?,
+            down_after: row.get(7)?,
+            up_after: row.get(8)?,
+            tags: serde_json::from_str(&tags)
+                .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
+            enabled: row.get(10)?,
+        },
+        status: parse_stored("status", &status)?,
+        down_since_ms: row.get(12)?,
+        status_changed_at_ms: row.get(13)?,
+        last_rtt_us: row.get(14)?,
+    })
+}
+
+fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
+}
+
+fn is_constraint(error: &rusqlite::Error, kind: &str) -> bool {
+    matches!(error, rusqlite::Error::SqliteFailure(code, Some(message))
+        if code.code == rusqlite::ErrorCode::ConstraintViolation && message.contains(kind))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}

@@ -1,0 +1,290 @@
+//! One suite, two backends: every test runs against a real PostgreSQL
+//! (private server from the testkit) and against SQLite (temporary file).
+
+use std::any::Any;
+
+use ward_controller::store::{
+    ApplyOutcome, DeviceSpec, Ignored, ReportedTransition, Status, Store, StoreError,
+    TransitionReport,
+};
+
+/// Keeps the backing server or directory alive for the test.
+type Guard = Box<dyn Any>;
+
+async fn postgres_store() -> (Guard, Store) {
+    let server = ward_testkit::services::Postgres::start().expect("start PostgreSQL");
+    let store = Store::open(&server.url()).await.expect("open store");
+    store.migrate().await.expect("migrate");
+    (Box::new(server), store)
+}
+
+async fn sqlite_store() -> (Guard, Store) {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-sqlite-")
+        .tempdir()
+        .expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let store = Store::open(&url).await.expect("open store");
+    store.migrate().await.expect("migrate");
+    (Box::new(dir), store)
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test]
+            async fn $test() {
+                let (_guard, store) = super::postgres_store().await;
+                super::$test(&store).await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $test() {
+                let (_guard, store) = super::sqlite_store().await;
+                super::$test(&store).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    migrations_are_versioned_and_run_once,
+    devices_round_trip_and_bad_input_writes_nothing,
+    a_down_transition_sets_down_since_and_opens_an_alert_with_a_notification,
+    replaying_a_report_changes_nothing,
+    an_up_transition_resolves_the_alert,
+    stale_and_unknown_entries_are_ignored,
+);
+
+fn spec(name: &str, address: &str) -> DeviceSpec {
+    DeviceSpec {
+        name: name.into(),
+        address: address.parse().expect("address"),
+        site: "branch-0421".into(),
+        parent_id: None,
+        interval_ms: 1000,
+        timeout_ms: 500,
+        down_after: 3,
+        up_after: 2,
+        tags: vec!["atm".into()],
+        enabled: true,
+    }
+}
+
+fn report(seq: u64, transitions: &[(i64, Status, i64)]) -> TransitionReport {
+    TransitionReport {
+        agent_id: "agent-1".into(),
+        boot_id: "boot-1".into(),
+        seq,
+        transitions: transitions
+            .iter()
+            .map(|&(device_id, status, probed_at_ms)| ReportedTransition {
+                device_id,
+                status,
+                probed_at_ms,
+                last_rtt_us: Some(850),
+                reason: "test".into(),
+            })
+            .collect(),
+    }
+}
+
+async fn migrations_are_versioned_and_run_once(store: &Store) {
+    // The fixture migrated once already.
+    assert_eq!(store.migrate().await.expect("migrate again"), 0);
+}
+
+async fn devices_round_trip_and_bad_input_writes_nothing(store: &Store) {
+    let router = store
+        .create_device(&spec("router", "198.18.1.1"), 1_000)
+        .await
+        .expect("create");
+    assert_eq!(router.status, Status::Unknown);
+    assert_eq!(router.down_since_ms, None);
+    let mut atm_spec = spec("atm-2", "2001:2:0:1::2");
+    atm_spec.parent_id = Some(router.id);
+    let atm = store
+        .create_device(&atm_spec, 1_000)
+        .await
+        .expect("create child");
+    assert_eq!(
+        store.get_device(atm.id).await.expect("get"),
+        Some(atm.clone())
+    );
+    assert_eq!(atm.spec, atm_spec);
+    let names: Vec<String> = store
+        .list_devices()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|d| d.spec.name)
+        .collect();
+    assert_eq!(names, ["atm-2", "router"], "by site, then name");
+
+    let duplicate = store
+        .create_device(&spec("router", "198.18.1.9"), 1_000)
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict(ref m)) if m.contains("router")),
+        "{duplicate:?}"
+    );
+    let mut orphan = spec("camera", "198.18.1.3");
+    orphan.parent_id = Some(999_999);
+    let orphan = store.create_device(&orphan, 1_000).await;
+    assert!(
+        matches!(orphan, Err(StoreError::Invalid(ref e)) if e.field == "parent_id"),
+        "{orphan:?}"
+    );
+    let mut invalid = spec("camera", "198.18.1.3");
+    invalid.interval_ms = 0;
+    let invalid = store.create_device(&invalid, 1_000).await;
+    assert!(
+        matches!(invalid, Err(StoreError::Invalid(ref e)) if e.field == "interval_ms"),
+        "{invalid:?}"
+    );
+    assert_eq!(
+        store.list_devices().await.expect("list").len(),
+        2,
+        "nothing half-written"
+    );
+    assert_eq!(store.get_device(999_999).await.expect("get"), None);
+}
+
+async fn a_down_transition_sets_down_since_and_opens_an_alert_with_a_notification(store: &Store) {
+    let device = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create");
+    let outcome = store
+        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .await
+        .expect("apply");
+    assert_eq!(
+        outcome,
+        ApplyOutcome::Applied {
+            changed: vec![device.id],
+            ignored: vec![]
+        }
+    );
+    let now = store
+        .get_device(device.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (now.status, now.down_since_ms, now.status_changed_at_ms),
+        (Status::Down, Some(5_000), 5_000)
+    );
+    assert_eq!(now.last_rtt_us, Some(850));
+    let alerts = store.alerts(true).await.expect("alerts");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(
+        (alerts[0].device_id, alerts[0].opened_at_ms),
+        (device.id, 5_000)
+    );
+    let queued = store.pending_notifications().await.expect("outbox");
+    let kinds: Vec<&str> = queued.iter().map(|n| n.kind.as_str()).collect();
+    assert_eq!(kinds, ["firing"]);
+    assert_eq!(queued[0].alert_id, alerts[0].id);
+}
+
+async fn replaying_a_report_changes_nothing(store: &Store) {
+    let device = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create");
+    let down = report(1, &[(device.id, Status::Down, 5_000)]);
+    store.apply(&down, 5_100).await.expect("apply");
+    let before = store.get_device(device.id).await.expect("get");
+    assert_eq!(
+        store.apply(&down, 9_000).await.expect("replay"),
+        ApplyOutcome::AlreadyApplied
+    );
+    assert_eq!(store.get_device(device.id).await.expect("get"), before);
+    assert_eq!(store.alerts(false).await.expect("alerts").len(), 1);
+    assert_eq!(
+        store.pending_notifications().await.expect("outbox").len(),
+        1
+    );
+    // The same sequence number from a new boot is a new report.
+    let mut rebooted = report(1, &[(device.id, Status::Up, 6_000)]);
+    rebooted.boot_id = "boot-2".into();
+    assert!(matches!(
+        store.apply(&rebooted, 6_100).await.expect("apply"),
+        ApplyOutcome::Applied { .. }
+    ));
+}
+
+async fn an_up_transition_resolves_the_alert(store: &Store) {
+    let device = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create");
+    store
+        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .await
+        .expect("down");
+    store
+        .apply(&report(2, &[(device.id, Status::Up, 8_000)]), 8_100)
+        .await
+        .expect("up");
+    let now = store
+        .get_device(device.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((now.status, now.down_since_ms), (Status::Up, None));
+    assert!(store.alerts(true).await.expect("open alerts").is_empty());
+    let all = store.alerts(false).await.expect("alerts");
+    assert_eq!((all.len(), all[0].resolved_at_ms), (1, Some(8_000)));
+    let kinds: Vec<String> = store
+        .pending_notifications()
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(kinds, ["firing", "resolved"]);
+}
+
+async fn stale_and_unknown_entries_are_ignored(store: &Store) {
+    let device = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create");
+    store
+        .apply(&report(1, &[(device.id, Status::Up, 2_000)]), 2_100)
+        .await
+        .expect("up");
+    let outcome = store
+        .apply(
+            &report(
+                2,
+                &[
+                    (device.id, Status::Down, 1_500),
+                    (424_242, Status::Down, 3_000),
+                ],
+            ),
+            3_100,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        outcome,
+        ApplyOutcome::Applied {
+            changed: vec![],
+            ignored: vec![
+                (device.id, Ignored::Stale),
+                (424_242, Ignored::UnknownDevice)
+            ],
+        }
+    );
+    let now = store
+        .get_device(device.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((now.status, now.status_changed_at_ms), (Status::Up, 2_000));
+    assert!(store.alerts(false).await.expect("alerts").is_empty());
+}
