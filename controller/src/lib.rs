@@ -7,5 +7,8 @@
 //! `/readyz` or the logs. No `unsafe` here.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod cache;
 pub mod grpc;
+pub mod state;
 pub mod store;

@@ -1,10 +1,14 @@
 //! `ward-controller` command line.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tracing::info;
+use ward_controller::cache::Cache;
+use ward_controller::state::Controller;
+use ward_controller::store::Store;
 
 #[derive(Parser)]
 #[command(version, about = "ward controller: status database, alerting and APIs")]
@@ -15,12 +19,32 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the controller until SIGINT or SIGTERM.
-    Run {
-        /// Address for the gRPC endpoint (health, reflection).
-        #[arg(long, env = "WARD_LISTEN_GRPC", default_value = "127.0.0.1:50051")]
-        listen_grpc: SocketAddr,
-    },
+    /// Run the controller until SIGINT or SIGTERM (migrates the database first).
+    Run(RunArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Args)]
+struct DatabaseArgs {
+    /// Status database: postgres://USER@HOST:PORT/DB or sqlite:PATH.
+    #[arg(long, env = "WARD_DATABASE", default_value = "sqlite:./ward.db")]
+    database: String,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Address for the REST API, health and metrics.
+    #[arg(long, env = "WARD_LISTEN_HTTP", default_value = "127.0.0.1:8080")]
+    listen_http: SocketAddr,
+    /// Address for the gRPC endpoint (health, reflection).
+    #[arg(long, env = "WARD_LISTEN_GRPC", default_value = "127.0.0.1:50051")]
+    listen_grpc: SocketAddr,
+    /// Redis for the read cache (default: an in-process cache).
+    #[arg(long, env = "WARD_REDIS")]
+    redis: Option<String>,
 }
 
 #[tokio::main]
@@ -31,15 +55,57 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Run { listen_grpc } => {
-            let listener = ward_controller::grpc::bind(listen_grpc).await?;
-            info!(address = %listen_grpc, "gRPC endpoint listening");
-            ward_controller::grpc::serve(listener, shutdown_signal())
-                .await
-                .context("gRPC endpoint")?;
-            info!("stopped");
+        Command::Migrate(args) => {
+            let store = Store::open(&args.database).await?;
+            let applied = store.migrate().await.context("migrating")?;
+            info!(applied, database = %args.database, "migrations applied");
         }
+        Command::Run(args) => run(args).await?,
     }
+    Ok(())
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.database.database).await?;
+    let applied = store
+        .migrate()
+        .await
+        .context("migrating the status database")?;
+    info!(applied, database = %args.database.database, "status database ready");
+    let cache = match &args.redis {
+        Some(url) => Cache::redis(url).await?,
+        None => Cache::in_process(),
+    };
+    let controller = Arc::new(Controller::new(store, cache));
+    let http = tokio::net::TcpListener::bind(args.listen_http)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {}; pick a free address with --listen-http",
+                args.listen_http
+            )
+        })?;
+    let grpc = ward_controller::grpc::bind(args.listen_grpc).await?;
+    info!(http = %args.listen_http, grpc = %args.listen_grpc, "controller listening");
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut http_stopped = stopped.clone();
+    let mut grpc_stopped = stopped;
+    let http_server = axum::serve(http, ward_controller::api::router(controller))
+        .with_graceful_shutdown(async move {
+            let _ = http_stopped.wait_for(|stop| *stop).await;
+        });
+    let grpc_server = ward_controller::grpc::serve(grpc, async move {
+        let _ = grpc_stopped.wait_for(|stop| *stop).await;
+    });
+    let signal = async {
+        shutdown_signal().await;
+        info!("stopping");
+        let _ = stop.send(true);
+    };
+    let (http_result, grpc_result, ()) = tokio::join!(http_server, grpc_server, signal);
+    http_result.context("HTTP server")?;
+    grpc_result.context("gRPC endpoint")?;
+    info!("stopped");
     Ok(())
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct Supervised {
     ready: ReadinessProbe,
     log_path: PathBuf,
     child: Option<Child>,
+    /// The signal that asks this server to shut down at once.
+    stop_signal: Signal,
 }
 
 impl Supervised {
@@ -39,7 +41,15 @@ impl Supervised {
             ready: Box::new(ready),
             log_path,
             child: None,
+            stop_signal: Signal::SIGTERM,
         }
+    }
+
+    /// Uses `signal` instead of SIGTERM to stop the server (PostgreSQL:
+    /// SIGINT is its fast shutdown; SIGTERM waits for clients to leave).
+    pub(crate) fn with_stop_signal(mut self, signal: Signal) -> Self {
+        self.stop_signal = signal;
+        self
     }
 
     /// Starts the server and waits until its readiness probe passes.
@@ -90,9 +100,10 @@ impl Supervised {
         }
     }
 
-    /// Stops the server gracefully (SIGTERM, SIGKILL after a grace period).
+    /// Stops the server gracefully (its stop signal, SIGKILL after a grace
+    /// period).
     pub(crate) fn stop(&mut self) {
-        self.signal_and_reap(Signal::SIGTERM);
+        self.signal_and_reap(self.stop_signal);
     }
 
     /// Kills the server without warning, as a crash would.

@@ -6,7 +6,8 @@ use std::str::FromStr;
 
 /// The one truth about a device. `Down` and `Unreachable` carry a
 /// `down_since`; `Up` and `Unknown` never do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Answers probes.
     Up,
@@ -56,7 +57,7 @@ impl FromStr for Status {
 }
 
 /// What an operator configures on a device.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceSpec {
     /// Unique within its site.
     pub name: String,
@@ -125,7 +126,7 @@ impl DeviceSpec {
 }
 
 /// A device with its current status.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Device {
     /// Store-assigned id.
     pub id: i64,
@@ -195,7 +196,7 @@ pub enum ApplyOutcome {
 }
 
 /// An alert.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// Alert id.
     pub id: i64,

@@ -74,7 +74,8 @@ impl Postgres {
                 let pg_isready = bin.join("pg_isready");
                 move || is_ready(&pg_isready, port)
             },
-        );
+        )
+        .with_stop_signal(nix::sys::signal::Signal::SIGINT);
         server.start()?;
         Ok(Self {
             server,

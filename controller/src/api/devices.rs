@@ -1,0 +1,207 @@
+//! Devices, summary and alerts.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, now_ms, rfc3339};
+use crate::state::Controller;
+use crate::store::{Device, DeviceSpec, Status};
+
+/// Device as the API shows it.
+fn device_json(device: &Device) -> Value {
+    json!({
+        "id": device.id,
+        "name": device.spec.name,
+        "address": device.spec.address.to_string(),
+        "site": device.spec.site,
+        "parent_id": device.spec.parent_id,
+        "status": device.status.as_str(),
+        "down_since": device.down_since_ms.map(rfc3339),
+        "last_change": rfc3339(device.status_changed_at_ms),
+        "last_rtt_ms": device.last_rtt_us.map(|us| f64::from(us) / 1000.0),
+        "interval_ms": device.spec.interval_ms,
+        "timeout_ms": device.spec.timeout_ms,
+        "down_after": device.spec.down_after,
+        "up_after": device.spec.up_after,
+        "tags": device.spec.tags,
+        "enabled": device.spec.enabled,
+    })
+}
+
+/// `?status=&site=&q=`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListFilter {
+    status: Option<String>,
+    site: Option<String>,
+    q: Option<String>,
+}
+
+/// `GET /api/v1/devices`.
+pub async fn list(
+    State(controller): State<Arc<Controller>>,
+    Query(filter): Query<ListFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let status = filter
+        .status
+        .as_deref()
+        .map(|text| {
+            text.parse::<Status>()
+                .map_err(|error| ApiError::field("status", error))
+        })
+        .transpose()?;
+    let devices = controller.devices().await?;
+    let query = filter.q.as_deref().map(str::to_lowercase);
+    let shown: Vec<Value> = devices
+        .iter()
+        .filter(|d| status.is_none_or(|status| d.status == status))
+        .filter(|d| {
+            filter
+                .site
+                .as_deref()
+                .is_none_or(|site| d.spec.site == site)
+        })
+        .filter(|d| {
+            query.as_deref().is_none_or(|q| {
+                d.spec.name.to_lowercase().contains(q) || d.spec.address.to_string().contains(q)
+            })
+        })
+        .map(device_json)
+        .collect();
+    Ok(Json(Value::Array(shown)))
+}
+
+/// `GET /api/v1/devices/{id}`.
+pub async fn get(
+    State(controller): State<Arc<Controller>>,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let device = controller
+        .store
+        .get_device(id)
+        .await
+        .map_err(|error| controller.store_failed(error))?
+        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
+    Ok(Json(device_json(&device)))
+}
+
+/// Body of `POST /api/v1/devices`; omitted probe settings take defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInput {
+    name: String,
+    address: String,
+    site: String,
+    parent_id: Option<i64>,
+    interval_ms: Option<u32>,
+    timeout_ms: Option<u32>,
+    down_after: Option<u8>,
+    up_after: Option<u8>,
+    #[serde(default)]
+    tags: Vec<String>,
+    enabled: Option<bool>,
+}
+
+impl DeviceInput {
+    fn into_spec(self) -> Result<DeviceSpec, ApiError> {
+        let address: IpAddr = self.address.parse().map_err(|_| {
+            ApiError::field(
+                "address",
+                format!("`{}` is not an IPv4 or IPv6 address", self.address),
+            )
+        })?;
+        Ok(DeviceSpec {
+            name: self.name,
+            address,
+            site: self.site,
+            parent_id: self.parent_id,
+            interval_ms: self.interval_ms.unwrap_or(1000),
+            timeout_ms: self.timeout_ms.unwrap_or(500),
+            down_after: self.down_after.unwrap_or(3),
+            up_after: self.up_after.unwrap_or(2),
+            tags: self.tags,
+            enabled: self.enabled.unwrap_or(true),
+        })
+    }
+}
+
+/// `POST /api/v1/devices`.
+pub async fn create(
+    State(controller): State<Arc<Controller>>,
+    body: Result<Json<DeviceInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(input) = body.map_err(|rejection| ApiError::field("body", rejection.body_text()))?;
+    let device = controller
+        .create_device(&input.into_spec()?, now_ms())
+        .await?;
+    Ok((StatusCode::CREATED, Json(device_json(&device))))
+}
+
+/// `GET /api/v1/summary`.
+pub async fn summary(State(controller): State<Arc<Controller>>) -> Result<Json<Value>, ApiError> {
+    let devices = controller.devices().await?;
+    let count = |status: Status| {
+        devices
+            .iter()
+            .filter(|d| d.spec.enabled && d.status == status)
+            .count()
+    };
+    Ok(Json(json!({
+        "up": count(Status::Up),
+        "down": count(Status::Down),
+        "unreachable": count(Status::Unreachable),
+        "unknown": count(Status::Unknown),
+        "total": devices.iter().filter(|d| d.spec.enabled).count(),
+    })))
+}
+
+/// `?state=open|resolved`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertFilter {
+    state: Option<String>,
+}
+
+/// `GET /api/v1/alerts`.
+pub async fn alerts(
+    State(controller): State<Arc<Controller>>,
+    Query(filter): Query<AlertFilter>,
+) -> Result<Json<Value>, ApiError> {
+    let (open_only, resolved_only) = match filter.state.as_deref() {
+        None => (false, false),
+        Some("open") => (true, false),
+        Some("resolved") => (false, true),
+        Some(other) => {
+            return Err(ApiError::field(
+                "state",
+                format!("`{other}`: use open or resolved"),
+            ));
+        }
+    };
+    let alerts = controller
+        .store
+        .alerts(open_only)
+        .await
+        .map_err(|e| controller.store_failed(e))?;
+    let shown: Vec<Value> = alerts
+        .iter()
+        .filter(|alert| !resolved_only || alert.resolved_at_ms.is_some())
+        .map(|alert| {
+            json!({
+                "id": alert.id,
+                "device_id": alert.device_id,
+                "state": if alert.resolved_at_ms.is_some() { "resolved" } else { "open" },
+                "opened_at": rfc3339(alert.opened_at_ms),
+                "resolved_at": alert.resolved_at_ms.map(rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(shown)))
+}

@@ -1,0 +1,107 @@
+//! What every read and write path shares: the store, the cache, and the
+//! counters. All status changes go through [`Controller::apply_report`], so
+//! the cache is invalidated after every commit, whichever path wrote.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::cache::Cache;
+use crate::store::{ApplyOutcome, Device, DeviceSpec, Store, StoreError, TransitionReport};
+
+/// Controller-wide counters, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Store operations that failed.
+    pub store_errors: AtomicU64,
+    /// Status changes committed.
+    pub transitions_applied: AtomicU64,
+    /// Reports that were replays of applied ones.
+    pub reports_replayed: AtomicU64,
+    /// Report entries ignored (stale, unknown device, no change).
+    pub transitions_ignored: AtomicU64,
+}
+
+/// The controller's shared state.
+pub struct Controller {
+    /// The status database.
+    pub store: Store,
+    /// The read cache.
+    pub cache: Cache,
+    /// Counters.
+    pub metrics: Metrics,
+}
+
+impl Controller {
+    /// A controller over `store` and `cache`.
+    pub fn new(store: Store, cache: Cache) -> Self {
+        Self {
+            store,
+            cache,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Counts a store failure and passes it on.
+    pub fn store_failed(&self, error: StoreError) -> StoreError {
+        if !matches!(error, StoreError::Invalid(_) | StoreError::Conflict(_)) {
+            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "store operation failed");
+        }
+        error
+    }
+
+    /// Applies an agent report; the cache moves to a new generation after
+    /// the commit.
+    pub async fn apply_report(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let _write = self.cache.begin_write();
+        let outcome = self
+            .store
+            .apply(report, now_ms)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        match &outcome {
+            ApplyOutcome::Applied { changed, ignored } => {
+                self.metrics
+                    .transitions_applied
+                    .fetch_add(changed.len() as u64, Ordering::Relaxed);
+                self.metrics
+                    .transitions_ignored
+                    .fetch_add(ignored.len() as u64, Ordering::Relaxed);
+            }
+            ApplyOutcome::AlreadyApplied => {
+                self.metrics
+                    .reports_replayed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Creates a device; the cache moves on after the commit.
+    pub async fn create_device(
+        &self,
+        spec: &DeviceSpec,
+        now_ms: i64,
+    ) -> Result<Device, StoreError> {
+        let _write = self.cache.begin_write();
+        self.store
+            .create_device(spec, now_ms)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// Every device, through the cache.
+    pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        self.cache
+            .get_or_load("devices", async {
+                self.store
+                    .list_devices()
+                    .await
+                    .map_err(|e| self.store_failed(e))
+            })
+            .await
+    }
+}

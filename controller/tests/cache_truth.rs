@@ -1,0 +1,282 @@
+//! "Once a transition is committed, no response shows the old status":
+//! through a real Redis, through the in-process cache, and with Redis
+//! stopped and restarted in the middle.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_controller::cache::Cache;
+use ward_controller::state::Controller;
+use ward_controller::store::{ReportedTransition, Status, Store, TransitionReport};
+use ward_testkit::services::{Postgres, Redis};
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn serve(controller: Arc<Controller>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address: SocketAddr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            axum::serve(listener, ward_controller::api::router(controller))
+                .await
+                .expect("serve");
+        });
+        Self {
+            base: format!("http://{address}"),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        (
+            response.status().as_u16(),
+            response.json().await.expect("JSON body"),
+        )
+    }
+
+    async fn metric(&self, name: &str) -> u64 {
+        let (_, text) = self.get("/metrics").await;
+        let text = text.as_str().expect("metrics text").to_owned();
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    }
+}
+
+/// A fixed "now" for the test's reports, after the devices' creation.
+fn t0() -> i64 {
+    static T0: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *T0.get_or_init(|| ward_controller::api::now_ms() + 60_000)
+}
+
+async fn controller(store_url: &str, cache: Cache) -> Arc<Controller> {
+    let store = Store::open(store_url).await.expect("open store");
+    store.migrate().await.expect("migrate");
+    Arc::new(Controller::new(store, cache))
+}
+
+/// A report of `status` for `device_id`, probed `at_ms` after [`t0`].
+fn down(device_id: i64, seq: u64, at_ms: i64, status: Status) -> TransitionReport {
+    TransitionReport {
+        agent_id: "agent-1".into(),
+        boot_id: "boot-1".into(),
+        seq,
+        transitions: vec![ReportedTransition {
+            device_id,
+            status,
+            probed_at_ms: t0() + at_ms,
+            last_rtt_us: None,
+            reason: "timeouts".into(),
+        }],
+    }
+}
+
+/// Every read path shows `expected` for device `id`.
+async fn every_read_shows(api: &Api, id: i64, expected: &str) {
+    let (_, list) = api.get("/api/v1/devices").await;
+    assert_eq!(list[0]["status"], expected, "device list: {list}");
+    let (_, site) = api.get("/api/v1/devices?site=branch-7").await;
+    assert_eq!(site[0]["status"], expected, "site list: {site}");
+    let (_, one) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(one["status"], expected, "device: {one}");
+    let (_, summary) = api.get("/api/v1/summary").await;
+    let counted = if expected == "down" { "down" } else { "up" };
+    assert_eq!(summary[counted], 1, "summary: {summary}");
+}
+
+async fn create_device(api: &Api) -> i64 {
+    let (code, created) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.1.10", "site": "branch-7"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    created["id"].as_i64().expect("id")
+}
+
+async fn read_your_writes(api: &Api, controller: &Controller) {
+    let id = create_device(api).await;
+    controller
+        .apply_report(&down(id, 1, 1_000, Status::Up), 1_000)
+        .await
+        .expect("up");
+    every_read_shows(api, id, "up").await;
+    // Second round: served from the cache.
+    let hits = api.metric("ward_cache_hits_total").await;
+    every_read_shows(api, id, "up").await;
+    assert!(
+        api.metric("ward_cache_hits_total").await > hits,
+        "lists were cached"
+    );
+
+    controller
+        .apply_report(&down(id, 2, 5_000, Status::Down), 5_100)
+        .await
+        .expect("down");
+    every_read_shows(api, id, "down").await;
+    let (_, device) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(
+        device["down_since"],
+        ward_controller::api::rfc3339(t0() + 5_000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_redis_a_commit_is_visible_at_once_on_every_read_path() {
+    let redis = Redis::start().expect("start Redis");
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let controller = controller(
+        &postgres.url(),
+        Cache::redis(&redis.url()).await.expect("cache"),
+    )
+    .await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    read_your_writes(&api, &controller).await;
+    assert!(api.metric("ward_cache_invalidations_total").await >= 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_a_commit_is_visible_at_once_on_every_read_path() {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-sqlite-")
+        .tempdir()
+        .expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let controller = controller(&url, Cache::in_process()).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    read_your_writes(&api, &controller).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_answers_stay_right_and_readyz_says_degraded() {
+    let mut redis = Redis::start().expect("start Redis");
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-sqlite-")
+        .tempdir()
+        .expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let controller = controller(&url, Cache::redis(&redis.url()).await.expect("cache")).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let id = create_device(&api).await;
+    controller
+        .apply_report(&down(id, 1, 1_000, Status::Up), 1_000)
+        .await
+        .expect("up");
+    every_read_shows(&api, id, "up").await;
+    let (code, ready) = api.get("/readyz").await;
+    assert_eq!(
+        (code, ready["status"].as_str()),
+        (200, Some("ok")),
+        "{ready}"
+    );
+
+    redis.stop();
+    every_read_shows(&api, id, "up").await;
+    let (code, ready) = api.get("/readyz").await;
+    assert_eq!(
+        (code, ready["status"].as_str()),
+        (200, Some("degraded")),
+        "{ready}"
+    );
+    assert_eq!(ready["components"]["cache"]["status"], "failing");
+    assert!(api.metric("ward_cache_errors_total").await > 0);
+    assert_eq!(api.metric("ward_cache_degraded").await, 1);
+
+    // A change while Redis is away, then Redis comes back (empty).
+    controller
+        .apply_report(&down(id, 2, 5_000, Status::Down), 5_100)
+        .await
+        .expect("down");
+    every_read_shows(&api, id, "down").await;
+    redis.resume().expect("restart Redis");
+    every_read_shows(&api, id, "down").await;
+    let mut ready = Value::Null;
+    for _ in 0..50 {
+        ready = api.get("/readyz").await.1;
+        if ready["status"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        ready["status"], "ok",
+        "cache back after Redis restart: {ready}"
+    );
+    every_read_shows(&api, id, "down").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_naming_the_field_and_writes_nothing() {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-sqlite-")
+        .tempdir()
+        .expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let controller = controller(&url, Cache::in_process()).await;
+    let api = Api::serve(controller).await;
+    let cases = [
+        (
+            serde_json::json!({"name": "a", "address": "198.18.1.300", "site": "s"}),
+            400,
+            "address",
+        ),
+        (
+            serde_json::json!({"name": "a", "address": "198.18.1.3", "site": "s", "interval_ms": 0}),
+            400,
+            "interval_ms",
+        ),
+        (
+            serde_json::json!({"name": "a", "address": "198.18.1.3", "site": "s", "colour": "red"}),
+            400,
+            "body",
+        ),
+        (
+            serde_json::json!({"name": "a", "address": "198.18.1.3", "site": "s", "parent_id": 77}),
+            400,
+            "parent_id",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let (status, error) = api.post("/api/v1/devices", body.clone()).await;
+        assert_eq!(status, code, "{body} → {error}");
+        assert_eq!(error["field"], field, "{body} → {error}");
+        assert!(error["error"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let (_, list) = api.get("/api/v1/devices").await;
+    assert_eq!(list, serde_json::json!([]), "nothing half-written");
+    let (status, error) = api.get("/api/v1/devices?status=sideways").await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("status")));
+    let (status, _) = api.get("/api/v1/devices/12345").await;
+    assert_eq!(status, 404);
+}
