@@ -12,3 +12,4 @@ pub mod cache;
 pub mod grpc;
 pub mod state;
 pub mod store;
+pub mod time;

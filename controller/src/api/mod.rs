@@ -15,6 +15,8 @@ use crate::state::Controller;
 
 pub use error::ApiError;
 
+pub use crate::time::{now_ms, rfc3339};
+
 /// The HTTP router for `controller`.
 pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
@@ -26,20 +28,4 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .with_state(controller)
-}
-
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
-}
-
-/// Unix milliseconds as RFC 3339 (UTC, milliseconds).
-pub fn rfc3339(ms: i64) -> String {
-    let time =
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0));
-    humantime::format_rfc3339_millis(time).to_string()
 }

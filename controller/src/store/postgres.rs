@@ -82,7 +82,7 @@ impl PostgresStore {
             tx.batch_execute(sql).await?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)",
-                &[version, &now_ms()],
+                &[version, &crate::time::now_ms()],
             )
             .await?;
             applied += 1;
@@ -391,12 +391,4 @@ fn read_device(row: &Row) -> Result<Device, StoreError> {
             .get::<_, Option<i32>>(14)
             .and_then(|rtt| u32::try_from(rtt).ok()),
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
 }

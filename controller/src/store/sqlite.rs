@@ -80,7 +80,7 @@ impl SqliteStore {
                 tx.execute_batch(sql)?;
                 tx.execute(
                     "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
-                    params![version, now_ms()],
+                    params![version, crate::time::now_ms()],
                 )?;
                 applied += 1;
             }
@@ -386,12 +386,4 @@ fn tags_json(tags: &[String]) -> String {
 fn is_constraint(error: &rusqlite::Error, kind: &str) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(code, Some(message))
         if code.code == rusqlite::ErrorCode::ConstraintViolation && message.contains(kind))
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        })
 }
