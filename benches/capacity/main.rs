@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo build --release -p ward-agent -p ward-benches
-//! target/release/ward-capacity burst|sustained|memory|all
+//! target/release/ward-capacity burst|sustained|memory|outage|all
 //! ```
 #![forbid(unsafe_code)]
 #![allow(
@@ -21,6 +21,7 @@
 mod burst;
 mod measure;
 mod memory;
+mod outage;
 mod sustained;
 
 use anyhow::bail;
@@ -41,11 +42,13 @@ fn main() -> anyhow::Result<()> {
         "burst" => burst::run(&lab()?),
         "sustained" => sustained::run(&lab()?),
         "memory" => memory::run(),
+        "outage" => tokio::runtime::Runtime::new()?.block_on(outage::run()),
         "all" => {
             burst::run(&lab()?)?;
             sustained::run(&lab()?)?;
-            memory::run()
+            memory::run()?;
+            tokio::runtime::Runtime::new()?.block_on(outage::run())
         }
-        other => bail!("unknown measurement `{other}`: burst, sustained, memory or all"),
+        other => bail!("unknown measurement `{other}`: burst, sustained, memory, outage or all"),
     }
 }
