@@ -55,6 +55,7 @@ conformance!(
     replaying_a_report_changes_nothing,
     an_up_transition_resolves_the_alert,
     stale_and_unknown_entries_are_ignored,
+    children_of_a_down_parent_are_unreachable_and_do_not_alert,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -287,4 +288,111 @@ async fn stale_and_unknown_entries_are_ignored(store: &Store) {
         .expect("exists");
     assert_eq!((now.status, now.status_changed_at_ms), (Status::Up, 2_000));
     assert!(store.alerts(false).await.expect("alerts").is_empty());
+}
+
+async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Store) {
+    let router = store
+        .create_device(&spec("router", "198.18.1.1"), 1_000)
+        .await
+        .expect("router");
+    let child = |name: &str, address: &str, parent: i64| {
+        let mut spec = spec(name, address);
+        spec.parent_id = Some(parent);
+        spec
+    };
+    let atm = store
+        .create_device(&child("atm", "198.18.1.2", router.id), 1_000)
+        .await
+        .expect("atm");
+    let camera = store
+        .create_device(&child("camera", "198.18.1.3", router.id), 1_000)
+        .await
+        .expect("camera");
+    let sensor = store
+        .create_device(&child("sensor", "198.18.1.4", camera.id), 1_000)
+        .await
+        .expect("sensor");
+    let all_up: Vec<_> = [router.id, atm.id, camera.id, sensor.id]
+        .iter()
+        .map(|&id| (id, Status::Up, 2_000))
+        .collect();
+    store
+        .apply(&report(1, &all_up), 2_000)
+        .await
+        .expect("all up");
+
+    // The site router dies: everything behind it is unreachable, one alert.
+    store
+        .apply(&report(2, &[(router.id, Status::Down, 5_000)]), 5_100)
+        .await
+        .expect("router down");
+    for id in [atm.id, camera.id, sensor.id] {
+        let device = store.get_device(id).await.expect("get").expect("exists");
+        assert_eq!(
+            (device.status, device.down_since_ms),
+            (Status::Unreachable, Some(5_000)),
+            "{}",
+            device.spec.name
+        );
+    }
+    let open: Vec<i64> = store
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.device_id)
+        .collect();
+    assert_eq!(open, [router.id]);
+
+    // The ATM's agent also reports it down: still unreachable, no alert.
+    store
+        .apply(&report(3, &[(atm.id, Status::Down, 5_500)]), 5_600)
+        .await
+        .expect("atm down");
+    assert_eq!(
+        store
+            .get_device(atm.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .status,
+        Status::Unreachable
+    );
+    assert_eq!(store.alerts(true).await.expect("alerts").len(), 1);
+
+    // The router comes back: its children show what their agent reported.
+    store
+        .apply(&report(4, &[(router.id, Status::Up, 9_000)]), 9_100)
+        .await
+        .expect("router up");
+    let status = |device: Option<ward_controller::store::Device>| device.expect("exists").status;
+    assert_eq!(
+        status(store.get_device(camera.id).await.expect("get")),
+        Status::Up
+    );
+    assert_eq!(
+        status(store.get_device(sensor.id).await.expect("get")),
+        Status::Up
+    );
+    let atm_now = store
+        .get_device(atm.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (atm_now.status, atm_now.down_since_ms),
+        (Status::Down, Some(5_000))
+    );
+    let open: Vec<i64> = store
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|a| a.device_id)
+        .collect();
+    assert_eq!(
+        open,
+        [atm.id],
+        "the ATM is down on its own now; the router's alert is resolved"
+    );
 }

@@ -10,18 +10,38 @@ use super::model::{Ignored, ReportedTransition, Status, TransitionReport};
 /// What the planner needs to know about a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CurrentDevice {
-    /// Current status.
+    /// Effective status (what every screen shows).
     pub status: Status,
-    /// When it last changed, Unix ms.
+    /// When the effective status last changed, Unix ms.
     pub status_changed_at_ms: i64,
     /// Start of the current outage, Unix ms.
     pub down_since_ms: Option<i64>,
+    /// What its agent last reported.
+    pub reported: Status,
+    /// Probe time of that report, Unix ms.
+    pub reported_at_ms: i64,
+    /// The device it is reached through.
+    pub parent_id: Option<i64>,
+    /// It has an open alert.
+    pub alert_open: bool,
 }
 
 /// One write, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
-    /// Set a device's status columns.
+    /// Record what the agent reported.
+    SetReported {
+        /// The device.
+        device_id: i64,
+        /// Reported status.
+        status: Status,
+        /// Probe time, Unix ms.
+        at_ms: i64,
+        /// Last RTT reported.
+        last_rtt_us: Option<u32>,
+    },
+    /// Set a device's effective status (and, when its own report caused
+    /// the change, the reported columns in the same statement).
     UpdateDevice {
         /// The device.
         device_id: i64,
@@ -31,8 +51,8 @@ pub enum Write {
         down_since_ms: Option<i64>,
         /// When the change happened (probe time), Unix ms.
         changed_at_ms: i64,
-        /// Last RTT reported.
-        last_rtt_us: Option<u32>,
+        /// The report that caused it, if any.
+        reported: Option<Reported>,
     },
     /// Append to the status event log.
     InsertEvent {
@@ -58,9 +78,20 @@ pub enum Write {
     ResolveAlert {
         /// The device.
         device_id: i64,
-        /// When it came back, Unix ms.
+        /// When, Unix ms.
         resolved_at_ms: i64,
     },
+}
+
+/// What an agent reported, written with the status it caused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reported {
+    /// Reported status.
+    pub status: Status,
+    /// Probe time, Unix ms.
+    pub at_ms: i64,
+    /// Last RTT reported.
+    pub last_rtt_us: Option<u32>,
 }
 
 /// The writes for a report, and the entries left out.
@@ -68,76 +99,169 @@ pub enum Write {
 pub struct Plan {
     /// Writes, in order.
     pub writes: Vec<Write>,
-    /// Devices whose status changed, in order of first change.
+    /// Devices whose effective status changed, in order of first change.
     pub changed: Vec<i64>,
     /// Entries not applied.
     pub ignored: Vec<(i64, Ignored)>,
 }
 
-/// Decides the writes for `report` given the devices' `current` rows.
+/// Decides the writes for `report`. `current` must hold the reported
+/// devices, their parents and all their descendants.
+///
+/// Rules: a device whose parent is in an outage is `unreachable` and has no
+/// alert of its own; otherwise it shows what its agent reported, with an
+/// alert while that is an outage. A report older than the device's last
+/// report is ignored.
 pub fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) -> Plan {
-    let mut state = current.clone();
-    let mut plan = Plan::default();
-    for transition in &report.transitions {
-        let Some(device) = state.get_mut(&transition.device_id) else {
-            plan.ignored
-                .push((transition.device_id, Ignored::UnknownDevice));
-            continue;
-        };
-        if transition.probed_at_ms < device.status_changed_at_ms {
-            plan.ignored.push((transition.device_id, Ignored::Stale));
-            continue;
+    let mut planner = Planner {
+        state: current.clone(),
+        children: HashMap::new(),
+        plan: Plan::default(),
+        pending_report: None,
+    };
+    let mut ids: Vec<i64> = current.keys().copied().collect();
+    ids.sort_unstable();
+    for id in ids {
+        if let Some(parent) = current[&id].parent_id {
+            planner.children.entry(parent).or_default().push(id);
         }
-        if transition.status == device.status {
-            plan.ignored.push((transition.device_id, Ignored::NoChange));
-            continue;
-        }
-        apply(&mut plan, device, transition);
     }
-    plan
+    for transition in &report.transitions {
+        planner.report(transition);
+    }
+    planner.plan
 }
 
-fn apply(plan: &mut Plan, device: &mut CurrentDevice, transition: &ReportedTransition) {
-    let (id, at) = (transition.device_id, transition.probed_at_ms);
-    let previous = device.status;
-    let down_since_ms = match (previous.is_outage(), transition.status.is_outage()) {
-        // Down ↔ unreachable: the same outage goes on.
-        (true, true) => device.down_since_ms,
-        (false, true) => Some(at),
-        (_, false) => None,
-    };
-    plan.writes.push(Write::UpdateDevice {
-        device_id: id,
-        status: transition.status,
-        down_since_ms,
-        changed_at_ms: at,
-        last_rtt_us: transition.last_rtt_us,
-    });
-    plan.writes.push(Write::InsertEvent {
-        device_id: id,
-        previous,
-        status: transition.status,
-        at_ms: at,
-        reason: transition.reason.clone(),
-    });
-    match (previous.is_outage(), transition.status.is_outage()) {
-        (false, true) => plan.writes.push(Write::OpenAlert {
-            device_id: id,
-            opened_at_ms: at,
-        }),
-        (true, false) => plan.writes.push(Write::ResolveAlert {
-            device_id: id,
-            resolved_at_ms: at,
-        }),
-        _ => {}
+struct Planner {
+    state: HashMap<i64, CurrentDevice>,
+    children: HashMap<i64, Vec<i64>>,
+    plan: Plan,
+    /// The report being settled, until a status update carries it.
+    pending_report: Option<(i64, Reported)>,
+}
+
+impl Planner {
+    fn report(&mut self, transition: &ReportedTransition) {
+        let id = transition.device_id;
+        let Some(device) = self.state.get_mut(&id) else {
+            self.plan.ignored.push((id, Ignored::UnknownDevice));
+            return;
+        };
+        if transition.probed_at_ms < device.reported_at_ms {
+            self.plan.ignored.push((id, Ignored::Stale));
+            return;
+        }
+        if transition.status == device.reported {
+            self.plan.ignored.push((id, Ignored::NoChange));
+            return;
+        }
+        device.reported = transition.status;
+        device.reported_at_ms = transition.probed_at_ms;
+        let reported = Reported {
+            status: transition.status,
+            at_ms: transition.probed_at_ms,
+            last_rtt_us: transition.last_rtt_us,
+        };
+        self.pending_report = Some((id, reported));
+        let mut visited = Vec::new();
+        self.settle(
+            id,
+            transition.probed_at_ms,
+            &transition.reason,
+            &mut visited,
+        );
+        // No status change carried it (e.g. reported down under a down parent).
+        if let Some((device_id, reported)) = self.pending_report.take() {
+            self.plan.writes.push(Write::SetReported {
+                device_id,
+                status: reported.status,
+                at_ms: reported.at_ms,
+                last_rtt_us: reported.last_rtt_us,
+            });
+        }
     }
-    *device = CurrentDevice {
-        status: transition.status,
-        status_changed_at_ms: at,
-        down_since_ms,
-    };
-    if !plan.changed.contains(&id) {
-        plan.changed.push(id);
+
+    /// Recomputes a device's effective status and alert from its report and
+    /// its parent, and cascades to its children when its outage begins or
+    /// ends.
+    fn settle(&mut self, id: i64, at: i64, reason: &str, visited: &mut Vec<i64>) {
+        if visited.contains(&id) {
+            return; // a parent cycle: each device settles once
+        }
+        visited.push(id);
+        let Some(&device) = self.state.get(&id) else {
+            return;
+        };
+        let parent_outage = device
+            .parent_id
+            .and_then(|parent| self.state.get(&parent))
+            .is_some_and(|parent| parent.status.is_outage());
+        let status = if parent_outage {
+            Status::Unreachable
+        } else {
+            device.reported
+        };
+        let alert_wanted = status.is_outage() && !parent_outage;
+        let previous = device.status;
+        let mut next = device;
+        if status != previous {
+            next.down_since_ms = match (previous.is_outage(), status.is_outage()) {
+                (true, true) => device.down_since_ms,
+                (false, true) => Some(at),
+                (_, false) => None,
+            };
+            next.status = status;
+            next.status_changed_at_ms = at;
+            let reported = match self.pending_report {
+                Some((device_id, reported)) if device_id == id => {
+                    self.pending_report = None;
+                    Some(reported)
+                }
+                _ => None,
+            };
+            self.plan.writes.push(Write::UpdateDevice {
+                device_id: id,
+                status,
+                down_since_ms: next.down_since_ms,
+                changed_at_ms: at,
+                reported,
+            });
+            let reason = match (parent_outage, device.parent_id) {
+                (true, Some(parent)) => format!("parent device {parent} is not reachable"),
+                _ => reason.to_owned(),
+            };
+            self.plan.writes.push(Write::InsertEvent {
+                device_id: id,
+                previous,
+                status,
+                at_ms: at,
+                reason,
+            });
+            if !self.plan.changed.contains(&id) {
+                self.plan.changed.push(id);
+            }
+        }
+        if alert_wanted != device.alert_open {
+            self.plan.writes.push(if alert_wanted {
+                Write::OpenAlert {
+                    device_id: id,
+                    opened_at_ms: at,
+                }
+            } else {
+                Write::ResolveAlert {
+                    device_id: id,
+                    resolved_at_ms: at,
+                }
+            });
+            next.alert_open = alert_wanted;
+        }
+        self.state.insert(id, next);
+        if previous.is_outage() != status.is_outage() {
+            let children = self.children.get(&id).cloned().unwrap_or_default();
+            for child in children {
+                self.settle(child, at, reason, visited);
+            }
+        }
     }
 }
 
@@ -168,6 +292,17 @@ mod tests {
             status: Status::Up,
             status_changed_at_ms: at,
             down_since_ms: None,
+            reported: Status::Up,
+            reported_at_ms: at,
+            parent_id: None,
+            alert_open: false,
+        }
+    }
+
+    fn child_of(parent: i64, at: i64) -> CurrentDevice {
+        CurrentDevice {
+            parent_id: Some(parent),
+            ..up_since(at)
         }
     }
 
@@ -181,7 +316,11 @@ mod tests {
             status: Status::Down,
             down_since_ms: Some(500),
             changed_at_ms: 500,
-            last_rtt_us: None,
+            reported: Some(Reported {
+                status: Status::Down,
+                at_ms: 500,
+                last_rtt_us: None
+            }),
         }));
         assert!(plan.writes.contains(&Write::OpenAlert {
             device_id: 7,
@@ -216,7 +355,11 @@ mod tests {
             status: Status::Unreachable,
             down_since_ms: Some(500),
             changed_at_ms: 900,
-            last_rtt_us: None,
+            reported: Some(Reported {
+                status: Status::Unreachable,
+                at_ms: 900,
+                last_rtt_us: None
+            }),
         }));
     }
 
@@ -240,5 +383,81 @@ mod tests {
                 (7, Ignored::NoChange)
             ]
         );
+    }
+
+    fn alerts_opened(plan: &Plan) -> Vec<i64> {
+        plan.writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::OpenAlert { device_id, .. } => Some(*device_id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn children_of_a_down_parent_are_unreachable_without_alerts() {
+        let current = HashMap::from([
+            (1, up_since(100)),
+            (2, child_of(1, 100)),
+            (3, child_of(2, 100)),
+        ]);
+        let plan = plan(&report(&[(1, Status::Down, 500)]), &current);
+        assert_eq!(plan.changed, [1, 2, 3], "grandchildren too");
+        assert_eq!(alerts_opened(&plan), [1], "only the parent alerts");
+        assert!(plan.writes.contains(&Write::UpdateDevice {
+            device_id: 3,
+            status: Status::Unreachable,
+            down_since_ms: Some(500),
+            changed_at_ms: 500,
+            reported: None,
+        }));
+    }
+
+    #[test]
+    fn a_child_reported_down_under_a_down_parent_alerts_only_when_the_parent_returns() {
+        let mut current = HashMap::from([(1, up_since(100)), (2, child_of(1, 100))]);
+        let first = plan(
+            &report(&[(1, Status::Down, 500), (2, Status::Down, 600)]),
+            &current,
+        );
+        assert_eq!(alerts_opened(&first), [1]);
+        // Apply the first plan's end state, then the parent comes back.
+        current.insert(
+            1,
+            CurrentDevice {
+                status: Status::Down,
+                reported: Status::Down,
+                reported_at_ms: 500,
+                alert_open: true,
+                ..up_since(500)
+            },
+        );
+        current.insert(
+            2,
+            CurrentDevice {
+                status: Status::Unreachable,
+                reported: Status::Down,
+                reported_at_ms: 600,
+                down_since_ms: Some(500),
+                ..child_of(1, 500)
+            },
+        );
+        let second = plan(&report(&[(1, Status::Up, 900)]), &current);
+        assert_eq!(alerts_opened(&second), [2], "the child is down on its own");
+        assert!(second.writes.contains(&Write::UpdateDevice {
+            device_id: 2,
+            status: Status::Down,
+            down_since_ms: Some(500),
+            changed_at_ms: 900,
+            reported: None,
+        }));
+    }
+
+    #[test]
+    fn a_parent_cycle_settles_each_device_once() {
+        let current = HashMap::from([(1, child_of(2, 100)), (2, child_of(1, 100))]);
+        let plan = plan(&report(&[(1, Status::Down, 500)]), &current);
+        assert_eq!(plan.changed, [1, 2]);
     }
 }

@@ -15,16 +15,36 @@ use super::model::{
 use super::plan::{CurrentDevice, Write, plan};
 use super::{StoreError, duplicate_name, missing_parent, parse_stored};
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_reported_status.sql"),
+    ),
+];
 
 /// Serialises concurrent migrations of several controllers.
 const MIGRATION_LOCK: i64 = 0x5741_5244;
 
 const DEVICE_COLUMNS: &str = "id, name, address, site, parent_id, interval_ms, timeout_ms, \
      down_after, up_after, tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us";
+
+/// What `plan` needs: the reported devices, their parents, all their
+/// descendants.
+const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
+        SELECT id FROM devices WHERE id = ANY($1) \
+        UNION SELECT d.id FROM devices d JOIN tree t ON d.parent_id = t.id), \
+    wanted(id) AS ( \
+        SELECT id FROM tree \
+        UNION SELECT parent_id FROM devices WHERE id = ANY($1) AND parent_id IS NOT NULL) \
+    SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
+        d.reported_at_ms, d.parent_id, \
+        EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
+    FROM devices d JOIN wanted w ON d.id = w.id \
+    ORDER BY d.id FOR UPDATE OF d";
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -181,24 +201,23 @@ impl PostgresStore {
             return Ok(ApplyOutcome::AlreadyApplied);
         }
         let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
-        // Row locks in id order: concurrent reports on shared devices
-        // cannot deadlock.
-        let rows = tx
-            .query(
-                "SELECT id, status, status_changed_at_ms, down_since_ms FROM devices \
-                 WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-                &[&ids],
-            )
-            .await?;
+        // The reported devices, their parents and all their descendants,
+        // locked in id order so concurrent reports cannot deadlock.
+        let rows = tx.query(CURRENT_DEVICES, &[&ids]).await?;
         let mut current = HashMap::new();
         for row in &rows {
             let status: String = row.get(1);
+            let reported: String = row.get(4);
             current.insert(
                 row.get::<_, i64>(0),
                 CurrentDevice {
                     status: parse_stored::<Status>("status", &status)?,
                     status_changed_at_ms: row.get(2),
                     down_since_ms: row.get(3),
+                    reported: parse_stored::<Status>("reported_status", &reported)?,
+                    reported_at_ms: row.get(5),
+                    parent_id: row.get(6),
+                    alert_open: row.get(7),
                 },
             );
         }
@@ -269,15 +288,34 @@ async fn execute(
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     let rows = match write {
-        Write::UpdateDevice { device_id, status, down_since_ms, changed_at_ms, last_rtt_us } => {
+        Write::SetReported { device_id, status, at_ms, last_rtt_us } => {
             let rtt = last_rtt_us.map(to_i32);
             tx.execute(
-                "UPDATE devices SET status = $1, down_since_ms = $2, status_changed_at_ms = $3, \
-                 last_rtt_us = COALESCE($4, last_rtt_us) WHERE id = $5",
-                &[&status.as_str(), down_since_ms, changed_at_ms, &rtt, device_id],
+                "UPDATE devices SET reported_status = $1, reported_at_ms = $2, \
+                 last_rtt_us = COALESCE($3, last_rtt_us) WHERE id = $4",
+                &[&status.as_str(), at_ms, &rtt, device_id],
             )
             .await?
         }
+        Write::UpdateDevice { device_id, status, down_since_ms, changed_at_ms, reported } => match reported {
+            Some(reported) => {
+                let rtt = reported.last_rtt_us.map(to_i32);
+                tx.execute(
+                    "UPDATE devices SET status = $1, down_since_ms = $2, status_changed_at_ms = $3, \
+                     reported_status = $4, reported_at_ms = $5, last_rtt_us = COALESCE($6, last_rtt_us) \
+                     WHERE id = $7",
+                    &[&status.as_str(), down_since_ms, changed_at_ms, &reported.status.as_str(), &reported.at_ms, &rtt, device_id],
+                )
+                .await?
+            }
+            None => {
+                tx.execute(
+                    "UPDATE devices SET status = $1, down_since_ms = $2, status_changed_at_ms = $3 WHERE id = $4",
+                    &[&status.as_str(), down_since_ms, changed_at_ms, device_id],
+                )
+                .await?
+            }
+        },
         Write::InsertEvent { device_id, previous, status, at_ms, reason } => {
             tx.execute(
                 "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \

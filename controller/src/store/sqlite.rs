@@ -7,13 +7,17 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::model::{
-    Alert, ApplyOutcome, Device, DeviceSpec, Notification, Status, TransitionReport,
-};
+use super::model::{Alert, ApplyOutcome, Device, DeviceSpec, Notification, TransitionReport};
 use super::plan::{CurrentDevice, Write, plan};
 use super::{StoreError, duplicate_name, missing_parent, parse_stored};
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
+    (
+        2,
+        include_str!("../../migrations/sqlite/0002_reported_status.sql"),
+    ),
+];
 
 const DEVICE_COLUMNS: &str = "id, name, address, site, parent_id, interval_ms, timeout_ms, \
      down_after, up_after, tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us";
@@ -174,12 +178,15 @@ impl SqliteStore {
             if fresh == 0 {
                 return Ok(ApplyOutcome::AlreadyApplied);
             }
-            let mut current = HashMap::new();
-            for transition in &report.transitions {
-                if let Some(row) = current_device(&tx, transition.device_id)? {
-                    current.insert(transition.device_id, row);
-                }
-            }
+            let ids = serde_json::to_string(
+                &report
+                    .transitions
+                    .iter()
+                    .map(|t| t.device_id)
+                    .collect::<Vec<_>>(),
+            )
+            .unwrap_or_else(|_| "[]".into());
+            let current = current_devices(&tx, &ids)?;
             let plan = plan(&report, &current);
             for write in &plan.writes {
                 execute(&tx, write, &report.agent_id, now_ms)?;
@@ -238,21 +245,37 @@ fn execute(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     match write {
+        Write::SetReported {
+            device_id,
+            status,
+            at_ms,
+            last_rtt_us,
+        } => {
+            tx.execute(
+                "UPDATE devices SET reported_status = ?1, reported_at_ms = ?2, \
+                 last_rtt_us = COALESCE(?3, last_rtt_us) WHERE id = ?4",
+                params![status.as_str(), at_ms, last_rtt_us, device_id],
+            )?;
+        }
         Write::UpdateDevice {
             device_id,
             status,
             down_since_ms,
             changed_at_ms,
-            last_rtt_us,
+            reported,
         } => {
             tx.execute(
                 "UPDATE devices SET status = ?1, down_since_ms = ?2, status_changed_at_ms = ?3, \
-                 last_rtt_us = COALESCE(?4, last_rtt_us) WHERE id = ?5",
+                 reported_status = COALESCE(?4, reported_status), \
+                 reported_at_ms = COALESCE(?5, reported_at_ms), \
+                 last_rtt_us = COALESCE(?6, last_rtt_us) WHERE id = ?7",
                 params![
                     status.as_str(),
                     down_since_ms,
                     changed_at_ms,
-                    last_rtt_us,
+                    reported.map(|r| r.status.as_str()),
+                    reported.map(|r| r.at_ms),
+                    reported.and_then(|r| r.last_rtt_us),
                     device_id
                 ],
             )?;
@@ -324,22 +347,61 @@ fn queue_notification(
     Ok(())
 }
 
-fn current_device(connection: &Connection, id: i64) -> Result<Option<CurrentDevice>, StoreError> {
-    let row = connection
-        .query_row(
-            "SELECT status, status_changed_at_ms, down_since_ms FROM devices WHERE id = ?1",
-            [id],
-            |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()?;
-    row.map(|(status, status_changed_at_ms, down_since_ms)| {
-        Ok(CurrentDevice {
-            status: parse_stored::<Status>("status", &status)?,
+/// What `plan` needs: the reported devices (`ids`, a JSON array), their
+/// parents and all their descendants.
+fn current_devices(
+    connection: &Connection,
+    ids: &str,
+) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
+    let mut statement = connection.prepare(
+        "WITH RECURSIVE tree(id) AS ( \
+            SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?1)) \
+            UNION SELECT d.id FROM devices d JOIN tree t ON d.parent_id = t.id) \
+         SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
+            d.reported_at_ms, d.parent_id, \
+            EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
+         FROM devices d \
+         WHERE d.id IN (SELECT id FROM tree) \
+            OR d.id IN (SELECT parent_id FROM devices WHERE id IN (SELECT value FROM json_each(?1)))",
+    )?;
+    let rows = statement.query_map([ids], |row| {
+        Ok((
+            row.get::<_, i64>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+            row.get::<_, Option<i64>>(3)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, i64>(5)?,
+            row.get::<_, Option<i64>>(6)?,
+            row.get::<_, bool>(7)?,
+        ))
+    })?;
+    let mut current = HashMap::new();
+    for row in rows {
+        let (
+            id,
+            status,
             status_changed_at_ms,
             down_since_ms,
-        })
-    })
-    .transpose()
+            reported,
+            reported_at_ms,
+            parent_id,
+            alert_open,
+        ) = row?;
+        current.insert(
+            id,
+            CurrentDevice {
+                status: parse_stored("status", &status)?,
+                status_changed_at_ms,
+                down_since_ms,
+                reported: parse_stored("reported_status", &reported)?,
+                reported_at_ms,
+                parent_id,
+                alert_open,
+            },
+        );
+    }
+    Ok(current)
 }
 
 fn select_device(connection: &Connection, id: i64) -> Result<Option<Device>, StoreError> {
