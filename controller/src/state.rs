@@ -16,6 +16,8 @@ pub struct Metrics {
     pub transitions_applied: AtomicU64,
     /// Reports that were replays of applied ones.
     pub reports_replayed: AtomicU64,
+    /// Live-event subscribers that fell behind and were told to resync.
+    pub event_subscribers_lagged: AtomicU64,
     /// Report entries ignored (stale, unknown device, no change).
     pub transitions_ignored: AtomicU64,
 }
@@ -28,7 +30,12 @@ pub struct Controller {
     pub cache: Cache,
     /// Counters.
     pub metrics: Metrics,
+    /// Committed status changes, for live events.
+    events: tokio::sync::broadcast::Sender<Device>,
 }
+
+/// Status changes buffered per live-event subscriber before it must resync.
+const EVENT_BUFFER: usize = 16_384;
 
 impl Controller {
     /// A controller over `store` and `cache`.
@@ -37,6 +44,7 @@ impl Controller {
             store,
             cache,
             metrics: Metrics::default(),
+            events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
         }
     }
 
@@ -49,8 +57,13 @@ impl Controller {
         error
     }
 
+    /// Subscribes to committed status changes (the device after each).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Device> {
+        self.events.subscribe()
+    }
+
     /// Applies an agent report; the cache moves to a new generation after
-    /// the commit.
+    /// the commit, and live-event subscribers get the changed devices.
     pub async fn apply_report(
         &self,
         report: &TransitionReport,
@@ -70,6 +83,17 @@ impl Controller {
                 self.metrics
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
+                if !changed.is_empty() && self.events.receiver_count() > 0 {
+                    let devices = self
+                        .store
+                        .get_devices(changed)
+                        .await
+                        .map_err(|e| self.store_failed(e))?;
+                    for device in devices {
+                        // Fails only when every subscriber has gone.
+                        let _ = self.events.send(device);
+                    }
+                }
             }
             ApplyOutcome::AlreadyApplied => {
                 self.metrics

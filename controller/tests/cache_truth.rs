@@ -280,3 +280,48 @@ async fn bad_input_gets_a_4xx_naming_the_field_and_writes_nothing() {
     let (status, _) = api.get("/api/v1/devices/12345").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_events_carry_a_committed_change_at_once() {
+    let redis = Redis::start().expect("start Redis");
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let controller = controller(
+        &postgres.url(),
+        Cache::redis(&redis.url()).await.expect("cache"),
+    )
+    .await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let id = create_device(&api).await;
+    let mut events = api
+        .http
+        .get(format!("{}/api/v1/events", api.base))
+        .send()
+        .await
+        .expect("subscribe");
+    assert_eq!(events.status().as_u16(), 200);
+    controller
+        .apply_report(&down(id, 1, 5_000, Status::Down), 5_100)
+        .await
+        .expect("down");
+    let mut received = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !received.contains("\"status\":\"down\"") {
+        let chunk = tokio::time::timeout_at(deadline, events.chunk())
+            .await
+            .expect("a status event within 5 s")
+            .expect("stream")
+            .expect("stream open");
+        received.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(received.contains("event: status"), "{received}");
+    let data = received
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .expect("data line");
+    let device: Value = serde_json::from_str(data).expect("device JSON");
+    assert_eq!(device["id"], id);
+    assert_eq!(
+        device["down_since"],
+        ward_controller::time::rfc3339(t0() + 5_000)
+    );
+}

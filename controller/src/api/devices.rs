@@ -15,7 +15,7 @@ use crate::state::Controller;
 use crate::store::{Device, DeviceSpec, Status};
 
 /// Device as the API shows it.
-fn device_json(device: &Device) -> Value {
+pub(super) fn device_json(device: &Device) -> Value {
     json!({
         "id": device.id,
         "name": device.spec.name,

@@ -93,6 +93,11 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             "Agent reports received again after being applied.",
             &controller.metrics.reports_replayed,
         ),
+        (
+            "ward_event_subscribers_lagged_total",
+            "Live-event subscribers told to resync after falling behind.",
+            &controller.metrics.event_subscribers_lagged,
+        ),
     ];
     let mut text = String::new();
     for (name, help, value) in counters {

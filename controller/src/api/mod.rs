@@ -4,6 +4,7 @@
 
 mod devices;
 mod error;
+mod events;
 mod health;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/v1/devices/{id}", get(devices::get))
         .route("/api/v1/summary", get(devices::summary))
         .route("/api/v1/alerts", get(devices::alerts))
+        .route("/api/v1/events", get(events::stream))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -99,6 +99,11 @@ impl Store {
         dispatch!(self.get_device(id))
     }
 
+    /// The devices with these ids (missing ids are skipped), by id.
+    pub async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
+        dispatch!(self.get_devices(ids))
+    }
+
     /// All devices, by site then name.
     pub async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
         dispatch!(self.list_devices())

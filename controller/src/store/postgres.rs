@@ -171,6 +171,17 @@ impl PostgresStore {
         row.as_ref().map(read_device).transpose()
     }
 
+    pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ANY($1) ORDER BY id"),
+                &[&ids],
+            )
+            .await?;
+        rows.iter().map(read_device).collect()
+    }
+
     pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
         let rows = client

@@ -146,6 +146,18 @@ impl SqliteStore {
             .await
     }
 
+    pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        self.run(move |connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+            ))?;
+            let rows = statement.query_map([ids], |row| Ok(read_device(row)))?;
+            rows.map(|row| row?).collect()
+        })
+        .await
+    }
+
     pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
         self.run(|connection| {
             let mut statement = connection.prepare(&format!(

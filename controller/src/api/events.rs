@@ -1,0 +1,42 @@
+//! `GET /api/v1/events`: committed status changes as server-sent events.
+//! Each `status` event is the device as `/api/v1/devices/{id}` shows it. A
+//! subscriber that falls too far behind gets a `resync` event (reload the
+//! lists), counted in `ward_event_subscribers_lagged_total`; nothing is
+//! skipped silently.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::{Stream, StreamExt as _};
+
+use super::devices::device_json;
+use crate::state::Controller;
+
+/// `GET /api/v1/events`.
+pub async fn stream(
+    State(controller): State<Arc<Controller>>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let changes = BroadcastStream::new(controller.subscribe()).map(move |change| {
+        Ok(match change {
+            Ok(device) => Event::default()
+                .event("status")
+                .data(device_json(&device).to_string()),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                controller
+                    .metrics
+                    .event_subscribers_lagged
+                    .fetch_add(1, Ordering::Relaxed);
+                Event::default()
+                    .event("resync")
+                    .data(format!("{{\"missed\":{missed}}}"))
+            }
+        })
+    });
+    Sse::new(changes).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
