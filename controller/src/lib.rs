@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cache;
 pub mod grpc;
+pub mod notify;
 pub mod state;
 pub mod store;
 pub mod time;

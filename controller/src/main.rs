@@ -45,6 +45,10 @@ struct RunArgs {
     /// Redis for the read cache (default: an in-process cache).
     #[arg(long, env = "WARD_REDIS")]
     redis: Option<String>,
+    /// JSON webhook that receives firing and resolved alerts (default:
+    /// notifications wait in the outbox).
+    #[arg(long, env = "WARD_WEBHOOK")]
+    webhook: Option<String>,
 }
 
 #[tokio::main]
@@ -88,6 +92,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let grpc = ward_controller::grpc::bind(args.listen_grpc).await?;
     info!(http = %args.listen_http, grpc = %args.listen_grpc, "controller listening");
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let notifier = args.webhook.as_deref().map(|url| {
+        let mut notifier_stopped = stopped.clone();
+        tokio::spawn(ward_controller::notify::run(
+            Arc::clone(&controller),
+            ward_controller::notify::Webhook::new(url),
+            async move {
+                let _ = notifier_stopped.wait_for(|stop| *stop).await;
+            },
+        ))
+    });
     let mut http_stopped = stopped.clone();
     let mut grpc_stopped = stopped;
     let http_server = axum::serve(http, ward_controller::api::router(controller))
@@ -105,6 +119,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (http_result, grpc_result, ()) = tokio::join!(http_server, grpc_server, signal);
     http_result.context("HTTP server")?;
     grpc_result.context("gRPC endpoint")?;
+    if let Some(notifier) = notifier {
+        notifier.await.context("notifier task")?;
+    }
     info!("stopped");
     Ok(())
 }

@@ -18,6 +18,12 @@ pub struct Metrics {
     pub reports_replayed: AtomicU64,
     /// Live-event subscribers that fell behind and were told to resync.
     pub event_subscribers_lagged: AtomicU64,
+    /// Notifications delivered (2xx).
+    pub notifications_sent: AtomicU64,
+    /// Notification delivery attempts that failed.
+    pub notifications_failed: AtomicU64,
+    /// The last delivery round only failed.
+    pub notifier_failing: std::sync::atomic::AtomicBool,
     /// Report entries ignored (stale, unknown device, no change).
     pub transitions_ignored: AtomicU64,
 }
@@ -32,6 +38,8 @@ pub struct Controller {
     pub metrics: Metrics,
     /// Committed status changes, for live events.
     events: tokio::sync::broadcast::Sender<Device>,
+    /// Woken after commits that may have queued notifications.
+    pub outbox_wakeup: tokio::sync::Notify,
 }
 
 /// Status changes buffered per live-event subscriber before it must resync.
@@ -45,6 +53,7 @@ impl Controller {
             cache,
             metrics: Metrics::default(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
+            outbox_wakeup: tokio::sync::Notify::new(),
         }
     }
 
@@ -83,6 +92,9 @@ impl Controller {
                 self.metrics
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
+                if !changed.is_empty() {
+                    self.outbox_wakeup.notify_one();
+                }
                 if !changed.is_empty() && self.events.receiver_count() > 0 {
                     let devices = self
                         .store

@@ -17,9 +17,9 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: 200 when every component works or only the cache is
-/// failing (`degraded`: answers come from the store), 503 when the store
-/// cannot answer.
+/// `GET /readyz`: 200 when every component works, 200 `degraded` when the
+/// cache or the notifier fails (answers come from the store; notifications
+/// wait in the outbox), 503 when the store cannot answer.
 pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, Json<Value>) {
     let store = match controller.store.list_devices().await {
         Ok(_) => json!({ "status": "ok" }),
@@ -33,14 +33,23 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
             json!({ "status": "failing", "kind": controller.cache.kind(), "detail": detail })
         }
     };
-    let (code, overall) = match (store["status"] == "ok", cache["status"] == "ok") {
-        (true, true) => (StatusCode::OK, "ok"),
-        (true, false) => (StatusCode::OK, "degraded"),
+    let notifier = if controller.metrics.notifier_failing.load(Ordering::Relaxed) {
+        json!({ "status": "failing", "detail": "the last delivery round failed; see ward_notifications_failed_total" })
+    } else {
+        json!({ "status": "ok" })
+    };
+    let degraded = cache["status"] != "ok" || notifier["status"] != "ok";
+    let (code, overall) = match (store["status"] == "ok", degraded) {
+        (true, false) => (StatusCode::OK, "ok"),
+        (true, true) => (StatusCode::OK, "degraded"),
         (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "failing"),
     };
     (
         code,
-        Json(json!({ "status": overall, "components": { "store": store, "cache": cache } })),
+        Json(json!({
+            "status": overall,
+            "components": { "store": store, "cache": cache, "notifier": notifier },
+        })),
     )
 }
 
@@ -92,6 +101,16 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             "ward_reports_replayed_total",
             "Agent reports received again after being applied.",
             &controller.metrics.reports_replayed,
+        ),
+        (
+            "ward_notifications_sent_total",
+            "Notifications delivered (2xx).",
+            &controller.metrics.notifications_sent,
+        ),
+        (
+            "ward_notifications_failed_total",
+            "Notification delivery attempts that failed (retried).",
+            &controller.metrics.notifications_failed,
         ),
         (
             "ward_event_subscribers_lagged_total",

@@ -13,8 +13,8 @@ mod postgres;
 mod sqlite;
 
 pub use model::{
-    Alert, ApplyOutcome, Device, DeviceSpec, FieldError, Ignored, Notification, ReportedTransition,
-    Status, TransitionReport,
+    Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, FieldError, Ignored, Notification,
+    ReportedTransition, Status, TransitionReport,
 };
 
 use postgres::PostgresStore;
@@ -124,11 +124,41 @@ impl Store {
         dispatch!(self.alerts(open_only))
     }
 
+    /// Up to `limit` notifications due at `now_ms`, oldest first.
+    pub async fn due_notifications(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError> {
+        dispatch!(self.due_notifications(now_ms, limit))
+    }
+
+    /// A notification was delivered (2xx): it leaves the outbox.
+    pub async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
+        dispatch!(self.notification_delivered(id))
+    }
+
+    /// A delivery failed: count it and try again at `retry_at_ms`.
+    pub async fn notification_failed(
+        &self,
+        id: i64,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.notification_failed(id, retry_at_ms, error))
+    }
+
     /// Notifications waiting in the outbox, oldest first.
     pub async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         dispatch!(self.pending_notifications())
     }
 }
+
+/// SQL shared by both backends (`{P1}`/`{P2}` become their placeholders).
+const DUE_NOTIFICATIONS: &str = "SELECT o.id, o.alert_id, o.kind, o.attempts, a.device_id, d.name, \
+    d.address, d.site, a.opened_at_ms, a.resolved_at_ms \
+    FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id JOIN devices d ON d.id = a.device_id \
+    WHERE o.next_attempt_at_ms <= {P1} ORDER BY o.id LIMIT {P2}";
 
 /// Turns stored text back into a [`DeviceSpec`]'s typed fields.
 fn parse_stored<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, StoreError> {

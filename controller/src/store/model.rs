@@ -220,3 +220,28 @@ pub struct Notification {
     /// Delivery attempts so far.
     pub attempts: u32,
 }
+
+/// A notification due for delivery, with what its message needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueNotification {
+    /// Outbox row id (also the message's idempotency key).
+    pub id: i64,
+    /// The alert.
+    pub alert_id: i64,
+    /// `firing` or `resolved`.
+    pub kind: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// The device.
+    pub device_id: i64,
+    /// Its name.
+    pub device_name: String,
+    /// Its address.
+    pub address: String,
+    /// Its site.
+    pub site: String,
+    /// Alert opened, Unix ms.
+    pub opened_at_ms: i64,
+    /// Alert resolved, Unix ms.
+    pub resolved_at_ms: Option<i64>,
+}

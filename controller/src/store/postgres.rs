@@ -10,7 +10,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::model::{
-    Alert, ApplyOutcome, Device, DeviceSpec, Notification, Status, TransitionReport,
+    Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, Status,
+    TransitionReport,
 };
 use super::plan::{CurrentDevice, Write, plan};
 use super::{StoreError, duplicate_name, missing_parent, parse_stored};
@@ -270,6 +271,58 @@ impl PostgresStore {
                 resolved_at_ms: row.get(3),
             })
             .collect())
+    }
+
+    pub(super) async fn due_notifications(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError> {
+        let client = self.client().await?;
+        let query = super::DUE_NOTIFICATIONS
+            .replace("{P1}", "$1")
+            .replace("{P2}", "$2");
+        let rows = client.query(&query, &[&now_ms, &i64::from(limit)]).await?;
+        Ok(rows
+            .iter()
+            .map(|row| DueNotification {
+                id: row.get(0),
+                alert_id: row.get(1),
+                kind: row.get(2),
+                attempts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
+                device_id: row.get(4),
+                device_name: row.get(5),
+                address: row.get(6),
+                site: row.get(7),
+                opened_at_ms: row.get(8),
+                resolved_at_ms: row.get(9),
+            })
+            .collect())
+    }
+
+    pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM notification_outbox WHERE id = $1", &[&id])
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn notification_failed(
+        &self,
+        id: i64,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at_ms = $2, \
+                 last_error = $3 WHERE id = $1",
+                &[&id, &retry_at_ms, &error],
+            )
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
-use super::model::{Alert, ApplyOutcome, Device, DeviceSpec, Notification, TransitionReport};
+use super::model::{
+    Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, TransitionReport,
+};
 use super::plan::{CurrentDevice, Write, plan};
 use super::{StoreError, duplicate_name, missing_parent, parse_stored};
 
@@ -227,6 +229,61 @@ impl SqliteStore {
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn due_notifications(
+        &self,
+        now_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueNotification>, StoreError> {
+        self.run(move |connection| {
+            let query = super::DUE_NOTIFICATIONS
+                .replace("{P1}", "?1")
+                .replace("{P2}", "?2");
+            let mut statement = connection.prepare(&query)?;
+            let rows = statement.query_map(params![now_ms, limit], |row| {
+                Ok(DueNotification {
+                    id: row.get(0)?,
+                    alert_id: row.get(1)?,
+                    kind: row.get(2)?,
+                    attempts: row.get(3)?,
+                    device_id: row.get(4)?,
+                    device_name: row.get(5)?,
+                    address: row.get(6)?,
+                    site: row.get(7)?,
+                    opened_at_ms: row.get(8)?,
+                    resolved_at_ms: row.get(9)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
+        self.run(move |connection| {
+            connection.execute("DELETE FROM notification_outbox WHERE id = ?1", [id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn notification_failed(
+        &self,
+        id: i64,
+        retry_at_ms: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let error = error.to_owned();
+        self.run(move |connection| {
+            connection.execute(
+                "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at_ms = ?2, \
+                 last_error = ?3 WHERE id = ?1",
+                params![id, retry_at_ms, error],
+            )?;
+            Ok(())
         })
         .await
     }
