@@ -56,6 +56,8 @@ conformance!(
     an_up_transition_resolves_the_alert,
     stale_and_unknown_entries_are_ignored,
     children_of_a_down_parent_are_unreachable_and_do_not_alert,
+    updates_and_deletes_keep_status_and_name_bad_input,
+    an_import_is_all_or_nothing,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -395,4 +397,94 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
         [atm.id],
         "the ATM is down on its own now; the router's alert is resolved"
     );
+}
+
+async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
+    let device = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create");
+    store
+        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .await
+        .expect("down");
+    let mut changed = spec("atm-1b", "198.18.1.11");
+    changed.interval_ms = 200;
+    let updated = store
+        .update_device(device.id, &changed)
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(updated.spec, changed);
+    assert_eq!(
+        (updated.status, updated.down_since_ms),
+        (Status::Down, Some(5_000)),
+        "status kept"
+    );
+    assert_eq!(
+        store
+            .update_device(999_999, &changed)
+            .await
+            .expect("update"),
+        None
+    );
+    let mut own_parent = changed.clone();
+    own_parent.parent_id = Some(device.id);
+    let refused = store.update_device(device.id, &own_parent).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(ref e)) if e.field == "parent_id"),
+        "{refused:?}"
+    );
+    let other = store
+        .create_device(&spec("atm-2", "198.18.1.12"), 1_000)
+        .await
+        .expect("create");
+    let clash = store.update_device(other.id, &changed).await;
+    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+
+    assert!(store.delete_device(device.id).await.expect("delete"));
+    assert!(!store.delete_device(device.id).await.expect("delete again"));
+    assert_eq!(store.get_device(device.id).await.expect("get"), None);
+    assert!(
+        store.alerts(false).await.expect("alerts").is_empty(),
+        "its alerts went with it"
+    );
+}
+
+async fn an_import_is_all_or_nothing(store: &Store) {
+    let good = [spec("a", "198.18.1.1"), spec("b", "198.18.1.2")];
+    let imported = store.import_devices(&good, 1_000).await.expect("import");
+    assert_eq!(imported.len(), 2);
+    let mut bad = vec![
+        spec("c", "198.18.1.3"),
+        spec("d", "198.18.1.4"),
+        spec("e", "198.18.1.5"),
+    ];
+    bad[2].timeout_ms = 0;
+    let refused = store.import_devices(&bad, 1_000).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::InvalidEntry {
+                index: 2,
+                field: "timeout_ms",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let duplicate = vec![spec("c", "198.18.1.3"), spec("a", "198.18.1.9")];
+    let refused = store.import_devices(&duplicate, 1_000).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(ref m)) if m.starts_with("entry 1:")),
+        "{refused:?}"
+    );
+    let names: Vec<String> = store
+        .list_devices()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|d| d.spec.name)
+        .collect();
+    assert_eq!(names, ["a", "b"], "nothing of a refused import is written");
 }

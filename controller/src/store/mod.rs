@@ -29,6 +29,16 @@ pub enum StoreError {
     /// Invalid input; nothing was written.
     #[error("invalid {0}")]
     Invalid(#[from] FieldError),
+    /// Entry `index` of a bulk import is invalid; nothing was written.
+    #[error("entry {index}: {field}: {message}")]
+    InvalidEntry {
+        /// Position in the import, from 0.
+        index: usize,
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// The write conflicts with existing data (e.g. a duplicate name).
     #[error("conflict: {0}")]
     Conflict(String),
@@ -92,6 +102,46 @@ impl Store {
     ) -> Result<Device, StoreError> {
         spec.validate()?;
         dispatch!(self.create_device(spec, now_ms))
+    }
+
+    /// Replaces a device's configuration (its status is kept); `None` if
+    /// it does not exist.
+    pub async fn update_device(
+        &self,
+        id: i64,
+        spec: &DeviceSpec,
+    ) -> Result<Option<Device>, StoreError> {
+        spec.validate()?;
+        if spec.parent_id == Some(id) {
+            return Err(StoreError::Invalid(FieldError {
+                field: "parent_id",
+                message: "a device cannot be its own parent".into(),
+            }));
+        }
+        dispatch!(self.update_device(id, spec))
+    }
+
+    /// Deletes a device (its alerts, events and notifications go with it;
+    /// its children lose their parent); false if it did not exist.
+    pub async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
+        dispatch!(self.delete_device(id))
+    }
+
+    /// Creates all `specs` in one transaction, or none: the first invalid,
+    /// duplicate or orphan entry is named by position.
+    pub async fn import_devices(
+        &self,
+        specs: &[DeviceSpec],
+        now_ms: i64,
+    ) -> Result<Vec<Device>, StoreError> {
+        for (index, spec) in specs.iter().enumerate() {
+            spec.validate().map_err(|error| StoreError::InvalidEntry {
+                index,
+                field: error.field,
+                message: error.message,
+            })?;
+        }
+        dispatch!(self.import_devices(specs, now_ms))
     }
 
     /// One device.
@@ -172,6 +222,19 @@ fn duplicate_name(spec: &DeviceSpec) -> StoreError {
         "a device named `{}` already exists in site `{}`",
         spec.name, spec.site
     ))
+}
+
+/// Positions a per-device error within a bulk import.
+fn entry_error(index: usize, error: StoreError) -> StoreError {
+    match error {
+        StoreError::Invalid(field) => StoreError::InvalidEntry {
+            index,
+            field: field.field,
+            message: field.message,
+        },
+        StoreError::Conflict(message) => StoreError::Conflict(format!("entry {index}: {message}")),
+        other => other,
+    }
 }
 
 /// The error for a parent that does not exist.

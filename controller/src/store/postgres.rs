@@ -119,16 +119,45 @@ impl PostgresStore {
     ) -> Result<Device, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let device = insert_device(&tx, spec, now_ms).await?;
+        tx.commit().await?;
+        Ok(device)
+    }
+
+    pub(super) async fn import_devices(
+        &self,
+        specs: &[DeviceSpec],
+        now_ms: i64,
+    ) -> Result<Vec<Device>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let mut devices = Vec::with_capacity(specs.len());
+        for (index, spec) in specs.iter().enumerate() {
+            let device = insert_device(&tx, spec, now_ms)
+                .await
+                .map_err(|error| super::entry_error(index, error))?;
+            devices.push(device);
+        }
+        tx.commit().await?;
+        Ok(devices)
+    }
+
+    pub(super) async fn update_device(
+        &self,
+        id: i64,
+        spec: &DeviceSpec,
+    ) -> Result<Option<Device>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         tx.execute(
             "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING",
             &[&spec.site],
         )
         .await?;
-        let inserted = tx
-            .query_one(
-                "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
-                 down_after, up_after, tags, enabled, status, status_changed_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id",
+        let updated = tx
+            .execute(
+                "UPDATE devices SET name = $1, address = $2, site = $3, parent_id = $4, interval_ms = $5, \
+                 timeout_ms = $6, down_after = $7, up_after = $8, tags = $9, enabled = $10 WHERE id = $11",
                 &[
                     &spec.name,
                     &spec.address.to_string(),
@@ -140,25 +169,25 @@ impl PostgresStore {
                     &to_i32(spec.up_after),
                     &serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()),
                     &spec.enabled,
-                    &now_ms,
+                    &id,
                 ],
             )
-            .await;
-        let id: i64 = match inserted {
-            Ok(row) => row.get(0),
-            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                return Err(duplicate_name(spec));
-            }
-            Err(error) if error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
-                return Err(missing_parent(spec));
-            }
-            Err(error) => return Err(error.into()),
-        };
-        let device = select_device(&tx, id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
+            .await
+            .map_err(|error| constraint_error(error, spec))?;
+        if updated == 0 {
+            return Ok(None);
+        }
+        let device = select_device(&tx, id).await?;
         tx.commit().await?;
         Ok(device)
+    }
+
+    pub(super) async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        Ok(client
+            .execute("DELETE FROM devices WHERE id = $1", &[&id])
+            .await?
+            > 0)
     }
 
     pub(super) async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
@@ -411,6 +440,53 @@ async fn execute(
         }
     };
     Ok(rows)
+}
+
+/// Inserts one device (status `unknown`), creating its site if needed.
+async fn insert_device(
+    tx: &Transaction<'_>,
+    spec: &DeviceSpec,
+    now_ms: i64,
+) -> Result<Device, StoreError> {
+    tx.execute(
+        "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&spec.site],
+    )
+    .await?;
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
+             down_after, up_after, tags, enabled, status, status_changed_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id",
+            &[
+                &spec.name,
+                &spec.address.to_string(),
+                &spec.site,
+                &spec.parent_id,
+                &to_i32(spec.interval_ms),
+                &to_i32(spec.timeout_ms),
+                &to_i32(spec.down_after),
+                &to_i32(spec.up_after),
+                &serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()),
+                &spec.enabled,
+                &now_ms,
+            ],
+        )
+        .await
+        .map_err(|error| constraint_error(error, spec))?
+        .get(0);
+    select_device(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))
+}
+
+/// Names a duplicate or a missing parent; passes anything else on.
+fn constraint_error(error: tokio_postgres::Error, spec: &DeviceSpec) -> StoreError {
+    match error.code() {
+        Some(&SqlState::UNIQUE_VIOLATION) => duplicate_name(spec),
+        Some(&SqlState::FOREIGN_KEY_VIOLATION) => missing_parent(spec),
+        _ => error.into(),
+    }
 }
 
 async fn select_device(tx: &Transaction<'_>, id: i64) -> Result<Option<Device>, StoreError> {

@@ -104,14 +104,46 @@ impl SqliteStore {
         let spec = spec.clone();
         self.run(move |connection| {
             let tx = connection.transaction()?;
-            tx.execute(
-                "INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING",
-                [&spec.site],
-            )?;
-            let inserted = tx.query_row(
-                "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
-                 down_after, up_after, tags, enabled, status, status_changed_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'unknown', ?11) RETURNING id",
+            let device = insert_device(&tx, &spec, now_ms)?;
+            tx.commit()?;
+            Ok(device)
+        })
+        .await
+    }
+
+    pub(super) async fn import_devices(
+        &self,
+        specs: &[DeviceSpec],
+        now_ms: i64,
+    ) -> Result<Vec<Device>, StoreError> {
+        let specs = specs.to_vec();
+        self.run(move |connection| {
+            let tx = connection.transaction()?;
+            let mut devices = Vec::with_capacity(specs.len());
+            for (index, spec) in specs.iter().enumerate() {
+                devices.push(
+                    insert_device(&tx, spec, now_ms)
+                        .map_err(|error| super::entry_error(index, error))?,
+                );
+            }
+            tx.commit()?;
+            Ok(devices)
+        })
+        .await
+    }
+
+    pub(super) async fn update_device(
+        &self,
+        id: i64,
+        spec: &DeviceSpec,
+    ) -> Result<Option<Device>, StoreError> {
+        let spec = spec.clone();
+        self.run(move |connection| {
+            let tx = connection.transaction()?;
+            tx.execute("INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING", [&spec.site])?;
+            let updated = tx.execute(
+                "UPDATE devices SET name = ?1, address = ?2, site = ?3, parent_id = ?4, interval_ms = ?5, \
+                 timeout_ms = ?6, down_after = ?7, up_after = ?8, tags = ?9, enabled = ?10 WHERE id = ?11",
                 params![
                     spec.name,
                     spec.address.to_string(),
@@ -123,22 +155,24 @@ impl SqliteStore {
                     spec.up_after,
                     tags_json(&spec.tags),
                     spec.enabled,
-                    now_ms,
+                    id
                 ],
-                |row| row.get::<_, i64>(0),
             );
-            let id = match inserted {
-                Ok(id) => id,
-                Err(error) if is_constraint(&error, "UNIQUE") => return Err(duplicate_name(&spec)),
-                Err(error) if is_constraint(&error, "FOREIGN KEY") => {
-                    return Err(missing_parent(&spec));
-                }
-                Err(error) => return Err(error.into()),
-            };
-            let device = select_device(&tx, id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
+            match updated {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(error) => return Err(constraint_error(error, &spec)),
+            }
+            let device = select_device(&tx, id)?;
             tx.commit()?;
             Ok(device)
+        })
+        .await
+    }
+
+    pub(super) async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
+        self.run(move |connection| {
+            Ok(connection.execute("DELETE FROM devices WHERE id = ?1", [id])? > 0)
         })
         .await
     }
@@ -304,6 +338,51 @@ impl SqliteStore {
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+    }
+}
+
+/// Inserts one device (status `unknown`), creating its site if needed.
+fn insert_device(
+    tx: &Transaction<'_>,
+    spec: &DeviceSpec,
+    now_ms: i64,
+) -> Result<Device, StoreError> {
+    tx.execute(
+        "INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING",
+        [&spec.site],
+    )?;
+    let id = tx
+        .query_row(
+            "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
+             down_after, up_after, tags, enabled, status, status_changed_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'unknown', ?11) RETURNING id",
+            params![
+                spec.name,
+                spec.address.to_string(),
+                spec.site,
+                spec.parent_id,
+                spec.interval_ms,
+                spec.timeout_ms,
+                spec.down_after,
+                spec.up_after,
+                tags_json(&spec.tags),
+                spec.enabled,
+                now_ms,
+            ],
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(|error| constraint_error(error, spec))?;
+    select_device(tx, id)?.ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))
+}
+
+/// Names a duplicate or a missing parent; passes anything else on.
+fn constraint_error(error: rusqlite::Error, spec: &DeviceSpec) -> StoreError {
+    if is_constraint(&error, "UNIQUE") {
+        duplicate_name(spec)
+    } else if is_constraint(&error, "FOREIGN KEY") {
+        missing_parent(spec)
+    } else {
+        error.into()
     }
 }
 

@@ -14,9 +14,8 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,14 +26,15 @@ use super::Netem;
 /// Name of the tun device on both sides.
 pub(super) const TUN: &str = "wi0";
 
-/// Longest a relay waits before looking at the stop flag again.
+/// Longest the reader waits before looking at the stop flag again.
 const IDLE_WAIT: Duration = Duration::from_millis(20);
 
-/// A running relay; stopped and joined on drop.
+/// A running relay (a reader and a writer thread); stopped and joined on
+/// drop.
 pub(super) struct Relay {
     settings: Arc<Mutex<Netem>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl Relay {
@@ -42,17 +42,22 @@ impl Relay {
     pub(super) fn start(from: tun::Device, to: tun::Device, netem: Netem) -> Self {
         let settings = Arc::new(Mutex::new(netem));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("lab-impair".into())
+        let (queue, released) = mpsc::channel::<(Instant, Vec<u8>)>();
+        let reader = std::thread::Builder::new()
+            .name("lab-impair-read".into())
             .spawn({
                 let (settings, stop) = (Arc::clone(&settings), Arc::clone(&stop));
-                move || relay(from, to, &settings, &stop)
+                move || read(&from, &queue, &settings, &stop)
             })
-            .expect("spawning the lab relay thread");
+            .expect("spawning the lab relay reader");
+        let writer = std::thread::Builder::new()
+            .name("lab-impair-write".into())
+            .spawn(move || write(&to, &released))
+            .expect("spawning the lab relay writer");
         Self {
             settings,
             stop,
-            thread: Some(thread),
+            threads: vec![reader, writer],
         }
     }
 
@@ -64,11 +69,13 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
+        // The reader sees the flag within IDLE_WAIT; its channel closing
+        // then ends the writer.
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            eprintln!("lab: the impairment relay thread panicked");
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                eprintln!("lab: an impairment relay thread panicked");
+            }
         }
     }
 }
@@ -80,31 +87,17 @@ pub(super) fn open_tun() -> anyhow::Result<tun::Device> {
     tun::create(&config).context("creating the lab's tun device (CONFIG_TUN)")
 }
 
-fn relay(from: tun::Device, mut to: tun::Device, settings: &Mutex<Netem>, stop: &AtomicBool) {
-    // Packets waiting for their release time, earliest first; the counter
-    // keeps equal release times in arrival order.
-    let mut pending: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>> = BinaryHeap::new();
-    let mut arrivals = 0u64;
+/// Reads packets as they arrive, applies loss and duplication, and hands
+/// each to the writer with its release time (arrival + delay ± jitter).
+fn read(
+    from: &tun::Device,
+    queue: &mpsc::Sender<(Instant, Vec<u8>)>,
+    settings: &Mutex<Netem>,
+    stop: &AtomicBool,
+) {
     let mut buffer = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        while pending
-            .peek()
-            .is_some_and(|Reverse((due, _, _))| *due <= now)
-        {
-            if let Some(Reverse((_, _, packet))) = pending.pop()
-                && let Err(error) = to.write_all(&packet)
-            {
-                eprintln!("lab relay: writing a packet: {error}");
-            }
-        }
-        let wait = pending
-            .peek()
-            .map_or(IDLE_WAIT, |Reverse((due, _, _))| {
-                due.saturating_duration_since(now)
-            })
-            .min(IDLE_WAIT);
-        let length = match from.recv_timeout(&mut buffer, wait) {
+        let length = match from.recv_timeout(&mut buffer, IDLE_WAIT) {
             Ok(length) => length,
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => continue,
             Err(error) => {
@@ -112,6 +105,7 @@ fn relay(from: tun::Device, mut to: tun::Device, settings: &Mutex<Netem>, stop: 
                 continue;
             }
         };
+        let arrived = Instant::now();
         let netem = *settings.lock().unwrap_or_else(|p| p.into_inner());
         if fastrand::f32() * 100.0 < netem.loss_percent {
             continue;
@@ -122,9 +116,47 @@ fn relay(from: tun::Device, mut to: tun::Device, settings: &Mutex<Netem>, stop: 
             1
         };
         for _ in 0..copies {
-            arrivals += 1;
-            let due = Instant::now() + delay(netem);
-            pending.push(Reverse((due, arrivals, buffer[..length].to_vec())));
+            if queue
+                .send((arrived + delay(netem), buffer[..length].to_vec()))
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+/// Releases packets at their time, earliest first; the channel's timeout
+/// has nanosecond resolution, so release is as precise as the scheduler.
+fn write(to: &tun::Device, released: &mpsc::Receiver<(Instant, Vec<u8>)>) {
+    // Earliest first; the counter keeps equal times in arrival order.
+    let mut pending: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>> = BinaryHeap::new();
+    let mut arrivals = 0u64;
+    loop {
+        let now = Instant::now();
+        while pending
+            .peek()
+            .is_some_and(|Reverse((due, _, _))| *due <= now)
+        {
+            if let Some(Reverse((_, _, packet))) = pending.pop()
+                && let Err(error) = to.send(&packet)
+            {
+                eprintln!("lab relay: writing a packet: {error}");
+            }
+        }
+        let wait = pending.peek().map_or(IDLE_WAIT, |Reverse((due, _, _))| {
+            due.saturating_duration_since(now)
+        });
+        match released.recv_timeout(wait) {
+            Ok((due, packet)) => {
+                arrivals += 1;
+                pending.push(Reverse((due, arrivals, packet)));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) if pending.is_empty() => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(wait);
+            }
         }
     }
 }
