@@ -49,6 +49,9 @@ struct RunArgs {
     /// notifications wait in the outbox).
     #[arg(long, env = "WARD_WEBHOOK")]
     webhook: Option<String>,
+    /// Bearer token required on REST calls that change data (default: none).
+    #[arg(long, env = "WARD_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
 }
 
 #[tokio::main]
@@ -80,7 +83,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(url) => Cache::redis(url).await?,
         None => Cache::in_process(),
     };
-    let controller = Arc::new(Controller::new(store, cache));
+    let controller = Arc::new(Controller::new(store, cache).with_api_token(args.api_token));
     let http = tokio::net::TcpListener::bind(args.listen_http)
         .await
         .with_context(|| {

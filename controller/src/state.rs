@@ -40,6 +40,8 @@ pub struct Controller {
     events: tokio::sync::broadcast::Sender<Device>,
     /// Woken after commits that may have queued notifications.
     pub outbox_wakeup: tokio::sync::Notify,
+    /// When set, REST calls that change data must carry it as a bearer token.
+    pub api_token: Option<String>,
 }
 
 /// Status changes buffered per live-event subscriber before it must resync.
@@ -54,16 +56,26 @@ impl Controller {
             metrics: Metrics::default(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             outbox_wakeup: tokio::sync::Notify::new(),
+            api_token: None,
         }
     }
 
     /// Counts a store failure and passes it on.
     pub fn store_failed(&self, error: StoreError) -> StoreError {
-        if !matches!(error, StoreError::Invalid(_) | StoreError::Conflict(_)) {
+        if !matches!(
+            error,
+            StoreError::Invalid(_) | StoreError::InvalidEntry { .. } | StoreError::Conflict(_)
+        ) {
             self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(%error, "store operation failed");
         }
         error
+    }
+
+    /// Requires `token` on REST calls that change data.
+    pub fn with_api_token(mut self, token: Option<String>) -> Self {
+        self.api_token = token.filter(|token| !token.is_empty());
+        self
     }
 
     /// Subscribes to committed status changes (the device after each).
@@ -125,6 +137,41 @@ impl Controller {
         let _write = self.cache.begin_write();
         self.store
             .create_device(spec, now_ms)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// Replaces a device's configuration; `None` if it does not exist.
+    pub async fn update_device(
+        &self,
+        id: i64,
+        spec: &DeviceSpec,
+    ) -> Result<Option<Device>, StoreError> {
+        let _write = self.cache.begin_write();
+        self.store
+            .update_device(id, spec)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// Deletes a device; false if it did not exist.
+    pub async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
+        let _write = self.cache.begin_write();
+        self.store
+            .delete_device(id)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// Creates all devices or none.
+    pub async fn import_devices(
+        &self,
+        specs: &[DeviceSpec],
+        now_ms: i64,
+    ) -> Result<Vec<Device>, StoreError> {
+        let _write = self.cache.begin_write();
+        self.store
+            .import_devices(specs, now_ms)
             .await
             .map_err(|e| self.store_failed(e))
     }

@@ -2,87 +2,22 @@
 //! through a real Redis, through the in-process cache, and with Redis
 //! stopped and restarted in the middle.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{Api, controller};
 use serde_json::Value;
 use ward_controller::cache::Cache;
 use ward_controller::state::Controller;
-use ward_controller::store::{ReportedTransition, Status, Store, TransitionReport};
+use ward_controller::store::{ReportedTransition, Status, TransitionReport};
 use ward_testkit::services::{Postgres, Redis};
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn serve(controller: Arc<Controller>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let address: SocketAddr = listener.local_addr().expect("address");
-        tokio::spawn(async move {
-            axum::serve(listener, ward_controller::api::router(controller))
-                .await
-                .expect("serve");
-        });
-        Self {
-            base: format!("http://{address}"),
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("GET");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("POST");
-        (
-            response.status().as_u16(),
-            response.json().await.expect("JSON body"),
-        )
-    }
-
-    async fn metric(&self, name: &str) -> u64 {
-        let (_, text) = self.get("/metrics").await;
-        let text = text.as_str().expect("metrics text").to_owned();
-        text.lines()
-            .find_map(|line| line.strip_prefix(&format!("{name} ")))
-            .and_then(|value| value.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-    }
-}
 
 /// A fixed "now" for the test's reports, after the devices' creation.
 fn t0() -> i64 {
     static T0: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *T0.get_or_init(|| ward_controller::api::now_ms() + 60_000)
-}
-
-async fn controller(store_url: &str, cache: Cache) -> Arc<Controller> {
-    let store = Store::open(store_url).await.expect("open store");
-    store.migrate().await.expect("migrate");
-    Arc::new(Controller::new(store, cache))
 }
 
 /// A report of `status` for `device_id`, probed `at_ms` after [`t0`].

@@ -96,21 +96,22 @@ pub async fn get(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceInput {
-    name: String,
-    address: String,
-    site: String,
-    parent_id: Option<i64>,
-    interval_ms: Option<u32>,
-    timeout_ms: Option<u32>,
-    down_after: Option<u8>,
-    up_after: Option<u8>,
+    /// Fields as in `POST /api/v1/devices`.
+    pub(super) name: String,
+    pub(super) address: String,
+    pub(super) site: String,
+    pub(super) parent_id: Option<i64>,
+    pub(super) interval_ms: Option<u32>,
+    pub(super) timeout_ms: Option<u32>,
+    pub(super) down_after: Option<u8>,
+    pub(super) up_after: Option<u8>,
     #[serde(default)]
-    tags: Vec<String>,
-    enabled: Option<bool>,
+    pub(super) tags: Vec<String>,
+    pub(super) enabled: Option<bool>,
 }
 
 impl DeviceInput {
-    fn into_spec(self) -> Result<DeviceSpec, ApiError> {
+    pub(super) fn into_spec(self) -> Result<DeviceSpec, ApiError> {
         let address: IpAddr = self.address.parse().map_err(|_| {
             ApiError::field(
                 "address",
@@ -204,4 +205,30 @@ pub async fn alerts(
         })
         .collect();
     Ok(Json(Value::Array(shown)))
+}
+
+/// `PUT /api/v1/devices/{id}`: replaces the configuration; status is kept.
+pub async fn update(
+    State(controller): State<Arc<Controller>>,
+    Path(id): Path<i64>,
+    body: Result<Json<DeviceInput>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(input) = body.map_err(|rejection| ApiError::field("body", rejection.body_text()))?;
+    let device = controller
+        .update_device(id, &input.into_spec()?)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
+    Ok(Json(device_json(&device)))
+}
+
+/// `DELETE /api/v1/devices/{id}`.
+pub async fn delete(
+    State(controller): State<Arc<Controller>>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    if controller.delete_device(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no device with id {id}")))
+    }
 }

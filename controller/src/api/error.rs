@@ -12,16 +12,36 @@ use crate::store::StoreError;
 pub struct ApiError {
     status: StatusCode,
     message: String,
-    field: Option<&'static str>,
+    field: Option<String>,
 }
 
 impl ApiError {
     /// 400 naming the offending field.
-    pub fn field(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             message: message.into(),
-            field: Some(field),
+            field: Some(field.into()),
+        }
+    }
+
+    /// The same error, located in entry `index` of an import.
+    pub fn within(mut self, index: usize) -> Self {
+        self.field = Some(match self.field {
+            Some(field) => format!("devices[{index}].{field}"),
+            None => format!("devices[{index}]"),
+        });
+        self
+    }
+
+    /// 401: a mutation without the configured bearer token.
+    pub fn unauthorized() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "this call changes data and needs `Authorization: Bearer <token>` \
+                      (the controller's --api-token)"
+                .into(),
+            field: None,
         }
     }
 
@@ -39,6 +59,11 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Invalid(field) => Self::field(field.field, field.message),
+            StoreError::InvalidEntry {
+                index,
+                field,
+                message,
+            } => Self::field(format!("devices[{index}].{field}"), message),
             StoreError::Conflict(message) => Self {
                 status: StatusCode::CONFLICT,
                 message,

@@ -2,15 +2,18 @@
 //! Every read reflects the last commit (see `cache`); bad input gets a 4xx
 //! JSON error naming the field, and nothing is half-written.
 
+mod auth;
 mod devices;
 mod error;
 mod events;
 mod health;
+mod import;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::middleware;
+use axum::routing::{get, post};
 
 use crate::state::Controller;
 
@@ -22,12 +25,22 @@ pub use crate::time::{now_ms, rfc3339};
 pub fn router(controller: Arc<Controller>) -> Router {
     Router::new()
         .route("/api/v1/devices", get(devices::list).post(devices::create))
-        .route("/api/v1/devices/{id}", get(devices::get))
+        .route(
+            "/api/v1/devices/{id}",
+            get(devices::get)
+                .put(devices::update)
+                .delete(devices::delete),
+        )
+        .route("/api/v1/devices/import", post(import::import))
         .route("/api/v1/summary", get(devices::summary))
         .route("/api/v1/alerts", get(devices::alerts))
         .route("/api/v1/events", get(events::stream))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&controller),
+            auth::require_token,
+        ))
         .with_state(controller)
 }

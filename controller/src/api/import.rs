@@ -1,0 +1,121 @@
+//! `POST /api/v1/devices/import`: a JSON array of devices (as in `POST
+//! /api/v1/devices`) or CSV with a header row (`Content-Type: text/csv`;
+//! columns name, address, site, and optionally parent_id, interval_ms,
+//! timeout_ms, down_after, up_after, tags (separated by `;`), enabled).
+//! All or nothing: the first bad entry is named, e.g. `devices[3].address`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::devices::DeviceInput;
+use super::{ApiError, now_ms};
+use crate::state::Controller;
+use crate::store::DeviceSpec;
+
+/// Largest import accepted at once.
+const MAX_DEVICES: usize = 100_000;
+
+/// `POST /api/v1/devices/import`.
+pub async fn import(
+    State(controller): State<Arc<Controller>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/csv"));
+    let inputs = if csv {
+        parse_csv(&body)?
+    } else {
+        parse_json(&body)?
+    };
+    if inputs.len() > MAX_DEVICES {
+        return Err(ApiError::field(
+            "devices",
+            format!("at most {MAX_DEVICES} devices per import"),
+        ));
+    }
+    let specs = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(index, input)| input.into_spec().map_err(|error| error.within(index)))
+        .collect::<Result<Vec<DeviceSpec>, ApiError>>()?;
+    let devices = controller.import_devices(&specs, now_ms()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "imported": devices.len() })),
+    ))
+}
+
+fn parse_json(body: &[u8]) -> Result<Vec<DeviceInput>, ApiError> {
+    let values: Vec<Value> = serde_json::from_slice(body).map_err(|error| {
+        ApiError::field("body", format!("expected a JSON array of devices: {error}"))
+    })?;
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            serde_json::from_value(value)
+                .map_err(|error| ApiError::field(format!("devices[{index}]"), error.to_string()))
+        })
+        .collect()
+}
+
+/// One CSV row; empty cells take defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvRow {
+    name: String,
+    address: String,
+    site: String,
+    parent_id: Option<i64>,
+    interval_ms: Option<u32>,
+    timeout_ms: Option<u32>,
+    down_after: Option<u8>,
+    up_after: Option<u8>,
+    tags: Option<String>,
+    enabled: Option<bool>,
+}
+
+fn parse_csv(body: &[u8]) -> Result<Vec<DeviceInput>, ApiError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(body);
+    reader
+        .deserialize::<CsvRow>()
+        .enumerate()
+        .map(|(index, row)| {
+            let row = row.map_err(|error| {
+                ApiError::field(format!("devices[{index}]"), format!("CSV: {error}"))
+            })?;
+            Ok(DeviceInput {
+                name: row.name,
+                address: row.address,
+                site: row.site,
+                parent_id: row.parent_id,
+                interval_ms: row.interval_ms,
+                timeout_ms: row.timeout_ms,
+                down_after: row.down_after,
+                up_after: row.up_after,
+                tags: row
+                    .tags
+                    .map(|tags| {
+                        tags.split(';')
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                enabled: row.enabled,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,185 @@
+//! The device REST surface: update, delete, all-or-nothing import (JSON
+//! and CSV), and the bearer token on calls that change data.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Api, controller};
+use reqwest::Method;
+use serde_json::json;
+use ward_controller::cache::Cache;
+
+async fn api(token: Option<&str>) -> (tempfile::TempDir, Api) {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-sqlite-")
+        .tempdir()
+        .expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let controller = controller(&url, Cache::in_process()).await;
+    let controller = match Arc::try_unwrap(controller) {
+        Ok(controller) => Arc::new(controller.with_api_token(token.map(String::from))),
+        Err(_) => unreachable!("only this test holds the controller"),
+    };
+    (dir, Api::serve(controller).await)
+}
+
+fn device(name: &str, address: &str) -> serde_json::Value {
+    json!({"name": name, "address": address, "site": "branch-9"})
+}
+
+#[tokio::test]
+async fn put_replaces_the_configuration_and_delete_removes_the_device() {
+    let (_dir, api) = api(None).await;
+    let (_, created) = api
+        .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
+        .await;
+    let id = created["id"].as_i64().expect("id");
+    let changed =
+        json!({"name": "atm-1", "address": "198.18.1.2", "site": "branch-9", "interval_ms": 250});
+    let (status, updated) = api
+        .send(
+            Method::PUT,
+            &format!("/api/v1/devices/{id}"),
+            Some(changed),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (updated["address"].as_str(), updated["interval_ms"].as_u64()),
+        (Some("198.18.1.2"), Some(250))
+    );
+    let (_, got) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(got["address"], "198.18.1.2");
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(
+        listed[0]["address"], "198.18.1.2",
+        "the cached list follows the update"
+    );
+
+    let bad = json!({"name": "atm-1", "address": "nope", "site": "branch-9"});
+    let (status, error) = api
+        .send(
+            Method::PUT,
+            &format!("/api/v1/devices/{id}"),
+            Some(bad),
+            None,
+        )
+        .await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("address")));
+    let (status, _) = api
+        .send(
+            Method::PUT,
+            "/api/v1/devices/999",
+            Some(device("x", "198.18.1.9")),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    let (status, _) = api
+        .send(Method::DELETE, &format!("/api/v1/devices/{id}"), None, None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .send(Method::DELETE, &format!("/api/v1/devices/{id}"), None, None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(listed, json!([]));
+}
+
+#[tokio::test]
+async fn an_import_is_all_or_nothing_in_json_and_csv() {
+    let (_dir, api) = api(None).await;
+    let good = json!([
+        device("a", "198.18.1.1"),
+        device("b", "198.18.1.2"),
+        device("c", "2001:2:0:1::3")
+    ]);
+    let (status, answer) = api.post("/api/v1/devices/import", good).await;
+    assert_eq!(
+        (status, answer["imported"].as_u64()),
+        (201, Some(3)),
+        "{answer}"
+    );
+
+    let bad = json!([device("d", "198.18.1.4"), device("e", "198.18.1.500")]);
+    let (status, error) = api.post("/api/v1/devices/import", bad).await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("devices[1].address")),
+        "{error}"
+    );
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(3),
+        "nothing of the refused import"
+    );
+
+    let csv = "name,address,site,tags,interval_ms\nrouter,198.18.2.1,branch-2,core;wan,200\ncamera,198.18.2.2,branch-2,,\n";
+    let response = api
+        .http
+        .post(format!("{}/api/v1/devices/import", api.base))
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 201);
+    let (_, router) = api.get("/api/v1/devices?q=router").await;
+    assert_eq!(router[0]["tags"], json!(["core", "wan"]));
+    assert_eq!(router[0]["interval_ms"], 200);
+
+    let broken = "name,address,site\nok,198.18.3.1,branch-3\nbroken,198.18.3.2\n";
+    let response = api
+        .http
+        .post(format!("{}/api/v1/devices/import", api.base))
+        .header("content-type", "text/csv")
+        .body(broken)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 400);
+    let error: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(error["field"], "devices[1]", "{error}");
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(5));
+}
+
+#[tokio::test]
+async fn with_a_token_changes_need_it_and_reads_do_not() {
+    let (_dir, api) = api(Some("s3cret")).await;
+    let body = device("atm-1", "198.18.1.1");
+    let (status, error) = api
+        .send(Method::POST, "/api/v1/devices", Some(body.clone()), None)
+        .await;
+    assert_eq!(status, 401, "{error}");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("Bearer"))
+    );
+    let (status, _) = api
+        .send(
+            Method::POST,
+            "/api/v1/devices",
+            Some(body.clone()),
+            Some("wrong"),
+        )
+        .await;
+    assert_eq!(status, 401);
+    let (status, created) = api
+        .send(Method::POST, "/api/v1/devices", Some(body), Some("s3cret"))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let (status, _) = api.get("/api/v1/devices").await;
+    assert_eq!(status, 200, "reads need no token");
+    let id = created["id"].as_i64().expect("id");
+    let (status, _) = api
+        .send(Method::DELETE, &format!("/api/v1/devices/{id}"), None, None)
+        .await;
+    assert_eq!(status, 401);
+}
