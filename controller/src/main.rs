@@ -107,11 +107,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     let mut http_stopped = stopped.clone();
     let mut grpc_stopped = stopped;
-    let http_server = axum::serve(http, ward_controller::api::router(controller))
+    let http_server = axum::serve(http, ward_controller::api::router(Arc::clone(&controller)))
         .with_graceful_shutdown(async move {
             let _ = http_stopped.wait_for(|stop| *stop).await;
         });
-    let grpc_server = ward_controller::grpc::serve(grpc, async move {
+    let grpc_server = ward_controller::grpc::serve(grpc, Arc::clone(&controller), async move {
         let _ = grpc_stopped.wait_for(|stop| *stop).await;
     });
     let signal = async {

@@ -5,7 +5,22 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::Cache;
-use crate::store::{ApplyOutcome, Device, DeviceSpec, Store, StoreError, TransitionReport};
+use crate::store::{ApplyOutcome, Device, DeviceSpec, Status, Store, StoreError, TransitionReport};
+
+/// Enabled devices by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Up.
+    pub up: u64,
+    /// Down.
+    pub down: u64,
+    /// Unreachable.
+    pub unreachable: u64,
+    /// Unknown.
+    pub unknown: u64,
+    /// All enabled devices.
+    pub total: u64,
+}
 
 /// Controller-wide counters, for `/metrics`.
 #[derive(Debug, Default)]
@@ -174,6 +189,44 @@ impl Controller {
             .import_devices(specs, now_ms)
             .await
             .map_err(|e| self.store_failed(e))
+    }
+
+    /// Devices matching every given filter: status, site, and `query` in
+    /// the name or address (case-insensitive). REST and gRPC both use it.
+    pub async fn find_devices(
+        &self,
+        status: Option<Status>,
+        site: Option<&str>,
+        query: Option<&str>,
+    ) -> Result<Vec<Device>, StoreError> {
+        let query = query.map(str::to_lowercase);
+        let devices = self.devices().await?;
+        Ok(devices
+            .into_iter()
+            .filter(|d| status.is_none_or(|status| d.status == status))
+            .filter(|d| site.is_none_or(|site| d.spec.site == site))
+            .filter(|d| {
+                query.as_deref().is_none_or(|q| {
+                    d.spec.name.to_lowercase().contains(q) || d.spec.address.to_string().contains(q)
+                })
+            })
+            .collect())
+    }
+
+    /// Enabled devices counted by status.
+    pub async fn summary(&self) -> Result<Summary, StoreError> {
+        let devices = self.devices().await?;
+        let mut summary = Summary::default();
+        for device in devices.iter().filter(|d| d.spec.enabled) {
+            summary.total += 1;
+            match device.status {
+                Status::Up => summary.up += 1,
+                Status::Down => summary.down += 1,
+                Status::Unreachable => summary.unreachable += 1,
+                Status::Unknown => summary.unknown += 1,
+            }
+        }
+        Ok(summary)
     }
 
     /// Every device, through the cache.

@@ -12,20 +12,39 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-async fn start_controller() -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+async fn start_controller() -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-sqlite-")
+        .tempdir()
+        .expect("dir");
+    let store = ward_controller::store::Store::open(&format!(
+        "sqlite:{}",
+        dir.path().join("ward.db").display()
+    ))
+    .await
+    .expect("store");
+    store.migrate().await.expect("migrate");
+    let controller = std::sync::Arc::new(ward_controller::state::Controller::new(
+        store,
+        ward_controller::cache::Cache::in_process(),
+    ));
     let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("bind a loopback port");
     let address = listener.local_addr().expect("bound address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        ward_controller::grpc::serve(listener, async {
+        ward_controller::grpc::serve(listener, controller, async {
             let _ = stopped.await;
         })
         .await
         .expect("gRPC server");
     });
-    (address, stop)
+    (address, stop, dir)
 }
 
 async fn channel(address: SocketAddr) -> Channel {
@@ -38,7 +57,7 @@ async fn channel(address: SocketAddr) -> Channel {
 
 #[tokio::test]
 async fn reflection_lists_services_and_health_check_answers_serving() {
-    let (address, _stop) = start_controller().await;
+    let (address, _stop, _dir) = start_controller().await;
     let channel = channel(address).await;
 
     let mut reflection = ServerReflectionClient::new(channel.clone());
@@ -68,7 +87,8 @@ async fn reflection_lists_services_and_health_check_answers_serving() {
         names,
         [
             "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection"
+            "grpc.reflection.v1.ServerReflection",
+            "ward.v1.Inventory"
         ]
     );
 

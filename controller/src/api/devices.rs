@@ -57,24 +57,10 @@ pub async fn list(
                 .map_err(|error| ApiError::field("status", error))
         })
         .transpose()?;
-    let devices = controller.devices().await?;
-    let query = filter.q.as_deref().map(str::to_lowercase);
-    let shown: Vec<Value> = devices
-        .iter()
-        .filter(|d| status.is_none_or(|status| d.status == status))
-        .filter(|d| {
-            filter
-                .site
-                .as_deref()
-                .is_none_or(|site| d.spec.site == site)
-        })
-        .filter(|d| {
-            query.as_deref().is_none_or(|q| {
-                d.spec.name.to_lowercase().contains(q) || d.spec.address.to_string().contains(q)
-            })
-        })
-        .map(device_json)
-        .collect();
+    let devices = controller
+        .find_devices(status, filter.site.as_deref(), filter.q.as_deref())
+        .await?;
+    let shown: Vec<Value> = devices.iter().map(device_json).collect();
     Ok(Json(Value::Array(shown)))
 }
 
@@ -147,20 +133,7 @@ pub async fn create(
 
 /// `GET /api/v1/summary`.
 pub async fn summary(State(controller): State<Arc<Controller>>) -> Result<Json<Value>, ApiError> {
-    let devices = controller.devices().await?;
-    let count = |status: Status| {
-        devices
-            .iter()
-            .filter(|d| d.spec.enabled && d.status == status)
-            .count()
-    };
-    Ok(Json(json!({
-        "up": count(Status::Up),
-        "down": count(Status::Down),
-        "unreachable": count(Status::Unreachable),
-        "unknown": count(Status::Unknown),
-        "total": devices.iter().filter(|d| d.spec.enabled).count(),
-    })))
+    Ok(Json(json!(controller.summary().await?)))
 }
 
 /// `?state=open|resolved`.

@@ -1,14 +1,21 @@
-//! The controller's gRPC endpoint: standard health checking
-//! (`grpc.health.v1`) and server reflection (v1 and v1alpha, for grpcurl and
-//! friends). The ward services join this router as they are implemented.
+//! The controller's gRPC endpoint: `ward.v1.Inventory`, standard health
+//! checking (`grpc.health.v1`) and server reflection (v1 and v1alpha, for
+//! grpcurl and friends), which advertises exactly the services served.
+
+mod inventory;
+
+pub use inventory::InventoryService;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+
+use crate::state::Controller;
 
 /// Why the gRPC endpoint could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +45,14 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, GrpcError> {
         .map_err(|source| GrpcError::Bind { address, source })
 }
 
-/// Serves health and reflection on `listener` until `shutdown` completes.
+/// Services served (and advertised by reflection) besides reflection itself.
+const SERVED: &[&str] = &["grpc.health.v1.Health", "ward.v1.Inventory"];
+
+/// Serves the inventory of `controller`, health and reflection on
+/// `listener` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
+    controller: Arc<Controller>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -48,13 +60,22 @@ pub async fn serve(
     health_reporter
         .set_service_status("", ServingStatus::Serving)
         .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // Each reflection version advertises the served services and itself.
+    let reflection = |itself: &str| {
+        SERVED.iter().chain([&itself]).fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(ward_proto::FILE_DESCRIPTOR_SET),
+            |builder, service| builder.with_service_name(*service),
+        )
+    };
+    let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
+    let reflection_v1alpha =
+        reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     Server::builder()
+        .add_service(ward_proto::v1::inventory_server::InventoryServer::new(
+            InventoryService::new(controller),
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

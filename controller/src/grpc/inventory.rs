@@ -1,0 +1,292 @@
+//! The `ward.v1.Inventory` gRPC service: the REST API's inventory and
+//! status, with the same rules (validation, cache, truth), over the same
+//! [`Controller`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status as GrpcStatus};
+use ward_proto::v1::inventory_server::Inventory;
+use ward_proto::v1::{
+    self as pb, AlertState, DeleteDeviceRequest, DeleteDeviceResponse, DeviceState,
+    GetDeviceRequest, GetSummaryRequest, ListAgentsRequest, ListAgentsResponse, ListAlertsRequest,
+    ListAlertsResponse, ListDevicesRequest, ListDevicesResponse, StatusChange, UpsertDeviceRequest,
+    WatchStatusRequest,
+};
+
+use crate::state::Controller;
+use crate::store::{Device, DeviceSpec, Status, StoreError};
+use crate::time::now_ms;
+
+/// The service.
+pub struct InventoryService {
+    controller: Arc<Controller>,
+}
+
+impl InventoryService {
+    /// Serves `controller`'s inventory.
+    pub fn new(controller: Arc<Controller>) -> Self {
+        Self { controller }
+    }
+}
+
+fn state(status: Status) -> DeviceState {
+    match status {
+        Status::Up => DeviceState::Up,
+        Status::Down => DeviceState::Down,
+        Status::Unreachable => DeviceState::Unreachable,
+        Status::Unknown => DeviceState::Unknown,
+    }
+}
+
+fn to_proto(device: &Device) -> pb::Device {
+    pb::Device {
+        id: u64::try_from(device.id).unwrap_or_default(),
+        spec: Some(pb::DeviceSpec {
+            name: device.spec.name.clone(),
+            address: device.spec.address.to_string(),
+            site: device.spec.site.clone(),
+            parent_id: device.spec.parent_id.and_then(|id| u64::try_from(id).ok()),
+            interval_ms: device.spec.interval_ms,
+            timeout_ms: device.spec.timeout_ms,
+            down_after: u32::from(device.spec.down_after),
+            up_after: u32::from(device.spec.up_after),
+            tags: device.spec.tags.clone(),
+            enabled: device.spec.enabled,
+        }),
+        status: state(device.status).into(),
+        down_since_unix_ms: device.down_since_ms,
+        last_change_unix_ms: device.status_changed_at_ms,
+        last_rtt_us: device.last_rtt_us,
+    }
+}
+
+/// A proto spec with the documented defaults for zero fields.
+fn from_proto(spec: Option<pb::DeviceSpec>) -> Result<DeviceSpec, GrpcStatus> {
+    let spec = spec.ok_or_else(|| GrpcStatus::invalid_argument("spec: required"))?;
+    let address = spec.address.parse().map_err(|_| {
+        GrpcStatus::invalid_argument(format!(
+            "address: `{}` is not an IPv4 or IPv6 address",
+            spec.address
+        ))
+    })?;
+    let or = |value: u32, default: u32| if value == 0 { default } else { value };
+    let threshold = |field: &str, value: u32, default: u8| {
+        if value == 0 {
+            Ok(default)
+        } else {
+            u8::try_from(value).map_err(|_| {
+                GrpcStatus::invalid_argument(format!("{field}: must be between 1 and 100"))
+            })
+        }
+    };
+    Ok(DeviceSpec {
+        name: spec.name,
+        address,
+        site: spec.site,
+        parent_id: spec
+            .parent_id
+            .map(|id| i64::try_from(id).unwrap_or(i64::MAX)),
+        interval_ms: or(spec.interval_ms, 1000),
+        timeout_ms: or(spec.timeout_ms, 500),
+        down_after: threshold("down_after", spec.down_after, 3)?,
+        up_after: threshold("up_after", spec.up_after, 2)?,
+        tags: spec.tags,
+        enabled: spec.enabled,
+    })
+}
+
+fn grpc_error(error: StoreError) -> GrpcStatus {
+    match error {
+        StoreError::Invalid(field) => {
+            GrpcStatus::invalid_argument(format!("{}: {}", field.field, field.message))
+        }
+        StoreError::InvalidEntry { field, message, .. } => {
+            GrpcStatus::invalid_argument(format!("{field}: {message}"))
+        }
+        StoreError::Conflict(message) => GrpcStatus::already_exists(message),
+        other => GrpcStatus::unavailable(format!("the status database is not answering: {other}")),
+    }
+}
+
+fn device_id(id: u64) -> Result<i64, GrpcStatus> {
+    i64::try_from(id).map_err(|_| GrpcStatus::invalid_argument(format!("id: {id} is out of range")))
+}
+
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<StatusChange, GrpcStatus>> + Send>>;
+
+#[tonic::async_trait]
+impl Inventory for InventoryService {
+    async fn list_devices(
+        &self,
+        request: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, GrpcStatus> {
+        let request = request.into_inner();
+        let status = match DeviceState::try_from(request.status) {
+            Ok(DeviceState::Unspecified) => None,
+            Ok(DeviceState::Up) => Some(Status::Up),
+            Ok(DeviceState::Down) => Some(Status::Down),
+            Ok(DeviceState::Unreachable) => Some(Status::Unreachable),
+            Ok(DeviceState::Unknown) => Some(Status::Unknown),
+            Err(_) => {
+                return Err(GrpcStatus::invalid_argument(format!(
+                    "status: unknown value {}",
+                    request.status
+                )));
+            }
+        };
+        let site = Some(request.site.as_str()).filter(|site| !site.is_empty());
+        let query = Some(request.query.as_str()).filter(|query| !query.is_empty());
+        let devices = self
+            .controller
+            .find_devices(status, site, query)
+            .await
+            .map_err(grpc_error)?;
+        Ok(Response::new(ListDevicesResponse {
+            devices: devices.iter().map(to_proto).collect(),
+        }))
+    }
+
+    async fn get_device(
+        &self,
+        request: Request<GetDeviceRequest>,
+    ) -> Result<Response<pb::Device>, GrpcStatus> {
+        let id = device_id(request.into_inner().id)?;
+        let device = self
+            .controller
+            .store
+            .get_device(id)
+            .await
+            .map_err(grpc_error)?;
+        device
+            .map(|device| Response::new(to_proto(&device)))
+            .ok_or_else(|| GrpcStatus::not_found(format!("no device with id {id}")))
+    }
+
+    async fn upsert_device(
+        &self,
+        request: Request<UpsertDeviceRequest>,
+    ) -> Result<Response<pb::Device>, GrpcStatus> {
+        let request = request.into_inner();
+        let spec = from_proto(request.spec)?;
+        let device = match request.id {
+            None => self
+                .controller
+                .create_device(&spec, now_ms())
+                .await
+                .map_err(grpc_error)?,
+            Some(id) => {
+                let id = device_id(id)?;
+                self.controller
+                    .update_device(id, &spec)
+                    .await
+                    .map_err(grpc_error)?
+                    .ok_or_else(|| GrpcStatus::not_found(format!("no device with id {id}")))?
+            }
+        };
+        Ok(Response::new(to_proto(&device)))
+    }
+
+    async fn delete_device(
+        &self,
+        request: Request<DeleteDeviceRequest>,
+    ) -> Result<Response<DeleteDeviceResponse>, GrpcStatus> {
+        let id = device_id(request.into_inner().id)?;
+        if self
+            .controller
+            .delete_device(id)
+            .await
+            .map_err(grpc_error)?
+        {
+            Ok(Response::new(DeleteDeviceResponse {}))
+        } else {
+            Err(GrpcStatus::not_found(format!("no device with id {id}")))
+        }
+    }
+
+    async fn list_alerts(
+        &self,
+        request: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, GrpcStatus> {
+        let wanted =
+            AlertState::try_from(request.into_inner().state).unwrap_or(AlertState::Unspecified);
+        let open_only = wanted == AlertState::Open;
+        let alerts = self
+            .controller
+            .store
+            .alerts(open_only)
+            .await
+            .map_err(grpc_error)?;
+        let devices = self.controller.devices().await.map_err(grpc_error)?;
+        let alerts = alerts
+            .into_iter()
+            .filter(|alert| wanted != AlertState::Resolved || alert.resolved_at_ms.is_some())
+            .map(|alert| {
+                let device = devices.iter().find(|device| device.id == alert.device_id);
+                pb::Alert {
+                    id: u64::try_from(alert.id).unwrap_or_default(),
+                    device_id: u64::try_from(alert.device_id).unwrap_or_default(),
+                    device_name: device.map(|d| d.spec.name.clone()).unwrap_or_default(),
+                    site: device.map(|d| d.spec.site.clone()).unwrap_or_default(),
+                    state: if alert.resolved_at_ms.is_some() {
+                        AlertState::Resolved
+                    } else {
+                        AlertState::Open
+                    }
+                    .into(),
+                    opened_at_unix_ms: alert.opened_at_ms,
+                    resolved_at_unix_ms: alert.resolved_at_ms,
+                }
+            })
+            .collect();
+        Ok(Response::new(ListAlertsResponse { alerts }))
+    }
+
+    async fn list_agents(
+        &self,
+        _request: Request<ListAgentsRequest>,
+    ) -> Result<Response<ListAgentsResponse>, GrpcStatus> {
+        // Agents register with the agent link (not built yet): none to list.
+        Ok(Response::new(ListAgentsResponse { agents: Vec::new() }))
+    }
+
+    async fn get_summary(
+        &self,
+        _request: Request<GetSummaryRequest>,
+    ) -> Result<Response<pb::Summary>, GrpcStatus> {
+        let summary = self.controller.summary().await.map_err(grpc_error)?;
+        Ok(Response::new(pb::Summary {
+            up: summary.up,
+            down: summary.down,
+            unreachable: summary.unreachable,
+            unknown: summary.unknown,
+            total: summary.total,
+        }))
+    }
+
+    type WatchStatusStream = ChangeStream;
+
+    async fn watch_status(
+        &self,
+        _request: Request<WatchStatusRequest>,
+    ) -> Result<Response<ChangeStream>, GrpcStatus> {
+        let controller = Arc::clone(&self.controller);
+        let changes = BroadcastStream::new(self.controller.subscribe()).map(move |change| match change {
+            Ok(device) => Ok(StatusChange {
+                device: Some(to_proto(&device)),
+                previous: DeviceState::Unspecified.into(),
+            }),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                controller.metrics.event_subscribers_lagged.fetch_add(1, Ordering::Relaxed);
+                Err(GrpcStatus::aborted(format!(
+                    "this watcher fell {missed} changes behind: list the devices again and watch anew"
+                )))
+            }
+        });
+        Ok(Response::new(Box::pin(changes)))
+    }
+}
