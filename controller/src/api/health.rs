@@ -21,7 +21,7 @@ pub async fn healthz() -> &'static str {
 /// cache or the notifier fails (answers come from the store; notifications
 /// wait in the outbox), 503 when the store cannot answer.
 pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, Json<Value>) {
-    let store = match controller.store.list_devices().await {
+    let store = match controller.store.ping().await {
         Ok(_) => json!({ "status": "ok" }),
         Err(error) => {
             json!({ "status": "failing", "detail": controller.store_failed(error).to_string() })

@@ -89,6 +89,11 @@ impl Store {
         }
     }
 
+    /// A cheap round trip to the database, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
+    }
+
     /// Applies the migrations not applied yet; returns how many ran.
     pub async fn migrate(&self) -> Result<u32, StoreError> {
         dispatch!(self.migrate())

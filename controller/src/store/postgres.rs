@@ -81,6 +81,11 @@ impl PostgresStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     pub(super) async fn migrate(&self) -> Result<u32, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;

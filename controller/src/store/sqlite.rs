@@ -69,6 +69,15 @@ impl SqliteStore {
         .map_err(|error| StoreError::Task(error.to_string()))?
     }
 
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|connection| {
+            Ok(connection
+                .query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
+    }
+
     pub(super) async fn migrate(&self) -> Result<u32, StoreError> {
         self.run(|connection| {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
