@@ -183,3 +183,33 @@ async fn with_a_token_changes_need_it_and_reads_do_not() {
         .await;
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_and_follows_the_live_events() {
+    let (_dir, api) = api(None).await;
+    let response = api
+        .http
+        .get(format!("{}/", api.base))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .expect("header")
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = response.text().await.expect("page");
+    for needed in [
+        "EventSource(\"/api/v1/events\")",
+        "/api/v1/devices",
+        "/api/v1/summary",
+        "/api/v1/alerts?state=open",
+    ] {
+        assert!(page.contains(needed), "the dashboard does not use {needed}");
+    }
+    assert!(
+        !page.contains("innerHTML"),
+        "names must never be inserted as HTML"
+    );
+}

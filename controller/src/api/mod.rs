@@ -19,6 +19,12 @@ use crate::state::Controller;
 
 pub use error::ApiError;
 
+/// `GET /`: the dashboard, one static page (no build step) that reads the
+/// REST API and follows `/api/v1/events`.
+async fn dashboard() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("dashboard.html"))
+}
+
 pub use crate::time::{now_ms, rfc3339};
 
 /// The HTTP router for `controller`.
@@ -35,6 +41,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/v1/summary", get(devices::summary))
         .route("/api/v1/alerts", get(devices::alerts))
         .route("/api/v1/events", get(events::stream))
+        .route("/", get(dashboard))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
