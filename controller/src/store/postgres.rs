@@ -163,19 +163,7 @@ impl PostgresStore {
             .execute(
                 "UPDATE devices SET name = $1, address = $2, site = $3, parent_id = $4, interval_ms = $5, \
                  timeout_ms = $6, down_after = $7, up_after = $8, tags = $9, enabled = $10 WHERE id = $11",
-                &[
-                    &spec.name,
-                    &spec.address.to_string(),
-                    &spec.site,
-                    &spec.parent_id,
-                    &to_i32(spec.interval_ms),
-                    &to_i32(spec.timeout_ms),
-                    &to_i32(spec.down_after),
-                    &to_i32(spec.up_after),
-                    &serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()),
-                    &spec.enabled,
-                    &id,
-                ],
+                &SpecColumns::of(spec).with(&id),
             )
             .await
             .map_err(|error| constraint_error(error, spec))?;
@@ -463,19 +451,7 @@ async fn insert_device(
             "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
              down_after, up_after, tags, enabled, status, status_changed_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id",
-            &[
-                &spec.name,
-                &spec.address.to_string(),
-                &spec.site,
-                &spec.parent_id,
-                &to_i32(spec.interval_ms),
-                &to_i32(spec.timeout_ms),
-                &to_i32(spec.down_after),
-                &to_i32(spec.up_after),
-                &serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()),
-                &spec.enabled,
-                &now_ms,
-            ],
+            &SpecColumns::of(spec).with(&now_ms),
         )
         .await
         .map_err(|error| constraint_error(error, spec))?
@@ -483,6 +459,49 @@ async fn insert_device(
     select_device(tx, id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))
+}
+
+/// The ten configured columns of a device, owned, for binding.
+struct SpecColumns<'a> {
+    spec: &'a DeviceSpec,
+    address: String,
+    numbers: [i32; 4],
+    tags: String,
+}
+
+impl<'a> SpecColumns<'a> {
+    fn of(spec: &'a DeviceSpec) -> Self {
+        Self {
+            spec,
+            address: spec.address.to_string(),
+            numbers: [
+                to_i32(spec.interval_ms),
+                to_i32(spec.timeout_ms),
+                to_i32(spec.down_after),
+                to_i32(spec.up_after),
+            ],
+            tags: serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()),
+        }
+    }
+
+    /// The columns name … enabled in schema order, then `last` (the id to
+    /// update, or the creation time).
+    fn with<'b>(&'b self, last: &'b i64) -> [&'b (dyn tokio_postgres::types::ToSql + Sync); 11] {
+        let [interval, timeout, down_after, up_after] = &self.numbers;
+        [
+            &self.spec.name,
+            &self.address,
+            &self.spec.site,
+            &self.spec.parent_id,
+            interval,
+            timeout,
+            down_after,
+            up_after,
+            &self.tags,
+            &self.spec.enabled,
+            last,
+        ]
+    }
 }
 
 /// Names a duplicate or a missing parent; passes anything else on.

@@ -153,19 +153,7 @@ impl SqliteStore {
             let updated = tx.execute(
                 "UPDATE devices SET name = ?1, address = ?2, site = ?3, parent_id = ?4, interval_ms = ?5, \
                  timeout_ms = ?6, down_after = ?7, up_after = ?8, tags = ?9, enabled = ?10 WHERE id = ?11",
-                params![
-                    spec.name,
-                    spec.address.to_string(),
-                    spec.site,
-                    spec.parent_id,
-                    spec.interval_ms,
-                    spec.timeout_ms,
-                    spec.down_after,
-                    spec.up_after,
-                    tags_json(&spec.tags),
-                    spec.enabled,
-                    id
-                ],
+                spec_params(&spec, id),
             );
             match updated {
                 Ok(0) => return Ok(None),
@@ -365,23 +353,31 @@ fn insert_device(
             "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
              down_after, up_after, tags, enabled, status, status_changed_at_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'unknown', ?11) RETURNING id",
-            params![
-                spec.name,
-                spec.address.to_string(),
-                spec.site,
-                spec.parent_id,
-                spec.interval_ms,
-                spec.timeout_ms,
-                spec.down_after,
-                spec.up_after,
-                tags_json(&spec.tags),
-                spec.enabled,
-                now_ms,
-            ],
+            spec_params(spec, now_ms),
             |row| row.get::<_, i64>(0),
         )
         .map_err(|error| constraint_error(error, spec))?;
     select_device(tx, id)?.ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))
+}
+
+/// The ten configured columns of a device (name … enabled, in schema
+/// order), then `last` (the id to update, or the creation time).
+fn spec_params(spec: &DeviceSpec, last: i64) -> impl rusqlite::Params {
+    use rusqlite::types::Value;
+    let values: [Value; 11] = [
+        spec.name.clone().into(),
+        spec.address.to_string().into(),
+        spec.site.clone().into(),
+        spec.parent_id.into(),
+        spec.interval_ms.into(),
+        spec.timeout_ms.into(),
+        spec.down_after.into(),
+        spec.up_after.into(),
+        tags_json(&spec.tags).into(),
+        spec.enabled.into(),
+        last.into(),
+    ];
+    rusqlite::params_from_iter(values)
 }
 
 /// Names a duplicate or a missing parent; passes anything else on.
