@@ -103,11 +103,7 @@ async fn through_redis_a_commit_is_visible_at_once_on_every_read_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_process_a_commit_is_visible_at_once_on_every_read_path() {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let (_dir, url) = common::sqlite_url();
     let controller = controller(&url, Cache::in_process()).await;
     let api = Api::serve(Arc::clone(&controller)).await;
     read_your_writes(&api, &controller).await;
@@ -116,11 +112,7 @@ async fn in_process_a_commit_is_visible_at_once_on_every_read_path() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_stopped_answers_stay_right_and_readyz_says_degraded() {
     let mut redis = Redis::start().expect("start Redis");
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let (_dir, url) = common::sqlite_url();
     let controller = controller(&url, Cache::redis(&redis.url()).await.expect("cache")).await;
     let api = Api::serve(Arc::clone(&controller)).await;
     let id = create_device(&api).await;
@@ -173,11 +165,7 @@ async fn with_redis_stopped_answers_stay_right_and_readyz_says_degraded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_4xx_naming_the_field_and_writes_nothing() {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let (_dir, url) = common::sqlite_url();
     let controller = controller(&url, Cache::in_process()).await;
     let api = Api::serve(controller).await;
     let cases = [

@@ -11,11 +11,7 @@ use serde_json::json;
 use ward_controller::cache::Cache;
 
 async fn api(token: Option<&str>) -> (tempfile::TempDir, Api) {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let (dir, url) = common::sqlite_url();
     let controller = controller(&url, Cache::in_process()).await;
     let controller = match Arc::try_unwrap(controller) {
         Ok(controller) => Arc::new(controller.with_api_token(token.map(String::from))),

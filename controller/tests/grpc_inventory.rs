@@ -1,15 +1,16 @@
 //! The gRPC Inventory service follows the REST semantics: validation by
 //! field, read-your-writes after a transition, a live status stream.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_stream::StreamExt as _;
 use tonic::Code;
 use tonic::transport::Channel;
-use ward_controller::cache::Cache;
 use ward_controller::state::Controller;
-use ward_controller::store::{ReportedTransition, Status, Store, TransitionReport};
+use ward_controller::store::{ReportedTransition, Status, TransitionReport};
 use ward_proto::v1::inventory_client::InventoryClient;
 use ward_proto::v1::{
     AlertState, DeleteDeviceRequest, DeviceSpec, DeviceState, GetDeviceRequest, GetSummaryRequest,
@@ -17,15 +18,7 @@ use ward_proto::v1::{
 };
 
 async fn start() -> (tempfile::TempDir, Arc<Controller>, InventoryClient<Channel>) {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("dir");
-    let store = Store::open(&format!("sqlite:{}", dir.path().join("ward.db").display()))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    let controller = Arc::new(Controller::new(store, Cache::in_process()));
+    let (dir, controller) = common::sqlite_controller().await;
     let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("bind");

@@ -1,6 +1,8 @@
 //! A grpcurl-style client lists the controller's services through the
 //! reflection API and calls the standard health check.
 
+mod common;
+
 use std::net::SocketAddr;
 
 use tokio_stream::StreamExt as _;
@@ -17,21 +19,7 @@ async fn start_controller() -> (
     tokio::sync::oneshot::Sender<()>,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("dir");
-    let store = ward_controller::store::Store::open(&format!(
-        "sqlite:{}",
-        dir.path().join("ward.db").display()
-    ))
-    .await
-    .expect("store");
-    store.migrate().await.expect("migrate");
-    let controller = std::sync::Arc::new(ward_controller::state::Controller::new(
-        store,
-        ward_controller::cache::Cache::in_process(),
-    ));
+    let (dir, controller) = common::sqlite_controller().await;
     let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("bind a loopback port");

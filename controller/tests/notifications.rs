@@ -6,6 +6,8 @@
     reason = "the test's webhook receiver records bodies under a mutex"
 )]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,10 +16,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
-use ward_controller::cache::Cache;
 use ward_controller::notify::{Webhook, deliver_due};
 use ward_controller::state::Controller;
-use ward_controller::store::{DeviceSpec, ReportedTransition, Status, Store, TransitionReport};
+use ward_controller::store::{DeviceSpec, ReportedTransition, Status, TransitionReport};
 
 /// A webhook receiver that records what it accepted.
 #[derive(Default)]
@@ -48,15 +49,7 @@ async fn start_receiver() -> (Arc<Receiver>, String) {
 }
 
 async fn controller_with_device() -> (tempfile::TempDir, Arc<Controller>, i64) {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("dir");
-    let store = Store::open(&format!("sqlite:{}", dir.path().join("ward.db").display()))
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    let controller = Arc::new(Controller::new(store, Cache::in_process()));
+    let (dir, controller) = common::sqlite_controller().await;
     let spec = DeviceSpec {
         name: "atm-1".into(),
         address: "198.18.1.10".parse().expect("address"),

@@ -1,6 +1,8 @@
 //! One suite, two backends: every test runs against a real PostgreSQL
 //! (private server from the testkit) and against SQLite (temporary file).
 
+mod common;
+
 use std::any::Any;
 
 use ward_controller::store::{
@@ -19,11 +21,7 @@ async fn postgres_store() -> (Guard, Store) {
 }
 
 async fn sqlite_store() -> (Guard, Store) {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-sqlite-")
-        .tempdir()
-        .expect("temp dir");
-    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let (dir, url) = common::sqlite_url();
     let store = Store::open(&url).await.expect("open store");
     store.migrate().await.expect("migrate");
     (Box::new(dir), store)

@@ -104,3 +104,20 @@ pub async fn controller(store_url: &str, cache: Cache) -> Arc<Controller> {
     store.migrate().await.expect("migrate");
     Arc::new(Controller::new(store, cache))
 }
+
+/// A fresh SQLite database URL in a `ward-test-*` temporary directory,
+/// which lives as long as the returned guard.
+pub fn sqlite_url() -> (tempfile::TempDir, String) {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-sqlite-")
+        .tempdir()
+        .expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    (dir, url)
+}
+
+/// A controller with an in-process cache on a fresh, migrated SQLite file.
+pub async fn sqlite_controller() -> (tempfile::TempDir, Arc<Controller>) {
+    let (dir, url) = sqlite_url();
+    (dir, controller(&url, Cache::in_process()).await)
+}
