@@ -9,8 +9,10 @@
 
 pub mod api;
 pub mod cache;
+pub mod config;
 pub mod grpc;
 pub mod notify;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod tsdb;

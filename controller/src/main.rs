@@ -1,14 +1,19 @@
 //! `ward-controller` command line.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tracing::info;
 use ward_controller::cache::Cache;
+use ward_controller::config::{FileConfig, Settings};
+use ward_controller::notify::{self, Alertmanager, Channel, Webhook};
 use ward_controller::state::Controller;
 use ward_controller::store::Store;
+use ward_controller::tsdb::{Tsdb, TsdbConfig};
 
 #[derive(Parser)]
 #[command(version, about = "ward controller: status database, alerting and APIs")]
@@ -20,100 +25,189 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller until SIGINT or SIGTERM (migrates the database first).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Apply pending database migrations and exit.
-    Migrate(DatabaseArgs),
+    Migrate(MigrateArgs),
 }
 
 #[derive(Args)]
-struct DatabaseArgs {
-    /// Status database: postgres://USER@HOST:PORT/DB or sqlite:PATH.
-    #[arg(long, env = "WARD_DATABASE", default_value = "sqlite:./ward.db")]
-    database: String,
+struct MigrateArgs {
+    /// TOML configuration file (its `database` key is used).
+    #[arg(long, env = "WARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Status database: postgres://USER@HOST:PORT/DB or sqlite:PATH
+    /// [default: sqlite:./ward.db].
+    #[arg(long, env = "WARD_DATABASE")]
+    database: Option<String>,
 }
 
+/// Each flag overrides the same key of the configuration file.
 #[derive(Args)]
 struct RunArgs {
-    #[command(flatten)]
-    database: DatabaseArgs,
-    /// Address for the REST API, health and metrics.
-    #[arg(long, env = "WARD_LISTEN_HTTP", default_value = "127.0.0.1:8080")]
-    listen_http: SocketAddr,
-    /// Address for the gRPC endpoint (health, reflection).
-    #[arg(long, env = "WARD_LISTEN_GRPC", default_value = "127.0.0.1:50051")]
-    listen_grpc: SocketAddr,
-    /// Redis for the read cache (default: an in-process cache).
+    /// TOML configuration file; flags and WARD_* variables override its keys.
+    #[arg(long, env = "WARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Status database: postgres://USER@HOST:PORT/DB or sqlite:PATH
+    /// [default: sqlite:./ward.db].
+    #[arg(long, env = "WARD_DATABASE")]
+    database: Option<String>,
+    /// Address for the REST API, dashboard, health and metrics
+    /// [default: 127.0.0.1:8080].
+    #[arg(long, env = "WARD_LISTEN_HTTP")]
+    listen_http: Option<SocketAddr>,
+    /// Address for the gRPC endpoint [default: 127.0.0.1:50051].
+    #[arg(long, env = "WARD_LISTEN_GRPC")]
+    listen_grpc: Option<SocketAddr>,
+    /// Redis for the read cache [default: an in-process cache].
     #[arg(long, env = "WARD_REDIS")]
     redis: Option<String>,
-    /// JSON webhook that receives firing and resolved alerts (default:
-    /// notifications wait in the outbox).
+    /// VictoriaMetrics base URL for probe statistics [default: off].
+    #[arg(long, env = "WARD_VICTORIA_METRICS")]
+    victoria_metrics: Option<String>,
+    /// Directory spooling statistics while VictoriaMetrics is unreachable
+    /// [default: ./ward-tsdb-spool].
+    #[arg(long, env = "WARD_TSDB_SPOOL_DIR")]
+    tsdb_spool_dir: Option<PathBuf>,
+    /// Most MiB the statistics spool holds before dropping its oldest rows
+    /// [default: 256].
+    #[arg(long, env = "WARD_TSDB_SPOOL_MAX_MIB")]
+    tsdb_spool_max_mib: Option<u64>,
+    /// JSON webhook that receives firing and resolved alerts [default: off].
     #[arg(long, env = "WARD_WEBHOOK")]
     webhook: Option<String>,
-    /// Bearer token required on REST calls that change data (default: none).
+    /// Alertmanager base URL (alerts go to /api/v2/alerts) [default: off].
+    #[arg(long, env = "WARD_ALERTMANAGER")]
+    alertmanager: Option<String>,
+    /// How often firing alerts are sent to Alertmanager again [default: 60s].
+    #[arg(long, env = "WARD_ALERTMANAGER_RESEND_INTERVAL", value_parser = humantime::parse_duration)]
+    alertmanager_resend_interval: Option<Duration>,
+    /// Bearer token required on REST calls that change data [default: none].
     #[arg(long, env = "WARD_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
 }
 
+impl RunArgs {
+    /// The flags as overrides of the file's keys.
+    fn overrides(self) -> (Option<PathBuf>, FileConfig) {
+        let overrides = FileConfig {
+            listen_http: self.listen_http,
+            listen_grpc: self.listen_grpc,
+            database: self.database,
+            redis: self.redis,
+            victoria_metrics: self.victoria_metrics,
+            tsdb_spool_dir: self.tsdb_spool_dir,
+            tsdb_spool_max_mib: self.tsdb_spool_max_mib,
+            webhook: self.webhook,
+            alertmanager: self.alertmanager,
+            alertmanager_resend_interval: self.alertmanager_resend_interval,
+            api_token: self.api_token,
+        };
+        (self.config, overrides)
+    }
+}
+
+/// The file at `path` (if any) under `overrides`.
+fn settings(path: Option<PathBuf>, overrides: FileConfig) -> anyhow::Result<Settings> {
+    let file = match &path {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    Ok(Settings::resolve(overrides, file)?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let command = Cli::parse().command;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    match Cli::parse().command {
+    match command {
         Command::Migrate(args) => {
-            let store = Store::open(&args.database).await?;
+            let overrides = FileConfig {
+                database: args.database,
+                ..FileConfig::default()
+            };
+            let settings = settings(args.config, overrides)?;
+            let store = Store::open(&settings.database).await?;
             let applied = store.migrate().await.context("migrating")?;
-            info!(applied, database = %args.database, "migrations applied");
+            info!(applied, database = %settings.database, "migrations applied");
         }
-        Command::Run(args) => run(args).await?,
+        Command::Run(args) => {
+            let (path, overrides) = (*args).overrides();
+            run(settings(path, overrides)?).await?;
+        }
     }
     Ok(())
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.database.database).await?;
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database).await?;
     let applied = store
         .migrate()
         .await
         .context("migrating the status database")?;
-    info!(applied, database = %args.database.database, "status database ready");
-    let cache = match &args.redis {
+    info!(applied, database = %settings.database, "status database ready");
+    let cache = match &settings.redis {
         Some(url) => Cache::redis(url).await?,
         None => Cache::in_process(),
     };
-    let controller = Arc::new(Controller::new(store, cache).with_api_token(args.api_token));
-    let http = tokio::net::TcpListener::bind(args.listen_http)
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut controller = Controller::new(store, cache).with_api_token(settings.api_token.clone());
+    let mut tasks = Vec::new();
+    if let Some(url) = &settings.victoria_metrics {
+        let (tsdb, writer) = Tsdb::start(
+            TsdbConfig {
+                url: url.clone(),
+                spool_dir: settings.tsdb_spool_dir.clone(),
+                spool_max_bytes: settings.tsdb_spool_max_bytes,
+            },
+            until_stopped(),
+        )?;
+        info!(%url, spool = %settings.tsdb_spool_dir.display(), "writing statistics to VictoriaMetrics");
+        controller = controller.with_tsdb(tsdb);
+        tasks.push(writer);
+    }
+    let mut channels = Vec::new();
+    if let Some(url) = &settings.webhook {
+        channels.push(Channel::Webhook(Webhook::new(url)));
+    }
+    if let Some(url) = &settings.alertmanager {
+        channels.push(Channel::Alertmanager(Alertmanager::new(
+            url,
+            settings.alertmanager_resend_interval,
+        )));
+    }
+    let names: Vec<&'static str> = channels.iter().map(Channel::name).collect();
+    let controller = Arc::new(controller.with_notification_channels(&names).await?);
+    info!(channels = ?names, "notification channels");
+    for channel in channels {
+        tasks.push(tokio::spawn(notify::run(
+            Arc::clone(&controller),
+            channel,
+            until_stopped(),
+        )));
+    }
+    let http = tokio::net::TcpListener::bind(settings.listen_http)
         .await
         .with_context(|| {
             format!(
                 "cannot listen for HTTP on {}; pick a free address with --listen-http",
-                args.listen_http
+                settings.listen_http
             )
         })?;
-    let grpc = ward_controller::grpc::bind(args.listen_grpc).await?;
-    info!(http = %args.listen_http, grpc = %args.listen_grpc, "controller listening");
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let notifier = args.webhook.as_deref().map(|url| {
-        let mut notifier_stopped = stopped.clone();
-        tokio::spawn(ward_controller::notify::run(
-            Arc::clone(&controller),
-            ward_controller::notify::Webhook::new(url),
-            async move {
-                let _ = notifier_stopped.wait_for(|stop| *stop).await;
-            },
-        ))
-    });
-    let mut http_stopped = stopped.clone();
-    let mut grpc_stopped = stopped;
+    let grpc = ward_controller::grpc::bind(settings.listen_grpc).await?;
+    info!(http = %settings.listen_http, grpc = %settings.listen_grpc, "controller listening");
     let http_server = axum::serve(http, ward_controller::api::router(Arc::clone(&controller)))
-        .with_graceful_shutdown(async move {
-            let _ = http_stopped.wait_for(|stop| *stop).await;
-        });
-    let grpc_server = ward_controller::grpc::serve(grpc, Arc::clone(&controller), async move {
-        let _ = grpc_stopped.wait_for(|stop| *stop).await;
-    });
+        .with_graceful_shutdown(until_stopped());
+    let grpc_server = ward_controller::grpc::serve(grpc, Arc::clone(&controller), until_stopped());
     let signal = async {
         shutdown_signal().await;
         info!("stopping");
@@ -122,8 +216,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (http_result, grpc_result, ()) = tokio::join!(http_server, grpc_server, signal);
     http_result.context("HTTP server")?;
     grpc_result.context("gRPC endpoint")?;
-    if let Some(notifier) = notifier {
-        notifier.await.context("notifier task")?;
+    for task in tasks {
+        task.await.context("background task")?;
     }
     info!("stopped");
     Ok(())

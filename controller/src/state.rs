@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::cache::Cache;
 use crate::store::{ApplyOutcome, Device, DeviceSpec, Status, Store, StoreError, TransitionReport};
+use crate::tsdb::{DeviceSample, SampleBatch, StatisticsReport, Tsdb};
 
 /// Enabled devices by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -37,10 +38,14 @@ pub struct Metrics {
     pub notifications_sent: AtomicU64,
     /// Notification delivery attempts that failed.
     pub notifications_failed: AtomicU64,
-    /// The last delivery round only failed.
-    pub notifier_failing: std::sync::atomic::AtomicBool,
+    /// The last webhook delivery round only failed.
+    pub webhook_failing: std::sync::atomic::AtomicBool,
+    /// The last Alertmanager delivery round only failed.
+    pub alertmanager_failing: std::sync::atomic::AtomicBool,
     /// Report entries ignored (stale, unknown device, no change).
     pub transitions_ignored: AtomicU64,
+    /// Statistics entries for devices the store does not know.
+    pub statistics_ignored: AtomicU64,
 }
 
 /// The controller's shared state.
@@ -53,10 +58,14 @@ pub struct Controller {
     pub metrics: Metrics,
     /// Committed status changes, for live events.
     events: tokio::sync::broadcast::Sender<Device>,
-    /// Woken after commits that may have queued notifications.
-    pub outbox_wakeup: tokio::sync::Notify,
+    /// Bumped after commits that may have queued notifications.
+    outbox_wakeup: tokio::sync::watch::Sender<()>,
     /// When set, REST calls that change data must carry it as a bearer token.
     pub api_token: Option<String>,
+    /// The time-series writer, when VictoriaMetrics is configured.
+    pub tsdb: Option<Tsdb>,
+    /// Notification channels with a worker (`webhook`, `alertmanager`).
+    pub notification_channels: Vec<&'static str>,
 }
 
 /// Status changes buffered per live-event subscriber before it must resync.
@@ -70,9 +79,38 @@ impl Controller {
             cache,
             metrics: Metrics::default(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
-            outbox_wakeup: tokio::sync::Notify::new(),
+            outbox_wakeup: tokio::sync::watch::channel(()).0,
             api_token: None,
+            tsdb: None,
+            notification_channels: Vec::new(),
         }
+    }
+
+    /// Queues every new alert notification for `channels` (and discards
+    /// waiting ones of channels no longer configured, with a warning).
+    pub async fn with_notification_channels(
+        mut self,
+        channels: &[&'static str],
+    ) -> Result<Self, StoreError> {
+        let discarded = self
+            .store
+            .set_notification_channels(channels)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        if discarded > 0 {
+            tracing::warn!(
+                discarded,
+                "notifications for channels no longer configured were discarded"
+            );
+        }
+        self.notification_channels = channels.to_vec();
+        Ok(self)
+    }
+
+    /// Writes probe statistics to `tsdb`.
+    pub fn with_tsdb(mut self, tsdb: Tsdb) -> Self {
+        self.tsdb = Some(tsdb);
+        self
     }
 
     /// Counts a store failure and passes it on.
@@ -91,6 +129,19 @@ impl Controller {
     pub fn with_api_token(mut self, token: Option<String>) -> Self {
         self.api_token = token.filter(|token| !token.is_empty());
         self
+    }
+
+    /// Changes after every commit that may have queued notifications.
+    pub fn outbox_wakeups(&self) -> tokio::sync::watch::Receiver<()> {
+        self.outbox_wakeup.subscribe()
+    }
+
+    /// The "last round only failed" flag of notification channel `name`.
+    pub fn notifier_failing(&self, name: &str) -> &std::sync::atomic::AtomicBool {
+        match name {
+            "alertmanager" => &self.metrics.alertmanager_failing,
+            _ => &self.metrics.webhook_failing,
+        }
     }
 
     /// Subscribes to committed status changes (the device after each).
@@ -120,7 +171,7 @@ impl Controller {
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
                 if !changed.is_empty() {
-                    self.outbox_wakeup.notify_one();
+                    self.outbox_wakeup.send_replace(());
                 }
                 if !changed.is_empty() && self.events.receiver_count() > 0 {
                     let devices = self
@@ -141,6 +192,43 @@ impl Controller {
             }
         }
         Ok(outcome)
+    }
+
+    /// Hands an agent's probe statistics to the time-series writer, with
+    /// each device's labels and current status; entries for devices the
+    /// store does not know are counted and skipped. Returns the samples
+    /// queued (none when no time-series database is configured).
+    pub async fn record_statistics(&self, report: &StatisticsReport) -> Result<usize, StoreError> {
+        let Some(tsdb) = &self.tsdb else {
+            return Ok(0);
+        };
+        let devices = self.devices().await?;
+        let by_id: std::collections::HashMap<i64, &Device> =
+            devices.iter().map(|device| (device.id, device)).collect();
+        let mut samples = Vec::with_capacity(report.devices.len());
+        for statistics in &report.devices {
+            let Some(device) = by_id.get(&statistics.device_id) else {
+                self.metrics
+                    .statistics_ignored
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            samples.push(DeviceSample {
+                device_id: device.id,
+                name: device.spec.name.clone(),
+                address: device.spec.address.to_string(),
+                site: device.spec.site.clone(),
+                up: device.status == Status::Up,
+                statistics: *statistics,
+            });
+        }
+        let queued = samples.len();
+        tsdb.write(SampleBatch {
+            agent_id: report.agent_id.clone(),
+            at_ms: report.period_end_ms,
+            samples,
+        });
+        Ok(queued)
     }
 
     /// Creates a device; the cache moves on after the commit.

@@ -87,3 +87,31 @@ fn bad_flags_and_database_urls_are_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_bad_config_key_is_named_with_its_line_before_anything_starts() {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-controller-")
+        .tempdir()
+        .expect("dir");
+    let config = dir.path().join("ward.toml");
+    let database = dir.path().join("ward.db");
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"sqlite:{}\"\nvictoria_metric = \"http://127.0.0.1:1\"\n",
+            database.display()
+        ),
+    )
+    .expect("config");
+    let output = Command::new(CONTROLLER)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("victoria_metric"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+    assert!(!database.exists(), "nothing started: {stderr}");
+}

@@ -16,7 +16,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
-use ward_controller::notify::{Webhook, deliver_due};
+use ward_controller::notify::{Channel, Webhook, deliver_due};
 use ward_controller::state::Controller;
 use ward_controller::store::{DeviceSpec, ReportedTransition, Status, TransitionReport};
 
@@ -50,6 +50,11 @@ async fn start_receiver() -> (Arc<Receiver>, String) {
 
 async fn controller_with_device() -> (tempfile::TempDir, Arc<Controller>, i64) {
     let (dir, controller) = common::sqlite_controller().await;
+    controller
+        .store
+        .set_notification_channels(&["webhook"])
+        .await
+        .expect("channels");
     let spec = DeviceSpec {
         name: "atm-1".into(),
         address: "198.18.1.10".parse().expect("address"),
@@ -89,7 +94,7 @@ fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionRep
 async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
     let (receiver, url) = start_receiver().await;
     let (_dir, controller, id) = controller_with_device().await;
-    let webhook = Webhook::new(&url);
+    let webhook = Channel::Webhook(Webhook::new(&url));
     receiver.failing.store(true, Ordering::Relaxed);
 
     controller
@@ -127,7 +132,7 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
         2,
         "nothing lost"
     );
-    assert!(controller.metrics.notifier_failing.load(Ordering::Relaxed));
+    assert!(controller.metrics.webhook_failing.load(Ordering::Relaxed));
 
     receiver.failing.store(false, Ordering::Relaxed);
     let round = deliver_due(&controller, &webhook, 60_000)
@@ -151,7 +156,7 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
     assert_eq!(accepted[0]["device"]["name"], "atm-1");
     assert_eq!(accepted[0]["device"]["site"], "branch-7");
     assert!(accepted[1]["resolved_at"].is_string());
-    assert!(!controller.metrics.notifier_failing.load(Ordering::Relaxed));
+    assert!(!controller.metrics.webhook_failing.load(Ordering::Relaxed));
 }
 
 #[tokio::test]
@@ -164,7 +169,7 @@ async fn a_receiver_that_is_not_listening_is_a_failure_not_a_loss() {
         .apply_report(&report(id, 1, Status::Down, 10_000), 10_000)
         .await
         .expect("down");
-    let round = deliver_due(&controller, &Webhook::new(&url), 10_000)
+    let round = deliver_due(&controller, &Channel::Webhook(Webhook::new(&url)), 10_000)
         .await
         .expect("round");
     assert_eq!((round.delivered, round.failed), (0, 1));
@@ -183,7 +188,7 @@ async fn the_worker_delivers_right_after_the_commit() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(ward_controller::notify::run(
         Arc::clone(&controller),
-        Webhook::new(&url),
+        Channel::Webhook(Webhook::new(&url)),
         async {
             let _ = stopped.await;
         },

@@ -17,6 +17,10 @@ async fn postgres_store() -> (Guard, Store) {
     let server = ward_testkit::services::Postgres::start().expect("start PostgreSQL");
     let store = Store::open(&server.url()).await.expect("open store");
     store.migrate().await.expect("migrate");
+    store
+        .set_notification_channels(&["webhook"])
+        .await
+        .expect("channels");
     (Box::new(server), store)
 }
 
@@ -24,6 +28,10 @@ async fn sqlite_store() -> (Guard, Store) {
     let (dir, url) = common::sqlite_url();
     let store = Store::open(&url).await.expect("open store");
     store.migrate().await.expect("migrate");
+    store
+        .set_notification_channels(&["webhook"])
+        .await
+        .expect("channels");
     (Box::new(dir), store)
 }
 
@@ -56,6 +64,7 @@ conformance!(
     children_of_a_down_parent_are_unreachable_and_do_not_alert,
     updates_and_deletes_keep_status_and_name_bad_input,
     an_import_is_all_or_nothing,
+    each_configured_channel_gets_its_own_notifications,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -485,4 +494,63 @@ async fn an_import_is_all_or_nothing(store: &Store) {
         .map(|d| d.spec.name)
         .collect();
     assert_eq!(names, ["a", "b"], "nothing of a refused import is written");
+}
+
+async fn each_configured_channel_gets_its_own_notifications(store: &Store) {
+    store
+        .set_notification_channels(&["webhook", "alertmanager"])
+        .await
+        .expect("channels");
+    let device = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create");
+    store
+        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .await
+        .expect("apply");
+    let mut queued: Vec<(String, String)> = store
+        .pending_notifications()
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|n| (n.channel, n.kind))
+        .collect();
+    queued.sort();
+    assert_eq!(
+        queued,
+        [
+            ("alertmanager".into(), "firing".into()),
+            ("webhook".into(), "firing".into())
+        ]
+    );
+    let due = store
+        .due_notifications("alertmanager", 5_100, 10)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].device_name.as_str(), due[0].kind.as_str()),
+        ("atm-1", "firing")
+    );
+    assert_eq!(store.outbox_depth().await.expect("depth"), 2);
+    // Alertmanager taken out of the configuration: its row goes, counted.
+    let discarded = store
+        .set_notification_channels(&["webhook"])
+        .await
+        .expect("channels");
+    assert_eq!(discarded, 1);
+    assert_eq!(store.outbox_depth().await.expect("depth"), 1);
+    store
+        .apply(&report(2, &[(device.id, Status::Up, 6_000)]), 6_100)
+        .await
+        .expect("apply");
+    let channels: Vec<String> = store
+        .pending_notifications()
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|n| n.channel)
+        .collect();
+    assert_eq!(channels, ["webhook", "webhook"]);
 }

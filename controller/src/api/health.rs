@@ -17,9 +17,10 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// `GET /readyz`: 200 when every component works, 200 `degraded` when the
-/// cache or the notifier fails (answers come from the store; notifications
-/// wait in the outbox), 503 when the store cannot answer.
+/// `GET /readyz`: 200 when every component works (or is `off`), 200
+/// `degraded` when the cache, the notifier or the time-series writer fails
+/// (answers come from the store; notifications wait in the outbox;
+/// statistics wait in the spool), 503 when the store cannot answer.
 pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, Json<Value>) {
     let store = match controller.store.ping().await {
         Ok(_) => json!({ "status": "ok" }),
@@ -33,12 +34,23 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
             json!({ "status": "failing", "kind": controller.cache.kind(), "detail": detail })
         }
     };
-    let notifier = if controller.metrics.notifier_failing.load(Ordering::Relaxed) {
-        json!({ "status": "failing", "detail": "the last delivery round failed; see ward_notifications_failed_total" })
-    } else {
-        json!({ "status": "ok" })
+    let notifier = notifier_readiness(&controller).await;
+    let tsdb = match &controller.tsdb {
+        None => json!({ "status": "off" }),
+        Some(tsdb) => {
+            let metrics = tsdb.metrics();
+            let spooled = metrics.spooled_rows.load(Ordering::Relaxed);
+            if metrics.failing.load(Ordering::Relaxed) {
+                json!({ "status": "failing", "spooled_rows": spooled,
+                        "detail": format!("VictoriaMetrics at {} does not take writes; rows wait in the spool", tsdb.url()) })
+            } else {
+                json!({ "status": "ok", "spooled_rows": spooled })
+            }
+        }
     };
-    let degraded = cache["status"] != "ok" || notifier["status"] != "ok";
+    let degraded = [&cache, &notifier, &tsdb]
+        .iter()
+        .any(|component| component["status"] == "failing");
     let (code, overall) = match (store["status"] == "ok", degraded) {
         (true, false) => (StatusCode::OK, "ok"),
         (true, true) => (StatusCode::OK, "degraded"),
@@ -48,9 +60,28 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
         code,
         Json(json!({
             "status": overall,
-            "components": { "store": store, "cache": cache, "notifier": notifier },
+            "components": { "store": store, "cache": cache, "notifier": notifier, "tsdb": tsdb },
         })),
     )
+}
+
+/// Each configured channel's last round, and the outbox depth.
+async fn notifier_readiness(controller: &Controller) -> Value {
+    let failing: Vec<&str> = controller
+        .notification_channels
+        .iter()
+        .copied()
+        .filter(|&channel| controller.notifier_failing(channel).load(Ordering::Relaxed))
+        .collect();
+    let depth = controller.store.outbox_depth().await.ok();
+    if controller.notification_channels.is_empty() {
+        json!({ "status": "off", "outbox_depth": depth })
+    } else if failing.is_empty() {
+        json!({ "status": "ok", "channels": controller.notification_channels, "outbox_depth": depth })
+    } else {
+        json!({ "status": "failing", "channels": controller.notification_channels, "outbox_depth": depth,
+                "detail": format!("the last delivery round to {} failed; see ward_notifications_failed_total", failing.join(" and ")) })
+    }
 }
 
 /// `GET /metrics`.
@@ -113,6 +144,11 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.notifications_failed,
         ),
         (
+            "ward_statistics_ignored_total",
+            "Probe statistics for devices the store does not know.",
+            &controller.metrics.statistics_ignored,
+        ),
+        (
             "ward_event_subscribers_lagged_total",
             "Live-event subscribers told to resync after falling behind.",
             &controller.metrics.event_subscribers_lagged,
@@ -120,16 +156,83 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
     ];
     let mut text = String::new();
     for (name, help, value) in counters {
-        let _ = writeln!(
-            text,
-            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-            value.load(Ordering::Relaxed)
+        write_metric(
+            &mut text,
+            name,
+            "counter",
+            help,
+            value.load(Ordering::Relaxed),
         );
     }
     let degraded = u8::from(controller.cache.is_degraded());
+    write_metric(
+        &mut text,
+        "ward_cache_degraded",
+        "gauge",
+        "1 while the cache backend is failing.",
+        degraded,
+    );
+    match controller.store.outbox_depth().await {
+        Ok(depth) => write_metric(
+            &mut text,
+            "ward_outbox_depth",
+            "gauge",
+            "Notifications waiting in the outbox.",
+            depth,
+        ),
+        Err(error) => {
+            controller.store_failed(error);
+        }
+    }
+    if let Some(tsdb) = &controller.tsdb {
+        let metrics = tsdb.metrics();
+        for (name, kind, help, value) in [
+            (
+                "ward_tsdb_rows_written_total",
+                "counter",
+                "Time-series rows VictoriaMetrics accepted.",
+                &metrics.rows_written,
+            ),
+            (
+                "ward_tsdb_write_errors_total",
+                "counter",
+                "Time-series writes that failed (retried from the spool).",
+                &metrics.write_errors,
+            ),
+            (
+                "ward_tsdb_rows_dropped_total",
+                "counter",
+                "Time-series rows lost: spool full, queue full, or refused as malformed.",
+                &metrics.rows_dropped,
+            ),
+            (
+                "ward_tsdb_spooled_rows",
+                "gauge",
+                "Time-series rows waiting in the spool.",
+                &metrics.spooled_rows,
+            ),
+            (
+                "ward_tsdb_spooled_bytes",
+                "gauge",
+                "Bytes in the time-series spool.",
+                &metrics.spooled_bytes,
+            ),
+        ] {
+            write_metric(&mut text, name, kind, help, value.load(Ordering::Relaxed));
+        }
+    }
+    text
+}
+
+fn write_metric(
+    text: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    value: impl std::fmt::Display,
+) {
     let _ = writeln!(
         text,
-        "# HELP ward_cache_degraded 1 while the cache backend is failing.\n# TYPE ward_cache_degraded gauge\nward_cache_degraded {degraded}"
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
     );
-    text
 }

@@ -179,13 +179,22 @@ impl Store {
         dispatch!(self.alerts(open_only))
     }
 
-    /// Up to `limit` notifications due at `now_ms`, oldest first.
+    /// Up to `limit` of `channel`'s notifications due at `now_ms`, oldest
+    /// first.
     pub async fn due_notifications(
         &self,
+        channel: &str,
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueNotification>, StoreError> {
-        dispatch!(self.due_notifications(now_ms, limit))
+        dispatch!(self.due_notifications(channel, now_ms, limit))
+    }
+
+    /// Makes `channels` the ones every new alert notification is queued
+    /// for; returns how many waiting notifications of other channels were
+    /// discarded (a channel taken out of the configuration).
+    pub async fn set_notification_channels(&self, channels: &[&str]) -> Result<u64, StoreError> {
+        dispatch!(self.set_notification_channels(channels))
     }
 
     /// A notification was delivered (2xx): it leaves the outbox.
@@ -203,6 +212,11 @@ impl Store {
         dispatch!(self.notification_failed(id, retry_at_ms, error))
     }
 
+    /// How many notifications wait in the outbox.
+    pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
+        dispatch!(self.outbox_depth())
+    }
+
     /// Notifications waiting in the outbox, oldest first.
     pub async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         dispatch!(self.pending_notifications())
@@ -213,7 +227,7 @@ impl Store {
 const DUE_NOTIFICATIONS: &str = "SELECT o.id, o.alert_id, o.kind, o.attempts, a.device_id, d.name, \
     d.address, d.site, a.opened_at_ms, a.resolved_at_ms \
     FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id JOIN devices d ON d.id = a.device_id \
-    WHERE o.next_attempt_at_ms <= {P1} ORDER BY o.id LIMIT {P2}";
+    WHERE o.next_attempt_at_ms <= {P1} AND o.channel = {P3} ORDER BY o.id LIMIT {P2}";
 
 /// Turns stored text back into a [`DeviceSpec`]'s typed fields.
 fn parse_stored<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, StoreError> {

@@ -219,6 +219,8 @@ pub struct Notification {
     pub kind: String,
     /// Delivery attempts so far.
     pub attempts: u32,
+    /// Where it goes (`webhook`, `alertmanager`).
+    pub channel: String,
 }
 
 /// A notification due for delivery, with what its message needs.

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_reported_status.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_notification_channels.sql"),
+    ),
 ];
 
 /// Serialises concurrent migrations of several controllers.
@@ -297,14 +301,18 @@ impl PostgresStore {
 
     pub(super) async fn due_notifications(
         &self,
+        channel: &str,
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueNotification>, StoreError> {
         let client = self.client().await?;
         let query = super::DUE_NOTIFICATIONS
             .replace("{P1}", "$1")
-            .replace("{P2}", "$2");
-        let rows = client.query(&query, &[&now_ms, &i64::from(limit)]).await?;
+            .replace("{P2}", "$2")
+            .replace("{P3}", "$3");
+        let rows = client
+            .query(&query, &[&now_ms, &i64::from(limit), &channel])
+            .await?;
         Ok(rows
             .iter()
             .map(|row| DueNotification {
@@ -347,11 +355,43 @@ impl PostgresStore {
         Ok(())
     }
 
+    pub(super) async fn set_notification_channels(
+        &self,
+        channels: &[&str],
+    ) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("DELETE FROM notification_channels", &[]).await?;
+        for channel in channels {
+            tx.execute(
+                "INSERT INTO notification_channels (name) VALUES ($1)",
+                &[channel],
+            )
+            .await?;
+        }
+        let discarded = tx
+            .execute(
+                "DELETE FROM notification_outbox WHERE channel NOT IN (SELECT name FROM notification_channels)",
+                &[],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(discarded)
+    }
+
+    pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT count(*) FROM notification_outbox", &[])
+            .await?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT id, alert_id, kind, attempts FROM notification_outbox ORDER BY id",
+                "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id",
                 &[],
             )
             .await?;
@@ -362,6 +402,7 @@ impl PostgresStore {
                 alert_id: row.get(1),
                 kind: row.get(2),
                 attempts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
+                channel: row.get(4),
             })
             .collect())
     }
@@ -415,8 +456,8 @@ async fn execute(
             tx.execute(
                 "WITH opened AS (INSERT INTO alerts (device_id, opened_at_ms) VALUES ($1, $2) \
                  ON CONFLICT (device_id) WHERE resolved_at_ms IS NULL DO NOTHING RETURNING id) \
-                 INSERT INTO notification_outbox (alert_id, kind, created_at_ms, next_attempt_at_ms) \
-                 SELECT id, 'firing', $3, $3 FROM opened",
+                 INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+                 SELECT opened.id, 'firing', c.name, $3, $3 FROM opened CROSS JOIN notification_channels c",
                 &[device_id, opened_at_ms, &now_ms],
             )
             .await?
@@ -425,8 +466,8 @@ async fn execute(
             tx.execute(
                 "WITH resolved AS (UPDATE alerts SET resolved_at_ms = $1 \
                  WHERE device_id = $2 AND resolved_at_ms IS NULL RETURNING id) \
-                 INSERT INTO notification_outbox (alert_id, kind, created_at_ms, next_attempt_at_ms) \
-                 SELECT id, 'resolved', $3, $3 FROM resolved",
+                 INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+                 SELECT resolved.id, 'resolved', c.name, $3, $3 FROM resolved CROSS JOIN notification_channels c",
                 &[resolved_at_ms, device_id, &now_ms],
             )
             .await?

@@ -19,6 +19,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../migrations/sqlite/0002_reported_status.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/sqlite/0003_notification_channels.sql"),
+    ),
 ];
 
 const DEVICE_COLUMNS: &str = "id, name, address, site, parent_id, interval_ms, timeout_ms, \
@@ -266,15 +270,18 @@ impl SqliteStore {
 
     pub(super) async fn due_notifications(
         &self,
+        channel: &str,
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueNotification>, StoreError> {
+        let channel = channel.to_owned();
         self.run(move |connection| {
             let query = super::DUE_NOTIFICATIONS
                 .replace("{P1}", "?1")
-                .replace("{P2}", "?2");
+                .replace("{P2}", "?2")
+                .replace("{P3}", "?3");
             let mut statement = connection.prepare(&query)?;
-            let rows = statement.query_map(params![now_ms, limit], |row| {
+            let rows = statement.query_map(params![now_ms, limit, channel], |row| {
                 Ok(DueNotification {
                     id: row.get(0)?,
                     alert_id: row.get(1)?,
@@ -319,10 +326,42 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn set_notification_channels(
+        &self,
+        channels: &[&str],
+    ) -> Result<u64, StoreError> {
+        let channels: Vec<String> = channels.iter().map(|&c| c.to_owned()).collect();
+        self.run(move |connection| {
+            let tx = connection.transaction()?;
+            tx.execute("DELETE FROM notification_channels", [])?;
+            for channel in &channels {
+                tx.execute("INSERT INTO notification_channels (name) VALUES (?1)", [channel])?;
+            }
+            let discarded = tx.execute(
+                "DELETE FROM notification_outbox WHERE channel NOT IN (SELECT name FROM notification_channels)",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(discarded as u64)
+        })
+        .await
+    }
+
+    pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
+        self.run(|connection| {
+            let depth: i64 =
+                connection.query_row("SELECT count(*) FROM notification_outbox", [], |row| {
+                    row.get(0)
+                })?;
+            Ok(u64::try_from(depth).unwrap_or(0))
+        })
+        .await
+    }
+
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         self.run(|connection| {
             let mut statement = connection.prepare(
-                "SELECT id, alert_id, kind, attempts FROM notification_outbox ORDER BY id",
+                "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id",
             )?;
             let rows = statement.query_map([], |row| {
                 Ok(Notification {
@@ -330,6 +369,7 @@ impl SqliteStore {
                     alert_id: row.get(1)?,
                     kind: row.get(2)?,
                     attempts: row.get(3)?,
+                    channel: row.get(4)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -494,7 +534,8 @@ fn queue_notification(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO notification_outbox (alert_id, kind, created_at_ms, next_attempt_at_ms) VALUES (?1, ?2, ?3, ?3)",
+        "INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+         SELECT ?1, ?2, name, ?3, ?3 FROM notification_channels",
         params![alert_id, kind, now_ms],
     )?;
     Ok(())

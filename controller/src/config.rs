@@ -1,0 +1,271 @@
+//! Controller settings: a TOML file (`--config`), overridden by flags and
+//! `WARD_*` environment variables, over built-in defaults. Unknown keys and
+//! bad values are errors naming the key and line, reported before anything
+//! starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the embedded default database lives.
+pub const DEFAULT_DATABASE: &str = "sqlite:./ward.db";
+/// REST, dashboard, health and metrics.
+pub const DEFAULT_LISTEN_HTTP: &str = "127.0.0.1:8080";
+/// gRPC (agents, inventory).
+pub const DEFAULT_LISTEN_GRPC: &str = "127.0.0.1:50051";
+/// The time-series spool, beside the default database.
+pub const DEFAULT_TSDB_SPOOL_DIR: &str = "./ward-tsdb-spool";
+/// Time-series spool bound, MiB.
+pub const DEFAULT_TSDB_SPOOL_MAX_MIB: u64 = 256;
+/// Alertmanager re-send interval for firing alerts.
+pub const DEFAULT_ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
+
+/// The configuration file's keys; every one optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `listen_http = "127.0.0.1:8080"`.
+    pub listen_http: Option<SocketAddr>,
+    /// `listen_grpc = "127.0.0.1:50051"`.
+    pub listen_grpc: Option<SocketAddr>,
+    /// `database = "postgres://…"` or `"sqlite:PATH"`.
+    pub database: Option<String>,
+    /// `redis = "redis://…"`.
+    pub redis: Option<String>,
+    /// `victoria_metrics = "http://…:8428"`.
+    pub victoria_metrics: Option<String>,
+    /// `tsdb_spool_dir = "/var/lib/ward/tsdb-spool"`.
+    pub tsdb_spool_dir: Option<PathBuf>,
+    /// `tsdb_spool_max_mib = 256`.
+    pub tsdb_spool_max_mib: Option<u64>,
+    /// `webhook = "https://…"`.
+    pub webhook: Option<String>,
+    /// `alertmanager = "http://…:9093"`.
+    pub alertmanager: Option<String>,
+    /// `alertmanager_resend_interval = "60s"`.
+    #[serde(default, with = "humantime_option")]
+    pub alertmanager_resend_interval: Option<Duration>,
+    /// `api_token = "…"`.
+    pub api_token: Option<String>,
+}
+
+/// What went wrong reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, naming the key, line and column.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key or flag.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl FileConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text` (from `origin`, for messages).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: error.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+/// Everything the controller runs with, after the file, flags and defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// REST address.
+    pub listen_http: SocketAddr,
+    /// gRPC address.
+    pub listen_grpc: SocketAddr,
+    /// Status database URL.
+    pub database: String,
+    /// Redis URL, or the in-process cache.
+    pub redis: Option<String>,
+    /// VictoriaMetrics base URL, or no time series.
+    pub victoria_metrics: Option<String>,
+    /// Time-series spool directory.
+    pub tsdb_spool_dir: PathBuf,
+    /// Time-series spool bound, bytes.
+    pub tsdb_spool_max_bytes: u64,
+    /// Webhook URL.
+    pub webhook: Option<String>,
+    /// Alertmanager base URL.
+    pub alertmanager: Option<String>,
+    /// Alertmanager re-send interval.
+    pub alertmanager_resend_interval: Duration,
+    /// Bearer token for mutations.
+    pub api_token: Option<String>,
+}
+
+impl Settings {
+    /// `overrides` (flags, environment) over `file` over the defaults.
+    pub fn resolve(overrides: FileConfig, file: FileConfig) -> Result<Self, ConfigError> {
+        let parse_default = |text: &str| -> SocketAddr {
+            text.parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+        };
+        let spool_mib = overrides
+            .tsdb_spool_max_mib
+            .or(file.tsdb_spool_max_mib)
+            .unwrap_or(DEFAULT_TSDB_SPOOL_MAX_MIB);
+        if spool_mib == 0 {
+            return Err(ConfigError::Invalid {
+                key: "tsdb_spool_max_mib",
+                message: "must be at least 1".into(),
+            });
+        }
+        let resend = overrides
+            .alertmanager_resend_interval
+            .or(file.alertmanager_resend_interval)
+            .unwrap_or(DEFAULT_ALERTMANAGER_RESEND);
+        if resend < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                key: "alertmanager_resend_interval",
+                message: "must be at least 1s".into(),
+            });
+        }
+        let settings = Self {
+            listen_http: overrides
+                .listen_http
+                .or(file.listen_http)
+                .unwrap_or_else(|| parse_default(DEFAULT_LISTEN_HTTP)),
+            listen_grpc: overrides
+                .listen_grpc
+                .or(file.listen_grpc)
+                .unwrap_or_else(|| parse_default(DEFAULT_LISTEN_GRPC)),
+            database: overrides
+                .database
+                .or(file.database)
+                .unwrap_or_else(|| DEFAULT_DATABASE.to_owned()),
+            redis: overrides.redis.or(file.redis),
+            victoria_metrics: overrides.victoria_metrics.or(file.victoria_metrics),
+            tsdb_spool_dir: overrides
+                .tsdb_spool_dir
+                .or(file.tsdb_spool_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_TSDB_SPOOL_DIR)),
+            tsdb_spool_max_bytes: spool_mib << 20,
+            webhook: overrides.webhook.or(file.webhook),
+            alertmanager: overrides.alertmanager.or(file.alertmanager),
+            alertmanager_resend_interval: resend,
+            api_token: overrides.api_token.or(file.api_token),
+        };
+        for (key, url) in [
+            ("victoria_metrics", &settings.victoria_metrics),
+            ("webhook", &settings.webhook),
+            ("alertmanager", &settings.alertmanager),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: format!("`{url}` is not an http:// or https:// URL"),
+                });
+            }
+        }
+        Ok(settings)
+    }
+}
+
+/// `"60s"`, `"2m"` as a [`Duration`].
+mod humantime_option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(|error| serde::de::Error::custom(format!("`{text}`: {error} (e.g. \"60s\")")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        FileConfig::parse(text, "ward.toml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let message = error("database = \"sqlite:x.db\"\nlisten_htp = \"127.0.0.1:1\"\n");
+        assert!(message.contains("ward.toml"), "{message}");
+        assert!(message.contains("listen_htp"), "{message}");
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named_with_its_line() {
+        let message = error("\n\nlisten_http = \"everywhere\"\n");
+        assert!(message.contains("line 3"), "{message}");
+        let message = error("alertmanager_resend_interval = \"soon\"\n");
+        assert!(message.contains("soon"), "{message}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_which_wins_over_defaults() {
+        let file = FileConfig::parse(
+            "database = \"sqlite:file.db\"\nlisten_grpc = \"127.0.0.1:7000\"\nalertmanager_resend_interval = \"2m\"\n",
+            "ward.toml",
+        )
+        .unwrap();
+        let overrides = FileConfig {
+            database: Some("postgres://flag@127.0.0.1/ward".into()),
+            ..FileConfig::default()
+        };
+        let settings = Settings::resolve(overrides, file).unwrap();
+        assert_eq!(settings.database, "postgres://flag@127.0.0.1/ward");
+        assert_eq!(settings.listen_grpc.port(), 7000);
+        assert_eq!(settings.listen_http.to_string(), DEFAULT_LISTEN_HTTP);
+        assert_eq!(
+            settings.alertmanager_resend_interval,
+            Duration::from_secs(120)
+        );
+        assert_eq!(settings.tsdb_spool_max_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn a_url_that_is_not_http_is_refused_by_key() {
+        let file = FileConfig::parse("webhook = \"ftp://x\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("webhook:"), "{message}");
+    }
+}

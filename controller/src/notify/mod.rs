@@ -1,0 +1,212 @@
+//! The outbox workers: one per configured channel (a generic JSON webhook,
+//! Alertmanager v2), each with its own outbox rows, so one receiver being
+//! down never holds back another. A row leaves the outbox only after a
+//! 2xx; a failure is counted, logged and retried with exponential backoff.
+//! Per alert, order is kept: a `resolved` is never sent before its
+//! `firing`. Delivery is at least once.
+
+mod alertmanager;
+mod webhook;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::warn;
+
+pub use alertmanager::Alertmanager;
+pub use webhook::Webhook;
+
+use crate::state::Controller;
+use crate::store::{DueNotification, StoreError};
+use crate::time::now_ms;
+
+/// Notifications fetched per round.
+const BATCH: u32 = 500;
+/// Longest pause between rounds when nothing wakes the worker.
+const POLL: Duration = Duration::from_millis(500);
+/// A receiver's answer slower than this is a failed attempt.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// First retry delay; doubled per attempt up to [`MAX_BACKOFF_MS`].
+const BASE_BACKOFF_MS: i64 = 1_000;
+const MAX_BACKOFF_MS: i64 = 60_000;
+
+/// Where notifications go.
+pub enum Channel {
+    /// A generic JSON webhook.
+    Webhook(Webhook),
+    /// An Alertmanager.
+    Alertmanager(Alertmanager),
+}
+
+impl Channel {
+    /// The name its outbox rows carry.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Channel::Webhook(_) => "webhook",
+            Channel::Alertmanager(_) => "alertmanager",
+        }
+    }
+
+    async fn post(&self, notification: &DueNotification, now_ms: i64) -> Result<(), String> {
+        match self {
+            Channel::Webhook(webhook) => webhook.post(notification).await,
+            Channel::Alertmanager(alertmanager) => alertmanager.post(notification, now_ms).await,
+        }
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// POSTs `body`; anything but a 2xx is an error naming the URL.
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<(), String> {
+    let response = http
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .map_err(|error| format!("POST {url}: {error}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("POST {url}: HTTP {}", response.status()))
+    }
+}
+
+/// What one delivery round did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Delivered and removed from the outbox.
+    pub delivered: u32,
+    /// Attempts that failed (rescheduled).
+    pub failed: u32,
+    /// Held back behind an earlier failed message of the same alert.
+    pub held: u32,
+}
+
+/// When to try a notification again after `attempts` failures.
+pub fn retry_at(now_ms: i64, attempts: u32) -> i64 {
+    let factor = 1i64 << attempts.min(16);
+    now_ms + (BASE_BACKOFF_MS * factor).min(MAX_BACKOFF_MS)
+}
+
+/// Delivers every notification of `channel` due at `now_ms`, once.
+pub async fn deliver_due(
+    controller: &Controller,
+    channel: &Channel,
+    now_ms: i64,
+) -> Result<Round, StoreError> {
+    let due = controller
+        .store
+        .due_notifications(channel.name(), now_ms, BATCH)
+        .await
+        .map_err(|error| controller.store_failed(error))?;
+    let mut round = Round::default();
+    let mut held_alerts = HashSet::new();
+    for notification in due {
+        if held_alerts.contains(&notification.alert_id) {
+            round.held += 1;
+            continue;
+        }
+        match channel.post(&notification, now_ms).await {
+            Ok(()) => {
+                controller
+                    .store
+                    .notification_delivered(notification.id)
+                    .await?;
+                controller
+                    .metrics
+                    .notifications_sent
+                    .fetch_add(1, Ordering::Relaxed);
+                round.delivered += 1;
+            }
+            Err(error) => {
+                let retry = retry_at(now_ms, notification.attempts);
+                controller
+                    .store
+                    .notification_failed(notification.id, retry, &error)
+                    .await?;
+                controller
+                    .metrics
+                    .notifications_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(channel = channel.name(), notification = notification.id, alert = notification.alert_id, %error, "notification not delivered; will retry");
+                held_alerts.insert(notification.alert_id);
+                round.failed += 1;
+            }
+        }
+    }
+    controller
+        .notifier_failing(channel.name())
+        .store(round.failed > 0 && round.delivered == 0, Ordering::Relaxed);
+    Ok(round)
+}
+
+/// Sends every open alert to `alertmanager` again.
+pub async fn resend_open_alerts(
+    controller: &Controller,
+    alertmanager: &Alertmanager,
+    now_ms: i64,
+) -> Result<usize, String> {
+    let open = controller
+        .store
+        .alerts(true)
+        .await
+        .map_err(|error| controller.store_failed(error).to_string())?;
+    if open.is_empty() {
+        return Ok(0);
+    }
+    let devices = controller
+        .devices()
+        .await
+        .map_err(|error| error.to_string())?;
+    alertmanager.resend_open(&open, &devices, now_ms).await
+}
+
+/// Delivers `channel`'s notifications until `shutdown` completes: woken
+/// right after commits that queue notifications, and every [`POLL`] for
+/// retries. An Alertmanager also gets every open alert again each
+/// re-send interval.
+pub async fn run(
+    controller: Arc<Controller>,
+    channel: Channel,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut wakeups = controller.outbox_wakeups();
+    let mut next_resend = Instant::now();
+    loop {
+        if let Err(error) = deliver_due(&controller, &channel, now_ms()).await {
+            warn!(channel = channel.name(), %error, "notification round failed; retrying");
+        }
+        if let Channel::Alertmanager(alertmanager) = &channel
+            && Instant::now() >= next_resend
+        {
+            next_resend = Instant::now() + alertmanager.resend_interval();
+            if let Err(error) = resend_open_alerts(&controller, alertmanager, now_ms()).await {
+                controller
+                    .metrics
+                    .notifications_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                warn!(%error, "re-sending open alerts to Alertmanager failed; next try in one interval");
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            _ = wakeups.changed() => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}

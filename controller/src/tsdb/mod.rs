@@ -1,0 +1,399 @@
+//! Time series: probe statistics written to VictoriaMetrics through its
+//! import API (`POST /api/v1/import`, JSON lines), batched (at most
+//! [`FLUSH_INTERVAL`] or [`MAX_BATCH_ROWS`] rows), gzip-compressed, with
+//! millisecond timestamps. A write that gets no answer or a non-2xx answer
+//! has failed: its body goes to a bounded on-disk spool that is replayed,
+//! oldest first, with exponential backoff. Rows dropped because the spool
+//! is full, or refused by VictoriaMetrics as malformed, are counted and
+//! logged; nothing else is ever dropped.
+
+mod encode;
+mod spool;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+
+use encode::Rows;
+pub use encode::{LOSS, RTT, SENT, UP};
+use spool::Spool;
+
+/// A batch is sent at most this long after its first row arrived.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+/// A batch is sent as soon as it holds this many rows.
+pub const MAX_BATCH_ROWS: u64 = 10_000;
+/// Reports queued for the writer before new ones are dropped (and counted).
+const QUEUE_DEPTH: usize = 1_024;
+/// A write slower than this has failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const LAST_RETRY: Duration = Duration::from_secs(30);
+
+/// One device's probe statistics over a reporting period.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceStatistics {
+    /// The device.
+    pub device_id: i64,
+    /// Probes sent.
+    pub sent: u32,
+    /// Replies received.
+    pub received: u32,
+    /// Fastest reply, µs.
+    pub rtt_min_us: u32,
+    /// Mean reply time, µs.
+    pub rtt_avg_us: u32,
+    /// Slowest reply, µs.
+    pub rtt_max_us: u32,
+    /// Mean absolute difference between consecutive replies, µs.
+    pub jitter_us: u32,
+}
+
+/// Statistics from one agent for one period.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatisticsReport {
+    /// The reporting agent.
+    pub agent_id: String,
+    /// End of the period, Unix ms: the samples' timestamp.
+    pub period_end_ms: i64,
+    /// Per device.
+    pub devices: Vec<DeviceStatistics>,
+}
+
+/// A device's statistics with the labels its series carry.
+#[derive(Clone, Debug)]
+pub struct DeviceSample {
+    /// The device's id (keys the sent counter).
+    pub device_id: i64,
+    /// `device` label.
+    pub name: String,
+    /// `address` label.
+    pub address: String,
+    /// `site` label.
+    pub site: String,
+    /// `ward_device_up`: the device's status is `up`.
+    pub up: bool,
+    /// The numbers.
+    pub statistics: DeviceStatistics,
+}
+
+/// What the writer receives: one agent's samples for one period.
+#[derive(Debug)]
+pub struct SampleBatch {
+    /// `agent` label.
+    pub agent_id: String,
+    /// Timestamp of every row, Unix ms.
+    pub at_ms: i64,
+    /// The devices.
+    pub samples: Vec<DeviceSample>,
+}
+
+/// Where and how to write.
+#[derive(Clone, Debug)]
+pub struct TsdbConfig {
+    /// VictoriaMetrics base URL, e.g. `http://127.0.0.1:8428`.
+    pub url: String,
+    /// Directory of the spool.
+    pub spool_dir: PathBuf,
+    /// Most bytes (compressed) the spool holds.
+    pub spool_max_bytes: u64,
+}
+
+/// Writer counters, for `/metrics` and `/readyz`.
+#[derive(Debug, Default)]
+pub struct TsdbMetrics {
+    /// Rows VictoriaMetrics accepted.
+    pub rows_written: AtomicU64,
+    /// Writes that failed (no answer or not 2xx).
+    pub write_errors: AtomicU64,
+    /// Rows lost: spool full, writer queue full, or refused as malformed.
+    pub rows_dropped: AtomicU64,
+    /// Rows waiting in the spool.
+    pub spooled_rows: AtomicU64,
+    /// Bytes in the spool.
+    pub spooled_bytes: AtomicU64,
+    /// The last write failed.
+    pub failing: AtomicBool,
+}
+
+/// Why the writer cannot start.
+#[derive(Debug, thiserror::Error)]
+#[error("time-series spool directory {dir}: {source}; set tsdb.spool_dir to a writable directory")]
+pub struct TsdbError {
+    dir: String,
+    source: std::io::Error,
+}
+
+/// The handle the controller holds: hands batches to the writer task.
+pub struct Tsdb {
+    queue: mpsc::Sender<SampleBatch>,
+    metrics: Arc<TsdbMetrics>,
+    url: String,
+}
+
+impl Tsdb {
+    /// Opens the spool and starts the writer, which runs until `shutdown`
+    /// completes, then writes (or spools) what it holds and ends.
+    pub fn start(
+        config: TsdbConfig,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), TsdbError> {
+        let spool =
+            Spool::open(&config.spool_dir, config.spool_max_bytes).map_err(|source| TsdbError {
+                dir: config.spool_dir.display().to_string(),
+                source,
+            })?;
+        let metrics = Arc::new(TsdbMetrics::default());
+        let (queue, batches) = mpsc::channel(QUEUE_DEPTH);
+        let writer = Writer {
+            import_url: format!("{}/api/v1/import", config.url.trim_end_matches('/')),
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .unwrap_or_else(|_| reqwest::Client::new()),
+            retry_at: (!spool.is_empty()).then(Instant::now),
+            spool,
+            metrics: Arc::clone(&metrics),
+            pending: Rows::default(),
+            sent_totals: HashMap::new(),
+            backoff: FIRST_RETRY,
+        };
+        writer.publish_spool();
+        let task = tokio::spawn(writer.run(batches, shutdown));
+        Ok((
+            Self {
+                queue,
+                metrics,
+                url: config.url,
+            },
+            task,
+        ))
+    }
+
+    /// Queues `batch` for writing; never waits. A full queue drops the
+    /// batch, counted and logged.
+    pub fn write(&self, batch: SampleBatch) {
+        if let Err(error) = self.queue.try_send(batch) {
+            let batch = match error {
+                mpsc::error::TrySendError::Full(batch)
+                | mpsc::error::TrySendError::Closed(batch) => batch,
+            };
+            let rows = batch.samples.len() as u64;
+            self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
+            warn!(agent = %batch.agent_id, devices = rows, "time-series writer queue full; samples dropped");
+        }
+    }
+
+    /// The counters.
+    pub fn metrics(&self) -> &TsdbMetrics {
+        &self.metrics
+    }
+
+    /// VictoriaMetrics base URL (for reading history back).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// Why a write did not land.
+enum WriteFailure {
+    /// Try again later: no answer, 5xx, 408, 429.
+    Unavailable(String),
+    /// The body itself was refused: trying again cannot help.
+    Refused(String),
+}
+
+struct Writer {
+    import_url: String,
+    http: reqwest::Client,
+    spool: Spool,
+    metrics: Arc<TsdbMetrics>,
+    pending: Rows,
+    sent_totals: HashMap<(i64, String), u64>,
+    /// When to replay the spool next; `None` while it is empty.
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Writer {
+    async fn run(
+        mut self,
+        mut batches: mpsc::Receiver<SampleBatch>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut flush_at: Option<Instant> = None;
+        loop {
+            let far = Instant::now() + Duration::from_secs(3_600);
+            tokio::select! {
+                batch = batches.recv() => {
+                    let Some(batch) = batch else { break };
+                    self.add(&batch);
+                    flush_at.get_or_insert_with(|| Instant::now() + FLUSH_INTERVAL);
+                    if self.pending.count >= MAX_BATCH_ROWS {
+                        self.flush().await;
+                        flush_at = None;
+                    }
+                }
+                () = tokio::time::sleep_until(flush_at.unwrap_or(far)), if flush_at.is_some() => {
+                    self.flush().await;
+                    flush_at = None;
+                }
+                () = tokio::time::sleep_until(self.retry_at.unwrap_or(far)), if self.retry_at.is_some() => {
+                    self.replay_spool().await;
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        while let Ok(batch) = batches.try_recv() {
+            self.add(&batch);
+        }
+        self.flush().await;
+        if !self.spool.is_empty() {
+            info!(
+                rows = self.spool.rows(),
+                "time-series rows left in the spool for the next start"
+            );
+        }
+    }
+
+    fn add(&mut self, batch: &SampleBatch) {
+        for sample in &batch.samples {
+            self.pending
+                .push_sample(sample, &batch.agent_id, batch.at_ms, &mut self.sent_totals);
+        }
+    }
+
+    /// Writes the pending rows, or spools them behind what already waits.
+    async fn flush(&mut self) {
+        if self.pending.count == 0 {
+            return;
+        }
+        let (body, rows) = self.pending.take_gzip();
+        if self.spool.is_empty() {
+            match self.post(body.clone()).await {
+                Ok(()) => {
+                    self.written(rows);
+                    return;
+                }
+                Err(WriteFailure::Unavailable(reason)) => self.failed(&reason),
+                Err(WriteFailure::Refused(reason)) => {
+                    self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
+                    error!(rows, %reason, "VictoriaMetrics refused a batch; rows dropped");
+                    return;
+                }
+            }
+        }
+        match self.spool.push(&body, rows) {
+            Ok(0) => {}
+            Ok(dropped) => {
+                self.metrics
+                    .rows_dropped
+                    .fetch_add(dropped, Ordering::Relaxed);
+                warn!(dropped, "time-series spool full; oldest rows dropped");
+            }
+            Err(error) => {
+                self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
+                error!(rows, %error, "cannot write the time-series spool; rows dropped");
+            }
+        }
+        self.publish_spool();
+        self.retry_at
+            .get_or_insert_with(|| Instant::now() + self.backoff);
+    }
+
+    /// Sends spooled bodies oldest first until one fails or none is left.
+    async fn replay_spool(&mut self) {
+        while let Some(oldest) = self.spool.oldest() {
+            let rows = oldest.rows;
+            let outcome = match Spool::read(oldest) {
+                Ok(body) => self.post(body).await,
+                Err(error) => Err(WriteFailure::Refused(format!("unreadable: {error}"))),
+            };
+            let removed = match outcome {
+                Ok(()) => {
+                    self.written(rows);
+                    self.spool.remove_oldest()
+                }
+                Err(WriteFailure::Unavailable(reason)) => {
+                    self.failed(&reason);
+                    self.retry_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(LAST_RETRY);
+                    self.publish_spool();
+                    return;
+                }
+                Err(WriteFailure::Refused(reason)) => {
+                    self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
+                    self.spool.reject_oldest().map(|set_aside| {
+                        if let Some((_, path)) = set_aside {
+                            error!(rows, %reason, file = %path.display(), "spooled time-series body refused; set aside, rows dropped");
+                        }
+                    })
+                }
+            };
+            if let Err(error) = removed {
+                error!(%error, "cannot update the time-series spool; replay stopped");
+                self.retry_at = Some(Instant::now() + LAST_RETRY);
+                self.publish_spool();
+                return;
+            }
+        }
+        self.retry_at = None;
+        self.backoff = FIRST_RETRY;
+        self.publish_spool();
+    }
+
+    async fn post(&self, body: Vec<u8>) -> Result<(), WriteFailure> {
+        let response = self
+            .http
+            .post(&self.import_url)
+            .header(reqwest::header::CONTENT_ENCODING, "gzip")
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                WriteFailure::Unavailable(format!("POST {}: {error}", self.import_url))
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let detail = response.text().await.unwrap_or_default();
+        let reason = format!("POST {}: HTTP {status}: {}", self.import_url, detail.trim());
+        if status.is_client_error()
+            && status != reqwest::StatusCode::TOO_MANY_REQUESTS
+            && status != reqwest::StatusCode::REQUEST_TIMEOUT
+        {
+            Err(WriteFailure::Refused(reason))
+        } else {
+            Err(WriteFailure::Unavailable(reason))
+        }
+    }
+
+    fn written(&self, rows: u64) {
+        self.metrics.rows_written.fetch_add(rows, Ordering::Relaxed);
+        self.metrics.failing.store(false, Ordering::Relaxed);
+    }
+
+    fn failed(&self, reason: &str) {
+        self.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+        if !self.metrics.failing.swap(true, Ordering::Relaxed) {
+            warn!(%reason, "VictoriaMetrics write failed; spooling and retrying");
+        }
+    }
+
+    fn publish_spool(&self) {
+        self.metrics
+            .spooled_rows
+            .store(self.spool.rows(), Ordering::Relaxed);
+        self.metrics
+            .spooled_bytes
+            .store(self.spool.bytes(), Ordering::Relaxed);
+    }
+}

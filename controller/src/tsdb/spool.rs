@@ -1,0 +1,229 @@
+//! The bounded on-disk spool: gzip bodies that VictoriaMetrics did not take
+//! yet, one file each, replayed oldest first. File names carry their order
+//! and row count (`{seq:020}-{rows}.jsonl.gz`) so nothing needs reading to
+//! account for them; a file is written under a temporary name and renamed,
+//! so a crash never leaves half a body behind under a spool name.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use tracing::warn;
+
+const SUFFIX: &str = ".jsonl.gz";
+const TEMPORARY: &str = ".partial";
+/// A body VictoriaMetrics refused is kept under this suffix for an
+/// operator to look at, and never sent again.
+const REJECTED: &str = ".rejected";
+
+/// One spooled body.
+#[derive(Debug)]
+pub struct SpoolFile {
+    seq: u64,
+    /// Rows in the body.
+    pub rows: u64,
+    bytes: u64,
+    path: PathBuf,
+}
+
+/// Spooled bodies, oldest first, at most `max_bytes` in all.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    files: VecDeque<SpoolFile>,
+    bytes: u64,
+    /// Never reused, not even for rejected bodies.
+    next_seq: u64,
+}
+
+impl Spool {
+    /// Opens (creating) `dir`, taking up the bodies a previous run left.
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let mut files = Vec::new();
+        let mut next_seq = 0;
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(TEMPORARY) {
+                // Written by a run that stopped before renaming it: the
+                // rows are still in that run's spool under an older body or
+                // were never acknowledged to anyone.
+                fs::remove_file(entry.path())?;
+                continue;
+            }
+            if let Some((seq, _)) = name.strip_suffix(REJECTED).and_then(parse_name) {
+                next_seq = next_seq.max(seq + 1);
+                continue;
+            }
+            match parse_name(&name) {
+                Some((seq, rows)) => {
+                    next_seq = next_seq.max(seq + 1);
+                    files.push(SpoolFile {
+                        seq,
+                        rows,
+                        bytes: entry.metadata()?.len(),
+                        path: entry.path(),
+                    });
+                }
+                None => warn!(file = %entry.path().display(), "not a spool file; left alone"),
+            }
+        }
+        files.sort_by_key(|file| file.seq);
+        let bytes = files.iter().map(|file| file.bytes).sum();
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            files: files.into(),
+            bytes,
+            next_seq,
+        })
+    }
+
+    /// Spools `body` of `rows` rows, first dropping the oldest bodies as far
+    /// as needed to stay within the bound. Returns the rows dropped.
+    pub fn push(&mut self, body: &[u8], rows: u64) -> io::Result<u64> {
+        let size = body.len() as u64;
+        if size > self.max_bytes {
+            return Ok(rows);
+        }
+        let mut dropped = 0;
+        while self.bytes + size > self.max_bytes {
+            let Some(oldest) = self.files.pop_front() else {
+                break;
+            };
+            self.bytes -= oldest.bytes;
+            dropped += oldest.rows;
+            fs::remove_file(&oldest.path)?;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let path = self.dir.join(format!("{seq:020}-{rows}{SUFFIX}"));
+        let partial = path.with_extension(format!("gz{TEMPORARY}"));
+        fs::write(&partial, body)?;
+        fs::rename(&partial, &path)?;
+        self.files.push_back(SpoolFile {
+            seq,
+            rows,
+            bytes: size,
+            path,
+        });
+        self.bytes += size;
+        Ok(dropped)
+    }
+
+    /// The oldest body, if any.
+    pub fn oldest(&self) -> Option<&SpoolFile> {
+        self.files.front()
+    }
+
+    /// The contents of `file`.
+    pub fn read(file: &SpoolFile) -> io::Result<Vec<u8>> {
+        fs::read(&file.path)
+    }
+
+    /// Removes the oldest body (it was written).
+    pub fn remove_oldest(&mut self) -> io::Result<()> {
+        if let Some(oldest) = self.files.pop_front() {
+            self.bytes -= oldest.bytes;
+            fs::remove_file(&oldest.path)?;
+        }
+        Ok(())
+    }
+
+    /// Sets the oldest body aside as `*.rejected` (it can never be
+    /// written); returns it with its new path.
+    pub fn reject_oldest(&mut self) -> io::Result<Option<(SpoolFile, PathBuf)>> {
+        let Some(oldest) = self.files.pop_front() else {
+            return Ok(None);
+        };
+        self.bytes -= oldest.bytes;
+        let mut rejected = oldest.path.clone().into_os_string();
+        rejected.push(REJECTED);
+        let rejected = PathBuf::from(rejected);
+        fs::rename(&oldest.path, &rejected)?;
+        Ok(Some((oldest, rejected)))
+    }
+
+    /// True when nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// Bytes spooled.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Rows spooled.
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|file| file.rows).sum()
+    }
+}
+
+/// `{seq}-{rows}.jsonl.gz` → (seq, rows).
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let (seq, rows) = name.strip_suffix(SUFFIX)?.split_once('-')?;
+    Some((seq.parse().ok()?, rows.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_come_back_oldest_first_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1_000).unwrap();
+        assert_eq!(spool.push(b"first", 3).unwrap(), 0);
+        assert_eq!(spool.push(b"second", 4).unwrap(), 0);
+        drop(spool);
+        let mut spool = Spool::open(dir.path(), 1_000).unwrap();
+        assert_eq!((spool.rows(), spool.bytes()), (7, 11));
+        let oldest = spool.oldest().unwrap();
+        assert_eq!(Spool::read(oldest).unwrap(), b"first");
+        spool.remove_oldest().unwrap();
+        assert_eq!(Spool::read(spool.oldest().unwrap()).unwrap(), b"second");
+        spool.push(b"third", 1).unwrap();
+        spool.remove_oldest().unwrap();
+        assert_eq!(Spool::read(spool.oldest().unwrap()).unwrap(), b"third");
+    }
+
+    #[test]
+    fn a_full_spool_drops_its_oldest_rows_and_says_how_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 10).unwrap();
+        assert_eq!(spool.push(b"aaaa", 5).unwrap(), 0);
+        assert_eq!(spool.push(b"bbbb", 6).unwrap(), 0);
+        assert_eq!(spool.push(b"cccc", 7).unwrap(), 5);
+        assert_eq!(spool.rows(), 13);
+        assert_eq!(spool.push(b"this body alone is too big", 9).unwrap(), 9);
+        assert_eq!(spool.rows(), 13);
+    }
+
+    #[test]
+    fn rejected_bodies_and_partial_writes_are_never_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1_000).unwrap();
+        spool.push(b"not gzip", 2).unwrap();
+        let (file, path) = spool.reject_oldest().unwrap().unwrap();
+        assert_eq!(file.rows, 2);
+        assert!(path.to_string_lossy().ends_with(".jsonl.gz.rejected"));
+        fs::write(
+            dir.path().join("00000000000000000009-1.jsonl.gz.partial"),
+            b"x",
+        )
+        .unwrap();
+        fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let spool = Spool::open(dir.path(), 1_000).unwrap();
+        assert!(spool.is_empty());
+        assert!(path.exists());
+        assert!(
+            !dir.path()
+                .join("00000000000000000009-1.jsonl.gz.partial")
+                .exists()
+        );
+    }
+}

@@ -1,0 +1,353 @@
+//! Probe statistics reach a real VictoriaMetrics with the right values,
+//! labels and millisecond timestamps, and none is lost while it is down
+//! (within the spool bound), not even across a controller restart.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_controller::cache::Cache;
+use ward_controller::state::Controller;
+use ward_controller::store::{DeviceSpec, Store};
+use ward_controller::tsdb::{DeviceStatistics, StatisticsReport, Tsdb, TsdbConfig};
+use ward_testkit::services::VictoriaMetrics;
+
+/// A controller on SQLite writing to `vm_url`, its spool in `spool_dir`;
+/// the writer stops when the returned sender is dropped or sent to.
+struct Setup {
+    controller: Arc<Controller>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+async fn start(store_url: &str, vm_url: &str, spool_dir: &std::path::Path) -> Setup {
+    let store = Store::open(store_url).await.expect("open store");
+    store.migrate().await.expect("migrate");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (tsdb, writer) = Tsdb::start(
+        TsdbConfig {
+            url: vm_url.to_owned(),
+            spool_dir: spool_dir.to_path_buf(),
+            spool_max_bytes: 64 << 20,
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    )
+    .expect("start the writer");
+    let controller = Arc::new(Controller::new(store, Cache::in_process()).with_tsdb(tsdb));
+    Setup {
+        controller,
+        stop,
+        writer,
+    }
+}
+
+async fn create_device(controller: &Controller, name: &str, address: &str) -> i64 {
+    let spec = DeviceSpec {
+        name: name.into(),
+        address: address.parse().expect("address"),
+        site: "branch-3".into(),
+        parent_id: None,
+        interval_ms: 1_000,
+        timeout_ms: 500,
+        down_after: 3,
+        up_after: 1,
+        tags: vec![],
+        enabled: true,
+    };
+    controller
+        .create_device(&spec, ward_controller::time::now_ms())
+        .await
+        .expect("create device")
+        .id
+}
+
+fn statistics(device_id: i64, sent: u32, received: u32) -> DeviceStatistics {
+    DeviceStatistics {
+        device_id,
+        sent,
+        received,
+        rtt_min_us: 812,
+        rtt_avg_us: 1_250,
+        rtt_max_us: 2_004,
+        jitter_us: 97,
+    }
+}
+
+/// A period end in the recent past with non-zero milliseconds.
+fn period_end(periods_ago: i64) -> i64 {
+    static BASE: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let now = ward_controller::time::now_ms();
+        now - now % 1_000 - 120_000 + 123
+    });
+    base - periods_ago * 1_000
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn written(controller: &Controller) -> u64 {
+    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    metrics
+        .rows_written
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn spooled(controller: &Controller) -> u64 {
+    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    metrics
+        .spooled_rows
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Every exported series of `name`, keyed by its `device` and `stat`.
+async fn export(vm: &VictoriaMetrics, selector: &str) -> Vec<Value> {
+    let http = reqwest::Client::new();
+    let flushed = http
+        .get(format!("{}/internal/force_flush", vm.url()))
+        .send()
+        .await
+        .expect("force flush");
+    assert!(flushed.status().is_success());
+    let text = http
+        .get(format!("{}/api/v1/export", vm.url()))
+        .query(&[("match[]", selector)])
+        .send()
+        .await
+        .expect("export")
+        .text()
+        .await
+        .expect("export body");
+    let mut series: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("export is JSON lines"))
+        .collect();
+    series.sort_by_key(|s| {
+        (
+            s["metric"]["device"].to_string(),
+            s["metric"]["stat"].to_string(),
+        )
+    });
+    series
+}
+
+#[tokio::test]
+async fn statistics_are_exported_with_their_values_labels_and_millisecond_timestamps() {
+    let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
+    let (dir, store_url) = common::sqlite_url();
+    let setup = start(&store_url, &vm.url(), &dir.path().join("spool")).await;
+    let controller = &setup.controller;
+    let answering = create_device(controller, "core-1", "198.18.1.1").await;
+    let silent = create_device(controller, "atm-2", "198.18.2.2").await;
+    let at = period_end(0);
+    let queued = controller
+        .record_statistics(&StatisticsReport {
+            agent_id: "agent-7".into(),
+            period_end_ms: at,
+            devices: vec![
+                statistics(answering, 4, 3),
+                statistics(silent, 4, 0),
+                statistics(9_999, 1, 1),
+            ],
+        })
+        .await
+        .expect("record");
+    assert_eq!(queued, 2, "the unknown device is skipped");
+    assert_eq!(
+        controller
+            .metrics
+            .statistics_ignored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // 4 RTT + loss + sent + up for the answering device, 3 for the silent one.
+    wait_for("10 rows written", || written(controller) == 10).await;
+
+    let rtt = export(&vm, r#"ward_probe_rtt_seconds{device="core-1"}"#).await;
+    let by_stat = |stat: &str| {
+        rtt.iter()
+            .find(|s| s["metric"]["stat"] == stat)
+            .unwrap_or_else(|| panic!("no {stat} series in {rtt:?}"))
+    };
+    for (stat, seconds) in [
+        ("min", 0.000812),
+        ("avg", 0.00125),
+        ("max", 0.002004),
+        ("jitter", 0.000097),
+    ] {
+        let series = by_stat(stat);
+        assert_eq!(series["values"], serde_json::json!([seconds]), "{stat}");
+        assert_eq!(series["timestamps"], serde_json::json!([at]), "{stat}");
+        let metric = &series["metric"];
+        assert_eq!(
+            (
+                &metric["device"],
+                &metric["address"],
+                &metric["site"],
+                &metric["agent"]
+            ),
+            (
+                &Value::from("core-1"),
+                &Value::from("198.18.1.1"),
+                &Value::from("branch-3"),
+                &Value::from("agent-7")
+            )
+        );
+    }
+    let loss = export(&vm, "ward_probe_loss_ratio").await;
+    let values: Vec<(&str, f64)> = loss
+        .iter()
+        .map(|s| {
+            let device = s["metric"]["device"].as_str().expect("device");
+            (device, s["values"][0].as_f64().expect("value"))
+        })
+        .collect();
+    assert_eq!(values, [("atm-2", 1.0), ("core-1", 0.25)]);
+    let sent = export(&vm, "ward_probe_sent_total").await;
+    assert_eq!(sent.len(), 2);
+    assert!(
+        sent.iter()
+            .all(|s| s["values"][0] == 4.0 && s["timestamps"][0] == at)
+    );
+    let up = export(&vm, "ward_device_up").await;
+    // Neither device has been reported up yet: both are `unknown`.
+    assert!(up.iter().all(|s| s["values"][0] == 0.0), "{up:?}");
+    assert!(
+        export(&vm, r#"ward_probe_rtt_seconds{device="atm-2"}"#)
+            .await
+            .is_empty(),
+        "no RTT without replies"
+    );
+    let _ = setup.stop.send(());
+    setup.writer.await.expect("writer");
+}
+
+#[tokio::test]
+async fn victoria_metrics_down_and_restarted_loses_no_sample_within_the_spool() {
+    let mut vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
+    let (dir, store_url) = common::sqlite_url();
+    let spool_dir = dir.path().join("spool");
+    let setup = start(&store_url, &vm.url(), &spool_dir).await;
+    let controller = Arc::clone(&setup.controller);
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let device = create_device(&controller, "router-1", "198.18.1.1").await;
+    let report = |periods_ago: i64, sent: u32| StatisticsReport {
+        agent_id: "agent-7".into(),
+        period_end_ms: period_end(periods_ago),
+        devices: vec![statistics(device, sent, sent)],
+    };
+    controller
+        .record_statistics(&report(9, 1))
+        .await
+        .expect("record");
+    wait_for("the first period written", || written(&controller) == 7).await;
+
+    vm.stop();
+    controller
+        .record_statistics(&report(8, 2))
+        .await
+        .expect("record");
+    wait_for("rows spooled", || spooled(&controller) == 7).await;
+    let (code, ready) = api.get("/readyz").await;
+    assert_eq!(
+        (code, &ready["status"]),
+        (200, &Value::from("degraded")),
+        "{ready}"
+    );
+    assert_eq!(ready["components"]["tsdb"]["status"], "failing", "{ready}");
+    assert!(api.metric("ward_tsdb_write_errors_total").await >= 1);
+    controller
+        .record_statistics(&report(7, 3))
+        .await
+        .expect("record");
+    wait_for("more rows spooled", || spooled(&controller) == 14).await;
+
+    // The controller stops while VictoriaMetrics is down: the spool stays.
+    let _ = setup.stop.send(());
+    setup.writer.await.expect("writer");
+    drop(api);
+    drop(controller);
+
+    vm.resume().expect("restart VictoriaMetrics");
+    let restarted = start(&store_url, &vm.url(), &spool_dir).await;
+    let controller = Arc::clone(&restarted.controller);
+    controller
+        .record_statistics(&report(6, 4))
+        .await
+        .expect("record");
+    wait_for("spool replayed and the new period written", || {
+        written(&controller) == 21 && spooled(&controller) == 0
+    })
+    .await;
+
+    let sent = export(&vm, "ward_probe_sent_total").await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let timestamps: Vec<i64> = sent[0]["timestamps"]
+        .as_array()
+        .expect("timestamps")
+        .iter()
+        .map(|t| t.as_i64().expect("ms"))
+        .collect();
+    assert_eq!(
+        timestamps,
+        [9, 8, 7, 6].map(period_end),
+        "every period arrived"
+    );
+    // The counter restarts with the controller: 1, 1+2, 1+2+3, then 4.
+    assert_eq!(sent[0]["values"], serde_json::json!([1, 3, 6, 4]));
+    let _ = restarted.stop.send(());
+    restarted.writer.await.expect("writer");
+}
+
+#[tokio::test]
+async fn a_corrupt_spool_file_is_set_aside_and_counted_without_blocking_the_rest() {
+    let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
+    let (dir, store_url) = common::sqlite_url();
+    let spool_dir = dir.path().join("spool");
+    std::fs::create_dir_all(&spool_dir).expect("spool dir");
+    std::fs::write(
+        spool_dir.join("00000000000000000000-5.jsonl.gz"),
+        b"not gzip at all",
+    )
+    .expect("corrupt file");
+    let setup = start(&store_url, &vm.url(), &spool_dir).await;
+    let controller = &setup.controller;
+    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    wait_for("the corrupt body counted as dropped", || {
+        metrics
+            .rows_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 5
+    })
+    .await;
+    assert!(
+        spool_dir
+            .join("00000000000000000000-5.jsonl.gz.rejected")
+            .exists(),
+        "kept for the operator"
+    );
+    let device = create_device(controller, "router-1", "198.18.1.1").await;
+    controller
+        .record_statistics(&StatisticsReport {
+            agent_id: "agent-7".into(),
+            period_end_ms: period_end(0),
+            devices: vec![statistics(device, 1, 1)],
+        })
+        .await
+        .expect("record");
+    wait_for("later rows written", || written(controller) == 7).await;
+    assert_eq!(spooled(controller), 0);
+    let _ = setup.stop.send(());
+    setup.writer.await.expect("writer");
+}
