@@ -210,3 +210,128 @@ async fn the_worker_delivers_right_after_the_commit() {
     let _ = stop.send(());
     worker.await.expect("worker stops");
 }
+
+/// Alertmanager's active alerts (`GET /api/v2/alerts`).
+async fn active_alerts(alertmanager: &ward_testkit::services::Alertmanager) -> Vec<Value> {
+    reqwest::get(format!("{}/api/v2/alerts", alertmanager.url()))
+        .await
+        .expect("GET alerts")
+        .json()
+        .await
+        .expect("JSON alerts")
+}
+
+/// Waits until `receiver` has a notification with `status`, and returns it.
+async fn notification_with_status(receiver: &Receiver, status: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = receiver
+            .accepted
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|body| body["status"] == status)
+            .cloned();
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Alertmanager sent no {status} notification"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_lost_while_it_is_down()
+{
+    use ward_controller::notify::{Alertmanager, resend_open_alerts};
+
+    let (receiver, hook) = start_receiver().await;
+    let mut alertmanager =
+        ward_testkit::services::Alertmanager::start(&hook).expect("start Alertmanager");
+    let (_dir, controller, id) = controller_with_device().await;
+    controller
+        .store
+        .set_notification_channels(&["alertmanager"])
+        .await
+        .expect("channels");
+    let channel = Channel::Alertmanager(Alertmanager::new(
+        &alertmanager.url(),
+        Duration::from_secs(60),
+    ));
+
+    // Alertmanager down when the device goes down: the firing alert waits.
+    alertmanager.stop();
+    let down_at = ward_controller::time::now_ms();
+    controller
+        .apply_report(&report(id, 1, Status::Down, down_at), down_at)
+        .await
+        .expect("down");
+    let round = deliver_due(&controller, &channel, down_at)
+        .await
+        .expect("round");
+    assert_eq!((round.delivered, round.failed), (0, 1));
+    assert!(
+        controller
+            .metrics
+            .alertmanager_failing
+            .load(Ordering::Relaxed)
+    );
+
+    alertmanager.resume().expect("restart Alertmanager");
+    let round = deliver_due(&controller, &channel, down_at + 120_000)
+        .await
+        .expect("round");
+    assert_eq!((round.delivered, round.failed), (1, 0));
+    let active = active_alerts(&alertmanager).await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    let labels = &active[0]["labels"];
+    assert_eq!(labels["alertname"], "DeviceDown");
+    assert_eq!(labels["device"], "atm-1");
+    assert_eq!(labels["address"], "198.18.1.10");
+    assert_eq!(labels["site"], "branch-7");
+    let firing = notification_with_status(&receiver, "firing").await;
+    assert_eq!(firing["alerts"][0]["labels"]["device"], "atm-1");
+
+    // Alertmanager restarted and forgot it: the periodic re-send restores it.
+    alertmanager.stop();
+    alertmanager.resume().expect("restart Alertmanager");
+    assert!(active_alerts(&alertmanager).await.is_empty());
+    let resent = resend_open_alerts(
+        &controller,
+        match &channel {
+            Channel::Alertmanager(alertmanager) => alertmanager,
+            Channel::Webhook(_) => unreachable!("an Alertmanager channel"),
+        },
+        ward_controller::time::now_ms(),
+    )
+    .await
+    .expect("re-send");
+    assert_eq!(resent, 1);
+    assert_eq!(active_alerts(&alertmanager).await.len(), 1);
+
+    let up_at = ward_controller::time::now_ms();
+    controller
+        .apply_report(&report(id, 2, Status::Up, up_at), up_at)
+        .await
+        .expect("up");
+    let round = deliver_due(&controller, &channel, up_at)
+        .await
+        .expect("round");
+    assert_eq!((round.delivered, round.failed), (1, 0));
+    let resolved = notification_with_status(&receiver, "resolved").await;
+    let alert = &resolved["alerts"][0];
+    assert_eq!(alert["labels"]["device"], "atm-1");
+    assert_eq!(alert["status"], "resolved");
+    assert!(active_alerts(&alertmanager).await.is_empty());
+    assert!(
+        controller
+            .store
+            .pending_notifications()
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
+}

@@ -2,10 +2,12 @@
 //! on a free loopback port in a temporary directory. Dropping the handle
 //! stops the server (by PID) and removes its directory.
 
+mod alertmanager;
 mod postgres;
 mod redis;
 mod victoria_metrics;
 
+pub use alertmanager::Alertmanager;
 pub use postgres::Postgres;
 pub use redis::Redis;
 pub use victoria_metrics::VictoriaMetrics;
