@@ -4,6 +4,8 @@
 //!   the Debian packages on free loopback ports in temporary directories,
 //!   stopped and removed when dropped (also when a test panics). A server
 //!   that was already running is never used.
+//! - [`browser`]: headless Chromium driven over the DevTools protocol, for
+//!   end-to-end tests of the dashboard on loopback.
 //! - [`lab`]: network-namespace "sites" in 198.18.0.0/15 and 2001:2::/48
 //!   whose hosts can be taken down and brought back, with `tc netem`
 //!   impairments, removed when dropped.
@@ -19,6 +21,7 @@
     reason = "the harness waits for real processes with blocking sleeps and is never on the probe hot path"
 )]
 
+pub mod browser;
 pub mod lab;
 mod ports;
 mod process;

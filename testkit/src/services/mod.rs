@@ -20,7 +20,7 @@ use tempfile::TempDir;
 
 use crate::RESOURCE_PREFIX;
 
-fn service_dir(service: &str) -> anyhow::Result<TempDir> {
+pub(crate) fn service_dir(service: &str) -> anyhow::Result<TempDir> {
     Ok(tempfile::Builder::new()
         .prefix(&format!("{RESOURCE_PREFIX}{service}-"))
         .tempdir()?)
