@@ -64,6 +64,8 @@ pub struct Controller {
     pub api_token: Option<String>,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
+    /// REST latency per route.
+    pub api_latency: crate::api::ApiLatency,
     /// Notification channels with a worker (`webhook`, `alertmanager`).
     pub notification_channels: Vec<&'static str>,
 }
@@ -83,6 +85,7 @@ impl Controller {
             api_token: None,
             tsdb: None,
             notification_channels: Vec::new(),
+            api_latency: crate::api::ApiLatency::default(),
         }
     }
 

@@ -209,3 +209,38 @@ async fn the_dashboard_is_served_and_follows_the_live_events() {
         "names must never be inserted as HTML"
     );
 }
+
+#[tokio::test]
+async fn metrics_time_each_route_and_show_the_outbox_depth() {
+    let (_dir, api) = api(None).await;
+    let (_, created) = api
+        .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
+        .await;
+    let id = created["id"].as_i64().expect("id");
+    for _ in 0..3 {
+        api.get(&format!("/api/v1/devices/{id}")).await;
+    }
+    let route = r#"method="GET",route="/api/v1/devices/{id}""#;
+    assert_eq!(
+        api.metric(&format!(
+            "ward_api_request_duration_seconds_count{{{route}}}"
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        api.metric(&format!(
+            "ward_api_request_duration_seconds_bucket{{{route},le=\"+Inf\"}}"
+        ))
+        .await,
+        3
+    );
+    assert_eq!(
+        api.metric(
+            r#"ward_api_request_duration_seconds_count{method="POST",route="/api/v1/devices"}"#
+        )
+        .await,
+        1
+    );
+    assert_eq!(api.metric("ward_outbox_depth").await, 0);
+}

@@ -172,6 +172,7 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
         "1 while the cache backend is failing.",
         degraded,
     );
+    controller.api_latency.write_prometheus(&mut text);
     match controller.store.outbox_depth().await {
         Ok(depth) => write_metric(
             &mut text,

@@ -8,6 +8,7 @@ mod error;
 mod events;
 mod health;
 mod import;
+mod latency;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use axum::routing::{get, post};
 use crate::state::Controller;
 
 pub use error::ApiError;
+pub use latency::ApiLatency;
 
 /// `GET /`: the dashboard, one static page (no build step) that reads the
 /// REST API and follows `/api/v1/events`.
@@ -48,6 +50,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .layer(middleware::from_fn_with_state(
             Arc::clone(&controller),
             auth::require_token,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&controller),
+            latency::observe,
         ))
         .with_state(controller)
 }
