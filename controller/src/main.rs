@@ -28,6 +28,28 @@ enum Command {
     Run(Box<RunArgs>),
     /// Apply pending database migrations and exit.
     Migrate(MigrateArgs),
+    /// Register or list agents (the inventory of who may connect).
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Register an agent for a site (again for the same site: no change).
+    Add {
+        /// The agent's id (its host name unless configured otherwise).
+        id: String,
+        /// The site whose devices it probes.
+        #[arg(long)]
+        site: String,
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
+    /// List registered agents.
+    List {
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
 }
 
 #[derive(Args)]
@@ -125,18 +147,46 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match command {
         Command::Migrate(args) => {
-            let overrides = FileConfig {
-                database: args.database,
-                ..FileConfig::default()
-            };
-            let settings = settings(args.config, overrides)?;
-            let store = Store::open(&settings.database).await?;
-            let applied = store.migrate().await.context("migrating")?;
-            info!(applied, database = %settings.database, "migrations applied");
+            open_store(args).await?;
+            info!("migrations applied");
         }
+        Command::Agents(command) => agents(command).await?,
         Command::Run(args) => {
             let (path, overrides) = (*args).overrides();
             run(settings(path, overrides)?).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The migrated store named by `args` (and its config file).
+async fn open_store(args: MigrateArgs) -> anyhow::Result<Store> {
+    let overrides = FileConfig {
+        database: args.database,
+        ..FileConfig::default()
+    };
+    let settings = settings(args.config, overrides)?;
+    let store = Store::open(&settings.database).await?;
+    store
+        .migrate()
+        .await
+        .context("migrating the status database")?;
+    Ok(store)
+}
+
+async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
+    match command {
+        AgentsCommand::Add { id, site, database } => {
+            let store = open_store(database).await?;
+            let agent = store
+                .register_agent(&id, &site, ward_controller::time::now_ms())
+                .await?;
+            println!("agent {} registered for site {}", agent.id, agent.site);
+        }
+        AgentsCommand::List { database } => {
+            for agent in open_store(database).await?.list_agents().await? {
+                println!("{}\t{}", agent.id, agent.site);
+            }
         }
     }
     Ok(())
@@ -195,6 +245,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             until_stopped(),
         )));
     }
+    tasks.push(tokio::spawn(ward_controller::agents::sweep(
+        Arc::clone(&controller),
+        until_stopped(),
+    )));
     let http = tokio::net::TcpListener::bind(settings.listen_http)
         .await
         .with_context(|| {

@@ -2,10 +2,15 @@
 //! counters. All status changes go through [`Controller::apply_report`], so
 //! the cache is invalidated after every commit, whichever path wrote.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::agents::{AgentCounters, Presence, Presences, grace_period};
 use crate::cache::Cache;
-use crate::store::{ApplyOutcome, Device, DeviceSpec, Status, Store, StoreError, TransitionReport};
+use crate::store::{
+    AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status, Store, StoreError,
+    TransitionReport,
+};
 use crate::tsdb::{DeviceSample, SampleBatch, StatisticsReport, Tsdb};
 
 /// Enabled devices by status.
@@ -21,6 +26,15 @@ pub struct Summary {
     pub unknown: u64,
     /// All enabled devices.
     pub total: u64,
+}
+
+/// A committed status change: the device after it, and its status before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusEvent {
+    /// The device after the change.
+    pub device: Device,
+    /// Its status before.
+    pub previous: Status,
 }
 
 /// Controller-wide counters, for `/metrics`.
@@ -46,6 +60,9 @@ pub struct Metrics {
     pub transitions_ignored: AtomicU64,
     /// Statistics entries for devices the store does not know.
     pub statistics_ignored: AtomicU64,
+    /// Sites whose devices were made `unknown` because no agent was
+    /// connected for the grace period.
+    pub sites_marked_unknown: AtomicU64,
 }
 
 /// The controller's shared state.
@@ -57,13 +74,21 @@ pub struct Controller {
     /// Counters.
     pub metrics: Metrics,
     /// Committed status changes, for live events.
-    events: tokio::sync::broadcast::Sender<Device>,
+    events: tokio::sync::broadcast::Sender<StatusEvent>,
     /// Bumped after commits that may have queued notifications.
     outbox_wakeup: tokio::sync::watch::Sender<()>,
     /// When set, REST calls that change data must carry it as a bearer token.
     pub api_token: Option<String>,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
+    /// Which agents are connected, with heartbeats and counters.
+    #[allow(
+        clippy::disallowed_types,
+        reason = "short critical sections on link events, never on the probe path"
+    )]
+    presences: std::sync::Mutex<Presences>,
+    /// When this controller started, Unix ms.
+    started_ms: i64,
     /// REST latency per route.
     pub api_latency: crate::api::ApiLatency,
     /// Notification channels with a worker (`webhook`, `alertmanager`).
@@ -86,6 +111,9 @@ impl Controller {
             tsdb: None,
             notification_channels: Vec::new(),
             api_latency: crate::api::ApiLatency::default(),
+            #[allow(clippy::disallowed_types, reason = "see the field")]
+            presences: std::sync::Mutex::new(Presences::new(crate::time::now_ms())),
+            started_ms: crate::time::now_ms(),
         }
     }
 
@@ -148,7 +176,7 @@ impl Controller {
     }
 
     /// Subscribes to committed status changes (the device after each).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Device> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StatusEvent> {
         self.events.subscribe()
     }
 
@@ -166,7 +194,11 @@ impl Controller {
             .await
             .map_err(|e| self.store_failed(e))?;
         match &outcome {
-            ApplyOutcome::Applied { changed, ignored } => {
+            ApplyOutcome::Applied {
+                changed,
+                previous,
+                ignored,
+            } => {
                 self.metrics
                     .transitions_applied
                     .fetch_add(changed.len() as u64, Ordering::Relaxed);
@@ -182,9 +214,15 @@ impl Controller {
                         .get_devices(changed)
                         .await
                         .map_err(|e| self.store_failed(e))?;
+                    let before: HashMap<i64, Status> = changed
+                        .iter()
+                        .copied()
+                        .zip(previous.iter().copied())
+                        .collect();
                     for device in devices {
+                        let previous = before.get(&device.id).copied().unwrap_or(Status::Unknown);
                         // Fails only when every subscriber has gone.
-                        let _ = self.events.send(device);
+                        let _ = self.events.send(StatusEvent { device, previous });
                     }
                 }
             }
@@ -232,6 +270,134 @@ impl Controller {
             samples,
         });
         Ok(queued)
+    }
+
+    /// Registers agent `id` for `site` (idempotent).
+    pub async fn register_agent(
+        &self,
+        id: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        self.store
+            .register_agent(id, site, now_ms)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// Every registered agent with its presence.
+    pub async fn agents(&self) -> Result<Vec<(AgentRecord, Presence)>, StoreError> {
+        let agents = self
+            .store
+            .list_agents()
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        let presences = self.lock_presences();
+        Ok(agents
+            .into_iter()
+            .map(|agent| {
+                let presence = presences.get(&agent.id);
+                (agent, presence)
+            })
+            .collect())
+    }
+
+    /// The registered agent `id`, if any.
+    pub async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        Ok(self
+            .store
+            .list_agents()
+            .await
+            .map_err(|e| self.store_failed(e))?
+            .into_iter()
+            .find(|agent| agent.id == id))
+    }
+
+    /// An agent's link opened.
+    pub fn link_opened(&self, agent: &AgentRecord, version: &str, boot_id: &str, now_ms: i64) {
+        self.lock_presences()
+            .connected(&agent.id, &agent.site, version, boot_id, now_ms);
+    }
+
+    /// An agent's link closed.
+    pub fn link_closed(&self, agent_id: &str, now_ms: i64) {
+        self.lock_presences().disconnected(agent_id, now_ms);
+    }
+
+    /// A heartbeat arrived on an agent's link.
+    pub fn heartbeat(&self, agent_id: &str, counters: AgentCounters, now_ms: i64) {
+        self.lock_presences().heartbeat(agent_id, counters, now_ms);
+    }
+
+    fn lock_presences(&self) -> std::sync::MutexGuard<'_, Presences> {
+        self.presences
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes every device of each site whose agents have all been gone for
+    /// the grace period `unknown` (once per absence). Returns the sites.
+    pub async fn forget_offline_sites(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let agents = self
+            .store
+            .list_agents()
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        if agents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let devices = self.devices().await?;
+        let mut sites: HashMap<String, (Vec<String>, std::time::Duration)> = HashMap::new();
+        for agent in agents {
+            sites
+                .entry(agent.site)
+                .or_insert_with(|| (Vec::new(), std::time::Duration::ZERO))
+                .0
+                .push(agent.id);
+        }
+        for device in &devices {
+            if let Some((_, longest)) = sites.get_mut(&device.spec.site) {
+                *longest = (*longest).max(std::time::Duration::from_millis(u64::from(
+                    device.spec.interval_ms,
+                )));
+            }
+        }
+        for (_, longest) in sites.values_mut() {
+            *longest = grace_period(*longest);
+        }
+        let forgotten = self.lock_presences().sites_to_forget(&sites, now_ms);
+        for site in &forgotten {
+            let transitions: Vec<ReportedTransition> = devices
+                .iter()
+                .filter(|d| d.spec.site == *site && d.status != Status::Unknown)
+                .map(|d| ReportedTransition {
+                    device_id: d.id,
+                    status: Status::Unknown,
+                    probed_at_ms: now_ms,
+                    last_rtt_us: None,
+                    reason: format!("no agent of site {site} connected"),
+                })
+                .collect();
+            self.metrics
+                .sites_marked_unknown
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%site, devices = transitions.len(), "no agent of the site connected for its grace period; its devices are unknown");
+            if transitions.is_empty() {
+                continue;
+            }
+            let report = TransitionReport {
+                agent_id: "ward-controller".into(),
+                boot_id: format!("agent-offline:{site}:{}", self.started_ms),
+                seq: u64::try_from(now_ms).unwrap_or(0),
+                transitions,
+            };
+            if let Err(error) = self.apply_report(&report, now_ms).await {
+                // Try again at the next sweep.
+                self.lock_presences().remember(site);
+                return Err(error);
+            }
+        }
+        Ok(forgotten)
     }
 
     /// Creates a device; the cache moves on after the commit.

@@ -174,6 +174,7 @@ async fn a_down_transition_sets_down_since_and_opens_an_alert_with_a_notificatio
         outcome,
         ApplyOutcome::Applied {
             changed: vec![device.id],
+            previous: vec![Status::Unknown],
             ignored: vec![]
         }
     );
@@ -284,6 +285,7 @@ async fn stale_and_unknown_entries_are_ignored(store: &Store) {
         outcome,
         ApplyOutcome::Applied {
             changed: vec![],
+            previous: vec![],
             ignored: vec![
                 (device.id, Ignored::Stale),
                 (424_242, Ignored::UnknownDevice)

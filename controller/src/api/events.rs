@@ -1,5 +1,6 @@
 //! `GET /api/v1/events`: committed status changes as server-sent events.
-//! Each `status` event is the device as `/api/v1/devices/{id}` shows it. A
+//! Each `status` event is the device as `/api/v1/devices/{id}` shows it,
+//! plus `previous_status`. A
 //! subscriber that falls too far behind gets a `resync` event (reload the
 //! lists), counted in `ward_event_subscribers_lagged_total`; nothing is
 //! skipped silently.
@@ -24,9 +25,11 @@ pub async fn stream(
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let changes = BroadcastStream::new(controller.subscribe()).map(move |change| {
         Ok(match change {
-            Ok(device) => Event::default()
-                .event("status")
-                .data(device_json(&device).to_string()),
+            Ok(change) => {
+                let mut device = device_json(&change.device);
+                device["previous_status"] = change.previous.as_str().into();
+                Event::default().event("status").data(device.to_string())
+            }
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
                 controller
                     .metrics

@@ -149,6 +149,11 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.statistics_ignored,
         ),
         (
+            "ward_sites_marked_unknown_total",
+            "Sites whose devices became unknown: no agent connected for the grace period.",
+            &controller.metrics.sites_marked_unknown,
+        ),
+        (
             "ward_event_subscribers_lagged_total",
             "Live-event subscribers told to resync after falling behind.",
             &controller.metrics.event_subscribers_lagged,

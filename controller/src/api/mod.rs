@@ -2,6 +2,7 @@
 //! Every read reflects the last commit (see `cache`); bad input gets a 4xx
 //! JSON error naming the field, and nothing is half-written.
 
+mod agents;
 mod auth;
 mod devices;
 mod error;
@@ -41,6 +42,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         )
         .route("/api/v1/devices/import", post(import::import))
         .route("/api/v1/summary", get(devices::summary))
+        .route("/api/v1/agents", get(agents::list).post(agents::register))
         .route("/api/v1/alerts", get(devices::alerts))
         .route("/api/v1/events", get(events::stream))
         .route("/", get(dashboard))

@@ -18,6 +18,7 @@ use ward_proto::v1::{
     WatchStatusRequest,
 };
 
+use crate::agents::AgentCounters;
 use crate::state::Controller;
 use crate::store::{Device, DeviceSpec, Status, StoreError};
 use crate::time::now_ms;
@@ -40,6 +41,23 @@ fn state(status: Status) -> DeviceState {
         Status::Down => DeviceState::Down,
         Status::Unreachable => DeviceState::Unreachable,
         Status::Unknown => DeviceState::Unknown,
+    }
+}
+
+fn counters_to_proto(counters: &AgentCounters) -> pb::EngineCounters {
+    pb::EngineCounters {
+        probes_sent: counters.probes_sent,
+        send_errors: counters.send_errors,
+        replies_matched: counters.replies_matched,
+        replies_invalid: counters.replies_invalid,
+        replies_duplicate: counters.replies_duplicate,
+        replies_late: counters.replies_late,
+        icmp_errors: counters.icmp_errors,
+        rx_kernel_drops: counters.rx_kernel_drops,
+        rate_limited: counters.rate_limited,
+        spool_records: counters.spool_records,
+        spool_statistics_dropped: counters.spool_statistics_dropped,
+        targets: counters.targets,
     }
 }
 
@@ -250,8 +268,22 @@ impl Inventory for InventoryService {
         &self,
         _request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, GrpcStatus> {
-        // Agents register with the agent link (not built yet): none to list.
-        Ok(Response::new(ListAgentsResponse { agents: Vec::new() }))
+        let agents = self
+            .controller
+            .agents()
+            .await
+            .map_err(grpc_error)?
+            .into_iter()
+            .map(|(agent, presence)| pb::Agent {
+                id: agent.id,
+                site: agent.site,
+                connected: presence.connected,
+                last_heartbeat_unix_ms: presence.last_heartbeat_ms,
+                version: presence.version,
+                counters: Some(counters_to_proto(&presence.counters)),
+            })
+            .collect();
+        Ok(Response::new(ListAgentsResponse { agents }))
     }
 
     async fn get_summary(
@@ -276,9 +308,9 @@ impl Inventory for InventoryService {
     ) -> Result<Response<ChangeStream>, GrpcStatus> {
         let controller = Arc::clone(&self.controller);
         let changes = BroadcastStream::new(self.controller.subscribe()).map(move |change| match change {
-            Ok(device) => Ok(StatusChange {
-                device: Some(to_proto(&device)),
-                previous: DeviceState::Unspecified.into(),
+            Ok(change) => Ok(StatusChange {
+                device: Some(to_proto(&change.device)),
+                previous: state(change.previous).into(),
             }),
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
                 controller.metrics.event_subscribers_lagged.fetch_add(1, Ordering::Relaxed);

@@ -13,8 +13,8 @@ mod postgres;
 mod sqlite;
 
 pub use model::{
-    Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, FieldError, Ignored, Notification,
-    ReportedTransition, Status, TransitionReport,
+    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, FieldError, Ignored,
+    Notification, ReportedTransition, Status, TransitionReport,
 };
 
 use postgres::PostgresStore;
@@ -212,6 +212,24 @@ impl Store {
         dispatch!(self.notification_failed(id, retry_at_ms, error))
     }
 
+    /// Registers agent `id` for `site` (created on first use). Registering
+    /// it again for the same site changes nothing; for another site it is
+    /// a conflict.
+    pub async fn register_agent(
+        &self,
+        id: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        AgentRecord::validate(id, site).map_err(StoreError::Invalid)?;
+        dispatch!(self.register_agent(id, site, now_ms))
+    }
+
+    /// Every registered agent, by id.
+    pub async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        dispatch!(self.list_agents())
+    }
+
     /// How many notifications wait in the outbox.
     pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
         dispatch!(self.outbox_depth())
@@ -233,6 +251,14 @@ const DUE_NOTIFICATIONS: &str = "SELECT o.id, o.alert_id, o.kind, o.attempts, a.
 fn parse_stored<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, StoreError> {
     text.parse()
         .map_err(|_| StoreError::Corrupt(format!("{column} `{text}`")))
+}
+
+/// The conflict for an agent registered again for another site.
+fn agent_conflict(agent: &AgentRecord) -> StoreError {
+    StoreError::Conflict(format!(
+        "agent `{}` is already registered for site `{}`",
+        agent.id, agent.site
+    ))
 }
 
 /// The conflict message for a duplicate device name.

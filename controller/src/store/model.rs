@@ -188,6 +188,8 @@ pub enum ApplyOutcome {
     Applied {
         /// Devices whose status changed.
         changed: Vec<i64>,
+        /// Their status before, in the order of `changed`.
+        previous: Vec<Status>,
         /// Entries not applied, with the reason.
         ignored: Vec<(i64, Ignored)>,
     },
@@ -246,4 +248,38 @@ pub struct DueNotification {
     pub opened_at_ms: i64,
     /// Alert resolved, Unix ms.
     pub resolved_at_ms: Option<i64>,
+}
+
+/// An agent in the inventory: allowed to connect and probe its site.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AgentRecord {
+    /// Its identity (host name by default; the certificate's name with mTLS).
+    pub id: String,
+    /// The site whose devices it probes.
+    pub site: String,
+    /// Registered, Unix ms.
+    pub created_at_ms: i64,
+}
+
+impl AgentRecord {
+    /// Checks an agent id and site before they are stored.
+    pub fn validate(id: &str, site: &str) -> Result<(), FieldError> {
+        let id_ok = (1..=200).contains(&id.len())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !id_ok {
+            return Err(FieldError {
+                field: "id",
+                message: "must be 1 to 200 letters, digits, '.', '-' or '_'".into(),
+            });
+        }
+        if site.trim().is_empty() || site.len() > 200 {
+            return Err(FieldError {
+                field: "site",
+                message: "must be 1 to 200 characters".into(),
+            });
+        }
+        Ok(())
+    }
 }

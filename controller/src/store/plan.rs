@@ -101,6 +101,8 @@ pub struct Plan {
     pub writes: Vec<Write>,
     /// Devices whose effective status changed, in order of first change.
     pub changed: Vec<i64>,
+    /// Their status before the report, in the order of `changed`.
+    pub previous: Vec<Status>,
     /// Entries not applied.
     pub ignored: Vec<(i64, Ignored)>,
 }
@@ -111,7 +113,9 @@ pub struct Plan {
 /// Rules: a device whose parent is in an outage is `unreachable` and has no
 /// alert of its own; otherwise it shows what its agent reported, with an
 /// alert while that is an outage. A report older than the device's last
-/// report is ignored.
+/// report is ignored. `Unknown` (the controller's "its agent is gone") is
+/// never stale, keeps the alert as it is, and leaves the last report's
+/// time, so the agent's replayed reports still apply.
 pub fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) -> Plan {
     let mut planner = Planner {
         state: current.clone(),
@@ -147,7 +151,12 @@ impl Planner {
             self.plan.ignored.push((id, Ignored::UnknownDevice));
             return;
         };
-        if transition.probed_at_ms < device.reported_at_ms {
+        // `Unknown` comes from the controller when the agent is gone: it
+        // is never stale, and keeps the time of the agent's last report so
+        // that anything the agent decided meanwhile still applies when it
+        // is replayed.
+        let forgetting = transition.status == Status::Unknown;
+        if !forgetting && transition.probed_at_ms < device.reported_at_ms {
             self.plan.ignored.push((id, Ignored::Stale));
             return;
         }
@@ -156,10 +165,12 @@ impl Planner {
             return;
         }
         device.reported = transition.status;
-        device.reported_at_ms = transition.probed_at_ms;
+        if !forgetting {
+            device.reported_at_ms = transition.probed_at_ms;
+        }
         let reported = Reported {
             status: transition.status,
-            at_ms: transition.probed_at_ms,
+            at_ms: device.reported_at_ms,
             last_rtt_us: transition.last_rtt_us,
         };
         self.pending_report = Some((id, reported));
@@ -201,7 +212,13 @@ impl Planner {
         } else {
             device.reported
         };
-        let alert_wanted = status.is_outage() && !parent_outage;
+        // Nobody can tell while it is `unknown`: an open alert stays open
+        // (and no new one opens) until its agent reports again.
+        let alert_wanted = if status == Status::Unknown {
+            device.alert_open
+        } else {
+            status.is_outage() && !parent_outage
+        };
         let previous = device.status;
         let mut next = device;
         if status != previous {
@@ -239,6 +256,7 @@ impl Planner {
             });
             if !self.plan.changed.contains(&id) {
                 self.plan.changed.push(id);
+                self.plan.previous.push(previous);
             }
         }
         if alert_wanted != device.alert_open {
@@ -459,5 +477,66 @@ mod tests {
         let current = HashMap::from([(1, child_of(2, 100)), (2, child_of(1, 100))]);
         let plan = plan(&report(&[(1, Status::Down, 500)]), &current);
         assert_eq!(plan.changed, [1, 2]);
+    }
+
+    #[test]
+    fn unknown_keeps_the_alert_and_the_report_time_so_replays_still_apply() {
+        let down = CurrentDevice {
+            status: Status::Down,
+            down_since_ms: Some(500),
+            status_changed_at_ms: 500,
+            reported: Status::Down,
+            reported_at_ms: 500,
+            alert_open: true,
+            ..up_since(100)
+        };
+        let current = HashMap::from([(7, down), (8, up_since(400))]);
+        // The agent has been gone a while: the controller says `unknown` at
+        // 9,000, even though the devices' last reports are older.
+        let plan = plan(
+            &report(&[(7, Status::Unknown, 9_000), (8, Status::Unknown, 9_000)]),
+            &current,
+        );
+        assert_eq!(plan.changed, [7, 8]);
+        assert!(plan.writes.contains(&Write::UpdateDevice {
+            device_id: 7,
+            status: Status::Unknown,
+            down_since_ms: None,
+            changed_at_ms: 9_000,
+            reported: Some(Reported {
+                status: Status::Unknown,
+                at_ms: 500,
+                last_rtt_us: None
+            }),
+        }));
+        assert!(
+            !plan
+                .writes
+                .iter()
+                .any(|w| matches!(w, Write::ResolveAlert { .. } | Write::OpenAlert { .. })),
+            "the alert stays open: {:?}",
+            plan.writes
+        );
+
+        // The agent returns and replays what it decided at 2,000: it applies.
+        let unknown = |reported_at_ms, alert_open| CurrentDevice {
+            status: Status::Unknown,
+            status_changed_at_ms: 9_000,
+            down_since_ms: None,
+            reported: Status::Unknown,
+            reported_at_ms,
+            parent_id: None,
+            alert_open,
+        };
+        let current = HashMap::from([(7, unknown(500, true)), (8, unknown(400, false))]);
+        let replayed = super::plan(
+            &report(&[(7, Status::Up, 2_000), (8, Status::Up, 400)]),
+            &current,
+        );
+        assert_eq!(replayed.changed, [7, 8], "{:?}", replayed.ignored);
+        assert!(replayed.writes.contains(&Write::ResolveAlert {
+            device_id: 7,
+            resolved_at_ms: 2_000
+        }));
     }
 }

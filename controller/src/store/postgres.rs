@@ -10,7 +10,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{NoTls, Row};
 
 use super::model::{
-    Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, Status,
+    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, Status,
     TransitionReport,
 };
 use super::plan::{CurrentDevice, Write, plan};
@@ -271,6 +271,7 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(ApplyOutcome::Applied {
             changed: plan.changed,
+            previous: plan.previous,
             ignored: plan.ignored,
         })
     }
@@ -377,6 +378,60 @@ impl PostgresStore {
             .await?;
         tx.commit().await?;
         Ok(discarded)
+    }
+
+    pub(super) async fn register_agent(
+        &self,
+        id: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&site],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO agents (id, site, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&id, &site, &now_ms],
+        )
+        .await?;
+        let row = tx
+            .query_one(
+                "SELECT id, site, created_at_ms FROM agents WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        let agent = AgentRecord {
+            id: row.get(0),
+            site: row.get(1),
+            created_at_ms: row.get(2),
+        };
+        if agent.site != site {
+            return Err(super::agent_conflict(&agent));
+        }
+        tx.commit().await?;
+        Ok(agent)
+    }
+
+    pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, site, created_at_ms FROM agents ORDER BY id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| AgentRecord {
+                id: row.get(0),
+                site: row.get(1),
+                created_at_ms: row.get(2),
+            })
+            .collect())
     }
 
     pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
 use super::model::{
-    Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, TransitionReport,
+    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
+    TransitionReport,
 };
 use super::plan::{CurrentDevice, Write, plan};
 use super::{StoreError, duplicate_name, missing_parent, parse_stored};
@@ -243,6 +244,7 @@ impl SqliteStore {
             tx.commit()?;
             Ok(ApplyOutcome::Applied {
                 changed: plan.changed,
+                previous: plan.previous,
                 ignored: plan.ignored,
             })
         })
@@ -343,6 +345,56 @@ impl SqliteStore {
             )?;
             tx.commit()?;
             Ok(discarded as u64)
+        })
+        .await
+    }
+
+    pub(super) async fn register_agent(
+        &self,
+        id: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        let (id, site) = (id.to_owned(), site.to_owned());
+        self.run(move |connection| {
+            let tx = connection.transaction()?;
+            tx.execute("INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING", [&site])?;
+            tx.execute(
+                "INSERT INTO agents (id, site, created_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![id, site, now_ms],
+            )?;
+            let agent = tx.query_row(
+                "SELECT id, site, created_at_ms FROM agents WHERE id = ?1",
+                [&id],
+                |row| {
+                    Ok(AgentRecord {
+                        id: row.get(0)?,
+                        site: row.get(1)?,
+                        created_at_ms: row.get(2)?,
+                    })
+                },
+            )?;
+            if agent.site != site {
+                return Err(super::agent_conflict(&agent));
+            }
+            tx.commit()?;
+            Ok(agent)
+        })
+        .await
+    }
+
+    pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        self.run(|connection| {
+            let mut statement =
+                connection.prepare("SELECT id, site, created_at_ms FROM agents ORDER BY id")?;
+            let rows = statement.query_map([], |row| {
+                Ok(AgentRecord {
+                    id: row.get(0)?,
+                    site: row.get(1)?,
+                    created_at_ms: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -1,0 +1,257 @@
+//! Agents as the controller sees them right now: who is connected, since
+//! when, their last heartbeat and counters. The inventory itself (who may
+//! connect, for which site) is in the store; this is process memory, and
+//! starts with every agent disconnected.
+//!
+//! The offline rule: when no agent of a site has been connected for its
+//! grace period (3 × the longest probe interval among the site's devices,
+//! at least [`MIN_GRACE`]), every device of the site becomes `unknown`
+//! (see [`crate::store::plan`]), so nothing is left showing `up` that
+//! nobody watches. The site's agent brings them back with its reports.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// The shortest grace period.
+pub const MIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Engine and spool counters from an agent's last heartbeat.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AgentCounters {
+    /// Echo requests handed to the kernel.
+    pub probes_sent: u64,
+    /// Sends the kernel refused.
+    pub send_errors: u64,
+    /// Replies matched to a probe.
+    pub replies_matched: u64,
+    /// Replies that failed validation.
+    pub replies_invalid: u64,
+    /// Duplicate replies.
+    pub replies_duplicate: u64,
+    /// Replies after the timeout.
+    pub replies_late: u64,
+    /// ICMP errors quoting a probe.
+    pub icmp_errors: u64,
+    /// Packets the kernel dropped on the agent's sockets.
+    pub rx_kernel_drops: u64,
+    /// Probes held back by the rate limit.
+    pub rate_limited: u64,
+    /// Records waiting in the agent's spool.
+    pub spool_records: u64,
+    /// Statistics dropped from a full spool.
+    pub spool_statistics_dropped: u64,
+    /// Devices being probed.
+    pub targets: u64,
+}
+
+/// One agent's connection state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Presence {
+    /// Holds an open link now.
+    pub connected: bool,
+    /// Links open now (a reconnect can overlap the old link's end).
+    #[serde(skip)]
+    pub links: u32,
+    /// Since when it is connected or disconnected, Unix ms (the
+    /// controller's start for an agent never seen).
+    pub since_ms: i64,
+    /// Last heartbeat, Unix ms.
+    pub last_heartbeat_ms: Option<i64>,
+    /// Version from its last Hello.
+    pub version: String,
+    /// Boot id from its last Hello.
+    pub boot_id: String,
+    /// Counters from its last heartbeat.
+    pub counters: AgentCounters,
+}
+
+/// Presence of every agent seen since the controller started.
+#[derive(Debug)]
+pub struct Presences {
+    started_ms: i64,
+    agents: HashMap<String, Presence>,
+    /// Sites whose devices were made `unknown` and not reported on since.
+    forgotten_sites: std::collections::HashSet<String>,
+}
+
+impl Presences {
+    /// Everyone disconnected since `started_ms`.
+    pub fn new(started_ms: i64) -> Self {
+        Self {
+            started_ms,
+            agents: HashMap::new(),
+            forgotten_sites: std::collections::HashSet::new(),
+        }
+    }
+
+    /// `id`'s presence (disconnected since the start if never seen).
+    pub fn get(&self, id: &str) -> Presence {
+        self.agents.get(id).cloned().unwrap_or_else(|| Presence {
+            since_ms: self.started_ms,
+            ..Presence::default()
+        })
+    }
+
+    /// A link from `id` opened.
+    pub fn connected(&mut self, id: &str, site: &str, version: &str, boot_id: &str, now_ms: i64) {
+        let started_ms = self.started_ms;
+        let presence = self
+            .agents
+            .entry(id.to_owned())
+            .or_insert_with(|| Presence {
+                since_ms: started_ms,
+                ..Presence::default()
+            });
+        if presence.links == 0 {
+            presence.since_ms = now_ms;
+        }
+        presence.links += 1;
+        presence.connected = true;
+        presence.version = version.to_owned();
+        presence.boot_id = boot_id.to_owned();
+        self.forgotten_sites.remove(site);
+    }
+
+    /// A link from `id` closed.
+    pub fn disconnected(&mut self, id: &str, now_ms: i64) {
+        if let Some(presence) = self.agents.get_mut(id) {
+            presence.links = presence.links.saturating_sub(1);
+            if presence.links == 0 {
+                presence.connected = false;
+                presence.since_ms = now_ms;
+            }
+        }
+    }
+
+    /// A heartbeat from `id`.
+    pub fn heartbeat(&mut self, id: &str, counters: AgentCounters, now_ms: i64) {
+        if let Some(presence) = self.agents.get_mut(id) {
+            presence.last_heartbeat_ms = Some(now_ms);
+            presence.counters = counters;
+        }
+    }
+
+    /// Sites with no connected agent for longer than their grace period,
+    /// not made `unknown` yet. `sites` maps each site to its agents and
+    /// its grace period; the returned sites count as done.
+    pub fn sites_to_forget(
+        &mut self,
+        sites: &HashMap<String, (Vec<String>, Duration)>,
+        now_ms: i64,
+    ) -> Vec<String> {
+        let mut due = Vec::new();
+        for (site, (agents, grace)) in sites {
+            if self.forgotten_sites.contains(site) {
+                continue;
+            }
+            let presences: Vec<Presence> = agents.iter().map(|id| self.get(id)).collect();
+            if presences.iter().any(|p| p.connected) {
+                continue;
+            }
+            let gone_since = presences
+                .iter()
+                .map(|p| p.since_ms)
+                .max()
+                .unwrap_or(self.started_ms);
+            let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+            if now_ms.saturating_sub(gone_since) >= grace_ms {
+                due.push(site.clone());
+            }
+        }
+        for site in &due {
+            self.forgotten_sites.insert(site.clone());
+        }
+        due.sort();
+        due
+    }
+}
+
+impl Presences {
+    /// Undoes [`Presences::sites_to_forget`] for `site` (its devices could
+    /// not be marked).
+    pub fn remember(&mut self, site: &str) {
+        self.forgotten_sites.remove(site);
+    }
+}
+
+/// How often [`sweep`] looks for offline sites.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Applies the offline rule every [`SWEEP_INTERVAL`] until `shutdown`.
+pub async fn sweep(
+    controller: std::sync::Arc<crate::state::Controller>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        if let Err(error) = controller.forget_offline_sites(crate::time::now_ms()).await {
+            tracing::warn!(%error, "offline-agent sweep failed; retrying");
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+        }
+    }
+}
+
+/// The grace period for devices probed every `longest_interval`.
+pub fn grace_period(longest_interval: Duration) -> Duration {
+    (longest_interval * 3).max(MIN_GRACE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sites(grace_s: u64) -> HashMap<String, (Vec<String>, Duration)> {
+        HashMap::from([(
+            "branch-1".to_owned(),
+            (
+                vec!["a1".to_owned(), "a2".to_owned()],
+                Duration::from_secs(grace_s),
+            ),
+        )])
+    }
+
+    #[test]
+    fn a_site_is_forgotten_once_after_its_grace_with_no_agent_connected() {
+        let mut presences = Presences::new(0);
+        assert!(presences.sites_to_forget(&sites(5), 4_999).is_empty());
+        assert_eq!(presences.sites_to_forget(&sites(5), 5_000), ["branch-1"]);
+        assert!(
+            presences.sites_to_forget(&sites(5), 9_000).is_empty(),
+            "once"
+        );
+        presences.connected("a1", "branch-1", "1.0", "boot", 10_000);
+        assert!(presences.get("a1").connected);
+        presences.disconnected("a1", 20_000);
+        assert!(presences.sites_to_forget(&sites(5), 24_000).is_empty());
+        assert_eq!(presences.sites_to_forget(&sites(5), 25_000), ["branch-1"]);
+    }
+
+    #[test]
+    fn one_connected_agent_keeps_its_site_and_overlapping_links_count() {
+        let mut presences = Presences::new(0);
+        presences.connected("a2", "branch-1", "1.0", "boot", 1_000);
+        presences.connected("a2", "branch-1", "1.0", "boot-2", 2_000);
+        presences.disconnected("a2", 3_000);
+        assert!(
+            presences.get("a2").connected,
+            "the newer link is still open"
+        );
+        assert!(presences.sites_to_forget(&sites(5), 60_000).is_empty());
+        presences.disconnected("a2", 61_000);
+        assert_eq!(presences.sites_to_forget(&sites(5), 66_000), ["branch-1"]);
+    }
+
+    #[test]
+    fn grace_is_three_intervals_but_at_least_five_seconds() {
+        assert_eq!(grace_period(Duration::from_secs(1)), MIN_GRACE);
+        assert_eq!(
+            grace_period(Duration::from_secs(10)),
+            Duration::from_secs(30)
+        );
+    }
+}

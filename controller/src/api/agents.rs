@@ -1,0 +1,68 @@
+//! Agents: the inventory (`POST`), and who is connected right now (`GET`).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, now_ms, rfc3339};
+use crate::agents::Presence;
+use crate::state::Controller;
+use crate::store::AgentRecord;
+
+/// Agent as the API shows it.
+fn agent_json(agent: &AgentRecord, presence: &Presence) -> Value {
+    json!({
+        "id": agent.id,
+        "site": agent.site,
+        "registered_at": rfc3339(agent.created_at_ms),
+        "connected": presence.connected,
+        "since": rfc3339(presence.since_ms),
+        "last_heartbeat": presence.last_heartbeat_ms.map(rfc3339),
+        "version": presence.version,
+        "boot_id": presence.boot_id,
+        "counters": presence.counters,
+    })
+}
+
+/// Body of `POST /api/v1/agents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentInput {
+    id: String,
+    site: String,
+}
+
+/// `POST /api/v1/agents`: registers an agent (again: no change).
+pub async fn register(
+    State(controller): State<Arc<Controller>>,
+    body: Result<Json<AgentInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(input) = body.map_err(|rejection| ApiError::field("body", rejection.body_text()))?;
+    let agent = controller
+        .register_agent(&input.id, &input.site, now_ms())
+        .await?;
+    let presence = controller
+        .agents()
+        .await?
+        .into_iter()
+        .find(|(known, _)| known.id == agent.id)
+        .map(|(_, presence)| presence)
+        .unwrap_or_default();
+    Ok((StatusCode::CREATED, Json(agent_json(&agent, &presence))))
+}
+
+/// `GET /api/v1/agents`.
+pub async fn list(State(controller): State<Arc<Controller>>) -> Result<Json<Value>, ApiError> {
+    let agents = controller.agents().await?;
+    Ok(Json(Value::Array(
+        agents
+            .iter()
+            .map(|(agent, presence)| agent_json(agent, presence))
+            .collect(),
+    )))
+}

@@ -1,0 +1,219 @@
+//! Agents in the inventory (REST), their presence, and the offline rule:
+//! a site with no connected agent for its grace period shows `unknown`,
+//! never `up`; its agent's reports bring it back, replays included.
+
+mod common;
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::json;
+use ward_controller::store::{ReportedTransition, Status, TransitionReport};
+
+fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionReport {
+    TransitionReport {
+        agent_id: "branch-5-agent".into(),
+        boot_id: "boot-1".into(),
+        seq,
+        transitions: vec![ReportedTransition {
+            device_id,
+            status,
+            probed_at_ms: at_ms,
+            last_rtt_us: Some(700),
+            reason: "test".into(),
+        }],
+    }
+}
+
+#[tokio::test]
+async fn agents_are_registered_listed_and_bad_input_is_named() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let (code, agent) = api
+        .post(
+            "/api/v1/agents",
+            json!({"id": "branch-5-agent", "site": "branch-5"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{agent}");
+    assert_eq!(
+        (agent["connected"].as_bool(), agent["site"].as_str()),
+        (Some(false), Some("branch-5"))
+    );
+    let (code, again) = api
+        .post(
+            "/api/v1/agents",
+            json!({"id": "branch-5-agent", "site": "branch-5"}),
+        )
+        .await;
+    assert_eq!(code, 201, "registering again changes nothing: {again}");
+    let (code, conflict) = api
+        .post(
+            "/api/v1/agents",
+            json!({"id": "branch-5-agent", "site": "branch-6"}),
+        )
+        .await;
+    assert_eq!(code, 409, "{conflict}");
+    let (code, bad) = api
+        .post(
+            "/api/v1/agents",
+            json!({"id": "no spaces", "site": "branch-5"}),
+        )
+        .await;
+    assert_eq!((code, bad["field"].as_str()), (400, Some("id")), "{bad}");
+    let (code, bad) = api
+        .send(
+            Method::POST,
+            "/api/v1/agents",
+            Some(json!({"id": "a"})),
+            None,
+        )
+        .await;
+    assert_eq!((code, bad["field"].as_str()), (400, Some("body")), "{bad}");
+
+    controller.link_opened(
+        &controller
+            .agent("branch-5-agent")
+            .await
+            .expect("store")
+            .expect("registered"),
+        "0.1.0",
+        "boot-1",
+        ward_controller::time::now_ms(),
+    );
+    let (_, agents) = api.get("/api/v1/agents").await;
+    assert_eq!(agents.as_array().map(Vec::len), Some(1), "{agents}");
+    assert_eq!(agents[0]["connected"], true);
+    assert_eq!(agents[0]["version"], "0.1.0");
+}
+
+#[tokio::test]
+async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_reports() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let (_, router) = api
+        .post(
+            "/api/v1/devices",
+            json!({"name": "router", "address": "198.18.1.1", "site": "branch-5"}),
+        )
+        .await;
+    let (_, atm) = api
+        .post(
+            "/api/v1/devices",
+            json!({"name": "atm", "address": "198.18.1.2", "site": "branch-5"}),
+        )
+        .await;
+    let (_, elsewhere) = api
+        .post(
+            "/api/v1/devices",
+            json!({"name": "atm", "address": "198.18.1.3", "site": "branch-9"}),
+        )
+        .await;
+    let (router, atm, elsewhere) = (
+        router["id"].as_i64().expect("id"),
+        atm["id"].as_i64().expect("id"),
+        elsewhere["id"].as_i64().expect("id"),
+    );
+    let agent = controller
+        .register_agent("branch-5-agent", "branch-5", 0)
+        .await
+        .expect("register");
+    controller
+        .register_agent("branch-9-agent", "branch-9", 0)
+        .await
+        .expect("register");
+    let t0 = ward_controller::time::now_ms();
+    controller.link_opened(&agent, "0.1.0", "boot-1", t0);
+    controller.link_opened(
+        &controller
+            .agent("branch-9-agent")
+            .await
+            .expect("store")
+            .expect("registered"),
+        "0.1.0",
+        "boot-1",
+        t0,
+    );
+    controller
+        .apply_report(&report(router, 1, Status::Up, t0), t0)
+        .await
+        .expect("up");
+    controller
+        .apply_report(&report(atm, 2, Status::Down, t0 + 100), t0 + 100)
+        .await
+        .expect("down");
+    controller
+        .apply_report(&report(elsewhere, 3, Status::Up, t0), t0)
+        .await
+        .expect("up");
+
+    controller.link_closed("branch-5-agent", t0 + 1_000);
+    assert!(
+        controller
+            .forget_offline_sites(t0 + 5_999)
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+    let (_, router_now) = api.get(&format!("/api/v1/devices/{router}")).await;
+    assert_eq!(
+        router_now["status"], "up",
+        "within the grace period nothing changes"
+    );
+
+    let forgotten = controller
+        .forget_offline_sites(t0 + 6_000)
+        .await
+        .expect("sweep");
+    assert_eq!(forgotten, ["branch-5"]);
+    for id in [router, atm] {
+        let (_, device) = api.get(&format!("/api/v1/devices/{id}")).await;
+        assert_eq!(device["status"], "unknown", "{device}");
+        assert!(device["down_since"].is_null(), "{device}");
+    }
+    let (_, other) = api.get(&format!("/api/v1/devices/{elsewhere}")).await;
+    assert_eq!(other["status"], "up", "another site's agent is connected");
+    let (_, summary) = api.get("/api/v1/summary").await;
+    assert_eq!(
+        (summary["unknown"].as_u64(), summary["up"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let (_, open) = api.get("/api/v1/alerts?state=open").await;
+    assert_eq!(
+        open.as_array().map(Vec::len),
+        Some(1),
+        "the atm's alert stays open: {open}"
+    );
+    assert_eq!(api.metric("ward_sites_marked_unknown_total").await, 1);
+    assert!(
+        controller
+            .forget_offline_sites(t0 + 60_000)
+            .await
+            .expect("sweep")
+            .is_empty(),
+        "once"
+    );
+
+    // The agent returns and replays what it decided while away (the atm
+    // came back at t0 + 3 s): both devices show their reported state again.
+    controller.link_opened(&agent, "0.1.0", "boot-1", t0 + 61_000);
+    controller
+        .apply_report(
+            &TransitionReport {
+                transitions: vec![
+                    report(router, 0, Status::Up, t0).transitions[0].clone(),
+                    report(atm, 0, Status::Up, t0 + 3_000).transitions[0].clone(),
+                ],
+                ..report(router, 4, Status::Up, t0)
+            },
+            t0 + 61_000,
+        )
+        .await
+        .expect("replay");
+    for id in [router, atm] {
+        let (_, device) = api.get(&format!("/api/v1/devices/{id}")).await;
+        assert_eq!(device["status"], "up", "{device}");
+    }
+    let (_, open) = api.get("/api/v1/alerts?state=open").await;
+    assert_eq!(open, json!([]), "the atm's alert resolved");
+}
