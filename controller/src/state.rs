@@ -60,6 +60,9 @@ pub struct Metrics {
     pub transitions_ignored: AtomicU64,
     /// Statistics entries for devices the store does not know.
     pub statistics_ignored: AtomicU64,
+    /// Report entries refused on an agent link (not assigned, unknown,
+    /// malformed).
+    pub report_entries_rejected: AtomicU64,
     /// Sites whose devices were made `unknown` because no agent was
     /// connected for the grace period.
     pub sites_marked_unknown: AtomicU64,
@@ -75,6 +78,9 @@ pub struct Controller {
     pub metrics: Metrics,
     /// Committed status changes, for live events.
     events: tokio::sync::broadcast::Sender<StatusEvent>,
+    /// Bumped after every committed change to the device inventory, so
+    /// agent links send assignment updates.
+    inventory_changes: tokio::sync::watch::Sender<u64>,
     /// Bumped after commits that may have queued notifications.
     outbox_wakeup: tokio::sync::watch::Sender<()>,
     /// When set, REST calls that change data must carry it as a bearer token.
@@ -107,6 +113,7 @@ impl Controller {
             metrics: Metrics::default(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             outbox_wakeup: tokio::sync::watch::channel(()).0,
+            inventory_changes: tokio::sync::watch::channel(0).0,
             api_token: None,
             tsdb: None,
             notification_channels: Vec::new(),
@@ -165,6 +172,16 @@ impl Controller {
     /// Changes after every commit that may have queued notifications.
     pub fn outbox_wakeups(&self) -> tokio::sync::watch::Receiver<()> {
         self.outbox_wakeup.subscribe()
+    }
+
+    /// Changes after every committed change to the device inventory.
+    pub fn inventory_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inventory_changes.subscribe()
+    }
+
+    fn inventory_changed(&self) {
+        self.inventory_changes
+            .send_modify(|generation| *generation += 1);
     }
 
     /// The "last round only failed" flag of notification channel `name`.
@@ -407,10 +424,13 @@ impl Controller {
         now_ms: i64,
     ) -> Result<Device, StoreError> {
         let _write = self.cache.begin_write();
-        self.store
+        let device = self
+            .store
             .create_device(spec, now_ms)
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(|e| self.store_failed(e))?;
+        self.inventory_changed();
+        Ok(device)
     }
 
     /// Replaces a device's configuration; `None` if it does not exist.
@@ -420,19 +440,25 @@ impl Controller {
         spec: &DeviceSpec,
     ) -> Result<Option<Device>, StoreError> {
         let _write = self.cache.begin_write();
-        self.store
+        let device = self
+            .store
             .update_device(id, spec)
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(|e| self.store_failed(e))?;
+        self.inventory_changed();
+        Ok(device)
     }
 
     /// Deletes a device; false if it did not exist.
     pub async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
         let _write = self.cache.begin_write();
-        self.store
+        let deleted = self
+            .store
             .delete_device(id)
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(|e| self.store_failed(e))?;
+        self.inventory_changed();
+        Ok(deleted)
     }
 
     /// Creates all devices or none.
@@ -442,10 +468,13 @@ impl Controller {
         now_ms: i64,
     ) -> Result<Vec<Device>, StoreError> {
         let _write = self.cache.begin_write();
-        self.store
+        let devices = self
+            .store
             .import_devices(specs, now_ms)
             .await
-            .map_err(|e| self.store_failed(e))
+            .map_err(|e| self.store_failed(e))?;
+        self.inventory_changed();
+        Ok(devices)
     }
 
     /// Devices matching every given filter: status, site, and `query` in

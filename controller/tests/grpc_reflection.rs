@@ -76,6 +76,7 @@ async fn reflection_lists_services_and_health_check_answers_serving() {
         [
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
+            "ward.v1.AgentLink",
             "ward.v1.Inventory"
         ]
     );

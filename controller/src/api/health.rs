@@ -149,6 +149,11 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.statistics_ignored,
         ),
         (
+            "ward_report_entries_rejected_total",
+            "Agent report entries refused (device not assigned to it, unknown, malformed).",
+            &controller.metrics.report_entries_rejected,
+        ),
+        (
             "ward_sites_marked_unknown_total",
             "Sites whose devices became unknown: no agent connected for the grace period.",
             &controller.metrics.sites_marked_unknown,

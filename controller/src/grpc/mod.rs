@@ -2,8 +2,10 @@
 //! checking (`grpc.health.v1`) and server reflection (v1 and v1alpha, for
 //! grpcurl and friends), which advertises exactly the services served.
 
+mod agent_link;
 mod inventory;
 
+pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};
 pub use inventory::InventoryService;
 
 use std::future::Future;
@@ -46,7 +48,11 @@ pub async fn bind(address: SocketAddr) -> Result<TcpListener, GrpcError> {
 }
 
 /// Services served (and advertised by reflection) besides reflection itself.
-const SERVED: &[&str] = &["grpc.health.v1.Health", "ward.v1.Inventory"];
+const SERVED: &[&str] = &[
+    "grpc.health.v1.Health",
+    "ward.v1.AgentLink",
+    "ward.v1.Inventory",
+];
 
 /// Serves the inventory of `controller`, health and reflection on
 /// `listener` until `shutdown` completes.
@@ -73,6 +79,12 @@ pub async fn serve(
     let reflection_v1alpha =
         reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     Server::builder()
+        .add_service(ward_proto::v1::agent_link_server::AgentLinkServer::new(
+            AgentLinkService::new(
+                Arc::clone(&controller),
+                Arc::new(|_: &tonic::Request<_>| PeerIdentity::Unauthenticated),
+            ),
+        ))
         .add_service(ward_proto::v1::inventory_server::InventoryServer::new(
             InventoryService::new(controller),
         ))

@@ -1,0 +1,486 @@
+//! The `ward.v1.AgentLink` service: one bidirectional stream per agent.
+//!
+//! A session: the agent's `Hello` (within [`HELLO_TIMEOUT`]) is checked
+//! against the inventory (and, with mTLS, the client certificate); a
+//! refused agent gets a `Refusal` naming what to do, and the stream ends.
+//! Otherwise the agent gets its site's devices as a snapshot, then an
+//! update after every inventory change. Reports are handled in stream
+//! order; a batch is acknowledged only after it is durable in the store
+//! (transitions) or handed to the time-series writer (statistics), so the
+//! cumulative `Ack` is exact. When the store fails the stream ends with
+//! `UNAVAILABLE` and nothing after the last ack counts as received: the
+//! agent replays it from its spool.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt as _};
+use tonic::{Request, Response, Status as GrpcStatus, Streaming};
+use tracing::{info, warn};
+use ward_proto::v1::agent_link_server::AgentLink;
+use ward_proto::v1::{
+    self as pb, AgentMessage, ControllerMessage, DeviceState, RefusalCode, RejectionReason,
+    agent_message, controller_message,
+};
+
+use crate::agents::AgentCounters;
+use crate::state::Controller;
+use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
+use crate::time::now_ms;
+use crate::tsdb::{DeviceStatistics, StatisticsReport};
+
+/// How long a new stream may take to say `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// A link with no message for this long is dead (agents heartbeat every
+/// second).
+const SILENCE_LIMIT: Duration = Duration::from_secs(15);
+/// Messages buffered towards one agent.
+const OUTBOUND_BUFFER: usize = 64;
+
+/// Who the transport says the peer is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// Plaintext (loopback only, when configured): trust the Hello.
+    Unauthenticated,
+    /// The identity in the client certificate.
+    Certificate(String),
+}
+
+/// Finds the identity of a request's peer; set by the TLS layer.
+pub type IdentifyPeer =
+    Arc<dyn Fn(&Request<Streaming<AgentMessage>>) -> PeerIdentity + Send + Sync>;
+
+/// The service.
+pub struct AgentLinkService {
+    controller: Arc<Controller>,
+    identify: IdentifyPeer,
+}
+
+impl AgentLinkService {
+    /// Links agents to `controller`; `identify` names each peer.
+    pub fn new(controller: Arc<Controller>, identify: IdentifyPeer) -> Self {
+        Self {
+            controller,
+            identify,
+        }
+    }
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<ControllerMessage, GrpcStatus>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentLink for AgentLinkService {
+    type ConnectStream = Outbound;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Outbound>, GrpcStatus> {
+        let peer = (self.identify)(&request);
+        let inbound = request.into_inner();
+        let (outbound, receiver) = mpsc::channel(OUTBOUND_BUFFER);
+        tokio::spawn(session(
+            Arc::clone(&self.controller),
+            peer,
+            inbound,
+            outbound,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+type Sender = mpsc::Sender<Result<ControllerMessage, GrpcStatus>>;
+
+fn message(kind: controller_message::Kind) -> Result<ControllerMessage, GrpcStatus> {
+    Ok(ControllerMessage { kind: Some(kind) })
+}
+
+async fn refuse(outbound: &Sender, code: RefusalCode, text: String) {
+    warn!(?code, reason = %text, "agent refused");
+    let _ = outbound
+        .send(message(controller_message::Kind::Refusal(pb::Refusal {
+            code: code.into(),
+            message: text,
+        })))
+        .await;
+}
+
+/// One agent's stream, from Hello to the end.
+async fn session(
+    controller: Arc<Controller>,
+    peer: PeerIdentity,
+    mut inbound: Streaming<AgentMessage>,
+    outbound: Sender,
+) {
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.next()).await {
+        Ok(Some(Ok(AgentMessage {
+            kind: Some(agent_message::Kind::Hello(hello)),
+        }))) => hello,
+        Ok(Some(Ok(_))) => {
+            return refuse(
+                &outbound,
+                RefusalCode::ProtocolError,
+                "the first message must be Hello".into(),
+            )
+            .await;
+        }
+        Ok(Some(Err(status))) => {
+            warn!(%status, "agent stream failed before Hello");
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            return refuse(
+                &outbound,
+                RefusalCode::ProtocolError,
+                format!("no Hello within {HELLO_TIMEOUT:?}"),
+            )
+            .await;
+        }
+    };
+    let agent = match admit(&controller, &peer, &hello).await {
+        Ok(agent) => agent,
+        Err((code, text)) => return refuse(&outbound, code, text).await,
+    };
+    controller.link_opened(&agent, &hello.version, &hello.boot_id, now_ms());
+    info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, "agent connected");
+    let mut link = Link {
+        controller: Arc::clone(&controller),
+        agent,
+        boot_id: hello.boot_id,
+        assigned: HashMap::new(),
+        generation: 0,
+        outbound,
+    };
+    let ended = link.run(&mut inbound).await;
+    controller.link_closed(&link.agent.id, now_ms());
+    match ended {
+        Ok(()) => info!(agent = %link.agent.id, "agent disconnected"),
+        Err(status) => {
+            warn!(agent = %link.agent.id, %status, "agent link closed by the controller");
+            let _ = link.outbound.send(Err(status)).await;
+        }
+    }
+}
+
+/// The agent named in `hello`, if it may connect.
+async fn admit(
+    controller: &Controller,
+    peer: &PeerIdentity,
+    hello: &pb::Hello,
+) -> Result<AgentRecord, (RefusalCode, String)> {
+    if hello.agent_id.is_empty() || hello.boot_id.is_empty() {
+        return Err((
+            RefusalCode::ProtocolError,
+            "Hello needs an agent_id and a boot_id".into(),
+        ));
+    }
+    if let PeerIdentity::Certificate(name) = peer
+        && *name != hello.agent_id
+    {
+        return Err((
+            RefusalCode::IdentityMismatch,
+            format!(
+                "the client certificate is for `{name}`, but the agent says it is `{}`: \
+                 give each agent its own certificate (`ward-controller certs agent {}`)",
+                hello.agent_id, hello.agent_id
+            ),
+        ));
+    }
+    let agent = controller
+        .agent(&hello.agent_id)
+        .await
+        .map_err(|error| {
+            (
+                RefusalCode::Unspecified,
+                format!("the controller cannot read its inventory: {error}"),
+            )
+        })?
+        .ok_or_else(|| {
+            (
+                RefusalCode::UnknownAgent,
+                format!(
+                    "agent `{}` is not registered: run `ward-controller agents add {} --site {}` \
+                     or POST /api/v1/agents",
+                    hello.agent_id,
+                    hello.agent_id,
+                    if hello.site.is_empty() {
+                        "SITE"
+                    } else {
+                        &hello.site
+                    }
+                ),
+            )
+        })?;
+    if !hello.site.is_empty() && hello.site != agent.site {
+        return Err((
+            RefusalCode::ProtocolError,
+            format!(
+                "agent `{}` is registered for site `{}`, not `{}`: fix the agent's --site",
+                agent.id, agent.site, hello.site
+            ),
+        ));
+    }
+    Ok(agent)
+}
+
+struct Link {
+    controller: Arc<Controller>,
+    agent: AgentRecord,
+    boot_id: String,
+    /// What the agent was told to probe, by device id.
+    assigned: HashMap<i64, pb::ProbeTarget>,
+    generation: u64,
+    outbound: Sender,
+}
+
+impl Link {
+    async fn run(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<(), GrpcStatus> {
+        let mut inventory = self.controller.inventory_changes();
+        inventory.mark_unchanged();
+        self.send_assignment().await?;
+        loop {
+            tokio::select! {
+                next = tokio::time::timeout(SILENCE_LIMIT, inbound.next()) => match next {
+                    Err(_) => return Err(GrpcStatus::deadline_exceeded(format!("no message from the agent for {SILENCE_LIMIT:?}"))),
+                    Ok(None) => return Ok(()),
+                    Ok(Some(Err(status))) => {
+                        warn!(agent = %self.agent.id, %status, "agent stream failed");
+                        return Ok(());
+                    }
+                    Ok(Some(Ok(message))) => self.handle(message).await?,
+                },
+                changed = inventory.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    self.send_assignment().await?;
+                }
+            }
+        }
+    }
+
+    async fn send(&self, kind: controller_message::Kind) -> Result<(), GrpcStatus> {
+        self.outbound
+            .send(message(kind))
+            .await
+            .map_err(|_| GrpcStatus::cancelled("the agent went away"))
+    }
+
+    /// The first call sends a snapshot; later calls send what changed.
+    async fn send_assignment(&mut self) -> Result<(), GrpcStatus> {
+        let devices = self.controller.devices().await.map_err(|error| {
+            GrpcStatus::unavailable(format!("the status database is not answering: {error}"))
+        })?;
+        let wanted: HashMap<i64, pb::ProbeTarget> = devices
+            .iter()
+            .filter(|device| device.spec.site == self.agent.site && device.spec.enabled)
+            .map(|device| (device.id, probe_target(device)))
+            .collect();
+        let first = self.generation == 0;
+        self.generation += 1;
+        if first {
+            let mut targets: Vec<pb::ProbeTarget> = wanted.values().cloned().collect();
+            targets.sort_by_key(|target| target.device_id);
+            info!(agent = %self.agent.id, devices = targets.len(), "assignment sent");
+            self.send(controller_message::Kind::Snapshot(pb::AssignmentSnapshot {
+                generation: self.generation,
+                targets,
+            }))
+            .await?;
+        } else {
+            let mut upserts: Vec<pb::ProbeTarget> = wanted
+                .iter()
+                .filter(|(id, target)| self.assigned.get(id) != Some(target))
+                .map(|(_, target)| target.clone())
+                .collect();
+            upserts.sort_by_key(|target| target.device_id);
+            let mut removed: Vec<u64> = self
+                .assigned
+                .keys()
+                .filter(|id| !wanted.contains_key(id))
+                .filter_map(|&id| u64::try_from(id).ok())
+                .collect();
+            removed.sort_unstable();
+            if upserts.is_empty() && removed.is_empty() {
+                self.generation -= 1;
+                return Ok(());
+            }
+            self.send(controller_message::Kind::Update(pb::AssignmentUpdate {
+                generation: self.generation,
+                upserts,
+                removed_device_ids: removed,
+            }))
+            .await?;
+        }
+        self.assigned = wanted;
+        Ok(())
+    }
+
+    async fn handle(&mut self, message: AgentMessage) -> Result<(), GrpcStatus> {
+        match message.kind {
+            Some(agent_message::Kind::Transitions(batch)) => self.transitions(batch).await,
+            Some(agent_message::Kind::Statistics(batch)) => self.statistics(batch).await,
+            Some(agent_message::Kind::Heartbeat(heartbeat)) => {
+                let counters = heartbeat.counters.unwrap_or_default();
+                self.controller
+                    .heartbeat(&self.agent.id, counters_from_proto(&counters), now_ms());
+                Ok(())
+            }
+            Some(agent_message::Kind::Hello(_)) | None => Err(GrpcStatus::invalid_argument(
+                "Hello is only the first message; every message needs a kind",
+            )),
+        }
+    }
+
+    /// Splits a report into what this agent may report and what it may not.
+    fn screen(&self, device_id: u64) -> Result<i64, RejectionReason> {
+        let id = i64::try_from(device_id).map_err(|_| RejectionReason::UnknownDevice)?;
+        if self.assigned.contains_key(&id) {
+            Ok(id)
+        } else {
+            Err(RejectionReason::NotAssigned)
+        }
+    }
+
+    async fn transitions(&mut self, batch: pb::TransitionBatch) -> Result<(), GrpcStatus> {
+        let mut rejected = Vec::new();
+        let mut transitions = Vec::with_capacity(batch.transitions.len());
+        for transition in batch.transitions {
+            let status = match DeviceState::try_from(transition.state) {
+                Ok(DeviceState::Up) => Status::Up,
+                Ok(DeviceState::Down) => Status::Down,
+                Ok(DeviceState::Unreachable) => Status::Unreachable,
+                _ => {
+                    rejected.push(rejection(transition.device_id, RejectionReason::Malformed));
+                    continue;
+                }
+            };
+            match self.screen(transition.device_id) {
+                Ok(device_id) => transitions.push(ReportedTransition {
+                    device_id,
+                    status,
+                    probed_at_ms: transition.probed_at_unix_us.div_euclid(1_000),
+                    last_rtt_us: transition.last_rtt_us,
+                    reason: if transition.detail.is_empty() {
+                        reason_text(transition.reason)
+                    } else {
+                        transition.detail
+                    },
+                }),
+                Err(reason) => rejected.push(rejection(transition.device_id, reason)),
+            }
+        }
+        let report = TransitionReport {
+            agent_id: self.agent.id.clone(),
+            boot_id: self.boot_id.clone(),
+            seq: batch.seq,
+            transitions,
+        };
+        self.controller
+            .apply_report(&report, now_ms())
+            .await
+            .map_err(|error| {
+                GrpcStatus::unavailable(format!(
+                    "the status database is not answering: {error}; replay from your spool"
+                ))
+            })?;
+        self.ack(batch.seq, rejected).await
+    }
+
+    async fn statistics(&mut self, batch: pb::StatisticsBatch) -> Result<(), GrpcStatus> {
+        let mut rejected = Vec::new();
+        let mut devices = Vec::with_capacity(batch.devices.len());
+        for entry in batch.devices {
+            match self.screen(entry.device_id) {
+                Ok(device_id) => devices.push(DeviceStatistics {
+                    device_id,
+                    sent: entry.sent,
+                    received: entry.received,
+                    rtt_min_us: entry.rtt_min_us,
+                    rtt_avg_us: entry.rtt_avg_us,
+                    rtt_max_us: entry.rtt_max_us,
+                    jitter_us: entry.jitter_us,
+                }),
+                Err(reason) => rejected.push(rejection(entry.device_id, reason)),
+            }
+        }
+        let report = StatisticsReport {
+            agent_id: self.agent.id.clone(),
+            period_end_ms: batch.period_start_unix_ms + i64::from(batch.period_ms),
+            devices,
+        };
+        self.controller
+            .record_statistics(&report)
+            .await
+            .map_err(|error| {
+                GrpcStatus::unavailable(format!(
+                    "the status database is not answering: {error}; replay from your spool"
+                ))
+            })?;
+        self.ack(batch.seq, rejected).await
+    }
+
+    async fn ack(&self, seq: u64, rejected: Vec<pb::RejectedEntry>) -> Result<(), GrpcStatus> {
+        if !rejected.is_empty() {
+            warn!(agent = %self.agent.id, seq, rejected = rejected.len(), "report entries refused");
+            self.controller
+                .metrics
+                .report_entries_rejected
+                .fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.send(controller_message::Kind::Ack(pb::Ack {
+            acked_seq: seq,
+            rejected,
+        }))
+        .await
+    }
+}
+
+fn rejection(device_id: u64, reason: RejectionReason) -> pb::RejectedEntry {
+    pb::RejectedEntry {
+        device_id,
+        reason: reason.into(),
+    }
+}
+
+fn reason_text(reason: i32) -> String {
+    match pb::TransitionReason::try_from(reason) {
+        Ok(pb::TransitionReason::Replies) => "replies".into(),
+        Ok(pb::TransitionReason::Timeouts) => "timeouts".into(),
+        Ok(pb::TransitionReason::IcmpUnreachable) => "ICMP unreachable".into(),
+        _ => "unspecified".into(),
+    }
+}
+
+fn probe_target(device: &Device) -> pb::ProbeTarget {
+    pb::ProbeTarget {
+        device_id: u64::try_from(device.id).unwrap_or_default(),
+        address: device.spec.address.to_string(),
+        interval_ms: device.spec.interval_ms,
+        timeout_ms: device.spec.timeout_ms,
+        down_after: u32::from(device.spec.down_after),
+        up_after: u32::from(device.spec.up_after),
+    }
+}
+
+fn counters_from_proto(counters: &pb::EngineCounters) -> AgentCounters {
+    AgentCounters {
+        probes_sent: counters.probes_sent,
+        send_errors: counters.send_errors,
+        replies_matched: counters.replies_matched,
+        replies_invalid: counters.replies_invalid,
+        replies_duplicate: counters.replies_duplicate,
+        replies_late: counters.replies_late,
+        icmp_errors: counters.icmp_errors,
+        rx_kernel_drops: counters.rx_kernel_drops,
+        rate_limited: counters.rate_limited,
+        spool_records: counters.spool_records,
+        spool_statistics_dropped: counters.spool_statistics_dropped,
+        targets: counters.targets,
+    }
+}
