@@ -84,6 +84,7 @@ pub fn run(
         },
         receive_buffer: options.receive_buffer,
         linger: LINGER,
+        all_families: false,
     };
     let started = Instant::now();
     let prober = match Prober::start(config, &targets, |_, _| {}) {

@@ -11,6 +11,7 @@
 //! No mutex and no allocation per packet on either path. The engine thread
 //! owns the engine and hands it back when the run ends.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -21,7 +22,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::clock::Clock;
-use crate::engine::{Engine, EngineConfig, Nanos, SpecError, TargetSpec, Transition};
+use crate::engine::{Engine, EngineConfig, Nanos, PeriodStats, SpecError, TargetSpec, Transition};
 use crate::packet::{self, Family, PROBE_LEN, Rejection, TagKey, Verdict};
 use crate::sys::{Features, IcmpSocket, OpenError, RecvBatch, SendBatch};
 
@@ -43,7 +44,32 @@ pub struct ProberConfig {
     /// Count mode: how long to keep receiving after every probe concluded,
     /// so duplicates and late replies still on the wire are counted.
     pub linger: Duration,
+    /// Open a socket for every address family the host supports, not just
+    /// those of the first targets (targets arrive later with [`Control`]).
+    pub all_families: bool,
 }
+
+/// A change to a running prober's targets, or a request for statistics.
+#[derive(Debug)]
+pub enum Control {
+    /// Probe `id` with `spec` (restarting its state if the spec changed).
+    Upsert {
+        /// The caller's id for the target (the device id).
+        id: u64,
+        /// How to probe it.
+        spec: TargetSpec,
+    },
+    /// Stop probing `id`.
+    Remove {
+        /// The id it was added with.
+        id: u64,
+    },
+    /// Every target's statistics since the last request (then a new period).
+    TakeStatistics(std::sync::mpsc::SyncSender<Vec<(u64, PeriodStats)>>),
+}
+
+/// Controls waiting for the engine thread.
+const CONTROL_CAPACITY: usize = 1 << 16;
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +109,10 @@ pub struct IoCounters {
     pub send_errors: AtomicU64,
     /// Probes handed to the kernel (for progress displays).
     pub sent: AtomicU64,
+    /// Targets refused at run time (bad spec, or no socket for the family).
+    pub targets_refused: AtomicU64,
+    /// Targets being probed (published once per engine loop).
+    pub targets: AtomicU64,
     /// Replies matched by the engine (published once per engine loop).
     pub matched: AtomicU64,
     /// Engine time of the first and the last probe handed to the kernel
@@ -102,6 +132,7 @@ pub struct Prober {
     receiver_thread: Option<JoinHandle<()>>,
     /// Disconnected when the engine thread ends.
     engine_done: std::sync::mpsc::Receiver<()>,
+    controls: Arc<ArrayQueue<Control>>,
 }
 
 impl Prober {
@@ -116,15 +147,17 @@ impl Prober {
         let ident = random_ident();
         let mut sockets = Vec::new();
         for family in [Family::V4, Family::V6] {
-            if targets
+            let needed = targets
                 .iter()
-                .any(|(spec, _)| Family::of(spec.address) == family)
-            {
-                sockets.push(Arc::new(IcmpSocket::open(
-                    family,
-                    ident,
-                    config.receive_buffer,
-                )?));
+                .any(|(spec, _)| Family::of(spec.address) == family);
+            if !needed && !config.all_families {
+                continue;
+            }
+            match IcmpSocket::open(family, ident, config.receive_buffer) {
+                Ok(socket) => sockets.push(Arc::new(socket)),
+                // A family the host lacks is fine until a target needs it.
+                Err(_) if !needed => {}
+                Err(error) => return Err(error.into()),
             }
         }
         let key = TagKey::random().map_err(ProberError::Random)?;
@@ -135,9 +168,11 @@ impl Prober {
             .first()
             .is_some_and(|socket| socket.kernel_checksums());
         let mut engine = Engine::new(engine_config, key, clock.now());
+        let mut slots = HashMap::with_capacity(targets.len());
         for (spec, id) in targets {
-            engine.add_target(*spec, *id, clock.now())?;
+            slots.insert(*id, (engine.add_target(*spec, *id, clock.now())?, *spec));
         }
+        let controls = Arc::new(ArrayQueue::new(CONTROL_CAPACITY));
         let poll = Poll::new().map_err(ProberError::Poll)?;
         for (i, socket) in sockets.iter().enumerate() {
             poll.registry()
@@ -157,11 +192,12 @@ impl Prober {
         let engine_thread = thread::Builder::new()
             .name("ward-engine".into())
             .spawn({
-                let (sockets, queue, stop, counters) = (
+                let (sockets, queue, stop, counters, controls) = (
                     sockets.clone(),
                     Arc::clone(&queue),
                     Arc::clone(&stop),
                     Arc::clone(&counters),
+                    Arc::clone(&controls),
                 );
                 let linger = config.linger;
                 move || {
@@ -174,8 +210,9 @@ impl Prober {
                         stop: &stop,
                         counters: &counters,
                         linger,
+                        controls: &controls,
                     };
-                    engine_loop(engine, &shared, on_transition)
+                    engine_loop(engine, slots, &shared, on_transition)
                 }
             })
             .map_err(ProberError::Thread)?;
@@ -202,7 +239,23 @@ impl Prober {
             engine_thread: Some(engine_thread),
             receiver_thread: Some(receiver_thread),
             engine_done,
+            controls,
         })
+    }
+
+    /// Hands `control` to the engine thread; gives it back when too many
+    /// are waiting (try again shortly).
+    pub fn control(&self, control: Control) -> Result<(), Control> {
+        self.controls.push(control)?;
+        if let Some(thread) = &self.engine_thread {
+            thread.thread().unpark();
+        }
+        Ok(())
+    }
+
+    /// Address families with an open socket.
+    pub fn families(&self) -> Vec<Family> {
+        self.features.iter().map(|(family, _)| *family).collect()
     }
 
     /// Sender and receiver counters.
@@ -367,10 +420,67 @@ struct EngineShared<'a> {
     stop: &'a AtomicBool,
     counters: &'a IoCounters,
     linger: Duration,
+    controls: &'a ArrayQueue<Control>,
+}
+
+/// Applies one [`Control`]; `slots` maps ids to engine slots and specs.
+fn apply_control(
+    engine: &mut Engine,
+    slots: &mut HashMap<u64, (u32, TargetSpec)>,
+    control: Control,
+    shared: &EngineShared<'_>,
+) {
+    let now = shared.clock.now();
+    match control {
+        Control::Upsert { id, spec } => {
+            if slots.get(&id).is_some_and(|(_, current)| *current == spec) {
+                return;
+            }
+            if let Some((index, _)) = slots.remove(&id) {
+                engine.remove_target(index);
+            }
+            let family = Family::of(spec.address);
+            if !shared
+                .sockets
+                .iter()
+                .any(|socket| socket.family() == family)
+            {
+                shared
+                    .counters
+                    .targets_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            match engine.add_target(spec, id, now) {
+                Ok(index) => {
+                    slots.insert(id, (index, spec));
+                }
+                Err(_) => {
+                    shared
+                        .counters
+                        .targets_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Control::Remove { id } => {
+            if let Some((index, _)) = slots.remove(&id) {
+                engine.remove_target(index);
+            }
+        }
+        Control::TakeStatistics(reply) => {
+            let mut statistics = Vec::with_capacity(slots.len());
+            engine.take_period_stats(|id, _, stats| statistics.push((id, stats)));
+            // The asker may have given up waiting; nothing is lost but its
+            // period, which it asked to end.
+            let _ = reply.send(statistics);
+        }
+    }
 }
 
 fn engine_loop(
     mut engine: Engine,
+    mut slots: HashMap<u64, (u32, TargetSpec)>,
     shared: &EngineShared<'_>,
     mut on_transition: impl FnMut(&Clock, Transition),
 ) -> Engine {
@@ -381,6 +491,7 @@ fn engine_loop(
         stop,
         counters,
         linger,
+        controls,
     } = *shared;
     let mut batches: Vec<(Family, SendBatch)> = sockets
         .iter()
@@ -390,6 +501,9 @@ fn engine_loop(
     let linger = u64::try_from(linger.as_nanos()).unwrap_or(u64::MAX);
     let mut linger_until: Option<Nanos> = None;
     loop {
+        while let Some(control) = controls.pop() {
+            apply_control(&mut engine, &mut slots, control, shared);
+        }
         let now = clock.now();
         while let Some(received) = queue.pop() {
             engine.handle_verdict(received.verdict, received.at, now);
@@ -419,6 +533,9 @@ fn engine_loop(
         counters
             .matched
             .store(engine.counters().replies_matched, Ordering::Relaxed);
+        counters
+            .targets
+            .store(engine.target_count() as u64, Ordering::Relaxed);
         if stop.load(Ordering::Relaxed) {
             return engine;
         }
@@ -437,7 +554,7 @@ fn engine_loop(
                 .map_or(MAX_PARK, |at| Duration::from_nanos(at.saturating_sub(now)))
                 .min(MAX_PARK)
         };
-        if !wait.is_zero() && queue.is_empty() {
+        if !wait.is_zero() && queue.is_empty() && controls.is_empty() {
             thread::park_timeout(wait);
         }
     }

@@ -61,6 +61,7 @@ fn down_and_up(host: &str) {
         },
         receive_buffer: 1 << 20,
         linger: Duration::ZERO,
+        all_families: false,
     };
     let (sender, events) = mpsc::channel();
     let prober = lab

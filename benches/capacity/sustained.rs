@@ -36,6 +36,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
         engine: EngineConfig::default(),
         receive_buffer: 32 << 20,
         linger: Duration::ZERO,
+        all_families: false,
     };
     let prober = lab.run_in_client(move || Prober::start(config, &targets, |_, _| {}))??;
     let cpu_start = measure::own_cpu()?;
