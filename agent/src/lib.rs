@@ -17,5 +17,6 @@ pub mod engine;
 pub mod packet;
 pub mod probe_command;
 pub mod prober;
+pub mod spool;
 pub mod sys;
 pub mod targets;
