@@ -17,6 +17,7 @@ pub mod engine;
 pub mod packet;
 pub mod probe_command;
 pub mod prober;
+pub mod run;
 pub mod spool;
 pub mod sys;
 pub mod targets;

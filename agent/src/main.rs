@@ -3,9 +3,14 @@
 use std::io::Read as _;
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand};
 use ward_agent::engine::TargetSpec;
 use ward_agent::probe_command::{self, Outcome, ProbeOptions};
+use ward_agent::run::RunSettings;
+use ward_agent::run::config;
+use ward_agent::run::systemd::MaybeSystemd;
 use ward_agent::targets::{self, Origin};
 
 #[derive(Parser)]
@@ -25,6 +30,44 @@ enum Command {
     /// Exit status: 0 all targets up, 1 some not up, 2 bad input or no
     /// permission.
     Probe(ProbeArgs),
+    /// Run as the site's agent: probe what the controller assigns and
+    /// report to it, until SIGINT or SIGTERM.
+    Run(Box<RunArgs>),
+}
+
+/// Each flag overrides the same key of the configuration file.
+#[derive(Args)]
+struct RunArgs {
+    /// TOML configuration file; flags and WARD_AGENT_* variables override it.
+    #[arg(long, env = "WARD_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Controller gRPC URL [default: http://127.0.0.1:50051].
+    #[arg(long, env = "WARD_AGENT_CONTROLLER")]
+    controller: Option<String>,
+    /// This agent's id, as registered [default: the host name].
+    #[arg(long, env = "WARD_AGENT_ID")]
+    agent_id: Option<String>,
+    /// The site this agent probes (checked against the registration).
+    #[arg(long, env = "WARD_AGENT_SITE")]
+    site: Option<String>,
+    /// Spool directory [default: $STATE_DIRECTORY, else ./ward-agent-spool].
+    #[arg(long, env = "WARD_AGENT_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the controller's certificate.
+    #[arg(long, env = "WARD_AGENT_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This agent's certificate (PEM).
+    #[arg(long, env = "WARD_AGENT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// This agent's private key (PEM).
+    #[arg(long, env = "WARD_AGENT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// How often statistics are reported [default: 10s].
+    #[arg(long, env = "WARD_AGENT_REPORT_PERIOD", value_parser = humantime::parse_duration)]
+    report_period: Option<std::time::Duration>,
+    /// Global cap on probes per second [default: unlimited].
+    #[arg(long, env = "WARD_AGENT_RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
 }
 
 #[derive(Args)]
@@ -64,6 +107,95 @@ struct ProbeArgs {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Probe(args) => probe(args),
+        Command::Run(args) => run(*args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        // Logs go to stderr (journald under systemd), coloured only on a terminal.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let overrides = config::FileConfig {
+        controller: args.controller,
+        agent_id: args.agent_id,
+        site: args.site,
+        spool_dir: args.spool_dir,
+        report_period: args.report_period,
+        rate: args.rate,
+        tls_ca: args.tls_ca,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        ..config::FileConfig::default()
+    };
+    let file = match args
+        .config
+        .as_deref()
+        .map(config::FileConfig::load)
+        .transpose()
+    {
+        Ok(file) => file.unwrap_or_default(),
+        Err(error) => {
+            eprintln!("ward-agent run: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default();
+    let state_directory = std::env::var_os("STATE_DIRECTORY").and_then(|dirs| {
+        dirs.to_str()
+            .and_then(|d| d.split(':').next())
+            .map(PathBuf::from)
+    });
+    let settings = match RunSettings::resolve(overrides, file, &host_name, state_directory) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("ward-agent run: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ward-agent run: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(agent = %settings.agent_id, controller = %settings.controller, "ward-agent starting");
+    let result = runtime.block_on(ward_agent::run::run(
+        settings,
+        std::sync::Arc::default(),
+        MaybeSystemd::detect(),
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "ward-agent stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
     }
 }
 

@@ -113,6 +113,8 @@ pub struct IoCounters {
     pub targets_refused: AtomicU64,
     /// Targets being probed (published once per engine loop).
     pub targets: AtomicU64,
+    /// The engine's own counters, published once per engine loop.
+    pub engine: EngineCounters,
     /// Replies matched by the engine (published once per engine loop).
     pub matched: AtomicU64,
     /// Engine time of the first and the last probe handed to the kernel
@@ -120,6 +122,42 @@ pub struct IoCounters {
     pub first_send_ns: AtomicU64,
     /// See `first_send_ns`.
     pub last_send_ns: AtomicU64,
+}
+
+/// [`crate::engine::Counters`] as atomics, for readers outside the
+/// engine thread.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    /// Authentic replies naming a probe never in flight.
+    pub replies_invalid: AtomicU64,
+    /// Second and later replies to one probe.
+    pub replies_duplicate: AtomicU64,
+    /// Replies after the probe's timeout.
+    pub replies_late: AtomicU64,
+    /// ICMP errors that ended a probe (late ones included).
+    pub icmp_errors: AtomicU64,
+    /// Probes held back by the rate limit.
+    pub rate_limited: AtomicU64,
+    /// Probes that timed out.
+    pub timeouts: AtomicU64,
+}
+
+impl EngineCounters {
+    fn publish(&self, counters: crate::engine::Counters) {
+        self.replies_invalid
+            .store(counters.replies_invalid, Ordering::Relaxed);
+        self.replies_duplicate
+            .store(counters.replies_duplicate, Ordering::Relaxed);
+        self.replies_late
+            .store(counters.replies_late, Ordering::Relaxed);
+        self.icmp_errors.store(
+            counters.icmp_errors + counters.icmp_errors_late,
+            Ordering::Relaxed,
+        );
+        self.rate_limited
+            .store(counters.rate_limited, Ordering::Relaxed);
+        self.timeouts.store(counters.timeouts, Ordering::Relaxed);
+    }
 }
 
 /// A running prober.
@@ -536,6 +574,7 @@ fn engine_loop(
         counters
             .targets
             .store(engine.target_count() as u64, Ordering::Relaxed);
+        counters.engine.publish(engine.counters());
         if stop.load(Ordering::Relaxed) {
             return engine;
         }

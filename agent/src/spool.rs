@@ -85,7 +85,6 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 
 #[derive(Debug)]
 struct Segment {
-    first_seq: u64,
     last_seq: u64,
     records: u64,
     bytes: u64,
@@ -118,7 +117,7 @@ impl Lane {
         }
         paths.sort();
         let mut segments = VecDeque::new();
-        for (first_seq, path) in paths {
+        for (_, path) in paths {
             let (records, last_seq, valid_bytes, total) = scan(&path)?;
             if valid_bytes < total {
                 let file = OpenOptions::new()
@@ -138,7 +137,6 @@ impl Lane {
                 continue;
             }
             segments.push_back(Segment {
-                first_seq,
                 last_seq,
                 records,
                 bytes: valid_bytes,
@@ -164,7 +162,6 @@ impl Lane {
             }
             let path = self.dir.join(format!("{seq:020}.seg"));
             self.segments.push_back(Segment {
-                first_seq: seq,
                 last_seq: seq,
                 records: 0,
                 bytes: 0,

@@ -494,10 +494,11 @@ impl Engine {
         }
     }
 
-    /// True when no target has anything left to send or wait for (count
-    /// mode is done).
+    /// Count mode only: true when no target has anything left to send or
+    /// wait for. A continuous engine never finishes, not even while it has
+    /// no targets (they may come later).
     pub fn is_finished(&self) -> bool {
-        self.scheduled_targets == 0
+        self.config.probes_per_target.is_some() && self.scheduled_targets == 0
     }
 
     /// Counters since start.

@@ -1,0 +1,324 @@
+//! `ward-agent run` settings: a TOML file (`--config`), overridden by flags
+//! and `WARD_AGENT_*` variables, over defaults. Unknown keys and bad values
+//! are errors naming the key and line, before anything starts.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the controller listens by default.
+pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
+/// The spool, when no directory is configured (systemd sets
+/// `STATE_DIRECTORY`).
+pub const DEFAULT_SPOOL_DIR: &str = "./ward-agent-spool";
+/// Statistics are reported this often.
+pub const DEFAULT_REPORT_PERIOD: Duration = Duration::from_secs(10);
+/// Heartbeats go this often.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Statistics kept in the spool while the controller is unreachable, MiB.
+pub const DEFAULT_SPOOL_STATISTICS_MIB: u64 = 64;
+
+/// The configuration file's keys, every one optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// `controller = "https://controller.example:50051"`.
+    pub controller: Option<String>,
+    /// `agent_id = "branch-0421"` (default: the host name).
+    pub agent_id: Option<String>,
+    /// `site = "branch-0421"` (checked against the inventory).
+    pub site: Option<String>,
+    /// `spool_dir = "/var/lib/ward-agent"`.
+    pub spool_dir: Option<PathBuf>,
+    /// `spool_statistics_mib = 64`.
+    pub spool_statistics_mib: Option<u64>,
+    /// `report_period = "10s"`.
+    #[serde(default, with = "duration_option")]
+    pub report_period: Option<Duration>,
+    /// `heartbeat_interval = "1s"`.
+    #[serde(default, with = "duration_option")]
+    pub heartbeat_interval: Option<Duration>,
+    /// `rate = 50000`: probes per second, at most.
+    pub rate: Option<u32>,
+    /// `tls_ca = "/etc/ward/ca.pem"`.
+    pub tls_ca: Option<PathBuf>,
+    /// `tls_cert = "/etc/ward/agent.pem"`.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key = "/etc/ward/agent.key"`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Certificate files for mTLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA that signed the controller's certificate.
+    pub ca: PathBuf,
+    /// This agent's certificate (its identity).
+    pub cert: PathBuf,
+    /// This agent's private key.
+    pub key: PathBuf,
+}
+
+/// Everything `ward-agent run` runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunSettings {
+    /// The controller's gRPC URL.
+    pub controller: String,
+    /// This agent's id.
+    pub agent_id: String,
+    /// Its site, or empty to take the registered one.
+    pub site: String,
+    /// The spool directory.
+    pub spool_dir: PathBuf,
+    /// Statistics bound in the spool, bytes.
+    pub spool_statistics_max_bytes: u64,
+    /// Statistics period.
+    pub report_period: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// Probe rate cap.
+    pub rate: Option<u32>,
+    /// mTLS files; `None` is plaintext (loopback controller only).
+    pub tls: Option<TlsFiles>,
+}
+
+/// What is wrong with the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid TOML for these keys.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message (key, line, column).
+        message: String,
+    },
+    /// A value that cannot work.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key or flag.
+        key: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+impl FileConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses `text` (from `origin`, for messages).
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: origin.to_owned(),
+            message: error.to_string().trim_end().to_owned(),
+        })
+    }
+}
+
+impl RunSettings {
+    /// `overrides` over `file` over the defaults; `host_name` is the
+    /// default agent id, `state_directory` (systemd's) the default spool.
+    pub fn resolve(
+        overrides: FileConfig,
+        file: FileConfig,
+        host_name: &str,
+        state_directory: Option<PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        let controller = overrides
+            .controller
+            .or(file.controller)
+            .unwrap_or_else(|| DEFAULT_CONTROLLER.to_owned());
+        let tls = match (
+            overrides.tls_ca.or(file.tls_ca),
+            overrides.tls_cert.or(file.tls_cert),
+            overrides.tls_key.or(file.tls_key),
+        ) {
+            (None, None, None) => None,
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "tls_ca",
+                    message: "mTLS needs all three of tls_ca, tls_cert and tls_key \
+                              (`ward-controller certs agent ID` makes them)"
+                        .into(),
+                });
+            }
+        };
+        check_controller(&controller, tls.is_some())?;
+        let agent_id = overrides
+            .agent_id
+            .or(file.agent_id)
+            .unwrap_or_else(|| host_name.to_owned());
+        if agent_id.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "agent_id",
+                message: "empty, and the host has no name: set agent_id".into(),
+            });
+        }
+        let report_period = overrides
+            .report_period
+            .or(file.report_period)
+            .unwrap_or(DEFAULT_REPORT_PERIOD);
+        let heartbeat_interval = overrides
+            .heartbeat_interval
+            .or(file.heartbeat_interval)
+            .unwrap_or(DEFAULT_HEARTBEAT);
+        for (key, value) in [
+            ("report_period", report_period),
+            ("heartbeat_interval", heartbeat_interval),
+        ] {
+            if value < Duration::from_millis(100) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    message: "must be at least 100ms".into(),
+                });
+            }
+        }
+        Ok(Self {
+            controller,
+            agent_id,
+            site: overrides.site.or(file.site).unwrap_or_default(),
+            spool_dir: overrides
+                .spool_dir
+                .or(file.spool_dir)
+                .or(state_directory)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR)),
+            spool_statistics_max_bytes: overrides
+                .spool_statistics_mib
+                .or(file.spool_statistics_mib)
+                .unwrap_or(DEFAULT_SPOOL_STATISTICS_MIB)
+                << 20,
+            report_period,
+            heartbeat_interval,
+            rate: overrides.rate.or(file.rate),
+            tls,
+        })
+    }
+}
+
+/// A controller URL: `http://` only to loopback, `https://` with mTLS.
+fn check_controller(url: &str, tls: bool) -> Result<(), ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        key: "controller",
+        message,
+    };
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| invalid(format!("`{url}` is not a URL like http://127.0.0.1:50051")))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority
+        .strip_prefix('[')
+        .and_then(|v6| v6.split_once(']').map(|(host, _)| host))
+        .unwrap_or_else(|| {
+            authority
+                .rsplit_once(':')
+                .map_or(authority, |(host, _)| host)
+        });
+    match (scheme, tls) {
+        ("https", true) => Ok(()),
+        ("https", false) => Err(invalid(format!(
+            "`{url}` needs tls_ca, tls_cert and tls_key (mTLS)"
+        ))),
+        ("http", false) => {
+            let loopback =
+                host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(invalid(format!(
+                    "plaintext is only allowed to a loopback controller, not `{host}`: \
+                     use https:// with tls_ca, tls_cert and tls_key"
+                )))
+            }
+        }
+        ("http", true) => Err(invalid(format!(
+            "`{url}`: with mTLS configured, use https://"
+        ))),
+        _ => Err(invalid(format!(
+            "`{url}`: use http:// (loopback) or https://"
+        ))),
+    }
+}
+
+/// `"10s"` as a [`Duration`].
+mod duration_option {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text)
+            .map(Some)
+            .map_err(|error| serde::de::Error::custom(format!("`{text}`: {error} (e.g. \"10s\")")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(file: &str) -> Result<RunSettings, ConfigError> {
+        RunSettings::resolve(
+            FileConfig::default(),
+            FileConfig::parse(file, "agent.toml")?,
+            "host-1",
+            None,
+        )
+    }
+
+    #[test]
+    fn defaults_name_the_agent_after_the_host() {
+        let settings = resolve("").unwrap();
+        assert_eq!(settings.agent_id, "host-1");
+        assert_eq!(settings.controller, DEFAULT_CONTROLLER);
+        assert_eq!(settings.report_period, DEFAULT_REPORT_PERIOD);
+        assert!(settings.tls.is_none());
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let message = resolve("site = \"b\"\nspool = \"/x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("spool") && message.contains("line 2"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn plaintext_is_only_for_a_loopback_controller() {
+        assert!(resolve("controller = \"http://[::1]:50051\"").is_ok());
+        assert!(resolve("controller = \"http://localhost:50051\"").is_ok());
+        let message = resolve("controller = \"http://198.18.0.1:50051\"")
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("controller: plaintext"), "{message}");
+        let message = resolve("controller = \"https://c:50051\"")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("tls_ca"), "{message}");
+        let message = resolve("tls_ca = \"/ca.pem\"").unwrap_err().to_string();
+        assert!(message.contains("all three"), "{message}");
+    }
+}

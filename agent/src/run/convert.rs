@@ -1,0 +1,111 @@
+//! Between the engine's types and the wire's.
+
+use std::net::IpAddr;
+
+use ward_proto::v1 as pb;
+
+use crate::clock::Clock;
+use crate::engine::{Cause, PeriodStats, Status, TargetSpec, Transition};
+use crate::prober::IoCounters;
+
+/// A transition as the controller gets it.
+pub fn transition(clock: &Clock, transition: &Transition) -> pb::Transition {
+    let state = match transition.status {
+        Status::Up => pb::DeviceState::Up,
+        Status::Down => pb::DeviceState::Down,
+        Status::Unreachable => pb::DeviceState::Unreachable,
+        Status::Unknown => pb::DeviceState::Unspecified,
+    };
+    let (reason, detail) = match transition.cause {
+        Cause::Replies => (pb::TransitionReason::Replies, String::new()),
+        Cause::Timeouts => (pb::TransitionReason::Timeouts, String::new()),
+        Cause::IcmpError { kind, reporter } => (
+            pb::TransitionReason::IcmpUnreachable,
+            format!("{kind:?} from {reporter}"),
+        ),
+    };
+    pb::Transition {
+        device_id: transition.id,
+        state: state.into(),
+        probed_at_unix_us: clock.to_unix_us(transition.probed_at),
+        last_rtt_us: transition.last_rtt_us,
+        reason: reason.into(),
+        detail,
+    }
+}
+
+/// One device's statistics for a period.
+pub fn statistics(device_id: u64, stats: &PeriodStats) -> pb::DeviceStatistics {
+    pb::DeviceStatistics {
+        device_id,
+        sent: stats.sent,
+        received: stats.received,
+        rtt_min_us: stats.rtt_min_us,
+        rtt_avg_us: stats.rtt_avg_us(),
+        rtt_max_us: stats.rtt_max_us,
+        jitter_us: stats.jitter_us(),
+    }
+}
+
+/// Why a target from the controller cannot be probed.
+#[derive(Debug, thiserror::Error)]
+#[error("device {device_id}: {message}")]
+pub struct TargetError {
+    /// The device.
+    pub device_id: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The engine's spec for a target the controller assigned.
+pub fn target_spec(target: &pb::ProbeTarget) -> Result<TargetSpec, TargetError> {
+    let error = |message: String| TargetError {
+        device_id: target.device_id,
+        message,
+    };
+    let address: IpAddr = target
+        .address
+        .parse()
+        .map_err(|_| error(format!("`{}` is not an IP address", target.address)))?;
+    let threshold = |name: &str, value: u32| {
+        u8::try_from(value)
+            .ok()
+            .filter(|&value| value > 0)
+            .ok_or_else(|| error(format!("{name} {value} is not between 1 and 255")))
+    };
+    if target.interval_ms == 0 || target.timeout_ms == 0 {
+        return Err(error("interval and timeout must be positive".into()));
+    }
+    Ok(TargetSpec {
+        address,
+        interval_ms: target.interval_ms,
+        timeout_ms: target.timeout_ms,
+        down_after: threshold("down_after", target.down_after)?,
+        up_after: threshold("up_after", target.up_after)?,
+    })
+}
+
+/// The heartbeat's counters.
+pub fn counters(
+    io: &IoCounters,
+    spool_records: u64,
+    spool_statistics_dropped: u64,
+) -> pb::EngineCounters {
+    use std::sync::atomic::Ordering::Relaxed;
+    pb::EngineCounters {
+        probes_sent: io.sent.load(Relaxed),
+        send_errors: io.send_errors.load(Relaxed),
+        replies_matched: io.matched.load(Relaxed),
+        replies_invalid: io.bad_tag.load(Relaxed)
+            + io.malformed.load(Relaxed)
+            + io.engine.replies_invalid.load(Relaxed),
+        replies_duplicate: io.engine.replies_duplicate.load(Relaxed),
+        replies_late: io.engine.replies_late.load(Relaxed),
+        icmp_errors: io.engine.icmp_errors.load(Relaxed),
+        rx_kernel_drops: io.kernel_drops.load(Relaxed) + io.queue_overflow.load(Relaxed),
+        rate_limited: io.engine.rate_limited.load(Relaxed),
+        spool_records,
+        spool_statistics_dropped,
+        targets: io.targets.load(Relaxed),
+    }
+}

@@ -1,0 +1,83 @@
+//! One connection to the controller: the channel (plaintext to loopback,
+//! or mTLS), and the `AgentLink.Connect` stream opened with a `Hello`.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use ward_proto::v1::{self as pb, agent_message};
+
+use super::config::RunSettings;
+use super::tls;
+
+/// Messages buffered towards the controller.
+const OUTBOUND_BUFFER: usize = 256;
+/// A connection attempt slower than this failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open stream.
+pub struct Link {
+    /// Towards the controller.
+    pub outbound: mpsc::Sender<pb::AgentMessage>,
+    /// From the controller.
+    pub inbound: tonic::Streaming<pb::ControllerMessage>,
+}
+
+/// Why no stream could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The controller URL or TLS files are unusable.
+    #[error("{0}")]
+    Setup(String),
+    /// No connection.
+    #[error("cannot connect to the controller at {url}: {source}")]
+    Connect {
+        /// The controller.
+        url: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The controller refused the call.
+    #[error("the controller refused the link: {0}")]
+    Call(#[from] tonic::Status),
+}
+
+/// Connects and says `hello`.
+pub async fn open(settings: &RunSettings, hello: pb::Hello) -> Result<Link, LinkError> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(settings.controller.clone())
+        .map_err(|error| {
+            LinkError::Setup(format!("controller URL {}: {error}", settings.controller))
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    if let Some(files) = &settings.tls {
+        endpoint = endpoint
+            .tls_config(
+                tls::client_config(files).map_err(|error| LinkError::Setup(error.to_string()))?,
+            )
+            .map_err(|error| LinkError::Setup(format!("TLS: {error}")))?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|source| LinkError::Connect {
+            url: settings.controller.clone(),
+            source,
+        })?;
+    let mut client = pb::agent_link_client::AgentLinkClient::new(channel);
+    let (outbound, receiver) = mpsc::channel(OUTBOUND_BUFFER);
+    outbound
+        .send(pb::AgentMessage {
+            kind: Some(agent_message::Kind::Hello(hello)),
+        })
+        .await
+        .map_err(|_| LinkError::Setup("stream closed before Hello".into()))?;
+    let response = client.connect(ReceiverStream::new(receiver)).await?;
+    Ok(Link {
+        outbound,
+        inbound: response.into_inner(),
+    })
+}

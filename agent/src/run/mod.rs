@@ -1,0 +1,544 @@
+//! `ward-agent run`: the agent as a daemon. It probes what the controller
+//! assigns, and reports over the `AgentLink` stream.
+//!
+//! ```text
+//!  engine thread ── transitions ──▶ spool (fsync) ──▶ link ──▶ controller
+//!  statistics timer ─ TakeStatistics ▶ spool ──────────▶ link
+//!  controller ── snapshot / update ──▶ prober controls
+//!  controller ── ack(seq) ──▶ spool drops everything ≤ seq
+//! ```
+//!
+//! Every report is spooled before it is sent, and replayed in order after
+//! a reconnect or a restart until acknowledged. After each (re)connect the
+//! agent also re-sends the latest state of every device it decided
+//! (a resync batch), so a controller that marked them `unknown` while the
+//! agent was away learns them again. Reconnects back off with jitter.
+
+pub mod config;
+mod convert;
+mod link;
+pub mod systemd;
+mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{error, info, warn};
+use ward_proto::v1::{self as pb, agent_message, controller_message};
+
+use crate::engine::{EngineConfig, TargetSpec};
+use crate::packet::Family;
+use crate::prober::{Control, Prober, ProberConfig, ProberError};
+use crate::spool::{Kind, Spool, SpoolConfig, SpoolError};
+pub use config::RunSettings;
+use link::Link;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const LAST_BACKOFF: Duration = Duration::from_secs(30);
+/// After a refusal, the operator has to act: retry slowly.
+const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
+/// Sending one message may take this long before the link counts as dead.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Transitions put into one batch, at most.
+const MAX_BATCH: usize = 10_000;
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The spool is unusable.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The spool failed while running.
+    #[error("writing the spool: {0}; the agent stops rather than lose reports")]
+    SpoolWrite(std::io::Error),
+    /// Probing cannot start.
+    #[error(transparent)]
+    Prober(#[from] ProberError),
+}
+
+/// Counters of the run loop, for logs and tests.
+#[derive(Debug, Default)]
+pub struct RunCounters {
+    /// Links opened.
+    pub links_opened: AtomicU64,
+    /// Targets the controller sent that could not be probed.
+    pub targets_refused: AtomicU64,
+    /// Report entries the controller refused.
+    pub entries_rejected: AtomicU64,
+}
+
+/// Lifecycle events for a supervisor (systemd).
+pub trait Supervisor: Send {
+    /// The agent is probing and spooling.
+    fn ready(&mut self) {}
+    /// The loop is alive (called at every heartbeat tick).
+    fn alive(&mut self) {}
+    /// The agent is stopping.
+    fn stopping(&mut self) {}
+}
+
+struct Agent {
+    settings: RunSettings,
+    spool: Spool,
+    prober: Prober,
+    /// What the controller assigned, by device id.
+    assigned: HashMap<u64, TargetSpec>,
+    generation: u64,
+    /// The latest transition of every device, for resyncs.
+    latest: HashMap<u64, pb::Transition>,
+    outbound: Option<mpsc::Sender<pb::AgentMessage>>,
+    /// Set when the link must be dropped (send failed, protocol problem).
+    link_broken: bool,
+    last_acked_seq: u64,
+    period_start_ms: i64,
+    counters: std::sync::Arc<RunCounters>,
+}
+
+/// Runs until `shutdown` completes.
+pub async fn run(
+    settings: RunSettings,
+    counters: std::sync::Arc<RunCounters>,
+    mut supervisor: impl Supervisor,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let (spool, corrupt) = Spool::open(
+        &settings.spool_dir,
+        SpoolConfig {
+            statistics_max_bytes: settings.spool_statistics_max_bytes,
+        },
+        new_boot_id,
+    )?;
+    for tail in &corrupt {
+        error!(file = %tail.file.display(), offset = tail.offset, bytes = tail.bytes_dropped,
+            "corrupt spool tail cut off; the records before it are kept");
+    }
+    info!(spool = %settings.spool_dir.display(), boot = spool.boot_id(), waiting = spool.records(), "spool open");
+    let (transition_sender, mut transitions) = mpsc::unbounded_channel();
+    let prober = Prober::start(
+        ProberConfig {
+            engine: EngineConfig {
+                rate: settings.rate,
+                ..EngineConfig::default()
+            },
+            receive_buffer: 32 << 20,
+            linger: Duration::ZERO,
+            all_families: true,
+        },
+        &[],
+        move |clock, transition| {
+            // Fails only when the run loop is gone.
+            let _ = transition_sender.send(convert::transition(clock, &transition));
+        },
+    )?;
+    info!(families = ?prober.families(), "probing");
+    let mut agent = Agent {
+        settings,
+        spool,
+        prober,
+        assigned: HashMap::new(),
+        generation: 0,
+        latest: HashMap::new(),
+        outbound: None,
+        link_broken: false,
+        last_acked_seq: 0,
+        period_start_ms: now_ms(),
+        counters,
+    };
+    supervisor.ready();
+    tokio::pin!(shutdown);
+    let mut inbound: Option<tonic::Streaming<pb::ControllerMessage>> = None;
+    let mut connecting: Option<Connecting> = None;
+    let mut reconnect_at = Instant::now();
+    let mut backoff = FIRST_BACKOFF;
+    let mut statistics_tick = tokio::time::interval(agent.settings.report_period);
+    statistics_tick.tick().await;
+    let mut heartbeat_tick = tokio::time::interval(agent.settings.heartbeat_interval);
+    let result = loop {
+        if inbound.is_none() && connecting.is_none() && Instant::now() >= reconnect_at {
+            let settings = agent.settings.clone();
+            let hello = agent.hello();
+            connecting = Some(Box::pin(async move { link::open(&settings, hello).await }));
+        }
+        let step = tokio::select! {
+            () = &mut shutdown => break Ok(()),
+            Some(first) = transitions.recv() => {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match transitions.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                agent.report_transitions(batch).await
+            }
+            _ = statistics_tick.tick() => agent.report_statistics().await,
+            _ = heartbeat_tick.tick() => {
+                supervisor.alive();
+                agent.heartbeat().await;
+                Ok(())
+            }
+            opened = pending_unless_some(&mut connecting) => {
+                connecting = None;
+                match opened {
+                    Ok(link) => {
+                        info!(controller = %agent.settings.controller, "linked to the controller");
+                        agent.counters.links_opened.fetch_add(1, Ordering::Relaxed);
+                        agent.outbound = Some(link.outbound);
+                        agent.link_broken = false;
+                        inbound = Some(link.inbound);
+                        agent.replay().await
+                    }
+                    Err(error) => {
+                        warn!(%error, retry_in = ?backoff, "no link to the controller; reports wait in the spool");
+                        reconnect_at = Instant::now() + jittered(backoff);
+                        backoff = (backoff * 2).min(LAST_BACKOFF);
+                        Ok(())
+                    }
+                }
+            }
+            message = next_message(&mut inbound) => match message {
+                Some(Ok(message)) => agent.handle(message, &mut backoff, &mut reconnect_at).await,
+                Some(Err(status)) => {
+                    warn!(%status, "link to the controller failed");
+                    agent.link_broken = true;
+                    Ok(())
+                }
+                None => {
+                    warn!("the controller closed the link");
+                    agent.link_broken = true;
+                    Ok(())
+                }
+            },
+            () = tokio::time::sleep_until(reconnect_at), if inbound.is_none() && connecting.is_none() => Ok(()),
+        };
+        if let Err(error) = step {
+            break Err(error);
+        }
+        if agent.link_broken {
+            agent.link_broken = false;
+            agent.outbound = None;
+            inbound = None;
+            reconnect_at = reconnect_at.max(Instant::now() + jittered(backoff));
+            backoff = (backoff * 2).min(LAST_BACKOFF);
+        }
+    };
+    supervisor.stopping();
+    info!(waiting = agent.spool.records(), "stopping");
+    let prober = agent.prober;
+    // Joining the prober threads blocks briefly.
+    let _ = tokio::task::spawn_blocking(move || prober.stop()).await;
+    result
+}
+
+/// A connection attempt in progress.
+type Connecting = std::pin::Pin<Box<dyn Future<Output = Result<Link, link::LinkError>> + Send>>;
+
+/// Pends forever while nothing is connecting.
+async fn pending_unless_some(future: &mut Option<Connecting>) -> Result<Link, link::LinkError> {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next controller message; pends forever without a link.
+async fn next_message(
+    inbound: &mut Option<tonic::Streaming<pb::ControllerMessage>>,
+) -> Option<Result<pb::ControllerMessage, tonic::Status>> {
+    match inbound {
+        Some(stream) => stream.message().await.transpose(),
+        None => std::future::pending().await,
+    }
+}
+
+/// `base` ± 50 %, so agents of many sites do not reconnect in step.
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(0.5 + fastrand::f64())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// A random boot id (hex).
+fn new_boot_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = now_ms().to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Agent {
+    fn hello(&self) -> pb::Hello {
+        let families = self.prober.families();
+        let features = self.prober.features();
+        pb::Hello {
+            agent_id: self.settings.agent_id.clone(),
+            site: self.settings.site.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            boot_id: self.spool.boot_id().to_owned(),
+            capabilities: Some(pb::Capabilities {
+                raw_sockets: features
+                    .iter()
+                    .any(|(_, f)| f.kind == crate::sys::SocketKind::Raw),
+                ipv4: families.contains(&Family::V4),
+                ipv6: families.contains(&Family::V6),
+                kernel_timestamps: features.iter().all(|(_, f)| f.kernel_timestamps),
+                kernel_filter: features.iter().all(|(_, f)| f.kernel_filter),
+            }),
+            last_acked_seq: self.last_acked_seq,
+            assignment_generation: self.generation,
+        }
+    }
+
+    /// Sends `message` if linked; a failure breaks the link (the message
+    /// is in the spool and is replayed).
+    async fn send(&mut self, message: pb::AgentMessage) {
+        let Some(outbound) = &self.outbound else {
+            return;
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, outbound.send(message)).await {
+            Ok(Ok(())) => {}
+            _ => self.link_broken = true,
+        }
+    }
+
+    /// Spools `message` (built for its sequence number) and sends it.
+    async fn spool_and_send(
+        &mut self,
+        kind: Kind,
+        message: impl FnOnce(u64) -> pb::AgentMessage,
+    ) -> Result<(), RunError> {
+        let mut built = None;
+        self.spool
+            .append(kind, |seq| {
+                let message = message(seq);
+                let bytes = message.encode_to_vec();
+                built = Some(message);
+                bytes
+            })
+            .map_err(RunError::SpoolWrite)?;
+        if let Some(message) = built {
+            self.send(message).await;
+        }
+        Ok(())
+    }
+
+    async fn report_transitions(
+        &mut self,
+        transitions: Vec<pb::Transition>,
+    ) -> Result<(), RunError> {
+        for transition in &transitions {
+            self.latest.insert(transition.device_id, transition.clone());
+        }
+        self.spool_and_send(Kind::Transitions, |seq| pb::AgentMessage {
+            kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
+                seq,
+                transitions,
+            })),
+        })
+        .await
+    }
+
+    async fn report_statistics(&mut self) -> Result<(), RunError> {
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        if self.prober.control(Control::TakeStatistics(reply)).is_err() {
+            warn!("prober busy; statistics skipped this period");
+            return Ok(());
+        }
+        let Ok(Ok(statistics)) =
+            tokio::task::spawn_blocking(move || answer.recv_timeout(Duration::from_secs(5))).await
+        else {
+            warn!("prober did not hand out statistics; skipped this period");
+            return Ok(());
+        };
+        let end = now_ms();
+        let start = std::mem::replace(&mut self.period_start_ms, end);
+        if statistics.is_empty() {
+            return Ok(());
+        }
+        let devices = statistics
+            .iter()
+            .map(|(id, stats)| convert::statistics(*id, stats))
+            .collect();
+        self.spool_and_send(Kind::Statistics, |seq| pb::AgentMessage {
+            kind: Some(agent_message::Kind::Statistics(pb::StatisticsBatch {
+                seq,
+                period_start_unix_ms: start,
+                period_ms: u32::try_from(end - start).unwrap_or(u32::MAX),
+                devices,
+            })),
+        })
+        .await
+    }
+
+    async fn heartbeat(&mut self) {
+        let counters = convert::counters(
+            self.prober.counters(),
+            self.spool.records(),
+            self.spool.statistics_dropped(),
+        );
+        self.send(pb::AgentMessage {
+            kind: Some(agent_message::Kind::Heartbeat(pb::Heartbeat {
+                sent_at_unix_ms: now_ms(),
+                counters: Some(counters),
+            })),
+        })
+        .await;
+    }
+
+    /// After a connect: everything unacknowledged, then the resync batch.
+    async fn replay(&mut self) -> Result<(), RunError> {
+        let records = self.spool.unacked().map_err(RunError::SpoolWrite)?;
+        if !records.is_empty() {
+            info!(records = records.len(), "replaying the spool");
+        }
+        for record in records {
+            match pb::AgentMessage::decode(record.payload.as_slice()) {
+                Ok(message) => self.send(message).await,
+                Err(error) => {
+                    error!(seq = record.seq, %error, "spooled record does not decode; skipped")
+                }
+            }
+            if self.link_broken {
+                return Ok(());
+            }
+        }
+        let mut resync: Vec<pb::Transition> = self
+            .latest
+            .values()
+            .filter(|t| self.assigned.contains_key(&t.device_id))
+            .cloned()
+            .collect();
+        if resync.is_empty() {
+            return Ok(());
+        }
+        resync.sort_by_key(|t| t.device_id);
+        self.spool_and_send(Kind::Transitions, |seq| pb::AgentMessage {
+            kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
+                seq,
+                transitions: resync,
+            })),
+        })
+        .await
+    }
+
+    async fn handle(
+        &mut self,
+        message: pb::ControllerMessage,
+        backoff: &mut Duration,
+        reconnect_at: &mut Instant,
+    ) -> Result<(), RunError> {
+        match message.kind {
+            Some(controller_message::Kind::Snapshot(snapshot)) => {
+                *backoff = FIRST_BACKOFF;
+                let wanted: Vec<u64> = snapshot.targets.iter().map(|t| t.device_id).collect();
+                let gone: Vec<u64> = self
+                    .assigned
+                    .keys()
+                    .filter(|id| !wanted.contains(id))
+                    .copied()
+                    .collect();
+                self.apply_assignment(&snapshot.targets, &gone).await;
+                self.generation = snapshot.generation;
+                info!(
+                    devices = self.assigned.len(),
+                    generation = self.generation,
+                    "assignment received"
+                );
+            }
+            Some(controller_message::Kind::Update(update)) => {
+                if update.generation != self.generation + 1 {
+                    warn!(
+                        expected = self.generation + 1,
+                        got = update.generation,
+                        "assignment update out of order; reconnecting for a fresh snapshot"
+                    );
+                    self.link_broken = true;
+                    return Ok(());
+                }
+                self.apply_assignment(&update.upserts, &update.removed_device_ids)
+                    .await;
+                self.generation = update.generation;
+                info!(
+                    upserts = update.upserts.len(),
+                    removed = update.removed_device_ids.len(),
+                    devices = self.assigned.len(),
+                    "assignment updated"
+                );
+            }
+            Some(controller_message::Kind::Ack(ack)) => {
+                self.last_acked_seq = self.last_acked_seq.max(ack.acked_seq);
+                self.spool
+                    .ack(ack.acked_seq)
+                    .map_err(RunError::SpoolWrite)?;
+                if !ack.rejected.is_empty() {
+                    self.counters
+                        .entries_rejected
+                        .fetch_add(ack.rejected.len() as u64, Ordering::Relaxed);
+                    warn!(seq = ack.acked_seq, rejected = ?ack.rejected, "the controller refused report entries");
+                }
+            }
+            Some(controller_message::Kind::Refusal(refusal)) => {
+                error!(code = ?pb::RefusalCode::try_from(refusal.code).unwrap_or_default(), reason = %refusal.message, "the controller refused this agent");
+                self.link_broken = true;
+                *reconnect_at = Instant::now() + REFUSED_BACKOFF;
+            }
+            None => warn!("empty message from the controller; ignored"),
+        }
+        Ok(())
+    }
+
+    /// Starts probing `upserts` and stops `removed`.
+    async fn apply_assignment(&mut self, upserts: &[pb::ProbeTarget], removed: &[u64]) {
+        for &id in removed {
+            if self.assigned.remove(&id).is_some() {
+                self.control(Control::Remove { id }).await;
+            }
+            self.latest.remove(&id);
+        }
+        for target in upserts {
+            match convert::target_spec(target) {
+                Ok(spec) => {
+                    if self.assigned.get(&target.device_id) != Some(&spec) {
+                        self.assigned.insert(target.device_id, spec);
+                        self.control(Control::Upsert {
+                            id: target.device_id,
+                            spec,
+                        })
+                        .await;
+                    }
+                }
+                Err(error) => {
+                    self.counters
+                        .targets_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    warn!(%error, "assigned device cannot be probed");
+                }
+            }
+        }
+    }
+
+    /// Hands `control` to the prober, waiting while its queue is full.
+    async fn control(&self, mut control: Control) {
+        loop {
+            match self.prober.control(control) {
+                Ok(()) => return,
+                Err(back) => {
+                    control = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+}
