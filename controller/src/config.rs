@@ -49,6 +49,24 @@ pub struct FileConfig {
     pub alertmanager_resend_interval: Option<Duration>,
     /// `api_token = "…"`.
     pub api_token: Option<String>,
+    /// `tls_cert = "/etc/ward/controller.pem"`: serve gRPC over mTLS.
+    pub tls_cert: Option<PathBuf>,
+    /// `tls_key = "/etc/ward/controller.key"`.
+    pub tls_key: Option<PathBuf>,
+    /// `tls_client_ca = "/etc/ward/ca.pem"`: agents' certificates must
+    /// chain to it.
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+/// The controller's side of mTLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    /// Its certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The CA agents' certificates must chain to.
+    pub client_ca: PathBuf,
 }
 
 /// What went wrong reading the configuration.
@@ -124,6 +142,8 @@ pub struct Settings {
     pub alertmanager_resend_interval: Duration,
     /// Bearer token for mutations.
     pub api_token: Option<String>,
+    /// mTLS on the gRPC endpoint; `None` is plaintext (loopback only).
+    pub tls: Option<ServerTls>,
 }
 
 impl Settings {
@@ -177,7 +197,37 @@ impl Settings {
             alertmanager: overrides.alertmanager.or(file.alertmanager),
             alertmanager_resend_interval: resend,
             api_token: overrides.api_token.or(file.api_token),
+            tls: match (
+                overrides.tls_cert.or(file.tls_cert),
+                overrides.tls_key.or(file.tls_key),
+                overrides.tls_client_ca.or(file.tls_client_ca),
+            ) {
+                (None, None, None) => None,
+                (Some(cert), Some(key), Some(client_ca)) => Some(ServerTls {
+                    cert,
+                    key,
+                    client_ca,
+                }),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls_cert",
+                        message: "mTLS needs all three of tls_cert, tls_key and tls_client_ca \
+                                  (`ward-controller certs init` makes them)"
+                            .into(),
+                    });
+                }
+            },
         };
+        if settings.tls.is_none() && !settings.listen_grpc.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "listen_grpc",
+                message: format!(
+                    "{} is not loopback: agents outside this host need mTLS \
+                     (tls_cert, tls_key, tls_client_ca; see `ward-controller certs init`)",
+                    settings.listen_grpc
+                ),
+            });
+        }
         for (key, url) in [
             ("victoria_metrics", &settings.victoria_metrics),
             ("webhook", &settings.webhook),
@@ -258,6 +308,27 @@ mod tests {
             Duration::from_secs(120)
         );
         assert_eq!(settings.tsdb_spool_max_bytes, 256 << 20);
+    }
+
+    #[test]
+    fn grpc_beyond_loopback_needs_mtls() {
+        let file =
+            FileConfig::parse("listen_grpc = \"198.18.254.1:50051\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("listen_grpc:"), "{message}");
+        let file = FileConfig::parse(
+            "listen_grpc = \"198.18.254.1:50051\"\ntls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"\n",
+            "ward.toml",
+        )
+        .unwrap();
+        assert!(
+            Settings::resolve(FileConfig::default(), file)
+                .unwrap()
+                .tls
+                .is_some()
+        );
     }
 
     #[test]

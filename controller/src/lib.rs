@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod api;
 pub mod cache;
+pub mod certs;
 pub mod config;
 pub mod grpc;
 pub mod notify;

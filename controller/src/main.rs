@@ -31,6 +31,32 @@ enum Command {
     /// Register or list agents (the inventory of who may connect).
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Make the certificates of a deployment (a private CA, the
+    /// controller's, one per agent).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA and the controller's certificate in DIR.
+    Init {
+        /// Directory for the PEM files.
+        #[arg(long, default_value = "./ward-certs")]
+        dir: PathBuf,
+        /// Host names and addresses agents use to reach the controller
+        /// (repeat the flag).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
+    /// Create an agent's certificate, signed by the CA in DIR.
+    Agent {
+        /// The agent's id (its certificate's common name).
+        id: String,
+        /// Directory with the CA.
+        #[arg(long, default_value = "./ward-certs")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -106,6 +132,15 @@ struct RunArgs {
     /// Bearer token required on REST calls that change data [default: none].
     #[arg(long, env = "WARD_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Server certificate (PEM) for gRPC over mTLS.
+    #[arg(long, env = "WARD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "WARD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that agents' client certificates must chain to.
+    #[arg(long, env = "WARD_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -123,6 +158,9 @@ impl RunArgs {
             alertmanager: self.alertmanager,
             alertmanager_resend_interval: self.alertmanager_resend_interval,
             api_token: self.api_token,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_client_ca: self.tls_client_ca,
         };
         (self.config, overrides)
     }
@@ -154,6 +192,15 @@ async fn main() -> anyhow::Result<()> {
             info!("migrations applied");
         }
         Command::Agents(command) => agents(command).await?,
+        Command::Certs(command) => {
+            let written = match command {
+                CertsCommand::Init { dir, names } => ward_controller::certs::init(&dir, &names)?,
+                CertsCommand::Agent { id, dir } => ward_controller::certs::agent(&dir, &id)?,
+            };
+            for path in written {
+                println!("{}", path.display());
+            }
+        }
         Command::Run(args) => {
             let (path, overrides) = (*args).overrides();
             run(settings(path, overrides)?).await?;
@@ -264,7 +311,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(http = %settings.listen_http, grpc = %settings.listen_grpc, "controller listening");
     let http_server = axum::serve(http, ward_controller::api::router(Arc::clone(&controller)))
         .with_graceful_shutdown(until_stopped());
-    let grpc_server = ward_controller::grpc::serve(grpc, Arc::clone(&controller), until_stopped());
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(ward_controller::grpc::server_tls)
+        .transpose()?;
+    let grpc_server =
+        ward_controller::grpc::serve(grpc, Arc::clone(&controller), tls, until_stopped());
     let signal = async {
         shutdown_signal().await;
         info!("stopping");

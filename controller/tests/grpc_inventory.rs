@@ -26,6 +26,7 @@ async fn start() -> (tempfile::TempDir, Arc<Controller>, InventoryClient<Channel
     tokio::spawn(ward_controller::grpc::serve(
         listener,
         Arc::clone(&controller),
+        None,
         std::future::pending(),
     ));
     let channel = Channel::from_shared(format!("http://{address}"))

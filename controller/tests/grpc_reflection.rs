@@ -26,7 +26,7 @@ async fn start_controller() -> (
     let address = listener.local_addr().expect("bound address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        ward_controller::grpc::serve(listener, controller, async {
+        ward_controller::grpc::serve(listener, controller, None, async {
             let _ = stopped.await;
         })
         .await

@@ -94,7 +94,7 @@ fn lab_outside_benchmark_ranges_is_refused() {
     let config = SiteConfig {
         answering: vec!["10.0.0.0/24".parse().expect("cidr")],
         unreachable: vec![],
-        loopback_via_site: false,
+        ..SiteConfig::default()
     };
     let error = Lab::start(&config).err().expect("must refuse 10.0.0.0/24");
     assert!(
@@ -242,4 +242,33 @@ fn loopback_addresses_can_be_answered_by_the_site() {
     assert!(down.success());
     assert!(!answers(&lab, "127.1.2.3"));
     assert!(answers(&lab, "127.0.0.1"), "the client keeps 127.0.0.1");
+}
+
+#[test]
+fn the_host_link_reaches_a_server_on_the_host_from_the_client() {
+    let config = SiteConfig {
+        host_link: true,
+        ..SiteConfig::default()
+    };
+    let lab = Lab::start(&config).expect("create lab");
+    let host = lab.host_address().expect("host address");
+    let listener = std::net::TcpListener::bind((host, 0)).expect("bind on the host link");
+    let address = listener.local_addr().expect("address");
+    let connected = lab
+        .run_in_client(move || {
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2))
+                .is_ok()
+        })
+        .expect("run in client");
+    assert!(connected, "a client-namespace process reaches {address}");
+    let (_, peer) = listener.accept().expect("accept");
+    assert!(
+        peer.ip() != host && !peer.ip().is_loopback(),
+        "the connection came over the link from the client's end: {peer}"
+    );
+    drop(lab);
+    assert!(
+        std::net::TcpListener::bind((host, 0)).is_err(),
+        "the host end is gone with the lab"
+    );
 }

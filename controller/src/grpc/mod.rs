@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::state::Controller;
@@ -38,6 +38,40 @@ pub enum GrpcError {
     /// The server failed while running.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A TLS file cannot be read.
+    #[error("TLS file {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The server side of mTLS from `tls`: clients must present a certificate
+/// chaining to its client CA.
+pub fn server_tls(tls: &crate::config::ServerTls) -> Result<ServerTlsConfig, GrpcError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| GrpcError::TlsFile {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    Ok(ServerTlsConfig::new()
+        .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
+        .client_ca_root(Certificate::from_pem(read(&tls.client_ca)?)))
+}
+
+/// The agent identity in a request's client certificate (its common name).
+fn certificate_identity<T>(request: &tonic::Request<T>) -> PeerIdentity {
+    let name = request.peer_certs().and_then(|chain| {
+        chain
+            .first()
+            .and_then(|leaf| crate::certs::common_name(leaf))
+    });
+    // With mTLS on, the handshake already refused clients without a
+    // certificate; a certificate without a name identifies nobody.
+    PeerIdentity::Certificate(name.unwrap_or_default())
 }
 
 /// Binds `address` for [`serve`].
@@ -54,11 +88,13 @@ const SERVED: &[&str] = &[
     "ward.v1.Inventory",
 ];
 
-/// Serves the inventory of `controller`, health and reflection on
-/// `listener` until `shutdown` completes.
+/// Serves the agent link and the inventory of `controller`, health and
+/// reflection on `listener` until `shutdown` completes; over mTLS when
+/// `tls` is given (the client certificate names the agent).
 pub async fn serve(
     listener: TcpListener,
     controller: Arc<Controller>,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -78,12 +114,18 @@ pub async fn serve(
     let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
     let reflection_v1alpha =
         reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
-    Server::builder()
+    let identify: IdentifyPeer = if tls.is_some() {
+        Arc::new(certificate_identity)
+    } else {
+        Arc::new(|_| PeerIdentity::Unauthenticated)
+    };
+    let mut server = Server::builder();
+    if let Some(tls) = tls {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(ward_proto::v1::agent_link_server::AgentLinkServer::new(
-            AgentLinkService::new(
-                Arc::clone(&controller),
-                Arc::new(|_: &tonic::Request<_>| PeerIdentity::Unauthenticated),
-            ),
+            AgentLinkService::new(Arc::clone(&controller), identify),
         ))
         .add_service(ward_proto::v1::inventory_server::InventoryServer::new(
             InventoryService::new(controller),

@@ -99,6 +99,10 @@ pub struct SiteConfig {
     /// site, which answers it: loopback-sized target sets over a real link,
     /// the same path for every tool (zmap cannot receive on `lo`).
     pub loopback_via_site: bool,
+    /// A second link, from the client namespace to this (the host's)
+    /// namespace, so a process in the client (an agent) reaches a server
+    /// on the host (a controller) at [`Lab::host_address`].
+    pub host_link: bool,
 }
 
 impl Default for SiteConfig {
@@ -110,6 +114,7 @@ impl Default for SiteConfig {
             answering: vec![cidr("198.18.1.0/24"), cidr("2001:2:0:1::/64")],
             unreachable: vec![cidr("198.18.2.0/24"), cidr("2001:2:0:2::/64")],
             loopback_via_site: false,
+            host_link: false,
         }
     }
 }
@@ -131,6 +136,9 @@ pub struct Netem {
 pub struct Lab {
     client: String,
     site: String,
+    /// The host's end of the host link, if any: address and interface.
+    host_address: Option<IpAddr>,
+    host_link: Option<String>,
     /// Present once an impairment was set (see `impair`).
     relay: Option<impair::Relay>,
 }
@@ -145,9 +153,11 @@ impl Lab {
         }
         let id = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
         let base = format!("{RESOURCE_PREFIX}{}-{id}", std::process::id());
-        let lab = Self {
+        let mut lab = Self {
             client: format!("{base}-client"),
             site: format!("{base}-site"),
+            host_address: None,
+            host_link: None,
             relay: None,
         };
         // From here on `lab` is dropped (namespaces deleted) on any error.
@@ -158,7 +168,56 @@ impl Lab {
         lab.wire()?;
         lab.route(config)?;
         lab.install_drop_set()?;
+        if config.host_link {
+            lab.link_to_host(id)?;
+        }
         Ok(lab)
+    }
+
+    /// A veth pair from the client namespace to the host's, on the /30
+    /// number `id` of 198.19.0.0/16 (the host end is `.1`, the client end
+    /// `.2`). Deleting the client namespace deletes both ends.
+    fn link_to_host(&mut self, id: u32) -> anyhow::Result<()> {
+        let base = 4 * (id % (1 << 14));
+        let (third, fourth) = (base / 256, base % 256);
+        let host = format!("198.19.{third}.{}", fourth + 1);
+        let client = format!("198.19.{third}.{}", fourth + 2);
+        let host_link = format!("wh{}-{id}", std::process::id() % 100_000);
+        // Recorded before it exists, so that any failure below removes it.
+        self.host_link = Some(host_link.clone());
+        ip(&[
+            "-n",
+            &self.client,
+            "link",
+            "add",
+            "wx0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &host_link,
+            "netns",
+            "1",
+        ])?;
+        ip(&[
+            "-n",
+            &self.client,
+            "addr",
+            "add",
+            &format!("{client}/30"),
+            "dev",
+            "wx0",
+        ])?;
+        ip(&["-n", &self.client, "link", "set", "wx0", "up"])?;
+        ip(&["addr", "add", &format!("{host}/30"), "dev", &host_link])?;
+        ip(&["link", "set", &host_link, "up"])?;
+        self.host_address = Some(host.parse()?);
+        Ok(())
+    }
+
+    /// The host's address on the host link ([`SiteConfig::host_link`]).
+    pub fn host_address(&self) -> Option<IpAddr> {
+        self.host_address
     }
 
     fn wire(&self) -> anyhow::Result<()> {
@@ -438,6 +497,13 @@ impl Drop for Lab {
     fn drop(&mut self) {
         // Stop the relay before its devices disappear with the namespaces.
         drop(self.relay.take());
+        // The namespace's deletion would take the pair along, but only
+        // eventually: remove the host's end now.
+        if let Some(link) = self.host_link.take()
+            && let Err(error) = ip(&["link", "del", &link])
+        {
+            eprintln!("lab: deleting host link {link}: {error}");
+        }
         for namespace in [&self.client, &self.site] {
             live_namespaces().retain(|live| live != namespace);
             if let Err(error) = ip(&["netns", "del", namespace]) {

@@ -1,0 +1,192 @@
+//! `ward-controller certs`: a private CA for one deployment, the
+//! controller's server certificate, and one client certificate per agent
+//! (its common name is the agent's id: the controller checks it against
+//! the agent's `Hello`). PEM files; private keys are written mode 0600.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+/// Leaf certificates are valid this long.
+const LEAF_DAYS: i64 = 825;
+/// The CA is valid this long.
+const CA_DAYS: i64 = 3_650;
+
+/// Why certificates could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA exists already.
+    #[error("{0} exists: this directory has a CA already; use `certs agent` or another --dir")]
+    Exists(String),
+    /// Generating or parsing failed.
+    #[error("certificate: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A bad name.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
+    move |source| CertError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn validity(params: &mut CertificateParams, days: i64) {
+    let now = rcgen::date_time_ymd(1970, 1, 1) + time_since_epoch();
+    params.not_before = now - rcgen_days(1);
+    params.not_after = now + rcgen_days(days);
+}
+
+fn time_since_epoch() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn rcgen_days(days: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(days).unwrap_or(0) * 86_400)
+}
+
+fn write(path: &Path, contents: &str, private: bool) -> Result<PathBuf, CertError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(if private { 0o600 } else { 0o644 })
+        .open(path)
+        .map_err(io(path))?;
+    file.write_all(contents.as_bytes()).map_err(io(path))?;
+    Ok(path.to_path_buf())
+}
+
+/// Creates `dir/ca.{pem,key}` and `dir/controller.{pem,key}` for the
+/// controller's `names` (host names and IP addresses agents connect to).
+pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let ca_key_path = dir.join("ca.key");
+    if ca_key_path.exists() {
+        return Err(CertError::Exists(ca_key_path.display().to_string()));
+    }
+    if names.is_empty() {
+        return Err(CertError::Invalid(
+            "name at least one host name or address agents connect to (--name)".into(),
+        ));
+    }
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "ward deployment CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut ca, CA_DAYS);
+    let ca_key = KeyPair::generate()?;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let mut written = vec![
+        write(&dir.join("ca.pem"), &ca_cert.pem(), false)?,
+        write(&ca_key_path, &ca_key.serialize_pem(), true)?,
+    ];
+    let issuer = Issuer::new(ca, ca_key);
+    let mut server = CertificateParams::new(names.to_vec())?;
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "ward-controller");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    validity(&mut server, LEAF_DAYS);
+    let server_key = KeyPair::generate()?;
+    let server_cert = server.signed_by(&server_key, &issuer)?;
+    written.push(write(
+        &dir.join("controller.pem"),
+        &server_cert.pem(),
+        false,
+    )?);
+    written.push(write(
+        &dir.join("controller.key"),
+        &server_key.serialize_pem(),
+        true,
+    )?);
+    Ok(written)
+}
+
+/// Creates `dir/agent-{id}.{pem,key}`, signed by the CA in `dir`.
+pub fn agent(dir: &Path, id: &str) -> Result<Vec<PathBuf>, CertError> {
+    crate::store::AgentRecord::validate(id, "-")
+        .map_err(|error| CertError::Invalid(format!("agent id: {}", error.message)))?;
+    let ca_pem_path = dir.join("ca.pem");
+    let ca_key_path = dir.join("ca.key");
+    let ca_pem = fs::read_to_string(&ca_pem_path).map_err(io(&ca_pem_path))?;
+    let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    let mut params = CertificateParams::new(vec![id.to_owned()])?;
+    params.distinguished_name.push(DnType::CommonName, id);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    validity(&mut params, LEAF_DAYS);
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(vec![
+        write(&dir.join(format!("agent-{id}.pem")), &cert.pem(), false)?,
+        write(
+            &dir.join(format!("agent-{id}.key")),
+            &key.serialize_pem(),
+            true,
+        )?,
+    ])
+}
+
+/// The common name of a DER certificate's subject.
+pub fn common_name(der: &[u8]) -> Option<String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    certificate
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|name| name.as_str().ok())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_certificates_name_the_agent_and_the_ca_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = init(
+            dir.path(),
+            &["127.0.0.1".into(), "controller.example".into()],
+        )
+        .unwrap();
+        assert_eq!(files.len(), 4);
+        let mode = fs::metadata(dir.path().join("ca.key"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        let error = init(dir.path(), &["x".into()]).unwrap_err().to_string();
+        assert!(error.contains("has a CA already"), "{error}");
+        agent(dir.path(), "branch-7").unwrap();
+        let pem = fs::read_to_string(dir.path().join("agent-branch-7.pem")).unwrap();
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        assert_eq!(common_name(&der).as_deref(), Some("branch-7"));
+        assert!(agent(dir.path(), "bad id").is_err());
+    }
+}
