@@ -12,6 +12,7 @@
 //! counts only after its keyed tag validates.
 #![deny(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod packet;

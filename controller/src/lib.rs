@@ -11,6 +11,7 @@ pub mod agents;
 pub mod api;
 pub mod cache;
 pub mod certs;
+pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod notify;

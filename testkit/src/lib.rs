@@ -23,7 +23,7 @@
 
 pub mod browser;
 pub mod lab;
-mod ports;
+pub mod ports;
 mod process;
 pub mod services;
 

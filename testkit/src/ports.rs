@@ -8,7 +8,7 @@ static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 
 /// A loopback port that was free a moment ago and that no other caller in
 /// this process has received.
-pub(crate) fn free_loopback_port() -> anyhow::Result<u16> {
+pub fn free_loopback_port() -> anyhow::Result<u16> {
     let mut handed_out = HANDED_OUT
         .lock()
         .unwrap_or_else(|poison| poison.into_inner());

@@ -1,0 +1,265 @@
+//! `ward-agent` command line (the binary's `main` is [`main`]).
+
+use std::io::Read as _;
+use std::process::ExitCode;
+
+use std::path::PathBuf;
+
+use crate::engine::TargetSpec;
+use crate::probe_command::{self, Outcome, ProbeOptions};
+use crate::run::RunSettings;
+use crate::run::config;
+use crate::run::systemd::MaybeSystemd;
+use crate::targets::{self, Origin};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "ward site agent: ICMP probes over raw sockets, reported to the controller"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Probe targets like fping and print per-target results.
+    ///
+    /// Exit status: 0 all targets up, 1 some not up, 2 bad input or no
+    /// permission.
+    Probe(ProbeArgs),
+    /// Run as the site's agent: probe what the controller assigns and
+    /// report to it, until SIGINT or SIGTERM.
+    Run(Box<RunArgs>),
+}
+
+/// Each flag overrides the same key of the configuration file.
+#[derive(Args)]
+struct RunArgs {
+    /// TOML configuration file; flags and WARD_AGENT_* variables override it.
+    #[arg(long, env = "WARD_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Controller gRPC URL [default: http://127.0.0.1:50051].
+    #[arg(long, env = "WARD_AGENT_CONTROLLER")]
+    controller: Option<String>,
+    /// This agent's id, as registered [default: the host name].
+    #[arg(long, env = "WARD_AGENT_ID")]
+    agent_id: Option<String>,
+    /// The site this agent probes (checked against the registration).
+    #[arg(long, env = "WARD_AGENT_SITE")]
+    site: Option<String>,
+    /// Spool directory [default: $STATE_DIRECTORY, else ./ward-agent-spool].
+    #[arg(long, env = "WARD_AGENT_SPOOL_DIR")]
+    spool_dir: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the controller's certificate.
+    #[arg(long, env = "WARD_AGENT_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// This agent's certificate (PEM).
+    #[arg(long, env = "WARD_AGENT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// This agent's private key (PEM).
+    #[arg(long, env = "WARD_AGENT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// How often statistics are reported [default: 10s].
+    #[arg(long, env = "WARD_AGENT_REPORT_PERIOD", value_parser = humantime::parse_duration)]
+    report_period: Option<std::time::Duration>,
+    /// Global cap on probes per second [default: unlimited].
+    #[arg(long, env = "WARD_AGENT_RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// IPv4/IPv6 addresses, CIDR ranges (e.g. 127.1.0.0/16) or host names.
+    targets: Vec<String>,
+    /// Read targets from FILE, one per line, `#` starts a comment; `-` is
+    /// standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<String>,
+    /// Probes per target.
+    #[arg(short, long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    count: u32,
+    /// Time between probes of one target, ms.
+    #[arg(short, long, default_value_t = TargetSpec::DEFAULT_INTERVAL_MS, value_parser = clap::value_parser!(u32).range(1..=3_600_000))]
+    interval: u32,
+    /// How long to wait for a reply, ms.
+    #[arg(short, long, default_value_t = TargetSpec::DEFAULT_TIMEOUT_MS, value_parser = clap::value_parser!(u32).range(1..=60_000))]
+    timeout: u32,
+    /// Global cap on probes per second (default: unlimited).
+    #[arg(short, long, value_parser = clap::value_parser!(u32).range(1..))]
+    rate: Option<u32>,
+    /// Consecutive misses before a target counts as down (capped at --count).
+    #[arg(long, default_value_t = TargetSpec::DEFAULT_DOWN_AFTER, value_parser = clap::value_parser!(u8).range(1..))]
+    down_after: u8,
+    /// Consecutive replies before a down target counts as up (capped at --count).
+    #[arg(long, default_value_t = TargetSpec::DEFAULT_UP_AFTER, value_parser = clap::value_parser!(u8).range(1..))]
+    up_after: u8,
+    /// One JSON object per target: target, sent, received, loss, rtt_*_ms, state.
+    #[arg(long)]
+    json: bool,
+    /// Receive buffer per socket, bytes (raised past rmem_max when permitted).
+    #[arg(long, default_value_t = 32 << 20)]
+    receive_buffer: usize,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Probe(args) => probe(args),
+        Command::Run(args) => run(*args),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        // Logs go to stderr (journald under systemd), coloured only on a terminal.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let overrides = config::FileConfig {
+        controller: args.controller,
+        agent_id: args.agent_id,
+        site: args.site,
+        spool_dir: args.spool_dir,
+        report_period: args.report_period,
+        rate: args.rate,
+        tls_ca: args.tls_ca,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        ..config::FileConfig::default()
+    };
+    let file = match args
+        .config
+        .as_deref()
+        .map(config::FileConfig::load)
+        .transpose()
+    {
+        Ok(file) => file.unwrap_or_default(),
+        Err(error) => {
+            eprintln!("ward-agent run: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default();
+    let state_directory = std::env::var_os("STATE_DIRECTORY").and_then(|dirs| {
+        dirs.to_str()
+            .and_then(|d| d.split(':').next())
+            .map(PathBuf::from)
+    });
+    let settings = match RunSettings::resolve(overrides, file, &host_name, state_directory) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("ward-agent run: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ward-agent run: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(agent = %settings.agent_id, controller = %settings.controller, "ward-agent starting");
+    let result = runtime.block_on(crate::run::run(
+        settings,
+        std::sync::Arc::default(),
+        MaybeSystemd::detect(),
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "ward-agent stopped");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn probe(args: ProbeArgs) -> ExitCode {
+    let mut entries: Vec<(Origin, String)> = args
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, target)| (Origin::Argument(i + 1), target.clone()))
+        .collect();
+    if let Some(file) = &args.file {
+        let text = if file == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(file)
+        };
+        match text {
+            Ok(text) => entries.extend(targets::lines(file, &text)),
+            Err(error) => {
+                eprintln!("ward-agent probe: cannot read target file {file}: {error}");
+                return exit(Outcome::Refused);
+            }
+        }
+    }
+    let addresses = match targets::expand(&entries) {
+        Ok(addresses) if addresses.is_empty() => {
+            eprintln!("ward-agent probe: no targets given (arguments, or -f FILE)");
+            return exit(Outcome::Refused);
+        }
+        Ok(addresses) => addresses,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("ward-agent probe: {error}");
+            }
+            eprintln!(
+                "ward-agent probe: {} bad target(s); nothing was probed",
+                errors.len()
+            );
+            return exit(Outcome::Refused);
+        }
+    };
+    let options = ProbeOptions {
+        count: args.count,
+        interval_ms: args.interval,
+        timeout_ms: args.timeout,
+        rate: args.rate,
+        down_after: args.down_after,
+        up_after: args.up_after,
+        json: args.json,
+        receive_buffer: args.receive_buffer,
+    };
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr();
+    match probe_command::run(&addresses, &options, &mut out, &mut err) {
+        Ok(outcome) => exit(outcome),
+        Err(error) => {
+            eprintln!("ward-agent probe: writing results: {error}");
+            exit(Outcome::Refused)
+        }
+    }
+}
+
+fn exit(outcome: Outcome) -> ExitCode {
+    ExitCode::from(outcome as u8)
+}

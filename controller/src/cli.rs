@@ -1,0 +1,358 @@
+//! `ward-controller` command line (the binary's `main` is [`main`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cache::Cache;
+use crate::config::{FileConfig, Settings};
+use crate::notify::{self, Alertmanager, Channel, Webhook};
+use crate::state::Controller;
+use crate::store::Store;
+use crate::tsdb::{Tsdb, TsdbConfig};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+#[derive(Parser)]
+#[command(version, about = "ward controller: status database, alerting and APIs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller until SIGINT or SIGTERM (migrates the database first).
+    Run(Box<RunArgs>),
+    /// Apply pending database migrations and exit.
+    Migrate(MigrateArgs),
+    /// Register or list agents (the inventory of who may connect).
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Make the certificates of a deployment (a private CA, the
+    /// controller's, one per agent).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a CA and the controller's certificate in DIR.
+    Init {
+        /// Directory for the PEM files.
+        #[arg(long, default_value = "./ward-certs")]
+        dir: PathBuf,
+        /// Host names and addresses agents use to reach the controller
+        /// (repeat the flag).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
+    /// Create an agent's certificate, signed by the CA in DIR.
+    Agent {
+        /// The agent's id (its certificate's common name).
+        id: String,
+        /// Directory with the CA.
+        #[arg(long, default_value = "./ward-certs")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Register an agent for a site (again for the same site: no change).
+    Add {
+        /// The agent's id (its host name unless configured otherwise).
+        id: String,
+        /// The site whose devices it probes.
+        #[arg(long)]
+        site: String,
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
+    /// List registered agents.
+    List {
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
+}
+
+#[derive(Args)]
+struct MigrateArgs {
+    /// TOML configuration file (its `database` key is used).
+    #[arg(long, env = "WARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Status database: postgres://USER@HOST:PORT/DB or sqlite:PATH
+    /// [default: sqlite:./ward.db].
+    #[arg(long, env = "WARD_DATABASE")]
+    database: Option<String>,
+}
+
+/// Each flag overrides the same key of the configuration file.
+#[derive(Args)]
+struct RunArgs {
+    /// TOML configuration file; flags and WARD_* variables override its keys.
+    #[arg(long, env = "WARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Status database: postgres://USER@HOST:PORT/DB or sqlite:PATH
+    /// [default: sqlite:./ward.db].
+    #[arg(long, env = "WARD_DATABASE")]
+    database: Option<String>,
+    /// Address for the REST API, dashboard, health and metrics
+    /// [default: 127.0.0.1:8080].
+    #[arg(long, env = "WARD_LISTEN_HTTP")]
+    listen_http: Option<SocketAddr>,
+    /// Address for the gRPC endpoint [default: 127.0.0.1:50051].
+    #[arg(long, env = "WARD_LISTEN_GRPC")]
+    listen_grpc: Option<SocketAddr>,
+    /// Redis for the read cache [default: an in-process cache].
+    #[arg(long, env = "WARD_REDIS")]
+    redis: Option<String>,
+    /// VictoriaMetrics base URL for probe statistics [default: off].
+    #[arg(long, env = "WARD_VICTORIA_METRICS")]
+    victoria_metrics: Option<String>,
+    /// Directory spooling statistics while VictoriaMetrics is unreachable
+    /// [default: ./ward-tsdb-spool].
+    #[arg(long, env = "WARD_TSDB_SPOOL_DIR")]
+    tsdb_spool_dir: Option<PathBuf>,
+    /// Most MiB the statistics spool holds before dropping its oldest rows
+    /// [default: 256].
+    #[arg(long, env = "WARD_TSDB_SPOOL_MAX_MIB")]
+    tsdb_spool_max_mib: Option<u64>,
+    /// JSON webhook that receives firing and resolved alerts [default: off].
+    #[arg(long, env = "WARD_WEBHOOK")]
+    webhook: Option<String>,
+    /// Alertmanager base URL (alerts go to /api/v2/alerts) [default: off].
+    #[arg(long, env = "WARD_ALERTMANAGER")]
+    alertmanager: Option<String>,
+    /// How often firing alerts are sent to Alertmanager again [default: 60s].
+    #[arg(long, env = "WARD_ALERTMANAGER_RESEND_INTERVAL", value_parser = humantime::parse_duration)]
+    alertmanager_resend_interval: Option<Duration>,
+    /// Bearer token required on REST calls that change data [default: none].
+    #[arg(long, env = "WARD_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Server certificate (PEM) for gRPC over mTLS.
+    #[arg(long, env = "WARD_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, env = "WARD_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// CA (PEM) that agents' client certificates must chain to.
+    #[arg(long, env = "WARD_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The flags as overrides of the file's keys.
+    fn overrides(self) -> (Option<PathBuf>, FileConfig) {
+        let overrides = FileConfig {
+            listen_http: self.listen_http,
+            listen_grpc: self.listen_grpc,
+            database: self.database,
+            redis: self.redis,
+            victoria_metrics: self.victoria_metrics,
+            tsdb_spool_dir: self.tsdb_spool_dir,
+            tsdb_spool_max_mib: self.tsdb_spool_max_mib,
+            webhook: self.webhook,
+            alertmanager: self.alertmanager,
+            alertmanager_resend_interval: self.alertmanager_resend_interval,
+            api_token: self.api_token,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            tls_client_ca: self.tls_client_ca,
+        };
+        (self.config, overrides)
+    }
+}
+
+/// The file at `path` (if any) under `overrides`.
+fn settings(path: Option<PathBuf>, overrides: FileConfig) -> anyhow::Result<Settings> {
+    let file = match &path {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    Ok(Settings::resolve(overrides, file)?)
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_command())
+}
+
+async fn run_command() -> anyhow::Result<()> {
+    let command = Cli::parse().command;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        // Logs go to stderr (journald under systemd), coloured only on a terminal.
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match command {
+        Command::Migrate(args) => {
+            open_store(args).await?;
+            info!("migrations applied");
+        }
+        Command::Agents(command) => agents(command).await?,
+        Command::Certs(command) => {
+            let written = match command {
+                CertsCommand::Init { dir, names } => crate::certs::init(&dir, &names)?,
+                CertsCommand::Agent { id, dir } => crate::certs::agent(&dir, &id)?,
+            };
+            for path in written {
+                println!("{}", path.display());
+            }
+        }
+        Command::Run(args) => {
+            let (path, overrides) = (*args).overrides();
+            run(settings(path, overrides)?).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The migrated store named by `args` (and its config file).
+async fn open_store(args: MigrateArgs) -> anyhow::Result<Store> {
+    let overrides = FileConfig {
+        database: args.database,
+        ..FileConfig::default()
+    };
+    let settings = settings(args.config, overrides)?;
+    let store = Store::open(&settings.database).await?;
+    store
+        .migrate()
+        .await
+        .context("migrating the status database")?;
+    Ok(store)
+}
+
+async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
+    match command {
+        AgentsCommand::Add { id, site, database } => {
+            let store = open_store(database).await?;
+            let agent = store
+                .register_agent(&id, &site, crate::time::now_ms())
+                .await?;
+            println!("agent {} registered for site {}", agent.id, agent.site);
+        }
+        AgentsCommand::List { database } => {
+            for agent in open_store(database).await?.list_agents().await? {
+                println!("{}\t{}", agent.id, agent.site);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let store = Store::open(&settings.database).await?;
+    let applied = store
+        .migrate()
+        .await
+        .context("migrating the status database")?;
+    info!(applied, database = %settings.database, "status database ready");
+    let cache = match &settings.redis {
+        Some(url) => Cache::redis(url).await?,
+        None => Cache::in_process(),
+    };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    let mut controller = Controller::new(store, cache).with_api_token(settings.api_token.clone());
+    let mut tasks = Vec::new();
+    if let Some(url) = &settings.victoria_metrics {
+        let (tsdb, writer) = Tsdb::start(
+            TsdbConfig {
+                url: url.clone(),
+                spool_dir: settings.tsdb_spool_dir.clone(),
+                spool_max_bytes: settings.tsdb_spool_max_bytes,
+            },
+            until_stopped(),
+        )?;
+        info!(%url, spool = %settings.tsdb_spool_dir.display(), "writing statistics to VictoriaMetrics");
+        controller = controller.with_tsdb(tsdb);
+        tasks.push(writer);
+    }
+    let mut channels = Vec::new();
+    if let Some(url) = &settings.webhook {
+        channels.push(Channel::Webhook(Webhook::new(url)));
+    }
+    if let Some(url) = &settings.alertmanager {
+        channels.push(Channel::Alertmanager(Alertmanager::new(
+            url,
+            settings.alertmanager_resend_interval,
+        )));
+    }
+    let names: Vec<&'static str> = channels.iter().map(Channel::name).collect();
+    let controller = Arc::new(controller.with_notification_channels(&names).await?);
+    info!(channels = ?names, "notification channels");
+    for channel in channels {
+        tasks.push(tokio::spawn(notify::run(
+            Arc::clone(&controller),
+            channel,
+            until_stopped(),
+        )));
+    }
+    tasks.push(tokio::spawn(crate::agents::sweep(
+        Arc::clone(&controller),
+        until_stopped(),
+    )));
+    let http = tokio::net::TcpListener::bind(settings.listen_http)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {}; pick a free address with --listen-http",
+                settings.listen_http
+            )
+        })?;
+    let grpc = crate::grpc::bind(settings.listen_grpc).await?;
+    info!(http = %settings.listen_http, grpc = %settings.listen_grpc, "controller listening");
+    let http_server = axum::serve(http, crate::api::router(Arc::clone(&controller)))
+        .with_graceful_shutdown(until_stopped());
+    let tls = settings
+        .tls
+        .as_ref()
+        .map(crate::grpc::server_tls)
+        .transpose()?;
+    let grpc_server = crate::grpc::serve(grpc, Arc::clone(&controller), tls, until_stopped());
+    let signal = async {
+        shutdown_signal().await;
+        info!("stopping");
+        let _ = stop.send(true);
+    };
+    let (http_result, grpc_result, ()) = tokio::join!(http_server, grpc_server, signal);
+    http_result.context("HTTP server")?;
+    grpc_result.context("gRPC endpoint")?;
+    for task in tasks {
+        task.await.context("background task")?;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch SIGTERM; stopping only on SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,468 @@
+//! End-to-end harness: the real `ward-controller` and `ward-agent`
+//! processes (built into this package), an agent inside a lab site's
+//! client namespace talking mTLS to a controller on the host link, the
+//! controller's REST API, and a webhook receiver.
+//!
+//! Everything a test starts is stopped by PID when its handle drops.
+#![allow(
+    dead_code,
+    clippy::disallowed_methods,
+    clippy::disallowed_types,
+    reason = "a test harness shared by several tests: blocking waits on real processes, a mutex for received webhooks"
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// The controller binary.
+pub const CONTROLLER: &str = env!("CARGO_BIN_EXE_e2e-ward-controller");
+/// The agent binary.
+pub const AGENT: &str = env!("CARGO_BIN_EXE_e2e-ward-agent");
+
+/// A child process, stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Process {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts `command` with its output in `log`.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
+        let file = std::fs::File::create(log)?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {name}: {command:?}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        })
+    }
+
+    fn pid(&self) -> Option<Pid> {
+        self.child
+            .as_ref()
+            .and_then(|child| i32::try_from(child.id()).ok())
+            .map(Pid::from_raw)
+    }
+
+    /// Sends `signal` and waits up to 10 s for the exit (then SIGKILL).
+    pub fn stop_with(&mut self, signal: Signal) -> Option<std::process::ExitStatus> {
+        let pid = self.pid()?;
+        let mut child = self.child.take()?;
+        let _ = kill(pid, signal);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{}: still running 10 s after {signal}; SIGKILL", self.name);
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Kills it without warning, as a crash would.
+    pub fn crash(&mut self) {
+        self.stop_with(Signal::SIGKILL);
+    }
+
+    /// True while it runs.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop_with(Signal::SIGTERM);
+    }
+}
+
+/// Waits until `condition` holds, checking every 20 ms, or fails after
+/// `limit` naming `what`.
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A blocking JSON client for the controller's REST API.
+pub struct Rest {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl Rest {
+    /// The API at `base` (e.g. `http://127.0.0.1:8080`).
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    /// `GET path` → (status, JSON); (0, null) when nothing answers.
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        match self.http.get(format!("{}{path}", self.base)).send() {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        match self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+        {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, response.json().unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// A counter or gauge from `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .ok()?
+            .text()
+            .ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.trim().parse().ok())
+    }
+}
+
+/// A webhook receiver on loopback that records every JSON body (answers
+/// 204, or 503 while `failing`).
+pub struct Webhook {
+    /// Its URL.
+    pub url: String,
+    /// Bodies received.
+    pub received: Arc<Mutex<Vec<Value>>>,
+    /// Answer 503 while set.
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+    _thread: std::thread::JoinHandle<()>,
+}
+
+impl Webhook {
+    /// Listens on a free loopback port.
+    pub fn start() -> anyhow::Result<Self> {
+        use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let address: SocketAddr = listener.local_addr()?;
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (received, failing) = (Arc::clone(&received), Arc::clone(&failing));
+            move || {
+                for stream in listener.incoming().flatten() {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        continue;
+                    }
+                    let fail = failing.load(std::sync::atomic::Ordering::Relaxed);
+                    if !fail && let Ok(json) = serde_json::from_slice(&body) {
+                        received
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(json);
+                    }
+                    let status = if fail {
+                        "503 Service Unavailable"
+                    } else {
+                        "204 No Content"
+                    };
+                    let _ = reader.get_mut().write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    );
+                }
+            }
+        });
+        Ok(Self {
+            url: format!("http://{address}/hook"),
+            received,
+            failing,
+            _thread: thread,
+        })
+    }
+
+    /// Bodies received so far.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// A working directory for one test's processes, certificates and spools.
+pub fn work_dir() -> anyhow::Result<TempDir> {
+    Ok(tempfile::Builder::new()
+        .prefix("ward-test-e2e-")
+        .tempdir()?)
+}
+
+/// Certificates for a deployment whose controller is reached at `host`,
+/// and for `agents`.
+pub fn certificates(dir: &Path, host: &str, agents: &[&str]) -> anyhow::Result<()> {
+    ward_controller::certs::init(dir, &[host.to_owned(), "127.0.0.1".to_owned()])?;
+    for agent in agents {
+        ward_controller::certs::agent(dir, agent)?;
+    }
+    Ok(())
+}
+
+/// Fails unless `path` answers 200 within 30 s.
+pub fn wait_for_http(rest: &Rest, path: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if rest.get(path).0 == 200 {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{path} did not answer 200 within 30 s")
+}
+
+/// A whole deployment: a lab site reached by one agent in its client
+/// namespace, and on the host a controller (mTLS gRPC on the host link,
+/// REST on loopback) with PostgreSQL, Redis, VictoriaMetrics and a webhook.
+pub struct Deployment {
+    /// Processes' files: certificates, config, spools, logs.
+    pub dir: TempDir,
+    /// The network.
+    pub lab: ward_testkit::lab::Lab,
+    /// The status database.
+    pub postgres: ward_testkit::services::Postgres,
+    /// The cache.
+    pub redis: ward_testkit::services::Redis,
+    /// The time-series database.
+    pub victoria_metrics: ward_testkit::services::VictoriaMetrics,
+    /// Receives notifications.
+    pub webhook: Webhook,
+    /// The controller, once started.
+    pub controller: Option<Process>,
+    /// Its REST API.
+    pub rest: Rest,
+    /// Where agents reach it.
+    pub grpc_url: String,
+}
+
+impl Deployment {
+    /// Starts everything but the agents.
+    pub fn start(mut site: ward_testkit::lab::SiteConfig) -> anyhow::Result<Self> {
+        site.host_link = true;
+        let lab = ward_testkit::lab::Lab::start(&site)?;
+        let host = lab.host_address().context("host link")?.to_string();
+        let dir = work_dir()?;
+        certificates(dir.path(), &host, &["site-agent", "other-agent"])?;
+        let http_port = ward_testkit::ports::free_loopback_port()?;
+        let grpc_port = ward_testkit::ports::free_loopback_port()?;
+        let mut deployment = Self {
+            postgres: ward_testkit::services::Postgres::start()?,
+            redis: ward_testkit::services::Redis::start()?,
+            victoria_metrics: ward_testkit::services::VictoriaMetrics::start()?,
+            webhook: Webhook::start()?,
+            controller: None,
+            rest: Rest::new(format!("http://127.0.0.1:{http_port}")),
+            grpc_url: format!("https://{host}:{grpc_port}"),
+            lab,
+            dir,
+        };
+        let d = deployment.dir.path();
+        let config = format!(
+            "listen_http = \"127.0.0.1:{http_port}\"\n\
+             listen_grpc = \"{host}:{grpc_port}\"\n\
+             database = \"{database}\"\n\
+             redis = \"{redis}\"\n\
+             victoria_metrics = \"{vm}\"\n\
+             tsdb_spool_dir = \"{d}/tsdb-spool\"\n\
+             webhook = \"{webhook}\"\n\
+             tls_cert = \"{d}/controller.pem\"\n\
+             tls_key = \"{d}/controller.key\"\n\
+             tls_client_ca = \"{d}/ca.pem\"\n",
+            database = deployment.postgres.url(),
+            redis = deployment.redis.url(),
+            vm = deployment.victoria_metrics.url(),
+            webhook = deployment.webhook.url,
+            d = d.display(),
+        );
+        std::fs::write(d.join("controller.toml"), config)?;
+        deployment.start_controller()?;
+        Ok(deployment)
+    }
+
+    /// Starts (or restarts) the controller and waits until it is ready.
+    pub fn start_controller(&mut self) -> anyhow::Result<()> {
+        let d = self.dir.path();
+        let mut command = Command::new(CONTROLLER);
+        command
+            .args(["run", "--config"])
+            .arg(d.join("controller.toml"))
+            .env("RUST_LOG", "info");
+        let log = d.join(format!(
+            "controller-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |t| t.as_millis())
+        ));
+        self.controller = Some(Process::spawn("ward-controller", command, &log)?);
+        wait_for_http(&self.rest, "/healthz")
+    }
+
+    /// Registers `id` for `site` and starts it in the lab's client
+    /// namespace, with its certificate (or `certificate_of` another's).
+    pub fn start_agent(
+        &self,
+        id: &str,
+        site: &str,
+        certificate_of: &str,
+    ) -> anyhow::Result<Process> {
+        let d = self.dir.path();
+        let mut command = self.lab.client_command(AGENT);
+        command
+            .args([
+                "run",
+                "--controller",
+                &self.grpc_url,
+                "--agent-id",
+                id,
+                "--site",
+                site,
+            ])
+            .arg("--spool-dir")
+            .arg(d.join(format!("spool-{id}")))
+            .arg("--tls-ca")
+            .arg(d.join("ca.pem"))
+            .arg("--tls-cert")
+            .arg(d.join(format!("agent-{certificate_of}.pem")))
+            .arg("--tls-key")
+            .arg(d.join(format!("agent-{certificate_of}.key")))
+            .args(["--report-period", "1s"])
+            .env("RUST_LOG", "info");
+        Process::spawn(
+            &format!("ward-agent {id}"),
+            command,
+            &d.join(format!("agent-{id}.log")),
+        )
+    }
+
+    /// Registers an agent through REST.
+    pub fn register_agent(&self, id: &str, site: &str) {
+        let (code, body) = self.rest.post(
+            "/api/v1/agents",
+            &serde_json::json!({"id": id, "site": site}),
+        );
+        assert_eq!(code, 201, "register {id}: {body}");
+    }
+
+    /// Creates `count` devices of `site` at consecutive addresses from
+    /// `first` (IPv4), probed with `interval_ms`/`timeout_ms`/3 misses;
+    /// returns their ids in address order.
+    pub fn import_devices(
+        &self,
+        site: &str,
+        first: std::net::Ipv4Addr,
+        count: u32,
+        interval_ms: u32,
+        timeout_ms: u32,
+    ) -> Vec<i64> {
+        let devices: Vec<Value> = (0..count)
+            .map(|i| {
+                let address = std::net::Ipv4Addr::from(u32::from(first) + i);
+                serde_json::json!({
+                    "name": format!("host-{address}"),
+                    "address": address.to_string(),
+                    "site": site,
+                    "interval_ms": interval_ms,
+                    "timeout_ms": timeout_ms,
+                    "down_after": 3,
+                    "up_after": 1,
+                })
+            })
+            .collect();
+        let (code, body) = self
+            .rest
+            .post("/api/v1/devices/import", &Value::Array(devices));
+        assert_eq!(code, 201, "import: {body}");
+        let (_, listed) = self.rest.get(&format!("/api/v1/devices?site={site}"));
+        let mut ids: Vec<i64> = listed
+            .as_array()
+            .expect("device list")
+            .iter()
+            .map(|device| device["id"].as_i64().expect("id"))
+            .collect();
+        // Imported in address order, so ids ascend with the addresses.
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The controller's log.
+    pub fn controller_log(&self) -> String {
+        self.controller
+            .as_ref()
+            .map(Process::log)
+            .unwrap_or_default()
+    }
+}
