@@ -328,6 +328,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let signal = async {
         shutdown_signal().await;
         info!("stopping");
+        controller.begin_shutdown();
         let _ = stop.send(true);
     };
     let (http_result, grpc_result, ()) = tokio::join!(http_server, grpc_server, signal);

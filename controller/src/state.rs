@@ -78,6 +78,9 @@ pub struct Controller {
     pub metrics: Metrics,
     /// Committed status changes, for live events.
     events: tokio::sync::broadcast::Sender<StatusEvent>,
+    /// Set when the controller shuts down: long-lived streams (agent links,
+    /// live events) end, so the servers can stop.
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Bumped after every committed change to the device inventory, so
     /// agent links send assignment updates.
     inventory_changes: tokio::sync::watch::Sender<u64>,
@@ -114,6 +117,7 @@ impl Controller {
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             outbox_wakeup: tokio::sync::watch::channel(()).0,
             inventory_changes: tokio::sync::watch::channel(0).0,
+            stopping: tokio::sync::watch::channel(false).0,
             api_token: None,
             tsdb: None,
             notification_channels: Vec::new(),
@@ -172,6 +176,19 @@ impl Controller {
     /// Changes after every commit that may have queued notifications.
     pub fn outbox_wakeups(&self) -> tokio::sync::watch::Receiver<()> {
         self.outbox_wakeup.subscribe()
+    }
+
+    /// Ends every long-lived stream (agent links, live events).
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Completes once [`Controller::begin_shutdown`] was called.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
     }
 
     /// Changes after every committed change to the device inventory.

@@ -23,6 +23,7 @@ use crate::state::Controller;
 pub async fn stream(
     State(controller): State<Arc<Controller>>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let controller_stopped = controller.stopped();
     let changes = BroadcastStream::new(controller.subscribe()).map(move |change| {
         Ok(match change {
             Ok(change) => {
@@ -41,5 +42,7 @@ pub async fn stream(
             }
         })
     });
+    // Ends when the controller shuts down, so the server can stop.
+    let changes = futures_util::StreamExt::take_until(changes, controller_stopped);
     Sse::new(changes).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -242,9 +242,14 @@ impl Link {
     async fn run(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<(), GrpcStatus> {
         let mut inventory = self.controller.inventory_changes();
         inventory.mark_unchanged();
+        let stopped = self.controller.stopped();
+        tokio::pin!(stopped);
         self.send_assignment().await?;
         loop {
             tokio::select! {
+                () = &mut stopped => {
+                    return Err(GrpcStatus::unavailable("the controller is shutting down; reconnect shortly"));
+                }
                 next = tokio::time::timeout(SILENCE_LIMIT, inbound.next()) => match next {
                     Err(_) => return Err(GrpcStatus::deadline_exceeded(format!("no message from the agent for {SILENCE_LIMIT:?}"))),
                     Ok(None) => return Ok(()),

@@ -319,6 +319,8 @@ impl Inventory for InventoryService {
                 )))
             }
         });
-        Ok(Response::new(Box::pin(changes)))
+        Ok(Response::new(Box::pin(
+            futures_util::StreamExt::take_until(changes, self.controller.stopped()),
+        )))
     }
 }

@@ -466,3 +466,41 @@ impl Deployment {
             .unwrap_or_default()
     }
 }
+
+impl Deployment {
+    /// Rows of `query` on the status database, `|`-separated.
+    pub fn sql(&self, query: &str) -> Vec<String> {
+        let output = Command::new("psql")
+            .arg(self.postgres.url())
+            .args(["-At", "-c", query])
+            .output()
+            .expect("psql");
+        assert!(
+            output.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Ids of the devices whose status is `status`.
+    pub fn devices_with_status(&self, status: &str) -> Vec<i64> {
+        let (_, devices) = self.rest.get(&format!("/api/v1/devices?status={status}"));
+        devices
+            .as_array()
+            .map(|devices| devices.iter().filter_map(|d| d["id"].as_i64()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The address of device `id`.
+    pub fn address_of(&self, id: i64) -> std::net::IpAddr {
+        let (_, device) = self.rest.get(&format!("/api/v1/devices/{id}"));
+        device["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("device {id} has no address: {device}"))
+    }
+}
