@@ -139,12 +139,15 @@ impl Chromium {
     pub fn wait_until(&mut self, expression: &str, limit: Duration) -> anyhow::Result<Duration> {
         let start = Instant::now();
         loop {
-            if self.evaluate(expression)? == Value::Bool(true) {
-                return Ok(start.elapsed());
-            }
+            // While the page loads, the expression may throw: not yet.
+            let last = match self.evaluate(expression) {
+                Ok(Value::Bool(true)) => return Ok(start.elapsed()),
+                Ok(value) => format!("it is {value}"),
+                Err(error) => error.to_string(),
+            };
             if start.elapsed() >= limit {
                 bail!(
-                    "`{expression}` still not true after {limit:?}; Chromium's profile and log: {}",
+                    "`{expression}` still not true after {limit:?} ({last}); Chromium's profile and log: {}",
                     self.profile.path().display()
                 );
             }
