@@ -1,0 +1,190 @@
+//! Who may report what: an agent's client certificate names it; another
+//! agent, even with a valid certificate, cannot report on its devices,
+//! cannot pose as it, an unregistered agent is refused, and a client
+//! without a certificate does not get through the handshake.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::{Deployment, wait_until};
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use ward_proto::v1::{self as pb, agent_message, controller_message};
+use ward_testkit::lab::SiteConfig;
+
+/// Opens a link with `certificate` (or none) saying `hello_as`; returns
+/// the first controller message, or the error.
+async fn first_answer(
+    deployment: &Deployment,
+    certificate: Option<&str>,
+    hello_as: &str,
+    then: Vec<pb::AgentMessage>,
+) -> Result<Vec<pb::ControllerMessage>, String> {
+    let dir = deployment.dir.path();
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("certificate file");
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem")));
+    if let Some(agent) = certificate {
+        tls = tls.identity(Identity::from_pem(
+            read(&format!("agent-{agent}.pem")),
+            read(&format!("agent-{agent}.key")),
+        ));
+    }
+    let channel = Endpoint::from_shared(deployment.grpc_url.clone())
+        .expect("url")
+        .tls_config(tls)
+        .expect("tls")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .map_err(|error| format!("connect: {error:?}"))?;
+    let mut client = pb::agent_link_client::AgentLinkClient::new(channel);
+    let mut messages = vec![pb::AgentMessage {
+        kind: Some(agent_message::Kind::Hello(pb::Hello {
+            agent_id: hello_as.into(),
+            boot_id: "test-boot".into(),
+            version: "test".into(),
+            ..pb::Hello::default()
+        })),
+    }];
+    let expected = 1 + then.len();
+    messages.extend(then);
+    let response = client
+        .connect(tokio_stream::iter(messages).chain(tokio_stream::pending()))
+        .await
+        .map_err(|status| format!("call: {status}"))?;
+    let mut inbound = response.into_inner();
+    let mut answers = Vec::new();
+    while answers.len() < expected {
+        match tokio::time::timeout(Duration::from_secs(5), inbound.message()).await {
+            Ok(Ok(Some(message))) => {
+                let refused = matches!(message.kind, Some(controller_message::Kind::Refusal(_)));
+                answers.push(message);
+                if refused {
+                    break;
+                }
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(status)) => return Err(format!("stream: {status}")),
+            Err(_) => break,
+        }
+    }
+    Ok(answers)
+}
+
+use tokio_stream::StreamExt as _;
+
+#[test]
+fn agents_report_only_on_their_own_devices_and_must_prove_who_they_are() {
+    ward_testkit::require_root("the lab and raw ICMP sockets");
+    let site = SiteConfig {
+        answering: vec!["198.18.4.0/24".parse().expect("cidr")],
+        unreachable: vec![],
+        ..SiteConfig::default()
+    };
+    let deployment = Deployment::start(site).expect("deployment");
+    deployment.register_agent("site-agent", "branch-1");
+    deployment.register_agent("other-agent", "branch-2");
+    ward_controller::certs::agent(deployment.dir.path(), "stranger")
+        .expect("stranger's certificate");
+    let ids = deployment.import_devices("branch-1", Ipv4Addr::new(198, 18, 4, 1), 3, 500, 300);
+    let _agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+    wait_until("the site's devices up", Duration::from_secs(20), || {
+        deployment.rest.get("/api/v1/summary").1["up"] == 3
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    // The other site's agent, valid certificate, reports one of ours down.
+    let forged = pb::AgentMessage {
+        kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
+            seq: 1,
+            transitions: vec![pb::Transition {
+                device_id: u64::try_from(ids[0]).expect("id"),
+                state: pb::DeviceState::Down.into(),
+                probed_at_unix_us: i64::MAX / 2,
+                reason: pb::TransitionReason::Timeouts.into(),
+                ..pb::Transition::default()
+            }],
+        })),
+    };
+    let answers = runtime
+        .block_on(first_answer(
+            &deployment,
+            Some("other-agent"),
+            "other-agent",
+            vec![forged],
+        ))
+        .expect("the other agent links");
+    let Some(controller_message::Kind::Snapshot(snapshot)) = &answers[0].kind else {
+        panic!("a snapshot first: {answers:?}");
+    };
+    assert!(
+        snapshot.targets.is_empty(),
+        "branch-2 has no devices: {snapshot:?}"
+    );
+    let Some(controller_message::Kind::Ack(ack)) = &answers[1].kind else {
+        panic!("an ack: {answers:?}");
+    };
+    assert_eq!(ack.acked_seq, 1);
+    assert_eq!(ack.rejected.len(), 1, "{ack:?}");
+    assert_eq!(
+        ack.rejected[0].reason,
+        i32::from(pb::RejectionReason::NotAssigned)
+    );
+    let (_, device) = deployment.rest.get(&format!("/api/v1/devices/{}", ids[0]));
+    assert_eq!(device["status"], "up", "nothing changed: {device}");
+
+    // Its certificate, but claiming to be the site's agent.
+    let answers = runtime
+        .block_on(first_answer(
+            &deployment,
+            Some("other-agent"),
+            "site-agent",
+            vec![],
+        ))
+        .expect("TLS works");
+    let Some(controller_message::Kind::Refusal(refusal)) = &answers[0].kind else {
+        panic!("refused: {answers:?}");
+    };
+    assert_eq!(
+        refusal.code,
+        i32::from(pb::RefusalCode::IdentityMismatch),
+        "{refusal:?}"
+    );
+
+    // A valid certificate of an agent nobody registered.
+    let answers = runtime
+        .block_on(first_answer(
+            &deployment,
+            Some("stranger"),
+            "stranger",
+            vec![],
+        ))
+        .expect("TLS works");
+    let Some(controller_message::Kind::Refusal(refusal)) = &answers[0].kind else {
+        panic!("refused: {answers:?}");
+    };
+    assert_eq!(
+        refusal.code,
+        i32::from(pb::RefusalCode::UnknownAgent),
+        "{refusal:?}"
+    );
+    assert!(
+        refusal.message.contains("agents add stranger"),
+        "{refusal:?}"
+    );
+
+    // No certificate at all: the handshake fails, nothing is answered.
+    let outcome = runtime.block_on(first_answer(&deployment, None, "site-agent", vec![]));
+    assert!(
+        outcome.is_err(),
+        "a client without a certificate must not link: {outcome:?}"
+    );
+    let (_, device) = deployment.rest.get(&format!("/api/v1/devices/{}", ids[0]));
+    assert_eq!(device["status"], "up");
+}
