@@ -3,13 +3,11 @@
 //! cannot pose as it, an unregistered agent is refused, and a client
 //! without a certificate does not get through the handshake.
 
-mod common;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Deployment, wait_until};
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+use ward_e2e::{Deployment, wait_until};
 use ward_proto::v1::{self as pb, agent_message, controller_message};
 use ward_testkit::lab::SiteConfig;
 

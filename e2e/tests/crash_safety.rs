@@ -6,13 +6,11 @@
     reason = "real processes and a real network: the test waits in wall-clock time"
 )]
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Deployment, wait_until};
+use ward_e2e::{Deployment, wait_until};
 use ward_testkit::lab::SiteConfig;
 
 const SITE: &str = "branch-1";
@@ -28,7 +26,7 @@ fn site() -> SiteConfig {
 }
 
 /// A running deployment with every host up, and the victims' ids.
-fn all_up() -> (Deployment, common::Process, Vec<i64>) {
+fn all_up() -> (Deployment, ward_e2e::Process, Vec<i64>) {
     ward_testkit::require_root("the lab and raw ICMP sockets");
     let deployment = Deployment::start(site()).expect("deployment");
     deployment.register_agent("site-agent", SITE);

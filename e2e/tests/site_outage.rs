@@ -5,13 +5,11 @@
 //! agrees and VictoriaMetrics has its loss; brought back, all of that
 //! resolves.
 
-mod common;
-
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{Deployment, wait_until};
 use serde_json::Value;
+use ward_e2e::{Deployment, wait_until};
 use ward_testkit::lab::SiteConfig;
 
 const SITE: &str = "branch-1";

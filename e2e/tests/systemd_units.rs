@@ -4,14 +4,12 @@
 //! protocol (`READY=1`, `WATCHDOG=1`, `STOPPING=1`); the example configs
 //! are accepted by the daemons' own parsers.
 
-mod common;
-
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{AGENT, CONTROLLER, Process};
+use ward_e2e::{Process, agent_binary, controller_binary};
 
 const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd");
 
@@ -19,11 +17,11 @@ const UNITS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../systemd");
 /// that the program exists), in `dir`.
 fn installed_units(dir: &Path) -> Vec<std::path::PathBuf> {
     [
-        ("ward-agent.service", "/usr/bin/ward-agent", AGENT),
+        ("ward-agent.service", "/usr/bin/ward-agent", agent_binary()),
         (
             "ward-controller.service",
             "/usr/bin/ward-controller",
-            CONTROLLER,
+            controller_binary(),
         ),
     ]
     .iter()
@@ -31,7 +29,8 @@ fn installed_units(dir: &Path) -> Vec<std::path::PathBuf> {
         let text = std::fs::read_to_string(Path::new(UNITS).join(unit)).expect("unit");
         assert!(text.contains(installed), "{unit} runs {installed}");
         let path = dir.join(unit);
-        std::fs::write(&path, text.replace(installed, built)).expect("write unit");
+        std::fs::write(&path, text.replace(installed, &built.to_string_lossy()))
+            .expect("write unit");
         path
     })
     .collect()
@@ -39,7 +38,7 @@ fn installed_units(dir: &Path) -> Vec<std::path::PathBuf> {
 
 #[test]
 fn units_verify_cleanly_and_are_hardened() {
-    let dir = common::work_dir().expect("dir");
+    let dir = ward_e2e::work_dir().expect("dir");
     let units = installed_units(dir.path());
     let output = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
@@ -105,13 +104,13 @@ fn units_verify_cleanly_and_are_hardened() {
 #[test]
 fn the_agent_says_ready_pings_the_watchdog_and_says_stopping() {
     ward_testkit::require_root("raw ICMP sockets");
-    let dir = common::work_dir().expect("dir");
+    let dir = ward_e2e::work_dir().expect("dir");
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("notify socket");
     socket
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let mut command = Command::new(AGENT);
+    let mut command = Command::new(agent_binary());
     command
         .args([
             "run",

@@ -5,7 +5,6 @@
 //!
 //! Everything a test starts is stopped by PID when its handle drops.
 #![allow(
-    dead_code,
     clippy::disallowed_methods,
     clippy::disallowed_types,
     reason = "a test harness shared by several tests: blocking waits on real processes, a mutex for received webhooks"
@@ -23,10 +22,32 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// A binary of this package, beside the running test or program (cargo
+/// builds a package's binaries before its tests).
+fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the running executable's path");
+    let mut dir = exe.parent().expect("a directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p ward-e2e` (same profile)",
+        path.display()
+    );
+    path
+}
+
 /// The controller binary.
-pub const CONTROLLER: &str = env!("CARGO_BIN_EXE_e2e-ward-controller");
+pub fn controller_binary() -> PathBuf {
+    sibling_binary("e2e-ward-controller")
+}
+
 /// The agent binary.
-pub const AGENT: &str = env!("CARGO_BIN_EXE_e2e-ward-agent");
+pub fn agent_binary() -> PathBuf {
+    sibling_binary("e2e-ward-agent")
+}
 
 /// A child process, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Process {
@@ -356,7 +377,7 @@ impl Deployment {
     /// Starts (or restarts) the controller and waits until it is ready.
     pub fn start_controller(&mut self) -> anyhow::Result<()> {
         let d = self.dir.path();
-        let mut command = Command::new(CONTROLLER);
+        let mut command = Command::new(controller_binary());
         command
             .args(["run", "--config"])
             .arg(d.join("controller.toml"))
@@ -380,7 +401,7 @@ impl Deployment {
         certificate_of: &str,
     ) -> anyhow::Result<Process> {
         let d = self.dir.path();
-        let mut command = self.lab.client_command(AGENT);
+        let mut command = self.lab.client_command(&agent_binary().to_string_lossy());
         command
             .args([
                 "run",
