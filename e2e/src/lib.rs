@@ -148,8 +148,9 @@ impl Rest {
     pub fn new(base: String) -> Self {
         Self {
             base,
+            // Long enough for a bulk import of tens of thousands of devices.
             http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(10))
+                .timeout(Duration::from_secs(300))
                 .build()
                 .expect("HTTP client"),
         }
@@ -477,6 +478,11 @@ impl Deployment {
         // Imported in address order, so ids ascend with the addresses.
         ids.sort_unstable();
         ids
+    }
+
+    /// The controller's REST address (`127.0.0.1:PORT`).
+    pub fn rest_address(&self) -> &str {
+        self.rest.base.trim_start_matches("http://")
     }
 
     /// The controller's log.

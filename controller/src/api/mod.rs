@@ -40,7 +40,11 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .put(devices::update)
                 .delete(devices::delete),
         )
-        .route("/api/v1/devices/import", post(import::import))
+        .route(
+            "/api/v1/devices/import",
+            // 100,000 devices as JSON are about 15 MiB.
+            post(import::import).layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
+        )
         .route("/api/v1/summary", get(devices::summary))
         .route("/api/v1/agents", get(agents::list).post(agents::register))
         .route("/api/v1/alerts", get(devices::alerts))

@@ -38,6 +38,8 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A link with no message for this long is dead (agents heartbeat every
 /// second).
 const SILENCE_LIMIT: Duration = Duration::from_secs(15);
+/// Handling one agent message slower than this is logged.
+const SLOW_MESSAGE: Duration = Duration::from_millis(250);
 /// Messages buffered towards one agent.
 const OUTBOUND_BUFFER: usize = 64;
 
@@ -327,6 +329,22 @@ impl Link {
     }
 
     async fn handle(&mut self, message: AgentMessage) -> Result<(), GrpcStatus> {
+        let started = std::time::Instant::now();
+        let kind = match &message.kind {
+            Some(agent_message::Kind::Transitions(_)) => "transitions",
+            Some(agent_message::Kind::Statistics(_)) => "statistics",
+            Some(agent_message::Kind::Heartbeat(_)) => "heartbeat",
+            _ => "other",
+        };
+        let handled = self.dispatch(message).await;
+        let elapsed = started.elapsed();
+        if elapsed > SLOW_MESSAGE {
+            warn!(agent = %self.agent.id, kind, elapsed_ms = elapsed.as_millis(), "slow agent message: reports behind it wait");
+        }
+        handled
+    }
+
+    async fn dispatch(&mut self, message: AgentMessage) -> Result<(), GrpcStatus> {
         match message.kind {
             Some(agent_message::Kind::Transitions(batch)) => self.transitions(batch).await,
             Some(agent_message::Kind::Statistics(batch)) => self.statistics(batch).await,
