@@ -169,6 +169,20 @@ impl Presences {
 }
 
 impl Presences {
+    /// True when some site of `agents` has no connected agent and was not
+    /// forgotten yet (a candidate for [`Presences::sites_to_forget`]).
+    pub fn any_site_unwatched(&self, agents: &[crate::store::AgentRecord]) -> bool {
+        let mut watched = std::collections::HashSet::new();
+        for agent in agents {
+            if self.get(&agent.id).connected {
+                watched.insert(agent.site.as_str());
+            }
+        }
+        agents.iter().any(|agent| {
+            !watched.contains(agent.site.as_str()) && !self.forgotten_sites.contains(&agent.site)
+        })
+    }
+
     /// Undoes [`Presences::sites_to_forget`] for `site` (its devices could
     /// not be marked).
     pub fn remember(&mut self, site: &str) {

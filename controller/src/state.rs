@@ -11,7 +11,7 @@ use crate::store::{
     AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status, Store, StoreError,
     TransitionReport,
 };
-use crate::tsdb::{DeviceSample, SampleBatch, StatisticsReport, Tsdb};
+use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb};
 
 /// Enabled devices by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -103,6 +103,9 @@ pub struct Controller {
     /// Notification channels with a worker (`webhook`, `alertmanager`).
     pub notification_channels: Vec<&'static str>,
 }
+
+/// A status commit slower than this is logged.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Status changes buffered per live-event subscriber before it must resync.
 const EVENT_BUFFER: usize = 16_384;
@@ -222,11 +225,17 @@ impl Controller {
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
         let _write = self.cache.begin_write();
+        let started = std::time::Instant::now();
         let outcome = self
             .store
             .apply(report, now_ms)
             .await
             .map_err(|e| self.store_failed(e))?;
+        let elapsed = started.elapsed();
+        if elapsed > SLOW_COMMIT {
+            tracing::warn!(agent = %report.agent_id, seq = report.seq, transitions = report.transitions.len(),
+                elapsed_ms = elapsed.as_millis(), "slow status commit");
+        }
         match &outcome {
             ApplyOutcome::Applied {
                 changed,
@@ -270,30 +279,46 @@ impl Controller {
     }
 
     /// Hands an agent's probe statistics to the time-series writer, with
-    /// each device's labels and current status; entries for devices the
-    /// store does not know are counted and skipped. Returns the samples
-    /// queued (none when no time-series database is configured).
+    /// each device's labels and current status from the device list;
+    /// entries for devices the store does not know are counted and
+    /// skipped. Returns the samples queued (none when no time-series
+    /// database is configured).
     pub async fn record_statistics(&self, report: &StatisticsReport) -> Result<usize, StoreError> {
-        let Some(tsdb) = &self.tsdb else {
+        if self.tsdb.is_none() {
             return Ok(0);
-        };
+        }
         let devices = self.devices().await?;
-        let by_id: std::collections::HashMap<i64, &Device> =
-            devices.iter().map(|device| (device.id, device)).collect();
+        let by_id: HashMap<i64, DeviceLabels> = devices
+            .iter()
+            .map(|device| (device.id, DeviceLabels::of(device)))
+            .collect();
+        Ok(self.record_statistics_with(report, |id| by_id.get(&id).cloned()))
+    }
+
+    /// [`Controller::record_statistics`] with labels from `labels` (an
+    /// agent link keeps its own, so no device list is loaded per report).
+    pub fn record_statistics_with(
+        &self,
+        report: &StatisticsReport,
+        labels: impl Fn(i64) -> Option<DeviceLabels>,
+    ) -> usize {
+        let Some(tsdb) = &self.tsdb else {
+            return 0;
+        };
         let mut samples = Vec::with_capacity(report.devices.len());
         for statistics in &report.devices {
-            let Some(device) = by_id.get(&statistics.device_id) else {
+            let Some(labels) = labels(statistics.device_id) else {
                 self.metrics
                     .statistics_ignored
                     .fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             samples.push(DeviceSample {
-                device_id: device.id,
-                name: device.spec.name.clone(),
-                address: device.spec.address.to_string(),
-                site: device.spec.site.clone(),
-                up: device.status == Status::Up,
+                device_id: statistics.device_id,
+                name: labels.name,
+                address: labels.address,
+                site: labels.site,
+                up: labels.up,
                 statistics: *statistics,
             });
         }
@@ -303,7 +328,7 @@ impl Controller {
             at_ms: report.period_end_ms,
             samples,
         });
-        Ok(queued)
+        queued
     }
 
     /// Registers agent `id` for `site` (idempotent).
@@ -377,7 +402,9 @@ impl Controller {
             .list_agents()
             .await
             .map_err(|e| self.store_failed(e))?;
-        if agents.is_empty() {
+        // The usual case, every site with a connected agent (or already
+        // forgotten), needs no device list.
+        if !self.lock_presences().any_site_unwatched(&agents) {
             return Ok(Vec::new());
         }
         let devices = self.devices().await?;

@@ -311,6 +311,9 @@ pub fn wait_for_http(rest: &Rest, path: &str) -> anyhow::Result<()> {
 /// namespace, and on the host a controller (mTLS gRPC on the host link,
 /// REST on loopback) with PostgreSQL, Redis, VictoriaMetrics and a webhook.
 pub struct Deployment {
+    /// The controller, once started. First, so it stops first (fields drop
+    /// in order): before the services it uses go away.
+    pub controller: Option<Process>,
     /// Processes' files: certificates, config, spools, logs.
     pub dir: TempDir,
     /// The network.
@@ -323,8 +326,6 @@ pub struct Deployment {
     pub victoria_metrics: ward_testkit::services::VictoriaMetrics,
     /// Receives notifications.
     pub webhook: Webhook,
-    /// The controller, once started.
-    pub controller: Option<Process>,
     /// Its REST API.
     pub rest: Rest,
     /// Where agents reach it.

@@ -31,7 +31,7 @@ use crate::agents::AgentCounters;
 use crate::state::Controller;
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
-use crate::tsdb::{DeviceStatistics, StatisticsReport};
+use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport};
 
 /// How long a new stream may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -155,6 +155,7 @@ async fn session(
         agent,
         boot_id: hello.boot_id,
         assigned: HashMap::new(),
+        labels: HashMap::new(),
         generation: 0,
         outbound,
     };
@@ -236,6 +237,8 @@ struct Link {
     boot_id: String,
     /// What the agent was told to probe, by device id.
     assigned: HashMap<i64, pb::ProbeTarget>,
+    /// Their time-series labels; `up` follows this link's reports.
+    labels: HashMap<i64, DeviceLabels>,
     generation: u64,
     outbound: Sender,
 }
@@ -325,6 +328,11 @@ impl Link {
             .await?;
         }
         self.assigned = wanted;
+        self.labels = devices
+            .iter()
+            .filter(|device| self.assigned.contains_key(&device.id))
+            .map(|device| (device.id, DeviceLabels::of(device)))
+            .collect();
         Ok(())
     }
 
@@ -396,6 +404,11 @@ impl Link {
                     },
                 }),
                 Err(reason) => rejected.push(rejection(transition.device_id, reason)),
+            }
+        }
+        for transition in &transitions {
+            if let Some(labels) = self.labels.get_mut(&transition.device_id) {
+                labels.up = transition.status == Status::Up;
             }
         }
         let report = TransitionReport {

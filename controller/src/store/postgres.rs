@@ -51,6 +51,9 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
     FROM devices d JOIN wanted w ON d.id = w.id \
     ORDER BY d.id FOR UPDATE OF d";
 
+/// Imports at least this large refresh the planner's statistics.
+const ANALYZE_AFTER_IMPORT: usize = 1_000;
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
@@ -148,6 +151,12 @@ impl PostgresStore {
             devices.push(device);
         }
         tx.commit().await?;
+        // The planner's statistics are stale after a bulk insert until
+        // autovacuum gets to the table, and stale ones make every status
+        // commit scan the whole table: refresh them now.
+        if specs.len() >= ANALYZE_AFTER_IMPORT {
+            client.batch_execute("ANALYZE devices, alerts").await?;
+        }
         Ok(devices)
     }
 

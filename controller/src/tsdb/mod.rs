@@ -66,6 +66,31 @@ pub struct StatisticsReport {
     pub devices: Vec<DeviceStatistics>,
 }
 
+/// What a device's series are labelled with, and whether it is up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceLabels {
+    /// `device` label.
+    pub name: String,
+    /// `address` label.
+    pub address: String,
+    /// `site` label.
+    pub site: String,
+    /// `ward_device_up`.
+    pub up: bool,
+}
+
+impl DeviceLabels {
+    /// `device`'s labels and status.
+    pub fn of(device: &crate::store::Device) -> Self {
+        Self {
+            name: device.spec.name.clone(),
+            address: device.spec.address.to_string(),
+            site: device.spec.site.clone(),
+            up: device.status == crate::store::Status::Up,
+        }
+    }
+}
+
 /// A device's statistics with the labels its series carry.
 #[derive(Clone, Debug)]
 pub struct DeviceSample {
