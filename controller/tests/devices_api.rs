@@ -244,3 +244,51 @@ async fn metrics_time_each_route_and_show_the_outbox_depth() {
     );
     assert_eq!(api.metric("ward_outbox_depth").await, 0);
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_served() {
+    let (_dir, api) = api(None).await;
+    let (code, document) = api.get("/api/v1/openapi.json").await;
+    assert_eq!(code, 200);
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let paths = document["paths"].as_object().expect("paths");
+    for (path, methods) in paths {
+        let concrete = path.replace("{id}", "1");
+        for method in methods.as_object().expect("methods").keys() {
+            if method == "parameters" {
+                continue;
+            }
+            let method: reqwest::Method = method.to_uppercase().parse().expect("method");
+            if method != reqwest::Method::GET || path == "/api/v1/events" {
+                continue;
+            }
+            let (code, _) = api.send(method, &concrete, None, None).await;
+            assert_ne!(code, 405, "{path} is documented but not served");
+            assert!(
+                code == 200 || (path.contains("{id}") && code == 404),
+                "{path}: {code}"
+            );
+        }
+    }
+    for served in [
+        "/api/v1/devices",
+        "/api/v1/devices/{id}",
+        "/api/v1/devices/import",
+        "/api/v1/summary",
+        "/api/v1/alerts",
+        "/api/v1/agents",
+        "/api/v1/events",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(served),
+            "{served} is served but not documented"
+        );
+    }
+}

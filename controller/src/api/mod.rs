@@ -22,6 +22,14 @@ use crate::state::Controller;
 pub use error::ApiError;
 pub use latency::ApiLatency;
 
+/// `GET /api/v1/openapi.json`: the REST API described (OpenAPI 3).
+async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+}
+
 /// `GET /`: the dashboard, one static page (no build step) that reads the
 /// REST API and follows `/api/v1/events`.
 async fn dashboard() -> axum::response::Html<&'static str> {
@@ -49,6 +57,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/api/v1/agents", get(agents::list).post(agents::register))
         .route("/api/v1/alerts", get(devices::alerts))
         .route("/api/v1/events", get(events::stream))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/", get(dashboard))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
