@@ -315,10 +315,7 @@ impl Controller {
             };
             samples.push(DeviceSample {
                 device_id: statistics.device_id,
-                name: labels.name,
-                address: labels.address,
-                site: labels.site,
-                up: labels.up,
+                labels,
                 statistics: *statistics,
             });
         }

@@ -6,7 +6,6 @@ use std::io::Write as _;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde_json::json;
 
 use super::DeviceSample;
 
@@ -26,29 +25,19 @@ pub struct Rows {
 }
 
 impl Rows {
-    fn push(
-        &mut self,
-        name: &str,
-        stat: Option<&str>,
-        sample: &DeviceSample,
-        agent: &str,
-        value: f64,
-        at_ms: i64,
-    ) {
-        let mut metric = json!({
-            "__name__": name,
-            "device": sample.name,
-            "address": sample.address,
-            "site": sample.site,
-            "agent": agent,
-        });
+    /// Appends one row: `prefix` is the metric object's shared labels
+    /// (`{"device":…,"address":…,"site":…,"agent":…,`).
+    fn push(&mut self, prefix: &[u8], name: &str, stat: Option<&str>, value: f64, at_ms: i64) {
+        self.text.extend_from_slice(prefix);
+        let _ = write!(self.text, "\"__name__\":\"{name}\"");
         if let Some(stat) = stat {
-            metric["stat"] = json!(stat);
+            let _ = write!(self.text, ",\"stat\":\"{stat}\"");
         }
-        let line = json!({ "metric": metric, "values": [value], "timestamps": [at_ms] });
-        // Serialising a `Value` into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.text, &line);
-        self.text.push(b'\n');
+        // `{}` on f64 is the shortest exact decimal (`0.25`, `1`), valid JSON.
+        let _ = writeln!(
+            self.text,
+            "}},\"values\":[{value}],\"timestamps\":[{at_ms}]}}"
+        );
         self.count += 1;
     }
 
@@ -62,6 +51,20 @@ impl Rows {
         at_ms: i64,
         sent_totals: &mut HashMap<(i64, String), u64>,
     ) {
+        let labels = &sample.labels;
+        let mut prefix = Vec::with_capacity(160);
+        prefix.extend_from_slice(b"{\"metric\":{");
+        for (key, value) in [
+            ("device", &*labels.name),
+            ("address", &*labels.address),
+            ("site", &*labels.site),
+            ("agent", agent),
+        ] {
+            let _ = write!(prefix, "\"{key}\":");
+            // A string always serialises.
+            let _ = serde_json::to_writer(&mut prefix, value);
+            prefix.push(b',');
+        }
         let stats = &sample.statistics;
         if stats.received > 0 {
             for (stat, micros) in [
@@ -70,23 +73,15 @@ impl Rows {
                 ("max", stats.rtt_max_us),
                 ("jitter", stats.jitter_us),
             ] {
-                self.push(
-                    RTT,
-                    Some(stat),
-                    sample,
-                    agent,
-                    f64::from(micros) / 1e6,
-                    at_ms,
-                );
+                self.push(&prefix, RTT, Some(stat), f64::from(micros) / 1e6, at_ms);
             }
         }
         if stats.sent > 0 {
             let lost = stats.sent.saturating_sub(stats.received);
             self.push(
+                &prefix,
                 LOSS,
                 None,
-                sample,
-                agent,
                 f64::from(lost) / f64::from(stats.sent),
                 at_ms,
             );
@@ -97,15 +92,8 @@ impl Rows {
         *total += u64::from(stats.sent);
         #[allow(clippy::cast_precision_loss, reason = "exact below 2^53 probes")]
         let total = *total as f64;
-        self.push(SENT, None, sample, agent, total, at_ms);
-        self.push(
-            UP,
-            None,
-            sample,
-            agent,
-            f64::from(u8::from(sample.up)),
-            at_ms,
-        );
+        self.push(&prefix, SENT, None, total, at_ms);
+        self.push(&prefix, UP, None, f64::from(u8::from(labels.up)), at_ms);
     }
 
     /// The rows gzip-compressed, leaving `self` empty.
@@ -131,10 +119,12 @@ mod tests {
     fn sample(sent: u32, received: u32) -> DeviceSample {
         DeviceSample {
             device_id: 7,
-            name: "atm \"lobby\"".into(),
-            address: "198.18.1.7".into(),
-            site: "branch-1".into(),
-            up: received > 0,
+            labels: crate::tsdb::DeviceLabels {
+                name: "atm \"lobby\"".into(),
+                address: "198.18.1.7".into(),
+                site: "branch-1".into(),
+                up: received > 0,
+            },
             statistics: DeviceStatistics {
                 device_id: 7,
                 sent,

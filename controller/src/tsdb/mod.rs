@@ -67,14 +67,15 @@ pub struct StatisticsReport {
 }
 
 /// What a device's series are labelled with, and whether it is up.
+/// Cheap to clone: one per device per report period.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceLabels {
     /// `device` label.
-    pub name: String,
+    pub name: Arc<str>,
     /// `address` label.
-    pub address: String,
+    pub address: Arc<str>,
     /// `site` label.
-    pub site: String,
+    pub site: Arc<str>,
     /// `ward_device_up`.
     pub up: bool,
 }
@@ -83,9 +84,9 @@ impl DeviceLabels {
     /// `device`'s labels and status.
     pub fn of(device: &crate::store::Device) -> Self {
         Self {
-            name: device.spec.name.clone(),
-            address: device.spec.address.to_string(),
-            site: device.spec.site.clone(),
+            name: device.spec.name.as_str().into(),
+            address: device.spec.address.to_string().into(),
+            site: device.spec.site.as_str().into(),
             up: device.status == crate::store::Status::Up,
         }
     }
@@ -96,14 +97,8 @@ impl DeviceLabels {
 pub struct DeviceSample {
     /// The device's id (keys the sent counter).
     pub device_id: i64,
-    /// `device` label.
-    pub name: String,
-    /// `address` label.
-    pub address: String,
-    /// `site` label.
-    pub site: String,
-    /// `ward_device_up`: the device's status is `up`.
-    pub up: bool,
+    /// Its labels and status.
+    pub labels: DeviceLabels,
     /// The numbers.
     pub statistics: DeviceStatistics,
 }
@@ -259,7 +254,7 @@ impl Writer {
             tokio::select! {
                 batch = batches.recv() => {
                     let Some(batch) = batch else { break };
-                    self.add(&batch);
+                    self.add(batch).await;
                     flush_at.get_or_insert_with(|| Instant::now() + FLUSH_INTERVAL);
                     if self.pending.count >= MAX_BATCH_ROWS {
                         self.flush().await;
@@ -277,7 +272,7 @@ impl Writer {
             }
         }
         while let Ok(batch) = batches.try_recv() {
-            self.add(&batch);
+            self.add(batch).await;
         }
         self.flush().await;
         if !self.spool.is_empty() {
@@ -288,10 +283,24 @@ impl Writer {
         }
     }
 
-    fn add(&mut self, batch: &SampleBatch) {
-        for sample in &batch.samples {
-            self.pending
-                .push_sample(sample, &batch.agent_id, batch.at_ms, &mut self.sent_totals);
+    /// Encodes `batch` into the pending rows, off the async workers (a
+    /// period of a large site is hundreds of thousands of rows).
+    async fn add(&mut self, batch: SampleBatch) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut sent_totals = std::mem::take(&mut self.sent_totals);
+        let encoded = tokio::task::spawn_blocking(move || {
+            for sample in &batch.samples {
+                pending.push_sample(sample, &batch.agent_id, batch.at_ms, &mut sent_totals);
+            }
+            (pending, sent_totals)
+        })
+        .await;
+        match encoded {
+            Ok((pending, sent_totals)) => {
+                self.pending = pending;
+                self.sent_totals = sent_totals;
+            }
+            Err(error) => error!(%error, "encoding time-series rows failed; the batch is lost"),
         }
     }
 
@@ -300,7 +309,12 @@ impl Writer {
         if self.pending.count == 0 {
             return;
         }
-        let (body, rows) = self.pending.take_gzip();
+        let mut pending = std::mem::take(&mut self.pending);
+        let Ok((body, rows)) = tokio::task::spawn_blocking(move || pending.take_gzip()).await
+        else {
+            error!("compressing time-series rows failed; the batch is lost");
+            return;
+        };
         if self.spool.is_empty() {
             match self.post(body.clone()).await {
                 Ok(()) => {
