@@ -92,7 +92,13 @@ impl Process {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        eprintln!("{}: still running 10 s after {signal}; SIGKILL", self.name);
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        eprintln!(
+            "{}: still running 10 s after {signal}; SIGKILL. Its log ends:\n{}",
+            self.name,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
         let _ = child.kill();
         child.wait().ok()
     }

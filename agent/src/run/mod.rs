@@ -44,6 +44,8 @@ const LAST_BACKOFF: Duration = Duration::from_secs(30);
 const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
 /// Sending one message may take this long before the link counts as dead.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Spooling and sending a transition batch slower than this is logged.
+const SLOW_REPORT: Duration = Duration::from_millis(50);
 /// Transitions put into one batch, at most.
 const MAX_BATCH: usize = 10_000;
 
@@ -341,13 +343,25 @@ impl Agent {
         for transition in &transitions {
             self.latest.insert(transition.device_id, transition.clone());
         }
-        self.spool_and_send(Kind::Transitions, |seq| pb::AgentMessage {
-            kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
-                seq,
-                transitions,
-            })),
-        })
-        .await
+        let started = std::time::Instant::now();
+        let count = transitions.len();
+        let reported = self
+            .spool_and_send(Kind::Transitions, |seq| pb::AgentMessage {
+                kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
+                    seq,
+                    transitions,
+                })),
+            })
+            .await;
+        let elapsed = started.elapsed();
+        if elapsed > SLOW_REPORT {
+            warn!(
+                transitions = count,
+                elapsed_ms = elapsed.as_millis(),
+                "slow transition report (spool sync and send)"
+            );
+        }
+        reported
     }
 
     async fn report_statistics(&mut self) -> Result<(), RunError> {

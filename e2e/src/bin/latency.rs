@@ -269,23 +269,38 @@ fn run_profile(profile: &Profile, cycles: usize, parallel: usize) -> anyhow::Res
     {
         eprintln!("controller: {line}");
     }
+    let agent_log = std::fs::read_to_string(deployment.dir.path().join("agent-site-agent.log"))
+        .unwrap_or_default();
+    for line in agent_log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .take(20)
+    {
+        eprintln!("agent: {line}");
+    }
     Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     ward_testkit::lab::remove_labs_on_signal()?;
     let mut args = std::env::args().skip(1);
-    let (mut cycles, mut parallel) = (100usize, 10usize);
+    let (mut cycles, mut parallel, mut only) = (100usize, 10usize, None);
     while let Some(flag) = args.next() {
-        let value: usize = args
+        let value = args
             .next()
-            .with_context(|| format!("{flag} needs a number"))?
-            .parse()
-            .with_context(|| format!("{flag} needs a number"))?;
+            .with_context(|| format!("{flag} needs a value"))?;
+        let number = || -> anyhow::Result<usize> {
+            value
+                .parse()
+                .with_context(|| format!("{flag} needs a number"))
+        };
         match flag.as_str() {
-            "--cycles" => cycles = value,
-            "--parallel" => parallel = value.max(1),
-            other => bail!("unknown flag {other}; use --cycles N --parallel N"),
+            "--cycles" => cycles = number()?,
+            "--parallel" => parallel = number()?.max(1),
+            "--profile" => only = Some(value.clone()),
+            other => {
+                bail!("unknown flag {other}; use --cycles N --parallel N --profile default|fast")
+            }
         }
     }
     for profile in [
@@ -302,7 +317,9 @@ fn main() -> anyhow::Result<()> {
             misses: 3,
         },
     ] {
-        run_profile(&profile, cycles, parallel)?;
+        if only.as_deref().is_none_or(|only| only == profile.name) {
+            run_profile(&profile, cycles, parallel)?;
+        }
     }
     Ok(())
 }

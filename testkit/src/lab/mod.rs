@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, bail};
 use nix::sched::{CloneFlags, setns};
-use nix::sys::signal::{SigSet, Signal};
 
 use crate::RESOURCE_PREFIX;
 
@@ -62,21 +61,21 @@ fn live_namespaces() -> std::sync::MutexGuard<'static, Vec<String>> {
 }
 
 /// For long-running programs (benchmarks): on SIGINT or SIGTERM, delete the
-/// namespaces of every live lab, then exit with 130. Call it first thing in
-/// `main`, before any thread starts, so every thread inherits the blocked
-/// signals and only the waiting thread receives them.
+/// namespaces of every live lab, then exit with 130. The signals are caught
+/// by a handler (not blocked), so the processes the program starts get the
+/// default disposition back when they exec and still stop on SIGTERM.
 pub fn remove_labs_on_signal() -> anyhow::Result<()> {
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGTERM);
-    signals.thread_block()?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])?;
     std::thread::Builder::new()
         .name("lab-signals".into())
         .spawn(move || {
-            let signal = signals.wait().map_or_else(
-                |error| format!("sigwait failed ({error})"),
-                |signal| signal.to_string(),
-            );
+            let signal = signals
+                .forever()
+                .next()
+                .map_or_else(|| "signal".to_owned(), |signal| format!("signal {signal}"));
             for namespace in live_namespaces().drain(..) {
                 if let Err(error) = ip(&["netns", "del", &namespace]) {
                     eprintln!("lab: deleting namespace {namespace}: {error}");
