@@ -146,6 +146,13 @@ async fn session(
     };
     let agent = match admit(&controller, &peer, &hello).await {
         Ok(agent) => agent,
+        // The inventory cannot be read: not the agent's fault, so no
+        // refusal; the stream ends and the agent retries soon.
+        Err((RefusalCode::Unspecified, text)) => {
+            warn!(agent = %hello.agent_id, reason = %text, "agent not admitted for now");
+            let _ = outbound.send(Err(GrpcStatus::unavailable(text))).await;
+            return;
+        }
         Err((code, text)) => return refuse(&outbound, code, text).await,
     };
     controller.link_opened(&agent, &hello.version, &hello.boot_id, now_ms());
