@@ -100,6 +100,8 @@ pub struct Controller {
     started_ms: i64,
     /// REST latency per route.
     pub api_latency: crate::api::ApiLatency,
+    /// For reading history back from VictoriaMetrics.
+    pub http: reqwest::Client,
     /// Notification channels with a worker (`webhook`, `alertmanager`).
     pub notification_channels: Vec<&'static str>,
 }
@@ -125,6 +127,7 @@ impl Controller {
             tsdb: None,
             notification_channels: Vec::new(),
             api_latency: crate::api::ApiLatency::default(),
+            http: reqwest::Client::new(),
             #[allow(clippy::disallowed_types, reason = "see the field")]
             presences: std::sync::Mutex::new(Presences::new(crate::time::now_ms())),
             started_ms: crate::time::now_ms(),

@@ -120,6 +120,17 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
         let artifact =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-device-down.png");
         browser.screenshot(&artifact).expect("screenshot");
+        // Clicking a device asks for its RTT history; without time series
+        // the panel says why there is none.
+        browser
+            .evaluate(&format!("{tile}.click(); true"))
+            .expect("click");
+        browser
+            .wait_until(
+                "document.getElementById('history').textContent.includes('time series are off')",
+                Duration::from_secs(2),
+            )
+            .expect("the history panel explains itself");
         eprintln!("dashboard: screenshot saved to {}", artifact.display());
     });
 }

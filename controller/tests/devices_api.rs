@@ -278,6 +278,7 @@ async fn the_openapi_document_describes_every_route_served() {
         "/api/v1/devices",
         "/api/v1/devices/{id}",
         "/api/v1/devices/import",
+        "/api/v1/devices/{id}/rtt",
         "/api/v1/summary",
         "/api/v1/alerts",
         "/api/v1/agents",

@@ -351,3 +351,52 @@ async fn a_corrupt_spool_file_is_set_aside_and_counted_without_blocking_the_rest
     let _ = setup.stop.send(());
     setup.writer.await.expect("writer");
 }
+
+#[tokio::test]
+async fn a_devices_rtt_history_is_read_back_for_the_dashboard() {
+    let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
+    let (dir, store_url) = common::sqlite_url();
+    let setup = start(&store_url, &vm.url(), &dir.path().join("spool")).await;
+    let controller = Arc::clone(&setup.controller);
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let device = create_device(&controller, "core-1", "198.18.1.1").await;
+    let now = ward_controller::time::now_ms();
+    for (ago, avg_us) in [(120_000, 1_000), (60_000, 3_000)] {
+        controller
+            .record_statistics(&StatisticsReport {
+                agent_id: "agent-7".into(),
+                period_end_ms: now - ago,
+                devices: vec![DeviceStatistics {
+                    rtt_avg_us: avg_us,
+                    ..statistics(device, 4, 4)
+                }],
+            })
+            .await
+            .expect("record");
+    }
+    wait_for("both periods written", || written(&controller) == 14).await;
+    let http = reqwest::Client::new();
+    http.get(format!("{}/internal/force_flush", vm.url()))
+        .send()
+        .await
+        .expect("flush");
+    let (code, history) = api
+        .get(&format!("/api/v1/devices/{device}/rtt?minutes=10"))
+        .await;
+    assert_eq!(code, 200, "{history}");
+    let values: Vec<f64> = history["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["rtt_ms"].as_f64().expect("ms"))
+        .collect();
+    assert!(values.contains(&1.0) && values.contains(&3.0), "{history}");
+    let (code, bad) = api
+        .get(&format!("/api/v1/devices/{device}/rtt?minutes=0"))
+        .await;
+    assert_eq!((code, bad["field"].as_str()), (400, Some("minutes")));
+    let (code, _) = api.get("/api/v1/devices/999/rtt").await;
+    assert_eq!(code, 404);
+    let _ = setup.stop.send(());
+    setup.writer.await.expect("writer");
+}

@@ -78,6 +78,53 @@ pub async fn get(
     Ok(Json(device_json(&device)))
 }
 
+/// `?minutes=` (default 60, at most a week).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryWindow {
+    minutes: Option<u32>,
+}
+
+/// `GET /api/v1/devices/{id}/rtt`: the device's mean RTT over the last
+/// `minutes`, from VictoriaMetrics; 404 when time series are off.
+pub async fn rtt(
+    State(controller): State<Arc<Controller>>,
+    Path(id): Path<i64>,
+    Query(window): Query<HistoryWindow>,
+) -> Result<Json<Value>, ApiError> {
+    let minutes = window.minutes.unwrap_or(60);
+    if !(1..=10_080).contains(&minutes) {
+        return Err(ApiError::field("minutes", "must be between 1 and 10080"));
+    }
+    let Some(tsdb) = &controller.tsdb else {
+        return Err(ApiError::not_found(
+            "time series are off: configure victoria_metrics to keep RTT history",
+        ));
+    };
+    let device = controller
+        .store
+        .get_device(id)
+        .await
+        .map_err(|error| controller.store_failed(error))?
+        .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
+    let end = now_ms();
+    let start = end - i64::from(minutes) * 60_000;
+    let points = crate::tsdb::history::rtt_history(
+        &controller.http,
+        tsdb.url(),
+        &device.spec.name,
+        &device.spec.site,
+        start,
+        end,
+    )
+    .await
+    .map_err(|error| ApiError::unavailable(error.to_string()))?;
+    Ok(Json(json!({
+        "device_id": id,
+        "points": points.iter().map(|(at, ms)| json!({"at": rfc3339(*at), "rtt_ms": ms})).collect::<Vec<_>>(),
+    })))
+}
+
 /// Body of `POST /api/v1/devices`; omitted probe settings take defaults.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -48,6 +48,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
                 .put(devices::update)
                 .delete(devices::delete),
         )
+        .route("/api/v1/devices/{id}/rtt", get(devices::rtt))
         .route(
             "/api/v1/devices/import",
             // 100,000 devices as JSON are about 15 MiB.

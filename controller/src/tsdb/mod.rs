@@ -8,6 +8,7 @@
 //! logged; nothing else is ever dropped.
 
 mod encode;
+pub mod history;
 mod spool;
 
 use std::collections::HashMap;
