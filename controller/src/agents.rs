@@ -12,47 +12,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Serialize;
-
 /// The shortest grace period.
 pub const MIN_GRACE: Duration = Duration::from_secs(5);
 
-/// Engine and spool counters from an agent's last heartbeat.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct AgentCounters {
-    /// Echo requests handed to the kernel.
-    pub probes_sent: u64,
-    /// Sends the kernel refused.
-    pub send_errors: u64,
-    /// Replies matched to a probe.
-    pub replies_matched: u64,
-    /// Replies that failed validation.
-    pub replies_invalid: u64,
-    /// Duplicate replies.
-    pub replies_duplicate: u64,
-    /// Replies after the timeout.
-    pub replies_late: u64,
-    /// ICMP errors quoting a probe.
-    pub icmp_errors: u64,
-    /// Packets the kernel dropped on the agent's sockets.
-    pub rx_kernel_drops: u64,
-    /// Probes held back by the rate limit.
-    pub rate_limited: u64,
-    /// Records waiting in the agent's spool.
-    pub spool_records: u64,
-    /// Statistics dropped from a full spool.
-    pub spool_statistics_dropped: u64,
-    /// Devices being probed.
-    pub targets: u64,
-}
-
 /// One agent's connection state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Presence {
     /// Holds an open link now.
     pub connected: bool,
     /// Links open now (a reconnect can overlap the old link's end).
-    #[serde(skip)]
     pub links: u32,
     /// Since when it is connected or disconnected, Unix ms (the
     /// controller's start for an agent never seen).
@@ -63,8 +31,8 @@ pub struct Presence {
     pub version: String,
     /// Boot id from its last Hello.
     pub boot_id: String,
-    /// Counters from its last heartbeat.
-    pub counters: AgentCounters,
+    /// Engine and spool counters from its last heartbeat.
+    pub counters: ward_proto::v1::EngineCounters,
 }
 
 /// Presence of every agent seen since the controller started.
@@ -126,7 +94,7 @@ impl Presences {
     }
 
     /// A heartbeat from `id`.
-    pub fn heartbeat(&mut self, id: &str, counters: AgentCounters, now_ms: i64) {
+    pub fn heartbeat(&mut self, id: &str, counters: ward_proto::v1::EngineCounters, now_ms: i64) {
         if let Some(presence) = self.agents.get_mut(id) {
             presence.last_heartbeat_ms = Some(now_ms);
             presence.counters = counters;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use ward_settings::ConfigError;
 
 /// Where the embedded default database lives.
 pub const DEFAULT_DATABASE: &str = "sqlite:./ward.db";
@@ -45,7 +46,7 @@ pub struct FileConfig {
     /// `alertmanager = "http://…:9093"`.
     pub alertmanager: Option<String>,
     /// `alertmanager_resend_interval = "60s"`.
-    #[serde(default, with = "humantime_option")]
+    #[serde(default, with = "ward_settings::duration")]
     pub alertmanager_resend_interval: Option<Duration>,
     /// `api_token = "…"`.
     pub api_token: Option<String>,
@@ -69,51 +70,15 @@ pub struct ServerTls {
     pub client_ca: PathBuf,
 }
 
-/// What went wrong reading the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for these keys.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message, naming the key, line and column.
-        message: String,
-    },
-    /// A value is not acceptable.
-    #[error("{key}: {message}")]
-    Invalid {
-        /// The key or flag.
-        key: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-}
-
 impl FileConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        ward_settings::load(path)
     }
 
     /// Parses `text` (from `origin`, for messages).
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: error.to_string().trim_end().to_owned(),
-        })
+        ward_settings::parse(text, origin)
     }
 }
 
@@ -243,22 +208,6 @@ impl Settings {
             }
         }
         Ok(settings)
-    }
-}
-
-/// `"60s"`, `"2m"` as a [`Duration`].
-mod humantime_option {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(Some)
-            .map_err(|error| serde::de::Error::custom(format!("`{text}`: {error} (e.g. \"60s\")")))
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::agents::{AgentCounters, Presence, Presences, grace_period};
+use crate::agents::{Presence, Presences, grace_period};
 use crate::cache::Cache;
 use crate::store::{
     AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status, Store, StoreError,
@@ -384,7 +384,7 @@ impl Controller {
     }
 
     /// A heartbeat arrived on an agent's link.
-    pub fn heartbeat(&self, agent_id: &str, counters: AgentCounters, now_ms: i64) {
+    pub fn heartbeat(&self, agent_id: &str, counters: ward_proto::v1::EngineCounters, now_ms: i64) {
         self.lock_presences().heartbeat(agent_id, counters, now_ms);
     }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+pub use ward_settings::ConfigError;
 
 /// Where the controller listens by default.
 pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
@@ -35,10 +36,10 @@ pub struct FileConfig {
     /// `spool_statistics_mib = 64`.
     pub spool_statistics_mib: Option<u64>,
     /// `report_period = "10s"`.
-    #[serde(default, with = "duration_option")]
+    #[serde(default, with = "ward_settings::duration")]
     pub report_period: Option<Duration>,
     /// `heartbeat_interval = "1s"`.
-    #[serde(default, with = "duration_option")]
+    #[serde(default, with = "ward_settings::duration")]
     pub heartbeat_interval: Option<Duration>,
     /// `rate = 50000`: probes per second, at most.
     pub rate: Option<u32>,
@@ -84,51 +85,15 @@ pub struct RunSettings {
     pub tls: Option<TlsFiles>,
 }
 
-/// What is wrong with the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Not valid TOML for these keys.
-    #[error("config file {path}: {message}")]
-    Parse {
-        /// The file.
-        path: String,
-        /// The parser's message (key, line, column).
-        message: String,
-    },
-    /// A value that cannot work.
-    #[error("{key}: {message}")]
-    Invalid {
-        /// The key or flag.
-        key: &'static str,
-        /// What is wrong and what to do.
-        message: String,
-    },
-}
-
 impl FileConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text, &path.display().to_string())
+        ward_settings::load(path)
     }
 
     /// Parses `text` (from `origin`, for messages).
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| ConfigError::Parse {
-            path: origin.to_owned(),
-            message: error.to_string().trim_end().to_owned(),
-        })
+        ward_settings::parse(text, origin)
     }
 }
 
@@ -254,22 +219,6 @@ fn check_controller(url: &str, tls: bool) -> Result<(), ConfigError> {
         _ => Err(invalid(format!(
             "`{url}`: use http:// (loopback) or https://"
         ))),
-    }
-}
-
-/// `"10s"` as a [`Duration`].
-mod duration_option {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text)
-            .map(Some)
-            .map_err(|error| serde::de::Error::custom(format!("`{text}`: {error} (e.g. \"10s\")")))
     }
 }
 

@@ -25,7 +25,25 @@ fn agent_json(agent: &AgentRecord, presence: &Presence) -> Value {
         "last_heartbeat": presence.last_heartbeat_ms.map(rfc3339),
         "version": presence.version,
         "boot_id": presence.boot_id,
-        "counters": presence.counters,
+        "counters": counters_json(&presence.counters),
+    })
+}
+
+/// An agent's counters as the API shows them.
+fn counters_json(counters: &ward_proto::v1::EngineCounters) -> Value {
+    json!({
+        "probes_sent": counters.probes_sent,
+        "send_errors": counters.send_errors,
+        "replies_matched": counters.replies_matched,
+        "replies_invalid": counters.replies_invalid,
+        "replies_duplicate": counters.replies_duplicate,
+        "replies_late": counters.replies_late,
+        "icmp_errors": counters.icmp_errors,
+        "rx_kernel_drops": counters.rx_kernel_drops,
+        "rate_limited": counters.rate_limited,
+        "spool_records": counters.spool_records,
+        "spool_statistics_dropped": counters.spool_statistics_dropped,
+        "targets": counters.targets,
     })
 }
 

@@ -27,7 +27,6 @@ use ward_proto::v1::{
     agent_message, controller_message,
 };
 
-use crate::agents::AgentCounters;
 use crate::state::Controller;
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
@@ -366,7 +365,7 @@ impl Link {
             Some(agent_message::Kind::Heartbeat(heartbeat)) => {
                 let counters = heartbeat.counters.unwrap_or_default();
                 self.controller
-                    .heartbeat(&self.agent.id, counters_from_proto(&counters), now_ms());
+                    .heartbeat(&self.agent.id, counters, now_ms());
                 Ok(())
             }
             Some(agent_message::Kind::Hello(_)) | None => Err(GrpcStatus::invalid_argument(
@@ -508,22 +507,5 @@ fn probe_target(device: &Device) -> pb::ProbeTarget {
         timeout_ms: device.spec.timeout_ms,
         down_after: u32::from(device.spec.down_after),
         up_after: u32::from(device.spec.up_after),
-    }
-}
-
-fn counters_from_proto(counters: &pb::EngineCounters) -> AgentCounters {
-    AgentCounters {
-        probes_sent: counters.probes_sent,
-        send_errors: counters.send_errors,
-        replies_matched: counters.replies_matched,
-        replies_invalid: counters.replies_invalid,
-        replies_duplicate: counters.replies_duplicate,
-        replies_late: counters.replies_late,
-        icmp_errors: counters.icmp_errors,
-        rx_kernel_drops: counters.rx_kernel_drops,
-        rate_limited: counters.rate_limited,
-        spool_records: counters.spool_records,
-        spool_statistics_dropped: counters.spool_statistics_dropped,
-        targets: counters.targets,
     }
 }

@@ -18,7 +18,6 @@ use ward_proto::v1::{
     WatchStatusRequest,
 };
 
-use crate::agents::AgentCounters;
 use crate::state::Controller;
 use crate::store::{Device, DeviceSpec, Status, StoreError};
 use crate::time::now_ms;
@@ -41,23 +40,6 @@ fn state(status: Status) -> DeviceState {
         Status::Down => DeviceState::Down,
         Status::Unreachable => DeviceState::Unreachable,
         Status::Unknown => DeviceState::Unknown,
-    }
-}
-
-fn counters_to_proto(counters: &AgentCounters) -> pb::EngineCounters {
-    pb::EngineCounters {
-        probes_sent: counters.probes_sent,
-        send_errors: counters.send_errors,
-        replies_matched: counters.replies_matched,
-        replies_invalid: counters.replies_invalid,
-        replies_duplicate: counters.replies_duplicate,
-        replies_late: counters.replies_late,
-        icmp_errors: counters.icmp_errors,
-        rx_kernel_drops: counters.rx_kernel_drops,
-        rate_limited: counters.rate_limited,
-        spool_records: counters.spool_records,
-        spool_statistics_dropped: counters.spool_statistics_dropped,
-        targets: counters.targets,
     }
 }
 
@@ -280,7 +262,7 @@ impl Inventory for InventoryService {
                 connected: presence.connected,
                 last_heartbeat_unix_ms: presence.last_heartbeat_ms,
                 version: presence.version,
-                counters: Some(counters_to_proto(&presence.counters)),
+                counters: Some(presence.counters),
             })
             .collect();
         Ok(Response::new(ListAgentsResponse { agents }))
