@@ -15,12 +15,17 @@ const OUTBOUND_BUFFER: usize = 256;
 /// A connection attempt slower than this failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What the controller sent: a message, the stream's error, or its end.
+pub type Inbound = Option<Result<pb::ControllerMessage, tonic::Status>>;
+
 /// An open stream.
 pub struct Link {
     /// Towards the controller.
     pub outbound: mpsc::Sender<pb::AgentMessage>,
-    /// From the controller.
-    pub inbound: tonic::Streaming<pb::ControllerMessage>,
+    /// From the controller, read by a task of its own so the controller's
+    /// acks never wait for the agent to finish sending (both sides
+    /// blocked on full buffers would be a deadlock); ends with `None`.
+    pub inbound: mpsc::UnboundedReceiver<Inbound>,
 }
 
 /// Why no stream could be opened.
@@ -76,8 +81,16 @@ pub async fn open(settings: &RunSettings, hello: pb::Hello) -> Result<Link, Link
         .await
         .map_err(|_| LinkError::Setup("stream closed before Hello".into()))?;
     let response = client.connect(ReceiverStream::new(receiver)).await?;
-    Ok(Link {
-        outbound,
-        inbound: response.into_inner(),
-    })
+    let mut stream = response.into_inner();
+    let (forward, inbound) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let next = stream.message().await.transpose();
+            let end = !matches!(next, Some(Ok(_)));
+            if forward.send(next).is_err() || end {
+                return;
+            }
+        }
+    });
+    Ok(Link { outbound, inbound })
 }

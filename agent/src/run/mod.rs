@@ -153,7 +153,7 @@ pub async fn run(
     };
     supervisor.ready();
     tokio::pin!(shutdown);
-    let mut inbound: Option<tonic::Streaming<pb::ControllerMessage>> = None;
+    let mut inbound: Option<tokio::sync::mpsc::UnboundedReceiver<link::Inbound>> = None;
     let mut connecting: Option<Connecting> = None;
     let mut reconnect_at = Instant::now();
     let mut backoff = FIRST_BACKOFF;
@@ -250,10 +250,10 @@ async fn pending_unless_some(future: &mut Option<Connecting>) -> Result<Link, li
 
 /// The next controller message; pends forever without a link.
 async fn next_message(
-    inbound: &mut Option<tonic::Streaming<pb::ControllerMessage>>,
-) -> Option<Result<pb::ControllerMessage, tonic::Status>> {
+    inbound: &mut Option<tokio::sync::mpsc::UnboundedReceiver<link::Inbound>>,
+) -> link::Inbound {
     match inbound {
-        Some(stream) => stream.message().await.transpose(),
+        Some(messages) => messages.recv().await.flatten(),
         None => std::future::pending().await,
     }
 }

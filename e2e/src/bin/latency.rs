@@ -204,6 +204,7 @@ fn run_profile(profile: &Profile, cycles: usize, parallel: usize) -> anyhow::Res
                 let Ok(seen) =
                     events.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 else {
+                    dump_logs(&deployment);
                     bail!("no {status} event within 15 s for {:?}", started.keys());
                 };
                 if seen.status != status {
@@ -261,24 +262,31 @@ fn run_profile(profile: &Profile, cycles: usize, parallel: usize) -> anyhow::Res
     );
     let (_, agents) = deployment.rest.get("/api/v1/agents");
     println!("agent counters at the end: {}", agents[0]["counters"]);
-    for line in deployment
-        .controller_log()
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .take(20)
-    {
-        eprintln!("controller: {line}");
-    }
+    dump_logs(&deployment);
+    Ok(())
+}
+
+/// The controller's and the agent's warnings and errors, and their last
+/// lines.
+fn dump_logs(deployment: &Deployment) {
     let agent_log = std::fs::read_to_string(deployment.dir.path().join("agent-site-agent.log"))
         .unwrap_or_default();
-    for line in agent_log
-        .lines()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .take(20)
-    {
-        eprintln!("agent: {line}");
+    for (who, log) in [
+        ("controller", deployment.controller_log()),
+        ("agent", agent_log),
+    ] {
+        let lines: Vec<&str> = log.lines().collect();
+        for line in lines
+            .iter()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .take(20)
+        {
+            eprintln!("{who}: {line}");
+        }
+        for line in &lines[lines.len().saturating_sub(5)..] {
+            eprintln!("{who} (last lines): {line}");
+        }
     }
-    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
