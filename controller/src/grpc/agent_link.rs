@@ -456,14 +456,9 @@ impl Link {
             period_end_ms: batch.period_start_unix_ms + i64::from(batch.period_ms),
             devices,
         };
+        // Labelled from this link's own map: no device list per report.
         self.controller
-            .record_statistics(&report)
-            .await
-            .map_err(|error| {
-                GrpcStatus::unavailable(format!(
-                    "the status database is not answering: {error}; replay from your spool"
-                ))
-            })?;
+            .record_statistics_with(&report, |id| self.labels.get(&id).cloned());
         self.ack(batch.seq, rejected).await
     }
 
