@@ -275,6 +275,14 @@ impl Webhook {
         })
     }
 
+    /// A `kind` (`firing`, `resolved`) notification about `device_id`
+    /// has arrived.
+    pub fn has(&self, kind: &str, device_id: i64) -> bool {
+        self.bodies()
+            .iter()
+            .any(|body| body["kind"] == kind && body["device"]["id"] == device_id)
+    }
+
     /// Bodies received so far.
     pub fn bodies(&self) -> Vec<Value> {
         self.received

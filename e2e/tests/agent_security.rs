@@ -72,6 +72,17 @@ async fn first_answer(
 
 use tokio_stream::StreamExt as _;
 
+/// The refusal a link with `certificate`'s identity saying `hello_as` gets.
+async fn refusal_for(deployment: &Deployment, certificate: &str, hello_as: &str) -> pb::Refusal {
+    let answers = first_answer(deployment, Some(certificate), hello_as, vec![])
+        .await
+        .expect("TLS works");
+    match answers.into_iter().next().and_then(|answer| answer.kind) {
+        Some(controller_message::Kind::Refusal(refusal)) => refusal,
+        other => panic!("refused: {other:?}"),
+    }
+}
+
 #[test]
 fn agents_report_only_on_their_own_devices_and_must_prove_who_they_are() {
     ward_testkit::require_root("the lab and raw ICMP sockets");
@@ -138,17 +149,7 @@ fn agents_report_only_on_their_own_devices_and_must_prove_who_they_are() {
     assert_eq!(device["status"], "up", "nothing changed: {device}");
 
     // Its certificate, but claiming to be the site's agent.
-    let answers = runtime
-        .block_on(first_answer(
-            &deployment,
-            Some("other-agent"),
-            "site-agent",
-            vec![],
-        ))
-        .expect("TLS works");
-    let Some(controller_message::Kind::Refusal(refusal)) = &answers[0].kind else {
-        panic!("refused: {answers:?}");
-    };
+    let refusal = runtime.block_on(refusal_for(&deployment, "other-agent", "site-agent"));
     assert_eq!(
         refusal.code,
         i32::from(pb::RefusalCode::IdentityMismatch),
@@ -156,17 +157,7 @@ fn agents_report_only_on_their_own_devices_and_must_prove_who_they_are() {
     );
 
     // A valid certificate of an agent nobody registered.
-    let answers = runtime
-        .block_on(first_answer(
-            &deployment,
-            Some("stranger"),
-            "stranger",
-            vec![],
-        ))
-        .expect("TLS works");
-    let Some(controller_message::Kind::Refusal(refusal)) = &answers[0].kind else {
-        panic!("refused: {answers:?}");
-    };
+    let refusal = runtime.block_on(refusal_for(&deployment, "stranger", "stranger"));
     assert_eq!(
         refusal.code,
         i32::from(pb::RefusalCode::UnknownAgent),

@@ -112,13 +112,7 @@ fn a_host_down_in_a_1000_host_site_is_down_everywhere_and_then_resolves() {
     wait_until(
         "the webhook got the firing alert",
         Duration::from_secs(10),
-        || {
-            deployment
-                .webhook
-                .bodies()
-                .iter()
-                .any(|body| body["kind"] == "firing" && body["device"]["id"] == victim)
-        },
+        || deployment.webhook.has("firing", victim),
     );
     wait_until(
         "VictoriaMetrics has the host's loss",
@@ -139,13 +133,7 @@ fn a_host_down_in_a_1000_host_site_is_down_everywhere_and_then_resolves() {
     wait_until(
         "the webhook got the resolved alert",
         Duration::from_secs(10),
-        || {
-            deployment
-                .webhook
-                .bodies()
-                .iter()
-                .any(|body| body["kind"] == "resolved" && body["device"]["id"] == victim)
-        },
+        || deployment.webhook.has("resolved", victim),
     );
     wait_until(
         "VictoriaMetrics has the host answering again",
