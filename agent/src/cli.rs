@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use crate::engine::TargetSpec;
 use crate::probe_command::{self, Outcome, ProbeOptions};
+use crate::prober::SendPath;
 use crate::run::RunSettings;
 use crate::run::config;
 use crate::run::systemd::MaybeSystemd;
@@ -68,6 +69,10 @@ struct RunArgs {
     /// Global cap on probes per second [default: unlimited].
     #[arg(long, env = "WARD_AGENT_RATE", value_parser = clap::value_parser!(u32).range(1..))]
     rate: Option<u32>,
+    /// How IPv4 probes leave the host: `ip` (the IP stack) or `packet`
+    /// (a packet socket; bypasses nftables output rules and IPsec) [default: ip].
+    #[arg(long, env = "WARD_AGENT_SEND_PATH", value_enum)]
+    send_path: Option<SendPath>,
 }
 
 #[derive(Args)]
@@ -102,6 +107,11 @@ struct ProbeArgs {
     /// Receive buffer per socket, bytes (raised past rmem_max when permitted).
     #[arg(long, default_value_t = 32 << 20)]
     receive_buffer: usize,
+    /// How IPv4 probes leave the host: `ip` (the IP stack) or `packet` (a
+    /// packet socket where the routing allows; bypasses nftables output
+    /// rules and IPsec).
+    #[arg(long, value_enum, default_value_t = SendPath::Ip)]
+    send_path: SendPath,
 }
 
 /// Parses the command line and runs it.
@@ -128,6 +138,7 @@ fn run(args: RunArgs) -> ExitCode {
         spool_dir: args.spool_dir,
         report_period: args.report_period,
         rate: args.rate,
+        send_path: args.send_path,
         tls_ca: args.tls_ca,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
@@ -248,6 +259,7 @@ fn probe(args: ProbeArgs) -> ExitCode {
         up_after: args.up_after,
         json: args.json,
         receive_buffer: args.receive_buffer,
+        send_path: args.send_path,
     };
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr();

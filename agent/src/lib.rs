@@ -15,10 +15,12 @@
 pub mod cli;
 pub mod clock;
 pub mod engine;
+pub mod netlink;
 pub mod packet;
 pub mod probe_command;
 pub mod prober;
 pub mod run;
+pub mod send_path;
 pub mod spool;
 pub mod sys;
 pub mod targets;

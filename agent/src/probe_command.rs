@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::engine::{Engine, EngineConfig, PeriodStats, Start, Status, TargetSpec};
-use crate::prober::{Prober, ProberConfig};
+use crate::prober::{Prober, ProberConfig, SendPath};
 use crate::sys::SocketKind;
 
 /// How long a run keeps listening after its last probe concluded, to count
@@ -35,6 +35,8 @@ pub struct ProbeOptions {
     pub json: bool,
     /// Receive buffer per socket, bytes.
     pub receive_buffer: usize,
+    /// How IPv4 probes leave the host.
+    pub send_path: SendPath,
 }
 
 /// Exit status of a run.
@@ -85,6 +87,7 @@ pub fn run(
         receive_buffer: options.receive_buffer,
         linger: LINGER,
         all_families: false,
+        send_path: options.send_path,
     };
     let started = Instant::now();
     let prober = match Prober::start(config, &targets, |_, _| {}) {
@@ -204,6 +207,9 @@ fn progress_bar(done: u64, total: u64) -> String {
 
 /// Says once, on stderr, which kernel features are missing.
 fn report_degraded(prober: &Prober, err: &mut impl std::io::Write) -> std::io::Result<()> {
+    if let Some(note) = prober.send_path_note() {
+        writeln!(err, "ward-agent probe: {note}")?;
+    }
     for (family, features) in prober.features() {
         if features.kind == SocketKind::Datagram {
             writeln!(
@@ -241,6 +247,8 @@ struct Summary {
     queue_overflow: u64,
     kernel_drops: u64,
     send_errors: u64,
+    /// Probes sent through the packet socket (`--send-path packet`).
+    sent_packet_socket: u64,
     /// From the first to the last probe handed to the kernel.
     send_phase: Duration,
 }
@@ -254,6 +262,7 @@ impl Summary {
             queue_overflow: counters.queue_overflow.load(Ordering::Relaxed),
             kernel_drops: counters.kernel_drops.load(Ordering::Relaxed),
             send_errors: counters.send_errors.load(Ordering::Relaxed),
+            sent_packet_socket: counters.sent_packet_socket.load(Ordering::Relaxed),
             send_phase: Duration::from_nanos(
                 counters
                     .last_send_ns
@@ -279,7 +288,7 @@ impl Summary {
             err,
             "ward-agent probe: {} targets, sent {}, received {}, invalid {invalid}, late {}, \
              duplicates {}, icmp errors {}, rx drops {}, queue drops {}, send errors {}, \
-             elapsed {:.3} s, {rate:.0} probes/s, send rate {send_rate:.0} probes/s",
+             via packet socket {}, elapsed {:.3} s, {rate:.0} probes/s, send rate {send_rate:.0} probes/s",
             engine.target_count(),
             counters.probes_sent,
             counters.replies_matched,
@@ -289,6 +298,7 @@ impl Summary {
             self.kernel_drops,
             self.queue_overflow,
             self.send_errors,
+            self.sent_packet_socket,
             elapsed.as_secs_f64(),
         )
     }

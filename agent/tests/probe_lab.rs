@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{AGENT, Run, run};
 use ward_agent::engine::{Cause, EngineConfig, Start, Status, TargetSpec, Transition};
-use ward_agent::prober::{Prober, ProberConfig};
+use ward_agent::prober::{Prober, ProberConfig, SendPath};
 use ward_testkit::lab::{Lab, Netem, SiteConfig};
 
 fn lab() -> Lab {
@@ -62,6 +62,7 @@ fn down_and_up(host: &str) {
         receive_buffer: 1 << 20,
         linger: Duration::ZERO,
         all_families: false,
+        send_path: SendPath::Ip,
     };
     let (sender, events) = mpsc::channel();
     let prober = lab

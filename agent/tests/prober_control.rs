@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use ward_agent::engine::{EngineConfig, Start, Status, TargetSpec};
-use ward_agent::prober::{Control, Prober, ProberConfig};
+use ward_agent::prober::{Control, Prober, ProberConfig, SendPath};
 
 fn spec(address: &str) -> TargetSpec {
     TargetSpec {
@@ -40,6 +40,7 @@ fn targets_come_and_go_while_the_prober_runs() {
         receive_buffer: 1 << 20,
         linger: Duration::ZERO,
         all_families: true,
+        send_path: SendPath::Ip,
     };
     let (sender, transitions) = mpsc::channel();
     let prober = Prober::start(config, &[], move |_, transition| {

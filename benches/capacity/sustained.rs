@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use ward_agent::engine::{EngineConfig, TargetSpec};
-use ward_agent::prober::{Prober, ProberConfig};
+use ward_agent::prober::{Prober, ProberConfig, SendPath};
 use ward_testkit::lab::Lab;
 
 use crate::measure;
@@ -37,6 +37,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
         receive_buffer: 32 << 20,
         linger: Duration::ZERO,
         all_families: false,
+        send_path: SendPath::Ip,
     };
     let prober = lab.run_in_client(move || Prober::start(config, &targets, |_, _| {}))??;
     let cpu_start = measure::own_cpu()?;

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::prober::SendPath;
 pub use ward_settings::ConfigError;
 
 /// Where the controller listens by default.
@@ -43,6 +45,8 @@ pub struct FileConfig {
     pub heartbeat_interval: Option<Duration>,
     /// `rate = 50000`: probes per second, at most.
     pub rate: Option<u32>,
+    /// `send_path = "packet"`: IPv4 probes through a packet socket.
+    pub send_path: Option<SendPath>,
     /// `tls_ca = "/etc/ward/ca.pem"`.
     pub tls_ca: Option<PathBuf>,
     /// `tls_cert = "/etc/ward/agent.pem"`.
@@ -81,6 +85,8 @@ pub struct RunSettings {
     pub heartbeat_interval: Duration,
     /// Probe rate cap.
     pub rate: Option<u32>,
+    /// How IPv4 probes leave the host.
+    pub send_path: SendPath,
     /// mTLS files; `None` is plaintext (loopback controller only).
     pub tls: Option<TlsFiles>,
 }
@@ -173,6 +179,7 @@ impl RunSettings {
             report_period,
             heartbeat_interval,
             rate: overrides.rate.or(file.rate),
+            send_path: overrides.send_path.or(file.send_path).unwrap_or_default(),
             tls,
         })
     }
@@ -242,6 +249,20 @@ mod tests {
         assert_eq!(settings.controller, DEFAULT_CONTROLLER);
         assert_eq!(settings.report_period, DEFAULT_REPORT_PERIOD);
         assert!(settings.tls.is_none());
+    }
+
+    #[test]
+    fn the_send_path_is_the_ip_stack_unless_packet_is_asked_for() {
+        assert_eq!(resolve("").unwrap().send_path, SendPath::Ip);
+        assert_eq!(
+            resolve("send_path = \"packet\"").unwrap().send_path,
+            SendPath::Packet
+        );
+        let message = resolve("send_path = \"raw\"").unwrap_err().to_string();
+        assert!(
+            message.contains("raw") && message.contains("line 1"),
+            "{message}"
+        );
     }
 
     #[test]

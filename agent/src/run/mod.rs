@@ -130,6 +130,7 @@ pub async fn run(
             receive_buffer: 32 << 20,
             linger: Duration::ZERO,
             all_families: true,
+            send_path: settings.send_path,
         },
         &[],
         move |clock, transition| {

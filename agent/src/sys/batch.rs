@@ -238,6 +238,11 @@ pub struct SendBatch {
     len: usize,
 }
 
+// SAFETY: the raw pointers inside point into boxes this batch owns; they
+// move with it and nothing else refers to them, so the batch may be handed
+// to the thread that sends (it is used by one thread at a time).
+unsafe impl Send for SendBatch {}
+
 impl SendBatch {
     /// Allocates the buffers once. With `ipv4_header`, each packet gets an
     /// IPv4 header (the kernel fills in the source and header checksum).
@@ -302,6 +307,31 @@ impl SendBatch {
         self.len += 1;
     }
 
+    /// Queues the IPv4 packet written into [`SendBatch::next_buffer`] for
+    /// a packet socket: the whole IP header is ours (source and checksum
+    /// included) and the frame goes to `link`. Needs a batch made with
+    /// `ipv4_header`.
+    pub fn commit_link(
+        &mut self,
+        destination: Ipv4Addr,
+        source: Ipv4Addr,
+        link: &LinkAddress,
+        len: usize,
+    ) {
+        let i = self.len;
+        let len = len.min(PROBE_LEN);
+        let id = self.next_ip_id;
+        self.next_ip_id = self.next_ip_id.checked_add(1).unwrap_or(1);
+        let slot = &mut self.buffers[i];
+        write_ipv4_header(slot, destination, id, len);
+        slot[12..16].copy_from_slice(&source.octets());
+        let checksum = ipv4_header_checksum(&slot[..IPV4_HEADER]);
+        slot[10..12].copy_from_slice(&checksum.to_be_bytes());
+        self.iovecs[i].iov_len = IPV4_HEADER + len;
+        self.headers[i].msg_hdr.msg_namelen = write_link_address(&mut self.names[i], link);
+        self.len += 1;
+    }
+
     /// Sends what is queued. Stops early (with `blocked`) when the socket
     /// buffer is full; what remains goes with the next flush.
     pub fn flush(&mut self, fd: RawFd) -> SendOutcome {
@@ -342,9 +372,47 @@ impl SendBatch {
     }
 }
 
+/// Where a packet socket sends a frame: an interface and the next hop's
+/// link-layer address (all zero on loopback).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkAddress {
+    /// Interface index.
+    pub interface: u32,
+    /// Next hop's MAC address.
+    pub mac: [u8; 6],
+}
+
+fn write_link_address(storage: &mut libc::sockaddr_storage, link: &LinkAddress) -> libc::socklen_t {
+    // SAFETY: sockaddr_ll fits in sockaddr_storage, which is at least as
+    // aligned.
+    let out: &mut libc::sockaddr_ll = unsafe { &mut *std::ptr::from_mut(storage).cast() };
+    out.sll_family = libc::AF_PACKET as libc::sa_family_t;
+    out.sll_protocol = (libc::ETH_P_IP as u16).to_be();
+    out.sll_ifindex = i32::try_from(link.interface).unwrap_or(0);
+    out.sll_hatype = 0;
+    out.sll_pkttype = 0;
+    out.sll_halen = 6;
+    out.sll_addr = [0; 8];
+    out.sll_addr[..6].copy_from_slice(&link.mac);
+    size_of::<libc::sockaddr_ll>() as libc::socklen_t
+}
+
+/// The IPv4 header checksum (ones' complement of the ones' complement sum
+/// of the header's 16-bit words, with the checksum field zero).
+fn ipv4_header_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks_exact(2)
+        .map(|word| u32::from(u16::from_be_bytes([word[0], word[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
 /// An IPv4 header for an ICMP probe: DF, TTL 64, our id; source 0 and
 /// checksum 0 are filled in by the kernel (`IP_HDRINCL`).
-fn write_ipv4_header(slot: &mut [u8], destination: std::net::Ipv4Addr, id: u16, icmp_len: usize) {
+fn write_ipv4_header(slot: &mut [u8], destination: Ipv4Addr, id: u16, icmp_len: usize) {
     let total = u16::try_from(IPV4_HEADER + icmp_len).unwrap_or(u16::MAX);
     slot[0] = 0x45;
     slot[1] = 0;
@@ -378,6 +446,31 @@ mod tests {
         assert_eq!((slot[8], slot[9]), (64, 1), "TTL 64, ICMP");
         assert_eq!(&slot[10..16], &[0; 6], "checksum and source: the kernel's");
         assert_eq!(&slot[16..20], &[198, 18, 1, 7]);
+    }
+
+    #[test]
+    fn link_frames_carry_our_source_and_a_valid_header_checksum() {
+        let mut batch = SendBatch::new(true);
+        let link = LinkAddress {
+            interface: 7,
+            mac: [2, 0, 0xc6, 0x12, 0, 2],
+        };
+        let source = Ipv4Addr::new(198, 18, 0, 1);
+        batch.commit_link(Ipv4Addr::new(127, 1, 0, 9), source, &link, PROBE_LEN);
+        let header = &batch.buffers[0][..IPV4_HEADER];
+        assert_eq!(&header[12..16], &source.octets());
+        assert_ne!(&header[10..12], &[0, 0], "checksum filled in");
+        assert_eq!(
+            ipv4_header_checksum(header),
+            0,
+            "a valid header sums to zero"
+        );
+        assert_eq!(batch.iovecs[0].iov_len, IPV4_HEADER + PROBE_LEN);
+        // SAFETY: commit_link wrote a sockaddr_ll into this storage.
+        let name: &libc::sockaddr_ll = unsafe { &*std::ptr::from_ref(&batch.names[0]).cast() };
+        assert_eq!(name.sll_ifindex, 7);
+        assert_eq!(&name.sll_addr[..6], &link.mac);
+        assert_eq!(name.sll_protocol, (libc::ETH_P_IP as u16).to_be());
     }
 
     #[test]

@@ -7,11 +7,13 @@
 
 mod batch;
 mod filter;
+mod netlink;
 
-pub use batch::{BATCH, RecvBatch, RecvMeta, SendBatch, SendOutcome};
+pub use batch::{BATCH, LinkAddress, RecvBatch, RecvMeta, SendBatch, SendOutcome};
+pub use netlink::NetlinkSocket;
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -214,6 +216,49 @@ impl IcmpSocket {
     /// The raw descriptor, for readiness registration.
     pub fn raw_fd(&self) -> RawFd {
         self.socket.as_raw_fd()
+    }
+}
+
+/// A packet socket that only sends (`AF_PACKET`, `SOCK_DGRAM`, protocol
+/// 0 so the kernel never queues received frames on it): IPv4 packets go
+/// straight to an interface, past the IP output path (routing, netfilter
+/// `output`, IPsec policies) — the caller picked the interface and the
+/// next hop's address. Needs `CAP_NET_RAW`.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+}
+
+impl PacketSocket {
+    /// Opens it, non-blocking, with a deep send buffer and the queueing
+    /// discipline bypassed where the kernel allows.
+    pub fn open() -> io::Result<Self> {
+        let raw = syscall!(socket(
+            libc::AF_PACKET,
+            libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0
+        ))?;
+        // SAFETY: `raw` is a descriptor we just opened and own alone.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // Both only cost speed when refused.
+        let _ = set_int(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUFFORCE,
+            SEND_BUFFER,
+        );
+        let _ = set_int(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_QDISC_BYPASS,
+            1,
+        );
+        Ok(Self { fd })
+    }
+
+    /// The descriptor, for [`SendBatch::flush`].
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 

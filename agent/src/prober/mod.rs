@@ -11,7 +11,10 @@
 //! No mutex and no allocation per packet on either path. The engine thread
 //! owns the engine and hands it back when the run ends.
 
+mod packet_path;
+
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
@@ -24,7 +27,9 @@ use mio::{Events, Interest, Poll, Token};
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig, Nanos, PeriodStats, SpecError, TargetSpec, Transition};
 use crate::packet::{self, Family, PROBE_LEN, Rejection, TagKey, Verdict};
-use crate::sys::{Features, IcmpSocket, OpenError, RecvBatch, SendBatch};
+use crate::sys::{Features, IcmpSocket, OpenError, RecvBatch, SendBatch, SendOutcome, SocketKind};
+use packet_path::PacketPath;
+pub use packet_path::PacketPathError;
 
 /// Validated packets waiting for the engine.
 const QUEUE_CAPACITY: usize = 1 << 17;
@@ -47,6 +52,24 @@ pub struct ProberConfig {
     /// Open a socket for every address family the host supports, not just
     /// those of the first targets (targets arrive later with [`Control`]).
     pub all_families: bool,
+    /// How IPv4 probes leave the host.
+    pub send_path: SendPath,
+}
+
+/// How IPv4 probes leave the host.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SendPath {
+    /// Through the kernel's IP stack (raw socket): routing, nftables
+    /// `output` rules and IPsec policies apply to every probe.
+    #[default]
+    Ip,
+    /// Through a packet socket straight to the interface, for the routes
+    /// the agent can mirror exactly (default policy rules, single next
+    /// hop, confirmed neighbour); faster, but nftables `output` rules and
+    /// IPsec policies do not see these probes. Everything else still goes
+    /// through the IP stack.
+    Packet,
 }
 
 /// A change to a running prober's targets, or a request for statistics.
@@ -89,6 +112,9 @@ pub enum ProberError {
     /// A prober thread could not be started.
     #[error("starting a prober thread: {0}")]
     Thread(std::io::Error),
+    /// `--send-path packet` could not be set up.
+    #[error(transparent)]
+    PacketPath(#[from] PacketPathError),
 }
 
 /// Counters kept outside the engine (receiver and sender side).
@@ -109,6 +135,10 @@ pub struct IoCounters {
     pub send_errors: AtomicU64,
     /// Probes handed to the kernel (for progress displays).
     pub sent: AtomicU64,
+    /// Of `sent`, those that went through the packet socket.
+    pub sent_packet_socket: AtomicU64,
+    /// Netlink failures that turned the packet send path off.
+    pub packet_path_errors: AtomicU64,
     /// Targets refused at run time (bad spec, or no socket for the family).
     pub targets_refused: AtomicU64,
     /// Targets being probed (published once per engine loop).
@@ -171,6 +201,7 @@ pub struct Prober {
     /// Disconnected when the engine thread ends.
     engine_done: std::sync::mpsc::Receiver<()>,
     controls: Arc<ArrayQueue<Control>>,
+    send_path_note: Option<String>,
 }
 
 impl Prober {
@@ -210,6 +241,8 @@ impl Prober {
         for (spec, id) in targets {
             slots.insert(*id, (engine.add_target(*spec, *id, clock.now())?, *spec));
         }
+        let packet_path = open_packet_path(&config, &sockets, &slots, &clock)?;
+        let send_path_note = packet_path.as_ref().map(describe_packet_path);
         let controls = Arc::new(ArrayQueue::new(CONTROL_CAPACITY));
         let poll = Poll::new().map_err(ProberError::Poll)?;
         for (i, socket) in sockets.iter().enumerate() {
@@ -250,7 +283,7 @@ impl Prober {
                         linger,
                         controls: &controls,
                     };
-                    engine_loop(engine, slots, &shared, on_transition)
+                    engine_loop(engine, slots, packet_path, &shared, on_transition)
                 }
             })
             .map_err(ProberError::Thread)?;
@@ -278,6 +311,7 @@ impl Prober {
             receiver_thread: Some(receiver_thread),
             engine_done,
             controls,
+            send_path_note,
         })
     }
 
@@ -304,6 +338,12 @@ impl Prober {
     /// What the kernel granted per socket.
     pub fn features(&self) -> &[(Family, Features)] {
         &self.features
+    }
+
+    /// With `--send-path packet`: how it started (next hops, or why the
+    /// IP stack is used after all).
+    pub fn send_path_note(&self) -> Option<&str> {
+        self.send_path_note.as_deref()
     }
 
     /// The prober's clock.
@@ -360,6 +400,47 @@ impl Drop for Prober {
         }
         self.stop_receiver();
     }
+}
+
+/// The packet send path, when asked for and IPv4 has a raw socket.
+fn open_packet_path(
+    config: &ProberConfig,
+    sockets: &[Arc<IcmpSocket>],
+    slots: &HashMap<u64, (u32, TargetSpec)>,
+    clock: &Clock,
+) -> Result<Option<PacketPath>, ProberError> {
+    let raw_ipv4 = sockets
+        .iter()
+        .any(|socket| socket.family() == Family::V4 && socket.features().kind == SocketKind::Raw);
+    if config.send_path != SendPath::Packet || !raw_ipv4 {
+        return Ok(None);
+    }
+    let mut path = PacketPath::open()?;
+    path.rebuild(ipv4_targets(slots), clock.now())
+        .map_err(|error| ProberError::PacketPath(PacketPathError::Open(error)))?;
+    Ok(Some(path))
+}
+
+fn describe_packet_path(path: &PacketPath) -> String {
+    match path.unsupported() {
+        Some(reason) => reason.to_string(),
+        None => {
+            let (known, usable) = path.hop_counts();
+            format!("IPv4 probes through a packet socket: {known} next hops, {usable} usable now")
+        }
+    }
+}
+
+/// The IPv4 targets as `(slot, address)`.
+fn ipv4_targets(
+    slots: &HashMap<u64, (u32, TargetSpec)>,
+) -> impl Iterator<Item = (u32, Ipv4Addr)> + Clone + '_ {
+    slots
+        .values()
+        .filter_map(|(index, spec)| match spec.address {
+            IpAddr::V4(address) => Some((*index, address)),
+            IpAddr::V6(_) => None,
+        })
 }
 
 fn random_ident() -> u16 {
@@ -465,6 +546,7 @@ struct EngineShared<'a> {
 fn apply_control(
     engine: &mut Engine,
     slots: &mut HashMap<u64, (u32, TargetSpec)>,
+    packet_path: &mut Option<PacketPath>,
     control: Control,
     shared: &EngineShared<'_>,
 ) {
@@ -476,6 +558,9 @@ fn apply_control(
             }
             if let Some((index, _)) = slots.remove(&id) {
                 engine.remove_target(index);
+                if let Some(path) = packet_path {
+                    path.remove(index);
+                }
             }
             let family = Family::of(spec.address);
             if !shared
@@ -492,6 +577,11 @@ fn apply_control(
             match engine.add_target(spec, id, now) {
                 Ok(index) => {
                     slots.insert(id, (index, spec));
+                    if let (Some(path), IpAddr::V4(address)) = (packet_path.as_mut(), spec.address)
+                    {
+                        let added = path.add(index, address);
+                        check_packet_path(packet_path, added, shared.counters);
+                    }
                 }
                 Err(_) => {
                     shared
@@ -504,6 +594,9 @@ fn apply_control(
         Control::Remove { id } => {
             if let Some((index, _)) = slots.remove(&id) {
                 engine.remove_target(index);
+                if let Some(path) = packet_path {
+                    path.remove(index);
+                }
             }
         }
         Control::TakeStatistics(reply) => {
@@ -516,9 +609,24 @@ fn apply_control(
     }
 }
 
+/// Turns the packet path off (everything through the IP stack) when its
+/// netlink side failed; counted and logged.
+fn check_packet_path(
+    packet_path: &mut Option<PacketPath>,
+    result: std::io::Result<()>,
+    counters: &IoCounters,
+) {
+    if let Err(error) = result {
+        counters.packet_path_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(%error, "packet send path turned off: reading the kernel's routing failed; IPv4 probes go through the IP stack");
+        *packet_path = None;
+    }
+}
+
 fn engine_loop(
     mut engine: Engine,
     mut slots: HashMap<u64, (u32, TargetSpec)>,
+    mut packet_path: Option<PacketPath>,
     shared: &EngineShared<'_>,
     mut on_transition: impl FnMut(&Clock, Transition),
 ) -> Engine {
@@ -540,17 +648,23 @@ fn engine_loop(
     let mut linger_until: Option<Nanos> = None;
     loop {
         while let Some(control) = controls.pop() {
-            apply_control(&mut engine, &mut slots, control, shared);
+            apply_control(&mut engine, &mut slots, &mut packet_path, control, shared);
         }
         let now = clock.now();
+        if let Some(path) = &mut packet_path {
+            let maintained = path.maintain(ipv4_targets(&slots), now);
+            check_packet_path(&mut packet_path, maintained, counters);
+        }
         while let Some(received) = queue.pop() {
             engine.handle_verdict(received.verdict, received.at, now);
         }
         engine.handle_timeouts(now);
         let mut blocked = false;
         loop {
-            if batches.iter().any(|(_, batch)| batch.is_full()) {
-                blocked |= flush(&mut batches, sockets, clock, counters);
+            if batches.iter().any(|(_, batch)| batch.is_full())
+                || packet_path.as_ref().is_some_and(PacketPath::is_full)
+            {
+                blocked |= flush(&mut batches, packet_path.as_mut(), sockets, clock, counters);
                 if blocked {
                     break;
                 }
@@ -558,13 +672,20 @@ fn engine_loop(
             let Some(transmit) = engine.poll_transmit(clock.now(), &mut scratch) else {
                 break;
             };
+            let probe = &scratch[..transmit.len];
+            if let (Some(path), IpAddr::V4(destination)) =
+                (packet_path.as_mut(), transmit.destination)
+                && path.queue(transmit.index, destination, probe)
+            {
+                continue;
+            }
             let family = Family::of(transmit.destination);
             if let Some((_, batch)) = batches.iter_mut().find(|(f, _)| *f == family) {
                 batch.next_buffer()[..transmit.len].copy_from_slice(&scratch[..transmit.len]);
                 batch.commit(transmit.destination, transmit.len);
             }
         }
-        blocked |= flush(&mut batches, sockets, clock, counters);
+        blocked |= flush(&mut batches, packet_path.as_mut(), sockets, clock, counters);
         while let Some(transition) = engine.poll_transition() {
             on_transition(clock, transition);
         }
@@ -602,33 +723,43 @@ fn engine_loop(
 /// Flushes every batch; true if a socket buffer was full.
 fn flush(
     batches: &mut [(Family, SendBatch)],
+    packet_path: Option<&mut PacketPath>,
     sockets: &[Arc<IcmpSocket>],
     clock: &Clock,
     counters: &IoCounters,
 ) -> bool {
     let mut blocked = false;
+    if let Some(path) = packet_path {
+        let outcome = path.flush();
+        counters
+            .sent_packet_socket
+            .fetch_add(outcome.sent as u64, Ordering::Relaxed);
+        blocked |= count_sent(outcome, clock, counters);
+    }
     for ((_, batch), socket) in batches.iter_mut().zip(sockets) {
         if batch.is_empty() {
             continue;
         }
-        let outcome = batch.flush(socket.raw_fd());
-        if outcome.sent > 0 {
-            let now = clock.now().max(1);
-            let _first_already_set = counters.first_send_ns.compare_exchange(
-                0,
-                now,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            counters.last_send_ns.store(now, Ordering::Relaxed);
-        }
-        counters
-            .sent
-            .fetch_add(outcome.sent as u64, Ordering::Relaxed);
-        counters
-            .send_errors
-            .fetch_add(outcome.failed as u64, Ordering::Relaxed);
-        blocked |= outcome.blocked;
+        blocked |= count_sent(batch.flush(socket.raw_fd()), clock, counters);
     }
     blocked
+}
+
+/// Counts one flush's outcome; true if the socket buffer was full.
+fn count_sent(outcome: SendOutcome, clock: &Clock, counters: &IoCounters) -> bool {
+    if outcome.sent > 0 {
+        let now = clock.now().max(1);
+        let _first_already_set =
+            counters
+                .first_send_ns
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed);
+        counters.last_send_ns.store(now, Ordering::Relaxed);
+    }
+    counters
+        .sent
+        .fetch_add(outcome.sent as u64, Ordering::Relaxed);
+    counters
+        .send_errors
+        .fetch_add(outcome.failed as u64, Ordering::Relaxed);
+    outcome.blocked
 }
