@@ -1,6 +1,6 @@
 //! Burst: the 65,534 addresses of 127.1.0.0/16 probed once, at rising rates
-//! and unlimited, by ward, zmap and fping in turn (interleaved, three
-//! trials, medians reported).
+//! and unlimited, by ward (both send paths), zmap and fping in turn
+//! (interleaved, three trials, medians reported).
 
 use std::time::Duration;
 
@@ -30,7 +30,8 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for trial in 1..=TRIALS {
         for rate in RATES {
-            rows.push(ward(lab, &agent, rate)?);
+            rows.push(ward(lab, &agent, "ip", rate)?);
+            rows.push(ward(lab, &agent, "packet", rate)?);
             rows.push(zmap(lab, rate, blocklist.path())?);
             if rate.is_none() {
                 rows.push(fping(lab)?);
@@ -69,9 +70,15 @@ fn summary_number(stderr: &str, name: &str) -> anyhow::Result<f64> {
         .with_context(|| format!("no `{name}` in: {line}"))
 }
 
-fn ward(lab: &Lab, agent: &std::path::Path, rate: Option<u32>) -> anyhow::Result<Row> {
+/// `ward-agent probe --send-path SEND_PATH`: `ip` or `packet`.
+fn ward(
+    lab: &Lab,
+    agent: &std::path::Path,
+    send_path: &str,
+    rate: Option<u32>,
+) -> anyhow::Result<Row> {
     let mut command = lab.client_command(agent.to_str().context("path")?);
-    command.args(["probe", RANGE]);
+    command.args(["probe", "--send-path", send_path, RANGE]);
     if let Some(rate) = rate {
         command.args(["-r", &rate.to_string()]);
     }
@@ -83,8 +90,19 @@ fn ward(lab: &Lab, agent: &std::path::Path, rate: Option<u32>) -> anyhow::Result
     let stderr = String::from_utf8_lossy(&measured.output.stderr);
     let sent = summary_number(&stderr, "sent")?;
     let received = summary_number(&stderr, "received")?;
+    if send_path == "packet" {
+        // Every probe must have taken the path being measured.
+        anyhow::ensure!(
+            summary_number(&stderr, "via packet socket")? == sent,
+            "not every probe went through the packet socket: {stderr}"
+        );
+    }
     Ok(Row {
-        tool: "ward",
+        tool: if send_path == "packet" {
+            "ward packet"
+        } else {
+            "ward ip"
+        },
         rate,
         probes_per_second: summary_number(&stderr, "send rate")?,
         matched_percent: 100.0 * received / sent.max(1.0),
@@ -206,23 +224,25 @@ fn median_of(rows: &[Row], tool: &str, rate: Option<u32>, f: fn(&Row) -> f64) ->
 }
 
 fn print_ratios(rows: &[Row]) {
-    let rate = |tool| median_of(rows, tool, None, |row| row.probes_per_second);
-    let cpu = |tool| median_of(rows, tool, None, |row| row.cpu_per_million);
+    let ratio = |tool, peer, figure: fn(&Row) -> f64| {
+        median_of(rows, tool, None, figure) / median_of(rows, peer, None, figure)
+    };
+    let rate: fn(&Row) -> f64 = |row| row.probes_per_second;
+    let cpu: fn(&Row) -> f64 = |row| row.cpu_per_million;
     println!();
-    println!("| unlimited burst | ratio |");
-    println!("|---|---|");
-    println!(
-        "| ward / zmap probes/s | {:.2}× |",
-        rate("ward") / rate("zmap")
-    );
-    println!(
-        "| ward / fping probes/s | {:.2}× |",
-        rate("ward") / rate("fping")
-    );
-    println!(
-        "| ward / zmap CPU per million probes | {:.2}× |",
-        cpu("ward") / cpu("zmap")
-    );
+    println!("| unlimited burst | ward ip | ward packet |");
+    println!("|---|---|---|");
+    for (measure, peer, figure) in [
+        ("probes/s / zmap", "zmap", rate),
+        ("probes/s / fping", "fping", rate),
+        ("CPU per million probes / zmap", "zmap", cpu),
+    ] {
+        println!(
+            "| {measure} | {:.2}× | {:.2}× |",
+            ratio("ward ip", peer, figure),
+            ratio("ward packet", peer, figure)
+        );
+    }
 }
 
 fn print_medians(rows: &[Row]) {

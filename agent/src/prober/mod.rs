@@ -12,6 +12,7 @@
 //! owns the engine and hands it back when the run ends.
 
 mod packet_path;
+mod receiver;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -22,14 +23,15 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Poll, Token};
 
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig, Nanos, PeriodStats, SpecError, TargetSpec, Transition};
-use crate::packet::{self, Family, PROBE_LEN, Rejection, TagKey, Verdict};
-use crate::sys::{Features, IcmpSocket, OpenError, RecvBatch, SendBatch, SendOutcome, SocketKind};
+use crate::packet::{Family, PROBE_LEN, TagKey};
+use crate::sys::{Features, IcmpSocket, OpenError, SendBatch, SendOutcome, SocketKind};
 use packet_path::PacketPath;
 pub use packet_path::PacketPathError;
+use receiver::{Received, Receiver};
 
 /// Validated packets waiting for the engine.
 const QUEUE_CAPACITY: usize = 1 << 17;
@@ -296,9 +298,16 @@ impl Prober {
                     engine_thread.thread().clone(),
                 );
                 move || {
-                    receive_loop(
-                        poll, &sockets, key, &clock, &queue, &engine, &stop, &counters,
-                    )
+                    Receiver {
+                        sockets: &sockets,
+                        key,
+                        clock: &clock,
+                        queue: &queue,
+                        engine: &engine,
+                        stop: &stop,
+                        counters: &counters,
+                    }
+                    .run(poll);
                 }
             })
             .map_err(ProberError::Thread)?;
@@ -451,84 +460,6 @@ fn random_ident() -> u16 {
         return u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
     }
     u16::from_ne_bytes(bytes)
-}
-
-/// A validated packet for the engine.
-struct Received {
-    verdict: Verdict,
-    at: Nanos,
-}
-
-#[allow(clippy::too_many_arguments)]
-fn receive_loop(
-    mut poll: Poll,
-    sockets: &[Arc<IcmpSocket>],
-    key: TagKey,
-    clock: &Clock,
-    queue: &ArrayQueue<Received>,
-    engine: &thread::Thread,
-    stop: &AtomicBool,
-    counters: &IoCounters,
-) {
-    let mut events = Events::with_capacity(sockets.len().max(1));
-    let mut batch = RecvBatch::new();
-    let mut drops_per_socket = vec![0u64; sockets.len()];
-    while !stop.load(Ordering::Relaxed) {
-        if let Err(error) = poll.poll(&mut events, Some(RECEIVE_POLL)) {
-            if error.kind() != std::io::ErrorKind::Interrupted {
-                counters.receive_errors.fetch_add(1, Ordering::Relaxed);
-            }
-            continue;
-        }
-        for event in &events {
-            let index = event.token().0;
-            let socket = &sockets[index];
-            // Edge-triggered: read until the socket is empty.
-            loop {
-                let received = match batch.recv(socket.raw_fd()) {
-                    Ok(0) => break,
-                    Ok(received) => received,
-                    Err(_) => {
-                        counters.receive_errors.fetch_add(1, Ordering::Relaxed);
-                        break;
-                    }
-                };
-                let offset = clock.realtime_offset();
-                for i in 0..received {
-                    let (bytes, meta) = batch.packet(i);
-                    if let Some(drops) = meta.drops {
-                        let drops = u64::from(drops);
-                        if drops > drops_per_socket[index] {
-                            counters
-                                .kernel_drops
-                                .fetch_add(drops - drops_per_socket[index], Ordering::Relaxed);
-                            drops_per_socket[index] = drops;
-                        }
-                    }
-                    let at = meta.kernel_realtime_ns.map_or_else(
-                        || clock.now(),
-                        |realtime| Clock::from_realtime(realtime, offset),
-                    );
-                    match packet::parse(bytes, socket.framing(), meta.source, &key, socket.ident())
-                    {
-                        Ok(verdict) => {
-                            if queue.push(Received { verdict, at }).is_err() {
-                                counters.queue_overflow.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Err(Rejection::BadTag) => {
-                            counters.bad_tag.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(Rejection::Malformed) => {
-                            counters.malformed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(Rejection::NotOurs) => {}
-                    }
-                }
-                engine.unpark();
-            }
-        }
-    }
 }
 
 /// What the engine thread shares with the rest of the prober.

@@ -1,0 +1,124 @@
+//! The receiver thread: readiness, `recvmmsg`, stateless validation, and
+//! the hand-off to the engine thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_queue::ArrayQueue;
+use mio::{Events, Poll};
+
+use super::{IoCounters, RECEIVE_POLL};
+use crate::clock::Clock;
+use crate::engine::Nanos;
+use crate::packet::{self, Rejection, TagKey, Verdict};
+use crate::sys::{IcmpSocket, RecvBatch};
+
+/// While replies keep arriving, the receiver reads every this long
+/// instead of being woken for each packet (kernel timestamps keep RTTs
+/// exact; a verdict waits at most this much longer).
+const BUSY_READ_INTERVAL: Duration = Duration::from_micros(100);
+
+/// A validated packet for the engine.
+pub(super) struct Received {
+    pub verdict: Verdict,
+    pub at: Nanos,
+}
+
+/// What the receiver thread works with.
+pub(super) struct Receiver<'a> {
+    pub sockets: &'a [Arc<IcmpSocket>],
+    pub key: TagKey,
+    pub clock: &'a Clock,
+    pub queue: &'a ArrayQueue<Received>,
+    pub engine: &'a thread::Thread,
+    pub stop: &'a AtomicBool,
+    pub counters: &'a IoCounters,
+}
+
+impl Receiver<'_> {
+    /// Runs until `stop`: waits for readiness, then reads on a short
+    /// timer for as long as packets keep coming.
+    pub fn run(&self, mut poll: Poll) {
+        let mut events = Events::with_capacity(self.sockets.len().max(1));
+        let mut batch = RecvBatch::new();
+        let mut drops_per_socket = vec![0u64; self.sockets.len()];
+        while !self.stop.load(Ordering::Relaxed) {
+            if let Err(error) = poll.poll(&mut events, Some(RECEIVE_POLL)) {
+                if error.kind() != std::io::ErrorKind::Interrupted {
+                    self.counters.receive_errors.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            let mut received: usize = events
+                .iter()
+                .map(|event| {
+                    let index = event.token().0;
+                    self.drain(index, &mut batch, &mut drops_per_socket[index])
+                })
+                .sum();
+            while received > 0 && !self.stop.load(Ordering::Relaxed) {
+                thread::park_timeout(BUSY_READ_INTERVAL);
+                received = (0..self.sockets.len())
+                    .map(|index| self.drain(index, &mut batch, &mut drops_per_socket[index]))
+                    .sum();
+            }
+        }
+    }
+
+    /// Reads socket `index` until it is empty; returns how many packets.
+    fn drain(&self, index: usize, batch: &mut RecvBatch, drops_so_far: &mut u64) -> usize {
+        let socket = &self.sockets[index];
+        let counters = self.counters;
+        let mut total = 0;
+        loop {
+            let received = match batch.recv(socket.raw_fd()) {
+                Ok(0) => return total,
+                Ok(received) => received,
+                Err(_) => {
+                    counters.receive_errors.fetch_add(1, Ordering::Relaxed);
+                    return total;
+                }
+            };
+            total += received;
+            let offset = self.clock.realtime_offset();
+            for i in 0..received {
+                let (bytes, meta) = batch.packet(i);
+                if let Some(drops) = meta.drops.map(u64::from)
+                    && drops > *drops_so_far
+                {
+                    counters
+                        .kernel_drops
+                        .fetch_add(drops - *drops_so_far, Ordering::Relaxed);
+                    *drops_so_far = drops;
+                }
+                let at = meta.kernel_realtime_ns.map_or_else(
+                    || self.clock.now(),
+                    |realtime| Clock::from_realtime(realtime, offset),
+                );
+                match packet::parse(
+                    bytes,
+                    socket.framing(),
+                    meta.source,
+                    &self.key,
+                    socket.ident(),
+                ) {
+                    Ok(verdict) => {
+                        if self.queue.push(Received { verdict, at }).is_err() {
+                            counters.queue_overflow.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(Rejection::BadTag) => {
+                        counters.bad_tag.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(Rejection::Malformed) => {
+                        counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(Rejection::NotOurs) => {}
+                }
+            }
+            self.engine.unpark();
+        }
+    }
+}
