@@ -14,6 +14,9 @@ use crate::sys::{NetlinkSocket, PacketSocket, SendBatch, SendOutcome};
 const NEIGHBOUR_REFRESH: Nanos = 1_000_000_000;
 /// How often change notifications are looked for.
 const CHANGE_CHECK: Nanos = 20_000_000;
+/// Least time between two rebuilds (a routing daemon may change routes
+/// continuously); meanwhile every probe goes through the IP stack.
+const REBUILD_GAP: Nanos = 1_000_000_000;
 
 /// Why the packet path could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,9 @@ pub struct PacketPath {
     batch: SendBatch,
     next_neighbour_refresh: Nanos,
     next_change_check: Nanos,
+    /// Routing changed since the last rebuild: nothing uses the mirror.
+    stale: bool,
+    last_rebuild: Option<Nanos>,
 }
 
 impl PacketPath {
@@ -43,6 +49,8 @@ impl PacketPath {
             changes: NetlinkSocket::open(netlink::CHANGE_GROUPS).map_err(PacketPathError::Open)?,
             routes: Ok(PacketRoutes::default()),
             next_change_check: 0,
+            stale: false,
+            last_rebuild: None,
             batch: SendBatch::new(true),
             next_neighbour_refresh: 0,
         })
@@ -73,6 +81,8 @@ impl PacketPath {
             _ => None,
         });
         self.routes = PacketRoutes::new(&rules, &routes, &links);
+        self.stale = false;
+        self.last_rebuild = Some(now);
         self.check_groups(targets.clone().map(|(_, address)| address))?;
         if let Ok(routes) = &mut self.routes {
             for (slot, address) in targets {
@@ -99,8 +109,9 @@ impl PacketPath {
         }
     }
 
-    /// Due work: a rebuild when links, addresses, routes or rules changed,
-    /// the neighbour table once a second.
+    /// Due work: a rebuild when links, addresses, routes or rules changed
+    /// (at most one a second; until then every probe goes through the IP
+    /// stack), the neighbour table once a second.
     pub fn maintain(
         &mut self,
         targets: impl Iterator<Item = (u32, Ipv4Addr)> + Clone,
@@ -108,9 +119,13 @@ impl PacketPath {
     ) -> io::Result<()> {
         if now >= self.next_change_check {
             self.next_change_check = now + CHANGE_CHECK;
-            if self.changes.drain_notifications()? {
-                return self.rebuild(targets, now);
-            }
+            self.stale |= self.changes.drain_notifications()?;
+        }
+        let rebuild_due = self
+            .last_rebuild
+            .is_none_or(|last| now >= last + REBUILD_GAP);
+        if self.stale && rebuild_due {
+            return self.rebuild(targets, now);
         }
         if now >= self.next_neighbour_refresh {
             self.refresh_neighbours(now)?;
@@ -152,7 +167,7 @@ impl PacketPath {
     /// Queues `probe` (an ICMP message) for `slot` if it has a usable hop;
     /// false: send it through the IP socket.
     pub fn queue(&mut self, slot: u32, destination: Ipv4Addr, probe: &[u8]) -> bool {
-        let Ok(routes) = &self.routes else {
+        let (false, Ok(routes)) = (self.stale, &self.routes) else {
             return false;
         };
         let Some(hop) = routes.hop(slot) else {
