@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{AGENT, Run, run};
-use ward_agent::engine::{EngineConfig, Start, Status, TargetSpec, Transition};
-use ward_agent::prober::{Prober, ProberConfig, SendPath};
+use common::{AGENT, Run, next_transition, run, start_in_client};
+use ward_agent::engine::{Status, TargetSpec, Transition};
+use ward_agent::prober::SendPath;
 use ward_testkit::lab::{Lab, SiteConfig};
 
 /// The lab client's gateway, the site's end of the link.
@@ -113,19 +113,10 @@ fn policy_rules_keep_every_probe_on_the_ip_stack() {
     assert_eq!(run.summary("via packet socket"), 0);
 }
 
-/// Waits for the next transition of `address` to `status`.
+/// Waits for the next transition of `address` and checks it is to `status`.
 fn wait_for(events: &mpsc::Receiver<Transition>, address: IpAddr, status: Status) {
-    let within = Duration::from_secs(6);
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let transition = events
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("{address} not {status:?} within {within:?}"));
-        if transition.address == address && transition.status == status {
-            return;
-        }
-    }
+    let transition = next_transition(events, address, Duration::from_secs(6));
+    assert_eq!(transition.status, status, "{transition:?}");
 }
 
 #[test]
@@ -136,25 +127,7 @@ fn a_blackhole_route_added_during_a_run_takes_effect() {
         interval_ms: 200,
         ..TargetSpec::with_defaults(address)
     };
-    let config = ProberConfig {
-        engine: EngineConfig {
-            start: Start::Immediately,
-            ..EngineConfig::default()
-        },
-        receive_buffer: 1 << 20,
-        linger: Duration::ZERO,
-        all_families: false,
-        send_path: SendPath::Packet,
-    };
-    let (sender, events) = mpsc::channel();
-    let prober = lab
-        .run_in_client(move || {
-            Prober::start(config, &[(spec, 1)], move |_, transition| {
-                let _ = sender.send(transition);
-            })
-        })
-        .expect("enter the client namespace")
-        .expect("start the prober");
+    let (prober, events) = start_in_client(&lab, SendPath::Packet, vec![(spec, 1)]);
     wait_for(&events, address, Status::Up);
     let through_packet_socket = prober.counters().sent_packet_socket.load(Ordering::Relaxed);
     assert!(through_packet_socket > 0, "the packet socket was used");

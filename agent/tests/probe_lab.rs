@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{AGENT, Run, run};
-use ward_agent::engine::{Cause, EngineConfig, Start, Status, TargetSpec, Transition};
-use ward_agent::prober::{Prober, ProberConfig, SendPath};
+use common::{AGENT, Run, next_transition, run, start_in_client};
+use ward_agent::engine::{Cause, Status, TargetSpec};
+use ward_agent::prober::SendPath;
 use ward_testkit::lab::{Lab, Netem, SiteConfig};
 
 fn lab() -> Lab {
@@ -32,47 +32,11 @@ fn ip(text: &str) -> IpAddr {
     text.parse().expect("address")
 }
 
-/// Waits for the next transition of `address`.
-fn next_transition(
-    events: &mpsc::Receiver<Transition>,
-    address: IpAddr,
-    within: Duration,
-) -> Transition {
-    let deadline = Instant::now() + within;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let transition = events
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no transition of {address} within {within:?}"));
-        if transition.address == address {
-            return transition;
-        }
-    }
-}
-
 fn down_and_up(host: &str) {
     let lab = lab();
     let address = ip(host);
     let spec = TargetSpec::with_defaults(address);
-    let config = ProberConfig {
-        engine: EngineConfig {
-            start: Start::Immediately,
-            ..EngineConfig::default()
-        },
-        receive_buffer: 1 << 20,
-        linger: Duration::ZERO,
-        all_families: false,
-        send_path: SendPath::Ip,
-    };
-    let (sender, events) = mpsc::channel();
-    let prober = lab
-        .run_in_client(move || {
-            Prober::start(config, &[(spec, 1)], move |_, transition| {
-                let _ = sender.send(transition);
-            })
-        })
-        .expect("enter the client namespace")
-        .expect("start the prober");
+    let (prober, events) = start_in_client(&lab, SendPath::Ip, vec![(spec, 1)]);
     let up = next_transition(&events, address, Duration::from_secs(2));
     assert_eq!((up.previous, up.status), (Status::Unknown, Status::Up));
 

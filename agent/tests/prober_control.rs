@@ -2,11 +2,13 @@
 //! removed) and hands out per-period statistics: what `ward-agent run`
 //! does with the controller's assignment. Real raw sockets on loopback.
 
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ward_agent::engine::{EngineConfig, Start, Status, TargetSpec};
-use ward_agent::prober::{Control, Prober, ProberConfig, SendPath};
+use ward_agent::engine::{Status, TargetSpec};
+use ward_agent::prober::{Control, Prober, SendPath};
 
 fn spec(address: &str) -> TargetSpec {
     TargetSpec {
@@ -32,16 +34,7 @@ fn statistics(prober: &Prober) -> Vec<(u64, ward_agent::engine::PeriodStats)> {
 #[test]
 fn targets_come_and_go_while_the_prober_runs() {
     ward_testkit::require_root("raw ICMP sockets");
-    let config = ProberConfig {
-        engine: EngineConfig {
-            start: Start::Immediately,
-            ..EngineConfig::default()
-        },
-        receive_buffer: 1 << 20,
-        linger: Duration::ZERO,
-        all_families: true,
-        send_path: SendPath::Ip,
-    };
+    let config = common::continuous(SendPath::Ip, true);
     let (sender, transitions) = mpsc::channel();
     let prober = Prober::start(config, &[], move |_, transition| {
         let _ = sender.send(transition);
