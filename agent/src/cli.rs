@@ -183,11 +183,15 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     tracing::info!(agent = %settings.agent_id, controller = %settings.controller, "ward-agent starting");
+    let shutdown = {
+        let _inside = runtime.enter();
+        shutdown_signal()
+    };
     let result = runtime.block_on(crate::run::run(
         settings,
         std::sync::Arc::default(),
         MaybeSystemd::detect(),
-        shutdown_signal(),
+        shutdown,
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -198,16 +202,33 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Watches SIGINT and SIGTERM from now on (a signal that arrives while the
+/// agent starts is not left to the default action, which would kill it
+/// without `STOPPING=1`); the future completes on the first. Call inside
+/// the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
+    let watched = [SignalKind::terminate(), SignalKind::interrupt()].map(|kind| {
+        signal(kind)
+            .inspect_err(|error| tracing::error!(%error, ?kind, "cannot watch a stop signal"))
+            .ok()
+    });
+    async move {
+        let [terminate, interrupt] = watched;
+        tokio::select! {
+            () = next_signal(terminate) => {}
+            () = next_signal(interrupt) => {}
+        }
+    }
+}
+
+/// The next signal on `stream`; never, without a stream.
+async fn next_signal(stream: Option<tokio::signal::unix::Signal>) {
+    match stream {
+        Some(mut stream) => {
+            stream.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -22,7 +22,11 @@ const REBUILD_GAP: Nanos = 1_000_000_000;
 #[derive(Debug, thiserror::Error)]
 pub enum PacketPathError {
     /// A socket could not be opened (needs CAP_NET_RAW).
-    #[error("opening the packet send path (a packet socket and rtnetlink; needs CAP_NET_RAW): {0}")]
+    #[error(
+        "opening the packet send path (a packet socket and rtnetlink: needs CAP_NET_RAW, and \
+         under systemd RestrictAddressFamilies must allow AF_PACKET and AF_NETLINK), or use \
+         send_path = \"ip\": {0}"
+    )]
     Open(io::Error),
 }
 
