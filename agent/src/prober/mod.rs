@@ -244,7 +244,15 @@ impl Prober {
             slots.insert(*id, (engine.add_target(*spec, *id, clock.now())?, *spec));
         }
         let packet_path = open_packet_path(&config, &sockets, &slots, &clock)?;
-        let send_path_note = packet_path.as_ref().map(describe_packet_path);
+        let send_path_note = match (&packet_path, config.send_path) {
+            (Some(path), _) => Some(describe_packet_path(path)),
+            (None, SendPath::Packet) => Some(
+                "the packet send path needs a raw IPv4 socket (CAP_NET_RAW) and IPv4 targets; \
+                 probes go through the IP stack"
+                    .to_owned(),
+            ),
+            (None, SendPath::Ip) => None,
+        };
         let controls = Arc::new(ArrayQueue::new(CONTROL_CAPACITY));
         let poll = Poll::new().map_err(ProberError::Poll)?;
         for (i, socket) in sockets.iter().enumerate() {

@@ -139,6 +139,9 @@ pub async fn run(
         },
     )?;
     info!(families = ?prober.families(), "probing");
+    if let Some(note) = prober.send_path_note() {
+        info!(send_path = "packet", "{note}");
+    }
     let mut agent = Agent {
         settings,
         spool,
