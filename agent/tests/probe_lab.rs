@@ -162,9 +162,13 @@ fn an_unrouted_address_is_unreachable_long_before_the_timeout() {
     for target in &run.targets {
         assert_eq!(target["state"], "unreachable", "{target}");
     }
-    assert_eq!(run.summary("icmp errors"), 6);
+    assert_eq!(run.summary("icmp errors"), 6, "{}", run.stderr);
     // Three 5 s timeouts would take 15 s; the errors end each probe at once.
-    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "{elapsed:?}: {}",
+        run.stderr
+    );
 }
 
 /// Plays an attacker in the site: sniffs our echo requests to `victim` and
