@@ -166,7 +166,7 @@ impl Lab {
         }
         lab.wire()?;
         lab.route(config)?;
-        lab.install_drop_set()?;
+        lab.install_rules(config)?;
         if config.host_link {
             lab.link_to_host(id)?;
         }
@@ -303,14 +303,29 @@ impl Lab {
             let range = range.to_string();
             ip(&["-n", s, "route", "add", "local", &range, "dev", "lo"])?;
         }
+        // Unreachable ranges are forwarded back out of the link, where the
+        // site's `forward` chain rejects them (`install_rules`). An
+        // `unreachable` route would answer through the kernel's route-error
+        // limiter (`ip_error`: five, then one a second per sender, and not
+        // adjustable inside a namespace), which lost errors to quick
+        // re-probes. Without the rule the site would only ARP in vain.
         for range in &config.unreachable {
-            ip(&["-n", s, "route", "add", "unreachable", &range.to_string()])?;
+            ip(&[
+                "-n",
+                s,
+                "route",
+                "add",
+                &range.to_string(),
+                "dev",
+                SITE_LINK,
+            ])?;
         }
         if config.loopback_via_site {
             self.route_loopback_via_site()?;
         }
         // Forwarding makes the site answer unreachable ranges with ICMP
-        // errors; no rate limit, so every probe gets its answer.
+        // errors; no per-host ICMP rate limit, so every probe gets its
+        // answer.
         sysctl(
             s,
             &[
@@ -360,18 +375,36 @@ impl Lab {
         ])
     }
 
-    fn install_drop_set(&self) -> anyhow::Result<()> {
+    /// The drop sets (`take_down`) and the rejection of unreachable ranges.
+    fn install_rules(&self, config: &SiteConfig) -> anyhow::Result<()> {
+        let rejections: String = config
+            .unreachable
+            .iter()
+            .map(|range| {
+                if range.network().is_ipv4() {
+                    format!("ip daddr {range} reject with icmp type host-unreachable\n")
+                } else {
+                    format!("ip6 daddr {range} reject with icmpv6 type no-route\n")
+                }
+            })
+            .collect();
         nft(
             &self.site,
-            "table inet ward_lab {\n\
-               set down_v4 { type ipv4_addr; }\n\
-               set down_v6 { type ipv6_addr; }\n\
-               chain input {\n\
-                 type filter hook input priority 0; policy accept;\n\
-                 ip daddr @down_v4 drop\n\
-                 ip6 daddr @down_v6 drop\n\
-               }\n\
-             }\n",
+            &format!(
+                "table inet ward_lab {{\n\
+                   set down_v4 {{ type ipv4_addr; }}\n\
+                   set down_v6 {{ type ipv6_addr; }}\n\
+                   chain input {{\n\
+                     type filter hook input priority 0; policy accept;\n\
+                     ip daddr @down_v4 drop\n\
+                     ip6 daddr @down_v6 drop\n\
+                   }}\n\
+                   chain forward {{\n\
+                     type filter hook forward priority 0; policy accept;\n\
+                     {rejections}\
+                   }}\n\
+                 }}\n"
+            ),
         )
     }
 
