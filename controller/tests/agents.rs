@@ -8,21 +8,10 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::json;
-use ward_controller::store::{ReportedTransition, Status, TransitionReport};
+use ward_controller::store::{Status, TransitionReport};
 
 fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionReport {
-    TransitionReport {
-        agent_id: "branch-5-agent".into(),
-        boot_id: "boot-1".into(),
-        seq,
-        transitions: vec![ReportedTransition {
-            device_id,
-            status,
-            probed_at_ms: at_ms,
-            last_rtt_us: Some(700),
-            reason: "test".into(),
-        }],
-    }
+    common::transition_report("branch-5-agent", device_id, seq, status, at_ms)
 }
 
 #[tokio::test]

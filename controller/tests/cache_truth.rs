@@ -11,7 +11,7 @@ use common::{Api, controller};
 use serde_json::Value;
 use ward_controller::cache::Cache;
 use ward_controller::state::Controller;
-use ward_controller::store::{ReportedTransition, Status, TransitionReport};
+use ward_controller::store::{Status, TransitionReport};
 use ward_testkit::services::{Postgres, Redis};
 
 /// A fixed "now" for the test's reports, after the devices' creation.
@@ -22,18 +22,7 @@ fn t0() -> i64 {
 
 /// A report of `status` for `device_id`, probed `at_ms` after [`t0`].
 fn down(device_id: i64, seq: u64, at_ms: i64, status: Status) -> TransitionReport {
-    TransitionReport {
-        agent_id: "agent-1".into(),
-        boot_id: "boot-1".into(),
-        seq,
-        transitions: vec![ReportedTransition {
-            device_id,
-            status,
-            probed_at_ms: t0() + at_ms,
-            last_rtt_us: None,
-            reason: "timeouts".into(),
-        }],
-    }
+    common::transition_report("agent-1", device_id, seq, status, t0() + at_ms)
 }
 
 /// Every read path shows `expected` for device `id`.

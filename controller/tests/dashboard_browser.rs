@@ -7,25 +7,20 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ward_controller::store::{ReportedTransition, Status, TransitionReport};
+use ward_controller::store::{Status, TransitionReport};
 use ward_testkit::browser::Chromium;
 
 /// The dashboard's colour for `down` (`--down: #c62828`).
 const RED: &str = "rgb(198, 40, 40)";
 
 fn report(device_id: i64, seq: u64, status: Status) -> TransitionReport {
-    TransitionReport {
-        agent_id: "agent-1".into(),
-        boot_id: "boot-1".into(),
+    common::transition_report(
+        "agent-1",
+        device_id,
         seq,
-        transitions: vec![ReportedTransition {
-            device_id,
-            status,
-            probed_at_ms: ward_controller::time::now_ms(),
-            last_rtt_us: Some(900),
-            reason: "test".into(),
-        }],
-    }
+        status,
+        ward_controller::time::now_ms(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

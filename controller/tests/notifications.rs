@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 use ward_controller::notify::{Channel, Webhook, deliver_due};
 use ward_controller::state::Controller;
-use ward_controller::store::{DeviceSpec, ReportedTransition, Status, TransitionReport};
+use ward_controller::store::{DeviceSpec, Status, TransitionReport};
 
 /// A webhook receiver that records what it accepted.
 #[derive(Default)]
@@ -76,18 +76,7 @@ async fn controller_with_device() -> (tempfile::TempDir, Arc<Controller>, i64) {
 }
 
 fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionReport {
-    TransitionReport {
-        agent_id: "agent".into(),
-        boot_id: "boot".into(),
-        seq,
-        transitions: vec![ReportedTransition {
-            device_id,
-            status,
-            probed_at_ms: at_ms,
-            last_rtt_us: None,
-            reason: "test".into(),
-        }],
-    }
+    common::transition_report("agent", device_id, seq, status, at_ms)
 }
 
 #[tokio::test]

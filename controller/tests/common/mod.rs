@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use ward_controller::cache::Cache;
 use ward_controller::state::Controller;
-use ward_controller::store::Store;
+use ward_controller::store::{ReportedTransition, Status, Store, TransitionReport};
 
 pub struct Api {
     pub base: String,
@@ -120,4 +120,27 @@ pub fn sqlite_url() -> (tempfile::TempDir, String) {
 pub async fn sqlite_controller() -> (tempfile::TempDir, Arc<Controller>) {
     let (dir, url) = sqlite_url();
     (dir, controller(&url, Cache::in_process()).await)
+}
+
+/// A report from `agent` (boot `boot-1`) with one transition: `device_id`
+/// became `status`, decided by a probe at `probed_at_ms`.
+pub fn transition_report(
+    agent: &str,
+    device_id: i64,
+    seq: u64,
+    status: Status,
+    probed_at_ms: i64,
+) -> TransitionReport {
+    TransitionReport {
+        agent_id: agent.into(),
+        boot_id: "boot-1".into(),
+        seq,
+        transitions: vec![ReportedTransition {
+            device_id,
+            status,
+            probed_at_ms,
+            last_rtt_us: (status == Status::Up).then_some(700),
+            reason: "test".into(),
+        }],
+    }
 }
