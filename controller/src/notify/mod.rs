@@ -125,7 +125,8 @@ pub async fn deliver_due(
                 controller
                     .store
                     .notification_delivered(notification.id)
-                    .await?;
+                    .await
+                    .map_err(|error| controller.store_failed(error))?;
                 controller
                     .metrics
                     .notifications_sent
@@ -137,7 +138,8 @@ pub async fn deliver_due(
                 controller
                     .store
                     .notification_failed(notification.id, retry, &error)
-                    .await?;
+                    .await
+                    .map_err(|error| controller.store_failed(error))?;
                 controller
                     .metrics
                     .notifications_failed
