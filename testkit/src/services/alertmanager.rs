@@ -3,9 +3,7 @@
 
 use std::process::Command;
 
-use tempfile::TempDir;
-
-use super::{http_get_ok, service_dir};
+use super::{LocalServer, http_get_ok, local_server_handle, service_dir};
 use crate::ports::free_loopback_port;
 use crate::process::Supervised;
 
@@ -13,10 +11,10 @@ const BINARY: &str = "/usr/bin/prometheus-alertmanager";
 
 /// A running Alertmanager; stopped and deleted on drop.
 pub struct Alertmanager {
-    server: Supervised,
-    port: u16,
-    _dir: TempDir,
+    server: LocalServer,
 }
+
+local_server_handle!(Alertmanager);
 
 impl Alertmanager {
     /// Starts a fresh Alertmanager whose one route sends every group to
@@ -34,7 +32,7 @@ impl Alertmanager {
             ),
         )?;
         let storage = dir.path().join("data");
-        let mut server = Supervised::new(
+        let server = Supervised::new(
             "alertmanager",
             dir.path().join("alertmanager.log"),
             move || {
@@ -50,26 +48,13 @@ impl Alertmanager {
             },
             move || http_get_ok(port, "/-/ready"),
         );
-        server.start()?;
         Ok(Self {
-            server,
-            port,
-            _dir: dir,
+            server: LocalServer::start(server, port, dir)?,
         })
     }
 
     /// Base URL, e.g. `http://127.0.0.1:9093`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server (its alerts, held in memory, are gone).
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts a stopped server again on the same port.
-    pub fn resume(&mut self) -> anyhow::Result<()> {
-        self.server.start()
+        format!("http://127.0.0.1:{}", self.port())
     }
 }

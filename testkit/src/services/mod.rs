@@ -19,6 +19,74 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::RESOURCE_PREFIX;
+use crate::process::Supervised;
+
+/// A supervised server on a loopback port and the temporary directory it
+/// works in; stopped (by PID) and the directory deleted on drop. Every
+/// service handle dereferences to one.
+pub struct LocalServer {
+    // Declared before the directory: the server stops before it is deleted.
+    server: Supervised,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl LocalServer {
+    /// Starts `server`, which listens on `port` and works in `dir`.
+    fn start(mut server: Supervised, port: u16, dir: TempDir) -> anyhow::Result<Self> {
+        server.start()?;
+        Ok(Self {
+            server,
+            port,
+            _dir: dir,
+        })
+    }
+
+    /// The server's TCP port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server gracefully; what it keeps on disk stays for
+    /// [`LocalServer::resume`] (Redis and Alertmanager keep nothing).
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn crash(&mut self) {
+        self.server.crash();
+    }
+
+    /// Starts a stopped or crashed server again on the same port and
+    /// directory.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.server.start()
+    }
+
+    /// The server's process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+}
+
+/// `Deref`/`DerefMut` from a service handle to its [`LocalServer`].
+macro_rules! local_server_handle {
+    ($service:ty) => {
+        impl std::ops::Deref for $service {
+            type Target = $crate::services::LocalServer;
+            fn deref(&self) -> &Self::Target {
+                &self.server
+            }
+        }
+        impl std::ops::DerefMut for $service {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.server
+            }
+        }
+    };
+}
+use local_server_handle;
 
 pub(crate) fn service_dir(service: &str) -> anyhow::Result<TempDir> {
     Ok(tempfile::Builder::new()

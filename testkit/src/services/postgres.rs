@@ -5,23 +5,21 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, bail};
-use nix::unistd::{User, chown};
-use tempfile::TempDir;
-
-use super::service_dir;
+use super::{LocalServer, local_server_handle, service_dir};
 use crate::ports::free_loopback_port;
 use crate::process::Supervised;
+use anyhow::{Context, bail};
+use nix::unistd::{User, chown};
 
 /// Superuser of the test cluster (trust authentication on loopback).
 const SUPERUSER: &str = "ward";
 
 /// A running PostgreSQL server; stopped and deleted on drop.
 pub struct Postgres {
-    server: Supervised,
-    port: u16,
-    _dir: TempDir,
+    server: LocalServer,
 }
+
+local_server_handle!(Postgres);
 
 impl Postgres {
     /// Creates a fresh cluster and starts it.
@@ -54,7 +52,7 @@ impl Postgres {
         let log = dir.path().join("postgres.log");
         let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
         let postgres = bin.join("postgres");
-        let mut server = Supervised::new(
+        let server = Supervised::new(
             "postgres",
             log,
             move || {
@@ -76,11 +74,8 @@ impl Postgres {
             },
         )
         .with_stop_signal(nix::sys::signal::Signal::SIGINT);
-        server.start()?;
         Ok(Self {
-            server,
-            port,
-            _dir: dir,
+            server: LocalServer::start(server, port, dir)?,
         })
     }
 
@@ -88,34 +83,8 @@ impl Postgres {
     pub fn url(&self) -> String {
         format!(
             "postgres://{SUPERUSER}@127.0.0.1:{}/postgres?connect_timeout=5",
-            self.port
+            self.port()
         )
-    }
-
-    /// The server's TCP port on 127.0.0.1.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Stops the server gracefully; [`Postgres::resume`] starts it again with
-    /// the same data.
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Kills the server with SIGKILL, as a crash would.
-    pub fn crash(&mut self) {
-        self.server.crash();
-    }
-
-    /// Starts a stopped or crashed server again on the same port and data.
-    pub fn resume(&mut self) -> anyhow::Result<()> {
-        self.server.start()
-    }
-
-    /// The server's process id while running.
-    pub fn pid(&self) -> Option<u32> {
-        self.server.pid()
     }
 }
 

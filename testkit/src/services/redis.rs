@@ -2,18 +2,16 @@
 
 use std::process::Command;
 
-use tempfile::TempDir;
-
-use super::{exchange, service_dir};
+use super::{LocalServer, exchange, local_server_handle, service_dir};
 use crate::ports::free_loopback_port;
 use crate::process::Supervised;
 
 /// A running Redis server; stopped and deleted on drop.
 pub struct Redis {
-    server: Supervised,
-    port: u16,
-    _dir: TempDir,
+    server: LocalServer,
 }
+
+local_server_handle!(Redis);
 
 impl Redis {
     /// Starts a fresh, empty server.
@@ -21,7 +19,7 @@ impl Redis {
         let dir = service_dir("redis")?;
         let port = free_loopback_port()?;
         let data = dir.path().to_path_buf();
-        let mut server = Supervised::new(
+        let server = Supervised::new(
             "redis-server",
             dir.path().join("redis.log"),
             move || {
@@ -35,26 +33,13 @@ impl Redis {
             },
             move || exchange(port, b"PING\r\n").is_some_and(|answer| answer == "+PONG\r\n"),
         );
-        server.start()?;
         Ok(Self {
-            server,
-            port,
-            _dir: dir,
+            server: LocalServer::start(server, port, dir)?,
         })
     }
 
     /// URL for the `redis` crate / the controller.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Stops the server (its in-memory data is gone).
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts a stopped server again on the same port, empty.
-    pub fn resume(&mut self) -> anyhow::Result<()> {
-        self.server.start()
+        format!("redis://127.0.0.1:{}/", self.port())
     }
 }

@@ -2,9 +2,7 @@
 
 use std::process::Command;
 
-use tempfile::TempDir;
-
-use super::{http_get_ok, service_dir};
+use super::{LocalServer, http_get_ok, local_server_handle, service_dir};
 use crate::ports::free_loopback_port;
 use crate::process::Supervised;
 
@@ -12,10 +10,10 @@ const BINARY: &str = "/usr/bin/victoria-metrics";
 
 /// A running VictoriaMetrics; stopped and deleted on drop.
 pub struct VictoriaMetrics {
-    server: Supervised,
-    port: u16,
-    _dir: TempDir,
+    server: LocalServer,
 }
+
+local_server_handle!(VictoriaMetrics);
 
 impl VictoriaMetrics {
     /// Starts a fresh server with 100 years of retention, so samples with
@@ -24,7 +22,7 @@ impl VictoriaMetrics {
         let dir = service_dir("victoria-metrics")?;
         let port = free_loopback_port()?;
         let data = dir.path().join("data");
-        let mut server = Supervised::new(
+        let server = Supervised::new(
             "victoria-metrics",
             dir.path().join("victoria-metrics.log"),
             move || {
@@ -39,26 +37,13 @@ impl VictoriaMetrics {
             },
             move || http_get_ok(port, "/health"),
         );
-        server.start()?;
         Ok(Self {
-            server,
-            port,
-            _dir: dir,
+            server: LocalServer::start(server, port, dir)?,
         })
     }
 
     /// Base URL, e.g. `http://127.0.0.1:8428`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops the server; its data stays for [`VictoriaMetrics::resume`].
-    pub fn stop(&mut self) {
-        self.server.stop();
-    }
-
-    /// Starts a stopped server again on the same port and data.
-    pub fn resume(&mut self) -> anyhow::Result<()> {
-        self.server.start()
+        format!("http://127.0.0.1:{}", self.port())
     }
 }
