@@ -123,14 +123,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        // Logs go to stderr (journald under systemd), coloured only on a terminal.
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    ward_settings::init_logging();
     let overrides = config::FileConfig {
         controller: args.controller,
         agent_id: args.agent_id,

@@ -1,12 +1,25 @@
 //! TOML configuration files for `ward-agent` and `ward-controller`: one
 //! way to read them, one error type, and `"10s"`-style durations. Each
 //! daemon defines its own keys (`#[serde(deny_unknown_fields)]`) and its
-//! defaults; the parser's messages name the key, line and column.
+//! defaults; the parser's messages name the key, line and column. Also
+//! the daemons' one logging set-up ([`init_logging`]).
 #![forbid(unsafe_code)]
 
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
+
+/// Logs to stderr (journald under systemd), coloured only on a terminal,
+/// filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
 
 /// What is wrong with the configuration.
 #[derive(Debug, thiserror::Error)]
