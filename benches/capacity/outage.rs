@@ -50,7 +50,7 @@ fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
 async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
     let store = Store::open(url).await?;
     store.migrate().await?;
-    let controller = Controller::new(store, Cache::in_process());
+    let controller = std::sync::Arc::new(Controller::new(store, Cache::in_process()));
     let created_at = ward_controller::time::now_ms();
     let router = controller
         .create_device(&device("router".into(), 0, None), created_at)

@@ -42,6 +42,18 @@ pub struct Presences {
     agents: HashMap<String, Presence>,
     /// Sites whose devices were made `unknown` and not reported on since.
     forgotten_sites: std::collections::HashSet<String>,
+    /// Links opened per site since the start: a site is marked forgotten
+    /// only if none opened since it was found offline.
+    site_links: HashMap<String, u64>,
+}
+
+/// A site found offline, with how many links it had seen at that moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineSite {
+    /// The site.
+    pub site: String,
+    /// Links opened for it when it was found offline.
+    links_seen: u64,
 }
 
 impl Presences {
@@ -51,6 +63,7 @@ impl Presences {
             started_ms,
             agents: HashMap::new(),
             forgotten_sites: std::collections::HashSet::new(),
+            site_links: HashMap::new(),
         }
     }
 
@@ -80,6 +93,7 @@ impl Presences {
         presence.version = version.to_owned();
         presence.boot_id = boot_id.to_owned();
         self.forgotten_sites.remove(site);
+        *self.site_links.entry(site.to_owned()).or_default() += 1;
     }
 
     /// A link from `id` closed.
@@ -103,12 +117,13 @@ impl Presences {
 
     /// Sites with no connected agent for longer than their grace period,
     /// not made `unknown` yet. `sites` maps each site to its agents and
-    /// its grace period; the returned sites count as done.
+    /// its grace period. Nothing is marked: once a site's `unknown` has
+    /// committed, [`Presences::forgotten`] marks it.
     pub fn sites_to_forget(
-        &mut self,
+        &self,
         sites: &HashMap<String, (Vec<String>, Duration)>,
         now_ms: i64,
-    ) -> Vec<String> {
+    ) -> Vec<OfflineSite> {
         let mut due = Vec::new();
         for (site, (agents, grace)) in sites {
             if self.forgotten_sites.contains(site) {
@@ -125,14 +140,25 @@ impl Presences {
                 .unwrap_or(self.started_ms);
             let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
             if now_ms.saturating_sub(gone_since) >= grace_ms {
-                due.push(site.clone());
+                due.push(OfflineSite {
+                    site: site.clone(),
+                    links_seen: self.site_links.get(site).copied().unwrap_or(0),
+                });
             }
         }
-        for site in &due {
-            self.forgotten_sites.insert(site.clone());
-        }
-        due.sort();
+        due.sort_by(|a, b| a.site.cmp(&b.site));
         due
+    }
+
+    /// `offline`'s `unknown` has committed: the site is forgotten until an
+    /// agent of it connects, unless one connected since it was found
+    /// offline (its reports are the truth now). True if marked.
+    pub fn forgotten(&mut self, offline: &OfflineSite) -> bool {
+        let links = self.site_links.get(&offline.site).copied().unwrap_or(0);
+        if links != offline.links_seen {
+            return false;
+        }
+        self.forgotten_sites.insert(offline.site.clone())
     }
 }
 
@@ -149,12 +175,6 @@ impl Presences {
         agents.iter().any(|agent| {
             !watched.contains(agent.site.as_str()) && !self.forgotten_sites.contains(&agent.site)
         })
-    }
-
-    /// Undoes [`Presences::sites_to_forget`] for `site` (its devices could
-    /// not be marked).
-    pub fn remember(&mut self, site: &str) {
-        self.forgotten_sites.remove(site);
     }
 }
 
@@ -197,20 +217,49 @@ mod tests {
         )])
     }
 
+    fn due(presences: &mut Presences, grace_s: u64, now_ms: i64) -> Vec<String> {
+        let due = presences.sites_to_forget(&sites(grace_s), now_ms);
+        due.iter()
+            .filter(|offline| presences.forgotten(offline))
+            .map(|offline| offline.site.clone())
+            .collect()
+    }
+
     #[test]
     fn a_site_is_forgotten_once_after_its_grace_with_no_agent_connected() {
         let mut presences = Presences::new(0);
-        assert!(presences.sites_to_forget(&sites(5), 4_999).is_empty());
-        assert_eq!(presences.sites_to_forget(&sites(5), 5_000), ["branch-1"]);
-        assert!(
-            presences.sites_to_forget(&sites(5), 9_000).is_empty(),
-            "once"
-        );
+        assert!(due(&mut presences, 5, 4_999).is_empty());
+        assert_eq!(due(&mut presences, 5, 5_000), ["branch-1"]);
+        assert!(due(&mut presences, 5, 9_000).is_empty(), "once");
         presences.connected("a1", "branch-1", "1.0", "boot", 10_000);
         assert!(presences.get("a1").connected);
         presences.disconnected("a1", 20_000);
-        assert!(presences.sites_to_forget(&sites(5), 24_000).is_empty());
-        assert_eq!(presences.sites_to_forget(&sites(5), 25_000), ["branch-1"]);
+        assert!(due(&mut presences, 5, 24_000).is_empty());
+        assert_eq!(due(&mut presences, 5, 25_000), ["branch-1"]);
+    }
+
+    #[test]
+    fn a_site_found_offline_stays_due_until_its_unknown_commits() {
+        let presences = Presences::new(0);
+        let first = presences.sites_to_forget(&sites(5), 5_000);
+        assert_eq!(first.len(), 1);
+        // The apply failed: nothing was marked, the next sweep finds it again.
+        assert_eq!(presences.sites_to_forget(&sites(5), 6_000), first);
+    }
+
+    #[test]
+    fn an_agent_that_connects_while_its_site_is_being_forgotten_keeps_it_watched() {
+        let mut presences = Presences::new(0);
+        let offline = presences.sites_to_forget(&sites(5), 5_000);
+        presences.connected("a1", "branch-1", "1.0", "boot", 5_001);
+        presences.disconnected("a1", 5_002);
+        assert!(
+            !presences.forgotten(&offline[0]),
+            "a link opened after the site was found offline"
+        );
+        // Gone again: forgotten after a new grace period.
+        assert!(due(&mut presences, 5, 9_000).is_empty());
+        assert_eq!(due(&mut presences, 5, 10_002), ["branch-1"]);
     }
 
     #[test]
@@ -223,9 +272,9 @@ mod tests {
             presences.get("a2").connected,
             "the newer link is still open"
         );
-        assert!(presences.sites_to_forget(&sites(5), 60_000).is_empty());
+        assert!(due(&mut presences, 5, 60_000).is_empty());
         presences.disconnected("a2", 61_000);
-        assert_eq!(presences.sites_to_forget(&sites(5), 66_000), ["branch-1"]);
+        assert_eq!(due(&mut presences, 5, 66_000), ["branch-1"]);
     }
 
     #[test]

@@ -1,15 +1,21 @@
 //! What every read and write path shares: the store, the cache, and the
-//! counters. All status changes go through [`Controller::apply_report`], so
-//! the cache is invalidated after every commit, whichever path wrote.
+//! counters. Every write (agent report, inventory change) goes through a
+//! method here, which runs it to its end in a task of its own (a caller
+//! that goes away cannot stop it half-way), moves the cache to a new
+//! generation only after the commit, then publishes what changed. A
+//! failure after the commit never turns the committed write into an error:
+//! it is counted and logged, and live subscribers are told to resync.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::agents::{Presence, Presences, grace_period};
 use crate::cache::Cache;
 use crate::store::{
-    AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status, Store, StoreError,
-    TransitionReport,
+    AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status, StatusChanges,
+    Store, StoreError, TransitionReport,
 };
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb};
 
@@ -35,6 +41,16 @@ pub struct StatusEvent {
     pub device: Device,
     /// Its status before.
     pub previous: Status,
+}
+
+/// What live subscribers (SSE, gRPC `WatchStatus`) receive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveEvent {
+    /// A committed status change.
+    Status(StatusEvent),
+    /// Changes were committed that could not be published one by one:
+    /// reload the lists.
+    Resync,
 }
 
 /// Controller-wide counters, for `/metrics`.
@@ -66,6 +82,13 @@ pub struct Metrics {
     /// Sites whose devices were made `unknown` because no agent was
     /// connected for the grace period.
     pub sites_marked_unknown: AtomicU64,
+    /// Work after a commit that failed (reading changed devices back for
+    /// live events); the write itself stood, subscribers were told to
+    /// resync.
+    pub post_commit_failures: AtomicU64,
+    /// Offline sites whose `unknown` could not be committed (tried again
+    /// at the next sweep).
+    pub offline_sweep_failures: AtomicU64,
 }
 
 /// The controller's shared state.
@@ -77,7 +100,7 @@ pub struct Controller {
     /// Counters.
     pub metrics: Metrics,
     /// Committed status changes, for live events.
-    events: tokio::sync::broadcast::Sender<StatusEvent>,
+    events: tokio::sync::broadcast::Sender<LiveEvent>,
     /// Set when the controller shuts down: long-lived streams (agent links,
     /// live events) end, so the servers can stop.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -98,6 +121,9 @@ pub struct Controller {
     presences: std::sync::Mutex<Presences>,
     /// When this controller started, Unix ms.
     started_ms: i64,
+    /// Agent reports hold it shared; the offline sweep holds it alone from
+    /// its presence check to its commit.
+    offline_gate: tokio::sync::RwLock<()>,
     /// REST latency per route.
     pub api_latency: crate::api::ApiLatency,
     /// For reading history back from VictoriaMetrics.
@@ -131,6 +157,7 @@ impl Controller {
             #[allow(clippy::disallowed_types, reason = "see the field")]
             presences: std::sync::Mutex::new(Presences::new(crate::time::now_ms())),
             started_ms: crate::time::now_ms(),
+            offline_gate: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -216,24 +243,40 @@ impl Controller {
     }
 
     /// Subscribes to committed status changes (the device after each).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<StatusEvent> {
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
         self.events.subscribe()
     }
 
-    /// Applies an agent report; the cache moves to a new generation after
-    /// the commit, and live-event subscribers get the changed devices.
+    /// Applies an agent report, to its end whatever the caller does; the
+    /// cache moves to a new generation after the commit, and live-event
+    /// subscribers get the changed devices.
     pub async fn apply_report(
+        self: &Arc<Self>,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let controller = Arc::clone(self);
+        let report = report.clone();
+        to_the_end(async move {
+            let _gate = controller.offline_gate.read().await;
+            controller.commit_report(&report, now_ms).await
+        })
+        .await
+    }
+
+    async fn commit_report(
         &self,
         report: &TransitionReport,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
-        let _write = self.cache.begin_write();
+        let write = self.cache.begin_write();
         let started = std::time::Instant::now();
         let outcome = self
             .store
             .apply(report, now_ms)
             .await
             .map_err(|e| self.store_failed(e))?;
+        drop(write);
         let elapsed = started.elapsed();
         if elapsed > SLOW_COMMIT {
             tracing::warn!(agent = %report.agent_id, seq = report.seq, transitions = report.transitions.len(),
@@ -246,31 +289,13 @@ impl Controller {
                 ignored,
             } => {
                 self.metrics
-                    .transitions_applied
-                    .fetch_add(changed.len() as u64, Ordering::Relaxed);
-                self.metrics
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
-                if !changed.is_empty() {
-                    self.outbox_wakeup.send_replace(());
-                }
-                if !changed.is_empty() && self.events.receiver_count() > 0 {
-                    let devices = self
-                        .store
-                        .get_devices(changed)
-                        .await
-                        .map_err(|e| self.store_failed(e))?;
-                    let before: HashMap<i64, Status> = changed
-                        .iter()
-                        .copied()
-                        .zip(previous.iter().copied())
-                        .collect();
-                    for device in devices {
-                        let previous = before.get(&device.id).copied().unwrap_or(Status::Unknown);
-                        // Fails only when every subscriber has gone.
-                        let _ = self.events.send(StatusEvent { device, previous });
-                    }
-                }
+                self.publish(&StatusChanges {
+                    changed: changed.clone(),
+                    previous: previous.clone(),
+                })
+                .await;
             }
             ApplyOutcome::AlreadyApplied => {
                 self.metrics
@@ -279,6 +304,49 @@ impl Controller {
             }
         }
         Ok(outcome)
+    }
+
+    /// After a commit: counts the changes, wakes the outbox and tells live
+    /// subscribers. Never fails: what cannot be published is counted and
+    /// logged, and subscribers are told to resync.
+    async fn publish(&self, changes: &StatusChanges) {
+        if changes.changed.is_empty() {
+            return;
+        }
+        self.metrics
+            .transitions_applied
+            .fetch_add(changes.changed.len() as u64, Ordering::Relaxed);
+        self.outbox_wakeup.send_replace(());
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let devices = match self.store.get_devices(&changes.changed).await {
+            Ok(devices) => devices,
+            Err(error) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .post_commit_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, changed = changes.changed.len(),
+                    "committed status changes could not be read back for live events; subscribers told to resync");
+                // Fails only when every subscriber has gone.
+                let _ = self.events.send(LiveEvent::Resync);
+                return;
+            }
+        };
+        let before: HashMap<i64, Status> = changes
+            .changed
+            .iter()
+            .copied()
+            .zip(changes.previous.iter().copied())
+            .collect();
+        for device in devices {
+            let previous = before.get(&device.id).copied().unwrap_or(Status::Unknown);
+            // Fails only when every subscriber has gone.
+            let _ = self
+                .events
+                .send(LiveEvent::Status(StatusEvent { device, previous }));
+        }
     }
 
     /// Hands an agent's probe statistics to the time-series writer, with
@@ -396,7 +464,16 @@ impl Controller {
 
     /// Makes every device of each site whose agents have all been gone for
     /// the grace period `unknown` (once per absence). Returns the sites.
-    pub async fn forget_offline_sites(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    ///
+    /// Exact: agent reports wait while this runs (the offline gate), so an
+    /// agent that comes back meanwhile has its reports applied after the
+    /// `unknown`, never under it; a site counts as forgotten only once its
+    /// `unknown` committed and no agent of it connected since; a site whose
+    /// apply failed is counted and tried again at the next sweep.
+    pub async fn forget_offline_sites(
+        self: &Arc<Self>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
         let agents = self
             .store
             .list_agents()
@@ -407,6 +484,7 @@ impl Controller {
         if !self.lock_presences().any_site_unwatched(&agents) {
             return Ok(Vec::new());
         }
+        let _gate = self.offline_gate.write().await;
         let devices = self.devices().await?;
         let mut sites: HashMap<String, (Vec<String>, std::time::Duration)> = HashMap::new();
         for agent in agents {
@@ -426,99 +504,146 @@ impl Controller {
         for (_, longest) in sites.values_mut() {
             *longest = grace_period(*longest);
         }
-        let forgotten = self.lock_presences().sites_to_forget(&sites, now_ms);
-        for site in &forgotten {
+        let offline = self.lock_presences().sites_to_forget(&sites, now_ms);
+        let mut forgotten = Vec::new();
+        let mut failure = None;
+        for site in offline {
+            let name = &site.site;
             let transitions: Vec<ReportedTransition> = devices
                 .iter()
-                .filter(|d| d.spec.site == *site && d.status != Status::Unknown)
+                .filter(|d| d.spec.site == *name && d.status != Status::Unknown)
                 .map(|d| ReportedTransition {
                     device_id: d.id,
                     status: Status::Unknown,
                     probed_at_ms: now_ms,
                     last_rtt_us: None,
-                    reason: format!("no agent of site {site} connected"),
+                    reason: format!("no agent of site {name} connected"),
                 })
                 .collect();
-            self.metrics
-                .sites_marked_unknown
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%site, devices = transitions.len(), "no agent of the site connected for its grace period; its devices are unknown");
-            if transitions.is_empty() {
-                continue;
+            let marked = transitions.len();
+            if !transitions.is_empty() {
+                let report = TransitionReport {
+                    agent_id: "ward-controller".into(),
+                    boot_id: format!("agent-offline:{name}:{}", self.started_ms),
+                    seq: u64::try_from(now_ms).unwrap_or(0),
+                    transitions,
+                };
+                if let Err(error) = self.commit_report(&report, now_ms).await {
+                    self.metrics
+                        .offline_sweep_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(site = %name, %error, "could not mark an offline site's devices unknown; trying again at the next sweep");
+                    failure = Some(error);
+                    continue;
+                }
             }
-            let report = TransitionReport {
-                agent_id: "ward-controller".into(),
-                boot_id: format!("agent-offline:{site}:{}", self.started_ms),
-                seq: u64::try_from(now_ms).unwrap_or(0),
-                transitions,
-            };
-            if let Err(error) = self.apply_report(&report, now_ms).await {
-                // Try again at the next sweep.
-                self.lock_presences().remember(site);
-                return Err(error);
+            if self.lock_presences().forgotten(&site) {
+                self.metrics
+                    .sites_marked_unknown
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(site = %name, devices = marked, "no agent of the site connected for its grace period; its devices are unknown");
+                forgotten.push(site.site);
             }
         }
-        Ok(forgotten)
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(forgotten),
+        }
     }
 
     /// Creates a device; the cache moves on after the commit.
     pub async fn create_device(
-        &self,
+        self: &Arc<Self>,
         spec: &DeviceSpec,
         now_ms: i64,
     ) -> Result<Device, StoreError> {
-        let _write = self.cache.begin_write();
-        let device = self
-            .store
-            .create_device(spec, now_ms)
-            .await
-            .map_err(|e| self.store_failed(e))?;
-        self.inventory_changed();
-        Ok(device)
+        let controller = Arc::clone(self);
+        let spec = spec.clone();
+        to_the_end(async move {
+            let write = controller.cache.begin_write();
+            let device = controller
+                .store
+                .create_device(&spec, now_ms)
+                .await
+                .map_err(|e| controller.store_failed(e))?;
+            drop(write);
+            controller.inventory_changed();
+            Ok(device)
+        })
+        .await
     }
 
-    /// Replaces a device's configuration; `None` if it does not exist.
+    /// Replaces a device's configuration through the rules (see
+    /// [`Store::update_device`]); `None` if it does not exist.
     pub async fn update_device(
-        &self,
+        self: &Arc<Self>,
         id: i64,
         spec: &DeviceSpec,
+        now_ms: i64,
     ) -> Result<Option<Device>, StoreError> {
-        let _write = self.cache.begin_write();
-        let device = self
-            .store
-            .update_device(id, spec)
-            .await
-            .map_err(|e| self.store_failed(e))?;
-        self.inventory_changed();
-        Ok(device)
+        let controller = Arc::clone(self);
+        let spec = spec.clone();
+        to_the_end(async move {
+            let write = controller.cache.begin_write();
+            let updated = controller
+                .store
+                .update_device(id, &spec, now_ms)
+                .await
+                .map_err(|e| controller.store_failed(e))?;
+            drop(write);
+            let Some((device, changes)) = updated else {
+                return Ok(None);
+            };
+            controller.inventory_changed();
+            controller.publish(&changes).await;
+            Ok(Some(device))
+        })
+        .await
     }
 
-    /// Deletes a device; false if it did not exist.
-    pub async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
-        let _write = self.cache.begin_write();
-        let deleted = self
-            .store
-            .delete_device(id)
-            .await
-            .map_err(|e| self.store_failed(e))?;
-        self.inventory_changed();
-        Ok(deleted)
+    /// Deletes a device through the rules (see [`Store::delete_device`]);
+    /// false if it did not exist.
+    pub async fn delete_device(self: &Arc<Self>, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+        let controller = Arc::clone(self);
+        to_the_end(async move {
+            let write = controller.cache.begin_write();
+            let deleted = controller
+                .store
+                .delete_device(id, now_ms)
+                .await
+                .map_err(|e| controller.store_failed(e))?;
+            drop(write);
+            let Some(changes) = deleted else {
+                return Ok(false);
+            };
+            controller.inventory_changed();
+            controller.outbox_wakeup.send_replace(());
+            controller.publish(&changes).await;
+            Ok(true)
+        })
+        .await
     }
 
     /// Creates all devices or none.
     pub async fn import_devices(
-        &self,
+        self: &Arc<Self>,
         specs: &[DeviceSpec],
         now_ms: i64,
     ) -> Result<Vec<Device>, StoreError> {
-        let _write = self.cache.begin_write();
-        let devices = self
-            .store
-            .import_devices(specs, now_ms)
-            .await
-            .map_err(|e| self.store_failed(e))?;
-        self.inventory_changed();
-        Ok(devices)
+        let controller = Arc::clone(self);
+        let specs = specs.to_vec();
+        to_the_end(async move {
+            let write = controller.cache.begin_write();
+            let devices = controller
+                .store
+                .import_devices(&specs, now_ms)
+                .await
+                .map_err(|e| controller.store_failed(e))?;
+            drop(write);
+            controller.inventory_changed();
+            Ok(devices)
+        })
+        .await
     }
 
     /// Devices matching every given filter: status, site, and `query` in
@@ -570,4 +695,15 @@ impl Controller {
             })
             .await
     }
+}
+
+/// Runs `write` to its end in a task of its own: a caller that goes away (a
+/// REST client that disconnects, a closed agent link) cannot stop it
+/// half-way, between a commit and the cache generation moving on.
+async fn to_the_end<T: Send + 'static>(
+    write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(write)
+        .await
+        .map_err(|error| StoreError::Task(error.to_string()))?
 }

@@ -49,7 +49,7 @@ async fn create_device(api: &Api) -> i64 {
     created["id"].as_i64().expect("id")
 }
 
-async fn read_your_writes(api: &Api, controller: &Controller) {
+async fn read_your_writes(api: &Api, controller: &std::sync::Arc<Controller>) {
     let id = create_device(api).await;
     controller
         .apply_report(&down(id, 1, 1_000, Status::Up), 1_000)

@@ -151,7 +151,11 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
         updated.spec.map(|s| s.address).as_deref(),
         Some("198.18.1.11")
     );
-    assert_eq!(updated.status, DeviceState::Down as i32, "status kept");
+    assert_eq!(
+        updated.status,
+        DeviceState::Unknown as i32,
+        "a new address is unknown until its agent reports on it"
+    );
 
     client
         .delete_device(DeleteDeviceRequest { id: created.id })

@@ -107,9 +107,9 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
         .await
         .expect("round");
     assert_eq!(
-        (round.failed, round.held),
-        (1, 1),
-        "resolved held behind firing"
+        (round.delivered, round.failed),
+        (0, 1),
+        "the resolved one is not due while its firing waits"
     );
     assert_eq!(
         controller

@@ -65,6 +65,13 @@ conformance!(
     updates_and_deletes_keep_status_and_name_bad_input,
     an_import_is_all_or_nothing,
     each_configured_channel_gets_its_own_notifications,
+    deleting_a_down_parent_returns_its_children_to_their_reported_status,
+    re_parenting_a_child_settles_it_under_its_new_parent,
+    disabling_a_down_device_resolves_its_alert_and_notifies,
+    a_device_whose_address_changes_is_unknown_until_reported_on_the_new_one,
+    a_parent_cycle_is_refused_naming_parent_id,
+    deleting_a_down_device_resolves_its_alert_with_a_notification_that_outlives_it,
+    a_device_created_under_a_down_parent_is_unreachable,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -417,10 +424,10 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
         .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
         .await
         .expect("down");
-    let mut changed = spec("atm-1b", "198.18.1.11");
+    let mut changed = spec("atm-1b", "198.18.1.10");
     changed.interval_ms = 200;
-    let updated = store
-        .update_device(device.id, &changed)
+    let (updated, _) = store
+        .update_device(device.id, &changed, 6_000)
         .await
         .expect("update")
         .expect("exists");
@@ -432,14 +439,14 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
     );
     assert_eq!(
         store
-            .update_device(999_999, &changed)
+            .update_device(999_999, &changed, 6_000)
             .await
             .expect("update"),
         None
     );
     let mut own_parent = changed.clone();
     own_parent.parent_id = Some(device.id);
-    let refused = store.update_device(device.id, &own_parent).await;
+    let refused = store.update_device(device.id, &own_parent, 6_000).await;
     assert!(
         matches!(refused, Err(StoreError::Invalid(ref e)) if e.field == "parent_id"),
         "{refused:?}"
@@ -448,16 +455,33 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
         .create_device(&spec("atm-2", "198.18.1.12"), 1_000)
         .await
         .expect("create");
-    let clash = store.update_device(other.id, &changed).await;
+    let clash = store.update_device(other.id, &changed, 6_000).await;
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
-
-    assert!(store.delete_device(device.id).await.expect("delete"));
-    assert!(!store.delete_device(device.id).await.expect("delete again"));
-    assert_eq!(store.get_device(device.id).await.expect("get"), None);
-    assert!(
-        store.alerts(false).await.expect("alerts").is_empty(),
-        "its alerts went with it"
+    let unchanged = store
+        .get_device(other.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        unchanged.spec.name, "atm-2",
+        "a refused update writes nothing"
     );
+
+    assert!(
+        store
+            .delete_device(device.id, 7_000)
+            .await
+            .expect("delete")
+            .is_some()
+    );
+    assert!(
+        store
+            .delete_device(device.id, 7_000)
+            .await
+            .expect("delete again")
+            .is_none()
+    );
+    assert_eq!(store.get_device(device.id).await.expect("get"), None);
 }
 
 async fn an_import_is_all_or_nothing(store: &Store) {
@@ -555,4 +579,321 @@ async fn each_configured_channel_gets_its_own_notifications(store: &Store) {
         .map(|n| n.channel)
         .collect();
     assert_eq!(channels, ["webhook", "webhook"]);
+}
+
+fn child_spec(name: &str, address: &str, parent: i64) -> DeviceSpec {
+    DeviceSpec {
+        parent_id: Some(parent),
+        ..spec(name, address)
+    }
+}
+
+async fn device(store: &Store, id: i64) -> ward_controller::store::Device {
+    store.get_device(id).await.expect("get").expect("exists")
+}
+
+async fn open_alerts(store: &Store) -> Vec<i64> {
+    let mut open: Vec<i64> = store
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .iter()
+        .map(|alert| alert.device_id)
+        .collect();
+    open.sort_unstable();
+    open
+}
+
+/// The (kind, device name, resolved reason) of every waiting webhook
+/// notification, oldest first, delivering each as it is read (the outbox
+/// only hands out the oldest of an alert at a time).
+async fn drain_notifications(store: &Store) -> Vec<(String, String, Option<String>)> {
+    let mut seen = Vec::new();
+    loop {
+        let due = store
+            .due_notifications("webhook", i64::MAX / 2, 100)
+            .await
+            .expect("due");
+        if due.is_empty() {
+            return seen;
+        }
+        for notification in due {
+            seen.push((
+                notification.kind.clone(),
+                notification.device_name.clone(),
+                notification.resolved_reason.clone(),
+            ));
+            store
+                .notification_delivered(notification.id)
+                .await
+                .expect("delivered");
+        }
+    }
+}
+
+/// A router with two children, all up at 2,000; then the router down at
+/// 5,000 and the ATM reported down at 5,500 (unreachable behind it).
+async fn router_outage(store: &Store) -> (i64, i64, i64) {
+    let router = store
+        .create_device(&spec("router", "198.18.1.1"), 1_000)
+        .await
+        .expect("router")
+        .id;
+    let atm = store
+        .create_device(&child_spec("atm", "198.18.1.2", router), 1_000)
+        .await
+        .expect("atm")
+        .id;
+    let camera = store
+        .create_device(&child_spec("camera", "198.18.1.3", router), 1_000)
+        .await
+        .expect("camera")
+        .id;
+    let up: Vec<_> = [router, atm, camera]
+        .iter()
+        .map(|&id| (id, Status::Up, 2_000))
+        .collect();
+    store.apply(&report(1, &up), 2_000).await.expect("up");
+    store
+        .apply(&report(2, &[(router, Status::Down, 5_000)]), 5_000)
+        .await
+        .expect("router down");
+    store
+        .apply(&report(3, &[(atm, Status::Down, 5_500)]), 5_500)
+        .await
+        .expect("atm down");
+    assert_eq!(device(store, atm).await.status, Status::Unreachable);
+    assert_eq!(open_alerts(store).await, [router]);
+    (router, atm, camera)
+}
+
+async fn deleting_a_down_parent_returns_its_children_to_their_reported_status(store: &Store) {
+    let (router, atm, camera) = router_outage(store).await;
+    drain_notifications(store).await;
+    let changes = store
+        .delete_device(router, 8_000)
+        .await
+        .expect("delete")
+        .expect("existed");
+    let mut changed = changes.changed.clone();
+    changed.sort_unstable();
+    assert_eq!(changed, [atm, camera]);
+    let camera_now = device(store, camera).await;
+    assert_eq!(
+        (camera_now.status, camera_now.down_since_ms),
+        (Status::Up, None)
+    );
+    let atm_now = device(store, atm).await;
+    assert_eq!(
+        (
+            atm_now.status,
+            atm_now.down_since_ms,
+            atm_now.spec.parent_id
+        ),
+        (Status::Down, Some(5_000), None),
+        "down on its own since the outage began"
+    );
+    assert_eq!(
+        open_alerts(store).await,
+        [atm],
+        "the ATM alerts on its own now"
+    );
+    let sent = drain_notifications(store).await;
+    assert!(
+        sent.contains(&(
+            "resolved".into(),
+            "router".into(),
+            Some("device deleted".into())
+        )),
+        "{sent:?}"
+    );
+    assert!(
+        sent.contains(&("firing".into(), "atm".into(), None)),
+        "{sent:?}"
+    );
+}
+
+async fn re_parenting_a_child_settles_it_under_its_new_parent(store: &Store) {
+    let (router, atm, camera) = router_outage(store).await;
+    // PUT without the parent: the camera answers, so it is up at once.
+    let orphaned = store
+        .update_device(camera, &spec("camera", "198.18.1.3"), 8_000)
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(
+        (orphaned.0.status, orphaned.0.down_since_ms),
+        (Status::Up, None)
+    );
+    assert_eq!(orphaned.1.changed, [camera]);
+    // And back under the down router: unreachable again, no alert of its own.
+    let (back, _) = store
+        .update_device(camera, &child_spec("camera", "198.18.1.3", router), 9_000)
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(
+        (back.status, back.down_since_ms),
+        (Status::Unreachable, Some(9_000))
+    );
+    // The ATM moves away from the router: it is down on its own.
+    store
+        .update_device(atm, &spec("atm", "198.18.1.2"), 9_500)
+        .await
+        .expect("update");
+    assert_eq!(device(store, atm).await.status, Status::Down);
+    assert_eq!(open_alerts(store).await, {
+        let mut both = [router, atm];
+        both.sort_unstable();
+        both
+    });
+}
+
+async fn disabling_a_down_device_resolves_its_alert_and_notifies(store: &Store) {
+    let (router, atm, camera) = router_outage(store).await;
+    drain_notifications(store).await;
+    let disabled = DeviceSpec {
+        enabled: false,
+        ..spec("router", "198.18.1.1")
+    };
+    let (router_now, changes) = store
+        .update_device(router, &disabled, 8_000)
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(
+        (router_now.status, router_now.down_since_ms),
+        (Status::Unknown, None)
+    );
+    assert!(
+        open_alerts(store).await.contains(&atm),
+        "the ATM is down on its own"
+    );
+    assert!(!open_alerts(store).await.contains(&router));
+    assert!(changes.changed.contains(&camera));
+    assert_eq!(device(store, camera).await.status, Status::Up);
+    let sent = drain_notifications(store).await;
+    assert!(
+        sent.contains(&(
+            "resolved".into(),
+            "router".into(),
+            Some("device disabled".into())
+        )),
+        "{sent:?}"
+    );
+    // A late report about the disabled device changes nothing.
+    let outcome = store
+        .apply(&report(9, &[(router, Status::Down, 9_000)]), 9_000)
+        .await
+        .expect("apply");
+    assert_eq!(
+        outcome,
+        ApplyOutcome::Applied {
+            changed: vec![],
+            previous: vec![],
+            ignored: vec![(router, Ignored::Disabled)],
+        }
+    );
+    assert!(!open_alerts(store).await.contains(&router));
+}
+
+async fn a_device_whose_address_changes_is_unknown_until_reported_on_the_new_one(store: &Store) {
+    let id = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create")
+        .id;
+    store
+        .apply(&report(1, &[(id, Status::Down, 5_000)]), 5_000)
+        .await
+        .expect("down");
+    drain_notifications(store).await;
+    let (moved, _) = store
+        .update_device(id, &spec("atm-1", "198.18.1.99"), 6_000)
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!((moved.status, moved.down_since_ms), (Status::Unknown, None));
+    assert!(open_alerts(store).await.is_empty());
+    let sent = drain_notifications(store).await;
+    assert_eq!(
+        sent,
+        [(
+            "resolved".into(),
+            "atm-1".into(),
+            Some("address changed".into())
+        )]
+    );
+    store
+        .apply(&report(2, &[(id, Status::Up, 6_500)]), 6_500)
+        .await
+        .expect("up");
+    assert_eq!(device(store, id).await.status, Status::Up);
+}
+
+async fn a_parent_cycle_is_refused_naming_parent_id(store: &Store) {
+    let (router, atm, _camera) = router_outage(store).await;
+    let refused = store
+        .update_device(router, &child_spec("router", "198.18.1.1", atm), 8_000)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(ref e)) if e.field == "parent_id"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        device(store, router).await.spec.parent_id,
+        None,
+        "nothing written"
+    );
+}
+
+async fn deleting_a_down_device_resolves_its_alert_with_a_notification_that_outlives_it(
+    store: &Store,
+) {
+    let id = store
+        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .await
+        .expect("create")
+        .id;
+    store
+        .apply(&report(1, &[(id, Status::Down, 5_000)]), 5_000)
+        .await
+        .expect("down");
+    store.delete_device(id, 6_000).await.expect("delete");
+    let alerts = store.alerts(false).await.expect("alerts");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].resolved_at_ms, Some(6_000));
+    assert_eq!(
+        drain_notifications(store).await,
+        [
+            (
+                "firing".into(),
+                "atm-1".into(),
+                Some("device deleted".into())
+            ),
+            (
+                "resolved".into(),
+                "atm-1".into(),
+                Some("device deleted".into())
+            ),
+        ],
+        "firing first, then resolved, both naming the deleted device"
+    );
+}
+
+async fn a_device_created_under_a_down_parent_is_unreachable(store: &Store) {
+    let (router, _atm, _camera) = router_outage(store).await;
+    let created = store
+        .create_device(&child_spec("printer", "198.18.1.7", router), 8_000)
+        .await
+        .expect("create");
+    assert_eq!(
+        (created.status, created.down_since_ms),
+        (Status::Unreachable, Some(8_000))
+    );
+    let imported = store
+        .import_devices(&[child_spec("scanner", "198.18.1.8", router)], 8_500)
+        .await
+        .expect("import");
+    assert_eq!(imported[0].status, Status::Unreachable);
 }

@@ -45,7 +45,7 @@ async fn start(store_url: &str, vm_url: &str, spool_dir: &std::path::Path) -> Se
     }
 }
 
-async fn create_device(controller: &Controller, name: &str, address: &str) -> i64 {
+async fn create_device(controller: &std::sync::Arc<Controller>, name: &str, address: &str) -> i64 {
     let spec = DeviceSpec {
         name: name.into(),
         address: address.parse().expect("address"),

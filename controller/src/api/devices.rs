@@ -235,7 +235,7 @@ pub async fn update(
 ) -> Result<Json<Value>, ApiError> {
     let Json(input) = body.map_err(|rejection| ApiError::field("body", rejection.body_text()))?;
     let device = controller
-        .update_device(id, &input.into_spec()?)
+        .update_device(id, &input.into_spec()?, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     Ok(Json(device_json(&device)))
@@ -246,7 +246,7 @@ pub async fn delete(
     State(controller): State<Arc<Controller>>,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if controller.delete_device(id).await? {
+    if controller.delete_device(id, now_ms()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no device with id {id}")))

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt as _};
 
 use super::devices::device_json;
-use crate::state::Controller;
+use crate::state::{Controller, LiveEvent};
 
 /// `GET /api/v1/events`.
 pub async fn stream(
@@ -26,7 +26,8 @@ pub async fn stream(
     let controller_stopped = controller.stopped();
     let changes = BroadcastStream::new(controller.subscribe()).map(move |change| {
         Ok(match change {
-            Ok(change) => {
+            Ok(LiveEvent::Resync) => Event::default().event("resync").data("{\"missed\":0}"),
+            Ok(LiveEvent::Status(change)) => {
                 let mut device = device_json(&change.device);
                 device["previous_status"] = change.previous.as_str().into();
                 Event::default().event("status").data(device.to_string())

@@ -159,6 +159,16 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.sites_marked_unknown,
         ),
         (
+            "ward_offline_sweep_failures_total",
+            "Offline sites whose unknown could not be committed (tried again at the next sweep).",
+            &controller.metrics.offline_sweep_failures,
+        ),
+        (
+            "ward_post_commit_failures_total",
+            "Work after a commit that failed (live events not sent one by one; subscribers told to resync).",
+            &controller.metrics.post_commit_failures,
+        ),
+        (
             "ward_event_subscribers_lagged_total",
             "Live-event subscribers told to resync after falling behind.",
             &controller.metrics.event_subscribers_lagged,

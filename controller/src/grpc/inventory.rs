@@ -18,7 +18,7 @@ use ward_proto::v1::{
     WatchStatusRequest,
 };
 
-use crate::state::Controller;
+use crate::state::{Controller, LiveEvent};
 use crate::store::{Device, DeviceSpec, Status, StoreError};
 use crate::time::now_ms;
 
@@ -182,7 +182,7 @@ impl Inventory for InventoryService {
             Some(id) => {
                 let id = device_id(id)?;
                 self.controller
-                    .update_device(id, &spec)
+                    .update_device(id, &spec, now_ms())
                     .await
                     .map_err(grpc_error)?
                     .ok_or_else(|| GrpcStatus::not_found(format!("no device with id {id}")))?
@@ -198,7 +198,7 @@ impl Inventory for InventoryService {
         let id = device_id(request.into_inner().id)?;
         if self
             .controller
-            .delete_device(id)
+            .delete_device(id, now_ms())
             .await
             .map_err(grpc_error)?
         {
@@ -290,10 +290,13 @@ impl Inventory for InventoryService {
     ) -> Result<Response<ChangeStream>, GrpcStatus> {
         let controller = Arc::clone(&self.controller);
         let changes = BroadcastStream::new(self.controller.subscribe()).map(move |change| match change {
-            Ok(change) => Ok(StatusChange {
+            Ok(LiveEvent::Status(change)) => Ok(StatusChange {
                 device: Some(to_proto(&change.device)),
                 previous: state(change.previous).into(),
             }),
+            Ok(LiveEvent::Resync) => Err(GrpcStatus::aborted(
+                "changes were committed that this watcher could not be sent: list the devices again and watch anew",
+            )),
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
                 controller.metrics.event_subscribers_lagged.fetch_add(1, Ordering::Relaxed);
                 Err(GrpcStatus::aborted(format!(

@@ -8,7 +8,6 @@
 mod alertmanager;
 mod webhook;
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -92,8 +91,6 @@ pub struct Round {
     pub delivered: u32,
     /// Attempts that failed (rescheduled).
     pub failed: u32,
-    /// Held back behind an earlier failed message of the same alert.
-    pub held: u32,
 }
 
 /// When to try a notification again after `attempts` failures.
@@ -102,58 +99,74 @@ pub fn retry_at(now_ms: i64, attempts: u32) -> i64 {
     now_ms + (BASE_BACKOFF_MS * factor).min(MAX_BACKOFF_MS)
 }
 
-/// Delivers every notification of `channel` due at `now_ms`, once.
+/// Delivers every notification of `channel` due at `now_ms`. At most one
+/// notification per alert is due at a time (its oldest waiting one): a
+/// failure holds the alert's later ones back until it is delivered, and a
+/// delivery makes the next one due, so passes repeat while they deliver.
 pub async fn deliver_due(
     controller: &Controller,
     channel: &Channel,
     now_ms: i64,
 ) -> Result<Round, StoreError> {
-    let due = controller
-        .store
-        .due_notifications(channel.name(), now_ms, BATCH)
-        .await
-        .map_err(|error| controller.store_failed(error))?;
     let mut round = Round::default();
-    let mut held_alerts = HashSet::new();
-    for notification in due {
-        if held_alerts.contains(&notification.alert_id) {
-            round.held += 1;
-            continue;
+    loop {
+        let due = controller
+            .store
+            .due_notifications(channel.name(), now_ms, BATCH)
+            .await
+            .map_err(|error| controller.store_failed(error))?;
+        let delivered_before = round.delivered;
+        for notification in &due {
+            deliver(controller, channel, notification, now_ms, &mut round).await?;
         }
-        match channel.post(&notification, now_ms).await {
-            Ok(()) => {
-                controller
-                    .store
-                    .notification_delivered(notification.id)
-                    .await
-                    .map_err(|error| controller.store_failed(error))?;
-                controller
-                    .metrics
-                    .notifications_sent
-                    .fetch_add(1, Ordering::Relaxed);
-                round.delivered += 1;
-            }
-            Err(error) => {
-                let retry = retry_at(now_ms, notification.attempts);
-                controller
-                    .store
-                    .notification_failed(notification.id, retry, &error)
-                    .await
-                    .map_err(|error| controller.store_failed(error))?;
-                controller
-                    .metrics
-                    .notifications_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                warn!(channel = channel.name(), notification = notification.id, alert = notification.alert_id, %error, "notification not delivered; will retry");
-                held_alerts.insert(notification.alert_id);
-                round.failed += 1;
-            }
+        if due.is_empty() || round.delivered == delivered_before {
+            break;
         }
     }
     controller
         .notifier_failing(channel.name())
         .store(round.failed > 0 && round.delivered == 0, Ordering::Relaxed);
     Ok(round)
+}
+
+/// One delivery attempt: a 2xx removes the notification from the outbox,
+/// anything else schedules a retry with backoff.
+async fn deliver(
+    controller: &Controller,
+    channel: &Channel,
+    notification: &DueNotification,
+    now_ms: i64,
+    round: &mut Round,
+) -> Result<(), StoreError> {
+    match channel.post(notification, now_ms).await {
+        Ok(()) => {
+            controller
+                .store
+                .notification_delivered(notification.id)
+                .await
+                .map_err(|error| controller.store_failed(error))?;
+            controller
+                .metrics
+                .notifications_sent
+                .fetch_add(1, Ordering::Relaxed);
+            round.delivered += 1;
+        }
+        Err(error) => {
+            let retry = retry_at(now_ms, notification.attempts);
+            controller
+                .store
+                .notification_failed(notification.id, retry, &error)
+                .await
+                .map_err(|error| controller.store_failed(error))?;
+            controller
+                .metrics
+                .notifications_failed
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(channel = channel.name(), notification = notification.id, alert = notification.alert_id, %error, "notification not delivered; will retry");
+            round.failed += 1;
+        }
+    }
+    Ok(())
 }
 
 /// Sends every open alert to `alertmanager` again.

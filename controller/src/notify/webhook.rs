@@ -34,6 +34,7 @@ impl Webhook {
             },
             "opened_at": rfc3339(notification.opened_at_ms),
             "resolved_at": notification.resolved_at_ms.map(rfc3339),
+            "resolved_reason": notification.resolved_reason,
         });
         super::post_json(&self.http, &self.url, &body).await
     }

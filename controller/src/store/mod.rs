@@ -14,7 +14,7 @@ mod sqlite;
 
 pub use model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, FieldError, Ignored,
-    Notification, ReportedTransition, Status, TransitionReport,
+    Notification, ReportedTransition, Status, StatusChanges, TransitionReport,
 };
 
 use postgres::PostgresStore;
@@ -109,13 +109,18 @@ impl Store {
         dispatch!(self.create_device(spec, now_ms))
     }
 
-    /// Replaces a device's configuration (its status is kept); `None` if
-    /// it does not exist.
+    /// Replaces a device's configuration; `None` if it does not exist. The
+    /// change goes through the rules ([`plan::plan_inventory`]): children
+    /// of a re-parented, disabled or recovered device settle again, a
+    /// disabled device's alert is resolved, a device whose address changed
+    /// is `unknown` until its agent reports on the new address; a parent
+    /// that would make a cycle is refused.
     pub async fn update_device(
         &self,
         id: i64,
         spec: &DeviceSpec,
-    ) -> Result<Option<Device>, StoreError> {
+        now_ms: i64,
+    ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
         spec.validate()?;
         if spec.parent_id == Some(id) {
             return Err(StoreError::Invalid(FieldError {
@@ -123,13 +128,19 @@ impl Store {
                 message: "a device cannot be its own parent".into(),
             }));
         }
-        dispatch!(self.update_device(id, spec))
+        dispatch!(self.update_device(id, spec, now_ms))
     }
 
-    /// Deletes a device (its alerts, events and notifications go with it;
-    /// its children lose their parent); false if it did not exist.
-    pub async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
-        dispatch!(self.delete_device(id))
+    /// Deletes a device; `None` if it did not exist. Its open alert is
+    /// resolved (a `resolved` notification naming the deletion is queued
+    /// and outlives the device), its events go with it, and its children
+    /// lose their parent and return to their own reported status.
+    pub async fn delete_device(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<StatusChanges>, StoreError> {
+        dispatch!(self.delete_device(id, now_ms))
     }
 
     /// Creates all `specs` in one transaction, or none: the first invalid,
@@ -241,11 +252,31 @@ impl Store {
     }
 }
 
-/// SQL shared by both backends (`{P1}`/`{P2}` become their placeholders).
-const DUE_NOTIFICATIONS: &str = "SELECT o.id, o.alert_id, o.kind, o.attempts, a.device_id, d.name, \
-    d.address, d.site, a.opened_at_ms, a.resolved_at_ms \
-    FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id JOIN devices d ON d.id = a.device_id \
-    WHERE o.next_attempt_at_ms <= {P1} AND o.channel = {P3} ORDER BY o.id LIMIT {P2}";
+/// SQL shared by both backends (`{P1}`…`{P3}` become their placeholders).
+///
+/// Only the oldest waiting row of each (alert, channel) is ever due: a
+/// later one (a `resolved` behind its `firing`) waits until the earlier one
+/// has left the outbox, whatever their retry times say.
+/// A deleted device's alert keeps the name, address and site it had.
+const DUE_NOTIFICATIONS: &str = "SELECT o.id, o.alert_id, o.kind, o.attempts, a.device_id, \
+    COALESCE(d.name, a.device_name, ''), COALESCE(d.address, a.address, ''), \
+    COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason \
+    FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id LEFT JOIN devices d ON d.id = a.device_id \
+    WHERE o.next_attempt_at_ms <= {P1} AND o.channel = {P3} \
+    AND NOT EXISTS (SELECT 1 FROM notification_outbox earlier \
+        WHERE earlier.alert_id = o.alert_id AND earlier.channel = o.channel AND earlier.id < o.id) \
+    ORDER BY o.id LIMIT {P2}";
+
+/// Keeps device `{P1}`'s name, address and site on its alerts before the
+/// device row is deleted, for the notifications still to be delivered.
+const KEEP_ALERT_SUBJECT: &str = "UPDATE alerts SET \
+    device_name = (SELECT name FROM devices WHERE id = {P1}), \
+    address = (SELECT address FROM devices WHERE id = {P1}), \
+    site = (SELECT site FROM devices WHERE id = {P1}) \
+    WHERE device_id = {P1}";
+
+/// Who inventory changes are recorded as in the status event log.
+const INVENTORY_ACTOR: &str = "inventory";
 
 /// Turns stored text back into a [`DeviceSpec`]'s typed fields.
 fn parse_stored<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, StoreError> {

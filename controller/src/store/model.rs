@@ -179,6 +179,8 @@ pub enum Ignored {
     Stale,
     /// The device already has that status.
     NoChange,
+    /// The device is disabled: nobody should be probing it.
+    Disabled,
 }
 
 /// What applying a report did.
@@ -195,6 +197,24 @@ pub enum ApplyOutcome {
     },
     /// This (agent, boot, seq) was applied before; nothing was written.
     AlreadyApplied,
+}
+
+/// The devices whose effective status a write changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusChanges {
+    /// Devices whose status changed, in order of first change.
+    pub changed: Vec<i64>,
+    /// Their status before, in the order of `changed`.
+    pub previous: Vec<Status>,
+}
+
+impl From<super::plan::Plan> for StatusChanges {
+    fn from(plan: super::plan::Plan) -> Self {
+        Self {
+            changed: plan.changed,
+            previous: plan.previous,
+        }
+    }
 }
 
 /// An alert.
@@ -248,6 +268,9 @@ pub struct DueNotification {
     pub opened_at_ms: i64,
     /// Alert resolved, Unix ms.
     pub resolved_at_ms: Option<i64>,
+    /// Why it was resolved: the deciding report's reason, or the
+    /// inventory change (device disabled, deleted, address changed).
+    pub resolved_reason: Option<String>,
 }
 
 /// An agent in the inventory: allowed to connect and probe its site.

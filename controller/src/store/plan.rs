@@ -1,11 +1,13 @@
 //! The transition rules, written once for every backend and free of I/O:
-//! given a report and the current rows of its devices, decide what to
-//! write. Backends read the rows and execute the writes inside one short
-//! transaction.
+//! given a report, or a change to the inventory, and the current rows of
+//! the devices it touches, decide what to write. Backends read the rows and
+//! execute the writes inside one short transaction, so a device created,
+//! re-parented, disabled, readdressed or deleted goes through the same
+//! rules as a probe report.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::model::{Ignored, ReportedTransition, Status, TransitionReport};
+use super::model::{FieldError, Ignored, ReportedTransition, Status, TransitionReport};
 
 /// What the planner needs to know about a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +26,45 @@ pub struct CurrentDevice {
     pub parent_id: Option<i64>,
     /// It has an open alert.
     pub alert_open: bool,
+    /// It is probed (a disabled device is `unknown` and never alerts).
+    pub enabled: bool,
+}
+
+/// A change an operator made to the inventory (REST, gRPC, import).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InventoryChange {
+    /// The device was just inserted (its row is in `current`).
+    Created {
+        /// The new device.
+        device_id: i64,
+    },
+    /// The device's configuration was replaced.
+    Updated {
+        /// The device.
+        device_id: i64,
+        /// Its parent from now on.
+        parent_id: Option<i64>,
+        /// Whether it is probed from now on.
+        enabled: bool,
+        /// Its address changed: what was reported was about the old one.
+        address_changed: bool,
+    },
+    /// The device is about to be deleted.
+    Deleted {
+        /// The device.
+        device_id: i64,
+    },
+}
+
+impl InventoryChange {
+    /// The device changed.
+    pub fn device_id(&self) -> i64 {
+        match self {
+            InventoryChange::Created { device_id }
+            | InventoryChange::Updated { device_id, .. }
+            | InventoryChange::Deleted { device_id } => *device_id,
+        }
+    }
 }
 
 /// One write, in order.
@@ -80,6 +121,8 @@ pub enum Write {
         device_id: i64,
         /// When, Unix ms.
         resolved_at_ms: i64,
+        /// Why (sent with the notification).
+        reason: String,
     },
 }
 
@@ -117,40 +160,208 @@ pub struct Plan {
 /// never stale, keeps the alert as it is, and leaves the last report's
 /// time, so the agent's replayed reports still apply.
 pub fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) -> Plan {
-    let mut planner = Planner {
-        state: current.clone(),
-        children: HashMap::new(),
-        plan: Plan::default(),
-        pending_report: None,
-    };
-    let mut ids: Vec<i64> = current.keys().copied().collect();
-    ids.sort_unstable();
-    for id in ids {
-        if let Some(parent) = current[&id].parent_id {
-            planner.children.entry(parent).or_default().push(id);
-        }
-    }
+    let mut planner = Planner::new(current);
     for transition in &report.transitions {
         planner.report(transition);
     }
     planner.plan
 }
 
+/// Decides the writes for an inventory change made at `at_ms`. `current`
+/// must hold the device, its parents old and new, and all the descendants
+/// of both.
+///
+/// Rules: children of a deleted, re-parented, disabled or recovered parent
+/// settle again at once (back to their own reported status when the
+/// parent's outage no longer covers them); a disabled or deleted device's
+/// open alert is resolved (with a notification naming why); a device whose
+/// address changed is `unknown` until its agent reports on the new address.
+/// A parent that would make a cycle is refused, naming `parent_id`.
+pub fn plan_inventory(
+    changes: &[InventoryChange],
+    current: &HashMap<i64, CurrentDevice>,
+    at_ms: i64,
+) -> Result<Plan, FieldError> {
+    let mut planner = Planner::new(current);
+    for change in changes {
+        planner.change(change, at_ms)?;
+    }
+    Ok(planner.plan)
+}
+
+impl Planner {
+    fn change(&mut self, change: &InventoryChange, at_ms: i64) -> Result<(), FieldError> {
+        let id = change.device_id();
+        if !self.state.contains_key(&id) {
+            return Ok(());
+        }
+        match *change {
+            InventoryChange::Created { .. } => {
+                self.settle(id, at_ms, "device created", &mut HashSet::new());
+            }
+            InventoryChange::Updated {
+                parent_id,
+                enabled,
+                address_changed,
+                ..
+            } => {
+                if let Some(parent) = parent_id
+                    && (parent == id || self.descendants(id).contains(&parent))
+                {
+                    return Err(FieldError {
+                        field: "parent_id",
+                        message: format!(
+                            "device {parent} is reached through device {id}: that would be a cycle"
+                        ),
+                    });
+                }
+                self.reparent(id, parent_id);
+                let was_enabled = self.state[&id].enabled;
+                if let Some(device) = self.state.get_mut(&id) {
+                    device.enabled = enabled;
+                }
+                let reason = if was_enabled && !enabled {
+                    self.forget_report(id, at_ms, "device disabled");
+                    "device disabled"
+                } else if address_changed {
+                    self.forget_report(id, at_ms, "address changed");
+                    "address changed"
+                } else {
+                    "device updated"
+                };
+                self.settle(id, at_ms, reason, &mut HashSet::new());
+                self.flush_pending_report();
+            }
+            InventoryChange::Deleted { .. } => {
+                if self.state[&id].alert_open {
+                    self.plan.writes.push(Write::ResolveAlert {
+                        device_id: id,
+                        resolved_at_ms: at_ms,
+                        reason: "device deleted".into(),
+                    });
+                }
+                self.reparent(id, None);
+                self.state.remove(&id);
+                for child in self.children.remove(&id).unwrap_or_default() {
+                    if let Some(device) = self.state.get_mut(&child) {
+                        device.parent_id = None;
+                    }
+                    self.settle(child, at_ms, "parent device deleted", &mut HashSet::new());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Planner {
     state: HashMap<i64, CurrentDevice>,
     children: HashMap<i64, Vec<i64>>,
     plan: Plan,
+    /// The devices in `plan.changed`.
+    changed: HashSet<i64>,
     /// The report being settled, until a status update carries it.
     pending_report: Option<(i64, Reported)>,
 }
 
 impl Planner {
+    fn new(current: &HashMap<i64, CurrentDevice>) -> Self {
+        let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
+        let mut ids: Vec<i64> = current.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(parent) = current[&id].parent_id {
+                children.entry(parent).or_default().push(id);
+            }
+        }
+        Self {
+            state: current.clone(),
+            children,
+            plan: Plan::default(),
+            changed: HashSet::new(),
+            pending_report: None,
+        }
+    }
+
+    /// Every device reached through `id`, at any depth.
+    fn descendants(&self, id: i64) -> HashSet<i64> {
+        let mut found = HashSet::new();
+        let mut next = vec![id];
+        while let Some(device) = next.pop() {
+            for &child in self.children.get(&device).into_iter().flatten() {
+                if found.insert(child) {
+                    next.push(child);
+                }
+            }
+        }
+        found
+    }
+
+    /// Moves `id` under `parent` in the planner's view.
+    fn reparent(&mut self, id: i64, parent: Option<i64>) {
+        let Some(device) = self.state.get_mut(&id) else {
+            return;
+        };
+        let old = std::mem::replace(&mut device.parent_id, parent);
+        if let Some(old) = old
+            && let Some(siblings) = self.children.get_mut(&old)
+        {
+            siblings.retain(|&child| child != id);
+        }
+        if let Some(parent) = parent {
+            self.children.entry(parent).or_default().push(id);
+        }
+    }
+
+    /// What was reported no longer describes the device (disabled, or its
+    /// address changed): it is `unknown` until its agent reports again, and
+    /// an open alert is resolved now, naming `reason`.
+    fn forget_report(&mut self, id: i64, at_ms: i64, reason: &str) {
+        let Some(device) = self.state.get_mut(&id) else {
+            return;
+        };
+        if device.alert_open {
+            device.alert_open = false;
+            self.plan.writes.push(Write::ResolveAlert {
+                device_id: id,
+                resolved_at_ms: at_ms,
+                reason: reason.to_owned(),
+            });
+        }
+        device.reported = Status::Unknown;
+        self.pending_report = Some((
+            id,
+            Reported {
+                status: Status::Unknown,
+                at_ms: device.reported_at_ms,
+                last_rtt_us: None,
+            },
+        ));
+    }
+
+    /// Writes a report that no status change carried (e.g. reported down
+    /// under a down parent).
+    fn flush_pending_report(&mut self) {
+        if let Some((device_id, reported)) = self.pending_report.take() {
+            self.plan.writes.push(Write::SetReported {
+                device_id,
+                status: reported.status,
+                at_ms: reported.at_ms,
+                last_rtt_us: reported.last_rtt_us,
+            });
+        }
+    }
+
     fn report(&mut self, transition: &ReportedTransition) {
         let id = transition.device_id;
         let Some(device) = self.state.get_mut(&id) else {
             self.plan.ignored.push((id, Ignored::UnknownDevice));
             return;
         };
+        if !device.enabled {
+            self.plan.ignored.push((id, Ignored::Disabled));
+            return;
+        }
         // `Unknown` comes from the controller when the agent is gone: it
         // is never stale, and keeps the time of the agent's last report so
         // that anything the agent decided meanwhile still applies when it
@@ -174,32 +385,22 @@ impl Planner {
             last_rtt_us: transition.last_rtt_us,
         };
         self.pending_report = Some((id, reported));
-        let mut visited = Vec::new();
         self.settle(
             id,
             transition.probed_at_ms,
             &transition.reason,
-            &mut visited,
+            &mut HashSet::new(),
         );
-        // No status change carried it (e.g. reported down under a down parent).
-        if let Some((device_id, reported)) = self.pending_report.take() {
-            self.plan.writes.push(Write::SetReported {
-                device_id,
-                status: reported.status,
-                at_ms: reported.at_ms,
-                last_rtt_us: reported.last_rtt_us,
-            });
-        }
+        self.flush_pending_report();
     }
 
     /// Recomputes a device's effective status and alert from its report and
     /// its parent, and cascades to its children when its outage begins or
     /// ends.
-    fn settle(&mut self, id: i64, at: i64, reason: &str, visited: &mut Vec<i64>) {
-        if visited.contains(&id) {
+    fn settle(&mut self, id: i64, at: i64, reason: &str, visited: &mut HashSet<i64>) {
+        if !visited.insert(id) {
             return; // a parent cycle: each device settles once
         }
-        visited.push(id);
         let Some(&device) = self.state.get(&id) else {
             return;
         };
@@ -207,14 +408,19 @@ impl Planner {
             .parent_id
             .and_then(|parent| self.state.get(&parent))
             .is_some_and(|parent| parent.status.is_outage());
-        let status = if parent_outage {
+        let status = if !device.enabled {
+            Status::Unknown
+        } else if parent_outage {
             Status::Unreachable
         } else {
             device.reported
         };
         // Nobody can tell while it is `unknown`: an open alert stays open
-        // (and no new one opens) until its agent reports again.
-        let alert_wanted = if status == Status::Unknown {
+        // (and no new one opens) until its agent reports again. A disabled
+        // device never alerts.
+        let alert_wanted = if !device.enabled {
+            false
+        } else if status == Status::Unknown {
             device.alert_open
         } else {
             status.is_outage() && !parent_outage
@@ -243,7 +449,7 @@ impl Planner {
                 changed_at_ms: at,
                 reported,
             });
-            let reason = match (parent_outage, device.parent_id) {
+            let reason = match (parent_outage && device.enabled, device.parent_id) {
                 (true, Some(parent)) => format!("parent device {parent} is not reachable"),
                 _ => reason.to_owned(),
             };
@@ -254,7 +460,7 @@ impl Planner {
                 at_ms: at,
                 reason,
             });
-            if !self.plan.changed.contains(&id) {
+            if self.changed.insert(id) {
                 self.plan.changed.push(id);
                 self.plan.previous.push(previous);
             }
@@ -269,6 +475,7 @@ impl Planner {
                 Write::ResolveAlert {
                     device_id: id,
                     resolved_at_ms: at,
+                    reason: reason.to_owned(),
                 }
             });
             next.alert_open = alert_wanted;
@@ -314,6 +521,7 @@ mod tests {
             reported_at_ms: at,
             parent_id: None,
             alert_open: false,
+            enabled: true,
         }
     }
 
@@ -527,6 +735,7 @@ mod tests {
             reported_at_ms,
             parent_id: None,
             alert_open,
+            enabled: true,
         };
         let current = HashMap::from([(7, unknown(500, true)), (8, unknown(400, false))]);
         let replayed = super::plan(
@@ -536,7 +745,8 @@ mod tests {
         assert_eq!(replayed.changed, [7, 8], "{:?}", replayed.ignored);
         assert!(replayed.writes.contains(&Write::ResolveAlert {
             device_id: 7,
-            resolved_at_ms: 2_000
+            resolved_at_ms: 2_000,
+            reason: "test".into(),
         }));
     }
 }

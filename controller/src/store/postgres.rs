@@ -11,10 +11,13 @@ use tokio_postgres::{NoTls, Row};
 
 use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, Status,
-    TransitionReport,
+    StatusChanges, TransitionReport,
 };
-use super::plan::{CurrentDevice, Write, plan};
+use super::plan::{CurrentDevice, InventoryChange, Plan, Write, plan, plan_inventory};
 use super::{StoreError, duplicate_name, missing_parent, parse_stored};
+
+/// Who inventory changes are logged as in the status event log.
+const INVENTORY_ACTOR: &str = super::INVENTORY_ACTOR;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -28,6 +31,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/postgres/0003_notification_channels.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_alerts_outlive_devices.sql"),
     ),
 ];
 
@@ -46,7 +53,7 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
         SELECT id FROM tree \
         UNION SELECT parent_id FROM devices WHERE id = ANY($1) AND parent_id IS NOT NULL) \
     SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
-        d.reported_at_ms, d.parent_id, \
+        d.reported_at_ms, d.parent_id, d.enabled, \
         EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
     FROM devices d JOIN wanted w ON d.id = w.id \
     ORDER BY d.id FOR UPDATE OF d";
@@ -132,8 +139,12 @@ impl PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let device = insert_device(&tx, spec, now_ms).await?;
+        let devices = settle_created(&tx, vec![device], now_ms).await?;
         tx.commit().await?;
-        Ok(device)
+        devices
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("created device vanished".into()))
     }
 
     pub(super) async fn import_devices(
@@ -150,6 +161,7 @@ impl PostgresStore {
                 .map_err(|error| super::entry_error(index, error))?;
             devices.push(device);
         }
+        let devices = settle_created(&tx, devices, now_ms).await?;
         tx.commit().await?;
         // The planner's statistics are stale after a bulk insert until
         // autovacuum gets to the table, and stale ones make every status
@@ -164,7 +176,8 @@ impl PostgresStore {
         &self,
         id: i64,
         spec: &DeviceSpec,
-    ) -> Result<Option<Device>, StoreError> {
+        now_ms: i64,
+    ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute(
@@ -172,6 +185,18 @@ impl PostgresStore {
             &[&spec.site],
         )
         .await?;
+        let Some(before) = select_device(&tx, id).await? else {
+            return Ok(None);
+        };
+        let ids: Vec<i64> = std::iter::once(id).chain(spec.parent_id).collect();
+        let current = load_current(&tx, &ids).await?;
+        let change = InventoryChange::Updated {
+            device_id: id,
+            parent_id: spec.parent_id,
+            enabled: spec.enabled,
+            address_changed: before.spec.address != spec.address,
+        };
+        let plan = plan_inventory(&[change], &current, now_ms)?;
         let updated = tx
             .execute(
                 "UPDATE devices SET name = $1, address = $2, site = $3, parent_id = $4, interval_ms = $5, \
@@ -183,17 +208,40 @@ impl PostgresStore {
         if updated == 0 {
             return Ok(None);
         }
-        let device = select_device(&tx, id).await?;
+        execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+        let device = select_device(&tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
         tx.commit().await?;
-        Ok(device)
+        Ok(Some((device, plan.into())))
     }
 
-    pub(super) async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        Ok(client
-            .execute("DELETE FROM devices WHERE id = $1", &[&id])
-            .await?
-            > 0)
+    pub(super) async fn delete_device(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<StatusChanges>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let current = load_current(&tx, &[id]).await?;
+        if !current.contains_key(&id) {
+            return Ok(None);
+        }
+        let plan = plan_inventory(
+            &[InventoryChange::Deleted { device_id: id }],
+            &current,
+            now_ms,
+        )?;
+        execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+        tx.execute(
+            super::KEEP_ALERT_SUBJECT.replace("{P1}", "$1").as_str(),
+            &[&id],
+        )
+        .await?;
+        tx.execute("DELETE FROM devices WHERE id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        Ok(Some(plan.into()))
     }
 
     pub(super) async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
@@ -248,35 +296,9 @@ impl PostgresStore {
             return Ok(ApplyOutcome::AlreadyApplied);
         }
         let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
-        // The reported devices, their parents and all their descendants,
-        // locked in id order so concurrent reports cannot deadlock.
-        let rows = tx.query(CURRENT_DEVICES, &[&ids]).await?;
-        let mut current = HashMap::new();
-        for row in &rows {
-            let status: String = row.get(1);
-            let reported: String = row.get(4);
-            current.insert(
-                row.get::<_, i64>(0),
-                CurrentDevice {
-                    status: parse_stored::<Status>("status", &status)?,
-                    status_changed_at_ms: row.get(2),
-                    down_since_ms: row.get(3),
-                    reported: parse_stored::<Status>("reported_status", &reported)?,
-                    reported_at_ms: row.get(5),
-                    parent_id: row.get(6),
-                    alert_open: row.get(7),
-                },
-            );
-        }
+        let current = load_current(&tx, &ids).await?;
         let plan = plan(report, &current);
-        // Every write is one self-contained statement, so all of them are
-        // pipelined on the connection (executed in order, no round trip
-        // each): a 10,000-device outage is not 40,000 round trips.
-        let writes = plan
-            .writes
-            .iter()
-            .map(|write| execute(&tx, write, &report.agent_id, now_ms));
-        futures_util::future::try_join_all(writes).await?;
+        execute_plan(&tx, &plan, &report.agent_id, now_ms).await?;
         tx.commit().await?;
         Ok(ApplyOutcome::Applied {
             changed: plan.changed,
@@ -323,21 +345,23 @@ impl PostgresStore {
         let rows = client
             .query(&query, &[&now_ms, &i64::from(limit), &channel])
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| DueNotification {
-                id: row.get(0),
-                alert_id: row.get(1),
-                kind: row.get(2),
-                attempts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
-                device_id: row.get(4),
-                device_name: row.get(5),
-                address: row.get(6),
-                site: row.get(7),
-                opened_at_ms: row.get(8),
-                resolved_at_ms: row.get(9),
+        rows.iter()
+            .map(|row| {
+                Ok(DueNotification {
+                    id: row.try_get(0)?,
+                    alert_id: row.try_get(1)?,
+                    kind: row.try_get(2)?,
+                    attempts: u32::try_from(row.try_get::<_, i32>(3)?).unwrap_or(0),
+                    device_id: row.try_get(4)?,
+                    device_name: row.try_get(5)?,
+                    address: row.try_get(6)?,
+                    site: row.try_get(7)?,
+                    opened_at_ms: row.try_get(8)?,
+                    resolved_at_ms: row.try_get(9)?,
+                    resolved_reason: row.try_get(10)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
@@ -472,6 +496,86 @@ impl PostgresStore {
     }
 }
 
+/// The devices `ids`, their parents and all their descendants, locked in id
+/// order so concurrent writers cannot deadlock.
+async fn load_current(
+    tx: &Transaction<'_>,
+    ids: &[i64],
+) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
+    let rows = tx.query(CURRENT_DEVICES, &[&ids]).await?;
+    let mut current = HashMap::new();
+    for row in &rows {
+        let status: String = row.try_get(1)?;
+        let reported: String = row.try_get(4)?;
+        current.insert(
+            row.try_get::<_, i64>(0)?,
+            CurrentDevice {
+                status: parse_stored::<Status>("status", &status)?,
+                status_changed_at_ms: row.try_get(2)?,
+                down_since_ms: row.try_get(3)?,
+                reported: parse_stored::<Status>("reported_status", &reported)?,
+                reported_at_ms: row.try_get(5)?,
+                parent_id: row.try_get(6)?,
+                enabled: row.try_get(7)?,
+                alert_open: row.try_get(8)?,
+            },
+        );
+    }
+    Ok(current)
+}
+
+/// Executes a plan's writes. Every write is one self-contained statement,
+/// so all of them are pipelined on the connection (executed in order, no
+/// round trip each): a 10,000-device outage is not 40,000 round trips.
+async fn execute_plan(
+    tx: &Transaction<'_>,
+    plan: &Plan,
+    actor: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let writes = plan
+        .writes
+        .iter()
+        .map(|write| execute(tx, write, actor, now_ms));
+    futures_util::future::try_join_all(writes).await?;
+    Ok(())
+}
+
+/// Settles devices just inserted (a child of a parent in an outage is
+/// `unreachable` from the start) and returns them as they now are.
+async fn settle_created(
+    tx: &Transaction<'_>,
+    devices: Vec<Device>,
+    now_ms: i64,
+) -> Result<Vec<Device>, StoreError> {
+    let children: Vec<i64> = devices
+        .iter()
+        .filter(|device| device.spec.parent_id.is_some())
+        .map(|device| device.id)
+        .collect();
+    if children.is_empty() {
+        return Ok(devices);
+    }
+    let current = load_current(tx, &children).await?;
+    let changes: Vec<InventoryChange> = children
+        .iter()
+        .map(|&device_id| InventoryChange::Created { device_id })
+        .collect();
+    let plan = plan_inventory(&changes, &current, now_ms)?;
+    if plan.changed.is_empty() {
+        return Ok(devices);
+    }
+    execute_plan(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+    let ids: Vec<i64> = devices.iter().map(|device| device.id).collect();
+    let rows = tx
+        .query(
+            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ANY($1) ORDER BY id"),
+            &[&ids],
+        )
+        .await?;
+    rows.iter().map(read_device).collect()
+}
+
 async fn execute(
     tx: &Transaction<'_>,
     write: &Write,
@@ -526,13 +630,13 @@ async fn execute(
             )
             .await?
         }
-        Write::ResolveAlert { device_id, resolved_at_ms } => {
+        Write::ResolveAlert { device_id, resolved_at_ms, reason } => {
             tx.execute(
-                "WITH resolved AS (UPDATE alerts SET resolved_at_ms = $1 \
+                "WITH resolved AS (UPDATE alerts SET resolved_at_ms = $1, resolved_reason = $4 \
                  WHERE device_id = $2 AND resolved_at_ms IS NULL RETURNING id) \
                  INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
                  SELECT resolved.id, 'resolved', c.name, $3, $3 FROM resolved CROSS JOIN notification_channels c",
-                &[resolved_at_ms, device_id, &now_ms],
+                &[resolved_at_ms, device_id, &now_ms, reason],
             )
             .await?
         }

@@ -9,10 +9,10 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehav
 
 use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
-    TransitionReport,
+    StatusChanges, TransitionReport,
 };
-use super::plan::{CurrentDevice, Write, plan};
-use super::{StoreError, duplicate_name, missing_parent, parse_stored};
+use super::plan::{CurrentDevice, InventoryChange, Plan, Write, plan, plan_inventory};
+use super::{INVENTORY_ACTOR, StoreError, duplicate_name, missing_parent, parse_stored};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -23,6 +23,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         3,
         include_str!("../../migrations/sqlite/0003_notification_channels.sql"),
+    ),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_alerts_outlive_devices.sql"),
     ),
 ];
 
@@ -85,31 +89,53 @@ impl SqliteStore {
 
     pub(super) async fn migrate(&self) -> Result<u32, StoreError> {
         self.run(|connection| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
-            tx.execute_batch(
-                "CREATE TABLE IF NOT EXISTS schema_migrations \
-                 (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
-            )?;
-            let current: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                [],
-                |row| row.get(0),
-            )?;
-            let mut applied = 0;
-            for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-                tx.execute_batch(sql)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
-                    params![version, crate::time::now_ms()],
-                )?;
-                applied += 1;
-            }
-            tx.commit()?;
-            Ok(applied)
+            // Migrations that rebuild a table need foreign keys off (SQLite's
+            // ALTER TABLE procedure); they are checked before the commit and
+            // turned on again whatever happens.
+            connection.pragma_update(None, "foreign_keys", "OFF")?;
+            let migrated = migrate(connection);
+            connection.pragma_update(None, "foreign_keys", "ON")?;
+            migrated
         })
         .await
     }
+}
 
+/// Applies the migrations not applied yet, in one transaction.
+fn migrate(connection: &mut Connection) -> Result<u32, StoreError> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations \
+         (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )?;
+    let mut applied = 0;
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+            params![version, crate::time::now_ms()],
+        )?;
+        applied += 1;
+    }
+    let violations: i64 =
+        tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |row| {
+            row.get(0)
+        })?;
+    if violations > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{violations} rows break a foreign key after migrating; nothing was migrated"
+        )));
+    }
+    tx.commit()?;
+    Ok(applied)
+}
+
+impl SqliteStore {
     pub(super) async fn create_device(
         &self,
         spec: &DeviceSpec,
@@ -119,6 +145,10 @@ impl SqliteStore {
         self.run(move |connection| {
             let tx = connection.transaction()?;
             let device = insert_device(&tx, &spec, now_ms)?;
+            let device = settle_created(&tx, vec![device], now_ms)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::Corrupt("created device vanished".into()))?;
             tx.commit()?;
             Ok(device)
         })
@@ -140,6 +170,7 @@ impl SqliteStore {
                         .map_err(|error| super::entry_error(index, error))?,
                 );
             }
+            let devices = settle_created(&tx, devices, now_ms)?;
             tx.commit()?;
             Ok(devices)
         })
@@ -150,11 +181,24 @@ impl SqliteStore {
         &self,
         id: i64,
         spec: &DeviceSpec,
-    ) -> Result<Option<Device>, StoreError> {
+        now_ms: i64,
+    ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
         let spec = spec.clone();
         self.run(move |connection| {
-            let tx = connection.transaction()?;
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute("INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING", [&spec.site])?;
+            let Some(before) = select_device(&tx, id)? else {
+                return Ok(None);
+            };
+            let ids: Vec<i64> = std::iter::once(id).chain(spec.parent_id).collect();
+            let current = current_devices(&tx, &ids)?;
+            let change = InventoryChange::Updated {
+                device_id: id,
+                parent_id: spec.parent_id,
+                enabled: spec.enabled,
+                address_changed: before.spec.address != spec.address,
+            };
+            let plan = plan_inventory(&[change], &current, now_ms)?;
             let updated = tx.execute(
                 "UPDATE devices SET name = ?1, address = ?2, site = ?3, parent_id = ?4, interval_ms = ?5, \
                  timeout_ms = ?6, down_after = ?7, up_after = ?8, tags = ?9, enabled = ?10 WHERE id = ?11",
@@ -165,16 +209,36 @@ impl SqliteStore {
                 Ok(_) => {}
                 Err(error) => return Err(constraint_error(error, &spec)),
             }
-            let device = select_device(&tx, id)?;
+            execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms)?;
+            let device = select_device(&tx, id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
             tx.commit()?;
-            Ok(device)
+            Ok(Some((device, plan.into())))
         })
         .await
     }
 
-    pub(super) async fn delete_device(&self, id: i64) -> Result<bool, StoreError> {
+    pub(super) async fn delete_device(
+        &self,
+        id: i64,
+        now_ms: i64,
+    ) -> Result<Option<StatusChanges>, StoreError> {
         self.run(move |connection| {
-            Ok(connection.execute("DELETE FROM devices WHERE id = ?1", [id])? > 0)
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current = current_devices(&tx, &[id])?;
+            if !current.contains_key(&id) {
+                return Ok(None);
+            }
+            let plan = plan_inventory(
+                &[InventoryChange::Deleted { device_id: id }],
+                &current,
+                now_ms,
+            )?;
+            execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms)?;
+            tx.execute(&super::KEEP_ALERT_SUBJECT.replace("{P1}", "?1"), [id])?;
+            tx.execute("DELETE FROM devices WHERE id = ?1", [id])?;
+            tx.commit()?;
+            Ok(Some(plan.into()))
         })
         .await
     }
@@ -228,19 +292,10 @@ impl SqliteStore {
             if fresh == 0 {
                 return Ok(ApplyOutcome::AlreadyApplied);
             }
-            let ids = serde_json::to_string(
-                &report
-                    .transitions
-                    .iter()
-                    .map(|t| t.device_id)
-                    .collect::<Vec<_>>(),
-            )
-            .unwrap_or_else(|_| "[]".into());
+            let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
             let current = current_devices(&tx, &ids)?;
             let plan = plan(&report, &current);
-            for write in &plan.writes {
-                execute(&tx, write, &report.agent_id, now_ms)?;
-            }
+            execute_plan(&tx, &plan, &report.agent_id, now_ms)?;
             tx.commit()?;
             Ok(ApplyOutcome::Applied {
                 changed: plan.changed,
@@ -295,6 +350,7 @@ impl SqliteStore {
                     site: row.get(7)?,
                     opened_at_ms: row.get(8)?,
                     resolved_at_ms: row.get(9)?,
+                    resolved_reason: row.get(10)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -483,6 +539,52 @@ fn constraint_error(error: rusqlite::Error, spec: &DeviceSpec) -> StoreError {
     }
 }
 
+fn execute_plan(
+    tx: &Transaction<'_>,
+    plan: &Plan,
+    actor: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    for write in &plan.writes {
+        execute(tx, write, actor, now_ms)?;
+    }
+    Ok(())
+}
+
+/// Settles devices just inserted (a child of a parent in an outage is
+/// `unreachable` from the start) and returns them as they now are.
+fn settle_created(
+    tx: &Transaction<'_>,
+    devices: Vec<Device>,
+    now_ms: i64,
+) -> Result<Vec<Device>, StoreError> {
+    let children: Vec<i64> = devices
+        .iter()
+        .filter(|device| device.spec.parent_id.is_some())
+        .map(|device| device.id)
+        .collect();
+    if children.is_empty() {
+        return Ok(devices);
+    }
+    let current = current_devices(tx, &children)?;
+    let changes: Vec<InventoryChange> = children
+        .iter()
+        .map(|&device_id| InventoryChange::Created { device_id })
+        .collect();
+    let plan = plan_inventory(&changes, &current, now_ms)?;
+    if plan.changed.is_empty() {
+        return Ok(devices);
+    }
+    execute_plan(tx, &plan, INVENTORY_ACTOR, now_ms)?;
+    devices
+        .iter()
+        .map(|device| {
+            select_device(tx, device.id)?
+                .ok_or_else(|| StoreError::Corrupt(format!("device {} vanished", device.id)))
+        })
+        .collect()
+}
+
 fn execute(
     tx: &Transaction<'_>,
     write: &Write,
@@ -564,12 +666,14 @@ fn execute(
         Write::ResolveAlert {
             device_id,
             resolved_at_ms,
+            reason,
         } => {
             let mut statement = tx.prepare(
-                "UPDATE alerts SET resolved_at_ms = ?1 WHERE device_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
+                "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
+                 WHERE device_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
             )?;
             let resolved: Vec<i64> = statement
-                .query_map(params![resolved_at_ms, device_id], |row| row.get(0))?
+                .query_map(params![resolved_at_ms, device_id, reason], |row| row.get(0))?
                 .collect::<Result<_, _>>()?;
             for alert_id in resolved {
                 queue_notification(tx, alert_id, "resolved", now_ms)?;
@@ -593,18 +697,19 @@ fn queue_notification(
     Ok(())
 }
 
-/// What `plan` needs: the reported devices (`ids`, a JSON array), their
-/// parents and all their descendants.
+/// What `plan` needs: the devices `ids`, their parents and all their
+/// descendants.
 fn current_devices(
     connection: &Connection,
-    ids: &str,
+    ids: &[i64],
 ) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
     let mut statement = connection.prepare(
         "WITH RECURSIVE tree(id) AS ( \
             SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?1)) \
             UNION SELECT d.id FROM devices d JOIN tree t ON d.parent_id = t.id) \
          SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
-            d.reported_at_ms, d.parent_id, \
+            d.reported_at_ms, d.parent_id, d.enabled, \
             EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
          FROM devices d \
          WHERE d.id IN (SELECT id FROM tree) \
@@ -620,6 +725,7 @@ fn current_devices(
             row.get::<_, i64>(5)?,
             row.get::<_, Option<i64>>(6)?,
             row.get::<_, bool>(7)?,
+            row.get::<_, bool>(8)?,
         ))
     })?;
     let mut current = HashMap::new();
@@ -632,6 +738,7 @@ fn current_devices(
             reported,
             reported_at_ms,
             parent_id,
+            enabled,
             alert_open,
         ) = row?;
         current.insert(
@@ -643,6 +750,7 @@ fn current_devices(
                 reported: parse_stored("reported_status", &reported)?,
                 reported_at_ms,
                 parent_id,
+                enabled,
                 alert_open,
             },
         );
