@@ -188,6 +188,12 @@ fn run(args: RunArgs) -> ExitCode {
     ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The same words and status as `ward-agent probe`: what to grant.
+        Err(crate::run::RunError::Prober(crate::prober::ProberError::Open(error))) => {
+            tracing::error!(%error, "ward-agent cannot probe");
+            eprintln!("ward-agent run: {error}");
+            exit(Outcome::Refused)
+        }
         Err(error) => {
             tracing::error!(%error, "ward-agent stopped");
             ExitCode::from(1)

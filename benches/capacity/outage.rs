@@ -75,6 +75,7 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
         reason: "timeouts".into(),
     };
     let report = TransitionReport {
+        agent_alerts: Vec::new(),
         agent_id: "agent-0421".into(),
         boot_id: "boot".into(),
         seq: 1,
@@ -104,7 +105,7 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
     );
     let alerts = controller.store.alerts(true).await?;
     anyhow::ensure!(
-        alerts.len() == 1 && alerts[0].device_id == router.id,
+        alerts.len() == 1 && alerts[0].device_id == Some(router.id),
         "only the router alerts"
     );
     println!(

@@ -33,6 +33,44 @@ pub struct Presence {
     pub boot_id: String,
     /// Engine and spool counters from its last heartbeat.
     pub counters: ward_proto::v1::EngineCounters,
+    /// Address families it can probe (`ipv4`, `ipv6`), from its Hello.
+    pub probe_families: Vec<&'static str>,
+    /// Why it is blind (connected, but unable to probe some of its
+    /// devices), if it is.
+    pub blind: Option<String>,
+}
+
+/// What an agent is doing, as `/api/v1/agents` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentState {
+    /// Connected, and able to probe every device assigned to it.
+    Online,
+    /// Not connected.
+    Offline,
+    /// Connected, but unable to probe some of its devices.
+    Blind,
+}
+
+impl AgentState {
+    /// The name shown in APIs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Online => "online",
+            AgentState::Offline => "offline",
+            AgentState::Blind => "blind",
+        }
+    }
+}
+
+impl Presence {
+    /// Online, offline or blind.
+    pub fn state(&self) -> AgentState {
+        match (self.connected, &self.blind) {
+            (false, _) => AgentState::Offline,
+            (true, Some(_)) => AgentState::Blind,
+            (true, None) => AgentState::Online,
+        }
+    }
 }
 
 /// Presence of every agent seen since the controller started.
@@ -103,7 +141,16 @@ impl Presences {
             if presence.links == 0 {
                 presence.connected = false;
                 presence.since_ms = now_ms;
+                presence.blind = None;
             }
+        }
+    }
+
+    /// What `id` can probe (its families, and why it is blind if it is).
+    pub fn sight(&mut self, id: &str, probe_families: Vec<&'static str>, blind: Option<String>) {
+        if let Some(presence) = self.agents.get_mut(id) {
+            presence.probe_families = probe_families;
+            presence.blind = blind;
         }
     }
 

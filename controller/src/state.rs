@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::agents::{Presence, Presences, grace_period};
 use crate::cache::Cache;
 use crate::store::{
-    AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status, StatusChanges,
-    Store, StoreError, TransitionReport,
+    AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status,
+    StatusChanges, Store, StoreError, TransitionReport,
 };
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb};
 
@@ -131,6 +131,10 @@ pub struct Controller {
     /// Notification channels with a worker (`webhook`, `alertmanager`).
     pub notification_channels: Vec<&'static str>,
 }
+
+/// Who the controller's own reports (offline sites, blind agents) come
+/// from.
+const CONTROLLER_REPORTS: &str = "ward-controller";
 
 /// A status commit slower than this is logged.
 const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
@@ -456,6 +460,60 @@ impl Controller {
         self.lock_presences().heartbeat(agent_id, counters, now_ms);
     }
 
+    /// Settles what a connected agent can probe, in one transaction: the
+    /// devices it cannot probe become `unknown` (the reason names the
+    /// family), and its `AgentDown` alert is open while it is blind and
+    /// resolved otherwise (it is back). `report` names this settlement
+    /// (boot id and sequence of a controller report).
+    pub async fn agent_sight(
+        self: &Arc<Self>,
+        agent: &AgentRecord,
+        probe_families: &[&'static str],
+        blindness: &crate::grpc::Blindness,
+        report: (&str, u64),
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let blind = blindness.reason(&agent.id);
+        let transitions = blindness
+            .devices
+            .iter()
+            .filter(|(_, status)| *status != Status::Unknown)
+            .map(|&(device_id, _)| ReportedTransition {
+                device_id,
+                status: Status::Unknown,
+                probed_at_ms: now_ms,
+                last_rtt_us: None,
+                reason: format!(
+                    "agent {} cannot probe {}",
+                    agent.id,
+                    blindness.families.join(" and ")
+                ),
+            })
+            .collect();
+        let report = TransitionReport {
+            agent_id: CONTROLLER_REPORTS.into(),
+            boot_id: report.0.to_owned(),
+            seq: report.1,
+            transitions,
+            agent_alerts: vec![AgentAlertChange {
+                agent_id: agent.id.clone(),
+                site: agent.site.clone(),
+                open: blind.is_some(),
+                at_ms: now_ms,
+                reason: blind.clone().unwrap_or_else(|| {
+                    format!(
+                        "agent {} is connected and probes every device assigned to it",
+                        agent.id
+                    )
+                }),
+            }],
+        };
+        self.apply_report(&report, now_ms).await?;
+        self.lock_presences()
+            .sight(&agent.id, probe_families.to_vec(), blind);
+        Ok(())
+    }
+
     fn lock_presences(&self) -> std::sync::MutexGuard<'_, Presences> {
         self.presences
             .lock()
@@ -521,21 +579,34 @@ impl Controller {
                 })
                 .collect();
             let marked = transitions.len();
-            if !transitions.is_empty() {
-                let report = TransitionReport {
-                    agent_id: "ward-controller".into(),
-                    boot_id: format!("agent-offline:{name}:{}", self.started_ms),
-                    seq: u64::try_from(now_ms).unwrap_or(0),
-                    transitions,
-                };
-                if let Err(error) = self.commit_report(&report, now_ms).await {
-                    self.metrics
-                        .offline_sweep_failures
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(site = %name, %error, "could not mark an offline site's devices unknown; trying again at the next sweep");
-                    failure = Some(error);
-                    continue;
-                }
+            let gone = format!("no agent of site {name} connected for its grace period");
+            let agent_alerts = sites
+                .get(name)
+                .map(|(agents, _)| agents.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|agent_id| AgentAlertChange {
+                    agent_id: agent_id.clone(),
+                    site: name.clone(),
+                    open: true,
+                    at_ms: now_ms,
+                    reason: gone.clone(),
+                })
+                .collect();
+            let report = TransitionReport {
+                agent_alerts,
+                agent_id: CONTROLLER_REPORTS.into(),
+                boot_id: format!("agent-offline:{name}:{}", self.started_ms),
+                seq: u64::try_from(now_ms).unwrap_or(0),
+                transitions,
+            };
+            if let Err(error) = self.commit_report(&report, now_ms).await {
+                self.metrics
+                    .offline_sweep_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(site = %name, %error, "could not mark an offline site's devices unknown; trying again at the next sweep");
+                failure = Some(error);
+                continue;
             }
             if self.lock_presences().forgotten(&site) {
                 self.metrics

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::json;
+use ward_controller::grpc::Blindness;
 use ward_controller::store::{Status, TransitionReport};
 
 fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionReport {
@@ -168,10 +169,26 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         (Some(2), Some(1))
     );
     let (_, open) = api.get("/api/v1/alerts?state=open").await;
+    let names: Vec<(&str, &str)> = open
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .map(|alert| {
+            let subject = if alert["alertname"] == "AgentDown" {
+                &alert["agent"]["id"]
+            } else {
+                &alert["device"]["name"]
+            };
+            (
+                alert["alertname"].as_str().expect("alertname"),
+                subject.as_str().expect("subject"),
+            )
+        })
+        .collect();
     assert_eq!(
-        open.as_array().map(Vec::len),
-        Some(1),
-        "the atm's alert stays open: {open}"
+        names,
+        [("AgentDown", "branch-5-agent"), ("DeviceDown", "atm")],
+        "the atm's alert stays open, and the dead agent raises its own: {open}"
     );
     assert_eq!(api.metric("ward_sites_marked_unknown_total").await, 1);
     assert!(
@@ -186,9 +203,21 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
     // The agent returns and replays what it decided while away (the atm
     // came back at t0 + 3 s): both devices show their reported state again.
     controller.link_opened(&agent, "0.1.0", "boot-1", t0 + 61_000);
+    // What its link does first: it sees every device, so it is back.
+    controller
+        .agent_sight(
+            &agent,
+            &["ipv4", "ipv6"],
+            &Blindness::default(),
+            ("sight-1", 1),
+            t0 + 61_000,
+        )
+        .await
+        .expect("sight");
     controller
         .apply_report(
             &TransitionReport {
+                agent_alerts: Vec::new(),
                 transitions: vec![
                     report(router, 0, Status::Up, t0).transitions[0].clone(),
                     report(atm, 0, Status::Up, t0 + 3_000).transitions[0].clone(),

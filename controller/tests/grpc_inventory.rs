@@ -87,6 +87,7 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
     let id = i64::try_from(created.id).expect("id");
     let probed_at_ms = ward_controller::time::now_ms() + 1_000;
     let report = TransitionReport {
+        agent_alerts: Vec::new(),
         agent_id: "agent".into(),
         boot_id: "boot".into(),
         seq: 1,

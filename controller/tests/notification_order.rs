@@ -230,7 +230,7 @@ async fn run_case(
             .push(body["kind"].as_str().expect("kind").to_owned());
     }
     let alerts = controller.store.alerts(false).await.expect("alerts");
-    for alert in alerts.iter().filter(|alert| alert.device_id == id) {
+    for alert in alerts.iter().filter(|alert| alert.device_id == Some(id)) {
         let expected: &[&str] = if alert.resolved_at_ms.is_some() {
             &["firing", "resolved"]
         } else {

@@ -91,6 +91,7 @@ fn spec(name: &str, address: &str) -> DeviceSpec {
 
 fn report(seq: u64, transitions: &[(i64, Status, i64)]) -> TransitionReport {
     TransitionReport {
+        agent_alerts: Vec::new(),
         agent_id: "agent-1".into(),
         boot_id: "boot-1".into(),
         seq,
@@ -199,7 +200,7 @@ async fn a_down_transition_sets_down_since_and_opens_an_alert_with_a_notificatio
     assert_eq!(alerts.len(), 1);
     assert_eq!(
         (alerts[0].device_id, alerts[0].opened_at_ms),
-        (device.id, 5_000)
+        (Some(device.id), 5_000)
     );
     let queued = store.pending_notifications().await.expect("outbox");
     let kinds: Vec<&str> = queued.iter().map(|n| n.kind.as_str()).collect();
@@ -358,7 +359,7 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
         .await
         .expect("alerts")
         .iter()
-        .map(|a| a.device_id)
+        .filter_map(|a| a.device_id)
         .collect();
     assert_eq!(open, [router.id]);
 
@@ -406,7 +407,7 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
         .await
         .expect("alerts")
         .iter()
-        .map(|a| a.device_id)
+        .filter_map(|a| a.device_id)
         .collect();
     assert_eq!(
         open,
@@ -556,7 +557,7 @@ async fn each_configured_channel_gets_its_own_notifications(store: &Store) {
         .expect("due");
     assert_eq!(due.len(), 1);
     assert_eq!(
-        (due[0].device_name.as_str(), due[0].kind.as_str()),
+        (due[0].alert.name.as_str(), due[0].kind.as_str()),
         ("atm-1", "firing")
     );
     assert_eq!(store.outbox_depth().await.expect("depth"), 2);
@@ -598,7 +599,7 @@ async fn open_alerts(store: &Store) -> Vec<i64> {
         .await
         .expect("alerts")
         .iter()
-        .map(|alert| alert.device_id)
+        .filter_map(|alert| alert.device_id)
         .collect();
     open.sort_unstable();
     open
@@ -620,8 +621,8 @@ async fn drain_notifications(store: &Store) -> Vec<(String, String, Option<Strin
         for notification in due {
             seen.push((
                 notification.kind.clone(),
-                notification.device_name.clone(),
-                notification.resolved_reason.clone(),
+                notification.alert.name.clone(),
+                notification.alert.resolved_reason.clone(),
             ));
             store
                 .notification_delivered(notification.id)

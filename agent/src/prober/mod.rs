@@ -217,6 +217,7 @@ impl Prober {
     ) -> Result<Self, ProberError> {
         let ident = random_ident();
         let mut sockets = Vec::new();
+        let mut refused = None;
         for family in [Family::V4, Family::V6] {
             let needed = targets
                 .iter()
@@ -226,10 +227,20 @@ impl Prober {
             }
             match IcmpSocket::open(family, ident, config.receive_buffer) {
                 Ok(socket) => sockets.push(Arc::new(socket)),
-                // A family the host lacks is fine until a target needs it.
-                Err(_) if !needed => {}
+                // A family the host lacks is fine until a target needs it
+                // (the agent tells its controller which families it has).
+                Err(error) if !needed => {
+                    tracing::warn!(?family, %error, "this family cannot be probed");
+                    refused = Some(error);
+                }
                 Err(error) => return Err(error.into()),
             }
+        }
+        // Probing nothing at all is never a working prober.
+        if sockets.is_empty()
+            && let Some(error) = refused
+        {
+            return Err(error.into());
         }
         let key = TagKey::random().map_err(ProberError::Random)?;
         let clock = Clock::start();

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, now_ms, rfc3339};
 use crate::state::Controller;
-use crate::store::{Device, DeviceSpec, Status};
+use crate::store::{AlertName, Device, DeviceSpec, Status};
 
 /// Device as the API shows it.
 pub(super) fn device_json(device: &Device) -> Value {
@@ -215,13 +215,29 @@ pub async fn alerts(
         .iter()
         .filter(|alert| !resolved_only || alert.resolved_at_ms.is_some())
         .map(|alert| {
-            json!({
+            let mut shown = json!({
                 "id": alert.id,
+                "alertname": alert.alertname.as_str(),
                 "device_id": alert.device_id,
                 "state": if alert.resolved_at_ms.is_some() { "resolved" } else { "open" },
                 "opened_at": rfc3339(alert.opened_at_ms),
                 "resolved_at": alert.resolved_at_ms.map(rfc3339),
-            })
+                "resolved_reason": alert.resolved_reason,
+            });
+            match alert.alertname {
+                AlertName::DeviceDown => {
+                    shown["device"] = json!({
+                        "id": alert.device_id,
+                        "name": alert.name,
+                        "address": alert.address,
+                        "site": alert.site,
+                    });
+                }
+                AlertName::AgentDown => {
+                    shown["agent"] = json!({ "id": alert.name, "site": alert.site });
+                }
+            }
+            shown
         })
         .collect();
     Ok(Json(Value::Array(shown)))

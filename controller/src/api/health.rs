@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use crate::agents::AgentState;
 use crate::state::Controller;
 
 /// `GET /healthz`.
@@ -20,7 +21,8 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: 200 when every component works (or is `off`), 200
 /// `degraded` when the cache, the notifier or the time-series writer fails
 /// (answers come from the store; notifications wait in the outbox;
-/// statistics wait in the spool), 503 when the store cannot answer.
+/// statistics wait in the spool) or an agent is offline or blind, 503 when
+/// the store cannot answer.
 pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, Json<Value>) {
     let store = match controller.store.ping().await {
         Ok(_) => json!({ "status": "ok" }),
@@ -48,7 +50,8 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
             }
         }
     };
-    let degraded = [&cache, &notifier, &tsdb]
+    let agents = agent_readiness(&controller).await;
+    let degraded = [&cache, &notifier, &tsdb, &agents]
         .iter()
         .any(|component| component["status"] == "failing");
     let (code, overall) = match (store["status"] == "ok", degraded) {
@@ -60,9 +63,41 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
         code,
         Json(json!({
             "status": overall,
-            "components": { "store": store, "cache": cache, "notifier": notifier, "tsdb": tsdb },
+            "components": { "store": store, "cache": cache, "notifier": notifier, "tsdb": tsdb, "agents": agents },
         })),
     )
+}
+
+/// Registered agents by state; failing while any is offline or blind.
+async fn agent_readiness(controller: &Controller) -> Value {
+    let agents = match controller.agents().await {
+        Ok(agents) => agents,
+        Err(error) => return json!({ "status": "failing", "detail": error.to_string() }),
+    };
+    let named = |state: AgentState| -> Vec<&str> {
+        agents
+            .iter()
+            .filter(|(_, presence)| presence.state() == state)
+            .map(|(agent, _)| agent.id.as_str())
+            .collect()
+    };
+    let (offline, blind) = (named(AgentState::Offline), named(AgentState::Blind));
+    let online = agents.len() - offline.len() - blind.len();
+    if offline.is_empty() && blind.is_empty() {
+        return json!({ "status": "ok", "online": online });
+    }
+    let mut detail = Vec::new();
+    if !offline.is_empty() {
+        detail.push(format!("offline: {}", offline.join(", ")));
+    }
+    if !blind.is_empty() {
+        detail.push(format!(
+            "blind (cannot probe some of their devices): {}",
+            blind.join(", ")
+        ));
+    }
+    json!({ "status": "failing", "online": online, "offline": offline, "blind": blind,
+            "detail": detail.join("; ") })
 }
 
 /// Each configured channel's last round, and the outbox depth.
@@ -192,6 +227,24 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
         "1 while the cache backend is failing.",
         degraded,
     );
+    match controller.agents().await {
+        Ok(agents) => {
+            let _ = writeln!(
+                text,
+                "# HELP ward_agents Registered agents by state (online, offline, blind: connected but unable to probe some of its devices).\n# TYPE ward_agents gauge"
+            );
+            for state in [AgentState::Online, AgentState::Offline, AgentState::Blind] {
+                let count = agents
+                    .iter()
+                    .filter(|(_, presence)| presence.state() == state)
+                    .count();
+                let _ = writeln!(text, "ward_agents{{state=\"{}\"}} {count}", state.as_str());
+            }
+        }
+        Err(error) => {
+            controller.store_failed(error);
+        }
+    }
     controller.api_latency.write_prometheus(&mut text);
     match controller.store.outbox_depth().await {
         Ok(depth) => write_metric(

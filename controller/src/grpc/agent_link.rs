@@ -27,6 +27,7 @@ use ward_proto::v1::{
     agent_message, controller_message,
 };
 
+use super::agent_sight::{self, Blindness};
 use crate::state::Controller;
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
@@ -154,11 +155,16 @@ async fn session(
         }
         Err((code, text)) => return refuse(&outbound, code, text).await,
     };
-    controller.link_opened(&agent, &hello.version, &hello.boot_id, now_ms());
-    info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, "agent connected");
+    let opened_ms = now_ms();
+    controller.link_opened(&agent, &hello.version, &hello.boot_id, opened_ms);
+    let probe_families = agent_sight::probe_families(hello.capabilities.as_ref());
+    info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, families = ?probe_families, "agent connected");
     let mut link = Link {
         controller: Arc::clone(&controller),
+        sight_reports: format!("agent-sight:{}:{}:{opened_ms}", agent.id, hello.boot_id),
         agent,
+        probe_families,
+        blindness: None,
         boot_id: hello.boot_id,
         assigned: HashMap::new(),
         labels: HashMap::new(),
@@ -240,6 +246,12 @@ async fn admit(
 struct Link {
     controller: Arc<Controller>,
     agent: AgentRecord,
+    /// The families it opened ICMP sockets for.
+    probe_families: Vec<&'static str>,
+    /// What it could not probe when last settled (`None`: not yet).
+    blindness: Option<Blindness>,
+    /// The boot id of the controller's reports about this link's sight.
+    sight_reports: String,
     boot_id: String,
     /// What the agent was told to probe, by device id.
     assigned: HashMap<i64, pb::ProbeTarget>,
@@ -339,6 +351,47 @@ impl Link {
             .filter(|device| self.assigned.contains_key(&device.id))
             .map(|device| (device.id, DeviceLabels::of(device)))
             .collect();
+        let assigned = devices
+            .iter()
+            .filter(|device| self.assigned.contains_key(&device.id));
+        self.settle_sight(Blindness::of(assigned, &self.probe_families))
+            .await
+    }
+
+    /// Once per change of what the agent cannot probe (and at the start,
+    /// which resolves an `AgentDown` from its absence): the devices it
+    /// cannot probe become `unknown`, and its `AgentDown` alert is open
+    /// while it is blind, in one transaction.
+    async fn settle_sight(&mut self, blindness: Blindness) -> Result<(), GrpcStatus> {
+        let unchanged = self.blindness.as_ref().is_some_and(|last| {
+            last.families == blindness.families
+                && last.devices.len() == blindness.devices.len()
+                && last
+                    .devices
+                    .iter()
+                    .zip(&blindness.devices)
+                    .all(|(a, b)| a.0 == b.0)
+        });
+        if unchanged {
+            return Ok(());
+        }
+        let reason = blindness.reason(&self.agent.id);
+        if let Some(reason) = &reason {
+            warn!(agent = %self.agent.id, %reason, "agent is blind to some of its devices");
+        }
+        self.controller
+            .agent_sight(
+                &self.agent,
+                &self.probe_families,
+                &blindness,
+                (&self.sight_reports, self.generation),
+                now_ms(),
+            )
+            .await
+            .map_err(|error| {
+                GrpcStatus::unavailable(format!("the status database is not answering: {error}"))
+            })?;
+        self.blindness = Some(blindness);
         Ok(())
     }
 
@@ -418,6 +471,7 @@ impl Link {
             }
         }
         let report = TransitionReport {
+            agent_alerts: Vec::new(),
             agent_id: self.agent.id.clone(),
             boot_id: self.boot_id.clone(),
             seq: batch.seq,

@@ -19,7 +19,7 @@ use ward_proto::v1::{
 };
 
 use crate::state::{Controller, LiveEvent};
-use crate::store::{Device, DeviceSpec, Status, StoreError};
+use crate::store::{AlertName, Device, DeviceSpec, Status, StoreError};
 use crate::time::now_ms;
 
 /// The service.
@@ -221,17 +221,26 @@ impl Inventory for InventoryService {
             .alerts(open_only)
             .await
             .map_err(grpc_error)?;
-        let devices = self.controller.devices().await.map_err(grpc_error)?;
         let alerts = alerts
             .into_iter()
             .filter(|alert| wanted != AlertState::Resolved || alert.resolved_at_ms.is_some())
             .map(|alert| {
-                let device = devices.iter().find(|device| device.id == alert.device_id);
+                let is_device = alert.alertname == AlertName::DeviceDown;
                 pb::Alert {
                     id: u64::try_from(alert.id).unwrap_or_default(),
-                    device_id: u64::try_from(alert.device_id).unwrap_or_default(),
-                    device_name: device.map(|d| d.spec.name.clone()).unwrap_or_default(),
-                    site: device.map(|d| d.spec.site.clone()).unwrap_or_default(),
+                    device_id: alert
+                        .device_id
+                        .and_then(|id| u64::try_from(id).ok())
+                        .unwrap_or_default(),
+                    device_name: if is_device {
+                        alert.name.clone()
+                    } else {
+                        String::new()
+                    },
+                    site: alert.site.clone(),
+                    alertname: alert.alertname.as_str().to_owned(),
+                    agent_id: alert.agent_id.clone().unwrap_or_default(),
+                    resolved_reason: alert.resolved_reason.clone(),
                     state: if alert.resolved_at_ms.is_some() {
                         AlertState::Resolved
                     } else {

@@ -162,7 +162,7 @@ async fn deliver(
                 .metrics
                 .notifications_failed
                 .fetch_add(1, Ordering::Relaxed);
-            warn!(channel = channel.name(), notification = notification.id, alert = notification.alert_id, %error, "notification not delivered; will retry");
+            warn!(channel = channel.name(), notification = notification.id, alert = notification.alert.id, %error, "notification not delivered; will retry");
             round.failed += 1;
         }
     }
@@ -180,14 +180,7 @@ pub async fn resend_open_alerts(
         .alerts(true)
         .await
         .map_err(|error| controller.store_failed(error).to_string())?;
-    if open.is_empty() {
-        return Ok(0);
-    }
-    let devices = controller
-        .devices()
-        .await
-        .map_err(|error| error.to_string())?;
-    alertmanager.resend_open(&open, &devices, now_ms).await
+    alertmanager.resend_open(&open, now_ms).await
 }
 
 /// Delivers `channel`'s notifications until `shutdown` completes: woken

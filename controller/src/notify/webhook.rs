@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::store::DueNotification;
+use crate::store::{AlertName, DueNotification};
 use crate::time::rfc3339;
 
 /// A generic JSON webhook.
@@ -22,20 +22,29 @@ impl Webhook {
     }
 
     pub(super) async fn post(&self, notification: &DueNotification) -> Result<(), String> {
-        let body = json!({
+        let alert = &notification.alert;
+        let mut body = json!({
             "id": notification.id,
             "kind": notification.kind,
-            "alert_id": notification.alert_id,
-            "device": {
-                "id": notification.device_id,
-                "name": notification.device_name,
-                "address": notification.address,
-                "site": notification.site,
-            },
-            "opened_at": rfc3339(notification.opened_at_ms),
-            "resolved_at": notification.resolved_at_ms.map(rfc3339),
-            "resolved_reason": notification.resolved_reason,
+            "alertname": alert.alertname.as_str(),
+            "alert_id": alert.id,
+            "opened_at": rfc3339(alert.opened_at_ms),
+            "resolved_at": alert.resolved_at_ms.map(rfc3339),
+            "resolved_reason": alert.resolved_reason,
         });
+        match alert.alertname {
+            AlertName::DeviceDown => {
+                body["device"] = json!({
+                    "id": alert.device_id,
+                    "name": alert.name,
+                    "address": alert.address,
+                    "site": alert.site,
+                });
+            }
+            AlertName::AgentDown => {
+                body["agent"] = json!({ "id": alert.name, "site": alert.site });
+            }
+        }
         super::post_json(&self.http, &self.url, &body).await
     }
 }

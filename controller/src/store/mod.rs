@@ -13,8 +13,9 @@ mod postgres;
 mod sqlite;
 
 pub use model::{
-    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, FieldError, Ignored,
-    Notification, ReportedTransition, Status, StatusChanges, TransitionReport,
+    AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome, Device, DeviceSpec,
+    DueNotification, FieldError, Ignored, Notification, ReportedTransition, Status, StatusChanges,
+    TransitionReport,
 };
 
 use postgres::PostgresStore;
@@ -252,20 +253,43 @@ impl Store {
     }
 }
 
-/// SQL shared by both backends (`{P1}`…`{P3}` become their placeholders).
+/// An alert's columns as [`Alert`] reads them (`alerts a` joined to its
+/// device, if it still exists). A deleted device's alert keeps the name,
+/// address and site it had; an agent alert is named by its agent.
+const ALERT_COLUMNS: &str = "a.id, a.alertname, a.device_id, a.agent_id, \
+    COALESCE(d.name, a.device_name, a.agent_id, ''), COALESCE(d.address, a.address, ''), \
+    COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason";
+
+/// Where [`ALERT_COLUMNS`] come from.
+const ALERTS_JOINED: &str = "alerts a LEFT JOIN devices d ON d.id = a.device_id";
+
+/// Alerts, newest first (`{FILTER}` is empty or a WHERE clause).
+fn alerts_query(open_only: bool) -> String {
+    let filter = if open_only {
+        "WHERE a.resolved_at_ms IS NULL"
+    } else {
+        ""
+    };
+    format!("SELECT {ALERT_COLUMNS} FROM {ALERTS_JOINED} {filter} ORDER BY a.id DESC")
+}
+
+/// Due notifications (`{P1}`…`{P3}` become the backend's placeholders).
 ///
 /// Only the oldest waiting row of each (alert, channel) is ever due: a
 /// later one (a `resolved` behind its `firing`) waits until the earlier one
 /// has left the outbox, whatever their retry times say.
-/// A deleted device's alert keeps the name, address and site it had.
-const DUE_NOTIFICATIONS: &str = "SELECT o.id, o.alert_id, o.kind, o.attempts, a.device_id, \
-    COALESCE(d.name, a.device_name, ''), COALESCE(d.address, a.address, ''), \
-    COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason \
-    FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id LEFT JOIN devices d ON d.id = a.device_id \
-    WHERE o.next_attempt_at_ms <= {P1} AND o.channel = {P3} \
-    AND NOT EXISTS (SELECT 1 FROM notification_outbox earlier \
-        WHERE earlier.alert_id = o.alert_id AND earlier.channel = o.channel AND earlier.id < o.id) \
-    ORDER BY o.id LIMIT {P2}";
+fn due_notifications_query(placeholders: [&str; 3]) -> String {
+    let [now, limit, channel] = placeholders;
+    format!(
+        "SELECT o.id, o.kind, o.attempts, {ALERT_COLUMNS} \
+         FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id \
+         LEFT JOIN devices d ON d.id = a.device_id \
+         WHERE o.next_attempt_at_ms <= {now} AND o.channel = {channel} \
+         AND NOT EXISTS (SELECT 1 FROM notification_outbox earlier \
+             WHERE earlier.alert_id = o.alert_id AND earlier.channel = o.channel AND earlier.id < o.id) \
+         ORDER BY o.id LIMIT {limit}"
+    )
+}
 
 /// Keeps device `{P1}`'s name, address and site on its alerts before the
 /// device row is deleted, for the notifications still to be delivered.

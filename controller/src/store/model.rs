@@ -168,6 +168,8 @@ pub struct TransitionReport {
     pub seq: u64,
     /// The changes, in the order the agent decided them.
     pub transitions: Vec<ReportedTransition>,
+    /// Agent alerts opened or resolved with it (controller reports only).
+    pub agent_alerts: Vec<AgentAlertChange>,
 }
 
 /// Why a reported transition was not applied.
@@ -217,17 +219,80 @@ impl From<super::plan::Plan> for StatusChanges {
     }
 }
 
-/// An alert.
+/// What an alert is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum AlertName {
+    /// A device is down (its own outage, not its parent's).
+    DeviceDown,
+    /// An agent is offline, or connected but unable to probe some of its
+    /// devices (blind).
+    AgentDown,
+}
+
+impl AlertName {
+    /// The name stored, sent as Alertmanager's `alertname` and shown in
+    /// APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertName::DeviceDown => "DeviceDown",
+            AlertName::AgentDown => "AgentDown",
+        }
+    }
+}
+
+impl FromStr for AlertName {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "DeviceDown" => Ok(AlertName::DeviceDown),
+            "AgentDown" => Ok(AlertName::AgentDown),
+            other => Err(format!("unknown alertname `{other}`")),
+        }
+    }
+}
+
+/// An alert, with what its messages need about its subject.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     /// Alert id.
     pub id: i64,
-    /// The device.
-    pub device_id: i64,
+    /// What it is about.
+    pub alertname: AlertName,
+    /// The device (`DeviceDown`; kept after the device is deleted).
+    pub device_id: Option<i64>,
+    /// The agent (`AgentDown`).
+    pub agent_id: Option<String>,
+    /// The device's name, or the agent's id.
+    pub name: String,
+    /// The device's address (empty for an agent).
+    pub address: String,
+    /// The site.
+    pub site: String,
     /// Opened (outage start), Unix ms.
     pub opened_at_ms: i64,
     /// Resolved, Unix ms; `None` while open.
     pub resolved_at_ms: Option<i64>,
+    /// Why it was resolved: the deciding report's reason, the agent's
+    /// return, or the inventory change (device disabled, deleted, address
+    /// changed).
+    pub resolved_reason: Option<String>,
+}
+
+/// An agent alert to open or resolve with a controller report, in the same
+/// transaction as the `unknown` it causes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentAlertChange {
+    /// The agent.
+    pub agent_id: String,
+    /// Its site.
+    pub site: String,
+    /// Open (true) or resolve (false).
+    pub open: bool,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// Why.
+    pub reason: String,
 }
 
 /// A notification waiting in the outbox.
@@ -250,27 +315,12 @@ pub struct Notification {
 pub struct DueNotification {
     /// Outbox row id (also the message's idempotency key).
     pub id: i64,
-    /// The alert.
-    pub alert_id: i64,
     /// `firing` or `resolved`.
     pub kind: String,
     /// Delivery attempts so far.
     pub attempts: u32,
-    /// The device.
-    pub device_id: i64,
-    /// Its name.
-    pub device_name: String,
-    /// Its address.
-    pub address: String,
-    /// Its site.
-    pub site: String,
-    /// Alert opened, Unix ms.
-    pub opened_at_ms: i64,
-    /// Alert resolved, Unix ms.
-    pub resolved_at_ms: Option<i64>,
-    /// Why it was resolved: the deciding report's reason, or the
-    /// inventory change (device disabled, deleted, address changed).
-    pub resolved_reason: Option<String>,
+    /// The alert as it is now.
+    pub alert: Alert,
 }
 
 /// An agent in the inventory: allowed to connect and probe its site.

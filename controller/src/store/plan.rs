@@ -124,6 +124,28 @@ pub enum Write {
         /// Why (sent with the notification).
         reason: String,
     },
+    /// Open an `AgentDown` alert (unless one is open) and queue its
+    /// `firing` notification.
+    OpenAgentAlert {
+        /// The agent.
+        agent_id: String,
+        /// Its site.
+        site: String,
+        /// When, Unix ms.
+        opened_at_ms: i64,
+        /// Why (logged).
+        reason: String,
+    },
+    /// Resolve the agent's open `AgentDown` alert and queue its `resolved`
+    /// notification.
+    ResolveAgentAlert {
+        /// The agent.
+        agent_id: String,
+        /// When, Unix ms.
+        resolved_at_ms: i64,
+        /// Why (sent with the notification).
+        reason: String,
+    },
 }
 
 /// What an agent reported, written with the status it caused.
@@ -163,6 +185,25 @@ pub fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) ->
     let mut planner = Planner::new(current);
     for transition in &report.transitions {
         planner.report(transition);
+    }
+    // The agent alerts go with the `unknown` they explain, in one
+    // transaction; opening an open one or resolving none changes nothing.
+    for change in &report.agent_alerts {
+        let at_ms = change.at_ms;
+        planner.plan.writes.push(if change.open {
+            Write::OpenAgentAlert {
+                agent_id: change.agent_id.clone(),
+                site: change.site.clone(),
+                opened_at_ms: at_ms,
+                reason: change.reason.clone(),
+            }
+        } else {
+            Write::ResolveAgentAlert {
+                agent_id: change.agent_id.clone(),
+                resolved_at_ms: at_ms,
+                reason: change.reason.clone(),
+            }
+        });
     }
     planner.plan
 }
@@ -496,6 +537,7 @@ mod tests {
 
     fn report(transitions: &[(i64, Status, i64)]) -> TransitionReport {
         TransitionReport {
+            agent_alerts: Vec::new(),
             agent_id: "a".into(),
             boot_id: "b".into(),
             seq: 1,

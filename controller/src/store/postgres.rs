@@ -309,26 +309,8 @@ impl PostgresStore {
 
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
         let client = self.client().await?;
-        let filter = if open_only {
-            "WHERE resolved_at_ms IS NULL"
-        } else {
-            ""
-        };
-        let rows = client
-            .query(
-                &format!("SELECT id, device_id, opened_at_ms, resolved_at_ms FROM alerts {filter} ORDER BY id DESC"),
-                &[],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Alert {
-                id: row.get(0),
-                device_id: row.get(1),
-                opened_at_ms: row.get(2),
-                resolved_at_ms: row.get(3),
-            })
-            .collect())
+        let rows = client.query(&super::alerts_query(open_only), &[]).await?;
+        rows.iter().map(|row| read_alert(row, 0)).collect()
     }
 
     pub(super) async fn due_notifications(
@@ -338,10 +320,7 @@ impl PostgresStore {
         limit: u32,
     ) -> Result<Vec<DueNotification>, StoreError> {
         let client = self.client().await?;
-        let query = super::DUE_NOTIFICATIONS
-            .replace("{P1}", "$1")
-            .replace("{P2}", "$2")
-            .replace("{P3}", "$3");
+        let query = super::due_notifications_query(["$1", "$2", "$3"]);
         let rows = client
             .query(&query, &[&now_ms, &i64::from(limit), &channel])
             .await?;
@@ -349,16 +328,9 @@ impl PostgresStore {
             .map(|row| {
                 Ok(DueNotification {
                     id: row.try_get(0)?,
-                    alert_id: row.try_get(1)?,
-                    kind: row.try_get(2)?,
-                    attempts: u32::try_from(row.try_get::<_, i32>(3)?).unwrap_or(0),
-                    device_id: row.try_get(4)?,
-                    device_name: row.try_get(5)?,
-                    address: row.try_get(6)?,
-                    site: row.try_get(7)?,
-                    opened_at_ms: row.try_get(8)?,
-                    resolved_at_ms: row.try_get(9)?,
-                    resolved_reason: row.try_get(10)?,
+                    kind: row.try_get(1)?,
+                    attempts: u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0),
+                    alert: read_alert(row, 3)?,
                 })
             })
             .collect()
@@ -640,6 +612,27 @@ async fn execute(
             )
             .await?
         }
+        Write::OpenAgentAlert { agent_id, site, opened_at_ms, reason: _ } => {
+            tx.execute(
+                "WITH opened AS (INSERT INTO alerts (alertname, agent_id, site, opened_at_ms) \
+                 VALUES ('AgentDown', $1, $2, $3) \
+                 ON CONFLICT (agent_id) WHERE resolved_at_ms IS NULL DO NOTHING RETURNING id) \
+                 INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+                 SELECT opened.id, 'firing', c.name, $4, $4 FROM opened CROSS JOIN notification_channels c",
+                &[agent_id, site, opened_at_ms, &now_ms],
+            )
+            .await?
+        }
+        Write::ResolveAgentAlert { agent_id, resolved_at_ms, reason } => {
+            tx.execute(
+                "WITH resolved AS (UPDATE alerts SET resolved_at_ms = $1, resolved_reason = $4 \
+                 WHERE agent_id = $2 AND resolved_at_ms IS NULL RETURNING id) \
+                 INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+                 SELECT resolved.id, 'resolved', c.name, $3, $3 FROM resolved CROSS JOIN notification_channels c",
+                &[resolved_at_ms, agent_id, &now_ms, reason],
+            )
+            .await?
+        }
     };
     Ok(rows)
 }
@@ -730,6 +723,23 @@ async fn select_device(tx: &Transaction<'_>, id: i64) -> Result<Option<Device>, 
         )
         .await?;
     row.as_ref().map(read_device).transpose()
+}
+
+/// An [`Alert`] from `super::ALERT_COLUMNS`, starting at column `at`.
+fn read_alert(row: &Row, at: usize) -> Result<Alert, StoreError> {
+    let alertname: String = row.try_get(at + 1)?;
+    Ok(Alert {
+        id: row.try_get(at)?,
+        alertname: parse_stored("alertname", &alertname)?,
+        device_id: row.try_get(at + 2)?,
+        agent_id: row.try_get(at + 3)?,
+        name: row.try_get(at + 4)?,
+        address: row.try_get(at + 5)?,
+        site: row.try_get(at + 6)?,
+        opened_at_ms: row.try_get(at + 7)?,
+        resolved_at_ms: row.try_get(at + 8)?,
+        resolved_reason: row.try_get(at + 9)?,
+    })
 }
 
 fn read_device(row: &Row) -> Result<Device, StoreError> {

@@ -308,19 +308,9 @@ impl SqliteStore {
 
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
         self.run(move |connection| {
-            let filter = if open_only { "WHERE resolved_at_ms IS NULL" } else { "" };
-            let mut statement = connection.prepare(&format!(
-                "SELECT id, device_id, opened_at_ms, resolved_at_ms FROM alerts {filter} ORDER BY id DESC"
-            ))?;
-            let rows = statement.query_map([], |row| {
-                Ok(Alert {
-                    id: row.get(0)?,
-                    device_id: row.get(1)?,
-                    opened_at_ms: row.get(2)?,
-                    resolved_at_ms: row.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut statement = connection.prepare(&super::alerts_query(open_only))?;
+            let rows = statement.query_map([], |row| Ok(read_alert(row, 0)))?;
+            rows.map(|row| row?).collect()
         })
         .await
     }
@@ -333,27 +323,19 @@ impl SqliteStore {
     ) -> Result<Vec<DueNotification>, StoreError> {
         let channel = channel.to_owned();
         self.run(move |connection| {
-            let query = super::DUE_NOTIFICATIONS
-                .replace("{P1}", "?1")
-                .replace("{P2}", "?2")
-                .replace("{P3}", "?3");
-            let mut statement = connection.prepare(&query)?;
+            let mut statement =
+                connection.prepare(&super::due_notifications_query(["?1", "?2", "?3"]))?;
             let rows = statement.query_map(params![now_ms, limit, channel], |row| {
-                Ok(DueNotification {
-                    id: row.get(0)?,
-                    alert_id: row.get(1)?,
-                    kind: row.get(2)?,
-                    attempts: row.get(3)?,
-                    device_id: row.get(4)?,
-                    device_name: row.get(5)?,
-                    address: row.get(6)?,
-                    site: row.get(7)?,
-                    opened_at_ms: row.get(8)?,
-                    resolved_at_ms: row.get(9)?,
-                    resolved_reason: row.get(10)?,
-                })
+                Ok((|| {
+                    Ok(DueNotification {
+                        id: row.get(0)?,
+                        kind: row.get(1)?,
+                        attempts: row.get(2)?,
+                        alert: read_alert(row, 3)?,
+                    })
+                })())
             })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.map(|row| row?).collect()
         })
         .await
     }
@@ -679,6 +661,40 @@ fn execute(
                 queue_notification(tx, alert_id, "resolved", now_ms)?;
             }
         }
+        Write::OpenAgentAlert {
+            agent_id,
+            site,
+            opened_at_ms,
+            reason: _,
+        } => {
+            let opened: Option<i64> = tx
+                .query_row(
+                    "INSERT INTO alerts (alertname, agent_id, site, opened_at_ms) \
+                     VALUES ('AgentDown', ?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
+                    params![agent_id, site, opened_at_ms],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(alert_id) = opened {
+                queue_notification(tx, alert_id, "firing", now_ms)?;
+            }
+        }
+        Write::ResolveAgentAlert {
+            agent_id,
+            resolved_at_ms,
+            reason,
+        } => {
+            let mut statement = tx.prepare(
+                "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
+                 WHERE agent_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
+            )?;
+            let resolved: Vec<i64> = statement
+                .query_map(params![resolved_at_ms, agent_id, reason], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
+            for alert_id in resolved {
+                queue_notification(tx, alert_id, "resolved", now_ms)?;
+            }
+        }
     }
     Ok(())
 }
@@ -767,6 +783,23 @@ fn select_device(connection: &Connection, id: i64) -> Result<Option<Device>, Sto
         )
         .optional()?
         .transpose()
+}
+
+/// An [`Alert`] from `super::ALERT_COLUMNS`, starting at column `at`.
+fn read_alert(row: &Row<'_>, at: usize) -> Result<Alert, StoreError> {
+    let alertname: String = row.get(at + 1)?;
+    Ok(Alert {
+        id: row.get(at)?,
+        alertname: parse_stored("alertname", &alertname)?,
+        device_id: row.get(at + 2)?,
+        agent_id: row.get(at + 3)?,
+        name: row.get(at + 4)?,
+        address: row.get(at + 5)?,
+        site: row.get(at + 6)?,
+        opened_at_ms: row.get(at + 7)?,
+        resolved_at_ms: row.get(at + 8)?,
+        resolved_reason: row.get(at + 9)?,
+    })
 }
 
 fn read_device(row: &Row<'_>) -> Result<Device, StoreError> {

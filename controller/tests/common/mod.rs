@@ -132,6 +132,7 @@ pub fn transition_report(
     probed_at_ms: i64,
 ) -> TransitionReport {
     TransitionReport {
+        agent_alerts: Vec::new(),
         agent_id: agent.into(),
         boot_id: "boot-1".into(),
         seq,

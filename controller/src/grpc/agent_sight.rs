@@ -1,0 +1,121 @@
+//! What an agent can probe: the address families it opened ICMP sockets
+//! for (its `Hello`'s capabilities), the assigned devices it cannot probe
+//! with them, and the words that say so. Pure: the link applies it.
+
+use std::net::IpAddr;
+
+use ward_proto::v1 as pb;
+
+use crate::store::{Device, Status};
+
+/// The families an agent can probe, from its Hello (an agent that says
+/// nothing is taken at its word for both).
+pub fn probe_families(capabilities: Option<&pb::Capabilities>) -> Vec<&'static str> {
+    match capabilities {
+        None => vec!["ipv4", "ipv6"],
+        Some(capabilities) => [("ipv4", capabilities.ipv4), ("ipv6", capabilities.ipv6)]
+            .into_iter()
+            .filter(|&(_, can)| can)
+            .map(|(family, _)| family)
+            .collect(),
+    }
+}
+
+/// The family of `address`, as [`probe_families`] names it.
+fn family(address: IpAddr) -> &'static str {
+    match address {
+        IpAddr::V4(_) => "ipv4",
+        IpAddr::V6(_) => "ipv6",
+    }
+}
+
+/// What an agent cannot see among the devices assigned to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Blindness {
+    /// The devices it cannot probe, by id, with their status now.
+    pub devices: Vec<(i64, Status)>,
+    /// The families it lacks for them.
+    pub families: Vec<&'static str>,
+}
+
+impl Blindness {
+    /// The assigned devices (by id) that `families` cannot reach.
+    pub fn of<'a>(assigned: impl Iterator<Item = &'a Device>, families: &[&str]) -> Self {
+        let mut blindness = Blindness::default();
+        for device in assigned {
+            let needed = family(device.spec.address);
+            if !families.contains(&needed) {
+                blindness.devices.push((device.id, device.status));
+                if !blindness.families.contains(&needed) {
+                    blindness.families.push(needed);
+                }
+            }
+        }
+        blindness.devices.sort_unstable_by_key(|&(id, _)| id);
+        blindness.families.sort_unstable();
+        blindness
+    }
+
+    /// Why the agent is blind, or `None` when it sees everything.
+    pub fn reason(&self, agent_id: &str) -> Option<String> {
+        if self.devices.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "agent {agent_id} cannot probe {} ({} assigned devices): it could not open an ICMP \
+             socket for that family; grant it CAP_NET_RAW or widen net.ipv4.ping_group_range, \
+             and check the host has that family",
+            self.families.join(" and "),
+            self.devices.len()
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DeviceSpec;
+
+    fn device(id: i64, address: &str) -> Device {
+        Device {
+            id,
+            spec: DeviceSpec {
+                name: format!("d{id}"),
+                address: address.parse().expect("address"),
+                site: "s".into(),
+                parent_id: None,
+                interval_ms: 1000,
+                timeout_ms: 500,
+                down_after: 3,
+                up_after: 2,
+                tags: vec![],
+                enabled: true,
+            },
+            status: Status::Up,
+            down_since_ms: None,
+            status_changed_at_ms: 0,
+            last_rtt_us: None,
+        }
+    }
+
+    #[test]
+    fn an_agent_without_ipv6_is_blind_to_its_ipv6_devices_only() {
+        let devices = [device(1, "198.18.0.1"), device(2, "2001:2::1")];
+        let families = probe_families(Some(&pb::Capabilities {
+            ipv4: true,
+            ..Default::default()
+        }));
+        assert_eq!(families, ["ipv4"]);
+        let blindness = Blindness::of(devices.iter(), &families);
+        assert_eq!(blindness.devices, [(2, Status::Up)]);
+        let reason = blindness.reason("a1").expect("blind");
+        assert!(
+            reason.contains("cannot probe ipv6 (1 assigned devices)"),
+            "{reason}"
+        );
+        assert_eq!(
+            Blindness::of(devices[..1].iter(), &families).reason("a1"),
+            None
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! An agent that cannot probe says so, and a dead agent is not silent:
+//! the real binaries, a lab site, real services.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_e2e::{Deployment, agent_binary, wait_until, work_dir};
+use ward_testkit::lab::{Lab, SiteConfig};
+
+/// The unprivileged user the agent runs as.
+const NOBODY: u32 = 65_534;
+
+#[test]
+fn an_agent_without_icmp_permission_exits_2_naming_what_to_grant() {
+    ward_testkit::require_root("a network namespace and switching users");
+    let lab = Lab::start(&SiteConfig::default()).expect("lab");
+    // In the lab's client namespace no group may open ICMP datagram
+    // sockets, and the agent runs as nobody with every capability dropped:
+    // neither raw nor datagram ICMP sockets for either family.
+    let sysctl = lab
+        .client_command("sysctl")
+        .args(["-w", "net.ipv4.ping_group_range=1 0"])
+        .output()
+        .expect("sysctl");
+    assert!(sysctl.status.success(), "{sysctl:?}");
+    let dir = work_dir().expect("dir");
+    let binary = dir.path().join("ward-agent");
+    std::fs::copy(agent_binary(), &binary).expect("copy the agent");
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).expect("spool");
+    for path in [dir.path(), spool.as_path(), binary.as_path()] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    nix::unistd::chown(&spool, Some(NOBODY.into()), Some(NOBODY.into())).expect("chown");
+
+    // `timeout` ends it even if this test fails first.
+    let mut command = lab.client_command("timeout");
+    command
+        .args([
+            "20",
+            "setpriv",
+            "--reuid",
+            &NOBODY.to_string(),
+            "--regid",
+            &NOBODY.to_string(),
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(&binary)
+        .args([
+            "run",
+            "--controller",
+            "http://127.0.0.1:9",
+            "--agent-id",
+            "blind-agent",
+            "--site",
+            "branch-1",
+        ])
+        .arg("--spool-dir")
+        .arg(&spool)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("start the agent");
+    let mut status = None;
+    wait_until(
+        "the agent to exit (without any ICMP socket it must not run)",
+        Duration::from_secs(15),
+        || {
+            status = child.try_wait().expect("wait");
+            status.is_some()
+        },
+    );
+    let output = child.wait_with_output().expect("output");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(status.and_then(|status| status.code()), Some(2), "{said}");
+    for hint in ["setcap cap_net_raw+ep", "net.ipv4.ping_group_range"] {
+        assert!(said.contains(hint), "the message names `{hint}`:\n{said}");
+    }
+}
+
+/// The `AgentDown` notifications the webhook got for `agent`, by kind.
+fn agent_down(deployment: &Deployment, agent: &str, kind: &str) -> usize {
+    deployment
+        .webhook
+        .bodies()
+        .iter()
+        .filter(|body| {
+            body["alertname"] == "AgentDown" && body["kind"] == kind && body["agent"]["id"] == agent
+        })
+        .count()
+}
+
+#[test]
+fn a_dead_agent_raises_agent_down_and_its_return_resolves_it() {
+    ward_testkit::require_root("the lab and raw ICMP sockets");
+    const SITE: &str = "branch-1";
+    let deployment = Deployment::start(SiteConfig::default()).expect("deployment");
+    deployment.register_agent("site-agent", SITE);
+    let ids = deployment.import_devices(SITE, Ipv4Addr::new(198, 18, 1, 1), 3, 500, 300);
+    let rest = &deployment.rest;
+    let mut agent = deployment
+        .start_agent("site-agent", SITE, "site-agent")
+        .expect("agent");
+    wait_until("all hosts up", Duration::from_secs(20), || {
+        rest.get("/api/v1/summary").1["up"] == 3
+    });
+    wait_until(
+        "the agent online and /readyz ok",
+        Duration::from_secs(10),
+        || rest.get("/readyz").1["status"] == "ok",
+    );
+    assert_eq!(agent_down(&deployment, "site-agent", "firing"), 0);
+
+    agent.crash();
+    // The grace period is 5 s for 500 ms intervals.
+    wait_until(
+        "AgentDown firing at the webhook",
+        Duration::from_secs(20),
+        || agent_down(&deployment, "site-agent", "firing") == 1,
+    );
+    for id in &ids {
+        assert_eq!(
+            rest.get(&format!("/api/v1/devices/{id}")).1["status"],
+            "unknown"
+        );
+    }
+    let (_, agents) = rest.get("/api/v1/agents");
+    assert_eq!(agents[0]["state"], "offline", "{agents}");
+    let (_, ready) = rest.get("/readyz");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(
+        ready["components"]["agents"]["offline"][0], "site-agent",
+        "{ready}"
+    );
+    let (_, open) = rest.get("/api/v1/alerts?state=open");
+    let raised: Vec<&Value> = open
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter(|alert| alert["alertname"] == "AgentDown")
+        .collect();
+    assert_eq!(raised.len(), 1, "{open}");
+    assert_eq!(raised[0]["agent"]["site"], SITE);
+    assert_eq!(
+        rest.metric("ward_agents{state=\"offline\"}"),
+        Some(1.0),
+        "counted in /metrics"
+    );
+
+    let _agent = deployment
+        .start_agent("site-agent", SITE, "site-agent")
+        .expect("agent again");
+    wait_until(
+        "AgentDown resolved at the webhook",
+        Duration::from_secs(20),
+        || agent_down(&deployment, "site-agent", "resolved") == 1,
+    );
+    wait_until("all hosts up again", Duration::from_secs(20), || {
+        rest.get("/api/v1/summary").1["up"] == 3
+    });
+    let bodies = deployment.webhook.bodies();
+    let kinds: Vec<&str> = bodies
+        .iter()
+        .filter(|body| body["alertname"] == "AgentDown")
+        .map(|body| body["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["firing", "resolved"], "in order, once each");
+    assert_eq!(rest.get("/readyz").1["status"], "ok");
+}
