@@ -17,7 +17,7 @@ use crate::store::{
     AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status,
     StatusChanges, Store, StoreError, TransitionReport,
 };
-use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb};
+use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
 
 /// Enabled devices by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -41,6 +41,17 @@ pub struct StatusEvent {
     pub device: Device,
     /// Its status before.
     pub previous: Status,
+}
+
+/// Statistics that could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum StatisticsError {
+    /// The device list could not be read for labels.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The time-series writer has stopped.
+    #[error(transparent)]
+    Stopped(#[from] WriterStopped),
 }
 
 /// What live subscribers (SSE, gRPC `WatchStatus`) receive.
@@ -358,7 +369,10 @@ impl Controller {
     /// entries for devices the store does not know are counted and
     /// skipped. Returns the samples queued (none when no time-series
     /// database is configured).
-    pub async fn record_statistics(&self, report: &StatisticsReport) -> Result<usize, StoreError> {
+    pub async fn record_statistics(
+        &self,
+        report: &StatisticsReport,
+    ) -> Result<usize, StatisticsError> {
         if self.tsdb.is_none() {
             return Ok(0);
         }
@@ -367,18 +381,22 @@ impl Controller {
             .iter()
             .map(|device| (device.id, DeviceLabels::of(device)))
             .collect();
-        Ok(self.record_statistics_with(report, |id| by_id.get(&id).cloned()))
+        Ok(self
+            .record_statistics_with(report, |id| by_id.get(&id).cloned())
+            .await?)
     }
 
     /// [`Controller::record_statistics`] with labels from `labels` (an
     /// agent link keeps its own, so no device list is loaded per report).
-    pub fn record_statistics_with(
+    /// Returns once the writer holds the samples (waiting while its queue
+    /// is full), so an acknowledgement after it never covers dropped data.
+    pub async fn record_statistics_with(
         &self,
         report: &StatisticsReport,
         labels: impl Fn(i64) -> Option<DeviceLabels>,
-    ) -> usize {
+    ) -> Result<usize, WriterStopped> {
         let Some(tsdb) = &self.tsdb else {
-            return 0;
+            return Ok(0);
         };
         let mut samples = Vec::with_capacity(report.devices.len());
         for statistics in &report.devices {
@@ -399,8 +417,9 @@ impl Controller {
             agent_id: report.agent_id.clone(),
             at_ms: report.period_end_ms,
             samples,
-        });
-        queued
+        })
+        .await?;
+        Ok(queued)
     }
 
     /// Registers agent `id` for `site` (idempotent).

@@ -276,8 +276,14 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             (
                 "ward_tsdb_rows_dropped_total",
                 "counter",
-                "Time-series rows lost: spool full, queue full, or refused as malformed.",
+                "Time-series rows lost: spool full, or refused as malformed.",
                 &metrics.rows_dropped,
+            ),
+            (
+                "ward_tsdb_queue_full_waits_total",
+                "counter",
+                "Statistics reports whose acknowledgement waited for room in the writer's queue.",
+                &metrics.queue_full_waits,
             ),
             (
                 "ward_tsdb_spooled_rows",

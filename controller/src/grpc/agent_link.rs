@@ -511,8 +511,12 @@ impl Link {
             devices,
         };
         // Labelled from this link's own map: no device list per report.
+        // Acknowledged only once the writer holds them (it waits while the
+        // writer's queue is full): nothing acknowledged is dropped.
         self.controller
-            .record_statistics_with(&report, |id| self.labels.get(&id).cloned());
+            .record_statistics_with(&report, |id| self.labels.get(&id).cloned())
+            .await
+            .map_err(|stopped| GrpcStatus::unavailable(stopped.to_string()))?;
         self.ack(batch.seq, rejected).await
     }
 

@@ -30,6 +30,9 @@ use spool::Spool;
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// A batch is sent as soon as it holds this many rows.
 pub const MAX_BATCH_ROWS: u64 = 10_000;
+/// The most rows one device's sample becomes (four RTT statistics, loss,
+/// sent, up).
+const MAX_ROWS_PER_SAMPLE: u64 = 7;
 /// Reports queued for the writer before new ones are dropped (and counted).
 const QUEUE_DEPTH: usize = 1_024;
 /// A write slower than this has failed.
@@ -133,8 +136,11 @@ pub struct TsdbMetrics {
     pub rows_written: AtomicU64,
     /// Writes that failed (no answer or not 2xx).
     pub write_errors: AtomicU64,
-    /// Rows lost: spool full, writer queue full, or refused as malformed.
+    /// Rows lost: spool full, or refused as malformed.
     pub rows_dropped: AtomicU64,
+    /// Statistics reports that waited for room in the writer's queue (their
+    /// acknowledgement waited with them).
+    pub queue_full_waits: AtomicU64,
     /// Rows waiting in the spool.
     pub spooled_rows: AtomicU64,
     /// Bytes in the spool.
@@ -197,18 +203,18 @@ impl Tsdb {
         ))
     }
 
-    /// Queues `batch` for writing; never waits. A full queue drops the
-    /// batch, counted and logged.
-    pub fn write(&self, batch: SampleBatch) {
-        if let Err(error) = self.queue.try_send(batch) {
-            let batch = match error {
-                mpsc::error::TrySendError::Full(batch)
-                | mpsc::error::TrySendError::Closed(batch) => batch,
-            };
-            let rows = batch.samples.len() as u64;
-            self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
-            warn!(agent = %batch.agent_id, devices = rows, "time-series writer queue full; samples dropped");
+    /// Hands `batch` to the writer, waiting while its queue is full: the
+    /// caller acknowledges the statistics only once this returns, so
+    /// nothing acknowledged is ever dropped here. Fails only when the
+    /// writer has stopped (the controller is shutting down): then nothing
+    /// may be acknowledged, and the agent keeps the batch.
+    pub async fn write(&self, batch: SampleBatch) -> Result<(), WriterStopped> {
+        if self.queue.capacity() == 0 {
+            self.metrics
+                .queue_full_waits
+                .fetch_add(1, Ordering::Relaxed);
         }
+        self.queue.send(batch).await.map_err(|_| WriterStopped)
     }
 
     /// The counters.
@@ -221,6 +227,11 @@ impl Tsdb {
         &self.url
     }
 }
+
+/// The writer task has ended: statistics can no longer be taken.
+#[derive(Debug, thiserror::Error)]
+#[error("the time-series writer has stopped; the agent keeps its statistics and sends them again")]
+pub struct WriterStopped;
 
 /// Why a write did not land.
 enum WriteFailure {
@@ -285,23 +296,43 @@ impl Writer {
     }
 
     /// Encodes `batch` into the pending rows, off the async workers (a
-    /// period of a large site is hundreds of thousands of rows).
+    /// period of a large site is hundreds of thousands of rows), flushing
+    /// whenever the next sample could take a POST past [`MAX_BATCH_ROWS`]:
+    /// however large the report, no POST is.
     async fn add(&mut self, batch: SampleBatch) {
-        let mut pending = std::mem::take(&mut self.pending);
-        let mut sent_totals = std::mem::take(&mut self.sent_totals);
-        let encoded = tokio::task::spawn_blocking(move || {
-            for sample in &batch.samples {
-                pending.push_sample(sample, &batch.agent_id, batch.at_ms, &mut sent_totals);
+        let mut rest = Some(batch);
+        while let Some(batch) = rest.take() {
+            let mut pending = std::mem::take(&mut self.pending);
+            let mut sent_totals = std::mem::take(&mut self.sent_totals);
+            let encoded = tokio::task::spawn_blocking(move || {
+                let mut batch = batch;
+                let room = MAX_BATCH_ROWS.saturating_sub(pending.count) / MAX_ROWS_PER_SAMPLE;
+                let fits = usize::try_from(room).unwrap_or(usize::MAX);
+                let rest = (batch.samples.len() > fits).then(|| SampleBatch {
+                    agent_id: batch.agent_id.clone(),
+                    at_ms: batch.at_ms,
+                    samples: batch.samples.split_off(fits),
+                });
+                for sample in &batch.samples {
+                    pending.push_sample(sample, &batch.agent_id, batch.at_ms, &mut sent_totals);
+                }
+                (pending, sent_totals, rest)
+            })
+            .await;
+            match encoded {
+                Ok((pending, sent_totals, left)) => {
+                    self.pending = pending;
+                    self.sent_totals = sent_totals;
+                    rest = left;
+                }
+                Err(error) => {
+                    error!(%error, "encoding time-series rows failed; the batch is lost");
+                    return;
+                }
             }
-            (pending, sent_totals)
-        })
-        .await;
-        match encoded {
-            Ok((pending, sent_totals)) => {
-                self.pending = pending;
-                self.sent_totals = sent_totals;
+            if rest.is_some() {
+                self.flush().await;
             }
-            Err(error) => error!(%error, "encoding time-series rows failed; the batch is lost"),
         }
     }
 

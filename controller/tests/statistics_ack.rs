@@ -1,0 +1,198 @@
+//! Statistics are acknowledged only once the controller holds them, and
+//! VictoriaMetrics never gets a POST of more than 10,000 rows, however
+//! large one agent report is. The import endpoint here is a real HTTP
+//! server on loopback that counts the rows of every POST and can hold its
+//! answers back (a stuck VictoriaMetrics).
+#![allow(
+    clippy::disallowed_types,
+    reason = "the test's import receiver records row counts under a mutex"
+)]
+
+mod common;
+
+use std::io::Read as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use ward_controller::cache::Cache;
+use ward_controller::state::Controller;
+use ward_controller::store::Store;
+use ward_controller::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport, Tsdb, TsdbConfig};
+
+struct Import {
+    /// Rows of every POST, in order.
+    posts: Mutex<Vec<usize>>,
+    /// Answers wait for this while it is closed.
+    open: tokio::sync::Semaphore,
+}
+
+async fn receive(State(import): State<Arc<Import>>, body: Bytes) -> StatusCode {
+    let mut text = String::new();
+    if flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut text)
+        .is_err()
+    {
+        return StatusCode::BAD_REQUEST;
+    }
+    let _open = import.open.acquire().await;
+    import
+        .posts
+        .lock()
+        .expect("lock")
+        .push(text.lines().count());
+    StatusCode::NO_CONTENT
+}
+
+async fn start_import(open: bool) -> (Arc<Import>, String) {
+    let import = Arc::new(Import {
+        posts: Mutex::default(),
+        open: tokio::sync::Semaphore::new(if open {
+            tokio::sync::Semaphore::MAX_PERMITS
+        } else {
+            0
+        }),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let app = axum::Router::new()
+        .route("/api/v1/import", axum::routing::post(receive))
+        .with_state(Arc::clone(&import));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (import, url)
+}
+
+async fn controller(vm_url: &str, spool: &std::path::Path) -> Arc<Controller> {
+    let (dir, store_url) = common::sqlite_url();
+    std::mem::forget(dir); // lives as long as the test process
+    let store = Store::open(&store_url).await.expect("open store");
+    store.migrate().await.expect("migrate");
+    let (tsdb, _writer) = Tsdb::start(
+        TsdbConfig {
+            url: vm_url.to_owned(),
+            spool_dir: spool.to_path_buf(),
+            spool_max_bytes: 64 << 20,
+        },
+        std::future::pending(),
+    )
+    .expect("writer");
+    Arc::new(Controller::new(store, Cache::in_process()).with_tsdb(tsdb))
+}
+
+fn report(devices: i64, period_end_ms: i64) -> StatisticsReport {
+    StatisticsReport {
+        agent_id: "agent-1".into(),
+        period_end_ms,
+        devices: (1..=devices)
+            .map(|device_id| DeviceStatistics {
+                device_id,
+                sent: 10,
+                received: 9,
+                rtt_min_us: 800,
+                rtt_avg_us: 1_000,
+                rtt_max_us: 1_500,
+                jitter_us: 90,
+            })
+            .collect(),
+    }
+}
+
+fn labels(id: i64) -> Option<DeviceLabels> {
+    Some(DeviceLabels {
+        name: format!("host-{id}").into(),
+        address: "198.18.0.1".into(),
+        site: "branch-1".into(),
+        up: true,
+    })
+}
+
+#[tokio::test]
+async fn one_large_report_is_posted_in_batches_of_at_most_10000_rows() {
+    let (import, url) = start_import(true).await;
+    let spool = tempfile::Builder::new()
+        .prefix("ward-test-spool-")
+        .tempdir()
+        .expect("spool");
+    let controller = controller(&url, spool.path()).await;
+    // 5,000 devices, 7 rows each.
+    let queued = controller
+        .record_statistics_with(&report(5_000, ward_controller::time::now_ms()), labels)
+        .await
+        .expect("taken");
+    assert_eq!(queued, 5_000);
+    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    for _ in 0..500 {
+        if metrics.rows_written.load(Ordering::Relaxed) == 35_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.rows_written.load(Ordering::Relaxed), 35_000);
+    let posts = import.posts.lock().expect("lock").clone();
+    assert!(posts.len() >= 4, "{posts:?}");
+    assert!(
+        posts.iter().all(|&rows| rows <= 10_000),
+        "every POST at most 10,000 rows: {posts:?}"
+    );
+    assert_eq!(posts.iter().sum::<usize>(), 35_000);
+}
+
+#[tokio::test]
+async fn statistics_are_taken_only_when_the_writer_holds_them_never_dropped() {
+    // VictoriaMetrics does not answer: the writer waits on its first POST
+    // and its queue fills up.
+    let (import, url) = start_import(false).await;
+    let spool = tempfile::Builder::new()
+        .prefix("ward-test-spool-")
+        .tempdir()
+        .expect("spool");
+    let controller = controller(&url, spool.path()).await;
+    let now = ward_controller::time::now_ms();
+    let mut taken = 0;
+    let mut waiting = None;
+    for period in 0..5_000 {
+        let one = report(1, now - period);
+        let recorded = controller.record_statistics_with(&one, labels);
+        // A call that has not returned within 2 s is waiting for room
+        // (functional: a dropping writer returns at once).
+        match tokio::time::timeout(Duration::from_secs(2), recorded).await {
+            Ok(result) => {
+                result.expect("taken");
+                taken += 1;
+            }
+            Err(_) => {
+                waiting = Some(period);
+                break;
+            }
+        }
+    }
+    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    assert!(
+        waiting.is_some(),
+        "with the writer stuck, a report must wait (it returned {taken} times)"
+    );
+    assert_eq!(
+        metrics.rows_dropped.load(Ordering::Relaxed),
+        0,
+        "nothing dropped"
+    );
+    assert!(metrics.queue_full_waits.load(Ordering::Relaxed) >= 1);
+    // VictoriaMetrics answers again: everything taken is written.
+    import
+        .open
+        .add_permits(tokio::sync::Semaphore::MAX_PERMITS / 2);
+    let expected = taken * 7;
+    for _ in 0..1_000 {
+        if metrics.rows_written.load(Ordering::Relaxed) >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metrics.rows_written.load(Ordering::Relaxed), expected);
+    assert_eq!(metrics.rows_dropped.load(Ordering::Relaxed), 0);
+}
