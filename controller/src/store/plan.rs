@@ -172,6 +172,99 @@ pub struct Plan {
     pub ignored: Vec<(i64, Ignored)>,
 }
 
+/// A device's row after all of a plan's writes to it: what a set-based
+/// backend writes in one statement per plan instead of one per write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// The device.
+    pub device_id: i64,
+    /// Its effective status, outage start and change time, when the plan
+    /// changed them.
+    pub status: Option<(Status, Option<i64>, i64)>,
+    /// What its agent reported and when, when the plan recorded a report.
+    pub reported: Option<(Status, i64)>,
+    /// The last RTT reported, when one was.
+    pub last_rtt_us: Option<u32>,
+}
+
+impl Plan {
+    /// The device rows the plan's `SetReported` and `UpdateDevice` writes
+    /// leave, one per device, in order of first write: applying them at
+    /// once equals applying those writes in order.
+    pub fn device_rows(&self) -> Vec<DeviceRow> {
+        let mut rows: Vec<DeviceRow> = Vec::new();
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        for write in &self.writes {
+            let (device_id, status, reported) = match write {
+                Write::SetReported {
+                    device_id,
+                    status,
+                    at_ms,
+                    last_rtt_us,
+                } => (
+                    *device_id,
+                    None,
+                    Some(Reported {
+                        status: *status,
+                        at_ms: *at_ms,
+                        last_rtt_us: *last_rtt_us,
+                    }),
+                ),
+                Write::UpdateDevice {
+                    device_id,
+                    status,
+                    down_since_ms,
+                    changed_at_ms,
+                    reported,
+                } => (
+                    *device_id,
+                    Some((*status, *down_since_ms, *changed_at_ms)),
+                    *reported,
+                ),
+                _ => continue,
+            };
+            let at = *index.entry(device_id).or_insert_with(|| {
+                rows.push(DeviceRow {
+                    device_id,
+                    ..DeviceRow::default()
+                });
+                rows.len() - 1
+            });
+            let row = &mut rows[at];
+            if status.is_some() {
+                row.status = status;
+            }
+            if let Some(reported) = reported {
+                row.reported = Some((reported.status, reported.at_ms));
+                row.last_rtt_us = reported.last_rtt_us.or(row.last_rtt_us);
+            }
+        }
+        rows
+    }
+
+    /// The device alert writes (`OpenAlert`, `ResolveAlert`) in rounds:
+    /// round k holds each device's k-th one, so within a round no device
+    /// appears twice and its writes may run as one statement per kind,
+    /// while the rounds keep each device's order.
+    pub fn alert_rounds(&self) -> Vec<Vec<&Write>> {
+        let mut rounds: Vec<Vec<&Write>> = Vec::new();
+        let mut seen: HashMap<i64, usize> = HashMap::new();
+        for write in &self.writes {
+            if let Write::OpenAlert { device_id, .. } | Write::ResolveAlert { device_id, .. } =
+                write
+            {
+                let round = seen.entry(*device_id).or_default();
+                if rounds.len() <= *round {
+                    rounds.push(Vec::new());
+                }
+                rounds[*round].push(write);
+                *round += 1;
+            }
+        }
+        rounds
+    }
+}
+
 /// Decides the writes for `report`. `current` must hold the reported
 /// devices, their parents and all their descendants.
 ///
@@ -720,6 +813,45 @@ mod tests {
             changed_at_ms: 900,
             reported: None,
         }));
+    }
+
+    #[test]
+    fn device_rows_equal_the_writes_applied_in_order() {
+        let current = HashMap::from([(7, up_since(100))]);
+        let plan = plan(
+            &report(&[
+                (7, Status::Down, 500),
+                (7, Status::Unreachable, 900),
+                (7, Status::Up, 1500),
+            ]),
+            &current,
+        );
+        let rounds = plan.alert_rounds();
+        assert_eq!(rounds.len(), 2, "opened, then resolved: {rounds:?}");
+        assert!(matches!(rounds[0][..], [Write::OpenAlert { .. }]));
+        assert!(matches!(rounds[1][..], [Write::ResolveAlert { .. }]));
+        assert_eq!(
+            plan.device_rows(),
+            [DeviceRow {
+                device_id: 7,
+                status: Some((Status::Up, None, 1500)),
+                reported: Some((Status::Up, 1500)),
+                last_rtt_us: None,
+            }]
+        );
+        // A report under a down parent changes no status: only the report.
+        let mut current = HashMap::from([(1, up_since(100)), (2, child_of(1, 100))]);
+        current.get_mut(&1).expect("parent").status = Status::Down;
+        let under = super::plan(&report(&[(2, Status::Down, 600)]), &current);
+        assert_eq!(
+            under.device_rows(),
+            [DeviceRow {
+                device_id: 2,
+                status: Some((Status::Unreachable, Some(600), 600)),
+                reported: Some((Status::Down, 600)),
+                last_rtt_us: None,
+            }]
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, Status,
     StatusChanges, TransitionReport,
 };
-use super::plan::{CurrentDevice, InventoryChange, Plan, Write, plan, plan_inventory};
+use super::plan::{CurrentDevice, DeviceRow, InventoryChange, Plan, Write, plan, plan_inventory};
 use super::{StoreError, duplicate_name, missing_parent, parse_stored};
 
 /// Who inventory changes are logged as in the status event log.
@@ -496,20 +496,198 @@ async fn load_current(
     Ok(current)
 }
 
-/// Executes a plan's writes. Every write is one self-contained statement,
-/// so all of them are pipelined on the connection (executed in order, no
-/// round trip each): a 10,000-device outage is not 40,000 round trips.
+/// Executes a plan's writes set-based: every device row in one statement
+/// (the rows the writes leave, [`Plan::device_rows`]), every event in one,
+/// device alerts in one statement per kind and round
+/// ([`Plan::alert_rounds`]), agent alerts one by one. All are pipelined on
+/// the connection: a 10,000-device outage is a handful of statements.
 async fn execute_plan(
     tx: &Transaction<'_>,
     plan: &Plan,
     actor: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let writes = plan
-        .writes
+    let rows = plan.device_rows();
+    let devices = write_device_rows(tx, &rows);
+    let events = insert_events(tx, plan, actor);
+    let device_alerts = async {
+        for round in plan.alert_rounds() {
+            tokio::try_join!(
+                open_alerts(tx, &round, now_ms),
+                resolve_alerts(tx, &round, now_ms)
+            )?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let agent_alerts = futures_util::future::try_join_all(
+        plan.writes
+            .iter()
+            .map(|write| execute_agent_alert(tx, write, now_ms)),
+    );
+    tokio::try_join!(devices, events, device_alerts, agent_alerts)?;
+    Ok(())
+}
+
+/// Every device row of a plan in one `UPDATE … FROM unnest(…)`.
+async fn write_device_rows(tx: &Transaction<'_>, rows: &[DeviceRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<i64> = rows.iter().map(|row| row.device_id).collect();
+    let changed: Vec<bool> = rows.iter().map(|row| row.status.is_some()).collect();
+    let status: Vec<Option<&str>> = rows
         .iter()
-        .map(|write| execute(tx, write, actor, now_ms));
-    futures_util::future::try_join_all(writes).await?;
+        .map(|row| row.status.map(|(status, _, _)| status.as_str()))
+        .collect();
+    let down_since: Vec<Option<i64>> = rows
+        .iter()
+        .map(|row| row.status.and_then(|(_, down_since, _)| down_since))
+        .collect();
+    let changed_at: Vec<Option<i64>> = rows
+        .iter()
+        .map(|row| row.status.map(|(_, _, at)| at))
+        .collect();
+    let reported: Vec<Option<&str>> = rows
+        .iter()
+        .map(|row| row.reported.map(|(status, _)| status.as_str()))
+        .collect();
+    let reported_at: Vec<Option<i64>> = rows
+        .iter()
+        .map(|row| row.reported.map(|(_, at)| at))
+        .collect();
+    let rtt: Vec<Option<i32>> = rows.iter().map(|row| row.last_rtt_us.map(to_i32)).collect();
+    tx.execute(
+        "UPDATE devices d SET \
+            status = CASE WHEN u.changed THEN u.status ELSE d.status END, \
+            down_since_ms = CASE WHEN u.changed THEN u.down_since ELSE d.down_since_ms END, \
+            status_changed_at_ms = CASE WHEN u.changed THEN u.changed_at ELSE d.status_changed_at_ms END, \
+            reported_status = COALESCE(u.reported, d.reported_status), \
+            reported_at_ms = COALESCE(u.reported_at, d.reported_at_ms), \
+            last_rtt_us = COALESCE(u.rtt, d.last_rtt_us) \
+         FROM unnest($1::bigint[], $2::bool[], $3::text[], $4::bigint[], $5::bigint[], \
+                     $6::text[], $7::bigint[], $8::int[]) \
+              AS u(id, changed, status, down_since, changed_at, reported, reported_at, rtt) \
+         WHERE d.id = u.id",
+        &[
+            &ids,
+            &changed,
+            &status,
+            &down_since,
+            &changed_at,
+            &reported,
+            &reported_at,
+            &rtt,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every event of a plan in one `INSERT … SELECT FROM unnest(…)`, in order.
+async fn insert_events(tx: &Transaction<'_>, plan: &Plan, actor: &str) -> Result<(), StoreError> {
+    let mut device_ids = Vec::new();
+    let mut previous = Vec::new();
+    let mut statuses = Vec::new();
+    let mut at = Vec::new();
+    let mut reasons = Vec::new();
+    for write in &plan.writes {
+        if let Write::InsertEvent {
+            device_id,
+            previous: before,
+            status,
+            at_ms,
+            reason,
+        } = write
+        {
+            device_ids.push(*device_id);
+            previous.push(before.as_str());
+            statuses.push(status.as_str());
+            at.push(*at_ms);
+            reasons.push(reason.as_str());
+        }
+    }
+    if device_ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \
+         SELECT device_id, previous, status, at_ms, $6, reason \
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::text[]) \
+              WITH ORDINALITY AS e(device_id, previous, status, at_ms, reason, n) ORDER BY n",
+        &[&device_ids, &previous, &statuses, &at, &reasons, &actor],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The `OpenAlert`s of one round (at most one per device) with their
+/// `firing` notifications, in one statement.
+async fn open_alerts(
+    tx: &Transaction<'_>,
+    round: &[&Write],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let (device_ids, opened_at): (Vec<i64>, Vec<i64>) = round
+        .iter()
+        .filter_map(|write| match write {
+            Write::OpenAlert {
+                device_id,
+                opened_at_ms,
+            } => Some((*device_id, *opened_at_ms)),
+            _ => None,
+        })
+        .unzip();
+    if device_ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "WITH opened AS (INSERT INTO alerts (device_id, opened_at_ms) \
+            SELECT * FROM unnest($1::bigint[], $2::bigint[]) \
+            ON CONFLICT (device_id) WHERE resolved_at_ms IS NULL DO NOTHING RETURNING id) \
+         INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+         SELECT opened.id, 'firing', c.name, $3, $3 FROM opened CROSS JOIN notification_channels c \
+         ORDER BY opened.id",
+        &[&device_ids, &opened_at, &now_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The `ResolveAlert`s of one round (at most one per device) with their
+/// `resolved` notifications, in one statement.
+async fn resolve_alerts(
+    tx: &Transaction<'_>,
+    round: &[&Write],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut device_ids = Vec::new();
+    let mut resolved_at = Vec::new();
+    let mut reasons = Vec::new();
+    for write in round {
+        if let Write::ResolveAlert {
+            device_id,
+            resolved_at_ms,
+            reason,
+        } = write
+        {
+            device_ids.push(*device_id);
+            resolved_at.push(*resolved_at_ms);
+            reasons.push(reason.as_str());
+        }
+    }
+    if device_ids.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "WITH resolved AS (UPDATE alerts a SET resolved_at_ms = u.at, resolved_reason = u.reason \
+            FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(device_id, at, reason) \
+            WHERE a.device_id = u.device_id AND a.resolved_at_ms IS NULL RETURNING a.id) \
+         INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+         SELECT resolved.id, 'resolved', c.name, $4, $4 FROM resolved CROSS JOIN notification_channels c \
+         ORDER BY resolved.id",
+        &[&device_ids, &resolved_at, &reasons, &now_ms],
+    )
+    .await?;
     Ok(())
 }
 
@@ -548,70 +726,13 @@ async fn settle_created(
     rows.iter().map(read_device).collect()
 }
 
-async fn execute(
+/// An agent alert write; every other write is executed set-based.
+async fn execute_agent_alert(
     tx: &Transaction<'_>,
     write: &Write,
-    agent_id: &str,
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     let rows = match write {
-        Write::SetReported { device_id, status, at_ms, last_rtt_us } => {
-            let rtt = last_rtt_us.map(to_i32);
-            tx.execute(
-                "UPDATE devices SET reported_status = $1, reported_at_ms = $2, \
-                 last_rtt_us = COALESCE($3, last_rtt_us) WHERE id = $4",
-                &[&status.as_str(), at_ms, &rtt, device_id],
-            )
-            .await?
-        }
-        Write::UpdateDevice { device_id, status, down_since_ms, changed_at_ms, reported } => match reported {
-            Some(reported) => {
-                let rtt = reported.last_rtt_us.map(to_i32);
-                tx.execute(
-                    "UPDATE devices SET status = $1, down_since_ms = $2, status_changed_at_ms = $3, \
-                     reported_status = $4, reported_at_ms = $5, last_rtt_us = COALESCE($6, last_rtt_us) \
-                     WHERE id = $7",
-                    &[&status.as_str(), down_since_ms, changed_at_ms, &reported.status.as_str(), &reported.at_ms, &rtt, device_id],
-                )
-                .await?
-            }
-            None => {
-                tx.execute(
-                    "UPDATE devices SET status = $1, down_since_ms = $2, status_changed_at_ms = $3 WHERE id = $4",
-                    &[&status.as_str(), down_since_ms, changed_at_ms, device_id],
-                )
-                .await?
-            }
-        },
-        Write::InsertEvent { device_id, previous, status, at_ms, reason } => {
-            tx.execute(
-                "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-                &[device_id, &previous.as_str(), &status.as_str(), at_ms, &agent_id, reason],
-            )
-            .await?
-        }
-        // The alert and its notification in one statement.
-        Write::OpenAlert { device_id, opened_at_ms } => {
-            tx.execute(
-                "WITH opened AS (INSERT INTO alerts (device_id, opened_at_ms) VALUES ($1, $2) \
-                 ON CONFLICT (device_id) WHERE resolved_at_ms IS NULL DO NOTHING RETURNING id) \
-                 INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
-                 SELECT opened.id, 'firing', c.name, $3, $3 FROM opened CROSS JOIN notification_channels c",
-                &[device_id, opened_at_ms, &now_ms],
-            )
-            .await?
-        }
-        Write::ResolveAlert { device_id, resolved_at_ms, reason } => {
-            tx.execute(
-                "WITH resolved AS (UPDATE alerts SET resolved_at_ms = $1, resolved_reason = $4 \
-                 WHERE device_id = $2 AND resolved_at_ms IS NULL RETURNING id) \
-                 INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
-                 SELECT resolved.id, 'resolved', c.name, $3, $3 FROM resolved CROSS JOIN notification_channels c",
-                &[resolved_at_ms, device_id, &now_ms, reason],
-            )
-            .await?
-        }
         Write::OpenAgentAlert { agent_id, site, opened_at_ms, reason: _ } => {
             tx.execute(
                 "WITH opened AS (INSERT INTO alerts (alertname, agent_id, site, opened_at_ms) \
@@ -633,6 +754,7 @@ async fn execute(
             )
             .await?
         }
+        _ => 0,
     };
     Ok(rows)
 }
