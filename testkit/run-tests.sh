@@ -19,7 +19,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 if ! command -v cargo >/dev/null; then
-  echo "run-tests: cargo not found: install a Rust toolchain (1.88 or newer, e.g. with rustup)" >&2
+  echo "run-tests: cargo not found: install a Rust toolchain (1.89 or newer, e.g. with rustup)" >&2
   exit 2
 fi
 

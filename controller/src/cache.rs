@@ -85,7 +85,7 @@ impl Cache {
     /// answers come from the store.
     pub async fn redis(url: &str) -> Result<Self, CacheError> {
         let error = |source| CacheError {
-            url: url.to_owned(),
+            url: ward_settings::redact_secrets(url),
             source,
         };
         let client = redis::Client::open(url).map_err(error)?;

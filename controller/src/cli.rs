@@ -249,7 +249,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .migrate()
         .await
         .context("migrating the status database")?;
-    info!(applied, database = %settings.database, "status database ready");
+    info!(applied, database = %ward_settings::redact_secrets(&settings.database), "status database ready");
     let cache = match &settings.redis {
         Some(url) => Cache::redis(url).await?,
         None => Cache::in_process(),
@@ -272,7 +272,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             },
             until_stopped(),
         )?;
-        info!(%url, spool = %settings.tsdb_spool_dir.display(), "writing statistics to VictoriaMetrics");
+        info!(url = %ward_settings::redact_secrets(url), spool = %settings.tsdb_spool_dir.display(), "writing statistics to VictoriaMetrics");
         controller = controller.with_tsdb(tsdb);
         tasks.push(writer);
     }

@@ -115,3 +115,42 @@ fn a_bad_config_key_is_named_with_its_line_before_anything_starts() {
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(!database.exists(), "nothing started: {stderr}");
 }
+
+#[tokio::test]
+async fn database_passwords_are_never_logged() {
+    let refused = Command::new(CONTROLLER)
+        .args(["migrate", "--database", "mysql://ward:s3cret-pw@db/ward"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("mysql://ward:***@db/ward"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+
+    // PostgreSQL here trusts loopback: the password is accepted and ignored.
+    let postgres = ward_testkit::services::Postgres::start().expect("start PostgreSQL");
+    let url = postgres
+        .url()
+        .replacen("postgres://ward@", "postgres://ward:s3cret-pw@", 1);
+    assert!(url.contains("s3cret-pw"), "{url}");
+    let (http, grpc) = (free_port(), free_port());
+    let mut child = Command::new(CONTROLLER)
+        .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
+        .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
+        .env("WARD_DATABASE", &url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ward-controller");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(Instant::now() < deadline, "controller did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("status database ready"), "{stderr}");
+    assert!(stderr.contains("ward:***@127.0.0.1"), "{stderr}");
+    assert!(!stderr.contains("s3cret-pw"), "{stderr}");
+}

@@ -141,8 +141,79 @@ async fn an_import_is_all_or_nothing_in_json_and_csv() {
     assert_eq!(response.status().as_u16(), 400);
     let error: serde_json::Value = response.json().await.expect("JSON");
     assert_eq!(error["field"], "devices[1]", "{error}");
+    assert_eq!(error["line"], 3, "the CSV line, header = line 1: {error}");
     let (_, listed) = api.get("/api/v1/devices").await;
     assert_eq!(listed.as_array().map(Vec::len), Some(5));
+
+    // A value the rules refuse is named by field and line too.
+    let invalid = "name,address,site\nok,198.18.4.1,branch-4\nbad,198.18.4.300,branch-4\n";
+    let response = api
+        .http
+        .post(format!("{}/api/v1/devices/import", api.base))
+        .header("content-type", "text/csv")
+        .body(invalid)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 400);
+    let error: serde_json::Value = response.json().await.expect("JSON");
+    assert_eq!(
+        (error["field"].as_str(), error["line"].as_u64()),
+        (Some("devices[1].address"), Some(3)),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn every_error_is_json_naming_the_parameter() {
+    let (_dir, api) = api(None).await;
+    let (status, error) = api.get("/api/v1/devices/not-a-number").await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("id")),
+        "{error}"
+    );
+    let (status, error) = api.get("/api/v1/devices/1/rtt?minutes=soon").await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("minutes")),
+        "{error}"
+    );
+    let (status, error) = api.get("/api/v1/no-such-thing").await;
+    assert_eq!(status, 404);
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("/api/v1/no-such-thing")),
+        "{error}"
+    );
+    let (status, error) = api.send(Method::PATCH, "/api/v1/devices", None, None).await;
+    assert_eq!(status, 405);
+    assert!(error["error"].is_string(), "{error}");
+
+    let huge = json!({"name": "x".repeat(3 << 20), "address": "198.18.1.1", "site": "s"});
+    let (status, error) = api.post("/api/v1/devices", huge).await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (413, Some("body")),
+        "{error}"
+    );
+
+    let slow = json!({"name": "a", "address": "198.18.1.1", "site": "s",
+                      "interval_ms": 500, "timeout_ms": 500});
+    let (status, error) = api.post("/api/v1/devices", slow).await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("timeout_ms")),
+        "a probe must end before the next one: {error}"
+    );
+    let fast = json!({"name": "b", "address": "198.18.1.2", "site": "s", "interval_ms": 200});
+    let (status, created) = api.post("/api/v1/devices", fast).await;
+    assert_eq!(
+        (status, created["timeout_ms"].as_u64()),
+        (201, Some(100)),
+        "the default timeout fits the interval: {created}"
+    );
 }
 
 #[tokio::test]

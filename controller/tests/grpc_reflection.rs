@@ -82,15 +82,23 @@ async fn reflection_lists_services_and_health_check_answers_serving() {
     );
 
     let mut health = HealthClient::new(channel);
-    let status = health
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .expect("health check")
-        .into_inner()
-        .status;
-    assert_eq!(status, ServingStatus::Serving as i32);
+    // The server as a whole, and each service it serves, by name.
+    for service in [
+        "",
+        "ward.v1.Inventory",
+        "ward.v1.AgentLink",
+        "grpc.health.v1.Health",
+    ] {
+        let status = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap_or_else(|error| panic!("health check of `{service}`: {error}"))
+            .into_inner()
+            .status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service}");
+    }
 
     let unknown = health
         .check(HealthCheckRequest {

@@ -427,6 +427,7 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
         .expect("down");
     let mut changed = spec("atm-1b", "198.18.1.10");
     changed.interval_ms = 200;
+    changed.timeout_ms = 100;
     let (updated, _) = store
         .update_device(device.id, &changed, 6_000)
         .await

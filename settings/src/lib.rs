@@ -122,3 +122,99 @@ mod tests {
         );
     }
 }
+
+/// `text` (a database, cache or HTTP URL, or a PostgreSQL `key=value`
+/// connection string) with every password replaced by `***`, for logs and
+/// error messages: `postgres://ward:s3cret@db/ward` becomes
+/// `postgres://ward:***@db/ward`, `password=s3cret` becomes `password=***`.
+pub fn redact_secrets(text: &str) -> String {
+    let mut redacted = String::with_capacity(text.len());
+    for (index, part) in text.split(' ').enumerate() {
+        if index > 0 {
+            redacted.push(' ');
+        }
+        redacted.push_str(&redact_part(part));
+    }
+    redacted
+}
+
+fn redact_part(part: &str) -> String {
+    for key in ["password=", "token="] {
+        if let Some(at) = part.find(key) {
+            let start = at + key.len();
+            let end = part[start..]
+                .find(['&', ';'])
+                .map_or(part.len(), |offset| start + offset);
+            return format!("{}***{}", &part[..start], redact_part(&part[end..]));
+        }
+    }
+    let Some(scheme_end) = part.find("://") else {
+        return part.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = part[authority_start..]
+        .find(['/', '?', '#'])
+        .map_or(part.len(), |offset| authority_start + offset);
+    let authority = &part[authority_start..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let credentials = &authority[..at];
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
+            let web = part.starts_with("http://") || part.starts_with("https://");
+            let shown = if credentials.contains(':') {
+                format!("{user}:***")
+            } else if web {
+                // `https://TOKEN@host`: a lone user part is often a secret.
+                "***".to_owned()
+            } else {
+                user.to_owned()
+            };
+            format!(
+                "{}{shown}{}{}",
+                &part[..authority_start],
+                &authority[at..],
+                &part[authority_end..]
+            )
+        }
+        None => part.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redact_secrets;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        for (text, shown) in [
+            (
+                "postgres://ward:s3cret@db:5432/ward",
+                "postgres://ward:***@db:5432/ward",
+            ),
+            (
+                "redis://:s3cret@127.0.0.1:6379/0",
+                "redis://:***@127.0.0.1:6379/0",
+            ),
+            ("https://s3cret@vm.example/x", "https://***@vm.example/x"),
+            ("postgres://ward@db/ward", "postgres://ward@db/ward"),
+            (
+                "host=db user=ward password=s3cret",
+                "host=db user=ward password=***",
+            ),
+            (
+                "http://vm/api?token=s3cret&x=1",
+                "http://vm/api?token=***&x=1",
+            ),
+            (
+                "sqlite:/var/lib/ward/ward.db",
+                "sqlite:/var/lib/ward/ward.db",
+            ),
+        ] {
+            let redacted = redact_secrets(text);
+            assert_eq!(redacted, shown);
+            assert!(!redacted.contains("s3cret"));
+        }
+    }
+}

@@ -63,7 +63,7 @@ pub async fn register(
     State(controller): State<Arc<Controller>>,
     body: Result<Json<AgentInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(input) = body.map_err(|rejection| ApiError::field("body", rejection.body_text()))?;
+    let Json(input) = body.map_err(ApiError::body)?;
     let agent = controller
         .register_agent(&input.id, &input.site, now_ms())
         .await?;

@@ -157,7 +157,9 @@ impl DeviceInput {
             site: self.site,
             parent_id: self.parent_id,
             interval_ms: self.interval_ms.unwrap_or(1000),
-            timeout_ms: self.timeout_ms.unwrap_or(500),
+            timeout_ms: self.timeout_ms.unwrap_or_else(|| {
+                DeviceSpec::default_timeout_ms(self.interval_ms.unwrap_or(1000))
+            }),
             down_after: self.down_after.unwrap_or(3),
             up_after: self.up_after.unwrap_or(2),
             tags: self.tags,
@@ -171,7 +173,7 @@ pub async fn create(
     State(controller): State<Arc<Controller>>,
     body: Result<Json<DeviceInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(input) = body.map_err(|rejection| ApiError::field("body", rejection.body_text()))?;
+    let Json(input) = body.map_err(ApiError::body)?;
     let device = controller
         .create_device(&input.into_spec()?, now_ms())
         .await?;
@@ -249,7 +251,7 @@ pub async fn update(
     Path(id): Path<i64>,
     body: Result<Json<DeviceInput>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(input) = body.map_err(|rejection| ApiError::field("body", rejection.body_text()))?;
+    let Json(input) = body.map_err(ApiError::body)?;
     let device = controller
         .update_device(id, &input.into_spec()?, now_ms())
         .await?

@@ -31,10 +31,17 @@ pub async fn import(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/csv"));
-    let inputs = if csv {
-        parse_csv(&body)?
+    let (inputs, lines) = if csv {
+        let rows = parse_csv(&body)?;
+        let lines = rows.iter().map(|(_, line)| *line).collect();
+        (rows.into_iter().map(|(input, _)| input).collect(), lines)
     } else {
-        parse_json(&body)?
+        (parse_json(&body)?, Vec::new())
+    };
+    // A CSV entry's error also names its line.
+    let located = |error: ApiError| match error.entry().and_then(|index| lines.get(index)) {
+        Some(&line) => error.at_line(line),
+        None => error,
     };
     if inputs.len() > MAX_DEVICES {
         return Err(ApiError::field(
@@ -46,8 +53,12 @@ pub async fn import(
         .into_iter()
         .enumerate()
         .map(|(index, input)| input.into_spec().map_err(|error| error.within(index)))
-        .collect::<Result<Vec<DeviceSpec>, ApiError>>()?;
-    let devices = controller.import_devices(&specs, now_ms()).await?;
+        .collect::<Result<Vec<DeviceSpec>, ApiError>>()
+        .map_err(located)?;
+    let devices = controller
+        .import_devices(&specs, now_ms())
+        .await
+        .map_err(|error| located(error.into()))?;
     Ok((
         StatusCode::CREATED,
         Json(json!({ "imported": devices.len() })),
@@ -84,18 +95,31 @@ struct CsvRow {
     enabled: Option<bool>,
 }
 
-fn parse_csv(body: &[u8]) -> Result<Vec<DeviceInput>, ApiError> {
+/// The CSV's rows, each with its line (the header is line 1).
+fn parse_csv(body: &[u8]) -> Result<Vec<(DeviceInput, u64)>, ApiError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_reader(body);
+    let headers = reader
+        .headers()
+        .map_err(|error| ApiError::field("devices", format!("CSV header: {error}")))?
+        .clone();
     reader
-        .deserialize::<CsvRow>()
+        .records()
         .enumerate()
-        .map(|(index, row)| {
-            let row = row.map_err(|error| {
-                ApiError::field(format!("devices[{index}]"), format!("CSV: {error}"))
-            })?;
-            Ok(DeviceInput {
+        .map(|(index, record)| {
+            let fail = |error: csv::Error| {
+                let line = error
+                    .position()
+                    .map_or(index as u64 + 2, csv::Position::line);
+                ApiError::field(format!("devices[{index}]"), format!("CSV: {error}")).at_line(line)
+            };
+            let record = record.map_err(fail)?;
+            let line = record
+                .position()
+                .map_or(index as u64 + 2, csv::Position::line);
+            let row: CsvRow = record.deserialize(Some(&headers)).map_err(fail)?;
+            let input = DeviceInput {
                 name: row.name,
                 address: row.address,
                 site: row.site,
@@ -115,7 +139,8 @@ fn parse_csv(body: &[u8]) -> Result<Vec<DeviceInput>, ApiError> {
                     })
                     .unwrap_or_default(),
                 enabled: row.enabled,
-            })
+            };
+            Ok((input, line))
         })
         .collect()
 }

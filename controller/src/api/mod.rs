@@ -67,6 +67,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
             Arc::clone(&controller),
             auth::require_token,
         ))
+        .layer(middleware::from_fn(error::errors_as_json))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&controller),
             latency::observe,

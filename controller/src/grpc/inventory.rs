@@ -92,7 +92,10 @@ fn from_proto(spec: Option<pb::DeviceSpec>) -> Result<DeviceSpec, GrpcStatus> {
             .parent_id
             .map(|id| i64::try_from(id).unwrap_or(i64::MAX)),
         interval_ms: or(spec.interval_ms, 1000),
-        timeout_ms: or(spec.timeout_ms, 500),
+        timeout_ms: or(
+            spec.timeout_ms,
+            DeviceSpec::default_timeout_ms(or(spec.interval_ms, 1000)),
+        ),
         down_after: threshold("down_after", spec.down_after, 3)?,
         up_after: threshold("up_after", spec.up_after, 2)?,
         tags: spec.tags,

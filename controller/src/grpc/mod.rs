@@ -100,10 +100,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    // The empty service name is the server as a whole.
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+    // The empty service name is the server as a whole; each served
+    // service answers for itself too.
+    for service in std::iter::once("").chain(SERVED.iter().copied()) {
+        health_reporter
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
     // Each reflection version advertises the served services and itself.
     let reflection = |itself: &str| {
         SERVED.iter().chain([&itself]).fold(

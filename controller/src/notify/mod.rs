@@ -71,16 +71,21 @@ async fn post_json(
     url: &str,
     body: &serde_json::Value,
 ) -> Result<(), String> {
-    let response = http
-        .post(url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|error| format!("POST {url}: {error}"))?;
+    let response = http.post(url).json(body).send().await.map_err(|error| {
+        format!(
+            "POST {}: {}",
+            ward_settings::redact_secrets(url),
+            error.without_url()
+        )
+    })?;
     if response.status().is_success() {
         Ok(())
     } else {
-        Err(format!("POST {url}: HTTP {}", response.status()))
+        Err(format!(
+            "POST {}: HTTP {}",
+            ward_settings::redact_secrets(url),
+            response.status()
+        ))
     }
 }
 

@@ -86,7 +86,7 @@ impl Store {
         } else if let Some(path) = url.strip_prefix("sqlite:") {
             Ok(Store::Sqlite(SqliteStore::open(path).await?))
         } else {
-            Err(StoreError::Url(url.to_owned()))
+            Err(StoreError::Url(ward_settings::redact_secrets(url)))
         }
     }
 

@@ -92,6 +92,12 @@ pub struct FieldError {
 }
 
 impl DeviceSpec {
+    /// The probe timeout when none is given: 500 ms, or half the interval
+    /// when that is shorter (a probe must end before the next one).
+    pub fn default_timeout_ms(interval_ms: u32) -> u32 {
+        500.min(interval_ms / 2).max(1)
+    }
+
     /// Checks every field; the first problem is named.
     pub fn validate(&self) -> Result<(), FieldError> {
         let error = |field, message: &str| {
@@ -111,6 +117,12 @@ impl DeviceSpec {
         }
         if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
             return error("timeout_ms", "must be between 1 and 60000");
+        }
+        if self.timeout_ms >= self.interval_ms {
+            return error(
+                "timeout_ms",
+                "must be shorter than interval_ms (a probe must end before the next one)",
+            );
         }
         if !(1..=100).contains(&self.down_after) {
             return error("down_after", "must be between 1 and 100");

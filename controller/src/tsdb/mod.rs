@@ -429,14 +429,22 @@ impl Writer {
             .send()
             .await
             .map_err(|error| {
-                WriteFailure::Unavailable(format!("POST {}: {error}", self.import_url))
+                WriteFailure::Unavailable(format!(
+                    "POST {}: {}",
+                    ward_settings::redact_secrets(&self.import_url),
+                    error.without_url()
+                ))
             })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
         }
         let detail = response.text().await.unwrap_or_default();
-        let reason = format!("POST {}: HTTP {status}: {}", self.import_url, detail.trim());
+        let reason = format!(
+            "POST {}: HTTP {status}: {}",
+            ward_settings::redact_secrets(&self.import_url),
+            detail.trim()
+        );
         if status.is_client_error()
             && status != reqwest::StatusCode::TOO_MANY_REQUESTS
             && status != reqwest::StatusCode::REQUEST_TIMEOUT
