@@ -133,7 +133,7 @@ async fn database_passwords_are_never_logged() {
         .replacen("postgres://ward@", "postgres://ward:s3cret-pw@", 1);
     assert!(url.contains("s3cret-pw"), "{url}");
     let (http, grpc) = (free_port(), free_port());
-    let mut child = Command::new(CONTROLLER)
+    let child = Command::new(CONTROLLER)
         .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
         .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
         .env("WARD_DATABASE", &url)
