@@ -103,6 +103,9 @@ struct Lane {
 impl Lane {
     fn open(dir: PathBuf, kind: Kind, corrupt: &mut Vec<CorruptTail>) -> Result<Self, SpoolError> {
         fs::create_dir_all(&dir).map_err(at(&dir))?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent).map_err(at(parent))?;
+        }
         let mut paths: Vec<(u64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(&dir).map_err(at(&dir))? {
             let path = entry.map_err(at(&dir))?.path();
@@ -134,6 +137,7 @@ impl Lane {
             }
             if records == 0 {
                 fs::remove_file(&path).map_err(at(&path))?;
+                sync_dir(&dir).map_err(at(&dir))?;
                 continue;
             }
             segments.push_back(Segment {
@@ -179,6 +183,9 @@ impl Lane {
                     .append(true)
                     .open(&segment.path)?,
             );
+            if full {
+                sync_dir(&self.dir)?;
+            }
         }
         let record = encode(seq, payload);
         let tail = self
@@ -197,6 +204,7 @@ impl Lane {
 
     /// Removes whole segments whose records are all at or below `seq`.
     fn trim(&mut self, seq: u64) -> io::Result<()> {
+        let mut removed = false;
         while self
             .segments
             .front()
@@ -210,6 +218,10 @@ impl Lane {
                 self.tail = None;
             }
             fs::remove_file(&segment.path)?;
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
         }
         Ok(())
     }
@@ -223,6 +235,7 @@ impl Lane {
             self.tail = None;
         }
         fs::remove_file(&segment.path)?;
+        sync_dir(&self.dir)?;
         Ok(segment.records)
     }
 
@@ -256,6 +269,12 @@ impl Lane {
     fn max_seq(&self) -> u64 {
         self.segments.back().map_or(0, |segment| segment.last_seq)
     }
+}
+
+/// Makes the directory's entries durable: a file created, removed or
+/// renamed in `dir` survives a crash only once its directory is synced.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 fn encode(seq: u64, payload: &[u8]) -> Vec<u8> {
@@ -327,6 +346,9 @@ impl Spool {
         new_boot_id: impl FnOnce() -> String,
     ) -> Result<(Self, Vec<CorruptTail>), SpoolError> {
         fs::create_dir_all(dir).map_err(at(dir))?;
+        if let Some(parent) = dir.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            sync_dir(parent).map_err(at(parent))?;
+        }
         let mut corrupt = Vec::new();
         let transitions = Lane::open(dir.join("transitions"), Kind::Transitions, &mut corrupt)?;
         let statistics = Lane::open(dir.join("statistics"), Kind::Statistics, &mut corrupt)?;
@@ -348,6 +370,7 @@ impl Spool {
                     })
                     .map_err(at(&partial))?;
                 fs::rename(&partial, &boot_path).map_err(at(&boot_path))?;
+                sync_dir(dir).map_err(at(dir))?;
                 boot
             }
         };

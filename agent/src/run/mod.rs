@@ -101,6 +101,16 @@ struct Agent {
     counters: std::sync::Arc<RunCounters>,
 }
 
+/// Runs spool I/O (writes, `fdatasync`, directory syncs) where it cannot
+/// hold up the async workers: on a multi-threaded runtime the worker hands
+/// its other tasks on for the duration (`block_in_place`).
+fn off_the_workers<T>(io: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(io),
+        _ => io(),
+    }
+}
+
 /// Runs until `shutdown` completes.
 pub async fn run(
     settings: RunSettings,
@@ -108,13 +118,15 @@ pub async fn run(
     mut supervisor: impl Supervisor,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let (spool, corrupt) = Spool::open(
-        &settings.spool_dir,
-        SpoolConfig {
-            statistics_max_bytes: settings.spool_statistics_max_bytes,
-        },
-        new_boot_id,
-    )?;
+    let (spool, corrupt) = off_the_workers(|| {
+        Spool::open(
+            &settings.spool_dir,
+            SpoolConfig {
+                statistics_max_bytes: settings.spool_statistics_max_bytes,
+            },
+            new_boot_id,
+        )
+    })?;
     for tail in &corrupt {
         error!(file = %tail.file.display(), offset = tail.offset, bytes = tail.bytes_dropped,
             "corrupt spool tail cut off; the records before it are kept");
@@ -326,14 +338,16 @@ impl Agent {
         message: impl FnOnce(u64) -> pb::AgentMessage,
     ) -> Result<(), RunError> {
         let mut built = None;
-        self.spool
-            .append(kind, |seq| {
+        let spool = &mut self.spool;
+        off_the_workers(|| {
+            spool.append(kind, |seq| {
                 let message = message(seq);
                 let bytes = message.encode_to_vec();
                 built = Some(message);
                 bytes
             })
-            .map_err(RunError::SpoolWrite)?;
+        })
+        .map_err(RunError::SpoolWrite)?;
         if let Some(message) = built {
             self.send(message).await;
         }
@@ -417,7 +431,8 @@ impl Agent {
 
     /// After a connect: everything unacknowledged, then the resync batch.
     async fn replay(&mut self) -> Result<(), RunError> {
-        let records = self.spool.unacked().map_err(RunError::SpoolWrite)?;
+        let spool = &self.spool;
+        let records = off_the_workers(|| spool.unacked()).map_err(RunError::SpoolWrite)?;
         if !records.is_empty() {
             info!(records = records.len(), "replaying the spool");
         }
@@ -497,9 +512,8 @@ impl Agent {
             }
             Some(controller_message::Kind::Ack(ack)) => {
                 self.last_acked_seq = self.last_acked_seq.max(ack.acked_seq);
-                self.spool
-                    .ack(ack.acked_seq)
-                    .map_err(RunError::SpoolWrite)?;
+                let spool = &mut self.spool;
+                off_the_workers(|| spool.ack(ack.acked_seq)).map_err(RunError::SpoolWrite)?;
                 if !ack.rejected.is_empty() {
                     self.counters
                         .entries_rejected

@@ -283,7 +283,12 @@ fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
 }
 
 /// `setsockopt` with a typed value.
-fn set_option<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> io::Result<()> {
+pub(super) fn set_option<T>(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
     let length = libc::socklen_t::try_from(std::mem::size_of::<T>())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // `value` points to a live `T` of `length` bytes for the whole call.

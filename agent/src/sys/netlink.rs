@@ -12,6 +12,9 @@ use crate::netlink::{self, Answer, Message};
 const RECEIVE_BUFFER: usize = 1 << 16;
 /// Route queries written per `send` (the kernel answers each in turn).
 const QUERIES_PER_SEND: usize = 128;
+/// The longest a request socket waits for the kernel's next answer: the
+/// engine thread that asks must never stall on a missing one.
+pub const ANSWER_TIMEOUT_MS: i64 = 250;
 
 /// A `NETLINK_ROUTE` socket.
 #[derive(Debug)]
@@ -43,6 +46,18 @@ impl NetlinkSocket {
             std::ptr::from_ref(&address).cast(),
             size_of::<libc::sockaddr_nl>() as libc::socklen_t
         ))?;
+        if groups == 0 {
+            let timeout = libc::timeval {
+                tv_sec: 0,
+                tv_usec: (ANSWER_TIMEOUT_MS * 1_000) as libc::suseconds_t,
+            };
+            super::set_option(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &timeout,
+            )?;
+        }
         Ok(Self {
             fd,
             next_seq: 1,
@@ -143,8 +158,21 @@ impl NetlinkSocket {
         Ok(())
     }
 
+    /// The next answers to a request; an answer that does not come within
+    /// [`ANSWER_TIMEOUT_MS`] is an error (the caller stops trusting netlink).
     fn receive(&mut self) -> io::Result<Vec<Answer>> {
-        let len = self.receive_raw()?;
+        let len = self.receive_raw().map_err(|error| {
+            if error.kind() == io::ErrorKind::WouldBlock {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the kernel did not answer a netlink request within {ANSWER_TIMEOUT_MS} ms"
+                    ),
+                )
+            } else {
+                error
+            }
+        })?;
         netlink::parse(&self.buffer[..len]).map_err(io::Error::other)
     }
 
