@@ -3,15 +3,17 @@
 # cache) and a local agent watching 2,000 loopback addresses (127.10.0.0/21,
 # which the kernel answers), with the dashboard on http://127.0.0.1:8080/.
 # Run as root (raw ICMP sockets). Ctrl-C stops both and removes the
-# demo's temporary directory. Nothing is probed but loopback.
+# demo's temporary directory; if a process dies, its log is shown and the
+# directory is kept. Honours CARGO_TARGET_DIR. Nothing is probed but
+# loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "demo: raw ICMP sockets need root; run: sudo $0" >&2
+  echo "demo: raw ICMP sockets need root; run it as root (e.g. sudo $0)" >&2
   exit 2
 fi
-command -v cargo >/dev/null || { echo "demo: cargo not found: install a Rust toolchain (1.88 or newer)" >&2; exit 2; }
+command -v cargo >/dev/null || { echo "demo: cargo not found: install a Rust toolchain (1.89 or newer)" >&2; exit 2; }
 command -v curl >/dev/null || { echo "demo: curl not found: apt-get install curl" >&2; exit 2; }
 
 HTTP=${WARD_DEMO_HTTP:-127.0.0.1:8080}
@@ -20,7 +22,9 @@ DEVICES=2000
 
 echo "demo: building (release)…"
 cargo build --release --locked -q -p ward-agent -p ward-controller
+bin="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d -t ward-demo-XXXXXX)
+keep=0
 pids=()
 stop() {
   trap - EXIT
@@ -28,19 +32,34 @@ stop() {
   echo "demo: stopping"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
+  if [ "$keep" -eq 1 ]; then
+    echo "demo: logs kept in $work" >&2
+  else
+    rm -rf "$work"
+  fi
+}
+# A process died: show each log (named) and keep them.
+crashed() {
+  keep=1
+  echo >&2
+  echo "demo: $1; the logs:" >&2
+  for log in "$work"/*.log; do
+    echo "---- $log (last 20 lines)" >&2
+    tail -n 20 "$log" >&2
+  done
+  exit 1
 }
 trap 'exit 130' INT TERM
 trap stop EXIT
 
-target/release/ward-controller run --database "sqlite:$work/ward.db" \
+"$bin/ward-controller" run --database "sqlite:$work/ward.db" \
   --listen-http "$HTTP" --listen-grpc "$GRPC" --tsdb-spool-dir "$work/tsdb-spool" \
   >"$work/controller.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://$HTTP/healthz" >/dev/null && break; sleep 0.1; done
-curl -sf "http://$HTTP/healthz" >/dev/null || { echo "demo: the controller did not start:" >&2; cat "$work/controller.log" >&2; exit 1; }
+curl -sf "http://$HTTP/healthz" >/dev/null || crashed "the controller did not start"
 
-target/release/ward-controller agents add demo-agent --site loopback --database "sqlite:$work/ward.db" >/dev/null
+"$bin/ward-controller" agents add demo-agent --site loopback --database "sqlite:$work/ward.db" >/dev/null
 {
   echo "name,address,site"
   for i in $(seq 1 "$DEVICES"); do
@@ -50,9 +69,10 @@ target/release/ward-controller agents add demo-agent --site loopback --database 
 curl -sf -X POST "http://$HTTP/api/v1/devices/import" -H 'content-type: text/csv' \
   --data-binary "@$work/devices.csv" >/dev/null
 
-target/release/ward-agent run --controller "http://$GRPC" --agent-id demo-agent --site loopback \
+"$bin/ward-agent" run --controller "http://$GRPC" --agent-id demo-agent --site loopback \
   --spool-dir "$work/agent-spool" --report-period 5s >"$work/agent.log" 2>&1 &
-pids+=($!)
+agent_pid=$!
+pids+=("$agent_pid")
 
 echo "demo: dashboard on http://$HTTP/   (REST: http://$HTTP/api/v1/summary, logs in $work)"
 echo "demo: Ctrl-C stops"
@@ -60,7 +80,9 @@ while true; do
   summary=$(curl -sf "http://$HTTP/api/v1/summary" || echo '{"error":"controller not answering"}')
   printf '\r%s  %s   ' "$(date +%T)" "$summary"
   for pid in "${pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null || { echo; echo "demo: a process exited; logs:" >&2; tail -5 "$work"/*.log >&2; exit 1; }
+    if ! kill -0 "$pid" 2>/dev/null; then
+      if [ "$pid" = "$agent_pid" ]; then crashed "the agent exited"; else crashed "the controller exited"; fi
+    fi
   done
   sleep 2
 done

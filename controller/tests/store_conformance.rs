@@ -72,6 +72,8 @@ conformance!(
     a_parent_cycle_is_refused_naming_parent_id,
     deleting_a_down_device_resolves_its_alert_with_a_notification_that_outlives_it,
     a_device_created_under_a_down_parent_is_unreachable,
+    pings_reads_by_id_and_failed_deliveries_are_kept_for_retry,
+    agents_are_registered_once_per_site_and_listed,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -898,4 +900,95 @@ async fn a_device_created_under_a_down_parent_is_unreachable(store: &Store) {
         .await
         .expect("import");
     assert_eq!(imported[0].status, Status::Unreachable);
+}
+
+async fn pings_reads_by_id_and_failed_deliveries_are_kept_for_retry(store: &Store) {
+    store.ping().await.expect("ping");
+    let a = store
+        .create_device(&spec("a", "198.18.1.1"), 1_000)
+        .await
+        .expect("a");
+    let b = store
+        .create_device(&spec("b", "198.18.1.2"), 1_000)
+        .await
+        .expect("b");
+    let found = store
+        .get_devices(&[b.id, 999_999, a.id])
+        .await
+        .expect("by ids");
+    assert_eq!(
+        found.iter().map(|d| d.id).collect::<Vec<_>>(),
+        [a.id, b.id],
+        "by id, missing ones skipped"
+    );
+    store
+        .apply(&report(1, &[(a.id, Status::Down, 5_000)]), 5_000)
+        .await
+        .expect("down");
+    let due = store
+        .due_notifications("webhook", 5_000, 10)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 1);
+    store
+        .notification_failed(due[0].id, 9_000, "HTTP 503")
+        .await
+        .expect("failed");
+    let pending = store.pending_notifications().await.expect("pending");
+    assert_eq!(
+        (pending.len(), pending[0].attempts),
+        (1, 1),
+        "kept, counted"
+    );
+    assert!(
+        store
+            .due_notifications("webhook", 8_999, 10)
+            .await
+            .expect("due")
+            .is_empty(),
+        "not due before its retry time"
+    );
+    let again = store
+        .due_notifications("webhook", 9_000, 10)
+        .await
+        .expect("due");
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    assert_eq!(store.outbox_depth().await.expect("depth"), 1);
+}
+
+async fn agents_are_registered_once_per_site_and_listed(store: &Store) {
+    let first = store
+        .register_agent("agent-b", "branch-2", 1_000)
+        .await
+        .expect("register");
+    let again = store
+        .register_agent("agent-b", "branch-2", 2_000)
+        .await
+        .expect("again");
+    assert_eq!(first, again, "registering again changes nothing");
+    let moved = store.register_agent("agent-b", "branch-3", 3_000).await;
+    assert!(matches!(moved, Err(StoreError::Conflict(_))), "{moved:?}");
+    let bad = store.register_agent("no spaces", "branch-2", 3_000).await;
+    assert!(
+        matches!(bad, Err(StoreError::Invalid(ref e)) if e.field == "id"),
+        "{bad:?}"
+    );
+    store
+        .register_agent("agent-a", "branch-1", 4_000)
+        .await
+        .expect("register");
+    let listed: Vec<(String, String)> = store
+        .list_agents()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|agent| (agent.id, agent.site))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("agent-a".to_owned(), "branch-1".to_owned()),
+            ("agent-b".to_owned(), "branch-2".to_owned())
+        ]
+    );
 }

@@ -156,7 +156,7 @@ fn a_dead_agent_raises_agent_down_and_its_return_resolves_it() {
         "counted in /metrics"
     );
 
-    let _agent = deployment
+    let mut agent = deployment
         .start_agent("site-agent", SITE, "site-agent")
         .expect("agent again");
     wait_until(
@@ -175,4 +175,26 @@ fn a_dead_agent_raises_agent_down_and_its_return_resolves_it() {
         .collect();
     assert_eq!(kinds, ["firing", "resolved"], "in order, once each");
     assert_eq!(rest.get("/readyz").1["status"], "ok");
+
+    // A clean stop is an ordinary event for the controller, not a warning
+    // (the crash above was one).
+    let logged_before = deployment.controller_log().lines().count();
+    let stopped = agent.stop_with(nix::sys::signal::Signal::SIGTERM);
+    assert!(
+        stopped.is_some_and(|status| status.success()),
+        "{stopped:?}"
+    );
+    wait_until(
+        "the controller sees the agent go",
+        Duration::from_secs(10),
+        || rest.get("/api/v1/agents").1[0]["state"] == "offline",
+    );
+    let log = deployment.controller_log();
+    let stop_lines: Vec<&str> = log
+        .lines()
+        .skip(logged_before)
+        .filter(|line| line.contains("site-agent") && line.contains("WARN"))
+        .filter(|line| line.contains("stream") || line.contains("h2"))
+        .collect();
+    assert!(stop_lines.is_empty(), "{stop_lines:#?}");
 }

@@ -35,16 +35,54 @@ pub enum LinkError {
     #[error("{0}")]
     Setup(String),
     /// No connection.
-    #[error("cannot connect to the controller at {url}: {source}")]
+    #[error("cannot connect to the controller at {url}: {cause}")]
     Connect {
         /// The controller.
         url: String,
-        /// Why.
-        source: tonic::transport::Error,
+        /// Why, with every cause (a TLS name mismatch names the name asked
+        /// for and the names in the certificate).
+        cause: String,
     },
     /// The controller refused the call.
     #[error("the controller refused the link: {0}")]
     Call(#[from] tonic::Status),
+}
+
+/// `error` and every error beneath it, outermost first ("transport error:
+/// invalid peer certificate: certificate not valid for name …").
+pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_cause_is_named_once() {
+        let inner = std::io::Error::other("certificate not valid for name \"controller\"");
+        let outer = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
+        assert_eq!(
+            super::causes(&outer),
+            "certificate not valid for name \"controller\""
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        let wrapped = Transport(std::io::Error::other("invalid peer certificate"));
+        assert_eq!(
+            super::causes(&wrapped),
+            "transport error: invalid peer certificate"
+        );
+    }
 }
 
 /// Connects and says `hello`.
@@ -68,9 +106,9 @@ pub async fn open(settings: &RunSettings, hello: pb::Hello) -> Result<Link, Link
     let channel = endpoint
         .connect()
         .await
-        .map_err(|source| LinkError::Connect {
+        .map_err(|error| LinkError::Connect {
             url: settings.controller.clone(),
-            source,
+            cause: causes(&error),
         })?;
     let mut client = pb::agent_link_client::AgentLinkClient::new(channel);
     let (outbound, receiver) = mpsc::channel(OUTBOUND_BUFFER);

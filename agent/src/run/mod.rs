@@ -48,6 +48,8 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const SLOW_REPORT: Duration = Duration::from_millis(50);
 /// Transitions put into one batch, at most.
 const MAX_BATCH: usize = 10_000;
+/// How long a stopping agent waits for the controller to end the link.
+const LINK_CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +249,15 @@ pub async fn run(
     };
     supervisor.stopping();
     info!(waiting = agent.spool.records(), "stopping");
+    // End the stream cleanly (the controller sees its end, not a reset)
+    // and give the controller a moment to end its side.
+    agent.outbound = None;
+    if let Some(mut inbound) = inbound {
+        let _ = tokio::time::timeout(LINK_CLOSE_WAIT, async {
+            while let Some(Some(Ok(_))) = inbound.recv().await {}
+        })
+        .await;
+    }
     let prober = agent.prober;
     // Joining the prober threads blocks briefly.
     let _ = tokio::task::spawn_blocking(move || prober.stop()).await;
@@ -475,7 +486,8 @@ impl Agent {
         match message.kind {
             Some(controller_message::Kind::Snapshot(snapshot)) => {
                 *backoff = FIRST_BACKOFF;
-                let wanted: Vec<u64> = snapshot.targets.iter().map(|t| t.device_id).collect();
+                let wanted: std::collections::HashSet<u64> =
+                    snapshot.targets.iter().map(|t| t.device_id).collect();
                 let gone: Vec<u64> = self
                     .assigned
                     .keys()

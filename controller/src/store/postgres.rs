@@ -116,7 +116,7 @@ impl PostgresStore {
                 &[],
             )
             .await?
-            .get(0);
+            .try_get(0)?;
         let mut applied = 0;
         for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
             tx.batch_execute(sql).await?;
@@ -409,11 +409,7 @@ impl PostgresStore {
                 &[&id],
             )
             .await?;
-        let agent = AgentRecord {
-            id: row.get(0),
-            site: row.get(1),
-            created_at_ms: row.get(2),
-        };
+        let agent = read_agent(&row)?;
         if agent.site != site {
             return Err(super::agent_conflict(&agent));
         }
@@ -429,14 +425,7 @@ impl PostgresStore {
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| AgentRecord {
-                id: row.get(0),
-                site: row.get(1),
-                created_at_ms: row.get(2),
-            })
-            .collect())
+        rows.iter().map(read_agent).collect()
     }
 
     pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
@@ -444,7 +433,7 @@ impl PostgresStore {
         let row = client
             .query_one("SELECT count(*) FROM notification_outbox", &[])
             .await?;
-        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
     }
 
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
@@ -455,16 +444,17 @@ impl PostgresStore {
                 &[],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| Notification {
-                id: row.get(0),
-                alert_id: row.get(1),
-                kind: row.get(2),
-                attempts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
-                channel: row.get(4),
+        rows.iter()
+            .map(|row| {
+                Ok(Notification {
+                    id: row.try_get(0)?,
+                    alert_id: row.try_get(1)?,
+                    kind: row.try_get(2)?,
+                    attempts: u32::try_from(row.try_get::<_, i32>(3)?).unwrap_or(0),
+                    channel: row.try_get(4)?,
+                })
             })
-            .collect())
+            .collect()
     }
 }
 
@@ -779,7 +769,7 @@ async fn insert_device(
         )
         .await
         .map_err(|error| constraint_error(error, spec))?
-        .get(0);
+        .try_get(0)?;
     select_device(tx, id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))
@@ -864,32 +854,44 @@ fn read_alert(row: &Row, at: usize) -> Result<Alert, StoreError> {
     })
 }
 
+fn read_agent(row: &Row) -> Result<AgentRecord, StoreError> {
+    Ok(AgentRecord {
+        id: row.try_get(0)?,
+        site: row.try_get(1)?,
+        created_at_ms: row.try_get(2)?,
+    })
+}
+
 fn read_device(row: &Row) -> Result<Device, StoreError> {
-    let address: String = row.get(2);
-    let tags: String = row.get(9);
-    let status: String = row.get(11);
-    let unsigned = |column: usize| u32::try_from(row.get::<_, i32>(column)).unwrap_or(0);
-    let small = |column: usize| u8::try_from(row.get::<_, i32>(column)).unwrap_or(u8::MAX);
+    let address: String = row.try_get(2)?;
+    let tags: String = row.try_get(9)?;
+    let status: String = row.try_get(11)?;
+    let unsigned = |column: usize| -> Result<u32, StoreError> {
+        Ok(u32::try_from(row.try_get::<_, i32>(column)?).unwrap_or(0))
+    };
+    let small = |column: usize| -> Result<u8, StoreError> {
+        Ok(u8::try_from(row.try_get::<_, i32>(column)?).unwrap_or(u8::MAX))
+    };
     Ok(Device {
-        id: row.get(0),
+        id: row.try_get(0)?,
         spec: DeviceSpec {
-            name: row.get(1),
+            name: row.try_get(1)?,
             address: parse_stored("address", &address)?,
-            site: row.get(3),
-            parent_id: row.get(4),
-            interval_ms: unsigned(5),
-            timeout_ms: unsigned(6),
-            down_after: small(7),
-            up_after: small(8),
+            site: row.try_get(3)?,
+            parent_id: row.try_get(4)?,
+            interval_ms: unsigned(5)?,
+            timeout_ms: unsigned(6)?,
+            down_after: small(7)?,
+            up_after: small(8)?,
             tags: serde_json::from_str(&tags)
                 .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
-            enabled: row.get(10),
+            enabled: row.try_get(10)?,
         },
         status: parse_stored("status", &status)?,
-        down_since_ms: row.get(12),
-        status_changed_at_ms: row.get(13),
+        down_since_ms: row.try_get(12)?,
+        status_changed_at_ms: row.try_get(13)?,
         last_rtt_us: row
-            .get::<_, Option<i32>>(14)
+            .try_get::<_, Option<i32>>(14)?
             .and_then(|rtt| u32::try_from(rtt).ok()),
     })
 }
