@@ -64,27 +64,6 @@ pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn every_cause_is_named_once() {
-        let inner = std::io::Error::other("certificate not valid for name \"controller\"");
-        let outer = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
-        assert_eq!(
-            super::causes(&outer),
-            "certificate not valid for name \"controller\""
-        );
-        #[derive(Debug, thiserror::Error)]
-        #[error("transport error")]
-        struct Transport(#[source] std::io::Error);
-        let wrapped = Transport(std::io::Error::other("invalid peer certificate"));
-        assert_eq!(
-            super::causes(&wrapped),
-            "transport error: invalid peer certificate"
-        );
-    }
-}
-
 /// Connects and says `hello`.
 pub async fn open(settings: &RunSettings, hello: pb::Hello) -> Result<Link, LinkError> {
     let mut endpoint = tonic::transport::Endpoint::from_shared(settings.controller.clone())
@@ -131,4 +110,25 @@ pub async fn open(settings: &RunSettings, hello: pb::Hello) -> Result<Link, Link
         }
     });
     Ok(Link { outbound, inbound })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_cause_is_named_once() {
+        let inner = std::io::Error::other("certificate not valid for name \"controller\"");
+        let outer = std::io::Error::new(std::io::ErrorKind::InvalidData, inner);
+        assert_eq!(
+            super::causes(&outer),
+            "certificate not valid for name \"controller\""
+        );
+        #[derive(Debug, thiserror::Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        let wrapped = Transport(std::io::Error::other("invalid peer certificate"));
+        assert_eq!(
+            super::causes(&wrapped),
+            "transport error: invalid peer certificate"
+        );
+    }
 }
