@@ -647,18 +647,10 @@ impl Controller {
         spec: &DeviceSpec,
         now_ms: i64,
     ) -> Result<Device, StoreError> {
-        let controller = Arc::clone(self);
         let spec = spec.clone();
-        to_the_end(async move {
-            let write = controller.cache.begin_write();
-            let device = controller
-                .store
-                .create_device(&spec, now_ms)
-                .await
-                .map_err(|e| controller.store_failed(e))?;
-            drop(write);
-            controller.inventory_changed();
-            Ok(device)
+        self.write_inventory(move |controller| async move {
+            let device = controller.store.create_device(&spec, now_ms).await?;
+            Ok((device, StatusChanges::default()))
         })
         .await
     }
@@ -671,22 +663,14 @@ impl Controller {
         spec: &DeviceSpec,
         now_ms: i64,
     ) -> Result<Option<Device>, StoreError> {
-        let controller = Arc::clone(self);
         let spec = spec.clone();
-        to_the_end(async move {
-            let write = controller.cache.begin_write();
-            let updated = controller
-                .store
-                .update_device(id, &spec, now_ms)
-                .await
-                .map_err(|e| controller.store_failed(e))?;
-            drop(write);
-            let Some((device, changes)) = updated else {
-                return Ok(None);
-            };
-            controller.inventory_changed();
-            controller.publish(&changes).await;
-            Ok(Some(device))
+        self.write_inventory(move |controller| async move {
+            Ok(
+                match controller.store.update_device(id, &spec, now_ms).await? {
+                    Some((device, changes)) => (Some(device), changes),
+                    None => (None, StatusChanges::default()),
+                },
+            )
         })
         .await
     }
@@ -694,22 +678,11 @@ impl Controller {
     /// Deletes a device through the rules (see [`Store::delete_device`]);
     /// false if it did not exist.
     pub async fn delete_device(self: &Arc<Self>, id: i64, now_ms: i64) -> Result<bool, StoreError> {
-        let controller = Arc::clone(self);
-        to_the_end(async move {
-            let write = controller.cache.begin_write();
-            let deleted = controller
-                .store
-                .delete_device(id, now_ms)
-                .await
-                .map_err(|e| controller.store_failed(e))?;
-            drop(write);
-            let Some(changes) = deleted else {
-                return Ok(false);
-            };
-            controller.inventory_changed();
-            controller.outbox_wakeup.send_replace(());
-            controller.publish(&changes).await;
-            Ok(true)
+        self.write_inventory(move |controller| async move {
+            Ok(match controller.store.delete_device(id, now_ms).await? {
+                Some(changes) => (true, changes),
+                None => (false, StatusChanges::default()),
+            })
         })
         .await
     }
@@ -720,18 +693,38 @@ impl Controller {
         specs: &[DeviceSpec],
         now_ms: i64,
     ) -> Result<Vec<Device>, StoreError> {
-        let controller = Arc::clone(self);
         let specs = specs.to_vec();
+        self.write_inventory(move |controller| async move {
+            let devices = controller.store.import_devices(&specs, now_ms).await?;
+            Ok((devices, StatusChanges::default()))
+        })
+        .await
+    }
+
+    /// Runs one inventory write to its end (see [`to_the_end`]): reads
+    /// bypass the cache while it runs, and after its commit the cache moves
+    /// on, agents are told of the new inventory, the outbox wakes (a
+    /// resolved alert may wait) and live subscribers get the status changes.
+    async fn write_inventory<T, F>(
+        self: &Arc<Self>,
+        write: impl FnOnce(Arc<Self>) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<(T, StatusChanges), StoreError>> + Send + 'static,
+    {
+        let controller = Arc::clone(self);
         to_the_end(async move {
-            let write = controller.cache.begin_write();
-            let devices = controller
-                .store
-                .import_devices(&specs, now_ms)
+            let in_flight = controller.cache.begin_write();
+            let written = write(Arc::clone(&controller))
                 .await
-                .map_err(|e| controller.store_failed(e))?;
-            drop(write);
+                .map_err(|e| controller.store_failed(e));
+            drop(in_flight);
+            let (value, changes) = written?;
             controller.inventory_changed();
-            Ok(devices)
+            controller.outbox_wakeup.send_replace(());
+            controller.publish(&changes).await;
+            Ok(value)
         })
         .await
     }
