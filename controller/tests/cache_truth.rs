@@ -237,3 +237,42 @@ async fn live_events_carry_a_committed_change_at_once() {
         ward_controller::time::rfc3339(t0() + 5_000)
     );
 }
+
+#[tokio::test]
+async fn a_write_whose_caller_goes_away_still_completes_and_is_published() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let id = create_device(&api).await;
+    // Read through the cache first, so a stale entry could be served.
+    let (_, before) = api.get("/api/v1/devices").await;
+    assert_eq!(before[0]["name"], "atm-1");
+    let mut inventory = controller.inventory_changes();
+    inventory.mark_unchanged();
+    let (_, device) = api.get(&format!("/api/v1/devices/{id}")).await;
+    let mut spec: ward_controller::store::DeviceSpec = serde_json::from_value(serde_json::json!({
+        "name": "renamed", "address": device["address"], "site": device["site"],
+        "parent_id": null, "interval_ms": 1000, "timeout_ms": 500,
+        "down_after": 3, "up_after": 2, "tags": [], "enabled": true
+    }))
+    .expect("spec");
+    spec.enabled = false;
+    // The caller polls the write once and goes away (a REST client that
+    // disconnects drops the handler's future the same way).
+    {
+        let update = controller.update_device(id, &spec, t0());
+        tokio::pin!(update);
+        let polled = futures_util::poll!(update.as_mut());
+        assert!(polled.is_pending(), "the write is still running");
+    }
+    tokio::time::timeout(std::time::Duration::from_secs(5), inventory.changed())
+        .await
+        .expect("agents are told of the change although the caller left")
+        .expect("controller alive");
+    let (_, after) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(after["name"], "renamed", "{after}");
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(
+        listed[0]["name"], "renamed",
+        "the cached list moved on: {listed}"
+    );
+}
