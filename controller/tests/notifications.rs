@@ -324,3 +324,91 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_and_resolved() {
+    use ward_controller::grpc::Blindness;
+    use ward_controller::notify::{Alertmanager, resend_open_alerts};
+
+    let (receiver, hook) = start_receiver().await;
+    let mut alertmanager =
+        ward_testkit::services::Alertmanager::start(&hook).expect("start Alertmanager");
+    let (_dir, controller, id) = controller_with_device().await;
+    controller
+        .store
+        .set_notification_channels(&["alertmanager"])
+        .await
+        .expect("channels");
+    let am = Alertmanager::new(&alertmanager.url(), Duration::from_secs(60));
+    let agent = controller
+        .register_agent("branch-7-agent", "branch-7", 1_000)
+        .await
+        .expect("agent");
+    let now = ward_controller::time::now_ms();
+    controller
+        .apply_report(&report(id, 1, Status::Up, now), now)
+        .await
+        .expect("up");
+    // Connected but blind to its only device: AgentDown opens.
+    let blind = Blindness {
+        devices: vec![(id, Status::Up)],
+        families: vec!["ipv4"],
+    };
+    controller.link_opened(&agent, "test", "boot-1", now);
+    controller
+        .agent_sight(&agent, &["ipv6"], &blind, ("sight", 1), now)
+        .await
+        .expect("blind");
+    let channel = Channel::Alertmanager(am);
+    let round = deliver_due(&controller, &channel, now)
+        .await
+        .expect("round");
+    assert_eq!((round.delivered, round.failed), (1, 0));
+    let active = active_alerts(&alertmanager).await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    let labels = &active[0]["labels"];
+    assert_eq!(labels["alertname"], "AgentDown");
+    assert_eq!(labels["agent"], "branch-7-agent");
+    assert_eq!(labels["site"], "branch-7");
+    assert!(labels.get("device").is_none(), "{labels}");
+    notification_with_status(&receiver, "firing").await;
+
+    // Alertmanager restarted: the re-send brings the agent alert back too.
+    alertmanager.stop();
+    alertmanager.resume().expect("restart Alertmanager");
+    let Channel::Alertmanager(am) = &channel else {
+        unreachable!("an Alertmanager channel")
+    };
+    assert_eq!(
+        resend_open_alerts(&controller, am, ward_controller::time::now_ms())
+            .await
+            .expect("re-send"),
+        1
+    );
+    assert_eq!(active_alerts(&alertmanager).await.len(), 1);
+
+    // It sees everything again: resolved, with the reason as annotation.
+    controller
+        .agent_sight(
+            &agent,
+            &["ipv4", "ipv6"],
+            &Blindness::default(),
+            ("sight", 2),
+            now + 1,
+        )
+        .await
+        .expect("back");
+    let round = deliver_due(&controller, &channel, now + 1)
+        .await
+        .expect("round");
+    assert_eq!((round.delivered, round.failed), (1, 0));
+    let resolved = notification_with_status(&receiver, "resolved").await;
+    let alert = &resolved["alerts"][0];
+    assert_eq!(alert["labels"]["alertname"], "AgentDown");
+    assert!(
+        alert["annotations"]["resolution"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("probes every device")),
+        "{alert}"
+    );
+}
