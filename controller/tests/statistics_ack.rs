@@ -67,9 +67,10 @@ async fn start_import(open: bool) -> (Arc<Import>, String) {
     (import, url)
 }
 
-async fn controller(vm_url: &str, spool: &std::path::Path) -> Arc<Controller> {
+/// A controller on a fresh SQLite file (kept while the returned guard
+/// lives) writing to `vm_url`.
+async fn controller(vm_url: &str, spool: &std::path::Path) -> (tempfile::TempDir, Arc<Controller>) {
     let (dir, store_url) = common::sqlite_url();
-    std::mem::forget(dir); // lives as long as the test process
     let store = Store::open(&store_url).await.expect("open store");
     store.migrate().await.expect("migrate");
     let (tsdb, _writer) = Tsdb::start(
@@ -81,7 +82,10 @@ async fn controller(vm_url: &str, spool: &std::path::Path) -> Arc<Controller> {
         std::future::pending(),
     )
     .expect("writer");
-    Arc::new(Controller::new(store, Cache::in_process()).with_tsdb(tsdb))
+    (
+        dir,
+        Arc::new(Controller::new(store, Cache::in_process()).with_tsdb(tsdb)),
+    )
 }
 
 fn report(devices: i64, period_end_ms: i64) -> StatisticsReport {
@@ -118,7 +122,7 @@ async fn one_large_report_is_posted_in_batches_of_at_most_10000_rows() {
         .prefix("ward-test-spool-")
         .tempdir()
         .expect("spool");
-    let controller = controller(&url, spool.path()).await;
+    let (_store, controller) = controller(&url, spool.path()).await;
     // 5,000 devices, 7 rows each.
     let queued = controller
         .record_statistics_with(&report(5_000, ward_controller::time::now_ms()), labels)
@@ -151,7 +155,7 @@ async fn statistics_are_taken_only_when_the_writer_holds_them_never_dropped() {
         .prefix("ward-test-spool-")
         .tempdir()
         .expect("spool");
-    let controller = controller(&url, spool.path()).await;
+    let (_store, controller) = controller(&url, spool.path()).await;
     let now = ward_controller::time::now_ms();
     let mut taken = 0;
     let mut waiting = None;
