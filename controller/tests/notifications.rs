@@ -376,6 +376,7 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
     // Alertmanager restarted: the re-send brings the agent alert back too.
     alertmanager.stop();
     alertmanager.resume().expect("restart Alertmanager");
+    assert!(active_alerts(&alertmanager).await.is_empty());
     let Channel::Alertmanager(am) = &channel else {
         unreachable!("an Alertmanager channel")
     };

@@ -10,6 +10,7 @@
 mod model;
 pub mod plan;
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use model::{

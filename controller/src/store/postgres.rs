@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
 
 use super::model::{
-    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification, Status,
+    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
 use super::plan::{CurrentDevice, DeviceRow, InventoryChange, Plan, Write, plan, plan_inventory};
-use super::{StoreError, duplicate_name, missing_parent, parse_stored};
+use super::{StoreError, duplicate_name, missing_parent, rows};
 
 /// Who inventory changes are logged as in the status event log.
 const INVENTORY_ACTOR: &str = super::INVENTORY_ACTOR;
@@ -252,7 +252,7 @@ impl PostgresStore {
                 &[&id],
             )
             .await?;
-        row.as_ref().map(read_device).transpose()
+        row.as_ref().map(rows::device).transpose()
     }
 
     pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
@@ -263,7 +263,7 @@ impl PostgresStore {
                 &[&ids],
             )
             .await?;
-        rows.iter().map(read_device).collect()
+        rows.iter().map(rows::device).collect()
     }
 
     pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
@@ -274,7 +274,7 @@ impl PostgresStore {
                 &[],
             )
             .await?;
-        rows.iter().map(read_device).collect()
+        rows.iter().map(rows::device).collect()
     }
 
     pub(super) async fn apply(
@@ -310,7 +310,7 @@ impl PostgresStore {
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
         let client = self.client().await?;
         let rows = client.query(&super::alerts_query(open_only), &[]).await?;
-        rows.iter().map(|row| read_alert(row, 0)).collect()
+        rows.iter().map(|row| rows::alert(row, 0)).collect()
     }
 
     pub(super) async fn due_notifications(
@@ -324,16 +324,7 @@ impl PostgresStore {
         let rows = client
             .query(&query, &[&now_ms, &i64::from(limit), &channel])
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DueNotification {
-                    id: row.try_get(0)?,
-                    kind: row.try_get(1)?,
-                    attempts: u32::try_from(row.try_get::<_, i32>(2)?).unwrap_or(0),
-                    alert: read_alert(row, 3)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::due_notification).collect()
     }
 
     pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
@@ -409,7 +400,7 @@ impl PostgresStore {
                 &[&id],
             )
             .await?;
-        let agent = read_agent(&row)?;
+        let agent = rows::agent(&row)?;
         if agent.site != site {
             return Err(super::agent_conflict(&agent));
         }
@@ -425,7 +416,7 @@ impl PostgresStore {
                 &[],
             )
             .await?;
-        rows.iter().map(read_agent).collect()
+        rows.iter().map(rows::agent).collect()
     }
 
     pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
@@ -444,17 +435,7 @@ impl PostgresStore {
                 &[],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Notification {
-                    id: row.try_get(0)?,
-                    alert_id: row.try_get(1)?,
-                    kind: row.try_get(2)?,
-                    attempts: u32::try_from(row.try_get::<_, i32>(3)?).unwrap_or(0),
-                    channel: row.try_get(4)?,
-                })
-            })
-            .collect()
+        rows.iter().map(rows::notification).collect()
     }
 }
 
@@ -465,24 +446,7 @@ async fn load_current(
     ids: &[i64],
 ) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
     let rows = tx.query(CURRENT_DEVICES, &[&ids]).await?;
-    let mut current = HashMap::new();
-    for row in &rows {
-        let status: String = row.try_get(1)?;
-        let reported: String = row.try_get(4)?;
-        current.insert(
-            row.try_get::<_, i64>(0)?,
-            CurrentDevice {
-                status: parse_stored::<Status>("status", &status)?,
-                status_changed_at_ms: row.try_get(2)?,
-                down_since_ms: row.try_get(3)?,
-                reported: parse_stored::<Status>("reported_status", &reported)?,
-                reported_at_ms: row.try_get(5)?,
-                parent_id: row.try_get(6)?,
-                enabled: row.try_get(7)?,
-                alert_open: row.try_get(8)?,
-            },
-        );
-    }
+    let current = rows.iter().map(rows::current).collect::<Result<_, _>>()?;
     Ok(current)
 }
 
@@ -713,7 +677,7 @@ async fn settle_created(
             &[&ids],
         )
         .await?;
-    rows.iter().map(read_device).collect()
+    rows.iter().map(rows::device).collect()
 }
 
 /// An agent alert write; every other write is executed set-based.
@@ -834,64 +798,5 @@ async fn select_device(tx: &Transaction<'_>, id: i64) -> Result<Option<Device>, 
             &[&id],
         )
         .await?;
-    row.as_ref().map(read_device).transpose()
-}
-
-/// An [`Alert`] from `super::ALERT_COLUMNS`, starting at column `at`.
-fn read_alert(row: &Row, at: usize) -> Result<Alert, StoreError> {
-    let alertname: String = row.try_get(at + 1)?;
-    Ok(Alert {
-        id: row.try_get(at)?,
-        alertname: parse_stored("alertname", &alertname)?,
-        device_id: row.try_get(at + 2)?,
-        agent_id: row.try_get(at + 3)?,
-        name: row.try_get(at + 4)?,
-        address: row.try_get(at + 5)?,
-        site: row.try_get(at + 6)?,
-        opened_at_ms: row.try_get(at + 7)?,
-        resolved_at_ms: row.try_get(at + 8)?,
-        resolved_reason: row.try_get(at + 9)?,
-    })
-}
-
-fn read_agent(row: &Row) -> Result<AgentRecord, StoreError> {
-    Ok(AgentRecord {
-        id: row.try_get(0)?,
-        site: row.try_get(1)?,
-        created_at_ms: row.try_get(2)?,
-    })
-}
-
-fn read_device(row: &Row) -> Result<Device, StoreError> {
-    let address: String = row.try_get(2)?;
-    let tags: String = row.try_get(9)?;
-    let status: String = row.try_get(11)?;
-    let unsigned = |column: usize| -> Result<u32, StoreError> {
-        Ok(u32::try_from(row.try_get::<_, i32>(column)?).unwrap_or(0))
-    };
-    let small = |column: usize| -> Result<u8, StoreError> {
-        Ok(u8::try_from(row.try_get::<_, i32>(column)?).unwrap_or(u8::MAX))
-    };
-    Ok(Device {
-        id: row.try_get(0)?,
-        spec: DeviceSpec {
-            name: row.try_get(1)?,
-            address: parse_stored("address", &address)?,
-            site: row.try_get(3)?,
-            parent_id: row.try_get(4)?,
-            interval_ms: unsigned(5)?,
-            timeout_ms: unsigned(6)?,
-            down_after: small(7)?,
-            up_after: small(8)?,
-            tags: serde_json::from_str(&tags)
-                .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
-            enabled: row.try_get(10)?,
-        },
-        status: parse_stored("status", &status)?,
-        down_since_ms: row.try_get(12)?,
-        status_changed_at_ms: row.try_get(13)?,
-        last_rtt_us: row
-            .try_get::<_, Option<i32>>(14)?
-            .and_then(|rtt| u32::try_from(rtt).ok()),
-    })
+    row.as_ref().map(rows::device).transpose()
 }

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
 use super::plan::{CurrentDevice, InventoryChange, Plan, Write, plan, plan_inventory};
-use super::{INVENTORY_ACTOR, StoreError, duplicate_name, missing_parent, parse_stored};
+use super::{INVENTORY_ACTOR, StoreError, duplicate_name, missing_parent, rows};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -254,7 +254,7 @@ impl SqliteStore {
             let mut statement = connection.prepare(&format!(
                 "SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
             ))?;
-            let rows = statement.query_map([ids], |row| Ok(read_device(row)))?;
+            let rows = statement.query_map([ids], |row| Ok(rows::device(row)))?;
             rows.map(|row| row?).collect()
         })
         .await
@@ -265,7 +265,7 @@ impl SqliteStore {
             let mut statement = connection.prepare(&format!(
                 "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY site, name"
             ))?;
-            let rows = statement.query_map([], |row| Ok(read_device(row)))?;
+            let rows = statement.query_map([], |row| Ok(rows::device(row)))?;
             rows.map(|row| row?).collect()
         })
         .await
@@ -309,7 +309,7 @@ impl SqliteStore {
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
         self.run(move |connection| {
             let mut statement = connection.prepare(&super::alerts_query(open_only))?;
-            let rows = statement.query_map([], |row| Ok(read_alert(row, 0)))?;
+            let rows = statement.query_map([], |row| Ok(rows::alert(row, 0)))?;
             rows.map(|row| row?).collect()
         })
         .await
@@ -326,14 +326,7 @@ impl SqliteStore {
             let mut statement =
                 connection.prepare(&super::due_notifications_query(["?1", "?2", "?3"]))?;
             let rows = statement.query_map(params![now_ms, limit, channel], |row| {
-                Ok((|| {
-                    Ok(DueNotification {
-                        id: row.get(0)?,
-                        kind: row.get(1)?,
-                        attempts: row.get(2)?,
-                        alert: read_alert(row, 3)?,
-                    })
-                })())
+                Ok(rows::due_notification(row))
             })?;
             rows.map(|row| row?).collect()
         })
@@ -404,14 +397,8 @@ impl SqliteStore {
             let agent = tx.query_row(
                 "SELECT id, site, created_at_ms FROM agents WHERE id = ?1",
                 [&id],
-                |row| {
-                    Ok(AgentRecord {
-                        id: row.get(0)?,
-                        site: row.get(1)?,
-                        created_at_ms: row.get(2)?,
-                    })
-                },
-            )?;
+                |row| Ok(rows::agent(row)),
+            )??;
             if agent.site != site {
                 return Err(super::agent_conflict(&agent));
             }
@@ -425,14 +412,8 @@ impl SqliteStore {
         self.run(|connection| {
             let mut statement =
                 connection.prepare("SELECT id, site, created_at_ms FROM agents ORDER BY id")?;
-            let rows = statement.query_map([], |row| {
-                Ok(AgentRecord {
-                    id: row.get(0)?,
-                    site: row.get(1)?,
-                    created_at_ms: row.get(2)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let agents = statement.query_map([], |row| Ok(rows::agent(row)))?;
+            agents.map(|agent| agent?).collect()
         })
         .await
     }
@@ -453,16 +434,8 @@ impl SqliteStore {
             let mut statement = connection.prepare(
                 "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id",
             )?;
-            let rows = statement.query_map([], |row| {
-                Ok(Notification {
-                    id: row.get(0)?,
-                    alert_id: row.get(1)?,
-                    kind: row.get(2)?,
-                    attempts: row.get(3)?,
-                    channel: row.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let waiting = statement.query_map([], |row| Ok(rows::notification(row)))?;
+            waiting.map(|notification| notification?).collect()
         })
         .await
     }
@@ -731,46 +704,8 @@ fn current_devices(
          WHERE d.id IN (SELECT id FROM tree) \
             OR d.id IN (SELECT parent_id FROM devices WHERE id IN (SELECT value FROM json_each(?1)))",
     )?;
-    let rows = statement.query_map([ids], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, i64>(2)?,
-            row.get::<_, Option<i64>>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, i64>(5)?,
-            row.get::<_, Option<i64>>(6)?,
-            row.get::<_, bool>(7)?,
-            row.get::<_, bool>(8)?,
-        ))
-    })?;
-    let mut current = HashMap::new();
-    for row in rows {
-        let (
-            id,
-            status,
-            status_changed_at_ms,
-            down_since_ms,
-            reported,
-            reported_at_ms,
-            parent_id,
-            enabled,
-            alert_open,
-        ) = row?;
-        current.insert(
-            id,
-            CurrentDevice {
-                status: parse_stored("status", &status)?,
-                status_changed_at_ms,
-                down_since_ms,
-                reported: parse_stored("reported_status", &reported)?,
-                reported_at_ms,
-                parent_id,
-                enabled,
-                alert_open,
-            },
-        );
-    }
+    let rows = statement.query_map([ids], |row| Ok(rows::current(row)))?;
+    let current = rows.map(|row| row?).collect::<Result<_, _>>()?;
     Ok(current)
 }
 
@@ -779,53 +714,10 @@ fn select_device(connection: &Connection, id: i64) -> Result<Option<Device>, Sto
         .query_row(
             &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
             [id],
-            |row| Ok(read_device(row)),
+            |row| Ok(rows::device(row)),
         )
         .optional()?
         .transpose()
-}
-
-/// An [`Alert`] from `super::ALERT_COLUMNS`, starting at column `at`.
-fn read_alert(row: &Row<'_>, at: usize) -> Result<Alert, StoreError> {
-    let alertname: String = row.get(at + 1)?;
-    Ok(Alert {
-        id: row.get(at)?,
-        alertname: parse_stored("alertname", &alertname)?,
-        device_id: row.get(at + 2)?,
-        agent_id: row.get(at + 3)?,
-        name: row.get(at + 4)?,
-        address: row.get(at + 5)?,
-        site: row.get(at + 6)?,
-        opened_at_ms: row.get(at + 7)?,
-        resolved_at_ms: row.get(at + 8)?,
-        resolved_reason: row.get(at + 9)?,
-    })
-}
-
-fn read_device(row: &Row<'_>) -> Result<Device, StoreError> {
-    let address: String = row.get(2)?;
-    let tags: String = row.get(9)?;
-    let status: String = row.get(11)?;
-    Ok(Device {
-        id: row.get(0)?,
-        spec: DeviceSpec {
-            name: row.get(1)?,
-            address: parse_stored("address", &address)?,
-            site: row.get(3)?,
-            parent_id: row.get(4)?,
-            interval_ms: row.get(5)?,
-            timeout_ms: row.get(6)?,
-            down_after: row.get(7)?,
-            up_after: row.get(8)?,
-            tags: serde_json::from_str(&tags)
-                .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
-            enabled: row.get(10)?,
-        },
-        status: parse_stored("status", &status)?,
-        down_since_ms: row.get(12)?,
-        status_changed_at_ms: row.get(13)?,
-        last_rtt_us: row.get(14)?,
-    })
 }
 
 fn tags_json(tags: &[String]) -> String {

@@ -1,0 +1,158 @@
+//! Rows read into the model, once for both backends: a backend's row type
+//! only says how to get one column ([`Columns`]); which column holds what,
+//! and how stored text becomes a typed value, is written here.
+
+use super::model::{AgentRecord, Alert, Device, DeviceSpec, DueNotification, Notification};
+use super::plan::CurrentDevice;
+use super::{StoreError, parse_stored};
+
+/// How a backend's row hands over one column.
+pub(super) trait Columns {
+    /// A 64-bit integer (ids, times).
+    fn int(&self, index: usize) -> Result<i64, StoreError>;
+    /// A nullable 64-bit integer.
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError>;
+    /// A 32-bit integer (intervals, thresholds, counts).
+    fn int32(&self, index: usize) -> Result<i32, StoreError>;
+    /// A nullable 32-bit integer.
+    fn opt_int32(&self, index: usize) -> Result<Option<i32>, StoreError>;
+    /// Text.
+    fn text(&self, index: usize) -> Result<String, StoreError>;
+    /// Nullable text.
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError>;
+    /// A boolean.
+    fn flag(&self, index: usize) -> Result<bool, StoreError>;
+}
+
+macro_rules! columns {
+    ($row:ty, $get:ident) => {
+        impl Columns for $row {
+            fn int(&self, index: usize) -> Result<i64, StoreError> {
+                Ok(self.$get(index)?)
+            }
+            fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+                Ok(self.$get(index)?)
+            }
+            fn int32(&self, index: usize) -> Result<i32, StoreError> {
+                Ok(self.$get(index)?)
+            }
+            fn opt_int32(&self, index: usize) -> Result<Option<i32>, StoreError> {
+                Ok(self.$get(index)?)
+            }
+            fn text(&self, index: usize) -> Result<String, StoreError> {
+                Ok(self.$get(index)?)
+            }
+            fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+                Ok(self.$get(index)?)
+            }
+            fn flag(&self, index: usize) -> Result<bool, StoreError> {
+                Ok(self.$get(index)?)
+            }
+        }
+    };
+}
+
+columns!(rusqlite::Row<'_>, get);
+columns!(tokio_postgres::Row, try_get);
+
+/// A non-negative 32-bit column as `u32` (out of range: a corrupt row).
+fn unsigned(row: &impl Columns, index: usize, name: &str) -> Result<u32, StoreError> {
+    let value = row.int32(index)?;
+    u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{name} {value}")))
+}
+
+/// A threshold column as `u8`.
+fn threshold(row: &impl Columns, index: usize, name: &str) -> Result<u8, StoreError> {
+    let value = row.int32(index)?;
+    u8::try_from(value).map_err(|_| StoreError::Corrupt(format!("{name} {value}")))
+}
+
+/// A device from `DEVICE_COLUMNS`.
+pub(super) fn device(row: &impl Columns) -> Result<Device, StoreError> {
+    let tags = row.text(9)?;
+    Ok(Device {
+        id: row.int(0)?,
+        spec: DeviceSpec {
+            name: row.text(1)?,
+            address: parse_stored("address", &row.text(2)?)?,
+            site: row.text(3)?,
+            parent_id: row.opt_int(4)?,
+            interval_ms: unsigned(row, 5, "interval_ms")?,
+            timeout_ms: unsigned(row, 6, "timeout_ms")?,
+            down_after: threshold(row, 7, "down_after")?,
+            up_after: threshold(row, 8, "up_after")?,
+            tags: serde_json::from_str(&tags)
+                .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
+            enabled: row.flag(10)?,
+        },
+        status: parse_stored("status", &row.text(11)?)?,
+        down_since_ms: row.opt_int(12)?,
+        status_changed_at_ms: row.int(13)?,
+        last_rtt_us: row.opt_int32(14)?.and_then(|rtt| u32::try_from(rtt).ok()),
+    })
+}
+
+/// An alert from `ALERT_COLUMNS`, starting at column `at`.
+pub(super) fn alert(row: &impl Columns, at: usize) -> Result<Alert, StoreError> {
+    Ok(Alert {
+        id: row.int(at)?,
+        alertname: parse_stored("alertname", &row.text(at + 1)?)?,
+        device_id: row.opt_int(at + 2)?,
+        agent_id: row.opt_text(at + 3)?,
+        name: row.text(at + 4)?,
+        address: row.text(at + 5)?,
+        site: row.text(at + 6)?,
+        opened_at_ms: row.int(at + 7)?,
+        resolved_at_ms: row.opt_int(at + 8)?,
+        resolved_reason: row.opt_text(at + 9)?,
+    })
+}
+
+/// A due notification: outbox id, kind, attempts, then `ALERT_COLUMNS`.
+pub(super) fn due_notification(row: &impl Columns) -> Result<DueNotification, StoreError> {
+    Ok(DueNotification {
+        id: row.int(0)?,
+        kind: row.text(1)?,
+        attempts: unsigned(row, 2, "attempts")?,
+        alert: alert(row, 3)?,
+    })
+}
+
+/// A waiting notification: id, alert_id, kind, attempts, channel.
+pub(super) fn notification(row: &impl Columns) -> Result<Notification, StoreError> {
+    Ok(Notification {
+        id: row.int(0)?,
+        alert_id: row.int(1)?,
+        kind: row.text(2)?,
+        attempts: unsigned(row, 3, "attempts")?,
+        channel: row.text(4)?,
+    })
+}
+
+/// An agent: id, site, created_at_ms.
+pub(super) fn agent(row: &impl Columns) -> Result<AgentRecord, StoreError> {
+    Ok(AgentRecord {
+        id: row.text(0)?,
+        site: row.text(1)?,
+        created_at_ms: row.int(2)?,
+    })
+}
+
+/// What the planner needs of a device: id, status, status_changed_at_ms,
+/// down_since_ms, reported_status, reported_at_ms, parent_id, enabled,
+/// then whether it has an open alert.
+pub(super) fn current(row: &impl Columns) -> Result<(i64, CurrentDevice), StoreError> {
+    Ok((
+        row.int(0)?,
+        CurrentDevice {
+            status: parse_stored("status", &row.text(1)?)?,
+            status_changed_at_ms: row.int(2)?,
+            down_since_ms: row.opt_int(3)?,
+            reported: parse_stored("reported_status", &row.text(4)?)?,
+            reported_at_ms: row.int(5)?,
+            parent_id: row.opt_int(6)?,
+            enabled: row.flag(7)?,
+            alert_open: row.flag(8)?,
+        },
+    ))
+}
