@@ -11,6 +11,7 @@ mod model;
 pub mod plan;
 mod postgres;
 mod rows;
+mod sql;
 mod sqlite;
 
 pub use model::{
@@ -291,14 +292,6 @@ fn due_notifications_query(placeholders: [&str; 3]) -> String {
          ORDER BY o.id LIMIT {limit}"
     )
 }
-
-/// Keeps device `{P1}`'s name, address and site on its alerts before the
-/// device row is deleted, for the notifications still to be delivered.
-const KEEP_ALERT_SUBJECT: &str = "UPDATE alerts SET \
-    device_name = (SELECT name FROM devices WHERE id = {P1}), \
-    address = (SELECT address FROM devices WHERE id = {P1}), \
-    site = (SELECT site FROM devices WHERE id = {P1}) \
-    WHERE device_id = {P1}";
 
 /// Who inventory changes are recorded as in the status event log.
 const INVENTORY_ACTOR: &str = "inventory";

@@ -14,7 +14,7 @@ use super::model::{
     StatusChanges, TransitionReport,
 };
 use super::plan::{CurrentDevice, DeviceRow, InventoryChange, Plan, Write, plan, plan_inventory};
-use super::{StoreError, duplicate_name, missing_parent, rows};
+use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 /// Who inventory changes are logged as in the status event log.
 const INVENTORY_ACTOR: &str = super::INVENTORY_ACTOR;
@@ -40,9 +40,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
 
 /// Serialises concurrent migrations of several controllers.
 const MIGRATION_LOCK: i64 = 0x5741_5244;
-
-const DEVICE_COLUMNS: &str = "id, name, address, site, parent_id, interval_ms, timeout_ms, \
-     down_after, up_after, tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us";
 
 /// What `plan` needs: the reported devices, their parents, all their
 /// descendants.
@@ -110,21 +107,12 @@ impl PostgresStore {
              (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
         )
         .await?;
-        let current: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                &[],
-            )
-            .await?
-            .try_get(0)?;
+        let current: i64 = tx.query_one(sql::MIGRATED_VERSION, &[]).await?.try_get(0)?;
         let mut applied = 0;
         for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
             tx.batch_execute(sql).await?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)",
-                &[version, &crate::time::now_ms()],
-            )
-            .await?;
+            tx.execute(sql::RECORD_MIGRATION, &[version, &crate::time::now_ms()])
+                .await?;
             applied += 1;
         }
         tx.commit().await?;
@@ -180,11 +168,7 @@ impl PostgresStore {
     ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&spec.site],
-        )
-        .await?;
+        tx.execute(sql::ADD_SITE, &[&spec.site]).await?;
         let Some(before) = select_device(&tx, id).await? else {
             return Ok(None);
         };
@@ -198,11 +182,7 @@ impl PostgresStore {
         };
         let plan = plan_inventory(&[change], &current, now_ms)?;
         let updated = tx
-            .execute(
-                "UPDATE devices SET name = $1, address = $2, site = $3, parent_id = $4, interval_ms = $5, \
-                 timeout_ms = $6, down_after = $7, up_after = $8, tags = $9, enabled = $10 WHERE id = $11",
-                &SpecColumns::of(spec).with(&id),
-            )
+            .execute(sql::UPDATE_SPEC, &SpecColumns::of(spec).with(&id))
             .await
             .map_err(|error| constraint_error(error, spec))?;
         if updated == 0 {
@@ -233,25 +213,15 @@ impl PostgresStore {
             now_ms,
         )?;
         execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms).await?;
-        tx.execute(
-            super::KEEP_ALERT_SUBJECT.replace("{P1}", "$1").as_str(),
-            &[&id],
-        )
-        .await?;
-        tx.execute("DELETE FROM devices WHERE id = $1", &[&id])
-            .await?;
+        tx.execute(sql::KEEP_ALERT_SUBJECT, &[&id]).await?;
+        tx.execute(sql::DELETE_DEVICE, &[&id]).await?;
         tx.commit().await?;
         Ok(Some(plan.into()))
     }
 
     pub(super) async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_opt(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
-                &[&id],
-            )
-            .await?;
+        let row = client.query_opt(sql::DEVICE, &[&id]).await?;
         row.as_ref().map(rows::device).transpose()
     }
 
@@ -259,7 +229,10 @@ impl PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ANY($1) ORDER BY id"),
+                &format!(
+                    "SELECT {} FROM devices WHERE id = ANY($1) ORDER BY id",
+                    sql::DEVICE_COLUMNS
+                ),
                 &[&ids],
             )
             .await?;
@@ -268,12 +241,7 @@ impl PostgresStore {
 
     pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!("SELECT {DEVICE_COLUMNS} FROM devices ORDER BY site, name"),
-                &[],
-            )
-            .await?;
+        let rows = client.query(sql::DEVICES, &[]).await?;
         rows.iter().map(rows::device).collect()
     }
 
@@ -287,8 +255,7 @@ impl PostgresStore {
         let seq = i64::try_from(report.seq).unwrap_or(i64::MAX);
         let fresh = tx
             .execute(
-                "INSERT INTO applied_reports (agent_id, boot_id, seq, applied_at_ms) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                sql::REPORT_ONCE,
                 &[&report.agent_id, &report.boot_id, &seq, &now_ms],
             )
             .await?;
@@ -329,9 +296,7 @@ impl PostgresStore {
 
     pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute("DELETE FROM notification_outbox WHERE id = $1", &[&id])
-            .await?;
+        client.execute(sql::NOTIFICATION_DELIVERED, &[&id]).await?;
         Ok(())
     }
 
@@ -343,11 +308,7 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
-            .execute(
-                "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at_ms = $2, \
-                 last_error = $3 WHERE id = $1",
-                &[&id, &retry_at_ms, &error],
-            )
+            .execute(sql::NOTIFICATION_FAILED, &[&id, &retry_at_ms, &error])
             .await?;
         Ok(())
     }
@@ -358,20 +319,11 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute("DELETE FROM notification_channels", &[]).await?;
+        tx.execute(sql::CLEAR_CHANNELS, &[]).await?;
         for channel in channels {
-            tx.execute(
-                "INSERT INTO notification_channels (name) VALUES ($1)",
-                &[channel],
-            )
-            .await?;
+            tx.execute(sql::ADD_CHANNEL, &[channel]).await?;
         }
-        let discarded = tx
-            .execute(
-                "DELETE FROM notification_outbox WHERE channel NOT IN (SELECT name FROM notification_channels)",
-                &[],
-            )
-            .await?;
+        let discarded = tx.execute(sql::DROP_UNCONFIGURED, &[]).await?;
         tx.commit().await?;
         Ok(discarded)
     }
@@ -384,22 +336,9 @@ impl PostgresStore {
     ) -> Result<AgentRecord, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&site],
-        )
-        .await?;
-        tx.execute(
-            "INSERT INTO agents (id, site, created_at_ms) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&id, &site, &now_ms],
-        )
-        .await?;
-        let row = tx
-            .query_one(
-                "SELECT id, site, created_at_ms FROM agents WHERE id = $1",
-                &[&id],
-            )
-            .await?;
+        tx.execute(sql::ADD_SITE, &[&site]).await?;
+        tx.execute(sql::ADD_AGENT, &[&id, &site, &now_ms]).await?;
+        let row = tx.query_one(sql::AGENT, &[&id]).await?;
         let agent = rows::agent(&row)?;
         if agent.site != site {
             return Err(super::agent_conflict(&agent));
@@ -410,31 +349,19 @@ impl PostgresStore {
 
     pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, site, created_at_ms FROM agents ORDER BY id",
-                &[],
-            )
-            .await?;
+        let rows = client.query(sql::AGENTS, &[]).await?;
         rows.iter().map(rows::agent).collect()
     }
 
     pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one("SELECT count(*) FROM notification_outbox", &[])
-            .await?;
+        let row = client.query_one(sql::OUTBOX_DEPTH, &[]).await?;
         Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
     }
 
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id",
-                &[],
-            )
-            .await?;
+        let rows = client.query(sql::PENDING_NOTIFICATIONS, &[]).await?;
         rows.iter().map(rows::notification).collect()
     }
 }
@@ -673,7 +600,10 @@ async fn settle_created(
     let ids: Vec<i64> = devices.iter().map(|device| device.id).collect();
     let rows = tx
         .query(
-            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ANY($1) ORDER BY id"),
+            &format!(
+                "SELECT {} FROM devices WHERE id = ANY($1) ORDER BY id",
+                sql::DEVICE_COLUMNS
+            ),
             &[&ids],
         )
         .await?;
@@ -719,18 +649,9 @@ async fn insert_device(
     spec: &DeviceSpec,
     now_ms: i64,
 ) -> Result<Device, StoreError> {
-    tx.execute(
-        "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING",
-        &[&spec.site],
-    )
-    .await?;
+    tx.execute(sql::ADD_SITE, &[&spec.site]).await?;
     let id: i64 = tx
-        .query_one(
-            "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
-             down_after, up_after, tags, enabled, status, status_changed_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id",
-            &SpecColumns::of(spec).with(&now_ms),
-        )
+        .query_one(sql::INSERT_DEVICE, &SpecColumns::of(spec).with(&now_ms))
         .await
         .map_err(|error| constraint_error(error, spec))?
         .try_get(0)?;
@@ -792,11 +713,6 @@ fn constraint_error(error: tokio_postgres::Error, spec: &DeviceSpec) -> StoreErr
 }
 
 async fn select_device(tx: &Transaction<'_>, id: i64) -> Result<Option<Device>, StoreError> {
-    let row = tx
-        .query_opt(
-            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
-            &[&id],
-        )
-        .await?;
+    let row = tx.query_opt(sql::DEVICE, &[&id]).await?;
     row.as_ref().map(rows::device).transpose()
 }

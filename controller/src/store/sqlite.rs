@@ -12,7 +12,7 @@ use super::model::{
     StatusChanges, TransitionReport,
 };
 use super::plan::{CurrentDevice, InventoryChange, Plan, Write, plan, plan_inventory};
-use super::{INVENTORY_ACTOR, StoreError, duplicate_name, missing_parent, rows};
+use super::{INVENTORY_ACTOR, StoreError, duplicate_name, missing_parent, rows, sql};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -29,9 +29,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0004_alerts_outlive_devices.sql"),
     ),
 ];
-
-const DEVICE_COLUMNS: &str = "id, name, address, site, parent_id, interval_ms, timeout_ms, \
-     down_after, up_after, tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us";
 
 #[allow(
     clippy::disallowed_types,
@@ -108,16 +105,12 @@ fn migrate(connection: &mut Connection) -> Result<u32, StoreError> {
         "CREATE TABLE IF NOT EXISTS schema_migrations \
          (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
     )?;
-    let current: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
-        |row| row.get(0),
-    )?;
+    let current: i64 = tx.query_row(&sql::sqlite(sql::MIGRATED_VERSION), [], |row| row.get(0))?;
     let mut applied = 0;
     for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
         tx.execute_batch(sql)?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at_ms) VALUES (?1, ?2)",
+            &sql::sqlite(sql::RECORD_MIGRATION),
             params![version, crate::time::now_ms()],
         )?;
         applied += 1;
@@ -186,7 +179,7 @@ impl SqliteStore {
         let spec = spec.clone();
         self.run(move |connection| {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute("INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING", [&spec.site])?;
+            tx.execute(&sql::sqlite(sql::ADD_SITE), [&spec.site])?;
             let Some(before) = select_device(&tx, id)? else {
                 return Ok(None);
             };
@@ -199,11 +192,7 @@ impl SqliteStore {
                 address_changed: before.spec.address != spec.address,
             };
             let plan = plan_inventory(&[change], &current, now_ms)?;
-            let updated = tx.execute(
-                "UPDATE devices SET name = ?1, address = ?2, site = ?3, parent_id = ?4, interval_ms = ?5, \
-                 timeout_ms = ?6, down_after = ?7, up_after = ?8, tags = ?9, enabled = ?10 WHERE id = ?11",
-                spec_params(&spec, id),
-            );
+            let updated = tx.execute(&sql::sqlite(sql::UPDATE_SPEC), spec_params(&spec, id));
             match updated {
                 Ok(0) => return Ok(None),
                 Ok(_) => {}
@@ -235,8 +224,8 @@ impl SqliteStore {
                 now_ms,
             )?;
             execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms)?;
-            tx.execute(&super::KEEP_ALERT_SUBJECT.replace("{P1}", "?1"), [id])?;
-            tx.execute("DELETE FROM devices WHERE id = ?1", [id])?;
+            tx.execute(&sql::sqlite(sql::KEEP_ALERT_SUBJECT), [id])?;
+            tx.execute(&sql::sqlite(sql::DELETE_DEVICE), [id])?;
             tx.commit()?;
             Ok(Some(plan.into()))
         })
@@ -252,7 +241,8 @@ impl SqliteStore {
         let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
         self.run(move |connection| {
             let mut statement = connection.prepare(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+                "SELECT {} FROM devices WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+                sql::DEVICE_COLUMNS
             ))?;
             let rows = statement.query_map([ids], |row| Ok(rows::device(row)))?;
             rows.map(|row| row?).collect()
@@ -262,9 +252,7 @@ impl SqliteStore {
 
     pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
         self.run(|connection| {
-            let mut statement = connection.prepare(&format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices ORDER BY site, name"
-            ))?;
+            let mut statement = connection.prepare(sql::DEVICES)?;
             let rows = statement.query_map([], |row| Ok(rows::device(row)))?;
             rows.map(|row| row?).collect()
         })
@@ -280,8 +268,7 @@ impl SqliteStore {
         self.run(move |connection| {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let fresh = tx.execute(
-                "INSERT INTO applied_reports (agent_id, boot_id, seq, applied_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                &sql::sqlite(sql::REPORT_ONCE),
                 params![
                     report.agent_id,
                     report.boot_id,
@@ -335,7 +322,7 @@ impl SqliteStore {
 
     pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
         self.run(move |connection| {
-            connection.execute("DELETE FROM notification_outbox WHERE id = ?1", [id])?;
+            connection.execute(&sql::sqlite(sql::NOTIFICATION_DELIVERED), [id])?;
             Ok(())
         })
         .await
@@ -350,8 +337,7 @@ impl SqliteStore {
         let error = error.to_owned();
         self.run(move |connection| {
             connection.execute(
-                "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at_ms = ?2, \
-                 last_error = ?3 WHERE id = ?1",
+                &sql::sqlite(sql::NOTIFICATION_FAILED),
                 params![id, retry_at_ms, error],
             )?;
             Ok(())
@@ -366,14 +352,11 @@ impl SqliteStore {
         let channels: Vec<String> = channels.iter().map(|&c| c.to_owned()).collect();
         self.run(move |connection| {
             let tx = connection.transaction()?;
-            tx.execute("DELETE FROM notification_channels", [])?;
+            tx.execute(&sql::sqlite(sql::CLEAR_CHANNELS), [])?;
             for channel in &channels {
-                tx.execute("INSERT INTO notification_channels (name) VALUES (?1)", [channel])?;
+                tx.execute(&sql::sqlite(sql::ADD_CHANNEL), [channel])?;
             }
-            let discarded = tx.execute(
-                "DELETE FROM notification_outbox WHERE channel NOT IN (SELECT name FROM notification_channels)",
-                [],
-            )?;
+            let discarded = tx.execute(&sql::sqlite(sql::DROP_UNCONFIGURED), [])?;
             tx.commit()?;
             Ok(discarded as u64)
         })
@@ -389,16 +372,10 @@ impl SqliteStore {
         let (id, site) = (id.to_owned(), site.to_owned());
         self.run(move |connection| {
             let tx = connection.transaction()?;
-            tx.execute("INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING", [&site])?;
-            tx.execute(
-                "INSERT INTO agents (id, site, created_at_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![id, site, now_ms],
-            )?;
-            let agent = tx.query_row(
-                "SELECT id, site, created_at_ms FROM agents WHERE id = ?1",
-                [&id],
-                |row| Ok(rows::agent(row)),
-            )??;
+            tx.execute(&sql::sqlite(sql::ADD_SITE), [&site])?;
+            tx.execute(&sql::sqlite(sql::ADD_AGENT), params![id, site, now_ms])?;
+            let agent =
+                tx.query_row(&sql::sqlite(sql::AGENT), [&id], |row| Ok(rows::agent(row)))??;
             if agent.site != site {
                 return Err(super::agent_conflict(&agent));
             }
@@ -410,8 +387,7 @@ impl SqliteStore {
 
     pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         self.run(|connection| {
-            let mut statement =
-                connection.prepare("SELECT id, site, created_at_ms FROM agents ORDER BY id")?;
+            let mut statement = connection.prepare(&sql::sqlite(sql::AGENTS))?;
             let agents = statement.query_map([], |row| Ok(rows::agent(row)))?;
             agents.map(|agent| agent?).collect()
         })
@@ -421,9 +397,7 @@ impl SqliteStore {
     pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
         self.run(|connection| {
             let depth: i64 =
-                connection.query_row("SELECT count(*) FROM notification_outbox", [], |row| {
-                    row.get(0)
-                })?;
+                connection.query_row(&sql::sqlite(sql::OUTBOX_DEPTH), [], |row| row.get(0))?;
             Ok(u64::try_from(depth).unwrap_or(0))
         })
         .await
@@ -431,9 +405,7 @@ impl SqliteStore {
 
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         self.run(|connection| {
-            let mut statement = connection.prepare(
-                "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id",
-            )?;
+            let mut statement = connection.prepare(&sql::sqlite(sql::PENDING_NOTIFICATIONS))?;
             let waiting = statement.query_map([], |row| Ok(rows::notification(row)))?;
             waiting.map(|notification| notification?).collect()
         })
@@ -447,15 +419,10 @@ fn insert_device(
     spec: &DeviceSpec,
     now_ms: i64,
 ) -> Result<Device, StoreError> {
-    tx.execute(
-        "INSERT INTO sites (name) VALUES (?1) ON CONFLICT DO NOTHING",
-        [&spec.site],
-    )?;
+    tx.execute(&sql::sqlite(sql::ADD_SITE), [&spec.site])?;
     let id = tx
         .query_row(
-            "INSERT INTO devices (name, address, site, parent_id, interval_ms, timeout_ms, \
-             down_after, up_after, tags, enabled, status, status_changed_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'unknown', ?11) RETURNING id",
+            &sql::sqlite(sql::INSERT_DEVICE),
             spec_params(spec, now_ms),
             |row| row.get::<_, i64>(0),
         )
@@ -711,11 +678,7 @@ fn current_devices(
 
 fn select_device(connection: &Connection, id: i64) -> Result<Option<Device>, StoreError> {
     connection
-        .query_row(
-            &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-            [id],
-            |row| Ok(rows::device(row)),
-        )
+        .query_row(&sql::sqlite(sql::DEVICE), [id], |row| Ok(rows::device(row)))
         .optional()?
         .transpose()
 }

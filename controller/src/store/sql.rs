@@ -1,0 +1,106 @@
+//! The SQL statements both backends run as they are, written once with
+//! PostgreSQL's `$n` placeholders; SQLite runs them through [`sqlite`]
+//! (`?n`). Statements whose SQL really differs (upserts with a data-changing
+//! CTE, `= ANY($1)` against `json_each`, the migration table's types) stay
+//! in their backend.
+
+/// A statement with `$n` placeholders written as SQLite's `?n`.
+pub(super) fn sqlite(statement: &str) -> String {
+    let mut converted = String::with_capacity(statement.len());
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            converted.push('?');
+        } else {
+            converted.push(c);
+        }
+    }
+    converted
+}
+
+/// A device's columns in the order `rows::device` reads them.
+macro_rules! device_columns {
+    () => {
+        "id, name, address, site, parent_id, interval_ms, timeout_ms, down_after, up_after, \
+         tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us"
+    };
+}
+
+/// A device's columns in the order `rows::device` reads them.
+pub(super) const DEVICE_COLUMNS: &str = device_columns!();
+
+/// One device by id (`$1`).
+pub(super) const DEVICE: &str =
+    concat!("SELECT ", device_columns!(), " FROM devices WHERE id = $1");
+
+/// Every device, by site then name.
+pub(super) const DEVICES: &str = concat!(
+    "SELECT ",
+    device_columns!(),
+    " FROM devices ORDER BY site, name"
+);
+
+pub(super) const ADD_SITE: &str = "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING";
+
+pub(super) const REPORT_ONCE: &str = "INSERT INTO applied_reports \
+    (agent_id, boot_id, seq, applied_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
+
+/// The ten configured columns `$1`…`$10` (name … enabled), the id `$11`.
+pub(super) const UPDATE_SPEC: &str = "UPDATE devices SET name = $1, address = $2, site = $3, \
+    parent_id = $4, interval_ms = $5, timeout_ms = $6, down_after = $7, up_after = $8, \
+    tags = $9, enabled = $10 WHERE id = $11";
+
+/// The ten configured columns `$1`…`$10`, the creation time `$11`.
+pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site, parent_id, \
+    interval_ms, timeout_ms, down_after, up_after, tags, enabled, status, status_changed_at_ms) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id";
+
+pub(super) const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = $1";
+
+/// Keeps device `$1`'s name, address and site on its alerts before the
+/// device row is deleted, for the notifications still to be delivered.
+pub(super) const KEEP_ALERT_SUBJECT: &str = "UPDATE alerts SET \
+    device_name = (SELECT name FROM devices WHERE id = $1), \
+    address = (SELECT address FROM devices WHERE id = $1), \
+    site = (SELECT site FROM devices WHERE id = $1) \
+    WHERE device_id = $1";
+
+pub(super) const NOTIFICATION_DELIVERED: &str = "DELETE FROM notification_outbox WHERE id = $1";
+
+pub(super) const NOTIFICATION_FAILED: &str = "UPDATE notification_outbox SET \
+    attempts = attempts + 1, next_attempt_at_ms = $2, last_error = $3 WHERE id = $1";
+
+pub(super) const CLEAR_CHANNELS: &str = "DELETE FROM notification_channels";
+
+pub(super) const ADD_CHANNEL: &str = "INSERT INTO notification_channels (name) VALUES ($1)";
+
+pub(super) const DROP_UNCONFIGURED: &str = "DELETE FROM notification_outbox \
+    WHERE channel NOT IN (SELECT name FROM notification_channels)";
+
+pub(super) const ADD_AGENT: &str = "INSERT INTO agents (id, site, created_at_ms) \
+    VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+pub(super) const AGENT: &str = "SELECT id, site, created_at_ms FROM agents WHERE id = $1";
+
+pub(super) const AGENTS: &str = "SELECT id, site, created_at_ms FROM agents ORDER BY id";
+
+pub(super) const OUTBOX_DEPTH: &str = "SELECT count(*) FROM notification_outbox";
+
+pub(super) const PENDING_NOTIFICATIONS: &str =
+    "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id";
+
+pub(super) const MIGRATED_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
+
+pub(super) const RECORD_MIGRATION: &str =
+    "INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_sqlites_and_nothing_else_changes() {
+        assert_eq!(
+            super::sqlite("SELECT '$x' FROM t WHERE a = $1 AND b = $12"),
+            "SELECT '$x' FROM t WHERE a = ?1 AND b = ?12"
+        );
+    }
+}
