@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::model::{FieldError, Ignored, ReportedTransition, Status, TransitionReport};
+use super::model::{Device, FieldError, Ignored, ReportedTransition, Status, TransitionReport};
 
 /// What the planner needs to know about a device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,6 +321,19 @@ pub fn plan_inventory(
         planner.change(change, at_ms)?;
     }
     Ok(planner.plan)
+}
+
+/// The changes that settle devices just inserted: only a device with a
+/// parent can start as anything but `unknown` (`unreachable`, under a
+/// parent in an outage). Empty when there is nothing to settle.
+pub fn created(devices: &[Device]) -> Vec<InventoryChange> {
+    devices
+        .iter()
+        .filter(|device| device.spec.parent_id.is_some())
+        .map(|device| InventoryChange::Created {
+            device_id: device.id,
+        })
+        .collect()
 }
 
 impl Planner {

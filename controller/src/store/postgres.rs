@@ -13,7 +13,9 @@ use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
-use super::plan::{CurrentDevice, DeviceRow, InventoryChange, Plan, Write, plan, plan_inventory};
+use super::plan::{
+    CurrentDevice, DeviceRow, InventoryChange, Plan, Write, created, plan, plan_inventory,
+};
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 /// Who inventory changes are logged as in the status event log.
@@ -579,19 +581,12 @@ async fn settle_created(
     devices: Vec<Device>,
     now_ms: i64,
 ) -> Result<Vec<Device>, StoreError> {
-    let children: Vec<i64> = devices
-        .iter()
-        .filter(|device| device.spec.parent_id.is_some())
-        .map(|device| device.id)
-        .collect();
-    if children.is_empty() {
+    let changes = created(&devices);
+    if changes.is_empty() {
         return Ok(devices);
     }
-    let current = load_current(tx, &children).await?;
-    let changes: Vec<InventoryChange> = children
-        .iter()
-        .map(|&device_id| InventoryChange::Created { device_id })
-        .collect();
+    let settled: Vec<i64> = changes.iter().map(InventoryChange::device_id).collect();
+    let current = load_current(tx, &settled).await?;
     let plan = plan_inventory(&changes, &current, now_ms)?;
     if plan.changed.is_empty() {
         return Ok(devices);

@@ -11,7 +11,7 @@ use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
-use super::plan::{CurrentDevice, InventoryChange, Plan, Write, plan, plan_inventory};
+use super::plan::{CurrentDevice, InventoryChange, Plan, Write, created, plan, plan_inventory};
 use super::{INVENTORY_ACTOR, StoreError, duplicate_name, missing_parent, rows, sql};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -480,19 +480,12 @@ fn settle_created(
     devices: Vec<Device>,
     now_ms: i64,
 ) -> Result<Vec<Device>, StoreError> {
-    let children: Vec<i64> = devices
-        .iter()
-        .filter(|device| device.spec.parent_id.is_some())
-        .map(|device| device.id)
-        .collect();
-    if children.is_empty() {
+    let changes = created(&devices);
+    if changes.is_empty() {
         return Ok(devices);
     }
-    let current = current_devices(tx, &children)?;
-    let changes: Vec<InventoryChange> = children
-        .iter()
-        .map(|&device_id| InventoryChange::Created { device_id })
-        .collect();
+    let settled: Vec<i64> = changes.iter().map(InventoryChange::device_id).collect();
+    let current = current_devices(tx, &settled)?;
     let plan = plan_inventory(&changes, &current, now_ms)?;
     if plan.changed.is_empty() {
         return Ok(devices);
@@ -572,69 +565,71 @@ fn execute(
         Write::OpenAlert {
             device_id,
             opened_at_ms,
-        } => {
-            let opened: Option<i64> = tx
-                .query_row(
-                    "INSERT INTO alerts (device_id, opened_at_ms) VALUES (?1, ?2) \
-                     ON CONFLICT DO NOTHING RETURNING id",
-                    params![device_id, opened_at_ms],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(alert_id) = opened {
-                queue_notification(tx, alert_id, "firing", now_ms)?;
-            }
-        }
+        } => notify_each(
+            tx,
+            "INSERT INTO alerts (device_id, opened_at_ms) VALUES (?1, ?2) \
+             ON CONFLICT DO NOTHING RETURNING id",
+            params![device_id, opened_at_ms],
+            "firing",
+            now_ms,
+        )?,
         Write::ResolveAlert {
             device_id,
             resolved_at_ms,
             reason,
-        } => {
-            let mut statement = tx.prepare(
-                "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
-                 WHERE device_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
-            )?;
-            let resolved: Vec<i64> = statement
-                .query_map(params![resolved_at_ms, device_id, reason], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            for alert_id in resolved {
-                queue_notification(tx, alert_id, "resolved", now_ms)?;
-            }
-        }
+        } => notify_each(
+            tx,
+            "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
+             WHERE device_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
+            params![resolved_at_ms, device_id, reason],
+            "resolved",
+            now_ms,
+        )?,
         Write::OpenAgentAlert {
             agent_id,
             site,
             opened_at_ms,
             reason: _,
-        } => {
-            let opened: Option<i64> = tx
-                .query_row(
-                    "INSERT INTO alerts (alertname, agent_id, site, opened_at_ms) \
-                     VALUES ('AgentDown', ?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
-                    params![agent_id, site, opened_at_ms],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            if let Some(alert_id) = opened {
-                queue_notification(tx, alert_id, "firing", now_ms)?;
-            }
-        }
+        } => notify_each(
+            tx,
+            "INSERT INTO alerts (alertname, agent_id, site, opened_at_ms) \
+             VALUES ('AgentDown', ?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
+            params![agent_id, site, opened_at_ms],
+            "firing",
+            now_ms,
+        )?,
         Write::ResolveAgentAlert {
             agent_id,
             resolved_at_ms,
             reason,
-        } => {
-            let mut statement = tx.prepare(
-                "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
-                 WHERE agent_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
-            )?;
-            let resolved: Vec<i64> = statement
-                .query_map(params![resolved_at_ms, agent_id, reason], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
-            for alert_id in resolved {
-                queue_notification(tx, alert_id, "resolved", now_ms)?;
-            }
-        }
+        } => notify_each(
+            tx,
+            "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
+             WHERE agent_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
+            params![resolved_at_ms, agent_id, reason],
+            "resolved",
+            now_ms,
+        )?,
+    }
+    Ok(())
+}
+
+/// Runs an alert statement that returns the ids of the alerts it opened or
+/// resolved, and queues a `kind` notification for each (none when it
+/// changed nothing: an alert already open, or none to resolve).
+fn notify_each(
+    tx: &Transaction<'_>,
+    statement: &str,
+    params: impl rusqlite::Params,
+    kind: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let alert_ids: Vec<i64> = tx
+        .prepare(statement)?
+        .query_map(params, |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    for alert_id in alert_ids {
+        queue_notification(tx, alert_id, kind, now_ms)?;
     }
     Ok(())
 }
