@@ -306,6 +306,11 @@ impl Controller {
                 self.metrics
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
+                // An agent alert may have been queued without any device
+                // changing (its devices were unknown already).
+                if !report.agent_alerts.is_empty() {
+                    self.outbox_wakeup.send_replace(());
+                }
                 self.publish(&StatusChanges {
                     changed: changed.clone(),
                     previous: previous.clone(),
