@@ -8,6 +8,7 @@
 //! Only this module knows SQL.
 
 mod model;
+mod operations;
 pub mod plan;
 mod postgres;
 mod rows;
@@ -165,7 +166,7 @@ impl Store {
 
     /// One device.
     pub async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
-        dispatch!(self.get_device(id))
+        Ok(self.get_devices(&[id]).await?.pop())
     }
 
     /// The devices with these ids (missing ids are skipped), by id.

@@ -13,13 +13,9 @@ use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
-use super::plan::{
-    CurrentDevice, DeviceRow, InventoryChange, Plan, Write, created, plan, plan_inventory,
-};
+use super::operations::{self, WriteTx};
+use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
-
-/// Who inventory changes are logged as in the status event log.
-const INVENTORY_ACTOR: &str = super::INVENTORY_ACTOR;
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -59,6 +55,25 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
 
 /// Imports at least this large refresh the planner's statistics.
 const ANALYZE_AFTER_IMPORT: usize = 1_000;
+
+/// Devices by id (`$1`, an array), by id.
+const DEVICES_BY_ID: &str = concat!(
+    "SELECT ",
+    sql::device_columns!(),
+    " FROM devices WHERE id = ANY($1) ORDER BY id"
+);
+
+/// Runs write operation `$operation` ([`operations`]) in one transaction,
+/// committed if it succeeds.
+macro_rules! in_transaction {
+    ($self:ident, $operation:ident ( $($arg:expr),* )) => {{
+        let mut client = $self.client().await?;
+        let tx = client.transaction().await?;
+        let outcome = operations::$operation(&tx, $($arg),*).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }};
+}
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -126,15 +141,7 @@ impl PostgresStore {
         spec: &DeviceSpec,
         now_ms: i64,
     ) -> Result<Device, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let device = insert_device(&tx, spec, now_ms).await?;
-        let devices = settle_created(&tx, vec![device], now_ms).await?;
-        tx.commit().await?;
-        devices
-            .into_iter()
-            .next()
-            .ok_or_else(|| StoreError::Corrupt("created device vanished".into()))
+        in_transaction!(self, create_device(spec, now_ms))
     }
 
     pub(super) async fn import_devices(
@@ -144,14 +151,7 @@ impl PostgresStore {
     ) -> Result<Vec<Device>, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let mut devices = Vec::with_capacity(specs.len());
-        for (index, spec) in specs.iter().enumerate() {
-            let device = insert_device(&tx, spec, now_ms)
-                .await
-                .map_err(|error| super::entry_error(index, error))?;
-            devices.push(device);
-        }
-        let devices = settle_created(&tx, devices, now_ms).await?;
+        let devices = operations::import_devices(&tx, specs, now_ms).await?;
         tx.commit().await?;
         // The planner's statistics are stale after a bulk insert until
         // autovacuum gets to the table, and stale ones make every status
@@ -168,34 +168,7 @@ impl PostgresStore {
         spec: &DeviceSpec,
         now_ms: i64,
     ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute(sql::ADD_SITE, &[&spec.site]).await?;
-        let Some(before) = select_device(&tx, id).await? else {
-            return Ok(None);
-        };
-        let ids: Vec<i64> = std::iter::once(id).chain(spec.parent_id).collect();
-        let current = load_current(&tx, &ids).await?;
-        let change = InventoryChange::Updated {
-            device_id: id,
-            parent_id: spec.parent_id,
-            enabled: spec.enabled,
-            address_changed: before.spec.address != spec.address,
-        };
-        let plan = plan_inventory(&[change], &current, now_ms)?;
-        let updated = tx
-            .execute(sql::UPDATE_SPEC, &SpecColumns::of(spec).with(&id))
-            .await
-            .map_err(|error| constraint_error(error, spec))?;
-        if updated == 0 {
-            return Ok(None);
-        }
-        execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms).await?;
-        let device = select_device(&tx, id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
-        tx.commit().await?;
-        Ok(Some((device, plan.into())))
+        in_transaction!(self, update_device(id, spec, now_ms))
     }
 
     pub(super) async fn delete_device(
@@ -203,41 +176,12 @@ impl PostgresStore {
         id: i64,
         now_ms: i64,
     ) -> Result<Option<StatusChanges>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let current = load_current(&tx, &[id]).await?;
-        if !current.contains_key(&id) {
-            return Ok(None);
-        }
-        let plan = plan_inventory(
-            &[InventoryChange::Deleted { device_id: id }],
-            &current,
-            now_ms,
-        )?;
-        execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms).await?;
-        tx.execute(sql::KEEP_ALERT_SUBJECT, &[&id]).await?;
-        tx.execute(sql::DELETE_DEVICE, &[&id]).await?;
-        tx.commit().await?;
-        Ok(Some(plan.into()))
-    }
-
-    pub(super) async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
-        let client = self.client().await?;
-        let row = client.query_opt(sql::DEVICE, &[&id]).await?;
-        row.as_ref().map(rows::device).transpose()
+        in_transaction!(self, delete_device(id, now_ms))
     }
 
     pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                &format!(
-                    "SELECT {} FROM devices WHERE id = ANY($1) ORDER BY id",
-                    sql::DEVICE_COLUMNS
-                ),
-                &[&ids],
-            )
-            .await?;
+        let rows = client.query(DEVICES_BY_ID, &[&ids]).await?;
         rows.iter().map(rows::device).collect()
     }
 
@@ -252,28 +196,7 @@ impl PostgresStore {
         report: &TransitionReport,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let seq = i64::try_from(report.seq).unwrap_or(i64::MAX);
-        let fresh = tx
-            .execute(
-                sql::REPORT_ONCE,
-                &[&report.agent_id, &report.boot_id, &seq, &now_ms],
-            )
-            .await?;
-        if fresh == 0 {
-            return Ok(ApplyOutcome::AlreadyApplied);
-        }
-        let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
-        let current = load_current(&tx, &ids).await?;
-        let plan = plan(report, &current);
-        execute_plan(&tx, &plan, &report.agent_id, now_ms).await?;
-        tx.commit().await?;
-        Ok(ApplyOutcome::Applied {
-            changed: plan.changed,
-            previous: plan.previous,
-            ignored: plan.ignored,
-        })
+        in_transaction!(self, apply(report, now_ms))
     }
 
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
@@ -336,17 +259,7 @@ impl PostgresStore {
         site: &str,
         now_ms: i64,
     ) -> Result<AgentRecord, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        tx.execute(sql::ADD_SITE, &[&site]).await?;
-        tx.execute(sql::ADD_AGENT, &[&id, &site, &now_ms]).await?;
-        let row = tx.query_one(sql::AGENT, &[&id]).await?;
-        let agent = rows::agent(&row)?;
-        if agent.site != site {
-            return Err(super::agent_conflict(&agent));
-        }
-        tx.commit().await?;
-        Ok(agent)
+        in_transaction!(self, register_agent(id, site, now_ms))
     }
 
     pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
@@ -368,47 +281,100 @@ impl PostgresStore {
     }
 }
 
-/// The devices `ids`, their parents and all their descendants, locked in id
-/// order so concurrent writers cannot deadlock.
-async fn load_current(
-    tx: &Transaction<'_>,
-    ids: &[i64],
-) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
-    let rows = tx.query(CURRENT_DEVICES, &[&ids]).await?;
-    let current = rows.iter().map(rows::current).collect::<Result<_, _>>()?;
-    Ok(current)
-}
+impl WriteTx for Transaction<'_> {
+    async fn add_site(&self, site: &str) -> Result<(), StoreError> {
+        self.execute(sql::ADD_SITE, &[&site]).await?;
+        Ok(())
+    }
 
-/// Executes a plan's writes set-based: every device row in one statement
-/// (the rows the writes leave, [`Plan::device_rows`]), every event in one,
-/// device alerts in one statement per kind and round
-/// ([`Plan::alert_rounds`]), agent alerts one by one. All are pipelined on
-/// the connection: a 10,000-device outage is a handful of statements.
-async fn execute_plan(
-    tx: &Transaction<'_>,
-    plan: &Plan,
-    actor: &str,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    let rows = plan.device_rows();
-    let devices = write_device_rows(tx, &rows);
-    let events = insert_events(tx, plan, actor);
-    let device_alerts = async {
-        for round in plan.alert_rounds() {
-            tokio::try_join!(
-                open_alerts(tx, &round, now_ms),
-                resolve_alerts(tx, &round, now_ms)
-            )?;
-        }
-        Ok::<_, StoreError>(())
-    };
-    let agent_alerts = futures_util::future::try_join_all(
-        plan.writes
-            .iter()
-            .map(|write| execute_agent_alert(tx, write, now_ms)),
-    );
-    tokio::try_join!(devices, events, device_alerts, agent_alerts)?;
-    Ok(())
+    async fn insert_device(&self, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
+        let row = self
+            .query_one(sql::INSERT_DEVICE, &SpecColumns::of(spec).with(&now_ms))
+            .await
+            .map_err(|error| constraint_error(error, spec))?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError> {
+        let updated = self
+            .execute(sql::UPDATE_SPEC, &SpecColumns::of(spec).with(&id))
+            .await
+            .map_err(|error| constraint_error(error, spec))?;
+        Ok(updated > 0)
+    }
+
+    async fn remove_device(&self, id: i64) -> Result<(), StoreError> {
+        self.execute(sql::KEEP_ALERT_SUBJECT, &[&id]).await?;
+        self.execute(sql::DELETE_DEVICE, &[&id]).await?;
+        Ok(())
+    }
+
+    async fn devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
+        let rows = self.query(DEVICES_BY_ID, &[&ids]).await?;
+        rows.iter().map(rows::device).collect()
+    }
+
+    /// Locked in id order so concurrent writers cannot deadlock.
+    async fn current_devices(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
+        let rows = self.query(CURRENT_DEVICES, &[&ids]).await?;
+        let current = rows.iter().map(rows::current).collect::<Result<_, _>>()?;
+        Ok(current)
+    }
+
+    /// Set-based: every device row in one statement (the rows the writes
+    /// leave, [`Plan::device_rows`]), every event in one, device alerts in
+    /// one statement per kind and round ([`Plan::alert_rounds`]), agent
+    /// alerts one by one. All are pipelined on the connection: a
+    /// 10,000-device outage is a handful of statements.
+    async fn execute_plan(&self, plan: &Plan, actor: &str, now_ms: i64) -> Result<(), StoreError> {
+        let rows = plan.device_rows();
+        let devices = write_device_rows(self, &rows);
+        let events = insert_events(self, plan, actor);
+        let device_alerts = async {
+            for round in plan.alert_rounds() {
+                tokio::try_join!(
+                    open_alerts(self, &round, now_ms),
+                    resolve_alerts(self, &round, now_ms)
+                )?;
+            }
+            Ok::<_, StoreError>(())
+        };
+        let agent_alerts = futures_util::future::try_join_all(
+            plan.writes
+                .iter()
+                .map(|write| execute_agent_alert(self, write, now_ms)),
+        );
+        tokio::try_join!(devices, events, device_alerts, agent_alerts)?;
+        Ok(())
+    }
+
+    async fn first_application(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let seq = i64::try_from(report.seq).unwrap_or(i64::MAX);
+        let fresh = self
+            .execute(
+                sql::REPORT_ONCE,
+                &[&report.agent_id, &report.boot_id, &seq, &now_ms],
+            )
+            .await?;
+        Ok(fresh > 0)
+    }
+
+    async fn add_agent(
+        &self,
+        id: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        self.execute(sql::ADD_AGENT, &[&id, &site, &now_ms]).await?;
+        rows::agent(&self.query_one(sql::AGENT, &[&id]).await?)
+    }
 }
 
 /// Every device row of a plan in one `UPDATE … FROM unnest(…)`.
@@ -439,18 +405,13 @@ async fn write_device_rows(tx: &Transaction<'_>, rows: &[DeviceRow]) -> Result<(
         .map(|row| row.reported.map(|(_, at)| at))
         .collect();
     let rtt: Vec<Option<i32>> = rows.iter().map(|row| row.last_rtt_us.map(to_i32)).collect();
+    let statement = sql::write_device_rows(
+        "unnest($1::bigint[], $2::bool[], $3::text[], $4::bigint[], $5::bigint[], \
+                $6::text[], $7::bigint[], $8::int[]) \
+         AS u(id, changed, status, down_since, changed_at, reported, reported_at, rtt)",
+    );
     tx.execute(
-        "UPDATE devices d SET \
-            status = CASE WHEN u.changed THEN u.status ELSE d.status END, \
-            down_since_ms = CASE WHEN u.changed THEN u.down_since ELSE d.down_since_ms END, \
-            status_changed_at_ms = CASE WHEN u.changed THEN u.changed_at ELSE d.status_changed_at_ms END, \
-            reported_status = COALESCE(u.reported, d.reported_status), \
-            reported_at_ms = COALESCE(u.reported_at, d.reported_at_ms), \
-            last_rtt_us = COALESCE(u.rtt, d.last_rtt_us) \
-         FROM unnest($1::bigint[], $2::bool[], $3::text[], $4::bigint[], $5::bigint[], \
-                     $6::text[], $7::bigint[], $8::int[]) \
-              AS u(id, changed, status, down_since, changed_at, reported, reported_at, rtt) \
-         WHERE d.id = u.id",
+        &statement,
         &[
             &ids,
             &changed,
@@ -574,37 +535,6 @@ async fn resolve_alerts(
     Ok(())
 }
 
-/// Settles devices just inserted (a child of a parent in an outage is
-/// `unreachable` from the start) and returns them as they now are.
-async fn settle_created(
-    tx: &Transaction<'_>,
-    devices: Vec<Device>,
-    now_ms: i64,
-) -> Result<Vec<Device>, StoreError> {
-    let changes = created(&devices);
-    if changes.is_empty() {
-        return Ok(devices);
-    }
-    let settled: Vec<i64> = changes.iter().map(InventoryChange::device_id).collect();
-    let current = load_current(tx, &settled).await?;
-    let plan = plan_inventory(&changes, &current, now_ms)?;
-    if plan.changed.is_empty() {
-        return Ok(devices);
-    }
-    execute_plan(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
-    let ids: Vec<i64> = devices.iter().map(|device| device.id).collect();
-    let rows = tx
-        .query(
-            &format!(
-                "SELECT {} FROM devices WHERE id = ANY($1) ORDER BY id",
-                sql::DEVICE_COLUMNS
-            ),
-            &[&ids],
-        )
-        .await?;
-    rows.iter().map(rows::device).collect()
-}
-
 /// An agent alert write; every other write is executed set-based.
 async fn execute_agent_alert(
     tx: &Transaction<'_>,
@@ -636,23 +566,6 @@ async fn execute_agent_alert(
         _ => 0,
     };
     Ok(rows)
-}
-
-/// Inserts one device (status `unknown`), creating its site if needed.
-async fn insert_device(
-    tx: &Transaction<'_>,
-    spec: &DeviceSpec,
-    now_ms: i64,
-) -> Result<Device, StoreError> {
-    tx.execute(sql::ADD_SITE, &[&spec.site]).await?;
-    let id: i64 = tx
-        .query_one(sql::INSERT_DEVICE, &SpecColumns::of(spec).with(&now_ms))
-        .await
-        .map_err(|error| constraint_error(error, spec))?
-        .try_get(0)?;
-    select_device(tx, id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))
 }
 
 /// The ten configured columns of a device, owned, for binding.
@@ -705,9 +618,4 @@ fn constraint_error(error: tokio_postgres::Error, spec: &DeviceSpec) -> StoreErr
         Some(&SqlState::FOREIGN_KEY_VIOLATION) => missing_parent(spec),
         _ => error.into(),
     }
-}
-
-async fn select_device(tx: &Transaction<'_>, id: i64) -> Result<Option<Device>, StoreError> {
-    let row = tx.query_opt(sql::DEVICE, &[&id]).await?;
-    row.as_ref().map(rows::device).transpose()
 }

@@ -26,12 +26,7 @@ macro_rules! device_columns {
     };
 }
 
-/// A device's columns in the order `rows::device` reads them.
-pub(super) const DEVICE_COLUMNS: &str = device_columns!();
-
-/// One device by id (`$1`).
-pub(super) const DEVICE: &str =
-    concat!("SELECT ", device_columns!(), " FROM devices WHERE id = $1");
+pub(super) use device_columns;
 
 /// Every device, by site then name.
 pub(super) const DEVICES: &str = concat!(
@@ -54,6 +49,24 @@ pub(super) const UPDATE_SPEC: &str = "UPDATE devices SET name = $1, address = $2
 pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site, parent_id, \
     interval_ms, timeout_ms, down_after, up_after, tags, enabled, status, status_changed_at_ms) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id";
+
+/// Writes a plan's device rows ([`super::plan::DeviceRow`]) from
+/// `source`, a table `u(id, changed, status, down_since, changed_at,
+/// reported, reported_at, rtt)`: the effective status only where the plan
+/// changed it, the report and RTT only where there is one.
+pub(super) fn write_device_rows(source: &str) -> String {
+    format!(
+        "UPDATE devices SET \
+            status = CASE WHEN u.changed THEN u.status ELSE devices.status END, \
+            down_since_ms = CASE WHEN u.changed THEN u.down_since ELSE devices.down_since_ms END, \
+            status_changed_at_ms = \
+                CASE WHEN u.changed THEN u.changed_at ELSE devices.status_changed_at_ms END, \
+            reported_status = COALESCE(u.reported, devices.reported_status), \
+            reported_at_ms = COALESCE(u.reported_at, devices.reported_at_ms), \
+            last_rtt_us = COALESCE(u.rtt, devices.last_rtt_us) \
+         FROM {source} WHERE devices.id = u.id"
+    )
+}
 
 pub(super) const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = $1";
 

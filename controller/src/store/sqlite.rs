@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
-use super::plan::{CurrentDevice, InventoryChange, Plan, Write, created, plan, plan_inventory};
-use super::{INVENTORY_ACTOR, StoreError, duplicate_name, missing_parent, rows, sql};
+use super::operations::{self, WriteTx};
+use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
+use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
@@ -129,23 +130,29 @@ fn migrate(connection: &mut Connection) -> Result<u32, StoreError> {
 }
 
 impl SqliteStore {
+    /// Runs write operation `operation` ([`operations`]) in one
+    /// immediate transaction, committed if it succeeds.
+    async fn write<T: Send + 'static>(
+        &self,
+        operation: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run(move |connection| {
+            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let outcome = futures_executor::block_on(operation(&tx))?;
+            tx.commit()?;
+            Ok(outcome)
+        })
+        .await
+    }
+
     pub(super) async fn create_device(
         &self,
         spec: &DeviceSpec,
         now_ms: i64,
     ) -> Result<Device, StoreError> {
         let spec = spec.clone();
-        self.run(move |connection| {
-            let tx = connection.transaction()?;
-            let device = insert_device(&tx, &spec, now_ms)?;
-            let device = settle_created(&tx, vec![device], now_ms)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::Corrupt("created device vanished".into()))?;
-            tx.commit()?;
-            Ok(device)
-        })
-        .await
+        self.write(async move |tx| operations::create_device(tx, &spec, now_ms).await)
+            .await
     }
 
     pub(super) async fn import_devices(
@@ -154,20 +161,8 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<Vec<Device>, StoreError> {
         let specs = specs.to_vec();
-        self.run(move |connection| {
-            let tx = connection.transaction()?;
-            let mut devices = Vec::with_capacity(specs.len());
-            for (index, spec) in specs.iter().enumerate() {
-                devices.push(
-                    insert_device(&tx, spec, now_ms)
-                        .map_err(|error| super::entry_error(index, error))?,
-                );
-            }
-            let devices = settle_created(&tx, devices, now_ms)?;
-            tx.commit()?;
-            Ok(devices)
-        })
-        .await
+        self.write(async move |tx| operations::import_devices(tx, &specs, now_ms).await)
+            .await
     }
 
     pub(super) async fn update_device(
@@ -177,34 +172,8 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
         let spec = spec.clone();
-        self.run(move |connection| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(&sql::sqlite(sql::ADD_SITE), [&spec.site])?;
-            let Some(before) = select_device(&tx, id)? else {
-                return Ok(None);
-            };
-            let ids: Vec<i64> = std::iter::once(id).chain(spec.parent_id).collect();
-            let current = current_devices(&tx, &ids)?;
-            let change = InventoryChange::Updated {
-                device_id: id,
-                parent_id: spec.parent_id,
-                enabled: spec.enabled,
-                address_changed: before.spec.address != spec.address,
-            };
-            let plan = plan_inventory(&[change], &current, now_ms)?;
-            let updated = tx.execute(&sql::sqlite(sql::UPDATE_SPEC), spec_params(&spec, id));
-            match updated {
-                Ok(0) => return Ok(None),
-                Ok(_) => {}
-                Err(error) => return Err(constraint_error(error, &spec)),
-            }
-            execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms)?;
-            let device = select_device(&tx, id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
-            tx.commit()?;
-            Ok(Some((device, plan.into())))
-        })
-        .await
+        self.write(async move |tx| operations::update_device(tx, id, &spec, now_ms).await)
+            .await
     }
 
     pub(super) async fn delete_device(
@@ -212,42 +181,14 @@ impl SqliteStore {
         id: i64,
         now_ms: i64,
     ) -> Result<Option<StatusChanges>, StoreError> {
-        self.run(move |connection| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current = current_devices(&tx, &[id])?;
-            if !current.contains_key(&id) {
-                return Ok(None);
-            }
-            let plan = plan_inventory(
-                &[InventoryChange::Deleted { device_id: id }],
-                &current,
-                now_ms,
-            )?;
-            execute_plan(&tx, &plan, INVENTORY_ACTOR, now_ms)?;
-            tx.execute(&sql::sqlite(sql::KEEP_ALERT_SUBJECT), [id])?;
-            tx.execute(&sql::sqlite(sql::DELETE_DEVICE), [id])?;
-            tx.commit()?;
-            Ok(Some(plan.into()))
-        })
-        .await
-    }
-
-    pub(super) async fn get_device(&self, id: i64) -> Result<Option<Device>, StoreError> {
-        self.run(move |connection| select_device(connection, id))
+        self.write(async move |tx| operations::delete_device(tx, id, now_ms).await)
             .await
     }
 
     pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
-        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-        self.run(move |connection| {
-            let mut statement = connection.prepare(&format!(
-                "SELECT {} FROM devices WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
-                sql::DEVICE_COLUMNS
-            ))?;
-            let rows = statement.query_map([ids], |row| Ok(rows::device(row)))?;
-            rows.map(|row| row?).collect()
-        })
-        .await
+        let ids = ids.to_vec();
+        self.run(move |connection| devices_by_id(connection, &ids))
+            .await
     }
 
     pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
@@ -265,32 +206,8 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
         let report = report.clone();
-        self.run(move |connection| {
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let fresh = tx.execute(
-                &sql::sqlite(sql::REPORT_ONCE),
-                params![
-                    report.agent_id,
-                    report.boot_id,
-                    i64::try_from(report.seq).unwrap_or(i64::MAX),
-                    now_ms
-                ],
-            )?;
-            if fresh == 0 {
-                return Ok(ApplyOutcome::AlreadyApplied);
-            }
-            let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
-            let current = current_devices(&tx, &ids)?;
-            let plan = plan(&report, &current);
-            execute_plan(&tx, &plan, &report.agent_id, now_ms)?;
-            tx.commit()?;
-            Ok(ApplyOutcome::Applied {
-                changed: plan.changed,
-                previous: plan.previous,
-                ignored: plan.ignored,
-            })
-        })
-        .await
+        self.write(async move |tx| operations::apply(tx, &report, now_ms).await)
+            .await
     }
 
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
@@ -370,19 +287,8 @@ impl SqliteStore {
         now_ms: i64,
     ) -> Result<AgentRecord, StoreError> {
         let (id, site) = (id.to_owned(), site.to_owned());
-        self.run(move |connection| {
-            let tx = connection.transaction()?;
-            tx.execute(&sql::sqlite(sql::ADD_SITE), [&site])?;
-            tx.execute(&sql::sqlite(sql::ADD_AGENT), params![id, site, now_ms])?;
-            let agent =
-                tx.query_row(&sql::sqlite(sql::AGENT), [&id], |row| Ok(rows::agent(row)))??;
-            if agent.site != site {
-                return Err(super::agent_conflict(&agent));
-            }
-            tx.commit()?;
-            Ok(agent)
-        })
-        .await
+        self.write(async move |tx| operations::register_agent(tx, &id, &site, now_ms).await)
+            .await
     }
 
     pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
@@ -411,23 +317,6 @@ impl SqliteStore {
         })
         .await
     }
-}
-
-/// Inserts one device (status `unknown`), creating its site if needed.
-fn insert_device(
-    tx: &Transaction<'_>,
-    spec: &DeviceSpec,
-    now_ms: i64,
-) -> Result<Device, StoreError> {
-    tx.execute(&sql::sqlite(sql::ADD_SITE), [&spec.site])?;
-    let id = tx
-        .query_row(
-            &sql::sqlite(sql::INSERT_DEVICE),
-            spec_params(spec, now_ms),
-            |row| row.get::<_, i64>(0),
-        )
-        .map_err(|error| constraint_error(error, spec))?;
-    select_device(tx, id)?.ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))
 }
 
 /// The ten configured columns of a device (name … enabled, in schema
@@ -461,43 +350,87 @@ fn constraint_error(error: rusqlite::Error, spec: &DeviceSpec) -> StoreError {
     }
 }
 
-fn execute_plan(
-    tx: &Transaction<'_>,
-    plan: &Plan,
-    actor: &str,
-    now_ms: i64,
-) -> Result<(), StoreError> {
-    for write in &plan.writes {
-        execute(tx, write, actor, now_ms)?;
+/// SQLite's steps never wait: `SqliteStore::write` drives them to the end
+/// on the blocking thread that holds the connection.
+impl WriteTx for Transaction<'_> {
+    async fn add_site(&self, site: &str) -> Result<(), StoreError> {
+        self.execute(&sql::sqlite(sql::ADD_SITE), [site])?;
+        Ok(())
     }
-    Ok(())
-}
 
-/// Settles devices just inserted (a child of a parent in an outage is
-/// `unreachable` from the start) and returns them as they now are.
-fn settle_created(
-    tx: &Transaction<'_>,
-    devices: Vec<Device>,
-    now_ms: i64,
-) -> Result<Vec<Device>, StoreError> {
-    let changes = created(&devices);
-    if changes.is_empty() {
-        return Ok(devices);
+    async fn insert_device(&self, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
+        self.query_row(
+            &sql::sqlite(sql::INSERT_DEVICE),
+            spec_params(spec, now_ms),
+            |row| row.get::<_, i64>(0),
+        )
+        .map_err(|error| constraint_error(error, spec))
     }
-    let settled: Vec<i64> = changes.iter().map(InventoryChange::device_id).collect();
-    let current = current_devices(tx, &settled)?;
-    let plan = plan_inventory(&changes, &current, now_ms)?;
-    if plan.changed.is_empty() {
-        return Ok(devices);
+
+    async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError> {
+        let updated = self
+            .execute(&sql::sqlite(sql::UPDATE_SPEC), spec_params(spec, id))
+            .map_err(|error| constraint_error(error, spec))?;
+        Ok(updated > 0)
     }
-    execute_plan(tx, &plan, INVENTORY_ACTOR, now_ms)?;
-    devices
-        .iter()
-        .map(|device| {
-            select_device(tx, device.id)?
-                .ok_or_else(|| StoreError::Corrupt(format!("device {} vanished", device.id)))
-        })
-        .collect()
+
+    async fn remove_device(&self, id: i64) -> Result<(), StoreError> {
+        self.execute(&sql::sqlite(sql::KEEP_ALERT_SUBJECT), [id])?;
+        self.execute(&sql::sqlite(sql::DELETE_DEVICE), [id])?;
+        Ok(())
+    }
+
+    async fn devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
+        devices_by_id(self, ids)
+    }
+
+    async fn current_devices(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
+        let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+        let mut statement = self.prepare(CURRENT_DEVICES)?;
+        let rows = statement.query_map([ids], |row| Ok(rows::current(row)))?;
+        let current = rows.map(|row| row?).collect::<Result<_, _>>()?;
+        Ok(current)
+    }
+
+    /// Every device row in one statement ([`Plan::device_rows`]), then
+    /// one statement per other write, in the plan's order.
+    async fn execute_plan(&self, plan: &Plan, actor: &str, now_ms: i64) -> Result<(), StoreError> {
+        write_device_rows(self, &plan.device_rows())?;
+        for write in &plan.writes {
+            execute(self, write, actor, now_ms)?;
+        }
+        Ok(())
+    }
+
+    async fn first_application(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let fresh = self.execute(
+            &sql::sqlite(sql::REPORT_ONCE),
+            params![
+                report.agent_id,
+                report.boot_id,
+                i64::try_from(report.seq).unwrap_or(i64::MAX),
+                now_ms
+            ],
+        )?;
+        Ok(fresh > 0)
+    }
+
+    async fn add_agent(
+        &self,
+        id: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        self.execute(&sql::sqlite(sql::ADD_AGENT), params![id, site, now_ms])?;
+        self.query_row(&sql::sqlite(sql::AGENT), [id], |row| Ok(rows::agent(row)))?
+    }
 }
 
 fn execute(
@@ -507,41 +440,8 @@ fn execute(
     now_ms: i64,
 ) -> Result<(), StoreError> {
     match write {
-        Write::SetReported {
-            device_id,
-            status,
-            at_ms,
-            last_rtt_us,
-        } => {
-            tx.execute(
-                "UPDATE devices SET reported_status = ?1, reported_at_ms = ?2, \
-                 last_rtt_us = COALESCE(?3, last_rtt_us) WHERE id = ?4",
-                params![status.as_str(), at_ms, last_rtt_us, device_id],
-            )?;
-        }
-        Write::UpdateDevice {
-            device_id,
-            status,
-            down_since_ms,
-            changed_at_ms,
-            reported,
-        } => {
-            tx.execute(
-                "UPDATE devices SET status = ?1, down_since_ms = ?2, status_changed_at_ms = ?3, \
-                 reported_status = COALESCE(?4, reported_status), \
-                 reported_at_ms = COALESCE(?5, reported_at_ms), \
-                 last_rtt_us = COALESCE(?6, last_rtt_us) WHERE id = ?7",
-                params![
-                    status.as_str(),
-                    down_since_ms,
-                    changed_at_ms,
-                    reported.map(|r| r.status.as_str()),
-                    reported.map(|r| r.at_ms),
-                    reported.and_then(|r| r.last_rtt_us),
-                    device_id
-                ],
-            )?;
-        }
+        // Written with the other device rows: see `execute_plan`.
+        Write::SetReported { .. } | Write::UpdateDevice { .. } => {}
         Write::InsertEvent {
             device_id,
             previous,
@@ -614,6 +514,35 @@ fn execute(
     Ok(())
 }
 
+/// Every device row of a plan in one `UPDATE … FROM json_each(…)`.
+fn write_device_rows(tx: &Transaction<'_>, rows: &[DeviceRow]) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            serde_json::json!([
+                row.device_id,
+                row.status.is_some(),
+                row.status.map(|(status, _, _)| status.as_str()),
+                row.status.and_then(|(_, down_since, _)| down_since),
+                row.status.map(|(_, _, at)| at),
+                row.reported.map(|(status, _)| status.as_str()),
+                row.reported.map(|(_, at)| at),
+                row.last_rtt_us,
+            ])
+        })
+        .collect();
+    let statement = sql::write_device_rows(
+        "(SELECT value ->> 0 AS id, value ->> 1 AS changed, value ->> 2 AS status, \
+            value ->> 3 AS down_since, value ->> 4 AS changed_at, value ->> 5 AS reported, \
+            value ->> 6 AS reported_at, value ->> 7 AS rtt FROM json_each(?1)) AS u",
+    );
+    tx.execute(&statement, [serde_json::Value::from(rows).to_string()])?;
+    Ok(())
+}
+
 /// Runs an alert statement that returns the ids of the alerts it opened or
 /// resolved, and queues a `kind` notification for each (none when it
 /// changed nothing: an alert already open, or none to resolve).
@@ -648,34 +577,28 @@ fn queue_notification(
     Ok(())
 }
 
-/// What `plan` needs: the devices `ids`, their parents and all their
-/// descendants.
-fn current_devices(
-    connection: &Connection,
-    ids: &[i64],
-) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
-    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-    let mut statement = connection.prepare(
-        "WITH RECURSIVE tree(id) AS ( \
-            SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?1)) \
-            UNION SELECT d.id FROM devices d JOIN tree t ON d.parent_id = t.id) \
-         SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
-            d.reported_at_ms, d.parent_id, d.enabled, \
-            EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
-         FROM devices d \
-         WHERE d.id IN (SELECT id FROM tree) \
-            OR d.id IN (SELECT parent_id FROM devices WHERE id IN (SELECT value FROM json_each(?1)))",
-    )?;
-    let rows = statement.query_map([ids], |row| Ok(rows::current(row)))?;
-    let current = rows.map(|row| row?).collect::<Result<_, _>>()?;
-    Ok(current)
-}
+/// What `plan` needs (`?1`: a JSON array of ids): the devices, their
+/// parents and all their descendants.
+const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
+        SELECT id FROM devices WHERE id IN (SELECT value FROM json_each(?1)) \
+        UNION SELECT d.id FROM devices d JOIN tree t ON d.parent_id = t.id) \
+    SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
+        d.reported_at_ms, d.parent_id, d.enabled, \
+        EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
+    FROM devices d \
+    WHERE d.id IN (SELECT id FROM tree) \
+        OR d.id IN (SELECT parent_id FROM devices WHERE id IN (SELECT value FROM json_each(?1)))";
 
-fn select_device(connection: &Connection, id: i64) -> Result<Option<Device>, StoreError> {
-    connection
-        .query_row(&sql::sqlite(sql::DEVICE), [id], |row| Ok(rows::device(row)))
-        .optional()?
-        .transpose()
+/// The devices `ids`, by id.
+fn devices_by_id(connection: &Connection, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
+    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
+    let mut statement = connection.prepare(concat!(
+        "SELECT ",
+        sql::device_columns!(),
+        " FROM devices WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
+    ))?;
+    let rows = statement.query_map([ids], |row| Ok(rows::device(row)))?;
+    rows.map(|row| row?).collect()
 }
 
 fn tags_json(tags: &[String]) -> String {

@@ -1,0 +1,205 @@
+//! The write operations, written once for both backends. A backend opens
+//! the transaction, runs one of these over its [`WriteTx`] and commits on
+//! `Ok`; the steps of each operation, their order and every rule between
+//! them are here. [`WriteTx`] is what one transaction can do in the store's
+//! terms: each backend says it in its own SQL (set-based on PostgreSQL,
+//! statement by statement on SQLite).
+
+use std::collections::HashMap;
+
+use super::model::{
+    AgentRecord, ApplyOutcome, Device, DeviceSpec, StatusChanges, TransitionReport,
+};
+use super::plan::{CurrentDevice, InventoryChange, Plan, created, plan, plan_inventory};
+use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error};
+
+/// The steps of a write transaction. SQLite's steps never wait: its
+/// operations are driven to completion on the blocking thread that holds
+/// the connection.
+pub(super) trait WriteTx {
+    /// Creates `site` if it does not exist.
+    async fn add_site(&self, site: &str) -> Result<(), StoreError>;
+
+    /// Inserts a device with status `unknown`; returns its id. A duplicate
+    /// name or a missing parent is named ([`super::duplicate_name`],
+    /// [`super::missing_parent`]).
+    async fn insert_device(&self, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError>;
+
+    /// Replaces device `id`'s configuration; `false` if there is no such
+    /// device.
+    async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError>;
+
+    /// Deletes device `id`, keeping its name, address and site on its
+    /// alerts for the notifications still to be delivered.
+    async fn remove_device(&self, id: i64) -> Result<(), StoreError>;
+
+    /// The devices `ids` as they are now in this transaction, by id.
+    async fn devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError>;
+
+    /// What the rules need ([`plan`]): the devices `ids`, their parents
+    /// and all their descendants, locked against concurrent writers where
+    /// the backend locks rows.
+    async fn current_devices(&self, ids: &[i64])
+    -> Result<HashMap<i64, CurrentDevice>, StoreError>;
+
+    /// Executes every write of `plan`, events recorded as by `actor`.
+    async fn execute_plan(&self, plan: &Plan, actor: &str, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Records that `report` is being applied; `false` if it already was.
+    async fn first_application(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Registers agent `id` for `site` unless it is registered already;
+    /// returns the agent as stored.
+    async fn add_agent(&self, id: &str, site: &str, now_ms: i64)
+    -> Result<AgentRecord, StoreError>;
+}
+
+/// Creates one device; it settles at once (a child of a parent in an
+/// outage is `unreachable` from the start).
+pub(super) async fn create_device(
+    tx: &impl WriteTx,
+    spec: &DeviceSpec,
+    now_ms: i64,
+) -> Result<Device, StoreError> {
+    let id = insert(tx, spec, now_ms).await?;
+    settle_created(tx, &[id], now_ms)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt(format!("created device {id} vanished")))
+}
+
+/// Creates all `specs` or none; a failing entry is named by position.
+pub(super) async fn import_devices(
+    tx: &impl WriteTx,
+    specs: &[DeviceSpec],
+    now_ms: i64,
+) -> Result<Vec<Device>, StoreError> {
+    let mut ids = Vec::with_capacity(specs.len());
+    for (index, spec) in specs.iter().enumerate() {
+        let id = insert(tx, spec, now_ms)
+            .await
+            .map_err(|error| entry_error(index, error))?;
+        ids.push(id);
+    }
+    settle_created(tx, &ids, now_ms).await
+}
+
+/// Replaces device `id`'s configuration through the rules; `None` if it
+/// does not exist.
+pub(super) async fn update_device(
+    tx: &impl WriteTx,
+    id: i64,
+    spec: &DeviceSpec,
+    now_ms: i64,
+) -> Result<Option<(Device, StatusChanges)>, StoreError> {
+    let Some(before) = tx.devices(&[id]).await?.pop() else {
+        return Ok(None);
+    };
+    let ids: Vec<i64> = std::iter::once(id).chain(spec.parent_id).collect();
+    let current = tx.current_devices(&ids).await?;
+    let change = InventoryChange::Updated {
+        device_id: id,
+        parent_id: spec.parent_id,
+        enabled: spec.enabled,
+        address_changed: before.spec.address != spec.address,
+    };
+    let plan = plan_inventory(&[change], &current, now_ms)?;
+    tx.add_site(&spec.site).await?;
+    if !tx.update_spec(id, spec).await? {
+        return Ok(None);
+    }
+    tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
+    let device = tx
+        .devices(&[id])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
+    Ok(Some((device, plan.into())))
+}
+
+/// Deletes device `id` through the rules (its alert resolved, its
+/// children settled); `None` if it did not exist.
+pub(super) async fn delete_device(
+    tx: &impl WriteTx,
+    id: i64,
+    now_ms: i64,
+) -> Result<Option<StatusChanges>, StoreError> {
+    let current = tx.current_devices(&[id]).await?;
+    if !current.contains_key(&id) {
+        return Ok(None);
+    }
+    let plan = plan_inventory(
+        &[InventoryChange::Deleted { device_id: id }],
+        &current,
+        now_ms,
+    )?;
+    tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
+    tx.remove_device(id).await?;
+    Ok(Some(plan.into()))
+}
+
+/// Applies an agent report once per (agent, boot, seq).
+pub(super) async fn apply(
+    tx: &impl WriteTx,
+    report: &TransitionReport,
+    now_ms: i64,
+) -> Result<ApplyOutcome, StoreError> {
+    if !tx.first_application(report, now_ms).await? {
+        return Ok(ApplyOutcome::AlreadyApplied);
+    }
+    let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
+    let current = tx.current_devices(&ids).await?;
+    let plan = plan(report, &current);
+    tx.execute_plan(&plan, &report.agent_id, now_ms).await?;
+    Ok(ApplyOutcome::Applied {
+        changed: plan.changed,
+        previous: plan.previous,
+        ignored: plan.ignored,
+    })
+}
+
+/// Registers agent `id` for `site`; the same agent for another site is a
+/// conflict.
+pub(super) async fn register_agent(
+    tx: &impl WriteTx,
+    id: &str,
+    site: &str,
+    now_ms: i64,
+) -> Result<AgentRecord, StoreError> {
+    tx.add_site(site).await?;
+    let agent = tx.add_agent(id, site, now_ms).await?;
+    if agent.site != site {
+        return Err(agent_conflict(&agent));
+    }
+    Ok(agent)
+}
+
+async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
+    tx.add_site(&spec.site).await?;
+    tx.insert_device(spec, now_ms).await
+}
+
+/// Settles devices just inserted and returns them as they now are, by id.
+async fn settle_created(
+    tx: &impl WriteTx,
+    ids: &[i64],
+    now_ms: i64,
+) -> Result<Vec<Device>, StoreError> {
+    let devices = tx.devices(ids).await?;
+    let changes = created(&devices);
+    if changes.is_empty() {
+        return Ok(devices);
+    }
+    let settled: Vec<i64> = changes.iter().map(InventoryChange::device_id).collect();
+    let current = tx.current_devices(&settled).await?;
+    let plan = plan_inventory(&changes, &current, now_ms)?;
+    if plan.changed.is_empty() {
+        return Ok(devices);
+    }
+    tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
+    tx.devices(ids).await
+}
