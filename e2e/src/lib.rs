@@ -49,6 +49,11 @@ pub fn agent_binary() -> PathBuf {
     sibling_binary("e2e-ward-agent")
 }
 
+/// `e2e-no-ipv6`: runs a program unable to open IPv6 sockets.
+pub fn no_ipv6_binary() -> PathBuf {
+    sibling_binary("e2e-no-ipv6")
+}
+
 /// A child process, stopped (SIGTERM, then SIGKILL) when dropped.
 pub struct Process {
     name: String,
@@ -408,41 +413,52 @@ impl Deployment {
         wait_for_http(&self.rest, "/healthz")
     }
 
-    /// Registers `id` for `site` and starts it in the lab's client
-    /// namespace, with its certificate (or `certificate_of` another's).
+    /// Starts agent `id` of `site` in the lab's client namespace, with its
+    /// certificate (or `certificate_of` another's).
     pub fn start_agent(
         &self,
         id: &str,
         site: &str,
         certificate_of: &str,
     ) -> anyhow::Result<Process> {
-        let d = self.dir.path();
         let mut command = self.lab.client_command(&agent_binary().to_string_lossy());
         command
-            .args([
-                "run",
-                "--controller",
-                &self.grpc_url,
-                "--agent-id",
-                id,
-                "--site",
-                site,
-            ])
-            .arg("--spool-dir")
-            .arg(d.join(format!("spool-{id}")))
-            .arg("--tls-ca")
-            .arg(d.join("ca.pem"))
-            .arg("--tls-cert")
-            .arg(d.join(format!("agent-{certificate_of}.pem")))
-            .arg("--tls-key")
-            .arg(d.join(format!("agent-{certificate_of}.key")))
-            .args(["--report-period", "1s"])
+            .args(self.agent_arguments(id, site, certificate_of))
             .env("RUST_LOG", "info");
-        Process::spawn(
-            &format!("ward-agent {id}"),
-            command,
-            &d.join(format!("agent-{id}.log")),
-        )
+        Process::spawn(&format!("ward-agent {id}"), command, &self.agent_log(id))
+    }
+
+    /// The arguments of `ward-agent` for agent `id` of `site`: this
+    /// deployment's controller, CA and `certificate_of`'s certificate, its
+    /// spool in the work directory, 1 s reports.
+    pub fn agent_arguments(&self, id: &str, site: &str, certificate_of: &str) -> Vec<String> {
+        let d = self.dir.path().display();
+        [
+            "run",
+            "--controller",
+            &self.grpc_url,
+            "--agent-id",
+            id,
+            "--site",
+            site,
+            "--spool-dir",
+            &format!("{d}/spool-{id}"),
+            "--tls-ca",
+            &format!("{d}/ca.pem"),
+            "--tls-cert",
+            &format!("{d}/agent-{certificate_of}.pem"),
+            "--tls-key",
+            &format!("{d}/agent-{certificate_of}.key"),
+            "--report-period",
+            "1s",
+        ]
+        .map(str::to_owned)
+        .into()
+    }
+
+    /// Where agent `id`'s output goes.
+    pub fn agent_log(&self, id: &str) -> PathBuf {
+        self.dir.path().join(format!("agent-{id}.log"))
     }
 
     /// Registers an agent through REST.

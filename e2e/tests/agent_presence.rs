@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
-use ward_e2e::{Deployment, agent_binary, wait_until, work_dir};
+use ward_e2e::{Deployment, Process, agent_binary, no_ipv6_binary, wait_until, work_dir};
 use ward_testkit::lab::{Lab, SiteConfig};
 
 /// The unprivileged user the agent runs as.
@@ -85,6 +85,110 @@ fn an_agent_without_icmp_permission_exits_2_naming_what_to_grant() {
     for hint in ["setcap cap_net_raw+ep", "net.ipv4.ping_group_range"] {
         assert!(said.contains(hint), "the message names `{hint}`:\n{said}");
     }
+}
+
+#[test]
+fn an_unprivileged_agent_that_cannot_open_ipv6_is_blind_in_agents_readyz_and_metrics() {
+    ward_testkit::require_root("the lab and switching users");
+    const SITE: &str = "branch-1";
+    const AGENT: &str = "site-agent";
+    let deployment = Deployment::start(SiteConfig::default()).expect("deployment");
+    deployment.register_agent(AGENT, SITE);
+    let rest = &deployment.rest;
+    let mut ids = Vec::new();
+    for (name, address) in [("v4-host", "198.18.1.10"), ("v6-host", "2001:2:0:1::10")] {
+        let (code, body) = rest.post(
+            "/api/v1/devices",
+            &serde_json::json!({"name": name, "address": address, "site": SITE,
+                "interval_ms": 500, "timeout_ms": 300}),
+        );
+        assert_eq!(code, 201, "{body}");
+        ids.push(body["id"].as_i64().expect("id"));
+    }
+    // The agent runs as nobody without capabilities, allowed datagram ICMP
+    // sockets by `ping_group_range`, in a sandbox that refuses IPv6 sockets
+    // (what `RestrictAddressFamilies=~AF_INET6` does): it can probe IPv4
+    // only.
+    let sysctl = deployment
+        .lab
+        .client_command("sysctl")
+        .args([
+            "-w",
+            &format!("net.ipv4.ping_group_range={NOBODY} {NOBODY}"),
+        ])
+        .output()
+        .expect("sysctl");
+    assert!(sysctl.status.success(), "{sysctl:?}");
+    let d = deployment.dir.path();
+    let spool = d.join(format!("spool-{AGENT}"));
+    std::fs::create_dir(&spool).expect("spool");
+    nix::unistd::chown(&spool, Some(NOBODY.into()), Some(NOBODY.into())).expect("chown");
+    for (from, to) in [
+        (agent_binary(), "ward-agent"),
+        (no_ipv6_binary(), "no-ipv6"),
+    ] {
+        std::fs::copy(from, d.join(to)).expect("copy a binary where nobody can run it");
+    }
+    let readable = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(d, readable.clone()).expect("chmod");
+    std::fs::set_permissions(d.join(format!("agent-{AGENT}.key")), readable).expect("chmod");
+    let mut command = deployment.lab.client_command("setpriv");
+    command
+        .args([
+            "--reuid",
+            &NOBODY.to_string(),
+            "--regid",
+            &NOBODY.to_string(),
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(d.join("no-ipv6"))
+        .arg(d.join("ward-agent"))
+        .args(deployment.agent_arguments(AGENT, SITE, AGENT))
+        .env("RUST_LOG", "info");
+    let mut agent = Process::spawn(
+        "ward-agent (no IPv6)",
+        command,
+        &deployment.agent_log(AGENT),
+    )
+    .expect("agent");
+
+    wait_until("the agent shown blind", Duration::from_secs(20), || {
+        rest.get("/api/v1/agents").1[0]["state"] == "blind"
+    });
+    assert!(agent.running(), "it runs on IPv4: {}", agent.log());
+    let (_, agents) = rest.get("/api/v1/agents");
+    assert_eq!(
+        agents[0]["probe_families"],
+        serde_json::json!(["ipv4"]),
+        "{agents}"
+    );
+    assert!(
+        agents[0]["blind_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("ipv6")),
+        "{agents}"
+    );
+    let (_, ready) = rest.get("/readyz");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["components"]["agents"]["blind"][0], AGENT, "{ready}");
+    assert_eq!(rest.metric("ward_agents{state=\"blind\"}"), Some(1.0));
+    wait_until("the IPv4 host up", Duration::from_secs(20), || {
+        rest.get(&format!("/api/v1/devices/{}", ids[0])).1["status"] == "up"
+    });
+    let (_, v6) = rest.get(&format!("/api/v1/devices/{}", ids[1]));
+    assert_eq!(v6["status"], "unknown", "nobody can probe it: {v6}");
+    wait_until(
+        "AgentDown firing at the webhook",
+        Duration::from_secs(20),
+        || agent_down(&deployment, AGENT, "firing") == 1,
+    );
+    assert!(
+        agent.log().contains("this family cannot be probed"),
+        "the agent says why: {}",
+        agent.log()
+    );
 }
 
 /// The `AgentDown` notifications the webhook got for `agent`, by kind.
