@@ -158,6 +158,36 @@ pub fn common_name(der: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The names a DER certificate is valid for: its DNS names and IP
+/// addresses (subject alternative names).
+pub fn subject_names(der: &[u8]) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, certificate)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(names)) = certificate.subject_alternative_name() else {
+        return Vec::new();
+    };
+    names
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|octets| std::net::Ipv4Addr::from(octets).to_string()),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|octets| std::net::Ipv6Addr::from(octets).to_string()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +218,11 @@ mod tests {
             .contents;
         assert_eq!(common_name(&der).as_deref(), Some("branch-7"));
         assert!(agent(dir.path(), "bad id").is_err());
+        let pem = fs::read_to_string(dir.path().join("controller.pem")).unwrap();
+        let der = x509_parser::pem::parse_x509_pem(pem.as_bytes())
+            .unwrap()
+            .1
+            .contents;
+        assert_eq!(subject_names(&der), ["127.0.0.1", "controller.example"]);
     }
 }

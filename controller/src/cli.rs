@@ -315,7 +315,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let tls = settings
         .tls
         .as_ref()
-        .map(crate::grpc::server_tls)
+        .map(crate::grpc::ServerTls::load)
         .transpose()?;
     let grpc_server = crate::grpc::serve(grpc, Arc::clone(&controller), tls, until_stopped());
     let signal = async {

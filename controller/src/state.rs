@@ -100,6 +100,9 @@ pub struct Metrics {
     /// Offline sites whose `unknown` could not be committed (tried again
     /// at the next sweep).
     pub offline_sweep_failures: AtomicU64,
+    /// gRPC connections whose TLS handshake failed (a refused or missing
+    /// certificate, a client that gave up).
+    pub grpc_handshake_failures: AtomicU64,
 }
 
 /// The controller's shared state.

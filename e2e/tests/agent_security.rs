@@ -177,3 +177,71 @@ fn agents_report_only_on_their_own_devices_and_must_prove_who_they_are() {
     let (_, device) = deployment.rest.get(&format!("/api/v1/devices/{}", ids[0]));
     assert_eq!(device["status"], "up");
 }
+
+#[test]
+fn a_certificate_name_mismatch_is_named_on_both_sides() {
+    ward_testkit::require_root("the lab");
+    let mut deployment = Deployment::start(SiteConfig::default()).expect("deployment");
+    deployment.register_agent("site-agent", "branch-1");
+    // The deployment's certificates re-issued (same files, a new CA) for a
+    // name the agent does not connect by: it connects by address.
+    let reissued = ward_e2e::work_dir().expect("dir");
+    ward_controller::certs::init(reissued.path(), &["controller.example".to_owned()])
+        .expect("certificates");
+    ward_controller::certs::agent(reissued.path(), "site-agent").expect("agent certificate");
+    deployment.controller = None;
+    let d = deployment.dir.path();
+    for file in [
+        "ca.pem",
+        "ca.key",
+        "controller.pem",
+        "controller.key",
+        "agent-site-agent.pem",
+        "agent-site-agent.key",
+    ] {
+        std::fs::copy(reissued.path().join(file), d.join(file)).expect("copy");
+    }
+    deployment.start_controller().expect("controller");
+    let address = deployment
+        .lab
+        .host_address()
+        .expect("host link")
+        .to_string();
+    let agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+
+    // The agent names the address it asked for and the certificate's names.
+    wait_until("the agent says why", Duration::from_secs(20), || {
+        agent.log().contains("not valid for name")
+    });
+    let said = agent.log();
+    let line = said
+        .lines()
+        .find(|line| line.contains("not valid for name"))
+        .expect("the line");
+    for name in [address.as_str(), "controller.example"] {
+        assert!(line.contains(name), "the agent names `{name}`: {line}");
+    }
+    // The controller says a client refused its certificate, with the names
+    // it holds, and counts it.
+    wait_until("the controller says why", Duration::from_secs(10), || {
+        deployment
+            .controller_log()
+            .contains("refused this controller's certificate")
+    });
+    let log = deployment.controller_log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("refused this controller's certificate"))
+        .expect("the line");
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("controller.example"), "{line}");
+    assert!(
+        deployment
+            .rest
+            .metric("ward_grpc_handshake_failures_total")
+            .is_some_and(|failures| failures >= 1.0),
+        "counted"
+    );
+}

@@ -199,6 +199,11 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.offline_sweep_failures,
         ),
         (
+            "ward_grpc_handshake_failures_total",
+            "gRPC connections whose TLS handshake failed (certificate refused by either side, no certificate, timeout).",
+            &controller.metrics.grpc_handshake_failures,
+        ),
+        (
             "ward_post_commit_failures_total",
             "Work after a commit that failed (live events not sent one by one; subscribers told to resync).",
             &controller.metrics.post_commit_failures,

@@ -5,10 +5,12 @@
 mod agent_link;
 mod agent_sight;
 mod inventory;
+mod tls;
 
 pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};
 pub use agent_sight::Blindness;
 pub use inventory::InventoryService;
+pub use tls::ServerTls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::state::Controller;
@@ -40,6 +42,9 @@ pub enum GrpcError {
     /// The server failed while running.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The TLS files do not make a usable server configuration.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// A TLS file cannot be read.
     #[error("TLS file {path}: {source}")]
     TlsFile {
@@ -48,20 +53,6 @@ pub enum GrpcError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// The server side of mTLS from `tls`: clients must present a certificate
-/// chaining to its client CA.
-pub fn server_tls(tls: &crate::config::ServerTls) -> Result<ServerTlsConfig, GrpcError> {
-    let read = |path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| GrpcError::TlsFile {
-            path: path.display().to_string(),
-            source,
-        })
-    };
-    Ok(ServerTlsConfig::new()
-        .identity(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?))
-        .client_ca_root(Certificate::from_pem(read(&tls.client_ca)?)))
 }
 
 /// The agent identity in a request's client certificate (its common name).
@@ -96,7 +87,7 @@ const SERVED: &[&str] = &[
 pub async fn serve(
     listener: TcpListener,
     controller: Arc<Controller>,
-    tls: Option<ServerTlsConfig>,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -124,21 +115,27 @@ pub async fn serve(
     } else {
         Arc::new(|_| PeerIdentity::Unauthenticated)
     };
-    let mut server = Server::builder();
-    if let Some(tls) = tls {
-        server = server.tls_config(tls)?;
-    }
-    server
+    let router = Server::builder()
         .add_service(ward_proto::v1::agent_link_server::AgentLinkServer::new(
             AgentLinkService::new(Arc::clone(&controller), identify),
         ))
         .add_service(ward_proto::v1::inventory_server::InventoryServer::new(
-            InventoryService::new(controller),
+            InventoryService::new(Arc::clone(&controller)),
         ))
         .add_service(health)
         .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
+        .add_service(reflection_v1alpha);
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls::accept(listener, tls, controller), shutdown)
+                .await?;
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .await?;
+        }
+    }
     Ok(())
 }
