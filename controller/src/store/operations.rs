@@ -29,8 +29,9 @@ pub(super) trait WriteTx {
     /// device.
     async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError>;
 
-    /// Deletes device `id`, keeping its name, address and site on its
-    /// alerts for the notifications still to be delivered.
+    /// Deletes device `id` and its status events, keeping its name,
+    /// address and site on its alerts for the notifications still to be
+    /// delivered.
     async fn remove_device(&self, id: i64) -> Result<(), StoreError>;
 
     /// The devices `ids` as they are now in this transaction, by id.

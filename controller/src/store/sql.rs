@@ -70,6 +70,9 @@ pub(super) fn write_device_rows(source: &str) -> String {
 
 pub(super) const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = $1";
 
+/// Device `$1`'s status events, deleted with it.
+pub(super) const DELETE_EVENTS: &str = "DELETE FROM status_events WHERE device_id = $1";
+
 /// Keeps device `$1`'s name, address and site on its alerts before the
 /// device row is deleted, for the notifications still to be delivered.
 pub(super) const KEEP_ALERT_SUBJECT: &str = "UPDATE alerts SET \

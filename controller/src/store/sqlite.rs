@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../migrations/sqlite/0004_alerts_outlive_devices.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/sqlite/0005_events_without_row_checks.sql"),
+    ),
 ];
 
 #[allow(
@@ -376,6 +380,7 @@ impl WriteTx for Transaction<'_> {
 
     async fn remove_device(&self, id: i64) -> Result<(), StoreError> {
         self.execute(&sql::sqlite(sql::KEEP_ALERT_SUBJECT), [id])?;
+        self.execute(&sql::sqlite(sql::DELETE_EVENTS), [id])?;
         self.execute(&sql::sqlite(sql::DELETE_DEVICE), [id])?;
         Ok(())
     }
