@@ -13,6 +13,16 @@ use ward_testkit::lab::{Lab, SiteConfig};
 /// The unprivileged user the agent runs as.
 const NOBODY: u32 = 65_534;
 
+/// `setpriv`'s arguments that run the rest as [`NOBODY`] with every
+/// capability dropped.
+const AS_NOBODY: [&str; 5] = [
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+];
+
 #[test]
 fn an_agent_without_icmp_permission_exits_2_naming_what_to_grant() {
     ward_testkit::require_root("a network namespace and switching users");
@@ -39,17 +49,8 @@ fn an_agent_without_icmp_permission_exits_2_naming_what_to_grant() {
     // `timeout` ends it even if this test fails first.
     let mut command = lab.client_command("timeout");
     command
-        .args([
-            "20",
-            "setpriv",
-            "--reuid",
-            &NOBODY.to_string(),
-            "--regid",
-            &NOBODY.to_string(),
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
+        .args(["20", "setpriv"])
+        .args(AS_NOBODY)
         .arg(&binary)
         .args([
             "run",
@@ -134,15 +135,7 @@ fn an_unprivileged_agent_that_cannot_open_ipv6_is_blind_in_agents_readyz_and_met
     std::fs::set_permissions(d.join(format!("agent-{AGENT}.key")), readable).expect("chmod");
     let mut command = deployment.lab.client_command("setpriv");
     command
-        .args([
-            "--reuid",
-            &NOBODY.to_string(),
-            "--regid",
-            &NOBODY.to_string(),
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
+        .args(AS_NOBODY)
         .arg(d.join("no-ipv6"))
         .arg(d.join("ward-agent"))
         .args(deployment.agent_arguments(AGENT, SITE, AGENT))
