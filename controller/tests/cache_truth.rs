@@ -276,3 +276,51 @@ async fn a_write_whose_caller_goes_away_still_completes_and_is_published() {
         "the cached list moved on: {listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_the_commit_keeps_the_write_and_tells_subscribers_to_resync() {
+    let postgres = Postgres::start().expect("postgres");
+    let controller = controller(&postgres.url(), Cache::in_process()).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let id = create_device(&api).await;
+    let mut events = controller.subscribe();
+    // From now on every status change also leaves an address that cannot
+    // be read back: the write commits, reading the changed devices back
+    // for live events afterwards fails.
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE FUNCTION garble() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN NEW.address := 'not an address'; RETURN NEW; END $$; \
+             CREATE TRIGGER garble BEFORE UPDATE OF status ON devices \
+             FOR EACH ROW EXECUTE FUNCTION garble();",
+        )
+        .await
+        .expect("trigger");
+
+    let outcome = controller
+        .apply_report(&down(id, 1, 1_000, Status::Down), 1_000)
+        .await;
+    assert!(
+        outcome.is_ok(),
+        "a committed report is acknowledged: {outcome:?}"
+    );
+    let stored: String = client
+        .query_one("SELECT status FROM devices WHERE id = $1", &[&id])
+        .await
+        .expect("read")
+        .get(0);
+    assert_eq!(stored, "down", "the write stands");
+    let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+        .await
+        .expect("subscribers hear of it")
+        .expect("an event");
+    assert!(
+        matches!(event, ward_controller::state::LiveEvent::Resync),
+        "told to resync, not left with a stale screen: {event:?}"
+    );
+    assert_eq!(api.metric("ward_post_commit_failures_total").await, 1);
+}
