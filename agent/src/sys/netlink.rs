@@ -187,3 +187,29 @@ impl NetlinkSocket {
         Ok(usize::try_from(len).unwrap_or(0))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_socket_gives_up_on_an_answer_that_never_comes() {
+        let mut socket = NetlinkSocket::open(0).expect("a netlink socket");
+        let (done, outcome) = std::sync::mpsc::channel();
+        // Nothing was asked, so nothing will come: without a receive
+        // timeout this waits forever, as the engine thread would.
+        std::thread::spawn(move || {
+            let _ = done.send(
+                socket
+                    .receive()
+                    .map(|_| ())
+                    .map_err(|error| error.to_string()),
+            );
+        });
+        let outcome = outcome
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the wait ends instead of stalling its thread");
+        let error = outcome.expect_err("no answer");
+        assert!(error.contains("did not answer"), "{error}");
+    }
+}
