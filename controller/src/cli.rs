@@ -31,6 +31,20 @@ enum Command {
     /// Register or list agents (the inventory of who may connect).
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// Create, list, disable or enable users (audited as the console).
+    Users {
+        #[command(subcommand)]
+        command: crate::console::UsersCommand,
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
+    /// Create, list or revoke API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: crate::console::TokensCommand,
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
     /// Make the certificates of a deployment (a private CA, the
     /// controller's, one per agent).
     #[command(subcommand)]
@@ -81,11 +95,11 @@ enum AgentsCommand {
 #[derive(Args)]
 struct MigrateArgs {
     /// TOML configuration file (its `database` key is used).
-    #[arg(long, env = "WARD_CONFIG")]
+    #[arg(long, env = "WARD_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Status database: postgres://USER@HOST:PORT/DB or sqlite:PATH
     /// [default: sqlite:./ward.db].
-    #[arg(long, env = "WARD_DATABASE")]
+    #[arg(long, env = "WARD_DATABASE", global = true)]
     database: Option<String>,
 }
 
@@ -193,6 +207,12 @@ async fn run_command() -> anyhow::Result<()> {
             info!("migrations applied");
         }
         Command::Agents(command) => agents(command).await?,
+        Command::Users { command, database } => {
+            crate::console::users(&open_store(database).await?, command).await?;
+        }
+        Command::Tokens { command, database } => {
+            crate::console::tokens(&open_store(database).await?, command).await?;
+        }
         Command::Certs(command) => {
             let written = match command {
                 CertsCommand::Init { dir, names } => crate::certs::init(&dir, &names)?,

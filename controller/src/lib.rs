@@ -9,10 +9,12 @@
 
 pub mod agents;
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod grpc;
 pub mod notify;
 pub mod state;

@@ -154,3 +154,103 @@ async fn database_passwords_are_never_logged() {
     assert!(stderr.contains("ward:***@127.0.0.1"), "{stderr}");
     assert!(!stderr.contains("s3cret-pw"), "{stderr}");
 }
+
+/// Runs `ward-controller ARGS` on the database at `url` with `stdin`.
+fn console(url: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = Command::new(CONTROLLER)
+        .args(args)
+        .env("WARD_DATABASE", url)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ward-controller");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("run");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), said)
+}
+
+#[test]
+fn users_and_tokens_are_managed_from_the_console_and_secrets_shown_once() {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-controller-")
+        .tempdir()
+        .expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    // No terminal and no --password-stdin: a password is generated and
+    // printed once.
+    let (ok, said) = console(&url, &["users", "add", "root-admin", "--role", "admin"], "");
+    assert!(ok, "{said}");
+    let generated = said
+        .lines()
+        .find_map(|line| line.strip_prefix("password (shown once): "))
+        .expect("the generated password")
+        .to_owned();
+    assert!(generated.len() >= 20, "{generated}");
+    let (ok, said) = console(
+        &url,
+        &[
+            "users",
+            "add",
+            "alice",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        "s3cret\n",
+    );
+    assert!(ok && !said.contains("s3cret"), "{said}");
+    let (ok, said) = console(&url, &["users", "add", "bob", "--role", "root"], "");
+    assert!(!ok && said.contains("viewer, operator or admin"), "{said}");
+
+    let (ok, said) = console(
+        &url,
+        &[
+            "tokens",
+            "create",
+            "root-admin",
+            "--label",
+            "ci",
+            "--expires-in",
+            "90d",
+        ],
+        "",
+    );
+    assert!(ok, "{said}");
+    let secret = said
+        .lines()
+        .find(|line| line.starts_with("ward_"))
+        .expect("the token")
+        .to_owned();
+    let (ok, listed) = console(&url, &["tokens", "list"], "");
+    assert!(
+        ok && listed.contains("root-admin\tci\texpires "),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "a token is shown once only");
+    let (ok, said) = console(&url, &["tokens", "revoke", "1"], "");
+    assert!(ok && said.contains("revoked"), "{said}");
+
+    let (ok, said) = console(&url, &["users", "disable", "carol"], "");
+    assert!(!ok && said.contains("no user named `carol`"), "{said}");
+    let (ok, said) = console(&url, &["users", "disable", "alice"], "");
+    assert!(ok, "{said}");
+    let (_, listed) = console(&url, &["users", "list"], "");
+    assert_eq!(
+        listed.lines().collect::<Vec<_>>(),
+        ["alice\tviewer\tdisabled", "root-admin\tadmin\tenabled"],
+        "{listed}"
+    );
+}

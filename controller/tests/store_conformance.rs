@@ -74,6 +74,7 @@ conformance!(
     a_device_created_under_a_down_parent_is_unreachable,
     pings_reads_by_id_and_failed_deliveries_are_kept_for_retry,
     agents_are_registered_once_per_site_and_listed,
+    users_and_tokens_are_kept_without_secrets_and_every_change_is_audited,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -990,5 +991,159 @@ async fn agents_are_registered_once_per_site_and_listed(store: &Store) {
             ("agent-a".to_owned(), "branch-1".to_owned()),
             ("agent-b".to_owned(), "branch-2".to_owned())
         ]
+    );
+}
+
+async fn users_and_tokens_are_kept_without_secrets_and_every_change_is_audited(store: &Store) {
+    use ward_controller::auth::Role;
+    use ward_controller::store::{Actor, AuditEntry};
+    let actor = Actor {
+        principal: "console".into(),
+        source: "test".into(),
+    };
+    let alice = store
+        .add_user(
+            "alice",
+            Role::Operator,
+            Some("$argon2id$hash"),
+            &actor,
+            1_000,
+        )
+        .await
+        .expect("add");
+    assert_eq!((alice.role, alice.enabled), (Role::Operator, true));
+    let again = store
+        .add_user("alice", Role::Admin, None, &actor, 1_001)
+        .await
+        .expect_err("refused");
+    assert!(matches!(again, StoreError::Conflict(_)), "{again}");
+    let bad = store
+        .add_user("no spaces", Role::Viewer, None, &actor, 1_002)
+        .await
+        .expect_err("refused");
+    assert!(bad.to_string().contains("name"), "{bad}");
+    store
+        .add_user("bob", Role::Viewer, None, &actor, 1_003)
+        .await
+        .expect("bob");
+    let names: Vec<String> = store
+        .users()
+        .await
+        .expect("users")
+        .into_iter()
+        .map(|user| user.name)
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    let token = store
+        .create_token("alice", "grafana", "digest-1", Some(9_000), &actor, 2_000)
+        .await
+        .expect("token");
+    assert_eq!(
+        (token.user.as_str(), token.expires_at_ms),
+        ("alice", Some(9_000))
+    );
+    let nobody = store
+        .create_token("carol", "x", "digest-2", None, &actor, 2_001)
+        .await
+        .expect_err("refused");
+    assert!(nobody.to_string().contains("carol"), "{nobody}");
+    let owner = store
+        .token_owner("digest-1")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(
+        (owner.token.id, owner.role, owner.user_enabled),
+        (token.id, Role::Operator, true)
+    );
+    assert!(
+        store
+            .token_owner("digest-9")
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+
+    store
+        .set_user_enabled("alice", false, &actor, 3_000)
+        .await
+        .expect("disable")
+        .expect("alice");
+    let owner = store
+        .token_owner("digest-1")
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert!(!owner.user_enabled, "a disabled user's tokens say so");
+    assert!(
+        store
+            .set_user_enabled("carol", false, &actor, 3_001)
+            .await
+            .expect("disable")
+            .is_none()
+    );
+    let revoked = store
+        .revoke_token(token.id, &actor, 4_000)
+        .await
+        .expect("revoke")
+        .expect("found");
+    assert_eq!(revoked.revoked_at_ms, Some(4_000));
+    assert_eq!(store.tokens().await.expect("tokens"), [revoked]);
+    assert!(
+        store
+            .revoke_token(999, &actor, 4_001)
+            .await
+            .expect("revoke")
+            .is_none()
+    );
+
+    store
+        .record_audit(&AuditEntry {
+            id: 0,
+            at_ms: 5_000,
+            principal: "agent branch-0421 (certificate)".into(),
+            source: "198.18.0.2:40000".into(),
+            action: "grpc Inventory/DeleteDevice".into(),
+            object: "device 9".into(),
+            outcome: "refused: agents may use ward.v1.AgentLink only".into(),
+            before: None,
+            after: None,
+        })
+        .await
+        .expect("record");
+    let audit = store.audit(100).await.expect("audit");
+    let actions: Vec<&str> = audit.iter().map(|entry| entry.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "grpc Inventory/DeleteDevice",
+            "token.revoke",
+            "user.disable",
+            "token.create",
+            "user.add",
+            "user.add"
+        ],
+        "newest first; refused changes left no row"
+    );
+    let disabled = &audit[2];
+    assert_eq!(disabled.object, "user alice");
+    assert!(
+        disabled
+            .before
+            .as_deref()
+            .is_some_and(|before| before.contains("\"enabled\":true"))
+    );
+    assert!(
+        disabled
+            .after
+            .as_deref()
+            .is_some_and(|after| after.contains("\"enabled\":false"))
+    );
+    assert!(
+        audit
+            .iter()
+            .all(|entry| !format!("{entry:?}").contains("argon2")),
+        "no secret in the audit log"
     );
 }

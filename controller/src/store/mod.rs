@@ -7,10 +7,12 @@
 //! The rules live in [`plan`], once; backends only read and write.
 //! Only this module knows SQL.
 
+mod args;
 mod model;
 mod operations;
 pub mod plan;
 mod postgres;
+mod principals;
 mod rows;
 mod sql;
 mod sqlite;
@@ -21,6 +23,9 @@ pub use model::{
     TransitionReport,
 };
 
+pub use principals::{Actor, AuditEntry, TokenOwner, TokenRecord, UserRecord, validate_user_name};
+
+use crate::auth::Role;
 use postgres::PostgresStore;
 use sqlite::SqliteStore;
 
@@ -76,6 +81,19 @@ macro_rules! dispatch {
         match $self {
             Store::Postgres(store) => store.$method($($arg),*).await,
             Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+/// Runs `$operation`, an operation over `$tx` (a
+/// [`operations::WriteTx`]), in one transaction of either backend,
+/// committed if it succeeds. What it uses must be owned: SQLite runs it on
+/// a blocking thread.
+macro_rules! transaction {
+    ($self:ident, |$tx:ident| $operation:expr) => {
+        match $self {
+            Store::Postgres(store) => store.transaction(async |$tx| $operation.await).await,
+            Store::Sqlite(store) => store.write(async move |$tx| $operation.await).await,
         }
     };
 }
@@ -253,6 +271,114 @@ impl Store {
     /// Notifications waiting in the outbox, oldest first.
     pub async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         dispatch!(self.pending_notifications())
+    }
+}
+
+/// Users, API tokens and the audit log ([`principals`]).
+impl Store {
+    /// Creates user `name` with `role` and (unless it logs in through LDAP
+    /// or only uses tokens) a password hash; audited as `actor`.
+    pub async fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: Option<&str>,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<UserRecord, StoreError> {
+        let (name, hash, actor) = (
+            name.to_owned(),
+            password_hash.map(str::to_owned),
+            actor.clone(),
+        );
+        transaction!(self, |tx| principals::add_user(
+            tx,
+            &name,
+            role,
+            hash.as_deref(),
+            &actor,
+            now_ms
+        ))
+    }
+
+    /// Every user, by name.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        transaction!(self, |tx| principals::users(tx))
+    }
+
+    /// Enables or disables user `name`; `None` if there is none.
+    pub async fn set_user_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let (name, actor) = (name.to_owned(), actor.clone());
+        transaction!(self, |tx| principals::set_user_enabled(
+            tx, &name, enabled, &actor, now_ms
+        ))
+    }
+
+    /// Keeps a new token of `user` by its `digest` ([`crate::auth::new_token`]).
+    pub async fn create_token(
+        &self,
+        user: &str,
+        label: &str,
+        digest: &str,
+        expires_at_ms: Option<i64>,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<TokenRecord, StoreError> {
+        let (user, label, digest, actor) = (
+            user.to_owned(),
+            label.to_owned(),
+            digest.to_owned(),
+            actor.clone(),
+        );
+        transaction!(self, |tx| principals::create_token(
+            tx,
+            &user,
+            &label,
+            &digest,
+            expires_at_ms,
+            &actor,
+            now_ms
+        ))
+    }
+
+    /// Every token (never a secret), by id.
+    pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        transaction!(self, |tx| principals::tokens(tx))
+    }
+
+    /// Revokes token `id`; `None` if there is none.
+    pub async fn revoke_token(
+        &self,
+        id: i64,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let actor = actor.clone();
+        transaction!(self, |tx| principals::revoke_token(tx, id, &actor, now_ms))
+    }
+
+    /// The token kept by `digest` and its user's role and state.
+    pub async fn token_owner(&self, digest: &str) -> Result<Option<TokenOwner>, StoreError> {
+        let digest = digest.to_owned();
+        transaction!(self, |tx| principals::token_owner_by_digest(tx, &digest))
+    }
+
+    /// Appends `entry` to the audit log (a refusal; changes are audited
+    /// in their own transaction).
+    pub async fn record_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        transaction!(self, |tx| principals::record(tx, &entry))
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        transaction!(self, |tx| principals::audit(tx, limit))
     }
 }
 

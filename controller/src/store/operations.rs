@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 
+use super::args::Arg;
 use super::model::{
     AgentRecord, ApplyOutcome, Device, DeviceSpec, StatusChanges, TransitionReport,
 };
 use super::plan::{CurrentDevice, InventoryChange, Plan, created, plan, plan_inventory};
+use super::rows::Columns;
 use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error};
 
 /// The steps of a write transaction. SQLite's steps never wait: its
@@ -57,6 +59,18 @@ pub(super) trait WriteTx {
     /// returns the agent as stored.
     async fn add_agent(&self, id: &str, site: &str, now_ms: i64)
     -> Result<AgentRecord, StoreError>;
+
+    /// Runs a shared statement ([`super::sql`], `$n` placeholders) with
+    /// `args`; returns how many rows it changed.
+    async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError>;
+
+    /// The rows a shared statement returns, each read by `read`.
+    async fn rows<T>(
+        &self,
+        statement: &str,
+        args: &[Arg<'_>],
+        read: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>;
 }
 
 /// Creates one device; it settles at once (a child of a parent in an

@@ -9,12 +9,14 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transacti
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use super::args::Arg;
 use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
 use super::operations::{self, WriteTx};
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
+use super::rows::Columns;
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -37,6 +39,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/postgres/0005_events_without_row_checks.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/postgres/0006_principals_and_audit.sql"),
     ),
 ];
 
@@ -114,6 +120,18 @@ impl PostgresStore {
             .build()
             .map_err(pool_error)?;
         Ok(Self { pool })
+    }
+
+    /// Runs `operation` in one transaction, committed if it succeeds.
+    pub(super) async fn transaction<T>(
+        &self,
+        operation: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let outcome = operation(&tx).await?;
+        tx.commit().await?;
+        Ok(outcome)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -387,6 +405,27 @@ impl WriteTx for Transaction<'_> {
         self.execute(sql::ADD_AGENT, &[&id, &site, &now_ms]).await?;
         rows::agent(&self.query_one(sql::AGENT, &[&id]).await?)
     }
+
+    async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        Ok(self.execute(statement, &bind(args)).await?)
+    }
+
+    async fn rows<T>(
+        &self,
+        statement: &str,
+        args: &[Arg<'_>],
+        read: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = self.query(statement, &bind(args)).await?;
+        rows.iter().map(|row| read(row)).collect()
+    }
+}
+
+/// `args` as tokio-postgres binds them.
+fn bind<'a>(args: &'a [Arg<'_>]) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
+    args.iter()
+        .map(|arg| arg as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect()
 }
 
 /// Every device row of a plan in one `UPDATE … FROM unnest(…)`.

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
+use super::args::Arg;
 use super::model::{
     AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
 use super::operations::{self, WriteTx};
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
+use super::rows::Columns;
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -32,6 +34,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         5,
         include_str!("../../migrations/sqlite/0005_events_without_row_checks.sql"),
+    ),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_principals_and_audit.sql"),
     ),
 ];
 
@@ -136,7 +142,7 @@ fn migrate(connection: &mut Connection) -> Result<u32, StoreError> {
 impl SqliteStore {
     /// Runs write operation `operation` ([`operations`]) in one
     /// immediate transaction, committed if it succeeds.
-    async fn write<T: Send + 'static>(
+    pub(super) async fn write<T: Send + 'static>(
         &self,
         operation: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -435,6 +441,22 @@ impl WriteTx for Transaction<'_> {
     ) -> Result<AgentRecord, StoreError> {
         self.execute(&sql::sqlite(sql::ADD_AGENT), params![id, site, now_ms])?;
         self.query_row(&sql::sqlite(sql::AGENT), [id], |row| Ok(rows::agent(row)))?
+    }
+
+    async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let changed = self.execute(&sql::sqlite(statement), rusqlite::params_from_iter(args))?;
+        Ok(changed as u64)
+    }
+
+    async fn rows<T>(
+        &self,
+        statement: &str,
+        args: &[Arg<'_>],
+        read: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut prepared = self.prepare(&sql::sqlite(statement))?;
+        let rows = prepared.query_map(rusqlite::params_from_iter(args), |row| Ok(read(row)))?;
+        rows.map(|row| row?).collect()
     }
 }
 

@@ -1,0 +1,57 @@
+//! Statement arguments both drivers bind: the few kinds of value ward's
+//! shared statements take, so a statement and its arguments are written
+//! once ([`super::operations`]) and bound by either backend.
+
+use std::error::Error;
+
+use bytes::BytesMut;
+use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+
+/// One argument of a statement.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Arg<'a> {
+    /// A 64-bit integer (`BIGINT`).
+    Int(i64),
+    /// A nullable 64-bit integer.
+    OptInt(Option<i64>),
+    /// Text.
+    Text(&'a str),
+    /// Nullable text.
+    OptText(Option<&'a str>),
+    /// A boolean.
+    Flag(bool),
+}
+
+impl ToSql for Arg<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        match self {
+            Arg::Int(value) => ToSql::to_sql(value, ty, out),
+            Arg::OptInt(value) => ToSql::to_sql(value, ty, out),
+            Arg::Text(value) => ToSql::to_sql(value, ty, out),
+            Arg::OptText(value) => ToSql::to_sql(value, ty, out),
+            Arg::Flag(value) => ToSql::to_sql(value, ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <i64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty) || <bool as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+impl rusqlite::ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Arg::Int(value) => rusqlite::ToSql::to_sql(value),
+            Arg::OptInt(value) => rusqlite::ToSql::to_sql(value),
+            Arg::Text(value) => rusqlite::ToSql::to_sql(value),
+            Arg::OptText(value) => rusqlite::ToSql::to_sql(value),
+            Arg::Flag(value) => rusqlite::ToSql::to_sql(value),
+        }
+    }
+}
