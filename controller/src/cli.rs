@@ -146,6 +146,10 @@ struct RunArgs {
     /// Bearer token required on REST calls that change data [default: none].
     #[arg(long, env = "WARD_API_TOKEN", hide_env_values = true)]
     api_token: Option<String>,
+    /// Let anyone read the REST API, dashboard and gRPC inventory without
+    /// a principal [default: false].
+    #[arg(long, env = "WARD_ANONYMOUS_READ")]
+    anonymous_read: Option<bool>,
     /// Server certificate (PEM) for gRPC over mTLS.
     #[arg(long, env = "WARD_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -172,6 +176,7 @@ impl RunArgs {
             alertmanager: self.alertmanager,
             alertmanager_resend_interval: self.alertmanager_resend_interval,
             api_token: self.api_token,
+            anonymous_read: self.anonymous_read,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             tls_client_ca: self.tls_client_ca,
@@ -281,7 +286,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    let mut controller = Controller::new(store, cache).with_api_token(settings.api_token.clone());
+    let mut controller = Controller::new(store, cache)
+        .with_api_token(settings.api_token.clone())
+        .with_anonymous_read(settings.anonymous_read);
     let mut tasks = Vec::new();
     if let Some(url) = &settings.victoria_metrics {
         let (tsdb, writer) = Tsdb::start(

@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub alertmanager_resend_interval: Option<Duration>,
     /// `api_token = "…"`.
     pub api_token: Option<String>,
+    /// `anonymous_read = true`: reads need no principal (off by default).
+    pub anonymous_read: Option<bool>,
     /// `tls_cert = "/etc/ward/controller.pem"`: serve gRPC over mTLS.
     pub tls_cert: Option<PathBuf>,
     /// `tls_key = "/etc/ward/controller.key"`.
@@ -107,6 +109,8 @@ pub struct Settings {
     pub alertmanager_resend_interval: Duration,
     /// Bearer token for mutations.
     pub api_token: Option<String>,
+    /// Reads need no principal.
+    pub anonymous_read: bool,
     /// mTLS on the gRPC endpoint; `None` is plaintext (loopback only).
     pub tls: Option<ServerTls>,
 }
@@ -162,6 +166,10 @@ impl Settings {
             alertmanager: overrides.alertmanager.or(file.alertmanager),
             alertmanager_resend_interval: resend,
             api_token: overrides.api_token.or(file.api_token),
+            anonymous_read: overrides
+                .anonymous_read
+                .or(file.anonymous_read)
+                .unwrap_or(false),
             tls: match (
                 overrides.tls_cert.or(file.tls_cert),
                 overrides.tls_key.or(file.tls_key),

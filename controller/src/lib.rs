@@ -7,6 +7,7 @@
 //! `/readyz` or the logs. No `unsafe` here.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod agents;
 pub mod api;
 pub mod auth;

@@ -103,6 +103,8 @@ pub struct Metrics {
     /// gRPC connections whose TLS handshake failed (a refused or missing
     /// certificate, a client that gave up).
     pub grpc_handshake_failures: AtomicU64,
+    /// Requests refused for want of a principal or a role (audited).
+    pub access_refused: AtomicU64,
 }
 
 /// The controller's shared state.
@@ -125,6 +127,8 @@ pub struct Controller {
     outbox_wakeup: tokio::sync::watch::Sender<()>,
     /// When set, REST calls that change data must carry it as a bearer token.
     pub api_token: Option<String>,
+    /// Reads need no principal (`anonymous_read = true`; off by default).
+    pub anonymous_read: bool,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
     /// Which agents are connected, with heartbeats and counters.
@@ -168,6 +172,7 @@ impl Controller {
             inventory_changes: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
             api_token: None,
+            anonymous_read: false,
             tsdb: None,
             notification_channels: Vec::new(),
             api_latency: crate::api::ApiLatency::default(),
@@ -221,6 +226,12 @@ impl Controller {
     /// Requires `token` on REST calls that change data.
     pub fn with_api_token(mut self, token: Option<String>) -> Self {
         self.api_token = token.filter(|token| !token.is_empty());
+        self
+    }
+
+    /// Lets anyone read (`anonymous_read = true`).
+    pub fn with_anonymous_read(mut self, anonymous_read: bool) -> Self {
+        self.anonymous_read = anonymous_read;
         self
     }
 

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use tokio_stream::StreamExt as _;
 use tonic::Code;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use ward_controller::auth::Role;
 use ward_controller::state::Controller;
 use ward_controller::store::{ReportedTransition, Status, TransitionReport};
 use ward_proto::v1::inventory_client::InventoryClient;
@@ -17,7 +20,35 @@ use ward_proto::v1::{
     ListAlertsRequest, ListDevicesRequest, UpsertDeviceRequest, WatchStatusRequest,
 };
 
-async fn start() -> (tempfile::TempDir, Arc<Controller>, InventoryClient<Channel>) {
+/// Adds `authorization: Bearer TOKEN` to every call (none: no header).
+#[derive(Clone)]
+struct Bearer(Option<String>);
+
+impl Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            let value = format!("Bearer {token}").parse().expect("ASCII");
+            request.metadata_mut().insert("authorization", value);
+        }
+        Ok(request)
+    }
+}
+
+type Client = InventoryClient<InterceptedService<Channel, Bearer>>;
+
+/// A controller serving gRPC on loopback and a client of it with an admin
+/// token.
+async fn start() -> (tempfile::TempDir, Arc<Controller>, Client) {
+    let (dir, controller, channel) = serve().await;
+    let admin = common::token_for(&controller, "grpc-admin", Role::Admin, None).await;
+    let client = InventoryClient::with_interceptor(channel, Bearer(Some(admin)));
+    (dir, controller, client)
+}
+
+async fn serve() -> (tempfile::TempDir, Arc<Controller>, Channel) {
     let (dir, controller) = common::sqlite_controller().await;
     let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
         .await
@@ -34,7 +65,7 @@ async fn start() -> (tempfile::TempDir, Arc<Controller>, InventoryClient<Channel
         .connect()
         .await
         .expect("connect");
-    (dir, controller, InventoryClient::new(channel))
+    (dir, controller, channel)
 }
 
 fn spec(address: &str) -> DeviceSpec {
@@ -172,4 +203,142 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
         .await
         .expect_err("gone");
     assert_eq!(again.code(), Code::NotFound);
+}
+
+/// Every method of `ward.v1.Inventory`, read from the compiled protocol.
+fn inventory_methods() -> Vec<String> {
+    use prost::Message as _;
+    let set = prost_types::FileDescriptorSet::decode(ward_proto::FILE_DESCRIPTOR_SET)
+        .expect("descriptor set");
+    set.file
+        .iter()
+        .filter(|file| file.package() == "ward.v1")
+        .flat_map(|file| &file.service)
+        .filter(|service| service.name() == "Inventory")
+        .flat_map(|service| &service.method)
+        .map(|method| method.name().to_owned())
+        .collect()
+}
+
+/// Calls `method` with an empty request; the status code it ends with
+/// (`Ok` for success or a refusal after authorization: not found, bad
+/// argument).
+async fn call(client: &mut Client, method: &str) -> Code {
+    let outcome = match method {
+        "ListDevices" => client
+            .list_devices(ListDevicesRequest::default())
+            .await
+            .map(drop),
+        "GetDevice" => client
+            .get_device(GetDeviceRequest { id: 1 })
+            .await
+            .map(drop),
+        "UpsertDevice" => client
+            .upsert_device(UpsertDeviceRequest {
+                id: None,
+                spec: Some(spec("198.18.1.77")),
+            })
+            .await
+            .map(drop),
+        "DeleteDevice" => client
+            .delete_device(DeleteDeviceRequest { id: 999 })
+            .await
+            .map(drop),
+        "ListAlerts" => client
+            .list_alerts(ListAlertsRequest::default())
+            .await
+            .map(drop),
+        "ListAgents" => client
+            .list_agents(ward_proto::v1::ListAgentsRequest::default())
+            .await
+            .map(drop),
+        "GetSummary" => client.get_summary(GetSummaryRequest {}).await.map(drop),
+        "WatchStatus" => client.watch_status(WatchStatusRequest {}).await.map(drop),
+        other => panic!("Inventory/{other} is not called by this test: add it"),
+    };
+    outcome.map_or_else(|status| status.code(), |()| Code::Ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_inventory_method_requires_its_declared_role() {
+    use ward_controller::access::Access;
+    let (_dir, controller, channel) = serve().await;
+    let now = ward_controller::time::now_ms();
+    let mut principals = vec![("anonymous", Bearer(None), None)];
+    for role in Role::ALL {
+        let token = common::token_for(&controller, role.as_str(), role, None).await;
+        principals.push((role.as_str(), Bearer(Some(token)), Some(role)));
+    }
+    let expired = common::token_for(&controller, "expired", Role::Admin, Some(now - 1)).await;
+    principals.push(("expired token", Bearer(Some(expired)), None));
+    let revoked = common::token_for(&controller, "revoked", Role::Admin, None).await;
+    let tokens = controller.store.tokens().await.expect("tokens");
+    let actor = ward_controller::store::Actor {
+        principal: "test".into(),
+        source: "test".into(),
+    };
+    let revoked_id = tokens
+        .iter()
+        .find(|token| token.user == "revoked")
+        .expect("revoked")
+        .id;
+    controller
+        .store
+        .revoke_token(revoked_id, &actor, now)
+        .await
+        .expect("revoke");
+    principals.push(("revoked token", Bearer(Some(revoked)), None));
+    principals.push(("unknown token", Bearer(Some("ward_nope".into())), None));
+
+    let methods = inventory_methods();
+    assert_eq!(methods.len(), 8, "{methods:?}");
+    let mut checked = 0;
+    for method in &methods {
+        let access = ward_controller::grpc::INVENTORY_ACCESS
+            .iter()
+            .find(|(name, _)| name == method)
+            .map(|(_, access)| *access)
+            .unwrap_or_else(|| panic!("Inventory/{method} has no declared access"));
+        for (who, bearer, role) in &principals {
+            let mut client = InventoryClient::with_interceptor(channel.clone(), bearer.clone());
+            let needed = match access {
+                Access::Open => None,
+                Access::Read => Some(Role::Viewer),
+                Access::Role(role) => Some(role),
+            };
+            let expected_refusal = match (needed, role) {
+                (None, _) => None,
+                (Some(needed), Some(role)) if *role >= needed => None,
+                (Some(_), Some(_)) => Some(Code::PermissionDenied),
+                (Some(_), None) => Some(Code::Unauthenticated),
+            };
+            let code = call(&mut client, method).await;
+            match expected_refusal {
+                Some(refusal) => assert_eq!(code, refusal, "{who} calling {method}"),
+                None => assert!(
+                    !matches!(code, Code::Unauthenticated | Code::PermissionDenied),
+                    "{who} may call {method}: {code:?}"
+                ),
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 8 * 7);
+    let audit = controller.store.audit(1_000).await.expect("audit");
+    let refusals = audit
+        .iter()
+        .filter(|entry| entry.outcome.starts_with("refused"))
+        .count();
+    assert_eq!(
+        u64::try_from(refusals).expect("count"),
+        controller
+            .metrics
+            .access_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "every refusal is audited"
+    );
+    assert!(
+        refusals >= 8 * 4,
+        "anonymous and three bad tokens everywhere: {refusals}"
+    );
 }

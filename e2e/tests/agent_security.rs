@@ -245,3 +245,65 @@ fn a_certificate_name_mismatch_is_named_on_both_sides() {
         "counted"
     );
 }
+
+#[test]
+fn an_agent_certificate_cannot_change_the_inventory_and_the_attempt_is_audited() {
+    ward_testkit::require_root("the lab");
+    let deployment = Deployment::start(SiteConfig::default()).expect("deployment");
+    deployment.register_agent("site-agent", "branch-1");
+    deployment.register_agent("other-agent", "branch-2");
+    let ours = deployment.import_devices("branch-1", Ipv4Addr::new(198, 18, 1, 9), 1, 1000, 500);
+    let theirs = deployment.import_devices("branch-2", Ipv4Addr::new(198, 18, 1, 10), 1, 1000, 500);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = deployment.dir.path();
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("certificate file");
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(read("ca.pem")))
+        .identity(Identity::from_pem(
+            read("agent-site-agent.pem"),
+            read("agent-site-agent.key"),
+        ));
+    for id in [ours[0], theirs[0]] {
+        let refused = runtime.block_on(async {
+            let channel = Endpoint::from_shared(deployment.grpc_url.clone())
+                .expect("url")
+                .tls_config(tls.clone())
+                .expect("tls")
+                .connect()
+                .await
+                .expect("TLS works for an agent certificate");
+            pb::inventory_client::InventoryClient::new(channel)
+                .delete_device(pb::DeleteDeviceRequest {
+                    id: u64::try_from(id).expect("id"),
+                })
+                .await
+                .expect_err("an agent may not delete devices")
+        });
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        assert!(
+            refused.message().contains("AgentLink only"),
+            "{}",
+            refused.message()
+        );
+        let (code, _) = deployment.rest.get(&format!("/api/v1/devices/{id}"));
+        assert_eq!(code, 200, "device {id} is still there");
+        let audited = deployment.sql(&format!(
+            "SELECT principal || '|' || action || '|' || outcome FROM audit_log \
+             WHERE object = 'device {id}'"
+        ));
+        assert_eq!(audited.len(), 1, "{audited:?}");
+        assert!(
+            audited[0].starts_with(
+                "agent site-agent (certificate)|grpc Inventory/DeleteDevice|refused: "
+            ),
+            "{audited:?}"
+        );
+    }
+    assert_eq!(
+        deployment.rest.metric("ward_access_refused_total"),
+        Some(2.0)
+    );
+}

@@ -204,6 +204,11 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.grpc_handshake_failures,
         ),
         (
+            "ward_access_refused_total",
+            "Requests refused for want of a principal or a role (each one audited).",
+            &controller.metrics.access_refused,
+        ),
+        (
             "ward_post_commit_failures_total",
             "Work after a commit that failed (live events not sent one by one; subscribers told to resync).",
             &controller.metrics.post_commit_failures,

@@ -18,6 +18,8 @@ use ward_proto::v1::{
     WatchStatusRequest,
 };
 
+use crate::access::{self, Access, Refusal};
+use crate::auth::{Principal, Role};
 use crate::state::{Controller, LiveEvent};
 use crate::store::{AlertName, Device, DeviceSpec, Status, StoreError};
 use crate::time::now_ms;
@@ -27,10 +29,75 @@ pub struct InventoryService {
     controller: Arc<Controller>,
 }
 
+/// What each `ward.v1.Inventory` method requires, declared next to the
+/// methods; a method missing here refuses everyone, and the authorization
+/// test checks every method of the service against this table.
+pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
+    ("ListDevices", Access::Read),
+    ("GetDevice", Access::Read),
+    ("UpsertDevice", Access::Role(Role::Admin)),
+    ("DeleteDevice", Access::Role(Role::Admin)),
+    ("ListAlerts", Access::Read),
+    ("ListAgents", Access::Read),
+    ("GetSummary", Access::Read),
+    ("WatchStatus", Access::Read),
+];
+
 impl InventoryService {
     /// Serves `controller`'s inventory.
     pub fn new(controller: Arc<Controller>) -> Self {
         Self { controller }
+    }
+
+    /// The principal of `request` if it may call `method` (on `object`,
+    /// as the audit log names it): an API token in `authorization:
+    /// Bearer …`, else the client certificate's agent (which may use the
+    /// agent link only), else nobody. A refusal is counted, logged and
+    /// audited.
+    async fn authorize<T>(
+        &self,
+        request: &Request<T>,
+        method: &str,
+        object: &str,
+    ) -> Result<Principal, GrpcStatus> {
+        let controller = &self.controller;
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let certificate = request.peer_certs().and_then(|chain| {
+            chain
+                .first()
+                .and_then(|leaf| crate::certs::common_name(leaf))
+        });
+        let proven = match (token, certificate) {
+            (None, Some(id)) => Ok(Principal::Agent { id }),
+            (token, _) => access::token_principal(controller, token, now_ms()).await,
+        };
+        let access = INVENTORY_ACCESS
+            .iter()
+            .find(|(name, _)| *name == method)
+            .map_or(Access::Role(Role::Admin), |(_, access)| *access);
+        let (principal, decided) = match proven {
+            Ok(principal) => {
+                let decided = access::permit(&principal, access, controller.anonymous_read);
+                (principal, decided)
+            }
+            Err(refusal) => (Principal::Anonymous, Err(refusal)),
+        };
+        let Err(refusal) = decided else {
+            return Ok(principal);
+        };
+        let source = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |address| address.to_string());
+        let action = format!("grpc Inventory/{method}");
+        access::refused(controller, &principal, &source, &action, object, &refusal).await;
+        Err(match refusal {
+            Refusal::Unauthenticated(message) => GrpcStatus::unauthenticated(message),
+            Refusal::Forbidden(message) => GrpcStatus::permission_denied(message),
+        })
     }
 }
 
@@ -128,6 +195,7 @@ impl Inventory for InventoryService {
         &self,
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, GrpcStatus> {
+        self.authorize(&request, "ListDevices", "devices").await?;
         let request = request.into_inner();
         let status = match DeviceState::try_from(request.status) {
             Ok(DeviceState::Unspecified) => None,
@@ -158,6 +226,8 @@ impl Inventory for InventoryService {
         &self,
         request: Request<GetDeviceRequest>,
     ) -> Result<Response<pb::Device>, GrpcStatus> {
+        let object = format!("device {}", request.get_ref().id);
+        self.authorize(&request, "GetDevice", &object).await?;
         let id = device_id(request.into_inner().id)?;
         let device = self
             .controller
@@ -174,6 +244,11 @@ impl Inventory for InventoryService {
         &self,
         request: Request<UpsertDeviceRequest>,
     ) -> Result<Response<pb::Device>, GrpcStatus> {
+        let object = request
+            .get_ref()
+            .id
+            .map_or_else(|| "a new device".to_owned(), |id| format!("device {id}"));
+        self.authorize(&request, "UpsertDevice", &object).await?;
         let request = request.into_inner();
         let spec = from_proto(request.spec)?;
         let device = match request.id {
@@ -198,6 +273,8 @@ impl Inventory for InventoryService {
         &self,
         request: Request<DeleteDeviceRequest>,
     ) -> Result<Response<DeleteDeviceResponse>, GrpcStatus> {
+        let object = format!("device {}", request.get_ref().id);
+        self.authorize(&request, "DeleteDevice", &object).await?;
         let id = device_id(request.into_inner().id)?;
         if self
             .controller
@@ -215,6 +292,7 @@ impl Inventory for InventoryService {
         &self,
         request: Request<ListAlertsRequest>,
     ) -> Result<Response<ListAlertsResponse>, GrpcStatus> {
+        self.authorize(&request, "ListAlerts", "alerts").await?;
         let wanted =
             AlertState::try_from(request.into_inner().state).unwrap_or(AlertState::Unspecified);
         let open_only = wanted == AlertState::Open;
@@ -260,8 +338,9 @@ impl Inventory for InventoryService {
 
     async fn list_agents(
         &self,
-        _request: Request<ListAgentsRequest>,
+        request: Request<ListAgentsRequest>,
     ) -> Result<Response<ListAgentsResponse>, GrpcStatus> {
+        self.authorize(&request, "ListAgents", "agents").await?;
         let agents = self
             .controller
             .agents()
@@ -282,8 +361,9 @@ impl Inventory for InventoryService {
 
     async fn get_summary(
         &self,
-        _request: Request<GetSummaryRequest>,
+        request: Request<GetSummaryRequest>,
     ) -> Result<Response<pb::Summary>, GrpcStatus> {
+        self.authorize(&request, "GetSummary", "summary").await?;
         let summary = self.controller.summary().await.map_err(grpc_error)?;
         Ok(Response::new(pb::Summary {
             up: summary.up,
@@ -298,8 +378,10 @@ impl Inventory for InventoryService {
 
     async fn watch_status(
         &self,
-        _request: Request<WatchStatusRequest>,
+        request: Request<WatchStatusRequest>,
     ) -> Result<Response<ChangeStream>, GrpcStatus> {
+        self.authorize(&request, "WatchStatus", "status changes")
+            .await?;
         let controller = Arc::clone(&self.controller);
         let changes = BroadcastStream::new(self.controller.subscribe()).map(move |change| match change {
             Ok(LiveEvent::Status(change)) => Ok(StatusChange {

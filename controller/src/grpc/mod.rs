@@ -9,7 +9,7 @@ mod tls;
 
 pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};
 pub use agent_sight::Blindness;
-pub use inventory::InventoryService;
+pub use inventory::{INVENTORY_ACCESS, InventoryService};
 pub use tls::ServerTls;
 
 use std::future::Future;

@@ -145,3 +145,29 @@ pub fn transition_report(
         }],
     }
 }
+
+/// A new user `name` with `role` and an API token of it (the secret).
+pub async fn token_for(
+    controller: &Controller,
+    name: &str,
+    role: ward_controller::auth::Role,
+    expires_at_ms: Option<i64>,
+) -> String {
+    let actor = ward_controller::store::Actor {
+        principal: "test".into(),
+        source: "test".into(),
+    };
+    let now = ward_controller::time::now_ms();
+    controller
+        .store
+        .add_user(name, role, None, &actor, now)
+        .await
+        .expect("user");
+    let (secret, digest) = ward_controller::auth::new_token().expect("token");
+    controller
+        .store
+        .create_token(name, "test", &digest, expires_at_ms, &actor, now)
+        .await
+        .expect("token");
+    secret
+}

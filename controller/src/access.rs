@@ -1,0 +1,175 @@
+//! Who may do what, decided once for REST and gRPC: the principal a
+//! request proves (an API token, an agent certificate, nothing), whether it
+//! holds what the route or method requires, and every refusal counted and
+//! audited.
+
+use std::sync::atomic::Ordering;
+
+use crate::auth::{Principal, Role, token_digest};
+use crate::state::Controller;
+use crate::store::AuditEntry;
+
+/// What a route or method requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: liveness and readiness.
+    Open,
+    /// A read: `viewer`, or anyone when `anonymous_read` is on.
+    Read,
+    /// At least this role.
+    Role(Role),
+}
+
+/// Why a request was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It proved nobody, or its token is not valid (401, UNAUTHENTICATED).
+    Unauthenticated(String),
+    /// Its principal may not do this (403, PERMISSION_DENIED).
+    Forbidden(String),
+}
+
+impl Refusal {
+    /// What the client is told.
+    pub fn message(&self) -> &str {
+        match self {
+            Refusal::Unauthenticated(message) | Refusal::Forbidden(message) => message,
+        }
+    }
+}
+
+/// The principal a bearer `token` proves (`None`: none presented).
+pub async fn token_principal(
+    controller: &Controller,
+    token: Option<&str>,
+    now_ms: i64,
+) -> Result<Principal, Refusal> {
+    let Some(token) = token else {
+        return Ok(Principal::Anonymous);
+    };
+    let owner = controller
+        .store
+        .token_owner(&token_digest(token))
+        .await
+        .map_err(|error| {
+            let error = controller.store_failed(error);
+            Refusal::Unauthenticated(format!("the token cannot be checked now: {error}"))
+        })?
+        .ok_or_else(|| Refusal::Unauthenticated("unknown API token".into()))?;
+    let id = owner.token.id;
+    if owner.token.revoked_at_ms.is_some() {
+        return Err(Refusal::Unauthenticated(format!(
+            "API token {id} was revoked"
+        )));
+    }
+    if owner.token.expires_at_ms.is_some_and(|at| at <= now_ms) {
+        return Err(Refusal::Unauthenticated(format!("API token {id} expired")));
+    }
+    if !owner.user_enabled {
+        return Err(Refusal::Unauthenticated(format!(
+            "user {} is disabled",
+            owner.token.user
+        )));
+    }
+    Ok(Principal::Token {
+        id,
+        user: owner.token.user,
+        role: owner.role,
+    })
+}
+
+/// Whether `principal` may do what `access` requires.
+pub fn permit(principal: &Principal, access: Access, anonymous_read: bool) -> Result<(), Refusal> {
+    if let (Principal::Agent { id }, Access::Read | Access::Role(_)) = (principal, access) {
+        return Err(Refusal::Forbidden(format!(
+            "agent {id}'s certificate may use ward.v1.AgentLink only"
+        )));
+    }
+    let needed = match access {
+        Access::Open => return Ok(()),
+        Access::Read if anonymous_read => return Ok(()),
+        Access::Read => Role::Viewer,
+        Access::Role(role) => role,
+    };
+    match (principal, principal.role()) {
+        (_, Some(role)) if role >= needed => Ok(()),
+        (Principal::Anonymous, _) => Err(Refusal::Unauthenticated(format!(
+            "this needs the {needed} role: present an API token (`authorization: Bearer …`; \
+             `ward-controller tokens create USER`)"
+        ))),
+        (other, role) => Err(Refusal::Forbidden(format!(
+            "this needs the {needed} role; {other} has {}",
+            role.map_or("none", Role::as_str)
+        ))),
+    }
+}
+
+/// Counts, logs and audits a refused request: `action` on `object` by
+/// `principal` from `source`.
+pub async fn refused(
+    controller: &Controller,
+    principal: &Principal,
+    source: &str,
+    action: &str,
+    object: &str,
+    refusal: &Refusal,
+) {
+    controller
+        .metrics
+        .access_refused
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(%principal, source, action, object, reason = refusal.message(), "request refused");
+    let entry = AuditEntry {
+        id: 0,
+        at_ms: crate::time::now_ms(),
+        principal: principal.to_string(),
+        source: source.to_owned(),
+        action: action.to_owned(),
+        object: object.to_owned(),
+        outcome: format!("refused: {}", refusal.message()),
+        before: None,
+        after: None,
+    };
+    if let Err(error) = controller.store.record_audit(&entry).await {
+        controller.store_failed(error);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(role: Role) -> Principal {
+        Principal::Token {
+            id: 1,
+            user: "alice".into(),
+            role,
+        }
+    }
+
+    #[test]
+    fn roles_include_the_weaker_ones_and_agents_get_nothing_but_their_link() {
+        let admin = Access::Role(Role::Admin);
+        assert_eq!(permit(&token(Role::Admin), admin, false), Ok(()));
+        assert!(matches!(
+            permit(&token(Role::Operator), admin, false),
+            Err(Refusal::Forbidden(_))
+        ));
+        assert_eq!(permit(&token(Role::Viewer), Access::Read, false), Ok(()));
+        assert!(matches!(
+            permit(&Principal::Anonymous, Access::Read, false),
+            Err(Refusal::Unauthenticated(_))
+        ));
+        assert_eq!(permit(&Principal::Anonymous, Access::Read, true), Ok(()));
+        assert_eq!(permit(&Principal::Anonymous, Access::Open, false), Ok(()));
+        let agent = Principal::Agent {
+            id: "branch-0421".into(),
+        };
+        let refused = permit(&agent, Access::Read, false).expect_err("agent");
+        assert!(refused.message().contains("AgentLink only"), "{refused:?}");
+        assert!(matches!(
+            permit(&agent, admin, true),
+            Err(Refusal::Forbidden(_))
+        ));
+    }
+}
