@@ -52,21 +52,30 @@ crashed() {
 trap 'exit 130' INT TERM
 trap stop EXIT
 
-"$bin/ward-controller" run --database "sqlite:$work/ward.db" \
+# The first admin, with a generated password (printed once), and a token
+# for this script's own calls.
+db="sqlite:$work/ward.db"
+admin=$("$bin/ward-controller" users add admin --role admin --database "$db" </dev/null)
+password=$(printf '%s\n' "$admin" | sed -n 's/^password (shown once): //p')
+token=$("$bin/ward-controller" tokens create admin --label demo --database "$db" | grep '^ward_')
+auth="authorization: Bearer $token"
+
+# The dashboard cannot log in yet: the demo lets anyone read.
+"$bin/ward-controller" run --database "$db" --anonymous-read true \
   --listen-http "$HTTP" --listen-grpc "$GRPC" --tsdb-spool-dir "$work/tsdb-spool" \
   >"$work/controller.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://$HTTP/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://$HTTP/healthz" >/dev/null || crashed "the controller did not start"
 
-"$bin/ward-controller" agents add demo-agent --site loopback --database "sqlite:$work/ward.db" >/dev/null
+"$bin/ward-controller" agents add demo-agent --site loopback --database "$db" >/dev/null
 {
   echo "name,address,site"
   for i in $(seq 1 "$DEVICES"); do
     echo "lo-$i,127.10.$((i / 256)).$((i % 256)),loopback"
   done
 } >"$work/devices.csv"
-curl -sf -X POST "http://$HTTP/api/v1/devices/import" -H 'content-type: text/csv' \
+curl -sf -X POST "http://$HTTP/api/v1/devices/import" -H 'content-type: text/csv' -H "$auth" \
   --data-binary "@$work/devices.csv" >/dev/null
 
 "$bin/ward-agent" run --controller "http://$GRPC" --agent-id demo-agent --site loopback \
@@ -75,6 +84,7 @@ agent_pid=$!
 pids+=("$agent_pid")
 
 echo "demo: dashboard on http://$HTTP/   (REST: http://$HTTP/api/v1/summary, logs in $work)"
+echo "demo: admin password (shown once): $password   API token: $token"
 echo "demo: Ctrl-C stops"
 while true; do
   summary=$(curl -sf "http://$HTTP/api/v1/summary" || echo '{"error":"controller not answering"}')

@@ -337,8 +337,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         })?;
     let grpc = crate::grpc::bind(settings.listen_grpc).await?;
     info!(http = %settings.listen_http, grpc = %settings.listen_grpc, "controller listening");
-    let http_server = axum::serve(http, crate::api::router(Arc::clone(&controller)))
-        .with_graceful_shutdown(until_stopped());
+    let http_server = axum::serve(
+        http,
+        crate::api::router(Arc::clone(&controller))
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(until_stopped());
     let tls = settings
         .tls
         .as_ref()

@@ -19,14 +19,13 @@ async fn runs_on_sqlite_serves_the_api_and_stops_on_sigterm() {
         .prefix("ward-test-controller-")
         .tempdir()
         .expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let token = admin_token(&url);
     let (http, grpc) = (free_port(), free_port());
     let mut child = Command::new(CONTROLLER)
         .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
         .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
-        .env(
-            "WARD_DATABASE",
-            format!("sqlite:{}", dir.path().join("ward.db").display()),
-        )
+        .env("WARD_DATABASE", &url)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -43,6 +42,7 @@ async fn runs_on_sqlite_serves_the_api_and_stops_on_sigterm() {
     }
     let created = client
         .post(format!("{base}/api/v1/devices"))
+        .bearer_auth(&token)
         .json(&serde_json::json!({"name": "router", "address": "198.18.1.1", "site": "branch-1"}))
         .send()
         .await
@@ -50,6 +50,7 @@ async fn runs_on_sqlite_serves_the_api_and_stops_on_sigterm() {
     assert_eq!(created.status().as_u16(), 201);
     let summary: serde_json::Value = client
         .get(format!("{base}/api/v1/summary"))
+        .bearer_auth(&token)
         .send()
         .await
         .expect("GET")
@@ -180,6 +181,22 @@ fn console(url: &str, args: &[&str], stdin: &str) -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), said)
+}
+
+/// An admin without a password and a token of it, made from the console.
+fn admin_token(url: &str) -> String {
+    let (ok, said) = console(
+        url,
+        &["users", "add", "admin", "--role", "admin", "--no-password"],
+        "",
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = console(url, &["tokens", "create", "admin"], "");
+    assert!(ok, "{said}");
+    said.lines()
+        .find(|line| line.starts_with("ward_"))
+        .expect("the token")
+        .to_owned()
 }
 
 #[test]

@@ -205,8 +205,7 @@ async fn live_events_carry_a_committed_change_at_once() {
     let api = Api::serve(Arc::clone(&controller)).await;
     let id = create_device(&api).await;
     let mut events = api
-        .http
-        .get(format!("{}/api/v1/events", api.base))
+        .authorized(api.http.get(format!("{}/api/v1/events", api.base)))
         .send()
         .await
         .expect("subscribe");

@@ -117,8 +117,7 @@ async fn an_import_is_all_or_nothing_in_json_and_csv() {
 
     let csv = "name,address,site,tags,interval_ms\nrouter,198.18.2.1,branch-2,core;wan,200\ncamera,198.18.2.2,branch-2,,\n";
     let response = api
-        .http
-        .post(format!("{}/api/v1/devices/import", api.base))
+        .authorized(api.http.post(format!("{}/api/v1/devices/import", api.base)))
         .header("content-type", "text/csv")
         .body(csv)
         .send()
@@ -131,8 +130,7 @@ async fn an_import_is_all_or_nothing_in_json_and_csv() {
 
     let broken = "name,address,site\nok,198.18.3.1,branch-3\nbroken,198.18.3.2\n";
     let response = api
-        .http
-        .post(format!("{}/api/v1/devices/import", api.base))
+        .authorized(api.http.post(format!("{}/api/v1/devices/import", api.base)))
         .header("content-type", "text/csv")
         .body(broken)
         .send()
@@ -148,8 +146,7 @@ async fn an_import_is_all_or_nothing_in_json_and_csv() {
     // A value the rules refuse is named by field and line too.
     let invalid = "name,address,site\nok,198.18.4.1,branch-4\nbad,198.18.4.300,branch-4\n";
     let response = api
-        .http
-        .post(format!("{}/api/v1/devices/import", api.base))
+        .authorized(api.http.post(format!("{}/api/v1/devices/import", api.base)))
         .header("content-type", "text/csv")
         .body(invalid)
         .send()
@@ -217,19 +214,21 @@ async fn every_error_is_json_naming_the_parameter() {
 }
 
 #[tokio::test]
-async fn with_a_token_changes_need_it_and_reads_do_not() {
+async fn the_legacy_api_token_acts_as_an_admin_and_nobody_changes_anything_anonymously() {
     let (_dir, api) = api(Some("s3cret")).await;
+    let anonymous = api.anonymous();
     let body = device("atm-1", "198.18.1.1");
-    let (status, error) = api
+    let (status, error) = anonymous
         .send(Method::POST, "/api/v1/devices", Some(body.clone()), None)
         .await;
     assert_eq!(status, 401, "{error}");
     assert!(
         error["error"]
             .as_str()
-            .is_some_and(|m| m.contains("Bearer"))
+            .is_some_and(|m| m.contains("Bearer")),
+        "{error}"
     );
-    let (status, _) = api
+    let (status, _) = anonymous
         .send(
             Method::POST,
             "/api/v1/devices",
@@ -238,17 +237,48 @@ async fn with_a_token_changes_need_it_and_reads_do_not() {
         )
         .await;
     assert_eq!(status, 401);
-    let (status, created) = api
+    let (status, created) = anonymous
         .send(Method::POST, "/api/v1/devices", Some(body), Some("s3cret"))
         .await;
     assert_eq!(status, 201, "{created}");
-    let (status, _) = api.get("/api/v1/devices").await;
-    assert_eq!(status, 200, "reads need no token");
     let id = created["id"].as_i64().expect("id");
-    let (status, _) = api
+    let (status, _) = anonymous
         .send(Method::DELETE, &format!("/api/v1/devices/{id}"), None, None)
         .await;
     assert_eq!(status, 401);
+    let (status, _) = anonymous.get("/api/v1/devices").await;
+    assert_eq!(
+        status, 401,
+        "reads need a viewer unless anonymous_read is on"
+    );
+}
+
+#[tokio::test]
+async fn without_any_user_a_change_is_refused_saying_how_to_create_the_first_admin() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        axum::serve(listener, ward_controller::api::router(controller))
+            .await
+            .expect("serve");
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/devices"))
+        .json(&device("atm-1", "198.18.1.1"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 401);
+    let error: serde_json::Value = response.json().await.expect("JSON");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("ward-controller users add NAME --role admin")),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -152,13 +152,16 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 pub struct Rest {
     base: String,
     http: reqwest::blocking::Client,
+    /// Sent as `Authorization: Bearer …` on every call.
+    token: Option<String>,
 }
 
 impl Rest {
-    /// The API at `base` (e.g. `http://127.0.0.1:8080`).
+    /// The API at `base` (e.g. `http://127.0.0.1:8080`), anonymous.
     pub fn new(base: String) -> Self {
         Self {
             base,
+            token: None,
             // Long enough for a bulk import of tens of thousands of devices.
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(300))
@@ -167,9 +170,33 @@ impl Rest {
         }
     }
 
+    /// The same API acting with `token`.
+    pub fn with_token(mut self, token: String) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The token it acts with.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    fn authorized(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// `GET path` → (status, JSON); (0, null) when nothing answers.
     pub fn get(&self, path: &str) -> (u16, Value) {
-        match self.http.get(format!("{}{path}", self.base)).send() {
+        match self
+            .authorized(self.http.get(format!("{}{path}", self.base)))
+            .send()
+        {
             Ok(response) => {
                 let status = response.status().as_u16();
                 (status, response.json().unwrap_or(Value::Null))
@@ -181,8 +208,7 @@ impl Rest {
     /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         match self
-            .http
-            .post(format!("{}{path}", self.base))
+            .authorized(self.http.post(format!("{}{path}", self.base)))
             .json(body)
             .send()
         {
@@ -197,8 +223,7 @@ impl Rest {
     /// A counter or gauge from `/metrics`.
     pub fn metric(&self, name: &str) -> Option<f64> {
         let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
+            .authorized(self.http.get(format!("{}/metrics", self.base)))
             .send()
             .ok()?
             .text()
@@ -297,6 +322,39 @@ impl Webhook {
     }
 }
 
+/// Creates the admin `e2e-admin` (no password) through the controller's
+/// console on the database `database` names (`--config FILE` or
+/// `--database URL`); returns a token of it.
+pub fn admin_token(database: [&str; 2]) -> anyhow::Result<String> {
+    let console = |args: &[&str]| -> anyhow::Result<String> {
+        let output = Command::new(controller_binary())
+            .args(args)
+            .args(database)
+            .output()?;
+        let said = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!(
+                "ward-controller {args:?}: {said}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(said)
+    };
+    console(&[
+        "users",
+        "add",
+        "e2e-admin",
+        "--role",
+        "admin",
+        "--no-password",
+    ])?;
+    let said = console(&["tokens", "create", "e2e-admin", "--label", "e2e"])?;
+    said.lines()
+        .find(|line| line.starts_with("ward_"))
+        .map(str::to_owned)
+        .context("`tokens create` printed no token")
+}
+
 /// A working directory for one test's processes, certificates and spools.
 pub fn work_dir() -> anyhow::Result<TempDir> {
     Ok(tempfile::Builder::new()
@@ -391,6 +449,9 @@ impl Deployment {
             d = d.display(),
         );
         std::fs::write(d.join("controller.toml"), config)?;
+        let config = d.join("controller.toml");
+        let token = admin_token(["--config", &config.to_string_lossy()])?;
+        deployment.rest = Rest::new(deployment.rest.base.clone()).with_token(token);
         deployment.start_controller()?;
         Ok(deployment)
     }

@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use ward_e2e::{
-    Process, Rest, agent_binary, controller_binary, wait_for_http, wait_until, work_dir,
+    Process, Rest, admin_token, agent_binary, controller_binary, wait_for_http, wait_until,
+    work_dir,
 };
 
 #[test]
@@ -22,17 +23,16 @@ fn the_spool_syncs_its_directories_after_creating_renaming_and_removing_files() 
     let d = dir.path();
     let http = ward_testkit::ports::free_loopback_port().expect("port");
     let grpc = ward_testkit::ports::free_loopback_port().expect("port");
+    let database = format!("sqlite:{}", d.join("ward.db").display());
+    let token = admin_token(["--database", &database]).expect("an admin");
     let mut controller = Command::new(controller_binary());
     controller
         .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
         .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
-        .env(
-            "WARD_DATABASE",
-            format!("sqlite:{}", d.join("ward.db").display()),
-        );
+        .env("WARD_DATABASE", &database);
     let _controller =
         Process::spawn("ward-controller", controller, &d.join("controller.log")).expect("start");
-    let rest = Rest::new(format!("http://127.0.0.1:{http}"));
+    let rest = Rest::new(format!("http://127.0.0.1:{http}")).with_token(token);
     wait_for_http(&rest, "/healthz").expect("controller up");
     let (code, body) = rest.post(
         "/api/v1/agents",

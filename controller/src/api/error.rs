@@ -78,15 +78,6 @@ impl ApiError {
         }
     }
 
-    /// 401: a mutation without the configured bearer token.
-    pub fn unauthorized() -> Self {
-        Self::plain(
-            StatusCode::UNAUTHORIZED,
-            "this call changes data and needs `Authorization: Bearer <token>` \
-             (the controller's --api-token)",
-        )
-    }
-
     /// 503: a component the answer needs is not answering.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::plain(StatusCode::SERVICE_UNAVAILABLE, message)

@@ -2,8 +2,8 @@
 //! Every read reflects the last commit (see `cache`); bad input gets a 4xx
 //! JSON error naming the field, and nothing is half-written.
 
+mod access;
 mod agents;
-mod auth;
 mod devices;
 mod error;
 mod events;
@@ -14,11 +14,13 @@ mod latency;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::Method;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::post;
 
 use crate::state::Controller;
 
+pub use access::{Declared, Routes};
 pub use error::ApiError;
 pub use latency::ApiLatency;
 
@@ -38,35 +40,62 @@ async fn dashboard() -> axum::response::Html<&'static str> {
 
 pub use crate::time::{now_ms, rfc3339};
 
-/// The HTTP router for `controller`.
-pub fn router(controller: Arc<Controller>) -> Router {
-    Router::new()
-        .route("/api/v1/devices", get(devices::list).post(devices::create))
-        .route(
-            "/api/v1/devices/{id}",
-            get(devices::get)
-                .put(devices::update)
-                .delete(devices::delete),
+/// Every route with what it requires, declared once: the router is built
+/// from these declarations, and the authorization test walks them.
+pub fn routes() -> Routes {
+    use crate::access::Access::{Open, Read, Role};
+    use crate::auth::Role::Admin;
+    Routes::default()
+        .add(Method::GET, "/api/v1/devices", Read, devices::list)
+        .add(
+            Method::POST,
+            "/api/v1/devices",
+            Role(Admin),
+            devices::create,
         )
-        .route("/api/v1/devices/{id}/rtt", get(devices::rtt))
-        .route(
+        .add(Method::GET, "/api/v1/devices/{id}", Read, devices::get)
+        .add(
+            Method::PUT,
+            "/api/v1/devices/{id}",
+            Role(Admin),
+            devices::update,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/devices/{id}",
+            Role(Admin),
+            devices::delete,
+        )
+        .add(Method::GET, "/api/v1/devices/{id}/rtt", Read, devices::rtt)
+        .add_router(
+            Method::POST,
             "/api/v1/devices/import",
+            Role(Admin),
             // 100,000 devices as JSON are about 15 MiB.
             post(import::import).layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
         )
-        .route("/api/v1/summary", get(devices::summary))
-        .route("/api/v1/agents", get(agents::list).post(agents::register))
-        .route("/api/v1/alerts", get(devices::alerts))
-        .route("/api/v1/events", get(events::stream))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/", get(dashboard))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&controller),
-            auth::require_token,
-        ))
+        .add(Method::GET, "/api/v1/summary", Read, devices::summary)
+        .add(Method::GET, "/api/v1/agents", Read, agents::list)
+        .add(
+            Method::POST,
+            "/api/v1/agents",
+            Role(Admin),
+            agents::register,
+        )
+        .add(Method::GET, "/api/v1/alerts", Read, devices::alerts)
+        .add(Method::GET, "/api/v1/events", Read, events::stream)
+        .add(Method::GET, "/api/v1/openapi.json", Open, openapi)
+        // The page holds no data; what it shows comes through the reads.
+        .add(Method::GET, "/", Open, dashboard)
+        .add(Method::GET, "/healthz", Open, health::healthz)
+        .add(Method::GET, "/readyz", Open, health::readyz)
+        .add(Method::GET, "/metrics", Open, health::metrics)
+}
+
+/// The HTTP router for `controller`.
+pub fn router(controller: Arc<Controller>) -> Router {
+    routes()
+        .into_router(&controller)
         .layer(middleware::from_fn(error::errors_as_json))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&controller),

@@ -14,29 +14,60 @@ use ward_controller::store::{ReportedTransition, Status, Store, TransitionReport
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+    /// Sent as `Authorization: Bearer …` by `get` and `post`: an admin's
+    /// token made by `serve`.
+    pub token: Option<String>,
 }
 
 impl Api {
+    /// Serves `controller`'s REST API on loopback; `get` and `post` act as
+    /// a new admin user.
     pub async fn serve(controller: Arc<Controller>) -> Self {
+        static ADMINS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = ADMINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = token_for(
+            &controller,
+            &format!("api-admin-{n}"),
+            ward_controller::auth::Role::Admin,
+            None,
+        )
+        .await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let address: SocketAddr = listener.local_addr().expect("address");
         tokio::spawn(async move {
-            axum::serve(listener, ward_controller::api::router(controller))
-                .await
-                .expect("serve");
+            let app = ward_controller::api::router(controller)
+                .into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app).await.expect("serve");
         });
         Self {
             base: format!("http://{address}"),
             http: reqwest::Client::new(),
+            token: Some(token),
+        }
+    }
+
+    /// The same API, without a token.
+    pub fn anonymous(&self) -> Self {
+        Self {
+            base: self.base.clone(),
+            http: self.http.clone(),
+            token: None,
+        }
+    }
+
+    /// `request` with this API's token, if any.
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .authorized(self.http.get(format!("{}{path}", self.base)))
             .send()
             .await
             .expect("GET");
@@ -50,8 +81,7 @@ impl Api {
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .authorized(self.http.post(format!("{}{path}", self.base)))
             .json(&body)
             .send()
             .await
@@ -73,7 +103,8 @@ impl Api {
 }
 
 impl Api {
-    /// A request with a JSON body and an optional bearer token.
+    /// A request with a JSON body, with `token` (none: this API's own, if
+    /// any; [`Api::anonymous`] has none).
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -85,9 +116,10 @@ impl Api {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
+        request = match token {
+            Some(token) => request.bearer_auth(token),
+            None => self.authorized(request),
+        };
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");

@@ -78,12 +78,15 @@ fn humantime_parse(text: &str) -> Option<SystemTime> {
 }
 
 /// Follows `/api/v1/events`, sending every status change.
-fn follow_events(base: String, sender: mpsc::Sender<Seen>) {
+fn follow_events(base: String, token: String, sender: mpsc::Sender<Seen>) {
     let client = reqwest::blocking::Client::builder()
         .timeout(None)
         .build()
         .expect("client");
-    let Ok(response) = client.get(format!("{base}/api/v1/events")).send() else {
+    let request = client
+        .get(format!("{base}/api/v1/events"))
+        .bearer_auth(token);
+    let Ok(response) = request.send() else {
         return;
     };
     let mut event = String::new();
@@ -176,7 +179,8 @@ fn run_profile(profile: &Profile, cycles: usize, parallel: usize) -> anyhow::Res
     });
     let (sender, events) = mpsc::channel();
     let base = format!("http://{}", deployment.rest_address());
-    std::thread::spawn(move || follow_events(base, sender));
+    let token = deployment.rest.token().unwrap_or_default().to_owned();
+    std::thread::spawn(move || follow_events(base, token, sender));
     std::thread::sleep(Duration::from_millis(500));
 
     let mut rng = fastrand::Rng::with_seed(0x5eed);

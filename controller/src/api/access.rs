@@ -1,0 +1,215 @@
+//! REST by role: every route is declared with what it requires
+//! ([`Routes::add`]), the router and the access table come from the same
+//! declarations, and one layer checks each request against the table. A
+//! route missing from the table refuses everyone.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+use super::ApiError;
+use crate::access::{self, Access, Refusal};
+use crate::auth::Principal;
+use crate::state::Controller;
+use crate::time::now_ms;
+
+/// One declared route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Declared {
+    /// Its method.
+    pub method: Method,
+    /// Its path, as routed (`/api/v1/devices/{id}`).
+    pub path: &'static str,
+    /// What it requires.
+    pub access: Access,
+}
+
+/// Routes being declared, each with what it requires.
+#[derive(Default)]
+pub struct Routes {
+    routers: Vec<(&'static str, MethodRouter<Arc<Controller>>)>,
+    declared: Vec<Declared>,
+}
+
+impl Routes {
+    /// `method path` served by `handler`, requiring `access`.
+    pub fn add<H, T>(self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, Arc<Controller>>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        self.add_router(method, path, access, on(filter, handler))
+    }
+
+    /// Like [`Routes::add`], for a method router with its own layers.
+    pub fn add_router(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        router: MethodRouter<Arc<Controller>>,
+    ) -> Self {
+        self.declared.push(Declared {
+            method,
+            path,
+            access,
+        });
+        self.routers.push((path, router));
+        self
+    }
+
+    /// What every route requires.
+    pub fn declared(&self) -> &[Declared] {
+        &self.declared
+    }
+
+    /// The router, each request checked against the declarations.
+    pub fn into_router(self, controller: &Arc<Controller>) -> Router<Arc<Controller>> {
+        let declared = Arc::new(self.declared);
+        let mut paths: Vec<(&'static str, MethodRouter<Arc<Controller>>)> = Vec::new();
+        for (path, router) in self.routers {
+            match paths.iter_mut().find(|(known, _)| *known == path) {
+                Some((_, merged)) => *merged = std::mem::take(merged).merge(router),
+                None => paths.push((path, router)),
+            }
+        }
+        let router = paths
+            .into_iter()
+            .fold(Router::new(), |router, (path, methods)| {
+                router.route(path, methods)
+            });
+        router.route_layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(controller), declared),
+            authorize,
+        ))
+    }
+}
+
+/// The legacy `api_token` acts as an admin until users' tokens replace it.
+fn legacy_principal() -> Principal {
+    Principal::Token {
+        id: 0,
+        user: "api_token (legacy)".into(),
+        role: crate::auth::Role::Admin,
+    }
+}
+
+/// Checks a request against the declarations; lets it through with its
+/// principal in its extensions, or refuses it (401/403, counted, logged,
+/// audited).
+async fn authorize(
+    State((controller, declared)): State<(Arc<Controller>, Arc<Vec<Declared>>)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let on_path = || declared.iter().filter(|route| route.path == path);
+    let access = on_path()
+        .find(|route| {
+            route.method == method || (method == Method::HEAD && route.method == Method::GET)
+        })
+        .map(|route| route.access);
+    if access.is_none() && on_path().next().is_some() {
+        let allowed: Vec<&str> = on_path().map(|route| route.method.as_str()).collect();
+        return ApiError::plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{path} answers {}, not {method}", allowed.join(", ")),
+        )
+        .into_response();
+    }
+    if access == Some(Access::Open) {
+        // Liveness, readiness, the page and the API description: a token
+        // that no longer works must not fail a health probe.
+        request.extensions_mut().insert(Principal::Anonymous);
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let proven = match (&token, controller.api_token.as_deref()) {
+        (Some(token), Some(legacy)) if constant_time_eq(token.as_bytes(), legacy.as_bytes()) => {
+            Ok(legacy_principal())
+        }
+        (token, _) => access::token_principal(&controller, token.as_deref(), now_ms()).await,
+    };
+    let (principal, decided) = match (proven, access) {
+        (Ok(principal), Some(access)) => {
+            let decided = access::permit(&principal, access, controller.anonymous_read);
+            (principal, decided)
+        }
+        (Ok(principal), None) => (
+            principal,
+            Err(Refusal::Forbidden(format!(
+                "no access is declared for {method} {path}: a bug, refused for everyone"
+            ))),
+        ),
+        (Err(refusal), _) => (Principal::Anonymous, Err(refusal)),
+    };
+    let refusal = match decided {
+        Ok(()) => {
+            request.extensions_mut().insert(principal);
+            return next.run(request).await;
+        }
+        Err(refusal) => with_first_admin_hint(&controller, &principal, refusal).await,
+    };
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_owned(), |info| info.0.to_string());
+    let action = format!("{method} {path}");
+    access::refused(&controller, &principal, &source, &action, &path, &refusal).await;
+    match refusal {
+        Refusal::Unauthenticated(message) => (
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            ApiError::plain(StatusCode::UNAUTHORIZED, message),
+        )
+            .into_response(),
+        Refusal::Forbidden(message) => {
+            ApiError::plain(StatusCode::FORBIDDEN, message).into_response()
+        }
+    }
+}
+
+/// An anonymous refusal while no user exists says how to make the first
+/// admin.
+async fn with_first_admin_hint(
+    controller: &Controller,
+    principal: &Principal,
+    refusal: Refusal,
+) -> Refusal {
+    let no_users = *principal == Principal::Anonymous
+        && controller.api_token.is_none()
+        && controller
+            .store
+            .users()
+            .await
+            .is_ok_and(|users| users.is_empty());
+    match refusal {
+        Refusal::Unauthenticated(message) if no_users => Refusal::Unauthenticated(format!(
+            "{message}. No user exists yet: on the controller host run \
+             `ward-controller users add NAME --role admin` and `ward-controller tokens create NAME`"
+        )),
+        other => other,
+    }
+}
+
+/// Compares without leaking where the first difference is.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
