@@ -261,35 +261,8 @@ async fn call(client: &mut Client, method: &str) -> Code {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_inventory_method_requires_its_declared_role() {
-    use ward_controller::access::Access;
     let (_dir, controller, channel) = serve().await;
-    let now = ward_controller::time::now_ms();
-    let mut principals = vec![("anonymous", Bearer(None), None)];
-    for role in Role::ALL {
-        let token = common::token_for(&controller, role.as_str(), role, None).await;
-        principals.push((role.as_str(), Bearer(Some(token)), Some(role)));
-    }
-    let expired = common::token_for(&controller, "expired", Role::Admin, Some(now - 1)).await;
-    principals.push(("expired token", Bearer(Some(expired)), None));
-    let revoked = common::token_for(&controller, "revoked", Role::Admin, None).await;
-    let tokens = controller.store.tokens().await.expect("tokens");
-    let actor = ward_controller::store::Actor {
-        principal: "test".into(),
-        source: "test".into(),
-    };
-    let revoked_id = tokens
-        .iter()
-        .find(|token| token.user == "revoked")
-        .expect("revoked")
-        .id;
-    controller
-        .store
-        .revoke_token(revoked_id, &actor, now)
-        .await
-        .expect("revoke");
-    principals.push(("revoked token", Bearer(Some(revoked)), None));
-    principals.push(("unknown token", Bearer(Some("ward_nope".into())), None));
-
+    let principals = common::principals(&controller).await;
     let methods = inventory_methods();
     assert_eq!(methods.len(), 8, "{methods:?}");
     let mut checked = 0;
@@ -299,19 +272,16 @@ async fn every_inventory_method_requires_its_declared_role() {
             .find(|(name, _)| name == method)
             .map(|(_, access)| *access)
             .unwrap_or_else(|| panic!("Inventory/{method} has no declared access"));
-        for (who, bearer, role) in &principals {
-            let mut client = InventoryClient::with_interceptor(channel.clone(), bearer.clone());
-            let needed = match access {
-                Access::Open => None,
-                Access::Read => Some(Role::Viewer),
-                Access::Role(role) => Some(role),
-            };
-            let expected_refusal = match (needed, role) {
-                (None, _) => None,
-                (Some(needed), Some(role)) if *role >= needed => None,
-                (Some(_), Some(_)) => Some(Code::PermissionDenied),
-                (Some(_), None) => Some(Code::Unauthenticated),
-            };
+        for (who, token, role) in &principals {
+            let mut client =
+                InventoryClient::with_interceptor(channel.clone(), Bearer(token.clone()));
+            let expected_refusal = common::expected_refusal(access, *role).map(|unauthenticated| {
+                if unauthenticated {
+                    Code::Unauthenticated
+                } else {
+                    Code::PermissionDenied
+                }
+            });
             let code = call(&mut client, method).await;
             match expected_refusal {
                 Some(refusal) => assert_eq!(code, refusal, "{who} calling {method}"),
@@ -324,19 +294,7 @@ async fn every_inventory_method_requires_its_declared_role() {
         }
     }
     assert_eq!(checked, 8 * 7);
-    let audit = controller.store.audit(1_000).await.expect("audit");
-    let refusals = audit
-        .iter()
-        .filter(|entry| entry.outcome.starts_with("refused"))
-        .count();
-    assert_eq!(
-        u64::try_from(refusals).expect("count"),
-        controller
-            .metrics
-            .access_refused
-            .load(std::sync::atomic::Ordering::Relaxed),
-        "every refusal is audited"
-    );
+    let refusals = common::every_refusal_is_audited(&controller).await;
     assert!(
         refusals >= 8 * 4,
         "anonymous and three bad tokens everywhere: {refusals}"

@@ -203,3 +203,86 @@ pub async fn token_for(
         .expect("token");
     secret
 }
+
+/// Who the authorization tests call as: a name, the token it presents
+/// (none: anonymous) and the role that token really has (none: it proves
+/// nothing). Anonymous, one user per role, and expired, revoked and unknown
+/// tokens.
+pub async fn principals(
+    controller: &Controller,
+) -> Vec<(String, Option<String>, Option<ward_controller::auth::Role>)> {
+    use ward_controller::auth::Role;
+    let now = ward_controller::time::now_ms();
+    let mut principals = vec![("anonymous".to_owned(), None, None)];
+    for role in Role::ALL {
+        let token = token_for(controller, role.as_str(), role, None).await;
+        principals.push((role.to_string(), Some(token), Some(role)));
+    }
+    let expired = token_for(controller, "expired", Role::Admin, Some(now - 1)).await;
+    principals.push(("expired token".into(), Some(expired), None));
+    let revoked = token_for(controller, "revoked", Role::Admin, None).await;
+    let revoked_id = controller
+        .store
+        .tokens()
+        .await
+        .expect("tokens")
+        .iter()
+        .find(|token| token.user == "revoked")
+        .expect("revoked")
+        .id;
+    let actor = ward_controller::store::Actor {
+        principal: "test".into(),
+        source: "test".into(),
+    };
+    controller
+        .store
+        .revoke_token(revoked_id, &actor, now)
+        .await
+        .expect("revoke");
+    principals.push(("revoked token".into(), Some(revoked), None));
+    principals.push(("unknown token".into(), Some("ward_nope".into()), None));
+    principals
+}
+
+/// What `access` lets a principal of `role` (none: proves nothing) get:
+/// `None` if it may, else the refusal (`true`: unauthenticated, `false`:
+/// forbidden).
+pub fn expected_refusal(
+    access: ward_controller::access::Access,
+    role: Option<ward_controller::auth::Role>,
+) -> Option<bool> {
+    use ward_controller::access::Access;
+    use ward_controller::auth::Role;
+    let needed = match access {
+        Access::Open => return None,
+        Access::Read => Role::Viewer,
+        Access::Role(role) => role,
+    };
+    match role {
+        Some(role) if role >= needed => None,
+        Some(_) => Some(false),
+        None => Some(true),
+    }
+}
+
+/// Every refusal counted in `/metrics` has its row in the audit log;
+/// returns how many there are.
+pub async fn every_refusal_is_audited(controller: &Controller) -> usize {
+    let refusals = controller
+        .store
+        .audit(10_000)
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|entry| entry.outcome.starts_with("refused"))
+        .count();
+    assert_eq!(
+        u64::try_from(refusals).expect("count"),
+        controller
+            .metrics
+            .access_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "every refusal is audited"
+    );
+    refusals
+}
