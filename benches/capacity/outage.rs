@@ -53,13 +53,21 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
     let controller = std::sync::Arc::new(Controller::new(store, Cache::in_process()));
     let created_at = ward_controller::time::now_ms();
     let router = controller
-        .create_device(&device("router".into(), 0, None), created_at)
+        .create_device(
+            &device("router".into(), 0, None),
+            &ward_controller::store::Actor::console(),
+            created_at,
+        )
         .await?;
     let children: Vec<DeviceSpec> = (1..=u32::try_from(DEVICES)?)
         .map(|i| device(format!("atm-{i}"), i, Some(router.id)))
         .collect();
     let ids: Vec<i64> = controller
-        .import_devices(&children, created_at)
+        .import_devices(
+            &children,
+            &ward_controller::store::Actor::console(),
+            created_at,
+        )
         .await?
         .iter()
         .map(|device| device.id)

@@ -255,7 +255,12 @@ async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
         AgentsCommand::Add { id, site, database } => {
             let store = open_store(database).await?;
             let agent = store
-                .register_agent(&id, &site, crate::time::now_ms())
+                .register_agent(
+                    &id,
+                    &site,
+                    &crate::store::Actor::console(),
+                    crate::time::now_ms(),
+                )
                 .await?;
             println!("agent {} registered for site {}", agent.id, agent.site);
         }

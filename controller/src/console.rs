@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 
-use crate::auth::{self, Principal, Role};
+use crate::auth::{self, Role};
 use crate::store::{Actor, Store};
 use crate::time::now_ms;
 
@@ -67,13 +67,6 @@ pub enum TokensCommand {
     },
 }
 
-fn console() -> Actor {
-    Actor {
-        principal: Principal::Console.to_string(),
-        source: "console".into(),
-    }
-}
-
 /// Runs a `users` command on `store`.
 pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<()> {
     let enabling = matches!(command, UsersCommand::Enable { .. });
@@ -95,7 +88,7 @@ pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<()> {
             };
             let hash = password.as_deref().map(auth::hash_password).transpose()?;
             let user = store
-                .add_user(&name, role, hash.as_deref(), &console(), now_ms())
+                .add_user(&name, role, hash.as_deref(), &Actor::console(), now_ms())
                 .await?;
             println!("user {} created with role {}", user.name, user.role);
             if let (Some(password), true) = (password, generated) {
@@ -110,7 +103,7 @@ pub async fn users(store: &Store, command: UsersCommand) -> anyhow::Result<()> {
         }
         UsersCommand::Disable { name } | UsersCommand::Enable { name } => {
             let Some(user) = store
-                .set_user_enabled(&name, enabling, &console(), now_ms())
+                .set_user_enabled(&name, enabling, &Actor::console(), now_ms())
                 .await?
             else {
                 bail!("no user named `{name}` (see `ward-controller users list`)");
@@ -139,7 +132,14 @@ pub async fn tokens(store: &Store, command: TokensCommand) -> anyhow::Result<()>
                 .context("--expires-in is too long")?;
             let (secret, digest) = auth::new_token()?;
             let token = store
-                .create_token(&user, &label, &digest, expires_at_ms, &console(), now)
+                .create_token(
+                    &user,
+                    &label,
+                    &digest,
+                    expires_at_ms,
+                    &Actor::console(),
+                    now,
+                )
                 .await?;
             println!("token {} for user {} (shown once):", token.id, token.user);
             println!("{secret}");
@@ -155,7 +155,7 @@ pub async fn tokens(store: &Store, command: TokensCommand) -> anyhow::Result<()>
             }
         }
         TokensCommand::Revoke { id } => {
-            let Some(token) = store.revoke_token(id, &console(), now_ms()).await? else {
+            let Some(token) = store.revoke_token(id, &Actor::console(), now_ms()).await? else {
                 bail!("no token with id {id} (see `ward-controller tokens list`)");
             };
             println!("token {} of user {} revoked", token.id, token.user);

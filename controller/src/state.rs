@@ -14,8 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::agents::{Presence, Presences, grace_period};
 use crate::cache::Cache;
 use crate::store::{
-    AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition, Status,
-    StatusChanges, Store, StoreError, TransitionReport,
+    Actor, AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition,
+    Status, StatusChanges, Store, StoreError, TransitionReport,
 };
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
 
@@ -446,10 +446,11 @@ impl Controller {
         &self,
         id: &str,
         site: &str,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<AgentRecord, StoreError> {
         self.store
-            .register_agent(id, site, now_ms)
+            .register_agent(id, site, actor, now_ms)
             .await
             .map_err(|e| self.store_failed(e))
     }
@@ -664,11 +665,15 @@ impl Controller {
     pub async fn create_device(
         self: &Arc<Self>,
         spec: &DeviceSpec,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<Device, StoreError> {
-        let spec = spec.clone();
+        let (spec, actor) = (spec.clone(), actor.clone());
         self.write_inventory(move |controller| async move {
-            let device = controller.store.create_device(&spec, now_ms).await?;
+            let device = controller
+                .store
+                .create_device(&spec, &actor, now_ms)
+                .await?;
             Ok((device, StatusChanges::default()))
         })
         .await
@@ -680,12 +685,17 @@ impl Controller {
         self: &Arc<Self>,
         id: i64,
         spec: &DeviceSpec,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<Option<Device>, StoreError> {
-        let spec = spec.clone();
+        let (spec, actor) = (spec.clone(), actor.clone());
         self.write_inventory(move |controller| async move {
             Ok(
-                match controller.store.update_device(id, &spec, now_ms).await? {
+                match controller
+                    .store
+                    .update_device(id, &spec, &actor, now_ms)
+                    .await?
+                {
                     Some((device, changes)) => (Some(device), changes),
                     None => (None, StatusChanges::default()),
                 },
@@ -696,12 +706,20 @@ impl Controller {
 
     /// Deletes a device through the rules (see [`Store::delete_device`]);
     /// false if it did not exist.
-    pub async fn delete_device(self: &Arc<Self>, id: i64, now_ms: i64) -> Result<bool, StoreError> {
+    pub async fn delete_device(
+        self: &Arc<Self>,
+        id: i64,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let actor = actor.clone();
         self.write_inventory(move |controller| async move {
-            Ok(match controller.store.delete_device(id, now_ms).await? {
-                Some(changes) => (true, changes),
-                None => (false, StatusChanges::default()),
-            })
+            Ok(
+                match controller.store.delete_device(id, &actor, now_ms).await? {
+                    Some(changes) => (true, changes),
+                    None => (false, StatusChanges::default()),
+                },
+            )
         })
         .await
     }
@@ -710,11 +728,15 @@ impl Controller {
     pub async fn import_devices(
         self: &Arc<Self>,
         specs: &[DeviceSpec],
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<Vec<Device>, StoreError> {
-        let specs = specs.to_vec();
+        let (specs, actor) = (specs.to_vec(), actor.clone());
         self.write_inventory(move |controller| async move {
-            let devices = controller.store.import_devices(&specs, now_ms).await?;
+            let devices = controller
+                .store
+                .import_devices(&specs, &actor, now_ms)
+                .await?;
             Ok((devices, StatusChanges::default()))
         })
         .await

@@ -105,11 +105,21 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         elsewhere["id"].as_i64().expect("id"),
     );
     let agent = controller
-        .register_agent("branch-5-agent", "branch-5", 0)
+        .register_agent(
+            "branch-5-agent",
+            "branch-5",
+            &ward_controller::store::Actor::console(),
+            0,
+        )
         .await
         .expect("register");
     controller
-        .register_agent("branch-9-agent", "branch-9", 0)
+        .register_agent(
+            "branch-9-agent",
+            "branch-9",
+            &ward_controller::store::Actor::console(),
+            0,
+        )
         .await
         .expect("register");
     let t0 = ward_controller::time::now_ms();

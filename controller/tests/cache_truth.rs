@@ -257,8 +257,9 @@ async fn a_write_whose_caller_goes_away_still_completes_and_is_published() {
     spec.enabled = false;
     // The caller polls the write once and goes away (a REST client that
     // disconnects drops the handler's future the same way).
+    let console = ward_controller::store::Actor::console();
     {
-        let update = controller.update_device(id, &spec, t0());
+        let update = controller.update_device(id, &spec, &console, t0());
         tokio::pin!(update);
         let polled = futures_util::poll!(update.as_mut());
         assert!(polled.is_pending(), "the write is still running");

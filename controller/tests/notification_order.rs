@@ -162,7 +162,7 @@ async fn run_case(
     };
     let mut now = 1_000_000;
     let id = controller
-        .create_device(&spec, now)
+        .create_device(&spec, &ward_controller::store::Actor::console(), now)
         .await
         .expect("device")
         .id;

@@ -68,7 +68,7 @@ async fn controller_with_device() -> (tempfile::TempDir, Arc<Controller>, i64) {
         enabled: true,
     };
     let id = controller
-        .create_device(&spec, 1_000)
+        .create_device(&spec, &ward_controller::store::Actor::console(), 1_000)
         .await
         .expect("device")
         .id;
@@ -341,7 +341,12 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
         .expect("channels");
     let am = Alertmanager::new(&alertmanager.url(), Duration::from_secs(60));
     let agent = controller
-        .register_agent("branch-7-agent", "branch-7", 1_000)
+        .register_agent(
+            "branch-7-agent",
+            "branch-7",
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("agent");
     let now = ward_controller::time::now_ms();

@@ -75,6 +75,7 @@ conformance!(
     pings_reads_by_id_and_failed_deliveries_are_kept_for_retry,
     agents_are_registered_once_per_site_and_listed,
     users_and_tokens_are_kept_without_secrets_and_every_change_is_audited,
+    inventory_and_agent_changes_are_audited_with_who_and_before_and_after,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -118,7 +119,11 @@ async fn migrations_are_versioned_and_run_once(store: &Store) {
 
 async fn devices_round_trip_and_bad_input_writes_nothing(store: &Store) {
     let router = store
-        .create_device(&spec("router", "198.18.1.1"), 1_000)
+        .create_device(
+            &spec("router", "198.18.1.1"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
     assert_eq!(router.status, Status::Unknown);
@@ -126,7 +131,7 @@ async fn devices_round_trip_and_bad_input_writes_nothing(store: &Store) {
     let mut atm_spec = spec("atm-2", "2001:2:0:1::2");
     atm_spec.parent_id = Some(router.id);
     let atm = store
-        .create_device(&atm_spec, 1_000)
+        .create_device(&atm_spec, &ward_controller::store::Actor::console(), 1_000)
         .await
         .expect("create child");
     assert_eq!(
@@ -144,7 +149,11 @@ async fn devices_round_trip_and_bad_input_writes_nothing(store: &Store) {
     assert_eq!(names, ["atm-2", "router"], "by site, then name");
 
     let duplicate = store
-        .create_device(&spec("router", "198.18.1.9"), 1_000)
+        .create_device(
+            &spec("router", "198.18.1.9"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await;
     assert!(
         matches!(duplicate, Err(StoreError::Conflict(ref m)) if m.contains("router")),
@@ -152,14 +161,18 @@ async fn devices_round_trip_and_bad_input_writes_nothing(store: &Store) {
     );
     let mut orphan = spec("camera", "198.18.1.3");
     orphan.parent_id = Some(999_999);
-    let orphan = store.create_device(&orphan, 1_000).await;
+    let orphan = store
+        .create_device(&orphan, &ward_controller::store::Actor::console(), 1_000)
+        .await;
     assert!(
         matches!(orphan, Err(StoreError::Invalid(ref e)) if e.field == "parent_id"),
         "{orphan:?}"
     );
     let mut invalid = spec("camera", "198.18.1.3");
     invalid.interval_ms = 0;
-    let invalid = store.create_device(&invalid, 1_000).await;
+    let invalid = store
+        .create_device(&invalid, &ward_controller::store::Actor::console(), 1_000)
+        .await;
     assert!(
         matches!(invalid, Err(StoreError::Invalid(ref e)) if e.field == "interval_ms"),
         "{invalid:?}"
@@ -174,7 +187,11 @@ async fn devices_round_trip_and_bad_input_writes_nothing(store: &Store) {
 
 async fn a_down_transition_sets_down_since_and_opens_an_alert_with_a_notification(store: &Store) {
     let device = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
     let outcome = store
@@ -213,7 +230,11 @@ async fn a_down_transition_sets_down_since_and_opens_an_alert_with_a_notificatio
 
 async fn replaying_a_report_changes_nothing(store: &Store) {
     let device = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
     let down = report(1, &[(device.id, Status::Down, 5_000)]);
@@ -240,7 +261,11 @@ async fn replaying_a_report_changes_nothing(store: &Store) {
 
 async fn an_up_transition_resolves_the_alert(store: &Store) {
     let device = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
     store
@@ -272,7 +297,11 @@ async fn an_up_transition_resolves_the_alert(store: &Store) {
 
 async fn stale_and_unknown_entries_are_ignored(store: &Store) {
     let device = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
     store
@@ -314,7 +343,11 @@ async fn stale_and_unknown_entries_are_ignored(store: &Store) {
 
 async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Store) {
     let router = store
-        .create_device(&spec("router", "198.18.1.1"), 1_000)
+        .create_device(
+            &spec("router", "198.18.1.1"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("router");
     let child = |name: &str, address: &str, parent: i64| {
@@ -323,15 +356,27 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
         spec
     };
     let atm = store
-        .create_device(&child("atm", "198.18.1.2", router.id), 1_000)
+        .create_device(
+            &child("atm", "198.18.1.2", router.id),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("atm");
     let camera = store
-        .create_device(&child("camera", "198.18.1.3", router.id), 1_000)
+        .create_device(
+            &child("camera", "198.18.1.3", router.id),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("camera");
     let sensor = store
-        .create_device(&child("sensor", "198.18.1.4", camera.id), 1_000)
+        .create_device(
+            &child("sensor", "198.18.1.4", camera.id),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("sensor");
     let all_up: Vec<_> = [router.id, atm.id, camera.id, sensor.id]
@@ -421,7 +466,11 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
 
 async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
     let device = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
     store
@@ -432,7 +481,12 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
     changed.interval_ms = 200;
     changed.timeout_ms = 100;
     let (updated, _) = store
-        .update_device(device.id, &changed, 6_000)
+        .update_device(
+            device.id,
+            &changed,
+            &ward_controller::store::Actor::console(),
+            6_000,
+        )
         .await
         .expect("update")
         .expect("exists");
@@ -444,23 +498,46 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
     );
     assert_eq!(
         store
-            .update_device(999_999, &changed, 6_000)
+            .update_device(
+                999_999,
+                &changed,
+                &ward_controller::store::Actor::console(),
+                6_000
+            )
             .await
             .expect("update"),
         None
     );
     let mut own_parent = changed.clone();
     own_parent.parent_id = Some(device.id);
-    let refused = store.update_device(device.id, &own_parent, 6_000).await;
+    let refused = store
+        .update_device(
+            device.id,
+            &own_parent,
+            &ward_controller::store::Actor::console(),
+            6_000,
+        )
+        .await;
     assert!(
         matches!(refused, Err(StoreError::Invalid(ref e)) if e.field == "parent_id"),
         "{refused:?}"
     );
     let other = store
-        .create_device(&spec("atm-2", "198.18.1.12"), 1_000)
+        .create_device(
+            &spec("atm-2", "198.18.1.12"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
-    let clash = store.update_device(other.id, &changed, 6_000).await;
+    let clash = store
+        .update_device(
+            other.id,
+            &changed,
+            &ward_controller::store::Actor::console(),
+            6_000,
+        )
+        .await;
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
     let unchanged = store
         .get_device(other.id)
@@ -474,14 +551,14 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
 
     assert!(
         store
-            .delete_device(device.id, 7_000)
+            .delete_device(device.id, &ward_controller::store::Actor::console(), 7_000)
             .await
             .expect("delete")
             .is_some()
     );
     assert!(
         store
-            .delete_device(device.id, 7_000)
+            .delete_device(device.id, &ward_controller::store::Actor::console(), 7_000)
             .await
             .expect("delete again")
             .is_none()
@@ -491,7 +568,10 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
 
 async fn an_import_is_all_or_nothing(store: &Store) {
     let good = [spec("a", "198.18.1.1"), spec("b", "198.18.1.2")];
-    let imported = store.import_devices(&good, 1_000).await.expect("import");
+    let imported = store
+        .import_devices(&good, &ward_controller::store::Actor::console(), 1_000)
+        .await
+        .expect("import");
     assert_eq!(imported.len(), 2);
     let mut bad = vec![
         spec("c", "198.18.1.3"),
@@ -499,7 +579,9 @@ async fn an_import_is_all_or_nothing(store: &Store) {
         spec("e", "198.18.1.5"),
     ];
     bad[2].timeout_ms = 0;
-    let refused = store.import_devices(&bad, 1_000).await;
+    let refused = store
+        .import_devices(&bad, &ward_controller::store::Actor::console(), 1_000)
+        .await;
     assert!(
         matches!(
             refused,
@@ -512,7 +594,9 @@ async fn an_import_is_all_or_nothing(store: &Store) {
         "{refused:?}"
     );
     let duplicate = vec![spec("c", "198.18.1.3"), spec("a", "198.18.1.9")];
-    let refused = store.import_devices(&duplicate, 1_000).await;
+    let refused = store
+        .import_devices(&duplicate, &ward_controller::store::Actor::console(), 1_000)
+        .await;
     assert!(
         matches!(refused, Err(StoreError::Conflict(ref m)) if m.starts_with("entry 1:")),
         "{refused:?}"
@@ -533,7 +617,11 @@ async fn each_configured_channel_gets_its_own_notifications(store: &Store) {
         .await
         .expect("channels");
     let device = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create");
     store
@@ -640,17 +728,29 @@ async fn drain_notifications(store: &Store) -> Vec<(String, String, Option<Strin
 /// 5,000 and the ATM reported down at 5,500 (unreachable behind it).
 async fn router_outage(store: &Store) -> (i64, i64, i64) {
     let router = store
-        .create_device(&spec("router", "198.18.1.1"), 1_000)
+        .create_device(
+            &spec("router", "198.18.1.1"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("router")
         .id;
     let atm = store
-        .create_device(&child_spec("atm", "198.18.1.2", router), 1_000)
+        .create_device(
+            &child_spec("atm", "198.18.1.2", router),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("atm")
         .id;
     let camera = store
-        .create_device(&child_spec("camera", "198.18.1.3", router), 1_000)
+        .create_device(
+            &child_spec("camera", "198.18.1.3", router),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("camera")
         .id;
@@ -676,7 +776,7 @@ async fn deleting_a_down_parent_returns_its_children_to_their_reported_status(st
     let (router, atm, camera) = router_outage(store).await;
     drain_notifications(store).await;
     let changes = store
-        .delete_device(router, 8_000)
+        .delete_device(router, &ward_controller::store::Actor::console(), 8_000)
         .await
         .expect("delete")
         .expect("existed");
@@ -722,7 +822,12 @@ async fn re_parenting_a_child_settles_it_under_its_new_parent(store: &Store) {
     let (router, atm, camera) = router_outage(store).await;
     // PUT without the parent: the camera answers, so it is up at once.
     let orphaned = store
-        .update_device(camera, &spec("camera", "198.18.1.3"), 8_000)
+        .update_device(
+            camera,
+            &spec("camera", "198.18.1.3"),
+            &ward_controller::store::Actor::console(),
+            8_000,
+        )
         .await
         .expect("update")
         .expect("exists");
@@ -733,7 +838,12 @@ async fn re_parenting_a_child_settles_it_under_its_new_parent(store: &Store) {
     assert_eq!(orphaned.1.changed, [camera]);
     // And back under the down router: unreachable again, no alert of its own.
     let (back, _) = store
-        .update_device(camera, &child_spec("camera", "198.18.1.3", router), 9_000)
+        .update_device(
+            camera,
+            &child_spec("camera", "198.18.1.3", router),
+            &ward_controller::store::Actor::console(),
+            9_000,
+        )
         .await
         .expect("update")
         .expect("exists");
@@ -743,7 +853,12 @@ async fn re_parenting_a_child_settles_it_under_its_new_parent(store: &Store) {
     );
     // The ATM moves away from the router: it is down on its own.
     store
-        .update_device(atm, &spec("atm", "198.18.1.2"), 9_500)
+        .update_device(
+            atm,
+            &spec("atm", "198.18.1.2"),
+            &ward_controller::store::Actor::console(),
+            9_500,
+        )
         .await
         .expect("update");
     assert_eq!(device(store, atm).await.status, Status::Down);
@@ -762,7 +877,12 @@ async fn disabling_a_down_device_resolves_its_alert_and_notifies(store: &Store) 
         ..spec("router", "198.18.1.1")
     };
     let (router_now, changes) = store
-        .update_device(router, &disabled, 8_000)
+        .update_device(
+            router,
+            &disabled,
+            &ward_controller::store::Actor::console(),
+            8_000,
+        )
         .await
         .expect("update")
         .expect("exists");
@@ -804,7 +924,11 @@ async fn disabling_a_down_device_resolves_its_alert_and_notifies(store: &Store) 
 
 async fn a_device_whose_address_changes_is_unknown_until_reported_on_the_new_one(store: &Store) {
     let id = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create")
         .id;
@@ -814,7 +938,12 @@ async fn a_device_whose_address_changes_is_unknown_until_reported_on_the_new_one
         .expect("down");
     drain_notifications(store).await;
     let (moved, _) = store
-        .update_device(id, &spec("atm-1", "198.18.1.99"), 6_000)
+        .update_device(
+            id,
+            &spec("atm-1", "198.18.1.99"),
+            &ward_controller::store::Actor::console(),
+            6_000,
+        )
         .await
         .expect("update")
         .expect("exists");
@@ -839,7 +968,12 @@ async fn a_device_whose_address_changes_is_unknown_until_reported_on_the_new_one
 async fn a_parent_cycle_is_refused_naming_parent_id(store: &Store) {
     let (router, atm, _camera) = router_outage(store).await;
     let refused = store
-        .update_device(router, &child_spec("router", "198.18.1.1", atm), 8_000)
+        .update_device(
+            router,
+            &child_spec("router", "198.18.1.1", atm),
+            &ward_controller::store::Actor::console(),
+            8_000,
+        )
         .await;
     assert!(
         matches!(refused, Err(StoreError::Invalid(ref e)) if e.field == "parent_id"),
@@ -856,7 +990,11 @@ async fn deleting_a_down_device_resolves_its_alert_with_a_notification_that_outl
     store: &Store,
 ) {
     let id = store
-        .create_device(&spec("atm-1", "198.18.1.10"), 1_000)
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("create")
         .id;
@@ -864,7 +1002,10 @@ async fn deleting_a_down_device_resolves_its_alert_with_a_notification_that_outl
         .apply(&report(1, &[(id, Status::Down, 5_000)]), 5_000)
         .await
         .expect("down");
-    store.delete_device(id, 6_000).await.expect("delete");
+    store
+        .delete_device(id, &ward_controller::store::Actor::console(), 6_000)
+        .await
+        .expect("delete");
     let alerts = store.alerts(false).await.expect("alerts");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].resolved_at_ms, Some(6_000));
@@ -889,7 +1030,11 @@ async fn deleting_a_down_device_resolves_its_alert_with_a_notification_that_outl
 async fn a_device_created_under_a_down_parent_is_unreachable(store: &Store) {
     let (router, _atm, _camera) = router_outage(store).await;
     let created = store
-        .create_device(&child_spec("printer", "198.18.1.7", router), 8_000)
+        .create_device(
+            &child_spec("printer", "198.18.1.7", router),
+            &ward_controller::store::Actor::console(),
+            8_000,
+        )
         .await
         .expect("create");
     assert_eq!(
@@ -897,7 +1042,11 @@ async fn a_device_created_under_a_down_parent_is_unreachable(store: &Store) {
         (Status::Unreachable, Some(8_000))
     );
     let imported = store
-        .import_devices(&[child_spec("scanner", "198.18.1.8", router)], 8_500)
+        .import_devices(
+            &[child_spec("scanner", "198.18.1.8", router)],
+            &ward_controller::store::Actor::console(),
+            8_500,
+        )
         .await
         .expect("import");
     assert_eq!(imported[0].status, Status::Unreachable);
@@ -906,11 +1055,19 @@ async fn a_device_created_under_a_down_parent_is_unreachable(store: &Store) {
 async fn pings_reads_by_id_and_failed_deliveries_are_kept_for_retry(store: &Store) {
     store.ping().await.expect("ping");
     let a = store
-        .create_device(&spec("a", "198.18.1.1"), 1_000)
+        .create_device(
+            &spec("a", "198.18.1.1"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("a");
     let b = store
-        .create_device(&spec("b", "198.18.1.2"), 1_000)
+        .create_device(
+            &spec("b", "198.18.1.2"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("b");
     let found = store
@@ -959,23 +1116,52 @@ async fn pings_reads_by_id_and_failed_deliveries_are_kept_for_retry(store: &Stor
 
 async fn agents_are_registered_once_per_site_and_listed(store: &Store) {
     let first = store
-        .register_agent("agent-b", "branch-2", 1_000)
+        .register_agent(
+            "agent-b",
+            "branch-2",
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
         .await
         .expect("register");
     let again = store
-        .register_agent("agent-b", "branch-2", 2_000)
+        .register_agent(
+            "agent-b",
+            "branch-2",
+            &ward_controller::store::Actor::console(),
+            2_000,
+        )
         .await
         .expect("again");
     assert_eq!(first, again, "registering again changes nothing");
-    let moved = store.register_agent("agent-b", "branch-3", 3_000).await;
+    let moved = store
+        .register_agent(
+            "agent-b",
+            "branch-3",
+            &ward_controller::store::Actor::console(),
+            3_000,
+        )
+        .await;
     assert!(matches!(moved, Err(StoreError::Conflict(_))), "{moved:?}");
-    let bad = store.register_agent("no spaces", "branch-2", 3_000).await;
+    let bad = store
+        .register_agent(
+            "no spaces",
+            "branch-2",
+            &ward_controller::store::Actor::console(),
+            3_000,
+        )
+        .await;
     assert!(
         matches!(bad, Err(StoreError::Invalid(ref e)) if e.field == "id"),
         "{bad:?}"
     );
     store
-        .register_agent("agent-a", "branch-1", 4_000)
+        .register_agent(
+            "agent-a",
+            "branch-1",
+            &ward_controller::store::Actor::console(),
+            4_000,
+        )
         .await
         .expect("register");
     let listed: Vec<(String, String)> = store
@@ -1146,4 +1332,87 @@ async fn users_and_tokens_are_kept_without_secrets_and_every_change_is_audited(s
             .all(|entry| !format!("{entry:?}").contains("argon2")),
         "no secret in the audit log"
     );
+}
+
+async fn inventory_and_agent_changes_are_audited_with_who_and_before_and_after(store: &Store) {
+    use ward_controller::store::Actor;
+    let alice = Actor {
+        principal: "user alice (token 3)".into(),
+        source: "192.0.2.7:50000".into(),
+    };
+    let device = store
+        .create_device(&spec("atm-1", "198.18.1.1"), &alice, 1_000)
+        .await
+        .expect("create");
+    let mut changed = spec("atm-1", "198.18.1.2");
+    changed.enabled = false;
+    store
+        .update_device(device.id, &changed, &alice, 2_000)
+        .await
+        .expect("update")
+        .expect("found");
+    store
+        .import_devices(&[spec("atm-2", "198.18.1.3")], &alice, 3_000)
+        .await
+        .expect("import");
+    store
+        .delete_device(device.id, &alice, 4_000)
+        .await
+        .expect("delete")
+        .expect("found");
+    store
+        .register_agent("branch-1-agent", "branch-1", &alice, 5_000)
+        .await
+        .expect("register");
+    // Refused changes leave nothing.
+    let duplicate = store
+        .create_device(&spec("atm-2", "198.18.1.9"), &alice, 6_000)
+        .await;
+    assert!(duplicate.is_err());
+    assert!(
+        store
+            .delete_device(999, &alice, 6_001)
+            .await
+            .expect("delete")
+            .is_none()
+    );
+
+    let audit = store.audit(100).await.expect("audit");
+    let rows: Vec<(&str, &str, i64)> = audit
+        .iter()
+        .map(|entry| (entry.action.as_str(), entry.object.as_str(), entry.at_ms))
+        .collect();
+    let id = device.id;
+    assert_eq!(
+        rows,
+        [
+            ("agent.register", "agent branch-1-agent", 5_000),
+            ("device.delete", &*format!("device {id}"), 4_000),
+            ("device.import", "1 devices", 3_000),
+            ("device.update", &*format!("device {id}"), 2_000),
+            ("device.create", &*format!("device {id}"), 1_000),
+        ]
+    );
+    assert!(audit.iter().all(|entry| entry.principal == alice.principal
+        && entry.source == alice.source
+        && entry.outcome == "ok"));
+    let update = &audit[3];
+    assert!(
+        update
+            .before
+            .as_deref()
+            .is_some_and(|before| before.contains("198.18.1.1"))
+    );
+    assert!(
+        update.after.as_deref().is_some_and(
+            |after| after.contains("198.18.1.2") && after.contains("\"enabled\":false")
+        )
+    );
+    assert!(
+        audit[1]
+            .before
+            .as_deref()
+            .is_some_and(|before| before.contains("atm-1"))
+    );
+    assert!(audit[1].after.is_none());
 }

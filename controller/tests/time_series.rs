@@ -59,7 +59,11 @@ async fn create_device(controller: &std::sync::Arc<Controller>, name: &str, addr
         enabled: true,
     };
     controller
-        .create_device(&spec, ward_controller::time::now_ms())
+        .create_device(
+            &spec,
+            &ward_controller::store::Actor::console(),
+            ward_controller::time::now_ms(),
+        )
         .await
         .expect("create device")
         .id

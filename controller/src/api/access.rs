@@ -18,6 +18,7 @@ use super::ApiError;
 use crate::access::{self, Access, Refusal};
 use crate::auth::Principal;
 use crate::state::Controller;
+use crate::store::Actor;
 use crate::time::now_ms;
 
 /// One declared route.
@@ -212,4 +213,31 @@ async fn with_first_admin_hint(
 /// Compares without leaking where the first difference is.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// Who is calling and from where, as the audit log records a change: the
+/// principal the access layer proved, and the peer address.
+pub struct Caller(pub Actor);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .unwrap_or(Principal::Anonymous);
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |info| info.0.to_string());
+        Ok(Caller(Actor {
+            principal: principal.to_string(),
+            source,
+        }))
+    }
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, now_ms, rfc3339};
+use super::{ApiError, Caller, now_ms, rfc3339};
 use crate::agents::Presence;
 use crate::state::Controller;
 use crate::store::AgentRecord;
@@ -61,11 +61,12 @@ pub struct AgentInput {
 /// `POST /api/v1/agents`: registers an agent (again: no change).
 pub async fn register(
     State(controller): State<Arc<Controller>>,
+    Caller(actor): Caller,
     body: Result<Json<AgentInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
     let agent = controller
-        .register_agent(&input.id, &input.site, now_ms())
+        .register_agent(&input.id, &input.site, &actor, now_ms())
         .await?;
     let presence = controller
         .agents()

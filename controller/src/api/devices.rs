@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, now_ms, rfc3339};
+use super::{ApiError, Caller, now_ms, rfc3339};
 use crate::state::Controller;
 use crate::store::{AlertName, Device, DeviceSpec, Status};
 
@@ -171,11 +171,12 @@ impl DeviceInput {
 /// `POST /api/v1/devices`.
 pub async fn create(
     State(controller): State<Arc<Controller>>,
+    Caller(actor): Caller,
     body: Result<Json<DeviceInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
     let device = controller
-        .create_device(&input.into_spec()?, now_ms())
+        .create_device(&input.into_spec()?, &actor, now_ms())
         .await?;
     Ok((StatusCode::CREATED, Json(device_json(&device))))
 }
@@ -248,12 +249,13 @@ pub async fn alerts(
 /// `PUT /api/v1/devices/{id}`: replaces the configuration; status is kept.
 pub async fn update(
     State(controller): State<Arc<Controller>>,
+    Caller(actor): Caller,
     Path(id): Path<i64>,
     body: Result<Json<DeviceInput>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
     let device = controller
-        .update_device(id, &input.into_spec()?, now_ms())
+        .update_device(id, &input.into_spec()?, &actor, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     Ok(Json(device_json(&device)))
@@ -262,9 +264,10 @@ pub async fn update(
 /// `DELETE /api/v1/devices/{id}`.
 pub async fn delete(
     State(controller): State<Arc<Controller>>,
+    Caller(actor): Caller,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if controller.delete_device(id, now_ms()).await? {
+    if controller.delete_device(id, &actor, now_ms()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no device with id {id}")))

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::devices::DeviceInput;
-use super::{ApiError, now_ms};
+use super::{ApiError, Caller, now_ms};
 use crate::state::Controller;
 use crate::store::DeviceSpec;
 
@@ -24,6 +24,7 @@ const MAX_DEVICES: usize = 100_000;
 /// `POST /api/v1/devices/import`.
 pub async fn import(
     State(controller): State<Arc<Controller>>,
+    Caller(actor): Caller,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -56,7 +57,7 @@ pub async fn import(
         .collect::<Result<Vec<DeviceSpec>, ApiError>>()
         .map_err(located)?;
     let devices = controller
-        .import_devices(&specs, now_ms())
+        .import_devices(&specs, &actor, now_ms())
         .await
         .map_err(|error| located(error.into()))?;
     Ok((

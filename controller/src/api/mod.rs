@@ -20,7 +20,7 @@ use axum::routing::post;
 
 use crate::state::Controller;
 
-pub use access::{Declared, Routes};
+pub use access::{Caller, Declared, Routes};
 pub use error::ApiError;
 pub use latency::ApiLatency;
 

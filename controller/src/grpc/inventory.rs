@@ -21,7 +21,7 @@ use ward_proto::v1::{
 use crate::access::{self, Access, Refusal};
 use crate::auth::{Principal, Role};
 use crate::state::{Controller, LiveEvent};
-use crate::store::{AlertName, Device, DeviceSpec, Status, StoreError};
+use crate::store::{Actor, AlertName, Device, DeviceSpec, Status, StoreError};
 use crate::time::now_ms;
 
 /// The service.
@@ -49,7 +49,7 @@ impl InventoryService {
         Self { controller }
     }
 
-    /// The principal of `request` if it may call `method` (on `object`,
+    /// Who made `request` (for the audit log) if it may call `method` (on `object`,
     /// as the audit log names it): an API token in `authorization:
     /// Bearer …`, else the client certificate's agent (which may use the
     /// agent link only), else nobody. A refusal is counted, logged and
@@ -59,8 +59,11 @@ impl InventoryService {
         request: &Request<T>,
         method: &str,
         object: &str,
-    ) -> Result<Principal, GrpcStatus> {
+    ) -> Result<Actor, GrpcStatus> {
         let controller = &self.controller;
+        let source = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |address| address.to_string());
         let token = request
             .metadata()
             .get("authorization")
@@ -87,11 +90,11 @@ impl InventoryService {
             Err(refusal) => (Principal::Anonymous, Err(refusal)),
         };
         let Err(refusal) = decided else {
-            return Ok(principal);
+            return Ok(Actor {
+                principal: principal.to_string(),
+                source,
+            });
         };
-        let source = request
-            .remote_addr()
-            .map_or_else(|| "unknown".to_owned(), |address| address.to_string());
         let action = format!("grpc Inventory/{method}");
         access::refused(controller, &principal, &source, &action, object, &refusal).await;
         Err(match refusal {
@@ -248,19 +251,19 @@ impl Inventory for InventoryService {
             .get_ref()
             .id
             .map_or_else(|| "a new device".to_owned(), |id| format!("device {id}"));
-        self.authorize(&request, "UpsertDevice", &object).await?;
+        let actor = self.authorize(&request, "UpsertDevice", &object).await?;
         let request = request.into_inner();
         let spec = from_proto(request.spec)?;
         let device = match request.id {
             None => self
                 .controller
-                .create_device(&spec, now_ms())
+                .create_device(&spec, &actor, now_ms())
                 .await
                 .map_err(grpc_error)?,
             Some(id) => {
                 let id = device_id(id)?;
                 self.controller
-                    .update_device(id, &spec, now_ms())
+                    .update_device(id, &spec, &actor, now_ms())
                     .await
                     .map_err(grpc_error)?
                     .ok_or_else(|| GrpcStatus::not_found(format!("no device with id {id}")))?
@@ -274,11 +277,11 @@ impl Inventory for InventoryService {
         request: Request<DeleteDeviceRequest>,
     ) -> Result<Response<DeleteDeviceResponse>, GrpcStatus> {
         let object = format!("device {}", request.get_ref().id);
-        self.authorize(&request, "DeleteDevice", &object).await?;
+        let actor = self.authorize(&request, "DeleteDevice", &object).await?;
         let id = device_id(request.into_inner().id)?;
         if self
             .controller
-            .delete_device(id, now_ms())
+            .delete_device(id, &actor, now_ms())
             .await
             .map_err(grpc_error)?
         {

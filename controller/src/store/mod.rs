@@ -125,10 +125,14 @@ impl Store {
     pub async fn create_device(
         &self,
         spec: &DeviceSpec,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<Device, StoreError> {
         spec.validate()?;
-        dispatch!(self.create_device(spec, now_ms))
+        let (spec, actor) = (spec.clone(), actor.clone());
+        transaction!(self, |tx| operations::create_device(
+            tx, &spec, &actor, now_ms
+        ))
     }
 
     /// Replaces a device's configuration; `None` if it does not exist. The
@@ -141,6 +145,7 @@ impl Store {
         &self,
         id: i64,
         spec: &DeviceSpec,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
         spec.validate()?;
@@ -150,7 +155,10 @@ impl Store {
                 message: "a device cannot be its own parent".into(),
             }));
         }
-        dispatch!(self.update_device(id, spec, now_ms))
+        let (spec, actor) = (spec.clone(), actor.clone());
+        transaction!(self, |tx| operations::update_device(
+            tx, id, &spec, &actor, now_ms
+        ))
     }
 
     /// Deletes a device; `None` if it did not exist. Its open alert is
@@ -160,9 +168,11 @@ impl Store {
     pub async fn delete_device(
         &self,
         id: i64,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<Option<StatusChanges>, StoreError> {
-        dispatch!(self.delete_device(id, now_ms))
+        let actor = actor.clone();
+        transaction!(self, |tx| operations::delete_device(tx, id, &actor, now_ms))
     }
 
     /// Creates all `specs` in one transaction, or none: the first invalid,
@@ -170,6 +180,7 @@ impl Store {
     pub async fn import_devices(
         &self,
         specs: &[DeviceSpec],
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<Vec<Device>, StoreError> {
         for (index, spec) in specs.iter().enumerate() {
@@ -179,7 +190,14 @@ impl Store {
                 message: error.message,
             })?;
         }
-        dispatch!(self.import_devices(specs, now_ms))
+        let (specs, actor) = (specs.to_vec(), actor.clone());
+        let devices = transaction!(self, |tx| operations::import_devices(
+            tx, &specs, &actor, now_ms
+        ))?;
+        if let Store::Postgres(store) = self {
+            store.after_import(devices.len()).await;
+        }
+        Ok(devices)
     }
 
     /// One device.
@@ -204,7 +222,8 @@ impl Store {
         report: &TransitionReport,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
-        dispatch!(self.apply(report, now_ms))
+        let report = report.clone();
+        transaction!(self, |tx| operations::apply(tx, &report, now_ms))
     }
 
     /// Alerts, newest first; only open ones if `open_only`.
@@ -252,10 +271,14 @@ impl Store {
         &self,
         id: &str,
         site: &str,
+        actor: &Actor,
         now_ms: i64,
     ) -> Result<AgentRecord, StoreError> {
         AgentRecord::validate(id, site).map_err(StoreError::Invalid)?;
-        dispatch!(self.register_agent(id, site, now_ms))
+        let (id, site, actor) = (id.to_owned(), site.to_owned(), actor.clone());
+        transaction!(self, |tx| operations::register_agent(
+            tx, &id, &site, &actor, now_ms
+        ))
     }
 
     /// Every registered agent, by id.

@@ -12,6 +12,7 @@ use super::model::{
     AgentRecord, ApplyOutcome, Device, DeviceSpec, StatusChanges, TransitionReport,
 };
 use super::plan::{CurrentDevice, InventoryChange, Plan, created, plan, plan_inventory};
+use super::principals::{Actor, Change, audit_change, json};
 use super::rows::Columns;
 use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error};
 
@@ -78,19 +79,29 @@ pub(super) trait WriteTx {
 pub(super) async fn create_device(
     tx: &impl WriteTx,
     spec: &DeviceSpec,
+    actor: &Actor,
     now_ms: i64,
 ) -> Result<Device, StoreError> {
     let id = insert(tx, spec, now_ms).await?;
-    settle_created(tx, &[id], now_ms)
+    let device = settle_created(tx, &[id], now_ms)
         .await?
         .pop()
-        .ok_or_else(|| StoreError::Corrupt(format!("created device {id} vanished")))
+        .ok_or_else(|| StoreError::Corrupt(format!("created device {id} vanished")))?;
+    let change = Change {
+        action: "device.create",
+        object: format!("device {id}"),
+        before: None,
+        after: Some(json(&device.spec)),
+    };
+    audit_change(tx, actor, change, now_ms).await?;
+    Ok(device)
 }
 
 /// Creates all `specs` or none; a failing entry is named by position.
 pub(super) async fn import_devices(
     tx: &impl WriteTx,
     specs: &[DeviceSpec],
+    actor: &Actor,
     now_ms: i64,
 ) -> Result<Vec<Device>, StoreError> {
     let mut ids = Vec::with_capacity(specs.len());
@@ -100,7 +111,15 @@ pub(super) async fn import_devices(
             .map_err(|error| entry_error(index, error))?;
         ids.push(id);
     }
-    settle_created(tx, &ids, now_ms).await
+    let devices = settle_created(tx, &ids, now_ms).await?;
+    let change = Change {
+        action: "device.import",
+        object: format!("{} devices", ids.len()),
+        before: None,
+        after: Some(json(&serde_json::json!({ "ids": ids }))),
+    };
+    audit_change(tx, actor, change, now_ms).await?;
+    Ok(devices)
 }
 
 /// Replaces device `id`'s configuration through the rules; `None` if it
@@ -109,6 +128,7 @@ pub(super) async fn update_device(
     tx: &impl WriteTx,
     id: i64,
     spec: &DeviceSpec,
+    actor: &Actor,
     now_ms: i64,
 ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
     let Some(before) = tx.devices(&[id]).await?.pop() else {
@@ -133,6 +153,13 @@ pub(super) async fn update_device(
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
+    let change = Change {
+        action: "device.update",
+        object: format!("device {id}"),
+        before: Some(json(&before.spec)),
+        after: Some(json(&device.spec)),
+    };
+    audit_change(tx, actor, change, now_ms).await?;
     Ok(Some((device, plan.into())))
 }
 
@@ -141,12 +168,13 @@ pub(super) async fn update_device(
 pub(super) async fn delete_device(
     tx: &impl WriteTx,
     id: i64,
+    actor: &Actor,
     now_ms: i64,
 ) -> Result<Option<StatusChanges>, StoreError> {
     let current = tx.current_devices(&[id]).await?;
-    if !current.contains_key(&id) {
+    let Some(before) = tx.devices(&[id]).await?.pop() else {
         return Ok(None);
-    }
+    };
     let plan = plan_inventory(
         &[InventoryChange::Deleted { device_id: id }],
         &current,
@@ -154,6 +182,13 @@ pub(super) async fn delete_device(
     )?;
     tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
     tx.remove_device(id).await?;
+    let change = Change {
+        action: "device.delete",
+        object: format!("device {id}"),
+        before: Some(json(&before.spec)),
+        after: None,
+    };
+    audit_change(tx, actor, change, now_ms).await?;
     Ok(Some(plan.into()))
 }
 
@@ -183,6 +218,7 @@ pub(super) async fn register_agent(
     tx: &impl WriteTx,
     id: &str,
     site: &str,
+    actor: &Actor,
     now_ms: i64,
 ) -> Result<AgentRecord, StoreError> {
     tx.add_site(site).await?;
@@ -190,6 +226,13 @@ pub(super) async fn register_agent(
     if agent.site != site {
         return Err(agent_conflict(&agent));
     }
+    let change = Change {
+        action: "agent.register",
+        object: format!("agent {id}"),
+        before: None,
+        after: Some(json(&agent)),
+    };
+    audit_change(tx, actor, change, now_ms).await?;
     Ok(agent)
 }
 

@@ -11,10 +11,9 @@ use tokio_postgres::error::SqlState;
 
 use super::args::Arg;
 use super::model::{
-    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
-    StatusChanges, TransitionReport,
+    AgentRecord, Alert, Device, DeviceSpec, DueNotification, Notification, TransitionReport,
 };
-use super::operations::{self, WriteTx};
+use super::operations::WriteTx;
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
 use super::rows::Columns;
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
@@ -73,18 +72,6 @@ const DEVICES_BY_ID: &str = concat!(
     " FROM devices WHERE id = ANY($1) ORDER BY id"
 );
 
-/// Runs write operation `$operation` ([`operations`]) in one transaction,
-/// committed if it succeeds.
-macro_rules! in_transaction {
-    ($self:ident, $operation:ident ( $($arg:expr),* )) => {{
-        let mut client = $self.client().await?;
-        let tx = client.transaction().await?;
-        let outcome = operations::$operation(&tx, $($arg),*).await?;
-        tx.commit().await?;
-        Ok(outcome)
-    }};
-}
-
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
@@ -134,6 +121,26 @@ impl PostgresStore {
         Ok(outcome)
     }
 
+    /// After an import of `count` devices: the planner's statistics are
+    /// stale after a bulk insert until autovacuum gets to the table, and
+    /// stale ones make every status commit scan the whole table, so large
+    /// imports refresh them. The import stands whatever happens here.
+    pub(super) async fn after_import(&self, count: usize) {
+        if count < ANALYZE_AFTER_IMPORT {
+            return;
+        }
+        let analyzed = match self.client().await {
+            Ok(client) => client
+                .batch_execute("ANALYZE devices, alerts")
+                .await
+                .map_err(StoreError::from),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = analyzed {
+            tracing::warn!(%error, count, "refreshing PostgreSQL's statistics after an import failed; the import stands, status commits may be slow until autovacuum runs");
+        }
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
@@ -165,49 +172,6 @@ impl PostgresStore {
         Ok(applied)
     }
 
-    pub(super) async fn create_device(
-        &self,
-        spec: &DeviceSpec,
-        now_ms: i64,
-    ) -> Result<Device, StoreError> {
-        in_transaction!(self, create_device(spec, now_ms))
-    }
-
-    pub(super) async fn import_devices(
-        &self,
-        specs: &[DeviceSpec],
-        now_ms: i64,
-    ) -> Result<Vec<Device>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let devices = operations::import_devices(&tx, specs, now_ms).await?;
-        tx.commit().await?;
-        // The planner's statistics are stale after a bulk insert until
-        // autovacuum gets to the table, and stale ones make every status
-        // commit scan the whole table: refresh them now.
-        if specs.len() >= ANALYZE_AFTER_IMPORT {
-            client.batch_execute("ANALYZE devices, alerts").await?;
-        }
-        Ok(devices)
-    }
-
-    pub(super) async fn update_device(
-        &self,
-        id: i64,
-        spec: &DeviceSpec,
-        now_ms: i64,
-    ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
-        in_transaction!(self, update_device(id, spec, now_ms))
-    }
-
-    pub(super) async fn delete_device(
-        &self,
-        id: i64,
-        now_ms: i64,
-    ) -> Result<Option<StatusChanges>, StoreError> {
-        in_transaction!(self, delete_device(id, now_ms))
-    }
-
     pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
         let rows = client.query(DEVICES_BY_ID, &[&ids]).await?;
@@ -218,14 +182,6 @@ impl PostgresStore {
         let client = self.client().await?;
         let rows = client.query(sql::DEVICES, &[]).await?;
         rows.iter().map(rows::device).collect()
-    }
-
-    pub(super) async fn apply(
-        &self,
-        report: &TransitionReport,
-        now_ms: i64,
-    ) -> Result<ApplyOutcome, StoreError> {
-        in_transaction!(self, apply(report, now_ms))
     }
 
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
@@ -280,15 +236,6 @@ impl PostgresStore {
         let discarded = tx.execute(sql::DROP_UNCONFIGURED, &[]).await?;
         tx.commit().await?;
         Ok(discarded)
-    }
-
-    pub(super) async fn register_agent(
-        &self,
-        id: &str,
-        site: &str,
-        now_ms: i64,
-    ) -> Result<AgentRecord, StoreError> {
-        in_transaction!(self, register_agent(id, site, now_ms))
     }
 
     pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {

@@ -60,6 +60,16 @@ pub struct Actor {
     pub source: String,
 }
 
+impl Actor {
+    /// The controller's own command line on its host.
+    pub fn console() -> Self {
+        Self {
+            principal: crate::auth::Principal::Console.to_string(),
+            source: "console".into(),
+        }
+    }
+}
+
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct AuditEntry {
@@ -148,19 +158,26 @@ fn audit_entry(row: &dyn Columns) -> Result<AuditEntry, StoreError> {
     })
 }
 
-fn json(value: &impl serde::Serialize) -> String {
+/// `value` as the audit log keeps it.
+pub(super) fn json(value: &impl serde::Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
 /// What one audited change records besides who.
-struct Change<'a> {
-    action: &'a str,
-    object: String,
-    before: Option<String>,
-    after: Option<String>,
+pub(super) struct Change<'a> {
+    /// `device.create`, `user.add`, …
+    pub action: &'a str,
+    /// `device 9`, `user alice`, …
+    pub object: String,
+    /// The object before (JSON).
+    pub before: Option<String>,
+    /// The object after (JSON).
+    pub after: Option<String>,
 }
 
-async fn audit_change(
+/// Records `change` by `actor` in the audit log, in the caller's
+/// transaction.
+pub(super) async fn audit_change(
     tx: &impl WriteTx,
     actor: &Actor,
     change: Change<'_>,

@@ -9,10 +9,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::args::Arg;
 use super::model::{
-    AgentRecord, Alert, ApplyOutcome, Device, DeviceSpec, DueNotification, Notification,
-    StatusChanges, TransitionReport,
+    AgentRecord, Alert, Device, DeviceSpec, DueNotification, Notification, TransitionReport,
 };
-use super::operations::{self, WriteTx};
+use super::operations::WriteTx;
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
 use super::rows::Columns;
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
@@ -155,46 +154,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn create_device(
-        &self,
-        spec: &DeviceSpec,
-        now_ms: i64,
-    ) -> Result<Device, StoreError> {
-        let spec = spec.clone();
-        self.write(async move |tx| operations::create_device(tx, &spec, now_ms).await)
-            .await
-    }
-
-    pub(super) async fn import_devices(
-        &self,
-        specs: &[DeviceSpec],
-        now_ms: i64,
-    ) -> Result<Vec<Device>, StoreError> {
-        let specs = specs.to_vec();
-        self.write(async move |tx| operations::import_devices(tx, &specs, now_ms).await)
-            .await
-    }
-
-    pub(super) async fn update_device(
-        &self,
-        id: i64,
-        spec: &DeviceSpec,
-        now_ms: i64,
-    ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
-        let spec = spec.clone();
-        self.write(async move |tx| operations::update_device(tx, id, &spec, now_ms).await)
-            .await
-    }
-
-    pub(super) async fn delete_device(
-        &self,
-        id: i64,
-        now_ms: i64,
-    ) -> Result<Option<StatusChanges>, StoreError> {
-        self.write(async move |tx| operations::delete_device(tx, id, now_ms).await)
-            .await
-    }
-
     pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
         let ids = ids.to_vec();
         self.run(move |connection| devices_by_id(connection, &ids))
@@ -208,16 +167,6 @@ impl SqliteStore {
             rows.map(|row| row?).collect()
         })
         .await
-    }
-
-    pub(super) async fn apply(
-        &self,
-        report: &TransitionReport,
-        now_ms: i64,
-    ) -> Result<ApplyOutcome, StoreError> {
-        let report = report.clone();
-        self.write(async move |tx| operations::apply(tx, &report, now_ms).await)
-            .await
     }
 
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
@@ -288,17 +237,6 @@ impl SqliteStore {
             Ok(discarded as u64)
         })
         .await
-    }
-
-    pub(super) async fn register_agent(
-        &self,
-        id: &str,
-        site: &str,
-        now_ms: i64,
-    ) -> Result<AgentRecord, StoreError> {
-        let (id, site) = (id.to_owned(), site.to_owned());
-        self.write(async move |tx| operations::register_agent(tx, &id, &site, now_ms).await)
-            .await
     }
 
     pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
