@@ -78,6 +78,17 @@ pub async fn token_principal(
     })
 }
 
+/// Audit entries listed when a request names no limit.
+pub const AUDIT_DEFAULT_LIMIT: u32 = 100;
+
+/// Most audit entries one request lists.
+pub const AUDIT_MAX_LIMIT: u32 = 10_000;
+
+/// The number of audit entries to list for a requested `limit`.
+pub fn audit_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(AUDIT_DEFAULT_LIMIT).min(AUDIT_MAX_LIMIT)
+}
+
 /// Whether `principal` may do what `access` requires.
 pub fn permit(principal: &Principal, access: Access, anonymous_read: bool) -> Result<(), Refusal> {
     if let (Principal::Agent { id }, Access::Read | Access::Role(_)) = (principal, access) {

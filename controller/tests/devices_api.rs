@@ -394,3 +394,65 @@ async fn the_openapi_document_describes_every_route_served() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_change_is_in_the_audit_log_with_who_and_from_where() {
+    let (_dir, api) = api(None).await;
+    let (_, created) = api
+        .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
+        .await;
+    let id = created["id"].as_i64().expect("id");
+    let (status, refused) = api
+        .anonymous()
+        .send(Method::DELETE, &format!("/api/v1/devices/{id}"), None, None)
+        .await;
+    assert_eq!(status, 401, "{refused}");
+
+    let (status, entries) = api
+        .get(&format!("/api/v1/audit?object=device%20{id}"))
+        .await;
+    assert_eq!(status, 200, "{entries}");
+    let entries = entries.as_array().expect("entries");
+    assert_eq!(
+        entries.len(),
+        1,
+        "only the change: the refusal names the route"
+    );
+    let entry = &entries[0];
+    assert_eq!(entry["action"], "device.create");
+    assert!(
+        entry["principal"]
+            .as_str()
+            .is_some_and(|who| who.starts_with("user api-admin-")),
+        "{entry}"
+    );
+    assert!(
+        entry["source"]
+            .as_str()
+            .is_some_and(|from| from.starts_with("127.0.0.1:")),
+        "{entry}"
+    );
+    assert_eq!(entry["after"]["address"], "198.18.1.1");
+    assert!(entry["before"].is_null());
+
+    let (_, refusals) = api.get("/api/v1/audit?principal=anonymous").await;
+    assert_eq!(
+        refusals[0]["action"],
+        format!("DELETE /api/v1/devices/{{id}}"),
+        "{refusals}"
+    );
+    assert!(
+        refusals[0]["outcome"]
+            .as_str()
+            .is_some_and(|outcome| outcome.starts_with("refused: ")),
+        "{refusals}"
+    );
+    let (_, later) = api.get("/api/v1/audit?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(later, serde_json::json!([]));
+    let (status, bad) = api.get("/api/v1/audit?since=yesterday").await;
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (400, Some("since")),
+        "{bad}"
+    );
+}

@@ -254,6 +254,10 @@ async fn call(client: &mut Client, method: &str) -> Code {
             .map(drop),
         "GetSummary" => client.get_summary(GetSummaryRequest {}).await.map(drop),
         "WatchStatus" => client.watch_status(WatchStatusRequest {}).await.map(drop),
+        "ListAudit" => client
+            .list_audit(ward_proto::v1::ListAuditRequest::default())
+            .await
+            .map(drop),
         other => panic!("Inventory/{other} is not called by this test: add it"),
     };
     outcome.map_or_else(|status| status.code(), |()| Code::Ok)
@@ -264,7 +268,7 @@ async fn every_inventory_method_requires_its_declared_role() {
     let (_dir, controller, channel) = serve().await;
     let principals = common::principals(&controller).await;
     let methods = inventory_methods();
-    assert_eq!(methods.len(), 8, "{methods:?}");
+    assert_eq!(methods.len(), 9, "{methods:?}");
     let mut checked = 0;
     for method in &methods {
         let access = ward_controller::grpc::INVENTORY_ACCESS
@@ -293,7 +297,7 @@ async fn every_inventory_method_requires_its_declared_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 8 * 7);
+    assert_eq!(checked, 9 * 7);
     let refusals = common::every_refusal_is_audited(&controller).await;
     assert!(
         refusals >= 8 * 4,

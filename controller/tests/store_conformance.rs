@@ -1298,7 +1298,10 @@ async fn users_and_tokens_are_kept_without_secrets_and_every_change_is_audited(s
         })
         .await
         .expect("record");
-    let audit = store.audit(100).await.expect("audit");
+    let audit = store
+        .audit(&ward_controller::store::AuditFilter::newest(100))
+        .await
+        .expect("audit");
     let actions: Vec<&str> = audit.iter().map(|entry| entry.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -1377,7 +1380,10 @@ async fn inventory_and_agent_changes_are_audited_with_who_and_before_and_after(s
             .is_none()
     );
 
-    let audit = store.audit(100).await.expect("audit");
+    let audit = store
+        .audit(&ward_controller::store::AuditFilter::newest(100))
+        .await
+        .expect("audit");
     let rows: Vec<(&str, &str, i64)> = audit
         .iter()
         .map(|entry| (entry.action.as_str(), entry.object.as_str(), entry.at_ms))

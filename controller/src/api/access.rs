@@ -174,7 +174,8 @@ async fn authorize(
         .get::<ConnectInfo<SocketAddr>>()
         .map_or_else(|| "unknown".to_owned(), |info| info.0.to_string());
     let action = format!("{method} {path}");
-    access::refused(&controller, &principal, &source, &action, &path, &refusal).await;
+    let object = request.uri().path().to_owned();
+    access::refused(&controller, &principal, &source, &action, &object, &refusal).await;
     match refusal {
         Refusal::Unauthenticated(message) => (
             [(header::WWW_AUTHENTICATE, "Bearer")],

@@ -4,6 +4,7 @@
 
 mod access;
 mod agents;
+mod audit;
 mod devices;
 mod error;
 mod events;
@@ -84,6 +85,7 @@ pub fn routes() -> Routes {
         )
         .add(Method::GET, "/api/v1/alerts", Read, devices::alerts)
         .add(Method::GET, "/api/v1/events", Read, events::stream)
+        .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)
         .add(Method::GET, "/api/v1/openapi.json", Open, openapi)
         // The page holds no data; what it shows comes through the reads.
         .add(Method::GET, "/", Open, dashboard)

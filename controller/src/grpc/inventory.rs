@@ -21,7 +21,7 @@ use ward_proto::v1::{
 use crate::access::{self, Access, Refusal};
 use crate::auth::{Principal, Role};
 use crate::state::{Controller, LiveEvent};
-use crate::store::{Actor, AlertName, Device, DeviceSpec, Status, StoreError};
+use crate::store::{Actor, AlertName, AuditFilter, Device, DeviceSpec, Status, StoreError};
 use crate::time::now_ms;
 
 /// The service.
@@ -41,6 +41,7 @@ pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
     ("ListAgents", Access::Read),
     ("GetSummary", Access::Read),
     ("WatchStatus", Access::Read),
+    ("ListAudit", Access::Role(Role::Admin)),
 ];
 
 impl InventoryService {
@@ -375,6 +376,42 @@ impl Inventory for InventoryService {
             unknown: summary.unknown,
             total: summary.total,
         }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, GrpcStatus> {
+        self.authorize(&request, "ListAudit", "audit log").await?;
+        let request = request.into_inner();
+        let given = |text: String| Some(text).filter(|text| !text.is_empty());
+        let filter = AuditFilter {
+            principal: given(request.principal),
+            object: given(request.object),
+            since_ms: Some(request.since_unix_ms).filter(|ms| *ms != 0),
+            until_ms: Some(request.until_unix_ms).filter(|ms| *ms != 0),
+            limit: crate::access::audit_limit(Some(request.limit).filter(|limit| *limit != 0)),
+        };
+        let entries = self
+            .controller
+            .store
+            .audit(&filter)
+            .await
+            .map_err(|error| grpc_error(self.controller.store_failed(error)))?
+            .into_iter()
+            .map(|entry| pb::AuditEntry {
+                id: u64::try_from(entry.id).unwrap_or_default(),
+                at_unix_ms: entry.at_ms,
+                principal: entry.principal,
+                source: entry.source,
+                action: entry.action,
+                object: entry.object,
+                outcome: entry.outcome,
+                before_json: entry.before.unwrap_or_default(),
+                after_json: entry.after.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListAuditResponse { entries }))
     }
 
     type WatchStatusStream = ChangeStream;

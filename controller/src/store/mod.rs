@@ -23,7 +23,9 @@ pub use model::{
     TransitionReport,
 };
 
-pub use principals::{Actor, AuditEntry, TokenOwner, TokenRecord, UserRecord, validate_user_name};
+pub use principals::{
+    Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
+};
 
 use crate::auth::Role;
 use postgres::PostgresStore;
@@ -399,9 +401,10 @@ impl Store {
         transaction!(self, |tx| principals::record(tx, &entry))
     }
 
-    /// The newest `limit` audit entries, newest first.
-    pub async fn audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        transaction!(self, |tx| principals::audit(tx, limit))
+    /// The audit entries `filter` selects, newest first.
+    pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let filter = filter.clone();
+        transaction!(self, |tx| principals::audit(tx, &filter))
     }
 }
 

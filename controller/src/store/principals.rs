@@ -220,11 +220,49 @@ pub(super) async fn record(tx: &impl WriteTx, entry: &AuditEntry) -> Result<(), 
     Ok(())
 }
 
-/// The newest `limit` audit entries, newest first.
-pub(super) async fn audit(tx: &impl WriteTx, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+/// Which audit entries to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Entries whose principal contains this.
+    pub principal: Option<String>,
+    /// Entries about exactly this object.
+    pub object: Option<String>,
+    /// At or after, Unix ms.
+    pub since_ms: Option<i64>,
+    /// Before, Unix ms.
+    pub until_ms: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+impl AuditFilter {
+    /// The newest `limit` entries.
+    pub fn newest(limit: u32) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+}
+
+/// The audit entries `filter` selects, newest first.
+pub(super) async fn audit(
+    tx: &impl WriteTx,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, StoreError> {
     tx.rows(
-        &format!("SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY id DESC LIMIT $1"),
-        &[Arg::Int(i64::from(limit))],
+        &format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log \
+             WHERE ($1 = '' OR principal LIKE '%' || $1 || '%') AND ($2 = '' OR object = $2) \
+             AND at_ms >= $3 AND at_ms < $4 ORDER BY id DESC LIMIT $5"
+        ),
+        &[
+            Arg::Text(filter.principal.as_deref().unwrap_or_default()),
+            Arg::Text(filter.object.as_deref().unwrap_or_default()),
+            Arg::Int(filter.since_ms.unwrap_or(i64::MIN)),
+            Arg::Int(filter.until_ms.unwrap_or(i64::MAX)),
+            Arg::Int(i64::from(filter.limit)),
+        ],
         audit_entry,
     )
     .await

@@ -270,7 +270,7 @@ pub fn expected_refusal(
 pub async fn every_refusal_is_audited(controller: &Controller) -> usize {
     let refusals = controller
         .store
-        .audit(10_000)
+        .audit(&ward_controller::store::AuditFilter::newest(10_000))
         .await
         .expect("audit")
         .iter()
