@@ -158,6 +158,16 @@ pub fn common_name(der: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// When a DER certificate stops being valid, Unix ms.
+pub fn not_after_ms(der: &[u8]) -> Option<i64> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    certificate
+        .validity()
+        .not_after
+        .timestamp()
+        .checked_mul(1_000)
+}
+
 /// The names a DER certificate is valid for: its DNS names and IP
 /// addresses (subject alternative names).
 pub fn subject_names(der: &[u8]) -> Vec<String> {
@@ -224,5 +234,10 @@ mod tests {
             .1
             .contents;
         assert_eq!(subject_names(&der), ["127.0.0.1", "controller.example"]);
+        let days_left = (not_after_ms(&der).expect("expiry") - crate::time::now_ms()) / 86_400_000;
+        assert!(
+            (LEAF_DAYS - 2..=LEAF_DAYS).contains(&days_left),
+            "{days_left}"
+        );
     }
 }

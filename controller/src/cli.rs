@@ -150,6 +150,10 @@ struct RunArgs {
     /// a principal [default: false].
     #[arg(long, env = "WARD_ANONYMOUS_READ")]
     anonymous_read: Option<bool>,
+    /// `/readyz` is degraded while a certificate in use expires within
+    /// this many days [default: 14].
+    #[arg(long, env = "WARD_CERTIFICATE_WARNING_DAYS")]
+    certificate_warning_days: Option<u32>,
     /// Server certificate (PEM) for gRPC over mTLS.
     #[arg(long, env = "WARD_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -177,6 +181,7 @@ impl RunArgs {
             alertmanager_resend_interval: self.alertmanager_resend_interval,
             api_token: self.api_token,
             anonymous_read: self.anonymous_read,
+            certificate_warning_days: self.certificate_warning_days,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             tls_client_ca: self.tls_client_ca,
@@ -293,7 +298,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let mut controller = Controller::new(store, cache)
         .with_api_token(settings.api_token.clone())
-        .with_anonymous_read(settings.anonymous_read);
+        .with_anonymous_read(settings.anonymous_read)
+        .with_certificate_warning_days(settings.certificate_warning_days);
     let mut tasks = Vec::new();
     if let Some(url) = &settings.victoria_metrics {
         let (tsdb, writer) = Tsdb::start(
@@ -353,6 +359,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .as_ref()
         .map(crate::grpc::ServerTls::load)
         .transpose()?;
+    if let Some(expires_at_ms) = tls.as_ref().and_then(crate::grpc::ServerTls::expires_at_ms) {
+        controller.note_certificate("controller", expires_at_ms);
+    }
     let grpc_server = crate::grpc::serve(grpc, Arc::clone(&controller), tls, until_stopped());
     let signal = async {
         shutdown_signal().await;

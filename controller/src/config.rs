@@ -52,6 +52,9 @@ pub struct FileConfig {
     pub api_token: Option<String>,
     /// `anonymous_read = true`: reads need no principal (off by default).
     pub anonymous_read: Option<bool>,
+    /// `certificate_warning_days = 14`: `/readyz` is degraded while a
+    /// certificate in use expires within this many days.
+    pub certificate_warning_days: Option<u32>,
     /// `tls_cert = "/etc/ward/controller.pem"`: serve gRPC over mTLS.
     pub tls_cert: Option<PathBuf>,
     /// `tls_key = "/etc/ward/controller.key"`.
@@ -111,6 +114,8 @@ pub struct Settings {
     pub api_token: Option<String>,
     /// Reads need no principal.
     pub anonymous_read: bool,
+    /// Certificates expiring within this many days degrade `/readyz`.
+    pub certificate_warning_days: u32,
     /// mTLS on the gRPC endpoint; `None` is plaintext (loopback only).
     pub tls: Option<ServerTls>,
 }
@@ -170,6 +175,10 @@ impl Settings {
                 .anonymous_read
                 .or(file.anonymous_read)
                 .unwrap_or(false),
+            certificate_warning_days: overrides
+                .certificate_warning_days
+                .or(file.certificate_warning_days)
+                .unwrap_or(14),
             tls: match (
                 overrides.tls_cert.or(file.tls_cert),
                 overrides.tls_key.or(file.tls_key),

@@ -129,6 +129,16 @@ pub struct Controller {
     pub api_token: Option<String>,
     /// Reads need no principal (`anonymous_read = true`; off by default).
     pub anonymous_read: bool,
+    /// `/readyz` is degraded while a certificate expires within this
+    /// (`certificate_warning_days`, 14 by default), ms.
+    pub certificate_warning_ms: i64,
+    /// When each certificate in use expires (Unix ms): the controller's,
+    /// and each agent's as last presented.
+    #[allow(
+        clippy::disallowed_types,
+        reason = "touched once per TLS load and agent link, never on the probe path"
+    )]
+    certificates: std::sync::Mutex<std::collections::BTreeMap<String, i64>>,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
     /// Which agents are connected, with heartbeats and counters.
@@ -173,6 +183,9 @@ impl Controller {
             stopping: tokio::sync::watch::channel(false).0,
             api_token: None,
             anonymous_read: false,
+            certificate_warning_ms: 14 * 86_400_000,
+            #[allow(clippy::disallowed_types, reason = "see the field")]
+            certificates: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             tsdb: None,
             notification_channels: Vec::new(),
             api_latency: crate::api::ApiLatency::default(),
@@ -227,6 +240,32 @@ impl Controller {
     pub fn with_api_token(mut self, token: Option<String>) -> Self {
         self.api_token = token.filter(|token| !token.is_empty());
         self
+    }
+
+    /// Makes `/readyz` degraded while a certificate expires within
+    /// `days`.
+    pub fn with_certificate_warning_days(mut self, days: u32) -> Self {
+        self.certificate_warning_ms = i64::from(days) * 86_400_000;
+        self
+    }
+
+    /// Notes that certificate `name` (`controller`, `agent ID`) expires at
+    /// `expires_at_ms`.
+    pub fn note_certificate(&self, name: &str, expires_at_ms: i64) {
+        self.certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), expires_at_ms);
+    }
+
+    /// Every certificate in use and when it expires (Unix ms), by name.
+    pub fn certificate_expiries(&self) -> Vec<(String, i64)> {
+        self.certificates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(name, at)| (name.clone(), *at))
+            .collect()
     }
 
     /// Lets anyone read (`anonymous_read = true`).

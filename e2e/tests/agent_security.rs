@@ -307,3 +307,60 @@ fn an_agent_certificate_cannot_change_the_inventory_and_the_attempt_is_audited()
         Some(2.0)
     );
 }
+
+#[test]
+fn certificates_in_use_are_counted_down_and_readyz_warns_before_they_expire() {
+    ward_testkit::require_root("the lab and raw ICMP sockets");
+    let mut deployment = Deployment::start(SiteConfig::default()).expect("deployment");
+    deployment.register_agent("site-agent", "branch-1");
+    let agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+    let rest = &deployment.rest;
+    wait_until("the agent online", Duration::from_secs(20), || {
+        rest.get("/api/v1/agents").1[0]["state"] == "online"
+    });
+    // `certs init` and `certs agent` issue for 825 days.
+    let day = 86_400.0;
+    for certificate in ["controller", "agent site-agent"] {
+        let left = rest
+            .metric(&format!(
+                "ward_certificate_expiry_seconds{{certificate=\"{certificate}\"}}"
+            ))
+            .unwrap_or_else(|| panic!("{certificate}'s expiry in /metrics"));
+        assert!(
+            (823.0 * day..=825.0 * day).contains(&left),
+            "{certificate}: {left}"
+        );
+    }
+    let (_, ready) = rest.get("/readyz");
+    assert_eq!(
+        ready["components"]["certificates"]["status"], "ok",
+        "{ready}"
+    );
+    drop(agent);
+
+    // Warned 900 days ahead, both certificates are "about to expire".
+    deployment.controller = None;
+    let config = deployment.dir.path().join("controller.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("certificate_warning_days = 900\n");
+    std::fs::write(&config, text).expect("config");
+    deployment.start_controller().expect("controller");
+    let _agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+    let rest = &deployment.rest;
+    wait_until("the agent online again", Duration::from_secs(20), || {
+        rest.get("/api/v1/agents").1[0]["state"] == "online"
+    });
+    let (_, ready) = rest.get("/readyz");
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    let expiring: Vec<&str> = ready["components"]["certificates"]["expiring"]
+        .as_array()
+        .expect("expiring")
+        .iter()
+        .map(|entry| entry["certificate"].as_str().expect("name"))
+        .collect();
+    assert_eq!(expiring, ["agent site-agent", "controller"], "{ready}");
+}

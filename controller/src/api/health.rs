@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::agents::AgentState;
 use crate::state::Controller;
+use crate::time::rfc3339;
 
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {
@@ -51,7 +52,8 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
         }
     };
     let agents = agent_readiness(&controller).await;
-    let degraded = [&cache, &notifier, &tsdb, &agents]
+    let certificates = certificate_readiness(&controller);
+    let degraded = [&cache, &notifier, &tsdb, &agents, &certificates]
         .iter()
         .any(|component| component["status"] == "failing");
     let (code, overall) = match (store["status"] == "ok", degraded) {
@@ -63,9 +65,28 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
         code,
         Json(json!({
             "status": overall,
-            "components": { "store": store, "cache": cache, "notifier": notifier, "tsdb": tsdb, "agents": agents },
+            "components": { "store": store, "cache": cache, "notifier": notifier, "tsdb": tsdb,
+                            "agents": agents, "certificates": certificates },
         })),
     )
+}
+
+/// The certificates in use; failing while any expires within the
+/// warning period (or has expired).
+fn certificate_readiness(controller: &Controller) -> Value {
+    let now = crate::time::now_ms();
+    let expiring: Vec<Value> = controller
+        .certificate_expiries()
+        .into_iter()
+        .filter(|(_, expires_at_ms)| expires_at_ms - now < controller.certificate_warning_ms)
+        .map(|(name, expires_at_ms)| json!({ "certificate": name, "expires": rfc3339(expires_at_ms) }))
+        .collect();
+    if expiring.is_empty() {
+        return json!({ "status": "ok" });
+    }
+    let days = controller.certificate_warning_ms / 86_400_000;
+    json!({ "status": "failing", "expiring": expiring,
+            "detail": format!("certificates expire within {days} days: re-issue them (`ward-controller certs`)") })
 }
 
 /// Registered agents by state; failing while any is offline or blind.
@@ -253,6 +274,21 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
         }
         Err(error) => {
             controller.store_failed(error);
+        }
+    }
+    let certificates = controller.certificate_expiries();
+    if !certificates.is_empty() {
+        let _ = writeln!(
+            text,
+            "# HELP ward_certificate_expiry_seconds Seconds until a certificate in use expires (the controller's; each agent's as last presented).\n# TYPE ward_certificate_expiry_seconds gauge"
+        );
+        let now = crate::time::now_ms();
+        for (name, expires_at_ms) in &certificates {
+            let seconds = (expires_at_ms - now) / 1_000;
+            let _ = writeln!(
+                text,
+                "ward_certificate_expiry_seconds{{certificate=\"{name}\"}} {seconds}"
+            );
         }
     }
     controller.api_latency.write_prometheus(&mut text);

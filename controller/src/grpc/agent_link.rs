@@ -48,8 +48,9 @@ const OUTBOUND_BUFFER: usize = 64;
 pub enum PeerIdentity {
     /// Plaintext (loopback only, when configured): trust the Hello.
     Unauthenticated,
-    /// The identity in the client certificate.
-    Certificate(String),
+    /// The identity in the client certificate, and when that certificate
+    /// expires (Unix ms).
+    Certificate(String, Option<i64>),
 }
 
 /// Finds the identity of a request's peer; set by the TLS layer.
@@ -157,6 +158,9 @@ async fn session(
     };
     let opened_ms = now_ms();
     controller.link_opened(&agent, &hello.version, &hello.boot_id, opened_ms);
+    if let PeerIdentity::Certificate(_, Some(expires_at_ms)) = peer {
+        controller.note_certificate(&format!("agent {}", agent.id), expires_at_ms);
+    }
     let probe_families = agent_sight::probe_families(hello.capabilities.as_ref());
     info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, families = ?probe_families, "agent connected");
     let mut link = Link {
@@ -194,7 +198,7 @@ async fn admit(
             "Hello needs an agent_id and a boot_id".into(),
         ));
     }
-    if let PeerIdentity::Certificate(name) = peer
+    if let PeerIdentity::Certificate(name, _) = peer
         && *name != hello.agent_id
     {
         return Err((

@@ -57,14 +57,13 @@ pub enum GrpcError {
 
 /// The agent identity in a request's client certificate (its common name).
 fn certificate_identity<T>(request: &tonic::Request<T>) -> PeerIdentity {
-    let name = request.peer_certs().and_then(|chain| {
-        chain
-            .first()
-            .and_then(|leaf| crate::certs::common_name(leaf))
-    });
+    let chain = request.peer_certs();
+    let leaf = chain.as_ref().and_then(|chain| chain.first());
+    let name = leaf.and_then(|leaf| crate::certs::common_name(leaf));
+    let expires_at_ms = leaf.and_then(|leaf| crate::certs::not_after_ms(leaf));
     // With mTLS on, the handshake already refused clients without a
     // certificate; a certificate without a name identifies nobody.
-    PeerIdentity::Certificate(name.unwrap_or_default())
+    PeerIdentity::Certificate(name.unwrap_or_default(), expires_at_ms)
 }
 
 /// Binds `address` for [`serve`].

@@ -36,6 +36,8 @@ pub struct ServerTls {
     /// The names (DNS names and addresses) the controller's certificate
     /// is valid for, for the log when a client refuses it.
     names: Arc<[String]>,
+    /// When the controller's certificate expires, Unix ms.
+    expires_at_ms: Option<i64>,
 }
 
 impl ServerTls {
@@ -58,6 +60,9 @@ impl ServerTls {
             .first()
             .map(|leaf| crate::certs::subject_names(leaf))
             .unwrap_or_default();
+        let expires_at_ms = chain
+            .first()
+            .and_then(|leaf| crate::certs::not_after_ms(leaf));
         let key = PrivateKeyDer::from_pem_slice(&read(&tls.key)?)
             .map_err(|error| invalid(&tls.key, "not a PEM private key", &error))?;
         let mut roots = rustls::RootCertStore::empty();
@@ -83,7 +88,13 @@ impl ServerTls {
         Ok(Self {
             config: Arc::new(config),
             names: names.into(),
+            expires_at_ms,
         })
+    }
+
+    /// When the controller's certificate expires, Unix ms.
+    pub fn expires_at_ms(&self) -> Option<i64> {
+        self.expires_at_ms
     }
 }
 
