@@ -1,7 +1,8 @@
 //! Who may report what: an agent's client certificate names it; another
 //! agent, even with a valid certificate, cannot report on its devices,
 //! cannot pose as it, an unregistered agent is refused, and a client
-//! without a certificate does not get through the handshake.
+//! without a certificate cannot link; the inventory takes API tokens, and
+//! refuses agents' certificates.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -168,11 +169,22 @@ fn agents_report_only_on_their_own_devices_and_must_prove_who_they_are() {
         "{refusal:?}"
     );
 
-    // No certificate at all: the handshake fails, nothing is answered.
-    let outcome = runtime.block_on(first_answer(&deployment, None, "site-agent", vec![]));
+    // No certificate at all: TLS works (tools use tokens), the link does
+    // not.
+    let refusal = runtime.block_on(async {
+        let answers = first_answer(&deployment, None, "site-agent", vec![])
+            .await
+            .expect("TLS without a client certificate");
+        match answers.into_iter().next().and_then(|answer| answer.kind) {
+            Some(controller_message::Kind::Refusal(refusal)) => refusal,
+            other => panic!("a client without a certificate must not link: {other:?}"),
+        }
+    });
+    assert_eq!(refusal.code(), pb::RefusalCode::IdentityMismatch);
     assert!(
-        outcome.is_err(),
-        "a client without a certificate must not link: {outcome:?}"
+        refusal.message.contains("no client certificate"),
+        "{}",
+        refusal.message
     );
     let (_, device) = deployment.rest.get(&format!("/api/v1/devices/{}", ids[0]));
     assert_eq!(device["status"], "up");
@@ -306,6 +318,32 @@ fn an_agent_certificate_cannot_change_the_inventory_and_the_attempt_is_audited()
         deployment.rest.metric("ward_access_refused_total"),
         Some(2.0)
     );
+
+    // A tool with an API token and no client certificate gets in.
+    let token = deployment
+        .rest
+        .token()
+        .expect("the admin's token")
+        .to_owned();
+    let listed = runtime.block_on(async {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.pem")));
+        let channel = Endpoint::from_shared(deployment.grpc_url.clone())
+            .expect("url")
+            .tls_config(tls)
+            .expect("tls")
+            .connect()
+            .await
+            .expect("TLS without a client certificate");
+        let mut request = tonic::Request::new(pb::ListDevicesRequest::default());
+        let bearer = format!("Bearer {token}").parse().expect("ASCII");
+        request.metadata_mut().insert("authorization", bearer);
+        pb::inventory_client::InventoryClient::new(channel)
+            .list_devices(request)
+            .await
+            .expect("a token is enough")
+            .into_inner()
+    });
+    assert_eq!(listed.devices.len(), 2);
 }
 
 #[test]

@@ -51,6 +51,8 @@ pub enum PeerIdentity {
     /// The identity in the client certificate, and when that certificate
     /// expires (Unix ms).
     Certificate(String, Option<i64>),
+    /// TLS without a client certificate: not an agent.
+    NoCertificate,
 }
 
 /// Finds the identity of a request's peer; set by the TLS layer.
@@ -196,6 +198,16 @@ async fn admit(
         return Err((
             RefusalCode::ProtocolError,
             "Hello needs an agent_id and a boot_id".into(),
+        ));
+    }
+    if *peer == PeerIdentity::NoCertificate {
+        return Err((
+            RefusalCode::IdentityMismatch,
+            format!(
+                "agent `{}` presented no client certificate: agents prove who they are with \
+                 theirs (`ward-controller certs agent {}`, the agent's --tls-cert and --tls-key)",
+                hello.agent_id, hello.agent_id
+            ),
         ));
     }
     if let PeerIdentity::Certificate(name, _) = peer

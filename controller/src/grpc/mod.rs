@@ -58,12 +58,15 @@ pub enum GrpcError {
 /// The agent identity in a request's client certificate (its common name).
 fn certificate_identity<T>(request: &tonic::Request<T>) -> PeerIdentity {
     let chain = request.peer_certs();
-    let leaf = chain.as_ref().and_then(|chain| chain.first());
-    let name = leaf.and_then(|leaf| crate::certs::common_name(leaf));
-    let expires_at_ms = leaf.and_then(|leaf| crate::certs::not_after_ms(leaf));
-    // With mTLS on, the handshake already refused clients without a
-    // certificate; a certificate without a name identifies nobody.
-    PeerIdentity::Certificate(name.unwrap_or_default(), expires_at_ms)
+    let Some(leaf) = chain.as_ref().and_then(|chain| chain.first()) else {
+        return PeerIdentity::NoCertificate;
+    };
+    // The handshake checked the chain; a certificate without a name
+    // identifies nobody.
+    PeerIdentity::Certificate(
+        crate::certs::common_name(leaf).unwrap_or_default(),
+        crate::certs::not_after_ms(leaf),
+    )
 }
 
 /// Binds `address` for [`serve`].

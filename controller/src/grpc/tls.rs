@@ -1,8 +1,9 @@
 //! The gRPC endpoint's mTLS, accepted here rather than inside the server:
 //! a handshake that fails is logged with its cause, the name the client
 //! asked for and the names this controller's certificate holds, and
-//! counted; it never vanishes. Clients must present a certificate chaining
-//! to the client CA; the connections that pass go to the server with their
+//! counted; it never vanishes. A client certificate, when presented, must
+//! chain to the client CA (the agent link requires one; the inventory takes
+//! an API token); the connections that pass go to the server with their
 //! certificates (`Request::peer_certs`).
 
 use std::net::SocketAddr;
@@ -74,8 +75,12 @@ impl ServerTls {
                 .map_err(|error| invalid(&tls.client_ca, "not a CA certificate", &error))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // A client certificate is checked when presented and required by
+        // the agent link; tools calling the inventory prove themselves
+        // with an API token instead.
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .allow_unauthenticated()
                 .build()
                 .map_err(|error| invalid(&tls.client_ca, "no usable client CA", &error))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
