@@ -158,6 +158,28 @@ pub fn common_name(der: &[u8]) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A DER certificate's SHA-256 fingerprint, lowercase hex: how a revoked
+/// certificate is known.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The fingerprint ([`fingerprint`]) of the PEM certificate in `path`.
+pub fn file_fingerprint(path: &Path) -> Result<String, CertError> {
+    let pem = fs::read(path).map_err(io(path))?;
+    let (_, parsed) = x509_parser::pem::parse_x509_pem(&pem).map_err(|error| {
+        CertError::Invalid(format!(
+            "{}: not a PEM certificate: {error}",
+            path.display()
+        ))
+    })?;
+    Ok(fingerprint(&parsed.contents))
+}
+
 /// When a DER certificate stops being valid, Unix ms.
 pub fn not_after_ms(der: &[u8]) -> Option<i64> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;

@@ -90,6 +90,18 @@ enum AgentsCommand {
         #[command(flatten)]
         database: MigrateArgs,
     },
+    /// Revoke an agent's certificates: its link ends within a second and
+    /// reconnects are refused until it has a new one (`certs agent ID`).
+    Revoke {
+        /// The agent's id.
+        id: String,
+        /// Also revoke this certificate file (PEM), e.g. one issued but
+        /// never used.
+        #[arg(long)]
+        certificate: Option<PathBuf>,
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
 }
 
 #[derive(Args)]
@@ -269,6 +281,26 @@ async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
                 .await?;
             println!("agent {} registered for site {}", agent.id, agent.site);
         }
+        AgentsCommand::Revoke {
+            id,
+            certificate,
+            database,
+        } => {
+            let also = match certificate {
+                Some(path) => vec![crate::certs::file_fingerprint(&path)?],
+                None => Vec::new(),
+            };
+            let revoked = open_store(database)
+                .await?
+                .revoke_agent(
+                    &id,
+                    &also,
+                    &crate::store::Actor::console(),
+                    crate::time::now_ms(),
+                )
+                .await?;
+            println!("agent {id}: {revoked} certificate(s) revoked");
+        }
         AgentsCommand::List { database } => {
             for agent in open_store(database).await?.list_agents().await? {
                 println!("{}\t{}", agent.id, agent.site);
@@ -335,6 +367,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         )));
     }
     tasks.push(tokio::spawn(crate::agents::sweep(
+        Arc::clone(&controller),
+        until_stopped(),
+    )));
+    tasks.push(tokio::spawn(crate::state::watch_revocations(
         Arc::clone(&controller),
         until_stopped(),
     )));

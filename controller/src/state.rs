@@ -123,6 +123,9 @@ pub struct Controller {
     /// Bumped after every committed change to the device inventory, so
     /// agent links send assignment updates.
     inventory_changes: tokio::sync::watch::Sender<u64>,
+    /// How many agent certificates were ever revoked, as last read from
+    /// the store ([`watch_revocations`]): links re-check theirs on change.
+    revocations: tokio::sync::watch::Sender<i64>,
     /// Bumped after commits that may have queued notifications.
     outbox_wakeup: tokio::sync::watch::Sender<()>,
     /// When set, REST calls that change data must carry it as a bearer token.
@@ -180,6 +183,7 @@ impl Controller {
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             outbox_wakeup: tokio::sync::watch::channel(()).0,
             inventory_changes: tokio::sync::watch::channel(0).0,
+            revocations: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
             api_token: None,
             anonymous_read: false,
@@ -295,6 +299,11 @@ impl Controller {
     /// Changes after every committed change to the device inventory.
     pub fn inventory_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inventory_changes.subscribe()
+    }
+
+    /// Changes when agent certificates were revoked.
+    pub fn revocations(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.revocations.subscribe()
     }
 
     fn inventory_changed(&self) {
@@ -869,4 +878,36 @@ async fn to_the_end<T: Send + 'static>(
     tokio::spawn(write)
         .await
         .map_err(|error| StoreError::Task(error.to_string()))?
+}
+
+/// How often [`watch_revocations`] reads the store: a revoked agent's
+/// link ends within about this long (`ward-controller agents revoke` runs
+/// in another process).
+pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Reads how many agent certificates were revoked every
+/// [`REVOCATION_POLL`] until `shutdown`, telling agent links when it grew.
+pub async fn watch_revocations(
+    controller: Arc<Controller>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        match controller.store.revocations().await {
+            Ok(count) => {
+                controller.revocations.send_if_modified(|known| {
+                    let grew = count != *known;
+                    *known = count;
+                    grew
+                });
+            }
+            Err(error) => {
+                controller.store_failed(error);
+            }
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(REVOCATION_POLL) => {}
+        }
+    }
 }

@@ -76,6 +76,7 @@ conformance!(
     agents_are_registered_once_per_site_and_listed,
     users_and_tokens_are_kept_without_secrets_and_every_change_is_audited,
     inventory_and_agent_changes_are_audited_with_who_and_before_and_after,
+    an_agents_certificates_are_revoked_by_fingerprint_and_new_ones_are_not,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -1421,4 +1422,60 @@ async fn inventory_and_agent_changes_are_audited_with_who_and_before_and_after(s
             .is_some_and(|before| before.contains("atm-1"))
     );
     assert!(audit[1].after.is_none());
+}
+
+async fn an_agents_certificates_are_revoked_by_fingerprint_and_new_ones_are_not(store: &Store) {
+    let console = ward_controller::store::Actor::console();
+    assert_eq!(store.revocations().await.expect("count"), 0);
+    let unknown = store
+        .revoke_agent("branch-1-agent", &[], &console, 1_000)
+        .await
+        .expect_err("nothing to revoke");
+    assert!(unknown.to_string().contains("--certificate"), "{unknown}");
+    assert_eq!(
+        store
+            .certificate_presented("aa11", "branch-1-agent", 1_000)
+            .await
+            .expect("seen"),
+        None
+    );
+    let revoked = store
+        .revoke_agent("branch-1-agent", &["bb22".into()], &console, 2_000)
+        .await
+        .expect("revoke");
+    assert_eq!(revoked, 2, "the one presented and the one named");
+    assert_eq!(store.revocations().await.expect("count"), 2);
+    for fingerprint in ["aa11", "bb22"] {
+        assert_eq!(
+            store
+                .certificate_presented(fingerprint, "branch-1-agent", 3_000)
+                .await
+                .expect("seen"),
+            Some(2_000),
+            "{fingerprint}"
+        );
+    }
+    assert_eq!(
+        store
+            .certificate_presented("cc33", "branch-1-agent", 3_000)
+            .await
+            .expect("seen"),
+        None,
+        "a certificate issued later is not revoked"
+    );
+    let again = store
+        .revoke_agent("branch-1-agent", &[], &console, 4_000)
+        .await
+        .expect("revoke");
+    assert_eq!(again, 1, "only the new one");
+    let audit = store
+        .audit(&ward_controller::store::AuditFilter::newest(10))
+        .await
+        .expect("audit");
+    assert_eq!(
+        audit.len(),
+        2,
+        "two revocations, the refused one left nothing"
+    );
+    assert!(audit.iter().all(|entry| entry.action == "agent.revoke"));
 }

@@ -402,3 +402,56 @@ fn certificates_in_use_are_counted_down_and_readyz_warns_before_they_expire() {
         .collect();
     assert_eq!(expiring, ["agent site-agent", "controller"], "{ready}");
 }
+
+#[test]
+fn a_revoked_agent_is_cut_off_at_once_and_refused_until_it_has_a_new_certificate() {
+    ward_testkit::require_root("the lab and raw ICMP sockets");
+    let deployment = Deployment::start(SiteConfig::default()).expect("deployment");
+    deployment.register_agent("site-agent", "branch-1");
+    deployment.import_devices("branch-1", Ipv4Addr::new(198, 18, 1, 20), 1, 500, 300);
+    let agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+    let rest = &deployment.rest;
+    let connected = || rest.get("/api/v1/agents").1[0]["connected"] == true;
+    wait_until("the agent connected", Duration::from_secs(20), connected);
+
+    let config = deployment.dir.path().join("controller.toml");
+    let started = std::time::Instant::now();
+    let output = std::process::Command::new(ward_e2e::controller_binary())
+        .args(["agents", "revoke", "site-agent", "--config"])
+        .arg(&config)
+        .output()
+        .expect("revoke");
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("1 certificate(s) revoked"),
+        "{output:?}"
+    );
+    wait_until("the link cut", Duration::from_secs(5), || !connected());
+    eprintln!("revoked agent cut off after {:?}", started.elapsed());
+    // It keeps trying, and is refused each time, saying why.
+    wait_until("the agent told why", Duration::from_secs(20), || {
+        agent.log().contains("was revoked")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!connected(), "a revoked certificate does not link again");
+    let audited = deployment.sql(
+        "SELECT principal || '|' || action FROM audit_log WHERE object = 'agent site-agent' \
+         AND action = 'agent.revoke'",
+    );
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    assert!(audited[0].starts_with("console"), "{audited:?}");
+    drop(agent);
+
+    // A new certificate for the same agent links again.
+    ward_controller::certs::agent(deployment.dir.path(), "site-agent").expect("re-issue");
+    let _agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+    wait_until(
+        "the agent back with its new certificate",
+        Duration::from_secs(20),
+        connected,
+    );
+}

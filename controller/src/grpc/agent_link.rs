@@ -48,9 +48,16 @@ const OUTBOUND_BUFFER: usize = 64;
 pub enum PeerIdentity {
     /// Plaintext (loopback only, when configured): trust the Hello.
     Unauthenticated,
-    /// The identity in the client certificate, and when that certificate
-    /// expires (Unix ms).
-    Certificate(String, Option<i64>),
+    /// The client certificate: the identity it names, when it expires
+    /// (Unix ms), its SHA-256 fingerprint.
+    Certificate {
+        /// Its common name.
+        name: String,
+        /// When it expires.
+        expires_at_ms: Option<i64>,
+        /// How it is known when revoked.
+        fingerprint: String,
+    },
     /// TLS without a client certificate: not an agent.
     NoCertificate,
 }
@@ -160,7 +167,11 @@ async fn session(
     };
     let opened_ms = now_ms();
     controller.link_opened(&agent, &hello.version, &hello.boot_id, opened_ms);
-    if let PeerIdentity::Certificate(_, Some(expires_at_ms)) = peer {
+    if let PeerIdentity::Certificate {
+        expires_at_ms: Some(expires_at_ms),
+        ..
+    } = peer
+    {
         controller.note_certificate(&format!("agent {}", agent.id), expires_at_ms);
     }
     let probe_families = agent_sight::probe_families(hello.capabilities.as_ref());
@@ -176,6 +187,10 @@ async fn session(
         labels: HashMap::new(),
         generation: 0,
         outbound,
+        fingerprint: match &peer {
+            PeerIdentity::Certificate { fingerprint, .. } => Some(fingerprint.clone()),
+            _ => None,
+        },
     };
     let ended = link.run(&mut inbound).await;
     controller.link_closed(&link.agent.id, now_ms());
@@ -186,6 +201,18 @@ async fn session(
             let _ = link.outbound.send(Err(status)).await;
         }
     }
+}
+
+/// The refusal of agent `id`'s revoked certificate.
+fn revoked_refusal(id: &str, fingerprint: &str, revoked_at_ms: i64) -> (RefusalCode, String) {
+    (
+        RefusalCode::Revoked,
+        format!(
+            "the certificate of agent `{id}` (SHA-256 {fingerprint}) was revoked at {}: \
+             issue a new one with `ward-controller certs agent {id}`",
+            crate::time::rfc3339(revoked_at_ms)
+        ),
+    )
 }
 
 /// The agent named in `hello`, if it may connect.
@@ -210,7 +237,7 @@ async fn admit(
             ),
         ));
     }
-    if let PeerIdentity::Certificate(name, _) = peer
+    if let PeerIdentity::Certificate { name, .. } = peer
         && *name != hello.agent_id
     {
         return Err((
@@ -247,6 +274,21 @@ async fn admit(
                 ),
             )
         })?;
+    if let PeerIdentity::Certificate { fingerprint, .. } = peer {
+        let revoked = controller
+            .store
+            .certificate_presented(fingerprint, &agent.id, now_ms())
+            .await
+            .map_err(|error| {
+                (
+                    RefusalCode::Unspecified,
+                    format!("the controller cannot check the certificate: {error}"),
+                )
+            })?;
+        if let Some(revoked_at_ms) = revoked {
+            return Err(revoked_refusal(&agent.id, fingerprint, revoked_at_ms));
+        }
+    }
     if !hello.site.is_empty() && hello.site != agent.site {
         return Err((
             RefusalCode::ProtocolError,
@@ -275,12 +317,16 @@ struct Link {
     labels: HashMap<i64, DeviceLabels>,
     generation: u64,
     outbound: Sender,
+    /// The fingerprint of its client certificate (none in plaintext).
+    fingerprint: Option<String>,
 }
 
 impl Link {
     async fn run(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<(), GrpcStatus> {
         let mut inventory = self.controller.inventory_changes();
         inventory.mark_unchanged();
+        let mut revocations = self.controller.revocations();
+        revocations.mark_unchanged();
         let stopped = self.controller.stopped();
         tokio::pin!(stopped);
         self.send_assignment().await?;
@@ -304,6 +350,35 @@ impl Link {
                     }
                     self.send_assignment().await?;
                 }
+                changed = revocations.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    if let Some((code, text)) = self.revoked().await {
+                        refuse(&self.outbound, code, text).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The refusal to end this link with, if its certificate was revoked.
+    async fn revoked(&self) -> Option<(RefusalCode, String)> {
+        let fingerprint = self.fingerprint.as_deref()?;
+        match self
+            .controller
+            .store
+            .certificate_presented(fingerprint, &self.agent.id, now_ms())
+            .await
+        {
+            Ok(revoked_at_ms) => {
+                revoked_at_ms.map(|at| revoked_refusal(&self.agent.id, fingerprint, at))
+            }
+            Err(error) => {
+                // Checked again at the next revocation; the link stays.
+                self.controller.store_failed(error);
+                None
             }
         }
     }

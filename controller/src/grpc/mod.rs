@@ -63,10 +63,11 @@ fn certificate_identity<T>(request: &tonic::Request<T>) -> PeerIdentity {
     };
     // The handshake checked the chain; a certificate without a name
     // identifies nobody.
-    PeerIdentity::Certificate(
-        crate::certs::common_name(leaf).unwrap_or_default(),
-        crate::certs::not_after_ms(leaf),
-    )
+    PeerIdentity::Certificate {
+        name: crate::certs::common_name(leaf).unwrap_or_default(),
+        expires_at_ms: crate::certs::not_after_ms(leaf),
+        fingerprint: crate::certs::fingerprint(leaf),
+    }
 }
 
 /// Binds `address` for [`serve`].

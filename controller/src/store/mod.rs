@@ -401,6 +401,43 @@ impl Store {
         transaction!(self, |tx| principals::record(tx, &entry))
     }
 
+    /// Notes that agent `agent_id` presented the certificate
+    /// `fingerprint`; returns when it was revoked, if it was.
+    pub async fn certificate_presented(
+        &self,
+        fingerprint: &str,
+        agent_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (fingerprint, agent_id) = (fingerprint.to_owned(), agent_id.to_owned());
+        transaction!(self, |tx| principals::certificate_presented(
+            tx,
+            &fingerprint,
+            &agent_id,
+            now_ms
+        ))
+    }
+
+    /// Revokes every certificate agent `agent_id` presented, and the
+    /// fingerprints in `also`; returns how many were revoked now.
+    pub async fn revoke_agent(
+        &self,
+        agent_id: &str,
+        also: &[String],
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (agent_id, also, actor) = (agent_id.to_owned(), also.to_vec(), actor.clone());
+        transaction!(self, |tx| principals::revoke_agent(
+            tx, &agent_id, &also, &actor, now_ms
+        ))
+    }
+
+    /// How many certificates were ever revoked (it only grows).
+    pub async fn revocations(&self) -> Result<i64, StoreError> {
+        transaction!(self, |tx| principals::revocations(tx))
+    }
+
     /// The audit entries `filter` selects, newest first.
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         let filter = filter.clone();

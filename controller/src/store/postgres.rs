@@ -43,6 +43,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/postgres/0006_principals_and_audit.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/postgres/0007_agent_certificates.sql"),
+    ),
 ];
 
 /// Serialises concurrent migrations of several controllers.

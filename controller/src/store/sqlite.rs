@@ -38,6 +38,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         6,
         include_str!("../../migrations/sqlite/0006_principals_and_audit.sql"),
     ),
+    (
+        7,
+        include_str!("../../migrations/sqlite/0007_agent_certificates.sql"),
+    ),
 ];
 
 #[allow(
