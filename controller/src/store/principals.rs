@@ -480,14 +480,13 @@ pub(super) async fn token_owner_by_digest(
     Ok(found.pop())
 }
 
-/// Notes that agent `agent_id` presented the certificate `fingerprint`;
-/// returns when it was revoked, if it was.
-pub(super) async fn certificate_presented(
+/// Keeps certificate `fingerprint` as agent `agent_id`'s (once).
+async fn keep_certificate(
     tx: &impl WriteTx,
     fingerprint: &str,
     agent_id: &str,
     now_ms: i64,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<(), StoreError> {
     tx.run(
         "INSERT INTO agent_certificates (fingerprint, agent_id, first_seen_ms) \
          VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -498,6 +497,18 @@ pub(super) async fn certificate_presented(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Notes that agent `agent_id` presented the certificate `fingerprint`;
+/// returns when it was revoked, if it was.
+pub(super) async fn certificate_presented(
+    tx: &impl WriteTx,
+    fingerprint: &str,
+    agent_id: &str,
+    now_ms: i64,
+) -> Result<Option<i64>, StoreError> {
+    keep_certificate(tx, fingerprint, agent_id, now_ms).await?;
     let revoked = tx
         .rows(
             "SELECT revoked_at_ms FROM agent_certificates WHERE fingerprint = $1",
@@ -520,16 +531,7 @@ pub(super) async fn revoke_agent(
     now_ms: i64,
 ) -> Result<u64, StoreError> {
     for fingerprint in also {
-        tx.run(
-            "INSERT INTO agent_certificates (fingerprint, agent_id, first_seen_ms) \
-             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[
-                Arg::Text(fingerprint),
-                Arg::Text(agent_id),
-                Arg::Int(now_ms),
-            ],
-        )
-        .await?;
+        keep_certificate(tx, fingerprint, agent_id, now_ms).await?;
     }
     let known = tx
         .rows(

@@ -165,19 +165,15 @@ impl SqliteStore {
     }
 
     pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.run(|connection| {
-            let mut statement = connection.prepare(sql::DEVICES)?;
-            let rows = statement.query_map([], |row| Ok(rows::device(row)))?;
-            rows.map(|row| row?).collect()
-        })
-        .await
+        self.run(|connection| every_row(connection, sql::DEVICES, |row| rows::device(row)))
+            .await
     }
 
     pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
         self.run(move |connection| {
-            let mut statement = connection.prepare(&super::alerts_query(open_only))?;
-            let rows = statement.query_map([], |row| Ok(rows::alert(row, 0)))?;
-            rows.map(|row| row?).collect()
+            every_row(connection, &super::alerts_query(open_only), |row| {
+                rows::alert(row, 0)
+            })
         })
         .await
     }
@@ -245,9 +241,9 @@ impl SqliteStore {
 
     pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         self.run(|connection| {
-            let mut statement = connection.prepare(&sql::sqlite(sql::AGENTS))?;
-            let agents = statement.query_map([], |row| Ok(rows::agent(row)))?;
-            agents.map(|agent| agent?).collect()
+            every_row(connection, &sql::sqlite(sql::AGENTS), |row| {
+                rows::agent(row)
+            })
         })
         .await
     }
@@ -263,9 +259,11 @@ impl SqliteStore {
 
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
         self.run(|connection| {
-            let mut statement = connection.prepare(&sql::sqlite(sql::PENDING_NOTIFICATIONS))?;
-            let waiting = statement.query_map([], |row| Ok(rows::notification(row)))?;
-            waiting.map(|notification| notification?).collect()
+            every_row(
+                connection,
+                &sql::sqlite(sql::PENDING_NOTIFICATIONS),
+                |row| rows::notification(row),
+            )
         })
         .await
     }
@@ -557,6 +555,17 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
     FROM devices d \
     WHERE d.id IN (SELECT id FROM tree) \
         OR d.id IN (SELECT parent_id FROM devices WHERE id IN (SELECT value FROM json_each(?1)))";
+
+/// Every row `statement` (no arguments) returns, each read by `read`.
+fn every_row<T>(
+    connection: &Connection,
+    statement: &str,
+    read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut prepared = connection.prepare(statement)?;
+    let rows = prepared.query_map([], |row| Ok(read(row)))?;
+    rows.map(|row| row?).collect()
+}
 
 /// The devices `ids`, by id.
 fn devices_by_id(connection: &Connection, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
