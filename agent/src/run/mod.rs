@@ -586,3 +586,34 @@ impl Agent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn spool_io_lets_the_other_tasks_of_its_worker_run() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let heard = runtime.block_on(async {
+            let (tell, told) = std::sync::mpsc::channel();
+            let (started, running) = tokio::sync::oneshot::channel();
+            // The only worker blocks in "spool I/O" until another task of
+            // the runtime has run: without handing that task on, it never
+            // would (the wait gives up after 10 s instead of hanging).
+            let io = tokio::spawn(async move {
+                let _ = started.send(());
+                super::off_the_workers(|| told.recv_timeout(Duration::from_secs(10)))
+            });
+            running.await.expect("the I/O task started");
+            tokio::spawn(async move {
+                let _ = tell.send(());
+            });
+            io.await.expect("the I/O task")
+        });
+        assert_eq!(heard, Ok(()), "another task ran during the spool I/O");
+    }
+}
