@@ -6,6 +6,33 @@ use std::time::{Duration, Instant};
 
 const CONTROLLER: &str = env!("CARGO_BIN_EXE_ward-controller");
 
+/// A started controller, killed if the test ends (an assertion failed)
+/// before [`Running::stop`] stopped it.
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    fn start(command: &mut Command) -> Self {
+        Self(Some(command.spawn().expect("start ward-controller")))
+    }
+
+    /// SIGTERM, then its exit status and output.
+    fn stop(mut self) -> std::process::Output {
+        let child = self.0.take().expect("running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        child.wait_with_output().expect("wait")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -22,14 +49,14 @@ async fn runs_on_sqlite_serves_the_api_and_stops_on_sigterm() {
     let url = format!("sqlite:{}", dir.path().join("ward.db").display());
     let token = admin_token(&url);
     let (http, grpc) = (free_port(), free_port());
-    let mut child = Command::new(CONTROLLER)
-        .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
-        .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
-        .env("WARD_DATABASE", &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ward-controller");
+    let controller = Running::start(
+        Command::new(CONTROLLER)
+            .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
+            .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
+            .env("WARD_DATABASE", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     let base = format!("http://127.0.0.1:{http}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -62,9 +89,7 @@ async fn runs_on_sqlite_serves_the_api_and_stops_on_sigterm() {
         (Some(1), Some(1))
     );
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let status = child.wait().expect("wait");
+    let status = controller.stop().status;
     assert!(status.success(), "exit status {status}");
 }
 
@@ -134,22 +159,20 @@ async fn database_passwords_are_never_logged() {
         .replacen("postgres://ward@", "postgres://ward:s3cret-pw@", 1);
     assert!(url.contains("s3cret-pw"), "{url}");
     let (http, grpc) = (free_port(), free_port());
-    let child = Command::new(CONTROLLER)
-        .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
-        .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
-        .env("WARD_DATABASE", &url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ward-controller");
+    let controller = Running::start(
+        Command::new(CONTROLLER)
+            .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
+            .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
+            .env("WARD_DATABASE", &url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
         assert!(Instant::now() < deadline, "controller did not listen");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-    let output = child.wait_with_output().expect("wait");
+    let output = controller.stop();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("status database ready"), "{stderr}");
     assert!(stderr.contains("ward:***@127.0.0.1"), "{stderr}");
