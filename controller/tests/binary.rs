@@ -11,8 +11,19 @@ const CONTROLLER: &str = env!("CARGO_BIN_EXE_ward-controller");
 struct Running(Option<std::process::Child>);
 
 impl Running {
-    fn start(command: &mut Command) -> Self {
-        Self(Some(command.spawn().expect("start ward-controller")))
+    /// `ward-controller run` on the database at `url`, on free loopback
+    /// ports; returns it and its HTTP port.
+    fn serve(url: &str) -> (Self, u16) {
+        let (http, grpc) = (free_port(), free_port());
+        let child = Command::new(CONTROLLER)
+            .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
+            .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
+            .env("WARD_DATABASE", url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ward-controller");
+        (Self(Some(child)), http)
     }
 
     /// SIGTERM, then its exit status and output.
@@ -48,15 +59,7 @@ async fn runs_on_sqlite_serves_the_api_and_stops_on_sigterm() {
         .expect("dir");
     let url = format!("sqlite:{}", dir.path().join("ward.db").display());
     let token = admin_token(&url);
-    let (http, grpc) = (free_port(), free_port());
-    let controller = Running::start(
-        Command::new(CONTROLLER)
-            .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
-            .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
-            .env("WARD_DATABASE", &url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let (controller, http) = Running::serve(&url);
     let base = format!("http://127.0.0.1:{http}");
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -158,15 +161,7 @@ async fn database_passwords_are_never_logged() {
         .url()
         .replacen("postgres://ward@", "postgres://ward:s3cret-pw@", 1);
     assert!(url.contains("s3cret-pw"), "{url}");
-    let (http, grpc) = (free_port(), free_port());
-    let controller = Running::start(
-        Command::new(CONTROLLER)
-            .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
-            .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
-            .env("WARD_DATABASE", &url)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let (controller, http) = Running::serve(&url);
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
         assert!(Instant::now() < deadline, "controller did not listen");

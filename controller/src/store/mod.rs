@@ -224,8 +224,21 @@ impl Store {
         report: &TransitionReport,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
-        let report = report.clone();
-        transaction!(self, |tx| operations::apply(tx, &report, now_ms))
+        // The hot path: only SQLite, which runs it on a blocking thread,
+        // needs its own copy of the report.
+        match self {
+            Store::Postgres(store) => {
+                store
+                    .transaction(async |tx| operations::apply(tx, report, now_ms).await)
+                    .await
+            }
+            Store::Sqlite(store) => {
+                let report = report.clone();
+                store
+                    .write(async move |tx| operations::apply(tx, &report, now_ms).await)
+                    .await
+            }
+        }
     }
 
     /// Alerts, newest first; only open ones if `open_only`.
