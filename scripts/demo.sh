@@ -60,8 +60,8 @@ password=$(printf '%s\n' "$admin" | sed -n 's/^password (shown once): //p')
 token=$("$bin/ward-controller" tokens create admin --label demo --database "$db" | grep '^ward_')
 auth="authorization: Bearer $token"
 
-# The dashboard cannot log in yet: the demo lets anyone read.
-"$bin/ward-controller" run --database "$db" --anonymous-read true \
+# The dashboard asks for a login: admin and the password printed below.
+"$bin/ward-controller" run --database "$db" \
   --listen-http "$HTTP" --listen-grpc "$GRPC" --tsdb-spool-dir "$work/tsdb-spool" \
   >"$work/controller.log" 2>&1 &
 pids+=($!)
@@ -83,11 +83,11 @@ curl -sf -X POST "http://$HTTP/api/v1/devices/import" -H 'content-type: text/csv
 agent_pid=$!
 pids+=("$agent_pid")
 
-echo "demo: dashboard on http://$HTTP/   (REST: http://$HTTP/api/v1/summary, logs in $work)"
-echo "demo: admin password (shown once): $password   API token: $token"
+echo "demo: dashboard on http://$HTTP/   log in as admin, password (shown once): $password"
+echo "demo: REST with  -H 'authorization: Bearer $token'  (logs in $work)"
 echo "demo: Ctrl-C stops"
 while true; do
-  summary=$(curl -sf "http://$HTTP/api/v1/summary" || echo '{"error":"controller not answering"}')
+  summary=$(curl -sf -H "$auth" "http://$HTTP/api/v1/summary" || echo '{"error":"controller not answering"}')
   printf '\r%s  %s   ' "$(date +%T)" "$summary"
   for pid in "${pids[@]}"; do
     if ! kill -0 "$pid" 2>/dev/null; then

@@ -78,6 +78,49 @@ pub async fn token_principal(
     })
 }
 
+/// The principal a dashboard session cookie proves, with the session
+/// (its CSRF token is checked on changes).
+pub async fn session_principal(
+    controller: &Controller,
+    cookie: &str,
+    now_ms: i64,
+) -> Result<(Principal, crate::store::SessionRecord), Refusal> {
+    let session = controller
+        .store
+        .session(&token_digest(cookie), now_ms)
+        .await
+        .map_err(|error| {
+            let error = controller.store_failed(error);
+            Refusal::Unauthenticated(format!("the session cannot be checked now: {error}"))
+        })?
+        .ok_or_else(|| {
+            Refusal::Unauthenticated(
+                "the session ended (expired, logged out, or its user disabled): log in again"
+                    .into(),
+            )
+        })?;
+    let principal = Principal::Session {
+        user: session.user.clone(),
+        role: session.role,
+    };
+    Ok((principal, session))
+}
+
+/// What a change made with a session cookie but without its CSRF token
+/// is told.
+pub const CROSS_SITE_REFUSAL: &str = "cross-site request refused: a change made with the \
+    dashboard's session cookie must carry the session's X-Ward-CSRF header";
+
+/// How to make the first admin, said while no user exists.
+pub const FIRST_ADMIN_HINT: &str = "No user exists yet: on the controller host run \
+    `ward-controller users add NAME --role admin` (it prints a generated password) and log in, \
+    or `ward-controller tokens create NAME` for an API token";
+
+/// Compares without leaking where the first difference is.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
 /// Audit entries listed when a request names no limit.
 pub const AUDIT_DEFAULT_LIMIT: u32 = 100;
 

@@ -76,6 +76,13 @@ pub enum Principal {
         /// The certificate's common name.
         id: String,
     },
+    /// A user logged in to the dashboard (its session cookie).
+    Session {
+        /// The user.
+        user: String,
+        /// Its role for this session.
+        role: Role,
+    },
     /// The controller's own command line, run on its host with access to
     /// its database.
     Console,
@@ -86,7 +93,7 @@ impl Principal {
     /// agents.
     pub fn role(&self) -> Option<Role> {
         match self {
-            Principal::Token { role, .. } => Some(*role),
+            Principal::Token { role, .. } | Principal::Session { role, .. } => Some(*role),
             Principal::Console => Some(Role::Admin),
             Principal::Anonymous | Principal::Agent { .. } => None,
         }
@@ -100,6 +107,7 @@ impl std::fmt::Display for Principal {
             Principal::Anonymous => f.write_str("anonymous"),
             Principal::Token { id, user, .. } => write!(f, "user {user} (token {id})"),
             Principal::Agent { id } => write!(f, "agent {id} (certificate)"),
+            Principal::Session { user, .. } => write!(f, "user {user} (dashboard session)"),
             Principal::Console => f.write_str("console (ward-controller on the controller host)"),
         }
     }
@@ -129,7 +137,28 @@ pub fn new_token() -> Result<(String, String), SecretError> {
     Ok((token, digest))
 }
 
-/// The digest an API token is kept and looked up by.
+/// A new dashboard session: the cookie's secret (shown once, to the
+/// browser), the digest to keep, and the CSRF token changes must carry.
+pub fn new_session() -> Result<SessionSecrets, SecretError> {
+    let cookie = random_text(32)?;
+    Ok(SessionSecrets {
+        digest: token_digest(&cookie),
+        cookie,
+        csrf: random_text(32)?,
+    })
+}
+
+/// The secrets of a new session ([`new_session`]).
+pub struct SessionSecrets {
+    /// The cookie's value.
+    pub cookie: String,
+    /// Its digest, as kept.
+    pub digest: String,
+    /// The CSRF token.
+    pub csrf: String,
+}
+
+/// The digest an API token (or a session cookie) is kept and looked up by.
 pub fn token_digest(token: &str) -> String {
     let digest = sha2::Sha256::digest(token.as_bytes());
     digest.iter().map(|byte| format!("{byte:02x}")).collect()

@@ -197,6 +197,7 @@ impl RunArgs {
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             tls_client_ca: self.tls_client_ca,
+            ..FileConfig::default()
         };
         (self.config, overrides)
     }
@@ -317,6 +318,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .await
         .context("migrating the status database")?;
     info!(applied, database = %ward_settings::redact_secrets(&settings.database), "status database ready");
+    if settings.api_token.is_none() && store.users().await?.is_empty() {
+        tracing::warn!("{}", crate::access::FIRST_ADMIN_HINT);
+    }
     let cache = match &settings.redis {
         Some(url) => Cache::redis(url).await?,
         None => Cache::in_process(),
@@ -331,6 +335,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut controller = Controller::new(store, cache)
         .with_api_token(settings.api_token.clone())
         .with_anonymous_read(settings.anonymous_read)
+        .with_login_settings(settings.login.clone())
         .with_certificate_warning_days(settings.certificate_warning_days);
     let mut tasks = Vec::new();
     if let Some(url) = &settings.victoria_metrics {

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 pub use ward_settings::ConfigError;
 
+use crate::login::LoginSettings;
+
 /// Where the embedded default database lives.
 pub const DEFAULT_DATABASE: &str = "sqlite:./ward.db";
 /// REST, dashboard, health and metrics.
@@ -62,6 +64,19 @@ pub struct FileConfig {
     /// `tls_client_ca = "/etc/ward/ca.pem"`: agents' certificates must
     /// chain to it.
     pub tls_client_ca: Option<PathBuf>,
+    /// `session_lifetime = "12h"`: a dashboard session ends this long
+    /// after its login.
+    #[serde(default, with = "ward_settings::duration")]
+    pub session_lifetime: Option<Duration>,
+    /// `login_lockout_failures = 20`: wrong passwords within a minute that
+    /// lock a user out.
+    pub login_lockout_failures: Option<u32>,
+    /// `login_lockout_duration = "15m"`: how long the user stays locked.
+    #[serde(default, with = "ward_settings::duration")]
+    pub login_lockout_duration: Option<Duration>,
+    /// `login_address_failures_per_minute = 100`: failed logins from one
+    /// address after which it is refused for the rest of the minute.
+    pub login_address_failures_per_minute: Option<u32>,
 }
 
 /// The controller's side of mTLS.
@@ -116,8 +131,11 @@ pub struct Settings {
     pub anonymous_read: bool,
     /// Certificates expiring within this many days degrade `/readyz`.
     pub certificate_warning_days: u32,
-    /// mTLS on the gRPC endpoint; `None` is plaintext (loopback only).
+    /// mTLS on the gRPC endpoint and HTTPS for REST and the dashboard;
+    /// `None` is plaintext (loopback only).
     pub tls: Option<ServerTls>,
+    /// Dashboard sessions and login limits.
+    pub login: LoginSettings,
 }
 
 impl Settings {
@@ -147,7 +165,9 @@ impl Settings {
                 message: "must be at least 1s".into(),
             });
         }
+        let login = login_settings(&overrides, &file)?;
         let settings = Self {
+            login,
             listen_http: overrides
                 .listen_http
                 .or(file.listen_http)
@@ -200,6 +220,17 @@ impl Settings {
                 }
             },
         };
+        if settings.tls.is_none() && !settings.listen_http.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "listen_http",
+                message: format!(
+                    "{} is not loopback: passwords, session cookies and tokens must not cross \
+                     the network in clear; set tls_cert and tls_key (HTTPS), or listen on \
+                     127.0.0.1 behind a TLS proxy",
+                    settings.listen_http
+                ),
+            });
+        }
         if settings.tls.is_none() && !settings.listen_grpc.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "listen_grpc",
@@ -224,8 +255,64 @@ impl Settings {
                 });
             }
         }
-        Ok(settings)
+        Ok(Settings {
+            login: LoginSettings {
+                secure_cookie: settings.tls.is_some(),
+                ..settings.login
+            },
+            ..settings
+        })
     }
+}
+
+/// The login keys of `overrides` over `file` over the defaults.
+fn login_settings(overrides: &FileConfig, file: &FileConfig) -> Result<LoginSettings, ConfigError> {
+    let defaults = LoginSettings::default();
+    let session_lifetime = overrides
+        .session_lifetime
+        .or(file.session_lifetime)
+        .unwrap_or(defaults.session_lifetime);
+    if session_lifetime < Duration::from_secs(60) {
+        return Err(ConfigError::Invalid {
+            key: "session_lifetime",
+            message: "must be at least 1m".into(),
+        });
+    }
+    let failures = overrides
+        .login_lockout_failures
+        .or(file.login_lockout_failures)
+        .unwrap_or(defaults.lockout.failures);
+    let address_failures = overrides
+        .login_address_failures_per_minute
+        .or(file.login_address_failures_per_minute)
+        .unwrap_or(defaults.address_failures_per_minute);
+    for (key, value) in [
+        ("login_lockout_failures", failures),
+        ("login_address_failures_per_minute", address_failures),
+    ] {
+        if value == 0 {
+            return Err(ConfigError::Invalid {
+                key,
+                message: "must be at least 1".into(),
+            });
+        }
+    }
+    let lock = overrides
+        .login_lockout_duration
+        .or(file.login_lockout_duration)
+        .map_or(defaults.lockout.lock_ms, |lock| {
+            i64::try_from(lock.as_millis()).unwrap_or(i64::MAX)
+        });
+    Ok(LoginSettings {
+        session_lifetime,
+        lockout: crate::store::LockoutPolicy {
+            failures,
+            lock_ms: lock,
+            ..defaults.lockout
+        },
+        address_failures_per_minute: address_failures,
+        secure_cookie: false,
+    })
 }
 
 #[cfg(test)]

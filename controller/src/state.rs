@@ -132,6 +132,8 @@ pub struct Controller {
     pub api_token: Option<String>,
     /// Reads need no principal (`anonymous_read = true`; off by default).
     pub anonymous_read: bool,
+    /// The dashboard's logins: limits, counters, failures per address.
+    pub logins: crate::login::Logins,
     /// `/readyz` is degraded while a certificate expires within this
     /// (`certificate_warning_days`, 14 by default), ms.
     pub certificate_warning_ms: i64,
@@ -187,6 +189,7 @@ impl Controller {
             stopping: tokio::sync::watch::channel(false).0,
             api_token: None,
             anonymous_read: false,
+            logins: crate::login::Logins::default(),
             certificate_warning_ms: 14 * 86_400_000,
             #[allow(clippy::disallowed_types, reason = "see the field")]
             certificates: std::sync::Mutex::new(std::collections::BTreeMap::new()),
@@ -275,6 +278,12 @@ impl Controller {
     /// Lets anyone read (`anonymous_read = true`).
     pub fn with_anonymous_read(mut self, anonymous_read: bool) -> Self {
         self.anonymous_read = anonymous_read;
+        self
+    }
+
+    /// Limits logins and sessions by `settings`.
+    pub fn with_login_settings(mut self, settings: crate::login::LoginSettings) -> Self {
+        self.logins = crate::login::Logins::new(settings);
         self
     }
 

@@ -138,3 +138,184 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
         eprintln!("dashboard: screenshot saved to {}", artifact.display());
     });
 }
+
+/// Fills the login form with `user` and `password` and submits it.
+fn submit_login(user: &str, password: &str) -> String {
+    format!(
+        "(() => {{ const form = document.getElementById('login-form'); \
+         form.user.value = '{user}'; form.password.value = '{password}'; \
+         form.querySelector('button').click(); return true; }})()"
+    )
+}
+
+/// The page another site serves: a form that posts itself to the
+/// controller as soon as it loads (JSON-looking text, the classic CSRF).
+fn cross_site_page(controller_base: &str) -> String {
+    format!(
+        "<!doctype html><form method=\"POST\" enctype=\"text/plain\" \
+         action=\"{controller_base}/api/v1/devices\">\
+         <input name='{{\"name\":\"evil\",\"address\":\"198.18.9.9\",\"site\":\"x\",\"pad\":\"' \
+         value='\"}}'></form><script>document.forms[0].submit()</script>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot_post() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let password = "a long enough password";
+    let hash = ward_controller::auth::hash_password(password).expect("hash");
+    controller
+        .store
+        .add_user(
+            "alice",
+            ward_controller::auth::Role::Admin,
+            Some(&hash),
+            &ward_controller::store::Actor::console(),
+            ward_controller::time::now_ms(),
+        )
+        .await
+        .expect("user");
+    let hostile = "<img src=x onerror=alert(1)>";
+    let (code, device) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": hostile, "address": "198.18.1.1", "site": "branch-12"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{device}");
+    let tile = format!("document.getElementById('device-{}')", device["id"]);
+
+    // Another site: same host, another port, a page that posts a form.
+    let page = cross_site_page(&api.base);
+    let other = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let other_site = format!("http://{}/", other.local_addr().expect("address"));
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        );
+        axum::serve(other, app).await
+    });
+
+    tokio::task::block_in_place(|| {
+        let mut browser = Chromium::start().expect(
+            "start headless Chromium (Debian package `chromium`; testkit/run-tests.sh installs it)",
+        );
+        browser.navigate(&format!("{}/", api.base)).expect("open");
+        browser
+            .wait_until(
+                "!document.getElementById('login').hidden && document.getElementById('board').hidden",
+                Duration::from_secs(10),
+            )
+            .expect("without a session the dashboard asks to log in");
+        browser
+            .evaluate(&submit_login("alice", "wrong"))
+            .expect("submit");
+        browser
+            .wait_until(
+                "document.getElementById('login-error').textContent.includes('wrong user name or password')",
+                Duration::from_secs(10),
+            )
+            .expect("a wrong password is refused and said so");
+        browser
+            .evaluate(&submit_login("alice", password))
+            .expect("submit");
+        browser
+            .wait_until(
+                &format!(
+                    "document.getElementById('link').textContent === 'live' && {tile} !== null"
+                ),
+                Duration::from_secs(20),
+            )
+            .expect("logged in, the dashboard shows the devices, live");
+        let shown = browser
+            .evaluate(&format!(
+                "[{tile}.firstChild.textContent, document.querySelectorAll('#sites img').length, \
+                 document.getElementById('who-name').textContent]"
+            ))
+            .expect("evaluate");
+        assert_eq!(
+            shown,
+            serde_json::json!([hostile, 0, "alice (admin)"]),
+            "the hostile name is text, not markup"
+        );
+        // The page's CSP blocks inline script (evaluate itself is exempt).
+        let blocked = browser
+            .evaluate(
+                "const s = document.createElement('script'); s.textContent = 'window.inlineRan = 1'; \
+                 document.body.append(s); window.inlineRan === undefined",
+            )
+            .expect("evaluate");
+        assert_eq!(
+            blocked,
+            serde_json::json!(true),
+            "inline script must not run"
+        );
+
+        // Another site's form, posted with the session cookie.
+        browser.navigate(&other_site).expect("open the other site");
+        browser
+            .wait_until(
+                "location.pathname === '/api/v1/devices' && document.readyState === 'complete'",
+                Duration::from_secs(10),
+            )
+            .expect("the form was posted");
+        let answer = browser
+            .evaluate("document.body.textContent")
+            .expect("answer");
+        assert!(
+            answer
+                .as_str()
+                .expect("text")
+                .contains("cross-site request refused"),
+            "the controller refused the post it got with the cookie: {answer}"
+        );
+
+        browser.navigate(&format!("{}/", api.base)).expect("back");
+        browser
+            .wait_until(
+                "!document.getElementById('who').hidden",
+                Duration::from_secs(10),
+            )
+            .expect("still logged in");
+        browser
+            .evaluate("document.getElementById('logout').click(); true")
+            .expect("log out");
+        browser
+            .wait_until(
+                "!document.getElementById('login').hidden",
+                Duration::from_secs(10),
+            )
+            .expect("logged out, the login form is back");
+    });
+    let (_, devices) = api.get("/api/v1/devices?q=evil").await;
+    assert_eq!(
+        devices,
+        serde_json::json!([]),
+        "the cross-site post created nothing"
+    );
+    let (_, refused) = api.get("/api/v1/audit?principal=dashboard%20session").await;
+    let outcomes: Vec<&str> = refused
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["outcome"].as_str())
+        .collect();
+    assert!(
+        outcomes
+            .iter()
+            .any(|outcome| outcome.contains("cross-site request refused")),
+        "the refusal is audited as the session's user: {outcomes:?}"
+    );
+    let (_, logins) = api.get("/api/v1/audit?object=user%20alice").await;
+    let actions: Vec<&str> = logins
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|entry| entry["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["logout", "login", "login.failed", "user.add"]);
+}

@@ -297,16 +297,31 @@ async fn the_dashboard_is_served_and_follows_the_live_events() {
         .to_owned();
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = response.text().await.expect("page");
+    assert!(page.contains("src=\"/dashboard.js\""), "{page}");
+    let script = api
+        .http
+        .get(format!("{}/dashboard.js", api.base))
+        .send()
+        .await
+        .expect("GET /dashboard.js");
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    let script = script.text().await.expect("script");
     for needed in [
         "EventSource(\"/api/v1/events\")",
         "/api/v1/devices",
         "/api/v1/summary",
         "/api/v1/alerts?state=open",
     ] {
-        assert!(page.contains(needed), "the dashboard does not use {needed}");
+        assert!(
+            script.contains(needed),
+            "the dashboard does not use {needed}"
+        );
     }
     assert!(
-        !page.contains("innerHTML"),
+        !script.contains("innerHTML"),
         "names must never be inserted as HTML"
     );
 }

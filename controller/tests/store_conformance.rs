@@ -77,6 +77,7 @@ conformance!(
     users_and_tokens_are_kept_without_secrets_and_every_change_is_audited,
     inventory_and_agent_changes_are_audited_with_who_and_before_and_after,
     an_agents_certificates_are_revoked_by_fingerprint_and_new_ones_are_not,
+    sessions_follow_their_user_and_wrong_passwords_lock_a_name_out,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -1478,4 +1479,170 @@ async fn an_agents_certificates_are_revoked_by_fingerprint_and_new_ones_are_not(
         "two revocations, the refused one left nothing"
     );
     assert!(audit.iter().all(|entry| entry.action == "agent.revoke"));
+}
+
+async fn sessions_follow_their_user_and_wrong_passwords_lock_a_name_out(store: &Store) {
+    use ward_controller::auth::Role;
+    use ward_controller::store::{Actor, LockoutPolicy, NewSession, SessionOrigin, SessionRecord};
+    let actor = Actor::console();
+    store
+        .add_user(
+            "alice",
+            Role::Operator,
+            Some("$argon2id$hash"),
+            &actor,
+            1_000,
+        )
+        .await
+        .expect("add");
+    let (user, hash) = store
+        .credentials("alice")
+        .await
+        .expect("read")
+        .expect("alice");
+    assert_eq!(
+        (user.role, hash.as_deref()),
+        (Role::Operator, Some("$argon2id$hash"))
+    );
+    assert!(store.credentials("nobody").await.expect("read").is_none());
+    let session = |user: &str, role, origin| NewSession {
+        digest: format!("digest-{user}"),
+        session: SessionRecord {
+            user: user.into(),
+            role,
+            origin,
+            csrf: "csrf".into(),
+            expires_at_ms: 10_000,
+        },
+    };
+    store
+        .start_session(
+            &session("alice", Role::Admin, SessionOrigin::Local),
+            &actor,
+            2_000,
+        )
+        .await
+        .expect("start");
+    store
+        .start_session(
+            &session("lena", Role::Viewer, SessionOrigin::Ldap),
+            &actor,
+            2_000,
+        )
+        .await
+        .expect("start an LDAP user's session");
+    let live = store.session("digest-alice", 3_000).await.expect("read");
+    assert_eq!(
+        live.map(|s| s.role),
+        Some(Role::Operator),
+        "a local user's session has the user's role now"
+    );
+    let ldap = store.session("digest-lena", 3_000).await.expect("read");
+    assert_eq!(
+        ldap.map(|s| s.role),
+        Some(Role::Viewer),
+        "an LDAP session keeps its own"
+    );
+    assert!(
+        store
+            .session("digest-alice", 10_000)
+            .await
+            .expect("read")
+            .is_none(),
+        "expired"
+    );
+    store
+        .set_user_enabled("alice", false, &actor, 4_000)
+        .await
+        .expect("disable");
+    assert!(
+        store
+            .session("digest-alice", 5_000)
+            .await
+            .expect("read")
+            .is_none(),
+        "disabled"
+    );
+    assert!(
+        store
+            .end_session("digest-lena", &actor, 5_000)
+            .await
+            .expect("end")
+    );
+    assert!(
+        !store
+            .end_session("digest-lena", &actor, 5_001)
+            .await
+            .expect("end again")
+    );
+    assert!(
+        store
+            .session("digest-lena", 5_002)
+            .await
+            .expect("read")
+            .is_none(),
+        "ended"
+    );
+
+    let policy = LockoutPolicy {
+        failures: 3,
+        window_ms: 60_000,
+        lock_ms: 900_000,
+    };
+    let mut locked = Vec::new();
+    for at in [100_000, 100_001, 100_002] {
+        locked.push(
+            store
+                .login_failed("bob", "wrong password", policy, &actor, at)
+                .await
+                .expect("fail"),
+        );
+    }
+    assert_eq!(
+        locked,
+        [None, None, Some(1_000_002)],
+        "the third failure locks"
+    );
+    assert_eq!(
+        store.lockout("bob", 1_000_001).await.expect("read"),
+        Some(1_000_002)
+    );
+    assert_eq!(
+        store.lockout("bob", 1_000_002).await.expect("read"),
+        None,
+        "lifted"
+    );
+    assert_eq!(
+        store
+            .login_failed("bob", "wrong password", policy, &actor, 1_000_003)
+            .await
+            .expect("fail"),
+        None,
+        "failures outside the window do not count"
+    );
+    store
+        .login_refused("bob", "locked out", &actor, 1_000_004)
+        .await
+        .expect("refuse");
+    let audited: Vec<String> = store
+        .audit(&ward_controller::store::AuditFilter {
+            object: Some("user bob".into()),
+            ..ward_controller::store::AuditFilter::newest(100)
+        })
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|entry| entry.action)
+        .collect();
+    assert_eq!(
+        audited,
+        [
+            "login.refused",
+            "login.failed",
+            "login.lockout",
+            "login.failed",
+            "login.failed",
+            "login.failed"
+        ]
+    );
 }

@@ -143,23 +143,32 @@ async fn authorize(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_owned);
-    let proven = match (&token, controller.api_token.as_deref()) {
-        (Some(token), Some(legacy)) if constant_time_eq(token.as_bytes(), legacy.as_bytes()) => {
-            Ok(legacy_principal())
+    let cookie = super::session::session_cookie(request.headers()).map(str::to_owned);
+    let proven = match (&token, controller.api_token.as_deref(), cookie) {
+        (Some(token), Some(legacy), _)
+            if access::constant_time_eq(token.as_bytes(), legacy.as_bytes()) =>
+        {
+            Ok((legacy_principal(), Ok(())))
         }
-        (token, _) => access::token_principal(&controller, token.as_deref(), now_ms()).await,
+        (None, _, Some(cookie)) => {
+            session_with_csrf(&controller, &cookie, &method, request.headers()).await
+        }
+        (token, _, _) => access::token_principal(&controller, token.as_deref(), now_ms())
+            .await
+            .map(|principal| (principal, Ok(()))),
     };
     let (principal, decided) = match (proven, access) {
-        (Ok(principal), Some(access)) => {
+        (Ok((principal, Ok(()))), Some(access)) => {
             let decided = access::permit(&principal, access, controller.anonymous_read);
             (principal, decided)
         }
-        (Ok(principal), None) => (
+        (Ok((principal, Ok(()))), None) => (
             principal,
             Err(Refusal::Forbidden(format!(
                 "no access is declared for {method} {path}: a bug, refused for everyone"
             ))),
         ),
+        (Ok((principal, Err(refusal))), _) => (principal, Err(refusal)),
         (Err(refusal), _) => (Principal::Anonymous, Err(refusal)),
     };
     let refusal = match decided {
@@ -188,6 +197,25 @@ async fn authorize(
     }
 }
 
+/// The principal of a session cookie; a change (any method but GET and
+/// HEAD) must also carry the session's CSRF token, which a page of another
+/// site cannot read.
+async fn session_with_csrf(
+    controller: &Controller,
+    cookie: &str,
+    method: &Method,
+    headers: &axum::http::HeaderMap,
+) -> Result<(Principal, Result<(), Refusal>), Refusal> {
+    let (principal, session) = access::session_principal(controller, cookie, now_ms()).await?;
+    let safe = *method == Method::GET || *method == Method::HEAD;
+    if safe || super::session::carries_csrf(headers, &session) {
+        Ok((principal, Ok(())))
+    } else {
+        let refusal = Refusal::Forbidden(access::CROSS_SITE_REFUSAL.into());
+        Ok((principal, Err(refusal)))
+    }
+}
+
 /// An anonymous refusal while no user exists says how to make the first
 /// admin.
 async fn with_first_admin_hint(
@@ -203,17 +231,11 @@ async fn with_first_admin_hint(
             .await
             .is_ok_and(|users| users.is_empty());
     match refusal {
-        Refusal::Unauthenticated(message) if no_users => Refusal::Unauthenticated(format!(
-            "{message}. No user exists yet: on the controller host run \
-             `ward-controller users add NAME --role admin` and `ward-controller tokens create NAME`"
-        )),
+        Refusal::Unauthenticated(message) if no_users => {
+            Refusal::Unauthenticated(format!("{message}. {}", access::FIRST_ADMIN_HINT))
+        }
         other => other,
     }
-}
-
-/// Compares without leaking where the first difference is.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// Who is calling and from where, as the audit log records a change: the

@@ -292,6 +292,7 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
         }
     }
     controller.api_latency.write_prometheus(&mut text);
+    controller.logins.write_prometheus(&mut text);
     match controller.store.outbox_depth().await {
         Ok(depth) => write_metric(
             &mut text,

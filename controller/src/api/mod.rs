@@ -11,6 +11,8 @@ mod events;
 mod health;
 mod import;
 mod latency;
+mod security_headers;
+mod session;
 
 use std::sync::Arc;
 
@@ -34,9 +36,29 @@ async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str
 }
 
 /// `GET /`: the dashboard, one static page (no build step) that reads the
-/// REST API and follows `/api/v1/events`.
+/// REST API and follows `/api/v1/events`; its script and style are files
+/// of their own, so the page runs under a CSP without inline code.
 async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("dashboard.html"))
+    axum::response::Html(include_str!("dashboard/index.html"))
+}
+
+/// `GET /dashboard.js`.
+async fn dashboard_script() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/javascript; charset=utf-8",
+        )],
+        include_str!("dashboard/dashboard.js"),
+    )
+}
+
+/// `GET /dashboard.css`.
+async fn dashboard_style() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("dashboard/dashboard.css"),
+    )
 }
 
 pub use crate::time::{now_ms, rfc3339};
@@ -87,8 +109,15 @@ pub fn routes() -> Routes {
         .add(Method::GET, "/api/v1/events", Read, events::stream)
         .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)
         .add(Method::GET, "/api/v1/openapi.json", Open, openapi)
+        // Logging in is how a principal is proven; the handlers check
+        // the session (and logout its CSRF token) themselves.
+        .add(Method::POST, "/api/v1/login", Open, session::login)
+        .add(Method::GET, "/api/v1/session", Open, session::current)
+        .add(Method::POST, "/api/v1/logout", Open, session::logout)
         // The page holds no data; what it shows comes through the reads.
         .add(Method::GET, "/", Open, dashboard)
+        .add(Method::GET, "/dashboard.js", Open, dashboard_script)
+        .add(Method::GET, "/dashboard.css", Open, dashboard_style)
         .add(Method::GET, "/healthz", Open, health::healthz)
         .add(Method::GET, "/readyz", Open, health::readyz)
         .add(Method::GET, "/metrics", Open, health::metrics)
@@ -99,6 +128,10 @@ pub fn router(controller: Arc<Controller>) -> Router {
     routes()
         .into_router(&controller)
         .layer(middleware::from_fn(error::errors_as_json))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&controller),
+            security_headers::add,
+        ))
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&controller),
             latency::observe,

@@ -14,6 +14,7 @@ pub mod plan;
 mod postgres;
 mod principals;
 mod rows;
+mod sessions;
 mod sql;
 mod sqlite;
 
@@ -26,6 +27,7 @@ pub use model::{
 pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
 };
+pub use sessions::{LockoutPolicy, NewSession, SessionOrigin, SessionRecord};
 
 use crate::auth::Role;
 use postgres::PostgresStore;
@@ -455,6 +457,89 @@ impl Store {
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         let filter = filter.clone();
         transaction!(self, |tx| principals::audit(tx, &filter))
+    }
+}
+
+/// Dashboard sessions and login lockouts ([`sessions`]).
+impl Store {
+    /// Local user `name` and its password hash (none: LDAP or tokens only).
+    pub async fn credentials(
+        &self,
+        name: &str,
+    ) -> Result<Option<(UserRecord, Option<String>)>, StoreError> {
+        let name = name.to_owned();
+        transaction!(self, |tx| sessions::credentials(tx, &name))
+    }
+
+    /// Until when login name `name` is locked out, if it is at `now_ms`.
+    pub async fn lockout(&self, name: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
+        let name = name.to_owned();
+        transaction!(self, |tx| sessions::lockout(tx, &name, now_ms))
+    }
+
+    /// Keeps a new session and audits the login as `actor`.
+    pub async fn start_session(
+        &self,
+        new: &NewSession,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (new, actor) = (new.clone(), actor.clone());
+        transaction!(self, |tx| sessions::start_session(tx, &new, &actor, now_ms))
+    }
+
+    /// The live session kept by `digest`.
+    pub async fn session(
+        &self,
+        digest: &str,
+        now_ms: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let digest = digest.to_owned();
+        transaction!(self, |tx| sessions::session_by_digest(tx, &digest, now_ms))
+    }
+
+    /// Ends the session kept by `digest` (a logout by `actor`); `false`
+    /// if it was not live.
+    pub async fn end_session(
+        &self,
+        digest: &str,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (digest, actor) = (digest.to_owned(), actor.clone());
+        transaction!(self, |tx| sessions::end_session(
+            tx, &digest, &actor, now_ms
+        ))
+    }
+
+    /// Audits a wrong password for `name`; returns until when it is now
+    /// locked out, if this failure locked it.
+    pub async fn login_failed(
+        &self,
+        name: &str,
+        reason: &str,
+        policy: LockoutPolicy,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let (name, reason, actor) = (name.to_owned(), reason.to_owned(), actor.clone());
+        transaction!(self, |tx| sessions::login_failed(
+            tx, &name, &reason, policy, &actor, now_ms
+        ))
+    }
+
+    /// Audits a login refused for `reason` (not a wrong password).
+    pub async fn login_refused(
+        &self,
+        name: &str,
+        reason: &str,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (name, reason, actor) = (name.to_owned(), reason.to_owned(), actor.clone());
+        transaction!(self, |tx| sessions::login_refused(
+            tx, &name, &reason, &actor, now_ms
+        ))
     }
 }
 

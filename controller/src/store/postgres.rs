@@ -47,6 +47,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/postgres/0007_agent_certificates.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/postgres/0008_sessions_and_lockouts.sql"),
+    ),
 ];
 
 /// Serialises concurrent migrations of several controllers.

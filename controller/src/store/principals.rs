@@ -268,7 +268,10 @@ pub(super) async fn audit(
     .await
 }
 
-async fn find_user(tx: &impl WriteTx, name: &str) -> Result<Option<UserRecord>, StoreError> {
+pub(super) async fn find_user(
+    tx: &impl WriteTx,
+    name: &str,
+) -> Result<Option<UserRecord>, StoreError> {
     let mut found = tx
         .rows(
             &format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"),

@@ -42,6 +42,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         7,
         include_str!("../../migrations/sqlite/0007_agent_certificates.sql"),
     ),
+    (
+        8,
+        include_str!("../../migrations/sqlite/0008_sessions_and_lockouts.sql"),
+    ),
 ];
 
 #[allow(

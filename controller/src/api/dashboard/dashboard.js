@@ -1,54 +1,7 @@
-<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>ward</title>
-<style>
-  :root { --up: #1f8a3b; --down: #c62828; --unreachable: #ef6c00; --unknown: #757575; }
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d1d1f; }
-  header { display: flex; gap: 1.5rem; align-items: baseline; padding: .8rem 1.2rem; background: #1d1d1f; color: #fff; }
-  header h1 { font-size: 1.2rem; margin: 0 1rem 0 0; }
-  .count b { font-size: 1.3rem; margin-right: .25rem; }
-  .count.down b { color: #ff8a80; } .count.unreachable b { color: #ffb74d; }
-  #link { margin-left: auto; font-size: .8rem; opacity: .8; }
-  main { display: grid; grid-template-columns: 1fr 22rem; gap: 1rem; padding: 1rem 1.2rem; }
-  section.site { background: #fff; border-radius: 6px; padding: .6rem .8rem; margin-bottom: 1rem; }
-  section.site h2 { font-size: .95rem; margin: 0 0 .5rem; }
-  .grid { display: flex; flex-wrap: wrap; gap: .35rem; }
-  .device { border-radius: 4px; color: #fff; padding: .25rem .45rem; min-width: 7rem; font-size: .8rem; }
-  .device small { display: block; opacity: .85; }
-  .device.up { background: var(--up); } .device.down { background: var(--down); }
-  .device.unreachable { background: var(--unreachable); } .device.unknown { background: var(--unknown); }
-  aside { background: #fff; border-radius: 6px; padding: .6rem .8rem; align-self: start; }
-  aside h2 { font-size: .95rem; margin: 0 0 .5rem; }
-  aside li { margin-bottom: .3rem; }
-  .device { cursor: pointer; }
-  #history svg { width: 100%; height: 90px; background: #fafafa; border: 1px solid #eee; }
-  #history polyline { fill: none; stroke: #1565c0; stroke-width: 1.5; }
-  #history small { color: #666; }
-</style>
-</head>
-<body>
-<header>
-  <h1>ward</h1>
-  <span class="count"><b id="up">–</b>up</span>
-  <span class="count down"><b id="down">–</b>down</span>
-  <span class="count unreachable"><b id="unreachable">–</b>unreachable</span>
-  <span class="count"><b id="unknown">–</b>unknown</span>
-  <span class="count"><b id="total">–</b>total</span>
-  <span id="link">connecting…</span>
-</header>
-<main>
-  <div id="sites"></div>
-  <aside>
-    <h2>Open alerts</h2><ul id="alerts"></ul>
-    <section id="history"><h2>RTT history</h2><small>click a device</small></section>
-  </aside>
-</main>
-<script>
 "use strict";
 const devices = new Map();
+// The logged-in session ({user, role, csrf}), if any.
+let session = null;
 
 function since(iso) {
   if (!iso) return "";
@@ -128,7 +81,8 @@ function render() {
 async function json(path) {
   const response = await fetch(path, { cache: "no-store" });
   if (response.status === 401) {
-    throw new Error("this controller lets only viewers read, and the dashboard cannot log in yet: set anonymous_read = true on the controller");
+    showLogin("your session ended: log in again");
+    throw new Error("not logged in");
   }
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
@@ -184,12 +138,59 @@ function connect() {
   events.addEventListener("resync", () => reload().catch(failed));
 }
 
-reload().catch(failed);
-connect();
-setInterval(() => document.querySelectorAll(".device.down, .device.unreachable").forEach((element) => {
-  const device = devices.get(Number(element.id.replace("device-", "")));
-  if (device) element.replaceWith(tile(device));
-}), 5000);
-</script>
-</body>
-</html>
+// Who is logged in; the board for a session or open reads, else the
+// login form.
+async function start() {
+  const who = await (await fetch("/api/v1/session", { cache: "no-store" })).json();
+  if (who.user) {
+    session = who;
+    document.getElementById("who-name").textContent = `${who.user} (${who.role})`;
+    document.getElementById("who").hidden = false;
+  } else if (who.anonymous_read) {
+    document.getElementById("login-open").hidden = false;
+  } else {
+    showLogin(who.first_admin);
+    return;
+  }
+  document.getElementById("board").hidden = false;
+  await reload();
+  connect();
+  setInterval(() => document.querySelectorAll(".device.down, .device.unreachable").forEach((element) => {
+    const device = devices.get(Number(element.id.replace("device-", "")));
+    if (device) element.replaceWith(tile(device));
+  }), 5000);
+}
+
+function showLogin(note) {
+  document.getElementById("board").hidden = true;
+  document.getElementById("login").hidden = false;
+  const shown = document.getElementById("login-note");
+  shown.textContent = note || "";
+  shown.hidden = !note;
+}
+
+async function logIn(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const response = await fetch("/api/v1/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user: form.get("user"), password: form.get("password") }),
+  });
+  if (response.ok) {
+    location.reload();
+    return;
+  }
+  const body = await response.json().catch(() => ({}));
+  document.getElementById("login-error").textContent = body.error || `HTTP ${response.status}`;
+}
+
+async function logOut() {
+  await fetch("/api/v1/logout", { method: "POST", headers: { "x-ward-csrf": session.csrf } });
+  location.reload();
+}
+
+document.getElementById("login-form").addEventListener("submit", (event) => logIn(event).catch(failed));
+document.getElementById("login-open").addEventListener("click", () => showLogin());
+document.getElementById("logout").addEventListener("click", () => logOut().catch(failed));
+start().catch(failed);
