@@ -63,15 +63,21 @@ fn rcgen_days(days: i64) -> std::time::Duration {
     std::time::Duration::from_secs(u64::try_from(days).unwrap_or(0) * 86_400)
 }
 
+/// Writes `contents` to `path` whole or not at all (a new file renamed
+/// over the old one), so a controller re-reading its files on `SIGHUP`
+/// never sees half of one.
 fn write(path: &Path, contents: &str, private: bool) -> Result<PathBuf, CertError> {
+    let partial = path.with_extension("partial");
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(if private { 0o600 } else { 0o644 })
-        .open(path)
-        .map_err(io(path))?;
-    file.write_all(contents.as_bytes()).map_err(io(path))?;
+        .open(&partial)
+        .map_err(io(&partial))?;
+    file.write_all(contents.as_bytes()).map_err(io(&partial))?;
+    file.sync_all().map_err(io(&partial))?;
+    fs::rename(&partial, path).map_err(io(path))?;
     Ok(path.to_path_buf())
 }
 
@@ -83,11 +89,7 @@ pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
     if ca_key_path.exists() {
         return Err(CertError::Exists(ca_key_path.display().to_string()));
     }
-    if names.is_empty() {
-        return Err(CertError::Invalid(
-            "name at least one host name or address agents connect to (--name)".into(),
-        ));
-    }
+    check_names(names)?;
     let mut ca = CertificateParams::default();
     ca.distinguished_name
         .push(DnType::CommonName, "ward deployment CA");
@@ -100,7 +102,41 @@ pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
         write(&dir.join("ca.pem"), &ca_cert.pem(), false)?,
         write(&ca_key_path, &ca_key.serialize_pem(), true)?,
     ];
-    let issuer = Issuer::new(ca, ca_key);
+    written.extend(issue_controller(dir, names, &Issuer::new(ca, ca_key))?);
+    Ok(written)
+}
+
+/// Re-issues `dir/controller.{pem,key}` for `names`, signed by the CA in
+/// `dir` (agents keep trusting it); the running controller takes them on
+/// `SIGHUP`.
+pub fn controller(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
+    check_names(names)?;
+    issue_controller(dir, names, &issuer(dir)?)
+}
+
+fn check_names(names: &[String]) -> Result<(), CertError> {
+    if names.is_empty() {
+        return Err(CertError::Invalid(
+            "name at least one host name or address agents connect to (--name)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The CA in `dir`, to sign with.
+fn issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, CertError> {
+    let ca_pem_path = dir.join("ca.pem");
+    let ca_key_path = dir.join("ca.key");
+    let ca_pem = fs::read_to_string(&ca_pem_path).map_err(io(&ca_pem_path))?;
+    let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?)?;
+    Ok(Issuer::from_ca_cert_pem(&ca_pem, ca_key)?)
+}
+
+fn issue_controller(
+    dir: &Path,
+    names: &[String],
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<Vec<PathBuf>, CertError> {
     let mut server = CertificateParams::new(names.to_vec())?;
     server
         .distinguished_name
@@ -108,29 +144,25 @@ pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     validity(&mut server, LEAF_DAYS);
     let server_key = KeyPair::generate()?;
-    let server_cert = server.signed_by(&server_key, &issuer)?;
-    written.push(write(
-        &dir.join("controller.pem"),
-        &server_cert.pem(),
-        false,
-    )?);
-    written.push(write(
-        &dir.join("controller.key"),
-        &server_key.serialize_pem(),
-        true,
-    )?);
-    Ok(written)
+    let server_cert = server.signed_by(&server_key, issuer)?;
+    // The key first: a controller reloading between the two writes gets
+    // a key that does not fit the old certificate, says so, and keeps the
+    // one it has.
+    Ok(vec![
+        write(
+            &dir.join("controller.key"),
+            &server_key.serialize_pem(),
+            true,
+        )?,
+        write(&dir.join("controller.pem"), &server_cert.pem(), false)?,
+    ])
 }
 
 /// Creates `dir/agent-{id}.{pem,key}`, signed by the CA in `dir`.
 pub fn agent(dir: &Path, id: &str) -> Result<Vec<PathBuf>, CertError> {
     crate::store::AgentRecord::validate(id, "-")
         .map_err(|error| CertError::Invalid(format!("agent id: {}", error.message)))?;
-    let ca_pem_path = dir.join("ca.pem");
-    let ca_key_path = dir.join("ca.key");
-    let ca_pem = fs::read_to_string(&ca_pem_path).map_err(io(&ca_pem_path))?;
-    let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?)?;
-    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
+    let issuer = issuer(dir)?;
     let mut params = CertificateParams::new(vec![id.to_owned()])?;
     params.distinguished_name.push(DnType::CommonName, id);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt as _;
+
 use crate::cache::Cache;
 use crate::config::{FileConfig, Settings};
 use crate::notify::{self, Alertmanager, Channel, Webhook};
@@ -56,6 +58,17 @@ enum CertsCommand {
     /// Create a CA and the controller's certificate in DIR.
     Init {
         /// Directory for the PEM files.
+        #[arg(long, default_value = "./ward-certs")]
+        dir: PathBuf,
+        /// Host names and addresses agents use to reach the controller
+        /// (repeat the flag).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
+    /// Re-issue the controller's certificate and key, signed by the CA in
+    /// DIR (then `kill -HUP` the controller: connected agents stay).
+    Controller {
+        /// Directory with the CA.
         #[arg(long, default_value = "./ward-certs")]
         dir: PathBuf,
         /// Host names and addresses agents use to reach the controller
@@ -239,6 +252,7 @@ async fn run_command() -> anyhow::Result<()> {
         Command::Certs(command) => {
             let written = match command {
                 CertsCommand::Init { dir, names } => crate::certs::init(&dir, &names)?,
+                CertsCommand::Controller { dir, names } => crate::certs::controller(&dir, &names)?,
                 CertsCommand::Agent { id, dir } => crate::certs::agent(&dir, &id)?,
             };
             for path in written {
@@ -388,20 +402,47 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             )
         })?;
     let grpc = crate::grpc::bind(settings.listen_grpc).await?;
-    info!(http = %settings.listen_http, grpc = %settings.listen_grpc, "controller listening");
-    let http_server = axum::serve(
-        http,
-        crate::api::router(Arc::clone(&controller))
-            .into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(until_stopped());
     let tls = settings
         .tls
         .as_ref()
-        .map(crate::grpc::ServerTls::load)
+        .map(crate::tls::ServerTls::load)
         .transpose()?;
-    if let Some(expires_at_ms) = tls.as_ref().and_then(crate::grpc::ServerTls::expires_at_ms) {
+    if let Some(expires_at_ms) = tls.as_ref().and_then(crate::tls::ServerTls::expires_at_ms) {
         controller.note_certificate("controller", expires_at_ms);
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(http = %settings.listen_http, scheme, grpc = %settings.listen_grpc, "controller listening");
+    let router = crate::api::router(Arc::clone(&controller));
+    let https = tls.clone();
+    let http_server = async {
+        match https {
+            Some(tls) => {
+                let listener = crate::tls::HttpsListener::new(http, tls, Arc::clone(&controller))?;
+                // `tap_io` makes each connection's peer address its
+                // `ConnectInfo`, as for plain TCP.
+                axum::serve(
+                    listener.tap_io(|_| ()),
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(until_stopped())
+                .await
+            }
+            None => {
+                axum::serve(
+                    http,
+                    router.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(until_stopped())
+                .await
+            }
+        }
+    };
+    if let Some(tls) = tls.clone() {
+        tasks.push(tokio::spawn(reload_on_hangup(
+            tls,
+            Arc::clone(&controller),
+            until_stopped(),
+        )));
     }
     let grpc_server = crate::grpc::serve(grpc, Arc::clone(&controller), tls, until_stopped());
     let signal = async {
@@ -418,6 +459,43 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// Reads the TLS files again on every `SIGHUP` until `stop`: new
+/// connections get the new certificate, connected agents keep their
+/// streams. A file that does not load is logged and the old certificate
+/// stays.
+async fn reload_on_hangup(
+    tls: crate::tls::ServerTls,
+    controller: Arc<Controller>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(%error, "cannot watch SIGHUP: certificates are read only at start");
+            return;
+        }
+    };
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = hangups.recv() => {}
+        }
+        match tls.reload() {
+            Ok(()) => {
+                if let Some(expires_at_ms) = tls.expires_at_ms() {
+                    controller.note_certificate("controller", expires_at_ms);
+                }
+                info!(expires = %tls.expires_at_ms().map(crate::time::rfc3339).unwrap_or_default(),
+                    "SIGHUP: TLS certificate and key read again; new connections use them");
+            }
+            Err(error) => tracing::error!(%error,
+                "SIGHUP: the TLS files do not load; the certificate in use stays"),
+        }
+    }
 }
 
 /// Completes on the first SIGINT or SIGTERM.

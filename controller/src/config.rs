@@ -385,6 +385,47 @@ mod tests {
     }
 
     #[test]
+    fn http_beyond_loopback_needs_tls_which_also_marks_the_session_cookie_secure() {
+        let file = FileConfig::parse("listen_http = \"0.0.0.0:8443\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("listen_http:"), "{message}");
+        assert!(message.contains("tls_cert"), "{message}");
+        let local = Settings::resolve(FileConfig::default(), FileConfig::default()).unwrap();
+        assert!(!local.login.secure_cookie);
+        let file = FileConfig::parse(
+            "listen_http = \"0.0.0.0:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\ntls_client_ca = \"ca\"\n",
+            "ward.toml",
+        )
+        .unwrap();
+        let settings = Settings::resolve(FileConfig::default(), file).unwrap();
+        assert!(settings.login.secure_cookie, "HTTPS: the cookie is Secure");
+    }
+
+    #[test]
+    fn login_limits_are_read_and_checked() {
+        let file = FileConfig::parse(
+            "session_lifetime = \"8h\"\nlogin_lockout_failures = 5\nlogin_lockout_duration = \"1h\"\n",
+            "ward.toml",
+        )
+        .unwrap();
+        let login = Settings::resolve(FileConfig::default(), file)
+            .unwrap()
+            .login;
+        assert_eq!(login.session_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(
+            (login.lockout.failures, login.lockout.lock_ms),
+            (5, 3_600_000)
+        );
+        let file = FileConfig::parse("login_lockout_failures = 0\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("login_lockout_failures:"), "{message}");
+    }
+
+    #[test]
     fn a_url_that_is_not_http_is_refused_by_key() {
         let file = FileConfig::parse("webhook = \"ftp://x\"\n", "ward.toml").unwrap();
         let message = Settings::resolve(FileConfig::default(), file)

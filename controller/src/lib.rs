@@ -22,4 +22,5 @@ pub mod notify;
 pub mod state;
 pub mod store;
 pub mod time;
+pub mod tls;
 pub mod tsdb;

@@ -103,6 +103,8 @@ pub struct Metrics {
     /// gRPC connections whose TLS handshake failed (a refused or missing
     /// certificate, a client that gave up).
     pub grpc_handshake_failures: AtomicU64,
+    /// HTTPS connections whose TLS handshake failed.
+    pub https_handshake_failures: AtomicU64,
     /// Requests refused for want of a principal or a role (audited).
     pub access_refused: AtomicU64,
 }

@@ -85,6 +85,13 @@ impl Process {
             .map(Pid::from_raw)
     }
 
+    /// Sends `signal` (e.g. `SIGHUP`) and returns at once.
+    pub fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.pid() {
+            let _ = kill(pid, signal);
+        }
+    }
+
     /// Sends `signal` and waits up to 10 s for the exit (then SIGKILL).
     pub fn stop_with(&mut self, signal: Signal) -> Option<std::process::ExitStatus> {
         let pid = self.pid()?;
@@ -149,11 +156,27 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 }
 
 /// A blocking JSON client for the controller's REST API.
+#[derive(Clone)]
 pub struct Rest {
     base: String,
     http: reqwest::blocking::Client,
     /// Sent as `Authorization: Bearer …` on every call.
     token: Option<String>,
+    /// The CA an `https://` controller's certificate chains to.
+    ca: Option<reqwest::Certificate>,
+}
+
+/// A client trusting `ca` (besides the system's roots), giving up after
+/// `timeout`.
+fn client(
+    ca: Option<&reqwest::Certificate>,
+    timeout: Option<Duration>,
+) -> reqwest::blocking::Client {
+    let mut builder = reqwest::blocking::Client::builder().timeout(timeout);
+    if let Some(ca) = ca {
+        builder = builder.add_root_certificate(ca.clone());
+    }
+    builder.build().expect("HTTP client")
 }
 
 impl Rest {
@@ -162,12 +185,33 @@ impl Rest {
         Self {
             base,
             token: None,
+            ca: None,
             // Long enough for a bulk import of tens of thousands of devices.
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(300))
-                .build()
-                .expect("HTTP client"),
+            http: client(None, Some(Duration::from_secs(300))),
         }
+    }
+
+    /// The API at `base` (`https://…`), its certificate checked against
+    /// the CA in `ca_pem`.
+    pub fn with_ca(base: String, ca_pem: &Path) -> anyhow::Result<Self> {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(ca_pem)?)?;
+        Ok(Self {
+            http: client(Some(&ca), Some(Duration::from_secs(300))),
+            ca: Some(ca),
+            ..Self::new(base)
+        })
+    }
+
+    /// `GET path` as a response to read as it comes (no timeout): the
+    /// live event stream. `None` when nothing answers.
+    pub fn follow(&self, path: &str) -> Option<reqwest::blocking::Response> {
+        let request = client(self.ca.as_ref(), None).get(format!("{}{path}", self.base));
+        self.authorized(request).send().ok()
+    }
+
+    /// Its base URL.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// The same API acting with `token`.
@@ -425,7 +469,10 @@ impl Deployment {
             victoria_metrics: ward_testkit::services::VictoriaMetrics::start()?,
             webhook: Webhook::start()?,
             controller: None,
-            rest: Rest::new(format!("http://127.0.0.1:{http_port}")),
+            rest: Rest::with_ca(
+                format!("https://127.0.0.1:{http_port}"),
+                &dir.path().join("ca.pem"),
+            )?,
             grpc_url: format!("https://{host}:{grpc_port}"),
             lab,
             dir,
@@ -451,7 +498,7 @@ impl Deployment {
         std::fs::write(d.join("controller.toml"), config)?;
         let config = d.join("controller.toml");
         let token = admin_token(["--config", &config.to_string_lossy()])?;
-        deployment.rest = Rest::new(deployment.rest.base.clone()).with_token(token);
+        deployment.rest = deployment.rest.clone().with_token(token);
         deployment.start_controller()?;
         Ok(deployment)
     }
@@ -574,7 +621,7 @@ impl Deployment {
 
     /// The controller's REST address (`127.0.0.1:PORT`).
     pub fn rest_address(&self) -> &str {
-        self.rest.base.trim_start_matches("http://")
+        self.rest.base.trim_start_matches("https://")
     }
 
     /// The controller's log.

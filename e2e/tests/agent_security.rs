@@ -196,10 +196,14 @@ fn a_certificate_name_mismatch_is_named_on_both_sides() {
     let mut deployment = Deployment::start(SiteConfig::default()).expect("deployment");
     deployment.register_agent("site-agent", "branch-1");
     // The deployment's certificates re-issued (same files, a new CA) for a
-    // name the agent does not connect by: it connects by address.
+    // name the agent does not connect by: it connects by address. (REST
+    // goes on over loopback.)
     let reissued = ward_e2e::work_dir().expect("dir");
-    ward_controller::certs::init(reissued.path(), &["controller.example".to_owned()])
-        .expect("certificates");
+    ward_controller::certs::init(
+        reissued.path(),
+        &["controller.example".to_owned(), "127.0.0.1".to_owned()],
+    )
+    .expect("certificates");
     ward_controller::certs::agent(reissued.path(), "site-agent").expect("agent certificate");
     deployment.controller = None;
     let d = deployment.dir.path();
@@ -213,6 +217,10 @@ fn a_certificate_name_mismatch_is_named_on_both_sides() {
     ] {
         std::fs::copy(reissued.path().join(file), d.join(file)).expect("copy");
     }
+    let token = deployment.rest.token().expect("token").to_owned();
+    deployment.rest = ward_e2e::Rest::with_ca(deployment.rest.base().to_owned(), &d.join("ca.pem"))
+        .expect("REST client")
+        .with_token(token);
     deployment.start_controller().expect("controller");
     let address = deployment
         .lab
@@ -460,4 +468,103 @@ fn a_revoked_agent_is_cut_off_at_once_and_refused_until_it_has_a_new_certificate
         Duration::from_secs(20),
         connected,
     );
+}
+
+/// The certificate the controller's HTTPS endpoint at `address` presents
+/// now (DER), checked against the deployment's CA.
+fn served_certificate(address: &str, ca: &std::path::Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).expect("CA"))
+        .expect("CA");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let mut connection =
+        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("client");
+    let mut tcp = std::net::TcpStream::connect(address).expect("connect");
+    while connection.is_handshaking() {
+        connection.complete_io(&mut tcp).expect("handshake");
+    }
+    connection.peer_certificates().expect("certificates")[0].to_vec()
+}
+
+fn certificate_file(path: &std::path::Path) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::from_pem_file(path)
+        .expect("certificate")
+        .to_vec()
+}
+
+#[test]
+fn rest_is_https_and_a_new_certificate_is_taken_on_sighup_keeping_connected_agents() {
+    ward_testkit::require_root("the lab and raw ICMP sockets");
+    let deployment = Deployment::start(SiteConfig::default()).expect("deployment");
+    deployment.register_agent("site-agent", "branch-1");
+    let _agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+    let rest = &deployment.rest;
+    wait_until("the agent connected", Duration::from_secs(20), || {
+        rest.get("/api/v1/agents").1[0]["connected"] == true
+    });
+    let (_, agents) = rest.get("/api/v1/agents");
+    let since = agents[0]["since"].clone();
+    let dir = deployment.dir.path();
+
+    // REST answers HTTPS only.
+    let plain = ward_e2e::Rest::new(format!("http://{}", deployment.rest_address()));
+    assert_eq!(plain.get("/healthz").0, 0, "plain HTTP gets no answer");
+    let served = served_certificate(deployment.rest_address(), &dir.join("ca.pem"));
+    assert_eq!(served, certificate_file(&dir.join("controller.pem")));
+
+    // A new certificate from the same CA, then SIGHUP.
+    let host = deployment.lab.host_address().expect("host").to_string();
+    let output = std::process::Command::new(ward_e2e::controller_binary())
+        .args(["certs", "controller", "--dir"])
+        .arg(dir)
+        .args(["--name", &host, "--name", "127.0.0.1"])
+        .output()
+        .expect("certs controller");
+    assert!(output.status.success(), "{output:?}");
+    let renewed = certificate_file(&dir.join("controller.pem"));
+    assert_ne!(renewed, served, "a new certificate was issued");
+    deployment
+        .controller
+        .as_ref()
+        .expect("controller")
+        .signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until(
+        "HTTPS presents the new certificate",
+        Duration::from_secs(10),
+        || served_certificate(deployment.rest_address(), &dir.join("ca.pem")) == renewed,
+    );
+    assert!(
+        deployment
+            .controller_log()
+            .contains("SIGHUP: TLS certificate and key read again"),
+        "the reload is logged"
+    );
+    // The agent's stream was never dropped: the same presence, connected.
+    let (_, agents) = rest.get("/api/v1/agents");
+    assert_eq!(agents[0]["connected"], true, "{agents}");
+    assert_eq!(
+        agents[0]["since"], since,
+        "the agent did not reconnect: {agents}"
+    );
+    // A new agent connection gets the new certificate and links.
+    drop(_agent);
+    let _agent = deployment
+        .start_agent("site-agent", "branch-1", "site-agent")
+        .expect("agent");
+    wait_until("the agent linked again", Duration::from_secs(20), || {
+        let (_, agents) = rest.get("/api/v1/agents");
+        agents[0]["connected"] == true && agents[0]["since"] != since
+    });
 }

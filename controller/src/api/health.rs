@@ -225,6 +225,11 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.grpc_handshake_failures,
         ),
         (
+            "ward_https_handshake_failures_total",
+            "HTTPS connections (REST, dashboard) whose TLS handshake failed.",
+            &controller.metrics.https_handshake_failures,
+        ),
+        (
             "ward_access_refused_total",
             "Requests refused for want of a principal or a role (each one audited).",
             &controller.metrics.access_refused,

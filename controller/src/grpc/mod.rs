@@ -5,19 +5,18 @@
 mod agent_link;
 mod agent_sight;
 mod inventory;
-mod tls;
 
 pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};
 pub use agent_sight::Blindness;
 pub use inventory::{INVENTORY_ACCESS, InventoryService};
-pub use tls::ServerTls;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -43,16 +42,8 @@ pub enum GrpcError {
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     /// The TLS files do not make a usable server configuration.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// A TLS file cannot be read.
-    #[error("TLS file {path}: {source}")]
-    TlsFile {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The agent identity in a request's client certificate (its common name).
@@ -90,7 +81,7 @@ const SERVED: &[&str] = &[
 pub async fn serve(
     listener: TcpListener,
     controller: Arc<Controller>,
-    tls: Option<ServerTls>,
+    tls: Option<crate::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -131,7 +122,16 @@ pub async fn serve(
     match tls {
         Some(tls) => {
             router
-                .serve_with_incoming_shutdown(tls::accept(listener, tls, controller), shutdown)
+                .serve_with_incoming_shutdown(
+                    ReceiverStream::new(crate::tls::accept(
+                        listener,
+                        tls,
+                        crate::tls::Endpoint::Grpc,
+                        controller,
+                    ))
+                    .map(|(stream, _peer)| Ok::<_, std::io::Error>(stream)),
+                    shutdown,
+                )
                 .await?;
         }
         None => {

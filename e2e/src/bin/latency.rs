@@ -78,15 +78,8 @@ fn humantime_parse(text: &str) -> Option<SystemTime> {
 }
 
 /// Follows `/api/v1/events`, sending every status change.
-fn follow_events(base: String, token: String, sender: mpsc::Sender<Seen>) {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(None)
-        .build()
-        .expect("client");
-    let request = client
-        .get(format!("{base}/api/v1/events"))
-        .bearer_auth(token);
-    let Ok(response) = request.send() else {
+fn follow_events(rest: &ward_e2e::Rest, sender: mpsc::Sender<Seen>) {
+    let Some(response) = rest.follow("/api/v1/events") else {
         return;
     };
     let mut event = String::new();
@@ -178,9 +171,8 @@ fn run_profile(profile: &Profile, cycles: usize, parallel: usize) -> anyhow::Res
         deployment.rest.get("/api/v1/summary").1["up"] == total
     });
     let (sender, events) = mpsc::channel();
-    let base = format!("http://{}", deployment.rest_address());
-    let token = deployment.rest.token().unwrap_or_default().to_owned();
-    std::thread::spawn(move || follow_events(base, token, sender));
+    let rest = deployment.rest.clone();
+    std::thread::spawn(move || follow_events(&rest, sender));
     std::thread::sleep(Duration::from_millis(500));
 
     let mut rng = fastrand::Rng::with_seed(0x5eed);
