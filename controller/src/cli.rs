@@ -350,6 +350,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_api_token(settings.api_token.clone())
         .with_anonymous_read(settings.anonymous_read)
         .with_login_settings(settings.login.clone())
+        .with_directory(
+            settings
+                .ldap
+                .clone()
+                .map(crate::ldap::Directory::new)
+                .transpose()?,
+        )
         .with_certificate_warning_days(settings.certificate_warning_days);
     let mut tasks = Vec::new();
     if let Some(url) = &settings.victoria_metrics {

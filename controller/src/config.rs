@@ -77,6 +77,8 @@ pub struct FileConfig {
     /// `login_address_failures_per_minute = 100`: failed logins from one
     /// address after which it is refused for the rest of the minute.
     pub login_address_failures_per_minute: Option<u32>,
+    /// `[ldap]`: dashboard logins through LDAP / Active Directory.
+    pub ldap: Option<crate::ldap::LdapSettings>,
 }
 
 /// The controller's side of mTLS.
@@ -136,6 +138,8 @@ pub struct Settings {
     pub tls: Option<ServerTls>,
     /// Dashboard sessions and login limits.
     pub login: LoginSettings,
+    /// LDAP logins, when configured.
+    pub ldap: Option<crate::ldap::LdapSettings>,
 }
 
 impl Settings {
@@ -168,6 +172,7 @@ impl Settings {
         let login = login_settings(&overrides, &file)?;
         let settings = Self {
             login,
+            ldap: overrides.ldap.or(file.ldap),
             listen_http: overrides
                 .listen_http
                 .or(file.listen_http)

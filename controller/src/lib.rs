@@ -17,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod grpc;
+pub mod ldap;
 pub mod login;
 pub mod notify;
 pub mod state;

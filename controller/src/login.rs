@@ -1,5 +1,7 @@
 //! Logging in to the dashboard: a name and password proven against a
-//! local user (Argon2id), a session started, and every attempt audited.
+//! local user (Argon2id) or the directory (LDAP, for names without a local
+//! password), a session started, and every attempt audited. Local users
+//! never depend on the directory: they log in while it is down.
 //! Guessing is slowed twice: a login name with too many wrong passwords
 //! within a minute is locked out for a while (kept in the store, so every
 //! controller agrees), and an address with too many failures is refused
@@ -67,7 +69,14 @@ pub enum LoginRefusal {
         /// Seconds until it may try again.
         retry_after_s: u64,
     },
-    /// The store cannot be asked now.
+    /// The directory proved the password but maps none of the user's
+    /// groups to a role.
+    #[error(
+        "your directory account is in no group that may use ward: ask an admin to add you to \
+         one mapped to a role"
+    )]
+    NoRole,
+    /// The store or the directory cannot be asked now.
     #[error("logins cannot be checked now: {0}")]
     Unavailable(String),
 }
@@ -93,6 +102,8 @@ pub struct LoginCounters {
     pub rate_limited: AtomicU64,
     /// Login names locked out.
     pub lockouts: AtomicU64,
+    /// Logins the directory could not answer (unreachable, misconfigured).
+    pub directory_errors: AtomicU64,
 }
 
 /// The dashboard's logins: settings, counters and failures per address.
@@ -102,6 +113,8 @@ pub struct Logins {
     pub settings: LoginSettings,
     /// Attempts by outcome.
     pub counters: LoginCounters,
+    /// The directory, when LDAP logins are configured.
+    pub directory: Option<crate::ldap::Directory>,
     /// Recent failures per address, Unix ms, oldest first.
     #[allow(
         clippy::disallowed_types,
@@ -174,6 +187,13 @@ impl Logins {
             "# HELP ward_login_lockouts_total Login names locked out after too many wrong \
              passwords.\n# TYPE ward_login_lockouts_total counter\nward_login_lockouts_total {}",
             counters.lockouts.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            text,
+            "# HELP ward_login_directory_errors_total Logins the directory (LDAP) could not \
+             answer.\n# TYPE ward_login_directory_errors_total counter\n\
+             ward_login_directory_errors_total {}",
+            counters.directory_errors.load(Ordering::Relaxed)
         );
     }
 }
@@ -248,11 +268,26 @@ pub async fn login(
             .map_err(unavailable)?;
         return Err(LoginRefusal::LockedOut { retry_after_s });
     }
-    let proven = match prove(controller, name, password).await? {
-        Ok(proven) => proven,
-        Err(reason) => {
+    let proven = match prove(controller, name, password).await {
+        Ok(Ok(proven)) => proven,
+        Ok(Err(reason)) => {
             return Err(failed(controller, name, address, &actor, reason).await);
         }
+        Err(LoginRefusal::NoRole) => {
+            logins.counters.refused.fetch_add(1, Ordering::Relaxed);
+            warn!(
+                user = name,
+                source, "login refused: no directory group maps to a role"
+            );
+            let reason = "in no directory group mapped to a role";
+            controller
+                .store
+                .login_refused(name, reason, &actor, now)
+                .await
+                .map_err(unavailable)?;
+            return Err(LoginRefusal::NoRole);
+        }
+        Err(other) => return Err(other),
     };
     let secrets =
         auth::new_session().map_err(|error| LoginRefusal::Unavailable(error.to_string()))?;
@@ -283,7 +318,9 @@ pub async fn login(
 }
 
 /// Checks `password` for `name`: `Ok(Err(reason))` when it does not
-/// prove the user (the reason is for the audit log, not the client).
+/// prove the user (the reason is for the audit log, not the client). A
+/// local user with a password is checked here; a name without one goes
+/// to the directory, if there is one.
 async fn prove(
     controller: &Controller,
     name: &str,
@@ -293,23 +330,55 @@ async fn prove(
         controller.store.credentials(name).await.map_err(|error| {
             LoginRefusal::Unavailable(controller.store_failed(error).to_string())
         })?;
-    let (user, hash) = match local {
-        Some((user, Some(hash))) => (Some(user), Some(hash)),
-        _ => (None, None),
-    };
-    if !password_matches(password, hash).await {
-        return Ok(Err(if user.is_some() {
-            "wrong password"
-        } else {
-            "no local user with a password of that name"
-        }));
+    match (local, &controller.logins.directory) {
+        (Some((user, Some(hash))), _) => {
+            if !password_matches(password, Some(hash)).await {
+                Ok(Err("wrong password"))
+            } else if user.enabled {
+                Ok(Ok(Proven {
+                    role: user.role,
+                    origin: SessionOrigin::Local,
+                }))
+            } else {
+                Ok(Err("the user is disabled"))
+            }
+        }
+        // A local user without a password, disabled, keeps a directory
+        // account out too.
+        (Some((user, None)), Some(_)) if !user.enabled => Ok(Err("the user is disabled")),
+        (_, Some(directory)) => ask_directory(controller, directory, name, password).await,
+        (_, None) => {
+            // As long as a wrong password takes.
+            password_matches(password, None).await;
+            Ok(Err("no local user with a password of that name"))
+        }
     }
-    match user {
-        Some(user) if user.enabled => Ok(Ok(Proven {
-            role: user.role,
-            origin: SessionOrigin::Local,
+}
+
+async fn ask_directory(
+    controller: &Controller,
+    directory: &crate::ldap::Directory,
+    name: &str,
+    password: &str,
+) -> Result<Result<Proven, &'static str>, LoginRefusal> {
+    use crate::ldap::Verdict;
+    match directory.authenticate(name, password).await {
+        Ok(Verdict::Proven(role)) => Ok(Ok(Proven {
+            role,
+            origin: SessionOrigin::Ldap,
         })),
-        _ => Ok(Err("the user is disabled")),
+        Ok(Verdict::WrongPassword) => Ok(Err("wrong password (LDAP)")),
+        Ok(Verdict::NoUser) => Ok(Err("no such user, local or in the directory")),
+        Ok(Verdict::NoRole) => Err(LoginRefusal::NoRole),
+        Err(error) => {
+            controller
+                .logins
+                .counters
+                .directory_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::error!(user = name, %error, "login: the directory cannot be asked");
+            Err(LoginRefusal::Unavailable(error.to_string()))
+        }
     }
 }
 

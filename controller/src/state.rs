@@ -289,6 +289,12 @@ impl Controller {
         self
     }
 
+    /// Proves names without a local password against `directory` (LDAP).
+    pub fn with_directory(mut self, directory: Option<crate::ldap::Directory>) -> Self {
+        self.logins.directory = directory;
+        self
+    }
+
     /// Changes after every commit that may have queued notifications.
     pub fn outbox_wakeups(&self) -> tokio::sync::watch::Receiver<()> {
         self.outbox_wakeup.subscribe()

@@ -22,7 +22,8 @@ pub async fn healthz() -> &'static str {
 /// `GET /readyz`: 200 when every component works (or is `off`), 200
 /// `degraded` when the cache, the notifier or the time-series writer fails
 /// (answers come from the store; notifications wait in the outbox;
-/// statistics wait in the spool) or an agent is offline or blind, 503 when
+/// statistics wait in the spool), an agent is offline or blind, a
+/// certificate expires soon or the directory (LDAP) does not answer, 503 when
 /// the store cannot answer.
 pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, Json<Value>) {
     let store = match controller.store.ping().await {
@@ -53,7 +54,15 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
     };
     let agents = agent_readiness(&controller).await;
     let certificates = certificate_readiness(&controller);
-    let degraded = [&cache, &notifier, &tsdb, &agents, &certificates]
+    let ldap = match &controller.logins.directory {
+        None => json!({ "status": "off" }),
+        Some(directory) => match directory.check().await {
+            Ok(()) => json!({ "status": "ok", "url": directory.url() }),
+            Err(error) => json!({ "status": "failing", "url": directory.url(),
+                "detail": format!("{error}; directory users cannot log in, local users can") }),
+        },
+    };
+    let degraded = [&cache, &notifier, &tsdb, &agents, &certificates, &ldap]
         .iter()
         .any(|component| component["status"] == "failing");
     let (code, overall) = match (store["status"] == "ok", degraded) {
@@ -66,7 +75,7 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
         Json(json!({
             "status": overall,
             "components": { "store": store, "cache": cache, "notifier": notifier, "tsdb": tsdb,
-                            "agents": agents, "certificates": certificates },
+                            "agents": agents, "certificates": certificates, "ldap": ldap },
         })),
     )
 }

@@ -122,6 +122,7 @@ fn refused(refusal: &LoginRefusal) -> Response {
             ApiError::plain(StatusCode::TOO_MANY_REQUESTS, message),
         )
             .into_response(),
+        LoginRefusal::NoRole => ApiError::plain(StatusCode::FORBIDDEN, message).into_response(),
         LoginRefusal::Unavailable(_) => {
             ApiError::plain(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
         }

@@ -5,11 +5,13 @@
 mod alertmanager;
 mod postgres;
 mod redis;
+mod slapd;
 mod victoria_metrics;
 
 pub use alertmanager::Alertmanager;
 pub use postgres::Postgres;
 pub use redis::Redis;
+pub use slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd, SlapdTls};
 pub use victoria_metrics::VictoriaMetrics;
 
 use std::io::{Read, Write};
