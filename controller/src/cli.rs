@@ -126,6 +126,9 @@ struct MigrateArgs {
     /// [default: sqlite:./ward.db].
     #[arg(long, env = "WARD_DATABASE", global = true)]
     database: Option<String>,
+    /// A file holding PostgreSQL's password.
+    #[arg(long, env = "WARD_DATABASE_PASSWORD_FILE", global = true)]
+    database_password_file: Option<PathBuf>,
 }
 
 /// Each flag overrides the same key of the configuration file.
@@ -138,6 +141,10 @@ struct RunArgs {
     /// [default: sqlite:./ward.db].
     #[arg(long, env = "WARD_DATABASE")]
     database: Option<String>,
+    /// A file holding PostgreSQL's password (e.g. a systemd credential:
+    /// `${CREDENTIALS_DIRECTORY}/database-password`).
+    #[arg(long, env = "WARD_DATABASE_PASSWORD_FILE")]
+    database_password_file: Option<PathBuf>,
     /// Address for the REST API, dashboard, health and metrics
     /// [default: 127.0.0.1:8080].
     #[arg(long, env = "WARD_LISTEN_HTTP")]
@@ -197,6 +204,7 @@ impl RunArgs {
             listen_http: self.listen_http,
             listen_grpc: self.listen_grpc,
             database: self.database,
+            database_password_file: self.database_password_file,
             redis: self.redis,
             victoria_metrics: self.victoria_metrics,
             tsdb_spool_dir: self.tsdb_spool_dir,
@@ -271,10 +279,11 @@ async fn run_command() -> anyhow::Result<()> {
 async fn open_store(args: MigrateArgs) -> anyhow::Result<Store> {
     let overrides = FileConfig {
         database: args.database,
+        database_password_file: args.database_password_file,
         ..FileConfig::default()
     };
     let settings = settings(args.config, overrides)?;
-    let store = Store::open(&settings.database).await?;
+    let store = connect(&settings).await?;
     store
         .migrate()
         .await
@@ -325,8 +334,22 @@ async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The status database `settings` name, with its password file read.
+async fn connect(settings: &Settings) -> anyhow::Result<Store> {
+    let password = settings
+        .database_password_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read_to_string(path)
+                .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
+                .with_context(|| format!("database_password_file {}", path.display()))
+        })
+        .transpose()?;
+    Ok(Store::connect(&settings.database, password.as_deref()).await?)
+}
+
 async fn run(settings: Settings) -> anyhow::Result<()> {
-    let store = Store::open(&settings.database).await?;
+    let store = connect(&settings).await?;
     let applied = store
         .migrate()
         .await

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 pub use ward_settings::ConfigError;
+use ward_settings::credential_path;
 
 use crate::login::LoginSettings;
 
@@ -35,6 +36,9 @@ pub struct FileConfig {
     pub listen_grpc: Option<SocketAddr>,
     /// `database = "postgres://…"` or `"sqlite:PATH"`.
     pub database: Option<String>,
+    /// `database_password_file = "${CREDENTIALS_DIRECTORY}/database-password"`:
+    /// PostgreSQL's password, kept out of the URL and the config.
+    pub database_password_file: Option<PathBuf>,
     /// `redis = "redis://…"`.
     pub redis: Option<String>,
     /// `victoria_metrics = "http://…:8428"`.
@@ -113,6 +117,8 @@ pub struct Settings {
     pub listen_grpc: SocketAddr,
     /// Status database URL.
     pub database: String,
+    /// A file holding the database's password.
+    pub database_password_file: Option<PathBuf>,
     /// Redis URL, or the in-process cache.
     pub redis: Option<String>,
     /// VictoriaMetrics base URL, or no time series.
@@ -170,9 +176,33 @@ impl Settings {
             });
         }
         let login = login_settings(&overrides, &file)?;
+        let database_password_file = overrides
+            .database_password_file
+            .or(file.database_password_file)
+            .map(|path| credential_path("database_password_file", &path, None))
+            .transpose()?;
+        let ldap = overrides
+            .ldap
+            .or(file.ldap)
+            .map(|ldap| -> Result<_, ConfigError> {
+                let file = |key, path: Option<PathBuf>| {
+                    path.map(|path| credential_path(key, &path, None))
+                        .transpose()
+                };
+                Ok(crate::ldap::LdapSettings {
+                    ca: file("ldap.ca", ldap.ca.clone())?,
+                    bind_password_file: file(
+                        "ldap.bind_password_file",
+                        ldap.bind_password_file.clone(),
+                    )?,
+                    ..ldap
+                })
+            })
+            .transpose()?;
         let settings = Self {
             login,
-            ldap: overrides.ldap.or(file.ldap),
+            ldap,
+            database_password_file,
             listen_http: overrides
                 .listen_http
                 .or(file.listen_http)
@@ -211,9 +241,9 @@ impl Settings {
             ) {
                 (None, None, None) => None,
                 (Some(cert), Some(key), Some(client_ca)) => Some(ServerTls {
-                    cert,
-                    key,
-                    client_ca,
+                    cert: credential_path("tls_cert", &cert, None)?,
+                    key: credential_path("tls_key", &key, None)?,
+                    client_ca: credential_path("tls_client_ca", &client_ca, None)?,
                 }),
                 _ => {
                     return Err(ConfigError::Invalid {

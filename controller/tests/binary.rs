@@ -14,11 +14,17 @@ impl Running {
     /// `ward-controller run` on the database at `url`, on free loopback
     /// ports; returns it and its HTTP port.
     fn serve(url: &str) -> (Self, u16) {
+        Self::serve_with(url, &[])
+    }
+
+    /// Like [`Running::serve`], with environment variables `env`.
+    fn serve_with(url: &str, env: &[(&str, &str)]) -> (Self, u16) {
         let (http, grpc) = (free_port(), free_port());
         let child = Command::new(CONTROLLER)
             .args(["run", "--listen-http", &format!("127.0.0.1:{http}")])
             .args(["--listen-grpc", &format!("127.0.0.1:{grpc}")])
             .env("WARD_DATABASE", url)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -176,10 +182,16 @@ async fn database_passwords_are_never_logged() {
 
 /// Runs `ward-controller ARGS` on the database at `url` with `stdin`.
 fn console(url: &str, args: &[&str], stdin: &str) -> (bool, String) {
+    console_with(url, &[], args, stdin)
+}
+
+/// Like [`console`], with environment variables `env`.
+fn console_with(url: &str, env: &[(&str, &str)], args: &[&str], stdin: &str) -> (bool, String) {
     use std::io::Write as _;
     let mut child = Command::new(CONTROLLER)
         .args(args)
         .env("WARD_DATABASE", url)
+        .envs(env.iter().copied())
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -288,4 +300,147 @@ fn users_and_tokens_are_managed_from_the_console_and_secrets_shown_once() {
         ["alice\tviewer\tdisabled", "root-admin\tadmin\tenabled"],
         "{listed}"
     );
+}
+
+async fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "controller did not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_database_password_comes_from_a_file_and_no_secret_reaches_the_log() {
+    const DATABASE_PASSWORD: &str = "pg-from-a-credential-7Hq";
+    const USER_PASSWORD: &str = "alice-password-4Zt";
+    const WRONG_PASSWORD: &str = "alice-guess-9Kd";
+    let postgres = ward_testkit::services::Postgres::start_requiring_password(DATABASE_PASSWORD)
+        .expect("start PostgreSQL");
+    let url = postgres.url();
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-controller-")
+        .tempdir()
+        .expect("dir");
+    let (right, wrong) = (dir.path().join("password"), dir.path().join("wrong"));
+    std::fs::write(&right, format!("{DATABASE_PASSWORD}\n")).expect("password file");
+    std::fs::write(&wrong, "not-the-password-3Xv").expect("password file");
+    let with = |file: &std::path::Path| {
+        vec![(
+            "WARD_DATABASE_PASSWORD_FILE",
+            file.to_str().expect("path").to_owned(),
+        )]
+    };
+
+    let (ok, said) = console(&url, &["migrate"], "");
+    assert!(
+        !ok && said.contains("password"),
+        "no password, no database: {said}"
+    );
+    let env = with(&wrong);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (ok, said) = console_with(&url, &env, &["migrate"], "");
+    assert!(!ok && !said.contains("not-the-password"), "{said}");
+    let env = with(&right);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (ok, said) = console_with(&url, &env, &["migrate"], "");
+    assert!(ok, "the password file opens the database: {said}");
+    let (ok, said) = console_with(
+        &url,
+        &env,
+        &[
+            "users",
+            "add",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        &format!("{USER_PASSWORD}\n"),
+    );
+    assert!(ok, "{said}");
+    let (ok, said) = console_with(&url, &env, &["tokens", "create", "alice"], "");
+    assert!(ok, "{said}");
+    let token = said
+        .lines()
+        .find(|line| line.starts_with("ward_"))
+        .expect("token")
+        .to_owned();
+
+    // Every secret used once against the running controller, logging
+    // everything it logs.
+    let mut env = env.clone();
+    env.push(("RUST_LOG", "info,ward_controller=trace"));
+    let (controller, http) = Running::serve_with(&url, &env);
+    wait_for_port(http).await;
+    let base = format!("http://127.0.0.1:{http}");
+    let client = reqwest::Client::new();
+    let wrong_token = "ward_AAAAthisTokenWasNeverIssuedAAAAAAAAAAAAA";
+    for (bearer, expected) in [(token.as_str(), 200), (wrong_token, 401)] {
+        let code = client
+            .get(format!("{base}/api/v1/devices"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("GET")
+            .status()
+            .as_u16();
+        assert_eq!(code, expected);
+    }
+    let login = |password: &'static str| {
+        client
+            .post(format!("{base}/api/v1/login"))
+            .json(&serde_json::json!({"user": "alice", "password": password}))
+            .send()
+    };
+    assert_eq!(
+        login(WRONG_PASSWORD)
+            .await
+            .expect("login")
+            .status()
+            .as_u16(),
+        401
+    );
+    let session = login(USER_PASSWORD).await.expect("login");
+    assert_eq!(session.status().as_u16(), 200);
+    let cookie = session.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let csrf = session.json::<serde_json::Value>().await.expect("session")["csrf"]
+        .as_str()
+        .expect("csrf")
+        .to_owned();
+    let logout = client
+        .post(format!("{base}/api/v1/logout"))
+        .header("cookie", &cookie)
+        .header("x-ward-csrf", &csrf)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status().as_u16(), 204);
+    let output = controller.stop();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        log.contains("logged in") && log.contains("login failed"),
+        "{log}"
+    );
+    let cookie_value = cookie.trim_start_matches("ward_session=");
+    for secret in [
+        DATABASE_PASSWORD,
+        USER_PASSWORD,
+        WRONG_PASSWORD,
+        token.as_str(),
+        wrong_token,
+        cookie_value,
+        csrf.as_str(),
+    ] {
+        assert!(
+            !log.contains(secret),
+            "a secret reached the log: {secret}\n{log}"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! protocol (`READY=1`, `WATCHDOG=1`, `STOPPING=1`); the example configs
 //! are accepted by the daemons' own parsers.
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Command;
@@ -72,9 +73,15 @@ fn units_verify_cleanly_and_are_hardened() {
             })
             .unwrap_or_else(|| panic!("no exposure level in: {text}"));
         eprintln!("{}: exposure {exposure}", unit.display());
+        // The scores when the units gained their credentials: no worse.
+        let limit = if unit.ends_with("ward-agent.service") {
+            1.6
+        } else {
+            1.4
+        };
         assert!(
-            exposure <= 2.0,
-            "{} exposure {exposure}: {text}",
+            exposure <= limit,
+            "{} exposure {exposure} (was {limit}): {text}",
             unit.display()
         );
     }
@@ -157,10 +164,283 @@ fn the_agent_says_ready_pings_the_watchdog_and_says_stopping() {
     assert!(stopping, "STOPPING=1 on the way out");
 }
 
+/// The unit `name` as shipped.
+fn unit_text(name: &str) -> String {
+    std::fs::read_to_string(Path::new(UNITS).join(name)).expect("unit")
+}
+
+/// The unit's `LoadCredential=NAME:SOURCE` pairs.
+fn credentials(unit: &str) -> Vec<(String, String)> {
+    unit.lines()
+        .filter_map(|line| line.strip_prefix("LoadCredential="))
+        .filter_map(|pair| pair.split_once(':'))
+        .map(|(name, source)| (name.to_owned(), source.to_owned()))
+        .collect()
+}
+
+/// A uid in systemd's `DynamicUser=` range (61184–65519), owned by no one.
+const DYNAMIC_UID: u32 = 61_900;
+
+/// What systemd does for `DynamicUser=yes` with `LoadCredential=`, as far
+/// as a file system can show it: each credential copied from `etc` (where
+/// `/etc/ward/X` is `etc/X`, root's, 0600) into `credentials`, readable by
+/// the service's user only.
+fn load_credentials(unit: &str, etc: &Path, credentials_dir: &Path) {
+    std::fs::create_dir_all(credentials_dir).expect("credentials dir");
+    for (name, source) in credentials(unit) {
+        let file = source
+            .strip_prefix("/etc/ward/")
+            .expect("credentials come from /etc/ward");
+        let to = credentials_dir.join(name);
+        std::fs::copy(etc.join(file), &to).expect("credential source");
+        nix::unistd::chown(&to, Some(DYNAMIC_UID.into()), Some(DYNAMIC_UID.into())).expect("chown");
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o400)).expect("chmod");
+    }
+    nix::unistd::chown(
+        credentials_dir,
+        Some(DYNAMIC_UID.into()),
+        Some(DYNAMIC_UID.into()),
+    )
+    .expect("chown");
+    std::fs::set_permissions(credentials_dir, std::fs::Permissions::from_mode(0o500))
+        .expect("chmod");
+}
+
+/// The unit's `ExecStart=` run as the dynamic user (with `capabilities`
+/// ambient and bounding, none else), `binary` for the shipped path and
+/// `config` for the shipped config, in `state` (its `StateDirectory=`).
+fn exec_start(
+    unit: &str,
+    binary: &Path,
+    config: &Path,
+    credentials_dir: &Path,
+    state: &Path,
+    capabilities: &str,
+) -> Command {
+    let line = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let mut words = line.split_whitespace().map(|word| match word {
+        "/etc/ward/controller.toml" | "/etc/ward/agent.toml" => {
+            config.to_string_lossy().into_owned()
+        }
+        other => other.to_owned(),
+    });
+    let _shipped_binary = words.next();
+    let mut command = Command::new("setpriv");
+    command
+        .arg(format!("--reuid={DYNAMIC_UID}"))
+        .arg(format!("--regid={DYNAMIC_UID}"))
+        .args(["--clear-groups", "--no-new-privs"])
+        .arg(format!("--inh-caps=-all{capabilities}"))
+        .arg(format!("--ambient-caps=-all{capabilities}"))
+        .arg(format!("--bounding-set=-all{capabilities}"))
+        .arg(binary)
+        .args(words)
+        .env("CREDENTIALS_DIRECTORY", credentials_dir)
+        .env("STATE_DIRECTORY", state)
+        .env("RUST_LOG", "info")
+        .current_dir(state);
+    command
+}
+
+/// `from` copied to `dir` where any user may run it.
+fn runnable_copy(from: &Path, dir: &Path, name: &str) -> std::path::PathBuf {
+    let to = dir.join(name);
+    std::fs::copy(from, &to).expect("copy the binary");
+    std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    to
+}
+
+/// A directory the dynamic user owns.
+fn owned_dir(path: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(path).expect("dir");
+    nix::unistd::chown(path, Some(DYNAMIC_UID.into()), Some(DYNAMIC_UID.into())).expect("chown");
+    path.to_path_buf()
+}
+
+#[test]
+fn the_units_run_as_a_dynamic_user_reading_their_keys_as_credentials() {
+    ward_testkit::require_root("switching users and raw ICMP sockets");
+    let dir = ward_e2e::work_dir().expect("dir");
+    let d = dir.path();
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // /etc/ward as an operator leaves it: root's, keys 0600.
+    let etc = d.join("etc");
+    ward_controller::certs::init(&etc, &["127.0.0.1".to_owned()]).expect("certificates");
+    ward_controller::certs::agent(&etc, "branch-0421").expect("agent certificate");
+    std::fs::rename(etc.join("agent-branch-0421.pem"), etc.join("agent.pem")).expect("rename");
+    std::fs::rename(etc.join("agent-branch-0421.key"), etc.join("agent.key")).expect("rename");
+    std::fs::write(etc.join("database-password"), "").expect("password file");
+    std::fs::set_permissions(
+        etc.join("database-password"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    let bin = d.join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let controller_binary = runnable_copy(&controller_binary(), &bin, "ward-controller");
+    let agent_binary = runnable_copy(&agent_binary(), &bin, "ward-agent");
+
+    // The controller: the shipped unit's credentials and the example
+    // config's key paths, on loopback with SQLite in its state directory.
+    let unit = unit_text("ward-controller.service");
+    let state = owned_dir(&d.join("state-controller"));
+    let (http, grpc) = (
+        ward_testkit::ports::free_loopback_port().expect("port"),
+        ward_testkit::ports::free_loopback_port().expect("port"),
+    );
+    let database = format!("sqlite:{}/ward.db", state.display());
+    let token = ward_e2e::admin_token(["--database", &database]).expect("admin");
+    for file in std::fs::read_dir(&state).expect("state") {
+        let path = file.expect("entry").path();
+        nix::unistd::chown(&path, Some(DYNAMIC_UID.into()), Some(DYNAMIC_UID.into()))
+            .expect("chown");
+    }
+    let shipped =
+        std::fs::read_to_string(Path::new(UNITS).join("controller.toml")).expect("config");
+    let key_lines: String = shipped
+        .lines()
+        .filter(|line| line.starts_with("tls_"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_eq!(
+        key_lines.matches("${CREDENTIALS_DIRECTORY}").count(),
+        3,
+        "{key_lines}"
+    );
+    let config = d.join("controller.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen_http = \"127.0.0.1:{http}\"\nlisten_grpc = \"127.0.0.1:{grpc}\"\n\
+             database = \"{database}\"\ntsdb_spool_dir = \"{}/spool\"\n{key_lines}",
+            state.display()
+        ),
+    )
+    .expect("config");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+
+    // Without its credentials, as before: the dynamic user cannot read
+    // root's keys, and the controller says so and exits.
+    let direct = d.join("direct.toml");
+    std::fs::write(
+        &direct,
+        std::fs::read_to_string(&config)
+            .expect("config")
+            .replace("${CREDENTIALS_DIRECTORY}", &etc.to_string_lossy()),
+    )
+    .expect("config");
+    let refused = exec_start(
+        &unit,
+        &controller_binary,
+        &direct,
+        &d.join("none"),
+        &state,
+        "",
+    )
+    .output()
+    .expect("controller");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("Permission denied"),
+        "root's 0600 keys are not the dynamic user's: {said}"
+    );
+
+    let credentials_dir = d.join("credentials/ward-controller.service");
+    load_credentials(&unit, &etc, &credentials_dir);
+    let controller = Process::spawn(
+        "ward-controller (dynamic user)",
+        exec_start(
+            &unit,
+            &controller_binary,
+            &config,
+            &credentials_dir,
+            &state,
+            "",
+        ),
+        &d.join("controller.log"),
+    )
+    .expect("controller");
+    let rest = ward_e2e::Rest::with_ca(format!("https://127.0.0.1:{http}"), &etc.join("ca.pem"))
+        .expect("client")
+        .with_token(token);
+    ward_e2e::wait_for_http(&rest, "/healthz")
+        .unwrap_or_else(|error| panic!("{error}: {}", controller.log()));
+    let (code, body) = rest.post(
+        "/api/v1/agents",
+        &serde_json::json!({"id": "branch-0421", "site": "branch-0421"}),
+    );
+    assert_eq!(code, 201, "{body}");
+
+    // The agent: its unit's credentials, CAP_NET_RAW only.
+    let unit = unit_text("ward-agent.service");
+    assert!(
+        unit.lines()
+            .any(|line| line == "AmbientCapabilities=CAP_NET_RAW")
+    );
+    let state = owned_dir(&d.join("state-agent"));
+    let shipped = std::fs::read_to_string(Path::new(UNITS).join("agent.toml")).expect("config");
+    let key_lines: String = shipped
+        .lines()
+        .filter(|line| line.starts_with("tls_"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let config = d.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "controller = \"https://127.0.0.1:{grpc}\"\nagent_id = \"branch-0421\"\n\
+             site = \"branch-0421\"\n{key_lines}"
+        ),
+    )
+    .expect("config");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let credentials_dir = d.join("credentials/ward-agent.service");
+    load_credentials(&unit, &etc, &credentials_dir);
+    let agent = Process::spawn(
+        "ward-agent (dynamic user)",
+        exec_start(
+            &unit,
+            &agent_binary,
+            &config,
+            &credentials_dir,
+            &state,
+            ",+net_raw",
+        ),
+        &d.join("agent.log"),
+    )
+    .expect("agent");
+    ward_e2e::wait_until(
+        "the agent linked over mTLS",
+        Duration::from_secs(20),
+        || rest.get("/api/v1/agents").1[0]["connected"] == true,
+    );
+    let (_, agents) = rest.get("/api/v1/agents");
+    assert_eq!(agents[0]["state"], "online", "{agents}: {}", agent.log());
+    drop(agent);
+    drop(controller);
+}
+
+/// The example config `name`, its credentials where the unit's systemd
+/// puts them.
+fn example_config(name: &str, unit: &str) -> String {
+    std::fs::read_to_string(Path::new(UNITS).join(name))
+        .expect("example config")
+        .replace(
+            "${CREDENTIALS_DIRECTORY}",
+            &format!("/run/credentials/{unit}"),
+        )
+}
+
 #[test]
 fn the_example_configs_are_accepted_by_the_daemons() {
-    let agent = ward_agent::run::config::FileConfig::load(&Path::new(UNITS).join("agent.toml"))
-        .expect("agent.toml");
+    let agent = ward_agent::run::config::FileConfig::parse(
+        &example_config("agent.toml", "ward-agent.service"),
+        "agent.toml",
+    )
+    .expect("agent.toml");
     let settings = ward_agent::run::RunSettings::resolve(
         ward_agent::run::config::FileConfig::default(),
         agent,
@@ -169,9 +449,11 @@ fn the_example_configs_are_accepted_by_the_daemons() {
     )
     .expect("agent settings");
     assert!(settings.tls.is_some());
-    let controller =
-        ward_controller::config::FileConfig::load(&Path::new(UNITS).join("controller.toml"))
-            .expect("controller.toml");
+    let controller = ward_controller::config::FileConfig::parse(
+        &example_config("controller.toml", "ward-controller.service"),
+        "controller.toml",
+    )
+    .expect("controller.toml");
     let settings = ward_controller::config::Settings::resolve(
         ward_controller::config::FileConfig::default(),
         controller,

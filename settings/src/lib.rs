@@ -67,6 +67,36 @@ pub fn parse<T: DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigE
     })
 }
 
+/// What a path starting with it means: the directory systemd puts a
+/// unit's `LoadCredential=` files in (`$CREDENTIALS_DIRECTORY`).
+pub const CREDENTIALS: &str = "${CREDENTIALS_DIRECTORY}";
+
+/// `path` (the value of `key`) with a leading `${CREDENTIALS_DIRECTORY}`
+/// replaced by `credentials` (the variable's value, from the environment
+/// when `None`): a file loaded with `LoadCredential=`, which a
+/// `DynamicUser=` service can read although the original is root's.
+pub fn credential_path(
+    key: &'static str,
+    path: &Path,
+    credentials: Option<&Path>,
+) -> Result<std::path::PathBuf, ConfigError> {
+    let Ok(rest) = path.strip_prefix(CREDENTIALS) else {
+        return Ok(path.to_path_buf());
+    };
+    let from_environment = std::env::var_os("CREDENTIALS_DIRECTORY").map(std::path::PathBuf::from);
+    match credentials.map(Path::to_path_buf).or(from_environment) {
+        Some(directory) => Ok(directory.join(rest)),
+        None => Err(ConfigError::Invalid {
+            key,
+            message: format!(
+                "{} names {CREDENTIALS}, which is not set: run under systemd with \
+                 LoadCredential= (see the shipped unit), or give the file's own path",
+                path.display()
+            ),
+        }),
+    }
+}
+
 /// `#[serde(default, with = "ward_settings::duration")]` for an
 /// `Option<Duration>` written `"10s"`, `"2m"`, `"500ms"`.
 pub mod duration {
@@ -90,6 +120,27 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn a_credential_path_is_found_in_the_credentials_directory_or_named() {
+        let credentials = Path::new("/run/credentials/ward-controller.service");
+        let path = Path::new("${CREDENTIALS_DIRECTORY}/controller.key");
+        assert_eq!(
+            credential_path("tls_key", path, Some(credentials)).unwrap(),
+            credentials.join("controller.key")
+        );
+        let plain = Path::new("/etc/ward/controller.key");
+        assert_eq!(credential_path("tls_key", plain, None).unwrap(), plain);
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+            let message = credential_path("tls_key", path, None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                message.starts_with("tls_key:") && message.contains("LoadCredential="),
+                "{message}"
+            );
+        }
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

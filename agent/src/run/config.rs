@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::prober::SendPath;
 pub use ward_settings::ConfigError;
+use ward_settings::credential_path;
 
 /// Where the controller listens by default.
 pub const DEFAULT_CONTROLLER: &str = "http://127.0.0.1:50051";
@@ -122,7 +123,11 @@ impl RunSettings {
             overrides.tls_key.or(file.tls_key),
         ) {
             (None, None, None) => None,
-            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles { ca, cert, key }),
+            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
+                ca: credential_path("tls_ca", &ca, None)?,
+                cert: credential_path("tls_cert", &cert, None)?,
+                key: credential_path("tls_key", &key, None)?,
+            }),
             _ => {
                 return Err(ConfigError::Invalid {
                     key: "tls_ca",

@@ -106,8 +106,14 @@ impl Store {
     /// Opens `postgres://…` or `sqlite:PATH` (created if missing). Does not
     /// migrate: call [`Store::migrate`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::connect(url, None).await
+    }
+
+    /// Like [`Store::open`], with PostgreSQL's `password` kept apart from
+    /// the URL (read from a file or a credential; SQLite has none).
+    pub async fn connect(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Store::Postgres(PostgresStore::open(url)?))
+            Ok(Store::Postgres(PostgresStore::open(url, password)?))
         } else if let Some(path) = url.strip_prefix("sqlite:") {
             Ok(Store::Sqlite(SqliteStore::open(path).await?))
         } else {

@@ -85,8 +85,19 @@ pub struct PostgresStore {
     pool: Pool,
 }
 
-fn pool_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Pool(error.to_string())
+/// The pool's error with every cause under it ("invalid configuration:
+/// password missing"), so the log says what to fix.
+fn pool_error(error: impl std::error::Error) -> StoreError {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        cause = inner.source();
+    }
+    StoreError::Pool(message)
 }
 
 fn to_i32(value: impl Into<u32>) -> i32 {
@@ -94,8 +105,11 @@ fn to_i32(value: impl Into<u32>) -> i32 {
 }
 
 impl PostgresStore {
-    pub(super) fn open(url: &str) -> Result<Self, StoreError> {
+    pub(super) fn open(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(url)?;
+        if let Some(password) = password {
+            config.password(password);
+        }
         // ward's statements are short and touch at most a site's devices,
         // but the planner's row estimates for the recursive device tree
         // run to millions, past `jit_above_cost`: compiling them cost

@@ -24,15 +24,35 @@ local_server_handle!(Postgres);
 impl Postgres {
     /// Creates a fresh cluster and starts it.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(None)
+    }
+
+    /// Like [`Postgres::start`], but connections over TCP must prove
+    /// `password` (SCRAM-SHA-256) for the superuser.
+    pub fn start_requiring_password(password: &str) -> anyhow::Result<Self> {
+        Self::start_with(Some(password))
+    }
+
+    fn start_with(password: Option<&str>) -> anyhow::Result<Self> {
         let bin = binaries_dir()?;
         let user = User::from_name("postgres")?
             .context("no `postgres` system user: install the Debian package `postgresql`")?;
         let dir = service_dir("postgres")?;
         chown(dir.path(), Some(user.uid), Some(user.gid))?;
         let data = dir.path().join("data");
-        let initdb = Command::new(bin.join("initdb"))
-            .args(["--auth=trust", "--encoding=UTF8", "--no-sync", "--username"])
-            .arg(SUPERUSER)
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.args(["--auth=trust", "--encoding=UTF8", "--no-sync", "--username"]);
+        initdb.arg(SUPERUSER);
+        if let Some(password) = password {
+            let file = dir.path().join("password");
+            std::fs::write(&file, password)?;
+            chown(&file, Some(user.uid), Some(user.gid))?;
+            initdb
+                .arg("--auth-host=scram-sha-256")
+                .arg("--pwfile")
+                .arg(&file);
+        }
+        let initdb = initdb
             .arg("--pgdata")
             .arg(&data)
             .current_dir(dir.path())
