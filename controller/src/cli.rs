@@ -258,14 +258,34 @@ async fn run_command() -> anyhow::Result<()> {
             crate::console::tokens(&open_store(database).await?, command).await?;
         }
         Command::Certs(command) => {
-            let written = match command {
-                CertsCommand::Init { dir, names } => crate::certs::init(&dir, &names)?,
-                CertsCommand::Controller { dir, names } => crate::certs::controller(&dir, &names)?,
-                CertsCommand::Agent { id, dir } => crate::certs::agent(&dir, &id)?,
+            let (written, placement) = match command {
+                CertsCommand::Init { dir, names } => (
+                    crate::certs::init(&dir, &names)?,
+                    "ca.key stays on this host, root's, 0600 (it signs every certificate); \
+                     controller.pem, controller.key and ca.pem go to /etc/ward/ on the \
+                     controller host (the unit loads them as credentials)"
+                        .to_owned(),
+                ),
+                CertsCommand::Controller { dir, names } => (
+                    crate::certs::controller(&dir, &names)?,
+                    "copy controller.pem and controller.key to /etc/ward/ on the controller \
+                     host, then `systemctl reload ward-controller` (SIGHUP): agents stay \
+                     connected"
+                        .to_owned(),
+                ),
+                CertsCommand::Agent { id, dir } => (
+                    crate::certs::agent(&dir, &id)?,
+                    format!(
+                        "copy agent-{id}.pem, agent-{id}.key and ca.pem to agent {id}'s host as \
+                         /etc/ward/agent.pem, agent.key (root, 0600) and ca.pem; they never \
+                         go anywhere else"
+                    ),
+                ),
             };
             for path in written {
                 println!("{}", path.display());
             }
+            eprintln!("{placement}");
         }
         Command::Run(args) => {
             let (path, overrides) = (*args).overrides();
@@ -373,6 +393,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_api_token(settings.api_token.clone())
         .with_anonymous_read(settings.anonymous_read)
         .with_login_settings(settings.login.clone())
+        .with_metrics_access(settings.metrics_access)
         .with_directory(
             settings
                 .ldap
@@ -417,6 +438,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tasks.push(tokio::spawn(crate::agents::sweep(
         Arc::clone(&controller),
+        until_stopped(),
+    )));
+    tasks.push(tokio::spawn(crate::retention::prune_audit_log(
+        Arc::clone(&controller),
+        settings.audit_retention,
         until_stopped(),
     )));
     tasks.push(tokio::spawn(crate::state::watch_revocations(

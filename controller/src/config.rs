@@ -83,7 +83,28 @@ pub struct FileConfig {
     pub login_address_failures_per_minute: Option<u32>,
     /// `[ldap]`: dashboard logins through LDAP / Active Directory.
     pub ldap: Option<crate::ldap::LdapSettings>,
+    /// `metrics_access = "open"` (default) or `"viewer"`: who may scrape
+    /// `/metrics`.
+    pub metrics_access: Option<MetricsAccess>,
+    /// `audit_retention = "400d"`: audit entries older than this are
+    /// deleted (by the controller, hourly).
+    #[serde(default, with = "ward_settings::duration")]
+    pub audit_retention: Option<Duration>,
 }
+
+/// Who may scrape `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    /// Anyone who reaches the port (Prometheus without a token).
+    Open,
+    /// A viewer's token (`authorization: Bearer`, Prometheus
+    /// `authorization.credentials_file`).
+    Viewer,
+}
+
+/// Audit entries kept by default: 400 days.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 /// The controller's side of mTLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,6 +167,10 @@ pub struct Settings {
     pub login: LoginSettings,
     /// LDAP logins, when configured.
     pub ldap: Option<crate::ldap::LdapSettings>,
+    /// What `/metrics` requires.
+    pub metrics_access: crate::access::Access,
+    /// Audit entries older than this are deleted.
+    pub audit_retention: Duration,
 }
 
 impl Settings {
@@ -199,9 +224,29 @@ impl Settings {
                 })
             })
             .transpose()?;
+        let metrics_access = match overrides
+            .metrics_access
+            .or(file.metrics_access)
+            .unwrap_or(MetricsAccess::Open)
+        {
+            MetricsAccess::Open => crate::access::Access::Open,
+            MetricsAccess::Viewer => crate::access::Access::Role(crate::auth::Role::Viewer),
+        };
+        let audit_retention = overrides
+            .audit_retention
+            .or(file.audit_retention)
+            .unwrap_or(DEFAULT_AUDIT_RETENTION);
+        if audit_retention < Duration::from_secs(86_400) {
+            return Err(ConfigError::Invalid {
+                key: "audit_retention",
+                message: "must be at least 1d: the audit log is how a change is traced".into(),
+            });
+        }
         let settings = Self {
             login,
             ldap,
+            metrics_access,
+            audit_retention,
             database_password_file,
             listen_http: overrides
                 .listen_http
@@ -436,6 +481,34 @@ mod tests {
         .unwrap();
         let settings = Settings::resolve(FileConfig::default(), file).unwrap();
         assert!(settings.login.secure_cookie, "HTTPS: the cookie is Secure");
+    }
+
+    #[test]
+    fn metrics_access_and_audit_retention_are_read_and_checked() {
+        let defaults = Settings::resolve(FileConfig::default(), FileConfig::default()).unwrap();
+        assert_eq!(defaults.metrics_access, crate::access::Access::Open);
+        assert_eq!(defaults.audit_retention, DEFAULT_AUDIT_RETENTION);
+        let file = FileConfig::parse(
+            "metrics_access = \"viewer\"\naudit_retention = \"90days\"\n",
+            "ward.toml",
+        )
+        .unwrap();
+        let settings = Settings::resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(
+            settings.metrics_access,
+            crate::access::Access::Role(crate::auth::Role::Viewer)
+        );
+        assert_eq!(settings.audit_retention, Duration::from_secs(90 * 86_400));
+        let message = error("metrics_access = \"everyone\"\n");
+        assert!(
+            message.contains("everyone") && message.contains("line 1"),
+            "{message}"
+        );
+        let file = FileConfig::parse("audit_retention = \"1h\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("audit_retention:"), "{message}");
     }
 
     #[test]

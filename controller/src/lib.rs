@@ -20,6 +20,7 @@ pub mod grpc;
 pub mod ldap;
 pub mod login;
 pub mod notify;
+pub mod retention;
 pub mod state;
 pub mod store;
 pub mod time;

@@ -134,6 +134,8 @@ pub struct Controller {
     pub api_token: Option<String>,
     /// Reads need no principal (`anonymous_read = true`; off by default).
     pub anonymous_read: bool,
+    /// What `/metrics` requires (`metrics_access`: open, or a viewer).
+    pub metrics_access: crate::access::Access,
     /// The dashboard's logins: limits, counters, failures per address.
     pub logins: crate::login::Logins,
     /// `/readyz` is degraded while a certificate expires within this
@@ -192,6 +194,7 @@ impl Controller {
             api_token: None,
             anonymous_read: false,
             logins: crate::login::Logins::default(),
+            metrics_access: crate::access::Access::Open,
             certificate_warning_ms: 14 * 86_400_000,
             #[allow(clippy::disallowed_types, reason = "see the field")]
             certificates: std::sync::Mutex::new(std::collections::BTreeMap::new()),
@@ -280,6 +283,12 @@ impl Controller {
     /// Lets anyone read (`anonymous_read = true`).
     pub fn with_anonymous_read(mut self, anonymous_read: bool) -> Self {
         self.anonymous_read = anonymous_read;
+        self
+    }
+
+    /// `/metrics` requires `access`.
+    pub fn with_metrics_access(mut self, access: crate::access::Access) -> Self {
+        self.metrics_access = access;
         self
     }
 

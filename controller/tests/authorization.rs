@@ -27,7 +27,7 @@ async fn every_route_requires_its_declared_role() {
     let (_dir, controller) = common::sqlite_controller().await;
     let api = common::Api::serve(Arc::clone(&controller)).await;
     let principals = common::principals(&controller).await;
-    let routes = ward_controller::api::routes();
+    let routes = ward_controller::api::routes(Access::Open);
     let declared = routes.declared();
     assert_eq!(declared.len(), 23, "{declared:?}");
     for route in declared {
@@ -76,4 +76,35 @@ async fn every_route_requires_its_declared_role() {
     documented.sort();
     served.sort();
     assert_eq!(documented, served, "documented and declared routes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_viewer() {
+    use ward_controller::auth::Role;
+    let (_dir, url) = common::sqlite_url();
+    let store = ward_controller::store::Store::open(&url)
+        .await
+        .expect("open");
+    store.migrate().await.expect("migrate");
+    let controller = Arc::new(
+        ward_controller::state::Controller::new(store, ward_controller::cache::Cache::in_process())
+            .with_metrics_access(Access::Role(Role::Viewer))
+            .with_anonymous_read(true),
+    );
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let viewer = common::token_for(&controller, "prometheus", Role::Viewer, None).await;
+    assert_eq!(
+        status(&api.base, &Method::GET, "/metrics", None).await,
+        401,
+        "anonymous reads do not open the metrics"
+    );
+    assert_eq!(
+        status(&api.base, &Method::GET, "/metrics", Some(&viewer)).await,
+        200
+    );
+    assert_eq!(
+        status(&api.base, &Method::GET, "/healthz", None).await,
+        200,
+        "health stays open"
+    );
 }

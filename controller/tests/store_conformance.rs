@@ -78,6 +78,7 @@ conformance!(
     inventory_and_agent_changes_are_audited_with_who_and_before_and_after,
     an_agents_certificates_are_revoked_by_fingerprint_and_new_ones_are_not,
     sessions_follow_their_user_and_wrong_passwords_lock_a_name_out,
+    the_audit_log_is_pruned_past_its_retention_and_says_so,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -1644,5 +1645,51 @@ async fn sessions_follow_their_user_and_wrong_passwords_lock_a_name_out(store: &
             "login.failed",
             "login.failed"
         ]
+    );
+}
+
+async fn the_audit_log_is_pruned_past_its_retention_and_says_so(store: &Store) {
+    use ward_controller::store::{AuditEntry, AuditFilter};
+    for at_ms in [1_000, 2_000, 3_000] {
+        store
+            .record_audit(&AuditEntry {
+                id: 0,
+                at_ms,
+                principal: "anonymous".into(),
+                source: "test".into(),
+                action: "GET /api/v1/devices".into(),
+                object: format!("request {at_ms}"),
+                outcome: "refused: test".into(),
+                before: None,
+                after: None,
+            })
+            .await
+            .expect("record");
+    }
+    assert_eq!(store.prune_audit(2_500, 5_000).await.expect("prune"), 2);
+    let left: Vec<(String, String)> = store
+        .audit(&AuditFilter::newest(10))
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|entry| (entry.action, entry.object))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("audit.prune".to_owned(), "audit log".to_owned()),
+            ("GET /api/v1/devices".to_owned(), "request 3000".to_owned()),
+        ],
+        "what is left, and the pruning itself"
+    );
+    assert_eq!(store.prune_audit(2_500, 6_000).await.expect("prune"), 0);
+    assert_eq!(
+        store
+            .audit(&AuditFilter::newest(10))
+            .await
+            .expect("audit")
+            .len(),
+        2,
+        "nothing to note"
     );
 }

@@ -21,6 +21,7 @@ use axum::http::Method;
 use axum::middleware;
 use axum::routing::post;
 
+use crate::access::Access;
 use crate::state::Controller;
 
 pub use access::{Caller, Declared, Routes};
@@ -65,7 +66,9 @@ pub use crate::time::{now_ms, rfc3339};
 
 /// Every route with what it requires, declared once: the router is built
 /// from these declarations, and the authorization test walks them.
-pub fn routes() -> Routes {
+/// `/metrics` requires `metrics` (`metrics_access`: open by default, or
+/// `viewer`).
+pub fn routes(metrics: Access) -> Routes {
     use crate::access::Access::{Open, Read, Role};
     use crate::auth::Role::Admin;
     Routes::default()
@@ -120,12 +123,12 @@ pub fn routes() -> Routes {
         .add(Method::GET, "/dashboard.css", Open, dashboard_style)
         .add(Method::GET, "/healthz", Open, health::healthz)
         .add(Method::GET, "/readyz", Open, health::readyz)
-        .add(Method::GET, "/metrics", Open, health::metrics)
+        .add(Method::GET, "/metrics", metrics, health::metrics)
 }
 
 /// The HTTP router for `controller`.
 pub fn router(controller: Arc<Controller>) -> Router {
-    routes()
+    routes(controller.metrics_access)
         .into_router(&controller)
         .layer(middleware::from_fn(error::errors_as_json))
         .layer(middleware::from_fn_with_state(

@@ -464,6 +464,12 @@ impl Store {
         let filter = filter.clone();
         transaction!(self, |tx| principals::audit(tx, &filter))
     }
+
+    /// Deletes audit entries older than `before_ms` (retention), noting it
+    /// in the log itself; returns how many went.
+    pub async fn prune_audit(&self, before_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
+        transaction!(self, |tx| principals::prune_audit(tx, before_ms, now_ms))
+    }
 }
 
 /// Dashboard sessions and login lockouts ([`sessions`]).

@@ -581,3 +581,35 @@ pub(super) async fn revocations(tx: &impl WriteTx) -> Result<i64, StoreError> {
         .await?;
     Ok(counted.first().copied().unwrap_or(0))
 }
+
+/// Deletes the audit entries older than `before_ms` and records that it
+/// did (as the controller), in one transaction; returns how many went.
+pub(super) async fn prune_audit(
+    tx: &impl WriteTx,
+    before_ms: i64,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let deleted = tx
+        .run(
+            "DELETE FROM audit_log WHERE at_ms < $1",
+            &[Arg::Int(before_ms)],
+        )
+        .await?;
+    if deleted > 0 {
+        let actor = Actor {
+            principal: "ward-controller (audit_retention)".into(),
+            source: "controller".into(),
+        };
+        let change = Change {
+            action: "audit.prune",
+            object: "audit log".into(),
+            before: None,
+            after: Some(json(&serde_json::json!({
+                "deleted": deleted,
+                "older_than": crate::time::rfc3339(before_ms),
+            }))),
+        };
+        audit_change(tx, &actor, change, now_ms).await?;
+    }
+    Ok(deleted)
+}
