@@ -1,30 +1,37 @@
-//! Cache for device lists and summaries, in process (default) or in Redis.
-//! An optimisation that may vanish at any moment without changing any
-//! answer:
+//! Cache for device lists and summaries, in process (default) or in Redis
+//! (then shared by every controller on the database). An optimisation that
+//! may vanish at any moment without changing any answer:
 //!
-//! - Keys carry the schema version, a random id of this controller process
-//!   and a generation: `ward:v1:{instance}:{generation}:{kind}`.
-//! - The generation lives in this process and moves on after every
-//!   committed change ([`Cache::begin_write`]); entries of older
-//!   generations are never read again (no SCAN+DEL), and expire by TTL.
-//! - While a write is in flight, reads bypass the cache, so a request that
-//!   starts after a commit never sees an entry from before it.
+//! - The store keeps a data version that moves on in every transaction
+//!   changing devices or alerts ([`crate::store::DataVersion`]). A read
+//!   asks the store for it first (one short query) and uses an entry only
+//!   if it was loaded at that version: a read that starts after a commit —
+//!   made by any controller — never gets an answer from before it.
+//! - One key per kind and database: `ward:v1:{cluster}:{kind}`, holding the
+//!   version it was loaded at and the answer. An entry of another version
+//!   is replaced, so the cache holds one answer per kind, whatever the
+//!   write rate; entries also expire by TTL.
+//! - An answer loaded after reading version V is at least as new as V (the
+//!   store had committed V), so storing it under V never shows an older
+//!   state.
 //! - Redis errors and timeouts are counted, mark the cache degraded, and
-//!   the answer comes from the store instead. Because the generation never
-//!   lived in Redis, nothing stale can surface when Redis returns.
+//!   the answer comes from the store instead. Because the version lives in
+//!   the store, nothing stale can surface when Redis returns.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands as _;
+
+use crate::store::DataVersion;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
 /// Bumped whenever cached shapes change: old entries are never read.
 pub const SCHEMA_VERSION: u32 = 1;
-/// Entries of a generation that nobody reads any more expire after this.
+/// An entry nobody reads any more expires after this.
 const TTL: Duration = Duration::from_secs(60);
 /// A Redis call slower than this counts as an error.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(250);
@@ -36,9 +43,8 @@ pub struct CacheMetrics {
     pub hits: AtomicU64,
     /// Answers loaded from the store (and stored in the cache).
     pub misses: AtomicU64,
-    /// Reads that bypassed the cache because a write was in flight.
-    pub bypasses: AtomicU64,
-    /// Generation bumps after committed changes.
+    /// Entries found loaded at an older data version (a commit since),
+    /// replaced.
     pub invalidations: AtomicU64,
     /// Cache backend errors and timeouts.
     pub errors: AtomicU64,
@@ -56,9 +62,8 @@ enum Backend {
 /// The cache.
 pub struct Cache {
     backend: Backend,
+    /// A random id of this process, for the `/readyz` probe key.
     instance: String,
-    generation: AtomicU64,
-    writes_in_flight: AtomicU64,
     /// The last Redis call failed; cleared by the next success.
     degraded: AtomicBool,
     metrics: CacheMetrics,
@@ -103,8 +108,6 @@ impl Cache {
         Self {
             backend,
             instance: format!("{:016x}", rand_u64()),
-            generation: AtomicU64::new(0),
-            writes_in_flight: AtomicU64::new(0),
             degraded: AtomicBool::new(false),
             metrics: CacheMetrics::default(),
         }
@@ -128,41 +131,37 @@ impl Cache {
         }
     }
 
-    /// Marks a write as in flight until the guard drops (after the commit),
-    /// then moves to a new generation.
-    pub fn begin_write(&self) -> WriteGuard<'_> {
-        self.writes_in_flight.fetch_add(1, Ordering::SeqCst);
-        WriteGuard { cache: self }
-    }
-
-    /// The cached value of `kind`, or `load()`'s, which is then cached.
-    pub async fn get_or_load<T, E, F>(&self, kind: &str, load: F) -> Result<T, E>
+    /// The value of `kind` at `version` (the store's, read just now) from
+    /// the cache, or `load()`'s, which is then cached under `version`.
+    pub async fn get_or_load<T, E, F>(
+        &self,
+        kind: &str,
+        version: &DataVersion,
+        load: F,
+    ) -> Result<T, E>
     where
         T: Serialize + DeserializeOwned,
         F: Future<Output = Result<T, E>>,
     {
-        if self.writes_in_flight.load(Ordering::SeqCst) > 0 {
-            self.metrics.bypasses.fetch_add(1, Ordering::Relaxed);
-            return load.await;
-        }
-        let generation = self.generation.load(Ordering::SeqCst);
-        let key = format!(
-            "ward:v{SCHEMA_VERSION}:{}:{generation}:{kind}",
-            self.instance
-        );
-        if let Some(bytes) = self.fetch(&key).await
-            && let Ok(value) = serde_json::from_slice(&bytes)
-        {
-            self.metrics.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(value);
+        let key = format!("ward:v{SCHEMA_VERSION}:{}:{kind}", version.cluster);
+        let stamp = version.version.to_be_bytes();
+        if let Some(bytes) = self.fetch(&key).await {
+            match bytes.split_at_checked(stamp.len()) {
+                Some((at, answer)) if at == stamp => {
+                    if let Ok(value) = serde_json::from_slice(answer) {
+                        self.metrics.hits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(value);
+                    }
+                }
+                _ => {
+                    self.metrics.invalidations.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
         self.metrics.misses.fetch_add(1, Ordering::Relaxed);
         let value = load.await?;
-        // Store only if no write started meanwhile: the value might predate it.
-        if self.generation.load(Ordering::SeqCst) == generation
-            && self.writes_in_flight.load(Ordering::SeqCst) == 0
-            && let Ok(bytes) = serde_json::to_vec(&value)
-        {
+        let mut bytes = stamp.to_vec();
+        if serde_json::to_writer(&mut bytes, &value).is_ok() {
             self.store(&key, bytes).await;
         }
         Ok(value)
@@ -232,29 +231,6 @@ impl Cache {
             warn!(error = %failure, "Redis cache failing; answering from the store");
         }
         None
-    }
-
-    fn invalidate(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.metrics.invalidations.fetch_add(1, Ordering::Relaxed);
-        if let Backend::InProcess(map) = &self.backend {
-            map.lock()
-                .unwrap_or_else(|poison| poison.into_inner())
-                .clear();
-        }
-    }
-}
-
-/// A write in flight; see [`Cache::begin_write`].
-pub struct WriteGuard<'a> {
-    cache: &'a Cache,
-}
-
-impl Drop for WriteGuard<'_> {
-    fn drop(&mut self) {
-        // New generation first, then allow cached reads again.
-        self.cache.invalidate();
-        self.cache.writes_in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

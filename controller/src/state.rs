@@ -1,8 +1,8 @@
 //! What every read and write path shares: the store, the cache, and the
 //! counters. Every write (agent report, inventory change) goes through a
 //! method here, which runs it to its end in a task of its own (a caller
-//! that goes away cannot stop it half-way), moves the cache to a new
-//! generation only after the commit, then publishes what changed. A
+//! that goes away cannot stop it half-way; the store moved the data
+//! version on in the write's own transaction), then publishes what changed. A
 //! failure after the commit never turns the committed write into an error:
 //! it is counted and logged, and live subscribers are told to resync.
 
@@ -350,9 +350,8 @@ impl Controller {
         self.events.subscribe()
     }
 
-    /// Applies an agent report, to its end whatever the caller does; the
-    /// cache moves to a new generation after the commit, and live-event
-    /// subscribers get the changed devices.
+    /// Applies an agent report, to its end whatever the caller does; after
+    /// the commit live-event subscribers get the changed devices.
     pub async fn apply_report(
         self: &Arc<Self>,
         report: &TransitionReport,
@@ -372,14 +371,12 @@ impl Controller {
         report: &TransitionReport,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
-        let write = self.cache.begin_write();
         let started = std::time::Instant::now();
         let outcome = self
             .store
             .apply(report, now_ms)
             .await
             .map_err(|e| self.store_failed(e))?;
-        drop(write);
         let elapsed = started.elapsed();
         if elapsed > SLOW_COMMIT {
             tracing::warn!(agent = %report.agent_id, seq = report.seq, transitions = report.transitions.len(),
@@ -816,9 +813,8 @@ impl Controller {
         .await
     }
 
-    /// Runs one inventory write to its end (see [`to_the_end`]): reads
-    /// bypass the cache while it runs, and after its commit the cache moves
-    /// on, agents are told of the new inventory, the outbox wakes (a
+    /// Runs one inventory write to its end (see [`to_the_end`]): after its
+    /// commit agents are told of the new inventory, the outbox wakes (a
     /// resolved alert may wait) and live subscribers get the status changes.
     async fn write_inventory<T, F>(
         self: &Arc<Self>,
@@ -830,12 +826,9 @@ impl Controller {
     {
         let controller = Arc::clone(self);
         to_the_end(async move {
-            let in_flight = controller.cache.begin_write();
-            let written = write(Arc::clone(&controller))
+            let (value, changes) = write(Arc::clone(&controller))
                 .await
-                .map_err(|e| controller.store_failed(e));
-            drop(in_flight);
-            let (value, changes) = written?;
+                .map_err(|e| controller.store_failed(e))?;
             controller.inventory_changed();
             controller.outbox_wakeup.send_replace(());
             controller.publish(&changes).await;
@@ -882,10 +875,16 @@ impl Controller {
         Ok(summary)
     }
 
-    /// Every device, through the cache.
+    /// Every device, through the cache, as of the store's data version
+    /// now.
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let version = self
+            .store
+            .data_version()
+            .await
+            .map_err(|e| self.store_failed(e))?;
         self.cache
-            .get_or_load("devices", async {
+            .get_or_load("devices", &version, async {
                 self.store
                     .list_devices()
                     .await
@@ -897,7 +896,8 @@ impl Controller {
 
 /// Runs `write` to its end in a task of its own: a caller that goes away (a
 /// REST client that disconnects, a closed agent link) cannot stop it
-/// half-way, between a commit and the cache generation moving on.
+/// half-way, between a commit and what must follow it (live events,
+/// agents' assignments, the outbox).
 async fn to_the_end<T: Send + 'static>(
     write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {

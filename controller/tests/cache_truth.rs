@@ -87,7 +87,8 @@ async fn through_redis_a_commit_is_visible_at_once_on_every_read_path() {
     .await;
     let api = Api::serve(Arc::clone(&controller)).await;
     read_your_writes(&api, &controller).await;
-    assert!(api.metric("ward_cache_invalidations_total").await >= 3);
+    // The list cached before the DOWN commit was found stale and replaced.
+    assert!(api.metric("ward_cache_invalidations_total").await >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

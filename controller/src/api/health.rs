@@ -164,13 +164,8 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &cache.misses,
         ),
         (
-            "ward_cache_bypasses_total",
-            "Reads that bypassed the cache during a write.",
-            &cache.bypasses,
-        ),
-        (
             "ward_cache_invalidations_total",
-            "Cache generation bumps after commits.",
+            "Cached answers found older than the store's data version (a commit since), replaced.",
             &cache.invalidations,
         ),
         (

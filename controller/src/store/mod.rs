@@ -19,7 +19,7 @@ mod sql;
 mod sqlite;
 
 pub use model::{
-    AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome, Device, DeviceSpec,
+    AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome, DataVersion, Device, DeviceSpec,
     DueNotification, FieldError, Ignored, Notification, ReportedTransition, Status, StatusChanges,
     TransitionReport,
 };
@@ -307,6 +307,11 @@ impl Store {
     /// Every registered agent, by id.
     pub async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
         dispatch!(self.list_agents())
+    }
+
+    /// The database's id and data version, read now.
+    pub async fn data_version(&self) -> Result<DataVersion, StoreError> {
+        dispatch!(self.data_version())
     }
 
     /// How many notifications wait in the outbox.

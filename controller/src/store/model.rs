@@ -368,3 +368,13 @@ impl AgentRecord {
         Ok(())
     }
 }
+
+/// Which database this is and how far its device and alert data have
+/// moved: every transaction changing them moves `version` on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataVersion {
+    /// A random id of the database, the same for every controller on it.
+    pub cluster: String,
+    /// Moves on with every committed change to devices or alerts.
+    pub version: i64,
+}

@@ -14,7 +14,7 @@ use super::model::{
 use super::plan::{CurrentDevice, InventoryChange, Plan, created, plan, plan_inventory};
 use super::principals::{Actor, Change, audit_change, json};
 use super::rows::Columns;
-use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error};
+use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error, sql};
 
 /// The steps of a write transaction. SQLite's steps never wait: its
 /// operations are driven to completion on the blocking thread that holds
@@ -93,6 +93,7 @@ pub(super) async fn create_device(
         before: None,
         after: Some(json(&device.spec)),
     };
+    data_changed(tx).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(device)
 }
@@ -118,6 +119,7 @@ pub(super) async fn import_devices(
         before: None,
         after: Some(json(&serde_json::json!({ "ids": ids }))),
     };
+    data_changed(tx).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(devices)
 }
@@ -159,6 +161,7 @@ pub(super) async fn update_device(
         before: Some(json(&before.spec)),
         after: Some(json(&device.spec)),
     };
+    data_changed(tx).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some((device, plan.into())))
 }
@@ -188,6 +191,7 @@ pub(super) async fn delete_device(
         before: Some(json(&before.spec)),
         after: None,
     };
+    data_changed(tx).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some(plan.into()))
 }
@@ -205,6 +209,7 @@ pub(super) async fn apply(
     let current = tx.current_devices(&ids).await?;
     let plan = plan(report, &current);
     tx.execute_plan(&plan, &report.agent_id, now_ms).await?;
+    data_changed(tx).await?;
     Ok(ApplyOutcome::Applied {
         changed: plan.changed,
         previous: plan.previous,
@@ -234,6 +239,14 @@ pub(super) async fn register_agent(
     };
     audit_change(tx, actor, change, now_ms).await?;
     Ok(agent)
+}
+
+/// Moves the data version on, in the transaction that changes devices or
+/// alerts: a cached answer of an older version is never served again, by
+/// any controller (see `cache`).
+async fn data_changed(tx: &impl WriteTx) -> Result<(), StoreError> {
+    tx.run(sql::BUMP_DATA_VERSION, &[]).await?;
+    Ok(())
 }
 
 async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {

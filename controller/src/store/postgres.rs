@@ -11,7 +11,8 @@ use tokio_postgres::error::SqlState;
 
 use super::args::Arg;
 use super::model::{
-    AgentRecord, Alert, Device, DeviceSpec, DueNotification, Notification, TransitionReport,
+    AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
+    TransitionReport,
 };
 use super::operations::WriteTx;
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
@@ -50,6 +51,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/postgres/0008_sessions_and_lockouts.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/postgres/0009_data_version.sql"),
     ),
 ];
 
@@ -270,6 +275,12 @@ impl PostgresStore {
         let client = self.client().await?;
         let row = client.query_one(sql::OUTBOX_DEPTH, &[]).await?;
         Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
+    }
+
+    pub(super) async fn data_version(&self) -> Result<DataVersion, StoreError> {
+        let client = self.client().await?;
+        let row = client.query_one(sql::DATA_VERSION, &[]).await?;
+        rows::data_version(&row)
     }
 
     pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {

@@ -2,7 +2,9 @@
 //! only says how to get one column ([`Columns`]); which column holds what,
 //! and how stored text becomes a typed value, is written here.
 
-use super::model::{AgentRecord, Alert, Device, DeviceSpec, DueNotification, Notification};
+use super::model::{
+    AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
+};
 use super::plan::CurrentDevice;
 use super::{StoreError, parse_stored};
 
@@ -54,6 +56,14 @@ macro_rules! columns {
 
 columns!(rusqlite::Row<'_>, get);
 columns!(tokio_postgres::Row, try_get);
+
+/// The data version row.
+pub(super) fn data_version(row: &impl Columns) -> Result<DataVersion, StoreError> {
+    Ok(DataVersion {
+        cluster: row.text(0)?,
+        version: row.int(1)?,
+    })
+}
 
 /// A non-negative 32-bit column as `u32` (out of range: a corrupt row).
 fn unsigned(row: &impl Columns, index: usize, name: &str) -> Result<u32, StoreError> {

@@ -102,6 +102,10 @@ pub(super) const AGENTS: &str = "SELECT id, site, created_at_ms FROM agents ORDE
 
 pub(super) const OUTBOX_DEPTH: &str = "SELECT count(*) FROM notification_outbox";
 
+pub(super) const DATA_VERSION: &str = "SELECT cluster, version FROM data_version";
+
+pub(super) const BUMP_DATA_VERSION: &str = "UPDATE data_version SET version = version + 1";
+
 pub(super) const PENDING_NOTIFICATIONS: &str =
     "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id";
 

@@ -9,7 +9,8 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::args::Arg;
 use super::model::{
-    AgentRecord, Alert, Device, DeviceSpec, DueNotification, Notification, TransitionReport,
+    AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
+    TransitionReport,
 };
 use super::operations::WriteTx;
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
@@ -45,6 +46,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         8,
         include_str!("../../migrations/sqlite/0008_sessions_and_lockouts.sql"),
+    ),
+    (
+        9,
+        include_str!("../../migrations/sqlite/0009_data_version.sql"),
     ),
 ];
 
@@ -257,6 +262,15 @@ impl SqliteStore {
             let depth: i64 =
                 connection.query_row(&sql::sqlite(sql::OUTBOX_DEPTH), [], |row| row.get(0))?;
             Ok(u64::try_from(depth).unwrap_or(0))
+        })
+        .await
+    }
+
+    pub(super) async fn data_version(&self) -> Result<DataVersion, StoreError> {
+        self.run(|connection| {
+            connection.query_row(&sql::sqlite(sql::DATA_VERSION), [], |row| {
+                Ok(rows::data_version(row))
+            })?
         })
         .await
     }

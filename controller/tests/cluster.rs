@@ -1,0 +1,103 @@
+//! Several controllers on one PostgreSQL: a change committed through one
+//! is read at once through every other — device, lists, filters, summary —
+//! with each controller's own in-process cache and with one Redis shared
+//! by all.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Api;
+use ward_controller::cache::Cache;
+use ward_controller::state::Controller;
+use ward_controller::store::Status;
+use ward_testkit::services::{Postgres, Redis};
+
+/// Every read path of `api` shows device `id` as `status`, and the summary
+/// counts `down` devices down.
+async fn reads_show(api: &Api, id: i64, status: &str, down: u64) {
+    let (_, one) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(one["status"], status, "device: {one}");
+    let (_, all) = api.get("/api/v1/devices").await;
+    assert_eq!(all[0]["status"], status, "list: {all}");
+    let (_, filtered) = api.get(&format!("/api/v1/devices?status={status}")).await;
+    assert_eq!(filtered[0]["id"], id, "?status={status}: {filtered}");
+    let (_, summary) = api.get("/api/v1/summary").await;
+    assert_eq!(summary["down"], down, "summary: {summary}");
+}
+
+/// A device created through A and its status changed through A's agent
+/// link: A and B read every change at once.
+async fn two_controllers_agree(a: &Arc<Controller>, api_a: &Api, api_b: &Api) {
+    let (code, created) = api_a
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.1.10", "site": "branch-7"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    let now = ward_controller::time::now_ms();
+    let mut seq = 0;
+    for (status, down) in [(Status::Up, 0), (Status::Down, 1), (Status::Up, 0)] {
+        seq += 1;
+        let report =
+            common::transition_report("agent-1", id, seq, status, now + 1_000 * seq as i64);
+        a.apply_report(&report, now).await.expect("apply");
+        let name = status.as_str();
+        // Twice: the second round is served from the cache.
+        for _ in 0..2 {
+            reads_show(api_a, id, name, down).await;
+            reads_show(api_b, id, name, down).await;
+        }
+    }
+    assert!(
+        api_b.metric("ward_cache_hits_total").await > 0,
+        "B's reads were cached between commits"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_through_one_controller_is_read_at_once_through_another() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let a = common::controller(&postgres.url(), Cache::in_process()).await;
+    let b = common::controller(&postgres.url(), Cache::in_process()).await;
+    let (api_a, api_b) = (Api::serve(Arc::clone(&a)).await, Api::serve(b).await);
+    two_controllers_agree(&a, &api_a, &api_b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_sharing_redis_share_entries_and_never_a_stale_one() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let redis = Redis::start().expect("start Redis");
+    let cache = || async { Cache::redis(&redis.url()).await.expect("redis") };
+    let a = common::controller(&postgres.url(), cache().await).await;
+    let b = common::controller(&postgres.url(), cache().await).await;
+    let (api_a, api_b) = (
+        Api::serve(Arc::clone(&a)).await,
+        Api::serve(Arc::clone(&b)).await,
+    );
+    two_controllers_agree(&a, &api_a, &api_b).await;
+    // A commits and loads the list into Redis; B's next read is a hit on
+    // A's entry.
+    let report = common::transition_report(
+        "agent-1",
+        1,
+        10,
+        Status::Down,
+        ward_controller::time::now_ms() + 60_000,
+    );
+    a.apply_report(&report, ward_controller::time::now_ms())
+        .await
+        .expect("apply");
+    let _ = api_a.get("/api/v1/devices").await;
+    let hits = api_b.metric("ward_cache_hits_total").await;
+    let (_, listed) = api_b.get("/api/v1/devices").await;
+    assert_eq!(listed[0]["status"], "down", "{listed}");
+    assert_eq!(
+        api_b.metric("ward_cache_hits_total").await,
+        hits + 1,
+        "B used A's entry"
+    );
+    drop(b);
+}
