@@ -8,6 +8,9 @@
 //! at least [`MIN_GRACE`]), every device of the site becomes `unknown`
 //! (see [`crate::store::plan`]), so nothing is left showing `up` that
 //! nobody watches. The site's agent brings them back with its reports.
+//! Connected means connected to any controller on the database: each
+//! controller shares the agents it holds every second ([`share`]), and an
+//! agent heard elsewhere within the grace period keeps its site watched.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -78,8 +81,9 @@ impl Presence {
 pub struct Presences {
     started_ms: i64,
     agents: HashMap<String, Presence>,
-    /// Sites whose devices were made `unknown` and not reported on since.
-    forgotten_sites: std::collections::HashSet<String>,
+    /// Sites whose devices were made `unknown` and not reported on since,
+    /// with when they were found offline (Unix ms).
+    forgotten_sites: HashMap<String, i64>,
     /// Links opened per site since the start: a site is marked forgotten
     /// only if none opened since it was found offline.
     site_links: HashMap<String, u64>,
@@ -92,6 +96,8 @@ pub struct OfflineSite {
     pub site: String,
     /// Links opened for it when it was found offline.
     links_seen: u64,
+    /// When it was found offline, Unix ms.
+    found_at_ms: i64,
 }
 
 impl Presences {
@@ -100,7 +106,7 @@ impl Presences {
         Self {
             started_ms,
             agents: HashMap::new(),
-            forgotten_sites: std::collections::HashSet::new(),
+            forgotten_sites: HashMap::new(),
             site_links: HashMap::new(),
         }
     }
@@ -162,27 +168,32 @@ impl Presences {
         }
     }
 
-    /// Sites with no connected agent for longer than their grace period,
-    /// not made `unknown` yet. `sites` maps each site to its agents and
-    /// its grace period. Nothing is marked: once a site's `unknown` has
-    /// committed, [`Presences::forgotten`] marks it.
+    /// Sites with no agent connected here or heard elsewhere for longer
+    /// than their grace period, not made `unknown` yet. `sites` maps each
+    /// site to its agents and its grace period; `elsewhere` when other
+    /// controllers last heard each agent (Unix ms, this process's clock).
+    /// Nothing is marked: once a site's `unknown` has committed,
+    /// [`Presences::forgotten`] marks it.
     pub fn sites_to_forget(
         &self,
         sites: &HashMap<String, (Vec<String>, Duration)>,
+        elsewhere: &HashMap<String, i64>,
         now_ms: i64,
     ) -> Vec<OfflineSite> {
         let mut due = Vec::new();
         for (site, (agents, grace)) in sites {
-            if self.forgotten_sites.contains(site) {
+            if self.forgotten_sites.contains_key(site) {
                 continue;
             }
             let presences: Vec<Presence> = agents.iter().map(|id| self.get(id)).collect();
             if presences.iter().any(|p| p.connected) {
                 continue;
             }
+            let heard = agents.iter().filter_map(|id| elsewhere.get(id).copied());
             let gone_since = presences
                 .iter()
                 .map(|p| p.since_ms)
+                .chain(heard)
                 .max()
                 .unwrap_or(self.started_ms);
             let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
@@ -190,6 +201,7 @@ impl Presences {
                 due.push(OfflineSite {
                     site: site.clone(),
                     links_seen: self.site_links.get(site).copied().unwrap_or(0),
+                    found_at_ms: now_ms,
                 });
             }
         }
@@ -205,7 +217,36 @@ impl Presences {
         if links != offline.links_seen {
             return false;
         }
-        self.forgotten_sites.insert(offline.site.clone())
+        self.forgotten_sites
+            .insert(offline.site.clone(), offline.found_at_ms)
+            .is_none()
+    }
+
+    /// A forgotten site whose agent another controller heard since it was
+    /// found offline is watched again (that agent's reports are the truth
+    /// now): it may be forgotten again when that agent goes.
+    pub fn heard_elsewhere(
+        &mut self,
+        sites: &HashMap<String, (Vec<String>, Duration)>,
+        elsewhere: &HashMap<String, i64>,
+    ) {
+        self.forgotten_sites.retain(|site, found_at_ms| {
+            let agents = sites.get(site).map(|(agents, _)| agents.as_slice());
+            !agents.unwrap_or_default().iter().any(|agent| {
+                elsewhere
+                    .get(agent)
+                    .is_some_and(|heard_ms| *heard_ms > *found_at_ms)
+            })
+        });
+    }
+
+    /// The agents whose links this controller holds now.
+    pub fn connected_agents(&self) -> Vec<String> {
+        self.agents
+            .iter()
+            .filter(|(_, presence)| presence.connected)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 }
 
@@ -220,7 +261,8 @@ impl Presences {
             }
         }
         agents.iter().any(|agent| {
-            !watched.contains(agent.site.as_str()) && !self.forgotten_sites.contains(&agent.site)
+            !watched.contains(agent.site.as_str())
+                && !self.forgotten_sites.contains_key(&agent.site)
         })
     }
 }
@@ -245,6 +287,28 @@ pub async fn sweep(
     }
 }
 
+/// How often [`share`] tells the other controllers which agents this one
+/// holds.
+const SHARE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Shares this controller's agents every [`SHARE_INTERVAL`] until
+/// `shutdown`.
+pub async fn share(
+    controller: std::sync::Arc<crate::state::Controller>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        if let Err(error) = controller.share_presence().await {
+            tracing::warn!(%error, "cannot share which agents this controller holds; retrying");
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(SHARE_INTERVAL) => {}
+        }
+    }
+}
+
 /// The grace period for devices probed every `longest_interval`.
 pub fn grace_period(longest_interval: Duration) -> Duration {
     (longest_interval * 3).max(MIN_GRACE)
@@ -265,7 +329,7 @@ mod tests {
     }
 
     fn due(presences: &mut Presences, grace_s: u64, now_ms: i64) -> Vec<String> {
-        let due = presences.sites_to_forget(&sites(grace_s), now_ms);
+        let due = presences.sites_to_forget(&sites(grace_s), &HashMap::new(), now_ms);
         due.iter()
             .filter(|offline| presences.forgotten(offline))
             .map(|offline| offline.site.clone())
@@ -288,16 +352,21 @@ mod tests {
     #[test]
     fn a_site_found_offline_stays_due_until_its_unknown_commits() {
         let presences = Presences::new(0);
-        let first = presences.sites_to_forget(&sites(5), 5_000);
+        let first = presences.sites_to_forget(&sites(5), &HashMap::new(), 5_000);
         assert_eq!(first.len(), 1);
         // The apply failed: nothing was marked, the next sweep finds it again.
-        assert_eq!(presences.sites_to_forget(&sites(5), 6_000), first);
+        assert_eq!(
+            presences
+                .sites_to_forget(&sites(5), &HashMap::new(), 6_000)
+                .len(),
+            first.len()
+        );
     }
 
     #[test]
     fn an_agent_that_connects_while_its_site_is_being_forgotten_keeps_it_watched() {
         let mut presences = Presences::new(0);
-        let offline = presences.sites_to_forget(&sites(5), 5_000);
+        let offline = presences.sites_to_forget(&sites(5), &HashMap::new(), 5_000);
         presences.connected("a1", "branch-1", "1.0", "boot", 5_001);
         presences.disconnected("a1", 5_002);
         assert!(
@@ -322,6 +391,41 @@ mod tests {
         assert!(due(&mut presences, 5, 60_000).is_empty());
         presences.disconnected("a2", 61_000);
         assert_eq!(due(&mut presences, 5, 66_000), ["branch-1"]);
+    }
+
+    #[test]
+    fn an_agent_heard_by_another_controller_keeps_its_site_watched_for_the_grace_period() {
+        let mut presences = Presences::new(0);
+        let heard_at = |ms: i64| HashMap::from([("a1".to_owned(), ms)]);
+        assert!(
+            presences
+                .sites_to_forget(&sites(5), &heard_at(9_000), 10_000)
+                .is_empty(),
+            "heard elsewhere a second ago"
+        );
+        assert!(
+            presences
+                .sites_to_forget(&sites(5), &heard_at(9_000), 13_999)
+                .is_empty(),
+            "the grace counts from when it was last heard"
+        );
+        let offline = presences.sites_to_forget(&sites(5), &heard_at(9_000), 14_000);
+        assert_eq!(offline.len(), 1);
+        assert!(presences.forgotten(&offline[0]));
+        // Heard again elsewhere after it was forgotten: watched again, and
+        // forgotten again once that agent goes for the grace period.
+        presences.heard_elsewhere(&sites(5), &heard_at(20_000));
+        assert!(
+            presences
+                .sites_to_forget(&sites(5), &heard_at(20_000), 21_000)
+                .is_empty()
+        );
+        assert_eq!(
+            presences
+                .sites_to_forget(&sites(5), &heard_at(20_000), 25_000)
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -440,6 +440,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::clone(&controller),
         until_stopped(),
     )));
+    tasks.push(tokio::spawn(crate::agents::share(
+        Arc::clone(&controller),
+        until_stopped(),
+    )));
     tasks.push(tokio::spawn(crate::retention::prune_audit_log(
         Arc::clone(&controller),
         settings.audit_retention,

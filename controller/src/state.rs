@@ -158,6 +158,9 @@ pub struct Controller {
     presences: std::sync::Mutex<Presences>,
     /// When this controller started, Unix ms.
     started_ms: i64,
+    /// A random id of this controller process, as the other controllers
+    /// on the database know it (shared presence).
+    pub instance: String,
     /// Agent reports hold it shared; the offline sweep holds it alone from
     /// its presence check to its commit.
     offline_gate: tokio::sync::RwLock<()>,
@@ -205,6 +208,7 @@ impl Controller {
             #[allow(clippy::disallowed_types, reason = "see the field")]
             presences: std::sync::Mutex::new(Presences::new(crate::time::now_ms())),
             started_ms: crate::time::now_ms(),
+            instance: instance_id(),
             offline_gate: tokio::sync::RwLock::new(()),
         }
     }
@@ -560,6 +564,31 @@ impl Controller {
             .connected(&agent.id, &agent.site, version, boot_id, now_ms);
     }
 
+    /// Tells the other controllers on the database which agents this one
+    /// holds now (the database's clock times it).
+    pub async fn share_presence(&self) -> Result<(), StoreError> {
+        let agents = self.lock_presences().connected_agents();
+        self.store
+            .heard(&self.instance, &agents)
+            .await
+            .map_err(|e| self.store_failed(e))
+    }
+
+    /// When other controllers last heard each agent, on this process's
+    /// clock (`now_ms` minus the age the database's clock gives).
+    async fn heard_elsewhere(&self, now_ms: i64) -> Result<HashMap<String, i64>, StoreError> {
+        let heard = self
+            .store
+            .heard_agents()
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        Ok(heard
+            .into_iter()
+            .filter(|agent| agent.controller != self.instance)
+            .map(|agent| (agent.agent_id, now_ms - agent.age_ms.max(0)))
+            .collect())
+    }
+
     /// An agent's link closed.
     pub fn link_closed(&self, agent_id: &str, now_ms: i64) {
         self.lock_presences().disconnected(agent_id, now_ms);
@@ -672,7 +701,12 @@ impl Controller {
         for (_, longest) in sites.values_mut() {
             *longest = grace_period(*longest);
         }
-        let offline = self.lock_presences().sites_to_forget(&sites, now_ms);
+        let elsewhere = self.heard_elsewhere(now_ms).await?;
+        let offline = {
+            let mut presences = self.lock_presences();
+            presences.heard_elsewhere(&sites, &elsewhere);
+            presences.sites_to_forget(&sites, &elsewhere, now_ms)
+        };
         let mut forgotten = Vec::new();
         let mut failure = None;
         for site in offline {
@@ -892,6 +926,17 @@ impl Controller {
             })
             .await
     }
+}
+
+/// A random id for this controller process.
+fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness, the process id and start time tell instances apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes =
+            (u64::from(std::process::id()) ^ crate::time::now_ms().unsigned_abs()).to_be_bytes();
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Runs `write` to its end in a task of its own: a caller that goes away (a

@@ -101,3 +101,58 @@ async fn controllers_sharing_redis_share_entries_and_never_a_stale_one() {
     );
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_linked_to_one_controller_keeps_its_site_watched_by_every_other() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let a = common::controller(&postgres.url(), Cache::in_process()).await;
+    let b = common::controller(&postgres.url(), Cache::in_process()).await;
+    let actor = ward_controller::store::Actor::console();
+    let now = ward_controller::time::now_ms();
+    let agent = a
+        .store
+        .register_agent("branch-5-agent", "branch-5", &actor, now)
+        .await
+        .expect("agent");
+    let api_a = Api::serve(Arc::clone(&a)).await;
+    let (code, created) = api_a
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.5.10", "site": "branch-5"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    let report = common::transition_report("branch-5-agent", id, 1, Status::Up, now + 1);
+    a.apply_report(&report, now).await.expect("up");
+
+    // The agent holds a link to A, which says so; B started without it.
+    a.link_opened(&agent, "1.0", "boot-1", now);
+    a.share_presence().await.expect("share");
+    let later = now + 60_000;
+    assert_eq!(
+        b.forget_offline_sites(later).await.expect("sweep"),
+        Vec::<String>::new(),
+        "B must not take A's agent for gone"
+    );
+    assert_eq!(
+        a.forget_offline_sites(later).await.expect("sweep"),
+        Vec::<String>::new()
+    );
+    let device = b.store.get_device(id).await.expect("read").expect("device");
+    assert_eq!(device.status, Status::Up);
+
+    // The link to A ends and A stops hearing it: once the grace period has
+    // passed since it was last heard (by the database's clock), B marks the
+    // site unknown.
+    a.link_closed("branch-5-agent", ward_controller::time::now_ms());
+    tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
+    assert_eq!(
+        b.forget_offline_sites(ward_controller::time::now_ms())
+            .await
+            .expect("sweep"),
+        ["branch-5"]
+    );
+    let device = b.store.get_device(id).await.expect("read").expect("device");
+    assert_eq!(device.status, Status::Unknown);
+}

@@ -12,6 +12,7 @@ mod model;
 mod operations;
 pub mod plan;
 mod postgres;
+mod presence;
 mod principals;
 mod rows;
 mod sessions;
@@ -24,6 +25,7 @@ pub use model::{
     TransitionReport,
 };
 
+pub use presence::HeardAgent;
 pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
 };
@@ -474,6 +476,21 @@ impl Store {
     /// in the log itself; returns how many went.
     pub async fn prune_audit(&self, before_ms: i64, now_ms: i64) -> Result<u64, StoreError> {
         transaction!(self, |tx| principals::prune_audit(tx, before_ms, now_ms))
+    }
+}
+
+/// Agents' presence shared between controllers ([`presence`]).
+impl Store {
+    /// `controller` (an instance id) holds the links of `agents` now.
+    pub async fn heard(&self, controller: &str, agents: &[String]) -> Result<(), StoreError> {
+        let (controller, agents) = (controller.to_owned(), agents.to_vec());
+        transaction!(self, |tx| presence::heard(tx, &controller, &agents))
+    }
+
+    /// Every agent some controller heard, with how long ago (by the
+    /// database's clock).
+    pub async fn heard_agents(&self) -> Result<Vec<HeardAgent>, StoreError> {
+        transaction!(self, |tx| presence::heard_agents(tx))
     }
 }
 

@@ -20,6 +20,10 @@ use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error, sql};
 /// operations are driven to completion on the blocking thread that holds
 /// the connection.
 pub(super) trait WriteTx {
+    /// An SQL expression for the database's clock, Unix ms: what several
+    /// controllers agree on.
+    const NOW_MS: &'static str;
+
     /// Creates `site` if it does not exist.
     async fn add_site(&self, site: &str) -> Result<(), StoreError>;
 

@@ -56,7 +56,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         9,
         include_str!("../../migrations/postgres/0009_data_version.sql"),
     ),
+    (
+        10,
+        include_str!("../../migrations/postgres/0010_agent_presence.sql"),
+    ),
 ];
+
+/// The database's clock, Unix ms.
+const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Serialises concurrent migrations of several controllers.
 const MIGRATION_LOCK: i64 = 0x5741_5244;
@@ -291,6 +298,8 @@ impl PostgresStore {
 }
 
 impl WriteTx for Transaction<'_> {
+    const NOW_MS: &'static str = NOW_MS;
+
     async fn add_site(&self, site: &str) -> Result<(), StoreError> {
         self.execute(sql::ADD_SITE, &[&site]).await?;
         Ok(())

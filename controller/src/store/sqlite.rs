@@ -17,6 +17,9 @@ use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
 use super::rows::Columns;
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
+/// The database's clock, Unix ms.
+const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
+
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
     (
@@ -50,6 +53,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         9,
         include_str!("../../migrations/sqlite/0009_data_version.sql"),
+    ),
+    (
+        10,
+        include_str!("../../migrations/sqlite/0010_agent_presence.sql"),
     ),
 ];
 
@@ -321,6 +328,8 @@ fn constraint_error(error: rusqlite::Error, spec: &DeviceSpec) -> StoreError {
 /// SQLite's steps never wait: `SqliteStore::write` drives them to the end
 /// on the blocking thread that holds the connection.
 impl WriteTx for Transaction<'_> {
+    const NOW_MS: &'static str = NOW_MS;
+
     async fn add_site(&self, site: &str) -> Result<(), StoreError> {
         self.execute(&sql::sqlite(sql::ADD_SITE), [site])?;
         Ok(())

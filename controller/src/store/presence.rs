@@ -1,0 +1,57 @@
+//! Agents' presence shared between controllers: each controller writes
+//! the agents whose links it holds, timed by the database's clock, and
+//! reads everyone's, so no controller takes an agent connected to another
+//! for gone.
+
+use super::StoreError;
+use super::args::Arg;
+use super::operations::WriteTx;
+
+/// An agent as last heard by some controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeardAgent {
+    /// The agent.
+    pub agent_id: String,
+    /// The controller (its instance id) holding its link then.
+    pub controller: String,
+    /// How long ago, by the database's clock, ms.
+    pub age_ms: i64,
+}
+
+/// `controller` holds the links of `agents` now.
+pub(super) async fn heard<T: WriteTx>(
+    tx: &T,
+    controller: &str,
+    agents: &[String],
+) -> Result<(), StoreError> {
+    let statement = format!(
+        "INSERT INTO agent_presence (agent_id, controller, heard_at_ms) VALUES ($1, $2, {now}) \
+         ON CONFLICT (agent_id) DO UPDATE SET controller = excluded.controller, \
+         heard_at_ms = excluded.heard_at_ms",
+        now = T::NOW_MS
+    );
+    for agent in agents {
+        tx.run(&statement, &[Arg::Text(agent), Arg::Text(controller)])
+            .await?;
+    }
+    Ok(())
+}
+
+/// Every agent ever heard, with how long ago.
+pub(super) async fn heard_agents<T: WriteTx>(tx: &T) -> Result<Vec<HeardAgent>, StoreError> {
+    tx.rows(
+        &format!(
+            "SELECT agent_id, controller, {now} - heard_at_ms FROM agent_presence",
+            now = T::NOW_MS
+        ),
+        &[],
+        |row| {
+            Ok(HeardAgent {
+                agent_id: row.text(0)?,
+                controller: row.text(1)?,
+                age_ms: row.int(2)?,
+            })
+        },
+    )
+    .await
+}
