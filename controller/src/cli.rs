@@ -368,7 +368,34 @@ async fn connect(settings: &Settings) -> anyhow::Result<Store> {
     Ok(Store::connect(&settings.database, password.as_deref()).await?)
 }
 
+/// Holds `database`'s controller lock when it is SQLite: one controller
+/// per file (several controllers share a PostgreSQL database instead).
+fn hold_sqlite(database: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = database.strip_prefix("sqlite:") else {
+        return Ok(None);
+    };
+    let lock = format!("{path}.controller-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .with_context(|| format!("cannot open {lock}"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another ward-controller already runs on {path}: an SQLite database serves one \
+             controller; to run several, put them on one PostgreSQL database \
+             (database = \"postgres://…\", see docs/HA.md)"
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(error).with_context(|| format!("cannot lock {lock}"))
+        }
+    }
+}
+
 async fn run(settings: Settings) -> anyhow::Result<()> {
+    let _one_controller = hold_sqlite(&settings.database)?;
     let store = connect(&settings).await?;
     let applied = store
         .migrate()

@@ -32,6 +32,19 @@ impl Running {
         (Self(Some(child)), http)
     }
 
+    /// Its exit status and output once it exits on its own, within 20 s
+    /// (else it is killed and the test fails).
+    async fn exits_on_its_own(mut self) -> std::process::Output {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let child = self.0.as_mut().expect("running");
+        while child.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "it did not exit within 20 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let child = self.0.take().expect("running");
+        child.wait_with_output().expect("wait")
+    }
+
     /// SIGTERM, then its exit status and output.
     fn stop(mut self) -> std::process::Output {
         let child = self.0.take().expect("running");
@@ -443,4 +456,29 @@ async fn the_database_password_comes_from_a_file_and_no_secret_reaches_the_log()
             "a secret reached the log: {secret}\n{log}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_second_controller_on_one_sqlite_file_is_refused_naming_postgresql() {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-controller-")
+        .tempdir()
+        .expect("dir");
+    let url = format!("sqlite:{}", dir.path().join("ward.db").display());
+    let (first, http) = Running::serve(&url);
+    wait_for_port(http).await;
+    let (second, _) = Running::serve(&url);
+    let output = second.exits_on_its_own().await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("already runs on") && stderr.contains("PostgreSQL"),
+        "{stderr}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", http)).is_ok(),
+        "the first one serves on"
+    );
+    let output = first.stop();
+    assert!(output.status.success());
 }
