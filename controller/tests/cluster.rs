@@ -156,3 +156,104 @@ async fn an_agent_linked_to_one_controller_keeps_its_site_watched_by_every_other
     let device = b.store.get_device(id).await.expect("read").expect("device");
     assert_eq!(device.status, Status::Unknown);
 }
+
+/// A webhook receiver that takes its time (so two controllers' rounds
+/// overlap) and records every body.
+async fn slow_receiver() -> (Arc<tokio::sync::Mutex<Vec<serde_json::Value>>>, String) {
+    let received = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(received): axum::extract::State<
+                    Arc<tokio::sync::Mutex<Vec<serde_json::Value>>>,
+                >,
+                 axum::Json(body): axum::Json<serde_json::Value>| async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    received.lock().await.push(body);
+                    axum::http::StatusCode::NO_CONTENT
+                },
+            ),
+        )
+        .with_state(Arc::clone(&received));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (received, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_deliver_each_notification_once() {
+    use ward_controller::notify::{Channel, Webhook, deliver_due};
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let with_webhook = || async {
+        let store = ward_controller::store::Store::open(&postgres.url())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        Arc::new(
+            Controller::new(store, Cache::in_process())
+                .with_notification_channels(&["webhook"])
+                .await
+                .expect("channels"),
+        )
+    };
+    let (a, b) = (with_webhook().await, with_webhook().await);
+    let api_a = Api::serve(Arc::clone(&a)).await;
+    let devices: Vec<serde_json::Value> = (1..=30)
+        .map(|i| serde_json::json!({"name": format!("atm-{i}"), "address": format!("198.18.2.{i}"), "site": "branch-2"}))
+        .collect();
+    let (code, imported) = api_a
+        .post("/api/v1/devices/import", serde_json::Value::Array(devices))
+        .await;
+    assert_eq!(code, 201, "{imported}");
+    let now = ward_controller::time::now_ms();
+    let (_, listed) = api_a.get("/api/v1/devices").await;
+    let mut report = common::transition_report("agent-2", 0, 1, Status::Down, now + 1);
+    report.transitions = listed
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|device| ward_controller::store::ReportedTransition {
+            device_id: device["id"].as_i64().expect("id"),
+            status: Status::Down,
+            probed_at_ms: now + 1,
+            last_rtt_us: None,
+            reason: "test".into(),
+        })
+        .collect();
+    a.apply_report(&report, now).await.expect("down");
+
+    let (received, url) = slow_receiver().await;
+    let (channel_a, channel_b) = (
+        Channel::Webhook(Webhook::new(&url)),
+        Channel::Webhook(Webhook::new(&url)),
+    );
+    let later = ward_controller::time::now_ms();
+    let (round_a, round_b) = tokio::join!(
+        deliver_due(&a, &channel_a, later),
+        deliver_due(&b, &channel_b, later)
+    );
+    let (round_a, round_b) = (round_a.expect("A"), round_b.expect("B"));
+    let received = received.lock().await;
+    let mut ids: Vec<i64> = received
+        .iter()
+        .map(|body| body["id"].as_i64().expect("id"))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        (received.len(), ids.len()),
+        (30, 30),
+        "each firing once: A delivered {}, B {}",
+        round_a.delivered,
+        round_b.delivered
+    );
+    assert_eq!(round_a.delivered + round_b.delivered, 30);
+    eprintln!(
+        "two controllers: A delivered {}, B {}",
+        round_a.delivered, round_b.delivered
+    );
+}

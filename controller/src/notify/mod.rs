@@ -114,6 +114,10 @@ pub async fn deliver_due(
     now_ms: i64,
 ) -> Result<Round, StoreError> {
     let mut round = Round::default();
+    let started = Instant::now();
+    // Taken notifications are this controller's for the claim only: a
+    // round that has run for half of it takes no more.
+    let claim = Duration::from_millis(crate::store::NOTIFICATION_CLAIM_MS.unsigned_abs() / 2);
     loop {
         let due = controller
             .store
@@ -122,9 +126,12 @@ pub async fn deliver_due(
             .map_err(|error| controller.store_failed(error))?;
         let delivered_before = round.delivered;
         for notification in &due {
+            if started.elapsed() > claim {
+                break;
+            }
             deliver(controller, channel, notification, now_ms, &mut round).await?;
         }
-        if due.is_empty() || round.delivered == delivered_before {
+        if due.is_empty() || round.delivered == delivered_before || started.elapsed() > claim {
             break;
         }
     }

@@ -257,7 +257,9 @@ impl Store {
     }
 
     /// Up to `limit` of `channel`'s notifications due at `now_ms`, oldest
-    /// first.
+    /// first, taken for delivery: on PostgreSQL no other controller gets
+    /// them for [`NOTIFICATION_CLAIM_MS`] unless they are rescheduled (an
+    /// SQLite database has one controller).
     pub async fn due_notifications(
         &self,
         channel: &str,
@@ -614,6 +616,12 @@ fn due_notifications_query(placeholders: [&str; 3]) -> String {
          ORDER BY o.id LIMIT {limit}"
     )
 }
+
+/// How long a controller holds the notifications it took for delivery
+/// (PostgreSQL, where several controllers share the outbox): another
+/// controller takes one only after this, if it was neither delivered nor
+/// rescheduled (its holder died).
+pub const NOTIFICATION_CLAIM_MS: i64 = 120_000;
 
 /// Who inventory changes are recorded as in the status event log.
 const INVENTORY_ACTOR: &str = "inventory";

@@ -224,18 +224,37 @@ impl PostgresStore {
         rows.iter().map(|row| rows::alert(row, 0)).collect()
     }
 
+    /// Claims them too: each row returned is locked (`SKIP LOCKED`: rows
+    /// another controller is claiming are passed over) and its next
+    /// attempt moved [`super::NOTIFICATION_CLAIM_MS`] ahead, so no other
+    /// controller on the database delivers it meanwhile.
     pub(super) async fn due_notifications(
         &self,
         channel: &str,
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueNotification>, StoreError> {
-        let client = self.client().await?;
-        let query = super::due_notifications_query(["$1", "$2", "$3"]);
-        let rows = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let query = format!(
+            "{} FOR UPDATE OF o SKIP LOCKED",
+            super::due_notifications_query(["$1", "$2", "$3"])
+        );
+        let rows = tx
             .query(&query, &[&now_ms, &i64::from(limit), &channel])
             .await?;
-        rows.iter().map(rows::due_notification).collect()
+        let due: Vec<DueNotification> = rows
+            .iter()
+            .map(rows::due_notification)
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = due.iter().map(|notification| notification.id).collect();
+        tx.execute(
+            "UPDATE notification_outbox SET next_attempt_at_ms = $2 WHERE id = ANY($1)",
+            &[&ids, &(now_ms + super::NOTIFICATION_CLAIM_MS)],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(due)
     }
 
     pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
