@@ -42,9 +42,11 @@ struct RunArgs {
     /// TOML configuration file; flags and WARD_AGENT_* variables override it.
     #[arg(long, env = "WARD_AGENT_CONFIG")]
     config: Option<PathBuf>,
-    /// Controller gRPC URL [default: http://127.0.0.1:50051].
-    #[arg(long, env = "WARD_AGENT_CONTROLLER")]
-    controller: Option<String>,
+    /// Controller gRPC URL [default: http://127.0.0.1:50051]; repeat the
+    /// flag (or separate with commas) for the controllers of a cluster,
+    /// tried in turn.
+    #[arg(long, env = "WARD_AGENT_CONTROLLER", value_delimiter = ',')]
+    controller: Vec<String>,
     /// This agent's id, as registered [default: the host name].
     #[arg(long, env = "WARD_AGENT_ID")]
     agent_id: Option<String>,
@@ -125,7 +127,7 @@ pub fn main() -> ExitCode {
 fn run(args: RunArgs) -> ExitCode {
     ward_settings::init_logging();
     let overrides = config::FileConfig {
-        controller: args.controller,
+        controllers: (!args.controller.is_empty()).then_some(args.controller),
         agent_id: args.agent_id,
         site: args.site,
         spool_dir: args.spool_dir,
@@ -175,7 +177,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!(agent = %settings.agent_id, controller = %settings.controller, "ward-agent starting");
+    tracing::info!(agent = %settings.agent_id, controllers = ?settings.controllers, "ward-agent starting");
     let shutdown = {
         let _inside = runtime.enter();
         shutdown_signal()

@@ -30,6 +30,10 @@ pub const DEFAULT_SPOOL_STATISTICS_MIB: u64 = 64;
 pub struct FileConfig {
     /// `controller = "https://controller.example:50051"`.
     pub controller: Option<String>,
+    /// `controllers = ["https://a:50051", "https://b:50051"]`: several
+    /// controllers of one cluster; the agent links to one and moves to
+    /// the next when it loses it.
+    pub controllers: Option<Vec<String>>,
     /// `agent_id = "branch-0421"` (default: the host name).
     pub agent_id: Option<String>,
     /// `site = "branch-0421"` (checked against the inventory).
@@ -70,8 +74,8 @@ pub struct TlsFiles {
 /// Everything `ward-agent run` runs with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunSettings {
-    /// The controller's gRPC URL.
-    pub controller: String,
+    /// The controllers' gRPC URLs (one cluster), tried in turn.
+    pub controllers: Vec<String>,
     /// This agent's id.
     pub agent_id: String,
     /// Its site, or empty to take the registered one.
@@ -113,10 +117,24 @@ impl RunSettings {
         host_name: &str,
         state_directory: Option<PathBuf>,
     ) -> Result<Self, ConfigError> {
-        let controller = overrides
-            .controller
-            .or(file.controller)
-            .unwrap_or_else(|| DEFAULT_CONTROLLER.to_owned());
+        if file.controller.is_some() && file.controllers.is_some() {
+            return Err(ConfigError::Invalid {
+                key: "controllers",
+                message: "set controller or controllers, not both".into(),
+            });
+        }
+        let controllers = overrides
+            .controllers
+            .or(overrides.controller.map(|url| vec![url]))
+            .or(file.controllers)
+            .or(file.controller.map(|url| vec![url]))
+            .unwrap_or_else(|| vec![DEFAULT_CONTROLLER.to_owned()]);
+        if controllers.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "controllers",
+                message: "name at least one controller".into(),
+            });
+        }
         let tls = match (
             overrides.tls_ca.or(file.tls_ca),
             overrides.tls_cert.or(file.tls_cert),
@@ -137,7 +155,9 @@ impl RunSettings {
                 });
             }
         };
-        check_controller(&controller, tls.is_some())?;
+        for controller in &controllers {
+            check_controller(controller, tls.is_some())?;
+        }
         let agent_id = overrides
             .agent_id
             .or(file.agent_id)
@@ -168,7 +188,7 @@ impl RunSettings {
             }
         }
         Ok(Self {
-            controller,
+            controllers,
             agent_id,
             site: overrides.site.or(file.site).unwrap_or_default(),
             spool_dir: overrides
@@ -251,7 +271,7 @@ mod tests {
     fn defaults_name_the_agent_after_the_host() {
         let settings = resolve("").unwrap();
         assert_eq!(settings.agent_id, "host-1");
-        assert_eq!(settings.controller, DEFAULT_CONTROLLER);
+        assert_eq!(settings.controllers, [DEFAULT_CONTROLLER]);
         assert_eq!(settings.report_period, DEFAULT_REPORT_PERIOD);
         assert!(settings.tls.is_none());
     }
@@ -279,6 +299,27 @@ mod tests {
             message.contains("spool") && message.contains("line 2"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_cluster_is_a_list_of_controllers_each_checked() {
+        let settings =
+            resolve("controllers = [\"http://127.0.0.1:50051\", \"http://127.0.0.1:50052\"]")
+                .expect("settings");
+        assert_eq!(
+            settings.controllers,
+            ["http://127.0.0.1:50051", "http://127.0.0.1:50052"]
+        );
+        let message = resolve("controllers = [\"http://127.0.0.1:1\", \"http://198.18.0.1:1\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("198.18.0.1"), "{message}");
+        let message = resolve("controller = \"http://127.0.0.1:1\"\ncontrollers = []")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("not both"), "{message}");
+        let message = resolve("controllers = []").unwrap_err().to_string();
+        assert!(message.contains("at least one"), "{message}");
     }
 
     #[test]

@@ -64,12 +64,10 @@ pub fn causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Connects and says `hello`.
-pub async fn open(settings: &RunSettings, hello: pb::Hello) -> Result<Link, LinkError> {
-    let mut endpoint = tonic::transport::Endpoint::from_shared(settings.controller.clone())
-        .map_err(|error| {
-            LinkError::Setup(format!("controller URL {}: {error}", settings.controller))
-        })?
+/// Connects to the controller at `url` and says `hello`.
+pub async fn open(settings: &RunSettings, url: &str, hello: pb::Hello) -> Result<Link, LinkError> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|error| LinkError::Setup(format!("controller URL {url}: {error}")))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
@@ -86,7 +84,7 @@ pub async fn open(settings: &RunSettings, hello: pb::Hello) -> Result<Link, Link
         .connect()
         .await
         .map_err(|error| LinkError::Connect {
-            url: settings.controller.clone(),
+            url: url.to_owned(),
             cause: causes(&error),
         })?;
     let mut client = pb::agent_link_client::AgentLinkClient::new(channel);

@@ -16,6 +16,7 @@
 
 pub mod config;
 mod convert;
+mod failover;
 mod link;
 pub mod systemd;
 mod tls;
@@ -175,14 +176,18 @@ pub async fn run(
     let mut connecting: Option<Connecting> = None;
     let mut reconnect_at = Instant::now();
     let mut backoff = FIRST_BACKOFF;
+    let mut failover = failover::Failover::new(agent.settings.controllers.len());
     let mut statistics_tick = tokio::time::interval(agent.settings.report_period);
     statistics_tick.tick().await;
     let mut heartbeat_tick = tokio::time::interval(agent.settings.heartbeat_interval);
     let result = loop {
         if inbound.is_none() && connecting.is_none() && Instant::now() >= reconnect_at {
             let settings = agent.settings.clone();
+            let url = settings.controllers[failover.current()].clone();
             let hello = agent.hello();
-            connecting = Some(Box::pin(async move { link::open(&settings, hello).await }));
+            connecting = Some(Box::pin(
+                async move { link::open(&settings, &url, hello).await },
+            ));
         }
         let step = tokio::select! {
             () = &mut shutdown => break Ok(()),
@@ -206,7 +211,8 @@ pub async fn run(
                 connecting = None;
                 match opened {
                     Ok(link) => {
-                        info!(controller = %agent.settings.controller, "linked to the controller");
+                        failover.linked();
+                        info!(controller = %agent.settings.controllers[failover.current()], "linked to the controller");
                         agent.counters.links_opened.fetch_add(1, Ordering::Relaxed);
                         agent.outbound = Some(link.outbound);
                         agent.link_broken = false;
@@ -214,9 +220,15 @@ pub async fn run(
                         agent.replay().await
                     }
                     Err(error) => {
-                        warn!(%error, retry_in = ?backoff, "no link to the controller; reports wait in the spool");
-                        reconnect_at = Instant::now() + jittered(backoff);
-                        backoff = (backoff * 2).min(LAST_BACKOFF);
+                        if failover.missed() == failover::Next::Wait {
+                            warn!(%error, retry_in = ?backoff, "no link to any controller; reports wait in the spool");
+                            reconnect_at = Instant::now() + jittered(backoff);
+                            backoff = (backoff * 2).min(LAST_BACKOFF);
+                        } else {
+                            warn!(%error, next = %agent.settings.controllers[failover.current()],
+                                "no link to this controller; trying the next");
+                            reconnect_at = Instant::now();
+                        }
                         Ok(())
                     }
                 }
@@ -243,8 +255,13 @@ pub async fn run(
             agent.link_broken = false;
             agent.outbound = None;
             inbound = None;
-            reconnect_at = reconnect_at.max(Instant::now() + jittered(backoff));
-            backoff = (backoff * 2).min(LAST_BACKOFF);
+            if failover.missed() == failover::Next::Wait {
+                reconnect_at = reconnect_at.max(Instant::now() + jittered(backoff));
+                backoff = (backoff * 2).min(LAST_BACKOFF);
+            } else {
+                // Another controller of the cluster takes over at once.
+                reconnect_at = Instant::now();
+            }
         }
     };
     supervisor.stopping();
