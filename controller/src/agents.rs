@@ -41,6 +41,9 @@ pub struct Presence {
     /// Why it is blind (connected, but unable to probe some of its
     /// devices), if it is.
     pub blind: Option<String>,
+    /// The other controller (its instance id) that holds its link, when
+    /// it is connected there rather than here.
+    pub elsewhere: Option<String>,
 }
 
 /// What an agent is doing, as `/api/v1/agents` shows it.
@@ -289,7 +292,11 @@ pub async fn sweep(
 
 /// How often [`share`] tells the other controllers which agents this one
 /// holds.
-const SHARE_INTERVAL: Duration = Duration::from_secs(1);
+pub const SHARE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// An agent another controller heard within this is shown connected
+/// there (three of its shares).
+pub const HEARD_RECENTLY: Duration = Duration::from_secs(3);
 
 /// Shares this controller's agents every [`SHARE_INTERVAL`] until
 /// `shutdown`.

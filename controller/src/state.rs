@@ -537,11 +537,36 @@ impl Controller {
             .list_agents()
             .await
             .map_err(|e| self.store_failed(e))?;
+        let now = crate::time::now_ms();
+        let recently = now - i64::try_from(crate::agents::HEARD_RECENTLY.as_millis()).unwrap_or(0);
+        let heard: HashMap<String, (String, i64)> = self
+            .store
+            .heard_agents()
+            .await
+            .map_err(|e| self.store_failed(e))?
+            .into_iter()
+            .filter(|heard| heard.controller != self.instance)
+            .map(|heard| {
+                (
+                    heard.agent_id,
+                    (heard.controller, now - heard.age_ms.max(0)),
+                )
+            })
+            .collect();
         let presences = self.lock_presences();
         Ok(agents
             .into_iter()
             .map(|agent| {
-                let presence = presences.get(&agent.id);
+                let mut presence = presences.get(&agent.id);
+                // Linked to another controller of the cluster: connected.
+                if let Some((controller, heard_ms)) = heard.get(&agent.id)
+                    && !presence.connected
+                    && *heard_ms >= recently
+                {
+                    presence.connected = true;
+                    presence.last_heartbeat_ms = Some(*heard_ms);
+                    presence.elsewhere = Some(controller.clone());
+                }
                 (agent, presence)
             })
             .collect())

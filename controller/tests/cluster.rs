@@ -141,6 +141,23 @@ async fn an_agent_linked_to_one_controller_keeps_its_site_watched_by_every_other
     );
     let device = b.store.get_device(id).await.expect("read").expect("device");
     assert_eq!(device.status, Status::Up);
+    let api_b = Api::serve(Arc::clone(&b)).await;
+    let (_, agents) = api_b.get("/api/v1/agents").await;
+    assert_eq!(
+        (
+            &agents[0]["connected"],
+            &agents[0]["state"],
+            &agents[0]["controller"]
+        ),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!("online"),
+            &serde_json::json!(a.instance)
+        ),
+        "B shows the agent linked to A: {agents}"
+    );
+    let (_, ready) = api_b.get("/readyz").await;
+    assert_eq!(ready["components"]["agents"]["status"], "ok", "{ready}");
 
     // The link to A ends and A stops hearing it: once the grace period has
     // passed since it was last heard (by the database's clock), B marks the

@@ -21,6 +21,12 @@ fn agent_json(agent: &AgentRecord, presence: &Presence) -> Value {
         "site": agent.site,
         "registered_at": rfc3339(agent.created_at_ms),
         "connected": presence.connected,
+        // "this", or the instance id of the controller holding the link.
+        "controller": if presence.connected {
+            Value::from(presence.elsewhere.as_deref().unwrap_or("this"))
+        } else {
+            Value::Null
+        },
         "state": presence.state().as_str(),
         "probe_families": presence.probe_families,
         "blind_reason": presence.blind,
