@@ -130,6 +130,18 @@ fn random_text(bytes: usize) -> Result<String, SecretError> {
     Ok(URL_SAFE_NO_PAD.encode(buffer))
 }
 
+/// A random id for a controller process or a store (16 hex digits): not
+/// a secret, only different from every other one.
+pub fn instance_id() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness, the process id and the time tell them apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes =
+            (u64::from(std::process::id()) ^ crate::time::now_ms().unsigned_abs()).to_be_bytes();
+    }
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// A new API token (`ward_…`, shown once) and the digest to keep.
 pub fn new_token() -> Result<(String, String), SecretError> {
     let token = format!("ward_{}", random_text(32)?);

@@ -208,7 +208,7 @@ impl Controller {
             #[allow(clippy::disallowed_types, reason = "see the field")]
             presences: std::sync::Mutex::new(Presences::new(crate::time::now_ms())),
             started_ms: crate::time::now_ms(),
-            instance: instance_id(),
+            instance: crate::auth::instance_id(),
             offline_gate: tokio::sync::RwLock::new(()),
         }
     }
@@ -426,6 +426,11 @@ impl Controller {
             .transitions_applied
             .fetch_add(changes.changed.len() as u64, Ordering::Relaxed);
         self.outbox_wakeup.send_replace(());
+        self.broadcast(changes).await;
+    }
+
+    /// Sends live subscribers each device of `changes` as it is now.
+    async fn broadcast(&self, changes: &StatusChanges) {
         if self.events.receiver_count() == 0 {
             return;
         }
@@ -953,17 +958,6 @@ impl Controller {
     }
 }
 
-/// A random id for this controller process.
-fn instance_id() -> String {
-    let mut bytes = [0u8; 8];
-    // Without randomness, the process id and start time tell instances apart.
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes =
-            (u64::from(std::process::id()) ^ crate::time::now_ms().unsigned_abs()).to_be_bytes();
-    }
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 /// Runs `write` to its end in a task of its own: a caller that goes away (a
 /// REST client that disconnects, a closed agent link) cannot stop it
 /// half-way, between a commit and what must follow it (live events,
@@ -974,6 +968,57 @@ async fn to_the_end<T: Send + 'static>(
     tokio::spawn(write)
         .await
         .map_err(|error| StoreError::Task(error.to_string()))?
+}
+
+/// Hands the status changes other controllers on the database commit to
+/// this one's live subscribers (SSE, `WatchStatus`) until `shutdown`; a
+/// lost listening connection is opened again after a second, and the
+/// subscribers told to resync (changes may have passed meanwhile). Returns
+/// at once on SQLite: it has one controller.
+pub async fn follow_other_controllers(
+    controller: Arc<Controller>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut lost = false;
+    loop {
+        match controller.store.listen().await {
+            Ok(None) => return,
+            Ok(Some(mut listening)) => {
+                if lost {
+                    let _ = controller.events.send(LiveEvent::Resync);
+                }
+                let own = controller.store.origin().map(str::to_owned);
+                loop {
+                    let announced = tokio::select! {
+                        () = &mut shutdown => return,
+                        announced = listening.announced.recv() => announced,
+                    };
+                    let Some(announced) = announced else { break };
+                    if own.as_deref() == Some(announced.origin.as_str()) {
+                        continue;
+                    }
+                    match announced.changes {
+                        Some(changes) => controller.broadcast(&changes).await,
+                        None => {
+                            let _ = controller.events.send(LiveEvent::Resync);
+                        }
+                    }
+                }
+                tracing::warn!(
+                    "lost the connection that hears other controllers' changes; opening it again"
+                );
+            }
+            Err(error) => {
+                controller.store_failed(error);
+            }
+        }
+        lost = true;
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 /// How often [`watch_revocations`] reads the store: a revoked agent's

@@ -274,3 +274,59 @@ async fn two_controllers_deliver_each_notification_once() {
         round_a.delivered, round_b.delivered
     );
 }
+
+/// The next live event of `events` within 2 s, as (device id, status).
+async fn next_change(
+    events: &mut tokio::sync::broadcast::Receiver<ward_controller::state::LiveEvent>,
+) -> Option<(i64, Status)> {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), events.recv()).await {
+        Ok(Ok(ward_controller::state::LiveEvent::Status(event))) => {
+            Some((event.device.id, event.device.status))
+        }
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_controller_streams_the_changes_committed_through_any() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let a = common::controller(&postgres.url(), Cache::in_process()).await;
+    let b = common::controller(&postgres.url(), Cache::in_process()).await;
+    for controller in [&a, &b] {
+        tokio::spawn(ward_controller::state::follow_other_controllers(
+            Arc::clone(controller),
+            std::future::pending(),
+        ));
+    }
+    let (mut from_a, mut from_b) = (a.subscribe(), b.subscribe());
+    let api_a = Api::serve(Arc::clone(&a)).await;
+    let (code, created) = api_a
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.1.10", "site": "branch-7"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    // Both listen before the first change is committed.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let now = ward_controller::time::now_ms();
+    for (seq, status) in [(1, Status::Up), (2, Status::Down), (3, Status::Up)] {
+        let report = common::transition_report("agent-1", id, seq, status, now + seq as i64);
+        a.apply_report(&report, now).await.expect("apply");
+        assert_eq!(
+            next_change(&mut from_b).await,
+            Some((id, status)),
+            "B streams A's commit"
+        );
+        assert_eq!(next_change(&mut from_a).await, Some((id, status)));
+    }
+    assert_eq!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), from_a.recv())
+            .await
+            .ok()
+            .map(|event| event.is_ok()),
+        None,
+        "A streams its own changes once, not again from the database"
+    );
+}

@@ -7,6 +7,7 @@
 //! The rules live in [`plan`], once; backends only read and write.
 //! Only this module knows SQL.
 
+mod announce;
 mod args;
 mod model;
 mod operations;
@@ -25,6 +26,7 @@ pub use model::{
     TransitionReport,
 };
 
+pub use announce::{Announced, Listening};
 pub use presence::HeardAgent;
 pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
@@ -483,6 +485,24 @@ impl Store {
 
 /// Agents' presence shared between controllers ([`presence`]).
 impl Store {
+    /// A connection listening for the status changes every controller on
+    /// the database commits ([`announce`]); `None` on SQLite, which has one
+    /// controller.
+    pub async fn listen(&self) -> Result<Option<Listening>, StoreError> {
+        match self {
+            Store::Postgres(store) => Ok(Some(store.listen().await?)),
+            Store::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// This store's id in its announcements (`None` on SQLite).
+    pub fn origin(&self) -> Option<&str> {
+        match self {
+            Store::Postgres(store) => Some(store.origin()),
+            Store::Sqlite(_) => None,
+        }
+    }
+
     /// `controller` (an instance id) holds the links of `agents` now.
     pub async fn heard(&self, controller: &str, agents: &[String]) -> Result<(), StoreError> {
         let (controller, agents) = (controller.to_owned(), agents.to_vec());

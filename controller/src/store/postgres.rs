@@ -95,6 +95,11 @@ const DEVICES_BY_ID: &str = concat!(
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
+    /// How to open a connection of our own (to listen for announcements).
+    config: Box<tokio_postgres::Config>,
+    /// A random id of this store, set on every connection as
+    /// `ward.origin`, naming the announcements its transactions send.
+    origin: String,
 }
 
 /// The pool's error with every cause under it ("invalid configuration:
@@ -127,8 +132,14 @@ impl PostgresStore {
         // run to millions, past `jit_above_cost`: compiling them cost
         // 170–380 ms of a 10,000-device outage whose execution took 30 ms.
         // Options given in the URL are kept; this one is added to them.
-        let options = format!("{} -c jit=off", config.get_options().unwrap_or_default());
+        // `ward.origin` names this store in its announcements.
+        let origin = crate::auth::instance_id();
+        let options = format!(
+            "{} -c jit=off -c ward.origin={origin}",
+            config.get_options().unwrap_or_default()
+        );
         config.options(options.trim_start());
+        let listen_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -140,7 +151,42 @@ impl PostgresStore {
             .max_size(16)
             .build()
             .map_err(pool_error)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            config: Box::new(listen_config),
+            origin,
+        })
+    }
+
+    /// This store's id in its announcements.
+    pub(super) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// A connection of its own listening for every controller's
+    /// announcements ([`super::announce`]).
+    pub(super) async fn listen(&self) -> Result<super::announce::Listening, StoreError> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (forward, announced) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages =
+                futures_util::stream::poll_fn(move |context| connection.poll_message(context));
+            while let Some(Ok(message)) = futures_util::StreamExt::next(&mut messages).await {
+                if let tokio_postgres::AsyncMessage::Notification(notification) = message
+                    && let Some(parsed) = super::announce::parse(notification.payload())
+                    && forward.send(parsed).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        client
+            .batch_execute(&format!("LISTEN {}", super::announce::CHANNEL))
+            .await?;
+        Ok(super::announce::Listening {
+            announced,
+            _client: client,
+        })
     }
 
     /// Runs `operation` in one transaction, committed if it succeeds.
@@ -386,6 +432,18 @@ impl WriteTx for Transaction<'_> {
                 .map(|write| execute_agent_alert(self, write, now_ms)),
         );
         tokio::try_join!(devices, events, device_alerts, agent_alerts)?;
+        if !plan.changed.is_empty() {
+            // Delivered to every listening controller at the commit.
+            let payload = super::announce::payload(&plan.changed, &plan.previous);
+            self.execute(
+                &format!(
+                    "SELECT pg_notify('{}', current_setting('ward.origin') || ' ' || $1)",
+                    super::announce::CHANNEL
+                ),
+                &[&payload],
+            )
+            .await?;
+        }
         Ok(())
     }
 

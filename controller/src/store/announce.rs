@@ -1,0 +1,92 @@
+//! Committed status changes announced to every controller on a PostgreSQL
+//! database: the transaction that changes statuses sends a `NOTIFY` on
+//! [`CHANNEL`] (delivered at its commit, in commit order), naming the
+//! controller it came from (its connections' `ward.origin` setting) and
+//! the devices with their previous status, or only that there were too
+//! many to name. Each controller listens, and hands the others' changes to
+//! its live subscribers.
+
+use tokio::sync::mpsc;
+
+use super::model::{Status, StatusChanges};
+
+/// The notification channel.
+pub(super) const CHANNEL: &str = "ward_changes";
+
+/// `NOTIFY` payloads are at most 8000 bytes: beyond this, "too many".
+const MOST_BYTES: usize = 7_000;
+
+/// What a transaction's payload says after its origin: `[[id,"down"],…]`,
+/// or `resync` when naming them all would not fit.
+pub(super) fn payload(changed: &[i64], previous: &[Status]) -> String {
+    let named: Vec<(i64, &str)> = changed
+        .iter()
+        .copied()
+        .zip(previous.iter().map(|status| status.as_str()))
+        .collect();
+    let text = serde_json::to_string(&named).unwrap_or_default();
+    if text.is_empty() || text.len() > MOST_BYTES {
+        "resync".to_owned()
+    } else {
+        text
+    }
+}
+
+/// Status changes committed by some controller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announced {
+    /// The store (of a controller) that committed them.
+    pub origin: String,
+    /// The changes, or `None` when there were too many to name (reload).
+    pub changes: Option<StatusChanges>,
+}
+
+/// Reads a notification's payload (`origin changes`); `None` if it is not
+/// one of ours.
+pub(super) fn parse(payload: &str) -> Option<Announced> {
+    let (origin, rest) = payload.split_once(' ')?;
+    let changes = if rest == "resync" {
+        None
+    } else {
+        let named: Vec<(i64, String)> = serde_json::from_str(rest).ok()?;
+        let mut changes = StatusChanges::default();
+        for (id, previous) in named {
+            changes.changed.push(id);
+            changes.previous.push(previous.parse().ok()?);
+        }
+        Some(changes)
+    };
+    Some(Announced {
+        origin: origin.to_owned(),
+        changes,
+    })
+}
+
+/// A connection listening on [`CHANNEL`]; announcements arrive on
+/// `announced` until the connection ends (then it closes).
+pub struct Listening {
+    /// The announcements, in commit order.
+    pub announced: mpsc::UnboundedReceiver<Announced>,
+    /// Keeps the connection open.
+    pub(super) _client: tokio_postgres::Client,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_round_trip_and_too_many_become_a_resync() {
+        let text = payload(&[7, 9], &[Status::Up, Status::Unknown]);
+        let announced = parse(&format!("abc {text}")).expect("ours");
+        assert_eq!(announced.origin, "abc");
+        let changes = announced.changes.expect("named");
+        assert_eq!(changes.changed, [7, 9]);
+        assert_eq!(changes.previous, [Status::Up, Status::Unknown]);
+        let many: Vec<i64> = (0..2_000).collect();
+        let statuses = vec![Status::Down; many.len()];
+        assert_eq!(payload(&many, &statuses), "resync");
+        assert_eq!(parse("abc resync").expect("ours").changes, None);
+        assert_eq!(parse("garbage"), None);
+    }
+}
