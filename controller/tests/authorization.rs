@@ -81,17 +81,12 @@ async fn every_route_requires_its_declared_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_require_a_viewer() {
     use ward_controller::auth::Role;
-    let (_dir, url) = common::sqlite_url();
-    let store = ward_controller::store::Store::open(&url)
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    let controller = Arc::new(
-        ward_controller::state::Controller::new(store, ward_controller::cache::Cache::in_process())
+    let (_dir, controller, api) = common::served_with(|controller| {
+        controller
             .with_metrics_access(Access::Role(Role::Viewer))
-            .with_anonymous_read(true),
-    );
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+            .with_anonymous_read(true)
+    })
+    .await;
     let viewer = common::token_for(&controller, "prometheus", Role::Viewer, None).await;
     assert_eq!(
         status(&api.base, &Method::GET, "/metrics", None).await,

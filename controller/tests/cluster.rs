@@ -26,17 +26,22 @@ async fn reads_show(api: &Api, id: i64, status: &str, down: u64) {
     assert_eq!(summary["down"], down, "summary: {summary}");
 }
 
-/// A device created through A and its status changed through A's agent
-/// link: A and B read every change at once.
-async fn two_controllers_agree(a: &Arc<Controller>, api_a: &Api, api_b: &Api) {
-    let (code, created) = api_a
+/// Creates device `name` at `address` of `site` through `api`; its id.
+async fn create_device(api: &Api, name: &str, address: &str, site: &str) -> i64 {
+    let (code, created) = api
         .post(
             "/api/v1/devices",
-            serde_json::json!({"name": "atm-1", "address": "198.18.1.10", "site": "branch-7"}),
+            serde_json::json!({"name": name, "address": address, "site": site}),
         )
         .await;
     assert_eq!(code, 201, "{created}");
-    let id = created["id"].as_i64().expect("id");
+    created["id"].as_i64().expect("id")
+}
+
+/// A device created through A and its status changed through A's agent
+/// link: A and B read every change at once.
+async fn two_controllers_agree(a: &Arc<Controller>, api_a: &Api, api_b: &Api) {
+    let id = create_device(api_a, "atm-1", "198.18.1.10", "branch-7").await;
     let now = ward_controller::time::now_ms();
     let mut seq = 0;
     for (status, down) in [(Status::Up, 0), (Status::Down, 1), (Status::Up, 0)] {
@@ -115,14 +120,7 @@ async fn an_agent_linked_to_one_controller_keeps_its_site_watched_by_every_other
         .await
         .expect("agent");
     let api_a = Api::serve(Arc::clone(&a)).await;
-    let (code, created) = api_a
-        .post(
-            "/api/v1/devices",
-            serde_json::json!({"name": "atm-1", "address": "198.18.5.10", "site": "branch-5"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{created}");
-    let id = created["id"].as_i64().expect("id");
+    let id = create_device(&api_a, "atm-1", "198.18.5.10", "branch-5").await;
     let report = common::transition_report("branch-5-agent", id, 1, Status::Up, now + 1);
     a.apply_report(&report, now).await.expect("up");
 
@@ -300,14 +298,7 @@ async fn every_controller_streams_the_changes_committed_through_any() {
     }
     let (mut from_a, mut from_b) = (a.subscribe(), b.subscribe());
     let api_a = Api::serve(Arc::clone(&a)).await;
-    let (code, created) = api_a
-        .post(
-            "/api/v1/devices",
-            serde_json::json!({"name": "atm-1", "address": "198.18.1.10", "site": "branch-7"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{created}");
-    let id = created["id"].as_i64().expect("id");
+    let id = create_device(&api_a, "atm-1", "198.18.1.10", "branch-7").await;
     // Both listen before the first change is committed.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let now = ward_controller::time::now_ms();

@@ -26,16 +26,8 @@ fn report(device_id: i64, seq: u64, status: Status) -> TransitionReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
     // The dashboard has no login yet: it reads anonymously.
-    let (_dir, url) = common::sqlite_url();
-    let store = ward_controller::store::Store::open(&url)
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    let controller = Arc::new(
-        ward_controller::state::Controller::new(store, ward_controller::cache::Cache::in_process())
-            .with_anonymous_read(true),
-    );
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let (_dir, controller, api) =
+        common::served_with(|controller| controller.with_anonymous_read(true)).await;
     let (code, router) = api
         .post(
             "/api/v1/devices",

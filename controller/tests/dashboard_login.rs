@@ -20,17 +20,7 @@ use ward_controller::store::Actor;
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn served(settings: LoginSettings) -> (tempfile::TempDir, Arc<Controller>, common::Api) {
-    let (dir, url) = common::sqlite_url();
-    let store = ward_controller::store::Store::open(&url)
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
-    let controller = Arc::new(
-        Controller::new(store, ward_controller::cache::Cache::in_process())
-            .with_login_settings(settings),
-    );
-    let api = common::Api::serve(Arc::clone(&controller)).await;
-    (dir, controller, api)
+    common::served_with(|controller| controller.with_login_settings(settings)).await
 }
 
 async fn add_user(controller: &Controller, name: &str, role: Role) {

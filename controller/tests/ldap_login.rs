@@ -105,18 +105,8 @@ impl Lab {
 }
 
 async fn served(settings: LdapSettings) -> (tempfile::TempDir, Arc<Controller>, common::Api) {
-    let (dir, url) = common::sqlite_url();
-    let store = ward_controller::store::Store::open(&url)
-        .await
-        .expect("open");
-    store.migrate().await.expect("migrate");
     let directory = Directory::new(settings).expect("directory settings");
-    let controller = Arc::new(
-        Controller::new(store, ward_controller::cache::Cache::in_process())
-            .with_directory(Some(directory)),
-    );
-    let api = common::Api::serve(Arc::clone(&controller)).await;
-    (dir, controller, api)
+    common::served_with(|controller| controller.with_directory(Some(directory))).await
 }
 
 async fn login(api: &common::Api, user: &str, password: &str) -> (u16, Value) {

@@ -183,6 +183,18 @@ pub(super) async fn audit_change(
     change: Change<'_>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
+    audit_outcome(tx, actor, change, "ok".into(), now_ms).await
+}
+
+/// Records what `actor` did or tried (`change`) and its `outcome` (`ok`,
+/// `refused: …`), in the caller's transaction.
+pub(super) async fn audit_outcome(
+    tx: &impl WriteTx,
+    actor: &Actor,
+    change: Change<'_>,
+    outcome: String,
+    now_ms: i64,
+) -> Result<(), StoreError> {
     record(
         tx,
         &AuditEntry {
@@ -192,7 +204,7 @@ pub(super) async fn audit_change(
             source: actor.source.clone(),
             action: change.action.to_owned(),
             object: change.object,
-            outcome: "ok".into(),
+            outcome,
             before: change.before,
             after: change.after,
         },

@@ -8,7 +8,7 @@ use crate::auth::Role;
 
 use super::args::Arg;
 use super::operations::WriteTx;
-use super::principals::{Actor, AuditEntry, UserRecord, find_user, json, record};
+use super::principals::{Actor, Change, UserRecord, audit_outcome, find_user, json};
 use super::rows::Columns;
 use super::{StoreError, parse_stored};
 
@@ -107,21 +107,13 @@ async fn audit_login(
     after: Option<String>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    record(
-        tx,
-        &AuditEntry {
-            id: 0,
-            at_ms: now_ms,
-            principal: actor.principal.clone(),
-            source: actor.source.clone(),
-            action: action.to_owned(),
-            object: login_object(name),
-            outcome,
-            before: None,
-            after,
-        },
-    )
-    .await
+    let change = Change {
+        action,
+        object: login_object(name),
+        before: None,
+        after,
+    };
+    audit_outcome(tx, actor, change, outcome, now_ms).await
 }
 
 /// A local user and its password hash (none: it logs in through LDAP or

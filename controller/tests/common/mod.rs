@@ -148,6 +148,19 @@ pub fn sqlite_url() -> (tempfile::TempDir, String) {
     (dir, url)
 }
 
+/// A controller on a fresh SQLite file with an in-process cache, set up
+/// by `configure` (anonymous reads, login limits, a directory…), served.
+pub async fn served_with(
+    configure: impl FnOnce(Controller) -> Controller,
+) -> (tempfile::TempDir, Arc<Controller>, Api) {
+    let (dir, url) = sqlite_url();
+    let store = Store::open(&url).await.expect("open store");
+    store.migrate().await.expect("migrate");
+    let controller = Arc::new(configure(Controller::new(store, Cache::in_process())));
+    let api = Api::serve(Arc::clone(&controller)).await;
+    (dir, controller, api)
+}
+
 /// A controller with an in-process cache on a fresh, migrated SQLite file.
 pub async fn sqlite_controller() -> (tempfile::TempDir, Arc<Controller>) {
     let (dir, url) = sqlite_url();
