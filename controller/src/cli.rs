@@ -169,9 +169,10 @@ struct RunArgs {
     /// JSON webhook that receives firing and resolved alerts [default: off].
     #[arg(long, env = "WARD_WEBHOOK")]
     webhook: Option<String>,
-    /// Alertmanager base URL (alerts go to /api/v2/alerts) [default: off].
-    #[arg(long, env = "WARD_ALERTMANAGER")]
-    alertmanager: Option<String>,
+    /// Alertmanager base URL (alerts go to /api/v2/alerts) [default: off];
+    /// repeat (or separate with commas) for the instances of a cluster.
+    #[arg(long, env = "WARD_ALERTMANAGER", value_delimiter = ',')]
+    alertmanager: Vec<String>,
     /// How often firing alerts are sent to Alertmanager again [default: 60s].
     #[arg(long, env = "WARD_ALERTMANAGER_RESEND_INTERVAL", value_parser = humantime::parse_duration)]
     alertmanager_resend_interval: Option<Duration>,
@@ -210,7 +211,8 @@ impl RunArgs {
             tsdb_spool_dir: self.tsdb_spool_dir,
             tsdb_spool_max_mib: self.tsdb_spool_max_mib,
             webhook: self.webhook,
-            alertmanager: self.alertmanager,
+            alertmanager: (!self.alertmanager.is_empty())
+                .then_some(crate::config::OneOrMany::Many(self.alertmanager)),
             alertmanager_resend_interval: self.alertmanager_resend_interval,
             api_token: self.api_token,
             anonymous_read: self.anonymous_read,
@@ -447,13 +449,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     if let Some(url) = &settings.webhook {
         channels.push(Channel::Webhook(Webhook::new(url)));
     }
-    if let Some(url) = &settings.alertmanager {
-        channels.push(Channel::Alertmanager(Alertmanager::new(
-            url,
-            settings.alertmanager_resend_interval,
-        )));
+    for (index, url) in settings.alertmanagers.iter().enumerate() {
+        channels.push(Channel::Alertmanager(
+            Alertmanager::new(url, settings.alertmanager_resend_interval).instance(index + 1),
+        ));
     }
-    let names: Vec<&'static str> = channels.iter().map(Channel::name).collect();
+    let names: Vec<&str> = channels.iter().map(Channel::name).collect();
     let controller = Arc::new(controller.with_notification_channels(&names).await?);
     info!(channels = ?names, "notification channels");
     for channel in channels {

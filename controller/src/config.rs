@@ -49,8 +49,9 @@ pub struct FileConfig {
     pub tsdb_spool_max_mib: Option<u64>,
     /// `webhook = "https://…"`.
     pub webhook: Option<String>,
-    /// `alertmanager = "http://…:9093"`.
-    pub alertmanager: Option<String>,
+    /// `alertmanager = "http://…:9093"`, or the instances of an
+    /// Alertmanager cluster: `["http://a:9093", "http://b:9093"]`.
+    pub alertmanager: Option<OneOrMany>,
     /// `alertmanager_resend_interval = "60s"`.
     #[serde(default, with = "ward_settings::duration")]
     pub alertmanager_resend_interval: Option<Duration>,
@@ -90,6 +91,25 @@ pub struct FileConfig {
     /// deleted (by the controller, hourly).
     #[serde(default, with = "ward_settings::duration")]
     pub audit_retention: Option<Duration>,
+}
+
+/// A URL, or several.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        }
+    }
 }
 
 /// Who may scrape `/metrics`.
@@ -150,8 +170,8 @@ pub struct Settings {
     pub tsdb_spool_max_bytes: u64,
     /// Webhook URL.
     pub webhook: Option<String>,
-    /// Alertmanager base URL.
-    pub alertmanager: Option<String>,
+    /// Alertmanager base URLs: each instance gets every alert.
+    pub alertmanagers: Vec<String>,
     /// Alertmanager re-send interval.
     pub alertmanager_resend_interval: Duration,
     /// Bearer token for mutations.
@@ -268,7 +288,11 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_TSDB_SPOOL_DIR)),
             tsdb_spool_max_bytes: spool_mib << 20,
             webhook: overrides.webhook.or(file.webhook),
-            alertmanager: overrides.alertmanager.or(file.alertmanager),
+            alertmanagers: overrides
+                .alertmanager
+                .or(file.alertmanager)
+                .map(OneOrMany::into_vec)
+                .unwrap_or_default(),
             alertmanager_resend_interval: resend,
             api_token: overrides.api_token.or(file.api_token),
             anonymous_read: overrides
@@ -321,14 +345,19 @@ impl Settings {
                 ),
             });
         }
-        for (key, url) in [
-            ("victoria_metrics", &settings.victoria_metrics),
-            ("webhook", &settings.webhook),
-            ("alertmanager", &settings.alertmanager),
-        ] {
-            if let Some(url) = url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
+        let alertmanagers = settings
+            .alertmanagers
+            .iter()
+            .map(|url| ("alertmanager", url));
+        let urls = [
+            ("victoria_metrics", settings.victoria_metrics.as_ref()),
+            ("webhook", settings.webhook.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(key, url)| url.map(|url| (key, url)))
+        .chain(alertmanagers);
+        for (key, url) in urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::Invalid {
                     key,
                     message: format!("`{url}` is not an http:// or https:// URL"),
@@ -531,6 +560,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.starts_with("login_lockout_failures:"), "{message}");
+    }
+
+    #[test]
+    fn alertmanager_is_one_url_or_the_instances_of_a_cluster() {
+        let one = FileConfig::parse("alertmanager = \"http://a:9093\"\n", "ward.toml").unwrap();
+        let settings = Settings::resolve(FileConfig::default(), one).unwrap();
+        assert_eq!(settings.alertmanagers, ["http://a:9093"]);
+        let many = FileConfig::parse(
+            "alertmanager = [\"http://a:9093\", \"http://b:9093\"]\n",
+            "ward.toml",
+        )
+        .unwrap();
+        let settings = Settings::resolve(FileConfig::default(), many).unwrap();
+        assert_eq!(settings.alertmanagers, ["http://a:9093", "http://b:9093"]);
+        let bad = FileConfig::parse(
+            "alertmanager = [\"http://a:9093\", \"b:9093\"]\n",
+            "ward.toml",
+        )
+        .unwrap();
+        let message = Settings::resolve(FileConfig::default(), bad)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("alertmanager:") && message.contains("b:9093"),
+            "{message}"
+        );
     }
 
     #[test]

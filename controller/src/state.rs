@@ -79,10 +79,8 @@ pub struct Metrics {
     pub notifications_sent: AtomicU64,
     /// Notification delivery attempts that failed.
     pub notifications_failed: AtomicU64,
-    /// The last webhook delivery round only failed.
-    pub webhook_failing: std::sync::atomic::AtomicBool,
-    /// The last Alertmanager delivery round only failed.
-    pub alertmanager_failing: std::sync::atomic::AtomicBool,
+    /// Channels whose last delivery round only failed.
+    failing_channels: std::sync::RwLock<std::collections::BTreeSet<String>>,
     /// Report entries ignored (stale, unknown device, no change).
     pub transitions_ignored: AtomicU64,
     /// Statistics entries for devices the store does not know.
@@ -168,8 +166,9 @@ pub struct Controller {
     pub api_latency: crate::api::ApiLatency,
     /// For reading history back from VictoriaMetrics.
     pub http: reqwest::Client,
-    /// Notification channels with a worker (`webhook`, `alertmanager`).
-    pub notification_channels: Vec<&'static str>,
+    /// Notification channels with a worker (`webhook`, `alertmanager`,
+    /// `alertmanager-2`, …).
+    pub notification_channels: Vec<String>,
 }
 
 /// Who the controller's own reports (offline sites, blind agents) come
@@ -217,7 +216,7 @@ impl Controller {
     /// waiting ones of channels no longer configured, with a warning).
     pub async fn with_notification_channels(
         mut self,
-        channels: &[&'static str],
+        channels: &[&str],
     ) -> Result<Self, StoreError> {
         let discarded = self
             .store
@@ -230,7 +229,7 @@ impl Controller {
                 "notifications for channels no longer configured were discarded"
             );
         }
-        self.notification_channels = channels.to_vec();
+        self.notification_channels = channels.iter().map(|&name| name.to_owned()).collect();
         Ok(self)
     }
 
@@ -341,11 +340,26 @@ impl Controller {
             .send_modify(|generation| *generation += 1);
     }
 
-    /// The "last round only failed" flag of notification channel `name`.
-    pub fn notifier_failing(&self, name: &str) -> &std::sync::atomic::AtomicBool {
-        match name {
-            "alertmanager" => &self.metrics.alertmanager_failing,
-            _ => &self.metrics.webhook_failing,
+    /// Whether notification channel `name`'s last round only failed.
+    pub fn notifier_failing(&self, name: &str) -> bool {
+        self.metrics
+            .failing_channels
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .contains(name)
+    }
+
+    /// Notes whether channel `name`'s last delivery round only failed.
+    pub fn set_notifier_failing(&self, name: &str, failing: bool) {
+        let mut channels = self
+            .metrics
+            .failing_channels
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if failing {
+            channels.insert(name.to_owned());
+        } else {
+            channels.remove(name);
         }
     }
 

@@ -121,7 +121,7 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
         2,
         "nothing lost"
     );
-    assert!(controller.metrics.webhook_failing.load(Ordering::Relaxed));
+    assert!(controller.notifier_failing("webhook"));
 
     receiver.failing.store(false, Ordering::Relaxed);
     let round = deliver_due(&controller, &webhook, 60_000)
@@ -145,7 +145,7 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
     assert_eq!(accepted[0]["device"]["name"], "atm-1");
     assert_eq!(accepted[0]["device"]["site"], "branch-7");
     assert!(accepted[1]["resolved_at"].is_string());
-    assert!(!controller.metrics.webhook_failing.load(Ordering::Relaxed));
+    assert!(!controller.notifier_failing("webhook"));
 }
 
 #[tokio::test]
@@ -262,12 +262,7 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
         .await
         .expect("round");
     assert_eq!((round.delivered, round.failed), (0, 1));
-    assert!(
-        controller
-            .metrics
-            .alertmanager_failing
-            .load(Ordering::Relaxed)
-    );
+    assert!(controller.notifier_failing("alertmanager"));
 
     alertmanager.resume().expect("restart Alertmanager");
     let round = deliver_due(&controller, &channel, down_at + 120_000)
@@ -417,4 +412,57 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
             .is_some_and(|reason| reason.contains("probes every device")),
         "{alert}"
     );
+}
+
+#[tokio::test]
+async fn every_alertmanager_of_a_cluster_gets_every_alert_and_one_down_holds_back_no_other() {
+    use ward_controller::notify::Alertmanager;
+
+    let (_receiver, hook) = start_receiver().await;
+    let mut first = ward_testkit::services::Alertmanager::start(&hook).expect("start Alertmanager");
+    let second = ward_testkit::services::Alertmanager::start(&hook).expect("start Alertmanager");
+    let (_dir, controller, id) = controller_with_device().await;
+    let channels = [
+        Channel::Alertmanager(Alertmanager::new(&first.url(), Duration::from_secs(60)).instance(1)),
+        Channel::Alertmanager(
+            Alertmanager::new(&second.url(), Duration::from_secs(60)).instance(2),
+        ),
+    ];
+    let names: Vec<&str> = channels.iter().map(Channel::name).collect();
+    assert_eq!(names, ["alertmanager", "alertmanager-2"]);
+    controller
+        .store
+        .set_notification_channels(&names)
+        .await
+        .expect("channels");
+
+    first.stop();
+    let down_at = ward_controller::time::now_ms();
+    controller
+        .apply_report(&report(id, 1, Status::Down, down_at), down_at)
+        .await
+        .expect("down");
+    let mut rounds = Vec::new();
+    for channel in &channels {
+        let round = deliver_due(&controller, channel, down_at)
+            .await
+            .expect("round");
+        rounds.push((round.delivered, round.failed));
+    }
+    assert_eq!(rounds, [(0, 1), (1, 0)], "the second is not held back");
+    assert_eq!(active_alerts(&second).await.len(), 1);
+    assert!(controller.notifier_failing("alertmanager"));
+    assert!(!controller.notifier_failing("alertmanager-2"));
+
+    first.resume().expect("restart Alertmanager");
+    let round = deliver_due(&controller, &channels[0], down_at + 120_000)
+        .await
+        .expect("round");
+    assert_eq!((round.delivered, round.failed), (1, 0));
+    assert_eq!(
+        active_alerts(&first).await.len(),
+        1,
+        "the first gets it once back"
+    );
+    assert!(!controller.notifier_failing("alertmanager"));
 }

@@ -459,5 +459,5 @@ fn the_example_configs_are_accepted_by_the_daemons() {
         controller,
     )
     .expect("controller settings");
-    assert!(settings.tls.is_some() && settings.alertmanager.is_some());
+    assert!(settings.tls.is_some() && !settings.alertmanagers.is_empty());
 }

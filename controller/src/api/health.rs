@@ -135,8 +135,8 @@ async fn notifier_readiness(controller: &Controller) -> Value {
     let failing: Vec<&str> = controller
         .notification_channels
         .iter()
-        .copied()
-        .filter(|&channel| controller.notifier_failing(channel).load(Ordering::Relaxed))
+        .map(String::as_str)
+        .filter(|&channel| controller.notifier_failing(channel))
         .collect();
     let depth = controller.store.outbox_depth().await.ok();
     if controller.notification_channels.is_empty() {

@@ -17,6 +17,9 @@ const MISSED_RESENDS_BEFORE_EXPIRY: u32 = 4;
 
 /// An Alertmanager.
 pub struct Alertmanager {
+    /// The channel its outbox rows carry: `alertmanager`, then
+    /// `alertmanager-2`, … for the other instances of a cluster.
+    name: String,
     alerts_url: String,
     resend_interval: Duration,
     http: reqwest::Client,
@@ -27,10 +30,26 @@ impl Alertmanager {
     /// alerts re-sent every `resend_interval`.
     pub fn new(base_url: &str, resend_interval: Duration) -> Self {
         Self {
+            name: "alertmanager".into(),
             alerts_url: format!("{}/api/v2/alerts", base_url.trim_end_matches('/')),
             resend_interval,
             http: super::http_client(),
         }
+    }
+
+    /// The same, as instance `number` (from 1) of an Alertmanager cluster:
+    /// each instance gets every alert (Alertmanager deduplicates), through
+    /// outbox rows of its own, so one instance down holds back no other.
+    pub fn instance(mut self, number: usize) -> Self {
+        if number > 1 {
+            self.name = format!("alertmanager-{number}");
+        }
+        self
+    }
+
+    /// Its channel name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// How often firing alerts are sent again.

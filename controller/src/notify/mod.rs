@@ -43,10 +43,10 @@ pub enum Channel {
 
 impl Channel {
     /// The name its outbox rows carry.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> &str {
         match self {
             Channel::Webhook(_) => "webhook",
-            Channel::Alertmanager(_) => "alertmanager",
+            Channel::Alertmanager(alertmanager) => alertmanager.name(),
         }
     }
 
@@ -135,9 +135,7 @@ pub async fn deliver_due(
             break;
         }
     }
-    controller
-        .notifier_failing(channel.name())
-        .store(round.failed > 0 && round.delivered == 0, Ordering::Relaxed);
+    controller.set_notifier_failing(channel.name(), round.failed > 0 && round.delivered == 0);
     Ok(round)
 }
 
