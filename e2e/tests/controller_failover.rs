@@ -1,7 +1,9 @@
-//! Two controllers on one PostgreSQL, one agent given both: when the
-//! controller holding its link is killed, the agent links to the other at
-//! once, which knows everything the first committed and takes the site's
-//! reports from then on. Real binaries, real PostgreSQL, loopback only.
+//! Two controllers on one PostgreSQL, one agent given both: the second
+//! controller streams what the agent reports through the first and never
+//! takes the watched site for offline; when the controller holding the
+//! link is killed, the agent links to the other at once, which knows
+//! everything the first committed and takes the site's reports from then
+//! on. Real binaries, real PostgreSQL, loopback only.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -57,6 +59,19 @@ fn an_agent_moves_to_the_next_controller_at_once_when_its_controller_dies() {
     );
     assert_eq!(code, 201, "{first}");
 
+    // B's live event stream, followed before anything changes.
+    let (seen, events) = std::sync::mpsc::channel();
+    let stream = rest_b.follow("/api/v1/events").expect("B's event stream");
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if seen.send(line).is_err() {
+                return;
+            }
+        }
+    });
+
     let mut command = Command::new(agent_binary());
     command
         .args(["run", "--agent-id", "loop-agent", "--site", "loopback"])
@@ -69,7 +84,8 @@ fn an_agent_moves_to_the_next_controller_at_once_when_its_controller_dies() {
         .args(["--report-period", "1s"])
         .env("RUST_LOG", "info");
     let agent = Process::spawn("ward-agent", command, &d.join("agent.log")).expect("agent");
-    let connected = |rest: &Rest| rest.get("/api/v1/agents").1[0]["connected"] == true;
+    // Linked to that controller itself (not only heard of, through another).
+    let connected = |rest: &Rest| rest.get("/api/v1/agents").1[0]["controller"] == "this";
     wait_until("the agent linked to A", Duration::from_secs(20), || {
         connected(&rest_a)
     });
@@ -81,6 +97,23 @@ fn an_agent_moves_to_the_next_controller_at_once_when_its_controller_dies() {
         Duration::from_secs(20),
         || status(&rest_b, first_id) == "up",
     );
+    let streamed = std::iter::from_fn(|| events.recv_timeout(Duration::from_secs(5)).ok())
+        .find(|line| line.starts_with("data: ") && line.contains("\"status\":\"up\""));
+    assert!(
+        streamed.is_some_and(|line| line.contains(&format!("\"id\":{first_id}"))),
+        "B streams the change the agent reported through A"
+    );
+    // Past the site's grace period (5 s): B, which never held the agent's
+    // link, does not take the site for offline, and shows it linked to A.
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "waiting out the grace period is the test"
+    )]
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(status(&rest_b, first_id), "up", "B keeps the watched site");
+    let (_, agents) = rest_b.get("/api/v1/agents");
+    assert_eq!(agents[0]["connected"], true, "{agents}");
+    assert_ne!(agents[0]["controller"], "this", "{agents}");
 
     let killed = Instant::now();
     a.crash();
