@@ -280,7 +280,11 @@ pub async fn sweep(
 ) {
     tokio::pin!(shutdown);
     loop {
-        if let Err(error) = controller.forget_offline_sites(crate::time::now_ms()).await {
+        // One controller of a cluster sweeps; another takes over when it
+        // dies (presence is shared, so any of them sees every agent).
+        if controller.holds("offline sweep").await
+            && let Err(error) = controller.forget_offline_sites(crate::time::now_ms()).await
+        {
             tracing::warn!(%error, "offline-agent sweep failed; retrying");
         }
         tokio::select! {

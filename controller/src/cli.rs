@@ -423,6 +423,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_anonymous_read(settings.anonymous_read)
         .with_login_settings(settings.login.clone())
         .with_metrics_access(settings.metrics_access)
+        .with_failover_delay(settings.failover_delay)
         .with_directory(
             settings
                 .ldap

@@ -87,6 +87,10 @@ pub struct FileConfig {
     /// `metrics_access = "open"` (default) or `"viewer"`: who may scrape
     /// `/metrics`.
     pub metrics_access: Option<MetricsAccess>,
+    /// `failover_delay = "5s"`: how long a dead controller's once-per-
+    /// cluster jobs wait before another controller takes them.
+    #[serde(default, with = "ward_settings::duration")]
+    pub failover_delay: Option<Duration>,
     /// `audit_retention = "400d"`: audit entries older than this are
     /// deleted (by the controller, hourly).
     #[serde(default, with = "ward_settings::duration")]
@@ -191,6 +195,8 @@ pub struct Settings {
     pub metrics_access: crate::access::Access,
     /// Audit entries older than this are deleted.
     pub audit_retention: Duration,
+    /// How long a dead controller's leases outlive it.
+    pub failover_delay: Duration,
 }
 
 impl Settings {
@@ -262,11 +268,23 @@ impl Settings {
                 message: "must be at least 1d: the audit log is how a change is traced".into(),
             });
         }
+        let failover_delay = overrides
+            .failover_delay
+            .or(file.failover_delay)
+            .unwrap_or(crate::state::DEFAULT_FAILOVER_DELAY);
+        if failover_delay < Duration::from_secs(1) {
+            return Err(ConfigError::Invalid {
+                key: "failover_delay",
+                message: "must be at least 1s: a live controller renews its leases every second"
+                    .into(),
+            });
+        }
         let settings = Self {
             login,
             ldap,
             metrics_access,
             audit_retention,
+            failover_delay,
             database_password_file,
             listen_http: overrides
                 .listen_http
@@ -533,6 +551,12 @@ mod tests {
             message.contains("everyone") && message.contains("line 1"),
             "{message}"
         );
+        assert_eq!(defaults.failover_delay, Duration::from_secs(5));
+        let file = FileConfig::parse("failover_delay = \"500ms\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("failover_delay:"), "{message}");
         let file = FileConfig::parse("audit_retention = \"1h\"\n", "ward.toml").unwrap();
         let message = Settings::resolve(FileConfig::default(), file)
             .unwrap_err()

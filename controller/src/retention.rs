@@ -28,6 +28,9 @@ pub async fn prune_audit_log(
             () = &mut stop => return,
             _ = rounds.tick() => {}
         }
+        if !controller.holds("audit retention").await {
+            continue;
+        }
         let now = crate::time::now_ms();
         match controller
             .store

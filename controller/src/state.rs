@@ -157,8 +157,10 @@ pub struct Controller {
     /// When this controller started, Unix ms.
     started_ms: i64,
     /// A random id of this controller process, as the other controllers
-    /// on the database know it (shared presence).
+    /// on the database know it (shared presence, leases).
     pub instance: String,
+    /// How long a dead controller's lease outlives it (`failover_delay`).
+    failover_delay: std::time::Duration,
     /// Agent reports hold it shared; the offline sweep holds it alone from
     /// its presence check to its commit.
     offline_gate: tokio::sync::RwLock<()>,
@@ -170,6 +172,9 @@ pub struct Controller {
     /// `alertmanager-2`, …).
     pub notification_channels: Vec<String>,
 }
+
+/// How long a dead controller's leases outlive it by default.
+pub const DEFAULT_FAILOVER_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Who the controller's own reports (offline sites, blind agents) come
 /// from.
@@ -208,6 +213,7 @@ impl Controller {
             presences: std::sync::Mutex::new(Presences::new(crate::time::now_ms())),
             started_ms: crate::time::now_ms(),
             instance: crate::auth::instance_id(),
+            failover_delay: DEFAULT_FAILOVER_DELAY,
             offline_gate: tokio::sync::RwLock::new(()),
         }
     }
@@ -606,6 +612,26 @@ impl Controller {
     pub fn link_opened(&self, agent: &AgentRecord, version: &str, boot_id: &str, now_ms: i64) {
         self.lock_presences()
             .connected(&agent.id, &agent.site, version, boot_id, now_ms);
+    }
+
+    /// A job meant to run once per cluster is this controller's now: it
+    /// took or renewed the job's lease for the failover delay. A store
+    /// that fails holds nothing (the job needs it anyway).
+    pub async fn holds(&self, job: &str) -> bool {
+        let ttl_ms = i64::try_from(self.failover_delay.as_millis()).unwrap_or(i64::MAX);
+        match self.store.take_lease(job, &self.instance, ttl_ms).await {
+            Ok(held) => held,
+            Err(error) => {
+                self.store_failed(error);
+                false
+            }
+        }
+    }
+
+    /// Leases of once-per-cluster jobs outlive a dead holder by `delay`.
+    pub fn with_failover_delay(mut self, delay: std::time::Duration) -> Self {
+        self.failover_delay = delay;
+        self
     }
 
     /// Tells the other controllers on the database which agents this one

@@ -321,3 +321,45 @@ async fn every_controller_streams_the_changes_committed_through_any() {
         "A streams its own changes once, not again from the database"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_per_cluster_job_moves_to_another_controller_when_its_holder_stops() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let delay = std::time::Duration::from_secs(1);
+    let with_delay = || async {
+        let store = ward_controller::store::Store::open(&postgres.url())
+            .await
+            .expect("open");
+        store.migrate().await.expect("migrate");
+        Controller::new(store, Cache::in_process()).with_failover_delay(delay)
+    };
+    let (a, b) = (with_delay().await, with_delay().await);
+    assert!(a.holds("offline sweep").await, "the first to ask holds it");
+    assert!(!b.holds("offline sweep").await, "one holder at a time");
+    assert!(a.holds("offline sweep").await, "renewed");
+    assert!(
+        b.holds("audit retention").await,
+        "each job has its own lease"
+    );
+
+    // A stops renewing, as a dead controller would: B takes the job once
+    // the lease expired, and not before.
+    let stopped = std::time::Instant::now();
+    while !b.holds("offline sweep").await {
+        assert!(
+            stopped.elapsed() < delay + std::time::Duration::from_secs(1),
+            "B takes over within the failover delay + 1 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let took = stopped.elapsed();
+    eprintln!("lease: B took the job {took:?} after A's last renewal (delay {delay:?})");
+    assert!(
+        took >= delay - std::time::Duration::from_millis(100),
+        "{took:?}"
+    );
+    assert!(
+        !a.holds("offline sweep").await,
+        "A, back, does not take it back"
+    );
+}

@@ -209,7 +209,12 @@ pub async fn run(
         if let Err(error) = deliver_due(&controller, &channel, now_ms()).await {
             warn!(channel = channel.name(), %error, "notification round failed; retrying");
         }
+        // One controller of a cluster re-sends (it renews its lease every
+        // round); another takes over when it dies.
         if let Channel::Alertmanager(alertmanager) = &channel
+            && controller
+                .holds(&format!("resend {}", alertmanager.name()))
+                .await
             && Instant::now() >= next_resend
         {
             next_resend = Instant::now() + alertmanager.resend_interval();

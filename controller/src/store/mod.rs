@@ -509,6 +509,18 @@ impl Store {
         transaction!(self, |tx| presence::heard(tx, &controller, &agents))
     }
 
+    /// Takes or renews lease `name` for `holder` for `ttl_ms` (the
+    /// database's clock); `true` while `holder` holds it.
+    pub async fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        transaction!(self, |tx| presence::take_lease(tx, &name, &holder, ttl_ms))
+    }
+
     /// Every agent some controller heard, with how long ago (by the
     /// database's clock).
     pub async fn heard_agents(&self) -> Result<Vec<HeardAgent>, StoreError> {

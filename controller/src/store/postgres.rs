@@ -60,6 +60,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/postgres/0010_agent_presence.sql"),
     ),
+    (
+        11,
+        include_str!("../../migrations/postgres/0011_leases.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

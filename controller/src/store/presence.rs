@@ -1,7 +1,8 @@
-//! Agents' presence shared between controllers: each controller writes
-//! the agents whose links it holds, timed by the database's clock, and
-//! reads everyone's, so no controller takes an agent connected to another
-//! for gone.
+//! What controllers of one database share about themselves: the agents
+//! whose links each holds (timed by the database's clock), read by
+//! everyone, so no controller takes an agent connected to another for
+//! gone; and leases, so a job meant to run once per cluster runs on one
+//! controller at a time and moves to another when its holder dies.
 
 use super::StoreError;
 use super::args::Arg;
@@ -54,4 +55,29 @@ pub(super) async fn heard_agents<T: WriteTx>(tx: &T) -> Result<Vec<HeardAgent>, 
         },
     )
     .await
+}
+
+/// Takes or renews lease `name` for `holder` until `ttl_ms` from now (the
+/// database's clock); `true` while `holder` holds it. Another holder's
+/// lease is taken only once it expired.
+pub(super) async fn take_lease<T: WriteTx>(
+    tx: &T,
+    name: &str,
+    holder: &str,
+    ttl_ms: i64,
+) -> Result<bool, StoreError> {
+    let statement = format!(
+        "INSERT INTO leases (name, holder, expires_at_ms) VALUES ($1, $2, {now} + $3) \
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+         expires_at_ms = excluded.expires_at_ms \
+         WHERE leases.holder = excluded.holder OR leases.expires_at_ms < {now}",
+        now = T::NOW_MS
+    );
+    let taken = tx
+        .run(
+            &statement,
+            &[Arg::Text(name), Arg::Text(holder), Arg::Int(ttl_ms)],
+        )
+        .await?;
+    Ok(taken == 1)
 }

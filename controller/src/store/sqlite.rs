@@ -58,6 +58,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         10,
         include_str!("../../migrations/sqlite/0010_agent_presence.sql"),
     ),
+    (11, include_str!("../../migrations/sqlite/0011_leases.sql")),
 ];
 
 #[allow(
