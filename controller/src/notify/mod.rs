@@ -116,7 +116,7 @@ pub async fn deliver_due(
     let mut round = Round::default();
     let started = Instant::now();
     // Taken notifications are this controller's for the claim only: a
-    // round that has run for half of it takes no more.
+    // round that has run for half of it stops and hands the rest back.
     let claim = Duration::from_millis(crate::store::NOTIFICATION_CLAIM_MS.unsigned_abs() / 2);
     loop {
         let due = controller
@@ -125,8 +125,14 @@ pub async fn deliver_due(
             .await
             .map_err(|error| controller.store_failed(error))?;
         let delivered_before = round.delivered;
-        for notification in &due {
+        for (index, notification) in due.iter().enumerate() {
             if started.elapsed() > claim {
+                let rest: Vec<i64> = due[index..].iter().map(|rest| rest.id).collect();
+                controller
+                    .store
+                    .release_notifications(&rest, now_ms)
+                    .await
+                    .map_err(|error| controller.store_failed(error))?;
                 break;
             }
             deliver(controller, channel, notification, now_ms, &mut round).await?;

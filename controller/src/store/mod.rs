@@ -271,6 +271,15 @@ impl Store {
         dispatch!(self.due_notifications(channel, now_ms, limit))
     }
 
+    /// Hands back taken notifications `ids` not attempted (due again at
+    /// `now_ms`, for any controller); nothing to do on SQLite.
+    pub async fn release_notifications(&self, ids: &[i64], now_ms: i64) -> Result<(), StoreError> {
+        match self {
+            Store::Postgres(store) => store.release_notifications(ids, now_ms).await,
+            Store::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// Makes `channels` the ones every new alert notification is queued
     /// for; returns how many waiting notifications of other channels were
     /// discarded (a channel taken out of the configuration).
@@ -653,7 +662,7 @@ fn due_notifications_query(placeholders: [&str; 3]) -> String {
 /// (PostgreSQL, where several controllers share the outbox): another
 /// controller takes one only after this, if it was neither delivered nor
 /// rescheduled (its holder died).
-pub const NOTIFICATION_CLAIM_MS: i64 = 120_000;
+pub const NOTIFICATION_CLAIM_MS: i64 = 15_000;
 
 /// Who inventory changes are recorded as in the status event log.
 const INVENTORY_ACTOR: &str = "inventory";

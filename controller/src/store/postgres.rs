@@ -307,6 +307,21 @@ impl PostgresStore {
         Ok(due)
     }
 
+    pub(super) async fn release_notifications(
+        &self,
+        ids: &[i64],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE notification_outbox SET next_attempt_at_ms = $2 WHERE id = ANY($1)",
+                &[&ids, &now_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
     pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
         client.execute(sql::NOTIFICATION_DELIVERED, &[&id]).await?;
