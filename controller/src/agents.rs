@@ -44,6 +44,8 @@ pub struct Presence {
     /// The other controller (its instance id) that holds its link, when
     /// it is connected there rather than here.
     pub elsewhere: Option<String>,
+    /// How many devices it owns (probes for its site's group).
+    pub devices: u64,
 }
 
 /// What an agent is doing, as `/api/v1/agents` shows it.
@@ -316,6 +318,33 @@ pub async fn share(
         tokio::select! {
             () = &mut shutdown => return,
             () = tokio::time::sleep(SHARE_INTERVAL) => {}
+        }
+    }
+}
+
+/// How long an agent goes unheard before its devices move to the other
+/// agents of its site, by default.
+pub const DEFAULT_AGENT_FAILOVER_DELAY: Duration = Duration::from_secs(3);
+
+/// How often [`settle_groups`] settles the agent groups.
+const SETTLE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Settles the agent groups every [`SETTLE_INTERVAL`] on one controller
+/// of the cluster, until `shutdown`.
+pub async fn settle_groups(
+    controller: std::sync::Arc<crate::state::Controller>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        if controller.holds("agent groups").await
+            && let Err(error) = controller.settle_groups(crate::time::now_ms()).await
+        {
+            tracing::warn!(%error, "cannot settle the agent groups; retrying");
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(SETTLE_INTERVAL) => {}
         }
     }
 }

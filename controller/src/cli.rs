@@ -424,6 +424,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_login_settings(settings.login.clone())
         .with_metrics_access(settings.metrics_access)
         .with_failover_delay(settings.failover_delay)
+        .with_agent_failover_delay(settings.agent_failover_delay)
         .with_directory(
             settings
                 .ldap
@@ -470,6 +471,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         until_stopped(),
     )));
     tasks.push(tokio::spawn(crate::state::follow_other_controllers(
+        Arc::clone(&controller),
+        until_stopped(),
+    )));
+    tasks.push(tokio::spawn(crate::agents::settle_groups(
         Arc::clone(&controller),
         until_stopped(),
     )));

@@ -91,6 +91,11 @@ pub struct FileConfig {
     /// cluster jobs wait before another controller takes them.
     #[serde(default, with = "ward_settings::duration")]
     pub failover_delay: Option<Duration>,
+    /// `agent_failover_delay = "3s"`: an agent not heard by any
+    /// controller for this long is lost, and its devices move to the other
+    /// agents of its site.
+    #[serde(default, with = "ward_settings::duration")]
+    pub agent_failover_delay: Option<Duration>,
     /// `audit_retention = "400d"`: audit entries older than this are
     /// deleted (by the controller, hourly).
     #[serde(default, with = "ward_settings::duration")]
@@ -197,6 +202,8 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// How long a dead controller's leases outlive it.
     pub failover_delay: Duration,
+    /// How long an agent goes unheard before its devices move.
+    pub agent_failover_delay: Duration,
 }
 
 impl Settings {
@@ -279,7 +286,20 @@ impl Settings {
                     .into(),
             });
         }
+        let agent_failover_delay = overrides
+            .agent_failover_delay
+            .or(file.agent_failover_delay)
+            .unwrap_or(crate::agents::DEFAULT_AGENT_FAILOVER_DELAY);
+        if agent_failover_delay < Duration::from_secs(2) {
+            return Err(ConfigError::Invalid {
+                key: "agent_failover_delay",
+                message: "must be at least 2s: controllers share which agents they hold every \
+                          second"
+                    .into(),
+            });
+        }
         let settings = Self {
+            agent_failover_delay,
             login,
             ldap,
             metrics_access,
@@ -552,6 +572,12 @@ mod tests {
             "{message}"
         );
         assert_eq!(defaults.failover_delay, Duration::from_secs(5));
+        assert_eq!(defaults.agent_failover_delay, Duration::from_secs(3));
+        let file = FileConfig::parse("agent_failover_delay = \"1s\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("agent_failover_delay:"), "{message}");
         let file = FileConfig::parse("failover_delay = \"500ms\"\n", "ward.toml").unwrap();
         let message = Settings::resolve(FileConfig::default(), file)
             .unwrap_err()

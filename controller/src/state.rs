@@ -17,6 +17,7 @@ use crate::store::{
     Actor, AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition,
     Status, StatusChanges, Store, StoreError, TransitionReport,
 };
+use crate::store::{Announcement, CONTROLLER_REPORTS};
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
 
 /// Enabled devices by status.
@@ -81,8 +82,14 @@ pub struct Metrics {
     pub notifications_failed: AtomicU64,
     /// Channels whose last delivery round only failed.
     failing_channels: std::sync::RwLock<std::collections::BTreeSet<String>>,
-    /// Report entries ignored (stale, unknown device, no change).
+    /// Report entries ignored (stale, unknown device, no change, not the
+    /// owner).
     pub transitions_ignored: AtomicU64,
+    /// Of those, reported by an agent that does not own the device.
+    pub transitions_not_owner: AtomicU64,
+    /// Devices given to another agent of their site (lost owner,
+    /// rebalance).
+    pub device_owner_changes: AtomicU64,
     /// Statistics entries for devices the store does not know.
     pub statistics_ignored: AtomicU64,
     /// Report entries refused on an agent link (not assigned, unknown,
@@ -161,6 +168,16 @@ pub struct Controller {
     pub instance: String,
     /// How long a dead controller's lease outlives it (`failover_delay`).
     failover_delay: std::time::Duration,
+    /// How long an agent goes unheard before its devices move
+    /// (`agent_failover_delay`).
+    agent_failover_delay: std::time::Duration,
+    /// Lost agents whose group covers for them and whose `AgentDown` was
+    /// opened in this absence.
+    #[allow(
+        clippy::disallowed_types,
+        reason = "touched by one task twice a second"
+    )]
+    lost_agents: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// Agent reports hold it shared; the offline sweep holds it alone from
     /// its presence check to its commit.
     offline_gate: tokio::sync::RwLock<()>,
@@ -175,10 +192,6 @@ pub struct Controller {
 
 /// How long a dead controller's leases outlive it by default.
 pub const DEFAULT_FAILOVER_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Who the controller's own reports (offline sites, blind agents) come
-/// from.
-const CONTROLLER_REPORTS: &str = "ward-controller";
 
 /// A status commit slower than this is logged.
 const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
@@ -214,6 +227,9 @@ impl Controller {
             started_ms: crate::time::now_ms(),
             instance: crate::auth::instance_id(),
             failover_delay: DEFAULT_FAILOVER_DELAY,
+            agent_failover_delay: crate::agents::DEFAULT_AGENT_FAILOVER_DELAY,
+            #[allow(clippy::disallowed_types, reason = "see the field")]
+            lost_agents: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             offline_gate: tokio::sync::RwLock::new(()),
         }
     }
@@ -415,6 +431,17 @@ impl Controller {
                 self.metrics
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
+                let foreign = ignored
+                    .iter()
+                    .filter(|(_, why)| *why == crate::store::Ignored::NotOwner)
+                    .count();
+                if foreign > 0 {
+                    self.metrics
+                        .transitions_not_owner
+                        .fetch_add(foreign as u64, Ordering::Relaxed);
+                    tracing::info!(agent = %report.agent_id, seq = report.seq, devices = foreign,
+                        "reports about devices another agent of the site owns were ignored");
+                }
                 // An agent alert may have been queued without any device
                 // changing (its devices were unknown already).
                 if !report.agent_alerts.is_empty() {
@@ -597,6 +624,22 @@ impl Controller {
             .collect())
     }
 
+    /// Every registered agent with its presence and how many devices it
+    /// owns (what `/api/v1/agents` and `ListAgents` show).
+    pub async fn agents_with_devices(&self) -> Result<Vec<(AgentRecord, Presence)>, StoreError> {
+        let mut owned: HashMap<String, u64> = HashMap::new();
+        for device in self.devices().await? {
+            if let Some(agent) = device.agent {
+                *owned.entry(agent).or_default() += 1;
+            }
+        }
+        let mut agents = self.agents().await?;
+        for (agent, presence) in &mut agents {
+            presence.devices = owned.get(&agent.id).copied().unwrap_or(0);
+        }
+        Ok(agents)
+    }
+
     /// The registered agent `id`, if any.
     pub async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
         Ok(self
@@ -632,6 +675,98 @@ impl Controller {
     pub fn with_failover_delay(mut self, delay: std::time::Duration) -> Self {
         self.failover_delay = delay;
         self
+    }
+
+    /// An agent unheard for `delay` is lost: its devices move.
+    pub fn with_agent_failover_delay(mut self, delay: std::time::Duration) -> Self {
+        self.agent_failover_delay = delay;
+        self
+    }
+
+    /// Settles the agent groups (see `store::groups`): the devices of lost
+    /// agents go to the live agents of their site, groups rebalance, and
+    /// agent links on every controller learn what they own now. A lost
+    /// agent whose group covers for it gets its `AgentDown` all the same,
+    /// once per absence.
+    pub async fn settle_groups(self: &Arc<Self>, now_ms: i64) -> Result<(), StoreError> {
+        let delay_ms = i64::try_from(self.agent_failover_delay.as_millis()).unwrap_or(i64::MAX);
+        let settlement = self
+            .store
+            .settle_groups(delay_ms)
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        if !settlement.moves.is_empty() {
+            self.inventory_changed();
+            self.metrics
+                .device_owner_changes
+                .fetch_add(settlement.moves.len() as u64, Ordering::Relaxed);
+            let mut moved: std::collections::BTreeMap<(Option<&str>, &str), usize> =
+                std::collections::BTreeMap::new();
+            for m in &settlement.moves {
+                *moved.entry((m.from.as_deref(), &m.to)).or_default() += 1;
+            }
+            for ((from, to), devices) in moved {
+                tracing::info!(
+                    from = from.unwrap_or("none"),
+                    to,
+                    devices,
+                    "devices given to another agent of their site"
+                );
+            }
+        }
+        let covered: std::collections::HashSet<&str> = settlement
+            .members
+            .iter()
+            .filter(|m| m.live(delay_ms))
+            .map(|m| m.site.as_str())
+            .collect();
+        let lost: Vec<&crate::store::groups::Member> = settlement
+            .members
+            .iter()
+            .filter(|m| m.lost(delay_ms) && covered.contains(m.site.as_str()))
+            .collect();
+        let newly_lost: Vec<&crate::store::groups::Member> = {
+            let mut known = self
+                .lost_agents
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            known.retain(|id| lost.iter().any(|m| m.id == *id));
+            lost.into_iter()
+                .filter(|m| !known.contains(&m.id))
+                .collect()
+        };
+        if newly_lost.is_empty() {
+            return Ok(());
+        }
+        let agent_alerts = newly_lost
+            .iter()
+            .map(|m| AgentAlertChange {
+                agent_id: m.id.clone(),
+                site: m.site.clone(),
+                open: true,
+                at_ms: now_ms,
+                reason: format!(
+                    "agent {} not heard for {:?}; the other agents of site {} probe its devices",
+                    m.id, self.agent_failover_delay, m.site
+                ),
+            })
+            .collect();
+        let report = TransitionReport {
+            agent_alerts,
+            agent_id: CONTROLLER_REPORTS.into(),
+            boot_id: format!("agent-lost:{}", self.instance),
+            seq: u64::try_from(now_ms).unwrap_or(0),
+            transitions: Vec::new(),
+        };
+        self.apply_report(&report, now_ms).await?;
+        for m in newly_lost {
+            tracing::warn!(agent = %m.id, site = %m.site, "agent lost; its group covers for it");
+            self.lost_agents
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(m.id.clone());
+        }
+        Ok(())
     }
 
     /// Tells the other controllers on the database which agents this one
@@ -1027,6 +1162,7 @@ pub async fn follow_other_controllers(
             Ok(Some(mut listening)) => {
                 if lost {
                     let _ = controller.events.send(LiveEvent::Resync);
+                    controller.inventory_changed();
                 }
                 let own = controller.store.origin().map(str::to_owned);
                 loop {
@@ -1038,11 +1174,12 @@ pub async fn follow_other_controllers(
                     if own.as_deref() == Some(announced.origin.as_str()) {
                         continue;
                     }
-                    match announced.changes {
-                        Some(changes) => controller.broadcast(&changes).await,
-                        None => {
+                    match announced.what {
+                        Announcement::Changes(changes) => controller.broadcast(&changes).await,
+                        Announcement::Resync => {
                             let _ = controller.events.send(LiveEvent::Resync);
                         }
+                        Announcement::Inventory => controller.inventory_changed(),
                     }
                 }
                 tracing::warn!(

@@ -143,7 +143,10 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         .await
         .expect("down");
     controller
-        .apply_report(&report(elsewhere, 3, Status::Up, t0), t0)
+        .apply_report(
+            &common::transition_report("branch-9-agent", elsewhere, 1, Status::Up, t0),
+            t0,
+        )
         .await
         .expect("up");
 

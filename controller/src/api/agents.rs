@@ -28,6 +28,7 @@ fn agent_json(agent: &AgentRecord, presence: &Presence) -> Value {
             Value::Null
         },
         "state": presence.state().as_str(),
+        "devices": presence.devices,
         "probe_families": presence.probe_families,
         "blind_reason": presence.blind,
         "since": rfc3339(presence.since_ms),
@@ -75,7 +76,7 @@ pub async fn register(
         .register_agent(&input.id, &input.site, &actor, now_ms())
         .await?;
     let presence = controller
-        .agents()
+        .agents_with_devices()
         .await?
         .into_iter()
         .find(|(known, _)| known.id == agent.id)
@@ -86,7 +87,7 @@ pub async fn register(
 
 /// `GET /api/v1/agents`.
 pub async fn list(State(controller): State<Arc<Controller>>) -> Result<Json<Value>, ApiError> {
-    let agents = controller.agents().await?;
+    let agents = controller.agents_with_devices().await?;
     Ok(Json(Value::Array(
         agents
             .iter()

@@ -21,6 +21,7 @@ pub(super) fn device_json(device: &Device) -> Value {
         "name": device.spec.name,
         "address": device.spec.address.to_string(),
         "site": device.spec.site,
+        "agent": device.agent,
         "parent_id": device.spec.parent_id,
         "status": device.status.as_str(),
         "down_since": device.down_since_ms.map(rfc3339),

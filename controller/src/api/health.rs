@@ -185,8 +185,18 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
         ),
         (
             "ward_transitions_ignored_total",
-            "Reported transitions ignored (stale, unknown, unchanged).",
+            "Reported transitions ignored (stale, unknown, unchanged, not the owner).",
             &controller.metrics.transitions_ignored,
+        ),
+        (
+            "ward_transitions_not_owner_total",
+            "Reported transitions ignored because another agent of the site owns the device.",
+            &controller.metrics.transitions_not_owner,
+        ),
+        (
+            "ward_device_owner_changes_total",
+            "Devices given to another agent of their site (a lost owner, a rebalance).",
+            &controller.metrics.device_owner_changes,
         ),
         (
             "ward_reports_replayed_total",

@@ -3,8 +3,9 @@
 //! A session: the agent's `Hello` (within [`HELLO_TIMEOUT`]) is checked
 //! against the inventory (and, with mTLS, the client certificate); a
 //! refused agent gets a `Refusal` naming what to do, and the stream ends.
-//! Otherwise the agent gets its site's devices as a snapshot, then an
-//! update after every inventory change. Reports are handled in stream
+//! Otherwise the agent gets the devices it owns (of its site's, see
+//! `store::groups`) as a snapshot, then an update after every inventory
+//! or ownership change, on any controller. Reports are handled in stream
 //! order; a batch is acknowledged only after it is durable in the store
 //! (transitions) or handed to the time-series writer (statistics), so the
 //! cumulative `Ack` is exact. When the store fails the stream ends with
@@ -397,7 +398,9 @@ impl Link {
         })?;
         let wanted: HashMap<i64, pb::ProbeTarget> = devices
             .iter()
-            .filter(|device| device.spec.site == self.agent.site && device.spec.enabled)
+            .filter(|device| {
+                device.agent.as_deref() == Some(self.agent.id.as_str()) && device.spec.enabled
+            })
             .map(|device| (device.id, probe_target(device)))
             .collect();
         let first = self.generation == 0;

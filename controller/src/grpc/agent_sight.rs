@@ -95,6 +95,7 @@ mod tests {
             down_since_ms: None,
             status_changed_at_ms: 0,
             last_rtt_us: None,
+            agent: Some("a1".into()),
         }
     }
 

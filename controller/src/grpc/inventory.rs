@@ -133,6 +133,7 @@ fn to_proto(device: &Device) -> pb::Device {
         down_since_unix_ms: device.down_since_ms,
         last_change_unix_ms: device.status_changed_at_ms,
         last_rtt_us: device.last_rtt_us,
+        agent: device.agent.clone().unwrap_or_default(),
     }
 }
 
@@ -347,7 +348,7 @@ impl Inventory for InventoryService {
         self.authorize(&request, "ListAgents", "agents").await?;
         let agents = self
             .controller
-            .agents()
+            .agents_with_devices()
             .await
             .map_err(grpc_error)?
             .into_iter()
@@ -358,6 +359,7 @@ impl Inventory for InventoryService {
                 last_heartbeat_unix_ms: presence.last_heartbeat_ms,
                 version: presence.version,
                 counters: Some(presence.counters),
+                devices: presence.devices,
             })
             .collect();
         Ok(Response::new(ListAgentsResponse { agents }))

@@ -3,8 +3,9 @@
 //! [`CHANNEL`] (delivered at its commit, in commit order), naming the
 //! controller it came from (its connections' `ward.origin` setting) and
 //! the devices with their previous status, or only that there were too
-//! many to name. Each controller listens, and hands the others' changes to
-//! its live subscribers.
+//! many to name; an inventory write (devices, their owners) sends
+//! [`INVENTORY`]. Each controller listens, hands the others' changes to
+//! its live subscribers and tells its agent links of new inventories.
 
 use tokio::sync::mpsc;
 
@@ -12,6 +13,9 @@ use super::model::{Status, StatusChanges};
 
 /// The notification channel.
 pub(super) const CHANNEL: &str = "ward_changes";
+
+/// The payload after the origin of an inventory write.
+pub(super) const INVENTORY: &str = "inventory";
 
 /// `NOTIFY` payloads are at most 8000 bytes: beyond this, "too many".
 const MOST_BYTES: usize = 7_000;
@@ -32,21 +36,34 @@ pub(super) fn payload(changed: &[i64], previous: &[Status]) -> String {
     }
 }
 
-/// Status changes committed by some controller.
+/// A commit of some controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Announced {
-    /// The store (of a controller) that committed them.
+    /// The store (of a controller) that committed it.
     pub origin: String,
-    /// The changes, or `None` when there were too many to name (reload).
-    pub changes: Option<StatusChanges>,
+    /// What it changed.
+    pub what: Announcement,
+}
+
+/// What a commit changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Announcement {
+    /// These statuses.
+    Changes(StatusChanges),
+    /// Too many statuses to name: reload.
+    Resync,
+    /// The inventory (devices, their owners).
+    Inventory,
 }
 
 /// Reads a notification's payload (`origin changes`); `None` if it is not
 /// one of ours.
 pub(super) fn parse(payload: &str) -> Option<Announced> {
     let (origin, rest) = payload.split_once(' ')?;
-    let changes = if rest == "resync" {
-        None
+    let what = if rest == "resync" {
+        Announcement::Resync
+    } else if rest == INVENTORY {
+        Announcement::Inventory
     } else {
         let named: Vec<(i64, String)> = serde_json::from_str(rest).ok()?;
         let mut changes = StatusChanges::default();
@@ -54,11 +71,11 @@ pub(super) fn parse(payload: &str) -> Option<Announced> {
             changes.changed.push(id);
             changes.previous.push(previous.parse().ok()?);
         }
-        Some(changes)
+        Announcement::Changes(changes)
     };
     Some(Announced {
         origin: origin.to_owned(),
-        changes,
+        what,
     })
 }
 
@@ -80,13 +97,22 @@ mod tests {
         let text = payload(&[7, 9], &[Status::Up, Status::Unknown]);
         let announced = parse(&format!("abc {text}")).expect("ours");
         assert_eq!(announced.origin, "abc");
-        let changes = announced.changes.expect("named");
+        let Announcement::Changes(changes) = announced.what else {
+            panic!("named changes");
+        };
         assert_eq!(changes.changed, [7, 9]);
         assert_eq!(changes.previous, [Status::Up, Status::Unknown]);
         let many: Vec<i64> = (0..2_000).collect();
         let statuses = vec![Status::Down; many.len()];
         assert_eq!(payload(&many, &statuses), "resync");
-        assert_eq!(parse("abc resync").expect("ours").changes, None);
+        assert_eq!(
+            parse("abc resync").expect("ours").what,
+            Announcement::Resync
+        );
+        assert_eq!(
+            parse("abc inventory").expect("ours").what,
+            Announcement::Inventory
+        );
         assert_eq!(parse("garbage"), None);
     }
 }

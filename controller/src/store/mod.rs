@@ -9,8 +9,10 @@
 
 mod announce;
 mod args;
+pub mod groups;
 mod model;
 mod operations;
+mod ownership;
 pub mod plan;
 mod postgres;
 mod presence;
@@ -21,12 +23,13 @@ mod sql;
 mod sqlite;
 
 pub use model::{
-    AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome, DataVersion, Device, DeviceSpec,
-    DueNotification, FieldError, Ignored, Notification, ReportedTransition, Status, StatusChanges,
-    TransitionReport,
+    AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome, CONTROLLER_REPORTS, DataVersion,
+    Device, DeviceSpec, DueNotification, FieldError, Ignored, Notification, ReportedTransition,
+    Status, StatusChanges, TransitionReport,
 };
 
-pub use announce::{Announced, Listening};
+pub use announce::{Announced, Announcement, Listening};
+pub use ownership::Settlement;
 pub use presence::HeardAgent;
 pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
@@ -528,6 +531,13 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         transaction!(self, |tx| presence::take_lease(tx, &name, &holder, ttl_ms))
+    }
+
+    /// Settles every agent group (see [`groups`]): devices of lost agents
+    /// to live ones, groups rebalanced; an agent is live while heard
+    /// within `failover_delay_ms` (the database's clock).
+    pub async fn settle_groups(&self, failover_delay_ms: i64) -> Result<Settlement, StoreError> {
+        transaction!(self, |tx| operations::settle_groups(tx, failover_delay_ms))
     }
 
     /// Every agent some controller heard, with how long ago (by the

@@ -152,6 +152,9 @@ pub struct Device {
     pub status_changed_at_ms: i64,
     /// RTT of the last reply reported, µs.
     pub last_rtt_us: Option<u32>,
+    /// The agent of its site that probes it (see `store::groups`); `None`
+    /// while its site has no agent.
+    pub agent: Option<String>,
 }
 
 /// One state change reported by an agent.
@@ -195,7 +198,14 @@ pub enum Ignored {
     NoChange,
     /// The device is disabled: nobody should be probing it.
     Disabled,
+    /// The reporting agent does not own the device (another agent of its
+    /// site does).
+    NotOwner,
 }
+
+/// Who the controller's own reports (offline sites, blind agents) come
+/// from.
+pub const CONTROLLER_REPORTS: &str = "ward-controller";
 
 /// What applying a report did.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,9 +8,11 @@
 use std::collections::HashMap;
 
 use super::args::Arg;
+use super::groups::Scope;
 use super::model::{
     AgentRecord, ApplyOutcome, Device, DeviceSpec, StatusChanges, TransitionReport,
 };
+use super::ownership::{self, Settlement};
 use super::plan::{CurrentDevice, InventoryChange, Plan, created, plan, plan_inventory};
 use super::principals::{Actor, Change, audit_change, json};
 use super::rows::Columns;
@@ -23,6 +25,14 @@ pub(super) trait WriteTx {
     /// An SQL expression for the database's clock, Unix ms: what several
     /// controllers agree on.
     const NOW_MS: &'static str;
+
+    /// A query that waits for any other transaction settling agent groups
+    /// (or changing data) to end, and holds them off until this one ends.
+    const LOCK_SETTLEMENTS: &'static str;
+
+    /// Tells the other controllers on the database, at the commit, that
+    /// the inventory (devices, their owners) changed.
+    async fn announce_inventory(&self) -> Result<(), StoreError>;
 
     /// Creates `site` if it does not exist.
     async fn add_site(&self, site: &str) -> Result<(), StoreError>;
@@ -87,6 +97,7 @@ pub(super) async fn create_device(
     now_ms: i64,
 ) -> Result<Device, StoreError> {
     let id = insert(tx, spec, now_ms).await?;
+    owners_for(tx, std::slice::from_ref(&spec.site)).await?;
     let device = settle_created(tx, &[id], now_ms)
         .await?
         .pop()
@@ -116,6 +127,10 @@ pub(super) async fn import_devices(
             .map_err(|error| entry_error(index, error))?;
         ids.push(id);
     }
+    let mut sites: Vec<String> = specs.iter().map(|spec| spec.site.clone()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    owners_for(tx, &sites).await?;
     let devices = settle_created(tx, &ids, now_ms).await?;
     let change = Change {
         action: "device.import",
@@ -153,6 +168,7 @@ pub(super) async fn update_device(
     if !tx.update_spec(id, spec).await? {
         return Ok(None);
     }
+    owners_for(tx, std::slice::from_ref(&spec.site)).await?;
     tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
     let device = tx
         .devices(&[id])
@@ -189,6 +205,7 @@ pub(super) async fn delete_device(
     )?;
     tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
     tx.remove_device(id).await?;
+    tx.announce_inventory().await?;
     let change = Change {
         action: "device.delete",
         object: format!("device {id}"),
@@ -209,15 +226,17 @@ pub(super) async fn apply(
     if !tx.first_application(report, now_ms).await? {
         return Ok(ApplyOutcome::AlreadyApplied);
     }
+    let (report, mut ignored) = ownership::owned_by_reporter(tx, report).await?;
     let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
     let current = tx.current_devices(&ids).await?;
-    let plan = plan(report, &current);
+    let plan = plan(&report, &current);
     tx.execute_plan(&plan, &report.agent_id, now_ms).await?;
     data_changed(tx).await?;
+    ignored.extend(plan.ignored);
     Ok(ApplyOutcome::Applied {
         changed: plan.changed,
         previous: plan.previous,
-        ignored: plan.ignored,
+        ignored,
     })
 }
 
@@ -235,6 +254,9 @@ pub(super) async fn register_agent(
     if agent.site != site {
         return Err(agent_conflict(&agent));
     }
+    if !owners_for(tx, &[site.to_owned()]).await?.moves.is_empty() {
+        data_changed(tx).await?;
+    }
     let change = Change {
         action: "agent.register",
         object: format!("agent {id}"),
@@ -243,6 +265,30 @@ pub(super) async fn register_agent(
     };
     audit_change(tx, actor, change, now_ms).await?;
     Ok(agent)
+}
+
+/// Gives every device of `sites` without an owner of its site one (see
+/// [`super::groups`]), and tells the other controllers the inventory
+/// changed.
+async fn owners_for(tx: &impl WriteTx, sites: &[String]) -> Result<Settlement, StoreError> {
+    let live_ms = i64::try_from(crate::agents::HEARD_RECENTLY.as_millis()).unwrap_or(i64::MAX);
+    let settlement = ownership::settle(tx, Some(sites), live_ms, Scope::Orphans).await?;
+    tx.announce_inventory().await?;
+    Ok(settlement)
+}
+
+/// Settles every agent group (lost owners replaced, groups rebalanced),
+/// an agent counting as live while heard within `failover_delay_ms`.
+pub(super) async fn settle_groups(
+    tx: &impl WriteTx,
+    failover_delay_ms: i64,
+) -> Result<Settlement, StoreError> {
+    let settlement = ownership::settle(tx, None, failover_delay_ms, Scope::Everything).await?;
+    if !settlement.moves.is_empty() {
+        data_changed(tx).await?;
+        tx.announce_inventory().await?;
+    }
+    Ok(settlement)
 }
 
 /// Moves the data version on, in the transaction that changes devices or

@@ -64,6 +64,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         11,
         include_str!("../../migrations/postgres/0011_leases.sql"),
     ),
+    (
+        12,
+        include_str!("../../migrations/postgres/0012_agent_groups.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.
@@ -383,6 +387,20 @@ impl PostgresStore {
 
 impl WriteTx for Transaction<'_> {
     const NOW_MS: &'static str = NOW_MS;
+    const LOCK_SETTLEMENTS: &'static str = "SELECT version FROM data_version FOR UPDATE";
+
+    async fn announce_inventory(&self) -> Result<(), StoreError> {
+        self.execute(
+            &format!(
+                "SELECT pg_notify('{}', current_setting('ward.origin') || ' {}')",
+                super::announce::CHANNEL,
+                super::announce::INVENTORY
+            ),
+            &[],
+        )
+        .await?;
+        Ok(())
+    }
 
     async fn add_site(&self, site: &str) -> Result<(), StoreError> {
         self.execute(sql::ADD_SITE, &[&site]).await?;

@@ -25,15 +25,25 @@ pub(super) async fn heard<T: WriteTx>(
     controller: &str,
     agents: &[String],
 ) -> Result<(), StoreError> {
+    // Online since the first time it was heard after a gap of more than
+    // two shares.
     let statement = format!(
-        "INSERT INTO agent_presence (agent_id, controller, heard_at_ms) VALUES ($1, $2, {now}) \
+        "INSERT INTO agent_presence (agent_id, controller, heard_at_ms, online_since_ms) \
+         VALUES ($1, $2, {now}, {now}) \
          ON CONFLICT (agent_id) DO UPDATE SET controller = excluded.controller, \
-         heard_at_ms = excluded.heard_at_ms",
+         heard_at_ms = excluded.heard_at_ms, \
+         online_since_ms = CASE WHEN agent_presence.online_since_ms IS NULL \
+             OR agent_presence.heard_at_ms < excluded.heard_at_ms - $3 \
+             THEN excluded.heard_at_ms ELSE agent_presence.online_since_ms END",
         now = T::NOW_MS
     );
+    let gap_ms = 2 * i64::try_from(crate::agents::SHARE_INTERVAL.as_millis()).unwrap_or(0);
     for agent in agents {
-        tx.run(&statement, &[Arg::Text(agent), Arg::Text(controller)])
-            .await?;
+        tx.run(
+            &statement,
+            &[Arg::Text(agent), Arg::Text(controller), Arg::Int(gap_ms)],
+        )
+        .await?;
     }
     Ok(())
 }

@@ -99,6 +99,7 @@ pub(super) fn device(row: &impl Columns) -> Result<Device, StoreError> {
         down_since_ms: row.opt_int(12)?,
         status_changed_at_ms: row.int(13)?,
         last_rtt_us: row.opt_int32(14)?.and_then(|rtt| u32::try_from(rtt).ok()),
+        agent: row.opt_text(15)?,
     })
 }
 

@@ -22,7 +22,7 @@ pub(super) fn sqlite(statement: &str) -> String {
 macro_rules! device_columns {
     () => {
         "id, name, address, site, parent_id, interval_ms, timeout_ms, down_after, up_after, \
-         tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us"
+         tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent"
     };
 }
 

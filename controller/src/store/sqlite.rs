@@ -59,6 +59,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0010_agent_presence.sql"),
     ),
     (11, include_str!("../../migrations/sqlite/0011_leases.sql")),
+    (
+        12,
+        include_str!("../../migrations/sqlite/0012_agent_groups.sql"),
+    ),
 ];
 
 #[allow(
@@ -330,6 +334,12 @@ fn constraint_error(error: rusqlite::Error, spec: &DeviceSpec) -> StoreError {
 /// on the blocking thread that holds the connection.
 impl WriteTx for Transaction<'_> {
     const NOW_MS: &'static str = NOW_MS;
+    // One writer at a time already.
+    const LOCK_SETTLEMENTS: &'static str = "SELECT 1";
+
+    async fn announce_inventory(&self) -> Result<(), StoreError> {
+        Ok(()) // one controller per SQLite file
+    }
 
     async fn add_site(&self, site: &str) -> Result<(), StoreError> {
         self.execute(&sql::sqlite(sql::ADD_SITE), [site])?;

@@ -1,0 +1,144 @@
+//! Device ownership in the store: the agent groups' rules ([`groups`])
+//! run over the rows of one transaction, serialised with every other
+//! settlement (two controllers never settle from the same rows), and a
+//! report about a device is applied only from its owner.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::StoreError;
+use super::args::Arg;
+use super::groups::{self, Member, Move, Owned, Scope};
+use super::model::{CONTROLLER_REPORTS, Ignored, TransitionReport};
+use super::operations::WriteTx;
+
+/// What a settlement found and did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Settlement {
+    /// Every agent, as the shared presence knows it.
+    pub members: Vec<Member>,
+    /// The devices given to another agent.
+    pub moves: Vec<Move>,
+}
+
+/// Ids written into one statement at most.
+const IDS_PER_STATEMENT: usize = 500;
+
+/// Settles the groups of `sites` (every site when `None`) within `scope`,
+/// an agent counting as live while heard within `failover_delay_ms`.
+pub(super) async fn settle<T: WriteTx>(
+    tx: &T,
+    sites: Option<&[String]>,
+    failover_delay_ms: i64,
+    scope: Scope,
+) -> Result<Settlement, StoreError> {
+    tx.rows(T::LOCK_SETTLEMENTS, &[], |_| Ok(())).await?;
+    let members = tx
+        .rows(
+            &format!(
+                "SELECT a.id, a.site, {now} - p.heard_at_ms, {now} - p.online_since_ms \
+                 FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id",
+                now = T::NOW_MS
+            ),
+            &[],
+            |row| {
+                Ok(Member {
+                    id: row.text(0)?,
+                    site: row.text(1)?,
+                    heard_ago_ms: row.opt_int(2)?,
+                    online_for_ms: row.opt_int(3)?,
+                })
+            },
+        )
+        .await?;
+    let read = |row: &dyn super::rows::Columns| {
+        Ok(Owned {
+            device_id: row.int(0)?,
+            site: row.text(1)?,
+            agent: row.opt_text(2)?,
+        })
+    };
+    let devices = match sites {
+        None => {
+            tx.rows("SELECT id, site, agent FROM devices", &[], read)
+                .await?
+        }
+        Some(sites) => {
+            let mut devices = Vec::new();
+            for site in sites {
+                devices.extend(
+                    tx.rows(
+                        "SELECT id, site, agent FROM devices WHERE site = $1",
+                        &[Arg::Text(site)],
+                        read,
+                    )
+                    .await?,
+                );
+            }
+            devices
+        }
+    };
+    let moves = groups::settle(&members, &devices, failover_delay_ms, scope);
+    let mut by_owner: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for moved in &moves {
+        by_owner.entry(&moved.to).or_default().push(moved.device_id);
+    }
+    for (agent, ids) in by_owner {
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            tx.run(
+                &format!(
+                    "UPDATE devices SET agent = $1 WHERE id IN ({})",
+                    id_list(chunk)
+                ),
+                &[Arg::Text(agent)],
+            )
+            .await?;
+        }
+    }
+    Ok(Settlement { members, moves })
+}
+
+/// `report` without what its agent may not report (devices it does not
+/// own), and what that was. The controller's own reports pass whole.
+pub(super) async fn owned_by_reporter<T: WriteTx>(
+    tx: &T,
+    report: &TransitionReport,
+) -> Result<(TransitionReport, Vec<(i64, Ignored)>), StoreError> {
+    if report.agent_id == CONTROLLER_REPORTS || report.transitions.is_empty() {
+        return Ok((report.clone(), Vec::new()));
+    }
+    let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
+    let mut owners: HashMap<i64, Option<String>> = HashMap::new();
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let rows = tx
+            .rows(
+                &format!(
+                    "SELECT id, agent FROM devices WHERE id IN ({})",
+                    id_list(chunk)
+                ),
+                &[],
+                |row| Ok((row.int(0)?, row.opt_text(1)?)),
+            )
+            .await?;
+        owners.extend(rows);
+    }
+    let mut owned = report.clone();
+    let mut ignored = Vec::new();
+    owned.transitions.retain(|transition| {
+        // A device without an owner (its site has no agent) or unknown
+        // here is for the rules to judge.
+        let foreign = owners
+            .get(&transition.device_id)
+            .and_then(Option::as_deref)
+            .is_some_and(|owner| owner != report.agent_id);
+        if foreign {
+            ignored.push((transition.device_id, Ignored::NotOwner));
+        }
+        !foreign
+    });
+    Ok((owned, ignored))
+}
+
+/// `1,2,3`: ids are integers, written into the statement as they are.
+fn id_list(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+}
