@@ -15,7 +15,7 @@ use tokio_stream::StreamExt as _;
 use ward_controller::cache::Cache;
 use ward_controller::state::Controller;
 use ward_controller::store::Status;
-use ward_proto::v1::{self as pb, agent_message, controller_message};
+use ward_proto::v1::{self as pb, controller_message};
 use ward_testkit::services::Postgres;
 
 /// The failover delay these tests run with.
@@ -27,29 +27,11 @@ async fn controller(url: &str) -> Arc<Controller> {
     Arc::new(controller.with_agent_failover_delay(DELAY))
 }
 
-async fn serve_grpc(controller: Arc<Controller>) -> String {
-    let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(ward_controller::grpc::serve(
-        listener,
-        controller,
-        None,
-        std::future::pending(),
-    ));
-    format!("http://{address}")
-}
-
 /// Links agent `id` of branch-3 to `url`; open while the stream lives.
 async fn link(url: &str, id: &str) -> tonic::Streaming<pb::ControllerMessage> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let hello = pb::AgentMessage {
-        kind: Some(agent_message::Kind::Hello(pb::Hello {
+    common::agent_link(
+        url,
+        pb::Hello {
             agent_id: id.into(),
             site: "branch-3".into(),
             boot_id: format!("boot-{id}"),
@@ -60,19 +42,9 @@ async fn link(url: &str, id: &str) -> tonic::Streaming<pb::ControllerMessage> {
                 ..pb::Capabilities::default()
             }),
             ..pb::Hello::default()
-        })),
-    };
-    let heartbeats = tokio_stream::iter(0..).then(|_| async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        pb::AgentMessage {
-            kind: Some(agent_message::Kind::Heartbeat(pb::Heartbeat::default())),
-        }
-    });
-    pb::agent_link_client::AgentLinkClient::new(channel)
-        .connect(tokio_stream::iter([hello]).chain(heartbeats))
-        .await
-        .expect("link")
-        .into_inner()
+        },
+    )
+    .await
 }
 
 /// The device ids the next assignment message gives (snapshot: all of
@@ -164,7 +136,7 @@ async fn a_site_with_two_agents_has_one_owner_per_device_and_survives_losing_eit
     let b = controller(&postgres.url()).await;
     let api_a = common::Api::serve(Arc::clone(&a)).await;
     let api_b = common::Api::serve(Arc::clone(&b)).await;
-    let grpc_b = serve_grpc(Arc::clone(&b)).await;
+    let grpc_b = common::serve_grpc(Arc::clone(&b)).await;
     tokio::spawn(ward_controller::state::follow_other_controllers(
         Arc::clone(&b),
         std::future::pending(),

@@ -15,34 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio_stream::StreamExt as _;
-use ward_controller::state::Controller;
-use ward_proto::v1::{self as pb, agent_message};
-
-async fn serve_grpc(controller: Arc<Controller>) -> String {
-    let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(ward_controller::grpc::serve(
-        listener,
-        controller,
-        None,
-        std::future::pending(),
-    ));
-    format!("http://{address}")
-}
+use ward_proto::v1 as pb;
 
 /// Opens a link saying Hello with these families; the link stays open as
 /// long as the returned stream lives.
 async fn link(url: &str, ipv4: bool, ipv6: bool) -> tonic::Streaming<pb::ControllerMessage> {
-    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-        .expect("endpoint")
-        .connect()
-        .await
-        .expect("connect");
-    let hello = pb::AgentMessage {
-        kind: Some(agent_message::Kind::Hello(pb::Hello {
+    common::agent_link(
+        url,
+        pb::Hello {
             agent_id: "branch-9-agent".into(),
             site: "branch-9".into(),
             boot_id: format!("boot-{ipv4}-{ipv6}"),
@@ -53,19 +33,9 @@ async fn link(url: &str, ipv4: bool, ipv6: bool) -> tonic::Streaming<pb::Control
                 ..pb::Capabilities::default()
             }),
             ..pb::Hello::default()
-        })),
-    };
-    let heartbeats = tokio_stream::iter(0..).then(|_| async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        pb::AgentMessage {
-            kind: Some(agent_message::Kind::Heartbeat(pb::Heartbeat::default())),
-        }
-    });
-    pb::agent_link_client::AgentLinkClient::new(channel)
-        .connect(tokio_stream::iter([hello]).chain(heartbeats))
-        .await
-        .expect("link")
-        .into_inner()
+        },
+    )
+    .await
 }
 
 async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) {
@@ -96,7 +66,7 @@ fn agent_alerts(alerts: &Value) -> Vec<Value> {
 async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
     let (_dir, controller) = common::sqlite_controller().await;
     let api = common::Api::serve(Arc::clone(&controller)).await;
-    let grpc = serve_grpc(Arc::clone(&controller)).await;
+    let grpc = common::serve_grpc(Arc::clone(&controller)).await;
     let (code, _) = api
         .post(
             "/api/v1/agents",

@@ -50,17 +50,8 @@ async fn start() -> (tempfile::TempDir, Arc<Controller>, Client) {
 
 async fn serve() -> (tempfile::TempDir, Arc<Controller>, Channel) {
     let (dir, controller) = common::sqlite_controller().await;
-    let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
-        .await
-        .expect("bind");
-    let address = listener.local_addr().expect("address");
-    tokio::spawn(ward_controller::grpc::serve(
-        listener,
-        Arc::clone(&controller),
-        None,
-        std::future::pending(),
-    ));
-    let channel = Channel::from_shared(format!("http://{address}"))
+    let url = common::serve_grpc(Arc::clone(&controller)).await;
+    let channel = Channel::from_shared(url)
         .expect("uri")
         .connect()
         .await

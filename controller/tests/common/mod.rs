@@ -299,3 +299,48 @@ pub async fn every_refusal_is_audited(controller: &Controller) -> usize {
     );
     refusals
 }
+
+/// Serves `controller`'s gRPC on a free loopback port; its URL.
+pub async fn serve_grpc(controller: Arc<Controller>) -> String {
+    let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(ward_controller::grpc::serve(
+        listener,
+        controller,
+        None,
+        std::future::pending(),
+    ));
+    format!("http://{address}")
+}
+
+/// Opens agent `hello.agent_id`'s link to `url` with `hello`, then a
+/// heartbeat every 500 ms; the link stays open as long as the returned
+/// stream lives.
+pub async fn agent_link(
+    url: &str,
+    hello: ward_proto::v1::Hello,
+) -> tonic::Streaming<ward_proto::v1::ControllerMessage> {
+    use tokio_stream::StreamExt as _;
+    use ward_proto::v1::{self as pb, agent_message};
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let hello = pb::AgentMessage {
+        kind: Some(agent_message::Kind::Hello(hello)),
+    };
+    let heartbeats = tokio_stream::iter(0..).then(|_| async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        pb::AgentMessage {
+            kind: Some(agent_message::Kind::Heartbeat(pb::Heartbeat::default())),
+        }
+    });
+    pb::agent_link_client::AgentLinkClient::new(channel)
+        .connect(tokio_stream::iter([hello]).chain(heartbeats))
+        .await
+        .expect("link")
+        .into_inner()
+}
