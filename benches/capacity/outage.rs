@@ -96,7 +96,7 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
     let outcome = controller.apply_report(&report, probed_at_ms).await?;
     let applied = started.elapsed();
     let changed = match outcome {
-        ApplyOutcome::Applied { changed, .. } => changed.len(),
+        ApplyOutcome::Applied { changes, .. } => changes.changed.len(),
         ApplyOutcome::AlreadyApplied => 0,
     };
     anyhow::ensure!(

@@ -42,6 +42,11 @@ pub struct StatusEvent {
     pub device: Device,
     /// Its status before.
     pub previous: Status,
+    /// The data version the change was committed at (commit order).
+    pub version: Option<i64>,
+    /// The last change of that version: a client that saw it has seen
+    /// every change up to the version (the event stream's `id:`).
+    pub closes_version: bool,
 }
 
 /// Statistics that could not be taken.
@@ -59,7 +64,7 @@ pub enum StatisticsError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LiveEvent {
     /// A committed status change.
-    Status(StatusEvent),
+    Status(Box<StatusEvent>),
     /// Changes were committed that could not be published one by one:
     /// reload the lists.
     Resync,
@@ -423,11 +428,7 @@ impl Controller {
                 elapsed_ms = elapsed.as_millis(), "slow status commit");
         }
         match &outcome {
-            ApplyOutcome::Applied {
-                changed,
-                previous,
-                ignored,
-            } => {
+            ApplyOutcome::Applied { changes, ignored } => {
                 self.metrics
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
@@ -447,11 +448,7 @@ impl Controller {
                 if !report.agent_alerts.is_empty() {
                     self.outbox_wakeup.send_replace(());
                 }
-                self.publish(&StatusChanges {
-                    changed: changed.clone(),
-                    previous: previous.clone(),
-                })
-                .await;
+                self.publish(changes).await;
             }
             ApplyOutcome::AlreadyApplied => {
                 self.metrics
@@ -501,12 +498,16 @@ impl Controller {
             .copied()
             .zip(changes.previous.iter().copied())
             .collect();
-        for device in devices {
+        let last = devices.len().saturating_sub(1);
+        for (index, device) in devices.into_iter().enumerate() {
             let previous = before.get(&device.id).copied().unwrap_or(Status::Unknown);
             // Fails only when every subscriber has gone.
-            let _ = self
-                .events
-                .send(LiveEvent::Status(StatusEvent { device, previous }));
+            let _ = self.events.send(LiveEvent::Status(Box::new(StatusEvent {
+                device,
+                previous,
+                version: changes.version,
+                closes_version: index == last,
+            })));
         }
     }
 
@@ -1176,7 +1177,7 @@ pub async fn follow_other_controllers(
                     }
                     match announced.what {
                         Announcement::Changes(changes) => controller.broadcast(&changes).await,
-                        Announcement::Resync => {
+                        Announcement::Resync(_) => {
                             let _ = controller.events.send(LiveEvent::Resync);
                         }
                         Announcement::Inventory => controller.inventory_changed(),

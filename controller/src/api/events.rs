@@ -4,6 +4,15 @@
 //! subscriber that falls too far behind gets a `resync` event (reload the
 //! lists), counted in `ward_event_subscribers_lagged_total`; nothing is
 //! skipped silently.
+//!
+//! Resuming: the stream opens with an `id:` of the data version it starts
+//! at, and the last change of each committed version carries that
+//! version as its `id:` (versions follow commit order on every
+//! controller). A client reconnecting with `Last-Event-ID` gets every
+//! change committed after it from the event log first, each with its
+//! status then, and the live ones after; a gap the log cannot fill (more
+//! than [`MOST_REPLAYED`] changes, an id from another database or not one
+//! of ours) is a `resync` instead.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,39 +20,147 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use serde_json::json;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt as _};
 
 use super::devices::device_json;
 use crate::state::{Controller, LiveEvent};
+use crate::store::{LoggedChange, StoreError};
+
+/// Changes replayed to a resuming client at most; beyond, `resync`.
+pub const MOST_REPLAYED: i64 = 10_000;
 
 /// `GET /api/v1/events`.
 pub async fn stream(
     State(controller): State<Arc<Controller>>,
+    headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let controller_stopped = controller.stopped();
-    let changes = BroadcastStream::new(controller.subscribe()).map(move |change| {
-        Ok(match change {
-            Ok(LiveEvent::Resync) => Event::default().event("resync").data("{\"missed\":0}"),
+    // Subscribed before the log is read: nothing falls between them.
+    let live = BroadcastStream::new(controller.subscribe());
+    let resume = headers
+        .get("last-event-id")
+        .map(|value| value.to_str().unwrap_or_default().trim().to_owned());
+    let (opening, replayed_to) = opening(&controller, resume.as_deref()).await;
+    let changes = live.filter_map(move |change| {
+        Some(match change {
+            Ok(LiveEvent::Resync) => resync("{\"missed\":0}"),
             Ok(LiveEvent::Status(change)) => {
+                // Replayed from the log already.
+                if change.version.is_some_and(|v| v <= replayed_to) {
+                    return None;
+                }
                 let mut device = device_json(&change.device);
                 device["previous_status"] = change.previous.as_str().into();
-                Event::default().event("status").data(device.to_string())
+                let event = Event::default().event("status").data(device.to_string());
+                match change.version {
+                    Some(version) if change.closes_version => event.id(version.to_string()),
+                    _ => event,
+                }
             }
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
                 controller
                     .metrics
                     .event_subscribers_lagged
                     .fetch_add(1, Ordering::Relaxed);
-                Event::default()
-                    .event("resync")
-                    .data(format!("{{\"missed\":{missed}}}"))
+                resync(&format!("{{\"missed\":{missed}}}"))
             }
         })
     });
+    let events = tokio_stream::iter(opening).chain(changes).map(Ok);
     // Ends when the controller shuts down, so the server can stop.
-    let changes = futures_util::StreamExt::take_until(changes, controller_stopped);
-    Sse::new(changes).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let events = futures_util::StreamExt::take_until(events, controller_stopped);
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn resync(data: &str) -> Event {
+    Event::default().event("resync").data(data)
+}
+
+/// What a new subscriber gets first, and the version that brings it to
+/// (live changes up to it were replayed): the starting `id:`, or the
+/// changes after `Last-Event-ID` from the log, or a `resync`.
+async fn opening(controller: &Controller, resume: Option<&str>) -> (Vec<Event>, i64) {
+    let now = match controller.store.data_version().await {
+        Ok(now) => now.version,
+        Err(error) => {
+            controller.store_failed(error);
+            return (
+                vec![resync(
+                    "{\"missed\":0,\"why\":\"the status database is not answering\"}",
+                )],
+                i64::MAX,
+            );
+        }
+    };
+    let start = Event::default().id(now.to_string()).comment("from here");
+    let Some(resume) = resume else {
+        return (vec![start], 0);
+    };
+    let gap = |why: &str| {
+        let data = json!({"missed": 0, "why": why}).to_string();
+        (vec![resync(&data), start.clone()], now)
+    };
+    let Ok(after) = resume.parse::<i64>() else {
+        return gap(&format!(
+            "Last-Event-ID `{resume}` is not an id of this stream"
+        ));
+    };
+    if after > now {
+        return gap("Last-Event-ID is from another database");
+    }
+    match replay(controller, after).await {
+        Ok(Some((events, last))) => (events, now.max(last)),
+        Ok(None) => gap(&format!(
+            "more than {MOST_REPLAYED} changes since Last-Event-ID"
+        )),
+        Err(error) => {
+            controller.store_failed(error);
+            gap("the status database is not answering")
+        }
+    }
+}
+
+/// The changes after version `after` as events (the last of each version
+/// with its `id:`) and the last version among them, `None` if there are
+/// too many.
+async fn replay(
+    controller: &Controller,
+    after: i64,
+) -> Result<Option<(Vec<Event>, i64)>, StoreError> {
+    let changes = controller
+        .store
+        .changes_since(after, MOST_REPLAYED + 1)
+        .await?;
+    if i64::try_from(changes.len()).unwrap_or(i64::MAX) > MOST_REPLAYED {
+        return Ok(None);
+    }
+    let devices = controller.devices().await?;
+    let by_id: std::collections::HashMap<i64, &crate::store::Device> =
+        devices.iter().map(|d| (d.id, d)).collect();
+    let mut events = Vec::with_capacity(changes.len());
+    for (index, change) in changes.iter().enumerate() {
+        // A deleted device's events went with it.
+        let Some(device) = by_id.get(&change.device_id) else {
+            continue;
+        };
+        let closes = changes
+            .get(index + 1)
+            .is_none_or(|next: &LoggedChange| next.version != change.version);
+        let mut shown = device_json(device);
+        shown["status"] = change.status.as_str().into();
+        shown["previous_status"] = change.previous.as_str().into();
+        let event = Event::default().event("status").data(shown.to_string());
+        events.push(if closes {
+            event.id(change.version.to_string())
+        } else {
+            event
+        });
+    }
+    let last = changes.last().map_or(after, |change| change.version);
+    Ok(Some((events, last)))
 }

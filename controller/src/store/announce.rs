@@ -9,7 +9,7 @@
 
 use tokio::sync::mpsc;
 
-use super::model::{Status, StatusChanges};
+use super::model::StatusChanges;
 
 /// The notification channel.
 pub(super) const CHANNEL: &str = "ward_changes";
@@ -20,19 +20,21 @@ pub(super) const INVENTORY: &str = "inventory";
 /// `NOTIFY` payloads are at most 8000 bytes: beyond this, "too many".
 const MOST_BYTES: usize = 7_000;
 
-/// What a transaction's payload says after its origin: `[[id,"down"],…]`,
-/// or `resync` when naming them all would not fit.
-pub(super) fn payload(changed: &[i64], previous: &[Status]) -> String {
-    let named: Vec<(i64, &str)> = changed
+/// What a transaction's payload says after its origin: its data version,
+/// then `[[id,"down"],…]`, or `resync` when naming them all would not fit
+/// (`v42 [[7,"up"]]`).
+pub(super) fn payload(changes: &StatusChanges, version: i64) -> String {
+    let named: Vec<(i64, &str)> = changes
+        .changed
         .iter()
         .copied()
-        .zip(previous.iter().map(|status| status.as_str()))
+        .zip(changes.previous.iter().map(|status| status.as_str()))
         .collect();
     let text = serde_json::to_string(&named).unwrap_or_default();
     if text.is_empty() || text.len() > MOST_BYTES {
-        "resync".to_owned()
+        format!("v{version} resync")
     } else {
-        text
+        format!("v{version} {text}")
     }
 }
 
@@ -50,8 +52,9 @@ pub struct Announced {
 pub enum Announcement {
     /// These statuses.
     Changes(StatusChanges),
-    /// Too many statuses to name: reload.
-    Resync,
+    /// Too many statuses to name (committed at this data version):
+    /// reload.
+    Resync(i64),
     /// The inventory (devices, their owners).
     Inventory,
 }
@@ -60,13 +63,22 @@ pub enum Announcement {
 /// one of ours.
 pub(super) fn parse(payload: &str) -> Option<Announced> {
     let (origin, rest) = payload.split_once(' ')?;
-    let what = if rest == "resync" {
-        Announcement::Resync
-    } else if rest == INVENTORY {
+    let what = if rest == INVENTORY {
         Announcement::Inventory
     } else {
+        let (version, rest) = rest.strip_prefix('v')?.split_once(' ')?;
+        let version: i64 = version.parse().ok()?;
+        if rest == "resync" {
+            return Some(Announced {
+                origin: origin.to_owned(),
+                what: Announcement::Resync(version),
+            });
+        }
         let named: Vec<(i64, String)> = serde_json::from_str(rest).ok()?;
-        let mut changes = StatusChanges::default();
+        let mut changes = StatusChanges {
+            version: Some(version),
+            ..StatusChanges::default()
+        };
         for (id, previous) in named {
             changes.changed.push(id);
             changes.previous.push(previous.parse().ok()?);
@@ -90,11 +102,17 @@ pub struct Listening {
 
 #[cfg(test)]
 mod tests {
+    use super::super::model::Status;
     use super::*;
 
     #[test]
     fn changes_round_trip_and_too_many_become_a_resync() {
-        let text = payload(&[7, 9], &[Status::Up, Status::Unknown]);
+        let changes = StatusChanges {
+            changed: vec![7, 9],
+            previous: vec![Status::Up, Status::Unknown],
+            version: Some(42),
+        };
+        let text = payload(&changes, 42);
         let announced = parse(&format!("abc {text}")).expect("ours");
         assert_eq!(announced.origin, "abc");
         let Announcement::Changes(changes) = announced.what else {
@@ -102,12 +120,16 @@ mod tests {
         };
         assert_eq!(changes.changed, [7, 9]);
         assert_eq!(changes.previous, [Status::Up, Status::Unknown]);
-        let many: Vec<i64> = (0..2_000).collect();
-        let statuses = vec![Status::Down; many.len()];
-        assert_eq!(payload(&many, &statuses), "resync");
+        assert_eq!(changes.version, Some(42));
+        let many = StatusChanges {
+            changed: (0..2_000).collect(),
+            previous: vec![Status::Down; 2_000],
+            version: None,
+        };
+        assert_eq!(payload(&many, 43), "v43 resync");
         assert_eq!(
-            parse("abc resync").expect("ours").what,
-            Announcement::Resync
+            parse("abc v43 resync").expect("ours").what,
+            Announcement::Resync(43)
         );
         assert_eq!(
             parse("abc inventory").expect("ours").what,

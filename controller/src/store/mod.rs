@@ -9,6 +9,7 @@
 
 mod announce;
 mod args;
+mod event_log;
 pub mod groups;
 mod model;
 mod operations;
@@ -29,6 +30,7 @@ pub use model::{
 };
 
 pub use announce::{Announced, Announcement, Listening};
+pub use event_log::LoggedChange;
 pub use ownership::Settlement;
 pub use presence::HeardAgent;
 pub use principals::{
@@ -538,6 +540,16 @@ impl Store {
     /// within `failover_delay_ms` (the database's clock).
     pub async fn settle_groups(&self, failover_delay_ms: i64) -> Result<Settlement, StoreError> {
         transaction!(self, |tx| operations::settle_groups(tx, failover_delay_ms))
+    }
+
+    /// The status changes committed after data version `version`, in
+    /// commit order, at most `limit`.
+    pub async fn changes_since(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        transaction!(self, |tx| event_log::since(tx, version, limit))
     }
 
     /// Every agent some controller heard, with how long ago (by the

@@ -212,10 +212,8 @@ pub const CONTROLLER_REPORTS: &str = "ward-controller";
 pub enum ApplyOutcome {
     /// Applied now: the devices whose status changed, and what was ignored.
     Applied {
-        /// Devices whose status changed.
-        changed: Vec<i64>,
-        /// Their status before, in the order of `changed`.
-        previous: Vec<Status>,
+        /// Devices whose status changed, at which data version.
+        changes: StatusChanges,
         /// Entries not applied, with the reason.
         ignored: Vec<(i64, Ignored)>,
     },
@@ -230,6 +228,9 @@ pub struct StatusChanges {
     pub changed: Vec<i64>,
     /// Their status before, in the order of `changed`.
     pub previous: Vec<Status>,
+    /// The data version they were committed at (commit order; the event
+    /// stream's ids), once committed.
+    pub version: Option<i64>,
 }
 
 impl From<super::plan::Plan> for StatusChanges {
@@ -237,6 +238,7 @@ impl From<super::plan::Plan> for StatusChanges {
         Self {
             changed: plan.changed,
             previous: plan.previous,
+            version: None,
         }
     }
 }

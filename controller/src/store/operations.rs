@@ -26,13 +26,21 @@ pub(super) trait WriteTx {
     /// controllers agree on.
     const NOW_MS: &'static str;
 
-    /// A query that waits for any other transaction settling agent groups
-    /// (or changing data) to end, and holds them off until this one ends.
+    /// A query that waits for any other transaction settling every agent
+    /// group to end, and holds them off until this one ends.
     const LOCK_SETTLEMENTS: &'static str;
 
     /// Tells the other controllers on the database, at the commit, that
     /// the inventory (devices, their owners) changed.
     async fn announce_inventory(&self) -> Result<(), StoreError>;
+
+    /// Tells the other controllers on the database, at the commit, of
+    /// these status changes, committed at data version `version`.
+    async fn announce_changes(
+        &self,
+        changes: &StatusChanges,
+        version: i64,
+    ) -> Result<(), StoreError>;
 
     /// Creates `site` if it does not exist.
     async fn add_site(&self, site: &str) -> Result<(), StoreError>;
@@ -98,8 +106,8 @@ pub(super) async fn create_device(
 ) -> Result<Device, StoreError> {
     let id = insert(tx, spec, now_ms).await?;
     owners_for(tx, std::slice::from_ref(&spec.site)).await?;
-    let device = settle_created(tx, &[id], now_ms)
-        .await?
+    let (mut devices, changes) = settle_created(tx, &[id], now_ms).await?;
+    let device = devices
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("created device {id} vanished")))?;
     let change = Change {
@@ -108,7 +116,7 @@ pub(super) async fn create_device(
         before: None,
         after: Some(json(&device.spec)),
     };
-    data_changed(tx).await?;
+    data_changed(tx, &changes).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(device)
 }
@@ -131,14 +139,14 @@ pub(super) async fn import_devices(
     sites.sort_unstable();
     sites.dedup();
     owners_for(tx, &sites).await?;
-    let devices = settle_created(tx, &ids, now_ms).await?;
+    let (devices, changes) = settle_created(tx, &ids, now_ms).await?;
     let change = Change {
         action: "device.import",
         object: format!("{} devices", ids.len()),
         before: None,
         after: Some(json(&serde_json::json!({ "ids": ids }))),
     };
-    data_changed(tx).await?;
+    data_changed(tx, &changes).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(devices)
 }
@@ -181,9 +189,10 @@ pub(super) async fn update_device(
         before: Some(json(&before.spec)),
         after: Some(json(&device.spec)),
     };
-    data_changed(tx).await?;
+    let mut changes: StatusChanges = plan.into();
+    changes.version = Some(data_changed(tx, &changes).await?);
     audit_change(tx, actor, change, now_ms).await?;
-    Ok(Some((device, plan.into())))
+    Ok(Some((device, changes)))
 }
 
 /// Deletes device `id` through the rules (its alert resolved, its
@@ -212,9 +221,10 @@ pub(super) async fn delete_device(
         before: Some(json(&before.spec)),
         after: None,
     };
-    data_changed(tx).await?;
+    let mut changes: StatusChanges = plan.into();
+    changes.version = Some(data_changed(tx, &changes).await?);
     audit_change(tx, actor, change, now_ms).await?;
-    Ok(Some(plan.into()))
+    Ok(Some(changes))
 }
 
 /// Applies an agent report once per (agent, boot, seq).
@@ -231,13 +241,10 @@ pub(super) async fn apply(
     let current = tx.current_devices(&ids).await?;
     let plan = plan(&report, &current);
     tx.execute_plan(&plan, &report.agent_id, now_ms).await?;
-    data_changed(tx).await?;
-    ignored.extend(plan.ignored);
-    Ok(ApplyOutcome::Applied {
-        changed: plan.changed,
-        previous: plan.previous,
-        ignored,
-    })
+    ignored.extend(plan.ignored.iter().cloned());
+    let mut changes: StatusChanges = plan.into();
+    changes.version = Some(data_changed(tx, &changes).await?);
+    Ok(ApplyOutcome::Applied { changes, ignored })
 }
 
 /// Registers agent `id` for `site`; the same agent for another site is a
@@ -255,7 +262,7 @@ pub(super) async fn register_agent(
         return Err(agent_conflict(&agent));
     }
     if !owners_for(tx, &[site.to_owned()]).await?.moves.is_empty() {
-        data_changed(tx).await?;
+        data_changed(tx, &StatusChanges::default()).await?;
     }
     let change = Change {
         action: "agent.register",
@@ -285,7 +292,7 @@ pub(super) async fn settle_groups(
 ) -> Result<Settlement, StoreError> {
     let settlement = ownership::settle(tx, None, failover_delay_ms, Scope::Everything).await?;
     if !settlement.moves.is_empty() {
-        data_changed(tx).await?;
+        data_changed(tx, &StatusChanges::default()).await?;
         tx.announce_inventory().await?;
     }
     Ok(settlement)
@@ -293,10 +300,21 @@ pub(super) async fn settle_groups(
 
 /// Moves the data version on, in the transaction that changes devices or
 /// alerts: a cached answer of an older version is never served again, by
-/// any controller (see `cache`).
-async fn data_changed(tx: &impl WriteTx) -> Result<(), StoreError> {
-    tx.run(sql::BUMP_DATA_VERSION, &[]).await?;
-    Ok(())
+/// any controller (see `cache`). The status events this transaction
+/// recorded are stamped with it (it holds the data-version row until its
+/// commit, so versions follow commit order), and its status `changes`
+/// announced to the other controllers with it. Returns the version.
+async fn data_changed(tx: &impl WriteTx, changes: &StatusChanges) -> Result<i64, StoreError> {
+    let version = tx
+        .rows(sql::BUMP_DATA_VERSION, &[], |row| row.int(0))
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))?;
+    tx.run(sql::STAMP_EVENTS, &[Arg::Int(version)]).await?;
+    if !changes.changed.is_empty() {
+        tx.announce_changes(changes, version).await?;
+    }
+    Ok(version)
 }
 
 async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
@@ -304,23 +322,24 @@ async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64
     tx.insert_device(spec, now_ms).await
 }
 
-/// Settles devices just inserted and returns them as they now are, by id.
+/// Settles devices just inserted and returns them as they now are, by id,
+/// with the status changes that made.
 async fn settle_created(
     tx: &impl WriteTx,
     ids: &[i64],
     now_ms: i64,
-) -> Result<Vec<Device>, StoreError> {
+) -> Result<(Vec<Device>, StatusChanges), StoreError> {
     let devices = tx.devices(ids).await?;
     let changes = created(&devices);
     if changes.is_empty() {
-        return Ok(devices);
+        return Ok((devices, StatusChanges::default()));
     }
     let settled: Vec<i64> = changes.iter().map(InventoryChange::device_id).collect();
     let current = tx.current_devices(&settled).await?;
     let plan = plan_inventory(&changes, &current, now_ms)?;
     if plan.changed.is_empty() {
-        return Ok(devices);
+        return Ok((devices, StatusChanges::default()));
     }
     tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
-    tx.devices(ids).await
+    Ok((tx.devices(ids).await?, plan.into()))
 }

@@ -1,6 +1,6 @@
 //! Device ownership in the store: the agent groups' rules ([`groups`])
-//! run over the rows of one transaction, serialised with every other
-//! settlement (two controllers never settle from the same rows), and a
+//! run over the rows of one transaction, whole settlements serialised (two
+//! controllers never settle every group from the same rows), and a
 //! report about a device is applied only from its owner.
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,7 +31,12 @@ pub(super) async fn settle<T: WriteTx>(
     failover_delay_ms: i64,
     scope: Scope,
 ) -> Result<Settlement, StoreError> {
-    tx.rows(T::LOCK_SETTLEMENTS, &[], |_| Ok(())).await?;
+    // Whole settlements one at a time (two lease holders overlapping at a
+    // hand-over); placing orphans needs no lock: concurrent placements of
+    // one device end with the last one, a valid owner.
+    if scope == Scope::Everything {
+        tx.rows(T::LOCK_SETTLEMENTS, &[], |_| Ok(())).await?;
+    }
     let members = tx
         .rows(
             &format!(

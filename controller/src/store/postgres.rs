@@ -12,7 +12,7 @@ use tokio_postgres::error::SqlState;
 use super::args::Arg;
 use super::model::{
     AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
-    TransitionReport,
+    StatusChanges, TransitionReport,
 };
 use super::operations::WriteTx;
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
@@ -67,6 +67,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../migrations/postgres/0012_agent_groups.sql"),
+    ),
+    (
+        13,
+        include_str!("../../migrations/postgres/0013_event_versions.sql"),
     ),
 ];
 
@@ -387,7 +391,28 @@ impl PostgresStore {
 
 impl WriteTx for Transaction<'_> {
     const NOW_MS: &'static str = NOW_MS;
-    const LOCK_SETTLEMENTS: &'static str = "SELECT version FROM data_version FOR UPDATE";
+    // A lock of its own (held to the commit): taking the data-version row
+    // here, before device rows, would invert the order every other writer
+    // takes them in.
+    const LOCK_SETTLEMENTS: &'static str = "SELECT pg_advisory_xact_lock(7727001)";
+
+    /// Delivered to every listening controller at the commit.
+    async fn announce_changes(
+        &self,
+        changes: &StatusChanges,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        let payload = super::announce::payload(changes, version);
+        self.execute(
+            &format!(
+                "SELECT pg_notify('{}', current_setting('ward.origin') || ' ' || $1)",
+                super::announce::CHANNEL
+            ),
+            &[&payload],
+        )
+        .await?;
+        Ok(())
+    }
 
     async fn announce_inventory(&self) -> Result<(), StoreError> {
         self.execute(
@@ -469,18 +494,6 @@ impl WriteTx for Transaction<'_> {
                 .map(|write| execute_agent_alert(self, write, now_ms)),
         );
         tokio::try_join!(devices, events, device_alerts, agent_alerts)?;
-        if !plan.changed.is_empty() {
-            // Delivered to every listening controller at the commit.
-            let payload = super::announce::payload(&plan.changed, &plan.previous);
-            self.execute(
-                &format!(
-                    "SELECT pg_notify('{}', current_setting('ward.origin') || ' ' || $1)",
-                    super::announce::CHANNEL
-                ),
-                &[&payload],
-            )
-            .await?;
-        }
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use super::args::Arg;
 use super::model::{
     AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
-    TransitionReport,
+    StatusChanges, TransitionReport,
 };
 use super::operations::WriteTx;
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
@@ -62,6 +62,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         12,
         include_str!("../../migrations/sqlite/0012_agent_groups.sql"),
+    ),
+    (
+        13,
+        include_str!("../../migrations/sqlite/0013_event_versions.sql"),
     ),
 ];
 
@@ -338,6 +342,10 @@ impl WriteTx for Transaction<'_> {
     const LOCK_SETTLEMENTS: &'static str = "SELECT 1";
 
     async fn announce_inventory(&self) -> Result<(), StoreError> {
+        Ok(()) // one controller per SQLite file
+    }
+
+    async fn announce_changes(&self, _: &StatusChanges, _: i64) -> Result<(), StoreError> {
         Ok(()) // one controller per SQLite file
     }
 

@@ -1,0 +1,168 @@
+//! The live event stream resumes: on two controllers sharing PostgreSQL,
+//! a client of B's `/api/v1/events` sees the `id:` of each committed
+//! version, drops off while A commits more, and reconnecting with
+//! `Last-Event-ID` gets exactly what it missed, in commit order, then the
+//! live changes; an id the log cannot answer gets a `resync`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Api;
+use serde_json::Value;
+use ward_controller::cache::Cache;
+use ward_controller::store::Status;
+use ward_testkit::services::Postgres;
+
+/// One server-sent event: its type, `id:` (if any) and data.
+#[derive(Debug, Default)]
+struct SseEvent {
+    kind: String,
+    id: Option<String>,
+    data: String,
+}
+
+struct SseClient {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl SseClient {
+    async fn open(api: &Api, last_event_id: Option<&str>) -> Self {
+        let mut request = api.authorized(api.http.get(format!("{}/api/v1/events", api.base)));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("events");
+        assert_eq!(response.status(), 200);
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event or id-only block within 5 s.
+    async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = SseEvent::default();
+                for line in block.lines() {
+                    if let Some(kind) = line.strip_prefix("event: ") {
+                        event.kind = kind.to_owned();
+                    } else if let Some(id) = line.strip_prefix("id: ") {
+                        event.id = Some(id.to_owned());
+                    } else if let Some(data) = line.strip_prefix("data: ") {
+                        event.data = data.to_owned();
+                    }
+                }
+                if event.id.is_some() || !event.kind.is_empty() {
+                    return event;
+                }
+                continue; // a keep-alive comment
+            }
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.response.chunk())
+                .await
+                .expect("an event within 5 s")
+                .expect("stream")
+                .expect("open");
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next `status` event as (device id, status, id).
+    async fn next_status(&mut self) -> (i64, String, Option<String>) {
+        loop {
+            let event = self.next().await;
+            if event.kind == "status" {
+                let data: Value = serde_json::from_str(&event.data).expect("json");
+                return (
+                    data["id"].as_i64().expect("id"),
+                    data["status"].as_str().expect("status").to_owned(),
+                    event.id,
+                );
+            }
+            assert!(event.kind.is_empty(), "unexpected {event:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_resumes_from_its_last_event_id_on_any_controller() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let a = common::controller(&postgres.url(), Cache::in_process()).await;
+    let b = common::controller(&postgres.url(), Cache::in_process()).await;
+    tokio::spawn(ward_controller::state::follow_other_controllers(
+        Arc::clone(&b),
+        std::future::pending(),
+    ));
+    let (api_a, api_b) = (
+        Api::serve(Arc::clone(&a)).await,
+        Api::serve(Arc::clone(&b)).await,
+    );
+    let mut ids = Vec::new();
+    for (name, address) in [("atm-1", "198.18.1.10"), ("atm-2", "198.18.1.11")] {
+        let (code, device) = api_a
+            .post(
+                "/api/v1/devices",
+                serde_json::json!({"name": name, "address": address, "site": "branch-7"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{device}");
+        ids.push(device["id"].as_i64().expect("id"));
+    }
+    let mut client = SseClient::open(&api_b, None).await;
+    let opening = client.next().await;
+    let start: i64 = opening
+        .id
+        .expect("the stream opens with an id")
+        .parse()
+        .expect("a version");
+    // Listening is set up on B before A commits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let now = ward_controller::time::now_ms();
+    let mut seq = 0;
+    let mut commit = async |id: i64, status: Status| {
+        seq += 1;
+        let report = common::transition_report("agent-1", id, seq, status, now + seq as i64);
+        a.apply_report(&report, now).await.expect("apply");
+    };
+    commit(ids[0], Status::Up).await;
+    let (device, status, seen) = client.next_status().await;
+    assert_eq!((device, status.as_str()), (ids[0], "up"));
+    let seen = seen.expect("the change closes its version");
+    assert!(seen.parse::<i64>().expect("a version") > start);
+    drop(client);
+
+    // Missed while away, in commit order.
+    commit(ids[0], Status::Down).await;
+    commit(ids[1], Status::Up).await;
+    commit(ids[0], Status::Up).await;
+    let mut client = SseClient::open(&api_b, Some(&seen)).await;
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        let (device, status, id) = client.next_status().await;
+        replayed.push((device, status, id.is_some()));
+    }
+    assert_eq!(
+        replayed,
+        [
+            (ids[0], "down".to_owned(), true),
+            (ids[1], "up".to_owned(), true),
+            (ids[0], "up".to_owned(), true)
+        ]
+    );
+    // Then live, once each.
+    commit(ids[1], Status::Down).await;
+    let (device, status, _) = client.next_status().await;
+    assert_eq!((device, status.as_str()), (ids[1], "down"));
+
+    // Ids the log cannot answer: a resync, then the stream goes on.
+    for bad in ["yesterday", "999999999"] {
+        let mut client = SseClient::open(&api_b, Some(bad)).await;
+        let first = client.next().await;
+        assert_eq!(first.kind, "resync", "{bad}: {first:?}");
+        assert!(first.data.contains("Last-Event-ID"), "{}", first.data);
+    }
+}
