@@ -17,7 +17,7 @@ use crate::store::{
     Actor, AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition,
     Status, StatusChanges, Store, StoreError, TransitionReport,
 };
-use crate::store::{Announcement, CONTROLLER_REPORTS};
+use crate::store::{Announcement, CONTROLLER_REPORTS, ControllerMember};
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
 
 /// Enabled devices by status.
@@ -678,6 +678,23 @@ impl Controller {
         self
     }
 
+    /// Every controller of the cluster (membership rows), with whether it
+    /// is alive (heard within the failover delay) and the jobs it holds.
+    pub async fn controllers(&self) -> Result<Vec<(ControllerMember, bool)>, StoreError> {
+        let delay_ms = i64::try_from(self.failover_delay.as_millis()).unwrap_or(i64::MAX);
+        Ok(self
+            .store
+            .controllers()
+            .await
+            .map_err(|e| self.store_failed(e))?
+            .into_iter()
+            .map(|member| {
+                let alive = member.heard_ago_ms < delay_ms;
+                (member, alive)
+            })
+            .collect())
+    }
+
     /// An agent unheard for `delay` is lost: its devices move.
     pub fn with_agent_failover_delay(mut self, delay: std::time::Duration) -> Self {
         self.agent_failover_delay = delay;
@@ -773,6 +790,10 @@ impl Controller {
     /// Tells the other controllers on the database which agents this one
     /// holds now (the database's clock times it).
     pub async fn share_presence(&self) -> Result<(), StoreError> {
+        self.store
+            .controller_alive(&self.instance, env!("CARGO_PKG_VERSION"), self.started_ms)
+            .await
+            .map_err(|e| self.store_failed(e))?;
         let agents = self.lock_presences().connected_agents();
         self.store
             .heard(&self.instance, &agents)

@@ -363,3 +363,60 @@ async fn a_once_per_cluster_job_moves_to_another_controller_when_its_holder_stop
         "A, back, does not take it back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_controller_lists_the_members_of_the_cluster_and_the_jobs_each_holds() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let a = common::controller(&postgres.url(), Cache::in_process()).await;
+    let b = common::controller(&postgres.url(), Cache::in_process()).await;
+    let b = Arc::new(
+        Arc::into_inner(b)
+            .expect("not shared yet")
+            .with_failover_delay(std::time::Duration::from_secs(1)),
+    );
+    let (api_a, api_b) = (
+        Api::serve(Arc::clone(&a)).await,
+        Api::serve(Arc::clone(&b)).await,
+    );
+    a.share_presence().await.expect("A heartbeats");
+    b.share_presence().await.expect("B heartbeats");
+    assert!(a.holds("offline sweep").await);
+    let members = |listed: &serde_json::Value| -> Vec<(String, bool, bool, Vec<String>)> {
+        listed
+            .as_array()
+            .expect("controllers")
+            .iter()
+            .map(|c| {
+                (
+                    c["instance"].as_str().expect("instance").to_owned(),
+                    c["this"].as_bool().expect("this"),
+                    c["alive"].as_bool().expect("alive"),
+                    serde_json::from_value(c["jobs"].clone()).expect("jobs"),
+                )
+            })
+            .collect()
+    };
+    let (code, listed) = api_b.get("/api/v1/controllers").await;
+    assert_eq!(code, 200, "{listed}");
+    assert_eq!(
+        members(&listed),
+        [
+            (
+                a.instance.clone(),
+                false,
+                true,
+                vec!["offline sweep".to_owned()]
+            ),
+            (b.instance.clone(), true, true, vec![]),
+        ],
+        "{listed}"
+    );
+    // A stops heartbeating: after B's failover delay, B shows it dead.
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    b.share_presence().await.expect("B heartbeats");
+    let (_, listed) = api_b.get("/api/v1/controllers").await;
+    let alive: Vec<bool> = members(&listed).iter().map(|m| m.2).collect();
+    assert_eq!(alive, [false, true], "{listed}");
+    let (_, from_a) = api_a.get("/api/v1/controllers").await;
+    assert_eq!(from_a[0]["this"], true, "{from_a}");
+}

@@ -5,6 +5,7 @@
 mod access;
 mod agents;
 mod audit;
+mod cluster;
 mod devices;
 mod error;
 mod events;
@@ -108,6 +109,7 @@ pub fn routes(metrics: Access) -> Routes {
             Role(Admin),
             agents::register,
         )
+        .add(Method::GET, "/api/v1/controllers", Read, cluster::list)
         .add(Method::GET, "/api/v1/alerts", Read, devices::alerts)
         .add(Method::GET, "/api/v1/events", Read, events::stream)
         .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)

@@ -32,7 +32,7 @@ pub use model::{
 pub use announce::{Announced, Announcement, Listening};
 pub use event_log::LoggedChange;
 pub use ownership::Settlement;
-pub use presence::HeardAgent;
+pub use presence::{HeardAgent, Member as ControllerMember};
 pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
 };
@@ -540,6 +540,28 @@ impl Store {
     /// within `failover_delay_ms` (the database's clock).
     pub async fn settle_groups(&self, failover_delay_ms: i64) -> Result<Settlement, StoreError> {
         transaction!(self, |tx| operations::settle_groups(tx, failover_delay_ms))
+    }
+
+    /// Controller `instance` (of `version`, started at `started_at_ms`)
+    /// is alive: its membership row heard now.
+    pub async fn controller_alive(
+        &self,
+        instance: &str,
+        version: &str,
+        started_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (instance, version) = (instance.to_owned(), version.to_owned());
+        transaction!(self, |tx| presence::controller_alive(
+            tx,
+            &instance,
+            &version,
+            started_at_ms
+        ))
+    }
+
+    /// Every controller of the cluster, with the jobs each holds.
+    pub async fn controllers(&self) -> Result<Vec<ControllerMember>, StoreError> {
+        transaction!(self, |tx| presence::members(tx))
     }
 
     /// The status changes committed after data version `version`, in

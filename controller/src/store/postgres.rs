@@ -72,6 +72,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/postgres/0013_event_versions.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/postgres/0014_controllers.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

@@ -67,6 +67,95 @@ pub(super) async fn heard_agents<T: WriteTx>(tx: &T) -> Result<Vec<HeardAgent>, 
     .await
 }
 
+/// A controller of the cluster, as its membership row says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Its instance id.
+    pub instance: String,
+    /// Its version.
+    pub version: String,
+    /// When it started, Unix ms (its own clock).
+    pub started_at_ms: i64,
+    /// How long ago it last heartbeat, by the database's clock, ms.
+    pub heard_ago_ms: i64,
+    /// The once-per-cluster jobs whose lease it holds now.
+    pub jobs: Vec<String>,
+}
+
+/// Rows unheard for this long are deleted, ms (a day).
+const FORGET_CONTROLLERS_MS: i64 = 86_400_000;
+
+/// `instance` is alive: its membership row heard now.
+pub(super) async fn controller_alive<T: WriteTx>(
+    tx: &T,
+    instance: &str,
+    version: &str,
+    started_at_ms: i64,
+) -> Result<(), StoreError> {
+    tx.run(
+        &format!(
+            "INSERT INTO controllers (instance, version, started_at_ms, heard_at_ms) \
+             VALUES ($1, $2, $3, {now}) ON CONFLICT (instance) DO UPDATE SET \
+             version = excluded.version, heard_at_ms = excluded.heard_at_ms",
+            now = T::NOW_MS
+        ),
+        &[
+            Arg::Text(instance),
+            Arg::Text(version),
+            Arg::Int(started_at_ms),
+        ],
+    )
+    .await?;
+    tx.run(
+        &format!(
+            "DELETE FROM controllers WHERE heard_at_ms < {now} - $1",
+            now = T::NOW_MS
+        ),
+        &[Arg::Int(FORGET_CONTROLLERS_MS)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Every controller with a membership row, with the jobs it holds.
+pub(super) async fn members<T: WriteTx>(tx: &T) -> Result<Vec<Member>, StoreError> {
+    let mut members = tx
+        .rows(
+            &format!(
+                "SELECT instance, version, started_at_ms, {now} - heard_at_ms FROM controllers \
+                 ORDER BY started_at_ms, instance",
+                now = T::NOW_MS
+            ),
+            &[],
+            |row| {
+                Ok(Member {
+                    instance: row.text(0)?,
+                    version: row.text(1)?,
+                    started_at_ms: row.int(2)?,
+                    heard_ago_ms: row.int(3)?,
+                    jobs: Vec::new(),
+                })
+            },
+        )
+        .await?;
+    let leases = tx
+        .rows(
+            &format!(
+                "SELECT name, holder FROM leases WHERE expires_at_ms > {now} ORDER BY name",
+                now = T::NOW_MS
+            ),
+            &[],
+            |row| Ok((row.text(0)?, row.text(1)?)),
+        )
+        .await?;
+    for (job, holder) in leases {
+        if let Some(member) = members.iter_mut().find(|m| m.instance == holder) {
+            member.jobs.push(job);
+        }
+    }
+    Ok(members)
+}
+
 /// Takes or renews lease `name` for `holder` until `ttl_ms` from now (the
 /// database's clock); `true` while `holder` holds it. Another holder's
 /// lease is taken only once it expired.

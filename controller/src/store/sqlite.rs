@@ -67,6 +67,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../../migrations/sqlite/0013_event_versions.sql"),
     ),
+    (
+        14,
+        include_str!("../../migrations/sqlite/0014_controllers.sql"),
+    ),
 ];
 
 #[allow(
