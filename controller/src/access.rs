@@ -27,13 +27,18 @@ pub enum Refusal {
     Unauthenticated(String),
     /// Its principal may not do this (403, PERMISSION_DENIED).
     Forbidden(String),
+    /// Its credentials cannot be checked now: the status database is not
+    /// answering (503, UNAVAILABLE). Not the client's fault: try again.
+    Unavailable(String),
 }
 
 impl Refusal {
     /// What the client is told.
     pub fn message(&self) -> &str {
         match self {
-            Refusal::Unauthenticated(message) | Refusal::Forbidden(message) => message,
+            Refusal::Unauthenticated(message)
+            | Refusal::Forbidden(message)
+            | Refusal::Unavailable(message) => message,
         }
     }
 }
@@ -53,7 +58,9 @@ pub async fn token_principal(
         .await
         .map_err(|error| {
             let error = controller.store_failed(error);
-            Refusal::Unauthenticated(format!("the token cannot be checked now: {error}"))
+            Refusal::Unavailable(format!(
+                "the token cannot be checked now (try again): {error}"
+            ))
         })?
         .ok_or_else(|| Refusal::Unauthenticated("unknown API token".into()))?;
     let id = owner.token.id;
@@ -91,7 +98,9 @@ pub async fn session_principal(
         .await
         .map_err(|error| {
             let error = controller.store_failed(error);
-            Refusal::Unauthenticated(format!("the session cannot be checked now: {error}"))
+            Refusal::Unavailable(format!(
+                "the session cannot be checked now (try again): {error}"
+            ))
         })?
         .ok_or_else(|| {
             Refusal::Unauthenticated(

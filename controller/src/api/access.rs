@@ -194,6 +194,9 @@ async fn authorize(
         Refusal::Forbidden(message) => {
             ApiError::plain(StatusCode::FORBIDDEN, message).into_response()
         }
+        Refusal::Unavailable(message) => {
+            ApiError::plain(StatusCode::SERVICE_UNAVAILABLE, message).into_response()
+        }
     }
 }
 

@@ -101,6 +101,7 @@ impl InventoryService {
         Err(match refusal {
             Refusal::Unauthenticated(message) => GrpcStatus::unauthenticated(message),
             Refusal::Forbidden(message) => GrpcStatus::permission_denied(message),
+            Refusal::Unavailable(message) => GrpcStatus::unavailable(message),
         })
     }
 }

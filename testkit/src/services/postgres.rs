@@ -67,6 +67,61 @@ impl Postgres {
                 String::from_utf8_lossy(&initdb.stderr)
             );
         }
+        Self::run(dir, &user)
+    }
+
+    /// A streaming-replication standby of this server (a base backup
+    /// with `primary_conninfo`, read-only until [`Postgres::promote`]),
+    /// started on a port of its own.
+    pub fn start_standby(&self) -> anyhow::Result<Self> {
+        let bin = binaries_dir()?;
+        let user = User::from_name("postgres")?
+            .context("no `postgres` system user: install the Debian package `postgresql`")?;
+        let dir = service_dir("postgres-standby")?;
+        chown(dir.path(), Some(user.uid), Some(user.gid))?;
+        let backup = Command::new(bin.join("pg_basebackup"))
+            .args(["-h", "127.0.0.1", "-p", &self.port().to_string(), "-U"])
+            .arg(SUPERUSER)
+            .args(["--write-recovery-conf", "--wal-method=stream", "--pgdata"])
+            .arg(dir.path().join("data"))
+            .current_dir(dir.path())
+            .uid(user.uid.as_raw())
+            .gid(user.gid.as_raw())
+            .output()
+            .context("running pg_basebackup")?;
+        if !backup.status.success() {
+            bail!(
+                "pg_basebackup failed ({}): {}",
+                backup.status,
+                String::from_utf8_lossy(&backup.stderr)
+            );
+        }
+        Self::run(dir, &user)
+    }
+
+    /// Promotes a standby to a primary (waits until it accepts writes).
+    pub fn promote(&self) -> anyhow::Result<()> {
+        let output = Command::new(binaries_dir()?.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port().to_string(), "-U"])
+            .arg(SUPERUSER)
+            .args(["-d", "postgres", "-Atc", "SELECT pg_promote(true, 30)"])
+            .output()
+            .context("running psql")?;
+        let answer = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() || answer.trim() != "t" {
+            bail!(
+                "pg_promote failed ({}): {answer} {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs the cluster in `dir`'s `data` as `user`, on a free port.
+    fn run(dir: tempfile::TempDir, user: &User) -> anyhow::Result<Self> {
+        let bin = binaries_dir()?;
+        let data = dir.path().join("data");
         let port = free_loopback_port()?;
         let socket_dir = dir.path().to_path_buf();
         let log = dir.path().join("postgres.log");
