@@ -273,7 +273,7 @@ impl Presences {
 }
 
 /// How often [`sweep`] looks for offline sites.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Applies the offline rule every [`SWEEP_INTERVAL`] until `shutdown`.
 pub async fn sweep(

@@ -399,6 +399,24 @@ pub fn admin_token(database: [&str; 2]) -> anyhow::Result<String> {
         .context("`tokens create` printed no token")
 }
 
+/// Rows of `query` on the database at `url`, `|`-separated.
+pub fn psql(url: &str, query: &str) -> Vec<String> {
+    let output = Command::new("psql")
+        .arg(url)
+        .args(["-At", "-c", query])
+        .output()
+        .expect("psql");
+    assert!(
+        output.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A working directory for one test's processes, certificates and spools.
 pub fn work_dir() -> anyhow::Result<TempDir> {
     Ok(tempfile::Builder::new()
@@ -636,20 +654,7 @@ impl Deployment {
 impl Deployment {
     /// Rows of `query` on the status database, `|`-separated.
     pub fn sql(&self, query: &str) -> Vec<String> {
-        let output = Command::new("psql")
-            .arg(self.postgres.url())
-            .args(["-At", "-c", query])
-            .output()
-            .expect("psql");
-        assert!(
-            output.status.success(),
-            "psql: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        psql(&self.postgres.url(), query)
     }
 
     /// Ids of the devices whose status is `status`.
