@@ -401,20 +401,23 @@ pub fn admin_token(database: [&str; 2]) -> anyhow::Result<String> {
 
 /// Rows of `query` on the database at `url`, `|`-separated.
 pub fn psql(url: &str, query: &str) -> Vec<String> {
+    try_psql(url, query).unwrap_or_else(|error| panic!("psql: {error}"))
+}
+
+/// Like [`psql`], but a database that does not answer is an error.
+pub fn try_psql(url: &str, query: &str) -> Result<Vec<String>, String> {
     let output = Command::new("psql")
         .arg(url)
         .args(["-At", "-c", query])
         .output()
-        .expect("psql");
-    assert!(
-        output.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
+        .map_err(|error| error.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
         .lines()
         .map(str::to_owned)
-        .collect()
+        .collect())
 }
 
 /// A working directory for one test's processes, certificates and spools.

@@ -1,6 +1,10 @@
 //! Nothing is lost and nothing happens twice: the controller killed
-//! (SIGKILL) during an outage burst, PostgreSQL restarted under load, and
-//! an agent killed and restarted while the controller is down.
+//! (SIGKILL) during an outage burst, PostgreSQL restarted under load, the
+//! agent partitioned from its controller (nftables) under load, and an
+//! agent killed and restarted while the controller is down. While the
+//! burst is reported, a reader compares the REST API with the database:
+//! a read that starts after the database shows N devices down must show
+//! at least N (no stale read).
 #![allow(
     clippy::disallowed_methods,
     reason = "real processes and a real network: the test waits in wall-clock time"
@@ -60,17 +64,35 @@ fn set_victims(deployment: &Deployment, victims: &[i64], down: bool) {
 /// Every victim went down and came back exactly once, in the store, the
 /// alerts and (at least once, never for anything else) the webhook.
 fn exactly_once(deployment: &Deployment, victims: &[i64], since_ms: i64) {
-    // What the agent reported since the outage began; the controller's own
-    // `unknown` (an agent away longer than its grace) is not a report.
+    // What the agent reported since the outage began. The controller's own
+    // `unknown` (an agent away longer than its grace) is not a report; the
+    // agent states its devices again after it (a `down` repeated across an
+    // `unknown`), which is no second application.
     let events = deployment.sql(&format!(
-        "SELECT device_id, status FROM status_events \
-         WHERE agent_id <> 'ward-controller' AND at_ms >= {since_ms} ORDER BY id"
+        "SELECT device_id, status, agent_id = 'ward-controller' FROM status_events \
+         WHERE at_ms >= {since_ms} ORDER BY id"
     ));
     let mut per_device: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut forgotten: std::collections::HashSet<i64> = std::collections::HashSet::new();
     for row in &events {
-        let (id, status) = row.split_once('|').expect("two columns");
-        let id: i64 = id.parse().expect("device id");
-        per_device.entry(id).or_default().push(status.to_owned());
+        let mut columns = row.split('|');
+        let (id, status, controller) = (
+            columns
+                .next()
+                .and_then(|id| id.parse::<i64>().ok())
+                .expect("device id"),
+            columns.next().expect("status").to_owned(),
+            columns.next() == Some("t"),
+        );
+        if controller {
+            forgotten.insert(id);
+            continue;
+        }
+        let reported = per_device.entry(id).or_default();
+        if forgotten.remove(&id) && reported.last() == Some(&status) {
+            continue;
+        }
+        reported.push(status);
     }
     for id in victims {
         assert_eq!(
@@ -84,8 +106,10 @@ fn exactly_once(deployment: &Deployment, victims: &[i64], since_ms: i64) {
         victims.len(),
         "no other device changed: {per_device:?}"
     );
-    let alerts = deployment
-        .sql("SELECT device_id, count(*), count(resolved_at_ms) FROM alerts GROUP BY device_id");
+    let alerts = deployment.sql(
+        "SELECT device_id, count(*), count(resolved_at_ms) FROM alerts \
+         WHERE device_id IS NOT NULL GROUP BY device_id",
+    );
     assert_eq!(alerts.len(), victims.len(), "{alerts:?}");
     assert!(
         alerts.iter().all(|row| row.ends_with("|1|1")),
@@ -110,13 +134,20 @@ fn exactly_once(deployment: &Deployment, victims: &[i64], since_ms: i64) {
             assert!(copies >= 1, "alert {alert} {kind} delivered");
         }
     }
+    // An agent away past its grace (a partition) adds its `AgentDown`.
+    let devices: Vec<&serde_json::Value> = bodies
+        .iter()
+        .filter(|b| b["alertname"] == "DeviceDown")
+        .collect();
     let unique: std::collections::HashSet<String> =
-        bodies.iter().map(|b| b["id"].to_string()).collect();
+        devices.iter().map(|b| b["id"].to_string()).collect();
     eprintln!(
-        "webhook: {} deliveries, {} distinct notifications (at-least-once duplicates: {})",
-        bodies.len(),
+        "webhook: {} DeviceDown deliveries, {} distinct notifications (at-least-once \
+         duplicates: {}); {} other",
+        devices.len(),
         unique.len(),
-        bodies.len() - unique.len()
+        devices.len() - unique.len(),
+        bodies.len() - devices.len()
     );
     assert_eq!(
         unique.len(),
@@ -125,19 +156,74 @@ fn exactly_once(deployment: &Deployment, victims: &[i64], since_ms: i64) {
     );
 }
 
+/// Compares REST with the database until `stop`: (reads checked, stale
+/// reads). The database is read before and after each REST read (the
+/// count may fall too: an agent away past its grace makes devices
+/// `unknown`): showing fewer than both is stale. A read that fails (the
+/// database down) is not a read.
+fn stale_reads(
+    rest: ward_e2e::Rest,
+    database: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut checked, mut stale) = (0, Vec::new());
+        let truth = || {
+            ward_e2e::try_psql(
+                &database,
+                "SELECT count(*) FROM devices WHERE status = 'down'",
+            )
+            .ok()
+            .and_then(|rows| rows.first()?.parse::<usize>().ok())
+        };
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+            let Some(before) = truth() else { continue };
+            let (code, listed) = rest.get("/api/v1/devices?status=down");
+            let Some(after) = truth() else { continue };
+            if code != 200 {
+                continue;
+            }
+            checked += 1;
+            let shown = listed.as_array().map_or(0, Vec::len);
+            if shown < before.min(after) {
+                stale.push(format!(
+                    "the database had {before} then {after} down, REST showed {shown}"
+                ));
+            }
+        }
+        (checked, stale)
+    })
+}
+
 /// An outage burst with `disruption` while it is being reported, then
-/// the return: every change once.
-fn burst_survives(disruption: impl FnOnce(&mut Deployment)) {
+/// the return: every change once, no stale read.
+fn burst_survives(what: &str, disruption: impl FnOnce(&mut Deployment)) {
     let (mut deployment, _agent, victims) = all_up();
     let since = ward_controller::time::now_ms();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = stale_reads(
+        deployment.rest.clone(),
+        deployment.postgres.url(),
+        std::sync::Arc::clone(&stop),
+    );
     set_victims(&deployment, &victims, true);
     wait_until("the first downs", Duration::from_secs(10), || {
         !deployment.devices_with_status("down").is_empty()
     });
     disruption(&mut deployment);
-    wait_until("every victim down", Duration::from_secs(30), || {
+    let recovered = wait_until("every victim down", Duration::from_secs(60), || {
         deployment.devices_with_status("down").len() == VICTIMS
     });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (checked, stale) = reader.join().expect("reader");
+    eprintln!(
+        "{what}: every victim down {recovered:?} after the disruption ended; \
+         {checked} reads compared with the database, {} stale",
+        stale.len()
+    );
+    assert!(stale.is_empty(), "stale reads: {stale:?}");
+    assert!(checked > 10, "too few reads compared: {checked}");
     set_victims(&deployment, &victims, false);
     wait_until("every host up", Duration::from_secs(30), || {
         deployment.rest.get("/api/v1/summary").1["up"] == u64::from(HOSTS)
@@ -147,7 +233,7 @@ fn burst_survives(disruption: impl FnOnce(&mut Deployment)) {
 
 #[test]
 fn controller_killed_during_an_outage_burst_loses_and_doubles_nothing() {
-    burst_survives(|deployment| {
+    burst_survives("controller killed", |deployment| {
         deployment.controller.as_mut().expect("controller").crash();
         deployment
             .start_controller()
@@ -157,10 +243,27 @@ fn controller_killed_during_an_outage_burst_loses_and_doubles_nothing() {
 
 #[test]
 fn postgres_restarted_under_load_loses_and_doubles_nothing() {
-    burst_survives(|deployment| {
+    burst_survives("PostgreSQL killed and restarted", |deployment| {
         deployment.postgres.crash();
         std::thread::sleep(Duration::from_secs(1));
         deployment.postgres.resume().expect("restart PostgreSQL");
+    });
+}
+
+#[test]
+fn an_agent_partitioned_from_its_controller_under_load_loses_and_doubles_nothing() {
+    burst_survives("agent partitioned for 20 s", |deployment| {
+        let port: u16 = deployment
+            .grpc_url
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok())
+            .expect("the gRPC port");
+        deployment.lab.partition_from_port(port).expect("partition");
+        // Past the link's silence limit (15 s): the controller drops the
+        // link and the site's grace runs out; the agent spools.
+        std::thread::sleep(Duration::from_secs(20));
+        deployment.lab.heal().expect("heal");
     });
 }
 

@@ -454,6 +454,25 @@ impl Lab {
         self.edit_drop_set("delete", host)
     }
 
+    /// Partitions the client namespace from TCP port `port` (on the
+    /// host link): its packets to that port are dropped silently, as a
+    /// broken WAN would, until [`Lab::heal`]. Removed with the lab.
+    pub fn partition_from_port(&self, port: u16) -> anyhow::Result<()> {
+        nft(
+            &self.client,
+            &format!(
+                "table inet ward_partition {{\n\
+                 chain out {{ type filter hook output priority 0; tcp dport {port} drop; }}\n\
+                 chain in {{ type filter hook input priority 0; tcp sport {port} drop; }}\n}}\n"
+            ),
+        )
+    }
+
+    /// Ends a partition made by [`Lab::partition_from_port`].
+    pub fn heal(&self) -> anyhow::Result<()> {
+        nft(&self.client, "delete table inet ward_partition\n")
+    }
+
     fn edit_drop_set(&self, verb: &str, host: IpAddr) -> anyhow::Result<()> {
         Cidr::host(host).require_in_lab()?;
         let set = if host.is_ipv4() { "down_v4" } else { "down_v6" };
