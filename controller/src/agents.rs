@@ -276,22 +276,37 @@ impl Presences {
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Applies the offline rule every [`SWEEP_INTERVAL`] until `shutdown`.
+/// One controller of a cluster sweeps; another takes over when it dies
+/// (presence is shared, so any of them sees every agent).
 pub async fn sweep(
     controller: std::sync::Arc<crate::state::Controller>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    every(SWEEP_INTERVAL, shutdown, || {
+        let controller = std::sync::Arc::clone(&controller);
+        async move {
+            if controller.holds("offline sweep").await
+                && let Err(error) = controller.forget_offline_sites(crate::time::now_ms()).await
+            {
+                tracing::warn!(%error, "offline-agent sweep failed; retrying");
+            }
+        }
+    })
+    .await;
+}
+
+/// Runs `round` every `interval` until `shutdown`.
+async fn every<F: std::future::Future<Output = ()>>(
+    interval: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+    mut round: impl FnMut() -> F,
+) {
     tokio::pin!(shutdown);
     loop {
-        // One controller of a cluster sweeps; another takes over when it
-        // dies (presence is shared, so any of them sees every agent).
-        if controller.holds("offline sweep").await
-            && let Err(error) = controller.forget_offline_sites(crate::time::now_ms()).await
-        {
-            tracing::warn!(%error, "offline-agent sweep failed; retrying");
-        }
+        round().await;
         tokio::select! {
             () = &mut shutdown => return,
-            () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            () = tokio::time::sleep(interval) => {}
         }
     }
 }
@@ -310,16 +325,15 @@ pub async fn share(
     controller: std::sync::Arc<crate::state::Controller>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        if let Err(error) = controller.share_presence().await {
-            tracing::warn!(%error, "cannot share which agents this controller holds; retrying");
+    every(SHARE_INTERVAL, shutdown, || {
+        let controller = std::sync::Arc::clone(&controller);
+        async move {
+            if let Err(error) = controller.share_presence().await {
+                tracing::warn!(%error, "cannot share which agents this controller holds; retrying");
+            }
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(SHARE_INTERVAL) => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// How long an agent goes unheard before its devices move to the other
@@ -335,18 +349,17 @@ pub async fn settle_groups(
     controller: std::sync::Arc<crate::state::Controller>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        if controller.holds("agent groups").await
-            && let Err(error) = controller.settle_groups(crate::time::now_ms()).await
-        {
-            tracing::warn!(%error, "cannot settle the agent groups; retrying");
+    every(SETTLE_INTERVAL, shutdown, || {
+        let controller = std::sync::Arc::clone(&controller);
+        async move {
+            if controller.holds("agent groups").await
+                && let Err(error) = controller.settle_groups(crate::time::now_ms()).await
+            {
+                tracing::warn!(%error, "cannot settle the agent groups; retrying");
+            }
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(SETTLE_INTERVAL) => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// The grace period for devices probed every `longest_interval`.

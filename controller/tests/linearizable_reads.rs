@@ -23,7 +23,7 @@ use common::Api;
 use serde_json::{Value, json};
 use ward_controller::cache::Cache;
 use ward_controller::state::Controller;
-use ward_controller::store::{ReportedTransition, Status, TransitionReport};
+use ward_controller::store::Status;
 use ward_proto::v1::inventory_client::InventoryClient;
 use ward_proto::v1::{DeviceState, GetDeviceRequest, ListDevicesRequest};
 use ward_testkit::services::{Postgres, Redis};
@@ -271,19 +271,7 @@ async fn no_read_on_any_controller_misses_a_commit_acknowledged_before_it_starte
     let mut seq = 0u64;
     let mut report = |device_id: i64, status: Status, probed_at_ms: i64| {
         seq += 1;
-        TransitionReport {
-            agent_alerts: Vec::new(),
-            agent_id: "agent-1".into(),
-            boot_id: "boot-1".into(),
-            seq,
-            transitions: vec![ReportedTransition {
-                device_id,
-                status,
-                probed_at_ms,
-                last_rtt_us: None,
-                reason: "test".into(),
-            }],
-        }
+        common::transition_report("agent-1", device_id, seq, status, probed_at_ms)
     };
     for &fall in &ids.falls {
         a.apply_report(&report(fall, Status::Up, base_ms - 1), base_ms)
