@@ -399,6 +399,49 @@ pub fn admin_token(database: [&str; 2]) -> anyhow::Result<String> {
         .context("`tokens create` printed no token")
 }
 
+/// A controller of a cluster started by a test.
+pub struct Member {
+    /// The process.
+    pub process: Process,
+    /// Its REST API (HTTPS on loopback).
+    pub rest: Rest,
+    /// Where agents reach it (`https://ADDRESS:PORT`).
+    pub grpc: String,
+}
+
+/// Controller `name` with its files in `d` (`ca.pem`, and what `shared`
+/// names): REST over HTTPS on a free loopback port, mTLS gRPC on
+/// `listen_grpc`, then `shared` (database, TLS files, receivers) as TOML.
+pub fn start_member(
+    name: &str,
+    d: &Path,
+    listen_grpc: SocketAddr,
+    shared: &str,
+) -> anyhow::Result<Member> {
+    let http = ward_testkit::ports::free_loopback_port()?;
+    let config = d.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen_http = \"127.0.0.1:{http}\"\nlisten_grpc = \"{listen_grpc}\"\n\
+             tsdb_spool_dir = \"{d}/tsdb-{name}\"\n{shared}",
+            d = d.display()
+        ),
+    )?;
+    let mut command = Command::new(controller_binary());
+    command
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info");
+    let process = Process::spawn(name, command, &d.join(format!("{name}.log")))?;
+    let rest = Rest::with_ca(format!("https://127.0.0.1:{http}"), &d.join("ca.pem"))?;
+    Ok(Member {
+        process,
+        rest,
+        grpc: format!("https://{listen_grpc}"),
+    })
+}
+
 /// Rows of `query` on the database at `url`, `|`-separated.
 pub fn psql(url: &str, query: &str) -> Vec<String> {
     try_psql(url, query).unwrap_or_else(|error| panic!("psql: {error}"))

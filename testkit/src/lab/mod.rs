@@ -137,6 +137,10 @@ pub struct Lab {
     site: String,
     /// The host's end of the host link, if any: address and interface.
     host_address: Option<IpAddr>,
+    /// The host's IPv6 address on the host link.
+    host_address_v6: Option<IpAddr>,
+    /// `/etc/netns/<client>`, when [`Lab::name_in_client`] made it.
+    client_etc: Option<std::path::PathBuf>,
     host_link: Option<String>,
     /// Present once an impairment was set (see `impair`).
     relay: Option<impair::Relay>,
@@ -156,6 +160,8 @@ impl Lab {
             client: format!("{base}-client"),
             site: format!("{base}-site"),
             host_address: None,
+            host_address_v6: None,
+            client_etc: None,
             host_link: None,
             relay: None,
         };
@@ -175,7 +181,8 @@ impl Lab {
 
     /// A veth pair from the client namespace to the host's, on the /30
     /// number `id` of 198.19.0.0/16 (the host end is `.1`, the client end
-    /// `.2`). Deleting the client namespace deletes both ends.
+    /// `.2`) and 2001:2:0:8000+`id`::/64 (`::1`, `::2`).
+    /// Deleting the client namespace deletes both ends.
     fn link_to_host(&mut self, id: u32) -> anyhow::Result<()> {
         let base = 4 * (id % (1 << 14));
         let (third, fourth) = (base / 256, base % 256);
@@ -209,8 +216,50 @@ impl Lab {
         ])?;
         ip(&["-n", &self.client, "link", "set", "wx0", "up"])?;
         ip(&["addr", "add", &format!("{host}/30"), "dev", &host_link])?;
+        let net6 = format!("2001:2:0:{:x}", 0x8000 + id % 0x8000);
+        ip(&[
+            "-n",
+            &self.client,
+            "addr",
+            "add",
+            &format!("{net6}::2/64"),
+            "dev",
+            "wx0",
+            "nodad",
+        ])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{net6}::1/64"),
+            "dev",
+            &host_link,
+            "nodad",
+        ])?;
         ip(&["link", "set", &host_link, "up"])?;
         self.host_address = Some(host.parse()?);
+        self.host_address_v6 = Some(format!("{net6}::1").parse()?);
+        Ok(())
+    }
+
+    /// The host's IPv6 address on the host link.
+    pub fn host_address_v6(&self) -> Option<IpAddr> {
+        self.host_address_v6
+    }
+
+    /// Makes `name` resolve to `addresses` for programs run in the client
+    /// namespace ([`Lab::client_command`]: `ip netns exec` mounts
+    /// `/etc/netns/<client>/hosts` over `/etc/hosts`); removed with the
+    /// lab.
+    pub fn name_in_client(&mut self, name: &str, addresses: &[IpAddr]) -> anyhow::Result<()> {
+        let dir = std::path::Path::new("/etc/netns").join(&self.client);
+        std::fs::create_dir_all(&dir)?;
+        self.client_etc = Some(dir.clone());
+        let mut hosts = String::from("127.0.0.1 localhost\n");
+        for address in addresses {
+            Cidr::host(*address).require_in_lab()?;
+            hosts.push_str(&format!("{address} {name}\n"));
+        }
+        std::fs::write(dir.join("hosts"), hosts)?;
         Ok(())
     }
 
@@ -554,6 +603,15 @@ impl Drop for Lab {
             && let Err(error) = ip(&["link", "del", &link])
         {
             eprintln!("lab: deleting host link {link}: {error}");
+        }
+        if let Some(dir) = self.client_etc.take() {
+            if let Err(error) = std::fs::remove_dir_all(&dir) {
+                eprintln!("lab: deleting {}: {error}", dir.display());
+            }
+            // `/etc/netns` itself, unless another lab still uses it.
+            if let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
         for namespace in [&self.client, &self.site] {
             live_namespaces().retain(|live| live != namespace);
