@@ -273,7 +273,6 @@ fn killing_the_controller_holding_every_agent_mid_burst_loses_nothing_and_double
                 .and_then(|c| c["instance"].as_str().map(str::to_owned))
         })
     };
-    let holder_instance = sweeper(alive[0]).expect("a sweep holder");
     let this = |i: usize| {
         let (_, listed) = rests[i].get("/api/v1/controllers");
         listed
@@ -281,11 +280,25 @@ fn killing_the_controller_holding_every_agent_mid_burst_loses_nothing_and_double
             .and_then(|c| c.iter().find(|c| c["this"] == true).cloned())
             .and_then(|c| c["instance"].as_str().map(str::to_owned))
     };
-    let lease_holder = alive
+    let live: Vec<(usize, String)> = alive
         .iter()
-        .copied()
-        .find(|&i| this(i).as_deref() == Some(holder_instance.as_str()))
-        .expect("the holder is a live controller");
+        .map(|&i| (i, this(i).expect("instance")))
+        .collect();
+    // The killed controller's lease may not have expired yet.
+    let mut lease_holder = None;
+    wait_until(
+        "the sweep held by a live controller",
+        Duration::from_secs(20),
+        || {
+            let holder = sweeper(alive[0]);
+            lease_holder = live
+                .iter()
+                .find(|(_, instance)| holder.as_deref() == Some(instance.as_str()))
+                .map(|(i, _)| *i);
+            lease_holder.is_some()
+        },
+    );
+    let lease_holder = lease_holder.expect("a live holder");
     let other = alive
         .iter()
         .copied()

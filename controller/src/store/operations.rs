@@ -30,6 +30,10 @@ pub(super) trait WriteTx {
     /// group to end, and holds them off until this one ends.
     const LOCK_SETTLEMENTS: &'static str;
 
+    /// What ends a `SELECT … ORDER BY id` to lock the rows it reads in that
+    /// order (empty where the backend has one writer at a time).
+    const LOCKING: &'static str;
+
     /// Tells the other controllers on the database, at the commit, that
     /// the inventory (devices, their owners) changed.
     async fn announce_inventory(&self) -> Result<(), StoreError>;

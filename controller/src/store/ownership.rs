@@ -83,6 +83,22 @@ pub(super) async fn settle<T: WriteTx>(
         }
     };
     let moves = groups::settle(&members, &devices, failover_delay_ms, scope);
+    // Locked in id order first, as report transactions lock devices: two
+    // writers never wait on each other's rows in opposite orders.
+    let mut moved: Vec<i64> = moves.iter().map(|m| m.device_id).collect();
+    moved.sort_unstable();
+    for chunk in moved.chunks(IDS_PER_STATEMENT) {
+        tx.rows(
+            &format!(
+                "SELECT id FROM devices WHERE id IN ({}) ORDER BY id {}",
+                id_list(chunk),
+                T::LOCKING
+            ),
+            &[],
+            |row| row.int(0),
+        )
+        .await?;
+    }
     let mut by_owner: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for moved in &moves {
         by_owner.entry(&moved.to).or_default().push(moved.device_id);

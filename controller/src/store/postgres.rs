@@ -399,6 +399,7 @@ impl WriteTx for Transaction<'_> {
     // here, before device rows, would invert the order every other writer
     // takes them in.
     const LOCK_SETTLEMENTS: &'static str = "SELECT pg_advisory_xact_lock(7727001)";
+    const LOCKING: &'static str = "FOR UPDATE";
 
     /// Delivered to every listening controller at the commit.
     async fn announce_changes(

@@ -344,6 +344,7 @@ impl WriteTx for Transaction<'_> {
     const NOW_MS: &'static str = NOW_MS;
     // One writer at a time already.
     const LOCK_SETTLEMENTS: &'static str = "SELECT 1";
+    const LOCKING: &'static str = "";
 
     async fn announce_inventory(&self) -> Result<(), StoreError> {
         Ok(()) // one controller per SQLite file
