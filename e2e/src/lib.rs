@@ -442,6 +442,17 @@ pub fn start_member(
     })
 }
 
+/// The controller `rest` answers for holds agent `agent`'s link itself
+/// (not only hears of it through another).
+pub fn holds_link(rest: &Rest, agent: &str) -> bool {
+    let (_, agents) = rest.get("/api/v1/agents");
+    agents.as_array().is_some_and(|agents| {
+        agents
+            .iter()
+            .any(|a| a["id"] == agent && a["controller"] == "this")
+    })
+}
+
 /// Rows of `query` on the database at `url`, `|`-separated.
 pub fn psql(url: &str, query: &str) -> Vec<String> {
     try_psql(url, query).unwrap_or_else(|error| panic!("psql: {error}"))

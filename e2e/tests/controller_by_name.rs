@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use ward_e2e::{
-    Member, admin_token, agent_binary, start_member, wait_for_http, wait_until, work_dir,
+    Member, admin_token, agent_binary, holds_link, start_member, wait_for_http, wait_until,
+    work_dir,
 };
 use ward_testkit::lab::{Lab, SiteConfig};
 use ward_testkit::ports::free_loopback_port;
@@ -21,14 +22,7 @@ const NAME: &str = "controllers.test";
 
 /// Which member holds agent `id`'s link itself.
 fn holder(members: &[Member], id: &str) -> Option<usize> {
-    (0..members.len()).find(|&i| {
-        let (_, agents) = members[i].rest.get("/api/v1/agents");
-        agents.as_array().is_some_and(|agents| {
-            agents
-                .iter()
-                .any(|a| a["id"] == id && a["controller"] == "this")
-        })
-    })
+    (0..members.len()).find(|&i| holds_link(&members[i].rest, id))
 }
 
 #[test]
@@ -111,10 +105,7 @@ fn an_agent_given_one_name_with_two_addresses_links_to_the_other_when_one_dies()
     wait_until(
         "the agent linked to the other address",
         Duration::from_secs(20),
-        || {
-            let (_, agents) = rests[other].get("/api/v1/agents");
-            agents[0]["controller"] == "this"
-        },
+        || holds_link(&rests[other], "named-agent"),
     );
     let moved = killed.elapsed();
     eprintln!(

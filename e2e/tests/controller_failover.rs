@@ -85,7 +85,7 @@ fn an_agent_moves_to_the_next_controller_at_once_when_its_controller_dies() {
         .env("RUST_LOG", "info");
     let agent = Process::spawn("ward-agent", command, &d.join("agent.log")).expect("agent");
     // Linked to that controller itself (not only heard of, through another).
-    let connected = |rest: &Rest| rest.get("/api/v1/agents").1[0]["controller"] == "this";
+    let connected = |rest: &Rest| ward_e2e::holds_link(rest, "loop-agent");
     wait_until("the agent linked to A", Duration::from_secs(20), || {
         connected(&rest_a)
     });

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use ward_e2e::{
-    Member, Process, Rest, Webhook, admin_token, agent_binary, certificates, psql, start_member,
-    wait_for_http, wait_until, work_dir,
+    Member, Process, Rest, Webhook, admin_token, agent_binary, certificates, holds_link, psql,
+    start_member, wait_for_http, wait_until, work_dir,
 };
 use ward_testkit::lab::{Lab, SiteConfig};
 use ward_testkit::ports::free_loopback_port;
@@ -41,14 +41,10 @@ fn address(site: usize, host: u32) -> Ipv4Addr {
 
 /// Which live controller (index) holds agent `id`'s link itself.
 fn holder(members: &[Member], alive: &[usize], id: &str) -> Option<usize> {
-    alive.iter().copied().find(|&i| {
-        let (_, agents) = members[i].rest.get("/api/v1/agents");
-        agents.as_array().is_some_and(|agents| {
-            agents
-                .iter()
-                .any(|a| a["id"] == id && a["controller"] == "this")
-        })
-    })
+    alive
+        .iter()
+        .copied()
+        .find(|&i| holds_link(&members[i].rest, id))
 }
 
 #[test]
