@@ -234,28 +234,25 @@ async fn next_signal(stream: Option<tokio::signal::unix::Signal>) {
 }
 
 fn probe(args: ProbeArgs) -> ExitCode {
-    let mut entries: Vec<(Origin, String)> = args
+    let file_text = match args.file.as_deref().map(read_target_file).transpose() {
+        Ok(text) => text,
+        Err(error) => {
+            eprintln!("ward-agent probe: {error}");
+            return exit(Outcome::Refused);
+        }
+    };
+    let arguments = args
         .targets
         .iter()
         .enumerate()
-        .map(|(i, target)| (Origin::Argument(i + 1), target.clone()))
-        .collect();
-    if let Some(file) = &args.file {
-        let text = if file == "-" {
-            let mut text = String::new();
-            std::io::stdin().read_to_string(&mut text).map(|_| text)
-        } else {
-            std::fs::read_to_string(file)
-        };
-        match text {
-            Ok(text) => entries.extend(targets::lines(file, &text)),
-            Err(error) => {
-                eprintln!("ward-agent probe: cannot read target file {file}: {error}");
-                return exit(Outcome::Refused);
-            }
-        }
-    }
-    let addresses = match targets::expand(&entries) {
+        .map(|(i, target)| (Origin::Argument(i + 1), target.as_str()));
+    let from_file = args
+        .file
+        .as_deref()
+        .zip(file_text.as_deref())
+        .into_iter()
+        .flat_map(|(file, text)| targets::lines(file, text));
+    let addresses = match targets::expand(arguments.chain(from_file)) {
         Ok(addresses) if addresses.is_empty() => {
             eprintln!("ward-agent probe: no targets given (arguments, or -f FILE)");
             return exit(Outcome::Refused);
@@ -292,6 +289,17 @@ fn probe(args: ProbeArgs) -> ExitCode {
             exit(Outcome::Refused)
         }
     }
+}
+
+/// The text of `-f FILE` (`-`: standard input).
+fn read_target_file(file: &str) -> Result<String, String> {
+    let text = if file == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
+    } else {
+        std::fs::read_to_string(file)
+    };
+    text.map_err(|error| format!("cannot read target file {file}: {error}"))
 }
 
 fn exit(outcome: Outcome) -> ExitCode {

@@ -3,7 +3,7 @@
 //! exit status 0 (all up), 1 (some not up) or 2 (bad input, no
 //! permission).
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -12,9 +12,10 @@ use crate::engine::{Engine, EngineConfig, PeriodStats, Start, Status, TargetSpec
 use crate::prober::{Prober, ProberConfig, SendPath};
 use crate::sys::SocketKind;
 
-/// How long a run keeps listening after its last probe concluded, to count
-/// duplicates and late replies still on their way.
-const LINGER: Duration = Duration::from_millis(100);
+/// The longest a run keeps listening after its last probe concluded, to
+/// count duplicates still on their way (it waits twice the longest round
+/// trip it saw, so a loopback sweep lingers about a millisecond).
+const MAX_LINGER: Duration = Duration::from_millis(100);
 
 /// Options of one run (already validated by the command line parser).
 #[derive(Clone, Debug)]
@@ -85,7 +86,7 @@ pub fn run(
             ..EngineConfig::default()
         },
         receive_buffer: options.receive_buffer,
-        linger: LINGER,
+        linger: MAX_LINGER,
         all_families: false,
         send_path: options.send_path,
     };
@@ -110,9 +111,10 @@ pub fn run(
         writeln!(err)?;
     }
     let elapsed = started.elapsed();
-    let probing = elapsed.saturating_sub(LINGER);
     let summary = Summary::from_prober(&prober);
     let engine = prober.finish();
+    // One write per 64 KiB, not per line (standard output is line buffered).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut all_up = true;
     for index in 0..u32::try_from(targets.len()).unwrap_or(u32::MAX) {
         let (status, stats) = (
@@ -123,12 +125,13 @@ pub fn run(
         all_up &= state == "up";
         let address = targets[index as usize].0.address;
         if options.json {
-            writeln!(out, "{}", json_line(address, state, &stats))?;
+            write_json(&mut out, address, state, &stats)?;
         } else {
-            writeln!(out, "{}", text_line(address, state, &stats))?;
+            write_text(&mut out, address, state, &stats)?;
         }
     }
-    summary.write(&engine, elapsed, probing, err)?;
+    out.flush()?;
+    summary.write(&engine, elapsed, err)?;
     Ok(if all_up {
         Outcome::AllUp
     } else {
@@ -159,37 +162,60 @@ fn ms(us: u32) -> f64 {
     f64::from(us) / 1000.0
 }
 
-fn text_line(address: IpAddr, state: &str, stats: &PeriodStats) -> String {
-    let rtt = if stats.received > 0 {
-        format!(
+/// `127.0.0.1 : up, 1/1 received, 0% loss, rtt min/avg/max 0.012/0.012/0.012 ms`
+fn write_text(
+    out: &mut impl std::io::Write,
+    address: IpAddr,
+    state: &str,
+    stats: &PeriodStats,
+) -> std::io::Result<()> {
+    write!(
+        out,
+        "{address} : {state}, {}/{} received, {:.0}% loss",
+        stats.received,
+        stats.sent,
+        loss(stats) * 100.0
+    )?;
+    if stats.received > 0 {
+        write!(
+            out,
             ", rtt min/avg/max {:.3}/{:.3}/{:.3} ms",
             ms(stats.rtt_min_us),
             ms(stats.rtt_avg_us()),
             ms(stats.rtt_max_us)
-        )
-    } else {
-        String::new()
-    };
-    format!(
-        "{address} : {state}, {}/{} received, {:.0}% loss{rtt}",
-        stats.received,
-        stats.sent,
-        loss(stats) * 100.0
-    )
+        )?;
+    }
+    out.write_all(b"\n")
 }
 
-fn json_line(address: IpAddr, state: &str, stats: &PeriodStats) -> serde_json::Value {
-    let rtt = |us: u32| (stats.received > 0).then(|| ms(us));
-    serde_json::json!({
-        "target": address.to_string(),
-        "sent": stats.sent,
-        "received": stats.received,
-        "loss": loss(stats),
-        "rtt_min_ms": rtt(stats.rtt_min_us),
-        "rtt_avg_ms": rtt(stats.rtt_avg_us()),
-        "rtt_max_ms": rtt(stats.rtt_max_us),
-        "state": state,
-    })
+/// One JSON object: target, sent, received, loss, rtt_{min,avg,max}_ms
+/// (null without replies), state. Written field by field: nothing is
+/// allocated per target.
+fn write_json(
+    out: &mut impl std::io::Write,
+    address: IpAddr,
+    state: &str,
+    stats: &PeriodStats,
+) -> std::io::Result<()> {
+    write!(
+        out,
+        "{{\"target\":\"{address}\",\"sent\":{},\"received\":{},\"loss\":{}",
+        stats.sent,
+        stats.received,
+        loss(stats)
+    )?;
+    for (name, us) in [
+        ("rtt_min_ms", stats.rtt_min_us),
+        ("rtt_avg_ms", stats.rtt_avg_us()),
+        ("rtt_max_ms", stats.rtt_max_us),
+    ] {
+        if stats.received > 0 {
+            write!(out, ",\"{name}\":{:.3}", ms(us))?;
+        } else {
+            write!(out, ",\"{name}\":null")?;
+        }
+    }
+    writeln!(out, ",\"state\":\"{state}\"}}")
 }
 
 fn progress_bar(done: u64, total: u64) -> String {
@@ -272,18 +298,22 @@ impl Summary {
         }
     }
 
-    /// `probing`: elapsed time without the final linger, for the rate.
+    /// `elapsed`: from the start of the prober to its end.
     fn write(
         &self,
         engine: &Engine,
         elapsed: Duration,
-        probing: Duration,
         err: &mut impl std::io::Write,
     ) -> std::io::Result<()> {
         let counters = engine.counters();
         let invalid = counters.replies_invalid + self.bad_tag + self.malformed;
-        let rate = counters.probes_sent as f64 / probing.as_secs_f64().max(1e-9);
-        let send_rate = counters.probes_sent as f64 / self.send_phase.as_secs_f64().max(1e-9);
+        let rate = counters.probes_sent as f64 / elapsed.as_secs_f64().max(1e-9);
+        // One probe has no send phase: its rate is the run's.
+        let send_rate = if self.send_phase.is_zero() {
+            rate
+        } else {
+            counters.probes_sent as f64 / self.send_phase.as_secs_f64()
+        };
         writeln!(
             err,
             "ward-agent probe: {} targets, sent {}, received {}, invalid {invalid}, late {}, \

@@ -9,20 +9,20 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 pub const MAX_RANGE: u128 = 1 << 24;
 
 /// Where an entry came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin<'a> {
     /// The n-th target argument (1-based).
     Argument(usize),
     /// Line n (1-based) of a file (`-` = standard input).
     Line {
         /// File name as given.
-        file: String,
+        file: &'a str,
         /// Line number.
         line: usize,
     },
 }
 
-impl fmt::Display for Origin {
+impl fmt::Display for Origin<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Argument(n) => write!(f, "argument {n}"),
@@ -35,8 +35,8 @@ impl fmt::Display for Origin {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: `{entry}`: {problem}")]
 pub struct TargetError {
-    /// Where it came from.
-    pub origin: Origin,
+    /// Where it came from ("line 3 of hosts.txt").
+    pub origin: String,
     /// The entry as written.
     pub entry: String,
     /// What is wrong with it.
@@ -44,8 +44,10 @@ pub struct TargetError {
 }
 
 /// Expands every entry; returns all addresses in input order, or every
-/// error found.
-pub fn expand(entries: &[(Origin, String)]) -> Result<Vec<IpAddr>, Vec<TargetError>> {
+/// error found. Nothing is allocated per entry but the addresses.
+pub fn expand<'a>(
+    entries: impl IntoIterator<Item = (Origin<'a>, &'a str)>,
+) -> Result<Vec<IpAddr>, Vec<TargetError>> {
     let mut addresses = Vec::new();
     let mut errors = Vec::new();
     for (origin, raw) in entries {
@@ -53,13 +55,12 @@ pub fn expand(entries: &[(Origin, String)]) -> Result<Vec<IpAddr>, Vec<TargetErr
         if entry.is_empty() {
             continue;
         }
-        match expand_one(entry) {
-            Ok(expanded) => addresses.extend(expanded),
-            Err(problem) => errors.push(TargetError {
-                origin: origin.clone(),
+        if let Err(problem) = expand_one(entry, &mut addresses) {
+            errors.push(TargetError {
+                origin: origin.to_string(),
                 entry: entry.to_owned(),
                 problem,
-            }),
+            });
         }
     }
     if errors.is_empty() {
@@ -69,31 +70,26 @@ pub fn expand(entries: &[(Origin, String)]) -> Result<Vec<IpAddr>, Vec<TargetErr
     }
 }
 
-/// Splits a file's text into entries with their line numbers.
-pub fn lines(file: &str, text: &str) -> Vec<(Origin, String)> {
+/// A file's lines as entries with their line numbers.
+pub fn lines<'a>(file: &'a str, text: &'a str) -> impl Iterator<Item = (Origin<'a>, &'a str)> {
     text.lines()
         .enumerate()
-        .map(|(i, line)| {
-            let origin = Origin::Line {
-                file: file.to_owned(),
-                line: i + 1,
-            };
-            (origin, line.to_owned())
-        })
-        .collect()
+        .map(move |(i, line)| (Origin::Line { file, line: i + 1 }, line))
 }
 
-fn expand_one(entry: &str) -> Result<Vec<IpAddr>, String> {
+fn expand_one(entry: &str, addresses: &mut Vec<IpAddr>) -> Result<(), String> {
     if let Ok(address) = entry.parse::<IpAddr>() {
-        return Ok(vec![address]);
+        addresses.push(address);
+        return Ok(());
     }
     if let Some((network, prefix)) = entry.split_once('/') {
-        return expand_range(network, prefix);
+        return expand_range(network, prefix, addresses);
     }
-    resolve(entry)
+    addresses.push(resolve(entry)?);
+    Ok(())
 }
 
-fn expand_range(network: &str, prefix: &str) -> Result<Vec<IpAddr>, String> {
+fn expand_range(network: &str, prefix: &str, addresses: &mut Vec<IpAddr>) -> Result<(), String> {
     let network: IpAddr = network
         .parse()
         .map_err(|_| format!("`{network}` is not an IP address"))?;
@@ -120,15 +116,14 @@ fn expand_range(network: &str, prefix: &str) -> Result<Vec<IpAddr>, String> {
     } else {
         (base, base + size - 1)
     };
-    Ok((first..=last)
-        .map(|value| match network {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(value).unwrap_or(0))),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(value)),
-        })
-        .collect())
+    addresses.extend((first..=last).map(|value| match network {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from(u32::try_from(value).unwrap_or(0))),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(value)),
+    }));
+    Ok(())
 }
 
-fn resolve(name: &str) -> Result<Vec<IpAddr>, String> {
+fn resolve(name: &str) -> Result<IpAddr, String> {
     if name.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err("not a valid IPv4 address".into());
     }
@@ -143,7 +138,7 @@ fn resolve(name: &str) -> Result<Vec<IpAddr>, String> {
         .map_err(|error| format!("cannot resolve host name: {error}"))?;
     found
         .next()
-        .map(|address| vec![address.ip()])
+        .map(|address| address.ip())
         .ok_or_else(|| "host name has no address".into())
 }
 
@@ -151,17 +146,16 @@ fn resolve(name: &str) -> Result<Vec<IpAddr>, String> {
 mod tests {
     use super::*;
 
-    fn arguments(items: &[&str]) -> Vec<(Origin, String)> {
+    fn arguments<'a>(items: &'a [&'a str]) -> impl Iterator<Item = (Origin<'a>, &'a str)> {
         items
             .iter()
             .enumerate()
-            .map(|(i, item)| (Origin::Argument(i + 1), (*item).to_owned()))
-            .collect()
+            .map(|(i, item)| (Origin::Argument(i + 1), *item))
     }
 
     #[test]
     fn addresses_ranges_and_names_expand_in_order() {
-        let expanded = expand(&arguments(&[
+        let expanded = expand(arguments(&[
             "127.0.0.9",
             "127.1.0.0/30",
             "::1",
@@ -172,15 +166,15 @@ mod tests {
         assert_eq!(text[..4], ["127.0.0.9", "127.1.0.1", "127.1.0.2", "::1"]);
         assert_eq!(text.len(), 5);
         assert_eq!(
-            expand(&arguments(&["127.1.0.0/16"])).expect("valid").len(),
+            expand(arguments(&["127.1.0.0/16"])).expect("valid").len(),
             65_534
         );
         assert_eq!(
-            expand(&arguments(&["127.1.0.8/31"])).expect("valid").len(),
+            expand(arguments(&["127.1.0.8/31"])).expect("valid").len(),
             2
         );
         assert_eq!(
-            expand(&arguments(&["2001:2::/126"])).expect("valid").len(),
+            expand(arguments(&["2001:2::/126"])).expect("valid").len(),
             4
         );
     }
@@ -188,7 +182,7 @@ mod tests {
     #[test]
     fn every_bad_entry_is_named_with_its_line() {
         let text = "# lab hosts\n198.18.1.1\n198.18.1.300\n\n198.18.1.0/33 # oops\n-rf\n";
-        let errors = expand(&lines("hosts.txt", text)).expect_err("two bad lines");
+        let errors = expand(lines("hosts.txt", text)).expect_err("two bad lines");
         let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(
@@ -204,7 +198,7 @@ mod tests {
 
     #[test]
     fn huge_ranges_are_refused() {
-        let errors = expand(&arguments(&["10.0.0.0/7", "2001:2::/64"])).expect_err("too large");
+        let errors = expand(arguments(&["10.0.0.0/7", "2001:2::/64"])).expect_err("too large");
         assert_eq!(errors.len(), 2);
         assert!(errors[0].problem.contains("limited to"));
     }

@@ -19,6 +19,7 @@ pub use target::{Miss, PeriodStats, Status, TargetSpec};
 use std::collections::VecDeque;
 use std::hash::{BuildHasher as _, Hasher as _};
 use std::net::IpAddr;
+use std::time::Duration;
 
 use crate::packet::{EchoTemplate, Family, IcmpErrorKind, ProbeFields, TagKey, Verdict};
 use rate::TokenBucket;
@@ -186,6 +187,8 @@ pub struct Engine {
     bucket: TokenBucket,
     transitions: VecDeque<Transition>,
     counters: Counters,
+    /// The longest round trip of a matched reply since start, µs.
+    longest_rtt_us: u32,
     phase_hasher: std::hash::RandomState,
 }
 
@@ -211,6 +214,7 @@ impl Engine {
             bucket: TokenBucket::new(config.rate, now),
             transitions: VecDeque::new(),
             counters: Counters::default(),
+            longest_rtt_us: 0,
             phase_hasher: std::hash::RandomState::new(),
         }
     }
@@ -403,6 +407,7 @@ impl Engine {
             let rtt_us = u32::try_from(rtt_ns.div_ceil(1000))
                 .unwrap_or(u32::MAX)
                 .max(1);
+            self.longest_rtt_us = self.longest_rtt_us.max(rtt_us);
             self.conclude_probe(fields.index, Ok(rtt_us), Cause::Replies, now);
             return;
         }
@@ -499,6 +504,13 @@ impl Engine {
     /// no targets (they may come later).
     pub fn is_finished(&self) -> bool {
         self.config.probes_per_target.is_some() && self.scheduled_targets == 0
+    }
+
+    /// The longest round trip of a matched reply since start (zero before
+    /// the first): how long a duplicate of any answered probe may still
+    /// be on its way.
+    pub fn longest_rtt(&self) -> Duration {
+        Duration::from_micros(u64::from(self.longest_rtt_us))
     }
 
     /// Counters since start.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 use mio::unix::SourceFd;
-use mio::{Interest, Poll, Token};
+use mio::{Interest, Poll, Token, Waker};
 
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineConfig, Nanos, PeriodStats, SpecError, TargetSpec, Transition};
@@ -35,10 +35,19 @@ use receiver::{Received, Receiver};
 
 /// Validated packets waiting for the engine.
 const QUEUE_CAPACITY: usize = 1 << 17;
+/// The smallest reply queue of a count-mode run (sized by its targets: a
+/// queue is initialised slot by slot, 6 ms for the largest, which a
+/// one-target run should not pay).
+const MIN_COUNT_MODE_QUEUE: usize = 1 << 10;
 /// Longest the engine thread sleeps without looking at its queue.
 const MAX_PARK: Duration = Duration::from_millis(5);
-/// Longest the receiver blocks before looking at the stop flag.
+/// Longest the receiver blocks before looking at the stop flag (it is
+/// also woken when asked to stop).
 const RECEIVE_POLL: Duration = Duration::from_millis(50);
+/// The shortest linger of a count-mode run: long enough for replies
+/// already in the socket to reach the engine (the receiver reads every
+/// 100 µs while busy).
+pub const MIN_LINGER: Duration = Duration::from_millis(1);
 
 /// How to run the prober.
 #[derive(Clone, Copy, Debug)]
@@ -48,8 +57,10 @@ pub struct ProberConfig {
     pub engine: EngineConfig,
     /// Receive buffer to ask the kernel for, per socket.
     pub receive_buffer: usize,
-    /// Count mode: how long to keep receiving after every probe concluded,
-    /// so duplicates and late replies still on the wire are counted.
+    /// Count mode: the longest the prober keeps receiving after every
+    /// probe concluded, so duplicates still on the wire are counted. It
+    /// waits twice the longest round trip seen (a duplicate takes about
+    /// as long as the reply it repeats), at least [`MIN_LINGER`].
     pub linger: Duration,
     /// Open a socket for every address family the host supports, not just
     /// those of the first targets (targets arrive later with [`Control`]).
@@ -200,6 +211,8 @@ pub struct Prober {
     clock: Clock,
     engine_thread: Option<JoinHandle<Engine>>,
     receiver_thread: Option<JoinHandle<()>>,
+    /// Wakes the receiver out of its readiness wait to see `stop`.
+    receiver_waker: Arc<Waker>,
     /// Disconnected when the engine thread ends.
     engine_done: std::sync::mpsc::Receiver<()>,
     controls: Arc<ArrayQueue<Control>>,
@@ -264,7 +277,12 @@ impl Prober {
             ),
             (None, SendPath::Ip) => None,
         };
-        let controls = Arc::new(ArrayQueue::new(CONTROL_CAPACITY));
+        let count_mode = config.engine.probes_per_target.is_some();
+        let controls = Arc::new(ArrayQueue::new(if count_mode {
+            MIN_COUNT_MODE_QUEUE
+        } else {
+            CONTROL_CAPACITY
+        }));
         let poll = Poll::new().map_err(ProberError::Poll)?;
         for (i, socket) in sockets.iter().enumerate() {
             poll.registry()
@@ -275,9 +293,17 @@ impl Prober {
                 )
                 .map_err(ProberError::Poll)?;
         }
+        let receiver_waker =
+            Arc::new(Waker::new(poll.registry(), Token(sockets.len())).map_err(ProberError::Poll)?);
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IoCounters::default());
-        let queue = Arc::new(ArrayQueue::new(QUEUE_CAPACITY));
+        let queue = Arc::new(ArrayQueue::new(if count_mode {
+            (2 * targets.len())
+                .next_power_of_two()
+                .clamp(MIN_COUNT_MODE_QUEUE, QUEUE_CAPACITY)
+        } else {
+            QUEUE_CAPACITY
+        }));
         let features = sockets.iter().map(|s| (s.family(), s.features())).collect();
 
         let (done_sender, engine_done) = std::sync::mpsc::channel::<()>();
@@ -337,6 +363,7 @@ impl Prober {
             clock,
             engine_thread: Some(engine_thread),
             receiver_thread: Some(receiver_thread),
+            receiver_waker,
             engine_done,
             controls,
             send_path_note,
@@ -411,6 +438,8 @@ impl Prober {
 
     fn stop_receiver(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        // Without the wake-up it would see the flag within RECEIVE_POLL.
+        let _ = self.receiver_waker.wake();
         if let Some(thread) = self.receiver_thread.take()
             && let Err(panic) = thread.join()
         {
@@ -594,7 +623,6 @@ fn engine_loop(
         .map(|s| (s.family(), SendBatch::new(s.features().header_included)))
         .collect();
     let mut scratch = [0u8; PROBE_LEN];
-    let linger = u64::try_from(linger.as_nanos()).unwrap_or(u64::MAX);
     let mut linger_until: Option<Nanos> = None;
     loop {
         while let Some(control) = controls.pop() {
@@ -650,6 +678,8 @@ fn engine_loop(
             return engine;
         }
         if engine.is_finished() && queue.is_empty() {
+            let linger = (2 * engine.longest_rtt()).clamp(MIN_LINGER, linger.max(MIN_LINGER));
+            let linger = u64::try_from(linger.as_nanos()).unwrap_or(u64::MAX);
             let deadline = *linger_until.get_or_insert(clock.now() + linger);
             if clock.now() >= deadline {
                 return engine;
@@ -659,9 +689,12 @@ fn engine_loop(
         let wait = if blocked {
             Duration::from_micros(50)
         } else {
+            let until = |at: Nanos| Duration::from_nanos(at.saturating_sub(now));
+            let lingering = linger_until.map_or(MAX_PARK, until);
             engine
                 .next_wakeup(now)
-                .map_or(MAX_PARK, |at| Duration::from_nanos(at.saturating_sub(now)))
+                .map_or(MAX_PARK, until)
+                .min(lingering)
                 .min(MAX_PARK)
         };
         if !wait.is_zero() && queue.is_empty() && controls.is_empty() {

@@ -41,7 +41,7 @@ impl Receiver<'_> {
     /// Runs until `stop`: waits for readiness, then reads on a short
     /// timer for as long as packets keep coming.
     pub fn run(&self, mut poll: Poll) {
-        let mut events = Events::with_capacity(self.sockets.len().max(1));
+        let mut events = Events::with_capacity(self.sockets.len() + 1);
         let mut batch = RecvBatch::new();
         let mut drops_per_socket = vec![0u64; self.sockets.len()];
         while !self.stop.load(Ordering::Relaxed) {
@@ -53,6 +53,8 @@ impl Receiver<'_> {
             }
             let mut received: usize = events
                 .iter()
+                // The other token is the stop waker.
+                .filter(|event| event.token().0 < self.sockets.len())
                 .map(|event| {
                     let index = event.token().0;
                     self.drain(index, &mut batch, &mut drops_per_socket[index])
