@@ -158,8 +158,14 @@ fn loss(stats: &PeriodStats) -> f64 {
     1.0 - f64::from(stats.received) / f64::from(stats.sent)
 }
 
-fn ms(us: u32) -> f64 {
-    f64::from(us) / 1000.0
+/// Microseconds as milliseconds with three decimals, exactly (integer
+/// formatting: no float rounding per line).
+struct Ms(u32);
+
+impl std::fmt::Display for Ms {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1000, self.0 % 1000)
+    }
 }
 
 /// `127.0.0.1 : up, 1/1 received, 0% loss, rtt min/avg/max 0.012/0.012/0.012 ms`
@@ -179,10 +185,10 @@ fn write_text(
     if stats.received > 0 {
         write!(
             out,
-            ", rtt min/avg/max {:.3}/{:.3}/{:.3} ms",
-            ms(stats.rtt_min_us),
-            ms(stats.rtt_avg_us()),
-            ms(stats.rtt_max_us)
+            ", rtt min/avg/max {}/{}/{} ms",
+            Ms(stats.rtt_min_us),
+            Ms(stats.rtt_avg_us()),
+            Ms(stats.rtt_max_us)
         )?;
     }
     out.write_all(b"\n")
@@ -210,7 +216,7 @@ fn write_json(
         ("rtt_max_ms", stats.rtt_max_us),
     ] {
         if stats.received > 0 {
-            write!(out, ",\"{name}\":{:.3}", ms(us))?;
+            write!(out, ",\"{name}\":{}", Ms(us))?;
         } else {
             write!(out, ",\"{name}\":null")?;
         }
@@ -331,5 +337,65 @@ impl Summary {
             self.sent_packet_socket,
             elapsed.as_secs_f64(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(sent: u32, rtts_us: &[u32]) -> PeriodStats {
+        PeriodStats {
+            sent,
+            received: u32::try_from(rtts_us.len()).expect("few"),
+            rtt_min_us: rtts_us.iter().copied().min().unwrap_or(0),
+            rtt_max_us: rtts_us.iter().copied().max().unwrap_or(0),
+            rtt_sum_us: rtts_us.iter().copied().map(u64::from).sum(),
+            jitter_sum_us: 0,
+        }
+    }
+
+    fn written(
+        write: fn(&mut Vec<u8>, IpAddr, &str, &PeriodStats) -> std::io::Result<()>,
+        stats: &PeriodStats,
+        state: &str,
+    ) -> String {
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            "127.0.0.1".parse().expect("address"),
+            state,
+            stats,
+        )
+        .expect("write");
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    #[test]
+    fn json_lines_are_valid_json_with_exact_milliseconds() {
+        let line = written(write_json, &stats(2, &[12, 1_234_567]), "up");
+        let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(value["target"], "127.0.0.1");
+        assert_eq!(value["rtt_min_ms"].as_f64(), Some(0.012));
+        assert_eq!(value["rtt_max_ms"].as_f64(), Some(1234.567));
+        assert_eq!(value["rtt_avg_ms"].as_f64(), Some(617.289));
+        assert_eq!(value["loss"].as_f64(), Some(0.0));
+        assert!(line.ends_with("\"state\":\"up\"}\n"), "{line}");
+        let silent: serde_json::Value =
+            serde_json::from_str(&written(write_json, &stats(3, &[]), "down")).expect("JSON");
+        assert!(silent["rtt_avg_ms"].is_null());
+        assert_eq!(silent["loss"].as_f64(), Some(1.0));
+    }
+
+    #[test]
+    fn text_lines_read_like_fping() {
+        assert_eq!(
+            written(write_text, &stats(2, &[40, 60]), "up"),
+            "127.0.0.1 : up, 2/2 received, 0% loss, rtt min/avg/max 0.040/0.050/0.060 ms\n"
+        );
+        assert_eq!(
+            written(write_text, &stats(4, &[]), "down"),
+            "127.0.0.1 : down, 0/4 received, 100% loss\n"
+        );
     }
 }
