@@ -1,5 +1,6 @@
-//! `ward-capacity`: the agent's capacity, measured side by side with fping
-//! and zmap on the same targets in one run (figures go to
+//! `ward-capacity`: the agent's capacity, measured side by side with fping,
+//! zmap and a minimal raw-socket blaster (the kernel's ceiling) on the
+//! same targets in one run, each tool as a whole process (figures go to
 //! docs/BENCHMARKS.md).
 //!
 //! Every tool probes 127.0.0.0/8 addresses from a lab client namespace over
@@ -10,7 +11,8 @@
 //!
 //! ```text
 //! cargo build --release -p ward-agent -p ward-benches
-//! target/release/ward-capacity burst|sustained|memory|outage|all
+//! target/release/ward-capacity sweep|burst|sustained|memory|outage|all
+//! target/release/ward-capacity blast FILE   # the blaster alone
 //! ```
 #![forbid(unsafe_code)]
 #![allow(
@@ -18,19 +20,30 @@
     reason = "a measuring harness waits on wall-clock time"
 )]
 
+mod blast;
 mod burst;
 mod measure;
 mod memory;
 mod outage;
 mod sustained;
+mod sweep;
+mod table;
+mod tools;
 
-use anyhow::bail;
+use anyhow::{Context as _, bail};
 use ward_testkit::lab::{Lab, SiteConfig};
 
 fn main() -> anyhow::Result<()> {
     // Ctrl-C must not leave lab namespaces behind.
     ward_testkit::lab::remove_labs_on_signal()?;
     let what = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if what == "blast" {
+        // Spawned by the harness inside a namespace; measured from outside.
+        let file = std::env::args()
+            .nth(2)
+            .context("usage: ward-capacity blast FILE")?;
+        return blast::run(&file);
+    }
     ward_testkit::require_root("the capacity harness");
     let lab = || {
         Lab::start(&SiteConfig {
@@ -39,16 +52,20 @@ fn main() -> anyhow::Result<()> {
         })
     };
     match what.as_str() {
+        "sweep" => sweep::run(&lab()?),
         "burst" => burst::run(&lab()?),
         "sustained" => sustained::run(&lab()?),
         "memory" => memory::run(),
         "outage" => tokio::runtime::Runtime::new()?.block_on(outage::run()),
         "all" => {
+            sweep::run(&lab()?)?;
             burst::run(&lab()?)?;
             sustained::run(&lab()?)?;
             memory::run()?;
             tokio::runtime::Runtime::new()?.block_on(outage::run())
         }
-        other => bail!("unknown measurement `{other}`: burst, sustained, memory, outage or all"),
+        other => bail!(
+            "unknown measurement `{other}`: sweep, burst, sustained, memory, outage, all or blast FILE"
+        ),
     }
 }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// What one tool run cost.
 pub struct Measured {
@@ -33,7 +35,10 @@ fn to_duration(time: nix::sys::time::TimeVal) -> Duration {
 }
 
 /// Runs `command` to completion, killing it after `limit` (reported in
-/// `killed`, with whatever it printed until then).
+/// `killed`, with whatever it printed until then). `wall` is spawn to
+/// exit, as `time` would report it: this thread waits on the child
+/// itself (a watchdog thread does the killing), so no polling interval
+/// is added.
 pub fn run(command: &mut Command, limit: Duration) -> anyhow::Result<Measured> {
     let cpu_before = children_cpu()?;
     let started = Instant::now();
@@ -42,30 +47,23 @@ pub fn run(command: &mut Command, limit: Duration) -> anyhow::Result<Measured> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {command:?}"))?;
-    let reader = std::thread::spawn({
-        let mut stdout = child.stdout.take().context("stdout")?;
-        move || {
-            let mut text = Vec::new();
-            std::io::Read::read_to_end(&mut stdout, &mut text).map(|_| text)
-        }
+    let reader = read_all(child.stdout.take().context("stdout")?);
+    let error_reader = read_all(child.stderr.take().context("stderr")?);
+    let pid = Pid::from_raw(i32::try_from(child.id()).context("pid")?);
+    let (exited, exit_seen) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let timed_out = matches!(
+            exit_seen.recv_timeout(limit),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        );
+        // The child is not reaped before `exited` is sent: the pid is
+        // still ours to signal.
+        timed_out && kill(pid, Signal::SIGKILL).is_ok()
     });
-    let mut stderr = child.stderr.take().context("stderr")?;
-    let error_reader = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        std::io::Read::read_to_end(&mut stderr, &mut text).map(|_| text)
-    });
-    let mut killed = false;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() > limit && !killed {
-            child.kill()?;
-            killed = true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = child.wait()?;
     let wall = started.elapsed();
+    let _ = exited.send(());
+    let killed = watchdog.join().map_err(|_| anyhow::anyhow!("watchdog"))?;
     let stdout = reader
         .join()
         .map_err(|_| anyhow::anyhow!("stdout reader"))??;
@@ -84,6 +82,36 @@ pub fn run(command: &mut Command, limit: Duration) -> anyhow::Result<Measured> {
     })
 }
 
+fn read_all(
+    mut pipe: impl std::io::Read + Send + 'static,
+) -> std::thread::JoinHandle<std::io::Result<Vec<u8>>> {
+    std::thread::spawn(move || {
+        let mut text = Vec::new();
+        pipe.read_to_end(&mut text).map(|_| text)
+    })
+}
+
+/// CPU time the whole machine spent busy so far (every CPU's user, nice,
+/// system, irq, softirq and steal time from `/proc/stat`): where the
+/// answering kernel's softirq work shows up.
+pub fn machine_busy_cpu() -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat")?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("cpu "))
+        .context("no `cpu` line in /proc/stat")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    // user nice system idle iowait irq softirq steal …
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&field| ticks.get(field))
+        .sum();
+    // /proc/stat counts in USER_HZ, 100 per second on every Linux ABI.
+    Ok(Duration::from_millis(busy * 10))
+}
+
 /// Resident set size of this process now, bytes.
 pub fn own_rss() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
@@ -94,9 +122,4 @@ pub fn own_rss() -> anyhow::Result<u64> {
         .and_then(|value| value.parse().ok())
         .context("VmRSS in /proc/self/status")?;
     Ok(kib * 1024)
-}
-
-/// CPU seconds per million probes.
-pub fn cpu_per_million(cpu: Duration, probes: u64) -> f64 {
-    cpu.as_secs_f64() * 1e6 / probes.max(1) as f64
 }

@@ -41,6 +41,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
     };
     let prober = lab.run_in_client(move || Prober::start(config, &targets, |_, _| {}))??;
     let cpu_start = measure::own_cpu()?;
+    let machine_start = measure::machine_busy_cpu()?;
     let started = Instant::now();
     let (mut last_sent, mut last_matched) = (0u64, 0u64);
     let mut per_second = Vec::new();
@@ -63,6 +64,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
         peak_rss = peak_rss.max(measure::own_rss()?);
     }
     let cpu = measure::own_cpu()? - cpu_start;
+    let machine = measure::machine_busy_cpu()? - machine_start;
     let elapsed = started.elapsed();
     let kernel_drops = prober.counters().kernel_drops.load(Ordering::Relaxed);
     let engine = prober.stop();
@@ -98,6 +100,11 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
         cpu.as_secs_f64() / elapsed.as_secs_f64()
     );
     println!(
+        "| whole machine busy CPU (/proc/stat, all cores; the answering kernel's softirq work included) | {:.2} s = {:.2} cores |",
+        machine.as_secs_f64(),
+        machine.as_secs_f64() / elapsed.as_secs_f64()
+    );
+    println!(
         "| agent RSS, peak | {:.1} MiB |",
         peak_rss as f64 / (1 << 20) as f64
     );
@@ -112,7 +119,9 @@ fn fping_at_same_load(lab: &Lab, addresses: &[IpAddr]) -> anyhow::Result<()> {
     command
         .args(["-c", "10", "-p", "1000", "-i", "0", "-q", "-f"])
         .arg(file.path());
+    let machine_start = measure::machine_busy_cpu()?;
     let measured = measure::run(&mut command, FPING_LIMIT)?;
+    let machine = measure::machine_busy_cpu()? - machine_start;
     let stderr = String::from_utf8_lossy(&measured.output.stderr);
     let summaries: Vec<&str> = stderr
         .lines()
@@ -148,10 +157,12 @@ fn fping_at_same_load(lab: &Lab, addresses: &[IpAddr]) -> anyhow::Result<()> {
     };
     println!(
         "fping -c 10 -p 1000 -i 0 on the same {} targets: {ending}; per-target summaries for {} \
-         targets, sent {sent}, received {received}, {:.2} CPU s; first other message: {first_error}",
+         targets, sent {sent}, received {received}, {:.2} CPU s (whole machine busy {:.2} s); \
+         first other message: {first_error}",
         addresses.len(),
         summaries.len(),
-        measured.cpu.as_secs_f64()
+        measured.cpu.as_secs_f64(),
+        machine.as_secs_f64()
     );
     Ok(())
 }
