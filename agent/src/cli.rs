@@ -281,7 +281,8 @@ fn probe(args: ProbeArgs) -> ExitCode {
         send_path: args.send_path,
     };
     let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr();
+    // Standard error is unbuffered: one write per line, not per field.
+    let mut err = std::io::LineWriter::new(std::io::stderr().lock());
     match probe_command::run(&addresses, &options, &mut out, &mut err) {
         Ok(outcome) => exit(outcome),
         Err(error) => {

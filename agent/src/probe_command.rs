@@ -105,6 +105,7 @@ pub fn run(
         if progress && started.elapsed() > Duration::from_secs(2) {
             let sent = prober.counters().sent.load(Ordering::Relaxed);
             write!(err, "\r{}", progress_bar(sent, expected))?;
+            err.flush()?;
         }
     }
     if progress && started.elapsed() > Duration::from_secs(2) {
