@@ -124,11 +124,15 @@ pub fn run(
         );
         let state = final_state(status, &stats);
         all_up &= state == "up";
-        let address = targets[index as usize].0.address;
+        let line = ResultLine {
+            address: targets[index as usize].0.address,
+            state,
+            stats: &stats,
+        };
         if options.json {
-            write_json(&mut out, address, state, &stats)?;
+            line.write_json(&mut out)?;
         } else {
-            write_text(&mut out, address, state, &stats)?;
+            line.write_text(&mut out)?;
         }
     }
     out.flush()?;
@@ -169,60 +173,64 @@ impl std::fmt::Display for Ms {
     }
 }
 
-/// `127.0.0.1 : up, 1/1 received, 0% loss, rtt min/avg/max 0.012/0.012/0.012 ms`
-fn write_text(
-    out: &mut impl std::io::Write,
+/// One target's result, as printed.
+struct ResultLine<'a> {
     address: IpAddr,
-    state: &str,
-    stats: &PeriodStats,
-) -> std::io::Result<()> {
-    write!(
-        out,
-        "{address} : {state}, {}/{} received, {:.0}% loss",
-        stats.received,
-        stats.sent,
-        loss(stats) * 100.0
-    )?;
-    if stats.received > 0 {
-        write!(
-            out,
-            ", rtt min/avg/max {}/{}/{} ms",
-            Ms(stats.rtt_min_us),
-            Ms(stats.rtt_avg_us()),
-            Ms(stats.rtt_max_us)
-        )?;
-    }
-    out.write_all(b"\n")
+    state: &'a str,
+    stats: &'a PeriodStats,
 }
 
-/// One JSON object: target, sent, received, loss, rtt_{min,avg,max}_ms
-/// (null without replies), state. Written field by field: nothing is
-/// allocated per target.
-fn write_json(
-    out: &mut impl std::io::Write,
-    address: IpAddr,
-    state: &str,
-    stats: &PeriodStats,
-) -> std::io::Result<()> {
-    write!(
-        out,
-        "{{\"target\":\"{address}\",\"sent\":{},\"received\":{},\"loss\":{}",
-        stats.sent,
-        stats.received,
-        loss(stats)
-    )?;
-    for (name, us) in [
-        ("rtt_min_ms", stats.rtt_min_us),
-        ("rtt_avg_ms", stats.rtt_avg_us()),
-        ("rtt_max_ms", stats.rtt_max_us),
-    ] {
+impl ResultLine<'_> {
+    /// `127.0.0.1 : up, 1/1 received, 0% loss, rtt min/avg/max 0.012/0.012/0.012 ms`
+    fn write_text(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let stats = self.stats;
+        write!(
+            out,
+            "{} : {}, {}/{} received, {:.0}% loss",
+            self.address,
+            self.state,
+            stats.received,
+            stats.sent,
+            loss(stats) * 100.0
+        )?;
         if stats.received > 0 {
-            write!(out, ",\"{name}\":{}", Ms(us))?;
-        } else {
-            write!(out, ",\"{name}\":null")?;
+            write!(
+                out,
+                ", rtt min/avg/max {}/{}/{} ms",
+                Ms(stats.rtt_min_us),
+                Ms(stats.rtt_avg_us()),
+                Ms(stats.rtt_max_us)
+            )?;
         }
+        out.write_all(b"\n")
     }
-    writeln!(out, ",\"state\":\"{state}\"}}")
+
+    /// One JSON object: target, sent, received, loss, rtt_{min,avg,max}_ms
+    /// (null without replies), state. Written field by field: nothing is
+    /// allocated per target.
+    fn write_json(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let stats = self.stats;
+        write!(
+            out,
+            "{{\"target\":\"{}\",\"sent\":{},\"received\":{},\"loss\":{}",
+            self.address,
+            stats.sent,
+            stats.received,
+            loss(stats)
+        )?;
+        for (name, us) in [
+            ("rtt_min_ms", stats.rtt_min_us),
+            ("rtt_avg_ms", stats.rtt_avg_us()),
+            ("rtt_max_ms", stats.rtt_max_us),
+        ] {
+            if stats.received > 0 {
+                write!(out, ",\"{name}\":{}", Ms(us))?;
+            } else {
+                write!(out, ",\"{name}\":null")?;
+            }
+        }
+        writeln!(out, ",\"state\":\"{}\"}}", self.state)
+    }
 }
 
 fn progress_bar(done: u64, total: u64) -> String {
@@ -356,25 +364,24 @@ mod tests {
         }
     }
 
-    fn written(
-        write: fn(&mut Vec<u8>, IpAddr, &str, &PeriodStats) -> std::io::Result<()>,
-        stats: &PeriodStats,
-        state: &str,
-    ) -> String {
-        let mut out = Vec::new();
-        write(
-            &mut out,
-            "127.0.0.1".parse().expect("address"),
+    fn written(json: bool, stats: &PeriodStats, state: &str) -> String {
+        let line = ResultLine {
+            address: "127.0.0.1".parse().expect("address"),
             state,
             stats,
-        )
-        .expect("write");
+        };
+        let mut out = Vec::new();
+        if json {
+            line.write_json(&mut out).expect("write");
+        } else {
+            line.write_text(&mut out).expect("write");
+        }
         String::from_utf8(out).expect("utf-8")
     }
 
     #[test]
     fn json_lines_are_valid_json_with_exact_milliseconds() {
-        let line = written(write_json, &stats(2, &[12, 1_234_567]), "up");
+        let line = written(true, &stats(2, &[12, 1_234_567]), "up");
         let value: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
         assert_eq!(value["target"], "127.0.0.1");
         assert_eq!(value["rtt_min_ms"].as_f64(), Some(0.012));
@@ -383,7 +390,7 @@ mod tests {
         assert_eq!(value["loss"].as_f64(), Some(0.0));
         assert!(line.ends_with("\"state\":\"up\"}\n"), "{line}");
         let silent: serde_json::Value =
-            serde_json::from_str(&written(write_json, &stats(3, &[]), "down")).expect("JSON");
+            serde_json::from_str(&written(true, &stats(3, &[]), "down")).expect("JSON");
         assert!(silent["rtt_avg_ms"].is_null());
         assert_eq!(silent["loss"].as_f64(), Some(1.0));
     }
@@ -391,11 +398,11 @@ mod tests {
     #[test]
     fn text_lines_read_like_fping() {
         assert_eq!(
-            written(write_text, &stats(2, &[40, 60]), "up"),
+            written(false, &stats(2, &[40, 60]), "up"),
             "127.0.0.1 : up, 2/2 received, 0% loss, rtt min/avg/max 0.040/0.050/0.060 ms\n"
         );
         assert_eq!(
-            written(write_text, &stats(4, &[]), "down"),
+            written(false, &stats(4, &[]), "down"),
             "127.0.0.1 : down, 0/4 received, 100% loss\n"
         );
     }

@@ -6,7 +6,7 @@
 use ward_testkit::lab::Lab;
 
 use crate::table::Trials;
-use crate::tools::{self, sibling_binary};
+use crate::tools::{self, Setup};
 
 const TRIALS: usize = 5;
 const RATES: [Option<u32>; 4] = [Some(50_000), Some(100_000), Some(200_000), None];
@@ -19,12 +19,8 @@ fn label(tool: &str, rate: Option<u32>) -> String {
 }
 
 pub fn run(lab: &Lab) -> anyhow::Result<()> {
-    let agent = sibling_binary("ward-agent")?;
-    let agent = agent.to_str().unwrap_or_default();
-    let harness = std::env::current_exe()?;
-    let harness = harness.to_str().unwrap_or_default();
-    let targets = tools::target_file()?;
-    let file = targets.path().to_str().unwrap_or_default();
+    let setup = Setup::new()?;
+    let (agent, file) = (setup.agent.as_str(), setup.file());
     let blocklist = tempfile::NamedTempFile::new()?;
     let mut trials = Trials::default();
     for trial in 1..=TRIALS {
@@ -49,7 +45,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
             if rate.is_none() {
                 let run = tools::fping(lab.client_command("fping"), &["-f", file])?;
                 trials.record(&label("fping", rate), run);
-                let run = tools::blast(lab.client_command(harness), targets.path())?;
+                let run = tools::blast(lab.client_command(&setup.harness), setup.targets.path())?;
                 trials.record(&label("blaster", rate), run);
             }
         }

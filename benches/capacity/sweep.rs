@@ -9,7 +9,7 @@
 use ward_testkit::lab::Lab;
 
 use crate::table::Trials;
-use crate::tools::{self, sibling_binary};
+use crate::tools::{self, Setup};
 
 const TRIALS: usize = 7;
 
@@ -21,12 +21,8 @@ const FPING_ONE: &str = "fping -c 1 -q -i 0 127.0.0.1";
 const NOTHING: &str = "ip netns exec … true";
 
 pub fn run(lab: &Lab) -> anyhow::Result<()> {
-    let agent = sibling_binary("ward-agent")?;
-    let agent = agent.to_str().unwrap_or_default();
-    let harness = std::env::current_exe()?;
-    let harness = harness.to_str().unwrap_or_default();
-    let targets = tools::target_file()?;
-    let file = targets.path().to_str().unwrap_or_default();
+    let setup = Setup::new()?;
+    let (agent, file) = (setup.agent.as_str(), setup.file());
     let mut trials = Trials::default();
     for trial in 1..=TRIALS {
         trials.record(WARD, tools::ward(lab.site_command(agent), &["-f", file])?);
@@ -36,7 +32,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
         );
         trials.record(
             BLASTER,
-            tools::blast(lab.site_command(harness), targets.path())?,
+            tools::blast(lab.site_command(&setup.harness), setup.targets.path())?,
         );
         trials.record(
             WARD_ONE,

@@ -18,19 +18,44 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// 127.1.0.0/16 without network and broadcast: 65,534 loopback targets.
 pub const RANGE: &str = "127.1.0.0/16";
 
-/// The addresses of [`RANGE`], one per line (as fping and ward read them).
-pub fn target_file() -> anyhow::Result<tempfile::NamedTempFile> {
-    let file = tempfile::NamedTempFile::new()?;
-    let list: String = crate::sustained::loopback_targets(65_534)
-        .iter()
-        .map(|address| format!("{address}\n"))
-        .collect();
-    std::fs::write(file.path(), list)?;
-    Ok(file)
+/// What every run of a measurement needs: the binaries and the targets.
+pub struct Setup {
+    /// The release `ward-agent`.
+    pub agent: String,
+    /// This harness (the blaster is `HARNESS blast FILE`).
+    pub harness: String,
+    /// The addresses of [`RANGE`], one per line (as fping and ward read them).
+    pub targets: tempfile::NamedTempFile,
+}
+
+impl Setup {
+    pub fn new() -> anyhow::Result<Self> {
+        let targets = tempfile::NamedTempFile::new()?;
+        let list: String = crate::sustained::loopback_targets(65_534)
+            .iter()
+            .map(|address| format!("{address}\n"))
+            .collect();
+        std::fs::write(targets.path(), list)?;
+        let text = |path: std::path::PathBuf| {
+            path.into_os_string()
+                .into_string()
+                .map_err(|path| anyhow::anyhow!("binary path {path:?} is not UTF-8"))
+        };
+        Ok(Self {
+            agent: text(sibling_binary("ward-agent")?)?,
+            harness: text(std::env::current_exe()?)?,
+            targets,
+        })
+    }
+
+    /// The target file's path.
+    pub fn file(&self) -> &str {
+        self.targets.path().to_str().unwrap_or_default()
+    }
 }
 
 /// The release binary `name` next to this one.
-pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let path = std::env::current_exe()?
         .parent()
         .context("binary directory")?
