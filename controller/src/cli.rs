@@ -10,6 +10,7 @@ use axum::serve::ListenerExt as _;
 use crate::cache::Cache;
 use crate::config::{FileConfig, Settings};
 use crate::notify::{self, Alertmanager, Channel, Webhook};
+use crate::retention::Kept;
 use crate::state::Controller;
 use crate::store::Store;
 use crate::tsdb::{Tsdb, TsdbConfig};
@@ -482,11 +483,17 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::clone(&controller),
         until_stopped(),
     )));
-    tasks.push(tokio::spawn(crate::retention::prune_audit_log(
-        Arc::clone(&controller),
-        settings.audit_retention,
-        until_stopped(),
-    )));
+    for (kept, retention) in [
+        (Kept::AuditLog, settings.audit_retention),
+        (Kept::History, settings.history_retention),
+    ] {
+        tasks.push(tokio::spawn(crate::retention::prune_past_retention(
+            Arc::clone(&controller),
+            kept,
+            retention,
+            until_stopped(),
+        )));
+    }
     tasks.push(tokio::spawn(crate::state::watch_revocations(
         Arc::clone(&controller),
         until_stopped(),

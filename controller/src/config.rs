@@ -100,6 +100,10 @@ pub struct FileConfig {
     /// deleted (by the controller, hourly).
     #[serde(default, with = "ward_settings::duration")]
     pub audit_retention: Option<Duration>,
+    /// `history_retention = "400d"`: status changes older than this are
+    /// deleted (by one controller, hourly); reports reach back this far.
+    #[serde(default, with = "ward_settings::duration")]
+    pub history_retention: Option<Duration>,
 }
 
 /// A URL, or several.
@@ -134,6 +138,8 @@ pub enum MetricsAccess {
 
 /// Audit entries kept by default: 400 days.
 pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
+/// Status changes are kept this long unless `history_retention` says otherwise.
+pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 /// The controller's side of mTLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,6 +206,8 @@ pub struct Settings {
     pub metrics_access: crate::access::Access,
     /// Audit entries older than this are deleted.
     pub audit_retention: Duration,
+    /// Status changes older than this are deleted.
+    pub history_retention: Duration,
     /// How long a dead controller's leases outlive it.
     pub failover_delay: Duration,
     /// How long an agent goes unheard before its devices move.
@@ -275,6 +283,16 @@ impl Settings {
                 message: "must be at least 1d: the audit log is how a change is traced".into(),
             });
         }
+        let history_retention = overrides
+            .history_retention
+            .or(file.history_retention)
+            .unwrap_or(DEFAULT_HISTORY_RETENTION);
+        if history_retention < Duration::from_secs(86_400) {
+            return Err(ConfigError::Invalid {
+                key: "history_retention",
+                message: "must be at least 1d: availability reports and the history read it".into(),
+            });
+        }
         let failover_delay = overrides
             .failover_delay
             .or(file.failover_delay)
@@ -304,6 +322,7 @@ impl Settings {
             ldap,
             metrics_access,
             audit_retention,
+            history_retention,
             failover_delay,
             database_password_file,
             listen_http: overrides
@@ -588,6 +607,15 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.starts_with("audit_retention:"), "{message}");
+        assert_eq!(defaults.history_retention, DEFAULT_HISTORY_RETENTION);
+        let file = FileConfig::parse("history_retention = \"30d\"\n", "ward.toml").unwrap();
+        let settings = Settings::resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(settings.history_retention, Duration::from_secs(30 * 86_400));
+        let file = FileConfig::parse("history_retention = \"2h\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("history_retention:"), "{message}");
     }
 
     #[test]

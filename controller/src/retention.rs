@@ -1,7 +1,9 @@
 //! What the controller deletes on its own, and when: audit entries older
-//! than `audit_retention` (400 days by default), hourly and at start. The
-//! deletion is itself audited (`audit.prune`); a failure is counted and
-//! tried again at the next round.
+//! than `audit_retention` and status changes (the history) older than
+//! `history_retention` (400 days each by default), hourly and at start, by
+//! one controller of a cluster (each under its own lease). The audit
+//! log's deletion is itself audited (`audit.prune`); a failure is counted
+//! and tried again at the next round.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +15,39 @@ use crate::state::Controller;
 /// How often old entries are looked for.
 const ROUND: Duration = Duration::from_secs(3600);
 
-/// Prunes the audit log to `retention` until `stop` completes.
-pub async fn prune_audit_log(
+/// What is kept for a while.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kept {
+    /// The audit log.
+    AuditLog,
+    /// The status changes (`GET /api/v1/history`, availability).
+    History,
+}
+
+impl Kept {
+    /// The lease one controller of a cluster holds to prune it.
+    fn lease(self) -> &'static str {
+        match self {
+            Kept::AuditLog => "audit retention",
+            Kept::History => "history retention",
+        }
+    }
+
+    async fn prune(self, controller: &Controller, before_ms: i64, now_ms: i64) -> Result<u64, ()> {
+        let pruned = match self {
+            Kept::AuditLog => controller.store.prune_audit(before_ms, now_ms).await,
+            Kept::History => controller.store.prune_history(before_ms).await,
+        };
+        pruned.map_err(|error| {
+            controller.store_failed(error);
+        })
+    }
+}
+
+/// Prunes `kept` to `retention` until `stop` completes.
+pub async fn prune_past_retention(
     controller: Arc<Controller>,
+    kept: Kept,
     retention: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -28,24 +60,21 @@ pub async fn prune_audit_log(
             () = &mut stop => return,
             _ = rounds.tick() => {}
         }
-        if !controller.holds("audit retention").await {
+        if !controller.holds(kept.lease()).await {
             continue;
         }
         let now = crate::time::now_ms();
-        match controller
-            .store
-            .prune_audit(now.saturating_sub(retention_ms), now)
+        if let Ok(deleted) = kept
+            .prune(&controller, now.saturating_sub(retention_ms), now)
             .await
+            && deleted > 0
         {
-            Ok(0) => {}
-            Ok(deleted) => info!(
+            info!(
                 deleted,
+                ?kept,
                 retention_days = retention.as_secs() / 86_400,
-                "audit entries past their retention deleted"
-            ),
-            Err(error) => {
-                controller.store_failed(error);
-            }
+                "entries past their retention deleted"
+            );
         }
     }
 }

@@ -471,3 +471,81 @@ async fn every_change_is_in_the_audit_log_with_who_and_from_where() {
         "{bad}"
     );
 }
+
+#[tokio::test]
+async fn the_history_is_filtered_paged_and_names_bad_parameters() {
+    let (_dir, url) = common::sqlite_url();
+    let controller = controller(&url, Cache::in_process()).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let (_, created) = api
+        .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
+        .await;
+    let id = created["id"].as_i64().expect("id");
+    // After the device's creation (older reports are stale); down 10 s later.
+    let start = ward_controller::time::now_ms() + 1_000;
+    let at = ward_controller::time::rfc3339;
+    for (seq, status, at) in [
+        (1, ward_controller::store::Status::Up, start),
+        (2, ward_controller::store::Status::Down, start + 10_000),
+    ] {
+        controller
+            .apply_report(
+                &common::transition_report("agent-1", id, seq, status, at),
+                at,
+            )
+            .await
+            .expect("report");
+    }
+    let (status, page) = api
+        .get(&format!("/api/v1/history?device={id}&limit=1"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let change = &page["changes"][0];
+    assert_eq!(
+        (
+            &change["from"],
+            &change["to"],
+            &change["name"],
+            &change["site"]
+        ),
+        (
+            &json!("up"),
+            &json!("down"),
+            &json!("atm-1"),
+            &json!("branch-9")
+        )
+    );
+    assert_eq!(change["at"], at(start + 10_000));
+    let cursor = page["next_cursor"].as_str().expect("a next page");
+    let (_, rest) = api
+        .get(&format!(
+            "/api/v1/history?device={id}&limit=1&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(rest["changes"][0]["to"], "up");
+    assert_eq!(rest["next_cursor"], serde_json::Value::Null);
+    let (_, window) = api
+        .get(&format!(
+            "/api/v1/history?from={}&to={}",
+            at(start + 5_000),
+            at(start + 3_600_000)
+        ))
+        .await;
+    assert_eq!(
+        window["changes"].as_array().map(Vec::len),
+        Some(1),
+        "{window}"
+    );
+    for (query, field) in [
+        ("from=yesterday", "from"),
+        ("limit=0", "limit"),
+        ("cursor=abc", "cursor"),
+    ] {
+        let (status, error) = api.get(&format!("/api/v1/history?{query}")).await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some(field)),
+            "{error}"
+        );
+    }
+}

@@ -249,6 +249,10 @@ async fn call(client: &mut Client, method: &str) -> Code {
             .list_audit(ward_proto::v1::ListAuditRequest::default())
             .await
             .map(drop),
+        "ListHistory" => client
+            .list_history(ward_proto::v1::ListHistoryRequest::default())
+            .await
+            .map(drop),
         other => panic!("Inventory/{other} is not called by this test: add it"),
     };
     outcome.map_or_else(|status| status.code(), |()| Code::Ok)
@@ -259,7 +263,7 @@ async fn every_inventory_method_requires_its_declared_role() {
     let (_dir, controller, channel) = serve().await;
     let principals = common::principals(&controller).await;
     let methods = inventory_methods();
-    assert_eq!(methods.len(), 9, "{methods:?}");
+    assert_eq!(methods.len(), 10, "{methods:?}");
     let mut checked = 0;
     for method in &methods {
         let access = ward_controller::grpc::INVENTORY_ACCESS
@@ -288,10 +292,91 @@ async fn every_inventory_method_requires_its_declared_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 9 * 7);
+    assert_eq!(checked, 10 * 7);
     let refusals = common::every_refusal_is_audited(&controller).await;
     assert!(
-        refusals >= 8 * 4,
+        refusals >= 9 * 4,
         "anonymous and three bad tokens everywhere: {refusals}"
+    );
+}
+
+#[tokio::test]
+async fn the_history_pages_through_every_change_newest_first() {
+    let (_dir, controller, mut client) = start().await;
+    let id = client
+        .upsert_device(UpsertDeviceRequest {
+            id: None,
+            spec: Some(spec("198.18.1.40")),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .id;
+    let device = i64::try_from(id).expect("id");
+    // After the device's creation: older reports are stale.
+    let start = ward_controller::time::now_ms() + 1_000;
+    for (seq, status, at) in [
+        (1, Status::Up, start),
+        (2, Status::Down, start + 3_000),
+        (3, Status::Up, start + 6_000),
+    ] {
+        controller
+            .apply_report(
+                &common::transition_report("agent-1", device, seq, status, at),
+                at,
+            )
+            .await
+            .expect("report");
+    }
+    let page = |cursor: String| ward_proto::v1::ListHistoryRequest {
+        device_id: id,
+        limit: 2,
+        cursor,
+        ..Default::default()
+    };
+    let first = client
+        .list_history(page(String::new()))
+        .await
+        .expect("history")
+        .into_inner();
+    let states: Vec<(i32, i32, i64)> = first
+        .changes
+        .iter()
+        .map(|change| (change.from, change.to, change.at_unix_ms))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (
+                DeviceState::Down as i32,
+                DeviceState::Up as i32,
+                start + 6_000
+            ),
+            (
+                DeviceState::Up as i32,
+                DeviceState::Down as i32,
+                start + 3_000
+            )
+        ]
+    );
+    assert_eq!(first.changes[0].agent, "agent-1");
+    assert!(!first.next_cursor.is_empty(), "a second page follows");
+    let last = client
+        .list_history(page(first.next_cursor))
+        .await
+        .expect("second page")
+        .into_inner();
+    assert_eq!(last.changes.len(), 1);
+    assert_eq!(last.changes[0].to, DeviceState::Up as i32);
+    assert!(last.next_cursor.is_empty(), "the last page says so");
+    let refused = client
+        .list_history(page("yesterday".into()))
+        .await
+        .expect_err("a bad cursor");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("cursor"),
+        "{}",
+        refused.message()
     );
 }

@@ -79,6 +79,7 @@ conformance!(
     an_agents_certificates_are_revoked_by_fingerprint_and_new_ones_are_not,
     sessions_follow_their_user_and_wrong_passwords_lock_a_name_out,
     the_audit_log_is_pruned_past_its_retention_and_says_so,
+    the_history_lists_every_change_newest_first_in_pages_and_is_pruned,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -1696,4 +1697,112 @@ async fn the_audit_log_is_pruned_past_its_retention_and_says_so(store: &Store) {
         2,
         "nothing to note"
     );
+}
+
+async fn the_history_lists_every_change_newest_first_in_pages_and_is_pruned(store: &Store) {
+    use ward_controller::store::{HistoryEntry, HistoryFilter};
+    let console = ward_controller::store::Actor::console();
+    let atm = store
+        .create_device(&spec("atm", "198.18.1.2"), &console, 1_000)
+        .await
+        .expect("atm")
+        .id;
+    let other_site = DeviceSpec {
+        site: "branch-0999".into(),
+        ..spec("camera", "198.18.2.3")
+    };
+    let camera = store
+        .create_device(&other_site, &console, 1_000)
+        .await
+        .expect("camera")
+        .id;
+    let steps = [
+        (
+            1,
+            vec![(atm, Status::Up, 2_000), (camera, Status::Up, 2_000)],
+        ),
+        (2, vec![(atm, Status::Down, 5_000)]),
+        (3, vec![(atm, Status::Up, 8_000)]),
+    ];
+    for (seq, transitions) in steps {
+        let at = transitions[0].2;
+        store
+            .apply(&report(seq, &transitions), at + 100)
+            .await
+            .expect("report");
+    }
+    let history =
+        |filter: HistoryFilter| async move { store.history(&filter).await.expect("history") };
+    let all = HistoryFilter {
+        limit: 10,
+        ..HistoryFilter::default()
+    };
+    let shown = |changes: &[HistoryEntry]| -> Vec<(i64, Status, Status, i64)> {
+        changes
+            .iter()
+            .map(|change| (change.device_id, change.from, change.to, change.at_ms))
+            .collect()
+    };
+    let everything = history(all.clone()).await;
+    assert_eq!(everything.next, None);
+    let newest = shown(&everything.changes);
+    assert_eq!(
+        newest[..2],
+        [
+            (atm, Status::Down, Status::Up, 8_000),
+            (atm, Status::Up, Status::Down, 5_000)
+        ]
+    );
+    assert_eq!(newest.len(), 4, "{newest:?}");
+    let first = &everything.changes[0];
+    assert_eq!(
+        (
+            first.device_name.as_str(),
+            first.site.as_str(),
+            first.reason.as_str(),
+            first.agent.as_str()
+        ),
+        ("atm", "branch-0421", "test", "agent-1")
+    );
+    // Pages of three: the second holds the rest and says it is the last.
+    let page = history(HistoryFilter {
+        limit: 3,
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(shown(&page.changes), newest[..3]);
+    let rest = history(HistoryFilter {
+        limit: 3,
+        after: page.next,
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(
+        (shown(&rest.changes), rest.next),
+        (newest[3..].to_vec(), None)
+    );
+    let of_camera = history(HistoryFilter {
+        device: Some(camera),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(
+        shown(&of_camera.changes),
+        [(camera, Status::Unknown, Status::Up, 2_000)]
+    );
+    let of_site = history(HistoryFilter {
+        site: Some("branch-0999".into()),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(shown(&of_site.changes), shown(&of_camera.changes));
+    let window = history(HistoryFilter {
+        from_ms: Some(5_000),
+        to_ms: Some(8_000),
+        ..all.clone()
+    })
+    .await;
+    assert_eq!(shown(&window.changes), newest[1..2]);
+    assert_eq!(store.prune_history(6_000).await.expect("prune"), 3);
+    assert_eq!(shown(&history(all).await.changes), newest[..1]);
 }

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, rfc3339};
+use super::{ApiError, instant, rfc3339};
 use crate::state::Controller;
 use crate::store::AuditFilter;
 
@@ -21,23 +21,6 @@ pub struct AuditQuery {
     since: Option<String>,
     until: Option<String>,
     limit: Option<u32>,
-}
-
-/// `since`/`until` (RFC 3339) as Unix ms.
-fn instant(parameter: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
-    text.map(|text| {
-        humantime::parse_rfc3339_weak(text)
-            .ok()
-            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|since_epoch| i64::try_from(since_epoch.as_millis()).ok())
-            .ok_or_else(|| {
-                ApiError::field(
-                    parameter,
-                    format!("`{text}`: use RFC 3339, e.g. 2026-11-30T06:00:00Z"),
-                )
-            })
-    })
-    .transpose()
 }
 
 /// A stored JSON snapshot back as JSON (text if it no longer parses).

@@ -10,6 +10,7 @@ mod devices;
 mod error;
 mod events;
 mod health;
+mod history;
 mod import;
 mod latency;
 mod security_headers;
@@ -65,6 +66,24 @@ async fn dashboard_style() -> ([(axum::http::HeaderName, &'static str); 1], &'st
 
 pub use crate::time::{now_ms, rfc3339};
 
+/// A time parameter (RFC 3339) as Unix ms; a 400 naming `parameter` if it
+/// is not one.
+fn instant(parameter: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.map(|text| {
+        humantime::parse_rfc3339_weak(text)
+            .ok()
+            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+            .and_then(|since_epoch| i64::try_from(since_epoch.as_millis()).ok())
+            .ok_or_else(|| {
+                ApiError::field(
+                    parameter,
+                    format!("`{text}`: use RFC 3339, e.g. 2026-11-30T06:00:00Z"),
+                )
+            })
+    })
+    .transpose()
+}
+
 /// Every route with what it requires, declared once: the router is built
 /// from these declarations, and the authorization test walks them.
 /// `/metrics` requires `metrics` (`metrics_access`: open by default, or
@@ -112,6 +131,7 @@ pub fn routes(metrics: Access) -> Routes {
         .add(Method::GET, "/api/v1/controllers", Read, cluster::list)
         .add(Method::GET, "/api/v1/alerts", Read, devices::alerts)
         .add(Method::GET, "/api/v1/events", Read, events::stream)
+        .add(Method::GET, "/api/v1/history", Read, history::list)
         .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)
         .add(Method::GET, "/api/v1/openapi.json", Open, openapi)
         // Logging in is how a principal is proven; the handlers check

@@ -21,7 +21,10 @@ use ward_proto::v1::{
 use crate::access::{self, Access, Refusal};
 use crate::auth::{Principal, Role};
 use crate::state::{Controller, LiveEvent};
-use crate::store::{Actor, AlertName, AuditFilter, Device, DeviceSpec, Status, StoreError};
+use crate::store::{
+    Actor, AlertName, AuditFilter, Device, DeviceSpec, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT,
+    HistoryCursor, HistoryFilter, Status, StoreError,
+};
 use crate::time::now_ms;
 
 /// The service.
@@ -42,6 +45,7 @@ pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
     ("GetSummary", Access::Read),
     ("WatchStatus", Access::Read),
     ("ListAudit", Access::Role(Role::Admin)),
+    ("ListHistory", Access::Read),
 ];
 
 impl InventoryService {
@@ -415,6 +419,60 @@ impl Inventory for InventoryService {
             })
             .collect();
         Ok(Response::new(pb::ListAuditResponse { entries }))
+    }
+
+    async fn list_history(
+        &self,
+        request: Request<pb::ListHistoryRequest>,
+    ) -> Result<Response<pb::ListHistoryResponse>, GrpcStatus> {
+        self.authorize(&request, "ListHistory", "history").await?;
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => HISTORY_DEFAULT_LIMIT,
+            limit => limit.min(HISTORY_MAX_LIMIT),
+        };
+        let after = Some(request.cursor)
+            .filter(|cursor| !cursor.is_empty())
+            .map(|cursor| cursor.parse::<HistoryCursor>())
+            .transpose()
+            .map_err(|error| GrpcStatus::invalid_argument(format!("cursor: {error}")))?;
+        let filter = HistoryFilter {
+            device: i64::try_from(request.device_id).ok().filter(|id| *id != 0),
+            site: Some(request.site).filter(|site| !site.is_empty()),
+            from_ms: Some(request.from_unix_ms).filter(|ms| *ms != 0),
+            to_ms: Some(request.to_unix_ms).filter(|ms| *ms != 0),
+            after,
+            limit,
+        };
+        let page = self
+            .controller
+            .store
+            .history(&filter)
+            .await
+            .map_err(|error| grpc_error(self.controller.store_failed(error)))?;
+        let next_cursor = page
+            .next
+            .map(|cursor| cursor.to_string())
+            .unwrap_or_default();
+        let changes = page
+            .changes
+            .into_iter()
+            .map(|entry| pb::HistoryChange {
+                id: u64::try_from(entry.id).unwrap_or_default(),
+                device_id: u64::try_from(entry.device_id).unwrap_or_default(),
+                device_name: entry.device_name,
+                site: entry.site,
+                from: state(entry.from).into(),
+                to: state(entry.to).into(),
+                at_unix_ms: entry.at_ms,
+                reason: entry.reason,
+                agent: entry.agent,
+            })
+            .collect();
+        Ok(Response::new(pb::ListHistoryResponse {
+            changes,
+            next_cursor,
+        }))
     }
 
     type WatchStatusStream = ChangeStream;

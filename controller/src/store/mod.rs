@@ -11,6 +11,7 @@ mod announce;
 mod args;
 mod event_log;
 pub mod groups;
+mod history;
 mod model;
 mod operations;
 mod ownership;
@@ -31,6 +32,10 @@ pub use model::{
 
 pub use announce::{Announced, Announcement, Listening};
 pub use event_log::LoggedChange;
+pub use history::{
+    DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT, HistoryCursor, HistoryEntry, HistoryFilter,
+    HistoryPage, MAX_LIMIT as HISTORY_MAX_LIMIT,
+};
 pub use ownership::Settlement;
 pub use presence::{HeardAgent, Member as ControllerMember};
 pub use principals::{
@@ -572,6 +577,18 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<LoggedChange>, StoreError> {
         transaction!(self, |tx| event_log::since(tx, version, limit))
+    }
+
+    /// The status changes `filter` selects, newest first ([`history`]).
+    pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
+        let filter = filter.clone();
+        transaction!(self, |tx| history::list(tx, &filter))
+    }
+
+    /// Deletes the status changes recorded before `before_ms` (retention);
+    /// returns how many went.
+    pub async fn prune_history(&self, before_ms: i64) -> Result<u64, StoreError> {
+        transaction!(self, |tx| history::prune(tx, before_ms))
     }
 
     /// Every agent some controller heard, with how long ago (by the

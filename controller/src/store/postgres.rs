@@ -76,6 +76,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/postgres/0014_controllers.sql"),
     ),
+    (
+        15,
+        include_str!("../../migrations/postgres/0015_history.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

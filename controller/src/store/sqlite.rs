@@ -71,6 +71,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         14,
         include_str!("../../migrations/sqlite/0014_controllers.sql"),
     ),
+    (15, include_str!("../../migrations/sqlite/0015_history.sql")),
 ];
 
 #[allow(
