@@ -273,26 +273,24 @@ impl Settings {
             MetricsAccess::Open => crate::access::Access::Open,
             MetricsAccess::Viewer => crate::access::Access::Role(crate::auth::Role::Viewer),
         };
-        let audit_retention = overrides
-            .audit_retention
-            .or(file.audit_retention)
-            .unwrap_or(DEFAULT_AUDIT_RETENTION);
-        if audit_retention < Duration::from_secs(86_400) {
-            return Err(ConfigError::Invalid {
-                key: "audit_retention",
-                message: "must be at least 1d: the audit log is how a change is traced".into(),
-            });
-        }
-        let history_retention = overrides
-            .history_retention
-            .or(file.history_retention)
-            .unwrap_or(DEFAULT_HISTORY_RETENTION);
-        if history_retention < Duration::from_secs(86_400) {
-            return Err(ConfigError::Invalid {
-                key: "history_retention",
-                message: "must be at least 1d: availability reports and the history read it".into(),
-            });
-        }
+        let audit_retention = at_least(
+            "audit_retention",
+            overrides.audit_retention.or(file.audit_retention),
+            DEFAULT_AUDIT_RETENTION,
+            (
+                Duration::from_secs(86_400),
+                "1d: the audit log is how a change is traced",
+            ),
+        )?;
+        let history_retention = at_least(
+            "history_retention",
+            overrides.history_retention.or(file.history_retention),
+            DEFAULT_HISTORY_RETENTION,
+            (
+                Duration::from_secs(86_400),
+                "1d: availability reports and the history read it",
+            ),
+        )?;
         let failover_delay = overrides
             .failover_delay
             .or(file.failover_delay)
@@ -429,6 +427,24 @@ impl Settings {
             ..settings
         })
     }
+}
+
+/// `value`, else `default`; refused (naming `key`) when shorter than the
+/// minimum, whose text says why.
+fn at_least(
+    key: &'static str,
+    value: Option<Duration>,
+    default: Duration,
+    (minimum, why): (Duration, &str),
+) -> Result<Duration, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value < minimum {
+        return Err(ConfigError::Invalid {
+            key,
+            message: format!("must be at least {why}"),
+        });
+    }
+    Ok(value)
 }
 
 /// The login keys of `overrides` over `file` over the defaults.
