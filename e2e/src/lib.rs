@@ -409,6 +409,22 @@ pub struct Member {
     pub grpc: String,
 }
 
+impl Member {
+    /// Waits for its `/healthz`; on failure says whether it still runs and
+    /// how its log ends.
+    pub fn wait_until_up(&mut self) -> anyhow::Result<()> {
+        wait_for_http(&self.rest, "/healthz").map_err(|error| {
+            let log = self.process.log();
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            anyhow::anyhow!(
+                "{error} (running: {}); its log ends:\n{}",
+                self.process.running(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        })
+    }
+}
+
 /// Controller `name` with its files in `d` (`ca.pem`, and what `shared`
 /// names): REST over HTTPS on a free loopback port, mTLS gRPC on
 /// `listen_grpc`, then `shared` (database, TLS files, receivers) as TOML.

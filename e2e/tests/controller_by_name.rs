@@ -10,10 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use ward_e2e::{
-    Member, admin_token, agent_binary, holds_link, start_member, wait_for_http, wait_until,
-    work_dir,
-};
+use ward_e2e::{Member, admin_token, agent_binary, holds_link, start_member, wait_until, work_dir};
 use ward_testkit::lab::{Lab, SiteConfig};
 use ward_testkit::ports::free_loopback_port;
 use ward_testkit::services::Postgres;
@@ -58,7 +55,7 @@ fn an_agent_given_one_name_with_two_addresses_links_to_the_other_when_one_dies()
         admin_token(["--config", &d.join("controller-v4.toml").to_string_lossy()]).expect("admin");
     for member in &mut members {
         member.rest = member.rest.clone().with_token(token.clone());
-        wait_for_http(&member.rest, "/healthz").expect("controller up");
+        member.wait_until_up().expect("controller up");
     }
     let rest = members[0].rest.clone();
     let (code, body) = rest.post(

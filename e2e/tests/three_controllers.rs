@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use ward_e2e::{
     Member, Process, Rest, Webhook, admin_token, agent_binary, certificates, holds_link, psql,
-    start_member, wait_for_http, wait_until, work_dir,
+    start_member, wait_until, work_dir,
 };
 use ward_testkit::lab::{Lab, SiteConfig};
 use ward_testkit::ports::free_loopback_port;
@@ -84,7 +84,7 @@ fn killing_the_controller_holding_every_agent_mid_burst_loses_nothing_and_double
         admin_token(["--config", &d.join("controller-a.toml").to_string_lossy()]).expect("admin");
     for member in &mut members {
         member.rest = member.rest.clone().with_token(token.clone());
-        wait_for_http(&member.rest, "/healthz").expect("controller up");
+        member.wait_until_up().expect("controller up");
     }
     let rest = members[0].rest.clone();
     for (site, agent) in agents.iter().enumerate() {
