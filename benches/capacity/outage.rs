@@ -44,6 +44,7 @@ fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
         up_after: 2,
         tags: vec![],
         enabled: true,
+        severity: Default::default(),
     }
 }
 

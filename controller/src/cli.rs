@@ -450,11 +450,15 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let mut channels = Vec::new();
     if let Some(url) = &settings.webhook {
-        channels.push(Channel::Webhook(Webhook::new(url)));
+        channels.push(Channel::Webhook(
+            Webhook::new(url).linking(settings.public_url.as_deref()),
+        ));
     }
     for (index, url) in settings.alertmanagers.iter().enumerate() {
         channels.push(Channel::Alertmanager(
-            Alertmanager::new(url, settings.alertmanager_resend_interval).instance(index + 1),
+            Alertmanager::new(url, settings.alertmanager_resend_interval)
+                .instance(index + 1)
+                .linking(settings.public_url.as_deref()),
         ));
     }
     let names: Vec<&str> = channels.iter().map(Channel::name).collect();

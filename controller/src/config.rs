@@ -49,6 +49,9 @@ pub struct FileConfig {
     pub tsdb_spool_max_mib: Option<u64>,
     /// `webhook = "https://…"`.
     pub webhook: Option<String>,
+    /// `public_url = "https://ward.example/"`: where operators open the
+    /// dashboard; notifications link to the device there.
+    pub public_url: Option<String>,
     /// `alertmanager = "http://…:9093"`, or the instances of an
     /// Alertmanager cluster: `["http://a:9093", "http://b:9093"]`.
     pub alertmanager: Option<OneOrMany>,
@@ -185,6 +188,8 @@ pub struct Settings {
     pub tsdb_spool_max_bytes: u64,
     /// Webhook URL.
     pub webhook: Option<String>,
+    /// The dashboard's address as operators reach it (notification links).
+    pub public_url: Option<String>,
     /// Alertmanager base URLs: each instance gets every alert.
     pub alertmanagers: Vec<String>,
     /// Alertmanager re-send interval.
@@ -343,6 +348,7 @@ impl Settings {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_TSDB_SPOOL_DIR)),
             tsdb_spool_max_bytes: spool_mib << 20,
             webhook: overrides.webhook.or(file.webhook),
+            public_url: overrides.public_url.or(file.public_url),
             alertmanagers: overrides
                 .alertmanager
                 .or(file.alertmanager)
@@ -407,6 +413,7 @@ impl Settings {
         let urls = [
             ("victoria_metrics", settings.victoria_metrics.as_ref()),
             ("webhook", settings.webhook.as_ref()),
+            ("public_url", settings.public_url.as_ref()),
         ]
         .into_iter()
         .filter_map(|(key, url)| url.map(|url| (key, url)))
@@ -684,6 +691,11 @@ mod tests {
 
     #[test]
     fn a_url_that_is_not_http_is_refused_by_key() {
+        let file = FileConfig::parse("public_url = \"ward.example\"\n", "ward.toml").unwrap();
+        let message = Settings::resolve(FileConfig::default(), file)
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("public_url:"), "{message}");
         let file = FileConfig::parse("webhook = \"ftp://x\"\n", "ward.toml").unwrap();
         let message = Settings::resolve(FileConfig::default(), file)
             .unwrap_err()

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::agents::{Presence, Presences, grace_period};
 use crate::cache::Cache;
 use crate::store::{
-    Actor, AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec, ReportedTransition,
-    Status, StatusChanges, Store, StoreError, TransitionReport,
+    AckOutcome, Actor, AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec,
+    ReportedTransition, Severity, Status, StatusChanges, Store, StoreError, SyncDiff, SyncMode,
+    TransitionReport,
 };
 use crate::store::{Announcement, CONTROLLER_REPORTS, ControllerMember};
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
@@ -203,6 +204,21 @@ const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Status changes buffered per live-event subscriber before it must resync.
 const EVENT_BUFFER: usize = 16_384;
+
+/// Which devices to list; `None` does not filter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceFilter<'a> {
+    /// In this status.
+    pub status: Option<Status>,
+    /// Of this site.
+    pub site: Option<&'a str>,
+    /// Whose name or address contains this (case-insensitive).
+    pub query: Option<&'a str>,
+    /// Of this severity.
+    pub severity: Option<Severity>,
+    /// Carrying this tag.
+    pub tag: Option<&'a str>,
+}
 
 impl Controller {
     /// A controller over `store` and `cache`.
@@ -1056,6 +1072,42 @@ impl Controller {
         .await
     }
 
+    /// Acknowledges open alert `id` (with `comment`), or withdraws its
+    /// acknowledgement (`None`); audited as `actor`. The outbox wakes for
+    /// the `acknowledged` notification.
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        comment: Option<&str>,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<AckOutcome, StoreError> {
+        let outcome = self.store.acknowledge(id, comment, actor, now_ms).await?;
+        if matches!(outcome, AckOutcome::Done(_)) {
+            self.outbox_wakeup.send_replace(());
+        }
+        Ok(outcome)
+    }
+
+    /// Makes the inventory equal to `specs` ([`Store::sync_devices`]); the
+    /// diff (with `dry_run`, nothing is written).
+    pub async fn sync_devices(
+        self: &Arc<Self>,
+        specs: &[DeviceSpec],
+        mode: SyncMode,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<SyncDiff, StoreError> {
+        let (specs, actor) = (specs.to_vec(), actor.clone());
+        self.write_inventory(move |controller| async move {
+            controller
+                .store
+                .sync_devices(&specs, mode, &actor, now_ms)
+                .await
+        })
+        .await
+    }
+
     /// Creates all devices or none.
     pub async fn import_devices(
         self: &Arc<Self>,
@@ -1100,18 +1152,23 @@ impl Controller {
 
     /// Devices matching every given filter: status, site, and `query` in
     /// the name or address (case-insensitive). REST and gRPC both use it.
-    pub async fn find_devices(
-        &self,
-        status: Option<Status>,
-        site: Option<&str>,
-        query: Option<&str>,
-    ) -> Result<Vec<Device>, StoreError> {
-        let query = query.map(str::to_lowercase);
+    pub async fn find_devices(&self, filter: &DeviceFilter<'_>) -> Result<Vec<Device>, StoreError> {
+        let query = filter.query.map(str::to_lowercase);
         let devices = self.devices().await?;
         Ok(devices
             .into_iter()
-            .filter(|d| status.is_none_or(|status| d.status == status))
-            .filter(|d| site.is_none_or(|site| d.spec.site == site))
+            .filter(|d| filter.status.is_none_or(|status| d.status == status))
+            .filter(|d| filter.site.is_none_or(|site| d.spec.site == site))
+            .filter(|d| {
+                filter
+                    .severity
+                    .is_none_or(|severity| d.spec.severity == severity)
+            })
+            .filter(|d| {
+                filter
+                    .tag
+                    .is_none_or(|tag| d.spec.tags.iter().any(|t| t == tag))
+            })
             .filter(|d| {
                 query.as_deref().is_none_or(|q| {
                     d.spec.name.to_lowercase().contains(q) || d.spec.address.to_string().contains(q)

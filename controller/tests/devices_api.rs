@@ -549,3 +549,171 @@ async fn the_history_is_filtered_paged_and_names_bad_parameters() {
         );
     }
 }
+
+#[tokio::test]
+async fn devices_and_alerts_filter_by_severity_and_tag() {
+    let (_dir, url) = common::sqlite_url();
+    let controller = controller(&url, Cache::in_process()).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let mut ids = Vec::new();
+    for (name, address, severity, tags) in [
+        ("router", "198.18.1.1", Some("critical"), json!(["core"])),
+        ("atm-1", "198.18.1.2", None, json!(["atm"])),
+        (
+            "atm-2",
+            "198.18.1.3",
+            Some("minor"),
+            json!(["atm", "lobby"]),
+        ),
+    ] {
+        let mut body = json!({"name": name, "address": address, "site": "branch-9", "tags": tags});
+        if let Some(severity) = severity {
+            body["severity"] = json!(severity);
+        }
+        let (status, created) = api.post("/api/v1/devices", body).await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_i64().expect("id"));
+    }
+    let names = |listed: &serde_json::Value| -> Vec<String> {
+        listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|device| device["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let (_, atm) = api.get("/api/v1/devices?tag=atm").await;
+    assert_eq!(names(&atm), ["atm-1", "atm-2"]);
+    assert_eq!(atm[0]["severity"], "major", "the default");
+    let (_, minor_atm) = api.get("/api/v1/devices?tag=atm&severity=minor").await;
+    assert_eq!(names(&minor_atm), ["atm-2"]);
+    let (status, error) = api.get("/api/v1/devices?severity=urgent").await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("severity")),
+        "{error}"
+    );
+    let (status, error) = api
+        .post(
+            "/api/v1/devices",
+            json!({"name": "x", "address": "198.18.1.9", "site": "branch-9", "severity": "urgent"}),
+        )
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("severity")),
+        "{error}"
+    );
+
+    let start = ward_controller::time::now_ms() + 1_000;
+    for (seq, id) in ids.iter().enumerate() {
+        let report = common::transition_report(
+            "agent-1",
+            *id,
+            seq as u64 + 1,
+            ward_controller::store::Status::Down,
+            start,
+        );
+        controller.apply_report(&report, start).await.expect("down");
+    }
+    let (_, critical) = api.get("/api/v1/alerts?severity=critical").await;
+    assert_eq!(critical.as_array().map(Vec::len), Some(1), "{critical}");
+    assert_eq!(critical[0]["device"]["name"], "router");
+    assert_eq!(critical[0]["severity"], "critical");
+    let (_, lobby) = api.get("/api/v1/alerts?state=open&tag=lobby").await;
+    assert_eq!(lobby.as_array().map(Vec::len), Some(1), "{lobby}");
+    assert_eq!(lobby[0]["device"]["name"], "atm-2");
+}
+
+/// `POST /api/v1/devices/import?QUERY` with a CSV body: status and JSON.
+async fn post_csv(api: &Api, query: &str, csv: &str) -> (u16, serde_json::Value) {
+    let response = api
+        .authorized(
+            api.http
+                .post(format!("{}/api/v1/devices/import?{query}", api.base)),
+        )
+        .header("content-type", "text/csv")
+        .body(csv.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn a_sync_reports_its_diff_exactly_writes_nothing_on_a_dry_run_and_all_or_nothing() {
+    let (_dir, api) = api(None).await;
+    let existing = json!([
+        device("atm-1", "198.18.1.1"),
+        device("atm-2", "198.18.1.2"),
+        device("atm-3", "198.18.1.3")
+    ]);
+    let (status, answer) = api.post("/api/v1/devices/import", existing).await;
+    assert_eq!(status, 201, "{answer}");
+    let listed = || async {
+        let (_, listed) = api.get("/api/v1/devices").await;
+        listed
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|device| {
+                format!(
+                    "{} {}",
+                    device["name"].as_str().expect("name"),
+                    device["address"].as_str().expect("address")
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = listed().await;
+    // atm-1 as it is, atm-2 moved, atm-4 new, atm-3 missing.
+    let cmdb = "name,address,site\natm-1,198.18.1.1,branch-9\natm-2,198.18.1.22,branch-9\natm-4,198.18.1.4,branch-9\n";
+    let names = |entries: &serde_json::Value| -> Vec<String> {
+        entries
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|entry| entry["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    let (status, dry) = post_csv(&api, "mode=sync&delete_missing=true&dry_run=true", cmdb).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(names(&dry["created"]), ["atm-4"]);
+    assert_eq!(names(&dry["updated"]), ["atm-2"]);
+    assert_eq!(dry["updated"][0]["changed"], json!(["address"]));
+    assert_eq!(names(&dry["deleted"]), ["atm-3"]);
+    assert_eq!(names(&dry["unchanged"]), ["atm-1"]);
+    assert_eq!(listed().await, before, "a dry run writes nothing");
+
+    let (status, done) = post_csv(&api, "mode=sync&delete_missing=true", cmdb).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["dry_run"], false);
+    for part in ["created", "updated", "deleted", "unchanged"] {
+        assert_eq!(names(&done[part]), names(&dry[part]), "{part}");
+    }
+    assert!(done["created"][0]["id"].is_i64(), "{done}");
+    assert_eq!(
+        listed().await,
+        ["atm-1 198.18.1.1", "atm-2 198.18.1.22", "atm-4 198.18.1.4"]
+    );
+
+    // A bad row refuses the whole sync, naming its line.
+    let bad = "name,address,site\natm-5,198.18.1.5,branch-9\natm-6,198.18.1.600,branch-9\n";
+    let (status, error) = post_csv(&api, "mode=sync&delete_missing=true", bad).await;
+    assert_eq!(
+        (status, error["field"].as_str(), error["line"].as_u64()),
+        (400, Some("devices[1].address"), Some(3)),
+        "{error}"
+    );
+    // A row the writes refuse (a parent that does not exist) undoes the
+    // rows before it: one transaction.
+    let orphan = "name,address,site,parent_id\natm-5,198.18.1.5,branch-9,\natm-6,198.18.1.6,branch-9,999999\n";
+    let (status, error) = post_csv(&api, "mode=sync", orphan).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["line"], 3, "{error}");
+    assert_eq!(listed().await.len(), 3, "nothing of the refused syncs");
+    let (status, error) = post_csv(&api, "dry_run=true", cmdb).await;
+    assert_eq!((status, error["field"].as_str()), (400, Some("dry_run")));
+}

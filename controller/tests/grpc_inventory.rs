@@ -155,6 +155,7 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
     let alerts = client
         .list_alerts(ListAlertsRequest {
             state: AlertState::Open.into(),
+            ..ListAlertsRequest::default()
         })
         .await
         .expect("alerts")
@@ -253,6 +254,25 @@ async fn call(client: &mut Client, method: &str) -> Code {
             .list_history(ward_proto::v1::ListHistoryRequest::default())
             .await
             .map(drop),
+        "AcknowledgeAlert" => client
+            .acknowledge_alert(ward_proto::v1::AcknowledgeAlertRequest {
+                id: 1,
+                comment: "on it".into(),
+            })
+            .await
+            .map(drop),
+        "UnacknowledgeAlert" => client
+            .unacknowledge_alert(ward_proto::v1::UnacknowledgeAlertRequest { id: 1 })
+            .await
+            .map(drop),
+        "SyncDevices" => client
+            .sync_devices(ward_proto::v1::SyncDevicesRequest {
+                devices: vec![spec("198.18.1.78")],
+                delete_missing: false,
+                dry_run: true,
+            })
+            .await
+            .map(drop),
         other => panic!("Inventory/{other} is not called by this test: add it"),
     };
     outcome.map_or_else(|status| status.code(), |()| Code::Ok)
@@ -263,7 +283,7 @@ async fn every_inventory_method_requires_its_declared_role() {
     let (_dir, controller, channel) = serve().await;
     let principals = common::principals(&controller).await;
     let methods = inventory_methods();
-    assert_eq!(methods.len(), 10, "{methods:?}");
+    assert_eq!(methods.len(), 13, "{methods:?}");
     let mut checked = 0;
     for method in &methods {
         let access = ward_controller::grpc::INVENTORY_ACCESS
@@ -292,10 +312,10 @@ async fn every_inventory_method_requires_its_declared_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 10 * 7);
+    assert_eq!(checked, 13 * 7);
     let refusals = common::every_refusal_is_audited(&controller).await;
     assert!(
-        refusals >= 9 * 4,
+        refusals >= 12 * 4,
         "anonymous and three bad tokens everywhere: {refusals}"
     );
 }
@@ -376,6 +396,54 @@ async fn the_history_pages_through_every_change_newest_first() {
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert!(
         refused.message().contains("cursor"),
+        "{}",
+        refused.message()
+    );
+}
+
+#[tokio::test]
+async fn a_sync_over_grpc_names_the_bad_entry_and_reports_its_diff() {
+    let (_dir, _controller, mut client) = start().await;
+    for address in ["198.18.1.50", "198.18.1.51"] {
+        let mut device = spec(address);
+        device.name = format!("atm-{address}");
+        client
+            .upsert_device(UpsertDeviceRequest {
+                id: None,
+                spec: Some(device),
+            })
+            .await
+            .expect("create");
+    }
+    let mut kept = spec("198.18.1.50");
+    kept.name = "atm-198.18.1.50".into();
+    let mut added = spec("198.18.1.52");
+    added.name = "atm-new".into();
+    let request = |devices: Vec<DeviceSpec>, dry_run| ward_proto::v1::SyncDevicesRequest {
+        devices,
+        delete_missing: true,
+        dry_run,
+    };
+    let diff = client
+        .sync_devices(request(vec![kept.clone(), added.clone()], false))
+        .await
+        .expect("sync")
+        .into_inner();
+    let names = |devices: &[ward_proto::v1::SyncedDevice]| -> Vec<String> {
+        devices.iter().map(|device| device.name.clone()).collect()
+    };
+    assert_eq!(names(&diff.created), ["atm-new"]);
+    assert_eq!(names(&diff.deleted), ["atm-198.18.1.51"]);
+    assert_eq!(names(&diff.unchanged), ["atm-198.18.1.50"]);
+    let mut broken = added;
+    broken.address = "198.18.1.300".into();
+    let refused = client
+        .sync_devices(request(vec![kept, broken], true))
+        .await
+        .expect_err("a bad entry");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("devices[1].address"),
         "{}",
         refused.message()
     );

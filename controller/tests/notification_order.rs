@@ -159,6 +159,7 @@ async fn run_case(
         up_after: 2,
         tags: vec![],
         enabled: true,
+        severity: Default::default(),
     };
     let mut now = 1_000_000;
     let id = controller

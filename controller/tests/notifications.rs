@@ -66,6 +66,7 @@ async fn controller_with_device() -> (tempfile::TempDir, Arc<Controller>, i64) {
         up_after: 2,
         tags: vec![],
         enabled: true,
+        severity: ward_controller::store::Severity::Critical,
     };
     let id = controller
         .create_device(&spec, &ward_controller::store::Actor::console(), 1_000)
@@ -144,6 +145,7 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
     assert_eq!(kinds, ["firing", "resolved"]);
     assert_eq!(accepted[0]["device"]["name"], "atm-1");
     assert_eq!(accepted[0]["device"]["site"], "branch-7");
+    assert_eq!(accepted[0]["severity"], "critical");
     assert!(accepted[1]["resolved_at"].is_string());
     assert!(!controller.notifier_failing("webhook"));
 }
@@ -276,6 +278,7 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
     assert_eq!(labels["device"], "atm-1");
     assert_eq!(labels["address"], "198.18.1.10");
     assert_eq!(labels["site"], "branch-7");
+    assert_eq!(labels["severity"], "critical");
     let firing = notification_with_status(&receiver, "firing").await;
     assert_eq!(firing["alerts"][0]["labels"]["device"], "atm-1");
 
@@ -465,4 +468,107 @@ async fn every_alertmanager_of_a_cluster_gets_every_alert_and_one_down_holds_bac
         "the first gets it once back"
     );
     assert!(!controller.notifier_failing("alertmanager"));
+}
+
+#[tokio::test]
+async fn an_acknowledgement_is_shown_notified_audited_and_refused_for_a_viewer() {
+    use reqwest::Method;
+    use ward_controller::auth::Role;
+    let (receiver, url) = start_receiver().await;
+    let (_dir, controller, id) = controller_with_device().await;
+    // With `public_url`, each body links to the device in the dashboard.
+    let webhook = Channel::Webhook(Webhook::new(&url).linking(Some("https://ward.example/")));
+    controller
+        .apply_report(&report(id, 1, Status::Down, 10_000), 10_000)
+        .await
+        .expect("down");
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let operator = common::token_for(&controller, "olga", Role::Operator, None).await;
+    let viewer = common::token_for(&controller, "victor", Role::Viewer, None).await;
+    let (_, alerts) = api.get("/api/v1/alerts?state=open").await;
+    let alert = alerts[0]["id"].as_i64().expect("an open alert");
+    assert_eq!(alerts[0]["acknowledged"], Value::Null);
+    let ack = format!("/api/v1/alerts/{alert}/ack");
+    let comment = serde_json::json!({"comment": "on my way, ticket INC-42"});
+
+    let (status, _) = api
+        .send(Method::POST, &ack, Some(comment.clone()), Some(&viewer))
+        .await;
+    assert_eq!(status, 403, "a viewer may not acknowledge");
+    let (status, acked) = api
+        .send(Method::POST, &ack, Some(comment), Some(&operator))
+        .await;
+    assert_eq!(status, 200, "{acked}");
+    assert_eq!(acked["acknowledged"]["comment"], "on my way, ticket INC-42");
+    assert!(
+        acked["acknowledged"]["by"]
+            .as_str()
+            .is_some_and(|by| by.contains("olga")),
+        "{acked}"
+    );
+    let (_, listed) = api.get("/api/v1/alerts").await;
+    assert_eq!(listed[0]["acknowledged"], acked["acknowledged"]);
+    assert_eq!(listed[0]["state"], "open", "still open");
+    let (_, device) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(device["status"], "down", "the status does not change");
+
+    // The acknowledgement was queued at the real time of the request.
+    deliver_due(
+        &controller,
+        &webhook,
+        ward_controller::time::now_ms() + 1_000,
+    )
+    .await
+    .expect("round");
+    let accepted = receiver.accepted.lock().expect("lock").clone();
+    let kinds: Vec<&str> = accepted
+        .iter()
+        .map(|body| body["kind"].as_str().expect("kind"))
+        .collect();
+    assert_eq!(kinds, ["firing", "acknowledged"]);
+    assert_eq!(
+        accepted[0]["url"],
+        format!("https://ward.example/?device={id}")
+    );
+    assert_eq!(
+        accepted[1]["acknowledged"]["comment"],
+        "on my way, ticket INC-42"
+    );
+
+    let audit = controller
+        .store
+        .audit(&ward_controller::store::AuditFilter::newest(20))
+        .await
+        .expect("audit");
+    let entry = audit
+        .iter()
+        .find(|entry| entry.action == "alert.acknowledge")
+        .expect("audited");
+    assert_eq!(entry.object, format!("alert {alert}"));
+    assert!(entry.principal.contains("olga"), "{}", entry.principal);
+
+    let (status, withdrawn) = api.send(Method::DELETE, &ack, None, Some(&operator)).await;
+    assert_eq!((status, &withdrawn["acknowledged"]), (200, &Value::Null));
+    controller
+        .apply_report(&report(id, 2, Status::Up, 11_000), 11_000)
+        .await
+        .expect("up");
+    let (status, refused) = api
+        .send(
+            Method::POST,
+            &ack,
+            Some(serde_json::json!({"comment": "late"})),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(status, 409, "a resolved alert: {refused}");
+    let (status, _) = api
+        .send(
+            Method::POST,
+            "/api/v1/alerts/999999/ack",
+            Some(serde_json::json!({})),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(status, 404);
 }

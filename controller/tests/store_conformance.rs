@@ -80,6 +80,7 @@ conformance!(
     sessions_follow_their_user_and_wrong_passwords_lock_a_name_out,
     the_audit_log_is_pruned_past_its_retention_and_says_so,
     the_history_lists_every_change_newest_first_in_pages_and_is_pruned,
+    a_devices_severity_is_kept_and_its_alert_carries_it_after_the_device_is_gone,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -94,6 +95,7 @@ fn spec(name: &str, address: &str) -> DeviceSpec {
         up_after: 2,
         tags: vec!["atm".into()],
         enabled: true,
+        severity: ward_controller::store::Severity::Critical,
     }
 }
 
@@ -1805,4 +1807,65 @@ async fn the_history_lists_every_change_newest_first_in_pages_and_is_pruned(stor
     assert_eq!(shown(&window.changes), newest[1..2]);
     assert_eq!(store.prune_history(6_000).await.expect("prune"), 3);
     assert_eq!(shown(&history(all).await.changes), newest[..1]);
+}
+
+async fn a_devices_severity_is_kept_and_its_alert_carries_it_after_the_device_is_gone(
+    store: &Store,
+) {
+    use ward_controller::store::Severity;
+    let console = ward_controller::store::Actor::console();
+    let atm = store
+        .create_device(&spec("atm", "198.18.1.2"), &console, 1_000)
+        .await
+        .expect("atm");
+    assert_eq!(atm.spec.severity, Severity::Critical);
+    let minor = DeviceSpec {
+        severity: Severity::Minor,
+        ..spec("camera", "198.18.1.3")
+    };
+    let camera = store
+        .create_device(&minor, &console, 1_000)
+        .await
+        .expect("camera");
+    assert_eq!(
+        device(store, camera.id).await.spec.severity,
+        Severity::Minor
+    );
+    let info = DeviceSpec {
+        severity: Severity::Info,
+        ..minor
+    };
+    store
+        .update_device(camera.id, &info, &console, 1_500)
+        .await
+        .expect("update");
+    assert_eq!(device(store, camera.id).await.spec.severity, Severity::Info);
+    store
+        .apply(&report(1, &[(atm.id, Status::Down, 2_000)]), 2_000)
+        .await
+        .expect("down");
+    let open = store
+        .alerts(true)
+        .await
+        .expect("alerts")
+        .pop()
+        .expect("one open alert");
+    assert_eq!(
+        (open.severity, open.tags.as_slice()),
+        (Severity::Critical, &["atm".to_owned()][..])
+    );
+    store
+        .delete_device(atm.id, &console, 3_000)
+        .await
+        .expect("delete");
+    let resolved = store.alerts(false).await.expect("alerts");
+    let kept = resolved
+        .iter()
+        .find(|alert| alert.device_id == Some(atm.id))
+        .expect("the deleted device's alert");
+    assert_eq!(
+        kept.severity,
+        Severity::Critical,
+        "kept after the device is gone"
+    );
 }

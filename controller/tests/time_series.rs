@@ -57,6 +57,7 @@ async fn create_device(controller: &std::sync::Arc<Controller>, name: &str, addr
         up_after: 1,
         tags: vec![],
         enabled: true,
+        severity: Default::default(),
     };
     controller
         .create_device(

@@ -1,4 +1,4 @@
-//! Devices, summary and alerts.
+//! Devices and the summary.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, now_ms, rfc3339};
-use crate::state::Controller;
-use crate::store::{AlertName, Device, DeviceSpec, Status};
+use crate::state::{Controller, DeviceFilter};
+use crate::store::{Device, DeviceSpec, Severity, Status};
 
 /// Device as the API shows it.
 pub(super) fn device_json(device: &Device) -> Value {
@@ -33,16 +33,28 @@ pub(super) fn device_json(device: &Device) -> Value {
         "up_after": device.spec.up_after,
         "tags": device.spec.tags,
         "enabled": device.spec.enabled,
+        "severity": device.spec.severity.as_str(),
     })
 }
 
-/// `?status=&site=&q=`.
+/// `?status=&site=&q=&severity=&tag=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilter {
     status: Option<String>,
     site: Option<String>,
     q: Option<String>,
+    severity: Option<String>,
+    tag: Option<String>,
+}
+
+/// A `?severity=` parameter.
+pub(super) fn severity(text: Option<&str>) -> Result<Option<Severity>, ApiError> {
+    text.map(|text| {
+        text.parse::<Severity>()
+            .map_err(|error| ApiError::field("severity", error))
+    })
+    .transpose()
 }
 
 /// `GET /api/v1/devices`.
@@ -59,7 +71,13 @@ pub async fn list(
         })
         .transpose()?;
     let devices = controller
-        .find_devices(status, filter.site.as_deref(), filter.q.as_deref())
+        .find_devices(&DeviceFilter {
+            status,
+            site: filter.site.as_deref(),
+            query: filter.q.as_deref(),
+            severity: severity(filter.severity.as_deref())?,
+            tag: filter.tag.as_deref(),
+        })
         .await?;
     let shown: Vec<Value> = devices.iter().map(device_json).collect();
     Ok(Json(Value::Array(shown)))
@@ -142,6 +160,7 @@ pub struct DeviceInput {
     #[serde(default)]
     pub(super) tags: Vec<String>,
     pub(super) enabled: Option<bool>,
+    pub(super) severity: Option<String>,
 }
 
 impl DeviceInput {
@@ -165,6 +184,7 @@ impl DeviceInput {
             up_after: self.up_after.unwrap_or(2),
             tags: self.tags,
             enabled: self.enabled.unwrap_or(true),
+            severity: severity(self.severity.as_deref())?.unwrap_or_default(),
         })
     }
 }
@@ -185,66 +205,6 @@ pub async fn create(
 /// `GET /api/v1/summary`.
 pub async fn summary(State(controller): State<Arc<Controller>>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!(controller.summary().await?)))
-}
-
-/// `?state=open|resolved`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertFilter {
-    state: Option<String>,
-}
-
-/// `GET /api/v1/alerts`.
-pub async fn alerts(
-    State(controller): State<Arc<Controller>>,
-    Query(filter): Query<AlertFilter>,
-) -> Result<Json<Value>, ApiError> {
-    let (open_only, resolved_only) = match filter.state.as_deref() {
-        None => (false, false),
-        Some("open") => (true, false),
-        Some("resolved") => (false, true),
-        Some(other) => {
-            return Err(ApiError::field(
-                "state",
-                format!("`{other}`: use open or resolved"),
-            ));
-        }
-    };
-    let alerts = controller
-        .store
-        .alerts(open_only)
-        .await
-        .map_err(|e| controller.store_failed(e))?;
-    let shown: Vec<Value> = alerts
-        .iter()
-        .filter(|alert| !resolved_only || alert.resolved_at_ms.is_some())
-        .map(|alert| {
-            let mut shown = json!({
-                "id": alert.id,
-                "alertname": alert.alertname.as_str(),
-                "device_id": alert.device_id,
-                "state": if alert.resolved_at_ms.is_some() { "resolved" } else { "open" },
-                "opened_at": rfc3339(alert.opened_at_ms),
-                "resolved_at": alert.resolved_at_ms.map(rfc3339),
-                "resolved_reason": alert.resolved_reason,
-            });
-            match alert.alertname {
-                AlertName::DeviceDown => {
-                    shown["device"] = json!({
-                        "id": alert.device_id,
-                        "name": alert.name,
-                        "address": alert.address,
-                        "site": alert.site,
-                    });
-                }
-                AlertName::AgentDown => {
-                    shown["agent"] = json!({ "id": alert.name, "site": alert.site });
-                }
-            }
-            shown
-        })
-        .collect();
-    Ok(Json(Value::Array(shown)))
 }
 
 /// `PUT /api/v1/devices/{id}`: replaces the configuration; status is kept.

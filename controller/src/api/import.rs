@@ -1,14 +1,20 @@
 //! `POST /api/v1/devices/import`: a JSON array of devices (as in `POST
 //! /api/v1/devices`) or CSV with a header row (`Content-Type: text/csv`;
 //! columns name, address, site, and optionally parent_id, interval_ms,
-//! timeout_ms, down_after, up_after, tags (separated by `;`), enabled).
-//! All or nothing: the first bad entry is named, e.g. `devices[3].address`.
+//! timeout_ms, down_after, up_after, tags (separated by `;`), enabled,
+//! severity). All or nothing: the first bad entry is named, e.g.
+//! `devices[3].address` (with its `line` in a CSV).
+//!
+//! `?mode=create` (the default) creates every device. `?mode=sync` makes
+//! the inventory equal to the list, keyed by name within a site: creates,
+//! updates, and with `delete_missing=true` deletes, in one transaction;
+//! `dry_run=true` returns the same diff and writes nothing.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -16,18 +22,79 @@ use serde_json::{Value, json};
 use super::devices::DeviceInput;
 use super::{ApiError, Caller, now_ms};
 use crate::state::Controller;
-use crate::store::DeviceSpec;
+use crate::store::{DeviceSpec, SyncDiff, SyncMode, SyncedDevice};
 
 /// Largest import accepted at once.
 const MAX_DEVICES: usize = 100_000;
+
+/// `?mode=create|sync&delete_missing=&dry_run=`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    mode: Option<String>,
+    delete_missing: Option<bool>,
+    dry_run: Option<bool>,
+}
+
+impl ImportQuery {
+    /// `None` to create every device; the sync's mode otherwise.
+    fn sync(&self) -> Result<Option<SyncMode>, ApiError> {
+        match self.mode.as_deref() {
+            None | Some("create") => {
+                for (given, name) in [
+                    (self.delete_missing, "delete_missing"),
+                    (self.dry_run, "dry_run"),
+                ] {
+                    if given.is_some() {
+                        return Err(ApiError::field(name, "only with mode=sync"));
+                    }
+                }
+                Ok(None)
+            }
+            Some("sync") => Ok(Some(SyncMode {
+                delete_missing: self.delete_missing.unwrap_or(false),
+                dry_run: self.dry_run.unwrap_or(false),
+            })),
+            Some(other) => Err(ApiError::field(
+                "mode",
+                format!("`{other}`: use create or sync"),
+            )),
+        }
+    }
+}
+
+fn synced_json(devices: &[SyncedDevice]) -> Value {
+    devices
+        .iter()
+        .map(|device| {
+            let mut shown = json!({"id": device.id, "name": device.name, "site": device.site});
+            if !device.changed.is_empty() {
+                shown["changed"] = json!(device.changed);
+            }
+            shown
+        })
+        .collect()
+}
+
+fn diff_json(diff: &SyncDiff, mode: SyncMode) -> Value {
+    json!({
+        "dry_run": mode.dry_run,
+        "created": synced_json(&diff.created),
+        "updated": synced_json(&diff.updated),
+        "deleted": synced_json(&diff.deleted),
+        "unchanged": synced_json(&diff.unchanged),
+    })
+}
 
 /// `POST /api/v1/devices/import`.
 pub async fn import(
     State(controller): State<Arc<Controller>>,
     Caller(actor): Caller,
+    Query(query): Query<ImportQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let sync = query.sync()?;
     let csv = headers
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
@@ -56,6 +123,13 @@ pub async fn import(
         .map(|(index, input)| input.into_spec().map_err(|error| error.within(index)))
         .collect::<Result<Vec<DeviceSpec>, ApiError>>()
         .map_err(located)?;
+    if let Some(mode) = sync {
+        let diff = controller
+            .sync_devices(&specs, mode, &actor, now_ms())
+            .await
+            .map_err(|error| located(error.into()))?;
+        return Ok((StatusCode::OK, Json(diff_json(&diff, mode))));
+    }
     let devices = controller
         .import_devices(&specs, &actor, now_ms())
         .await
@@ -94,6 +168,7 @@ struct CsvRow {
     up_after: Option<u8>,
     tags: Option<String>,
     enabled: Option<bool>,
+    severity: Option<String>,
 }
 
 /// The CSV's rows, each with its line (the header is line 1).
@@ -140,6 +215,7 @@ fn parse_csv(body: &[u8]) -> Result<Vec<(DeviceInput, u64)>, ApiError> {
                     })
                     .unwrap_or_default(),
                 enabled: row.enabled,
+                severity: row.severity.filter(|severity| !severity.is_empty()),
             };
             Ok((input, line))
         })

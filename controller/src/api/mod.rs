@@ -4,6 +4,7 @@
 
 mod access;
 mod agents;
+mod alerts;
 mod audit;
 mod cluster;
 mod devices;
@@ -90,7 +91,7 @@ fn instant(parameter: &str, text: Option<&str>) -> Result<Option<i64>, ApiError>
 /// `viewer`).
 pub fn routes(metrics: Access) -> Routes {
     use crate::access::Access::{Open, Read, Role};
-    use crate::auth::Role::Admin;
+    use crate::auth::Role::{Admin, Operator};
     Routes::default()
         .add(Method::GET, "/api/v1/devices", Read, devices::list)
         .add(
@@ -129,7 +130,19 @@ pub fn routes(metrics: Access) -> Routes {
             agents::register,
         )
         .add(Method::GET, "/api/v1/controllers", Read, cluster::list)
-        .add(Method::GET, "/api/v1/alerts", Read, devices::alerts)
+        .add(Method::GET, "/api/v1/alerts", Read, alerts::list)
+        .add(
+            Method::POST,
+            "/api/v1/alerts/{id}/ack",
+            Role(Operator),
+            alerts::acknowledge,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/alerts/{id}/ack",
+            Role(Operator),
+            alerts::unacknowledge,
+        )
         .add(Method::GET, "/api/v1/events", Read, events::stream)
         .add(Method::GET, "/api/v1/history", Read, history::list)
         .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)

@@ -90,6 +90,7 @@ mod tests {
                 up_after: 2,
                 tags: vec![],
                 enabled: true,
+                severity: Default::default(),
             },
             status: Status::Up,
             down_since_ms: None,

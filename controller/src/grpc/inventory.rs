@@ -20,10 +20,11 @@ use ward_proto::v1::{
 
 use crate::access::{self, Access, Refusal};
 use crate::auth::{Principal, Role};
-use crate::state::{Controller, LiveEvent};
+use crate::state::{Controller, DeviceFilter, LiveEvent};
 use crate::store::{
-    Actor, AlertName, AuditFilter, Device, DeviceSpec, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT,
-    HistoryCursor, HistoryFilter, Status, StoreError,
+    AckOutcome, Actor, Alert, AlertName, AuditFilter, Device, DeviceSpec, HISTORY_DEFAULT_LIMIT,
+    HISTORY_MAX_LIMIT, HistoryCursor, HistoryFilter, MAX_ACK_COMMENT, Severity, Status, StoreError,
+    SyncMode, SyncedDevice,
 };
 use crate::time::now_ms;
 
@@ -46,12 +47,39 @@ pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
     ("WatchStatus", Access::Read),
     ("ListAudit", Access::Role(Role::Admin)),
     ("ListHistory", Access::Read),
+    ("AcknowledgeAlert", Access::Role(Role::Operator)),
+    ("UnacknowledgeAlert", Access::Role(Role::Operator)),
+    ("SyncDevices", Access::Role(Role::Admin)),
 ];
 
 impl InventoryService {
     /// Serves `controller`'s inventory.
     pub fn new(controller: Arc<Controller>) -> Self {
         Self { controller }
+    }
+
+    /// Acknowledges alert `id` (`comment`), or withdraws its
+    /// acknowledgement (`None`): the alert, NOT_FOUND, or
+    /// FAILED_PRECONDITION when it is resolved.
+    async fn acknowledged(
+        &self,
+        id: u64,
+        comment: Option<&str>,
+        actor: &Actor,
+    ) -> Result<Response<pb::Alert>, GrpcStatus> {
+        let id = device_id(id)?;
+        match self
+            .controller
+            .acknowledge(id, comment, actor, now_ms())
+            .await
+            .map_err(grpc_error)?
+        {
+            AckOutcome::Done(alert) => Ok(Response::new(alert_to_proto(&alert))),
+            AckOutcome::NotFound => Err(GrpcStatus::not_found(format!("no alert with id {id}"))),
+            AckOutcome::Resolved(_) => Err(GrpcStatus::failed_precondition(format!(
+                "alert {id} is resolved: only an open alert is acknowledged"
+            ))),
+        }
     }
 
     /// Who made `request` (for the audit log) if it may call `method` (on `object`,
@@ -133,6 +161,7 @@ fn to_proto(device: &Device) -> pb::Device {
             up_after: u32::from(device.spec.up_after),
             tags: device.spec.tags.clone(),
             enabled: device.spec.enabled,
+            severity: to_proto_severity(device.spec.severity).into(),
         }),
         status: state(device.status).into(),
         down_since_unix_ms: device.down_since_ms,
@@ -177,7 +206,65 @@ fn from_proto(spec: Option<pb::DeviceSpec>) -> Result<DeviceSpec, GrpcStatus> {
         up_after: threshold("up_after", spec.up_after, 2)?,
         tags: spec.tags,
         enabled: spec.enabled,
+        severity: from_proto_severity(spec.severity)?.unwrap_or_default(),
     })
+}
+
+fn to_proto_severity(severity: Severity) -> pb::Severity {
+    match severity {
+        Severity::Critical => pb::Severity::Critical,
+        Severity::Major => pb::Severity::Major,
+        Severity::Minor => pb::Severity::Minor,
+        Severity::Info => pb::Severity::Info,
+    }
+}
+
+/// A proto severity; `None` for UNSPECIFIED (any, or the default).
+fn from_proto_severity(value: i32) -> Result<Option<Severity>, GrpcStatus> {
+    match pb::Severity::try_from(value) {
+        Ok(pb::Severity::Unspecified) => Ok(None),
+        Ok(pb::Severity::Critical) => Ok(Some(Severity::Critical)),
+        Ok(pb::Severity::Major) => Ok(Some(Severity::Major)),
+        Ok(pb::Severity::Minor) => Ok(Some(Severity::Minor)),
+        Ok(pb::Severity::Info) => Ok(Some(Severity::Info)),
+        Err(_) => Err(GrpcStatus::invalid_argument(format!(
+            "severity: unknown value {value}"
+        ))),
+    }
+}
+
+fn alert_to_proto(alert: &Alert) -> pb::Alert {
+    let is_device = alert.alertname == AlertName::DeviceDown;
+    pb::Alert {
+        id: u64::try_from(alert.id).unwrap_or_default(),
+        device_id: alert
+            .device_id
+            .and_then(|id| u64::try_from(id).ok())
+            .unwrap_or_default(),
+        device_name: if is_device {
+            alert.name.clone()
+        } else {
+            String::new()
+        },
+        site: alert.site.clone(),
+        alertname: alert.alertname.as_str().to_owned(),
+        agent_id: alert.agent_id.clone().unwrap_or_default(),
+        resolved_reason: alert.resolved_reason.clone(),
+        severity: to_proto_severity(alert.severity).into(),
+        state: if alert.resolved_at_ms.is_some() {
+            AlertState::Resolved
+        } else {
+            AlertState::Open
+        }
+        .into(),
+        opened_at_unix_ms: alert.opened_at_ms,
+        resolved_at_unix_ms: alert.resolved_at_ms,
+        acknowledgement: alert.acknowledged.as_ref().map(|ack| pb::Acknowledgement {
+            by: ack.by.clone(),
+            at_unix_ms: ack.at_ms,
+            comment: ack.comment.clone(),
+        }),
+    }
 }
 
 fn grpc_error(error: StoreError) -> GrpcStatus {
@@ -185,12 +272,19 @@ fn grpc_error(error: StoreError) -> GrpcStatus {
         StoreError::Invalid(field) => {
             GrpcStatus::invalid_argument(format!("{}: {}", field.field, field.message))
         }
-        StoreError::InvalidEntry { field, message, .. } => {
-            GrpcStatus::invalid_argument(format!("{field}: {message}"))
-        }
+        StoreError::InvalidEntry {
+            index,
+            field,
+            message,
+        } => GrpcStatus::invalid_argument(format!("devices[{index}].{field}: {message}")),
         StoreError::Conflict(message) => GrpcStatus::already_exists(message),
         other => GrpcStatus::unavailable(format!("the status database is not answering: {other}")),
     }
+}
+
+/// A filter's text; empty: not given.
+fn given(text: &str) -> Option<&str> {
+    Some(text).filter(|text| !text.is_empty())
 }
 
 fn device_id(id: u64) -> Result<i64, GrpcStatus> {
@@ -220,11 +314,15 @@ impl Inventory for InventoryService {
                 )));
             }
         };
-        let site = Some(request.site.as_str()).filter(|site| !site.is_empty());
-        let query = Some(request.query.as_str()).filter(|query| !query.is_empty());
         let devices = self
             .controller
-            .find_devices(status, site, query)
+            .find_devices(&DeviceFilter {
+                status,
+                site: given(&request.site),
+                query: given(&request.query),
+                severity: from_proto_severity(request.severity)?,
+                tag: given(&request.tag),
+            })
             .await
             .map_err(grpc_error)?;
         Ok(Response::new(ListDevicesResponse {
@@ -279,6 +377,60 @@ impl Inventory for InventoryService {
         Ok(Response::new(to_proto(&device)))
     }
 
+    async fn sync_devices(
+        &self,
+        request: Request<pb::SyncDevicesRequest>,
+    ) -> Result<Response<pb::SyncDevicesResponse>, GrpcStatus> {
+        let actor = self
+            .authorize(&request, "SyncDevices", "the inventory")
+            .await?;
+        let request = request.into_inner();
+        let specs = request
+            .devices
+            .into_iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                from_proto(Some(spec)).map_err(|status| {
+                    GrpcStatus::invalid_argument(format!("devices[{index}].{}", status.message()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mode = SyncMode {
+            delete_missing: request.delete_missing,
+            dry_run: request.dry_run,
+        };
+        let diff = self
+            .controller
+            .sync_devices(&specs, mode, &actor, now_ms())
+            .await
+            .map_err(grpc_error)?;
+        let synced = |devices: Vec<SyncedDevice>| -> Vec<pb::SyncedDevice> {
+            devices
+                .into_iter()
+                .map(|device| pb::SyncedDevice {
+                    id: device
+                        .id
+                        .and_then(|id| u64::try_from(id).ok())
+                        .unwrap_or_default(),
+                    name: device.name,
+                    site: device.site,
+                    changed: device
+                        .changed
+                        .iter()
+                        .map(|&field| field.to_owned())
+                        .collect(),
+                })
+                .collect()
+        };
+        Ok(Response::new(pb::SyncDevicesResponse {
+            dry_run: mode.dry_run,
+            created: synced(diff.created),
+            updated: synced(diff.updated),
+            deleted: synced(diff.deleted),
+            unchanged: synced(diff.unchanged),
+        }))
+    }
+
     async fn delete_device(
         &self,
         request: Request<DeleteDeviceRequest>,
@@ -303,9 +455,10 @@ impl Inventory for InventoryService {
         request: Request<ListAlertsRequest>,
     ) -> Result<Response<ListAlertsResponse>, GrpcStatus> {
         self.authorize(&request, "ListAlerts", "alerts").await?;
-        let wanted =
-            AlertState::try_from(request.into_inner().state).unwrap_or(AlertState::Unspecified);
+        let request = request.into_inner();
+        let wanted = AlertState::try_from(request.state).unwrap_or(AlertState::Unspecified);
         let open_only = wanted == AlertState::Open;
+        let severity = from_proto_severity(request.severity)?;
         let alerts = self
             .controller
             .store
@@ -315,35 +468,41 @@ impl Inventory for InventoryService {
         let alerts = alerts
             .into_iter()
             .filter(|alert| wanted != AlertState::Resolved || alert.resolved_at_ms.is_some())
-            .map(|alert| {
-                let is_device = alert.alertname == AlertName::DeviceDown;
-                pb::Alert {
-                    id: u64::try_from(alert.id).unwrap_or_default(),
-                    device_id: alert
-                        .device_id
-                        .and_then(|id| u64::try_from(id).ok())
-                        .unwrap_or_default(),
-                    device_name: if is_device {
-                        alert.name.clone()
-                    } else {
-                        String::new()
-                    },
-                    site: alert.site.clone(),
-                    alertname: alert.alertname.as_str().to_owned(),
-                    agent_id: alert.agent_id.clone().unwrap_or_default(),
-                    resolved_reason: alert.resolved_reason.clone(),
-                    state: if alert.resolved_at_ms.is_some() {
-                        AlertState::Resolved
-                    } else {
-                        AlertState::Open
-                    }
-                    .into(),
-                    opened_at_unix_ms: alert.opened_at_ms,
-                    resolved_at_unix_ms: alert.resolved_at_ms,
-                }
-            })
+            .filter(|alert| severity.is_none_or(|wanted| alert.severity == wanted))
+            .filter(|alert| request.tag.is_empty() || alert.tags.contains(&request.tag))
+            .map(|alert| alert_to_proto(&alert))
             .collect();
         Ok(Response::new(ListAlertsResponse { alerts }))
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::Alert>, GrpcStatus> {
+        let object = format!("alert {}", request.get_ref().id);
+        let actor = self
+            .authorize(&request, "AcknowledgeAlert", &object)
+            .await?;
+        let request = request.into_inner();
+        if request.comment.chars().count() > MAX_ACK_COMMENT {
+            return Err(GrpcStatus::invalid_argument(format!(
+                "comment: at most {MAX_ACK_COMMENT} characters"
+            )));
+        }
+        self.acknowledged(request.id, Some(&request.comment), &actor)
+            .await
+    }
+
+    async fn unacknowledge_alert(
+        &self,
+        request: Request<pb::UnacknowledgeAlertRequest>,
+    ) -> Result<Response<pb::Alert>, GrpcStatus> {
+        let object = format!("alert {}", request.get_ref().id);
+        let actor = self
+            .authorize(&request, "UnacknowledgeAlert", &object)
+            .await?;
+        self.acknowledged(request.into_inner().id, None, &actor)
+            .await
     }
 
     async fn list_agents(

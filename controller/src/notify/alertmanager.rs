@@ -1,9 +1,11 @@
 //! Alertmanager v2 (`POST /api/v2/alerts`). An alert is identified by its
-//! labels: `alertname=DeviceDown` with `device`, `address`, `site`, or
-//! `alertname=AgentDown` with `agent`, `site`. Firing alerts carry an
+//! labels: `alertname=DeviceDown` with `device`, `address`, `site`, `severity`, or
+//! `alertname=AgentDown` with `agent`, `site`, `severity`. Firing alerts carry an
 //! `endsAt` a few re-send intervals ahead, so Alertmanager resolves them by
 //! itself if the controller goes away for good; they are re-sent every
 //! interval while open. A resolved alert is sent with its real `endsAt`.
+//! An acknowledged alert carries `acknowledged_by`, `acknowledged_at` and
+//! `acknowledgement` annotations (sent at once, and with every re-send).
 
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ pub struct Alertmanager {
     name: String,
     alerts_url: String,
     resend_interval: Duration,
+    /// The dashboard's address, for each alert's `generatorURL`.
+    public_url: Option<String>,
     http: reqwest::Client,
 }
 
@@ -33,6 +37,7 @@ impl Alertmanager {
             name: "alertmanager".into(),
             alerts_url: format!("{}/api/v2/alerts", base_url.trim_end_matches('/')),
             resend_interval,
+            public_url: None,
             http: super::http_client(),
         }
     }
@@ -44,6 +49,13 @@ impl Alertmanager {
         if number > 1 {
             self.name = format!("alertmanager-{number}");
         }
+        self
+    }
+
+    /// Alerts carry `generatorURL`, the subject in the dashboard at
+    /// `public_url`.
+    pub fn linking(mut self, public_url: Option<&str>) -> Self {
+        self.public_url = public_url.map(str::to_owned);
         self
     }
 
@@ -68,6 +80,7 @@ impl Alertmanager {
                     "device": alert.name,
                     "address": alert.address,
                     "site": alert.site,
+                    "severity": alert.severity.as_str(),
                 }),
                 format!(
                     "{} ({}) at site {} is down",
@@ -79,6 +92,7 @@ impl Alertmanager {
                     "alertname": alert.alertname.as_str(),
                     "agent": alert.name,
                     "site": alert.site,
+                    "severity": alert.severity.as_str(),
                 }),
                 format!(
                     "agent {} of site {} is offline or cannot probe its devices",
@@ -90,12 +104,21 @@ impl Alertmanager {
         if let (Some(_), Some(reason)) = (alert.resolved_at_ms, &alert.resolved_reason) {
             annotations["resolution"] = reason.as_str().into();
         }
-        json!({
+        if let Some(ack) = &alert.acknowledged {
+            annotations["acknowledged_by"] = ack.by.as_str().into();
+            annotations["acknowledged_at"] = rfc3339(ack.at_ms).into();
+            annotations["acknowledgement"] = ack.comment.as_str().into();
+        }
+        let mut sent = json!({
             "labels": labels,
             "annotations": annotations,
             "startsAt": rfc3339(alert.opened_at_ms),
             "endsAt": rfc3339(alert.resolved_at_ms.unwrap_or(expires_ms)),
-        })
+        });
+        if let Some(public_url) = &self.public_url {
+            sent["generatorURL"] = super::dashboard_link(public_url, alert).into();
+        }
+        sent
     }
 
     pub(super) async fn post(
@@ -120,5 +143,64 @@ impl Alertmanager {
             super::post_json(&self.http, &self.alerts_url, &Value::Array(alerts)).await?;
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Acknowledgement, Severity};
+
+    fn device_alert(acknowledged: Option<Acknowledgement>) -> Alert {
+        Alert {
+            id: 5,
+            alertname: AlertName::DeviceDown,
+            device_id: Some(9),
+            agent_id: None,
+            name: "atm-1".into(),
+            address: "198.18.1.10".into(),
+            site: "branch-7".into(),
+            severity: Severity::Critical,
+            tags: vec!["atm".into()],
+            acknowledged,
+            opened_at_ms: 1_000,
+            resolved_at_ms: None,
+            resolved_reason: None,
+        }
+    }
+
+    #[test]
+    fn labels_carry_the_severity_and_annotations_the_acknowledgement() {
+        let alertmanager = Alertmanager::new("http://127.0.0.1:9", Duration::from_secs(60));
+        let plain = alertmanager.alert(&device_alert(None), 2_000);
+        assert_eq!(plain["labels"]["severity"], "critical");
+        assert!(plain.get("generatorURL").is_none(), "no public_url");
+        let linked = alertmanager
+            .linking(Some("https://ward.bank.example/"))
+            .alert(&device_alert(None), 2_000);
+        assert_eq!(
+            linked["generatorURL"],
+            "https://ward.bank.example/?device=9"
+        );
+        let alertmanager = Alertmanager::new("http://127.0.0.1:9", Duration::from_secs(60));
+        assert!(plain["annotations"].get("acknowledged_by").is_none());
+        let acked = alertmanager.alert(
+            &device_alert(Some(Acknowledgement {
+                by: "user olga (token 3)".into(),
+                at_ms: 1_500,
+                comment: "INC-42".into(),
+            })),
+            2_000,
+        );
+        assert_eq!(acked["labels"], plain["labels"], "the same alert");
+        assert_eq!(
+            acked["annotations"]["acknowledged_by"],
+            "user olga (token 3)"
+        );
+        assert_eq!(acked["annotations"]["acknowledgement"], "INC-42");
+        assert_eq!(
+            acked["annotations"]["acknowledged_at"],
+            "1970-01-01T00:00:01.500Z"
+        );
     }
 }

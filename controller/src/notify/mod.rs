@@ -58,6 +58,28 @@ impl Channel {
     }
 }
 
+/// Where the dashboard shows `alert`'s subject, under `public_url`: the
+/// device (`/?device=ID`), or an agent's site (`/?site=NAME`).
+fn dashboard_link(public_url: &str, alert: &crate::store::Alert) -> String {
+    let base = public_url.trim_end_matches('/');
+    match (alert.alertname, alert.device_id) {
+        (crate::store::AlertName::DeviceDown, Some(id)) => format!("{base}/?device={id}"),
+        _ => format!("{base}/?site={}", query_value(&alert.site)),
+    }
+}
+
+/// `text` percent-encoded for a URL query value (unreserved bytes kept).
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)

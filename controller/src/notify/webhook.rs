@@ -9,6 +9,8 @@ use crate::time::rfc3339;
 /// A generic JSON webhook.
 pub struct Webhook {
     url: String,
+    /// The dashboard's address, for each body's `url`.
+    public_url: Option<String>,
     http: reqwest::Client,
 }
 
@@ -17,8 +19,15 @@ impl Webhook {
     pub fn new(url: &str) -> Self {
         Self {
             url: url.to_owned(),
+            public_url: None,
             http: super::http_client(),
         }
+    }
+
+    /// Bodies carry `url`, the subject in the dashboard at `public_url`.
+    pub fn linking(mut self, public_url: Option<&str>) -> Self {
+        self.public_url = public_url.map(str::to_owned);
+        self
     }
 
     pub(super) async fn post(&self, notification: &DueNotification) -> Result<(), String> {
@@ -31,6 +40,16 @@ impl Webhook {
             "opened_at": rfc3339(alert.opened_at_ms),
             "resolved_at": alert.resolved_at_ms.map(rfc3339),
             "resolved_reason": alert.resolved_reason,
+            "severity": alert.severity.as_str(),
+            "url": self
+                .public_url
+                .as_deref()
+                .map(|public_url| super::dashboard_link(public_url, alert)),
+            "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
+                "by": ack.by,
+                "at": rfc3339(ack.at_ms),
+                "comment": ack.comment,
+            })),
         });
         match alert.alertname {
             AlertName::DeviceDown => {

@@ -7,6 +7,7 @@
 //! The rules live in [`plan`], once; backends only read and write.
 //! Only this module knows SQL.
 
+mod acknowledgements;
 mod announce;
 mod args;
 mod event_log;
@@ -23,13 +24,15 @@ mod rows;
 mod sessions;
 mod sql;
 mod sqlite;
+mod sync;
 
 pub use model::{
-    AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome, CONTROLLER_REPORTS, DataVersion,
-    Device, DeviceSpec, DueNotification, FieldError, Ignored, Notification, ReportedTransition,
-    Status, StatusChanges, TransitionReport,
+    Acknowledgement, AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome,
+    CONTROLLER_REPORTS, DataVersion, Device, DeviceSpec, DueNotification, FieldError, Ignored,
+    Notification, ReportedTransition, Severity, Status, StatusChanges, TransitionReport,
 };
 
+pub use acknowledgements::{AckOutcome, MAX_COMMENT as MAX_ACK_COMMENT};
 pub use announce::{Announced, Announcement, Listening};
 pub use event_log::LoggedChange;
 pub use history::{
@@ -42,6 +45,7 @@ pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
 };
 pub use sessions::{LockoutPolicy, NewSession, SessionOrigin, SessionRecord};
+pub use sync::{SyncDiff, SyncMode, SyncedDevice};
 
 use crate::auth::Role;
 use postgres::PostgresStore;
@@ -207,13 +211,7 @@ impl Store {
         actor: &Actor,
         now_ms: i64,
     ) -> Result<Vec<Device>, StoreError> {
-        for (index, spec) in specs.iter().enumerate() {
-            spec.validate().map_err(|error| StoreError::InvalidEntry {
-                index,
-                field: error.field,
-                message: error.message,
-            })?;
-        }
+        validate_entries(specs)?;
         let (specs, actor) = (specs.to_vec(), actor.clone());
         let devices = transaction!(self, |tx| operations::import_devices(
             tx, &specs, &actor, now_ms
@@ -222,6 +220,24 @@ impl Store {
             store.after_import(devices.len()).await;
         }
         Ok(devices)
+    }
+
+    /// Makes the inventory equal to `specs`, keyed by name within a site
+    /// ([`sync`]): one transaction, or (`dry_run`) the diff only. Every
+    /// entry is checked first; a bad one is named by position and nothing
+    /// is written.
+    pub async fn sync_devices(
+        &self,
+        specs: &[DeviceSpec],
+        mode: SyncMode,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<(SyncDiff, StatusChanges), StoreError> {
+        validate_entries(specs)?;
+        let (specs, actor) = (specs.to_vec(), actor.clone());
+        transaction!(self, |tx| sync::sync_devices(
+            tx, &specs, mode, &actor, now_ms
+        ))
     }
 
     /// One device.
@@ -579,6 +595,26 @@ impl Store {
         transaction!(self, |tx| event_log::since(tx, version, limit))
     }
 
+    /// Acknowledges open alert `id` as `actor` with `comment`, or
+    /// withdraws its acknowledgement (`None`); audited
+    /// ([`acknowledgements`]).
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        comment: Option<&str>,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<AckOutcome, StoreError> {
+        let (comment, actor) = (comment.map(str::to_owned), actor.clone());
+        transaction!(self, |tx| acknowledgements::acknowledge(
+            tx,
+            id,
+            comment.as_deref(),
+            &actor,
+            now_ms
+        ))
+    }
+
     /// The status changes `filter` selects, newest first ([`history`]).
     pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
         let filter = filter.clone();
@@ -686,7 +722,9 @@ impl Store {
 /// address and site it had; an agent alert is named by its agent.
 const ALERT_COLUMNS: &str = "a.id, a.alertname, a.device_id, a.agent_id, \
     COALESCE(d.name, a.device_name, a.agent_id, ''), COALESCE(d.address, a.address, ''), \
-    COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason";
+    COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason, \
+    COALESCE(d.severity, a.severity, 'major'), COALESCE(d.tags, '[]'), \
+    a.ack_by, a.ack_at_ms, a.ack_comment";
 
 /// Where [`ALERT_COLUMNS`] come from.
 const ALERTS_JOINED: &str = "alerts a LEFT JOIN devices d ON d.id = a.device_id";
@@ -751,6 +789,19 @@ fn duplicate_name(spec: &DeviceSpec) -> StoreError {
 }
 
 /// Positions a per-device error within a bulk import.
+/// Checks every entry of a bulk write; the first bad one is named by
+/// position.
+fn validate_entries(specs: &[DeviceSpec]) -> Result<(), StoreError> {
+    for (index, spec) in specs.iter().enumerate() {
+        spec.validate().map_err(|error| StoreError::InvalidEntry {
+            index,
+            field: error.field,
+            message: error.message,
+        })?;
+    }
+    Ok(())
+}
+
 fn entry_error(index: usize, error: StoreError) -> StoreError {
     match error {
         StoreError::Invalid(field) => StoreError::InvalidEntry {

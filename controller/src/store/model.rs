@@ -56,6 +56,64 @@ impl FromStr for Status {
     }
 }
 
+/// How much a device's outage matters: ordered from the worst.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Page someone now (a branch's router, its ATMs).
+    Critical,
+    /// The default.
+    #[default]
+    Major,
+    /// Look at it today.
+    Minor,
+    /// Only for the record.
+    Info,
+}
+
+impl Severity {
+    /// Every severity, worst first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::Major,
+        Severity::Minor,
+        Severity::Info,
+    ];
+
+    /// The name stored in the database and shown in APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Major => "major",
+            Severity::Minor => "minor",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Severity::ALL
+            .into_iter()
+            .find(|severity| severity.as_str() == text)
+            .ok_or_else(|| format!("`{text}`: use critical, major, minor or info"))
+    }
+}
+
 /// What an operator configures on a device.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceSpec {
@@ -79,6 +137,9 @@ pub struct DeviceSpec {
     pub tags: Vec<String>,
     /// Disabled devices are kept but not probed.
     pub enabled: bool,
+    /// How much its outage matters (notifications carry it).
+    #[serde(default)]
+    pub severity: Severity,
 }
 
 /// A field of a [`DeviceSpec`] that is not acceptable.
@@ -233,6 +294,20 @@ pub struct StatusChanges {
     pub version: Option<i64>,
 }
 
+impl StatusChanges {
+    /// Adds the changes of a later write of the same transaction: a device
+    /// keeps its first `previous`; the version is the later one's.
+    pub fn merge(&mut self, later: StatusChanges) {
+        for (id, previous) in later.changed.into_iter().zip(later.previous) {
+            if !self.changed.contains(&id) {
+                self.changed.push(id);
+                self.previous.push(previous);
+            }
+        }
+        self.version = later.version.or(self.version);
+    }
+}
+
 impl From<super::plan::Plan> for StatusChanges {
     fn from(plan: super::plan::Plan) -> Self {
         Self {
@@ -293,6 +368,12 @@ pub struct Alert {
     pub address: String,
     /// The site.
     pub site: String,
+    /// The device's severity (an agent alert's: `major`).
+    pub severity: Severity,
+    /// The device's tags (none for an agent, or a deleted device).
+    pub tags: Vec<String>,
+    /// Who took it, when, and what they said; `None` until someone does.
+    pub acknowledged: Option<Acknowledgement>,
     /// Opened (outage start), Unix ms.
     pub opened_at_ms: i64,
     /// Resolved, Unix ms; `None` while open.
@@ -301,6 +382,17 @@ pub struct Alert {
     /// return, or the inventory change (device disabled, deleted, address
     /// changed).
     pub resolved_reason: Option<String>,
+}
+
+/// An operator's "I have this one" on an open alert.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Acknowledgement {
+    /// The principal (e.g. `user alice (session)`).
+    pub by: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// What they said.
+    pub comment: String,
 }
 
 /// An agent alert to open or resolve with a controller report, in the same

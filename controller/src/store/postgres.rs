@@ -80,6 +80,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         15,
         include_str!("../../migrations/postgres/0015_history.sql"),
     ),
+    (
+        16,
+        include_str!("../../migrations/postgres/0016_severity.sql"),
+    ),
+    (
+        17,
+        include_str!("../../migrations/postgres/0017_acknowledgements.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.
@@ -744,12 +752,13 @@ async fn execute_agent_alert(
     Ok(rows)
 }
 
-/// The ten configured columns of a device, owned, for binding.
+/// The eleven configured columns of a device, owned, for binding.
 struct SpecColumns<'a> {
     spec: &'a DeviceSpec,
     address: String,
     numbers: [i32; 4],
     tags: String,
+    severity: &'static str,
 }
 
 impl<'a> SpecColumns<'a> {
@@ -764,12 +773,13 @@ impl<'a> SpecColumns<'a> {
                 to_i32(spec.up_after),
             ],
             tags: serde_json::to_string(&spec.tags).unwrap_or_else(|_| "[]".into()),
+            severity: spec.severity.as_str(),
         }
     }
 
-    /// The columns name … enabled in schema order, then `last` (the id to
+    /// The columns name … severity in schema order, then `last` (the id to
     /// update, or the creation time).
-    fn with<'b>(&'b self, last: &'b i64) -> [&'b (dyn tokio_postgres::types::ToSql + Sync); 11] {
+    fn with<'b>(&'b self, last: &'b i64) -> [&'b (dyn tokio_postgres::types::ToSql + Sync); 12] {
         let [interval, timeout, down_after, up_after] = &self.numbers;
         [
             &self.spec.name,
@@ -782,6 +792,7 @@ impl<'a> SpecColumns<'a> {
             up_after,
             &self.tags,
             &self.spec.enabled,
+            &self.severity,
             last,
         ]
     }

@@ -3,7 +3,8 @@
 //! and how stored text becomes a typed value, is written here.
 
 use super::model::{
-    AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
+    Acknowledgement, AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification,
+    Notification,
 };
 use super::plan::CurrentDevice;
 use super::{StoreError, parse_stored};
@@ -66,20 +67,19 @@ pub(super) fn data_version(row: &impl Columns) -> Result<DataVersion, StoreError
 }
 
 /// A non-negative 32-bit column as `u32` (out of range: a corrupt row).
-fn unsigned(row: &impl Columns, index: usize, name: &str) -> Result<u32, StoreError> {
+fn unsigned(row: &(impl Columns + ?Sized), index: usize, name: &str) -> Result<u32, StoreError> {
     let value = row.int32(index)?;
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("{name} {value}")))
 }
 
 /// A threshold column as `u8`.
-fn threshold(row: &impl Columns, index: usize, name: &str) -> Result<u8, StoreError> {
+fn threshold(row: &(impl Columns + ?Sized), index: usize, name: &str) -> Result<u8, StoreError> {
     let value = row.int32(index)?;
     u8::try_from(value).map_err(|_| StoreError::Corrupt(format!("{name} {value}")))
 }
 
 /// A device from `DEVICE_COLUMNS`.
-pub(super) fn device(row: &impl Columns) -> Result<Device, StoreError> {
-    let tags = row.text(9)?;
+pub(super) fn device(row: &(impl Columns + ?Sized)) -> Result<Device, StoreError> {
     Ok(Device {
         id: row.int(0)?,
         spec: DeviceSpec {
@@ -91,9 +91,9 @@ pub(super) fn device(row: &impl Columns) -> Result<Device, StoreError> {
             timeout_ms: unsigned(row, 6, "timeout_ms")?,
             down_after: threshold(row, 7, "down_after")?,
             up_after: threshold(row, 8, "up_after")?,
-            tags: serde_json::from_str(&tags)
-                .map_err(|_| StoreError::Corrupt(format!("tags `{tags}`")))?,
+            tags: tags(&row.text(9)?)?,
             enabled: row.flag(10)?,
+            severity: parse_stored("severity", &row.text(16)?)?,
         },
         status: parse_stored("status", &row.text(11)?)?,
         down_since_ms: row.opt_int(12)?,
@@ -104,7 +104,7 @@ pub(super) fn device(row: &impl Columns) -> Result<Device, StoreError> {
 }
 
 /// An alert from `ALERT_COLUMNS`, starting at column `at`.
-pub(super) fn alert(row: &impl Columns, at: usize) -> Result<Alert, StoreError> {
+pub(super) fn alert(row: &(impl Columns + ?Sized), at: usize) -> Result<Alert, StoreError> {
     Ok(Alert {
         id: row.int(at)?,
         alertname: parse_stored("alertname", &row.text(at + 1)?)?,
@@ -116,7 +116,22 @@ pub(super) fn alert(row: &impl Columns, at: usize) -> Result<Alert, StoreError> 
         opened_at_ms: row.int(at + 7)?,
         resolved_at_ms: row.opt_int(at + 8)?,
         resolved_reason: row.opt_text(at + 9)?,
+        severity: parse_stored("severity", &row.text(at + 10)?)?,
+        tags: tags(&row.text(at + 11)?)?,
+        acknowledged: match row.opt_text(at + 12)? {
+            Some(by) => Some(Acknowledgement {
+                by,
+                at_ms: row.opt_int(at + 13)?.unwrap_or_default(),
+                comment: row.opt_text(at + 14)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
+}
+
+/// Tags as stored (a JSON array of strings).
+fn tags(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|_| StoreError::Corrupt(format!("tags `{text}`")))
 }
 
 /// A due notification: outbox id, kind, attempts, then `ALERT_COLUMNS`.

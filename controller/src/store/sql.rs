@@ -22,7 +22,7 @@ pub(super) fn sqlite(statement: &str) -> String {
 macro_rules! device_columns {
     () => {
         "id, name, address, site, parent_id, interval_ms, timeout_ms, down_after, up_after, \
-         tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent"
+         tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent, severity"
     };
 }
 
@@ -40,15 +40,16 @@ pub(super) const ADD_SITE: &str = "INSERT INTO sites (name) VALUES ($1) ON CONFL
 pub(super) const REPORT_ONCE: &str = "INSERT INTO applied_reports \
     (agent_id, boot_id, seq, applied_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 
-/// The ten configured columns `$1`…`$10` (name … enabled), the id `$11`.
+/// The eleven configured columns `$1`…`$11` (name … severity), the id `$12`.
 pub(super) const UPDATE_SPEC: &str = "UPDATE devices SET name = $1, address = $2, site = $3, \
     parent_id = $4, interval_ms = $5, timeout_ms = $6, down_after = $7, up_after = $8, \
-    tags = $9, enabled = $10 WHERE id = $11";
+    tags = $9, enabled = $10, severity = $11 WHERE id = $12";
 
-/// The ten configured columns `$1`…`$10`, the creation time `$11`.
+/// The eleven configured columns `$1`…`$11`, the creation time `$12`.
 pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site, parent_id, \
-    interval_ms, timeout_ms, down_after, up_after, tags, enabled, status, status_changed_at_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'unknown', $11) RETURNING id";
+    interval_ms, timeout_ms, down_after, up_after, tags, enabled, severity, status, \
+    status_changed_at_ms) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', $12) RETURNING id";
 
 /// Writes a plan's device rows ([`super::plan::DeviceRow`]) from
 /// `source`, a table `u(id, changed, status, down_since, changed_at,
@@ -78,7 +79,8 @@ pub(super) const DELETE_EVENTS: &str = "DELETE FROM status_events WHERE device_i
 pub(super) const KEEP_ALERT_SUBJECT: &str = "UPDATE alerts SET \
     device_name = (SELECT name FROM devices WHERE id = $1), \
     address = (SELECT address FROM devices WHERE id = $1), \
-    site = (SELECT site FROM devices WHERE id = $1) \
+    site = (SELECT site FROM devices WHERE id = $1), \
+    severity = (SELECT severity FROM devices WHERE id = $1) \
     WHERE device_id = $1";
 
 pub(super) const NOTIFICATION_DELIVERED: &str = "DELETE FROM notification_outbox WHERE id = $1";

@@ -72,6 +72,14 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0014_controllers.sql"),
     ),
     (15, include_str!("../../migrations/sqlite/0015_history.sql")),
+    (
+        16,
+        include_str!("../../migrations/sqlite/0016_severity.sql"),
+    ),
+    (
+        17,
+        include_str!("../../migrations/sqlite/0017_acknowledgements.sql"),
+    ),
 ];
 
 #[allow(
@@ -308,11 +316,11 @@ impl SqliteStore {
     }
 }
 
-/// The ten configured columns of a device (name … enabled, in schema
+/// The eleven configured columns of a device (name … severity, in schema
 /// order), then `last` (the id to update, or the creation time).
 fn spec_params(spec: &DeviceSpec, last: i64) -> impl rusqlite::Params {
     use rusqlite::types::Value;
-    let values: [Value; 11] = [
+    let values: [Value; 12] = [
         spec.name.clone().into(),
         spec.address.to_string().into(),
         spec.site.clone().into(),
@@ -323,6 +331,7 @@ fn spec_params(spec: &DeviceSpec, last: i64) -> impl rusqlite::Params {
         spec.up_after.into(),
         tags_json(&spec.tags).into(),
         spec.enabled.into(),
+        spec.severity.as_str().to_owned().into(),
         last.into(),
     ];
     rusqlite::params_from_iter(values)
