@@ -9,43 +9,24 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::devices::severity;
 use super::{ApiError, Caller, now_ms, rfc3339};
 use crate::state::Controller;
-use crate::store::{AckOutcome, Alert, AlertName, MAX_ACK_COMMENT};
+use crate::store::{AckOutcome, Alert, MAX_ACK_COMMENT};
 
 /// An alert as the API shows it.
 fn alert_json(alert: &Alert) -> Value {
-    let mut shown = json!({
-        "id": alert.id,
-        "alertname": alert.alertname.as_str(),
-        "device_id": alert.device_id,
-        "state": if alert.resolved_at_ms.is_some() { "resolved" } else { "open" },
-        "opened_at": rfc3339(alert.opened_at_ms),
-        "resolved_at": alert.resolved_at_ms.map(rfc3339),
-        "resolved_reason": alert.resolved_reason,
-        "severity": alert.severity.as_str(),
-        "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
-            "by": ack.by,
-            "at": rfc3339(ack.at_ms),
-            "comment": ack.comment,
-        })),
-    });
-    match alert.alertname {
-        AlertName::DeviceDown => {
-            shown["device"] = json!({
-                "id": alert.device_id,
-                "name": alert.name,
-                "address": alert.address,
-                "site": alert.site,
-            });
-        }
-        AlertName::AgentDown => {
-            shown["agent"] = json!({ "id": alert.name, "site": alert.site });
-        }
+    let mut shown = crate::notify::alert_view(alert);
+    shown["id"] = alert.id.into();
+    shown["device_id"] = alert.device_id.into();
+    shown["state"] = if alert.resolved_at_ms.is_some() {
+        "resolved"
+    } else {
+        "open"
     }
+    .into();
     shown
 }
 

@@ -58,6 +58,39 @@ impl Channel {
     }
 }
 
+/// What the API and the webhook both show of `alert`: its name, times,
+/// severity, acknowledgement, and its subject (`device` or `agent`).
+pub fn alert_view(alert: &crate::store::Alert) -> serde_json::Value {
+    use crate::time::rfc3339;
+    use serde_json::json;
+    let mut view = json!({
+        "alertname": alert.alertname.as_str(),
+        "opened_at": rfc3339(alert.opened_at_ms),
+        "resolved_at": alert.resolved_at_ms.map(rfc3339),
+        "resolved_reason": alert.resolved_reason,
+        "severity": alert.severity.as_str(),
+        "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
+            "by": ack.by,
+            "at": rfc3339(ack.at_ms),
+            "comment": ack.comment,
+        })),
+    });
+    match alert.alertname {
+        crate::store::AlertName::DeviceDown => {
+            view["device"] = json!({
+                "id": alert.device_id,
+                "name": alert.name,
+                "address": alert.address,
+                "site": alert.site,
+            });
+        }
+        crate::store::AlertName::AgentDown => {
+            view["agent"] = json!({ "id": alert.name, "site": alert.site });
+        }
+    }
+    view
+}
+
 /// Where the dashboard shows `alert`'s subject, under `public_url`: the
 /// device (`/?device=ID`), or an agent's site (`/?site=NAME`).
 fn dashboard_link(public_url: &str, alert: &crate::store::Alert) -> String {

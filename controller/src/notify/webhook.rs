@@ -1,10 +1,7 @@
 //! The generic JSON webhook: one POST per notification, with the outbox id
 //! as its idempotency key.
 
-use serde_json::json;
-
-use crate::store::{AlertName, DueNotification};
-use crate::time::rfc3339;
+use crate::store::DueNotification;
 
 /// A generic JSON webhook.
 pub struct Webhook {
@@ -32,38 +29,15 @@ impl Webhook {
 
     pub(super) async fn post(&self, notification: &DueNotification) -> Result<(), String> {
         let alert = &notification.alert;
-        let mut body = json!({
-            "id": notification.id,
-            "kind": notification.kind,
-            "alertname": alert.alertname.as_str(),
-            "alert_id": alert.id,
-            "opened_at": rfc3339(alert.opened_at_ms),
-            "resolved_at": alert.resolved_at_ms.map(rfc3339),
-            "resolved_reason": alert.resolved_reason,
-            "severity": alert.severity.as_str(),
-            "url": self
-                .public_url
-                .as_deref()
-                .map(|public_url| super::dashboard_link(public_url, alert)),
-            "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
-                "by": ack.by,
-                "at": rfc3339(ack.at_ms),
-                "comment": ack.comment,
-            })),
-        });
-        match alert.alertname {
-            AlertName::DeviceDown => {
-                body["device"] = json!({
-                    "id": alert.device_id,
-                    "name": alert.name,
-                    "address": alert.address,
-                    "site": alert.site,
-                });
-            }
-            AlertName::AgentDown => {
-                body["agent"] = json!({ "id": alert.name, "site": alert.site });
-            }
-        }
+        let mut body = super::alert_view(alert);
+        body["id"] = notification.id.into();
+        body["kind"] = notification.kind.as_str().into();
+        body["alert_id"] = alert.id.into();
+        body["url"] = self
+            .public_url
+            .as_deref()
+            .map(|public_url| super::dashboard_link(public_url, alert))
+            .into();
         super::post_json(&self.http, &self.url, &body).await
     }
 }
