@@ -296,7 +296,7 @@ pub async fn sweep(
 }
 
 /// Runs `round` every `interval` until `shutdown`.
-async fn every<F: std::future::Future<Output = ()>>(
+pub(crate) async fn every<F: std::future::Future<Output = ()>>(
     interval: Duration,
     shutdown: impl std::future::Future<Output = ()>,
     mut round: impl FnMut() -> F,

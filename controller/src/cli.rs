@@ -483,6 +483,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::clone(&controller),
         until_stopped(),
     )));
+    tasks.push(tokio::spawn(crate::state::follow_maintenance(
+        Arc::clone(&controller),
+        until_stopped(),
+    )));
     tasks.push(tokio::spawn(crate::agents::share(
         Arc::clone(&controller),
         until_stopped(),

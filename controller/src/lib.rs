@@ -19,6 +19,7 @@ pub mod console;
 pub mod grpc;
 pub mod ldap;
 pub mod login;
+pub mod maintenance;
 pub mod notify;
 pub mod retention;
 pub mod state;

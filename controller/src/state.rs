@@ -13,13 +13,36 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::agents::{Presence, Presences, grace_period};
 use crate::cache::Cache;
+use crate::maintenance::OpenWindow;
 use crate::store::{
     AckOutcome, Actor, AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec,
-    ReportedTransition, Severity, Status, StatusChanges, Store, StoreError, SyncDiff, SyncMode,
-    TransitionReport,
+    MaintenanceSpec, MaintenanceWindow, ReportedTransition, Severity, Status, StatusChanges, Store,
+    StoreError, SyncDiff, SyncMode, TransitionReport,
 };
 use crate::store::{Announcement, CONTROLLER_REPORTS, ControllerMember};
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
+
+/// How often each controller re-reads which maintenance windows are open:
+/// a window opens and closes within this of its time.
+pub const MAINTENANCE_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Keeps `controller`'s open maintenance windows current until `shutdown`
+/// (a failed read is counted as a store failure and tried again).
+pub async fn follow_maintenance(controller: Arc<Controller>, shutdown: impl Future<Output = ()>) {
+    crate::agents::every(MAINTENANCE_REFRESH, shutdown, || async {
+        if let Err(error) = controller.refresh_maintenance().await {
+            controller.store_failed(error);
+            return;
+        }
+        // One controller of a cluster releases what maintenance held.
+        if controller.holds("maintenance release").await
+            && let Err(error) = controller.release_held().await
+        {
+            controller.store_failed(error);
+        }
+    })
+    .await;
+}
 
 /// Enabled devices by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -34,6 +57,9 @@ pub struct Summary {
     pub unknown: u64,
     /// All enabled devices.
     pub total: u64,
+    /// Enabled devices in an open maintenance window (counted in their
+    /// status too).
+    pub in_maintenance: u64,
 }
 
 /// A committed status change: the device after it, and its status before.
@@ -86,6 +112,12 @@ pub struct Metrics {
     pub notifications_sent: AtomicU64,
     /// Notification delivery attempts that failed.
     pub notifications_failed: AtomicU64,
+    /// Notifications held back (dropped) because their device was in
+    /// maintenance.
+    pub notifications_held: AtomicU64,
+    /// Held alerts released when their maintenance ended (their `firing`
+    /// queued).
+    pub held_alerts_released: AtomicU64,
     /// Channels whose last delivery round only failed.
     failing_channels: std::sync::RwLock<std::collections::BTreeSet<String>>,
     /// Report entries ignored (stale, unknown device, no change, not the
@@ -141,6 +173,9 @@ pub struct Controller {
     revocations: tokio::sync::watch::Sender<i64>,
     /// Bumped after commits that may have queued notifications.
     outbox_wakeup: tokio::sync::watch::Sender<()>,
+    /// The maintenance windows open now (re-read every
+    /// [`MAINTENANCE_REFRESH`], and after this controller changes one).
+    open_windows: tokio::sync::watch::Sender<Arc<Vec<OpenWindow>>>,
     /// When set, REST calls that change data must carry it as a bearer token.
     pub api_token: Option<String>,
     /// Reads need no principal (`anonymous_read = true`; off by default).
@@ -229,6 +264,7 @@ impl Controller {
             metrics: Metrics::default(),
             events: tokio::sync::broadcast::channel(EVENT_BUFFER).0,
             outbox_wakeup: tokio::sync::watch::channel(()).0,
+            open_windows: tokio::sync::watch::channel(Arc::default()).0,
             inventory_changes: tokio::sync::watch::channel(0).0,
             revocations: tokio::sync::watch::channel(0).0,
             stopping: tokio::sync::watch::channel(false).0,
@@ -1177,12 +1213,91 @@ impl Controller {
             .collect())
     }
 
+    /// The maintenance windows open now (at most [`MAINTENANCE_REFRESH`]
+    /// old; this controller's own changes at once).
+    pub fn open_windows(&self) -> Arc<Vec<OpenWindow>> {
+        Arc::clone(&self.open_windows.borrow())
+    }
+
+    /// Creates a maintenance window (`id` `None`), replaces window `id`
+    /// (`spec` given) or deletes it (`spec` `None`); audited as `actor`.
+    /// This controller sees the change at once, the others within
+    /// [`MAINTENANCE_REFRESH`]. `None` if there is no such window.
+    pub async fn change_maintenance(
+        &self,
+        id: Option<i64>,
+        spec: Option<MaintenanceSpec>,
+        actor: &Actor,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        let now = crate::time::now_ms();
+        let changed = match (id, spec) {
+            (None, Some(spec)) => Some(self.store.create_maintenance(&spec, actor, now).await?),
+            (Some(id), spec) => {
+                self.store
+                    .change_maintenance(id, spec.as_ref(), actor, now)
+                    .await?
+            }
+            (None, None) => None,
+        };
+        if let Err(error) = self.refresh_maintenance().await {
+            self.store_failed(error);
+        }
+        Ok(changed)
+    }
+
+    /// Releases the held alerts no open window covers any more (their
+    /// `firing` queued; the outbox woken); returns how many.
+    pub async fn release_held(&self) -> Result<u64, StoreError> {
+        let open = self.open_windows();
+        let mut released = 0;
+        for alert in self.store.held_alerts().await? {
+            let covered = alert.device_id.is_some_and(|id| {
+                open.iter().any(|open| {
+                    open.window
+                        .spec
+                        .covers_subject(id, &alert.site, &alert.tags)
+                })
+            });
+            if !covered
+                && self
+                    .store
+                    .release_alert(alert.id, crate::time::now_ms())
+                    .await?
+            {
+                released += 1;
+            }
+        }
+        if released > 0 {
+            self.metrics
+                .held_alerts_released
+                .fetch_add(released, Ordering::Relaxed);
+            self.outbox_wakeup.send_replace(());
+            tracing::info!(
+                released,
+                "maintenance over: the held alerts' firing notifications are queued"
+            );
+        }
+        Ok(released)
+    }
+
+    /// Reads the windows again and keeps those open now.
+    pub async fn refresh_maintenance(&self) -> Result<(), StoreError> {
+        let windows = self.store.maintenance_windows().await?;
+        let open = crate::maintenance::open_at(windows, crate::time::now_ms());
+        self.open_windows.send_replace(Arc::new(open));
+        Ok(())
+    }
+
     /// Enabled devices counted by status.
     pub async fn summary(&self) -> Result<Summary, StoreError> {
         let devices = self.devices().await?;
+        let open = self.open_windows();
         let mut summary = Summary::default();
         for device in devices.iter().filter(|d| d.spec.enabled) {
             summary.total += 1;
+            if open.iter().any(|open| open.window.spec.covers(device)) {
+                summary.in_maintenance += 1;
+            }
             match device.status {
                 Status::Up => summary.up += 1,
                 Status::Down => summary.down += 1,

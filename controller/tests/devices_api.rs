@@ -717,3 +717,165 @@ async fn a_sync_reports_its_diff_exactly_writes_nothing_on_a_dry_run_and_all_or_
     let (status, error) = post_csv(&api, "dry_run=true", cmdb).await;
     assert_eq!((status, error["field"].as_str()), (400, Some("dry_run")));
 }
+
+#[tokio::test]
+async fn a_maintenance_window_covers_its_devices_while_open_and_every_change_is_audited() {
+    use ward_controller::auth::Role;
+    let (_dir, url) = common::sqlite_url();
+    let controller = controller(&url, Cache::in_process()).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let operator = common::token_for(&controller, "olga", Role::Operator, None).await;
+    let viewer = common::token_for(&controller, "victor", Role::Viewer, None).await;
+    let (_, atm) = api
+        .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
+        .await;
+    let (_, elsewhere) = api
+        .post(
+            "/api/v1/devices",
+            json!({"name": "atm-2", "address": "198.18.2.1", "site": "branch-2"}),
+        )
+        .await;
+    let at = ward_controller::time::rfc3339;
+    let now = ward_controller::time::now_ms();
+    let window = |starts: i64, ends: i64| {
+        json!({
+            "name": "branch 9 closed",
+            "starts_at": at(starts),
+            "ends_at": at(ends),
+            "time_zone": "Asia/Tbilisi",
+            "sites": ["branch-9"],
+            "comment": "night",
+        })
+    };
+    let body = window(now - 60_000, now + 3_600_000);
+    let (status, _) = api
+        .send(
+            Method::POST,
+            "/api/v1/maintenance",
+            Some(body.clone()),
+            Some(&viewer),
+        )
+        .await;
+    assert_eq!(status, 403, "a viewer may not plan maintenance");
+    let (status, created) = api
+        .send(
+            Method::POST,
+            "/api/v1/maintenance",
+            Some(body),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        (created["active"].as_bool(), created["time_zone"].as_str()),
+        (Some(true), Some("Asia/Tbilisi"))
+    );
+    let id = created["id"].as_i64().expect("id");
+
+    let (_, shown) = api.get(&format!("/api/v1/devices/{}", atm["id"])).await;
+    assert_eq!(
+        (&shown["in_maintenance"], &shown["maintenance"]),
+        (&json!(true), &json!([id]))
+    );
+    let (_, other) = api
+        .get(&format!("/api/v1/devices/{}", elsewhere["id"]))
+        .await;
+    assert_eq!(other["in_maintenance"], false);
+    let (_, summary) = api.get("/api/v1/summary").await;
+    assert_eq!(summary["in_maintenance"], 1);
+    let (_, active) = api.get("/api/v1/maintenance?active=true").await;
+    assert_eq!(active.as_array().map(Vec::len), Some(1));
+
+    // Moved to tomorrow: closed now.
+    let (status, moved) = api
+        .send(
+            Method::PUT,
+            &format!("/api/v1/maintenance/{id}"),
+            Some(window(now + 86_400_000, now + 90_000_000)),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!((status, &moved["active"]), (200, &json!(false)), "{moved}");
+    let (_, shown) = api.get(&format!("/api/v1/devices/{}", atm["id"])).await;
+    assert_eq!(shown["in_maintenance"], false);
+    let (_, inactive) = api.get("/api/v1/maintenance?active=false").await;
+    assert_eq!(inactive[0]["id"], id);
+
+    for (body, field) in [
+        (json!({"time_zone": "Mars/Olympus"}), "time_zone"),
+        (json!({"ends_at": at(now - 120_000)}), "ends_at"),
+        (
+            json!({"recurrence": {"every": "hourly"}}),
+            "recurrence.every",
+        ),
+        (json!({"recurrence": {"every": "weekly"}}), "recurrence"),
+        (json!({"sites": []}), "devices"),
+        (json!({"starts_at": "tomorrow"}), "starts_at"),
+    ] {
+        let mut bad = window(now - 60_000, now + 3_600_000);
+        for (key, value) in body.as_object().expect("object") {
+            bad[key] = value.clone();
+        }
+        let (status, error) = api
+            .send(
+                Method::POST,
+                "/api/v1/maintenance",
+                Some(bad),
+                Some(&operator),
+            )
+            .await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some(field)),
+            "{error}"
+        );
+    }
+    let weekly = json!({
+        "name": "ATM service", "starts_at": "2026-12-07T09:00:00+04:00",
+        "ends_at": "2026-12-07T11:00:00+04:00", "time_zone": "Asia/Tbilisi",
+        "recurrence": {"every": "weekly", "days": ["mon", "thu"], "until": "2027-06-01T00:00:00Z"},
+        "tags": ["atm"],
+    });
+    let (status, created) = api
+        .send(
+            Method::POST,
+            "/api/v1/maintenance",
+            Some(weekly),
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["recurrence"],
+        json!({"every": "weekly", "days": ["mon", "thu"], "until": "2027-06-01T00:00:00.000Z"})
+    );
+
+    let (status, _) = api
+        .send(
+            Method::DELETE,
+            &format!("/api/v1/maintenance/{id}"),
+            None,
+            Some(&operator),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.get(&format!("/api/v1/maintenance/{id}")).await;
+    assert_eq!(status, 404);
+    let audit = controller
+        .store
+        .audit(&ward_controller::store::AuditFilter::newest(50))
+        .await
+        .expect("audit");
+    for action in [
+        "maintenance.create",
+        "maintenance.update",
+        "maintenance.delete",
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|entry| entry.action == action && entry.object == format!("maintenance {id}")),
+            "{action} audited"
+        );
+    }
+}

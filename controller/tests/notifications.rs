@@ -572,3 +572,102 @@ async fn an_acknowledgement_is_shown_notified_audited_and_refused_for_a_viewer()
         .await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn maintenance_holds_a_firing_back_until_the_window_ends_with_the_device_still_down() {
+    use ward_controller::store::{Actor, MaintenanceSpec};
+    let (receiver, url) = start_receiver().await;
+    let (_dir, controller, id) = controller_with_device().await;
+    let webhook = Channel::Webhook(Webhook::new(&url));
+    let now = ward_controller::time::now_ms();
+    let window = |starts_at_ms: i64, ends_at_ms: i64| MaintenanceSpec {
+        name: "branch 7 closed".into(),
+        starts_at_ms,
+        ends_at_ms,
+        time_zone: "UTC".into(),
+        every: None,
+        until_ms: None,
+        devices: vec![],
+        sites: vec!["branch-7".into()],
+        tags: vec![],
+        comment: String::new(),
+    };
+    let planned = controller
+        .change_maintenance(
+            None,
+            Some(window(now - 60_000, now + 3_600_000)),
+            &Actor::console(),
+        )
+        .await
+        .expect("window")
+        .expect("created");
+    controller
+        .apply_report(&report(id, 1, Status::Down, now), now)
+        .await
+        .expect("down");
+    let round = deliver_due(&controller, &webhook, now + 1_000)
+        .await
+        .expect("round");
+    assert_eq!((round.delivered, round.held), (0, 1), "held back, not sent");
+    assert!(receiver.accepted.lock().expect("lock").is_empty());
+    let device = controller
+        .store
+        .get_device(id)
+        .await
+        .expect("get")
+        .expect("device");
+    assert_eq!(device.status, Status::Down, "still shown as it is");
+    assert_eq!(
+        controller.release_held().await.expect("release"),
+        0,
+        "not while the window is open"
+    );
+
+    // The window ends with the device still down: its firing goes out.
+    controller
+        .change_maintenance(
+            Some(planned.id),
+            Some(window(now - 60_000, ward_controller::time::now_ms() - 1)),
+            &Actor::console(),
+        )
+        .await
+        .expect("ended");
+    assert_eq!(controller.release_held().await.expect("release"), 1);
+    deliver_due(
+        &controller,
+        &webhook,
+        ward_controller::time::now_ms() + 1_000,
+    )
+    .await
+    .expect("round");
+    let kinds: Vec<String> = receiver
+        .accepted
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|body| body["kind"].as_str().expect("kind").to_owned())
+        .collect();
+    assert_eq!(kinds, ["firing"]);
+
+    // Sent before a window opened, its resolution is sent during it: the
+    // receiver is never left firing.
+    let later = ward_controller::time::now_ms();
+    controller
+        .change_maintenance(
+            None,
+            Some(window(later - 1_000, later + 3_600_000)),
+            &Actor::console(),
+        )
+        .await
+        .expect("second window");
+    controller
+        .apply_report(&report(id, 2, Status::Up, later + 10), later + 10)
+        .await
+        .expect("up");
+    deliver_due(&controller, &webhook, later + 2_000)
+        .await
+        .expect("round");
+    let accepted = receiver.accepted.lock().expect("lock").clone();
+    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    assert_eq!(accepted[1]["kind"], "resolved");
+}

@@ -251,8 +251,14 @@ impl Rest {
 
     /// `POST path` with a JSON body.
     pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body)
+    }
+
+    /// `method path` with a JSON body → (status, JSON); (0, null) when
+    /// nothing answers.
+    pub fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
         match self
-            .authorized(self.http.post(format!("{}{path}", self.base)))
+            .authorized(self.http.request(method, format!("{}{path}", self.base)))
             .json(body)
             .send()
         {

@@ -21,6 +21,7 @@ fn alert_json(alert: &Alert) -> Value {
     let mut shown = crate::notify::alert_view(alert);
     shown["id"] = alert.id.into();
     shown["device_id"] = alert.device_id.into();
+    shown["held"] = alert.held.into();
     shown["state"] = if alert.resolved_at_ms.is_some() {
         "resolved"
     } else {

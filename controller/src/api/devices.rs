@@ -11,11 +11,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, now_ms, rfc3339};
+use crate::maintenance::OpenWindow;
 use crate::state::{Controller, DeviceFilter};
 use crate::store::{Device, DeviceSpec, Severity, Status};
 
-/// Device as the API shows it.
-pub(super) fn device_json(device: &Device) -> Value {
+/// Device as the API shows it, with the `open` maintenance windows that
+/// apply to it.
+pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
+    let maintenance = crate::maintenance::covering(open, device);
     json!({
         "id": device.id,
         "name": device.spec.name,
@@ -34,6 +37,8 @@ pub(super) fn device_json(device: &Device) -> Value {
         "tags": device.spec.tags,
         "enabled": device.spec.enabled,
         "severity": device.spec.severity.as_str(),
+        "in_maintenance": !maintenance.is_empty(),
+        "maintenance": maintenance,
     })
 }
 
@@ -79,7 +84,11 @@ pub async fn list(
             tag: filter.tag.as_deref(),
         })
         .await?;
-    let shown: Vec<Value> = devices.iter().map(device_json).collect();
+    let open = controller.open_windows();
+    let shown: Vec<Value> = devices
+        .iter()
+        .map(|device| device_json(device, &open))
+        .collect();
     Ok(Json(Value::Array(shown)))
 }
 
@@ -94,7 +103,7 @@ pub async fn get(
         .await
         .map_err(|error| controller.store_failed(error))?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    Ok(Json(device_json(&device)))
+    Ok(Json(device_json(&device, &controller.open_windows())))
 }
 
 /// `?minutes=` (default 60, at most a week).
@@ -199,7 +208,10 @@ pub async fn create(
     let device = controller
         .create_device(&input.into_spec()?, &actor, now_ms())
         .await?;
-    Ok((StatusCode::CREATED, Json(device_json(&device))))
+    Ok((
+        StatusCode::CREATED,
+        Json(device_json(&device, &controller.open_windows())),
+    ))
 }
 
 /// `GET /api/v1/summary`.
@@ -219,7 +231,7 @@ pub async fn update(
         .update_device(id, &input.into_spec()?, &actor, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    Ok(Json(device_json(&device)))
+    Ok(Json(device_json(&device, &controller.open_windows())))
 }
 
 /// `DELETE /api/v1/devices/{id}`.

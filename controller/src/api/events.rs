@@ -54,7 +54,7 @@ pub async fn stream(
                 if change.version.is_some_and(|v| v <= replayed_to) {
                     return None;
                 }
-                let mut device = device_json(&change.device);
+                let mut device = device_json(&change.device, &controller.open_windows());
                 device["previous_status"] = change.previous.as_str().into();
                 let event = Event::default().event("status").data(device.to_string());
                 match change.version {
@@ -142,6 +142,7 @@ async fn replay(
     let devices = controller.devices().await?;
     let by_id: std::collections::HashMap<i64, &crate::store::Device> =
         devices.iter().map(|d| (d.id, d)).collect();
+    let open = controller.open_windows();
     let mut events = Vec::with_capacity(changes.len());
     for (index, change) in changes.iter().enumerate() {
         // A deleted device's events went with it.
@@ -151,7 +152,7 @@ async fn replay(
         let closes = changes
             .get(index + 1)
             .is_none_or(|next: &LoggedChange| next.version != change.version);
-        let mut shown = device_json(device);
+        let mut shown = device_json(device, &open);
         shown["status"] = change.status.as_str().into();
         shown["previous_status"] = change.previous.as_str().into();
         let event = Event::default().event("status").data(shown.to_string());

@@ -214,6 +214,16 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.notifications_failed,
         ),
         (
+            "ward_notifications_held_total",
+            "Notifications held back because their device was in maintenance.",
+            &controller.metrics.notifications_held,
+        ),
+        (
+            "ward_held_alerts_released_total",
+            "Alerts whose maintenance ended while still open (their firing then sent).",
+            &controller.metrics.held_alerts_released,
+        ),
+        (
             "ward_statistics_ignored_total",
             "Probe statistics for devices the store does not know.",
             &controller.metrics.statistics_ignored,

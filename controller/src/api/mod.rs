@@ -14,6 +14,7 @@ mod health;
 mod history;
 mod import;
 mod latency;
+mod maintenance;
 mod security_headers;
 mod session;
 
@@ -67,18 +68,18 @@ async fn dashboard_style() -> ([(axum::http::HeaderName, &'static str); 1], &'st
 
 pub use crate::time::{now_ms, rfc3339};
 
-/// A time parameter (RFC 3339) as Unix ms; a 400 naming `parameter` if it
-/// is not one.
+/// A time parameter (RFC 3339, `Z` or an offset) as Unix ms; a 400
+/// naming `parameter` if it is not one.
 fn instant(parameter: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
     text.map(|text| {
-        humantime::parse_rfc3339_weak(text)
-            .ok()
-            .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|since_epoch| i64::try_from(since_epoch.as_millis()).ok())
-            .ok_or_else(|| {
+        text.parse::<jiff::Timestamp>()
+            .map(jiff::Timestamp::as_millisecond)
+            .map_err(|_| {
                 ApiError::field(
                     parameter,
-                    format!("`{text}`: use RFC 3339, e.g. 2026-11-30T06:00:00Z"),
+                    format!(
+                        "`{text}`: use RFC 3339, e.g. 2026-11-30T06:00:00Z or 2026-11-30T10:00:00+04:00"
+                    ),
                 )
             })
     })
@@ -145,6 +146,31 @@ pub fn routes(metrics: Access) -> Routes {
         )
         .add(Method::GET, "/api/v1/events", Read, events::stream)
         .add(Method::GET, "/api/v1/history", Read, history::list)
+        .add(Method::GET, "/api/v1/maintenance", Read, maintenance::list)
+        .add(
+            Method::POST,
+            "/api/v1/maintenance",
+            Role(Operator),
+            maintenance::create,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/maintenance/{id}",
+            Read,
+            maintenance::get,
+        )
+        .add(
+            Method::PUT,
+            "/api/v1/maintenance/{id}",
+            Role(Operator),
+            maintenance::update,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/maintenance/{id}",
+            Role(Operator),
+            maintenance::delete,
+        )
         .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)
         .add(Method::GET, "/api/v1/openapi.json", Open, openapi)
         // Logging in is how a principal is proven; the handlers check

@@ -541,6 +541,7 @@ impl Inventory for InventoryService {
             unreachable: summary.unreachable,
             unknown: summary.unknown,
             total: summary.total,
+            in_maintenance: summary.in_maintenance,
         }))
     }
 

@@ -135,7 +135,8 @@ impl Alertmanager {
     pub(super) async fn resend_open(&self, open: &[Alert], now_ms: i64) -> Result<usize, String> {
         let alerts: Vec<Value> = open
             .iter()
-            .filter(|alert| alert.resolved_at_ms.is_none())
+            // A held alert was never sent (its device is in maintenance).
+            .filter(|alert| alert.resolved_at_ms.is_none() && !alert.held)
             .map(|alert| self.alert(alert, now_ms))
             .collect();
         let count = alerts.len();
@@ -163,6 +164,7 @@ mod tests {
             severity: Severity::Critical,
             tags: vec!["atm".into()],
             acknowledged,
+            held: false,
             opened_at_ms: 1_000,
             resolved_at_ms: None,
             resolved_reason: None,

@@ -151,6 +151,8 @@ pub struct Round {
     pub delivered: u32,
     /// Attempts that failed (rescheduled).
     pub failed: u32,
+    /// Held back by maintenance and dropped (see `store::held`).
+    pub held: u32,
 }
 
 /// When to try a notification again after `attempts` failures.
@@ -179,7 +181,7 @@ pub async fn deliver_due(
             .due_notifications(channel.name(), now_ms, BATCH)
             .await
             .map_err(|error| controller.store_failed(error))?;
-        let delivered_before = round.delivered;
+        let done_before = round.delivered + round.held;
         for (index, notification) in due.iter().enumerate() {
             if started.elapsed() > claim {
                 let rest: Vec<i64> = due[index..].iter().map(|rest| rest.id).collect();
@@ -192,7 +194,10 @@ pub async fn deliver_due(
             }
             deliver(controller, channel, notification, now_ms, &mut round).await?;
         }
-        if due.is_empty() || round.delivered == delivered_before || started.elapsed() > claim {
+        if due.is_empty()
+            || round.delivered + round.held == done_before
+            || started.elapsed() > claim
+        {
             break;
         }
     }
@@ -200,8 +205,29 @@ pub async fn deliver_due(
     Ok(round)
 }
 
+/// Whether `notification` is held back by maintenance: a device alert's
+/// `firing` while an open window covers the device, or any later
+/// notification of an alert whose `firing` was held.
+fn held_back(controller: &Controller, notification: &DueNotification) -> bool {
+    let alert = &notification.alert;
+    let Some(device) = alert
+        .device_id
+        .filter(|_| alert.alertname == crate::store::AlertName::DeviceDown)
+    else {
+        return false;
+    };
+    alert.held
+        || (notification.kind == "firing"
+            && controller.open_windows().iter().any(|open| {
+                open.window
+                    .spec
+                    .covers_subject(device, &alert.site, &alert.tags)
+            }))
+}
+
 /// One delivery attempt: a 2xx removes the notification from the outbox,
-/// anything else schedules a retry with backoff.
+/// anything else schedules a retry with backoff. One held back by
+/// maintenance is dropped (counted; its alert marked held).
 async fn deliver(
     controller: &Controller,
     channel: &Channel,
@@ -209,6 +235,20 @@ async fn deliver(
     now_ms: i64,
     round: &mut Round,
 ) -> Result<(), StoreError> {
+    if held_back(controller, notification) {
+        controller
+            .store
+            .hold_notification(notification.id, notification.alert.id)
+            .await
+            .map_err(|error| controller.store_failed(error))?;
+        controller
+            .metrics
+            .notifications_held
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(channel = channel.name(), notification = notification.id, alert = notification.alert.id, kind = %notification.kind, "notification held back: the device is in maintenance");
+        round.held += 1;
+        return Ok(());
+    }
     match channel.post(notification, now_ms).await {
         Ok(()) => {
             controller

@@ -12,7 +12,9 @@ mod announce;
 mod args;
 mod event_log;
 pub mod groups;
+mod held;
 mod history;
+mod maintenance;
 mod model;
 mod operations;
 mod ownership;
@@ -39,6 +41,7 @@ pub use history::{
     DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT, HistoryCursor, HistoryEntry, HistoryFilter,
     HistoryPage, MAX_LIMIT as HISTORY_MAX_LIMIT,
 };
+pub use maintenance::{MaintenanceSpec, MaintenanceWindow};
 pub use ownership::Settlement;
 pub use presence::{HeardAgent, Member as ControllerMember};
 pub use principals::{
@@ -615,6 +618,71 @@ impl Store {
         ))
     }
 
+    /// Drops notification `notification` of alert `alert` and marks the
+    /// alert held (its device is in maintenance; [`held`]).
+    pub async fn hold_notification(&self, notification: i64, alert: i64) -> Result<(), StoreError> {
+        transaction!(self, |tx| held::hold(tx, notification, alert))
+    }
+
+    /// The open alerts whose notifications are held.
+    pub async fn held_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        transaction!(self, |tx| held::held_open(tx))
+    }
+
+    /// Releases held alert `alert`, queueing its `firing`; false if it was
+    /// not held any more.
+    pub async fn release_alert(&self, alert: i64, now_ms: i64) -> Result<bool, StoreError> {
+        transaction!(self, |tx| held::release(tx, alert, now_ms))
+    }
+
+    /// Every maintenance window, by id ([`maintenance`]).
+    pub async fn maintenance_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
+        transaction!(self, |tx| maintenance::windows(tx, None))
+    }
+
+    /// Maintenance window `id`.
+    pub async fn maintenance_window(
+        &self,
+        id: i64,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        Ok(transaction!(self, |tx| maintenance::windows(tx, Some(id)))?.pop())
+    }
+
+    /// Creates a maintenance window (checked first); audited.
+    pub async fn create_maintenance(
+        &self,
+        spec: &MaintenanceSpec,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<MaintenanceWindow, StoreError> {
+        spec.validate()?;
+        let (spec, actor) = (spec.clone(), actor.clone());
+        transaction!(self, |tx| maintenance::create(tx, &spec, &actor, now_ms))
+    }
+
+    /// Replaces window `id` (`Some`, checked first) or deletes it
+    /// (`None`); audited. `None` if there is no such window; else the
+    /// window after (or, deleted, before) the change.
+    pub async fn change_maintenance(
+        &self,
+        id: i64,
+        spec: Option<&MaintenanceSpec>,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Option<MaintenanceWindow>, StoreError> {
+        if let Some(spec) = spec {
+            spec.validate()?;
+        }
+        let (spec, actor) = (spec.cloned(), actor.clone());
+        transaction!(self, |tx| maintenance::change(
+            tx,
+            id,
+            spec.as_ref(),
+            &actor,
+            now_ms
+        ))
+    }
+
     /// The status changes `filter` selects, newest first ([`history`]).
     pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
         let filter = filter.clone();
@@ -724,7 +792,7 @@ const ALERT_COLUMNS: &str = "a.id, a.alertname, a.device_id, a.agent_id, \
     COALESCE(d.name, a.device_name, a.agent_id, ''), COALESCE(d.address, a.address, ''), \
     COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason, \
     COALESCE(d.severity, a.severity, 'major'), COALESCE(d.tags, '[]'), \
-    a.ack_by, a.ack_at_ms, a.ack_comment";
+    a.ack_by, a.ack_at_ms, a.ack_comment, a.held";
 
 /// Where [`ALERT_COLUMNS`] come from.
 const ALERTS_JOINED: &str = "alerts a LEFT JOIN devices d ON d.id = a.device_id";

@@ -374,6 +374,9 @@ pub struct Alert {
     pub tags: Vec<String>,
     /// Who took it, when, and what they said; `None` until someone does.
     pub acknowledged: Option<Acknowledgement>,
+    /// Its notifications are held back: its `firing` came due while its
+    /// device was in maintenance (see `store::held`).
+    pub held: bool,
     /// Opened (outage start), Unix ms.
     pub opened_at_ms: i64,
     /// Resolved, Unix ms; `None` while open.

@@ -88,6 +88,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../migrations/postgres/0017_acknowledgements.sql"),
     ),
+    (
+        18,
+        include_str!("../../migrations/postgres/0018_maintenance.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

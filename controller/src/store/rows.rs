@@ -126,6 +126,7 @@ pub(super) fn alert(row: &(impl Columns + ?Sized), at: usize) -> Result<Alert, S
             }),
             None => None,
         },
+        held: row.flag(at + 15)?,
     })
 }
 

@@ -80,6 +80,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         17,
         include_str!("../../migrations/sqlite/0017_acknowledgements.sql"),
     ),
+    (
+        18,
+        include_str!("../../migrations/sqlite/0018_maintenance.sql"),
+    ),
 ];
 
 #[allow(

@@ -1,0 +1,265 @@
+//! Maintenance windows as stored: created, replaced and deleted by an
+//! operator (audited), read by every controller. When one is open is
+//! [`crate::maintenance`]'s to say.
+
+use super::StoreError;
+use super::args::Arg;
+use super::model::{Device, FieldError};
+use super::operations::WriteTx;
+use super::principals::{Actor, Change, audit_change, json};
+use super::rows::Columns;
+use crate::maintenance::{Every, Schedule};
+
+/// What an operator sets on a window.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MaintenanceSpec {
+    /// What it is for ("branch closed at night").
+    pub name: String,
+    /// The first occurrence, Unix ms.
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    /// The IANA time zone its local times are read in.
+    pub time_zone: String,
+    /// How it repeats; `None`: once.
+    pub every: Option<Every>,
+    /// No occurrence starts after this, Unix ms.
+    pub until_ms: Option<i64>,
+    /// The devices it applies to …
+    pub devices: Vec<i64>,
+    /// … and every device of these sites …
+    pub sites: Vec<String>,
+    /// … and every device carrying one of these tags.
+    pub tags: Vec<String>,
+    /// Why, who to call.
+    pub comment: String,
+}
+
+impl MaintenanceSpec {
+    /// Its schedule; a bad one names its field.
+    pub fn schedule(&self) -> Result<Schedule, FieldError> {
+        Schedule::new(
+            self.starts_at_ms,
+            self.ends_at_ms,
+            &self.time_zone,
+            self.every.clone(),
+            self.until_ms,
+        )
+        .map_err(|error| FieldError {
+            field: error.field,
+            message: error.message,
+        })
+    }
+
+    /// Checks every field; the first problem is named.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let error = |field, message: &str| {
+            Err(FieldError {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return error("name", "must be 1 to 200 characters");
+        }
+        if self.devices.is_empty() && self.sites.is_empty() && self.tags.is_empty() {
+            return error(
+                "devices",
+                "name the devices, sites or tags the window applies to",
+            );
+        }
+        if self.comment.len() > 2000 {
+            return error("comment", "at most 2000 characters");
+        }
+        self.schedule().map(drop)
+    }
+
+    /// Whether the window applies to `device` (when it is open).
+    pub fn covers(&self, device: &Device) -> bool {
+        self.covers_subject(device.id, &device.spec.site, &device.spec.tags)
+    }
+
+    /// Whether the window applies to device `id` of `site` with `tags`.
+    pub fn covers_subject(&self, id: i64, site: &str, tags: &[String]) -> bool {
+        self.devices.contains(&id)
+            || self.sites.iter().any(|covered| covered == site)
+            || tags.iter().any(|tag| self.tags.contains(tag))
+    }
+}
+
+/// A stored window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    pub id: i64,
+    pub spec: MaintenanceSpec,
+    /// Who created it, when (Unix ms).
+    pub created_by: String,
+    pub created_at_ms: i64,
+}
+
+const COLUMNS: &str = "id, name, starts_at_ms, ends_at_ms, time_zone, recurrence, until_ms, \
+    devices, sites, tags, comment, created_by, created_at_ms";
+
+fn list_of<T: serde::de::DeserializeOwned>(column: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|_| StoreError::Corrupt(format!("{column} `{text}`")))
+}
+
+fn window(row: &dyn Columns) -> Result<MaintenanceWindow, StoreError> {
+    Ok(MaintenanceWindow {
+        id: row.int(0)?,
+        spec: MaintenanceSpec {
+            name: row.text(1)?,
+            starts_at_ms: row.int(2)?,
+            ends_at_ms: row.int(3)?,
+            time_zone: row.text(4)?,
+            every: row
+                .opt_text(5)?
+                .map(|text| list_of("recurrence", &text))
+                .transpose()?,
+            until_ms: row.opt_int(6)?,
+            devices: list_of("devices", &row.text(7)?)?,
+            sites: list_of("sites", &row.text(8)?)?,
+            tags: list_of("tags", &row.text(9)?)?,
+            comment: row.text(10)?,
+        },
+        created_by: row.text(11)?,
+        created_at_ms: row.int(12)?,
+    })
+}
+
+/// Every window (`id` given: that one), by id.
+pub(super) async fn windows<T: WriteTx>(
+    tx: &T,
+    id: Option<i64>,
+) -> Result<Vec<MaintenanceWindow>, StoreError> {
+    tx.rows(
+        &format!(
+            "SELECT {COLUMNS} FROM maintenance_windows \
+             WHERE CAST($1 AS BIGINT) = 0 OR id = $1 ORDER BY id"
+        ),
+        &[Arg::Int(id.unwrap_or(0))],
+        window,
+    )
+    .await
+}
+
+/// The spec's columns name … comment, as stored.
+struct Stored {
+    every: Option<String>,
+    devices: String,
+    sites: String,
+    tags: String,
+}
+
+impl Stored {
+    fn of(spec: &MaintenanceSpec) -> Self {
+        Self {
+            every: spec.every.as_ref().map(json),
+            devices: json(&spec.devices),
+            sites: json(&spec.sites),
+            tags: json(&spec.tags),
+        }
+    }
+
+    fn args<'a>(&'a self, spec: &'a MaintenanceSpec) -> [Arg<'a>; 10] {
+        [
+            Arg::Text(&spec.name),
+            Arg::Int(spec.starts_at_ms),
+            Arg::Int(spec.ends_at_ms),
+            Arg::Text(&spec.time_zone),
+            Arg::OptText(self.every.as_deref()),
+            Arg::OptInt(spec.until_ms),
+            Arg::Text(&self.devices),
+            Arg::Text(&self.sites),
+            Arg::Text(&self.tags),
+            Arg::Text(&spec.comment),
+        ]
+    }
+}
+
+/// Creates a window; audited.
+pub(super) async fn create<T: WriteTx>(
+    tx: &T,
+    spec: &MaintenanceSpec,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<MaintenanceWindow, StoreError> {
+    let stored = Stored::of(spec);
+    let mut args = stored.args(spec).to_vec();
+    args.extend([Arg::Text(&actor.principal), Arg::Int(now_ms)]);
+    let id = tx
+        .rows(
+            "INSERT INTO maintenance_windows (name, starts_at_ms, ends_at_ms, time_zone, \
+             recurrence, until_ms, devices, sites, tags, comment, created_by, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+            &args,
+            |row| row.int(0),
+        )
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("no id for the new window".into()))?;
+    let change = Change {
+        action: "maintenance.create",
+        object: format!("maintenance {id}"),
+        before: None,
+        after: Some(json(spec)),
+    };
+    audit_change(tx, actor, change, now_ms).await?;
+    Ok(MaintenanceWindow {
+        id,
+        spec: spec.clone(),
+        created_by: actor.principal.clone(),
+        created_at_ms: now_ms,
+    })
+}
+
+/// Replaces window `id`'s spec (`Some`), or deletes it (`None`); audited.
+/// `None` if there is no such window.
+pub(super) async fn change<T: WriteTx>(
+    tx: &T,
+    id: i64,
+    spec: Option<&MaintenanceSpec>,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<Option<MaintenanceWindow>, StoreError> {
+    let Some(before) = windows(tx, Some(id)).await?.pop() else {
+        return Ok(None);
+    };
+    let after = match spec {
+        Some(spec) => {
+            let stored = Stored::of(spec);
+            let mut args = stored.args(spec).to_vec();
+            args.push(Arg::Int(id));
+            tx.run(
+                "UPDATE maintenance_windows SET name = $1, starts_at_ms = $2, ends_at_ms = $3, \
+                 time_zone = $4, recurrence = $5, until_ms = $6, devices = $7, sites = $8, \
+                 tags = $9, comment = $10 WHERE id = $11",
+                &args,
+            )
+            .await?;
+            Some(MaintenanceWindow {
+                spec: spec.clone(),
+                ..before.clone()
+            })
+        }
+        None => {
+            tx.run(
+                "DELETE FROM maintenance_windows WHERE id = $1",
+                &[Arg::Int(id)],
+            )
+            .await?;
+            None
+        }
+    };
+    let change = Change {
+        action: if spec.is_some() {
+            "maintenance.update"
+        } else {
+            "maintenance.delete"
+        },
+        object: format!("maintenance {id}"),
+        before: Some(json(&before.spec)),
+        after: after.as_ref().map(|window| json(&window.spec)),
+    };
+    audit_change(tx, actor, change, now_ms).await?;
+    Ok(Some(after.unwrap_or(before)))
+}
