@@ -46,6 +46,43 @@ pub enum Day {
     Sun,
 }
 
+impl std::str::FromStr for Day {
+    type Err = ScheduleError;
+
+    fn from_str(text: &str) -> Result<Self, ScheduleError> {
+        serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+            invalid(
+                "recurrence.days",
+                format!("`{text}`: use mon, tue, wed, thu, fri, sat or sun"),
+            )
+        })
+    }
+}
+
+impl Every {
+    /// The recurrence `every` names: `daily`; `weekly` with `days`;
+    /// `monthly` with `day`.
+    pub fn named(
+        every: &str,
+        days: Option<Vec<Day>>,
+        day: Option<u8>,
+    ) -> Result<Self, ScheduleError> {
+        match (every, days, day) {
+            ("daily", None, None) => Ok(Every::Daily),
+            ("weekly", Some(days), None) => Ok(Every::Weekly { days }),
+            ("monthly", None, Some(day)) => Ok(Every::Monthly { day }),
+            ("daily" | "weekly" | "monthly", _, _) => Err(invalid(
+                "recurrence",
+                "weekly takes `days`, monthly takes `day`, daily neither",
+            )),
+            (other, _, _) => Err(invalid(
+                "recurrence.every",
+                format!("`{other}`: use daily, weekly or monthly"),
+            )),
+        }
+    }
+}
+
 impl Day {
     fn weekday(self) -> Weekday {
         match self {

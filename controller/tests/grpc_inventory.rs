@@ -59,6 +59,18 @@ async fn serve() -> (tempfile::TempDir, Arc<Controller>, Channel) {
     (dir, controller, channel)
 }
 
+/// A once-only window over site `branch-3`, Unix ms.
+fn window(starts_at_unix_ms: i64, ends_at_unix_ms: i64) -> ward_proto::v1::MaintenanceSpec {
+    ward_proto::v1::MaintenanceSpec {
+        name: "branch 3 closed".into(),
+        starts_at_unix_ms,
+        ends_at_unix_ms,
+        time_zone: "Asia/Tbilisi".into(),
+        sites: vec!["branch-3".into()],
+        ..Default::default()
+    }
+}
+
 fn spec(address: &str) -> DeviceSpec {
     DeviceSpec {
         name: "atm-1".into(),
@@ -265,6 +277,21 @@ async fn call(client: &mut Client, method: &str) -> Code {
             .unacknowledge_alert(ward_proto::v1::UnacknowledgeAlertRequest { id: 1 })
             .await
             .map(drop),
+        "ListMaintenance" => client
+            .list_maintenance(ward_proto::v1::ListMaintenanceRequest::default())
+            .await
+            .map(drop),
+        "UpsertMaintenance" => client
+            .upsert_maintenance(ward_proto::v1::UpsertMaintenanceRequest {
+                id: Some(999),
+                spec: Some(window(1_000, 2_000)),
+            })
+            .await
+            .map(drop),
+        "DeleteMaintenance" => client
+            .delete_maintenance(ward_proto::v1::DeleteMaintenanceRequest { id: 999 })
+            .await
+            .map(drop),
         "SyncDevices" => client
             .sync_devices(ward_proto::v1::SyncDevicesRequest {
                 devices: vec![spec("198.18.1.78")],
@@ -283,7 +310,7 @@ async fn every_inventory_method_requires_its_declared_role() {
     let (_dir, controller, channel) = serve().await;
     let principals = common::principals(&controller).await;
     let methods = inventory_methods();
-    assert_eq!(methods.len(), 13, "{methods:?}");
+    assert_eq!(methods.len(), 16, "{methods:?}");
     let mut checked = 0;
     for method in &methods {
         let access = ward_controller::grpc::INVENTORY_ACCESS
@@ -312,10 +339,10 @@ async fn every_inventory_method_requires_its_declared_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 13 * 7);
+    assert_eq!(checked, 16 * 7);
     let refusals = common::every_refusal_is_audited(&controller).await;
     assert!(
-        refusals >= 12 * 4,
+        refusals >= 15 * 4,
         "anonymous and three bad tokens everywhere: {refusals}"
     );
 }
@@ -447,4 +474,77 @@ async fn a_sync_over_grpc_names_the_bad_entry_and_reports_its_diff() {
         "{}",
         refused.message()
     );
+}
+
+#[tokio::test]
+async fn maintenance_over_grpc_covers_devices_and_names_bad_fields() {
+    let (_dir, _controller, mut client) = start().await;
+    let device = client
+        .upsert_device(UpsertDeviceRequest {
+            id: None,
+            spec: Some(spec("198.18.1.60")),
+        })
+        .await
+        .expect("create")
+        .into_inner();
+    let now = ward_controller::time::now_ms();
+    let mut weekly = window(now - 60_000, now + 3_600_000);
+    weekly.recurrence = Some(ward_proto::v1::Recurrence {
+        every: "weekly".into(),
+        days: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .map(String::from)
+            .into(),
+        ..Default::default()
+    });
+    let created = client
+        .upsert_maintenance(ward_proto::v1::UpsertMaintenanceRequest {
+            id: None,
+            spec: Some(weekly),
+        })
+        .await
+        .expect("window")
+        .into_inner();
+    assert!(created.active);
+    let shown = client
+        .get_device(GetDeviceRequest { id: device.id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(shown.in_maintenance);
+    assert_eq!(shown.maintenance, [created.id]);
+    let listed = client
+        .list_maintenance(ward_proto::v1::ListMaintenanceRequest { active_only: true })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(listed.windows.len(), 1);
+    let mut bad = window(now, now + 1_000);
+    bad.recurrence = Some(ward_proto::v1::Recurrence {
+        every: "weekly".into(),
+        days: vec!["someday".into()],
+        ..Default::default()
+    });
+    let refused = client
+        .upsert_maintenance(ward_proto::v1::UpsertMaintenanceRequest {
+            id: None,
+            spec: Some(bad),
+        })
+        .await
+        .expect_err("a bad day");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("recurrence.days"),
+        "{}",
+        refused.message()
+    );
+    client
+        .delete_maintenance(ward_proto::v1::DeleteMaintenanceRequest { id: created.id })
+        .await
+        .expect("delete");
+    let shown = client
+        .get_device(GetDeviceRequest { id: device.id })
+        .await
+        .expect("get")
+        .into_inner();
+    assert!(!shown.in_maintenance);
 }

@@ -55,23 +55,8 @@ impl WindowInput {
         let (every, until_ms) = match self.recurrence {
             None => (None, None),
             Some(recurrence) => {
-                let every = match (recurrence.every.as_str(), recurrence.days, recurrence.day) {
-                    ("daily", None, None) => Every::Daily,
-                    ("weekly", Some(days), None) => Every::Weekly { days },
-                    ("monthly", None, Some(day)) => Every::Monthly { day },
-                    ("daily" | "weekly" | "monthly", _, _) => {
-                        return Err(ApiError::field(
-                            "recurrence",
-                            "weekly takes `days`, monthly takes `day`, daily neither",
-                        ));
-                    }
-                    (other, _, _) => {
-                        return Err(ApiError::field(
-                            "recurrence.every",
-                            format!("`{other}`: use daily, weekly or monthly"),
-                        ));
-                    }
-                };
+                let every = Every::named(&recurrence.every, recurrence.days, recurrence.day)
+                    .map_err(|error| ApiError::field(error.field, error.message))?;
                 let until = instant("recurrence.until", recurrence.until.as_deref())?;
                 (Some(every), until)
             }

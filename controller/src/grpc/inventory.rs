@@ -20,11 +20,12 @@ use ward_proto::v1::{
 
 use crate::access::{self, Access, Refusal};
 use crate::auth::{Principal, Role};
+use crate::maintenance::{Day, Every, OpenWindow};
 use crate::state::{Controller, DeviceFilter, LiveEvent};
 use crate::store::{
     AckOutcome, Actor, Alert, AlertName, AuditFilter, Device, DeviceSpec, HISTORY_DEFAULT_LIMIT,
-    HISTORY_MAX_LIMIT, HistoryCursor, HistoryFilter, MAX_ACK_COMMENT, Severity, Status, StoreError,
-    SyncMode, SyncedDevice,
+    HISTORY_MAX_LIMIT, HistoryCursor, HistoryFilter, MAX_ACK_COMMENT, MaintenanceSpec,
+    MaintenanceWindow, Severity, Status, StoreError, SyncMode, SyncedDevice,
 };
 use crate::time::now_ms;
 
@@ -50,6 +51,9 @@ pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
     ("AcknowledgeAlert", Access::Role(Role::Operator)),
     ("UnacknowledgeAlert", Access::Role(Role::Operator)),
     ("SyncDevices", Access::Role(Role::Admin)),
+    ("ListMaintenance", Access::Read),
+    ("UpsertMaintenance", Access::Role(Role::Operator)),
+    ("DeleteMaintenance", Access::Role(Role::Operator)),
 ];
 
 impl InventoryService {
@@ -147,8 +151,15 @@ fn state(status: Status) -> DeviceState {
     }
 }
 
-fn to_proto(device: &Device) -> pb::Device {
+/// A device with the `open` maintenance windows that apply to it.
+fn to_proto(device: &Device, open: &[OpenWindow]) -> pb::Device {
+    let maintenance = crate::maintenance::covering(open, device);
     pb::Device {
+        in_maintenance: !maintenance.is_empty(),
+        maintenance: maintenance
+            .into_iter()
+            .filter_map(|id| u64::try_from(id).ok())
+            .collect(),
         id: u64::try_from(device.id).unwrap_or_default(),
         spec: Some(pb::DeviceSpec {
             name: device.spec.name.clone(),
@@ -267,6 +278,101 @@ fn alert_to_proto(alert: &Alert) -> pb::Alert {
     }
 }
 
+fn window_to_proto(window: MaintenanceWindow, open: Option<&OpenWindow>) -> pb::MaintenanceWindow {
+    let spec = window.spec;
+    let recurrence = spec.every.map(|every| {
+        let (name, days, day) = match every {
+            Every::Daily => ("daily", Vec::new(), 0),
+            Every::Weekly { days } => ("weekly", days, 0),
+            Every::Monthly { day } => ("monthly", Vec::new(), u32::from(day)),
+        };
+        pb::Recurrence {
+            every: name.to_owned(),
+            days: days
+                .iter()
+                .map(|day| {
+                    serde_json::to_value(day)
+                        .ok()
+                        .and_then(|value| value.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                })
+                .collect(),
+            day,
+            until_unix_ms: spec.until_ms,
+        }
+    });
+    pb::MaintenanceWindow {
+        id: u64::try_from(window.id).unwrap_or_default(),
+        spec: Some(pb::MaintenanceSpec {
+            name: spec.name,
+            starts_at_unix_ms: spec.starts_at_ms,
+            ends_at_unix_ms: spec.ends_at_ms,
+            time_zone: spec.time_zone,
+            recurrence,
+            devices: spec
+                .devices
+                .into_iter()
+                .filter_map(|id| u64::try_from(id).ok())
+                .collect(),
+            sites: spec.sites,
+            tags: spec.tags,
+            comment: spec.comment,
+        }),
+        created_by: window.created_by,
+        created_at_unix_ms: window.created_at_ms,
+        active: open.is_some(),
+        current_starts_unix_ms: open.map(|open| open.starts_ms),
+        current_ends_unix_ms: open.map(|open| open.ends_ms),
+    }
+}
+
+/// A proto window spec; a bad field is named.
+fn maintenance_from_proto(
+    spec: Option<pb::MaintenanceSpec>,
+) -> Result<MaintenanceSpec, GrpcStatus> {
+    let spec = spec.ok_or_else(|| GrpcStatus::invalid_argument("spec: required"))?;
+    let named = |error: crate::maintenance::ScheduleError| {
+        GrpcStatus::invalid_argument(format!("{}: {}", error.field, error.message))
+    };
+    let (every, until_ms) = match spec.recurrence {
+        None => (None, None),
+        Some(recurrence) => {
+            let days = recurrence
+                .days
+                .iter()
+                .map(|day| day.parse::<Day>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(named)?;
+            let day = u8::try_from(recurrence.day).unwrap_or(u8::MAX);
+            let every = Every::named(
+                &recurrence.every,
+                Some(days).filter(|days| !days.is_empty()),
+                Some(day).filter(|day| *day != 0),
+            )
+            .map_err(named)?;
+            (Some(every), recurrence.until_unix_ms)
+        }
+    };
+    Ok(MaintenanceSpec {
+        name: spec.name,
+        starts_at_ms: spec.starts_at_unix_ms,
+        ends_at_ms: spec.ends_at_unix_ms,
+        time_zone: Some(spec.time_zone)
+            .filter(|zone| !zone.is_empty())
+            .unwrap_or_else(|| "UTC".into()),
+        every,
+        until_ms,
+        devices: spec
+            .devices
+            .into_iter()
+            .map(|id| i64::try_from(id).unwrap_or(i64::MAX))
+            .collect(),
+        sites: spec.sites,
+        tags: spec.tags,
+        comment: spec.comment,
+    })
+}
+
 fn grpc_error(error: StoreError) -> GrpcStatus {
     match error {
         StoreError::Invalid(field) => {
@@ -325,8 +431,12 @@ impl Inventory for InventoryService {
             })
             .await
             .map_err(grpc_error)?;
+        let open = self.controller.open_windows();
         Ok(Response::new(ListDevicesResponse {
-            devices: devices.iter().map(to_proto).collect(),
+            devices: devices
+                .iter()
+                .map(|device| to_proto(device, &open))
+                .collect(),
         }))
     }
 
@@ -344,7 +454,7 @@ impl Inventory for InventoryService {
             .await
             .map_err(grpc_error)?;
         device
-            .map(|device| Response::new(to_proto(&device)))
+            .map(|device| Response::new(to_proto(&device, &self.controller.open_windows())))
             .ok_or_else(|| GrpcStatus::not_found(format!("no device with id {id}")))
     }
 
@@ -374,7 +484,10 @@ impl Inventory for InventoryService {
                     .ok_or_else(|| GrpcStatus::not_found(format!("no device with id {id}")))?
             }
         };
-        Ok(Response::new(to_proto(&device)))
+        Ok(Response::new(to_proto(
+            &device,
+            &self.controller.open_windows(),
+        )))
     }
 
     async fn sync_devices(
@@ -429,6 +542,72 @@ impl Inventory for InventoryService {
             deleted: synced(diff.deleted),
             unchanged: synced(diff.unchanged),
         }))
+    }
+
+    async fn list_maintenance(
+        &self,
+        request: Request<pb::ListMaintenanceRequest>,
+    ) -> Result<Response<pb::ListMaintenanceResponse>, GrpcStatus> {
+        self.authorize(&request, "ListMaintenance", "maintenance")
+            .await?;
+        let active_only = request.into_inner().active_only;
+        let windows = self
+            .controller
+            .store
+            .maintenance_windows()
+            .await
+            .map_err(grpc_error)?;
+        let open = crate::maintenance::open_at(windows.clone(), now_ms());
+        let windows = windows
+            .into_iter()
+            .map(|window| {
+                let current = open.iter().find(|open| open.window.id == window.id);
+                window_to_proto(window.clone(), current)
+            })
+            .filter(|window| !active_only || window.active)
+            .collect();
+        Ok(Response::new(pb::ListMaintenanceResponse { windows }))
+    }
+
+    async fn upsert_maintenance(
+        &self,
+        request: Request<pb::UpsertMaintenanceRequest>,
+    ) -> Result<Response<pb::MaintenanceWindow>, GrpcStatus> {
+        let object = request.get_ref().id.map_or_else(
+            || "a new maintenance window".to_owned(),
+            |id| format!("maintenance {id}"),
+        );
+        let actor = self
+            .authorize(&request, "UpsertMaintenance", &object)
+            .await?;
+        let request = request.into_inner();
+        let spec = maintenance_from_proto(request.spec)?;
+        let id = request.id.map(device_id).transpose()?;
+        let window = self
+            .controller
+            .change_maintenance(id, Some(spec), &actor)
+            .await
+            .map_err(grpc_error)?
+            .ok_or_else(|| GrpcStatus::not_found(format!("no {object}")))?;
+        let open = crate::maintenance::open_at(vec![window.clone()], now_ms());
+        Ok(Response::new(window_to_proto(window, open.first())))
+    }
+
+    async fn delete_maintenance(
+        &self,
+        request: Request<pb::DeleteMaintenanceRequest>,
+    ) -> Result<Response<pb::DeleteMaintenanceResponse>, GrpcStatus> {
+        let object = format!("maintenance {}", request.get_ref().id);
+        let actor = self
+            .authorize(&request, "DeleteMaintenance", &object)
+            .await?;
+        let id = device_id(request.into_inner().id)?;
+        self.controller
+            .change_maintenance(Some(id), None, &actor)
+            .await
+            .map_err(grpc_error)?
+            .ok_or_else(|| GrpcStatus::not_found(format!("no {object}")))?;
+        Ok(Response::new(pb::DeleteMaintenanceResponse {}))
     }
 
     async fn delete_device(
@@ -646,7 +825,7 @@ impl Inventory for InventoryService {
         let controller = Arc::clone(&self.controller);
         let changes = BroadcastStream::new(self.controller.subscribe()).map(move |change| match change {
             Ok(LiveEvent::Status(change)) => Ok(StatusChange {
-                device: Some(to_proto(&change.device)),
+                device: Some(to_proto(&change.device, &controller.open_windows())),
                 previous: state(change.previous).into(),
             }),
             Ok(LiveEvent::Resync) => Err(GrpcStatus::aborted(
