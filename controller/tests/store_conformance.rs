@@ -81,6 +81,8 @@ conformance!(
     the_audit_log_is_pruned_past_its_retention_and_says_so,
     the_history_lists_every_change_newest_first_in_pages_and_is_pruned,
     a_devices_severity_is_kept_and_its_alert_carries_it_after_the_device_is_gone,
+    acknowledgements_and_held_alerts_queue_their_notifications,
+    maintenance_windows_round_trip_and_every_change_is_audited,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -1867,5 +1869,142 @@ async fn a_devices_severity_is_kept_and_its_alert_carries_it_after_the_device_is
         kept.severity,
         Severity::Critical,
         "kept after the device is gone"
+    );
+}
+
+async fn acknowledgements_and_held_alerts_queue_their_notifications(store: &Store) {
+    use ward_controller::store::AckOutcome;
+    let console = ward_controller::store::Actor::console();
+    let atm = store
+        .create_device(&spec("atm", "198.18.1.2"), &console, 1_000)
+        .await
+        .expect("atm");
+    store
+        .apply(&report(1, &[(atm.id, Status::Down, 2_000)]), 2_000)
+        .await
+        .expect("down");
+    let alert = store.alerts(true).await.expect("alerts")[0].id;
+    let firing = store
+        .pending_notifications()
+        .await
+        .expect("outbox")
+        .pop()
+        .expect("the firing");
+    // Held: the firing leaves the outbox, the alert is marked.
+    store
+        .hold_notification(firing.id, alert)
+        .await
+        .expect("hold");
+    assert!(
+        store
+            .pending_notifications()
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
+    assert_eq!(store.held_alerts().await.expect("held").len(), 1);
+    match store
+        .acknowledge(alert, Some("on it"), &console, 2_500)
+        .await
+        .expect("ack")
+    {
+        AckOutcome::Done(acked) => {
+            let ack = acked.acknowledged.expect("acknowledged");
+            assert_eq!((ack.comment.as_str(), ack.at_ms), ("on it", 2_500));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(store.release_alert(alert, 3_000).await.expect("release"));
+    assert!(
+        !store.release_alert(alert, 3_000).await.expect("again"),
+        "released once"
+    );
+    let kinds: Vec<String> = store
+        .pending_notifications()
+        .await
+        .expect("outbox")
+        .into_iter()
+        .map(|notification| notification.kind)
+        .collect();
+    assert_eq!(kinds, ["acknowledged", "firing"]);
+    assert!(store.held_alerts().await.expect("held").is_empty());
+    assert!(matches!(
+        store.acknowledge(999_999, None, &console, 3_000).await,
+        Ok(AckOutcome::NotFound)
+    ));
+}
+
+async fn maintenance_windows_round_trip_and_every_change_is_audited(store: &Store) {
+    use ward_controller::maintenance::{Day, Every};
+    use ward_controller::store::{AuditFilter, MaintenanceSpec};
+    let console = ward_controller::store::Actor::console();
+    let spec = MaintenanceSpec {
+        name: "ATM service".into(),
+        starts_at_ms: 1_796_018_400_000,
+        ends_at_ms: 1_796_025_600_000,
+        time_zone: "Asia/Tbilisi".into(),
+        every: Some(Every::Weekly {
+            days: vec![Day::Mon, Day::Thu],
+        }),
+        until_ms: Some(1_800_000_000_000),
+        devices: vec![7],
+        sites: vec!["branch-0421".into()],
+        tags: vec!["atm".into()],
+        comment: "call +995".into(),
+    };
+    let created = store
+        .create_maintenance(&spec, &console, 5_000)
+        .await
+        .expect("create");
+    let read = store
+        .maintenance_window(created.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read, created);
+    let once = MaintenanceSpec {
+        every: None,
+        until_ms: None,
+        ..spec.clone()
+    };
+    let changed = store
+        .change_maintenance(created.id, Some(&once), &console, 6_000)
+        .await
+        .expect("update")
+        .expect("exists");
+    assert_eq!(changed.spec, once);
+    let refused = store
+        .create_maintenance(
+            &MaintenanceSpec {
+                time_zone: "Mars/Olympus".into(),
+                ..spec
+            },
+            &console,
+            7_000,
+        )
+        .await
+        .expect_err("a bad zone");
+    assert!(refused.to_string().contains("time_zone"), "{refused}");
+    store
+        .change_maintenance(created.id, None, &console, 8_000)
+        .await
+        .expect("delete")
+        .expect("existed");
+    assert!(store.maintenance_windows().await.expect("list").is_empty());
+    let actions: Vec<String> = store
+        .audit(&AuditFilter::newest(10))
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|entry| entry.object == format!("maintenance {}", created.id))
+        .map(|entry| entry.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "maintenance.delete",
+            "maintenance.update",
+            "maintenance.create"
+        ]
     );
 }

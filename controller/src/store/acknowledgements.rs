@@ -8,7 +8,7 @@ use super::args::Arg;
 use super::model::{Acknowledgement, Alert};
 use super::operations::WriteTx;
 use super::principals::{Actor, Change, audit_change, json};
-use super::{ALERT_COLUMNS, ALERTS_JOINED, StoreError, rows};
+use super::{ALERT_COLUMNS, ALERTS_JOINED, StoreError, rows, sql};
 
 /// The most characters a comment keeps.
 pub const MAX_COMMENT: usize = 2000;
@@ -69,10 +69,8 @@ pub(super) async fn acknowledge(
     .await?;
     if acknowledged.is_some() {
         tx.run(
-            "INSERT INTO notification_outbox \
-             (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
-             SELECT $1, 'acknowledged', name, $2, $2 FROM notification_channels",
-            &[Arg::Int(id), Arg::Int(now_ms)],
+            sql::QUEUE_ON_EVERY_CHANNEL,
+            &[Arg::Int(id), Arg::Text("acknowledged"), Arg::Int(now_ms)],
         )
         .await?;
     }

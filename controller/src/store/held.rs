@@ -8,7 +8,7 @@
 use super::args::Arg;
 use super::model::Alert;
 use super::operations::WriteTx;
-use super::{ALERT_COLUMNS, ALERTS_JOINED, StoreError, rows};
+use super::{ALERT_COLUMNS, ALERTS_JOINED, StoreError, rows, sql};
 
 /// Drops outbox row `notification` and marks its alert held.
 pub(super) async fn hold<T: WriteTx>(
@@ -60,10 +60,8 @@ pub(super) async fn release<T: WriteTx>(
         return Ok(false);
     }
     tx.run(
-        "INSERT INTO notification_outbox \
-         (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
-         SELECT $1, 'firing', name, $2, $2 FROM notification_channels",
-        &[Arg::Int(alert), Arg::Int(now_ms)],
+        sql::QUEUE_ON_EVERY_CHANNEL,
+        &[Arg::Int(alert), Arg::Text("firing"), Arg::Int(now_ms)],
     )
     .await?;
     Ok(true)

@@ -69,6 +69,12 @@ pub(super) fn write_device_rows(source: &str) -> String {
     )
 }
 
+/// Queues a notification of kind `$2` about alert `$1` on every channel,
+/// due at `$3`.
+pub(super) const QUEUE_ON_EVERY_CHANNEL: &str = "INSERT INTO notification_outbox \
+    (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+    SELECT $1, $2, name, $3, $3 FROM notification_channels";
+
 pub(super) const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = $1";
 
 /// Device `$1`'s status events, deleted with it.
