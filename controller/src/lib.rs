@@ -11,6 +11,7 @@ pub mod access;
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod availability;
 pub mod cache;
 pub mod certs;
 pub mod cli;

@@ -258,6 +258,39 @@ impl Schedule {
         Some((start, instant(end_date, self.end)?))
     }
 
+    /// Every occurrence overlapping `from_ms..to_ms`, in order, Unix ms.
+    pub fn occurrences(&self, from_ms: i64, to_ms: i64) -> Vec<(i64, i64)> {
+        let local = |ms: i64| {
+            Timestamp::from_millisecond(ms)
+                .ok()
+                .map(|at| at.to_zoned(self.zone.clone()).date())
+        };
+        let (Some(mut date), Some(last)) = (local(from_ms), local(to_ms)) else {
+            return Vec::new();
+        };
+        // An occurrence overlapping the start began up to its length (and
+        // a day, for a DST shift) before.
+        for _ in 0..=self.days_long.saturating_add(1) {
+            match date.yesterday() {
+                Ok(earlier) => date = earlier,
+                Err(_) => break,
+            }
+        }
+        let mut found = Vec::new();
+        while date <= last {
+            if self.starts_on(date)
+                && let Some((start, end)) = self.occurrence(date)
+                && start < to_ms
+                && end > from_ms
+            {
+                found.push((start, end));
+            }
+            let Ok(next) = date.tomorrow() else { break };
+            date = next;
+        }
+        found
+    }
+
     /// The occurrence open at `at_ms` (start inclusive, end exclusive),
     /// Unix ms.
     pub fn open_at(&self, at_ms: i64) -> Option<(i64, i64)> {
@@ -394,6 +427,32 @@ mod tests {
             "day two of three"
         );
         assert!(once.open_at(ms("2026-12-02T06:00:00Z")).is_none());
+    }
+
+    #[test]
+    fn occurrences_are_listed_across_a_range_and_agree_with_open_at() {
+        let schedule = Schedule::new(
+            ms("2026-03-27T22:00:00+01:00"),
+            ms("2026-03-28T06:00:00+01:00"),
+            "Europe/Berlin",
+            Some(Every::Daily),
+            Some(ms("2026-03-30T00:00:00Z")),
+        )
+        .expect("schedule");
+        let found = schedule.occurrences(ms("2026-03-28T00:00:00Z"), ms("2026-04-02T00:00:00Z"));
+        assert_eq!(
+            found,
+            [
+                (ms("2026-03-27T21:00:00Z"), ms("2026-03-28T05:00:00Z")),
+                (ms("2026-03-28T21:00:00Z"), ms("2026-03-29T04:00:00Z")),
+                (ms("2026-03-29T20:00:00Z"), ms("2026-03-30T04:00:00Z")),
+            ],
+            "three, the last before until"
+        );
+        for (start, end) in found {
+            assert_eq!(schedule.open_at(start), Some((start, end)));
+            assert_eq!(schedule.open_at(end - 1), Some((start, end)));
+        }
     }
 
     #[test]

@@ -1280,6 +1280,21 @@ impl Controller {
         Ok(released)
     }
 
+    /// The availability report over `range` ([`crate::availability`]):
+    /// the recorded changes and the maintenance windows as they are now.
+    pub async fn availability(
+        &self,
+        range: crate::availability::Span,
+        by: crate::availability::By,
+        filter: &crate::availability::ReportFilter,
+    ) -> Result<Vec<(crate::availability::RowKey, crate::availability::Totals)>, StoreError> {
+        let (devices, changes) = self.store.availability_input(range.0, range.1).await?;
+        let windows = self.store.maintenance_windows().await?;
+        Ok(crate::availability::report(
+            &devices, &changes, &windows, range, by, filter,
+        ))
+    }
+
     /// Reads the windows again and keeps those open now.
     pub async fn refresh_maintenance(&self) -> Result<(), StoreError> {
         let windows = self.store.maintenance_windows().await?;

@@ -879,3 +879,132 @@ async fn a_maintenance_window_covers_its_devices_while_open_and_every_change_is_
         );
     }
 }
+
+#[tokio::test]
+async fn availability_reports_answer_per_device_site_and_tag_in_json_and_csv() {
+    let (_dir, url) = common::sqlite_url();
+    let controller = controller(&url, Cache::in_process()).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    let mut ids = Vec::new();
+    for (name, address, tags) in [
+        ("atm-1", "198.18.1.1", json!(["atm"])),
+        ("atm-2", "198.18.1.2", json!(["atm", "lobby"])),
+    ] {
+        let (_, created) = api
+            .post(
+                "/api/v1/devices",
+                json!({"name": name, "address": address, "site": "branch-9", "tags": tags}),
+            )
+            .await;
+        ids.push(created["id"].as_i64().expect("id"));
+    }
+    // atm-1: up 10 s, down 20 s, up 10 s; atm-2: up 40 s.
+    let start = ward_controller::time::now_ms() + 1_000;
+    let mut seq = 0;
+    for (id, status, at) in [
+        (ids[0], ward_controller::store::Status::Up, start),
+        (ids[1], ward_controller::store::Status::Up, start),
+        (ids[0], ward_controller::store::Status::Down, start + 10_000),
+        (ids[0], ward_controller::store::Status::Up, start + 30_000),
+    ] {
+        seq += 1;
+        controller
+            .apply_report(
+                &common::transition_report("agent-1", id, seq, status, at),
+                at,
+            )
+            .await
+            .expect("report");
+    }
+    let at = ward_controller::time::rfc3339;
+    let range = format!("from={}&to={}", at(start), at(start + 40_000));
+    let (status, by_device) = api
+        .get(&format!("/api/v1/reports/availability?{range}"))
+        .await;
+    assert_eq!(status, 200, "{by_device}");
+    let first = &by_device["rows"][0];
+    assert_eq!(
+        (
+            &first["name"],
+            &first["up_s"],
+            &first["down_s"],
+            &first["outages"],
+            &first["mttr_s"],
+            &first["availability"]
+        ),
+        (
+            &json!("atm-1"),
+            &json!(20.0),
+            &json!(20.0),
+            &json!(1),
+            &json!(20.0),
+            &json!(0.5)
+        ),
+        "{by_device}"
+    );
+    let (_, by_tag) = api
+        .get(&format!("/api/v1/reports/availability?{range}&by=tag"))
+        .await;
+    let tags: Vec<(String, f64)> = by_tag["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (
+                row["tag"].as_str().expect("tag").to_owned(),
+                row["availability"].as_f64().expect("availability"),
+            )
+        })
+        .collect();
+    assert_eq!(tags, [("atm".to_owned(), 0.75), ("lobby".to_owned(), 1.0)]);
+    let response = api
+        .authorized(api.http.get(format!(
+            "{}/api/v1/reports/availability?{range}&by=site&format=csv",
+            api.base
+        )))
+        .send()
+        .await
+        .expect("GET");
+    assert!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/csv"))
+    );
+    let text = response.text().await.expect("CSV");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "site,up_s,down_s,unreachable_s,unknown_s,maintenance_s,outages,mttr_s,longest_outage_s,availability",
+            "branch-9,60.0,20.0,0.0,0.0,0.0,1,20.0,20.0,0.75"
+        ]
+    );
+    for (query, field) in [
+        ("by=rack", "by"),
+        ("format=xml", "format"),
+        ("from=yesterday", "from"),
+    ] {
+        let (status, error) = api
+            .get(&format!("/api/v1/reports/availability?{query}"))
+            .await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some(field)),
+            "{error}"
+        );
+    }
+    let (status, error) = api
+        .get(&format!(
+            "/api/v1/reports/availability?from={}&to={}",
+            at(start),
+            at(start - 1_000)
+        ))
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("to")),
+        "{error}"
+    );
+}

@@ -420,12 +420,24 @@ impl Member {
     /// how its log ends.
     pub fn wait_until_up(&mut self) -> anyhow::Result<()> {
         wait_for_http(&self.rest, "/healthz").map_err(|error| {
+            // The lines that say why (a panic's message, errors), not a
+            // backtrace's frames.
             let log = self.process.log();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            let telling: Vec<&str> = log
+                .lines()
+                .filter(|line| {
+                    line.contains("panicked")
+                        || line.contains("ERROR")
+                        || line.contains("WARN")
+                        || line.starts_with("ward-controller")
+                        || line.starts_with("Error")
+                })
+                .take(20)
+                .collect();
             anyhow::anyhow!(
-                "{error} (running: {}); its log ends:\n{}",
+                "{error} (running: {}); what its log says:\n{}",
                 self.process.running(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                telling.join("\n")
             )
         })
     }

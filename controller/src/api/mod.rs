@@ -15,6 +15,7 @@ mod history;
 mod import;
 mod latency;
 mod maintenance;
+mod reports;
 mod security_headers;
 mod session;
 
@@ -146,6 +147,12 @@ pub fn routes(metrics: Access) -> Routes {
         )
         .add(Method::GET, "/api/v1/events", Read, events::stream)
         .add(Method::GET, "/api/v1/history", Read, history::list)
+        .add(
+            Method::GET,
+            "/api/v1/reports/availability",
+            Read,
+            reports::availability,
+        )
         .add(Method::GET, "/api/v1/maintenance", Read, maintenance::list)
         .add(
             Method::POST,

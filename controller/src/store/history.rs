@@ -78,7 +78,7 @@ pub struct HistoryEntry {
     pub id: i64,
     /// The device.
     pub device_id: i64,
-    /// Its name and site now.
+    /// Its name and site now (as they were, if it was deleted).
     pub device_name: String,
     pub site: String,
     /// Its status before and after.
@@ -114,9 +114,12 @@ pub(super) async fn list<T: WriteTx>(
     // One more than the page: whether there is a next page.
     let mut changes = tx
         .rows(
-            "SELECT e.id, e.device_id, d.name, d.site, e.previous, e.status, e.at_ms, e.reason, \
-         e.agent_id FROM status_events e JOIN devices d ON d.id = e.device_id \
-         WHERE (CAST($1 AS BIGINT) = 0 OR e.device_id = $1) AND ($2 = '' OR d.site = $2) \
+            "SELECT e.id, e.device_id, COALESCE(d.name, x.name, ''), \
+             COALESCE(d.site, x.site, ''), e.previous, e.status, e.at_ms, e.reason, e.agent_id \
+             FROM status_events e LEFT JOIN devices d ON d.id = e.device_id \
+             LEFT JOIN deleted_devices x ON x.id = e.device_id \
+             WHERE (CAST($1 AS BIGINT) = 0 OR e.device_id = $1) \
+             AND ($2 = '' OR COALESCE(d.site, x.site) = $2) \
          AND e.at_ms >= $3 AND e.at_ms < $4 \
          AND (e.at_ms < $5 OR (e.at_ms = $5 AND e.id < $6)) \
          ORDER BY e.at_ms DESC, e.id DESC LIMIT $7",

@@ -10,6 +10,7 @@
 mod acknowledgements;
 mod announce;
 mod args;
+mod availability;
 mod event_log;
 pub mod groups;
 mod held;
@@ -36,6 +37,7 @@ pub use model::{
 
 pub use acknowledgements::{AckOutcome, MAX_COMMENT as MAX_ACK_COMMENT};
 pub use announce::{Announced, Announcement, Listening};
+pub use availability::ReportedDevice;
 pub use event_log::LoggedChange;
 pub use history::{
     DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT, HistoryCursor, HistoryEntry, HistoryFilter,
@@ -633,6 +635,18 @@ impl Store {
     /// not held any more.
     pub async fn release_alert(&self, alert: i64, now_ms: i64) -> Result<bool, StoreError> {
         transaction!(self, |tx| held::release(tx, alert, now_ms))
+    }
+
+    /// What an availability report over `from_ms..to_ms` reads: the
+    /// devices that existed then (with their status at the start) and the
+    /// changes inside the range (device, when, to what), in one
+    /// transaction ([`availability`]).
+    pub async fn availability_input(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<(Vec<ReportedDevice>, Vec<(i64, i64, Status)>), StoreError> {
+        transaction!(self, |tx| availability::read(tx, from_ms, to_ms))
     }
 
     /// Every maintenance window, by id ([`maintenance`]).

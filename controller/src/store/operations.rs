@@ -58,10 +58,10 @@ pub(super) trait WriteTx {
     /// device.
     async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError>;
 
-    /// Deletes device `id` and its status events, keeping its name,
-    /// address and site on its alerts for the notifications still to be
-    /// delivered.
-    async fn remove_device(&self, id: i64) -> Result<(), StoreError>;
+    /// Deletes device `id` at `now_ms`, keeping its name, address and site
+    /// on its alerts for the notifications still to be delivered, and a
+    /// tombstone (its status events stay).
+    async fn remove_device(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
 
     /// The devices `ids` as they are now in this transaction, by id.
     async fn devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError>;
@@ -217,7 +217,7 @@ pub(super) async fn delete_device(
         now_ms,
     )?;
     tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
-    tx.remove_device(id).await?;
+    tx.remove_device(id, now_ms).await?;
     tx.announce_inventory().await?;
     let change = Change {
         action: "device.delete",

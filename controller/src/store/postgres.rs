@@ -92,6 +92,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../migrations/postgres/0018_maintenance.sql"),
     ),
+    (
+        19,
+        include_str!("../../migrations/postgres/0019_availability.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.
@@ -375,6 +379,10 @@ impl PostgresStore {
     ) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        // Controllers of a cluster starting together set them one after
+        // the other (the lock conflicts with itself).
+        tx.batch_execute("LOCK TABLE notification_channels IN SHARE ROW EXCLUSIVE MODE")
+            .await?;
         tx.execute(sql::CLEAR_CHANNELS, &[]).await?;
         for channel in channels {
             tx.execute(sql::ADD_CHANNEL, &[channel]).await?;
@@ -469,9 +477,9 @@ impl WriteTx for Transaction<'_> {
         Ok(updated > 0)
     }
 
-    async fn remove_device(&self, id: i64) -> Result<(), StoreError> {
+    async fn remove_device(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
         self.execute(sql::KEEP_ALERT_SUBJECT, &[&id]).await?;
-        self.execute(sql::DELETE_EVENTS, &[&id]).await?;
+        self.execute(sql::KEEP_TOMBSTONE, &[&id, &now_ms]).await?;
         self.execute(sql::DELETE_DEVICE, &[&id]).await?;
         Ok(())
     }

@@ -48,8 +48,8 @@ pub(super) const UPDATE_SPEC: &str = "UPDATE devices SET name = $1, address = $2
 /// The eleven configured columns `$1`…`$11`, the creation time `$12`.
 pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site, parent_id, \
     interval_ms, timeout_ms, down_after, up_after, tags, enabled, severity, status, \
-    status_changed_at_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', $12) RETURNING id";
+    status_changed_at_ms, created_at_ms) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', $12, $12) RETURNING id";
 
 /// Writes a plan's device rows ([`super::plan::DeviceRow`]) from
 /// `source`, a table `u(id, changed, status, down_since, changed_at,
@@ -77,8 +77,12 @@ pub(super) const QUEUE_ON_EVERY_CHANNEL: &str = "INSERT INTO notification_outbox
 
 pub(super) const DELETE_DEVICE: &str = "DELETE FROM devices WHERE id = $1";
 
-/// Device `$1`'s status events, deleted with it.
-pub(super) const DELETE_EVENTS: &str = "DELETE FROM status_events WHERE device_id = $1";
+/// Device `$1`'s tombstone, written just before it is deleted at `$2`
+/// (its status events stay, for the history and availability).
+pub(super) const KEEP_TOMBSTONE: &str = "INSERT INTO deleted_devices \
+    (id, name, site, tags, created_at_ms, deleted_at_ms) \
+    SELECT id, name, site, tags, COALESCE(created_at_ms, status_changed_at_ms), $2 \
+    FROM devices WHERE id = $1";
 
 /// Keeps device `$1`'s name, address and site on its alerts before the
 /// device row is deleted, for the notifications still to be delivered.
@@ -96,7 +100,9 @@ pub(super) const NOTIFICATION_FAILED: &str = "UPDATE notification_outbox SET \
 
 pub(super) const CLEAR_CHANNELS: &str = "DELETE FROM notification_channels";
 
-pub(super) const ADD_CHANNEL: &str = "INSERT INTO notification_channels (name) VALUES ($1)";
+/// (A controller of a cluster starting with another may have added it.)
+pub(super) const ADD_CHANNEL: &str =
+    "INSERT INTO notification_channels (name) VALUES ($1) ON CONFLICT DO NOTHING";
 
 pub(super) const DROP_UNCONFIGURED: &str = "DELETE FROM notification_outbox \
     WHERE channel NOT IN (SELECT name FROM notification_channels)";

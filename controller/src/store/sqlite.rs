@@ -84,6 +84,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         18,
         include_str!("../../migrations/sqlite/0018_maintenance.sql"),
     ),
+    (
+        19,
+        include_str!("../../migrations/sqlite/0019_availability.sql"),
+    ),
 ];
 
 #[allow(
@@ -389,9 +393,9 @@ impl WriteTx for Transaction<'_> {
         Ok(updated > 0)
     }
 
-    async fn remove_device(&self, id: i64) -> Result<(), StoreError> {
+    async fn remove_device(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
         self.execute(&sql::sqlite(sql::KEEP_ALERT_SUBJECT), [id])?;
-        self.execute(&sql::sqlite(sql::DELETE_EVENTS), [id])?;
+        self.execute(&sql::sqlite(sql::KEEP_TOMBSTONE), [id, now_ms])?;
         self.execute(&sql::sqlite(sql::DELETE_DEVICE), [id])?;
         Ok(())
     }
