@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo build --release -p ward-agent -p ward-benches
-//! target/release/ward-capacity sweep|burst|sustained|memory|outage|all
+//! target/release/ward-capacity sweep|burst|sustained|memory|outage|reports|all
 //! target/release/ward-capacity blast FILE   # the blaster alone
 //! ```
 #![forbid(unsafe_code)]
@@ -25,6 +25,7 @@ mod burst;
 mod measure;
 mod memory;
 mod outage;
+mod reports;
 mod sustained;
 mod sweep;
 mod table;
@@ -57,15 +58,17 @@ fn main() -> anyhow::Result<()> {
         "sustained" => sustained::run(&lab()?),
         "memory" => memory::run(),
         "outage" => tokio::runtime::Runtime::new()?.block_on(outage::run()),
+        "reports" => tokio::runtime::Runtime::new()?.block_on(reports::run()),
         "all" => {
             sweep::run(&lab()?)?;
             burst::run(&lab()?)?;
             sustained::run(&lab()?)?;
             memory::run()?;
-            tokio::runtime::Runtime::new()?.block_on(outage::run())
+            tokio::runtime::Runtime::new()?.block_on(outage::run())?;
+            tokio::runtime::Runtime::new()?.block_on(reports::run())
         }
         other => bail!(
-            "unknown measurement `{other}`: sweep, burst, sustained, memory, outage, all or blast FILE"
+            "unknown measurement `{other}`: sweep, burst, sustained, memory, outage, reports, all or blast FILE"
         ),
     }
 }
