@@ -20,6 +20,18 @@ async fn api(token: Option<&str>) -> (tempfile::TempDir, Api) {
     (dir, Api::serve(controller).await)
 }
 
+/// A controller on SQLite and its REST API (acting as a new admin).
+async fn served() -> (
+    tempfile::TempDir,
+    Arc<ward_controller::state::Controller>,
+    Api,
+) {
+    let (dir, url) = common::sqlite_url();
+    let controller = controller(&url, Cache::in_process()).await;
+    let api = Api::serve(Arc::clone(&controller)).await;
+    (dir, controller, api)
+}
+
 fn device(name: &str, address: &str) -> serde_json::Value {
     json!({"name": name, "address": address, "site": "branch-9"})
 }
@@ -474,9 +486,7 @@ async fn every_change_is_in_the_audit_log_with_who_and_from_where() {
 
 #[tokio::test]
 async fn the_history_is_filtered_paged_and_names_bad_parameters() {
-    let (_dir, url) = common::sqlite_url();
-    let controller = controller(&url, Cache::in_process()).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let (_dir, controller, api) = served().await;
     let (_, created) = api
         .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
         .await;
@@ -552,9 +562,7 @@ async fn the_history_is_filtered_paged_and_names_bad_parameters() {
 
 #[tokio::test]
 async fn devices_and_alerts_filter_by_severity_and_tag() {
-    let (_dir, url) = common::sqlite_url();
-    let controller = controller(&url, Cache::in_process()).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let (_dir, controller, api) = served().await;
     let mut ids = Vec::new();
     for (name, address, severity, tags) in [
         ("router", "198.18.1.1", Some("critical"), json!(["core"])),
@@ -721,9 +729,7 @@ async fn a_sync_reports_its_diff_exactly_writes_nothing_on_a_dry_run_and_all_or_
 #[tokio::test]
 async fn a_maintenance_window_covers_its_devices_while_open_and_every_change_is_audited() {
     use ward_controller::auth::Role;
-    let (_dir, url) = common::sqlite_url();
-    let controller = controller(&url, Cache::in_process()).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let (_dir, controller, api) = served().await;
     let operator = common::token_for(&controller, "olga", Role::Operator, None).await;
     let viewer = common::token_for(&controller, "victor", Role::Viewer, None).await;
     let (_, atm) = api
@@ -882,9 +888,7 @@ async fn a_maintenance_window_covers_its_devices_while_open_and_every_change_is_
 
 #[tokio::test]
 async fn availability_reports_answer_per_device_site_and_tag_in_json_and_csv() {
-    let (_dir, url) = common::sqlite_url();
-    let controller = controller(&url, Cache::in_process()).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let (_dir, controller, api) = served().await;
     let mut ids = Vec::new();
     for (name, address, tags) in [
         ("atm-1", "198.18.1.1", json!(["atm"])),
