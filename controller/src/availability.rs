@@ -13,6 +13,10 @@ use crate::store::Status;
 /// Half-open interval of Unix ms.
 pub type Span = (i64, i64);
 
+/// A report's range when its start is not given: the 30 days before its
+/// end.
+pub const DEFAULT_RANGE_MS: i64 = 30 * 86_400_000;
+
 /// What one device (or a group of them) did over a range, ms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {

@@ -292,6 +292,10 @@ async fn call(client: &mut Client, method: &str) -> Code {
             .delete_maintenance(ward_proto::v1::DeleteMaintenanceRequest { id: 999 })
             .await
             .map(drop),
+        "GetAvailability" => client
+            .get_availability(ward_proto::v1::GetAvailabilityRequest::default())
+            .await
+            .map(drop),
         "SyncDevices" => client
             .sync_devices(ward_proto::v1::SyncDevicesRequest {
                 devices: vec![spec("198.18.1.78")],
@@ -310,7 +314,7 @@ async fn every_inventory_method_requires_its_declared_role() {
     let (_dir, controller, channel) = serve().await;
     let principals = common::principals(&controller).await;
     let methods = inventory_methods();
-    assert_eq!(methods.len(), 16, "{methods:?}");
+    assert_eq!(methods.len(), 17, "{methods:?}");
     let mut checked = 0;
     for method in &methods {
         let access = ward_controller::grpc::INVENTORY_ACCESS
@@ -339,10 +343,10 @@ async fn every_inventory_method_requires_its_declared_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 16 * 7);
+    assert_eq!(checked, 17 * 7);
     let refusals = common::every_refusal_is_audited(&controller).await;
     assert!(
-        refusals >= 15 * 4,
+        refusals >= 16 * 4,
         "anonymous and three bad tokens everywhere: {refusals}"
     );
 }
@@ -547,4 +551,59 @@ async fn maintenance_over_grpc_covers_devices_and_names_bad_fields() {
         .expect("get")
         .into_inner();
     assert!(!shown.in_maintenance);
+}
+
+#[tokio::test]
+async fn availability_over_grpc_is_the_rest_report() {
+    let (_dir, controller, mut client) = start().await;
+    let id = client
+        .upsert_device(UpsertDeviceRequest {
+            id: None,
+            spec: Some(spec("198.18.1.70")),
+        })
+        .await
+        .expect("create")
+        .into_inner()
+        .id;
+    let device = i64::try_from(id).expect("id");
+    let start = ward_controller::time::now_ms() + 1_000;
+    for (seq, status, at) in [(1, Status::Up, start), (2, Status::Down, start + 30_000)] {
+        controller
+            .apply_report(
+                &common::transition_report("agent-1", device, seq, status, at),
+                at,
+            )
+            .await
+            .expect("report");
+    }
+    let report = client
+        .get_availability(ward_proto::v1::GetAvailabilityRequest {
+            from_unix_ms: start,
+            to_unix_ms: start + 40_000,
+            by: "site".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("report")
+        .into_inner();
+    assert_eq!(report.rows.len(), 1);
+    let row = &report.rows[0];
+    assert_eq!(
+        (
+            row.site.as_str(),
+            row.up_s,
+            row.down_s,
+            row.outages,
+            row.availability
+        ),
+        ("branch-3", 30.0, 10.0, 1, Some(0.75))
+    );
+    let refused = client
+        .get_availability(ward_proto::v1::GetAvailabilityRequest {
+            by: "rack".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a bad grouping");
+    assert_eq!(refused.code(), Code::InvalidArgument);
 }

@@ -30,9 +30,6 @@ pub struct AvailabilityQuery {
     format: Option<String>,
 }
 
-/// The range when `from` is not given: the 30 days before `to`.
-const DEFAULT_RANGE_MS: i64 = 30 * 86_400_000;
-
 /// The figures of a row, seconds, in column order.
 const FIGURES: [&str; 9] = [
     "up_s",
@@ -114,7 +111,8 @@ pub async fn availability(
     Query(query): Query<AvailabilityQuery>,
 ) -> Result<Response, ApiError> {
     let to = instant("to", query.to.as_deref())?.unwrap_or_else(now_ms);
-    let from = instant("from", query.from.as_deref())?.unwrap_or(to - DEFAULT_RANGE_MS);
+    let from = instant("from", query.from.as_deref())?
+        .unwrap_or(to - crate::availability::DEFAULT_RANGE_MS);
     if to <= from {
         return Err(ApiError::field("to", "must be after from"));
     }

@@ -54,6 +54,7 @@ pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
     ("ListMaintenance", Access::Read),
     ("UpsertMaintenance", Access::Role(Role::Operator)),
     ("DeleteMaintenance", Access::Role(Role::Operator)),
+    ("GetAvailability", Access::Read),
 ];
 
 impl InventoryService {
@@ -542,6 +543,75 @@ impl Inventory for InventoryService {
             deleted: synced(diff.deleted),
             unchanged: synced(diff.unchanged),
         }))
+    }
+
+    async fn get_availability(
+        &self,
+        request: Request<pb::GetAvailabilityRequest>,
+    ) -> Result<Response<pb::GetAvailabilityResponse>, GrpcStatus> {
+        use crate::availability::{By, ReportFilter, RowKey};
+        self.authorize(&request, "GetAvailability", "availability")
+            .await?;
+        let request = request.into_inner();
+        let to = Some(request.to_unix_ms)
+            .filter(|ms| *ms != 0)
+            .unwrap_or_else(now_ms);
+        let from = Some(request.from_unix_ms)
+            .filter(|ms| *ms != 0)
+            .unwrap_or(to - crate::availability::DEFAULT_RANGE_MS);
+        if to <= from {
+            return Err(GrpcStatus::invalid_argument(
+                "to_unix_ms: must be after from_unix_ms",
+            ));
+        }
+        let by = match request.by.as_str() {
+            "" | "device" => By::Device,
+            "site" => By::Site,
+            "tag" => By::Tag,
+            other => {
+                return Err(GrpcStatus::invalid_argument(format!(
+                    "by: `{other}`: use device, site or tag"
+                )));
+            }
+        };
+        let filter = ReportFilter {
+            site: given(&request.site).map(str::to_owned),
+            tag: given(&request.tag).map(str::to_owned),
+            device: i64::try_from(request.device_id).ok().filter(|id| *id != 0),
+        };
+        let rows = self
+            .controller
+            .availability((from, to), by, &filter)
+            .await
+            .map_err(grpc_error)?
+            .into_iter()
+            .map(|(key, totals)| {
+                let seconds = |ms: i64| ms as f64 / 1000.0;
+                let mut row = pb::AvailabilityRow {
+                    up_s: seconds(totals.up_ms),
+                    down_s: seconds(totals.down_ms),
+                    unreachable_s: seconds(totals.unreachable_ms),
+                    unknown_s: seconds(totals.unknown_ms),
+                    maintenance_s: seconds(totals.maintenance_ms),
+                    outages: totals.outages,
+                    mttr_s: totals.mttr_ms().map(|ms| ms / 1000.0),
+                    longest_outage_s: seconds(totals.longest_outage_ms),
+                    availability: totals.availability(),
+                    ..Default::default()
+                };
+                match key {
+                    RowKey::Device { site, name, id } => {
+                        row.device_id = u64::try_from(id).unwrap_or_default();
+                        row.device_name = name;
+                        row.site = site;
+                    }
+                    RowKey::Site(site) => row.site = site,
+                    RowKey::Tag(tag) => row.tag = tag,
+                }
+                row
+            })
+            .collect();
+        Ok(Response::new(pb::GetAvailabilityResponse { rows }))
     }
 
     async fn list_maintenance(
