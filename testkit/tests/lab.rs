@@ -159,8 +159,10 @@ fn netem_delay_shows_in_round_trip_time_and_clears() {
         assert_eq!(measured.len(), 5, "{host}: {measured:?}");
         for rtt in measured {
             let rtt = rtt.expect("no loss configured");
+            // The delay once (not on both ways: under 80 ms); a loaded
+            // machine's scheduling adds to it (a CI run saw 52.6 ms).
             assert!(
-                (39.5..45.0).contains(&rtt),
+                (39.5..79.0).contains(&rtt),
                 "{host}: RTT {rtt} ms with 40 ms delay"
             );
         }
