@@ -30,7 +30,7 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 /// Bumped whenever cached shapes change: old entries are never read.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 /// An entry nobody reads any more expires after this.
 const TTL: Duration = Duration::from_secs(60);
 /// A Redis call slower than this counts as an error.

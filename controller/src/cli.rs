@@ -426,6 +426,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .with_metrics_access(settings.metrics_access)
         .with_failover_delay(settings.failover_delay)
         .with_agent_failover_delay(settings.agent_failover_delay)
+        .with_flapping(settings.flapping)
         .with_directory(
             settings
                 .ldap
@@ -484,6 +485,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         until_stopped(),
     )));
     tasks.push(tokio::spawn(crate::state::follow_maintenance(
+        Arc::clone(&controller),
+        until_stopped(),
+    )));
+    tasks.push(tokio::spawn(crate::state::settle_flapping(
         Arc::clone(&controller),
         until_stopped(),
     )));

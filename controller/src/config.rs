@@ -107,6 +107,13 @@ pub struct FileConfig {
     /// deleted (by one controller, hourly); reports reach back this far.
     #[serde(default, with = "ward_settings::duration")]
     pub history_retention: Option<Duration>,
+    /// `flap_changes = 5`: a device whose outage began or ended more often
+    /// than this within `flap_window` is flapping.
+    pub flap_changes: Option<u32>,
+    /// `flap_window = "10m"`: the window `flap_changes` counts in, and how
+    /// long a flapping device must be stable to settle.
+    #[serde(default, with = "ward_settings::duration")]
+    pub flap_window: Option<Duration>,
 }
 
 /// A URL, or several.
@@ -213,6 +220,8 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// Status changes older than this are deleted.
     pub history_retention: Duration,
+    /// When a device is flapping.
+    pub flapping: crate::store::FlapPolicy,
     /// How long a dead controller's leases outlive it.
     pub failover_delay: Duration,
     /// How long an agent goes unheard before its devices move.
@@ -247,6 +256,7 @@ impl Settings {
             });
         }
         let login = login_settings(&overrides, &file)?;
+        let flapping = flap_policy(&overrides, &file)?;
         let database_password_file = overrides
             .database_password_file
             .or(file.database_password_file)
@@ -326,6 +336,7 @@ impl Settings {
             metrics_access,
             audit_retention,
             history_retention,
+            flapping,
             failover_delay,
             database_password_file,
             listen_http: overrides
@@ -452,6 +463,35 @@ fn at_least(
         });
     }
     Ok(value)
+}
+
+/// `flap_changes` and `flap_window` of `overrides` over `file` over the
+/// defaults (5 changes within 10 minutes).
+fn flap_policy(
+    overrides: &FileConfig,
+    file: &FileConfig,
+) -> Result<crate::store::FlapPolicy, ConfigError> {
+    let defaults = crate::store::FlapPolicy::default();
+    let changes = overrides
+        .flap_changes
+        .or(file.flap_changes)
+        .unwrap_or(defaults.changes);
+    if !(1..=1_000).contains(&changes) {
+        return Err(ConfigError::Invalid {
+            key: "flap_changes",
+            message: "must be from 1 to 1000".into(),
+        });
+    }
+    let window = at_least(
+        "flap_window",
+        overrides.flap_window.or(file.flap_window),
+        Duration::from_millis(defaults.window_ms.unsigned_abs()),
+        (Duration::from_secs(1), "1s"),
+    )?;
+    Ok(crate::store::FlapPolicy {
+        changes,
+        window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+    })
 }
 
 /// The login keys of `overrides` over `file` over the defaults.
@@ -639,6 +679,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.starts_with("history_retention:"), "{message}");
+    }
+
+    #[test]
+    fn flap_detection_is_read_and_checked() {
+        let defaults = Settings::resolve(FileConfig::default(), FileConfig::default()).unwrap();
+        assert_eq!(defaults.flapping, crate::store::FlapPolicy::default());
+        let file =
+            FileConfig::parse("flap_changes = 3\nflap_window = \"90s\"\n", "ward.toml").unwrap();
+        let settings = Settings::resolve(FileConfig::default(), file).unwrap();
+        assert_eq!(
+            settings.flapping,
+            crate::store::FlapPolicy {
+                changes: 3,
+                window_ms: 90_000
+            }
+        );
+        for (text, key) in [
+            ("flap_changes = 0\n", "flap_changes:"),
+            ("flap_window = \"500ms\"\n", "flap_window:"),
+        ] {
+            let file = FileConfig::parse(text, "ward.toml").unwrap();
+            let message = Settings::resolve(FileConfig::default(), file)
+                .unwrap_err()
+                .to_string();
+            assert!(message.starts_with(key), "{message}");
+        }
     }
 
     #[test]

@@ -44,6 +44,40 @@ pub async fn follow_maintenance(controller: Arc<Controller>, shutdown: impl Futu
     .await;
 }
 
+/// How often one controller of a cluster looks for flapping devices that
+/// have settled: a device settles within this of its flap window's end.
+pub const FLAP_SETTLE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Settles `controller`'s flapping devices until `shutdown`, on the one
+/// controller holding the lease (a failed round is counted as a store
+/// failure and tried again).
+pub async fn settle_flapping(controller: Arc<Controller>, shutdown: impl Future<Output = ()>) {
+    crate::agents::every(FLAP_SETTLE_CHECK, shutdown, || async {
+        if !controller.holds("flap settle").await {
+            return;
+        }
+        let settled = controller
+            .store
+            .settle_flapping(&controller.flapping, crate::time::now_ms())
+            .await;
+        match settled {
+            Ok(devices) if !devices.is_empty() => {
+                controller
+                    .metrics
+                    .flapping_settled
+                    .fetch_add(devices.len() as u64, Ordering::Relaxed);
+                controller.outbox_wakeup.send_replace(());
+                tracing::info!(?devices, "flapping devices stable for the flap window: their settled notifications are queued");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                controller.store_failed(error);
+            }
+        }
+    })
+    .await;
+}
+
 /// Enabled devices by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
@@ -118,6 +152,11 @@ pub struct Metrics {
     /// Held alerts released when their maintenance ended (their `firing`
     /// queued).
     pub held_alerts_released: AtomicU64,
+    /// Alert changes of flapping devices whose notification was withheld
+    /// (their settled status is sent once they are stable).
+    pub notifications_withheld: AtomicU64,
+    /// Flapping devices that settled (their `settled` queued).
+    pub flapping_settled: AtomicU64,
     /// Channels whose last delivery round only failed.
     failing_channels: std::sync::RwLock<std::collections::BTreeSet<String>>,
     /// Report entries ignored (stale, unknown device, no change, not the
@@ -229,6 +268,8 @@ pub struct Controller {
     /// Notification channels with a worker (`webhook`, `alertmanager`,
     /// `alertmanager-2`, …).
     pub notification_channels: Vec<String>,
+    /// When a device is flapping (`flap_changes`, `flap_window`).
+    pub flapping: crate::store::FlapPolicy,
 }
 
 /// How long a dead controller's leases outlive it by default.
@@ -288,7 +329,14 @@ impl Controller {
             #[allow(clippy::disallowed_types, reason = "see the field")]
             lost_agents: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             offline_gate: tokio::sync::RwLock::new(()),
+            flapping: crate::store::FlapPolicy::default(),
         }
+    }
+
+    /// Devices flap under `policy`.
+    pub fn with_flapping(mut self, policy: crate::store::FlapPolicy) -> Self {
+        self.flapping = policy;
+        self
     }
 
     /// Queues every new alert notification for `channels` (and discards
@@ -471,7 +519,7 @@ impl Controller {
         let started = std::time::Instant::now();
         let outcome = self
             .store
-            .apply(report, now_ms)
+            .apply(report, &self.flapping, now_ms)
             .await
             .map_err(|e| self.store_failed(e))?;
         let elapsed = started.elapsed();
@@ -481,6 +529,9 @@ impl Controller {
         }
         match &outcome {
             ApplyOutcome::Applied { changes, ignored } => {
+                self.metrics
+                    .notifications_withheld
+                    .fetch_add(changes.withheld, Ordering::Relaxed);
                 self.metrics
                     .transitions_ignored
                     .fetch_add(ignored.len() as u64, Ordering::Relaxed);
@@ -1251,6 +1302,10 @@ impl Controller {
         let open = self.open_windows();
         let mut released = 0;
         for alert in self.store.held_alerts().await? {
+            // A flapping device's alerts wait for it to settle.
+            if alert.flapping {
+                continue;
+            }
             let covered = alert.device_id.is_some_and(|id| {
                 open.iter().any(|open| {
                     open.window

@@ -23,7 +23,7 @@ use serde_json::Value;
 use ward_controller::cache::Cache;
 use ward_controller::notify::{Channel, Webhook, deliver_due};
 use ward_controller::state::Controller;
-use ward_controller::store::{DeviceSpec, Status, Store};
+use ward_controller::store::{DeviceSpec, FlapPolicy, Status, Store};
 
 /// Random failure sequences per backend (the issue asks for ≥ 200).
 const CASES: u32 = 200;
@@ -124,10 +124,19 @@ fn steps() -> impl Strategy<Value = Vec<Step>> {
     proptest::collection::vec(step, 1..14)
 }
 
+/// The outages here flap faster than any device should: flap detection
+/// (its own tests: `store::flap`, the conformance suite, e2e `flapping`)
+/// is set never to withhold their notifications.
+const NEVER_FLAPPING: FlapPolicy = FlapPolicy {
+    changes: 1_000,
+    window_ms: 1,
+};
+
 async fn controller(url: &str) -> Arc<Controller> {
     let store = Store::open(url).await.expect("open store");
     Arc::new(
         Controller::new(store, Cache::in_process())
+            .with_flapping(NEVER_FLAPPING)
             .with_notification_channels(&["webhook"])
             .await
             .expect("channels"),

@@ -6,7 +6,7 @@ mod common;
 use std::any::Any;
 
 use ward_controller::store::{
-    ApplyOutcome, DeviceSpec, Ignored, ReportedTransition, Status, Store, StoreError,
+    ApplyOutcome, DeviceSpec, FlapPolicy, Ignored, ReportedTransition, Status, Store, StoreError,
     TransitionReport,
 };
 
@@ -85,6 +85,7 @@ conformance!(
     maintenance_windows_round_trip_and_every_change_is_audited,
     availability_read_through_the_store_matches_a_second_by_second_count,
     controllers_starting_together_set_their_channels_without_colliding,
+    a_flapping_device_notifies_once_withholds_its_changes_and_settles_once,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -205,7 +206,11 @@ async fn a_down_transition_sets_down_since_and_opens_an_alert_with_a_notificatio
         .await
         .expect("create");
     let outcome = store
-        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .apply(
+            &report(1, &[(device.id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_100,
+        )
         .await
         .expect("apply");
     let ApplyOutcome::Applied { changes, ignored } = outcome else {
@@ -248,10 +253,16 @@ async fn replaying_a_report_changes_nothing(store: &Store) {
         .await
         .expect("create");
     let down = report(1, &[(device.id, Status::Down, 5_000)]);
-    store.apply(&down, 5_100).await.expect("apply");
+    store
+        .apply(&down, &FlapPolicy::default(), 5_100)
+        .await
+        .expect("apply");
     let before = store.get_device(device.id).await.expect("get");
     assert_eq!(
-        store.apply(&down, 9_000).await.expect("replay"),
+        store
+            .apply(&down, &FlapPolicy::default(), 9_000)
+            .await
+            .expect("replay"),
         ApplyOutcome::AlreadyApplied
     );
     assert_eq!(store.get_device(device.id).await.expect("get"), before);
@@ -264,7 +275,10 @@ async fn replaying_a_report_changes_nothing(store: &Store) {
     let mut rebooted = report(1, &[(device.id, Status::Up, 6_000)]);
     rebooted.boot_id = "boot-2".into();
     assert!(matches!(
-        store.apply(&rebooted, 6_100).await.expect("apply"),
+        store
+            .apply(&rebooted, &FlapPolicy::default(), 6_100)
+            .await
+            .expect("apply"),
         ApplyOutcome::Applied { .. }
     ));
 }
@@ -279,11 +293,19 @@ async fn an_up_transition_resolves_the_alert(store: &Store) {
         .await
         .expect("create");
     store
-        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .apply(
+            &report(1, &[(device.id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_100,
+        )
         .await
         .expect("down");
     store
-        .apply(&report(2, &[(device.id, Status::Up, 8_000)]), 8_100)
+        .apply(
+            &report(2, &[(device.id, Status::Up, 8_000)]),
+            &FlapPolicy::default(),
+            8_100,
+        )
         .await
         .expect("up");
     let now = store
@@ -315,7 +337,11 @@ async fn stale_and_unknown_entries_are_ignored(store: &Store) {
         .await
         .expect("create");
     store
-        .apply(&report(1, &[(device.id, Status::Up, 2_000)]), 2_100)
+        .apply(
+            &report(1, &[(device.id, Status::Up, 2_000)]),
+            &FlapPolicy::default(),
+            2_100,
+        )
         .await
         .expect("up");
     let outcome = store
@@ -327,6 +353,7 @@ async fn stale_and_unknown_entries_are_ignored(store: &Store) {
                     (424_242, Status::Down, 3_000),
                 ],
             ),
+            &FlapPolicy::default(),
             3_100,
         )
         .await
@@ -398,13 +425,17 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
         .map(|&id| (id, Status::Up, 2_000))
         .collect();
     store
-        .apply(&report(1, &all_up), 2_000)
+        .apply(&report(1, &all_up), &FlapPolicy::default(), 2_000)
         .await
         .expect("all up");
 
     // The site router dies: everything behind it is unreachable, one alert.
     store
-        .apply(&report(2, &[(router.id, Status::Down, 5_000)]), 5_100)
+        .apply(
+            &report(2, &[(router.id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_100,
+        )
         .await
         .expect("router down");
     for id in [atm.id, camera.id, sensor.id] {
@@ -427,7 +458,11 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
 
     // The ATM's agent also reports it down: still unreachable, no alert.
     store
-        .apply(&report(3, &[(atm.id, Status::Down, 5_500)]), 5_600)
+        .apply(
+            &report(3, &[(atm.id, Status::Down, 5_500)]),
+            &FlapPolicy::default(),
+            5_600,
+        )
         .await
         .expect("atm down");
     assert_eq!(
@@ -443,7 +478,11 @@ async fn children_of_a_down_parent_are_unreachable_and_do_not_alert(store: &Stor
 
     // The router comes back: its children show what their agent reported.
     store
-        .apply(&report(4, &[(router.id, Status::Up, 9_000)]), 9_100)
+        .apply(
+            &report(4, &[(router.id, Status::Up, 9_000)]),
+            &FlapPolicy::default(),
+            9_100,
+        )
         .await
         .expect("router up");
     let status = |device: Option<ward_controller::store::Device>| device.expect("exists").status;
@@ -488,7 +527,11 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
         .await
         .expect("create");
     store
-        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .apply(
+            &report(1, &[(device.id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_100,
+        )
         .await
         .expect("down");
     let mut changed = spec("atm-1b", "198.18.1.10");
@@ -639,7 +682,11 @@ async fn each_configured_channel_gets_its_own_notifications(store: &Store) {
         .await
         .expect("create");
     store
-        .apply(&report(1, &[(device.id, Status::Down, 5_000)]), 5_100)
+        .apply(
+            &report(1, &[(device.id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_100,
+        )
         .await
         .expect("apply");
     let mut queued: Vec<(String, String)> = store
@@ -675,7 +722,11 @@ async fn each_configured_channel_gets_its_own_notifications(store: &Store) {
     assert_eq!(discarded, 1);
     assert_eq!(store.outbox_depth().await.expect("depth"), 1);
     store
-        .apply(&report(2, &[(device.id, Status::Up, 6_000)]), 6_100)
+        .apply(
+            &report(2, &[(device.id, Status::Up, 6_000)]),
+            &FlapPolicy::default(),
+            6_100,
+        )
         .await
         .expect("apply");
     let channels: Vec<String> = store
@@ -772,13 +823,24 @@ async fn router_outage(store: &Store) -> (i64, i64, i64) {
         .iter()
         .map(|&id| (id, Status::Up, 2_000))
         .collect();
-    store.apply(&report(1, &up), 2_000).await.expect("up");
     store
-        .apply(&report(2, &[(router, Status::Down, 5_000)]), 5_000)
+        .apply(&report(1, &up), &FlapPolicy::default(), 2_000)
+        .await
+        .expect("up");
+    store
+        .apply(
+            &report(2, &[(router, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_000,
+        )
         .await
         .expect("router down");
     store
-        .apply(&report(3, &[(atm, Status::Down, 5_500)]), 5_500)
+        .apply(
+            &report(3, &[(atm, Status::Down, 5_500)]),
+            &FlapPolicy::default(),
+            5_500,
+        )
         .await
         .expect("atm down");
     assert_eq!(device(store, atm).await.status, Status::Unreachable);
@@ -922,7 +984,11 @@ async fn disabling_a_down_device_resolves_its_alert_and_notifies(store: &Store) 
     );
     // A late report about the disabled device changes nothing.
     let outcome = store
-        .apply(&report(9, &[(router, Status::Down, 9_000)]), 9_000)
+        .apply(
+            &report(9, &[(router, Status::Down, 9_000)]),
+            &FlapPolicy::default(),
+            9_000,
+        )
         .await
         .expect("apply");
     let ApplyOutcome::Applied { changes, ignored } = outcome else {
@@ -947,7 +1013,11 @@ async fn a_device_whose_address_changes_is_unknown_until_reported_on_the_new_one
         .expect("create")
         .id;
     store
-        .apply(&report(1, &[(id, Status::Down, 5_000)]), 5_000)
+        .apply(
+            &report(1, &[(id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_000,
+        )
         .await
         .expect("down");
     drain_notifications(store).await;
@@ -973,7 +1043,11 @@ async fn a_device_whose_address_changes_is_unknown_until_reported_on_the_new_one
         )]
     );
     store
-        .apply(&report(2, &[(id, Status::Up, 6_500)]), 6_500)
+        .apply(
+            &report(2, &[(id, Status::Up, 6_500)]),
+            &FlapPolicy::default(),
+            6_500,
+        )
         .await
         .expect("up");
     assert_eq!(device(store, id).await.status, Status::Up);
@@ -1013,7 +1087,11 @@ async fn deleting_a_down_device_resolves_its_alert_with_a_notification_that_outl
         .expect("create")
         .id;
     store
-        .apply(&report(1, &[(id, Status::Down, 5_000)]), 5_000)
+        .apply(
+            &report(1, &[(id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_000,
+        )
         .await
         .expect("down");
     store
@@ -1094,7 +1172,11 @@ async fn pings_reads_by_id_and_failed_deliveries_are_kept_for_retry(store: &Stor
         "by id, missing ones skipped"
     );
     store
-        .apply(&report(1, &[(a.id, Status::Down, 5_000)]), 5_000)
+        .apply(
+            &report(1, &[(a.id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_000,
+        )
         .await
         .expect("down");
     let due = store
@@ -1733,7 +1815,7 @@ async fn the_history_lists_every_change_newest_first_in_pages_and_is_pruned(stor
     for (seq, transitions) in steps {
         let at = transitions[0].2;
         store
-            .apply(&report(seq, &transitions), at + 100)
+            .apply(&report(seq, &transitions), &FlapPolicy::default(), at + 100)
             .await
             .expect("report");
     }
@@ -1845,7 +1927,11 @@ async fn a_devices_severity_is_kept_and_its_alert_carries_it_after_the_device_is
         .expect("update");
     assert_eq!(device(store, camera.id).await.spec.severity, Severity::Info);
     store
-        .apply(&report(1, &[(atm.id, Status::Down, 2_000)]), 2_000)
+        .apply(
+            &report(1, &[(atm.id, Status::Down, 2_000)]),
+            &FlapPolicy::default(),
+            2_000,
+        )
         .await
         .expect("down");
     let open = store
@@ -1882,7 +1968,11 @@ async fn acknowledgements_and_held_alerts_queue_their_notifications(store: &Stor
         .await
         .expect("atm");
     store
-        .apply(&report(1, &[(atm.id, Status::Down, 2_000)]), 2_000)
+        .apply(
+            &report(1, &[(atm.id, Status::Down, 2_000)]),
+            &FlapPolicy::default(),
+            2_000,
+        )
         .await
         .expect("down");
     let alert = store.alerts(true).await.expect("alerts")[0].id;
@@ -2078,7 +2168,10 @@ async fn availability_read_through_the_store_matches_a_second_by_second_count(st
             if next == Status::Unknown {
                 sent.agent_id = ward_controller::store::CONTROLLER_REPORTS.into();
             }
-            store.apply(&sent, at).await.expect("report");
+            store
+                .apply(&sent, &FlapPolicy::default(), at)
+                .await
+                .expect("report");
             changes.push((at, next));
             current = next;
         }
@@ -2174,4 +2267,104 @@ async fn controllers_starting_together_set_their_channels_without_colliding(stor
             result.expect("set alongside the others");
         }
     }
+}
+
+async fn a_flapping_device_notifies_once_withholds_its_changes_and_settles_once(store: &Store) {
+    let policy = FlapPolicy {
+        changes: 2,
+        window_ms: 10_000,
+    };
+    let id = store
+        .create_device(
+            &spec("lte-router", "198.18.1.20"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
+        .await
+        .expect("create")
+        .id;
+    store
+        .apply(&report(1, &[(id, Status::Up, 1_000)]), &policy, 1_000)
+        .await
+        .expect("up");
+    let mut withheld = 0;
+    for (seq, at) in (2..=6).zip((2..=6).map(|n| n * 1_000)) {
+        let status = if seq % 2 == 0 {
+            Status::Down
+        } else {
+            Status::Up
+        };
+        let outcome = store
+            .apply(&report(seq, &[(id, status, at)]), &policy, at)
+            .await
+            .expect("toggle");
+        let ApplyOutcome::Applied { changes, .. } = outcome else {
+            panic!("applied once: {outcome:?}");
+        };
+        withheld += changes.withheld;
+    }
+    let mut kinds: Vec<String> = drain_notifications(store)
+        .await
+        .into_iter()
+        .map(|(kind, _, _)| kind)
+        .collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["firing", "flapping", "resolved"]);
+    assert_eq!(withheld, 2, "the last two changes notified nobody");
+    let now = device(store, id).await;
+    assert!(now.flapping);
+    assert_eq!(now.status, Status::Down);
+    let alerts = store.alerts(false).await.expect("alerts");
+    assert_eq!(alerts.len(), 3, "every outage has its alert: {alerts:?}");
+    assert!(alerts.iter().all(|alert| alert.flapping));
+    assert_eq!(
+        store.flapping_alerts().await.expect("flapping")[0].id,
+        alerts[0].id,
+        "the latest alert stands for the flapping device"
+    );
+
+    assert_eq!(
+        store
+            .settle_flapping(&policy, 6_000 + 9_999)
+            .await
+            .expect("settle"),
+        Vec::<i64>::new(),
+        "not stable for the window yet"
+    );
+    assert_eq!(
+        store
+            .settle_flapping(&policy, 16_000)
+            .await
+            .expect("settle"),
+        [id]
+    );
+    assert_eq!(
+        store
+            .settle_flapping(&policy, 17_000)
+            .await
+            .expect("settle"),
+        Vec::<i64>::new(),
+        "settled once"
+    );
+    assert!(!device(store, id).await.flapping);
+    let due = store
+        .due_notifications("webhook", i64::MAX / 2, 100)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert_eq!(due[0].kind, "settled");
+    assert_eq!(due[0].alert.resolved_at_ms, None, "it settled down");
+    assert_eq!(due[0].alert.device_status, Some(Status::Down));
+    store
+        .notification_delivered(due[0].id)
+        .await
+        .expect("delivered");
+
+    store
+        .apply(&report(7, &[(id, Status::Up, 20_000)]), &policy, 20_000)
+        .await
+        .expect("up again");
+    let sent = drain_notifications(store).await;
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0, "resolved", "a settled device notifies as usual");
 }

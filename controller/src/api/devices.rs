@@ -39,6 +39,7 @@ pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
         "severity": device.spec.severity.as_str(),
         "in_maintenance": !maintenance.is_empty(),
         "maintenance": maintenance,
+        "flapping": device.flapping,
     })
 }
 

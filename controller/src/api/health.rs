@@ -224,6 +224,16 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             &controller.metrics.held_alerts_released,
         ),
         (
+            "ward_notifications_withheld_total",
+            "Alert changes of flapping devices that notified nobody (their settled status is sent).",
+            &controller.metrics.notifications_withheld,
+        ),
+        (
+            "ward_flapping_settled_total",
+            "Flapping devices that were stable for flap_window (their settled notification queued).",
+            &controller.metrics.flapping_settled,
+        ),
+        (
             "ward_statistics_ignored_total",
             "Probe statistics for devices the store does not know.",
             &controller.metrics.statistics_ignored,

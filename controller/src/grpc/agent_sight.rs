@@ -97,6 +97,7 @@ mod tests {
             status_changed_at_ms: 0,
             last_rtt_us: None,
             agent: Some("a1".into()),
+            flapping: false,
         }
     }
 

@@ -156,6 +156,7 @@ fn state(status: Status) -> DeviceState {
 fn to_proto(device: &Device, open: &[OpenWindow]) -> pb::Device {
     let maintenance = crate::maintenance::covering(open, device);
     pb::Device {
+        flapping: device.flapping,
         in_maintenance: !maintenance.is_empty(),
         maintenance: maintenance
             .into_iter()

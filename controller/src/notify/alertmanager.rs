@@ -6,6 +6,12 @@
 //! interval while open. A resolved alert is sent with its real `endsAt`.
 //! An acknowledged alert carries `acknowledged_by`, `acknowledged_at` and
 //! `acknowledgement` annotations (sent at once, and with every re-send).
+//!
+//! A flapping device is `alertname=DeviceFlapping` (the device's labels):
+//! firing from its `flapping` notification, re-sent while it flaps (its
+//! `DeviceDown` is not, its changes being withheld), resolved by its
+//! `settled` notification, which also sends its `DeviceDown` as it ended
+//! (firing if still down, resolved if not).
 
 use std::time::Duration;
 
@@ -69,10 +75,41 @@ impl Alertmanager {
         self.resend_interval
     }
 
-    fn alert(&self, alert: &Alert, now_ms: i64) -> Value {
-        let expires_ms = now_ms
+    /// A firing alert's `endsAt` when sent at `now_ms`.
+    fn expiry(&self, now_ms: i64) -> i64 {
+        now_ms
             + i64::try_from(self.resend_interval.as_millis()).unwrap_or(i64::MAX / 8)
-                * i64::from(MISSED_RESENDS_BEFORE_EXPIRY);
+                * i64::from(MISSED_RESENDS_BEFORE_EXPIRY)
+    }
+
+    /// `DeviceFlapping` for `alert`'s device: firing while it flaps,
+    /// resolved at `now_ms` once settled.
+    fn flapping(&self, alert: &Alert, now_ms: i64) -> Value {
+        let mut sent = json!({
+            "labels": {
+                "alertname": "DeviceFlapping",
+                "device": alert.name,
+                "address": alert.address,
+                "site": alert.site,
+                "severity": alert.severity.as_str(),
+            },
+            "annotations": {
+                "summary": format!(
+                    "{} ({}) at site {} is flapping: it keeps going down and up",
+                    alert.name, alert.address, alert.site
+                ),
+            },
+            "startsAt": rfc3339(alert.flap_started_at_ms.unwrap_or(alert.opened_at_ms)),
+            "endsAt": rfc3339(if alert.flapping { self.expiry(now_ms) } else { now_ms }),
+        });
+        if let Some(public_url) = &self.public_url {
+            sent["generatorURL"] = super::dashboard_link(public_url, alert).into();
+        }
+        sent
+    }
+
+    fn alert(&self, alert: &Alert, now_ms: i64) -> Value {
+        let expires_ms = self.expiry(now_ms);
         let (labels, summary) = match alert.alertname {
             AlertName::DeviceDown => (
                 json!({
@@ -126,18 +163,36 @@ impl Alertmanager {
         notification: &DueNotification,
         now_ms: i64,
     ) -> Result<(), String> {
-        let body = json!([self.alert(&notification.alert, now_ms)]);
+        let alert = &notification.alert;
+        let body = match notification.kind.as_str() {
+            "flapping" => json!([self.flapping(alert, now_ms)]),
+            "settled" => json!([self.flapping(alert, now_ms), self.alert(alert, now_ms)]),
+            _ => json!([self.alert(alert, now_ms)]),
+        };
         super::post_json(&self.http, &self.alerts_url, &body).await
     }
 
     /// Sends every open alert again (Alertmanager forgets alerts that are
-    /// not refreshed). Returns how many were sent.
-    pub(super) async fn resend_open(&self, open: &[Alert], now_ms: i64) -> Result<usize, String> {
+    /// not refreshed), and `DeviceFlapping` for each device of `flapping`
+    /// (its latest alert). Returns how many were sent.
+    pub(super) async fn resend_open(
+        &self,
+        open: &[Alert],
+        flapping: &[Alert],
+        now_ms: i64,
+    ) -> Result<usize, String> {
         let alerts: Vec<Value> = open
             .iter()
-            // A held alert was never sent (its device is in maintenance).
-            .filter(|alert| alert.resolved_at_ms.is_none() && !alert.held)
+            // A held alert was never sent (its device is in maintenance); a
+            // flapping device's changes are withheld until it settles.
+            .filter(|alert| alert.resolved_at_ms.is_none() && !alert.held && !alert.flapping)
             .map(|alert| self.alert(alert, now_ms))
+            .chain(
+                flapping
+                    .iter()
+                    .filter(|alert| alert.flapping && !alert.held)
+                    .map(|alert| self.flapping(alert, now_ms)),
+            )
             .collect();
         let count = alerts.len();
         if count > 0 {
@@ -165,6 +220,9 @@ mod tests {
             tags: vec!["atm".into()],
             acknowledged,
             held: false,
+            flapping: false,
+            flap_started_at_ms: None,
+            device_status: Some(crate::store::Status::Down),
             opened_at_ms: 1_000,
             resolved_at_ms: None,
             resolved_reason: None,
@@ -204,5 +262,28 @@ mod tests {
             acked["annotations"]["acknowledged_at"],
             "1970-01-01T00:00:01.500Z"
         );
+    }
+
+    #[test]
+    fn a_flapping_device_is_device_flapping_until_it_settles() {
+        let alertmanager = Alertmanager::new("http://127.0.0.1:9", Duration::from_secs(60));
+        let mut alert = Alert {
+            flapping: true,
+            flap_started_at_ms: Some(1_500),
+            ..device_alert(None)
+        };
+        let flapping = alertmanager.flapping(&alert, 2_000);
+        assert_eq!(flapping["labels"]["alertname"], "DeviceFlapping");
+        assert_eq!(flapping["labels"]["device"], "atm-1");
+        assert_eq!(flapping["startsAt"], "1970-01-01T00:00:01.500Z");
+        assert_eq!(
+            flapping["endsAt"],
+            rfc3339(2_000 + 4 * 60_000),
+            "expires unless re-sent"
+        );
+        alert.flapping = false;
+        let settled = alertmanager.flapping(&alert, 9_000);
+        assert_eq!(settled["labels"], flapping["labels"], "the same alert");
+        assert_eq!(settled["endsAt"], "1970-01-01T00:00:09.000Z", "resolved");
     }
 }

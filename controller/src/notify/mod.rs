@@ -82,6 +82,8 @@ pub fn alert_view(alert: &crate::store::Alert) -> serde_json::Value {
                 "name": alert.name,
                 "address": alert.address,
                 "site": alert.site,
+                "status": alert.device_status.map(crate::store::Status::as_str),
+                "flapping": alert.flapping,
             });
         }
         crate::store::AlertName::AgentDown => {
@@ -206,8 +208,8 @@ pub async fn deliver_due(
 }
 
 /// Whether `notification` is held back by maintenance: a device alert's
-/// `firing` while an open window covers the device, or any later
-/// notification of an alert whose `firing` was held.
+/// `firing` (or `flapping`) while an open window covers the device, or any
+/// later notification of an alert whose `firing` was held.
 fn held_back(controller: &Controller, notification: &DueNotification) -> bool {
     let alert = &notification.alert;
     let Some(device) = alert
@@ -217,7 +219,7 @@ fn held_back(controller: &Controller, notification: &DueNotification) -> bool {
         return false;
     };
     alert.held
-        || (notification.kind == "firing"
+        || (matches!(notification.kind.as_str(), "firing" | "flapping")
             && controller.open_windows().iter().any(|open| {
                 open.window
                     .spec
@@ -286,12 +288,15 @@ pub async fn resend_open_alerts(
     alertmanager: &Alertmanager,
     now_ms: i64,
 ) -> Result<usize, String> {
-    let open = controller
-        .store
-        .alerts(true)
+    let read = async {
+        let open = controller.store.alerts(true).await?;
+        let flapping = controller.store.flapping_alerts().await?;
+        Ok((open, flapping))
+    };
+    let (open, flapping) = read
         .await
         .map_err(|error| controller.store_failed(error).to_string())?;
-    alertmanager.resend_open(&open, now_ms).await
+    alertmanager.resend_open(&open, &flapping, now_ms).await
 }
 
 /// Delivers `channel`'s notifications until `shutdown` completes: woken

@@ -76,6 +76,7 @@ pub(super) fn parse(payload: &str) -> Option<Announced> {
         }
         let named: Vec<(i64, String)> = serde_json::from_str(rest).ok()?;
         let mut changes = StatusChanges {
+            withheld: 0,
             version: Some(version),
             ..StatusChanges::default()
         };
@@ -110,6 +111,7 @@ mod tests {
         let changes = StatusChanges {
             changed: vec![7, 9],
             previous: vec![Status::Up, Status::Unknown],
+            withheld: 0,
             version: Some(42),
         };
         let text = payload(&changes, 42);
@@ -125,6 +127,7 @@ mod tests {
             changed: (0..2_000).collect(),
             previous: vec![Status::Down; 2_000],
             version: None,
+            withheld: 0,
         };
         assert_eq!(payload(&many, 43), "v43 resync");
         assert_eq!(

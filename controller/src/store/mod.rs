@@ -12,6 +12,7 @@ mod announce;
 mod args;
 mod availability;
 mod event_log;
+pub mod flap;
 pub mod groups;
 mod held;
 mod history;
@@ -25,6 +26,7 @@ mod presence;
 mod principals;
 mod rows;
 mod sessions;
+mod settling;
 mod sql;
 mod sqlite;
 mod sync;
@@ -39,6 +41,7 @@ pub use acknowledgements::{AckOutcome, MAX_COMMENT as MAX_ACK_COMMENT};
 pub use announce::{Announced, Announcement, Listening};
 pub use availability::ReportedDevice;
 pub use event_log::LoggedChange;
+pub use flap::FlapPolicy;
 pub use history::{
     DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT, HistoryCursor, HistoryEntry, HistoryFilter,
     HistoryPage, MAX_LIMIT as HISTORY_MAX_LIMIT,
@@ -262,23 +265,26 @@ impl Store {
 
     /// Applies an agent report in one transaction, once per (agent, boot,
     /// seq).
+    /// Outage starts and ends count towards flapping under `flapping`.
     pub async fn apply(
         &self,
         report: &TransitionReport,
+        flapping: &FlapPolicy,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
         // The hot path: only SQLite, which runs it on a blocking thread,
         // needs its own copy of the report.
+        let flapping = *flapping;
         match self {
             Store::Postgres(store) => {
                 store
-                    .transaction(async |tx| operations::apply(tx, report, now_ms).await)
+                    .transaction(async |tx| operations::apply(tx, report, &flapping, now_ms).await)
                     .await
             }
             Store::Sqlite(store) => {
                 let report = report.clone();
                 store
-                    .write(async move |tx| operations::apply(tx, &report, now_ms).await)
+                    .write(async move |tx| operations::apply(tx, &report, &flapping, now_ms).await)
                     .await
             }
         }
@@ -626,6 +632,23 @@ impl Store {
         transaction!(self, |tx| held::hold(tx, notification, alert))
     }
 
+    /// Ends the flapping of the devices stable for `policy`'s window at
+    /// `now_ms`, each one's `settled` queued ([`settling`]); returns their
+    /// ids.
+    pub async fn settle_flapping(
+        &self,
+        policy: &FlapPolicy,
+        now_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let policy = *policy;
+        transaction!(self, |tx| settling::settle_flapping(tx, &policy, now_ms))
+    }
+
+    /// The latest alert of each flapping device.
+    pub async fn flapping_alerts(&self) -> Result<Vec<Alert>, StoreError> {
+        transaction!(self, |tx| settling::latest_of_flapping(tx))
+    }
+
     /// The open alerts whose notifications are held.
     pub async fn held_alerts(&self) -> Result<Vec<Alert>, StoreError> {
         transaction!(self, |tx| held::held_open(tx))
@@ -806,7 +829,8 @@ const ALERT_COLUMNS: &str = "a.id, a.alertname, a.device_id, a.agent_id, \
     COALESCE(d.name, a.device_name, a.agent_id, ''), COALESCE(d.address, a.address, ''), \
     COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason, \
     COALESCE(d.severity, a.severity, 'major'), COALESCE(d.tags, '[]'), \
-    a.ack_by, a.ack_at_ms, a.ack_comment, a.held";
+    a.ack_by, a.ack_at_ms, a.ack_comment, a.held, COALESCE(d.flapping, FALSE), \
+    d.flap_started_at_ms, d.status";
 
 /// Where [`ALERT_COLUMNS`] come from.
 const ALERTS_JOINED: &str = "alerts a LEFT JOIN devices d ON d.id = a.device_id";

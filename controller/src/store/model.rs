@@ -216,6 +216,9 @@ pub struct Device {
     /// The agent of its site that probes it (see `store::groups`); `None`
     /// while its site has no agent.
     pub agent: Option<String>,
+    /// Its outage began or ended too often lately (see `store::flap`):
+    /// its alert changes notify nobody until it is stable.
+    pub flapping: bool,
 }
 
 /// One state change reported by an agent.
@@ -292,6 +295,8 @@ pub struct StatusChanges {
     /// The data version they were committed at (commit order; the event
     /// stream's ids), once committed.
     pub version: Option<i64>,
+    /// Alert changes whose notification was withheld (flapping devices).
+    pub withheld: u64,
 }
 
 impl StatusChanges {
@@ -305,6 +310,7 @@ impl StatusChanges {
             }
         }
         self.version = later.version.or(self.version);
+        self.withheld += later.withheld;
     }
 }
 
@@ -314,6 +320,7 @@ impl From<super::plan::Plan> for StatusChanges {
             changed: plan.changed,
             previous: plan.previous,
             version: None,
+            withheld: plan.withheld,
         }
     }
 }
@@ -377,6 +384,12 @@ pub struct Alert {
     /// Its notifications are held back: its `firing` came due while its
     /// device was in maintenance (see `store::held`).
     pub held: bool,
+    /// Its device is flapping now (see `store::flap`).
+    pub flapping: bool,
+    /// When its device's latest flapping episode began, Unix ms.
+    pub flap_started_at_ms: Option<i64>,
+    /// Its device's status now (`None` for an agent, or a deleted device).
+    pub device_status: Option<Status>,
     /// Opened (outage start), Unix ms.
     pub opened_at_ms: i64,
     /// Resolved, Unix ms; `None` while open.
@@ -421,7 +434,7 @@ pub struct Notification {
     pub id: i64,
     /// The alert it is about.
     pub alert_id: i64,
-    /// `firing` or `resolved`.
+    /// `firing`, `resolved`, `acknowledged`, `flapping` or `settled`.
     pub kind: String,
     /// Delivery attempts so far.
     pub attempts: u32,
@@ -434,7 +447,7 @@ pub struct Notification {
 pub struct DueNotification {
     /// Outbox row id (also the message's idempotency key).
     pub id: i64,
-    /// `firing` or `resolved`.
+    /// `firing`, `resolved`, `acknowledged`, `flapping` or `settled`.
     pub kind: String,
     /// Delivery attempts so far.
     pub attempts: u32,

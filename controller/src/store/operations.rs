@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 
 use super::args::Arg;
+use super::flap::FlapPolicy;
 use super::groups::Scope;
 use super::model::{
     AgentRecord, ApplyOutcome, Device, DeviceSpec, StatusChanges, TransitionReport,
@@ -235,6 +236,7 @@ pub(super) async fn delete_device(
 pub(super) async fn apply(
     tx: &impl WriteTx,
     report: &TransitionReport,
+    flapping: &FlapPolicy,
     now_ms: i64,
 ) -> Result<ApplyOutcome, StoreError> {
     if !tx.first_application(report, now_ms).await? {
@@ -243,7 +245,7 @@ pub(super) async fn apply(
     let (report, mut ignored) = ownership::owned_by_reporter(tx, report).await?;
     let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
     let current = tx.current_devices(&ids).await?;
-    let plan = plan(&report, &current);
+    let plan = plan(&report, &current, flapping);
     tx.execute_plan(&plan, &report.agent_id, now_ms).await?;
     ignored.extend(plan.ignored.iter().cloned());
     let mut changes: StatusChanges = plan.into();
@@ -308,7 +310,10 @@ pub(super) async fn settle_groups(
 /// recorded are stamped with it (it holds the data-version row until its
 /// commit, so versions follow commit order), and its status `changes`
 /// announced to the other controllers with it. Returns the version.
-async fn data_changed(tx: &impl WriteTx, changes: &StatusChanges) -> Result<i64, StoreError> {
+pub(super) async fn data_changed(
+    tx: &impl WriteTx,
+    changes: &StatusChanges,
+) -> Result<i64, StoreError> {
     let version = tx
         .rows(sql::BUMP_DATA_VERSION, &[], |row| row.int(0))
         .await?

@@ -7,10 +7,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::flap::{Flap, FlapPolicy, Notice};
 use super::model::{Device, FieldError, Ignored, ReportedTransition, Status, TransitionReport};
 
 /// What the planner needs to know about a device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CurrentDevice {
     /// Effective status (what every screen shows).
     pub status: Status,
@@ -28,6 +29,8 @@ pub struct CurrentDevice {
     pub alert_open: bool,
     /// It is probed (a disabled device is `unknown` and never alerts).
     pub enabled: bool,
+    /// Its flap state.
+    pub flap: Flap,
 }
 
 /// A change an operator made to the inventory (REST, gRPC, import).
@@ -108,14 +111,18 @@ pub enum Write {
         /// Why.
         reason: String,
     },
-    /// Open an alert for the device and queue its `firing` notification.
+    /// Open an alert for the device and queue its `firing` notification
+    /// (or what `notice` says instead).
     OpenAlert {
         /// The device.
         device_id: i64,
         /// Outage start, Unix ms.
         opened_at_ms: i64,
+        /// The notification queued.
+        notice: Notice,
     },
-    /// Resolve the device's open alert and queue its `resolved` notification.
+    /// Resolve the device's open alert and queue its `resolved`
+    /// notification (or what `notice` says instead).
     ResolveAlert {
         /// The device.
         device_id: i64,
@@ -123,6 +130,15 @@ pub enum Write {
         resolved_at_ms: i64,
         /// Why (sent with the notification).
         reason: String,
+        /// The notification queued.
+        notice: Notice,
+    },
+    /// Store the device's flap state.
+    SetFlap {
+        /// The device.
+        device_id: i64,
+        /// Its state from now on.
+        flap: Flap,
     },
     /// Open an `AgentDown` alert (unless one is open) and queue its
     /// `firing` notification.
@@ -170,6 +186,8 @@ pub struct Plan {
     pub previous: Vec<Status>,
     /// Entries not applied.
     pub ignored: Vec<(i64, Ignored)>,
+    /// Alert changes whose notification was withheld (flapping devices).
+    pub withheld: u64,
 }
 
 /// A device's row after all of a plan's writes to it: what a set-based
@@ -185,6 +203,8 @@ pub struct DeviceRow {
     pub reported: Option<(Status, i64)>,
     /// The last RTT reported, when one was.
     pub last_rtt_us: Option<u32>,
+    /// Its flap state, when the plan changed it.
+    pub flap: Option<Flap>,
 }
 
 impl Plan {
@@ -195,7 +215,7 @@ impl Plan {
         let mut rows: Vec<DeviceRow> = Vec::new();
         let mut index: HashMap<i64, usize> = HashMap::new();
         for write in &self.writes {
-            let (device_id, status, reported) = match write {
+            let (device_id, status, reported, flap) = match write {
                 Write::SetReported {
                     device_id,
                     status,
@@ -209,6 +229,7 @@ impl Plan {
                         at_ms: *at_ms,
                         last_rtt_us: *last_rtt_us,
                     }),
+                    None,
                 ),
                 Write::UpdateDevice {
                     device_id,
@@ -220,7 +241,9 @@ impl Plan {
                     *device_id,
                     Some((*status, *down_since_ms, *changed_at_ms)),
                     *reported,
+                    None,
                 ),
+                Write::SetFlap { device_id, flap } => (*device_id, None, None, Some(flap)),
                 _ => continue,
             };
             let at = *index.entry(device_id).or_insert_with(|| {
@@ -237,6 +260,9 @@ impl Plan {
             if let Some(reported) = reported {
                 row.reported = Some((reported.status, reported.at_ms));
                 row.last_rtt_us = reported.last_rtt_us.or(row.last_rtt_us);
+            }
+            if let Some(flap) = flap {
+                row.flap = Some(flap.clone());
             }
         }
         rows
@@ -273,9 +299,15 @@ impl Plan {
 /// alert while that is an outage. A report older than the device's last
 /// report is ignored. `Unknown` (the controller's "its agent is gone") is
 /// never stale, keeps the alert as it is, and leaves the last report's
-/// time, so the agent's replayed reports still apply.
-pub fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) -> Plan {
+/// time, so the agent's replayed reports still apply. Each outage start
+/// or end counts towards flapping ([`super::flap`]) under `flapping`.
+pub fn plan(
+    report: &TransitionReport,
+    current: &HashMap<i64, CurrentDevice>,
+    flapping: &FlapPolicy,
+) -> Plan {
     let mut planner = Planner::new(current);
+    planner.flapping = Some(*flapping);
     for transition in &report.transitions {
         planner.report(transition);
     }
@@ -310,7 +342,9 @@ pub fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) ->
 /// parent's outage no longer covers them); a disabled or deleted device's
 /// open alert is resolved (with a notification naming why); a device whose
 /// address changed is `unknown` until its agent reports on the new address.
-/// A parent that would make a cycle is refused, naming `parent_id`.
+/// A parent that would make a cycle is refused, naming `parent_id`. An
+/// alert change of a flapping device notifies nobody (it settles later);
+/// inventory changes do not count towards flapping.
 pub fn plan_inventory(
     changes: &[InventoryChange],
     current: &HashMap<i64, CurrentDevice>,
@@ -385,6 +419,7 @@ impl Planner {
                         device_id: id,
                         resolved_at_ms: at_ms,
                         reason: "device deleted".into(),
+                        notice: Notice::Change,
                     });
                 }
                 self.reparent(id, None);
@@ -409,6 +444,9 @@ struct Planner {
     changed: HashSet<i64>,
     /// The report being settled, until a status update carries it.
     pending_report: Option<(i64, Reported)>,
+    /// Outage starts and ends count towards flapping (reports, not
+    /// inventory changes).
+    flapping: Option<FlapPolicy>,
 }
 
 impl Planner {
@@ -427,6 +465,7 @@ impl Planner {
             plan: Plan::default(),
             changed: HashSet::new(),
             pending_report: None,
+            flapping: None,
         }
     }
 
@@ -473,6 +512,7 @@ impl Planner {
                 device_id: id,
                 resolved_at_ms: at_ms,
                 reason: reason.to_owned(),
+                notice: Notice::Change,
             });
         }
         device.reported = Status::Unknown;
@@ -548,7 +588,7 @@ impl Planner {
         if !visited.insert(id) {
             return; // a parent cycle: each device settles once
         }
-        let Some(&device) = self.state.get(&id) else {
+        let Some(device) = self.state.get(&id).cloned() else {
             return;
         };
         let parent_outage = device
@@ -573,7 +613,7 @@ impl Planner {
             status.is_outage() && !parent_outage
         };
         let previous = device.status;
-        let mut next = device;
+        let mut next = device.clone();
         if status != previous {
             next.down_since_ms = match (previous.is_outage(), status.is_outage()) {
                 (true, true) => device.down_since_ms,
@@ -613,16 +653,19 @@ impl Planner {
             }
         }
         if alert_wanted != device.alert_open {
+            let notice = self.count_change(id, &mut next.flap, at);
             self.plan.writes.push(if alert_wanted {
                 Write::OpenAlert {
                     device_id: id,
                     opened_at_ms: at,
+                    notice,
                 }
             } else {
                 Write::ResolveAlert {
                     device_id: id,
                     resolved_at_ms: at,
                     reason: reason.to_owned(),
+                    notice,
                 }
             });
             next.alert_open = alert_wanted;
@@ -634,6 +677,27 @@ impl Planner {
                 self.settle(child, at, reason, visited);
             }
         }
+    }
+
+    /// Counts device `id`'s outage start or end at `at` towards flapping
+    /// (when the planner counts) and says what its alert change queues.
+    fn count_change(&mut self, id: i64, flap: &mut Flap, at: i64) -> Notice {
+        let notice = match &self.flapping {
+            Some(policy) => {
+                let notice = flap.record(at, policy);
+                self.plan.writes.push(Write::SetFlap {
+                    device_id: id,
+                    flap: flap.clone(),
+                });
+                notice
+            }
+            None if flap.flapping => Notice::Withheld,
+            None => Notice::Change,
+        };
+        if notice == Notice::Withheld {
+            self.plan.withheld += 1;
+        }
+        notice
     }
 }
 
@@ -660,6 +724,11 @@ mod tests {
         }
     }
 
+    /// The rules with the default flap policy.
+    fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) -> Plan {
+        super::plan(report, current, &FlapPolicy::default())
+    }
+
     fn up_since(at: i64) -> CurrentDevice {
         CurrentDevice {
             status: Status::Up,
@@ -670,6 +739,7 @@ mod tests {
             parent_id: None,
             alert_open: false,
             enabled: true,
+            flap: Flap::default(),
         }
     }
 
@@ -697,6 +767,7 @@ mod tests {
             }),
         }));
         assert!(plan.writes.contains(&Write::OpenAlert {
+            notice: Notice::Change,
             device_id: 7,
             opened_at_ms: 500
         }));
@@ -850,12 +921,16 @@ mod tests {
                 status: Some((Status::Up, None, 1500)),
                 reported: Some((Status::Up, 1500)),
                 last_rtt_us: None,
+                flap: Some(Flap {
+                    recent_ms: vec![500, 1500],
+                    ..Flap::default()
+                }),
             }]
         );
         // A report under a down parent changes no status: only the report.
         let mut current = HashMap::from([(1, up_since(100)), (2, child_of(1, 100))]);
         current.get_mut(&1).expect("parent").status = Status::Down;
-        let under = super::plan(&report(&[(2, Status::Down, 600)]), &current);
+        let under = self::plan(&report(&[(2, Status::Down, 600)]), &current);
         assert_eq!(
             under.device_rows(),
             [DeviceRow {
@@ -863,6 +938,7 @@ mod tests {
                 status: Some((Status::Unreachable, Some(600), 600)),
                 reported: Some((Status::Down, 600)),
                 last_rtt_us: None,
+                flap: None,
             }]
         );
     }
@@ -923,9 +999,10 @@ mod tests {
             parent_id: None,
             alert_open,
             enabled: true,
+            flap: Flap::default(),
         };
         let current = HashMap::from([(7, unknown(500, true)), (8, unknown(400, false))]);
-        let replayed = super::plan(
+        let replayed = self::plan(
             &report(&[(7, Status::Up, 2_000), (8, Status::Up, 400)]),
             &current,
         );
@@ -934,6 +1011,90 @@ mod tests {
             device_id: 7,
             resolved_at_ms: 2_000,
             reason: "test".into(),
+            notice: Notice::Change,
         }));
+    }
+
+    #[test]
+    fn a_flapping_device_sends_one_flapping_notice_then_withholds_its_changes() {
+        let policy = FlapPolicy {
+            changes: 2,
+            window_ms: 10_000,
+        };
+        let current = HashMap::from([(7, up_since(100)), (8, child_of(7, 100))]);
+        let toggles: Vec<(i64, Status, i64)> = (1..=5)
+            .map(|n| {
+                let status = if n % 2 == 1 { Status::Down } else { Status::Up };
+                (7, status, n * 1_000)
+            })
+            .collect();
+        let plan = super::plan(&report(&toggles), &current, &policy);
+        let notices: Vec<Notice> = plan
+            .writes
+            .iter()
+            .filter_map(|write| match write {
+                Write::OpenAlert { notice, .. } | Write::ResolveAlert { notice, .. } => {
+                    Some(*notice)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            notices,
+            [
+                Notice::Change,
+                Notice::Change,
+                Notice::Flapping,
+                Notice::Withheld,
+                Notice::Withheld
+            ]
+        );
+        assert_eq!(plan.withheld, 2);
+        let events = plan
+            .writes
+            .iter()
+            .filter(|write| matches!(write, Write::InsertEvent { device_id: 7, .. }))
+            .count();
+        assert_eq!(events, 5, "every change is recorded");
+        let flap = plan.device_rows()[0]
+            .flap
+            .clone()
+            .expect("flap state written");
+        assert!(flap.flapping);
+        assert_eq!(flap.started_at_ms, Some(3_000));
+
+        // An inventory change does not count, and notifies nobody while
+        // the device flaps.
+        let mut flapping = up_since(5_000);
+        flapping.status = Status::Down;
+        flapping.reported = Status::Down;
+        flapping.alert_open = true;
+        flapping.flap = flap;
+        let mut down_parent = up_since(100);
+        down_parent.status = Status::Down;
+        let current = HashMap::from([(7, flapping), (9, down_parent)]);
+        let moved = plan_inventory(
+            &[InventoryChange::Updated {
+                device_id: 7,
+                parent_id: Some(9),
+                enabled: true,
+                address_changed: false,
+            }],
+            &current,
+            6_000,
+        )
+        .expect("valid");
+        assert!(moved.writes.contains(&Write::ResolveAlert {
+            device_id: 7,
+            resolved_at_ms: 6_000,
+            reason: "device updated".into(),
+            notice: Notice::Withheld,
+        }));
+        assert!(
+            !moved
+                .writes
+                .iter()
+                .any(|write| matches!(write, Write::SetFlap { .. }))
+        );
     }
 }

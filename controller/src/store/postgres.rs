@@ -96,6 +96,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../../migrations/postgres/0019_availability.sql"),
     ),
+    (
+        20,
+        include_str!("../../migrations/postgres/0020_flapping.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.
@@ -114,7 +118,8 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
         UNION SELECT parent_id FROM devices WHERE id = ANY($1) AND parent_id IS NOT NULL) \
     SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
         d.reported_at_ms, d.parent_id, d.enabled, \
-        EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
+        EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL), \
+        d.flapping, d.flap_started_at_ms, d.recent_changes \
     FROM devices d JOIN wanted w ON d.id = w.id \
     ORDER BY d.id FOR UPDATE OF d";
 
@@ -601,10 +606,25 @@ async fn write_device_rows(tx: &Transaction<'_>, rows: &[DeviceRow]) -> Result<(
         .map(|row| row.reported.map(|(_, at)| at))
         .collect();
     let rtt: Vec<Option<i32>> = rows.iter().map(|row| row.last_rtt_us.map(to_i32)).collect();
+    let flap_changed: Vec<bool> = rows.iter().map(|row| row.flap.is_some()).collect();
+    let flapping: Vec<bool> = rows
+        .iter()
+        .map(|row| row.flap.as_ref().is_some_and(|flap| flap.flapping))
+        .collect();
+    let flap_started: Vec<Option<i64>> = rows
+        .iter()
+        .map(|row| row.flap.as_ref().and_then(|flap| flap.started_at_ms))
+        .collect();
+    let recent: Vec<Option<String>> = rows
+        .iter()
+        .map(|row| row.flap.as_ref().map(|flap| flap.recent_changes()))
+        .collect();
     let statement = sql::write_device_rows(
         "unnest($1::bigint[], $2::bool[], $3::text[], $4::bigint[], $5::bigint[], \
-                $6::text[], $7::bigint[], $8::int[]) \
-         AS u(id, changed, status, down_since, changed_at, reported, reported_at, rtt)",
+                $6::text[], $7::bigint[], $8::int[], $9::bool[], $10::bool[], $11::bigint[], \
+                $12::text[]) \
+         AS u(id, changed, status, down_since, changed_at, reported, reported_at, rtt, \
+              flap_changed, flapping, flap_started, recent)",
     );
     tx.execute(
         &statement,
@@ -617,6 +637,10 @@ async fn write_device_rows(tx: &Transaction<'_>, rows: &[DeviceRow]) -> Result<(
             &reported,
             &reported_at,
             &rtt,
+            &flap_changed,
+            &flapping,
+            &flap_started,
+            &recent,
         ],
     )
     .await?;
@@ -661,40 +685,51 @@ async fn insert_events(tx: &Transaction<'_>, plan: &Plan, actor: &str) -> Result
 }
 
 /// The `OpenAlert`s of one round (at most one per device) with their
-/// `firing` notifications, in one statement.
+/// `firing` notifications (or what each one's notice says), in one
+/// statement.
 async fn open_alerts(
     tx: &Transaction<'_>,
     round: &[&Write],
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    let (device_ids, opened_at): (Vec<i64>, Vec<i64>) = round
-        .iter()
-        .filter_map(|write| match write {
-            Write::OpenAlert {
-                device_id,
-                opened_at_ms,
-            } => Some((*device_id, *opened_at_ms)),
-            _ => None,
-        })
-        .unzip();
+    let mut device_ids = Vec::new();
+    let mut opened_at = Vec::new();
+    let mut kinds = Vec::new();
+    for write in round {
+        if let Write::OpenAlert {
+            device_id,
+            opened_at_ms,
+            notice,
+        } = write
+        {
+            device_ids.push(*device_id);
+            opened_at.push(*opened_at_ms);
+            kinds.push(notice.kind("firing"));
+        }
+    }
     if device_ids.is_empty() {
         return Ok(());
     }
     tx.execute(
-        "WITH opened AS (INSERT INTO alerts (device_id, opened_at_ms) \
-            SELECT * FROM unnest($1::bigint[], $2::bigint[]) \
-            ON CONFLICT (device_id) WHERE resolved_at_ms IS NULL DO NOTHING RETURNING id) \
+        "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) \
+                AS u(device_id, opened_at, kind)), \
+            opened AS (INSERT INTO alerts (device_id, opened_at_ms) \
+            SELECT device_id, opened_at FROM u \
+            ON CONFLICT (device_id) WHERE resolved_at_ms IS NULL DO NOTHING \
+            RETURNING id, device_id) \
          INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
-         SELECT opened.id, 'firing', c.name, $3, $3 FROM opened CROSS JOIN notification_channels c \
-         ORDER BY opened.id",
-        &[&device_ids, &opened_at, &now_ms],
+         SELECT opened.id, u.kind, c.name, $4, $4 \
+         FROM opened JOIN u ON u.device_id = opened.device_id CROSS JOIN notification_channels c \
+         WHERE u.kind IS NOT NULL ORDER BY opened.id",
+        &[&device_ids, &opened_at, &kinds, &now_ms],
     )
     .await?;
     Ok(())
 }
 
 /// The `ResolveAlert`s of one round (at most one per device) with their
-/// `resolved` notifications, in one statement.
+/// `resolved` notifications (or what each one's notice says), in one
+/// statement.
 async fn resolve_alerts(
     tx: &Transaction<'_>,
     round: &[&Write],
@@ -703,29 +738,35 @@ async fn resolve_alerts(
     let mut device_ids = Vec::new();
     let mut resolved_at = Vec::new();
     let mut reasons = Vec::new();
+    let mut kinds = Vec::new();
     for write in round {
         if let Write::ResolveAlert {
             device_id,
             resolved_at_ms,
             reason,
+            notice,
         } = write
         {
             device_ids.push(*device_id);
             resolved_at.push(*resolved_at_ms);
             reasons.push(reason.as_str());
+            kinds.push(notice.kind("resolved"));
         }
     }
     if device_ids.is_empty() {
         return Ok(());
     }
     tx.execute(
-        "WITH resolved AS (UPDATE alerts a SET resolved_at_ms = u.at, resolved_reason = u.reason \
-            FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(device_id, at, reason) \
-            WHERE a.device_id = u.device_id AND a.resolved_at_ms IS NULL RETURNING a.id) \
+        "WITH u AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) \
+                AS u(device_id, at, reason, kind)), \
+            resolved AS (UPDATE alerts a SET resolved_at_ms = u.at, resolved_reason = u.reason \
+            FROM u WHERE a.device_id = u.device_id AND a.resolved_at_ms IS NULL \
+            RETURNING a.id, a.device_id) \
          INSERT INTO notification_outbox (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
-         SELECT resolved.id, 'resolved', c.name, $4, $4 FROM resolved CROSS JOIN notification_channels c \
-         ORDER BY resolved.id",
-        &[&device_ids, &resolved_at, &reasons, &now_ms],
+         SELECT resolved.id, u.kind, c.name, $5, $5 \
+         FROM resolved JOIN u ON u.device_id = resolved.device_id \
+         CROSS JOIN notification_channels c WHERE u.kind IS NOT NULL ORDER BY resolved.id",
+        &[&device_ids, &resolved_at, &reasons, &kinds, &now_ms],
     )
     .await?;
     Ok(())

@@ -2,6 +2,7 @@
 //! only says how to get one column ([`Columns`]); which column holds what,
 //! and how stored text becomes a typed value, is written here.
 
+use super::flap::Flap;
 use super::model::{
     Acknowledgement, AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification,
     Notification,
@@ -100,6 +101,7 @@ pub(super) fn device(row: &(impl Columns + ?Sized)) -> Result<Device, StoreError
         status_changed_at_ms: row.int(13)?,
         last_rtt_us: row.opt_int32(14)?.and_then(|rtt| u32::try_from(rtt).ok()),
         agent: row.opt_text(15)?,
+        flapping: row.flag(17)?,
     })
 }
 
@@ -127,6 +129,12 @@ pub(super) fn alert(row: &(impl Columns + ?Sized), at: usize) -> Result<Alert, S
             None => None,
         },
         held: row.flag(at + 15)?,
+        flapping: row.flag(at + 16)?,
+        flap_started_at_ms: row.opt_int(at + 17)?,
+        device_status: row
+            .opt_text(at + 18)?
+            .map(|status| parse_stored("status", &status))
+            .transpose()?,
     })
 }
 
@@ -167,7 +175,8 @@ pub(super) fn agent(row: &impl Columns) -> Result<AgentRecord, StoreError> {
 
 /// What the planner needs of a device: id, status, status_changed_at_ms,
 /// down_since_ms, reported_status, reported_at_ms, parent_id, enabled,
-/// then whether it has an open alert.
+/// whether it has an open alert, then flapping, flap_started_at_ms,
+/// recent_changes.
 pub(super) fn current(row: &impl Columns) -> Result<(i64, CurrentDevice), StoreError> {
     Ok((
         row.int(0)?,
@@ -180,6 +189,7 @@ pub(super) fn current(row: &impl Columns) -> Result<(i64, CurrentDevice), StoreE
             parent_id: row.opt_int(6)?,
             enabled: row.flag(7)?,
             alert_open: row.flag(8)?,
+            flap: Flap::stored(row.flag(9)?, row.opt_int(10)?, &row.text(11)?)?,
         },
     ))
 }

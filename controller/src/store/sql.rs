@@ -22,7 +22,8 @@ pub(super) fn sqlite(statement: &str) -> String {
 macro_rules! device_columns {
     () => {
         "id, name, address, site, parent_id, interval_ms, timeout_ms, down_after, up_after, \
-         tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent, severity"
+         tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent, severity, \
+         flapping"
     };
 }
 
@@ -53,8 +54,10 @@ pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site
 
 /// Writes a plan's device rows ([`super::plan::DeviceRow`]) from
 /// `source`, a table `u(id, changed, status, down_since, changed_at,
-/// reported, reported_at, rtt)`: the effective status only where the plan
-/// changed it, the report and RTT only where there is one.
+/// reported, reported_at, rtt, flap_changed, flapping, flap_started,
+/// recent)`: the effective status only where the plan changed it, the
+/// report and RTT only where there is one, the flap state where the plan
+/// changed it.
 pub(super) fn write_device_rows(source: &str) -> String {
     format!(
         "UPDATE devices SET \
@@ -64,7 +67,11 @@ pub(super) fn write_device_rows(source: &str) -> String {
                 CASE WHEN u.changed THEN u.changed_at ELSE devices.status_changed_at_ms END, \
             reported_status = COALESCE(u.reported, devices.reported_status), \
             reported_at_ms = COALESCE(u.reported_at, devices.reported_at_ms), \
-            last_rtt_us = COALESCE(u.rtt, devices.last_rtt_us) \
+            last_rtt_us = COALESCE(u.rtt, devices.last_rtt_us), \
+            flapping = CASE WHEN u.flap_changed THEN u.flapping ELSE devices.flapping END, \
+            flap_started_at_ms = \
+                CASE WHEN u.flap_changed THEN u.flap_started ELSE devices.flap_started_at_ms END, \
+            recent_changes = COALESCE(u.recent, devices.recent_changes) \
          FROM {source} WHERE devices.id = u.id"
     )
 }

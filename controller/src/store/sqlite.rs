@@ -88,6 +88,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         19,
         include_str!("../../migrations/sqlite/0019_availability.sql"),
     ),
+    (
+        20,
+        include_str!("../../migrations/sqlite/0020_flapping.sql"),
+    ),
 ];
 
 #[allow(
@@ -477,7 +481,7 @@ fn execute(
 ) -> Result<(), StoreError> {
     match write {
         // Written with the other device rows: see `execute_plan`.
-        Write::SetReported { .. } | Write::UpdateDevice { .. } => {}
+        Write::SetReported { .. } | Write::UpdateDevice { .. } | Write::SetFlap { .. } => {}
         Write::InsertEvent {
             device_id,
             previous,
@@ -501,24 +505,26 @@ fn execute(
         Write::OpenAlert {
             device_id,
             opened_at_ms,
+            notice,
         } => notify_each(
             tx,
             "INSERT INTO alerts (device_id, opened_at_ms) VALUES (?1, ?2) \
              ON CONFLICT DO NOTHING RETURNING id",
             params![device_id, opened_at_ms],
-            "firing",
+            notice.kind("firing"),
             now_ms,
         )?,
         Write::ResolveAlert {
             device_id,
             resolved_at_ms,
             reason,
+            notice,
         } => notify_each(
             tx,
             "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
              WHERE device_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
             params![resolved_at_ms, device_id, reason],
-            "resolved",
+            notice.kind("resolved"),
             now_ms,
         )?,
         Write::OpenAgentAlert {
@@ -531,7 +537,7 @@ fn execute(
             "INSERT INTO alerts (alertname, agent_id, site, opened_at_ms) \
              VALUES ('AgentDown', ?1, ?2, ?3) ON CONFLICT DO NOTHING RETURNING id",
             params![agent_id, site, opened_at_ms],
-            "firing",
+            Some("firing"),
             now_ms,
         )?,
         Write::ResolveAgentAlert {
@@ -543,7 +549,7 @@ fn execute(
             "UPDATE alerts SET resolved_at_ms = ?1, resolved_reason = ?3 \
              WHERE agent_id = ?2 AND resolved_at_ms IS NULL RETURNING id",
             params![resolved_at_ms, agent_id, reason],
-            "resolved",
+            Some("resolved"),
             now_ms,
         )?,
     }
@@ -567,13 +573,19 @@ fn write_device_rows(tx: &Transaction<'_>, rows: &[DeviceRow]) -> Result<(), Sto
                 row.reported.map(|(status, _)| status.as_str()),
                 row.reported.map(|(_, at)| at),
                 row.last_rtt_us,
+                row.flap.is_some(),
+                row.flap.as_ref().is_some_and(|flap| flap.flapping),
+                row.flap.as_ref().and_then(|flap| flap.started_at_ms),
+                row.flap.as_ref().map(|flap| flap.recent_changes()),
             ])
         })
         .collect();
     let statement = sql::write_device_rows(
         "(SELECT value ->> 0 AS id, value ->> 1 AS changed, value ->> 2 AS status, \
             value ->> 3 AS down_since, value ->> 4 AS changed_at, value ->> 5 AS reported, \
-            value ->> 6 AS reported_at, value ->> 7 AS rtt FROM json_each(?1)) AS u",
+            value ->> 6 AS reported_at, value ->> 7 AS rtt, value ->> 8 AS flap_changed, \
+            value ->> 9 AS flapping, value ->> 10 AS flap_started, value ->> 11 AS recent \
+         FROM json_each(?1)) AS u",
     );
     tx.execute(&statement, [serde_json::Value::from(rows).to_string()])?;
     Ok(())
@@ -581,18 +593,22 @@ fn write_device_rows(tx: &Transaction<'_>, rows: &[DeviceRow]) -> Result<(), Sto
 
 /// Runs an alert statement that returns the ids of the alerts it opened or
 /// resolved, and queues a `kind` notification for each (none when it
-/// changed nothing: an alert already open, or none to resolve).
+/// changed nothing: an alert already open, or none to resolve; none when
+/// `kind` is `None`).
 fn notify_each(
     tx: &Transaction<'_>,
     statement: &str,
     params: impl rusqlite::Params,
-    kind: &str,
+    kind: Option<&str>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
     let alert_ids: Vec<i64> = tx
         .prepare(statement)?
         .query_map(params, |row| row.get(0))?
         .collect::<Result<_, _>>()?;
+    let Some(kind) = kind else {
+        return Ok(());
+    };
     for alert_id in alert_ids {
         queue_notification(tx, alert_id, kind, now_ms)?;
     }
@@ -620,7 +636,8 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
         UNION SELECT d.id FROM devices d JOIN tree t ON d.parent_id = t.id) \
     SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
         d.reported_at_ms, d.parent_id, d.enabled, \
-        EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL) \
+        EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL), \
+        d.flapping, d.flap_started_at_ms, d.recent_changes \
     FROM devices d \
     WHERE d.id IN (SELECT id FROM tree) \
         OR d.id IN (SELECT parent_id FROM devices WHERE id IN (SELECT value FROM json_each(?1)))";
