@@ -630,6 +630,17 @@ impl Deployment {
         wait_for_http(&self.rest, "/healthz")
     }
 
+    /// Stops the controller, adds `lines` (TOML keys, each ending in a
+    /// newline) to its configuration, and starts it again.
+    pub fn restart_controller_with(&mut self, lines: &str) -> anyhow::Result<()> {
+        self.controller = None;
+        let config = self.dir.path().join("controller.toml");
+        let mut text = std::fs::read_to_string(&config)?;
+        text.push_str(lines);
+        std::fs::write(&config, text)?;
+        self.start_controller()
+    }
+
     /// Starts agent `id` of `site` in the lab's client namespace, with its
     /// certificate (or `certificate_of` another's).
     pub fn start_agent(

@@ -387,12 +387,9 @@ fn certificates_in_use_are_counted_down_and_readyz_warns_before_they_expire() {
     drop(agent);
 
     // Warned 900 days ahead, both certificates are "about to expire".
-    deployment.controller = None;
-    let config = deployment.dir.path().join("controller.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str("certificate_warning_days = 900\n");
-    std::fs::write(&config, text).expect("config");
-    deployment.start_controller().expect("controller");
+    deployment
+        .restart_controller_with("certificate_warning_days = 900\n")
+        .expect("controller");
     let _agent = deployment
         .start_agent("site-agent", "branch-1", "site-agent")
         .expect("agent");

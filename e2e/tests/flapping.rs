@@ -46,16 +46,11 @@ fn a_host_toggling_for_a_minute_sends_at_most_three_notifications_then_one_settl
         ..SiteConfig::default()
     };
     let mut deployment = Deployment::start(site).expect("deployment");
-    let config = deployment.dir.path().join("controller.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "flap_changes = 2\nflap_window = \"{}s\"\n",
-        FLAP_WINDOW.as_secs()
-    ));
-    std::fs::write(&config, text).expect("config");
-    deployment.controller = None;
     deployment
-        .start_controller()
+        .restart_controller_with(&format!(
+            "flap_changes = 2\nflap_window = \"{}s\"\n",
+            FLAP_WINDOW.as_secs()
+        ))
         .expect("controller with flap detection");
 
     deployment.register_agent("site-agent", SITE);

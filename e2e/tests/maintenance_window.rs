@@ -37,16 +37,11 @@ fn a_host_down_in_maintenance_is_down_silently_and_alerts_when_the_window_ends()
     let forwarded = Webhook::start().expect("Alertmanager's receiver");
     let alertmanager =
         ward_testkit::services::Alertmanager::start(&forwarded.url).expect("Alertmanager");
-    let config = deployment.dir.path().join("controller.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str(&format!(
-        "alertmanager = \"{}\"\nalertmanager_resend_interval = \"1s\"\n",
-        alertmanager.url()
-    ));
-    std::fs::write(&config, text).expect("config");
-    deployment.controller = None;
     deployment
-        .start_controller()
+        .restart_controller_with(&format!(
+            "alertmanager = \"{}\"\nalertmanager_resend_interval = \"1s\"\n",
+            alertmanager.url()
+        ))
         .expect("controller with Alertmanager");
 
     deployment.register_agent("site-agent", SITE);
