@@ -30,7 +30,11 @@ struct SseClient {
 
 impl SseClient {
     async fn open(api: &Api, last_event_id: Option<&str>) -> Self {
-        let mut request = api.authorized(api.http.get(format!("{}/api/v1/events", api.base)));
+        Self::open_at(api, "/api/v1/events", last_event_id).await
+    }
+
+    async fn open_at(api: &Api, path: &str, last_event_id: Option<&str>) -> Self {
+        let mut request = api.authorized(api.http.get(format!("{}{path}", api.base)));
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -165,4 +169,27 @@ async fn a_client_resumes_from_its_last_event_id_on_any_controller() {
         assert_eq!(first.kind, "resync", "{bad}: {first:?}");
         assert!(first.data.contains("Last-Event-ID"), "{}", first.data);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_asked_for_heartbeats_gets_one_every_second_and_others_get_none() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let api = Api::serve(controller).await;
+    let mut beating = SseClient::open_at(&api, "/api/v1/events?heartbeat=1", None).await;
+    let mut beats = Vec::new();
+    while beats.len() < 3 {
+        let event = beating.next().await;
+        if event.kind == "heartbeat" {
+            beats.push(event.data.parse::<i64>().expect("the controller's clock"));
+        }
+    }
+    assert!(
+        beats.windows(2).all(|pair| pair[1] >= pair[0] + 900),
+        "about a second apart: {beats:?}"
+    );
+    let mut quiet = SseClient::open(&api, None).await;
+    let opening = quiet.next().await;
+    assert!(opening.kind.is_empty(), "{opening:?}");
+    let (code, _) = api.get("/api/v1/events?heartbeat=yes").await;
+    assert_eq!(code, 400, "a bad option is refused");
 }

@@ -13,13 +13,17 @@
 //! status then, and the live ones after; a gap the log cannot fill (more
 //! than [`MOST_REPLAYED`] changes, an id from another database or not one
 //! of ours) is a `resync` instead.
+//!
+//! Liveness: with `?heartbeat=1` the stream also carries a `heartbeat`
+//! event every [`HEARTBEAT`] (data: the controller's clock, Unix ms), so a
+//! client (the dashboard) can tell a quiet stream from a dead one.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde_json::json;
@@ -34,9 +38,31 @@ use crate::store::{LoggedChange, StoreError};
 /// Changes replayed to a resuming client at most; beyond, `resync`.
 pub const MOST_REPLAYED: i64 = 10_000;
 
+/// How often a `heartbeat` event comes when asked for.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// `?heartbeat=1`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamOptions {
+    heartbeat: Option<u8>,
+}
+
+/// A `heartbeat` event every [`HEARTBEAT`], the first at once.
+fn heartbeats() -> impl Stream<Item = Event> + Send {
+    futures_util::stream::unfold(true, |first| async move {
+        if !first {
+            tokio::time::sleep(HEARTBEAT).await;
+        }
+        let at = crate::time::now_ms().to_string();
+        Some((Event::default().event("heartbeat").data(at), false))
+    })
+}
+
 /// `GET /api/v1/events`.
 pub async fn stream(
     State(controller): State<Arc<Controller>>,
+    Query(options): Query<StreamOptions>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let controller_stopped = controller.stopped();
@@ -71,7 +97,15 @@ pub async fn stream(
             }
         })
     });
-    let events = tokio_stream::iter(opening).chain(changes).map(Ok);
+    let beats: std::pin::Pin<Box<dyn Stream<Item = Event> + Send>> =
+        if options.heartbeat.unwrap_or(0) > 0 {
+            Box::pin(heartbeats())
+        } else {
+            Box::pin(futures_util::stream::pending())
+        };
+    let events = tokio_stream::iter(opening)
+        .chain(changes.merge(beats))
+        .map(Ok);
     // Ends when the controller shuts down, so the server can stop.
     let events = futures_util::StreamExt::take_until(events, controller_stopped);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
