@@ -1012,3 +1012,49 @@ async fn availability_reports_answer_per_device_site_and_tag_in_json_and_csv() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_devices_by_site_and_status_and_say_whether_ready() {
+    let (_dir, controller, api) = served().await;
+    let mut ids = Vec::new();
+    for (name, address, site) in [
+        ("atm-1", "198.18.1.1", "branch-1"),
+        ("atm-2", "198.18.1.2", "branch-1"),
+        ("atm-3", "198.18.2.1", "branch \"2\""),
+    ] {
+        let (code, created) = api
+            .post(
+                "/api/v1/devices",
+                json!({"name": name, "address": address, "site": site}),
+            )
+            .await;
+        assert_eq!(code, 201, "{created}");
+        ids.push(created["id"].as_i64().expect("id"));
+    }
+    let now = ward_controller::time::now_ms();
+    for (seq, (id, status)) in [
+        (ids[0], ward_controller::store::Status::Down),
+        (ids[1], ward_controller::store::Status::Up),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let report = common::transition_report("agent-1", id, seq as u64 + 1, status, now);
+        controller.apply_report(&report, now).await.expect("report");
+    }
+    let (_, text) = api.get("/metrics").await;
+    let text = text.as_str().expect("metrics text");
+    for line in [
+        "ward_devices{site=\"branch-1\",status=\"down\"} 1",
+        "ward_devices{site=\"branch-1\",status=\"up\"} 1",
+        "ward_devices{site=\"branch-1\",status=\"unknown\"} 0",
+        "ward_devices{site=\"branch \\\"2\\\"\",status=\"unknown\"} 1",
+        "ward_ready 1",
+        "ward_component_ok{component=\"store\"} 1",
+    ] {
+        assert!(
+            text.lines().any(|shown| shown == line),
+            "{line} missing from /metrics:\n{text}"
+        );
+    }
+}

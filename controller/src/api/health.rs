@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::agents::AgentState;
 use crate::state::Controller;
+use crate::store::Status;
 use crate::time::rfc3339;
 
 /// `GET /healthz`.
@@ -330,6 +331,8 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             );
         }
     }
+    write_device_counts(&controller, &mut text).await;
+    write_readiness(&controller, &mut text).await;
     controller.api_latency.write_prometheus(&mut text);
     controller.logins.write_prometheus(&mut text);
     match controller.store.outbox_depth().await {
@@ -388,6 +391,76 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
         }
     }
     text
+}
+
+/// `ward_devices{site,status}`: enabled devices by site and status, every
+/// status of every site (zeros included, so a rule sees a site recover).
+async fn write_device_counts(controller: &Controller, text: &mut String) {
+    let devices = match controller.devices().await {
+        Ok(devices) => devices,
+        Err(_) => return, // counted by `devices`
+    };
+    let mut counts: std::collections::BTreeMap<&str, [u64; 4]> = std::collections::BTreeMap::new();
+    for device in devices.iter().filter(|device| device.spec.enabled) {
+        let index = STATUSES
+            .iter()
+            .position(|status| *status == device.status)
+            .unwrap_or(3);
+        counts.entry(device.spec.site.as_str()).or_default()[index] += 1;
+    }
+    let _ = writeln!(
+        text,
+        "# HELP ward_devices Enabled devices by site and status.\n# TYPE ward_devices gauge"
+    );
+    for (site, by_status) in counts {
+        let site = label_value(site);
+        for (status, count) in STATUSES.iter().zip(by_status) {
+            let _ = writeln!(
+                text,
+                "ward_devices{{site=\"{site}\",status=\"{}\"}} {count}",
+                status.as_str()
+            );
+        }
+    }
+}
+
+const STATUSES: [Status; 4] = [
+    Status::Up,
+    Status::Down,
+    Status::Unreachable,
+    Status::Unknown,
+];
+
+/// `ward_ready` (1 while `/readyz` answers 200) and
+/// `ward_component_ok{component}` (1 while a component of `/readyz` is ok
+/// or off, 0 while it is failing).
+async fn write_readiness(controller: &Arc<Controller>, text: &mut String) {
+    let (code, Json(ready)) = readyz(State(Arc::clone(controller))).await;
+    write_metric(
+        text,
+        "ward_ready",
+        "gauge",
+        "1 while /readyz answers 200 (the status database answers).",
+        u8::from(code == StatusCode::OK),
+    );
+    let _ = writeln!(
+        text,
+        "# HELP ward_component_ok 1 while a /readyz component is ok (or off), 0 while it is failing.\n# TYPE ward_component_ok gauge"
+    );
+    if let Some(components) = ready["components"].as_object() {
+        for (name, component) in components {
+            let ok = u8::from(component["status"] != "failing");
+            let _ = writeln!(text, "ward_component_ok{{component=\"{name}\"}} {ok}");
+        }
+    }
+}
+
+/// `text` as a Prometheus label value (backslash, quote and newline
+/// escaped).
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn write_metric(
