@@ -288,7 +288,7 @@ pub struct DeviceFilter<'a> {
     pub status: Option<Status>,
     /// Of this site.
     pub site: Option<&'a str>,
-    /// Whose name or address contains this (case-insensitive).
+    /// Whose name, address or a tag contains this (case-insensitive).
     pub query: Option<&'a str>,
     /// Of this severity.
     pub severity: Option<Severity>,
@@ -1237,8 +1237,9 @@ impl Controller {
         .await
     }
 
-    /// Devices matching every given filter: status, site, and `query` in
-    /// the name or address (case-insensitive). REST and gRPC both use it.
+    /// Devices matching every given filter: status, site, severity, tag,
+    /// and `query` in the name, address or a tag (case-insensitive). REST,
+    /// gRPC and the dashboard's search all match this way.
     pub async fn find_devices(&self, filter: &DeviceFilter<'_>) -> Result<Vec<Device>, StoreError> {
         let query = filter.query.map(str::to_lowercase);
         let devices = self.devices().await?;
@@ -1258,7 +1259,9 @@ impl Controller {
             })
             .filter(|d| {
                 query.as_deref().is_none_or(|q| {
-                    d.spec.name.to_lowercase().contains(q) || d.spec.address.to_string().contains(q)
+                    d.spec.name.to_lowercase().contains(q)
+                        || d.spec.address.to_string().contains(q)
+                        || d.spec.tags.iter().any(|tag| tag.to_lowercase().contains(q))
                 })
             })
             .collect())

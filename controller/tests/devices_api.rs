@@ -1058,3 +1058,35 @@ async fn metrics_count_devices_by_site_and_status_and_say_whether_ready() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_search_matches_a_name_an_address_or_a_tag() {
+    let (_dir, _controller, api) = served().await;
+    for (name, address, tags) in [
+        ("atm-1", "198.18.1.1", json!(["lobby"])),
+        ("router-1", "198.18.1.254", json!(["core"])),
+    ] {
+        let (code, created) = api
+            .post(
+                "/api/v1/devices",
+                json!({"name": name, "address": address, "site": "branch-9", "tags": tags}),
+            )
+            .await;
+        assert_eq!(code, 201, "{created}");
+    }
+    for (query, expected) in [
+        ("LOBBY", vec!["atm-1"]),
+        ("Router", vec!["router-1"]),
+        ("1.254", vec!["router-1"]),
+        ("198.18", vec!["atm-1", "router-1"]),
+    ] {
+        let (_, found) = api.get(&format!("/api/v1/devices?q={query}")).await;
+        let names: Vec<&str> = found
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter_map(|device| device["name"].as_str())
+            .collect();
+        assert_eq!(names, expected, "q={query}");
+    }
+}
