@@ -389,13 +389,21 @@ async fn a_devices_rtt_history_is_read_back_for_the_dashboard() {
         .get(&format!("/api/v1/devices/{device}/rtt?minutes=10"))
         .await;
     assert_eq!(code, 200, "{history}");
-    let values: Vec<f64> = history["points"]
-        .as_array()
-        .expect("points")
-        .iter()
-        .map(|p| p["rtt_ms"].as_f64().expect("ms"))
-        .collect();
+    let points = history["points"].as_array().expect("points");
+    let values: Vec<f64> = points.iter().filter_map(|p| p["rtt_ms"].as_f64()).collect();
     assert!(values.contains(&1.0) && values.contains(&3.0), "{history}");
+    // The band around each mean: the period's lowest and highest, and loss.
+    for point in points.iter().filter(|p| p["rtt_ms"].is_number()) {
+        assert_eq!(
+            (
+                point["min_ms"].as_f64(),
+                point["max_ms"].as_f64(),
+                point["loss"].as_f64()
+            ),
+            (Some(0.812), Some(2.004), Some(0.0)),
+            "{point}"
+        );
+    }
     let (code, bad) = api
         .get(&format!("/api/v1/devices/{device}/rtt?minutes=0"))
         .await;

@@ -107,23 +107,27 @@ pub async fn get(
     Ok(Json(device_json(&device, &controller.open_windows())))
 }
 
-/// `?minutes=` (default 60, at most a week).
+/// `?minutes=` (default 60, at most 30 days).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryWindow {
     minutes: Option<u32>,
 }
 
-/// `GET /api/v1/devices/{id}/rtt`: the device's mean RTT over the last
-/// `minutes`, from VictoriaMetrics; 404 when time series are off.
+/// `GET /api/v1/devices/{id}/rtt`: the device's RTT band (min, mean,
+/// max per step) and loss over the last `minutes`, from VictoriaMetrics;
+/// 404 when time series are off.
 pub async fn rtt(
     State(controller): State<Arc<Controller>>,
     Path(id): Path<i64>,
     Query(window): Query<HistoryWindow>,
 ) -> Result<Json<Value>, ApiError> {
     let minutes = window.minutes.unwrap_or(60);
-    if !(1..=10_080).contains(&minutes) {
-        return Err(ApiError::field("minutes", "must be between 1 and 10080"));
+    if !(1..=43_200).contains(&minutes) {
+        return Err(ApiError::field(
+            "minutes",
+            "must be between 1 and 43200 (30 days)",
+        ));
     }
     let Some(tsdb) = &controller.tsdb else {
         return Err(ApiError::not_found(
@@ -150,7 +154,13 @@ pub async fn rtt(
     .map_err(|error| ApiError::unavailable(error.to_string()))?;
     Ok(Json(json!({
         "device_id": id,
-        "points": points.iter().map(|(at, ms)| json!({"at": rfc3339(*at), "rtt_ms": ms})).collect::<Vec<_>>(),
+        "points": points.iter().map(|point| json!({
+            "at": rfc3339(point.at_ms),
+            "rtt_ms": point.avg_ms,
+            "min_ms": point.min_ms,
+            "max_ms": point.max_ms,
+            "loss": point.loss,
+        })).collect::<Vec<_>>(),
     })))
 }
 
