@@ -29,7 +29,7 @@ async fn every_route_requires_its_declared_role() {
     let principals = common::principals(&controller).await;
     let routes = ward_controller::api::routes(Access::Open);
     let declared = routes.declared();
-    assert_eq!(declared.len(), 33, "{declared:?}");
+    assert_eq!(declared.len(), 38, "{declared:?}");
     for route in declared {
         let path = route.path.replace("{id}", "1");
         for (who, token, role) in &principals {

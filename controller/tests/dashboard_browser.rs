@@ -88,7 +88,9 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
     let red = tokio::task::block_in_place(|| {
         browser
             .wait_until(
-                &format!("getComputedStyle({tile}).backgroundColor === '{RED}'"),
+                &format!(
+                    "getComputedStyle({tile}.querySelector('.badge')).backgroundColor === '{RED}'"
+                ),
                 Duration::from_secs(2),
             )
             .expect("the device turns red within 2 s of the DOWN commit")
@@ -98,7 +100,7 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
         let shown = browser
             .evaluate(&format!(
                 "[{tile}.textContent, document.getElementById('down').textContent, \
-                 getComputedStyle(document.getElementById('device-{atm_id}')).backgroundColor]"
+                 getComputedStyle(document.querySelector('#device-{atm_id} .badge')).backgroundColor]"
             ))
             .expect("evaluate");
         assert!(
@@ -116,17 +118,20 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
         let artifact =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-device-down.png");
         browser.screenshot(&artifact).expect("screenshot");
-        // Clicking a device asks for its RTT history; without time series
-        // the panel says why there is none.
+        // Clicking a device opens its detail; without time series its
+        // chart says why there is none.
         browser
-            .evaluate(&format!("{tile}.click(); true"))
+            .evaluate(&format!("{tile}.querySelector('a').click(); true"))
             .expect("click");
         browser
             .wait_until(
-                "document.getElementById('history').textContent.includes('time series are off')",
-                Duration::from_secs(2),
+                &format!(
+                    "location.search === '?device={id}' && document.getElementById('detail-chart') !== null \
+                     && document.getElementById('detail-chart').textContent.includes('time series are off')"
+                ),
+                Duration::from_secs(5),
             )
-            .expect("the history panel explains itself");
+            .expect("the device's detail explains why it has no chart");
         eprintln!("dashboard: screenshot saved to {}", artifact.display());
     });
 }
@@ -225,7 +230,7 @@ async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot
             .expect("logged in, the dashboard shows the devices, live");
         let shown = browser
             .evaluate(&format!(
-                "[{tile}.firstChild.textContent, document.querySelectorAll('#sites img').length, \
+                "[{tile}.querySelector('a').textContent, document.querySelectorAll('#sites img, #problems img').length, \
                  document.getElementById('who-name').textContent]"
             ))
             .expect("evaluate");

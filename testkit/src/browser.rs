@@ -155,6 +155,16 @@ impl Chromium {
         }
     }
 
+    /// Makes the page's viewport `width` × `height` CSS pixels (a phone, a
+    /// NOC screen).
+    pub fn set_viewport(&mut self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": false }),
+        )?;
+        Ok(())
+    }
+
     /// A PNG screenshot of the page, written to `path`.
     pub fn screenshot(&mut self, path: &std::path::Path) -> anyhow::Result<()> {
         let result = self.call("Page.captureScreenshot", json!({ "format": "png" }))?;

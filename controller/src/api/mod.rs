@@ -7,6 +7,7 @@ mod agents;
 mod alerts;
 mod audit;
 mod cluster;
+mod dashboard;
 mod devices;
 mod error;
 mod events;
@@ -41,32 +42,6 @@ async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str
     )
 }
 
-/// `GET /`: the dashboard, one static page (no build step) that reads the
-/// REST API and follows `/api/v1/events`; its script and style are files
-/// of their own, so the page runs under a CSP without inline code.
-async fn dashboard() -> axum::response::Html<&'static str> {
-    axum::response::Html(include_str!("dashboard/index.html"))
-}
-
-/// `GET /dashboard.js`.
-async fn dashboard_script() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/javascript; charset=utf-8",
-        )],
-        include_str!("dashboard/dashboard.js"),
-    )
-}
-
-/// `GET /dashboard.css`.
-async fn dashboard_style() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("dashboard/dashboard.css"),
-    )
-}
-
 pub use crate::time::{now_ms, rfc3339};
 
 /// A time parameter (RFC 3339, `Z` or an offset) as Unix ms; a 400
@@ -94,7 +69,7 @@ fn instant(parameter: &str, text: Option<&str>) -> Result<Option<i64>, ApiError>
 pub fn routes(metrics: Access) -> Routes {
     use crate::access::Access::{Open, Read, Role};
     use crate::auth::Role::{Admin, Operator};
-    Routes::default()
+    dashboard::routes(Routes::default())
         .add(Method::GET, "/api/v1/devices", Read, devices::list)
         .add(
             Method::POST,
@@ -185,10 +160,6 @@ pub fn routes(metrics: Access) -> Routes {
         .add(Method::POST, "/api/v1/login", Open, session::login)
         .add(Method::GET, "/api/v1/session", Open, session::current)
         .add(Method::POST, "/api/v1/logout", Open, session::logout)
-        // The page holds no data; what it shows comes through the reads.
-        .add(Method::GET, "/", Open, dashboard)
-        .add(Method::GET, "/dashboard.js", Open, dashboard_script)
-        .add(Method::GET, "/dashboard.css", Open, dashboard_style)
         .add(Method::GET, "/healthz", Open, health::healthz)
         .add(Method::GET, "/readyz", Open, health::readyz)
         .add(Method::GET, "/metrics", metrics, health::metrics)

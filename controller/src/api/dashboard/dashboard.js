@@ -1,165 +1,370 @@
-"use strict";
-const devices = new Map();
-// The logged-in session ({user, role, csrf}), if any.
-let session = null;
+// The NOC dashboard: problems first, sites at a glance, every device (a
+// virtualised list), search and filters kept in the URL, a device's detail
+// (device.js), honest liveness (live.js). Reads the REST API; no build step.
 
-function since(iso) {
-  if (!iso) return "";
-  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
-  return seconds < 120 ? `down ${seconds}s` : `down since ${new Date(iso).toLocaleString()}`;
-}
+import { follow } from "./live.js";
+import { showDevice, deviceChanged, closeDevice } from "./device.js";
 
-function tile(device) {
-  const element = document.createElement("div");
-  element.className = `device ${device.status}`;
-  element.id = `device-${device.id}`;
-  element.dataset.status = device.status;
-  element.textContent = device.name;
-  const detail = document.createElement("small");
-  detail.textContent = device.down_since ? since(device.down_since) : device.address;
-  element.title = `${device.address} · ${device.status}`;
-  element.append(detail);
-  element.addEventListener("click", () => showHistory(device.id).catch(failed));
+export const state = {
+  devices: new Map(),   // id → device as /api/v1/devices shows it
+  alerts: new Map(),    // device id → its open alert
+  order: [],            // device ids by site, then name (natural order)
+  session: null,        // {user, role, csrf} when logged in
+  siteOrder: "problems",
+  rendered: false,      // the first render with devices is done
+};
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+export const naturally = (a, b) => collator.compare(a, b);
+const SEVERITY = ["critical", "major", "minor", "info"];
+const WORST_FIRST = ["down", "unreachable", "unknown", "up"];
+export const ICON = { up: "▲", down: "▼", unreachable: "◆", unknown: "?" };
+const ROW_PX = 30;
+const FILTERS = ["q", "status", "site", "severity", "tag"];
+
+// ---- small helpers ------------------------------------------------------
+
+export function el(tag, attributes = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") element.className = value;
+    else if (name === "text") element.textContent = value;
+    else if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
+    else element.setAttribute(name, value === true ? "" : value);
+  }
+  element.append(...children.filter((child) => child !== null && child !== undefined));
   return element;
 }
 
-// The selected device's mean RTT over the last hour, as a line.
-async function showHistory(id) {
-  const panel = document.getElementById("history");
-  const device = devices.get(id);
-  const title = document.createElement("h2");
-  title.textContent = `RTT history · ${device ? device.name : id}`;
-  const note = document.createElement("small");
-  const response = await fetch(`/api/v1/devices/${id}/rtt?minutes=60`, { cache: "no-store" });
-  const body = await response.json();
-  if (!response.ok) {
-    note.textContent = body.error || `HTTP ${response.status}`;
-    panel.replaceChildren(title, note);
-    return;
-  }
-  const points = body.points.map((p) => [Date.parse(p.at), p.rtt_ms]);
-  if (points.length === 0) {
-    note.textContent = "no samples in the last hour";
-    panel.replaceChildren(title, note);
-    return;
-  }
-  const [t0, t1] = [points[0][0], points[points.length - 1][0] || points[0][0] + 1];
-  const max = Math.max(...points.map((p) => p[1]), 0.001);
-  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-  svg.setAttribute("viewBox", "0 0 300 90");
-  svg.setAttribute("preserveAspectRatio", "none");
-  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-  line.setAttribute("points", points.map(([t, v]) =>
-    `${(300 * (t - t0) / Math.max(t1 - t0, 1)).toFixed(1)},${(88 - 86 * v / max).toFixed(1)}`).join(" "));
-  svg.append(line);
-  const last = points[points.length - 1][1];
-  note.textContent = `last ${last.toFixed(2)} ms · max ${max.toFixed(2)} ms · ${points.length} points, last hour`;
-  panel.replaceChildren(title, svg, note);
+export function badge(status) {
+  return el("span", { class: `badge st-${status}` },
+    el("span", { class: "icon", "aria-hidden": "true", text: ICON[status] || "?" }), ` ${status}`);
 }
 
-function render() {
-  const bySite = new Map();
-  for (const device of devices.values()) {
-    if (!bySite.has(device.site)) bySite.set(device.site, []);
-    bySite.get(device.site).push(device);
+export function relative(iso) {
+  if (!iso) return "";
+  let seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
+  const parts = [];
+  for (const [unit, size] of units) {
+    if (seconds >= size || (unit === "s" && parts.length === 0)) {
+      parts.push(`${Math.floor(seconds / size)}${unit}`);
+      seconds %= size;
+    }
+    if (parts.length === 2) break;
   }
-  const root = document.getElementById("sites");
-  root.replaceChildren();
-  for (const site of [...bySite.keys()].sort()) {
-    const section = document.createElement("section");
-    section.className = "site";
-    const title = document.createElement("h2");
-    title.textContent = site;
-    const grid = document.createElement("div");
-    grid.className = "grid";
-    for (const device of bySite.get(site).sort((a, b) => a.name.localeCompare(b.name))) grid.append(tile(device));
-    section.append(title, grid);
-    root.append(section);
-  }
+  return parts.join(" ");
 }
 
-async function json(path) {
-  const response = await fetch(path, { cache: "no-store" });
+export const absolute = (iso) => (iso ? new Date(iso).toLocaleString([], { hour12: false }) : "");
+
+export function since(device) {
+  return device.down_since || device.last_change;
+}
+
+// `since` in Unix ms, worked out once per device object.
+const sinceMs = (device) => {
+  if (device.sinceMs === undefined) device.sinceMs = Date.parse(since(device));
+  return device.sinceMs;
+};
+
+export async function json(path, options = {}) {
+  const response = await fetch(path, { cache: "no-store", ...options });
   if (response.status === 401) {
     showLogin("your session ended: log in again");
     throw new Error("not logged in");
   }
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
+  return body;
 }
 
-async function refreshCounts() {
-  const [summary, alerts] = await Promise.all([json("/api/v1/summary"), json("/api/v1/alerts?state=open")]);
-  for (const key of ["up", "down", "unreachable", "unknown", "total"]) document.getElementById(key).textContent = summary[key];
-  const list = document.getElementById("alerts");
-  list.replaceChildren(...alerts.map((alert) => {
-    const item = document.createElement("li");
-    const device = devices.get(alert.device_id);
-    item.textContent = `${device ? device.name : "device " + alert.device_id} · ${device ? device.site : ""} · since ${new Date(alert.opened_at).toLocaleTimeString()}`;
-    return item;
+// A change made from the dashboard: JSON body, the session's CSRF token.
+export function send(method, path, body) {
+  const headers = { "content-type": "application/json" };
+  if (state.session) headers["x-ward-csrf"] = state.session.csrf;
+  return json(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+}
+
+export const canOperate = () => state.session && ["operator", "admin"].includes(state.session.role);
+
+// ---- the view in the URL ------------------------------------------------
+
+export function view() {
+  const params = new URLSearchParams(location.search);
+  const filters = {};
+  for (const name of FILTERS) filters[name] = params.get(name) || "";
+  return { filters, device: Number(params.get("device")) || null, wall: params.get("wall") === "1" };
+}
+
+export function setView(changes) {
+  const params = new URLSearchParams(location.search);
+  for (const [name, value] of Object.entries(changes)) {
+    if (value) params.set(name, value); else params.delete(name);
+  }
+  const query = params.toString();
+  history.pushState(null, "", query ? `?${query}` : location.pathname);
+  applyView();
+}
+
+function applyView() {
+  const { filters, device, wall } = view();
+  document.body.classList.toggle("wall", wall);
+  for (const name of FILTERS) {
+    const input = document.getElementById(name === "q" ? "q" : `f-${name}`);
+    if (input.value !== filters[name]) input.value = filters[name];
+  }
+  if (device && !wall) showDevice(device); else closeDevice();
+  schedule();
+}
+
+// The REST API's `/api/v1/devices` filters, the same way.
+export function matches(device, filters) {
+  if (filters.status && device.status !== filters.status) return false;
+  if (filters.site && device.site !== filters.site) return false;
+  if (filters.severity && device.severity !== filters.severity) return false;
+  if (filters.tag && !device.tags.includes(filters.tag)) return false;
+  if (filters.q) {
+    const q = filters.q.toLowerCase();
+    return device.name.toLowerCase().includes(q) || device.address.includes(q)
+      || device.tags.some((tag) => tag.toLowerCase().includes(q));
+  }
+  return true;
+}
+
+// Not plainly up: down, unreachable, unknown, flapping or in maintenance.
+export const isProblem = (device) =>
+  device.enabled && (device.status !== "up" || device.flapping || device.in_maintenance);
+
+// ---- rendering ----------------------------------------------------------
+
+let pending = false;
+export function schedule() {
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => { pending = false; render(); });
+}
+
+function render() {
+  const { filters } = view();
+  measureList(); // read the layout before anything is written
+  renderCounts();
+  renderProblems(filters);
+  renderSites(filters);
+  renderDevices(filters);
+  if (!state.rendered && state.devices.size > 0) {
+    state.rendered = true;
+    performance.mark("ward-first-render"); // docs/BENCHMARKS.md reads it
+  }
+}
+
+function renderCounts() {
+  const counts = { up: 0, down: 0, unreachable: 0, unknown: 0, total: 0 };
+  for (const device of state.devices.values()) {
+    if (!device.enabled) continue;
+    counts.total += 1;
+    counts[device.status] += 1;
+  }
+  for (const [name, count] of Object.entries(counts)) document.getElementById(name).textContent = count;
+}
+
+function alertNote(device) {
+  const notes = [];
+  const alert = state.alerts.get(device.id);
+  if (alert) {
+    notes.push(`alert #${alert.id} since ${new Date(alert.opened_at).toLocaleTimeString([], { hour12: false })}`);
+    if (alert.acknowledged) notes.push(`✔ ${alert.acknowledged.by.replace(/^user /, "")}: ${alert.acknowledged.comment}`);
+  }
+  if (device.flapping) notes.push("⇅ flapping");
+  if (device.in_maintenance) notes.push("⏸ in maintenance");
+  return notes.join(" · ");
+}
+
+// Problem rows are kept by device and made again only when what they
+// show changed: a burst of changes moves rows instead of rebuilding them.
+const problemRows = new Map(); // id → [shown text, element]
+const MOST_PROBLEM_ROWS = 500;
+
+function problemRow(device) {
+  const when = since(device);
+  const note = [device.agent ? `via ${device.agent}` : "no agent", alertNote(device)].filter(Boolean).join(" · ");
+  const key = [device.status, device.name, device.address, device.site, device.severity, when, note].join("\u0000");
+  const kept = problemRows.get(device.id);
+  const text = `for ${relative(when)}`;
+  if (kept && kept[0] === key) {
+    if (kept[2].textContent !== text) kept[2].textContent = text;
+    return kept[1];
+  }
+  const time = el("time", { datetime: when, title: absolute(when), text });
+  const row = el("li", { class: `problem st-${device.status}`, id: `problem-${device.id}`, "data-status": device.status,
+    title: `${device.name} ${device.address} @ ${device.site} · ${device.status} since ${absolute(when)} · ${note}` },
+  badge(device.status),
+  el("a", { class: "name", href: `?device=${device.id}`, text: device.name, onclick: openDevice(device.id) }),
+  el("span", { class: "where", text: device.site }),
+  el("span", { class: `severity sev-${device.severity}`, text: device.severity }),
+  el("span", { class: "facts" }, time, ` · ${device.address}`),
+  el("span", { class: "note", text: note }));
+  problemRows.set(device.id, [key, row, time]);
+  return row;
+}
+
+function renderProblems(filters) {
+  const problems = [...state.devices.values()]
+    .filter((device) => isProblem(device) && matches(device, filters))
+    .sort((a, b) => SEVERITY.indexOf(a.severity) - SEVERITY.indexOf(b.severity)
+      || sinceMs(a) - sinceMs(b) || naturally(a.name, b.name));
+  const shown = problems.slice(0, MOST_PROBLEM_ROWS);
+  const rows = shown.map(problemRow);
+  for (const id of problemRows.keys()) if (!state.devices.has(id) || !isProblem(state.devices.get(id))) problemRows.delete(id);
+  if (problems.length > shown.length) {
+    rows.push(el("li", { class: "more", text: `… and ${problems.length - shown.length} more: filter by site or status, or see the sites` }));
+  }
+  document.getElementById("problems").replaceChildren(...rows);
+  document.getElementById("problem-count").textContent = `(${problems.length})`;
+  document.getElementById("no-problems").hidden = problems.length > 0;
+}
+
+function siteTotals() {
+  const sites = new Map();
+  for (const device of state.devices.values()) {
+    if (!sites.has(device.site)) {
+      sites.set(device.site, { name: device.site, up: 0, down: 0, unreachable: 0, unknown: 0, problems: 0 });
+    }
+    if (!device.enabled) continue;
+    const site = sites.get(device.site);
+    site[device.status] += 1;
+    if (isProblem(device)) site.problems += 1;
+  }
+  for (const site of sites.values()) site.worst = WORST_FIRST.find((status) => site[status] > 0) || "unknown";
+  return [...sites.values()];
+}
+
+function renderSites(filters) {
+  const sites = siteTotals();
+  if (state.siteOrder === "problems") {
+    sites.sort((a, b) => b.problems - a.problems || WORST_FIRST.indexOf(a.worst) - WORST_FIRST.indexOf(b.worst)
+      || naturally(a.name, b.name));
+  } else {
+    sites.sort((a, b) => naturally(a.name, b.name));
+  }
+  document.getElementById("sites").replaceChildren(...sites.map((site) => {
+    const shown = WORST_FIRST.filter((status) => site[status] > 0).map((status) => `${site[status]} ${status}`);
+    return el("li", {},
+      el("button", {
+        type: "button", class: `site st-${site.worst}`, "data-site": site.name,
+        "aria-pressed": String(filters.site === site.name),
+        title: `${site.name}: ${shown.join(", ") || "no devices"}`,
+        onclick: () => setView({ site: filters.site === site.name ? "" : site.name }),
+      },
+      el("span", { class: "icon", "aria-hidden": "true", text: ICON[site.worst] }),
+      el("b", { text: site.name }),
+      el("small", { text: shown.join(" · ") || "no devices" })));
   }));
+  const select = document.getElementById("f-site");
+  const names = sites.map((site) => site.name).sort(naturally);
+  if (select.options.length - 1 !== names.length) {
+    select.replaceChildren(el("option", { value: "", text: "any site" }),
+      ...names.map((name) => el("option", { value: name, text: name })));
+    select.value = filters.site;
+  }
+}
+
+// The devices list: only the rows in view exist (10,000 stay smooth).
+let listed = [];
+function renderDevices(filters) {
+  listed = state.order.filter((id) => {
+    const device = state.devices.get(id);
+    return device && matches(device, filters);
+  });
+  document.getElementById("device-rows").style.height = `${listed.length * ROW_PX}px`;
+  document.getElementById("device-count").textContent = `(${listed.length})`;
+  drawRows();
+}
+
+function deviceRow(device, index) {
+  const when = since(device);
+  const row = el("div", { class: `row st-${device.status}`, role: "listitem", id: `device-${device.id}`,
+    "data-status": device.status },
+  badge(device.status),
+  el("a", { href: `?device=${device.id}`, text: device.name, onclick: openDevice(device.id) }),
+  el("span", { text: device.address }),
+  el("span", { text: device.site }),
+  el("time", { datetime: when, title: absolute(when), text: relative(when) }),
+  el("span", { text: device.agent || "" }),
+  el("span", { text: device.last_rtt_ms == null ? "" : `${device.last_rtt_ms.toFixed(1)} ms` }));
+  row.style.top = `${index * ROW_PX}px`;
+  return row;
+}
+
+// The list's scroll position and height, read before a frame's writes
+// (reading them after would lay the whole page out again).
+const listView = { top: 0, height: 0 };
+function measureList() {
+  const list = document.getElementById("device-list");
+  listView.top = list.scrollTop;
+  listView.height = list.clientHeight;
+}
+
+function drawRows() {
+  const first = Math.max(0, Math.floor(listView.top / ROW_PX) - 10);
+  const last = Math.min(listed.length, Math.ceil((listView.top + listView.height) / ROW_PX) + 10);
+  const rows = [];
+  for (let index = first; index < last; index += 1) rows.push(deviceRow(state.devices.get(listed[index]), index));
+  document.getElementById("device-rows").replaceChildren(...rows);
+}
+
+function openDevice(id) {
+  return (event) => {
+    if (event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    setView({ device: String(id) });
+  };
+}
+
+// ---- data ---------------------------------------------------------------
+
+function sortOrder() {
+  state.order = [...state.devices.values()]
+    .sort((a, b) => naturally(a.site, b.site) || naturally(a.name, b.name))
+    .map((device) => device.id);
+}
+
+export async function refreshAlerts() {
+  const alerts = await json("/api/v1/alerts?state=open");
+  state.alerts = new Map(alerts.filter((alert) => alert.device_id !== null).map((alert) => [alert.device_id, alert]));
+  schedule();
 }
 
 async function reload() {
-  devices.clear();
-  for (const device of await json("/api/v1/devices")) devices.set(device.id, device);
-  render();
-  await refreshCounts();
+  const [devices] = await Promise.all([json("/api/v1/devices"), refreshAlerts()]);
+  state.devices = new Map(devices.map((device) => [device.id, device]));
+  sortOrder();
+  schedule();
+  const { device } = view();
+  if (device) deviceChanged(device);
 }
 
-function failed(error) {
-  document.getElementById("link").textContent = `error: ${error.message}`;
+let alertsPending = false;
+function statusChanged(device) {
+  const known = state.devices.has(device.id);
+  state.devices.set(device.id, device);
+  if (!known) sortOrder();
+  deviceChanged(device.id);
+  schedule();
+  if (!alertsPending) {
+    alertsPending = true;
+    setTimeout(() => { alertsPending = false; refreshAlerts().catch(failed); }, 300);
+  }
+}
+
+export function failed(error) {
   console.error(error);
-}
-
-let countsPending = false;
-function changed(device) {
-  devices.set(device.id, device);
-  const old = document.getElementById(`device-${device.id}`);
-  if (old) old.replaceWith(tile(device)); else render();
-  if (!countsPending) {
-    countsPending = true;
-    setTimeout(() => { countsPending = false; refreshCounts().catch(failed); }, 200);
-  }
-}
-
-function connect() {
-  const events = new EventSource("/api/v1/events");
   const link = document.getElementById("link");
-  let opened = false;
-  // After a reconnect, changes may have been missed: load everything again.
-  events.onopen = () => {
-    link.textContent = "live";
-    if (opened) reload().catch(failed);
-    opened = true;
-  };
-  events.onerror = () => { link.textContent = "reconnecting…"; };
-  events.addEventListener("status", (event) => changed(JSON.parse(event.data)));
-  events.addEventListener("resync", () => reload().catch(failed));
+  if (!document.body.classList.contains("stale")) link.textContent = `error: ${error.message}`;
 }
 
-// Who is logged in; the board for a session or open reads, else the
-// login form.
-async function start() {
-  const who = await (await fetch("/api/v1/session", { cache: "no-store" })).json();
-  if (who.user) {
-    session = who;
-    document.getElementById("who-name").textContent = `${who.user} (${who.role})`;
-    document.getElementById("who").hidden = false;
-  } else if (who.anonymous_read) {
-    document.getElementById("login-open").hidden = false;
-  } else {
-    showLogin(who.first_admin);
-    return;
-  }
-  document.getElementById("board").hidden = false;
-  await reload();
-  connect();
-  setInterval(() => document.querySelectorAll(".device.down, .device.unreachable").forEach((element) => {
-    const device = devices.get(Number(element.id.replace("device-", "")));
-    if (device) element.replaceWith(tile(device));
-  }), 5000);
-}
+// ---- session ------------------------------------------------------------
 
 function showLogin(note) {
   document.getElementById("board").hidden = true;
@@ -186,10 +391,57 @@ async function logIn(event) {
 }
 
 async function logOut() {
-  await fetch("/api/v1/logout", { method: "POST", headers: { "x-ward-csrf": session.csrf } });
+  await fetch("/api/v1/logout", { method: "POST", headers: { "x-ward-csrf": state.session.csrf } });
   location.reload();
 }
 
+async function start() {
+  const who = await (await fetch("/api/v1/session", { cache: "no-store" })).json();
+  if (who.user) {
+    state.session = who;
+    document.getElementById("who-name").textContent = `${who.user} (${who.role})`;
+    document.getElementById("who").hidden = false;
+  } else if (who.anonymous_read) {
+    document.getElementById("login-open").hidden = false;
+  } else {
+    showLogin(who.first_admin);
+    return;
+  }
+  document.getElementById("board").hidden = false;
+  applyView();
+  follow({ status: statusChanged, resync: () => reload().catch(failed), reload });
+  setInterval(schedule, 5000); // relative times move on
+}
+
+// ---- wiring -------------------------------------------------------------
+
+const filtersForm = document.getElementById("filters");
+filtersForm.addEventListener("submit", (event) => event.preventDefault());
+let typing = null;
+filtersForm.addEventListener("input", (event) => {
+  const name = event.target.name;
+  clearTimeout(typing);
+  typing = setTimeout(() => setView({ [name]: event.target.value.trim() }), name === "q" || name === "tag" ? 250 : 0);
+});
+document.getElementById("clear").addEventListener("click", () =>
+  setView(Object.fromEntries(FILTERS.map((name) => [name, ""]))));
+document.getElementById("site-order").addEventListener("click", (event) => {
+  state.siteOrder = state.siteOrder === "problems" ? "name" : "problems";
+  event.target.textContent = state.siteOrder === "problems" ? "sort by name" : "sort by problems";
+  schedule();
+});
+document.getElementById("device-list").addEventListener("scroll", () => requestAnimationFrame(() => {
+  measureList();
+  drawRows();
+}));
+window.addEventListener("popstate", applyView);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && view().device) setView({ device: "" });
+  if (event.key === "/" && document.activeElement.tagName !== "INPUT") {
+    event.preventDefault();
+    document.getElementById("q").focus();
+  }
+});
 document.getElementById("login-form").addEventListener("submit", (event) => logIn(event).catch(failed));
 document.getElementById("login-open").addEventListener("click", () => showLogin());
 document.getElementById("logout").addEventListener("click", () => logOut().catch(failed));

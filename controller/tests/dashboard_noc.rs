@@ -1,0 +1,448 @@
+//! The NOC dashboard in a real headless Chromium over a real controller
+//! (its REST API and event stream on loopback): 10,000 devices over 100
+//! sites, 50 of them down.
+//!
+//! - 1400×900: all 50 problem rows on the first screen (each bounding box
+//!   inside the viewport), the counts right; 1,000 changes in one second
+//!   applied (the longest frame is printed for docs/BENCHMARKS.md, not
+//!   asserted).
+//! - The URL's search and filters list the rows REST's filters return.
+//! - 400×800: no horizontal scroll, every count visible. `?wall=1`: the
+//!   wallboard.
+//! - The controller killed: within 3 s the page is stale (banner, no status
+//!   colour); restarted: live again with the truth changed meanwhile.
+//!
+//! Screenshots: `target/tmp/dashboard-*.png`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ward_controller::state::Controller;
+use ward_controller::store::{Actor, DeviceSpec, ReportedTransition, Status, TransitionReport};
+use ward_testkit::browser::Chromium;
+
+const SITES: usize = 100;
+const DEVICES: usize = 10_000;
+/// Every 199th device is down (50 of them, spread over the sites).
+const DOWN_EVERY: usize = 199;
+/// The status colour of `down` (`--down: #c62828`) and of a stale page.
+const RED: &str = "rgb(198, 40, 40)";
+const STALE_GREY: &str = "rgb(138, 138, 138)";
+
+/// The REST API served on `port` by a runtime of its own, so killing it
+/// drops every connection at once, as a dead process does.
+struct Server {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(controller: Arc<Controller>, port: u16) -> Self {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (bound, is_bound) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                    .await
+                    .expect("bind the dashboard's port");
+                bound.send(()).expect("bound");
+                let app = ward_controller::api::router(controller)
+                    .into_make_service_with_connect_info::<SocketAddr>();
+                tokio::select! {
+                    served = axum::serve(listener, app) => served.expect("serve"),
+                    _ = stopped => {}
+                }
+            });
+            // Every connection's task goes with the runtime.
+            runtime.shutdown_background();
+        });
+        is_bound
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server bound its port");
+        Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().expect("server thread");
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spec(index: usize) -> DeviceSpec {
+    DeviceSpec {
+        name: format!("dev-{index}"),
+        address: format!("198.18.{}.{}", 100 + index / 250, 1 + index % 250)
+            .parse()
+            .expect("address"),
+        site: format!("site-{:03}", index % SITES),
+        parent_id: None,
+        interval_ms: 1000,
+        timeout_ms: 500,
+        down_after: 3,
+        up_after: 2,
+        tags: if index % 7 == 0 {
+            vec!["atm".into()]
+        } else {
+            vec![]
+        },
+        enabled: true,
+        severity: [
+            ward_controller::store::Severity::Critical,
+            ward_controller::store::Severity::Major,
+            ward_controller::store::Severity::Minor,
+        ][index % 3],
+    }
+}
+
+fn report(seq: u64, changes: &[(i64, Status)]) -> TransitionReport {
+    let now = ward_controller::time::now_ms();
+    TransitionReport {
+        agent_alerts: Vec::new(),
+        agent_id: "agent-1".into(),
+        boot_id: "boot-1".into(),
+        seq,
+        transitions: changes
+            .iter()
+            .map(|&(device_id, status)| ReportedTransition {
+                device_id,
+                status,
+                probed_at_ms: now,
+                last_rtt_us: (status == Status::Up).then_some(900),
+                reason: "test".into(),
+            })
+            .collect(),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+fn artifact(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+/// Waits until the page is live and shows `problems` problem rows.
+fn live_with(browser: &mut Chromium, problems: usize) -> Duration {
+    browser
+        .wait_until(
+            &format!(
+                "document.getElementById('link').textContent === 'live' \
+                 && !document.body.classList.contains('stale') \
+                 && document.querySelectorAll('#problems li').length === {problems}"
+            ),
+            Duration::from_secs(30),
+        )
+        .unwrap_or_else(|error| {
+            let shown = browser.evaluate(
+                "[document.getElementById('link').textContent, document.body.className, \
+                  document.querySelectorAll('#problems li').length, location.href, \
+                  document.getElementById('stale').textContent, \
+                  performance.getEntriesByType('resource').map((e) => `${e.name} ${Math.round(e.responseEnd)}`)]",
+            );
+            let url = shown.as_ref().ok().and_then(|v| v[3].as_str()).unwrap_or_default().to_owned();
+            let curl = std::process::Command::new("curl").args(["-m", "5", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}", &format!("{url}api/v1/devices")]).output();
+            panic!("the dashboard live with {problems} problems: {error}; it shows {shown:?}; curl {curl:?}")
+        })
+}
+
+/// The problem rows whose bounding box leaves the viewport.
+const OFF_SCREEN: &str = "[...document.querySelectorAll('#problems li')].filter((row) => { \
+    const box = row.getBoundingClientRect(); \
+    return box.top < 0 || box.left < 0 || box.bottom > innerHeight || box.right > innerWidth; \
+    }).map((row) => row.id)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stale_screen() {
+    let (_dir, controller, api) =
+        common::served_with(|controller| controller.with_anonymous_read(true)).await;
+    let specs: Vec<DeviceSpec> = (0..DEVICES).map(spec).collect();
+    let devices = controller
+        .import_devices(&specs, &Actor::console(), ward_controller::time::now_ms())
+        .await
+        .expect("import 10,000 devices");
+    let ids: Vec<i64> = devices.iter().map(|device| device.id).collect();
+    let all_up: Vec<(i64, Status)> = ids.iter().map(|&id| (id, Status::Up)).collect();
+    let now = ward_controller::time::now_ms();
+    controller
+        .apply_report(&report(1, &all_up), now)
+        .await
+        .expect("all up");
+    let down: Vec<i64> = ids.iter().step_by(DOWN_EVERY).take(50).copied().collect();
+    assert_eq!(down.len(), 50);
+    let changes: Vec<(i64, Status)> = down.iter().map(|&id| (id, Status::Down)).collect();
+    controller
+        .apply_report(&report(2, &changes), now)
+        .await
+        .expect("50 down");
+
+    let port = free_port();
+    let mut server = Server::start(Arc::clone(&controller), port);
+    let base = format!("http://127.0.0.1:{port}");
+    let mut browser = tokio::task::block_in_place(|| {
+        let mut browser = Chromium::start().expect(
+            "start headless Chromium (Debian package `chromium`; testkit/run-tests.sh installs it)",
+        );
+        browser.set_viewport(1400, 900).expect("1400×900");
+        browser.navigate(&format!("{base}/")).expect("open");
+        live_with(&mut browser, 50);
+        browser
+            .screenshot(&artifact("dashboard-problems.png"))
+            .expect("screenshot");
+        let off = browser.evaluate(OFF_SCREEN).expect("boxes");
+        assert_eq!(
+            off,
+            serde_json::json!([]),
+            "every problem on the first screen"
+        );
+        let shown = browser
+            .evaluate(
+                "[document.getElementById('down').textContent, \
+                  document.getElementById('total').textContent, \
+                  performance.getEntriesByName('ward-first-render')[0].startTime, \
+                  document.querySelector('#problems li').dataset.status]",
+            )
+            .expect("counts");
+        assert_eq!(
+            (&shown[0], &shown[1], &shown[3]),
+            (
+                &Value::from("50"),
+                &Value::from("10000"),
+                &Value::from("down")
+            )
+        );
+        eprintln!(
+            "dashboard: first render {:.0} ms after navigation start (10,000 devices, 50 down)",
+            shown[2].as_f64().unwrap_or_default()
+        );
+        // Frames longer than 50 ms from here on.
+        browser
+            .evaluate(
+                "window.longFrames = []; new PerformanceObserver((list) => \
+                 list.getEntries().forEach((entry) => longFrames.push(entry.duration)))\
+                 .observe({ type: 'long-animation-frame' }); true",
+            )
+            .expect("observe frames");
+        browser
+    });
+
+    // 1,000 changes within one second: ten reports of 100, 100 ms apart.
+    let flipping: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !down.contains(id))
+        .take(1_000)
+        .collect();
+    let started = Instant::now();
+    for (round, chunk) in flipping.chunks(100).enumerate() {
+        let changes: Vec<(i64, Status)> = chunk.iter().map(|&id| (id, Status::Down)).collect();
+        controller
+            .apply_report(&report(10 + round as u64, &changes), now_ms())
+            .await
+            .expect("changes");
+        tokio::time::sleep_until(
+            (started + Duration::from_millis(100 * (round as u64 + 1))).into(),
+        )
+        .await;
+    }
+    tokio::task::block_in_place(|| {
+        browser
+            .wait_until(
+                "document.getElementById('down').textContent === '1050'",
+                Duration::from_secs(10),
+            )
+            .expect("1,000 changes shown");
+        let longest = browser
+            .evaluate("Math.max(0, ...longFrames)")
+            .expect("frames");
+        eprintln!(
+            "dashboard: 1,000 changes in one second applied; longest frame over 50 ms: {longest} ms (0: none)"
+        );
+    });
+    let back: Vec<(i64, Status)> = flipping.iter().map(|&id| (id, Status::Up)).collect();
+    controller
+        .apply_report(&report(30, &back), now_ms())
+        .await
+        .expect("back up");
+
+    // Search and filters in the URL give REST's rows.
+    for query in [
+        "status=down&site=site-000",
+        "q=dev-12&severity=critical",
+        "tag=atm&status=down",
+        "q=198.18.100.1",
+    ] {
+        let (_, expected) = api.get(&format!("/api/v1/devices?{query}")).await;
+        let mut expected: Vec<i64> = expected
+            .as_array()
+            .expect("devices")
+            .iter()
+            .filter_map(|device| device["id"].as_i64())
+            .collect();
+        expected.sort_unstable();
+        let listed = tokio::task::block_in_place(|| {
+            browser.navigate(&format!("{base}/?{query}")).expect("open");
+            browser
+                .wait_until(
+                    &format!(
+                        "document.getElementById('link').textContent === 'live' \
+                         && document.getElementById('device-count').textContent === '({})'",
+                        expected.len()
+                    ),
+                    Duration::from_secs(20),
+                )
+                .unwrap_or_else(|error| panic!("?{query}: {error}"));
+            browser
+                .evaluate(
+                    "[...document.querySelectorAll('#device-rows .row')].map((row) => Number(row.id.slice(7)))",
+                )
+                .expect("rows")
+        });
+        let mut listed: Vec<i64> = listed
+            .as_array()
+            .expect("ids")
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
+        listed.sort_unstable();
+        if expected.len() <= 20 {
+            assert_eq!(listed, expected, "?{query}");
+        } else {
+            assert!(
+                listed.iter().all(|id| expected.contains(id)),
+                "?{query}: {listed:?}"
+            );
+        }
+    }
+
+    tokio::task::block_in_place(|| {
+        // A phone: nothing wider than the screen, every count visible.
+        browser.set_viewport(400, 800).expect("400×800");
+        browser.navigate(&format!("{base}/")).expect("open");
+        live_with(&mut browser, 50);
+        let fits = browser
+            .evaluate(
+                "[document.documentElement.scrollWidth, document.documentElement.clientWidth, \
+                  [...document.querySelectorAll('#counts li')].every((count) => { \
+                    const box = count.getBoundingClientRect(); \
+                    return box.width > 0 && box.left >= 0 && box.right <= innerWidth && box.bottom <= innerHeight; })]",
+            )
+            .expect("widths");
+        assert!(
+            fits[0].as_u64() <= fits[1].as_u64(),
+            "no horizontal scroll (content width ≤ viewport): {fits}"
+        );
+        assert_eq!(fits[2], true, "every count visible: {fits}");
+        browser
+            .screenshot(&artifact("dashboard-400px.png"))
+            .expect("screenshot");
+
+        // The wallboard.
+        browser.set_viewport(1400, 900).expect("1400×900");
+        browser.navigate(&format!("{base}/?wall=1")).expect("open");
+        live_with(&mut browser, 50);
+        let wall = browser
+            .evaluate(
+                "[getComputedStyle(document.getElementById('filters')).display, \
+                  getComputedStyle(document.getElementById('devices-panel')).display, \
+                  getComputedStyle(document.body).backgroundColor]",
+            )
+            .expect("wall");
+        assert_eq!(
+            wall,
+            serde_json::json!(["none", "none", "rgb(17, 17, 17)"]),
+            "problems and sites only, dark"
+        );
+        browser
+            .screenshot(&artifact("dashboard-wall.png"))
+            .expect("screenshot");
+
+        browser.navigate(&format!("{base}/")).expect("open");
+        live_with(&mut browser, 50);
+    });
+
+    // The controller dies: the page says so within 3 s.
+    let first_down = format!("document.querySelector('#problem-{} .badge')", down[0]);
+    let red = tokio::task::block_in_place(|| {
+        browser
+            .evaluate(&format!("getComputedStyle({first_down}).backgroundColor"))
+            .expect("colour")
+    });
+    assert_eq!(red, RED, "live, a down device is red");
+    server.kill();
+    let stale = tokio::task::block_in_place(|| {
+        browser
+            .wait_until(
+                "document.body.classList.contains('stale') \
+                 && !document.getElementById('stale').hidden \
+                 && document.getElementById('stale').textContent.startsWith('not live since')",
+                Duration::from_secs(3),
+            )
+            .expect("stale within 3 s of the controller's death")
+    });
+    eprintln!("dashboard: stale banner {stale:?} after the controller died");
+    let colours = tokio::task::block_in_place(|| {
+        browser
+            .evaluate(&format!(
+                "[getComputedStyle({first_down}).backgroundColor, \
+                  getComputedStyle(document.querySelector('.site')).backgroundColor]"
+            ))
+            .expect("colours")
+    });
+    assert_eq!(
+        colours,
+        serde_json::json!([STALE_GREY, STALE_GREY]),
+        "no status colour as if live"
+    );
+    tokio::task::block_in_place(|| {
+        browser
+            .screenshot(&artifact("dashboard-stale.png"))
+            .expect("screenshot");
+    });
+
+    // While it is dead, the truth changes; back, the page shows it.
+    controller
+        .apply_report(&report(40, &[(down[0], Status::Up)]), now_ms())
+        .await
+        .expect("one back up");
+    let _server = Server::start(Arc::clone(&controller), port);
+    tokio::task::block_in_place(|| {
+        live_with(&mut browser, 49);
+        let shown = browser
+            .evaluate(&format!(
+                "[document.getElementById('down').textContent, document.getElementById('stale').hidden, \
+                  {first_down} === null]"
+            ))
+            .expect("after");
+        assert_eq!(shown, serde_json::json!(["49", true, true]));
+    });
+}
+
+fn now_ms() -> i64 {
+    ward_controller::time::now_ms()
+}
