@@ -102,7 +102,7 @@ fn spec(index: usize) -> DeviceSpec {
         timeout_ms: 500,
         down_after: 3,
         up_after: 2,
-        tags: if index % 7 == 0 {
+        tags: if index.is_multiple_of(7) {
             vec!["atm".into()]
         } else {
             vec![]
