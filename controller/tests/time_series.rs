@@ -413,3 +413,157 @@ async fn a_devices_rtt_history_is_read_back_for_the_dashboard() {
     let _ = setup.stop.send(());
     setup.writer.await.expect("writer");
 }
+
+/// `deploy/grafana/ward.json` with Grafana's variables given values: every
+/// site and device, a 10-minute range.
+fn grafana_expression(expression: &str) -> String {
+    expression
+        .replace("$site", ".*")
+        .replace("$device", ".*")
+        .replace("$__range", "10m")
+        .replace("$__rate_interval", "2m")
+}
+
+/// Every panel query of the shipped Grafana dashboard, and its variables'
+/// queries, return the expected series from a real VictoriaMetrics fed
+/// through the controller.
+#[tokio::test]
+async fn every_grafana_panel_returns_its_series() {
+    let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
+    let (dir, store_url) = common::sqlite_url();
+    let setup = start(&store_url, &vm.url(), &dir.path().join("spool")).await;
+    let controller = Arc::clone(&setup.controller);
+    let lossy = create_device(&controller, "atm-1", "198.18.1.1").await;
+    let clean = controller
+        .create_device(
+            &DeviceSpec {
+                name: "router-1".into(),
+                address: "198.18.2.1".parse().expect("address"),
+                site: "branch-4".into(),
+                parent_id: None,
+                interval_ms: 1_000,
+                timeout_ms: 500,
+                down_after: 3,
+                up_after: 1,
+                tags: vec![],
+                enabled: true,
+                severity: Default::default(),
+            },
+            &ward_controller::store::Actor::console(),
+            ward_controller::time::now_ms(),
+        )
+        .await
+        .expect("create")
+        .id;
+    let now = ward_controller::time::now_ms();
+    for ago in [180_000, 120_000, 60_000] {
+        controller
+            .record_statistics(&StatisticsReport {
+                agent_id: "agent-7".into(),
+                period_end_ms: now - ago,
+                devices: vec![statistics(lossy, 4, 2), statistics(clean, 4, 4)],
+            })
+            .await
+            .expect("record");
+    }
+    wait_for("three periods written", || {
+        written(&controller) == 3 * 2 * 7
+    })
+    .await;
+    let http = reqwest::Client::new();
+    http.get(format!("{}/internal/force_flush", vm.url()))
+        .send()
+        .await
+        .expect("flush");
+
+    let dashboard: Value = serde_json::from_str(include_str!("../../deploy/grafana/ward.json"))
+        .expect("the dashboard is JSON");
+    // The variables: `label_values(SELECTOR, LABEL)`.
+    for (variable, expected) in [
+        ("site", vec!["branch-3", "branch-4"]),
+        ("device", vec!["atm-1", "router-1"]),
+    ] {
+        let query = dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .find(|entry| entry["name"] == variable)
+            .and_then(|entry| entry["query"]["query"].as_str())
+            .expect("the variable's query");
+        let inner = query
+            .strip_prefix("label_values(")
+            .and_then(|rest| rest.strip_suffix(&format!(", {variable})")))
+            .unwrap_or_else(|| panic!("{variable}: {query}"));
+        let answer: Value = http
+            .get(format!("{}/api/v1/label/{variable}/values", vm.url()))
+            .query(&[("match[]", grafana_expression(inner))])
+            .send()
+            .await
+            .expect("label values")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(
+            answer["data"],
+            serde_json::json!(expected),
+            "{variable}: {answer}"
+        );
+    }
+    let mut answers = std::collections::BTreeMap::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expression = grafana_expression(target["expr"].as_str().expect("expr"));
+            let now_s = format!("{:.3}", ward_controller::time::now_ms() as f64 / 1000.0);
+            let answer: Value = http
+                .get(format!("{}/api/v1/query", vm.url()))
+                .query(&[("query", expression.as_str()), ("time", now_s.as_str())])
+                .send()
+                .await
+                .expect("query")
+                .json()
+                .await
+                .expect("json");
+            let series = answer["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                answer["status"] == "success" && !series.is_empty(),
+                "panel {}: `{expression}` returned {answer}",
+                panel["title"]
+            );
+            answers.insert(
+                format!("{} {}", panel["id"], target["refId"].as_str().unwrap_or("")),
+                series,
+            );
+        }
+    }
+    let value = |series: &Value| -> f64 {
+        series["value"][1]
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .expect("a value")
+    };
+    // Availability by site: both sites; worst loss: atm-1 (half lost) first.
+    assert_eq!(answers["2 A"].len(), 2, "{:?}", answers["2 A"]);
+    let worst = &answers["5 A"];
+    let top = worst
+        .iter()
+        .max_by(|a, b| value(a).total_cmp(&value(b)))
+        .expect("a device");
+    assert_eq!(
+        (top["metric"]["device"].as_str(), value(top)),
+        (Some("atm-1"), 0.5)
+    );
+    // The RTT band: min ≤ mean ≤ max for each device.
+    for (min, avg, max) in answers["3 A"]
+        .iter()
+        .zip(&answers["3 B"])
+        .zip(&answers["3 C"])
+        .map(|((a, b), c)| (value(a), value(b), value(c)))
+    {
+        assert!(min <= avg && avg <= max, "{min} {avg} {max}");
+    }
+    let _ = setup.stop.send(());
+    setup.writer.await.expect("writer");
+}
