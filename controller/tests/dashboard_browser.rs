@@ -316,3 +316,134 @@ async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot
         .collect();
     assert_eq!(actions, ["logout", "login", "login.failed", "user.add"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let password = "a long enough password";
+    let hash = ward_controller::auth::hash_password(password).expect("hash");
+    controller
+        .store
+        .add_user(
+            "olga",
+            ward_controller::auth::Role::Operator,
+            Some(&hash),
+            &ward_controller::store::Actor::console(),
+            ward_controller::time::now_ms(),
+        )
+        .await
+        .expect("user");
+    let (_, router) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "router-1", "address": "198.18.1.1", "site": "branch-12"}),
+        )
+        .await;
+    let router = router["id"].as_i64().expect("id");
+    let (_, atm) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.1.20", "site": "branch-12",
+                               "parent_id": router}),
+        )
+        .await;
+    let atm = atm["id"].as_i64().expect("id");
+    for (seq, (id, status)) in [(router, Status::Up), (atm, Status::Down)]
+        .into_iter()
+        .enumerate()
+    {
+        controller
+            .apply_report(
+                &report(id, seq as u64 + 1, status),
+                ward_controller::time::now_ms(),
+            )
+            .await
+            .expect("report");
+    }
+
+    tokio::task::block_in_place(|| {
+        let mut browser = Chromium::start().expect(
+            "start headless Chromium (Debian package `chromium`; testkit/run-tests.sh installs it)",
+        );
+        browser.navigate(&format!("{}/", api.base)).expect("open");
+        browser
+            .wait_until(
+                "!document.getElementById('login').hidden",
+                Duration::from_secs(10),
+            )
+            .expect("the login form");
+        browser
+            .evaluate(&submit_login("olga", password))
+            .expect("log in");
+        browser
+            .wait_until(
+                "document.getElementById('link').textContent === 'live'",
+                Duration::from_secs(20),
+            )
+            .expect("logged in, live");
+        browser
+            .navigate(&format!("{}/?device={atm}", api.base))
+            .expect("open the device");
+        browser
+            .wait_until(
+                "document.getElementById('detail-title') !== null \
+                 && document.getElementById('detail-title').textContent.includes('atm-1') \
+                 && document.querySelector('#detail .actions form input[name=comment]') !== null",
+                Duration::from_secs(20),
+            )
+            .expect("the device's detail, with an acknowledge form");
+        let facts = browser
+            .evaluate("document.getElementById('detail-facts').textContent")
+            .expect("facts");
+        let facts = facts.as_str().expect("text");
+        assert!(
+            facts.contains("router-1")
+                && facts.contains("198.18.1.20")
+                && facts.contains("open since"),
+            "parent, address and the open alert: {facts}"
+        );
+        browser
+            .evaluate(
+                "const form = document.querySelector('#detail .actions form'); \
+                 form.comment.value = 'on my way, INC-42'; form.requestSubmit(); true",
+            )
+            .expect("acknowledge");
+        browser
+            .wait_until(
+                "document.getElementById('detail-said').textContent.startsWith('Acknowledged alert #')",
+                Duration::from_secs(10),
+            )
+            .expect("the page says it acknowledged");
+        browser
+            .evaluate(
+                "const forms = document.querySelectorAll('#detail .actions form'); \
+                 forms[forms.length - 1].requestSubmit(); true",
+            )
+            .expect("maintenance");
+        browser
+            .wait_until(
+                "document.getElementById('detail-said').textContent.startsWith('Maintenance window #')",
+                Duration::from_secs(10),
+            )
+            .expect("the page says it opened a window");
+        let artifact =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-device-detail.png");
+        browser.screenshot(&artifact).expect("screenshot");
+    });
+    let (_, alerts) = api.get("/api/v1/alerts?state=open").await;
+    let acknowledged = &alerts[0]["acknowledged"];
+    assert_eq!(
+        (
+            acknowledged["by"].as_str(),
+            acknowledged["comment"].as_str()
+        ),
+        (
+            Some("user olga (dashboard session)"),
+            Some("on my way, INC-42")
+        ),
+        "{alerts}"
+    );
+    let (_, windows) = api.get("/api/v1/maintenance?active=true").await;
+    assert_eq!(windows[0]["devices"], serde_json::json!([atm]), "{windows}");
+}

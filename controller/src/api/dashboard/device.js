@@ -45,6 +45,7 @@ async function drawAll() {
   panel().replaceChildren(
     el("button", { type: "button", class: "close", "aria-label": "Close", text: "✕", onclick: () => setView({ device: "" }) }),
     facts,
+    el("p", { id: "detail-said", class: "said", role: "status" }),
     el("h3", { text: "Round-trip time" }),
     el("div", { class: "ranges", role: "group", "aria-label": "Range" },
       ...RANGES.map(([label, range]) => el("button", {
@@ -100,8 +101,8 @@ async function drawFacts() {
 // What an operator can do here; each action says what it did.
 function actions(device, alert) {
   if (!canOperate()) return el("p", { class: "hint", text: "Log in as an operator to acknowledge or plan maintenance." });
-  const said = el("p", { class: "said", role: "status" });
-  const done = (text) => { said.textContent = text; };
+  // Said outside the facts, which are drawn again after an action.
+  const done = (text) => { document.getElementById("detail-said").textContent = text; };
   const box = el("div", { class: "actions" });
   if (alert) {
     const comment = el("input", { name: "comment", placeholder: "comment (who, ticket)", "aria-label": "Acknowledgement comment" });
@@ -131,7 +132,6 @@ function actions(device, alert) {
       .then((window) => done(`Maintenance window #${window.id} open until ${absolute(window.ends_at)} for ${scope.value === "site" ? `site ${device.site}` : device.name}.`))
       .catch((error) => done(`No maintenance: ${error.message}`));
   } }, el("span", { text: "Maintenance for " }), hours, scope, el("button", { type: "submit", text: "Start" })));
-  box.append(said);
   return box;
 }
 
