@@ -136,6 +136,36 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
     });
 }
 
+/// Every dashboard user's password here.
+const PASSWORD: &str = "a long enough password";
+
+/// A controller on SQLite, served, with user `name` of `role` (password
+/// [`PASSWORD`]).
+async fn with_user(
+    name: &str,
+    role: ward_controller::auth::Role,
+) -> (
+    tempfile::TempDir,
+    Arc<ward_controller::state::Controller>,
+    common::Api,
+) {
+    let (dir, controller) = common::sqlite_controller().await;
+    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let hash = ward_controller::auth::hash_password(PASSWORD).expect("hash");
+    controller
+        .store
+        .add_user(
+            name,
+            role,
+            Some(&hash),
+            &ward_controller::store::Actor::console(),
+            ward_controller::time::now_ms(),
+        )
+        .await
+        .expect("user");
+    (dir, controller, api)
+}
+
 /// Fills the login form with `user` and `password` and submits it.
 fn submit_login(user: &str, password: &str) -> String {
     format!(
@@ -158,21 +188,7 @@ fn cross_site_page(controller_base: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot_post() {
-    let (_dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(Arc::clone(&controller)).await;
-    let password = "a long enough password";
-    let hash = ward_controller::auth::hash_password(password).expect("hash");
-    controller
-        .store
-        .add_user(
-            "alice",
-            ward_controller::auth::Role::Admin,
-            Some(&hash),
-            &ward_controller::store::Actor::console(),
-            ward_controller::time::now_ms(),
-        )
-        .await
-        .expect("user");
+    let (_dir, _controller, api) = with_user("alice", ward_controller::auth::Role::Admin).await;
     let hostile = "<img src=x onerror=alert(1)>";
     let (code, device) = api
         .post(
@@ -218,7 +234,7 @@ async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot
             )
             .expect("a wrong password is refused and said so");
         browser
-            .evaluate(&submit_login("alice", password))
+            .evaluate(&submit_login("alice", PASSWORD))
             .expect("submit");
         browser
             .wait_until(
@@ -319,21 +335,7 @@ async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() {
-    let (_dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(Arc::clone(&controller)).await;
-    let password = "a long enough password";
-    let hash = ward_controller::auth::hash_password(password).expect("hash");
-    controller
-        .store
-        .add_user(
-            "olga",
-            ward_controller::auth::Role::Operator,
-            Some(&hash),
-            &ward_controller::store::Actor::console(),
-            ward_controller::time::now_ms(),
-        )
-        .await
-        .expect("user");
+    let (_dir, controller, api) = with_user("olga", ward_controller::auth::Role::Operator).await;
     let (_, router) = api
         .post(
             "/api/v1/devices",
@@ -374,7 +376,7 @@ async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() 
             )
             .expect("the login form");
         browser
-            .evaluate(&submit_login("olga", password))
+            .evaluate(&submit_login("olga", PASSWORD))
             .expect("log in");
         browser
             .wait_until(
