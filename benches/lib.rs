@@ -39,6 +39,8 @@ pub fn statistics_batch(devices: u64) -> StatisticsBatch {
                 rtt_avg_us: 520,
                 rtt_max_us: 900,
                 jitter_us: 60,
+                rtt_p50_us: Some(400),
+                rtt_p90_us: Some(900),
             })
             .collect(),
     }

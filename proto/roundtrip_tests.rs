@@ -76,6 +76,8 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
                 rtt_avg_us: 40_350,
                 rtt_max_us: 41_020,
                 jitter_us: 210,
+                rtt_p50_us: Some(400),
+                rtt_p90_us: Some(900),
             }],
         }),
         Kind::Heartbeat(Heartbeat {

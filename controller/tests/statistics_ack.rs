@@ -101,6 +101,7 @@ fn report(devices: i64, period_end_ms: i64) -> StatisticsReport {
                 rtt_avg_us: 1_000,
                 rtt_max_us: 1_500,
                 jitter_us: 90,
+                rtt_quantiles_us: None,
             })
             .collect(),
     }

@@ -79,6 +79,7 @@ fn statistics(device_id: i64, sent: u32, received: u32) -> DeviceStatistics {
         rtt_avg_us: 1_250,
         rtt_max_us: 2_004,
         jitter_us: 97,
+        rtt_quantiles_us: None,
     }
 }
 
@@ -373,13 +374,14 @@ async fn a_devices_rtt_history_is_read_back_for_the_dashboard() {
                 period_end_ms: now - ago,
                 devices: vec![DeviceStatistics {
                     rtt_avg_us: avg_us,
+                    rtt_quantiles_us: Some((1_100, 1_900)),
                     ..statistics(device, 4, 4)
                 }],
             })
             .await
             .expect("record");
     }
-    wait_for("both periods written", || written(&controller) == 14).await;
+    wait_for("both periods written", || written(&controller) == 18).await;
     let http = reqwest::Client::new();
     http.get(format!("{}/internal/force_flush", vm.url()))
         .send()
@@ -398,9 +400,10 @@ async fn a_devices_rtt_history_is_read_back_for_the_dashboard() {
             (
                 point["min_ms"].as_f64(),
                 point["max_ms"].as_f64(),
-                point["loss"].as_f64()
+                point["loss"].as_f64(),
+                point["p50_ms"].as_f64()
             ),
-            (Some(0.812), Some(2.004), Some(0.0)),
+            (Some(0.812), Some(2.004), Some(0.0), Some(1.1)),
             "{point}"
         );
     }
@@ -461,13 +464,18 @@ async fn every_grafana_panel_returns_its_series() {
             .record_statistics(&StatisticsReport {
                 agent_id: "agent-7".into(),
                 period_end_ms: now - ago,
-                devices: vec![statistics(lossy, 4, 2), statistics(clean, 4, 4)],
+                devices: [statistics(lossy, 4, 2), statistics(clean, 4, 4)]
+                    .map(|entry| DeviceStatistics {
+                        rtt_quantiles_us: Some((1_100, 1_900)),
+                        ..entry
+                    })
+                    .into(),
             })
             .await
             .expect("record");
     }
     wait_for("three periods written", || {
-        written(&controller) == 3 * 2 * 7
+        written(&controller) == 3 * 2 * 9
     })
     .await;
     let http = reqwest::Client::new();

@@ -14,16 +14,14 @@ use ward_testkit::lab::SiteConfig;
 
 const SITE: &str = "branch-1";
 
-fn loss_series(deployment: &Deployment, device: &str) -> Vec<f64> {
+/// The values VictoriaMetrics holds for `selector`, oldest first.
+fn series(deployment: &Deployment, selector: &str) -> Vec<f64> {
     let http = reqwest::blocking::Client::new();
     let base = deployment.victoria_metrics.url();
     let _ = http.get(format!("{base}/internal/force_flush")).send();
     let text = http
         .get(format!("{base}/api/v1/export"))
-        .query(&[(
-            "match[]",
-            format!("ward_probe_loss_ratio{{device=\"{device}\"}}"),
-        )])
+        .query(&[("match[]", selector)])
         .send()
         .and_then(|response| response.text())
         .unwrap_or_default();
@@ -38,6 +36,13 @@ fn loss_series(deployment: &Deployment, device: &str) -> Vec<f64> {
                 .filter_map(|v| v.as_f64())
         })
         .collect()
+}
+
+fn loss_series(deployment: &Deployment, device: &str) -> Vec<f64> {
+    series(
+        deployment,
+        &format!("ward_probe_loss_ratio{{device=\"{device}\"}}"),
+    )
 }
 
 #[test]
@@ -138,6 +143,20 @@ fn a_host_down_in_a_1000_host_site_is_down_everywhere_and_then_resolves() {
         "VictoriaMetrics has the host answering again",
         Duration::from_secs(15),
         || loss_series(&deployment, &name).last() == Some(&0.0),
+    );
+    // The agent's exact median and 90th percentile, between min and max.
+    let rtt = |which: &str| {
+        series(
+            &deployment,
+            &format!("ward_probe_rtt_seconds{{device=\"{name}\",stat=\"{which}\"}}"),
+        )
+    };
+    let (min, p50, p90, max) = (rtt("min"), rtt("p50"), rtt("p90"), rtt("max"));
+    assert!(!p50.is_empty() && p50.len() == p90.len(), "{p50:?} {p90:?}");
+    let last = min.len().min(p50.len()).min(max.len()) - 1;
+    assert!(
+        min[last] <= p50[last] && p50[last] <= p90[last] && p90[last] <= max[last],
+        "min {min:?} p50 {p50:?} p90 {p90:?} max {max:?}"
     );
     let (_, summary) = rest.get("/api/v1/summary");
     assert_eq!(summary["up"], 1_001, "{summary}");

@@ -10,6 +10,7 @@
 //! machine is confirming a change; otherwise probes follow the target's
 //! grid (interval, with a per-target phase so load is spread evenly).
 
+mod quantiles;
 mod rate;
 mod target;
 mod wheel;
@@ -43,6 +44,9 @@ pub struct EngineConfig {
     pub probes_per_target: Option<u32>,
     /// Where a new target's first probe goes.
     pub start: Start,
+    /// The report period, ms: each period's RTT median and 90th
+    /// percentile are kept exactly (see `quantiles`); `None` keeps none.
+    pub quantile_period_ms: Option<u32>,
 }
 
 impl Default for EngineConfig {
@@ -55,6 +59,7 @@ impl Default for EngineConfig {
             rate: None,
             probes_per_target: None,
             start: Start::Spread,
+            quantile_period_ms: None,
         }
     }
 }
@@ -190,6 +195,8 @@ pub struct Engine {
     /// The longest round trip of a matched reply since start, µs.
     longest_rtt_us: u32,
     phase_hasher: std::hash::RandomState,
+    /// Each target's replies this period, for its quantiles.
+    samples: quantiles::RttSamples,
 }
 
 impl Engine {
@@ -216,6 +223,7 @@ impl Engine {
             counters: Counters::default(),
             longest_rtt_us: 0,
             phase_hasher: std::hash::RandomState::new(),
+            samples: quantiles::RttSamples::new(config.quantile_period_ms),
         }
     }
 
@@ -243,6 +251,7 @@ impl Engine {
             Start::Immediately => now % interval_ns,
         };
         let probes = self.config.probes_per_target.unwrap_or(u32::MAX);
+        let interval_ms = spec.interval_ms;
         let index = match self.free_slots.pop() {
             Some(index) => {
                 let epoch = self.targets[index as usize].epoch.wrapping_add(1);
@@ -257,6 +266,7 @@ impl Engine {
             }
         };
         self.live_targets += 1;
+        self.samples.reset(index, interval_ms);
         let first = match self.config.start {
             Start::Spread => self.targets[index as usize].next_grid_point(now),
             Start::Immediately => now,
@@ -436,7 +446,10 @@ impl Engine {
         let target = &mut self.targets[index as usize];
         let previous = target.status;
         let changed = match outcome {
-            Ok(rtt_us) => target.record_reply(rtt_us),
+            Ok(rtt_us) => {
+                self.samples.record(index, rtt_us);
+                target.record_reply(rtt_us)
+            }
             Err(miss) => target.record_miss(miss),
         };
         if let Some(status) = changed {
@@ -536,13 +549,12 @@ impl Engine {
     /// Hands each live target's statistics to `report` and starts a new
     /// period.
     pub fn take_period_stats(&mut self, mut report: impl FnMut(u64, IpAddr, PeriodStats)) {
-        for target in &mut self.targets {
+        for (index, target) in self.targets.iter_mut().enumerate() {
+            let quantiles = self.samples.take(u32::try_from(index).unwrap_or(u32::MAX));
             if target.pending != Pending::Nothing || target.probes_left != 0 {
-                report(
-                    target.id,
-                    target.spec.address,
-                    std::mem::take(&mut target.stats),
-                );
+                let mut stats = std::mem::take(&mut target.stats);
+                stats.rtt_quantiles_us = quantiles;
+                report(target.id, target.spec.address, stats);
             }
         }
     }

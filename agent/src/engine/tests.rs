@@ -320,3 +320,23 @@ fn per_target_state_is_under_256_bytes() {
     let bytes = Engine::bytes_per_target();
     assert!(bytes < 256, "{bytes} bytes per target");
 }
+
+#[test]
+fn each_periods_median_and_90th_percentile_are_exact_from_its_replies() {
+    let mut sim = Sim::new(EngineConfig {
+        quantile_period_ms: Some(10_000),
+        ..config(Start::Immediately)
+    });
+    sim.add("198.18.1.9", Host::Answers { rtt: 2 * MS });
+    sim.run_until(5 * S + 500 * MS);
+    sim.set("198.18.1.9", Host::Answers { rtt: 9 * MS });
+    sim.run_until(10 * S + 500 * MS);
+    let mut taken = Vec::new();
+    sim.engine
+        .take_period_stats(|_, _, stats| taken.push((stats.received, stats.rtt_quantiles_us)));
+    // Six replies of 2 ms, then five of 9 ms: the 6th and 10th of 11.
+    assert_eq!(taken, [(11, Some((2_000, 9_000)))]);
+    sim.engine
+        .take_period_stats(|_, _, stats| taken.push((stats.received, stats.rtt_quantiles_us)));
+    assert_eq!(taken[1], (0, None), "a new period, no reply yet");
+}

@@ -44,6 +44,8 @@ pub fn statistics(device_id: u64, stats: &PeriodStats) -> pb::DeviceStatistics {
         rtt_avg_us: stats.rtt_avg_us(),
         rtt_max_us: stats.rtt_max_us,
         jitter_us: stats.jitter_us(),
+        rtt_p50_us: stats.rtt_quantiles_us.map(|(p50, _)| p50),
+        rtt_p90_us: stats.rtt_quantiles_us.map(|(_, p90)| p90),
     }
 }
 

@@ -140,6 +140,9 @@ pub async fn run(
         ProberConfig {
             engine: EngineConfig {
                 rate: settings.rate,
+                quantile_period_ms: Some(
+                    u32::try_from(settings.report_period.as_millis()).unwrap_or(u32::MAX),
+                ),
                 ..EngineConfig::default()
             },
             receive_buffer: 32 << 20,

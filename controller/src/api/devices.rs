@@ -159,6 +159,7 @@ pub async fn rtt(
             "rtt_ms": point.avg_ms,
             "min_ms": point.min_ms,
             "max_ms": point.max_ms,
+            "p50_ms": point.p50_ms,
             "loss": point.loss,
         })).collect::<Vec<_>>(),
     })))

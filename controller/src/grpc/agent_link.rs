@@ -595,6 +595,7 @@ impl Link {
                     rtt_avg_us: entry.rtt_avg_us,
                     rtt_max_us: entry.rtt_max_us,
                     jitter_us: entry.jitter_us,
+                    rtt_quantiles_us: entry.rtt_p50_us.zip(entry.rtt_p90_us),
                 }),
                 Err(reason) => rejected.push(rejection(entry.device_id, reason)),
             }

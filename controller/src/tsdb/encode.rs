@@ -67,12 +67,18 @@ impl Rows {
         }
         let stats = &sample.statistics;
         if stats.received > 0 {
+            let quantiles = stats
+                .rtt_quantiles_us
+                .map(|(p50, p90)| [("p50", p50), ("p90", p90)]);
             for (stat, micros) in [
                 ("min", stats.rtt_min_us),
                 ("avg", stats.rtt_avg_us),
                 ("max", stats.rtt_max_us),
                 ("jitter", stats.jitter_us),
-            ] {
+            ]
+            .into_iter()
+            .chain(quantiles.into_iter().flatten())
+            {
                 self.push(&prefix, RTT, Some(stat), f64::from(micros) / 1e6, at_ms);
             }
         }
@@ -133,6 +139,7 @@ mod tests {
                 rtt_avg_us: 1_500,
                 rtt_max_us: 2_250,
                 jitter_us: 125,
+                rtt_quantiles_us: None,
             },
         }
     }
@@ -195,5 +202,27 @@ mod tests {
         assert_eq!(lines[0]["values"][0], 1.0);
         assert_eq!(lines[2]["values"][0], 0.0);
         assert!(rows.text.is_empty() && rows.count == 0);
+    }
+
+    #[test]
+    fn an_agents_median_and_90th_percentile_are_rtt_stats_p50_and_p90() {
+        let mut rows = Rows::default();
+        let mut with = sample(4, 3);
+        with.statistics.rtt_quantiles_us = Some((1_400, 2_100));
+        rows.push_sample(&with, "agent-1", 9, &mut HashMap::new());
+        let lines = lines(&mut rows);
+        let stat = |name: &str| {
+            lines
+                .iter()
+                .find(|line| line["metric"]["stat"] == name)
+                .map(|line| line["values"][0].clone())
+        };
+        assert_eq!(stat("p50"), Some(serde_json::json!(0.0014)));
+        assert_eq!(stat("p90"), Some(serde_json::json!(0.0021)));
+        assert_eq!(
+            lines.len(),
+            9,
+            "min, avg, max, jitter, p50, p90, loss, sent, up"
+        );
     }
 }

@@ -16,6 +16,9 @@ pub struct RttPoint {
     pub min_ms: Option<f64>,
     /// Highest RTT seen in the step, ms.
     pub max_ms: Option<f64>,
+    /// Median of the periods' exact medians in the step, ms (agents that
+    /// send them).
+    pub p50_ms: Option<f64>,
     /// Share of probes lost in the step (0 to 1).
     pub loss: Option<f64>,
 }
@@ -61,12 +64,14 @@ pub async fn rtt_history(
         series("min_over_time", super::RTT, Some("min")),
         series("max_over_time", super::RTT, Some("max")),
         series("avg_over_time", super::LOSS, None),
+        series("median_over_time", super::RTT, Some("p50")),
     ];
-    let (avg, min, max, loss) = tokio::try_join!(
+    let (avg, min, max, loss, p50) = tokio::try_join!(
         range.query(&queries[0]),
         range.query(&queries[1]),
         range.query(&queries[2]),
         range.query(&queries[3]),
+        range.query(&queries[4]),
     )?;
     let mut points: std::collections::BTreeMap<i64, RttPoint> = std::collections::BTreeMap::new();
     let mut put = |values: Vec<(i64, f64)>, field: fn(&mut RttPoint) -> &mut Option<f64>, scale| {
@@ -82,6 +87,7 @@ pub async fn rtt_history(
     put(min, |point| &mut point.min_ms, 1000.0);
     put(max, |point| &mut point.max_ms, 1000.0);
     put(loss, |point| &mut point.loss, 1.0);
+    put(p50, |point| &mut point.p50_ms, 1000.0);
     Ok(points.into_values().collect())
 }
 

@@ -57,6 +57,9 @@ pub struct DeviceStatistics {
     pub rtt_max_us: u32,
     /// Mean absolute difference between consecutive replies, µs.
     pub jitter_us: u32,
+    /// The period's median and 90th percentile reply time, µs (exact, from
+    /// the agent); `None` from an agent that does not send them.
+    pub rtt_quantiles_us: Option<(u32, u32)>,
 }
 
 /// Statistics from one agent for one period.

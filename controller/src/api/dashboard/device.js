@@ -152,8 +152,11 @@ async function drawChart(id, box) {
     return;
   }
   const column = (name) => points.map((point) => point[name]);
+  // The median line: the agents' exact medians where they sent them,
+  // else the mean.
+  const medians = points.some((point) => point.p50_ms !== null);
   const data = [points.map((point) => Date.parse(point.at) / 1000), column("min_ms"), column("max_ms"),
-    column("rtt_ms"), points.map((point) => (point.loss === null ? null : point.loss * 100))];
+    column(medians ? "p50_ms" : "rtt_ms"), points.map((point) => (point.loss === null ? null : point.loss * 100))];
   box.replaceChildren();
   const width = Math.max(260, box.clientWidth || 600);
   /* global uPlot */
@@ -165,7 +168,7 @@ async function drawChart(id, box) {
       {},
       { label: "min", stroke: "rgba(21,101,192,0.35)", width: 1 },
       { label: "max", stroke: "rgba(21,101,192,0.35)", width: 1 },
-      { label: "mean", stroke: "#0d47a1", width: 2 },
+      { label: medians ? "median" : "mean", stroke: "#0d47a1", width: 2 },
       { label: "loss %", scale: "loss", stroke: "#c62828", width: 0, points: { show: true, size: 6, fill: "#c62828" },
         paths: () => null, filter: (self, series) => series },
     ],
