@@ -449,3 +449,90 @@ async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() 
     let (_, windows) = api.get("/api/v1/maintenance?active=true").await;
     assert_eq!(windows[0]["devices"], serde_json::json!([atm]), "{windows}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_edits_a_device_in_place_and_a_bad_field_is_named() {
+    let (_dir, _controller, api) = with_user("ada", ward_controller::auth::Role::Admin).await;
+    let (_, atm) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.1.20", "site": "branch-12"}),
+        )
+        .await;
+    let atm = atm["id"].as_i64().expect("id");
+    tokio::task::block_in_place(|| {
+        let mut browser = Chromium::start().expect(
+            "start headless Chromium (Debian package `chromium`; testkit/run-tests.sh installs it)",
+        );
+        browser.navigate(&format!("{}/", api.base)).expect("open");
+        browser
+            .wait_until(
+                "!document.getElementById('login').hidden",
+                Duration::from_secs(10),
+            )
+            .expect("the login form");
+        browser
+            .evaluate(&submit_login("ada", PASSWORD))
+            .expect("log in");
+        browser
+            .wait_until(
+                "document.getElementById('link').textContent === 'live'",
+                Duration::from_secs(20),
+            )
+            .expect("logged in, live");
+        browser
+            .navigate(&format!("{}/?device={atm}", api.base))
+            .expect("open the device");
+        browser
+            .wait_until(
+                "document.querySelector('#detail form.edit') !== null",
+                Duration::from_secs(20),
+            )
+            .expect("an admin gets the edit form");
+        let edit = |changes: &str| {
+            format!(
+                "(() => {{ const form = document.querySelector('#detail form.edit'); {changes} \
+                 form.requestSubmit(); return true; }})()"
+            )
+        };
+        browser
+            .evaluate(&edit("form.elements.address.value = '198.18.1.300';"))
+            .expect("a bad address");
+        browser
+            .wait_until(
+                "document.getElementById('detail-said').textContent.startsWith('Not saved') \
+                 && document.getElementById('detail-said').textContent.includes('address')",
+                Duration::from_secs(10),
+            )
+            .expect("the refusal names the address");
+        browser
+            .evaluate(&edit(
+                "form.elements.address.value = '198.18.1.21'; form.elements.name.value = 'atm-lobby'; \
+                 form.elements.severity.value = 'critical'; form.elements.tags.value = 'atm, lobby';",
+            ))
+            .expect("a good edit");
+        browser
+            .wait_until(
+                "document.getElementById('detail-said').textContent.startsWith('Saved device atm-lobby') \
+                 && document.getElementById('detail-title').textContent.includes('atm-lobby')",
+                Duration::from_secs(10),
+            )
+            .expect("the page says what it saved");
+    });
+    let (_, device) = api.get(&format!("/api/v1/devices/{atm}")).await;
+    assert_eq!(
+        (
+            &device["name"],
+            &device["address"],
+            &device["severity"],
+            &device["tags"]
+        ),
+        (
+            &serde_json::json!("atm-lobby"),
+            &serde_json::json!("198.18.1.21"),
+            &serde_json::json!("critical"),
+            &serde_json::json!(["atm", "lobby"])
+        ),
+        "{device}"
+    );
+}

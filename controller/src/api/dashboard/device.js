@@ -6,7 +6,7 @@
 
 import {
   state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed,
+  refreshAlerts, failed, schedule,
 } from "./dashboard.js";
 
 const RANGES = [["1 h", 60], ["24 h", 1440], ["7 d", 10080], ["30 d", 43200]];
@@ -118,6 +118,7 @@ function actions(device, alert) {
     ...[1, 4, 12, 24].map((count) => el("option", { value: count, text: `${count} h` })));
   const scope = el("select", { "aria-label": "Maintenance for" },
     el("option", { value: "device", text: "this device" }), el("option", { value: "site", text: `site ${device.site}` }));
+  if (state.session && state.session.role === "admin") box.append(editForm(device, done));
   box.append(el("form", { onsubmit: (event) => {
     event.preventDefault();
     const now = Date.now();
@@ -133,6 +134,46 @@ function actions(device, alert) {
       .catch((error) => done(`No maintenance: ${error.message}`));
   } }, el("span", { text: "Maintenance for " }), hours, scope, el("button", { type: "submit", text: "Start" })));
   return box;
+}
+
+// An admin edits the device in place (`PUT /api/v1/devices/{id}`); a
+// refusal names the field.
+function editForm(device, done) {
+  const field = (name, value, label, type = "text") =>
+    el("label", {}, `${label} `, el("input", { name, value: value ?? "", type, "aria-label": label }));
+  const severity = el("select", { name: "severity", "aria-label": "severity" },
+    ...["critical", "major", "minor", "info"].map((level) =>
+      el("option", { value: level, text: level, selected: level === device.severity })));
+  const enabled = el("input", { name: "enabled", type: "checkbox", checked: device.enabled, "aria-label": "probed" });
+  const form = el("form", { class: "edit", onsubmit: (event) => {
+    event.preventDefault();
+    const value = (name) => form.elements[name].value.trim();
+    const number = (name) => (value(name) === "" ? undefined : Number(value(name)));
+    const body = {
+      name: value("name"), address: value("address"), site: value("site"),
+      parent_id: number("parent_id") ?? null,
+      interval_ms: number("interval_ms"), timeout_ms: number("timeout_ms"),
+      down_after: number("down_after"), up_after: number("up_after"),
+      tags: value("tags").split(",").map((tag) => tag.trim()).filter(Boolean),
+      severity: severity.value, enabled: enabled.checked,
+    };
+    send("PUT", `/api/v1/devices/${device.id}`, body)
+      .then((saved) => {
+        state.devices.set(saved.id, saved);
+        schedule();
+        done(`Saved device ${saved.name} (${saved.address} @ ${saved.site}, ${saved.severity}).`);
+        return drawFacts();
+      })
+      .catch((error) => done(`Not saved: ${error.message}`));
+  } },
+  field("name", device.name, "name"), field("address", device.address, "address"), field("site", device.site, "site"),
+  field("parent_id", device.parent_id, "parent id", "number"),
+  field("interval_ms", device.interval_ms, "interval ms", "number"), field("timeout_ms", device.timeout_ms, "timeout ms", "number"),
+  field("down_after", device.down_after, "down after", "number"), field("up_after", device.up_after, "up after", "number"),
+  field("tags", device.tags.join(", "), "tags"),
+  el("label", {}, "severity ", severity), el("label", {}, enabled, " probed"),
+  el("button", { type: "submit", text: "Save" }));
+  return el("details", {}, el("summary", { text: "Edit this device" }), form);
 }
 
 async function drawChart(id, box) {
