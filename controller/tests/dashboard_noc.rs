@@ -31,7 +31,7 @@ const DEVICES: usize = 10_000;
 const DOWN_EVERY: usize = 199;
 /// The status colour of `down` (`--down: #c62828`) and of a stale page.
 const RED: &str = "rgb(198, 40, 40)";
-const STALE_GREY: &str = "rgb(138, 138, 138)";
+const STALE_GREY: &str = "rgb(112, 112, 112)";
 
 /// The REST API served on `port` by a runtime of its own, so killing it
 /// drops every connection at once, as a dead process does.
@@ -171,6 +171,19 @@ fn live_with(browser: &mut Chromium, problems: usize) -> Duration {
         })
 }
 
+/// Each status badge shown whose text has less than WCAG AA contrast
+/// (4.5:1) on its background, as `[class, ratio]`.
+const LOW_CONTRAST: &str = "(() => { \
+    const luminance = (css) => { const [r, g, b] = css.match(/\\d+/g).map(Number).map((v) => v / 255) \
+      .map((c) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4)); \
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b; }; \
+    const seen = new Map(); \
+    for (const badge of document.querySelectorAll('.badge')) { \
+      const style = getComputedStyle(badge); \
+      const [a, b] = [luminance(style.color), luminance(style.backgroundColor)].sort((x, y) => y - x); \
+      seen.set(badge.className, (a + 0.05) / (b + 0.05)); } \
+    return [...seen].filter(([, ratio]) => ratio < 4.5); })()";
+
 /// The problem rows whose bounding box leaves the viewport.
 const OFF_SCREEN: &str = "[...document.querySelectorAll('#problems li')].filter((row) => { \
     const box = row.getBoundingClientRect(); \
@@ -215,6 +228,8 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
             .screenshot(&artifact("dashboard-problems.png"))
             .expect("screenshot");
         let off = browser.evaluate(OFF_SCREEN).expect("boxes");
+        let low = browser.evaluate(LOW_CONTRAST).expect("contrast");
+        assert_eq!(low, serde_json::json!([]), "every status badge is WCAG AA");
         assert_eq!(
             off,
             serde_json::json!([]),
@@ -419,6 +434,8 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
         serde_json::json!([STALE_GREY, STALE_GREY]),
         "no status colour as if live"
     );
+    let low = tokio::task::block_in_place(|| browser.evaluate(LOW_CONTRAST).expect("contrast"));
+    assert_eq!(low, serde_json::json!([]), "stale badges stay readable");
     tokio::task::block_in_place(|| {
         browser
             .screenshot(&artifact("dashboard-stale.png"))
