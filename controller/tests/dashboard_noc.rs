@@ -230,6 +230,16 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
         let off = browser.evaluate(OFF_SCREEN).expect("boxes");
         let low = browser.evaluate(LOW_CONTRAST).expect("contrast");
         assert_eq!(low, serde_json::json!([]), "every status badge is WCAG AA");
+        let first = browser
+            .evaluate(
+                "[...document.querySelectorAll('#device-rows .row a')].slice(0, 5).map((a) => a.textContent)",
+            )
+            .expect("first rows");
+        assert_eq!(
+            first,
+            serde_json::json!(["dev-0", "dev-100", "dev-200", "dev-300", "dev-400"]),
+            "by site, then name in natural order (dev-1000 after dev-900)"
+        );
         assert_eq!(
             off,
             serde_json::json!([]),
