@@ -361,7 +361,6 @@ mod tests {
             rtt_max_us: rtts_us.iter().copied().max().unwrap_or(0),
             rtt_sum_us: rtts_us.iter().copied().map(u64::from).sum(),
             jitter_sum_us: 0,
-            rtt_quantiles_us: None,
         }
     }
 

@@ -24,9 +24,12 @@ fn statistics(prober: &Prober) -> Vec<(u64, ward_agent::engine::PeriodStats)> {
     prober
         .control(Control::TakeStatistics(reply))
         .expect("control queue");
-    let mut statistics = answer
+    let mut statistics: Vec<_> = answer
         .recv_timeout(Duration::from_secs(5))
-        .expect("statistics");
+        .expect("statistics")
+        .into_iter()
+        .map(|(id, stats, _)| (id, stats))
+        .collect();
     statistics.sort_by_key(|(id, _)| *id);
     statistics
 }

@@ -15,7 +15,7 @@ mod rate;
 mod target;
 mod wheel;
 
-pub use target::{Miss, PeriodStats, Status, TargetSpec};
+pub use target::{Miss, PeriodStats, RttQuantiles, Status, TargetSpec};
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -548,13 +548,15 @@ impl Engine {
 
     /// Hands each live target's statistics to `report` and starts a new
     /// period.
-    pub fn take_period_stats(&mut self, mut report: impl FnMut(u64, IpAddr, PeriodStats)) {
+    pub fn take_period_stats(
+        &mut self,
+        mut report: impl FnMut(u64, IpAddr, PeriodStats, RttQuantiles),
+    ) {
         for (index, target) in self.targets.iter_mut().enumerate() {
             let quantiles = self.samples.take(u32::try_from(index).unwrap_or(u32::MAX));
             if target.pending != Pending::Nothing || target.probes_left != 0 {
-                let mut stats = std::mem::take(&mut target.stats);
-                stats.rtt_quantiles_us = quantiles;
-                report(target.id, target.spec.address, stats);
+                let stats = std::mem::take(&mut target.stats);
+                report(target.id, target.spec.address, stats, quantiles);
             }
         }
     }

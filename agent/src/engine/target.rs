@@ -102,11 +102,13 @@ pub struct PeriodStats {
     pub rtt_sum_us: u64,
     /// Sum of |RTT − previous RTT| over consecutive replies, µs.
     pub jitter_sum_us: u64,
-    /// The period's RTT median and 90th percentile, µs, exact (nearest
-    /// rank), filled in when the period's statistics are taken; `None`
-    /// without replies or without a report period (see `quantiles`).
-    pub rtt_quantiles_us: Option<(u32, u32)>,
 }
+
+/// A period's RTT median and 90th percentile, µs, exact (nearest rank),
+/// handed out with its statistics; `None` without replies or without a
+/// report period (see `quantiles`). Kept apart from [`PeriodStats`], which
+/// every target carries.
+pub type RttQuantiles = Option<(u32, u32)>;
 
 impl PeriodStats {
     /// Mean RTT, µs (0 if nothing received).

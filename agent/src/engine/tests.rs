@@ -333,10 +333,10 @@ fn each_periods_median_and_90th_percentile_are_exact_from_its_replies() {
     sim.run_until(10 * S + 500 * MS);
     let mut taken = Vec::new();
     sim.engine
-        .take_period_stats(|_, _, stats| taken.push((stats.received, stats.rtt_quantiles_us)));
+        .take_period_stats(|_, _, stats, quantiles| taken.push((stats.received, quantiles)));
     // Six replies of 2 ms, then five of 9 ms: the 6th and 10th of 11.
     assert_eq!(taken, [(11, Some((2_000, 9_000)))]);
     sim.engine
-        .take_period_stats(|_, _, stats| taken.push((stats.received, stats.rtt_quantiles_us)));
+        .take_period_stats(|_, _, stats, quantiles| taken.push((stats.received, quantiles)));
     assert_eq!(taken[1], (0, None), "a new period, no reply yet");
 }

@@ -26,7 +26,9 @@ use mio::unix::SourceFd;
 use mio::{Interest, Poll, Token, Waker};
 
 use crate::clock::Clock;
-use crate::engine::{Engine, EngineConfig, Nanos, PeriodStats, SpecError, TargetSpec, Transition};
+use crate::engine::{
+    Engine, EngineConfig, Nanos, PeriodStats, RttQuantiles, SpecError, TargetSpec, Transition,
+};
 use crate::packet::{Family, PROBE_LEN, TagKey};
 use crate::sys::{Features, IcmpSocket, OpenError, SendBatch, SendOutcome, SocketKind};
 use packet_path::PacketPath;
@@ -101,7 +103,7 @@ pub enum Control {
         id: u64,
     },
     /// Every target's statistics since the last request (then a new period).
-    TakeStatistics(std::sync::mpsc::SyncSender<Vec<(u64, PeriodStats)>>),
+    TakeStatistics(std::sync::mpsc::SyncSender<Vec<(u64, PeriodStats, RttQuantiles)>>),
 }
 
 /// Controls waiting for the engine thread.
@@ -580,7 +582,9 @@ fn apply_control(
         }
         Control::TakeStatistics(reply) => {
             let mut statistics = Vec::with_capacity(slots.len());
-            engine.take_period_stats(|id, _, stats| statistics.push((id, stats)));
+            engine.take_period_stats(|id, _, stats, quantiles| {
+                statistics.push((id, stats, quantiles));
+            });
             // The asker may have given up waiting; nothing is lost but its
             // period, which it asked to end.
             let _ = reply.send(statistics);

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ward_proto::v1 as pb;
 
 use crate::clock::Clock;
-use crate::engine::{Cause, PeriodStats, Status, TargetSpec, Transition};
+use crate::engine::{Cause, PeriodStats, RttQuantiles, Status, TargetSpec, Transition};
 use crate::prober::IoCounters;
 
 /// A transition as the controller gets it.
@@ -34,8 +34,12 @@ pub fn transition(clock: &Clock, transition: &Transition) -> pb::Transition {
     }
 }
 
-/// One device's statistics for a period.
-pub fn statistics(device_id: u64, stats: &PeriodStats) -> pb::DeviceStatistics {
+/// One device's statistics for a period, with its RTT `quantiles`.
+pub fn statistics(
+    device_id: u64,
+    stats: &PeriodStats,
+    quantiles: RttQuantiles,
+) -> pb::DeviceStatistics {
     pb::DeviceStatistics {
         device_id,
         sent: stats.sent,
@@ -44,8 +48,8 @@ pub fn statistics(device_id: u64, stats: &PeriodStats) -> pb::DeviceStatistics {
         rtt_avg_us: stats.rtt_avg_us(),
         rtt_max_us: stats.rtt_max_us,
         jitter_us: stats.jitter_us(),
-        rtt_p50_us: stats.rtt_quantiles_us.map(|(p50, _)| p50),
-        rtt_p90_us: stats.rtt_quantiles_us.map(|(_, p90)| p90),
+        rtt_p50_us: quantiles.map(|(p50, _)| p50),
+        rtt_p90_us: quantiles.map(|(_, p90)| p90),
     }
 }
 

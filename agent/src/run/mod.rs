@@ -432,7 +432,7 @@ impl Agent {
         }
         let devices = statistics
             .iter()
-            .map(|(id, stats)| convert::statistics(*id, stats))
+            .map(|(id, stats, quantiles)| convert::statistics(*id, stats, *quantiles))
             .collect();
         self.spool_and_send(Kind::Statistics, |seq| pb::AgentMessage {
             kind: Some(agent_message::Kind::Statistics(pb::StatisticsBatch {
