@@ -166,6 +166,34 @@ async fn with_user(
     (dir, controller, api)
 }
 
+/// Chromium logged in at `base` as `user` (password [`PASSWORD`]), live,
+/// on device `id`'s detail.
+fn logged_in_on_device(base: &str, user: &str, id: i64) -> Chromium {
+    let mut browser = Chromium::start().expect(
+        "start headless Chromium (Debian package `chromium`; testkit/run-tests.sh installs it)",
+    );
+    browser.navigate(&format!("{base}/")).expect("open");
+    browser
+        .wait_until(
+            "!document.getElementById('login').hidden",
+            Duration::from_secs(10),
+        )
+        .expect("the login form");
+    browser
+        .evaluate(&submit_login(user, PASSWORD))
+        .expect("log in");
+    browser
+        .wait_until(
+            "document.getElementById('link').textContent === 'live'",
+            Duration::from_secs(20),
+        )
+        .expect("logged in, live");
+    browser
+        .navigate(&format!("{base}/?device={id}"))
+        .expect("open the device");
+    browser
+}
+
 /// Fills the login form with `user` and `password` and submits it.
 fn submit_login(user: &str, password: &str) -> String {
     format!(
@@ -365,28 +393,7 @@ async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() 
     }
 
     tokio::task::block_in_place(|| {
-        let mut browser = Chromium::start().expect(
-            "start headless Chromium (Debian package `chromium`; testkit/run-tests.sh installs it)",
-        );
-        browser.navigate(&format!("{}/", api.base)).expect("open");
-        browser
-            .wait_until(
-                "!document.getElementById('login').hidden",
-                Duration::from_secs(10),
-            )
-            .expect("the login form");
-        browser
-            .evaluate(&submit_login("olga", PASSWORD))
-            .expect("log in");
-        browser
-            .wait_until(
-                "document.getElementById('link').textContent === 'live'",
-                Duration::from_secs(20),
-            )
-            .expect("logged in, live");
-        browser
-            .navigate(&format!("{}/?device={atm}", api.base))
-            .expect("open the device");
+        let mut browser = logged_in_on_device(&api.base, "olga", atm);
         browser
             .wait_until(
                 "document.getElementById('detail-title') !== null \
@@ -461,28 +468,7 @@ async fn an_admin_edits_a_device_in_place_and_a_bad_field_is_named() {
         .await;
     let atm = atm["id"].as_i64().expect("id");
     tokio::task::block_in_place(|| {
-        let mut browser = Chromium::start().expect(
-            "start headless Chromium (Debian package `chromium`; testkit/run-tests.sh installs it)",
-        );
-        browser.navigate(&format!("{}/", api.base)).expect("open");
-        browser
-            .wait_until(
-                "!document.getElementById('login').hidden",
-                Duration::from_secs(10),
-            )
-            .expect("the login form");
-        browser
-            .evaluate(&submit_login("ada", PASSWORD))
-            .expect("log in");
-        browser
-            .wait_until(
-                "document.getElementById('link').textContent === 'live'",
-                Duration::from_secs(20),
-            )
-            .expect("logged in, live");
-        browser
-            .navigate(&format!("{}/?device={atm}", api.base))
-            .expect("open the device");
+        let mut browser = logged_in_on_device(&api.base, "ada", atm);
         browser
             .wait_until(
                 "document.querySelector('#detail form.edit') !== null",

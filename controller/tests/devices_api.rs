@@ -310,32 +310,47 @@ async fn the_dashboard_is_served_and_follows_the_live_events() {
     assert!(content_type.starts_with("text/html"), "{content_type}");
     let page = response.text().await.expect("page");
     assert!(page.contains("src=\"/dashboard.js\""), "{page}");
-    let script = api
-        .http
-        .get(format!("{}/dashboard.js", api.base))
-        .send()
-        .await
-        .expect("GET /dashboard.js");
-    assert_eq!(
-        script.headers()["content-type"],
-        "text/javascript; charset=utf-8"
-    );
-    let script = script.text().await.expect("script");
+    // Every script of the page, served as JavaScript: what it reads, and
+    // never a name inserted as HTML.
+    let mut scripts = String::new();
+    for path in [
+        "/dashboard.js",
+        "/live.js",
+        "/device.js",
+        "/vendor/uplot.min.js",
+    ] {
+        let script = api
+            .http
+            .get(format!("{}{path}", api.base))
+            .send()
+            .await
+            .expect("GET a script");
+        assert_eq!(
+            script.headers()["content-type"],
+            "text/javascript; charset=utf-8",
+            "{path}"
+        );
+        let text = script.text().await.expect("script");
+        if !path.starts_with("/vendor/") {
+            assert!(
+                !text.contains("innerHTML"),
+                "{path}: names must never be inserted as HTML"
+            );
+            scripts.push_str(&text);
+        }
+    }
     for needed in [
-        "EventSource(\"/api/v1/events\")",
+        "EventSource(\"/api/v1/events?heartbeat=1\")",
         "/api/v1/devices",
-        "/api/v1/summary",
         "/api/v1/alerts?state=open",
+        "/api/v1/history?device=",
+        "/api/v1/reports/availability",
     ] {
         assert!(
-            script.contains(needed),
+            scripts.contains(needed),
             "the dashboard does not use {needed}"
         );
     }
-    assert!(
-        !script.contains("innerHTML"),
-        "names must never be inserted as HTML"
-    );
 }
 
 #[tokio::test]

@@ -395,10 +395,14 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
 
 /// `ward_devices{site,status}`: enabled devices by site and status, every
 /// status of every site (zeros included, so a rule sees a site recover).
+/// Read from the store, so a scrape never moves the cache's counters.
 async fn write_device_counts(controller: &Controller, text: &mut String) {
-    let devices = match controller.devices().await {
+    let devices = match controller.store.list_devices().await {
         Ok(devices) => devices,
-        Err(_) => return, // counted by `devices`
+        Err(error) => {
+            controller.store_failed(error);
+            return;
+        }
     };
     let mut counts: std::collections::BTreeMap<&str, [u64; 4]> = std::collections::BTreeMap::new();
     for device in devices.iter().filter(|device| device.spec.enabled) {
