@@ -100,6 +100,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../migrations/postgres/0020_flapping.sql"),
     ),
+    (
+        21,
+        include_str!("../../migrations/postgres/0021_flapping_index.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

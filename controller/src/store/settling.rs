@@ -21,7 +21,7 @@ pub(super) async fn settle_flapping<T: WriteTx>(
     let flapping = tx
         .rows(
             "SELECT id, flap_started_at_ms, recent_changes FROM devices \
-             WHERE flapping = TRUE ORDER BY id",
+             WHERE flapping ORDER BY id",
             &[],
             |row| {
                 let flap = Flap::stored(true, row.opt_int(1)?, &row.text(2)?)?;
@@ -71,7 +71,7 @@ pub(super) async fn latest_of_flapping<T: WriteTx>(tx: &T) -> Result<Vec<Alert>,
     tx.rows(
         &format!(
             "SELECT {ALERT_COLUMNS} FROM {ALERTS_JOINED} \
-             WHERE d.flapping = TRUE \
+             WHERE d.flapping \
              AND a.id = (SELECT MAX(id) FROM alerts WHERE device_id = d.id) ORDER BY d.id"
         ),
         &[],

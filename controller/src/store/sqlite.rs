@@ -92,6 +92,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         20,
         include_str!("../../migrations/sqlite/0020_flapping.sql"),
     ),
+    (
+        21,
+        include_str!("../../migrations/sqlite/0021_flapping_index.sql"),
+    ),
 ];
 
 #[allow(
