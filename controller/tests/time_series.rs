@@ -46,10 +46,20 @@ async fn start(store_url: &str, vm_url: &str, spool_dir: &std::path::Path) -> Se
 }
 
 async fn create_device(controller: &std::sync::Arc<Controller>, name: &str, address: &str) -> i64 {
+    create_device_at(controller, name, address, "branch-3").await
+}
+
+/// Device `name` at `address` of `site`.
+async fn create_device_at(
+    controller: &std::sync::Arc<Controller>,
+    name: &str,
+    address: &str,
+    site: &str,
+) -> i64 {
     let spec = DeviceSpec {
         name: name.into(),
         address: address.parse().expect("address"),
-        site: "branch-3".into(),
+        site: site.into(),
         parent_id: None,
         interval_ms: 1_000,
         timeout_ms: 500,
@@ -437,27 +447,7 @@ async fn every_grafana_panel_returns_its_series() {
     let setup = start(&store_url, &vm.url(), &dir.path().join("spool")).await;
     let controller = Arc::clone(&setup.controller);
     let lossy = create_device(&controller, "atm-1", "198.18.1.1").await;
-    let clean = controller
-        .create_device(
-            &DeviceSpec {
-                name: "router-1".into(),
-                address: "198.18.2.1".parse().expect("address"),
-                site: "branch-4".into(),
-                parent_id: None,
-                interval_ms: 1_000,
-                timeout_ms: 500,
-                down_after: 3,
-                up_after: 1,
-                tags: vec![],
-                enabled: true,
-                severity: Default::default(),
-            },
-            &ward_controller::store::Actor::console(),
-            ward_controller::time::now_ms(),
-        )
-        .await
-        .expect("create")
-        .id;
+    let clean = create_device_at(&controller, "router-1", "198.18.2.1", "branch-4").await;
     let now = ward_controller::time::now_ms();
     for ago in [180_000, 120_000, 60_000] {
         controller
