@@ -230,6 +230,17 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
         let off = browser.evaluate(OFF_SCREEN).expect("boxes");
         let low = browser.evaluate(LOW_CONTRAST).expect("contrast");
         assert_eq!(low, serde_json::json!([]), "every status badge is WCAG AA");
+        let first_problem = browser
+            .evaluate("document.querySelector('#problems li').textContent")
+            .expect("a problem row");
+        assert!(
+            first_problem
+                .as_str()
+                .is_some_and(|text| text.contains("198.18.100.1")
+                    && text.contains("site-000")
+                    && text.contains("alert #")),
+            "a down device keeps its address, site and alert: {first_problem}"
+        );
         let first = browser
             .evaluate(
                 "[...document.querySelectorAll('#device-rows .row a')].slice(0, 5).map((a) => a.textContent)",
