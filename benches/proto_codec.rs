@@ -1,5 +1,6 @@
 //! Encode/decode throughput of the agent link's largest messages: a
 //! 10,000-device outage batch and a 100,000-device statistics report.
+#![forbid(unsafe_code)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;

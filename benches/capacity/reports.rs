@@ -6,13 +6,13 @@
 
 use std::time::Instant;
 
-use ward_controller::availability::{By, ReportFilter};
 use ward_controller::cache::Cache;
-use ward_controller::maintenance::Every;
 use ward_controller::state::Controller;
 use ward_controller::store::{
     Actor, DeviceSpec, MaintenanceSpec, ReportedTransition, Status, Store, TransitionReport,
 };
+use ward_domain::availability::{By, ReportFilter};
+use ward_domain::maintenance::Every;
 use ward_testkit::services::Postgres;
 
 use crate::table::Spread;

@@ -272,95 +272,9 @@ impl Presences {
     }
 }
 
-/// How often [`sweep`] looks for offline sites.
-const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Applies the offline rule every [`SWEEP_INTERVAL`] until `shutdown`.
-/// One controller of a cluster sweeps; another takes over when it dies
-/// (presence is shared, so any of them sees every agent).
-pub async fn sweep(
-    controller: std::sync::Arc<crate::state::Controller>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    every(SWEEP_INTERVAL, shutdown, || {
-        let controller = std::sync::Arc::clone(&controller);
-        async move {
-            if controller.holds("offline sweep").await
-                && let Err(error) = controller.forget_offline_sites(crate::time::now_ms()).await
-            {
-                tracing::warn!(%error, "offline-agent sweep failed; retrying");
-            }
-        }
-    })
-    .await;
-}
-
-/// Runs `round` every `interval` until `shutdown`.
-pub(crate) async fn every<F: std::future::Future<Output = ()>>(
-    interval: Duration,
-    shutdown: impl std::future::Future<Output = ()>,
-    mut round: impl FnMut() -> F,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        round().await;
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
-}
-
-/// How often [`share`] tells the other controllers which agents this one
-/// holds.
-pub const SHARE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// An agent another controller heard within this is shown connected
-/// there (three of its shares).
-pub const HEARD_RECENTLY: Duration = Duration::from_secs(3);
-
-/// Shares this controller's agents every [`SHARE_INTERVAL`] until
-/// `shutdown`.
-pub async fn share(
-    controller: std::sync::Arc<crate::state::Controller>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    every(SHARE_INTERVAL, shutdown, || {
-        let controller = std::sync::Arc::clone(&controller);
-        async move {
-            if let Err(error) = controller.share_presence().await {
-                tracing::warn!(%error, "cannot share which agents this controller holds; retrying");
-            }
-        }
-    })
-    .await;
-}
-
 /// How long an agent goes unheard before its devices move to the other
 /// agents of its site, by default.
 pub const DEFAULT_AGENT_FAILOVER_DELAY: Duration = Duration::from_secs(3);
-
-/// How often [`settle_groups`] settles the agent groups.
-const SETTLE_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Settles the agent groups every [`SETTLE_INTERVAL`] on one controller
-/// of the cluster, until `shutdown`.
-pub async fn settle_groups(
-    controller: std::sync::Arc<crate::state::Controller>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    every(SETTLE_INTERVAL, shutdown, || {
-        let controller = std::sync::Arc::clone(&controller);
-        async move {
-            if controller.holds("agent groups").await
-                && let Err(error) = controller.settle_groups(crate::time::now_ms()).await
-            {
-                tracing::warn!(%error, "cannot settle the agent groups; retrying");
-            }
-        }
-    })
-    .await;
-}
 
 /// The grace period for devices probed every `longest_interval`.
 pub fn grace_period(longest_interval: Duration) -> Duration {

@@ -9,8 +9,7 @@ use axum::serve::ListenerExt as _;
 
 use crate::cache::Cache;
 use crate::config::{FileConfig, Settings};
-use crate::notify::{self, Alertmanager, Channel, Webhook};
-use crate::retention::Kept;
+use crate::notify::{Alertmanager, Channel, Webhook};
 use crate::state::Controller;
 use crate::store::Store;
 use crate::tsdb::{Tsdb, TsdbConfig};
@@ -465,52 +464,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let names: Vec<&str> = channels.iter().map(Channel::name).collect();
     let controller = Arc::new(controller.with_notification_channels(&names).await?);
     info!(channels = ?names, "notification channels");
-    for channel in channels {
-        tasks.push(tokio::spawn(notify::run(
-            Arc::clone(&controller),
-            channel,
-            until_stopped(),
-        )));
-    }
-    tasks.push(tokio::spawn(crate::agents::sweep(
-        Arc::clone(&controller),
-        until_stopped(),
-    )));
-    tasks.push(tokio::spawn(crate::state::follow_other_controllers(
-        Arc::clone(&controller),
-        until_stopped(),
-    )));
-    tasks.push(tokio::spawn(crate::agents::settle_groups(
-        Arc::clone(&controller),
-        until_stopped(),
-    )));
-    tasks.push(tokio::spawn(crate::state::follow_maintenance(
-        Arc::clone(&controller),
-        until_stopped(),
-    )));
-    tasks.push(tokio::spawn(crate::state::settle_flapping(
-        Arc::clone(&controller),
-        until_stopped(),
-    )));
-    tasks.push(tokio::spawn(crate::agents::share(
-        Arc::clone(&controller),
-        until_stopped(),
-    )));
-    for (kept, retention) in [
-        (Kept::AuditLog, settings.audit_retention),
-        (Kept::History, settings.history_retention),
-    ] {
-        tasks.push(tokio::spawn(crate::retention::prune_past_retention(
-            Arc::clone(&controller),
-            kept,
-            retention,
-            until_stopped(),
-        )));
-    }
-    tasks.push(tokio::spawn(crate::state::watch_revocations(
-        Arc::clone(&controller),
-        until_stopped(),
-    )));
+    tasks.extend(crate::jobs::start(
+        &controller,
+        crate::jobs::every_job(settings.audit_retention, settings.history_retention),
+        channels,
+        &until_stopped,
+    ));
     let http = tokio::net::TcpListener::bind(settings.listen_http)
         .await
         .with_context(|| {
@@ -602,7 +561,10 @@ async fn reload_on_hangup(
             () = &mut stop => return,
             _ = hangups.recv() => {}
         }
-        match tls.reload() {
+        // The files are read on a blocking thread, not on an async worker.
+        let reloading = tls.clone();
+        let reloaded = tokio::task::spawn_blocking(move || reloading.reload()).await;
+        match reloaded.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic())) {
             Ok(()) => {
                 if let Some(expires_at_ms) = tls.expires_at_ms() {
                     controller.note_certificate("controller", expires_at_ms);

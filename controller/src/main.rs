@@ -1,4 +1,5 @@
 //! `ward-controller`: see [`ward_controller::cli`].
+#![forbid(unsafe_code)]
 
 fn main() -> anyhow::Result<()> {
     ward_controller::cli::main()

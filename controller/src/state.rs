@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::agents::{Presence, Presences, grace_period};
 use crate::cache::Cache;
-use crate::maintenance::OpenWindow;
 use crate::store::{
     AckOutcome, Actor, AgentAlertChange, AgentRecord, ApplyOutcome, Device, DeviceSpec,
     MaintenanceSpec, MaintenanceWindow, ReportedTransition, Severity, Status, StatusChanges, Store,
@@ -21,62 +20,7 @@ use crate::store::{
 };
 use crate::store::{Announcement, CONTROLLER_REPORTS, ControllerMember};
 use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
-
-/// How often each controller re-reads which maintenance windows are open:
-/// a window opens and closes within this of its time.
-pub const MAINTENANCE_REFRESH: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Keeps `controller`'s open maintenance windows current until `shutdown`
-/// (a failed read is counted as a store failure and tried again).
-pub async fn follow_maintenance(controller: Arc<Controller>, shutdown: impl Future<Output = ()>) {
-    crate::agents::every(MAINTENANCE_REFRESH, shutdown, || async {
-        if let Err(error) = controller.refresh_maintenance().await {
-            controller.store_failed(error);
-            return;
-        }
-        // One controller of a cluster releases what maintenance held.
-        if controller.holds("maintenance release").await
-            && let Err(error) = controller.release_held().await
-        {
-            controller.store_failed(error);
-        }
-    })
-    .await;
-}
-
-/// How often one controller of a cluster looks for flapping devices that
-/// have settled: a device settles within this of its flap window's end.
-pub const FLAP_SETTLE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// Settles `controller`'s flapping devices until `shutdown`, on the one
-/// controller holding the lease (a failed round is counted as a store
-/// failure and tried again).
-pub async fn settle_flapping(controller: Arc<Controller>, shutdown: impl Future<Output = ()>) {
-    crate::agents::every(FLAP_SETTLE_CHECK, shutdown, || async {
-        if !controller.holds("flap settle").await {
-            return;
-        }
-        let settled = controller
-            .store
-            .settle_flapping(&controller.flapping, crate::time::now_ms())
-            .await;
-        match settled {
-            Ok(devices) if !devices.is_empty() => {
-                controller
-                    .metrics
-                    .flapping_settled
-                    .fetch_add(devices.len() as u64, Ordering::Relaxed);
-                controller.outbox_wakeup.send_replace(());
-                tracing::info!(?devices, "flapping devices stable for the flap window: their settled notifications are queued");
-            }
-            Ok(_) => {}
-            Err(error) => {
-                controller.store_failed(error);
-            }
-        }
-    })
-    .await;
-}
+use ward_domain::maintenance::OpenWindow;
 
 /// Enabled devices by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -208,12 +152,12 @@ pub struct Controller {
     /// agent links send assignment updates.
     inventory_changes: tokio::sync::watch::Sender<u64>,
     /// How many agent certificates were ever revoked, as last read from
-    /// the store ([`watch_revocations`]): links re-check theirs on change.
+    /// the store ([`crate::jobs::Job::RevocationPoll`]): links re-check theirs on change.
     revocations: tokio::sync::watch::Sender<i64>,
     /// Bumped after commits that may have queued notifications.
     outbox_wakeup: tokio::sync::watch::Sender<()>,
     /// The maintenance windows open now (re-read every
-    /// [`MAINTENANCE_REFRESH`], and after this controller changes one).
+    /// [`crate::jobs::MAINTENANCE_REFRESH`], and after this controller changes one).
     open_windows: tokio::sync::watch::Sender<Arc<Vec<OpenWindow>>>,
     /// When set, REST calls that change data must carry it as a bearer token.
     pub api_token: Option<String>,
@@ -462,6 +406,21 @@ impl Controller {
         self.revocations.subscribe()
     }
 
+    /// Notes how many agent certificates were ever revoked, as just read
+    /// from the store: agent links re-check theirs when it changed.
+    pub fn note_revocations(&self, count: i64) {
+        self.revocations.send_if_modified(|known| {
+            let changed = count != *known;
+            *known = count;
+            changed
+        });
+    }
+
+    /// Wakes the notification workers: a commit may have queued some.
+    pub fn outbox_changed(&self) {
+        self.outbox_wakeup.send_replace(());
+    }
+
     fn inventory_changed(&self) {
         self.inventory_changes
             .send_modify(|generation| *generation += 1);
@@ -694,7 +653,7 @@ impl Controller {
             .await
             .map_err(|e| self.store_failed(e))?;
         let now = crate::time::now_ms();
-        let recently = now - i64::try_from(crate::agents::HEARD_RECENTLY.as_millis()).unwrap_or(0);
+        let recently = now - i64::try_from(crate::store::HEARD_RECENTLY.as_millis()).unwrap_or(0);
         let heard: HashMap<String, (String, i64)> = self
             .store
             .heard_agents()
@@ -938,7 +897,7 @@ impl Controller {
         self: &Arc<Self>,
         agent: &AgentRecord,
         probe_families: &[&'static str],
-        blindness: &crate::grpc::Blindness,
+        blindness: &ward_domain::sight::Blindness,
         report: (&str, u64),
         now_ms: i64,
     ) -> Result<(), StoreError> {
@@ -1267,7 +1226,7 @@ impl Controller {
             .collect())
     }
 
-    /// The maintenance windows open now (at most [`MAINTENANCE_REFRESH`]
+    /// The maintenance windows open now (at most [`crate::jobs::MAINTENANCE_REFRESH`]
     /// old; this controller's own changes at once).
     pub fn open_windows(&self) -> Arc<Vec<OpenWindow>> {
         Arc::clone(&self.open_windows.borrow())
@@ -1276,7 +1235,7 @@ impl Controller {
     /// Creates a maintenance window (`id` `None`), replaces window `id`
     /// (`spec` given) or deletes it (`spec` `None`); audited as `actor`.
     /// This controller sees the change at once, the others within
-    /// [`MAINTENANCE_REFRESH`]. `None` if there is no such window.
+    /// [`crate::jobs::MAINTENANCE_REFRESH`]. `None` if there is no such window.
     pub async fn change_maintenance(
         &self,
         id: Option<i64>,
@@ -1338,17 +1297,23 @@ impl Controller {
         Ok(released)
     }
 
-    /// The availability report over `range` ([`crate::availability`]):
+    /// The availability report over `range` ([`ward_domain::availability`]):
     /// the recorded changes and the maintenance windows as they are now.
     pub async fn availability(
         &self,
-        range: crate::availability::Span,
-        by: crate::availability::By,
-        filter: &crate::availability::ReportFilter,
-    ) -> Result<Vec<(crate::availability::RowKey, crate::availability::Totals)>, StoreError> {
+        range: ward_domain::availability::Span,
+        by: ward_domain::availability::By,
+        filter: &ward_domain::availability::ReportFilter,
+    ) -> Result<
+        Vec<(
+            ward_domain::availability::RowKey,
+            ward_domain::availability::Totals,
+        )>,
+        StoreError,
+    > {
         let (devices, changes) = self.store.availability_input(range.0, range.1).await?;
         let windows = self.store.maintenance_windows().await?;
-        Ok(crate::availability::report(
+        Ok(ward_domain::availability::report(
             &devices, &changes, &windows, range, by, filter,
         ))
     }
@@ -1356,7 +1321,7 @@ impl Controller {
     /// Reads the windows again and keeps those open now.
     pub async fn refresh_maintenance(&self) -> Result<(), StoreError> {
         let windows = self.store.maintenance_windows().await?;
-        let open = crate::maintenance::open_at(windows, crate::time::now_ms());
+        let open = ward_domain::maintenance::open_at(windows, crate::time::now_ms());
         self.open_windows.send_replace(Arc::new(open));
         Ok(())
     }
@@ -1461,38 +1426,6 @@ pub async fn follow_other_controllers(
         tokio::select! {
             () = &mut shutdown => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-/// How often [`watch_revocations`] reads the store: a revoked agent's
-/// link ends within about this long (`ward-controller agents revoke` runs
-/// in another process).
-pub const REVOCATION_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Reads how many agent certificates were revoked every
-/// [`REVOCATION_POLL`] until `shutdown`, telling agent links when it grew.
-pub async fn watch_revocations(
-    controller: Arc<Controller>,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        match controller.store.revocations().await {
-            Ok(count) => {
-                controller.revocations.send_if_modified(|known| {
-                    let grew = count != *known;
-                    *known = count;
-                    grew
-                });
-            }
-            Err(error) => {
-                controller.store_failed(error);
-            }
-        }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(REVOCATION_POLL) => {}
         }
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::json;
-use ward_controller::grpc::Blindness;
 use ward_controller::store::{Status, TransitionReport};
+use ward_domain::sight::Blindness;
 
 fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionReport {
     common::transition_report("branch-5-agent", device_id, seq, status, at_ms)

@@ -325,8 +325,8 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
 
 #[tokio::test]
 async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_and_resolved() {
-    use ward_controller::grpc::Blindness;
     use ward_controller::notify::{Alertmanager, resend_open_alerts};
+    use ward_domain::sight::Blindness;
 
     let (receiver, hook) = start_receiver().await;
     let mut alertmanager =

@@ -2027,8 +2027,8 @@ async fn acknowledgements_and_held_alerts_queue_their_notifications(store: &Stor
 }
 
 async fn maintenance_windows_round_trip_and_every_change_is_audited(store: &Store) {
-    use ward_controller::maintenance::{Day, Every};
     use ward_controller::store::{AuditFilter, MaintenanceSpec};
+    use ward_domain::maintenance::{Day, Every};
     let console = ward_controller::store::Actor::console();
     let spec = MaintenanceSpec {
         name: "ATM service".into(),
@@ -2123,10 +2123,10 @@ impl Random {
 const AVAILABILITY_CASES: u64 = 300;
 
 async fn availability_read_through_the_store_matches_a_second_by_second_count(store: &Store) {
-    use ward_controller::availability::{
+    use ward_controller::store::MaintenanceSpec;
+    use ward_domain::availability::{
         By, ReportFilter, Timeline, account, report as availability_report, second_by_second,
     };
-    use ward_controller::store::MaintenanceSpec;
     let console = ward_controller::store::Actor::console();
     let seed = 0x5eed_a11a_b1e5_u64;
     let mut random = Random(seed);

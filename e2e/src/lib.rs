@@ -4,6 +4,7 @@
 //! controller's REST API, and a webhook receiver.
 //!
 //! Everything a test starts is stopped by PID when its handle drops.
+#![forbid(unsafe_code)]
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_types,

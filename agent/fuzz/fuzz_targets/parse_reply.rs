@@ -6,11 +6,12 @@
 //! An attacker on the network sees no such comparison; the unforgeability
 //! of tags is covered by the unit and lab tests.)
 #![no_main]
+#![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use ward_agent::packet::{Framing, TagKey, Verdict, parse};
+use ward_engine::packet::{Framing, TagKey, Verdict, parse};
 
 fuzz_target!(|data: &[u8]| {
     let key = TagKey::from_bytes(*b"fuzzing-key-0001");

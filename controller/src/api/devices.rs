@@ -11,14 +11,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, now_ms, rfc3339};
-use crate::maintenance::OpenWindow;
 use crate::state::{Controller, DeviceFilter};
 use crate::store::{Device, DeviceSpec, Severity, Status};
+use ward_domain::maintenance::OpenWindow;
 
 /// Device as the API shows it, with the `open` maintenance windows that
 /// apply to it.
 pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
-    let maintenance = crate::maintenance::covering(open, device);
+    let maintenance = ward_domain::maintenance::covering(open, device);
     json!({
         "id": device.id,
         "name": device.spec.name,

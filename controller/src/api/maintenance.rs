@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, instant, now_ms, rfc3339};
-use crate::maintenance::{Day, Every, OpenWindow};
 use crate::state::Controller;
 use crate::store::{MaintenanceSpec, MaintenanceWindow};
+use ward_domain::maintenance::{Day, Every, OpenWindow};
 
 /// `recurrence` of a window: `{"every": "daily" | "weekly" | "monthly",
 /// "days": ["mon", …] (weekly), "day": 15 (monthly), "until": RFC 3339}`.
@@ -107,7 +107,7 @@ fn window_json(window: &MaintenanceWindow, open: Option<&OpenWindow>) -> Value {
 
 /// The window with its occurrence open now, if any.
 fn shown(window: MaintenanceWindow) -> Value {
-    let open = crate::maintenance::open_at(vec![window.clone()], now_ms());
+    let open = ward_domain::maintenance::open_at(vec![window.clone()], now_ms());
     window_json(&window, open.first())
 }
 
@@ -128,7 +128,7 @@ pub async fn list(
         .maintenance_windows()
         .await
         .map_err(|error| controller.store_failed(error))?;
-    let open = crate::maintenance::open_at(windows.clone(), now_ms());
+    let open = ward_domain::maintenance::open_at(windows.clone(), now_ms());
     let shown = windows
         .iter()
         .map(|window| (window, open.iter().find(|open| open.window.id == window.id)))

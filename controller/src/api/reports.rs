@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, instant, now_ms, rfc3339};
-use crate::availability::{By, ReportFilter, RowKey, Totals};
 use crate::state::Controller;
+use ward_domain::availability::{By, ReportFilter, RowKey, Totals};
 
 /// The query.
 #[derive(Debug, Deserialize)]
@@ -112,7 +112,7 @@ pub async fn availability(
 ) -> Result<Response, ApiError> {
     let to = instant("to", query.to.as_deref())?.unwrap_or_else(now_ms);
     let from = instant("from", query.from.as_deref())?
-        .unwrap_or(to - crate::availability::DEFAULT_RANGE_MS);
+        .unwrap_or(to - ward_domain::availability::DEFAULT_RANGE_MS);
     if to <= from {
         return Err(ApiError::field("to", "must be after from"));
     }

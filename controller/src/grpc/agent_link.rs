@@ -28,11 +28,11 @@ use ward_proto::v1::{
     agent_message, controller_message,
 };
 
-use super::agent_sight::{self, Blindness};
 use crate::state::Controller;
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
 use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport};
+use ward_domain::sight::Blindness;
 
 /// How long a new stream may take to say `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -175,7 +175,7 @@ async fn session(
     {
         controller.note_certificate(&format!("agent {}", agent.id), expires_at_ms);
     }
-    let probe_families = agent_sight::probe_families(hello.capabilities.as_ref());
+    let probe_families = probe_families(hello.capabilities.as_ref());
     info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, families = ?probe_families, "agent connected");
     let mut link = Link {
         controller: Arc::clone(&controller),
@@ -655,5 +655,18 @@ fn probe_target(device: &Device) -> pb::ProbeTarget {
         timeout_ms: device.spec.timeout_ms,
         down_after: u32::from(device.spec.down_after),
         up_after: u32::from(device.spec.up_after),
+    }
+}
+
+/// The families an agent can probe, from its Hello (an agent that says
+/// nothing is taken at its word for both).
+pub fn probe_families(capabilities: Option<&pb::Capabilities>) -> Vec<&'static str> {
+    match capabilities {
+        None => vec!["ipv4", "ipv6"],
+        Some(capabilities) => [("ipv4", capabilities.ipv4), ("ipv6", capabilities.ipv6)]
+            .into_iter()
+            .filter(|&(_, can)| can)
+            .map(|(family, _)| family)
+            .collect(),
     }
 }

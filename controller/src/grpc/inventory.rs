@@ -20,7 +20,6 @@ use ward_proto::v1::{
 
 use crate::access::{self, Access, Refusal};
 use crate::auth::{Principal, Role};
-use crate::maintenance::{Day, Every, OpenWindow};
 use crate::state::{Controller, DeviceFilter, LiveEvent};
 use crate::store::{
     AckOutcome, Actor, Alert, AlertName, AuditFilter, Device, DeviceSpec, HISTORY_DEFAULT_LIMIT,
@@ -28,6 +27,7 @@ use crate::store::{
     MaintenanceWindow, Severity, Status, StoreError, SyncMode, SyncedDevice,
 };
 use crate::time::now_ms;
+use ward_domain::maintenance::{Day, Every, OpenWindow};
 
 /// The service.
 pub struct InventoryService {
@@ -154,7 +154,7 @@ fn state(status: Status) -> DeviceState {
 
 /// A device with the `open` maintenance windows that apply to it.
 fn to_proto(device: &Device, open: &[OpenWindow]) -> pb::Device {
-    let maintenance = crate::maintenance::covering(open, device);
+    let maintenance = ward_domain::maintenance::covering(open, device);
     pb::Device {
         flapping: device.flapping,
         in_maintenance: !maintenance.is_empty(),
@@ -333,7 +333,7 @@ fn maintenance_from_proto(
     spec: Option<pb::MaintenanceSpec>,
 ) -> Result<MaintenanceSpec, GrpcStatus> {
     let spec = spec.ok_or_else(|| GrpcStatus::invalid_argument("spec: required"))?;
-    let named = |error: crate::maintenance::ScheduleError| {
+    let named = |error: ward_domain::maintenance::ScheduleError| {
         GrpcStatus::invalid_argument(format!("{}: {}", error.field, error.message))
     };
     let (every, until_ms) = match spec.recurrence {
@@ -550,7 +550,7 @@ impl Inventory for InventoryService {
         &self,
         request: Request<pb::GetAvailabilityRequest>,
     ) -> Result<Response<pb::GetAvailabilityResponse>, GrpcStatus> {
-        use crate::availability::{By, ReportFilter, RowKey};
+        use ward_domain::availability::{By, ReportFilter, RowKey};
         self.authorize(&request, "GetAvailability", "availability")
             .await?;
         let request = request.into_inner();
@@ -559,7 +559,7 @@ impl Inventory for InventoryService {
             .unwrap_or_else(now_ms);
         let from = Some(request.from_unix_ms)
             .filter(|ms| *ms != 0)
-            .unwrap_or(to - crate::availability::DEFAULT_RANGE_MS);
+            .unwrap_or(to - ward_domain::availability::DEFAULT_RANGE_MS);
         if to <= from {
             return Err(GrpcStatus::invalid_argument(
                 "to_unix_ms: must be after from_unix_ms",
@@ -628,7 +628,7 @@ impl Inventory for InventoryService {
             .maintenance_windows()
             .await
             .map_err(grpc_error)?;
-        let open = crate::maintenance::open_at(windows.clone(), now_ms());
+        let open = ward_domain::maintenance::open_at(windows.clone(), now_ms());
         let windows = windows
             .into_iter()
             .map(|window| {
@@ -660,7 +660,7 @@ impl Inventory for InventoryService {
             .await
             .map_err(grpc_error)?
             .ok_or_else(|| GrpcStatus::not_found(format!("no {object}")))?;
-        let open = crate::maintenance::open_at(vec![window.clone()], now_ms());
+        let open = ward_domain::maintenance::open_at(vec![window.clone()], now_ms());
         Ok(Response::new(window_to_proto(window, open.first())))
     }
 

@@ -3,11 +3,9 @@
 //! grpcurl and friends), which advertises exactly the services served.
 
 mod agent_link;
-mod agent_sight;
 mod inventory;
 
 pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};
-pub use agent_sight::Blindness;
 pub use inventory::{INVENTORY_ACCESS, InventoryService};
 
 use std::future::Future;

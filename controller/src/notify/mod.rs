@@ -319,7 +319,7 @@ pub async fn run(
         // round); another takes over when it dies.
         if let Channel::Alertmanager(alertmanager) = &channel
             && controller
-                .holds(&format!("resend {}", alertmanager.name()))
+                .holds(&crate::jobs::Lease::Resend(alertmanager.name().to_owned()).name())
                 .await
             && Instant::now() >= next_resend
         {

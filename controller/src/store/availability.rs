@@ -7,20 +7,7 @@ use super::model::Status;
 use super::operations::WriteTx;
 use super::rows::Columns;
 use super::{StoreError, parse_stored};
-
-/// A device as a report counts it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReportedDevice {
-    pub id: i64,
-    pub name: String,
-    pub site: String,
-    pub tags: Vec<String>,
-    /// Created, and deleted (`i64::MAX` while it exists), Unix ms.
-    pub existed: (i64, i64),
-    /// Its status at the range's start: that of its last change before
-    /// it, `unknown` before its first.
-    pub initial: Status,
-}
+use ward_domain::availability::ReportedDevice;
 
 /// A device's status at `$1`, as the last column.
 const STATUS_AT_START: &str = "(SELECT e.status FROM status_events e \

@@ -12,15 +12,11 @@ mod announce;
 mod args;
 mod availability;
 mod event_log;
-pub mod flap;
-pub mod groups;
 mod held;
 mod history;
 mod maintenance;
-mod model;
 mod operations;
 mod ownership;
-pub mod plan;
 mod postgres;
 mod presence;
 mod principals;
@@ -31,6 +27,9 @@ mod sql;
 mod sqlite;
 mod sync;
 
+use ward_domain::model;
+pub use ward_domain::{flap, groups, plan};
+
 pub use model::{
     Acknowledgement, AgentAlertChange, AgentRecord, Alert, AlertName, ApplyOutcome,
     CONTROLLER_REPORTS, DataVersion, Device, DeviceSpec, DueNotification, FieldError, Ignored,
@@ -39,21 +38,21 @@ pub use model::{
 
 pub use acknowledgements::{AckOutcome, MAX_COMMENT as MAX_ACK_COMMENT};
 pub use announce::{Announced, Announcement, Listening};
-pub use availability::ReportedDevice;
 pub use event_log::LoggedChange;
 pub use flap::FlapPolicy;
 pub use history::{
     DEFAULT_LIMIT as HISTORY_DEFAULT_LIMIT, HistoryCursor, HistoryEntry, HistoryFilter,
     HistoryPage, MAX_LIMIT as HISTORY_MAX_LIMIT,
 };
-pub use maintenance::{MaintenanceSpec, MaintenanceWindow};
 pub use ownership::Settlement;
-pub use presence::{HeardAgent, Member as ControllerMember};
+pub use presence::{HEARD_RECENTLY, HeardAgent, Member as ControllerMember, SHARE_INTERVAL};
 pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
 };
 pub use sessions::{LockoutPolicy, NewSession, SessionOrigin, SessionRecord};
 pub use sync::{SyncDiff, SyncMode, SyncedDevice};
+pub use ward_domain::availability::ReportedDevice;
+pub use ward_domain::maintenance::{MaintenanceSpec, MaintenanceWindow};
 
 use crate::auth::Role;
 use postgres::PostgresStore;
@@ -96,6 +95,12 @@ pub enum StoreError {
     /// The blocking task running a SQLite call failed.
     #[error("store task failed: {0}")]
     Task(String),
+}
+
+impl From<ward_domain::Unreadable> for StoreError {
+    fn from(unreadable: ward_domain::Unreadable) -> Self {
+        StoreError::Corrupt(unreadable.0)
+    }
 }
 
 /// The status database.

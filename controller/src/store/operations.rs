@@ -284,7 +284,7 @@ pub(super) async fn register_agent(
 /// [`super::groups`]), and tells the other controllers the inventory
 /// changed.
 async fn owners_for(tx: &impl WriteTx, sites: &[String]) -> Result<Settlement, StoreError> {
-    let live_ms = i64::try_from(crate::agents::HEARD_RECENTLY.as_millis()).unwrap_or(i64::MAX);
+    let live_ms = i64::try_from(super::HEARD_RECENTLY.as_millis()).unwrap_or(i64::MAX);
     let settlement = ownership::settle(tx, Some(sites), live_ms, Scope::Orphans).await?;
     tx.announce_inventory().await?;
     Ok(settlement)

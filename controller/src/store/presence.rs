@@ -8,6 +8,14 @@ use super::StoreError;
 use super::args::Arg;
 use super::operations::WriteTx;
 
+/// How often each controller writes the presence of the agents it holds
+/// (and its membership heartbeat).
+pub const SHARE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An agent another controller heard within this is shown connected
+/// there (three of its shares).
+pub const HEARD_RECENTLY: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// An agent as last heard by some controller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeardAgent {
@@ -37,7 +45,7 @@ pub(super) async fn heard<T: WriteTx>(
              THEN excluded.heard_at_ms ELSE agent_presence.online_since_ms END",
         now = T::NOW_MS
     );
-    let gap_ms = 2 * i64::try_from(crate::agents::SHARE_INTERVAL.as_millis()).unwrap_or(0);
+    let gap_ms = 2 * i64::try_from(SHARE_INTERVAL.as_millis()).unwrap_or(0);
     for agent in agents {
         tx.run(
             &statement,

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use futures_util::FutureExt as _;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::args::Arg;
@@ -205,7 +206,16 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         self.run(move |connection| {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let outcome = futures_executor::block_on(operation(&tx))?;
+            // Every step of an operation is a SQLite call on this thread:
+            // the operation completes in one poll. One that would wait
+            // (a timer, a channel) is a bug, refused before it commits.
+            let outcome = operation(&tx).now_or_never().ok_or_else(|| {
+                StoreError::Task(
+                    "a SQLite write operation waited on something other than SQLite; \
+                     nothing was written (a bug: report it)"
+                        .into(),
+                )
+            })??;
             tx.commit()?;
             Ok(outcome)
         })

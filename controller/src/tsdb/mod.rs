@@ -24,7 +24,7 @@ use tracing::{error, info, warn};
 
 use encode::Rows;
 pub use encode::{LOSS, RTT, SENT, UP};
-use spool::Spool;
+use spool::{OffWorker, Spool};
 
 /// A batch is sent at most this long after its first row arrived.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -188,7 +188,7 @@ impl Tsdb {
                 .build()
                 .unwrap_or_else(|_| reqwest::Client::new()),
             retry_at: (!spool.is_empty()).then(Instant::now),
-            spool,
+            spool: OffWorker::new(spool),
             metrics: Arc::clone(&metrics),
             pending: Rows::default(),
             sent_totals: HashMap::new(),
@@ -247,7 +247,7 @@ enum WriteFailure {
 struct Writer {
     import_url: String,
     http: reqwest::Client,
-    spool: Spool,
+    spool: OffWorker,
     metrics: Arc<TsdbMetrics>,
     pending: Rows,
     sent_totals: HashMap<(i64, String), u64>,
@@ -290,9 +290,9 @@ impl Writer {
             self.add(batch).await;
         }
         self.flush().await;
-        if !self.spool.is_empty() {
+        if !self.spool.get().is_empty() {
             info!(
-                rows = self.spool.rows(),
+                rows = self.spool.get().rows(),
                 "time-series rows left in the spool for the next start"
             );
         }
@@ -350,7 +350,7 @@ impl Writer {
             error!("compressing time-series rows failed; the batch is lost");
             return;
         };
-        if self.spool.is_empty() {
+        if self.spool.get().is_empty() {
             match self.post(body.clone()).await {
                 Ok(()) => {
                     self.written(rows);
@@ -364,7 +364,7 @@ impl Writer {
                 }
             }
         }
-        match self.spool.push(&body, rows) {
+        match self.spool.run(move |spool| spool.push(&body, rows)).await {
             Ok(0) => {}
             Ok(dropped) => {
                 self.metrics
@@ -384,16 +384,24 @@ impl Writer {
 
     /// Sends spooled bodies oldest first until one fails or none is left.
     async fn replay_spool(&mut self) {
-        while let Some(oldest) = self.spool.oldest() {
-            let rows = oldest.rows;
-            let outcome = match Spool::read(oldest) {
+        loop {
+            let oldest = self
+                .spool
+                .run(|spool| {
+                    spool
+                        .oldest()
+                        .map(|oldest| (oldest.rows, Spool::read(oldest)))
+                })
+                .await;
+            let Some((rows, body)) = oldest else { break };
+            let outcome = match body {
                 Ok(body) => self.post(body).await,
                 Err(error) => Err(WriteFailure::Refused(format!("unreadable: {error}"))),
             };
             let removed = match outcome {
                 Ok(()) => {
                     self.written(rows);
-                    self.spool.remove_oldest()
+                    self.spool.run(Spool::remove_oldest).await
                 }
                 Err(WriteFailure::Unavailable(reason)) => {
                     self.failed(&reason);
@@ -404,7 +412,7 @@ impl Writer {
                 }
                 Err(WriteFailure::Refused(reason)) => {
                     self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
-                    self.spool.reject_oldest().map(|set_aside| {
+                    self.spool.run(Spool::reject_oldest).await.map(|set_aside| {
                         if let Some((_, path)) = set_aside {
                             error!(rows, %reason, file = %path.display(), "spooled time-series body refused; set aside, rows dropped");
                         }
@@ -473,9 +481,9 @@ impl Writer {
     fn publish_spool(&self) {
         self.metrics
             .spooled_rows
-            .store(self.spool.rows(), Ordering::Relaxed);
+            .store(self.spool.get().rows(), Ordering::Relaxed);
         self.metrics
             .spooled_bytes
-            .store(self.spool.bytes(), Ordering::Relaxed);
+            .store(self.spool.get().bytes(), Ordering::Relaxed);
     }
 }

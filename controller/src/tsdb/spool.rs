@@ -27,6 +27,48 @@ pub struct SpoolFile {
     path: PathBuf,
 }
 
+/// The spool as the writer task holds it: its files are read and written
+/// on a blocking thread only, never on an async worker.
+#[derive(Debug)]
+pub struct OffWorker(Option<Spool>);
+
+impl OffWorker {
+    /// Holds `spool`.
+    pub fn new(spool: Spool) -> Self {
+        Self(Some(spool))
+    }
+
+    /// The spool's accounting, kept in memory (no file is touched).
+    pub fn get(&self) -> &Spool {
+        self.0
+            .as_ref()
+            .expect("the spool is handed back after every blocking operation")
+    }
+
+    /// Runs `operation` on the spool on a blocking thread.
+    pub async fn run<T: Send + 'static>(
+        &mut self,
+        operation: impl FnOnce(&mut Spool) -> T + Send + 'static,
+    ) -> T {
+        let mut spool = self
+            .0
+            .take()
+            .expect("the spool is handed back after every blocking operation");
+        let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = operation(&mut spool);
+            (spool, outcome)
+        })
+        .await;
+        match outcome {
+            Ok((spool, outcome)) => {
+                self.0 = Some(spool);
+                outcome
+            }
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+}
+
 /// Spooled bodies, oldest first, at most `max_bytes` in all.
 #[derive(Debug)]
 pub struct Spool {

@@ -10,6 +10,7 @@
 //! `cargo build --release -p ward-e2e && sudo target/release/e2e-latency
 //! [--cycles 100] [--parallel 10]`: runs the default profile (1 s, 500 ms,
 //! 3 misses) and the fast one (200 ms, 100 ms, 3), prints percentiles.
+#![forbid(unsafe_code)]
 #![allow(
     clippy::disallowed_methods,
     clippy::disallowed_types,

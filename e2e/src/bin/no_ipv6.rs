@@ -3,6 +3,7 @@
 //! `RestrictAddressFamilies=~AF_INET6` or an IPv4-only sandbox leaves a
 //! service. A seccomp filter, inherited across `exec`; everything else is
 //! allowed.
+#![forbid(unsafe_code)]
 
 use std::os::unix::process::CommandExt as _;
 use std::process::{Command, ExitCode};

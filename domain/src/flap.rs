@@ -3,10 +3,10 @@
 //! flapping: the change that makes it so queues one `flapping`
 //! notification instead of its `firing` or `resolved`, the changes after it
 //! queue none, and once it has been stable for the window one `settled`
-//! notification says how it ended ([`super::settling`]). Every change is
+//! notification says how it ended (the store's settling job). Every change is
 //! still recorded and its alert opened or resolved.
 
-use super::StoreError;
+use super::Unreadable;
 
 /// When a device counts as flapping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,9 +68,9 @@ impl Flap {
         flapping: bool,
         started_at_ms: Option<i64>,
         recent_changes: &str,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, Unreadable> {
         let recent_ms = serde_json::from_str(recent_changes).map_err(|error| {
-            StoreError::Corrupt(format!(
+            Unreadable(format!(
                 "devices.recent_changes is not a JSON array of times: {error}"
             ))
         })?;

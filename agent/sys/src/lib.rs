@@ -1,9 +1,18 @@
-//! The agent's only contact with the kernel, and its only `unsafe`: ICMP
-//! sockets (raw, or unprivileged datagram as a fallback), their options,
-//! and batched `sendmmsg`/`recvmmsg`. Nothing here decides anything; the
-//! engine does. Every kernel feature that is missing is recorded in
-//! [`Features`] and reported, never silently assumed.
-#![allow(unsafe_code)]
+//! `ward-sys`: the agent's only contact with the kernel, and the only
+//! `unsafe` in ward: ICMP sockets (raw, or unprivileged datagram as a
+//! fallback), their options, batched `sendmmsg`/`recvmmsg`, the packet
+//! socket and rtnetlink. Nothing here decides anything; the engine does.
+//! Every kernel feature that is missing is recorded in [`Features`] and
+//! reported, never silently assumed.
+//!
+//! Invariants: every `unsafe` block has a `// SAFETY:` comment saying why
+//! it holds (`clippy::undocumented_unsafe_blocks` is denied); fixed
+//! buffers, no allocation per packet; every syscall's failure becomes an
+//! `io::Error` (EINTR retried in one helper).
+#![allow(
+    unsafe_code,
+    reason = "the syscall layer: every block says why it holds"
+)]
 
 mod batch;
 mod filter;
@@ -17,7 +26,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::packet::{Family, Framing};
+use ward_engine::packet::{Family, Framing};
 
 /// Runs a libc call and turns `-1` into the OS error. EINTR is retried.
 macro_rules! syscall {
@@ -283,7 +292,7 @@ fn set_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int)
 }
 
 /// `setsockopt` with a typed value.
-pub(super) fn set_option<T>(
+pub(crate) fn set_option<T>(
     fd: RawFd,
     level: libc::c_int,
     name: libc::c_int,

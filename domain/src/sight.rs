@@ -1,27 +1,12 @@
-//! What an agent can probe: the address families it opened ICMP sockets
-//! for (its `Hello`'s capabilities), the assigned devices it cannot probe
-//! with them, and the words that say so. Pure: the link applies it.
+//! What an agent can probe: given the address families it opened ICMP
+//! sockets for (its `Hello`'s capabilities), the assigned devices it cannot
+//! probe with them, and the words that say so. The agent link applies it.
 
 use std::net::IpAddr;
 
-use ward_proto::v1 as pb;
+use crate::model::{Device, Status};
 
-use crate::store::{Device, Status};
-
-/// The families an agent can probe, from its Hello (an agent that says
-/// nothing is taken at its word for both).
-pub fn probe_families(capabilities: Option<&pb::Capabilities>) -> Vec<&'static str> {
-    match capabilities {
-        None => vec!["ipv4", "ipv6"],
-        Some(capabilities) => [("ipv4", capabilities.ipv4), ("ipv6", capabilities.ipv6)]
-            .into_iter()
-            .filter(|&(_, can)| can)
-            .map(|(family, _)| family)
-            .collect(),
-    }
-}
-
-/// The family of `address`, as [`probe_families`] names it.
+/// The family of `address`: `ipv4` or `ipv6`, as an agent's families are named.
 fn family(address: IpAddr) -> &'static str {
     match address {
         IpAddr::V4(_) => "ipv4",
@@ -74,7 +59,7 @@ impl Blindness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::DeviceSpec;
+    use crate::model::DeviceSpec;
 
     fn device(id: i64, address: &str) -> Device {
         Device {
@@ -104,11 +89,7 @@ mod tests {
     #[test]
     fn an_agent_without_ipv6_is_blind_to_its_ipv6_devices_only() {
         let devices = [device(1, "198.18.0.1"), device(2, "2001:2::1")];
-        let families = probe_families(Some(&pb::Capabilities {
-            ipv4: true,
-            ..Default::default()
-        }));
-        assert_eq!(families, ["ipv4"]);
+        let families = ["ipv4"];
         let blindness = Blindness::of(devices.iter(), &families);
         assert_eq!(blindness.devices, [(2, Status::Up)]);
         let reason = blindness.reason("a1").expect("blind");

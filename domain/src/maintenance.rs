@@ -13,7 +13,7 @@ use jiff::civil::{Date, DateTime, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 
-use crate::store::{Device, MaintenanceWindow};
+use crate::model::{Device, FieldError};
 
 /// How a window repeats.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -116,6 +116,92 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ScheduleError {
 
 /// The longest a window (one occurrence) may last.
 const MAX_LENGTH_MS: i64 = 366 * 86_400_000;
+
+/// What an operator sets on a window.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MaintenanceSpec {
+    /// What it is for ("branch closed at night").
+    pub name: String,
+    /// The first occurrence, Unix ms.
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    /// The IANA time zone its local times are read in.
+    pub time_zone: String,
+    /// How it repeats; `None`: once.
+    pub every: Option<Every>,
+    /// No occurrence starts after this, Unix ms.
+    pub until_ms: Option<i64>,
+    /// The devices it applies to …
+    pub devices: Vec<i64>,
+    /// … and every device of these sites …
+    pub sites: Vec<String>,
+    /// … and every device carrying one of these tags.
+    pub tags: Vec<String>,
+    /// Why, who to call.
+    pub comment: String,
+}
+
+impl MaintenanceSpec {
+    /// Its schedule; a bad one names its field.
+    pub fn schedule(&self) -> Result<Schedule, FieldError> {
+        Schedule::new(
+            self.starts_at_ms,
+            self.ends_at_ms,
+            &self.time_zone,
+            self.every.clone(),
+            self.until_ms,
+        )
+        .map_err(|error| FieldError {
+            field: error.field,
+            message: error.message,
+        })
+    }
+
+    /// Checks every field; the first problem is named.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let error = |field, message: &str| {
+            Err(FieldError {
+                field,
+                message: message.to_owned(),
+            })
+        };
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return error("name", "must be 1 to 200 characters");
+        }
+        if self.devices.is_empty() && self.sites.is_empty() && self.tags.is_empty() {
+            return error(
+                "devices",
+                "name the devices, sites or tags the window applies to",
+            );
+        }
+        if self.comment.len() > 2000 {
+            return error("comment", "at most 2000 characters");
+        }
+        self.schedule().map(drop)
+    }
+
+    /// Whether the window applies to `device` (when it is open).
+    pub fn covers(&self, device: &Device) -> bool {
+        self.covers_subject(device.id, &device.spec.site, &device.spec.tags)
+    }
+
+    /// Whether the window applies to device `id` of `site` with `tags`.
+    pub fn covers_subject(&self, id: i64, site: &str, tags: &[String]) -> bool {
+        self.devices.contains(&id)
+            || self.sites.iter().any(|covered| covered == site)
+            || tags.iter().any(|tag| self.tags.contains(tag))
+    }
+}
+
+/// A stored window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MaintenanceWindow {
+    pub id: i64,
+    pub spec: MaintenanceSpec,
+    /// Who created it, when (Unix ms).
+    pub created_by: String,
+    pub created_at_ms: i64,
+}
 
 /// A window open now, with its occurrence's bounds (Unix ms).
 #[derive(Clone, Debug, PartialEq, Eq)]

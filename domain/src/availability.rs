@@ -8,10 +8,25 @@
 //! the start is that of the last change before it (`unknown` before its
 //! first).
 
-use crate::store::Status;
+use crate::maintenance::{MaintenanceSpec, MaintenanceWindow};
+use crate::model::Status;
 
 /// Half-open interval of Unix ms.
 pub type Span = (i64, i64);
+
+/// A device as a report counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportedDevice {
+    pub id: i64,
+    pub name: String,
+    pub site: String,
+    pub tags: Vec<String>,
+    /// Created, and deleted (`i64::MAX` while it exists), Unix ms.
+    pub existed: (i64, i64),
+    /// Its status at the range's start: that of its last change before
+    /// it, `unknown` before its first.
+    pub initial: Status,
+}
 
 /// A report's range when its start is not given: the 30 days before its
 /// end.
@@ -231,14 +246,14 @@ pub enum RowKey {
 /// `filter`) accounted from its changes and the maintenance occurrences
 /// that covered it, then grouped `by`.
 pub fn report(
-    devices: &[crate::store::ReportedDevice],
+    devices: &[ReportedDevice],
     changes: &[(i64, i64, Status)],
-    windows: &[crate::store::MaintenanceWindow],
+    windows: &[MaintenanceWindow],
     range: Span,
     by: By,
     filter: &ReportFilter,
 ) -> Vec<(RowKey, Totals)> {
-    let occurrences: Vec<(&crate::store::MaintenanceSpec, Vec<Span>)> = windows
+    let occurrences: Vec<(&MaintenanceSpec, Vec<Span>)> = windows
         .iter()
         .filter_map(|window| {
             let schedule = window.spec.schedule().ok()?;

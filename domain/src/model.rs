@@ -314,17 +314,6 @@ impl StatusChanges {
     }
 }
 
-impl From<super::plan::Plan> for StatusChanges {
-    fn from(plan: super::plan::Plan) -> Self {
-        Self {
-            changed: plan.changed,
-            previous: plan.previous,
-            version: None,
-            withheld: plan.withheld,
-        }
-    }
-}
-
 /// What an alert is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlertName {

@@ -8,7 +8,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::flap::{Flap, FlapPolicy, Notice};
-use super::model::{Device, FieldError, Ignored, ReportedTransition, Status, TransitionReport};
+use super::model::{
+    Device, FieldError, Ignored, ReportedTransition, Status, StatusChanges, TransitionReport,
+};
 
 /// What the planner needs to know about a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -698,6 +700,17 @@ impl Planner {
             self.plan.withheld += 1;
         }
         notice
+    }
+}
+
+impl From<Plan> for StatusChanges {
+    fn from(plan: Plan) -> Self {
+        Self {
+            changed: plan.changed,
+            previous: plan.previous,
+            version: None,
+            withheld: plan.withheld,
+        }
     }
 }
 

@@ -1,8 +1,13 @@
-//! The probe engine, sans-IO: it decides what to send and when, validates
-//! what came back against what is in flight, and runs each target's state
-//! machine. It never touches a socket or a clock: the caller passes `now`
-//! (engine time, ns on a monotonic clock) and buffers, so everything here
-//! runs under a virtual clock in tests.
+//! `ward-engine`: the agent's probe engine, sans-IO. It decides what to
+//! send and when, validates what came back against what is in flight, and
+//! runs each target's state machine; [`packet`] is the probe format and
+//! the stateless reply validation, [`netlink`] the rtnetlink messages the
+//! agent's send path asks the kernel. Nothing here opens a socket or reads
+//! a clock: the caller passes `now` (engine time, ns on a monotonic clock)
+//! and buffers, so everything here runs under a virtual clock in tests.
+//!
+//! Invariants: no I/O dependency (no socket, mio, tokio or libc crate in
+//! the dependency list); no `unsafe`; no allocation per packet.
 //!
 //! Per target there is exactly one pending event: a probe waiting to be
 //! sent (in the ready queue or the wheel) or the timeout of the probe in
@@ -10,6 +15,10 @@
 //! machine is confirming a change; otherwise probes follow the target's
 //! grid (interval, with a per-target phase so load is spread evenly).
 
+#![forbid(unsafe_code)]
+
+pub mod netlink;
+pub mod packet;
 mod quantiles;
 mod rate;
 mod target;

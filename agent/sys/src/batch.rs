@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 use super::syscall;
-use crate::packet::PROBE_LEN;
+use ward_engine::packet::PROBE_LEN;
 
 /// Packets per system call.
 pub const BATCH: usize = 64;

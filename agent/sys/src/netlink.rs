@@ -1,12 +1,12 @@
 //! An rtnetlink socket: requests out, parsed answers in. Messages are
-//! built and read by `crate::netlink`; this file only moves bytes.
+//! built and read by `ward_engine::netlink`; this file only moves bytes.
 
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::syscall;
-use crate::netlink::{self, Answer, Message};
+use ward_engine::netlink::{self, Answer, Message};
 
 /// Answers read per `recv`.
 const RECEIVE_BUFFER: usize = 1 << 16;

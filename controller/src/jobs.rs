@@ -1,0 +1,275 @@
+//! Every periodic job of a controller, declared once: what it does, how
+//! often, and the lease that makes it run on one controller of a cluster.
+//! [`start`] spawns them all with the long-lived workers (the notification
+//! channels, the feed of other controllers' changes); they end when the
+//! controller stops.
+//!
+//! A round runs, then the job sleeps its period. A job with a lease takes
+//! or renews it before each round and is told whether it holds it: the
+//! lease outlives a dead holder by `failover_delay`, so another controller
+//! takes the job over within that and one period. A failed round is
+//! counted (as a store failure) and logged; the next round tries again.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::notify::Channel;
+use crate::retention::Kept;
+use crate::state::Controller;
+use crate::time::now_ms;
+
+/// A once-per-cluster job's lease, as the store names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lease {
+    /// [`Job::OfflineSweep`].
+    OfflineSweep,
+    /// [`Job::AgentGroups`].
+    AgentGroups,
+    /// The release half of [`Job::Maintenance`].
+    MaintenanceRelease,
+    /// [`Job::FlapSettle`].
+    FlapSettle,
+    /// [`Job::Retention`] of the audit log.
+    AuditRetention,
+    /// [`Job::Retention`] of the history.
+    HistoryRetention,
+    /// Re-sending open alerts to the Alertmanager channel named so.
+    Resend(String),
+}
+
+impl Lease {
+    /// The lease's name in the store (`GET /api/v1/controllers` shows it).
+    pub fn name(&self) -> String {
+        match self {
+            Lease::OfflineSweep => "offline sweep".into(),
+            Lease::AgentGroups => "agent groups".into(),
+            Lease::MaintenanceRelease => "maintenance release".into(),
+            Lease::FlapSettle => "flap settle".into(),
+            Lease::AuditRetention => "audit retention".into(),
+            Lease::HistoryRetention => "history retention".into(),
+            Lease::Resend(channel) => format!("resend {channel}"),
+        }
+    }
+}
+
+/// A periodic job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Tells the other controllers which agents this one holds (and that
+    /// it is alive: its membership heartbeat).
+    PresenceShare,
+    /// The offline rule: a site with no connected agent for its grace
+    /// period has its devices made `unknown` and an `AgentDown` per agent.
+    OfflineSweep,
+    /// Moves the devices of lost agents and rebalances agent groups.
+    AgentGroups,
+    /// Re-reads the open maintenance windows (every controller); the lease
+    /// holder releases the alerts they held once they end.
+    Maintenance,
+    /// Ends the flapping of devices stable for the flap window.
+    FlapSettle,
+    /// Deletes what is past its retention.
+    Retention(Kept, Duration),
+    /// Reads how many agent certificates were revoked; links re-check
+    /// theirs when it changes.
+    RevocationPoll,
+}
+
+/// How often [`Job::Maintenance`] runs: a window opens and closes within
+/// this of its time.
+pub const MAINTENANCE_REFRESH: Duration = Duration::from_millis(500);
+
+/// How often [`Job::RevocationPoll`] runs: a revoked agent's link ends
+/// within about this long (`ward-controller agents revoke` runs in another
+/// process).
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+
+impl Job {
+    /// How long the job sleeps between rounds.
+    pub fn period(self) -> Duration {
+        match self {
+            Job::PresenceShare => crate::store::SHARE_INTERVAL,
+            // A dead holder's lease is taken at most this after it expires.
+            Job::OfflineSweep | Job::AgentGroups | Job::FlapSettle => Duration::from_millis(500),
+            Job::Maintenance => MAINTENANCE_REFRESH,
+            Job::Retention(..) => Duration::from_secs(3600),
+            Job::RevocationPoll => REVOCATION_POLL,
+        }
+    }
+
+    /// The lease it needs, if it runs on one controller of a cluster.
+    pub fn lease(self) -> Option<Lease> {
+        match self {
+            Job::PresenceShare | Job::RevocationPoll => None,
+            Job::OfflineSweep => Some(Lease::OfflineSweep),
+            Job::AgentGroups => Some(Lease::AgentGroups),
+            Job::Maintenance => Some(Lease::MaintenanceRelease),
+            Job::FlapSettle => Some(Lease::FlapSettle),
+            Job::Retention(Kept::AuditLog, _) => Some(Lease::AuditRetention),
+            Job::Retention(Kept::History, _) => Some(Lease::HistoryRetention),
+        }
+    }
+
+    /// One round; `leased` says whether this controller holds the job's
+    /// lease now.
+    async fn round(self, controller: &Arc<Controller>, leased: bool) {
+        match self {
+            Job::PresenceShare => {
+                if let Err(error) = controller.share_presence().await {
+                    warn!(%error, "cannot share which agents this controller holds; retrying");
+                }
+            }
+            Job::OfflineSweep if leased => {
+                if let Err(error) = controller.forget_offline_sites(now_ms()).await {
+                    warn!(%error, "offline-agent sweep failed; retrying");
+                }
+            }
+            Job::AgentGroups if leased => {
+                if let Err(error) = controller.settle_groups(now_ms()).await {
+                    warn!(%error, "cannot settle the agent groups; retrying");
+                }
+            }
+            Job::Maintenance => {
+                if let Err(error) = controller.refresh_maintenance().await {
+                    controller.store_failed(error);
+                    return;
+                }
+                if leased && let Err(error) = controller.release_held().await {
+                    controller.store_failed(error);
+                }
+            }
+            Job::FlapSettle if leased => settle_flapping(controller).await,
+            Job::Retention(kept, retention) if leased => {
+                kept.prune_past(controller, retention, now_ms()).await;
+            }
+            Job::RevocationPoll => match controller.store.revocations().await {
+                Ok(count) => controller.note_revocations(count),
+                Err(error) => {
+                    controller.store_failed(error);
+                }
+            },
+            Job::OfflineSweep | Job::AgentGroups | Job::FlapSettle | Job::Retention(..) => {}
+        }
+    }
+
+    /// Runs the job until `shutdown` completes.
+    async fn run(self, controller: Arc<Controller>, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let lease = self.lease().map(|lease| lease.name());
+        loop {
+            let leased = match &lease {
+                Some(lease) => controller.holds(lease).await,
+                None => false,
+            };
+            self.round(&controller, leased).await;
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(self.period()) => {}
+            }
+        }
+    }
+}
+
+/// One controller of a cluster settles flapping devices that were stable
+/// for the flap window and queues their `settled` notifications.
+async fn settle_flapping(controller: &Controller) {
+    let settled = controller
+        .store
+        .settle_flapping(&controller.flapping, now_ms())
+        .await;
+    match settled {
+        Ok(devices) if !devices.is_empty() => {
+            controller
+                .metrics
+                .flapping_settled
+                .fetch_add(devices.len() as u64, Ordering::Relaxed);
+            controller.outbox_changed();
+            info!(
+                ?devices,
+                "flapping devices stable for the flap window: their settled notifications are queued"
+            );
+        }
+        Ok(_) => {}
+        Err(error) => {
+            controller.store_failed(error);
+        }
+    }
+}
+
+/// The jobs every controller runs, with the retention periods configured.
+pub fn every_job(audit_retention: Duration, history_retention: Duration) -> Vec<Job> {
+    vec![
+        Job::OfflineSweep,
+        Job::AgentGroups,
+        Job::Maintenance,
+        Job::FlapSettle,
+        Job::PresenceShare,
+        Job::Retention(Kept::AuditLog, audit_retention),
+        Job::Retention(Kept::History, history_retention),
+        Job::RevocationPoll,
+    ]
+}
+
+/// Spawns `jobs`, a delivery worker per notification channel and the feed
+/// of other controllers' changes; each ends when a future of `stopped`
+/// completes.
+pub fn start<S: Future<Output = ()> + Send + 'static>(
+    controller: &Arc<Controller>,
+    jobs: Vec<Job>,
+    channels: Vec<Channel>,
+    stopped: impl Fn() -> S,
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for channel in channels {
+        tasks.push(tokio::spawn(crate::notify::run(
+            Arc::clone(controller),
+            channel,
+            stopped(),
+        )));
+    }
+    tasks.push(tokio::spawn(crate::state::follow_other_controllers(
+        Arc::clone(controller),
+        stopped(),
+    )));
+    for job in jobs {
+        tasks.push(tokio::spawn(job.run(Arc::clone(controller), stopped())));
+    }
+    tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are stored in the lease table by controllers of the
+    /// previous release too: they must not change.
+    #[test]
+    fn lease_names_are_the_stored_ones() {
+        let jobs = every_job(Duration::from_secs(1), Duration::from_secs(1));
+        let names: Vec<String> = jobs
+            .iter()
+            .filter_map(|job| job.lease())
+            .map(|lease| lease.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "offline sweep",
+                "agent groups",
+                "maintenance release",
+                "flap settle",
+                "audit retention",
+                "history retention"
+            ]
+        );
+        assert_eq!(
+            Lease::Resend("alertmanager-2".into()).name(),
+            "resend alertmanager-2"
+        );
+    }
+}
