@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::{
     ApplyOutcome, DeviceSpec, ReportedTransition, Status, Store, TransitionReport,
 };
@@ -51,9 +51,10 @@ fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
 async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
     let store = Store::open(url).await?;
     store.migrate().await?;
-    let controller = std::sync::Arc::new(Controller::new(store, Cache::in_process()));
+    let controller = App::new(store, Cache::in_process(), AppSettings::default()).await?;
     let created_at = ward_controller::time::now_ms();
     let router = controller
+        .inventory
         .create_device(
             &device("router".into(), 0, None),
             &ward_controller::store::Actor::console(),
@@ -64,6 +65,7 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
         .map(|i| device(format!("atm-{i}"), i, Some(router.id)))
         .collect();
     let ids: Vec<i64> = controller
+        .inventory
         .import_devices(
             &children,
             &ward_controller::store::Actor::console(),
@@ -74,7 +76,7 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
         .map(|device| device.id)
         .collect();
     // Prime the cache: the outage must invalidate it.
-    anyhow::ensure!(controller.summary().await?.unknown == DEVICES as u64 + 1);
+    anyhow::ensure!(controller.inventory.summary().await?.unknown == DEVICES as u64 + 1);
     let probed_at_ms = created_at + 1_000;
     let transition = |device_id| ReportedTransition {
         device_id,
@@ -94,7 +96,10 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
             .collect(),
     };
     let started = Instant::now();
-    let outcome = controller.apply_report(&report, probed_at_ms).await?;
+    let outcome = controller
+        .reports
+        .apply_report(&report, probed_at_ms)
+        .await?;
     let applied = started.elapsed();
     let changed = match outcome {
         ApplyOutcome::Applied { changes, .. } => changes.changed.len(),
@@ -106,13 +111,13 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
         DEVICES + 1
     );
     let started = Instant::now();
-    let summary = controller.summary().await?;
+    let summary = controller.inventory.summary().await?;
     let read = started.elapsed();
     anyhow::ensure!(
         (summary.down, summary.unreachable) == (1, DEVICES as u64),
         "through the cache: {summary:?}"
     );
-    let alerts = controller.store.alerts(true).await?;
+    let alerts = controller.core.store.alerts(true).await?;
     anyhow::ensure!(
         alerts.len() == 1 && alerts[0].device_id == Some(router.id),
         "only the router alerts"

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::{
     Actor, DeviceSpec, MaintenanceSpec, ReportedTransition, Status, Store, TransitionReport,
 };
@@ -43,11 +43,12 @@ pub async fn run() -> anyhow::Result<()> {
     let postgres = Postgres::start()?;
     let store = Store::open(&postgres.url()).await?;
     store.migrate().await?;
-    let controller = std::sync::Arc::new(Controller::new(store, Cache::in_process()));
+    let controller = App::new(store, Cache::in_process(), AppSettings::default()).await?;
     let to = ward_controller::time::now_ms();
     let from = to - 30 * DAY_MS;
     let specs: Vec<DeviceSpec> = (0..DEVICES).map(device).collect();
     let devices = controller
+        .inventory
         .import_devices(&specs, &Actor::console(), from - DAY_MS)
         .await?;
     // Each device goes down and comes back OUTAGES times in the month, at
@@ -71,6 +72,7 @@ pub async fn run() -> anyhow::Result<()> {
             })
             .collect();
         controller
+            .reports
             .apply_report(
                 &TransitionReport {
                     agent_alerts: Vec::new(),
@@ -84,6 +86,7 @@ pub async fn run() -> anyhow::Result<()> {
             .await?;
     }
     controller
+        .maintenance
         .change_maintenance(
             None,
             Some(MaintenanceSpec {
@@ -112,6 +115,7 @@ pub async fn run() -> anyhow::Result<()> {
         for _ in 0..RUNS {
             let started = Instant::now();
             rows = controller
+                .maintenance
                 .availability((from, to), by, &ReportFilter::default())
                 .await?
                 .len();

@@ -5,20 +5,10 @@
 
 use std::sync::atomic::Ordering;
 
+pub use crate::auth::Access;
 use crate::auth::{Principal, Role, token_digest};
-use crate::state::Controller;
+use crate::services::Core;
 use crate::store::AuditEntry;
-
-/// What a route or method requires.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Anyone: liveness and readiness.
-    Open,
-    /// A read: `viewer`, or anyone when `anonymous_read` is on.
-    Read,
-    /// At least this role.
-    Role(Role),
-}
 
 /// Why a request was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,19 +35,19 @@ impl Refusal {
 
 /// The principal a bearer `token` proves (`None`: none presented).
 pub async fn token_principal(
-    controller: &Controller,
+    core: &Core,
     token: Option<&str>,
     now_ms: i64,
 ) -> Result<Principal, Refusal> {
     let Some(token) = token else {
         return Ok(Principal::Anonymous);
     };
-    let owner = controller
+    let owner = core
         .store
         .token_owner(&token_digest(token))
         .await
         .map_err(|error| {
-            let error = controller.store_failed(error);
+            let error = core.store_failed(error);
             Refusal::Unavailable(format!(
                 "the token cannot be checked now (try again): {error}"
             ))
@@ -88,16 +78,16 @@ pub async fn token_principal(
 /// The principal a dashboard session cookie proves, with the session
 /// (its CSRF token is checked on changes).
 pub async fn session_principal(
-    controller: &Controller,
+    core: &Core,
     cookie: &str,
     now_ms: i64,
 ) -> Result<(Principal, crate::store::SessionRecord), Refusal> {
-    let session = controller
+    let session = core
         .store
         .session(&token_digest(cookie), now_ms)
         .await
         .map_err(|error| {
-            let error = controller.store_failed(error);
+            let error = core.store_failed(error);
             Refusal::Unavailable(format!(
                 "the session cannot be checked now (try again): {error}"
             ))
@@ -170,17 +160,14 @@ pub fn permit(principal: &Principal, access: Access, anonymous_read: bool) -> Re
 /// Counts, logs and audits a refused request: `action` on `object` by
 /// `principal` from `source`.
 pub async fn refused(
-    controller: &Controller,
+    core: &Core,
     principal: &Principal,
     source: &str,
     action: &str,
     object: &str,
     refusal: &Refusal,
 ) {
-    controller
-        .metrics
-        .access_refused
-        .fetch_add(1, Ordering::Relaxed);
+    core.metrics.access_refused.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(%principal, source, action, object, reason = refusal.message(), "request refused");
     let entry = AuditEntry {
         id: 0,
@@ -193,8 +180,8 @@ pub async fn refused(
         before: None,
         after: None,
     };
-    if let Err(error) = controller.store.record_audit(&entry).await {
-        controller.store_failed(error);
+    if let Err(error) = core.store.record_audit(&entry).await {
+        core.store_failed(error);
     }
 }
 

@@ -7,6 +7,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::Digest as _;
 
+/// What a route or method requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: liveness and readiness.
+    Open,
+    /// A read: `viewer`, or anyone when `anonymous_read` is on.
+    Read,
+    /// At least this role.
+    Role(Role),
+}
+
 /// What a principal may do; each role includes the ones before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -50,6 +50,35 @@ pub struct CacheMetrics {
     pub errors: AtomicU64,
 }
 
+impl CacheMetrics {
+    /// Every counter with its Prometheus name and help, as `/metrics`
+    /// exports it.
+    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 4] {
+        [
+            (
+                "ward_cache_hits_total",
+                "Answers served from the cache.",
+                &self.hits,
+            ),
+            (
+                "ward_cache_misses_total",
+                "Answers loaded from the store into the cache.",
+                &self.misses,
+            ),
+            (
+                "ward_cache_invalidations_total",
+                "Cached answers found older than the store's data version (a commit since), replaced.",
+                &self.invalidations,
+            ),
+            (
+                "ward_cache_errors_total",
+                "Cache backend errors and timeouts.",
+                &self.errors,
+            ),
+        ]
+    }
+}
+
 enum Backend {
     #[allow(
         clippy::disallowed_types,

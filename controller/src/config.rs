@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub use ward_settings::ConfigError;
 use ward_settings::credential_path;
 
-use crate::login::LoginSettings;
+use crate::services::LoginSettings;
 
 /// Where the embedded default database lives.
 pub const DEFAULT_DATABASE: &str = "sqlite:./ward.db";
@@ -309,7 +309,7 @@ impl Settings {
         let failover_delay = overrides
             .failover_delay
             .or(file.failover_delay)
-            .unwrap_or(crate::state::DEFAULT_FAILOVER_DELAY);
+            .unwrap_or(crate::services::DEFAULT_FAILOVER_DELAY);
         if failover_delay < Duration::from_secs(1) {
             return Err(ConfigError::Invalid {
                 key: "failover_delay",

@@ -20,42 +20,8 @@ use tracing::{info, warn};
 
 use crate::notify::Channel;
 use crate::retention::Kept;
-use crate::state::Controller;
+use crate::services::{App, Core, Lease, Reports};
 use crate::time::now_ms;
-
-/// A once-per-cluster job's lease, as the store names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lease {
-    /// [`Job::OfflineSweep`].
-    OfflineSweep,
-    /// [`Job::AgentGroups`].
-    AgentGroups,
-    /// The release half of [`Job::Maintenance`].
-    MaintenanceRelease,
-    /// [`Job::FlapSettle`].
-    FlapSettle,
-    /// [`Job::Retention`] of the audit log.
-    AuditRetention,
-    /// [`Job::Retention`] of the history.
-    HistoryRetention,
-    /// Re-sending open alerts to the Alertmanager channel named so.
-    Resend(String),
-}
-
-impl Lease {
-    /// The lease's name in the store (`GET /api/v1/controllers` shows it).
-    pub fn name(&self) -> String {
-        match self {
-            Lease::OfflineSweep => "offline sweep".into(),
-            Lease::AgentGroups => "agent groups".into(),
-            Lease::MaintenanceRelease => "maintenance release".into(),
-            Lease::FlapSettle => "flap settle".into(),
-            Lease::AuditRetention => "audit retention".into(),
-            Lease::HistoryRetention => "history retention".into(),
-            Lease::Resend(channel) => format!("resend {channel}"),
-        }
-    }
-}
 
 /// A periodic job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,40 +83,40 @@ impl Job {
 
     /// One round; `leased` says whether this controller holds the job's
     /// lease now.
-    async fn round(self, controller: &Arc<Controller>, leased: bool) {
+    async fn round(self, app: &App, leased: bool) {
         match self {
             Job::PresenceShare => {
-                if let Err(error) = controller.share_presence().await {
+                if let Err(error) = app.presence.share_presence().await {
                     warn!(%error, "cannot share which agents this controller holds; retrying");
                 }
             }
             Job::OfflineSweep if leased => {
-                if let Err(error) = controller.forget_offline_sites(now_ms()).await {
+                if let Err(error) = app.presence.forget_offline_sites(now_ms()).await {
                     warn!(%error, "offline-agent sweep failed; retrying");
                 }
             }
             Job::AgentGroups if leased => {
-                if let Err(error) = controller.settle_groups(now_ms()).await {
+                if let Err(error) = app.presence.settle_groups(now_ms()).await {
                     warn!(%error, "cannot settle the agent groups; retrying");
                 }
             }
             Job::Maintenance => {
-                if let Err(error) = controller.refresh_maintenance().await {
-                    controller.store_failed(error);
+                if let Err(error) = app.maintenance.refresh_maintenance().await {
+                    app.core.store_failed(error);
                     return;
                 }
-                if leased && let Err(error) = controller.release_held().await {
-                    controller.store_failed(error);
+                if leased && let Err(error) = app.maintenance.release_held().await {
+                    app.core.store_failed(error);
                 }
             }
-            Job::FlapSettle if leased => settle_flapping(controller).await,
+            Job::FlapSettle if leased => settle_flapping(&app.core, &app.reports).await,
             Job::Retention(kept, retention) if leased => {
-                kept.prune_past(controller, retention, now_ms()).await;
+                kept.prune_past(&app.core, retention, now_ms()).await;
             }
-            Job::RevocationPoll => match controller.store.revocations().await {
-                Ok(count) => controller.note_revocations(count),
+            Job::RevocationPoll => match app.core.store.revocations().await {
+                Ok(count) => app.core.live.note_revocations(count),
                 Err(error) => {
-                    controller.store_failed(error);
+                    app.core.store_failed(error);
                 }
             },
             Job::OfflineSweep | Job::AgentGroups | Job::FlapSettle | Job::Retention(..) => {}
@@ -158,15 +124,15 @@ impl Job {
     }
 
     /// Runs the job until `shutdown` completes.
-    async fn run(self, controller: Arc<Controller>, shutdown: impl Future<Output = ()>) {
+    async fn run(self, app: App, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let lease = self.lease().map(|lease| lease.name());
         loop {
             let leased = match &lease {
-                Some(lease) => controller.holds(lease).await,
+                Some(lease) => app.cluster.holds(lease).await,
                 None => false,
             };
-            self.round(&controller, leased).await;
+            self.round(&app, leased).await;
             tokio::select! {
                 () = &mut shutdown => return,
                 () = tokio::time::sleep(self.period()) => {}
@@ -177,18 +143,17 @@ impl Job {
 
 /// One controller of a cluster settles flapping devices that were stable
 /// for the flap window and queues their `settled` notifications.
-async fn settle_flapping(controller: &Controller) {
-    let settled = controller
+async fn settle_flapping(core: &Core, reports: &Reports) {
+    let settled = core
         .store
-        .settle_flapping(&controller.flapping, now_ms())
+        .settle_flapping(&reports.flapping, now_ms())
         .await;
     match settled {
         Ok(devices) if !devices.is_empty() => {
-            controller
-                .metrics
+            core.metrics
                 .flapping_settled
                 .fetch_add(devices.len() as u64, Ordering::Relaxed);
-            controller.outbox_changed();
+            core.live.outbox_changed();
             info!(
                 ?devices,
                 "flapping devices stable for the flap window: their settled notifications are queued"
@@ -196,7 +161,7 @@ async fn settle_flapping(controller: &Controller) {
         }
         Ok(_) => {}
         Err(error) => {
-            controller.store_failed(error);
+            core.store_failed(error);
         }
     }
 }
@@ -219,7 +184,7 @@ pub fn every_job(audit_retention: Duration, history_retention: Duration) -> Vec<
 /// of other controllers' changes; each ends when a future of `stopped`
 /// completes.
 pub fn start<S: Future<Output = ()> + Send + 'static>(
-    controller: &Arc<Controller>,
+    app: &App,
     jobs: Vec<Job>,
     channels: Vec<Channel>,
     stopped: impl Fn() -> S,
@@ -227,17 +192,19 @@ pub fn start<S: Future<Output = ()> + Send + 'static>(
     let mut tasks = Vec::new();
     for channel in channels {
         tasks.push(tokio::spawn(crate::notify::run(
-            Arc::clone(controller),
+            Arc::clone(&app.notifications),
+            Arc::clone(&app.maintenance),
+            Arc::clone(&app.cluster),
             channel,
             stopped(),
         )));
     }
-    tasks.push(tokio::spawn(crate::state::follow_other_controllers(
-        Arc::clone(controller),
+    tasks.push(tokio::spawn(crate::services::follow_other_controllers(
+        Arc::clone(&app.core),
         stopped(),
     )));
     for job in jobs {
-        tasks.push(tokio::spawn(job.run(Arc::clone(controller), stopped())));
+        tasks.push(tokio::spawn(job.run(app.clone(), stopped())));
     }
     tasks
 }

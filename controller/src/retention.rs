@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::state::Controller;
+use crate::services::Core;
 
 /// What is kept for a while.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,10 +23,10 @@ pub enum Kept {
 impl Kept {
     /// Deletes what is older than `retention` at `now_ms` (a failure is
     /// counted; the next round tries again).
-    pub async fn prune_past(self, controller: &Controller, retention: Duration, now_ms: i64) {
+    pub async fn prune_past(self, core: &Core, retention: Duration, now_ms: i64) {
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         if let Ok(deleted) = self
-            .prune(controller, now_ms.saturating_sub(retention_ms), now_ms)
+            .prune(core, now_ms.saturating_sub(retention_ms), now_ms)
             .await
             && deleted > 0
         {
@@ -39,13 +39,13 @@ impl Kept {
         }
     }
 
-    async fn prune(self, controller: &Controller, before_ms: i64, now_ms: i64) -> Result<u64, ()> {
+    async fn prune(self, core: &Core, before_ms: i64, now_ms: i64) -> Result<u64, ()> {
         let pruned = match self {
-            Kept::AuditLog => controller.store.prune_audit(before_ms, now_ms).await,
-            Kept::History => controller.store.prune_history(before_ms).await,
+            Kept::AuditLog => core.store.prune_audit(before_ms, now_ms).await,
+            Kept::History => core.store.prune_history(before_ms).await,
         };
         pruned.map_err(|error| {
-            controller.store_failed(error);
+            core.store_failed(error);
         })
     }
 }

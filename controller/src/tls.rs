@@ -21,7 +21,7 @@ use tokio_rustls::LazyConfigAcceptor;
 use tokio_rustls::server::TlsStream;
 use tracing::{info, warn};
 
-use crate::state::Controller;
+use crate::services::Core;
 
 /// How long a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,7 +180,7 @@ pub fn accept(
     listener: TcpListener,
     tls: ServerTls,
     endpoint: Endpoint,
-    controller: Arc<Controller>,
+    core: Arc<Core>,
 ) -> mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)> {
     let (accepted, stream) = mpsc::channel(ACCEPTED_BUFFER);
     tokio::spawn(async move {
@@ -198,8 +198,7 @@ pub fn accept(
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let (loaded, controller, accepted) =
-                (tls.loaded(), Arc::clone(&controller), accepted.clone());
+            let (loaded, core, accepted) = (tls.loaded(), Arc::clone(&core), accepted.clone());
             tokio::spawn(async move {
                 let config = match endpoint {
                     Endpoint::Grpc => Arc::clone(&loaded.grpc),
@@ -209,9 +208,9 @@ pub fn accept(
                     Ok(Ok(stream)) => {
                         let _ = accepted.send((stream, peer)).await;
                     }
-                    Ok(Err(failure)) => refused(&controller, endpoint, peer, &loaded, &failure),
+                    Ok(Err(failure)) => refused(&core, endpoint, peer, &loaded, &failure),
                     Err(_) => refused(
-                        &controller,
+                        &core,
                         endpoint,
                         peer,
                         &loaded,
@@ -235,14 +234,10 @@ pub struct HttpsListener {
 
 impl HttpsListener {
     /// Serves HTTPS on `listener` with `tls`.
-    pub fn new(
-        listener: TcpListener,
-        tls: ServerTls,
-        controller: Arc<Controller>,
-    ) -> std::io::Result<Self> {
+    pub fn new(listener: TcpListener, tls: ServerTls, core: Arc<Core>) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         Ok(Self {
-            accepted: accept(listener, tls, Endpoint::Https, controller),
+            accepted: accept(listener, tls, Endpoint::Https, core),
             local,
         })
     }
@@ -293,16 +288,10 @@ async fn handshake(
 /// Logs and counts a failed handshake. A client that refused our
 /// certificate is told apart: the fix is on its side (the name it connects
 /// to, or the CA it trusts) and the names we hold are what it must match.
-fn refused(
-    controller: &Controller,
-    endpoint: Endpoint,
-    peer: SocketAddr,
-    tls: &Loaded,
-    failure: &Failure,
-) {
+fn refused(core: &Core, endpoint: Endpoint, peer: SocketAddr, tls: &Loaded, failure: &Failure) {
     let counter = match endpoint {
-        Endpoint::Grpc => &controller.metrics.grpc_handshake_failures,
-        Endpoint::Https => &controller.metrics.https_handshake_failures,
+        Endpoint::Grpc => &core.metrics.grpc_handshake_failures,
+        Endpoint::Https => &core.metrics.https_handshake_failures,
     };
     counter.fetch_add(1, Ordering::Relaxed);
     let endpoint = endpoint.as_str();

@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio_stream::StreamExt as _;
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::Status;
 use ward_proto::v1::{self as pb, controller_message};
 use ward_testkit::services::Postgres;
@@ -21,10 +20,12 @@ use ward_testkit::services::Postgres;
 /// The failover delay these tests run with.
 const DELAY: Duration = Duration::from_secs(2);
 
-async fn controller(url: &str) -> Arc<Controller> {
-    let controller = common::controller(url, Cache::in_process()).await;
-    let controller = Arc::into_inner(controller).expect("not shared yet");
-    Arc::new(controller.with_agent_failover_delay(DELAY))
+async fn controller(url: &str) -> App {
+    let settings = AppSettings {
+        agent_failover_delay: DELAY,
+        ..AppSettings::default()
+    };
+    common::controller_with(url, Cache::in_process(), settings).await
 }
 
 /// Links agent `id` of branch-3 to `url`; open while the stream lives.
@@ -134,11 +135,11 @@ async fn a_site_with_two_agents_has_one_owner_per_device_and_survives_losing_eit
     let postgres = Postgres::start().expect("start PostgreSQL");
     let a = controller(&postgres.url()).await;
     let b = controller(&postgres.url()).await;
-    let api_a = common::Api::serve(Arc::clone(&a)).await;
-    let api_b = common::Api::serve(Arc::clone(&b)).await;
-    let grpc_b = common::serve_grpc(Arc::clone(&b)).await;
-    tokio::spawn(ward_controller::state::follow_other_controllers(
-        Arc::clone(&b),
+    let api_a = common::Api::serve(a.clone()).await;
+    let api_b = common::Api::serve(b.clone()).await;
+    let grpc_b = common::serve_grpc(b.clone()).await;
+    tokio::spawn(ward_controller::services::follow_other_controllers(
+        std::sync::Arc::clone(&b.core),
         std::future::pending(),
     ));
     for id in ["g1", "g2"] {
@@ -150,16 +151,18 @@ async fn a_site_with_two_agents_has_one_owner_per_device_and_survives_losing_eit
     // g1 linked to A (its presence shared by hand), g2 to B over gRPC.
     let actor = ward_controller::store::Actor::console();
     let g1 = a
+        .core
         .store
         .register_agent("g1", "branch-3", &actor, 0)
         .await
         .expect("g1");
-    a.link_opened(&g1, "test", "boot-g1", ward_controller::time::now_ms());
-    a.share_presence().await.expect("share");
+    a.presence
+        .link_opened(&g1, "test", "boot-g1", ward_controller::time::now_ms());
+    a.presence.share_presence().await.expect("share");
     let mut g2_link = link(&grpc_b, "g2").await;
     let (g2_first, _) = next_assignment(&mut g2_link).await;
     assert!(g2_first.is_empty(), "no devices yet: {g2_first:?}");
-    b.share_presence().await.expect("share");
+    b.presence.share_presence().await.expect("share");
 
     // Ten devices through A: five each, and each device has one owner.
     let devices: Vec<Value> = (1..=10)
@@ -193,13 +196,16 @@ async fn a_site_with_two_agents_has_one_owner_per_device_and_survives_losing_eit
     let now = ward_controller::time::now_ms();
     for (seq, (id, owner)) in placed.iter().enumerate() {
         let report = common::transition_report(owner, *id, seq as u64 + 1, Status::Up, now);
-        a.apply_report(&report, now).await.expect("up");
+        a.reports.apply_report(&report, now).await.expect("up");
     }
     // The other agent sees one of g1's devices down: it is not the owner,
     // so nothing changes (and it is counted).
     let watched = g1_devices[0];
     let foreign = common::transition_report("g2", watched, 100, Status::Down, now + 1_000);
-    b.apply_report(&foreign, now + 1_000).await.expect("apply");
+    b.reports
+        .apply_report(&foreign, now + 1_000)
+        .await
+        .expect("apply");
     let (_, device) = api_a.get(&format!("/api/v1/devices/{watched}")).await;
     assert_eq!(device["status"], "up", "the owner says up: {device}");
     assert_eq!(api_b.metric("ward_transitions_not_owner_total").await, 1);
@@ -209,14 +215,17 @@ async fn a_site_with_two_agents_has_one_owner_per_device_and_survives_losing_eit
     // g1 is lost (its link to A ends): after the failover delay its five
     // devices are g2's, nothing flashes, g2 (on B) is told, and g1's
     // AgentDown opens although its group covers for it.
-    a.link_closed("g1", ward_controller::time::now_ms());
-    b.settle_groups(ward_controller::time::now_ms())
+    a.presence
+        .link_closed("g1", ward_controller::time::now_ms());
+    b.presence
+        .settle_groups(ward_controller::time::now_ms())
         .await
         .expect("settle");
     assert_eq!(owners(&api_a).await, placed, "not before the delay");
     tokio::time::sleep(DELAY + Duration::from_millis(200)).await;
-    b.share_presence().await.expect("share");
-    a.settle_groups(ward_controller::time::now_ms())
+    b.presence.share_presence().await.expect("share");
+    a.presence
+        .settle_groups(ward_controller::time::now_ms())
         .await
         .expect("settle");
     assert!(
@@ -235,25 +244,31 @@ async fn a_site_with_two_agents_has_one_owner_per_device_and_survives_losing_eit
     assert!(!agent_down_open(&alerts, "g2"), "{alerts}");
     // Now g2's word about that device counts.
     let report = common::transition_report("g2", watched, 101, Status::Down, now + 2_000);
-    b.apply_report(&report, now + 2_000).await.expect("apply");
+    b.reports
+        .apply_report(&report, now + 2_000)
+        .await
+        .expect("apply");
     let (_, device) = api_a.get(&format!("/api/v1/devices/{watched}")).await;
     assert_eq!(device["status"], "down", "{device}");
 
     // g1 returns: nothing moves until it has stayed for the delay, then
     // the group rebalances, again without any status changing.
-    a.link_opened(&g1, "test", "boot-g1b", ward_controller::time::now_ms());
-    a.share_presence().await.expect("share");
-    a.settle_groups(ward_controller::time::now_ms())
+    a.presence
+        .link_opened(&g1, "test", "boot-g1b", ward_controller::time::now_ms());
+    a.presence.share_presence().await.expect("share");
+    a.presence
+        .settle_groups(ward_controller::time::now_ms())
         .await
         .expect("settle");
     assert!(owners(&api_a).await.iter().all(|(_, owner)| owner == "g2"));
     let before = statuses(&api_a.get("/api/v1/devices").await.1);
     for _ in 0..3 {
         tokio::time::sleep(DELAY / 2 + Duration::from_millis(100)).await;
-        a.share_presence().await.expect("share");
-        b.share_presence().await.expect("share");
+        a.presence.share_presence().await.expect("share");
+        b.presence.share_presence().await.expect("share");
     }
-    a.settle_groups(ward_controller::time::now_ms())
+    a.presence
+        .settle_groups(ward_controller::time::now_ms())
         .await
         .expect("settle");
     assert_eq!(
@@ -266,7 +281,8 @@ async fn a_site_with_two_agents_has_one_owner_per_device_and_survives_losing_eit
     assert_eq!(removed.len(), 5, "g2 gives five back");
     assert_eq!(statuses(&api_a.get("/api/v1/devices").await.1), before);
     // Settling again changes nothing: no ping-pong.
-    a.settle_groups(ward_controller::time::now_ms())
+    a.presence
+        .settle_groups(ward_controller::time::now_ms())
         .await
         .expect("settle");
     assert_eq!(api_a.metric("ward_device_owner_changes_total").await, 5 + 5);

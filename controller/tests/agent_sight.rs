@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -65,8 +64,8 @@ fn agent_alerts(alerts: &Value) -> Vec<Value> {
 #[tokio::test]
 async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
     let (_dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(Arc::clone(&controller)).await;
-    let grpc = common::serve_grpc(Arc::clone(&controller)).await;
+    let api = common::Api::serve(controller.clone()).await;
+    let grpc = common::serve_grpc(controller.clone()).await;
     let (code, _) = api
         .post(
             "/api/v1/agents",
@@ -88,6 +87,7 @@ async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
     // Both devices up as far as anyone knew before.
     for (seq, &id) in ids.iter().enumerate() {
         controller
+            .reports
             .apply_report(
                 &common::transition_report(
                     "branch-9-agent",

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use reqwest::Method;
 use serde_json::json;
 use ward_controller::store::{Status, TransitionReport};
@@ -18,7 +16,7 @@ fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionRep
 #[tokio::test]
 async fn agents_are_registered_listed_and_bad_input_is_named() {
     let (_dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let api = common::Api::serve(controller.clone()).await;
     let (code, agent) = api
         .post(
             "/api/v1/agents",
@@ -61,8 +59,9 @@ async fn agents_are_registered_listed_and_bad_input_is_named() {
         .await;
     assert_eq!((code, bad["field"].as_str()), (400, Some("body")), "{bad}");
 
-    controller.link_opened(
+    controller.presence.link_opened(
         &controller
+            .presence
             .agent("branch-5-agent")
             .await
             .expect("store")
@@ -80,7 +79,7 @@ async fn agents_are_registered_listed_and_bad_input_is_named() {
 #[tokio::test]
 async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_reports() {
     let (_dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let api = common::Api::serve(controller.clone()).await;
     let (_, router) = api
         .post(
             "/api/v1/devices",
@@ -105,6 +104,7 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         elsewhere["id"].as_i64().expect("id"),
     );
     let agent = controller
+        .presence
         .register_agent(
             "branch-5-agent",
             "branch-5",
@@ -114,6 +114,7 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         .await
         .expect("register");
     controller
+        .presence
         .register_agent(
             "branch-9-agent",
             "branch-9",
@@ -123,9 +124,12 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         .await
         .expect("register");
     let t0 = ward_controller::time::now_ms();
-    controller.link_opened(&agent, "0.1.0", "boot-1", t0);
-    controller.link_opened(
+    controller
+        .presence
+        .link_opened(&agent, "0.1.0", "boot-1", t0);
+    controller.presence.link_opened(
         &controller
+            .presence
             .agent("branch-9-agent")
             .await
             .expect("store")
@@ -135,14 +139,17 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         t0,
     );
     controller
+        .reports
         .apply_report(&report(router, 1, Status::Up, t0), t0)
         .await
         .expect("up");
     controller
+        .reports
         .apply_report(&report(atm, 2, Status::Down, t0 + 100), t0 + 100)
         .await
         .expect("down");
     controller
+        .reports
         .apply_report(
             &common::transition_report("branch-9-agent", elsewhere, 1, Status::Up, t0),
             t0,
@@ -150,9 +157,12 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         .await
         .expect("up");
 
-    controller.link_closed("branch-5-agent", t0 + 1_000);
+    controller
+        .presence
+        .link_closed("branch-5-agent", t0 + 1_000);
     assert!(
         controller
+            .presence
             .forget_offline_sites(t0 + 5_999)
             .await
             .expect("sweep")
@@ -165,6 +175,7 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
     );
 
     let forgotten = controller
+        .presence
         .forget_offline_sites(t0 + 6_000)
         .await
         .expect("sweep");
@@ -206,6 +217,7 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
     assert_eq!(api.metric("ward_sites_marked_unknown_total").await, 1);
     assert!(
         controller
+            .presence
             .forget_offline_sites(t0 + 60_000)
             .await
             .expect("sweep")
@@ -215,9 +227,12 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
 
     // The agent returns and replays what it decided while away (the atm
     // came back at t0 + 3 s): both devices show their reported state again.
-    controller.link_opened(&agent, "0.1.0", "boot-1", t0 + 61_000);
+    controller
+        .presence
+        .link_opened(&agent, "0.1.0", "boot-1", t0 + 61_000);
     // What its link does first: it sees every device, so it is back.
     controller
+        .presence
         .agent_sight(
             &agent,
             &["ipv4", "ipv6"],
@@ -228,6 +243,7 @@ async fn a_site_without_its_agent_for_the_grace_period_is_unknown_until_it_repor
         .await
         .expect("sight");
     controller
+        .reports
         .apply_report(
             &TransitionReport {
                 agent_alerts: Vec::new(),

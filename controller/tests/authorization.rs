@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use reqwest::Method;
 use ward_controller::access::Access;
 
@@ -25,7 +23,7 @@ async fn status(base: &str, method: &Method, path: &str, token: Option<&str>) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_requires_its_declared_role() {
     let (_dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let api = common::Api::serve(controller.clone()).await;
     let principals = common::principals(&controller).await;
     let routes = ward_controller::api::routes(Access::Open);
     let declared = routes.declared();
@@ -81,10 +79,9 @@ async fn every_route_requires_its_declared_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_can_require_a_viewer() {
     use ward_controller::auth::Role;
-    let (_dir, controller, api) = common::served_with(|controller| {
-        controller
-            .with_metrics_access(Access::Role(Role::Viewer))
-            .with_anonymous_read(true)
+    let (_dir, controller, api) = common::served_with(|settings| {
+        settings.metrics_access = Access::Role(Role::Viewer);
+        settings.anonymous_read = true;
     })
     .await;
     let viewer = common::token_for(&controller, "prometheus", Role::Viewer, None).await;

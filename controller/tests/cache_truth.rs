@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Api, controller};
 use serde_json::Value;
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::App;
 use ward_controller::store::{Status, TransitionReport};
 use ward_testkit::services::{Postgres, Redis};
 
@@ -49,9 +48,10 @@ async fn create_device(api: &Api) -> i64 {
     created["id"].as_i64().expect("id")
 }
 
-async fn read_your_writes(api: &Api, controller: &std::sync::Arc<Controller>) {
+async fn read_your_writes(api: &Api, controller: &App) {
     let id = create_device(api).await;
     controller
+        .reports
         .apply_report(&down(id, 1, 1_000, Status::Up), 1_000)
         .await
         .expect("up");
@@ -65,6 +65,7 @@ async fn read_your_writes(api: &Api, controller: &std::sync::Arc<Controller>) {
     );
 
     controller
+        .reports
         .apply_report(&down(id, 2, 5_000, Status::Down), 5_100)
         .await
         .expect("down");
@@ -85,7 +86,7 @@ async fn through_redis_a_commit_is_visible_at_once_on_every_read_path() {
         Cache::redis(&redis.url()).await.expect("cache"),
     )
     .await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     read_your_writes(&api, &controller).await;
     // The list cached before the DOWN commit was found stale and replaced.
     assert!(api.metric("ward_cache_invalidations_total").await >= 1);
@@ -95,7 +96,7 @@ async fn through_redis_a_commit_is_visible_at_once_on_every_read_path() {
 async fn in_process_a_commit_is_visible_at_once_on_every_read_path() {
     let (_dir, url) = common::sqlite_url();
     let controller = controller(&url, Cache::in_process()).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     read_your_writes(&api, &controller).await;
 }
 
@@ -104,9 +105,10 @@ async fn with_redis_stopped_answers_stay_right_and_readyz_says_degraded() {
     let mut redis = Redis::start().expect("start Redis");
     let (_dir, url) = common::sqlite_url();
     let controller = controller(&url, Cache::redis(&redis.url()).await.expect("cache")).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     let id = create_device(&api).await;
     controller
+        .reports
         .apply_report(&down(id, 1, 1_000, Status::Up), 1_000)
         .await
         .expect("up");
@@ -132,6 +134,7 @@ async fn with_redis_stopped_answers_stay_right_and_readyz_says_degraded() {
 
     // A change while Redis is away, then Redis comes back (empty).
     controller
+        .reports
         .apply_report(&down(id, 2, 5_000, Status::Down), 5_100)
         .await
         .expect("down");
@@ -203,7 +206,7 @@ async fn live_events_carry_a_committed_change_at_once() {
         Cache::redis(&redis.url()).await.expect("cache"),
     )
     .await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     let id = create_device(&api).await;
     let mut events = api
         .authorized(api.http.get(format!("{}/api/v1/events", api.base)))
@@ -212,6 +215,7 @@ async fn live_events_carry_a_committed_change_at_once() {
         .expect("subscribe");
     assert_eq!(events.status().as_u16(), 200);
     controller
+        .reports
         .apply_report(&down(id, 1, 5_000, Status::Down), 5_100)
         .await
         .expect("down");
@@ -241,12 +245,12 @@ async fn live_events_carry_a_committed_change_at_once() {
 #[tokio::test]
 async fn a_write_whose_caller_goes_away_still_completes_and_is_published() {
     let (_dir, controller) = common::sqlite_controller().await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     let id = create_device(&api).await;
     // Read through the cache first, so a stale entry could be served.
     let (_, before) = api.get("/api/v1/devices").await;
     assert_eq!(before[0]["name"], "atm-1");
-    let mut inventory = controller.inventory_changes();
+    let mut inventory = controller.core.live.inventory_changes();
     inventory.mark_unchanged();
     let (_, device) = api.get(&format!("/api/v1/devices/{id}")).await;
     let mut spec: ward_controller::store::DeviceSpec = serde_json::from_value(serde_json::json!({
@@ -260,7 +264,9 @@ async fn a_write_whose_caller_goes_away_still_completes_and_is_published() {
     // disconnects drops the handler's future the same way).
     let console = ward_controller::store::Actor::console();
     {
-        let update = controller.update_device(id, &spec, &console, t0());
+        let update = controller
+            .inventory
+            .update_device(id, &spec, &console, t0());
         tokio::pin!(update);
         let polled = futures_util::poll!(update.as_mut());
         assert!(polled.is_pending(), "the write is still running");
@@ -282,9 +288,9 @@ async fn a_write_whose_caller_goes_away_still_completes_and_is_published() {
 async fn a_failure_after_the_commit_keeps_the_write_and_tells_subscribers_to_resync() {
     let postgres = Postgres::start().expect("postgres");
     let controller = controller(&postgres.url(), Cache::in_process()).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     let id = create_device(&api).await;
-    let mut events = controller.subscribe();
+    let mut events = controller.core.live.subscribe();
     // From now on every status change also leaves an address that cannot
     // be read back: the write commits, reading the changed devices back
     // for live events afterwards fails.
@@ -303,6 +309,7 @@ async fn a_failure_after_the_commit_keeps_the_write_and_tells_subscribers_to_res
         .expect("trigger");
 
     let outcome = controller
+        .reports
         .apply_report(&down(id, 1, 1_000, Status::Down), 1_000)
         .await;
     assert!(
@@ -320,7 +327,7 @@ async fn a_failure_after_the_commit_keeps_the_write_and_tells_subscribers_to_res
         .expect("subscribers hear of it")
         .expect("an event");
     assert!(
-        matches!(event, ward_controller::state::LiveEvent::Resync),
+        matches!(event, ward_controller::services::LiveEvent::Resync),
         "told to resync, not left with a stale screen: {event:?}"
     );
     assert_eq!(api.metric("ward_post_commit_failures_total").await, 1);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use common::Api;
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::Status;
 use ward_testkit::services::{Postgres, Redis};
 
@@ -40,7 +40,7 @@ async fn create_device(api: &Api, name: &str, address: &str, site: &str) -> i64 
 
 /// A device created through A and its status changed through A's agent
 /// link: A and B read every change at once.
-async fn two_controllers_agree(a: &Arc<Controller>, api_a: &Api, api_b: &Api) {
+async fn two_controllers_agree(a: &App, api_a: &Api, api_b: &Api) {
     let id = create_device(api_a, "atm-1", "198.18.1.10", "branch-7").await;
     let now = ward_controller::time::now_ms();
     let mut seq = 0;
@@ -48,7 +48,7 @@ async fn two_controllers_agree(a: &Arc<Controller>, api_a: &Api, api_b: &Api) {
         seq += 1;
         let report =
             common::transition_report("agent-1", id, seq, status, now + 1_000 * seq as i64);
-        a.apply_report(&report, now).await.expect("apply");
+        a.reports.apply_report(&report, now).await.expect("apply");
         let name = status.as_str();
         // Twice: the second round is served from the cache.
         for _ in 0..2 {
@@ -67,7 +67,7 @@ async fn a_commit_through_one_controller_is_read_at_once_through_another() {
     let postgres = Postgres::start().expect("start PostgreSQL");
     let a = common::controller(&postgres.url(), Cache::in_process()).await;
     let b = common::controller(&postgres.url(), Cache::in_process()).await;
-    let (api_a, api_b) = (Api::serve(Arc::clone(&a)).await, Api::serve(b).await);
+    let (api_a, api_b) = (Api::serve(a.clone()).await, Api::serve(b).await);
     two_controllers_agree(&a, &api_a, &api_b).await;
 }
 
@@ -78,10 +78,7 @@ async fn controllers_sharing_redis_share_entries_and_never_a_stale_one() {
     let cache = || async { Cache::redis(&redis.url()).await.expect("redis") };
     let a = common::controller(&postgres.url(), cache().await).await;
     let b = common::controller(&postgres.url(), cache().await).await;
-    let (api_a, api_b) = (
-        Api::serve(Arc::clone(&a)).await,
-        Api::serve(Arc::clone(&b)).await,
-    );
+    let (api_a, api_b) = (Api::serve(a.clone()).await, Api::serve(b.clone()).await);
     two_controllers_agree(&a, &api_a, &api_b).await;
     // A commits and loads the list into Redis; B's next read is a hit on
     // A's entry.
@@ -92,7 +89,8 @@ async fn controllers_sharing_redis_share_entries_and_never_a_stale_one() {
         Status::Down,
         ward_controller::time::now_ms() + 60_000,
     );
-    a.apply_report(&report, ward_controller::time::now_ms())
+    a.reports
+        .apply_report(&report, ward_controller::time::now_ms())
         .await
         .expect("apply");
     let _ = api_a.get("/api/v1/devices").await;
@@ -115,31 +113,38 @@ async fn an_agent_linked_to_one_controller_keeps_its_site_watched_by_every_other
     let actor = ward_controller::store::Actor::console();
     let now = ward_controller::time::now_ms();
     let agent = a
+        .core
         .store
         .register_agent("branch-5-agent", "branch-5", &actor, now)
         .await
         .expect("agent");
-    let api_a = Api::serve(Arc::clone(&a)).await;
+    let api_a = Api::serve(a.clone()).await;
     let id = create_device(&api_a, "atm-1", "198.18.5.10", "branch-5").await;
     let report = common::transition_report("branch-5-agent", id, 1, Status::Up, now + 1);
-    a.apply_report(&report, now).await.expect("up");
+    a.reports.apply_report(&report, now).await.expect("up");
 
     // The agent holds a link to A, which says so; B started without it.
-    a.link_opened(&agent, "1.0", "boot-1", now);
-    a.share_presence().await.expect("share");
+    a.presence.link_opened(&agent, "1.0", "boot-1", now);
+    a.presence.share_presence().await.expect("share");
     let later = now + 60_000;
     assert_eq!(
-        b.forget_offline_sites(later).await.expect("sweep"),
+        b.presence.forget_offline_sites(later).await.expect("sweep"),
         Vec::<String>::new(),
         "B must not take A's agent for gone"
     );
     assert_eq!(
-        a.forget_offline_sites(later).await.expect("sweep"),
+        a.presence.forget_offline_sites(later).await.expect("sweep"),
         Vec::<String>::new()
     );
-    let device = b.store.get_device(id).await.expect("read").expect("device");
+    let device = b
+        .core
+        .store
+        .get_device(id)
+        .await
+        .expect("read")
+        .expect("device");
     assert_eq!(device.status, Status::Up);
-    let api_b = Api::serve(Arc::clone(&b)).await;
+    let api_b = Api::serve(b.clone()).await;
     let (_, agents) = api_b.get("/api/v1/agents").await;
     assert_eq!(
         (
@@ -150,7 +155,7 @@ async fn an_agent_linked_to_one_controller_keeps_its_site_watched_by_every_other
         (
             &serde_json::json!(true),
             &serde_json::json!("online"),
-            &serde_json::json!(a.instance)
+            &serde_json::json!(a.cluster.instance)
         ),
         "B shows the agent linked to A: {agents}"
     );
@@ -160,15 +165,23 @@ async fn an_agent_linked_to_one_controller_keeps_its_site_watched_by_every_other
     // The link to A ends and A stops hearing it: once the grace period has
     // passed since it was last heard (by the database's clock), B marks the
     // site unknown.
-    a.link_closed("branch-5-agent", ward_controller::time::now_ms());
+    a.presence
+        .link_closed("branch-5-agent", ward_controller::time::now_ms());
     tokio::time::sleep(std::time::Duration::from_millis(5_500)).await;
     assert_eq!(
-        b.forget_offline_sites(ward_controller::time::now_ms())
+        b.presence
+            .forget_offline_sites(ward_controller::time::now_ms())
             .await
             .expect("sweep"),
         ["branch-5"]
     );
-    let device = b.store.get_device(id).await.expect("read").expect("device");
+    let device = b
+        .core
+        .store
+        .get_device(id)
+        .await
+        .expect("read")
+        .expect("device");
     assert_eq!(device.status, Status::Unknown);
 }
 
@@ -208,15 +221,16 @@ async fn two_controllers_deliver_each_notification_once() {
             .await
             .expect("open");
         store.migrate().await.expect("migrate");
-        Arc::new(
-            Controller::new(store, Cache::in_process())
-                .with_notification_channels(&["webhook"])
-                .await
-                .expect("channels"),
-        )
+        let settings = AppSettings {
+            notification_channels: vec!["webhook".into()],
+            ..AppSettings::default()
+        };
+        App::new(store, Cache::in_process(), settings)
+            .await
+            .expect("channels")
     };
     let (a, b) = (with_webhook().await, with_webhook().await);
-    let api_a = Api::serve(Arc::clone(&a)).await;
+    let api_a = Api::serve(a.clone()).await;
     let devices: Vec<serde_json::Value> = (1..=30)
         .map(|i| serde_json::json!({"name": format!("atm-{i}"), "address": format!("198.18.2.{i}"), "site": "branch-2"}))
         .collect();
@@ -239,7 +253,7 @@ async fn two_controllers_deliver_each_notification_once() {
             reason: "test".into(),
         })
         .collect();
-    a.apply_report(&report, now).await.expect("down");
+    a.reports.apply_report(&report, now).await.expect("down");
 
     let (received, url) = slow_receiver().await;
     let (channel_a, channel_b) = (
@@ -248,8 +262,8 @@ async fn two_controllers_deliver_each_notification_once() {
     );
     let later = ward_controller::time::now_ms();
     let (round_a, round_b) = tokio::join!(
-        deliver_due(&a, &channel_a, later),
-        deliver_due(&b, &channel_b, later)
+        deliver_due(&a.notifications, &a.maintenance, &channel_a, later),
+        deliver_due(&b.notifications, &b.maintenance, &channel_b, later)
     );
     let (round_a, round_b) = (round_a.expect("A"), round_b.expect("B"));
     let received = received.lock().await;
@@ -275,10 +289,10 @@ async fn two_controllers_deliver_each_notification_once() {
 
 /// The next live event of `events` within 2 s, as (device id, status).
 async fn next_change(
-    events: &mut tokio::sync::broadcast::Receiver<ward_controller::state::LiveEvent>,
+    events: &mut tokio::sync::broadcast::Receiver<ward_controller::services::LiveEvent>,
 ) -> Option<(i64, Status)> {
     match tokio::time::timeout(std::time::Duration::from_secs(2), events.recv()).await {
-        Ok(Ok(ward_controller::state::LiveEvent::Status(event))) => {
+        Ok(Ok(ward_controller::services::LiveEvent::Status(event))) => {
             Some((event.device.id, event.device.status))
         }
         _ => None,
@@ -291,20 +305,20 @@ async fn every_controller_streams_the_changes_committed_through_any() {
     let a = common::controller(&postgres.url(), Cache::in_process()).await;
     let b = common::controller(&postgres.url(), Cache::in_process()).await;
     for controller in [&a, &b] {
-        tokio::spawn(ward_controller::state::follow_other_controllers(
-            Arc::clone(controller),
+        tokio::spawn(ward_controller::services::follow_other_controllers(
+            std::sync::Arc::clone(&controller.core),
             std::future::pending(),
         ));
     }
-    let (mut from_a, mut from_b) = (a.subscribe(), b.subscribe());
-    let api_a = Api::serve(Arc::clone(&a)).await;
+    let (mut from_a, mut from_b) = (a.core.live.subscribe(), b.core.live.subscribe());
+    let api_a = Api::serve(a.clone()).await;
     let id = create_device(&api_a, "atm-1", "198.18.1.10", "branch-7").await;
     // Both listen before the first change is committed.
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let now = ward_controller::time::now_ms();
     for (seq, status) in [(1, Status::Up), (2, Status::Down), (3, Status::Up)] {
         let report = common::transition_report("agent-1", id, seq, status, now + seq as i64);
-        a.apply_report(&report, now).await.expect("apply");
+        a.reports.apply_report(&report, now).await.expect("apply");
         assert_eq!(
             next_change(&mut from_b).await,
             Some((id, status)),
@@ -331,21 +345,33 @@ async fn a_once_per_cluster_job_moves_to_another_controller_when_its_holder_stop
             .await
             .expect("open");
         store.migrate().await.expect("migrate");
-        Controller::new(store, Cache::in_process()).with_failover_delay(delay)
+        let settings = AppSettings {
+            failover_delay: delay,
+            ..AppSettings::default()
+        };
+        App::new(store, Cache::in_process(), settings)
+            .await
+            .expect("services")
     };
     let (a, b) = (with_delay().await, with_delay().await);
-    assert!(a.holds("offline sweep").await, "the first to ask holds it");
-    assert!(!b.holds("offline sweep").await, "one holder at a time");
-    assert!(a.holds("offline sweep").await, "renewed");
     assert!(
-        b.holds("audit retention").await,
+        a.cluster.holds("offline sweep").await,
+        "the first to ask holds it"
+    );
+    assert!(
+        !b.cluster.holds("offline sweep").await,
+        "one holder at a time"
+    );
+    assert!(a.cluster.holds("offline sweep").await, "renewed");
+    assert!(
+        b.cluster.holds("audit retention").await,
         "each job has its own lease"
     );
 
     // A stops renewing, as a dead controller would: B takes the job once
     // the lease expired, and not before.
     let stopped = std::time::Instant::now();
-    while !b.holds("offline sweep").await {
+    while !b.cluster.holds("offline sweep").await {
         assert!(
             stopped.elapsed() < delay + std::time::Duration::from_secs(1),
             "B takes over within the failover delay + 1 s"
@@ -359,7 +385,7 @@ async fn a_once_per_cluster_job_moves_to_another_controller_when_its_holder_stop
         "{took:?}"
     );
     assert!(
-        !a.holds("offline sweep").await,
+        !a.cluster.holds("offline sweep").await,
         "A, back, does not take it back"
     );
 }
@@ -368,19 +394,15 @@ async fn a_once_per_cluster_job_moves_to_another_controller_when_its_holder_stop
 async fn every_controller_lists_the_members_of_the_cluster_and_the_jobs_each_holds() {
     let postgres = Postgres::start().expect("start PostgreSQL");
     let a = common::controller(&postgres.url(), Cache::in_process()).await;
-    let b = common::controller(&postgres.url(), Cache::in_process()).await;
-    let b = Arc::new(
-        Arc::into_inner(b)
-            .expect("not shared yet")
-            .with_failover_delay(std::time::Duration::from_secs(1)),
-    );
-    let (api_a, api_b) = (
-        Api::serve(Arc::clone(&a)).await,
-        Api::serve(Arc::clone(&b)).await,
-    );
-    a.share_presence().await.expect("A heartbeats");
-    b.share_presence().await.expect("B heartbeats");
-    assert!(a.holds("offline sweep").await);
+    let settings = AppSettings {
+        failover_delay: std::time::Duration::from_secs(1),
+        ..AppSettings::default()
+    };
+    let b = common::controller_with(&postgres.url(), Cache::in_process(), settings).await;
+    let (api_a, api_b) = (Api::serve(a.clone()).await, Api::serve(b.clone()).await);
+    a.presence.share_presence().await.expect("A heartbeats");
+    b.presence.share_presence().await.expect("B heartbeats");
+    assert!(a.cluster.holds("offline sweep").await);
     let members = |listed: &serde_json::Value| -> Vec<(String, bool, bool, Vec<String>)> {
         listed
             .as_array()
@@ -402,18 +424,18 @@ async fn every_controller_lists_the_members_of_the_cluster_and_the_jobs_each_hol
         members(&listed),
         [
             (
-                a.instance.clone(),
+                a.cluster.instance.clone(),
                 false,
                 true,
                 vec!["offline sweep".to_owned()]
             ),
-            (b.instance.clone(), true, true, vec![]),
+            (b.cluster.instance.clone(), true, true, vec![]),
         ],
         "{listed}"
     );
     // A stops heartbeating: after B's failover delay, B shows it dead.
     tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
-    b.share_presence().await.expect("B heartbeats");
+    b.presence.share_presence().await.expect("B heartbeats");
     let (_, listed) = api_b.get("/api/v1/controllers").await;
     let alive: Vec<bool> = members(&listed).iter().map(|m| m.2).collect();
     assert_eq!(alive, [false, true], "{listed}");

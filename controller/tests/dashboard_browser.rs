@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ward_controller::store::{Status, TransitionReport};
@@ -27,7 +26,7 @@ fn report(device_id: i64, seq: u64, status: Status) -> TransitionReport {
 async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
     // The dashboard has no login yet: it reads anonymously.
     let (_dir, controller, api) =
-        common::served_with(|controller| controller.with_anonymous_read(true)).await;
+        common::served_with(|settings| settings.anonymous_read = true).await;
     let (code, router) = api
         .post(
             "/api/v1/devices",
@@ -44,10 +43,12 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
     let id = router["id"].as_i64().expect("id");
     let atm_id = atm["id"].as_i64().expect("id");
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Up), ward_controller::time::now_ms())
         .await
         .expect("up");
     controller
+        .reports
         .apply_report(
             &report(atm_id, 2, Status::Up),
             ward_controller::time::now_ms(),
@@ -78,6 +79,7 @@ async fn a_device_turns_red_within_two_seconds_of_its_down_transition() {
 
     let applied = Instant::now();
     controller
+        .reports
         .apply_report(
             &report(id, 3, Status::Down),
             ward_controller::time::now_ms(),
@@ -146,13 +148,14 @@ async fn with_user(
     role: ward_controller::auth::Role,
 ) -> (
     tempfile::TempDir,
-    Arc<ward_controller::state::Controller>,
+    ward_controller::services::App,
     common::Api,
 ) {
     let (dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let api = common::Api::serve(controller.clone()).await;
     let hash = ward_controller::auth::hash_password(PASSWORD).expect("hash");
     controller
+        .core
         .store
         .add_user(
             name,
@@ -384,6 +387,7 @@ async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() 
         .enumerate()
     {
         controller
+            .reports
             .apply_report(
                 &report(id, seq as u64 + 1, status),
                 ward_controller::time::now_ms(),

@@ -7,25 +7,24 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use reqwest::Method;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 use ward_controller::auth::Role;
-use ward_controller::login::LoginSettings;
-use ward_controller::state::Controller;
+use ward_controller::services::App;
+use ward_controller::services::LoginSettings;
 use ward_controller::store::Actor;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-async fn served(settings: LoginSettings) -> (tempfile::TempDir, Arc<Controller>, common::Api) {
-    common::served_with(|controller| controller.with_login_settings(settings)).await
+async fn served(settings: LoginSettings) -> (tempfile::TempDir, App, common::Api) {
+    common::served_with(|app| app.login = settings).await
 }
 
-async fn add_user(controller: &Controller, name: &str, role: Role) {
+async fn add_user(controller: &App, name: &str, role: Role) {
     let hash = ward_controller::auth::hash_password(PASSWORD).expect("hash");
     controller
+        .core
         .store
         .add_user(
             name,
@@ -247,6 +246,7 @@ async fn a_disabled_user_loses_its_session_and_cannot_log_in() {
         .await;
     assert_eq!(code, 403, "a viewer's session changes nothing: {refused}");
     controller
+        .core
         .store
         .set_user_enabled(
             "bob",
@@ -400,7 +400,7 @@ async fn the_first_admin_is_explained_while_no_user_exists() {
     // `Api::serve` makes an admin for its token: this serves the router
     // of a fresh store by hand.
     let (_dir, controller) = common::sqlite_controller().await;
-    let router = ward_controller::api::router(Arc::clone(&controller))
+    let router = ward_controller::api::router(controller.clone())
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -17,11 +17,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ward_controller::state::Controller;
+use ward_controller::services::App;
 use ward_controller::store::{Actor, DeviceSpec, ReportedTransition, Status, TransitionReport};
 use ward_testkit::browser::Chromium;
 
@@ -41,7 +40,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(controller: Arc<Controller>, port: u16) -> Self {
+    fn start(controller: App, port: u16) -> Self {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (bound, is_bound) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -193,9 +192,10 @@ const OFF_SCREEN: &str = "[...document.querySelectorAll('#problems li')].filter(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stale_screen() {
     let (_dir, controller, api) =
-        common::served_with(|controller| controller.with_anonymous_read(true)).await;
+        common::served_with(|settings| settings.anonymous_read = true).await;
     let specs: Vec<DeviceSpec> = (0..DEVICES).map(spec).collect();
     let devices = controller
+        .inventory
         .import_devices(&specs, &Actor::console(), ward_controller::time::now_ms())
         .await
         .expect("import 10,000 devices");
@@ -203,6 +203,7 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
     let all_up: Vec<(i64, Status)> = ids.iter().map(|&id| (id, Status::Up)).collect();
     let now = ward_controller::time::now_ms();
     controller
+        .reports
         .apply_report(&report(1, &all_up), now)
         .await
         .expect("all up");
@@ -210,12 +211,13 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
     assert_eq!(down.len(), 50);
     let changes: Vec<(i64, Status)> = down.iter().map(|&id| (id, Status::Down)).collect();
     controller
+        .reports
         .apply_report(&report(2, &changes), now)
         .await
         .expect("50 down");
 
     let port = free_port();
-    let mut server = Server::start(Arc::clone(&controller), port);
+    let mut server = Server::start(controller.clone(), port);
     let base = format!("http://127.0.0.1:{port}");
     let mut browser = tokio::task::block_in_place(|| {
         let mut browser = Chromium::start().expect(
@@ -298,6 +300,7 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
     for (round, chunk) in flipping.chunks(100).enumerate() {
         let changes: Vec<(i64, Status)> = chunk.iter().map(|&id| (id, Status::Down)).collect();
         controller
+            .reports
             .apply_report(&report(10 + round as u64, &changes), now_ms())
             .await
             .expect("changes");
@@ -322,6 +325,7 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
     });
     let back: Vec<(i64, Status)> = flipping.iter().map(|&id| (id, Status::Up)).collect();
     controller
+        .reports
         .apply_report(&report(30, &back), now_ms())
         .await
         .expect("back up");
@@ -465,10 +469,11 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
 
     // While it is dead, the truth changes; back, the page shows it.
     controller
+        .reports
         .apply_report(&report(40, &[(down[0], Status::Up)]), now_ms())
         .await
         .expect("one back up");
-    let _server = Server::start(Arc::clone(&controller), port);
+    let _server = Server::start(controller.clone(), port);
     tokio::task::block_in_place(|| {
         live_with(&mut browser, 49);
         let shown = browser

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use common::{Api, controller};
 use reqwest::Method;
 use serde_json::json;
@@ -12,23 +10,19 @@ use ward_controller::cache::Cache;
 
 async fn api(token: Option<&str>) -> (tempfile::TempDir, Api) {
     let (dir, url) = common::sqlite_url();
-    let controller = controller(&url, Cache::in_process()).await;
-    let controller = match Arc::try_unwrap(controller) {
-        Ok(controller) => Arc::new(controller.with_api_token(token.map(String::from))),
-        Err(_) => unreachable!("only this test holds the controller"),
+    let settings = ward_controller::services::AppSettings {
+        api_token: token.map(String::from),
+        ..Default::default()
     };
+    let controller = common::controller_with(&url, Cache::in_process(), settings).await;
     (dir, Api::serve(controller).await)
 }
 
 /// A controller on SQLite and its REST API (acting as a new admin).
-async fn served() -> (
-    tempfile::TempDir,
-    Arc<ward_controller::state::Controller>,
-    Api,
-) {
+async fn served() -> (tempfile::TempDir, ward_controller::services::App, Api) {
     let (dir, url) = common::sqlite_url();
     let controller = controller(&url, Cache::in_process()).await;
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     (dir, controller, api)
 }
 
@@ -514,6 +508,7 @@ async fn the_history_is_filtered_paged_and_names_bad_parameters() {
         (2, ward_controller::store::Status::Down, start + 10_000),
     ] {
         controller
+            .reports
             .apply_report(
                 &common::transition_report("agent-1", id, seq, status, at),
                 at,
@@ -637,7 +632,11 @@ async fn devices_and_alerts_filter_by_severity_and_tag() {
             ward_controller::store::Status::Down,
             start,
         );
-        controller.apply_report(&report, start).await.expect("down");
+        controller
+            .reports
+            .apply_report(&report, start)
+            .await
+            .expect("down");
     }
     let (_, critical) = api.get("/api/v1/alerts?severity=critical").await;
     assert_eq!(critical.as_array().map(Vec::len), Some(1), "{critical}");
@@ -883,6 +882,7 @@ async fn a_maintenance_window_covers_its_devices_while_open_and_every_change_is_
     let (status, _) = api.get(&format!("/api/v1/maintenance/{id}")).await;
     assert_eq!(status, 404);
     let audit = controller
+        .core
         .store
         .audit(&ward_controller::store::AuditFilter::newest(50))
         .await
@@ -928,6 +928,7 @@ async fn availability_reports_answer_per_device_site_and_tag_in_json_and_csv() {
     ] {
         seq += 1;
         controller
+            .reports
             .apply_report(
                 &common::transition_report("agent-1", id, seq, status, at),
                 at,
@@ -1055,7 +1056,11 @@ async fn metrics_count_devices_by_site_and_status_and_say_whether_ready() {
     .enumerate()
     {
         let report = common::transition_report("agent-1", id, seq as u64 + 1, status, now);
-        controller.apply_report(&report, now).await.expect("report");
+        controller
+            .reports
+            .apply_report(&report, now)
+            .await
+            .expect("report");
     }
     let (_, text) = api.get("/metrics").await;
     let text = text.as_str().expect("metrics text");

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::Api;
@@ -97,14 +96,11 @@ async fn a_client_resumes_from_its_last_event_id_on_any_controller() {
     let postgres = Postgres::start().expect("start PostgreSQL");
     let a = common::controller(&postgres.url(), Cache::in_process()).await;
     let b = common::controller(&postgres.url(), Cache::in_process()).await;
-    tokio::spawn(ward_controller::state::follow_other_controllers(
-        Arc::clone(&b),
+    tokio::spawn(ward_controller::services::follow_other_controllers(
+        std::sync::Arc::clone(&b.core),
         std::future::pending(),
     ));
-    let (api_a, api_b) = (
-        Api::serve(Arc::clone(&a)).await,
-        Api::serve(Arc::clone(&b)).await,
-    );
+    let (api_a, api_b) = (Api::serve(a.clone()).await, Api::serve(b.clone()).await);
     let mut ids = Vec::new();
     for (name, address) in [("atm-1", "198.18.1.10"), ("atm-2", "198.18.1.11")] {
         let (code, device) = api_a
@@ -130,7 +126,7 @@ async fn a_client_resumes_from_its_last_event_id_on_any_controller() {
     let mut commit = async |id: i64, status: Status| {
         seq += 1;
         let report = common::transition_report("agent-1", id, seq, status, now + seq as i64);
-        a.apply_report(&report, now).await.expect("apply");
+        a.reports.apply_report(&report, now).await.expect("apply");
     };
     commit(ids[0], Status::Up).await;
     let (device, status, seen) = client.next_status().await;

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_stream::StreamExt as _;
@@ -12,7 +11,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use ward_controller::auth::Role;
-use ward_controller::state::Controller;
+use ward_controller::services::App;
 use ward_controller::store::{ReportedTransition, Status, TransitionReport};
 use ward_proto::v1::inventory_client::InventoryClient;
 use ward_proto::v1::{
@@ -41,16 +40,16 @@ type Client = InventoryClient<InterceptedService<Channel, Bearer>>;
 
 /// A controller serving gRPC on loopback and a client of it with an admin
 /// token.
-async fn start() -> (tempfile::TempDir, Arc<Controller>, Client) {
+async fn start() -> (tempfile::TempDir, App, Client) {
     let (dir, controller, channel) = serve().await;
     let admin = common::token_for(&controller, "grpc-admin", Role::Admin, None).await;
     let client = InventoryClient::with_interceptor(channel, Bearer(Some(admin)));
     (dir, controller, client)
 }
 
-async fn serve() -> (tempfile::TempDir, Arc<Controller>, Channel) {
+async fn serve() -> (tempfile::TempDir, App, Channel) {
     let (dir, controller) = common::sqlite_controller().await;
-    let url = common::serve_grpc(Arc::clone(&controller)).await;
+    let url = common::serve_grpc(controller.clone()).await;
     let channel = Channel::from_shared(url)
         .expect("uri")
         .connect()
@@ -134,6 +133,7 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
         }],
     };
     controller
+        .reports
         .apply_report(&report, probed_at_ms)
         .await
         .expect("down");
@@ -372,6 +372,7 @@ async fn the_history_pages_through_every_change_newest_first() {
         (3, Status::Up, start + 6_000),
     ] {
         controller
+            .reports
             .apply_report(
                 &common::transition_report("agent-1", device, seq, status, at),
                 at,
@@ -569,6 +570,7 @@ async fn availability_over_grpc_is_the_rest_report() {
     let start = ward_controller::time::now_ms() + 1_000;
     for (seq, status, at) in [(1, Status::Up, start), (2, Status::Down, start + 30_000)] {
         controller
+            .reports
             .apply_report(
                 &common::transition_report("agent-1", device, seq, status, at),
                 at,

@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 use ward_controller::auth::Role;
 use ward_controller::ldap::{Directory, LdapSettings};
-use ward_controller::state::Controller;
+use ward_controller::services::App;
 use ward_controller::store::Actor;
 use ward_testkit::services::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd, SlapdTls};
 
@@ -104,9 +102,9 @@ impl Lab {
     }
 }
 
-async fn served(settings: LdapSettings) -> (tempfile::TempDir, Arc<Controller>, common::Api) {
+async fn served(settings: LdapSettings) -> (tempfile::TempDir, App, common::Api) {
     let directory = Directory::new(settings).expect("directory settings");
-    common::served_with(|controller| controller.with_directory(Some(directory))).await
+    common::served_with(|settings| settings.directory = Some(directory)).await
 }
 
 async fn login(api: &common::Api, user: &str, password: &str) -> (u16, Value) {
@@ -197,6 +195,7 @@ async fn with_the_directory_down_local_users_log_in_and_readyz_says_so() {
     let (_dir, controller, api) = served(lab.searching()).await;
     let hash = ward_controller::auth::hash_password("local-secret").expect("hash");
     controller
+        .core
         .store
         .add_user(
             "local",

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use common::Api;
 use serde_json::{Value, json};
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::App;
 use ward_controller::store::Status;
 use ward_proto::v1::inventory_client::InventoryClient;
 use ward_proto::v1::{DeviceState, GetDeviceRequest, ListDevicesRequest};
@@ -114,13 +114,13 @@ fn acked(acks: &Acks, object: Object, k: usize) {
 }
 
 async fn serve_grpc_client(
-    controller: &Arc<Controller>,
+    controller: &App,
     token: String,
 ) -> (
     InventoryClient<tonic::transport::Channel>,
     tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
 ) {
-    let url = common::serve_grpc(Arc::clone(controller)).await;
+    let url = common::serve_grpc(controller.clone()).await;
     let channel = tonic::transport::Endpoint::from_shared(url)
         .expect("endpoint")
         .connect()
@@ -132,14 +132,14 @@ async fn serve_grpc_client(
 
 /// One reader: cycles through the read kinds until `stop`.
 async fn reader(
-    controller: Arc<Controller>,
+    controller: App,
     ids: Arc<Ids>,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<Read> {
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let api = Api::serve(controller.clone()).await;
     let token = common::token_for(
         &controller,
-        &format!("reader-{}", controller.instance),
+        &format!("reader-{}", controller.cluster.instance),
         ward_controller::auth::Role::Viewer,
         None,
     )
@@ -240,7 +240,7 @@ async fn no_read_on_any_controller_misses_a_commit_acknowledged_before_it_starte
         Cache::redis(&redis.url()).await.expect("redis"),
     )
     .await;
-    let writer_api = Api::serve(Arc::clone(&a)).await;
+    let writer_api = Api::serve(a.clone()).await;
     let create = async |name: String, site: &str, address: String| -> i64 {
         let (code, device) = writer_api
             .post(
@@ -274,7 +274,8 @@ async fn no_read_on_any_controller_misses_a_commit_acknowledged_before_it_starte
         common::transition_report("agent-1", device_id, seq, status, probed_at_ms)
     };
     for &fall in &ids.falls {
-        a.apply_report(&report(fall, Status::Up, base_ms - 1), base_ms)
+        a.reports
+            .apply_report(&report(fall, Status::Up, base_ms - 1), base_ms)
             .await
             .expect("up");
     }
@@ -284,7 +285,7 @@ async fn no_read_on_any_controller_misses_a_commit_acknowledged_before_it_starte
         .into_iter()
         .map(|controller| {
             tokio::spawn(reader(
-                Arc::clone(controller),
+                controller.clone(),
                 Arc::clone(&ids),
                 Arc::clone(&stop),
             ))
@@ -323,14 +324,16 @@ async fn no_read_on_any_controller_misses_a_commit_acknowledged_before_it_starte
                 } else {
                     Status::Up
                 };
-                a.apply_report(&report(flip, status, ids.flip_at(k)), base_ms)
+                a.reports
+                    .apply_report(&report(flip, status, ids.flip_at(k)), base_ms)
                     .await
                     .expect("apply");
                 acked(&acks, Object::Flip(i), k);
             }
             if k % (FLIP_WRITES / FALLS).max(1) == 0 && fallen < FALLS {
                 let at = ids.flip_at(k);
-                a.apply_report(&report(ids.falls[fallen], Status::Down, at), base_ms)
+                a.reports
+                    .apply_report(&report(ids.falls[fallen], Status::Down, at), base_ms)
                     .await
                     .expect("apply");
                 fallen += 1;
@@ -339,7 +342,8 @@ async fn no_read_on_any_controller_misses_a_commit_acknowledged_before_it_starte
         }
         while fallen < FALLS {
             let at = ids.flip_at(FLIP_WRITES) + 1;
-            a.apply_report(&report(ids.falls[fallen], Status::Down, at), base_ms)
+            a.reports
+                .apply_report(&report(ids.falls[fallen], Status::Down, at), base_ms)
                 .await
                 .expect("apply");
             fallen += 1;

@@ -22,7 +22,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 use ward_controller::cache::Cache;
 use ward_controller::notify::{Channel, Webhook, deliver_due};
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::{DeviceSpec, FlapPolicy, Status, Store};
 
 /// Random failure sequences per backend (the issue asks for ≥ 200).
@@ -132,15 +132,16 @@ const NEVER_FLAPPING: FlapPolicy = FlapPolicy {
     window_ms: 1,
 };
 
-async fn controller(url: &str) -> Arc<Controller> {
+async fn controller(url: &str) -> App {
     let store = Store::open(url).await.expect("open store");
-    Arc::new(
-        Controller::new(store, Cache::in_process())
-            .with_flapping(NEVER_FLAPPING)
-            .with_notification_channels(&["webhook"])
-            .await
-            .expect("channels"),
-    )
+    let settings = AppSettings {
+        flapping: NEVER_FLAPPING,
+        notification_channels: vec!["webhook".into()],
+        ..AppSettings::default()
+    };
+    App::new(store, Cache::in_process(), settings)
+        .await
+        .expect("channels")
 }
 
 /// Runs one case on a fresh device; checks what the receiver got.
@@ -172,6 +173,7 @@ async fn run_case(
     };
     let mut now = 1_000_000;
     let id = controller
+        .inventory
         .create_device(&spec, &ward_controller::store::Actor::console(), now)
         .await
         .expect("device")
@@ -188,6 +190,7 @@ async fn run_case(
         common::transition_report(&format!("agent-{case}"), id, seq, *status, now)
     };
     controller
+        .reports
         .apply_report(&flip(&mut Status::Down, now), now)
         .await
         .expect("up");
@@ -196,11 +199,22 @@ async fn run_case(
         match step {
             Step::Flip => {
                 let report = flip(&mut status, now);
-                controller.apply_report(&report, now).await.expect("apply");
+                controller
+                    .reports
+                    .apply_report(&report, now)
+                    .await
+                    .expect("apply");
             }
             Step::Deliver(after) => {
                 now += after;
-                deliver_due(&controller, webhook, now).await.expect("round");
+                deliver_due(
+                    &controller.notifications,
+                    &controller.maintenance,
+                    webhook,
+                    now,
+                )
+                .await
+                .expect("round");
             }
             Step::Restart => controller = self::controller(store_url).await,
         }
@@ -209,8 +223,16 @@ async fn run_case(
     receiver.lock().expect("lock").failing = None;
     for _ in 0..50 {
         now += 120_000;
-        deliver_due(&controller, webhook, now).await.expect("round");
+        deliver_due(
+            &controller.notifications,
+            &controller.maintenance,
+            webhook,
+            now,
+        )
+        .await
+        .expect("round");
         if controller
+            .core
             .store
             .pending_notifications()
             .await
@@ -222,6 +244,7 @@ async fn run_case(
     }
     prop_assert!(
         controller
+            .core
             .store
             .pending_notifications()
             .await
@@ -239,7 +262,7 @@ async fn run_case(
             .or_default()
             .push(body["kind"].as_str().expect("kind").to_owned());
     }
-    let alerts = controller.store.alerts(false).await.expect("alerts");
+    let alerts = controller.core.store.alerts(false).await.expect("alerts");
     for alert in alerts.iter().filter(|alert| alert.device_id == Some(id)) {
         let expected: &[&str] = if alert.resolved_at_ms.is_some() {
             &["firing", "resolved"]

@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::Value;
 use ward_controller::notify::{Channel, Webhook, deliver_due};
-use ward_controller::state::Controller;
+use ward_controller::services::App;
 use ward_controller::store::{DeviceSpec, Status, TransitionReport};
 
 /// A webhook receiver that records what it accepted.
@@ -48,9 +48,10 @@ async fn start_receiver() -> (Arc<Receiver>, String) {
     (receiver, url)
 }
 
-async fn controller_with_device() -> (tempfile::TempDir, Arc<Controller>, i64) {
+async fn controller_with_device() -> (tempfile::TempDir, App, i64) {
     let (dir, controller) = common::sqlite_controller().await;
     controller
+        .core
         .store
         .set_notification_channels(&["webhook"])
         .await
@@ -69,6 +70,7 @@ async fn controller_with_device() -> (tempfile::TempDir, Arc<Controller>, i64) {
         severity: ward_controller::store::Severity::Critical,
     };
     let id = controller
+        .inventory
         .create_device(&spec, &ward_controller::store::Actor::console(), 1_000)
         .await
         .expect("device")
@@ -88,25 +90,42 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
     receiver.failing.store(true, Ordering::Relaxed);
 
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Down, 10_000), 10_000)
         .await
         .expect("down");
-    let round = deliver_due(&controller, &webhook, 10_000)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &webhook,
+        10_000,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (0, 1));
     controller
+        .reports
         .apply_report(&report(id, 2, Status::Up, 11_000), 11_000)
         .await
         .expect("up");
     // Not due yet (backoff), and the resolved one waits behind the firing one.
-    let round = deliver_due(&controller, &webhook, 10_500)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &webhook,
+        10_500,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (0, 0));
-    let round = deliver_due(&controller, &webhook, 12_000)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &webhook,
+        12_000,
+    )
+    .await
+    .expect("round");
     assert_eq!(
         (round.delivered, round.failed),
         (0, 1),
@@ -114,6 +133,7 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
     );
     assert_eq!(
         controller
+            .core
             .store
             .pending_notifications()
             .await
@@ -122,15 +142,21 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
         2,
         "nothing lost"
     );
-    assert!(controller.notifier_failing("webhook"));
+    assert!(controller.notifications.failing("webhook"));
 
     receiver.failing.store(false, Ordering::Relaxed);
-    let round = deliver_due(&controller, &webhook, 60_000)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &webhook,
+        60_000,
+    )
+    .await
+    .expect("round");
     assert_eq!(round.delivered, 2);
     assert!(
         controller
+            .core
             .store
             .pending_notifications()
             .await
@@ -147,7 +173,7 @@ async fn a_down_receiver_loses_nothing_and_gets_firing_before_resolved() {
     assert_eq!(accepted[0]["device"]["site"], "branch-7");
     assert_eq!(accepted[0]["severity"], "critical");
     assert!(accepted[1]["resolved_at"].is_string());
-    assert!(!controller.notifier_failing("webhook"));
+    assert!(!controller.notifications.failing("webhook"));
 }
 
 #[tokio::test]
@@ -157,14 +183,21 @@ async fn a_receiver_that_is_not_listening_is_a_failure_not_a_loss() {
     let url = format!("http://{}/hook", closed.local_addr().expect("address"));
     drop(closed);
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Down, 10_000), 10_000)
         .await
         .expect("down");
-    let round = deliver_due(&controller, &Channel::Webhook(Webhook::new(&url)), 10_000)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &Channel::Webhook(Webhook::new(&url)),
+        10_000,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (0, 1));
     let outbox = controller
+        .core
         .store
         .pending_notifications()
         .await
@@ -178,7 +211,9 @@ async fn the_worker_delivers_right_after_the_commit() {
     let (_dir, controller, id) = controller_with_device().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(ward_controller::notify::run(
-        Arc::clone(&controller),
+        std::sync::Arc::clone(&controller.notifications),
+        std::sync::Arc::clone(&controller.maintenance),
+        std::sync::Arc::clone(&controller.cluster),
         Channel::Webhook(Webhook::new(&url)),
         async {
             let _ = stopped.await;
@@ -186,6 +221,7 @@ async fn the_worker_delivers_right_after_the_commit() {
     ));
     let now = ward_controller::time::now_ms();
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Down, now), now)
         .await
         .expect("down");
@@ -244,6 +280,7 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
         ward_testkit::services::Alertmanager::start(&hook).expect("start Alertmanager");
     let (_dir, controller, id) = controller_with_device().await;
     controller
+        .core
         .store
         .set_notification_channels(&["alertmanager"])
         .await
@@ -257,19 +294,30 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
     alertmanager.stop();
     let down_at = ward_controller::time::now_ms();
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Down, down_at), down_at)
         .await
         .expect("down");
-    let round = deliver_due(&controller, &channel, down_at)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &channel,
+        down_at,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (0, 1));
-    assert!(controller.notifier_failing("alertmanager"));
+    assert!(controller.notifications.failing("alertmanager"));
 
     alertmanager.resume().expect("restart Alertmanager");
-    let round = deliver_due(&controller, &channel, down_at + 120_000)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &channel,
+        down_at + 120_000,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (1, 0));
     let active = active_alerts(&alertmanager).await;
     assert_eq!(active.len(), 1, "{active:?}");
@@ -287,7 +335,7 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
     alertmanager.resume().expect("restart Alertmanager");
     assert!(active_alerts(&alertmanager).await.is_empty());
     let resent = resend_open_alerts(
-        &controller,
+        &controller.notifications,
         match &channel {
             Channel::Alertmanager(alertmanager) => alertmanager,
             Channel::Webhook(_) => unreachable!("an Alertmanager channel"),
@@ -301,12 +349,18 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
 
     let up_at = ward_controller::time::now_ms();
     controller
+        .reports
         .apply_report(&report(id, 2, Status::Up, up_at), up_at)
         .await
         .expect("up");
-    let round = deliver_due(&controller, &channel, up_at)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &channel,
+        up_at,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (1, 0));
     let resolved = notification_with_status(&receiver, "resolved").await;
     let alert = &resolved["alerts"][0];
@@ -315,6 +369,7 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
     assert!(active_alerts(&alertmanager).await.is_empty());
     assert!(
         controller
+            .core
             .store
             .pending_notifications()
             .await
@@ -333,12 +388,14 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
         ward_testkit::services::Alertmanager::start(&hook).expect("start Alertmanager");
     let (_dir, controller, id) = controller_with_device().await;
     controller
+        .core
         .store
         .set_notification_channels(&["alertmanager"])
         .await
         .expect("channels");
     let am = Alertmanager::new(&alertmanager.url(), Duration::from_secs(60));
     let agent = controller
+        .presence
         .register_agent(
             "branch-7-agent",
             "branch-7",
@@ -349,6 +406,7 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
         .expect("agent");
     let now = ward_controller::time::now_ms();
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Up, now), now)
         .await
         .expect("up");
@@ -357,15 +415,23 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
         devices: vec![(id, Status::Up)],
         families: vec!["ipv4"],
     };
-    controller.link_opened(&agent, "test", "boot-1", now);
     controller
+        .presence
+        .link_opened(&agent, "test", "boot-1", now);
+    controller
+        .presence
         .agent_sight(&agent, &["ipv6"], &blind, ("sight", 1), now)
         .await
         .expect("blind");
     let channel = Channel::Alertmanager(am);
-    let round = deliver_due(&controller, &channel, now)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &channel,
+        now,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (1, 0));
     let active = active_alerts(&alertmanager).await;
     assert_eq!(active.len(), 1, "{active:?}");
@@ -384,15 +450,20 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
         unreachable!("an Alertmanager channel")
     };
     assert_eq!(
-        resend_open_alerts(&controller, am, ward_controller::time::now_ms())
-            .await
-            .expect("re-send"),
+        resend_open_alerts(
+            &controller.notifications,
+            am,
+            ward_controller::time::now_ms()
+        )
+        .await
+        .expect("re-send"),
         1
     );
     assert_eq!(active_alerts(&alertmanager).await.len(), 1);
 
     // It sees everything again: resolved, with the reason as annotation.
     controller
+        .presence
         .agent_sight(
             &agent,
             &["ipv4", "ipv6"],
@@ -402,9 +473,14 @@ async fn an_agent_down_reaches_alertmanager_with_its_own_labels_and_is_resent_an
         )
         .await
         .expect("back");
-    let round = deliver_due(&controller, &channel, now + 1)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &channel,
+        now + 1,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (1, 0));
     let resolved = notification_with_status(&receiver, "resolved").await;
     let alert = &resolved["alerts"][0];
@@ -434,6 +510,7 @@ async fn every_alertmanager_of_a_cluster_gets_every_alert_and_one_down_holds_bac
     let names: Vec<&str> = channels.iter().map(Channel::name).collect();
     assert_eq!(names, ["alertmanager", "alertmanager-2"]);
     controller
+        .core
         .store
         .set_notification_channels(&names)
         .await
@@ -442,32 +519,43 @@ async fn every_alertmanager_of_a_cluster_gets_every_alert_and_one_down_holds_bac
     first.stop();
     let down_at = ward_controller::time::now_ms();
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Down, down_at), down_at)
         .await
         .expect("down");
     let mut rounds = Vec::new();
     for channel in &channels {
-        let round = deliver_due(&controller, channel, down_at)
-            .await
-            .expect("round");
+        let round = deliver_due(
+            &controller.notifications,
+            &controller.maintenance,
+            channel,
+            down_at,
+        )
+        .await
+        .expect("round");
         rounds.push((round.delivered, round.failed));
     }
     assert_eq!(rounds, [(0, 1), (1, 0)], "the second is not held back");
     assert_eq!(active_alerts(&second).await.len(), 1);
-    assert!(controller.notifier_failing("alertmanager"));
-    assert!(!controller.notifier_failing("alertmanager-2"));
+    assert!(controller.notifications.failing("alertmanager"));
+    assert!(!controller.notifications.failing("alertmanager-2"));
 
     first.resume().expect("restart Alertmanager");
-    let round = deliver_due(&controller, &channels[0], down_at + 120_000)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &channels[0],
+        down_at + 120_000,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.failed), (1, 0));
     assert_eq!(
         active_alerts(&first).await.len(),
         1,
         "the first gets it once back"
     );
-    assert!(!controller.notifier_failing("alertmanager"));
+    assert!(!controller.notifications.failing("alertmanager"));
 }
 
 #[tokio::test]
@@ -479,10 +567,11 @@ async fn an_acknowledgement_is_shown_notified_audited_and_refused_for_a_viewer()
     // With `public_url`, each body links to the device in the dashboard.
     let webhook = Channel::Webhook(Webhook::new(&url).linking(Some("https://ward.example/")));
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Down, 10_000), 10_000)
         .await
         .expect("down");
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let api = common::Api::serve(controller.clone()).await;
     let operator = common::token_for(&controller, "olga", Role::Operator, None).await;
     let viewer = common::token_for(&controller, "victor", Role::Viewer, None).await;
     let (_, alerts) = api.get("/api/v1/alerts?state=open").await;
@@ -514,7 +603,8 @@ async fn an_acknowledgement_is_shown_notified_audited_and_refused_for_a_viewer()
 
     // The acknowledgement was queued at the real time of the request.
     deliver_due(
-        &controller,
+        &controller.notifications,
+        &controller.maintenance,
         &webhook,
         ward_controller::time::now_ms() + 1_000,
     )
@@ -536,6 +626,7 @@ async fn an_acknowledgement_is_shown_notified_audited_and_refused_for_a_viewer()
     );
 
     let audit = controller
+        .core
         .store
         .audit(&ward_controller::store::AuditFilter::newest(20))
         .await
@@ -550,6 +641,7 @@ async fn an_acknowledgement_is_shown_notified_audited_and_refused_for_a_viewer()
     let (status, withdrawn) = api.send(Method::DELETE, &ack, None, Some(&operator)).await;
     assert_eq!((status, &withdrawn["acknowledged"]), (200, &Value::Null));
     controller
+        .reports
         .apply_report(&report(id, 2, Status::Up, 11_000), 11_000)
         .await
         .expect("up");
@@ -593,6 +685,7 @@ async fn maintenance_holds_a_firing_back_until_the_window_ends_with_the_device_s
         comment: String::new(),
     };
     let planned = controller
+        .maintenance
         .change_maintenance(
             None,
             Some(window(now - 60_000, now + 3_600_000)),
@@ -602,15 +695,22 @@ async fn maintenance_holds_a_firing_back_until_the_window_ends_with_the_device_s
         .expect("window")
         .expect("created");
     controller
+        .reports
         .apply_report(&report(id, 1, Status::Down, now), now)
         .await
         .expect("down");
-    let round = deliver_due(&controller, &webhook, now + 1_000)
-        .await
-        .expect("round");
+    let round = deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &webhook,
+        now + 1_000,
+    )
+    .await
+    .expect("round");
     assert_eq!((round.delivered, round.held), (0, 1), "held back, not sent");
     assert!(receiver.accepted.lock().expect("lock").is_empty());
     let device = controller
+        .core
         .store
         .get_device(id)
         .await
@@ -618,13 +718,18 @@ async fn maintenance_holds_a_firing_back_until_the_window_ends_with_the_device_s
         .expect("device");
     assert_eq!(device.status, Status::Down, "still shown as it is");
     assert_eq!(
-        controller.release_held().await.expect("release"),
+        controller
+            .maintenance
+            .release_held()
+            .await
+            .expect("release"),
         0,
         "not while the window is open"
     );
 
     // The window ends with the device still down: its firing goes out.
     controller
+        .maintenance
         .change_maintenance(
             Some(planned.id),
             Some(window(now - 60_000, ward_controller::time::now_ms() - 1)),
@@ -632,9 +737,17 @@ async fn maintenance_holds_a_firing_back_until_the_window_ends_with_the_device_s
         )
         .await
         .expect("ended");
-    assert_eq!(controller.release_held().await.expect("release"), 1);
+    assert_eq!(
+        controller
+            .maintenance
+            .release_held()
+            .await
+            .expect("release"),
+        1
+    );
     deliver_due(
-        &controller,
+        &controller.notifications,
+        &controller.maintenance,
         &webhook,
         ward_controller::time::now_ms() + 1_000,
     )
@@ -653,6 +766,7 @@ async fn maintenance_holds_a_firing_back_until_the_window_ends_with_the_device_s
     // receiver is never left firing.
     let later = ward_controller::time::now_ms();
     controller
+        .maintenance
         .change_maintenance(
             None,
             Some(window(later - 1_000, later + 3_600_000)),
@@ -661,12 +775,18 @@ async fn maintenance_holds_a_firing_back_until_the_window_ends_with_the_device_s
         .await
         .expect("second window");
     controller
+        .reports
         .apply_report(&report(id, 2, Status::Up, later + 10), later + 10)
         .await
         .expect("up");
-    deliver_due(&controller, &webhook, later + 2_000)
-        .await
-        .expect("round");
+    deliver_due(
+        &controller.notifications,
+        &controller.maintenance,
+        &webhook,
+        later + 2_000,
+    )
+    .await
+    .expect("round");
     let accepted = receiver.accepted.lock().expect("lock").clone();
     assert_eq!(accepted.len(), 2, "{accepted:?}");
     assert_eq!(accepted[1]["kind"], "resolved");

@@ -19,7 +19,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::Store;
 use ward_controller::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport, Tsdb, TsdbConfig};
 
@@ -69,7 +69,7 @@ async fn start_import(open: bool) -> (Arc<Import>, String) {
 
 /// A controller on a fresh SQLite file (kept while the returned guard
 /// lives) writing to `vm_url`.
-async fn controller(vm_url: &str, spool: &std::path::Path) -> (tempfile::TempDir, Arc<Controller>) {
+async fn controller(vm_url: &str, spool: &std::path::Path) -> (tempfile::TempDir, App) {
     let (dir, store_url) = common::sqlite_url();
     let store = Store::open(&store_url).await.expect("open store");
     store.migrate().await.expect("migrate");
@@ -82,10 +82,14 @@ async fn controller(vm_url: &str, spool: &std::path::Path) -> (tempfile::TempDir
         std::future::pending(),
     )
     .expect("writer");
-    (
-        dir,
-        Arc::new(Controller::new(store, Cache::in_process()).with_tsdb(tsdb)),
-    )
+    let settings = AppSettings {
+        tsdb: Some(tsdb),
+        ..AppSettings::default()
+    };
+    let controller = App::new(store, Cache::in_process(), settings)
+        .await
+        .expect("services");
+    (dir, controller)
 }
 
 fn report(devices: i64, period_end_ms: i64) -> StatisticsReport {
@@ -126,11 +130,12 @@ async fn one_large_report_is_posted_in_batches_of_at_most_10000_rows() {
     let (_store, controller) = controller(&url, spool.path()).await;
     // 5,000 devices, 7 rows each.
     let queued = controller
+        .reports
         .record_statistics_with(&report(5_000, ward_controller::time::now_ms()), labels)
         .await
         .expect("taken");
     assert_eq!(queued, 5_000);
-    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    let metrics = controller.reports.tsdb.as_ref().expect("tsdb").metrics();
     for _ in 0..500 {
         if metrics.rows_written.load(Ordering::Relaxed) == 35_000 {
             break;
@@ -162,7 +167,7 @@ async fn statistics_are_taken_only_when_the_writer_holds_them_never_dropped() {
     let mut waiting = None;
     for period in 0..5_000 {
         let one = report(1, now - period);
-        let recorded = controller.record_statistics_with(&one, labels);
+        let recorded = controller.reports.record_statistics_with(&one, labels);
         // A call that has not returned within 2 s is waiting for room
         // (functional: a dropping writer returns at once).
         match tokio::time::timeout(Duration::from_secs(2), recorded).await {
@@ -176,7 +181,7 @@ async fn statistics_are_taken_only_when_the_writer_holds_them_never_dropped() {
             }
         }
     }
-    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    let metrics = controller.reports.tsdb.as_ref().expect("tsdb").metrics();
     assert!(
         waiting.is_some(),
         "with the writer stuck, a report must wait (it returned {taken} times)"

@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::{DeviceSpec, Store};
 use ward_controller::tsdb::{DeviceStatistics, StatisticsReport, Tsdb, TsdbConfig};
 use ward_testkit::services::VictoriaMetrics;
@@ -17,7 +16,7 @@ use ward_testkit::services::VictoriaMetrics;
 /// A controller on SQLite writing to `vm_url`, its spool in `spool_dir`;
 /// the writer stops when the returned sender is dropped or sent to.
 struct Setup {
-    controller: Arc<Controller>,
+    controller: App,
     stop: tokio::sync::oneshot::Sender<()>,
     writer: tokio::task::JoinHandle<()>,
 }
@@ -37,7 +36,13 @@ async fn start(store_url: &str, vm_url: &str, spool_dir: &std::path::Path) -> Se
         },
     )
     .expect("start the writer");
-    let controller = Arc::new(Controller::new(store, Cache::in_process()).with_tsdb(tsdb));
+    let settings = AppSettings {
+        tsdb: Some(tsdb),
+        ..AppSettings::default()
+    };
+    let controller = App::new(store, Cache::in_process(), settings)
+        .await
+        .expect("services");
     Setup {
         controller,
         stop,
@@ -45,17 +50,12 @@ async fn start(store_url: &str, vm_url: &str, spool_dir: &std::path::Path) -> Se
     }
 }
 
-async fn create_device(controller: &std::sync::Arc<Controller>, name: &str, address: &str) -> i64 {
+async fn create_device(controller: &App, name: &str, address: &str) -> i64 {
     create_device_at(controller, name, address, "branch-3").await
 }
 
 /// Device `name` at `address` of `site`.
-async fn create_device_at(
-    controller: &std::sync::Arc<Controller>,
-    name: &str,
-    address: &str,
-    site: &str,
-) -> i64 {
+async fn create_device_at(controller: &App, name: &str, address: &str, site: &str) -> i64 {
     let spec = DeviceSpec {
         name: name.into(),
         address: address.parse().expect("address"),
@@ -70,6 +70,7 @@ async fn create_device_at(
         severity: Default::default(),
     };
     controller
+        .inventory
         .create_device(
             &spec,
             &ward_controller::store::Actor::console(),
@@ -113,15 +114,15 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
-fn written(controller: &Controller) -> u64 {
-    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+fn written(controller: &App) -> u64 {
+    let metrics = controller.reports.tsdb.as_ref().expect("tsdb").metrics();
     metrics
         .rows_written
         .load(std::sync::atomic::Ordering::Relaxed)
 }
 
-fn spooled(controller: &Controller) -> u64 {
-    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+fn spooled(controller: &App) -> u64 {
+    let metrics = controller.reports.tsdb.as_ref().expect("tsdb").metrics();
     metrics
         .spooled_rows
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -168,6 +169,7 @@ async fn statistics_are_exported_with_their_values_labels_and_millisecond_timest
     let silent = create_device(controller, "atm-2", "198.18.2.2").await;
     let at = period_end(0);
     let queued = controller
+        .reports
         .record_statistics(&StatisticsReport {
             agent_id: "agent-7".into(),
             period_end_ms: at,
@@ -182,6 +184,7 @@ async fn statistics_are_exported_with_their_values_labels_and_millisecond_timest
     assert_eq!(queued, 2, "the unknown device is skipped");
     assert_eq!(
         controller
+            .core
             .metrics
             .statistics_ignored
             .load(std::sync::atomic::Ordering::Relaxed),
@@ -255,8 +258,8 @@ async fn victoria_metrics_down_and_restarted_loses_no_sample_within_the_spool() 
     let (dir, store_url) = common::sqlite_url();
     let spool_dir = dir.path().join("spool");
     let setup = start(&store_url, &vm.url(), &spool_dir).await;
-    let controller = Arc::clone(&setup.controller);
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let controller = setup.controller.clone();
+    let api = common::Api::serve(controller.clone()).await;
     let device = create_device(&controller, "router-1", "198.18.1.1").await;
     let report = |periods_ago: i64, sent: u32| StatisticsReport {
         agent_id: "agent-7".into(),
@@ -264,6 +267,7 @@ async fn victoria_metrics_down_and_restarted_loses_no_sample_within_the_spool() 
         devices: vec![statistics(device, sent, sent)],
     };
     controller
+        .reports
         .record_statistics(&report(9, 1))
         .await
         .expect("record");
@@ -271,6 +275,7 @@ async fn victoria_metrics_down_and_restarted_loses_no_sample_within_the_spool() 
 
     vm.stop();
     controller
+        .reports
         .record_statistics(&report(8, 2))
         .await
         .expect("record");
@@ -284,6 +289,7 @@ async fn victoria_metrics_down_and_restarted_loses_no_sample_within_the_spool() 
     assert_eq!(ready["components"]["tsdb"]["status"], "failing", "{ready}");
     assert!(api.metric("ward_tsdb_write_errors_total").await >= 1);
     controller
+        .reports
         .record_statistics(&report(7, 3))
         .await
         .expect("record");
@@ -297,8 +303,9 @@ async fn victoria_metrics_down_and_restarted_loses_no_sample_within_the_spool() 
 
     vm.resume().expect("restart VictoriaMetrics");
     let restarted = start(&store_url, &vm.url(), &spool_dir).await;
-    let controller = Arc::clone(&restarted.controller);
+    let controller = restarted.controller.clone();
     controller
+        .reports
         .record_statistics(&report(6, 4))
         .await
         .expect("record");
@@ -339,7 +346,7 @@ async fn a_corrupt_spool_file_is_set_aside_and_counted_without_blocking_the_rest
     .expect("corrupt file");
     let setup = start(&store_url, &vm.url(), &spool_dir).await;
     let controller = &setup.controller;
-    let metrics = controller.tsdb.as_ref().expect("tsdb").metrics();
+    let metrics = controller.reports.tsdb.as_ref().expect("tsdb").metrics();
     wait_for("the corrupt body counted as dropped", || {
         metrics
             .rows_dropped
@@ -355,6 +362,7 @@ async fn a_corrupt_spool_file_is_set_aside_and_counted_without_blocking_the_rest
     );
     let device = create_device(controller, "router-1", "198.18.1.1").await;
     controller
+        .reports
         .record_statistics(&StatisticsReport {
             agent_id: "agent-7".into(),
             period_end_ms: period_end(0),
@@ -373,12 +381,13 @@ async fn a_devices_rtt_history_is_read_back_for_the_dashboard() {
     let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
     let (dir, store_url) = common::sqlite_url();
     let setup = start(&store_url, &vm.url(), &dir.path().join("spool")).await;
-    let controller = Arc::clone(&setup.controller);
-    let api = common::Api::serve(Arc::clone(&controller)).await;
+    let controller = setup.controller.clone();
+    let api = common::Api::serve(controller.clone()).await;
     let device = create_device(&controller, "core-1", "198.18.1.1").await;
     let now = ward_controller::time::now_ms();
     for (ago, avg_us) in [(120_000, 1_000), (60_000, 3_000)] {
         controller
+            .reports
             .record_statistics(&StatisticsReport {
                 agent_id: "agent-7".into(),
                 period_end_ms: now - ago,
@@ -445,12 +454,13 @@ async fn every_grafana_panel_returns_its_series() {
     let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
     let (dir, store_url) = common::sqlite_url();
     let setup = start(&store_url, &vm.url(), &dir.path().join("spool")).await;
-    let controller = Arc::clone(&setup.controller);
+    let controller = setup.controller.clone();
     let lossy = create_device(&controller, "atm-1", "198.18.1.1").await;
     let clean = create_device_at(&controller, "router-1", "198.18.2.1", "branch-4").await;
     let now = ward_controller::time::now_ms();
     for ago in [180_000, 120_000, 60_000] {
         controller
+            .reports
             .record_statistics(&StatisticsReport {
                 agent_id: "agent-7".into(),
                 period_end_ms: now - ago,

@@ -13,7 +13,7 @@ use jiff::civil::{Date, DateTime, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 
-use crate::model::{Device, FieldError};
+use crate::model::{AlertName, Device, DueNotification, FieldError};
 
 /// How a window repeats.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -241,6 +241,26 @@ pub fn covering(open: &[OpenWindow], device: &Device) -> Vec<i64> {
         .filter(|open| open.window.spec.covers(device))
         .map(|open| open.window.id)
         .collect()
+}
+
+/// Whether maintenance holds `notification` back: a device alert's
+/// `firing` (or `flapping`) while a window of `open` covers the device, or
+/// any later notification of an alert whose `firing` was held.
+pub fn holds_back(open: &[OpenWindow], notification: &DueNotification) -> bool {
+    let alert = &notification.alert;
+    let Some(device) = alert
+        .device_id
+        .filter(|_| alert.alertname == AlertName::DeviceDown)
+    else {
+        return false;
+    };
+    alert.held
+        || (matches!(notification.kind.as_str(), "firing" | "flapping")
+            && open.iter().any(|open| {
+                open.window
+                    .spec
+                    .covers_subject(device, &alert.site, &alert.tags)
+            }))
 }
 
 /// When a window is open.

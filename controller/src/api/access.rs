@@ -17,7 +17,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use super::ApiError;
 use crate::access::{self, Access, Refusal};
 use crate::auth::Principal;
-use crate::state::Controller;
+use crate::services::{App, Core, Guard};
 use crate::store::Actor;
 use crate::time::now_ms;
 
@@ -35,7 +35,7 @@ pub struct Declared {
 /// Routes being declared, each with what it requires.
 #[derive(Default)]
 pub struct Routes {
-    routers: Vec<(&'static str, MethodRouter<Arc<Controller>>)>,
+    routers: Vec<(&'static str, MethodRouter<App>)>,
     declared: Vec<Declared>,
 }
 
@@ -43,7 +43,7 @@ impl Routes {
     /// `method path` served by `handler`, requiring `access`.
     pub fn add<H, T>(self, method: Method, path: &'static str, access: Access, handler: H) -> Self
     where
-        H: Handler<T, Arc<Controller>>,
+        H: Handler<T, App>,
         T: 'static,
     {
         let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
@@ -56,7 +56,7 @@ impl Routes {
         method: Method,
         path: &'static str,
         access: Access,
-        router: MethodRouter<Arc<Controller>>,
+        router: MethodRouter<App>,
     ) -> Self {
         self.declared.push(Declared {
             method,
@@ -73,9 +73,9 @@ impl Routes {
     }
 
     /// The router, each request checked against the declarations.
-    pub fn into_router(self, controller: &Arc<Controller>) -> Router<Arc<Controller>> {
+    pub fn into_router(self, guard: &Arc<Guard>) -> Router<App> {
         let declared = Arc::new(self.declared);
-        let mut paths: Vec<(&'static str, MethodRouter<Arc<Controller>>)> = Vec::new();
+        let mut paths: Vec<(&'static str, MethodRouter<App>)> = Vec::new();
         for (path, router) in self.routers {
             match paths.iter_mut().find(|(known, _)| *known == path) {
                 Some((_, merged)) => *merged = std::mem::take(merged).merge(router),
@@ -88,7 +88,7 @@ impl Routes {
                 router.route(path, methods)
             });
         router.route_layer(axum::middleware::from_fn_with_state(
-            (Arc::clone(controller), declared),
+            (Arc::clone(guard), declared),
             authorize,
         ))
     }
@@ -107,7 +107,7 @@ fn legacy_principal() -> Principal {
 /// principal in its extensions, or refuses it (401/403, counted, logged,
 /// audited).
 async fn authorize(
-    State((controller, declared)): State<(Arc<Controller>, Arc<Vec<Declared>>)>,
+    State((guard, declared)): State<(Arc<Guard>, Arc<Vec<Declared>>)>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -144,22 +144,22 @@ async fn authorize(
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::to_owned);
     let cookie = super::session::session_cookie(request.headers()).map(str::to_owned);
-    let proven = match (&token, controller.api_token.as_deref(), cookie) {
+    let proven = match (&token, guard.api_token.as_deref(), cookie) {
         (Some(token), Some(legacy), _)
             if access::constant_time_eq(token.as_bytes(), legacy.as_bytes()) =>
         {
             Ok((legacy_principal(), Ok(())))
         }
         (None, _, Some(cookie)) => {
-            session_with_csrf(&controller, &cookie, &method, request.headers()).await
+            session_with_csrf(&guard.core, &cookie, &method, request.headers()).await
         }
-        (token, _, _) => access::token_principal(&controller, token.as_deref(), now_ms())
+        (token, _, _) => access::token_principal(&guard.core, token.as_deref(), now_ms())
             .await
             .map(|principal| (principal, Ok(()))),
     };
     let (principal, decided) = match (proven, access) {
         (Ok((principal, Ok(()))), Some(access)) => {
-            let decided = access::permit(&principal, access, controller.anonymous_read);
+            let decided = access::permit(&principal, access, guard.anonymous_read);
             (principal, decided)
         }
         (Ok((principal, Ok(()))), None) => (
@@ -176,7 +176,7 @@ async fn authorize(
             request.extensions_mut().insert(principal);
             return next.run(request).await;
         }
-        Err(refusal) => with_first_admin_hint(&controller, &principal, refusal).await,
+        Err(refusal) => with_first_admin_hint(&guard, &principal, refusal).await,
     };
     let source = request
         .extensions()
@@ -184,7 +184,7 @@ async fn authorize(
         .map_or_else(|| "unknown".to_owned(), |info| info.0.to_string());
     let action = format!("{method} {path}");
     let object = request.uri().path().to_owned();
-    access::refused(&controller, &principal, &source, &action, &object, &refusal).await;
+    access::refused(&guard.core, &principal, &source, &action, &object, &refusal).await;
     match refusal {
         Refusal::Unauthenticated(message) => (
             [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -204,12 +204,12 @@ async fn authorize(
 /// HEAD) must also carry the session's CSRF token, which a page of another
 /// site cannot read.
 async fn session_with_csrf(
-    controller: &Controller,
+    core: &Core,
     cookie: &str,
     method: &Method,
     headers: &axum::http::HeaderMap,
 ) -> Result<(Principal, Result<(), Refusal>), Refusal> {
-    let (principal, session) = access::session_principal(controller, cookie, now_ms()).await?;
+    let (principal, session) = access::session_principal(core, cookie, now_ms()).await?;
     let safe = *method == Method::GET || *method == Method::HEAD;
     if safe || super::session::carries_csrf(headers, &session) {
         Ok((principal, Ok(())))
@@ -221,14 +221,11 @@ async fn session_with_csrf(
 
 /// An anonymous refusal while no user exists says how to make the first
 /// admin.
-async fn with_first_admin_hint(
-    controller: &Controller,
-    principal: &Principal,
-    refusal: Refusal,
-) -> Refusal {
+async fn with_first_admin_hint(guard: &Guard, principal: &Principal, refusal: Refusal) -> Refusal {
     let no_users = *principal == Principal::Anonymous
-        && controller.api_token.is_none()
-        && controller
+        && guard.api_token.is_none()
+        && guard
+            .core
             .store
             .users()
             .await

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Caller, now_ms, rfc3339};
 use crate::agents::Presence;
-use crate::state::Controller;
+use crate::services::AgentPresence;
 use crate::store::AgentRecord;
 
 /// Agent as the API shows it.
@@ -67,15 +67,15 @@ pub struct AgentInput {
 
 /// `POST /api/v1/agents`: registers an agent (again: no change).
 pub async fn register(
-    State(controller): State<Arc<Controller>>,
+    State(presence): State<Arc<AgentPresence>>,
     Caller(actor): Caller,
     body: Result<Json<AgentInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
-    let agent = controller
+    let agent = presence
         .register_agent(&input.id, &input.site, &actor, now_ms())
         .await?;
-    let presence = controller
+    let presence = presence
         .agents_with_devices()
         .await?
         .into_iter()
@@ -86,8 +86,8 @@ pub async fn register(
 }
 
 /// `GET /api/v1/agents`.
-pub async fn list(State(controller): State<Arc<Controller>>) -> Result<Json<Value>, ApiError> {
-    let agents = controller.agents_with_devices().await?;
+pub async fn list(State(presence): State<Arc<AgentPresence>>) -> Result<Json<Value>, ApiError> {
+    let agents = presence.agents_with_devices().await?;
     Ok(Json(Value::Array(
         agents
             .iter()

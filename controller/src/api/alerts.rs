@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::devices::severity;
 use super::{ApiError, Caller, now_ms, rfc3339};
-use crate::state::Controller;
+use crate::services::{Core, Inventory};
 use crate::store::{AckOutcome, Alert, MAX_ACK_COMMENT};
 
 /// An alert as the API shows it.
@@ -42,7 +42,7 @@ pub struct AlertFilter {
 
 /// `GET /api/v1/alerts`, newest first.
 pub async fn list(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
     Query(filter): Query<AlertFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let (open_only, resolved_only) = match filter.state.as_deref() {
@@ -57,11 +57,11 @@ pub async fn list(
         }
     };
     let wanted_severity = severity(filter.severity.as_deref())?;
-    let alerts = controller
+    let alerts = core
         .store
         .alerts(open_only)
         .await
-        .map_err(|e| controller.store_failed(e))?;
+        .map_err(|e| core.store_failed(e))?;
     let shown: Vec<Value> = alerts
         .iter()
         .filter(|alert| !resolved_only || alert.resolved_at_ms.is_some())
@@ -106,7 +106,7 @@ fn answer(id: i64, outcome: AckOutcome) -> Result<Json<Value>, ApiError> {
 /// the alert and the device's status are unchanged, every channel gets an
 /// `acknowledged` notification.
 pub async fn acknowledge(
-    State(controller): State<Arc<Controller>>,
+    State(inventory): State<Arc<Inventory>>,
     Caller(actor): Caller,
     Path(id): Path<i64>,
     body: Result<Json<AckInput>, JsonRejection>,
@@ -118,7 +118,7 @@ pub async fn acknowledge(
             format!("at most {MAX_ACK_COMMENT} characters"),
         ));
     }
-    let outcome = controller
+    let outcome = inventory
         .acknowledge(id, Some(&input.comment), &actor, now_ms())
         .await?;
     answer(id, outcome)
@@ -127,10 +127,10 @@ pub async fn acknowledge(
 /// `DELETE /api/v1/alerts/{id}/ack` (operator): withdraws the
 /// acknowledgement (no notification).
 pub async fn unacknowledge(
-    State(controller): State<Arc<Controller>>,
+    State(inventory): State<Arc<Inventory>>,
     Caller(actor): Caller,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let outcome = controller.acknowledge(id, None, &actor, now_ms()).await?;
+    let outcome = inventory.acknowledge(id, None, &actor, now_ms()).await?;
     answer(id, outcome)
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, instant, rfc3339};
-use crate::state::Controller;
+use crate::services::Core;
 use crate::store::AuditFilter;
 
 /// `?principal=&object=&since=&until=&limit=`.
@@ -32,7 +32,7 @@ fn snapshot(text: Option<&str>) -> Value {
 
 /// `GET /api/v1/audit`.
 pub async fn list(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = AuditFilter {
@@ -42,11 +42,11 @@ pub async fn list(
         until_ms: instant("until", query.until.as_deref())?,
         limit: crate::access::audit_limit(query.limit),
     };
-    let entries = controller
+    let entries = core
         .store
         .audit(&filter)
         .await
-        .map_err(|error| controller.store_failed(error))?;
+        .map_err(|error| core.store_failed(error))?;
     let shown = entries
         .iter()
         .map(|entry| {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, now_ms, rfc3339};
-use crate::state::{Controller, DeviceFilter};
+use crate::services::{Core, DeviceFilter, Inventory, Maintenance, Reports};
 use crate::store::{Device, DeviceSpec, Severity, Status};
 use ward_domain::maintenance::OpenWindow;
 
@@ -65,7 +65,8 @@ pub(super) fn severity(text: Option<&str>) -> Result<Option<Severity>, ApiError>
 
 /// `GET /api/v1/devices`.
 pub async fn list(
-    State(controller): State<Arc<Controller>>,
+    State(inventory): State<Arc<Inventory>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Query(filter): Query<ListFilter>,
 ) -> Result<Json<Value>, ApiError> {
     let status = filter
@@ -76,7 +77,7 @@ pub async fn list(
                 .map_err(|error| ApiError::field("status", error))
         })
         .transpose()?;
-    let devices = controller
+    let devices = inventory
         .find_devices(&DeviceFilter {
             status,
             site: filter.site.as_deref(),
@@ -85,7 +86,7 @@ pub async fn list(
             tag: filter.tag.as_deref(),
         })
         .await?;
-    let open = controller.open_windows();
+    let open = maintenance.open_windows();
     let shown: Vec<Value> = devices
         .iter()
         .map(|device| device_json(device, &open))
@@ -95,16 +96,17 @@ pub async fn list(
 
 /// `GET /api/v1/devices/{id}`.
 pub async fn get(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let device = controller
+    let device = core
         .store
         .get_device(id)
         .await
-        .map_err(|error| controller.store_failed(error))?
+        .map_err(|error| core.store_failed(error))?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    Ok(Json(device_json(&device, &controller.open_windows())))
+    Ok(Json(device_json(&device, &maintenance.open_windows())))
 }
 
 /// `?minutes=` (default 60, at most 30 days).
@@ -118,7 +120,9 @@ pub struct HistoryWindow {
 /// max per step) and loss over the last `minutes`, from VictoriaMetrics;
 /// 404 when time series are off.
 pub async fn rtt(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
+    State(reports): State<Arc<Reports>>,
+    State(http): State<reqwest::Client>,
     Path(id): Path<i64>,
     Query(window): Query<HistoryWindow>,
 ) -> Result<Json<Value>, ApiError> {
@@ -129,21 +133,21 @@ pub async fn rtt(
             "must be between 1 and 43200 (30 days)",
         ));
     }
-    let Some(tsdb) = &controller.tsdb else {
+    let Some(tsdb) = &reports.tsdb else {
         return Err(ApiError::not_found(
             "time series are off: configure victoria_metrics to keep RTT history",
         ));
     };
-    let device = controller
+    let device = core
         .store
         .get_device(id)
         .await
-        .map_err(|error| controller.store_failed(error))?
+        .map_err(|error| core.store_failed(error))?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     let end = now_ms();
     let start = end - i64::from(minutes) * 60_000;
     let points = crate::tsdb::history::rtt_history(
-        &controller.http,
+        &http,
         tsdb.url(),
         &device.spec.name,
         &device.spec.site,
@@ -212,47 +216,49 @@ impl DeviceInput {
 
 /// `POST /api/v1/devices`.
 pub async fn create(
-    State(controller): State<Arc<Controller>>,
+    State(inventory): State<Arc<Inventory>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Caller(actor): Caller,
     body: Result<Json<DeviceInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
-    let device = controller
+    let device = inventory
         .create_device(&input.into_spec()?, &actor, now_ms())
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(device_json(&device, &controller.open_windows())),
+        Json(device_json(&device, &maintenance.open_windows())),
     ))
 }
 
 /// `GET /api/v1/summary`.
-pub async fn summary(State(controller): State<Arc<Controller>>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!(controller.summary().await?)))
+pub async fn summary(State(inventory): State<Arc<Inventory>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(inventory.summary().await?)))
 }
 
 /// `PUT /api/v1/devices/{id}`: replaces the configuration; status is kept.
 pub async fn update(
-    State(controller): State<Arc<Controller>>,
+    State(inventory): State<Arc<Inventory>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Caller(actor): Caller,
     Path(id): Path<i64>,
     body: Result<Json<DeviceInput>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
-    let device = controller
+    let device = inventory
         .update_device(id, &input.into_spec()?, &actor, now_ms())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    Ok(Json(device_json(&device, &controller.open_windows())))
+    Ok(Json(device_json(&device, &maintenance.open_windows())))
 }
 
 /// `DELETE /api/v1/devices/{id}`.
 pub async fn delete(
-    State(controller): State<Arc<Controller>>,
+    State(inventory): State<Arc<Inventory>>,
     Caller(actor): Caller,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    if controller.delete_device(id, &actor, now_ms()).await? {
+    if inventory.delete_device(id, &actor, now_ms()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no device with id {id}")))

@@ -32,7 +32,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::{Stream, StreamExt as _};
 
 use super::devices::device_json;
-use crate::state::{Controller, LiveEvent};
+use crate::services::{Core, LiveEvent, Maintenance};
 use crate::store::{LoggedChange, StoreError};
 
 /// Changes replayed to a resuming client at most; beyond, `resync`.
@@ -61,17 +61,18 @@ fn heartbeats() -> impl Stream<Item = Event> + Send {
 
 /// `GET /api/v1/events`.
 pub async fn stream(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Query(options): Query<StreamOptions>,
     headers: HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let controller_stopped = controller.stopped();
+    let stopped = core.live.stopped();
     // Subscribed before the log is read: nothing falls between them.
-    let live = BroadcastStream::new(controller.subscribe());
+    let live = BroadcastStream::new(core.live.subscribe());
     let resume = headers
         .get("last-event-id")
         .map(|value| value.to_str().unwrap_or_default().trim().to_owned());
-    let (opening, replayed_to) = opening(&controller, resume.as_deref()).await;
+    let (opening, replayed_to) = opening(&core, &maintenance, resume.as_deref()).await;
     let changes = live.filter_map(move |change| {
         Some(match change {
             Ok(LiveEvent::Resync) => resync("{\"missed\":0}"),
@@ -80,7 +81,7 @@ pub async fn stream(
                 if change.version.is_some_and(|v| v <= replayed_to) {
                     return None;
                 }
-                let mut device = device_json(&change.device, &controller.open_windows());
+                let mut device = device_json(&change.device, &maintenance.open_windows());
                 device["previous_status"] = change.previous.as_str().into();
                 let event = Event::default().event("status").data(device.to_string());
                 match change.version {
@@ -89,8 +90,7 @@ pub async fn stream(
                 }
             }
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                controller
-                    .metrics
+                core.metrics
                     .event_subscribers_lagged
                     .fetch_add(1, Ordering::Relaxed);
                 resync(&format!("{{\"missed\":{missed}}}"))
@@ -107,7 +107,7 @@ pub async fn stream(
         .chain(changes.merge(beats))
         .map(Ok);
     // Ends when the controller shuts down, so the server can stop.
-    let events = futures_util::StreamExt::take_until(events, controller_stopped);
+    let events = futures_util::StreamExt::take_until(events, stopped);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
@@ -118,11 +118,15 @@ fn resync(data: &str) -> Event {
 /// What a new subscriber gets first, and the version that brings it to
 /// (live changes up to it were replayed): the starting `id:`, or the
 /// changes after `Last-Event-ID` from the log, or a `resync`.
-async fn opening(controller: &Controller, resume: Option<&str>) -> (Vec<Event>, i64) {
-    let now = match controller.store.data_version().await {
+async fn opening(
+    core: &Core,
+    maintenance: &Maintenance,
+    resume: Option<&str>,
+) -> (Vec<Event>, i64) {
+    let now = match core.store.data_version().await {
         Ok(now) => now.version,
         Err(error) => {
-            controller.store_failed(error);
+            core.store_failed(error);
             return (
                 vec![resync(
                     "{\"missed\":0,\"why\":\"the status database is not answering\"}",
@@ -147,13 +151,13 @@ async fn opening(controller: &Controller, resume: Option<&str>) -> (Vec<Event>, 
     if after > now {
         return gap("Last-Event-ID is from another database");
     }
-    match replay(controller, after).await {
+    match replay(core, maintenance, after).await {
         Ok(Some((events, last))) => (events, now.max(last)),
         Ok(None) => gap(&format!(
             "more than {MOST_REPLAYED} changes since Last-Event-ID"
         )),
         Err(error) => {
-            controller.store_failed(error);
+            core.store_failed(error);
             gap("the status database is not answering")
         }
     }
@@ -163,20 +167,18 @@ async fn opening(controller: &Controller, resume: Option<&str>) -> (Vec<Event>, 
 /// with its `id:`) and the last version among them, `None` if there are
 /// too many.
 async fn replay(
-    controller: &Controller,
+    core: &Core,
+    maintenance: &Maintenance,
     after: i64,
 ) -> Result<Option<(Vec<Event>, i64)>, StoreError> {
-    let changes = controller
-        .store
-        .changes_since(after, MOST_REPLAYED + 1)
-        .await?;
+    let changes = core.store.changes_since(after, MOST_REPLAYED + 1).await?;
     if i64::try_from(changes.len()).unwrap_or(i64::MAX) > MOST_REPLAYED {
         return Ok(None);
     }
-    let devices = controller.devices().await?;
+    let devices = core.devices().await?;
     let by_id: std::collections::HashMap<i64, &crate::store::Device> =
         devices.iter().map(|d| (d.id, d)).collect();
-    let open = controller.open_windows();
+    let open = maintenance.open_windows();
     let mut events = Vec::with_capacity(changes.len());
     for (index, change) in changes.iter().enumerate() {
         // A deleted device's events went with it.

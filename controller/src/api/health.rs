@@ -2,7 +2,6 @@
 //! `degraded`), `/metrics` (Prometheus text).
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -11,7 +10,7 @@ use axum::http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::agents::AgentState;
-use crate::state::Controller;
+use crate::services::App;
 use crate::store::Status;
 use crate::time::rfc3339;
 
@@ -26,21 +25,21 @@ pub async fn healthz() -> &'static str {
 /// statistics wait in the spool), an agent is offline or blind, a
 /// certificate expires soon or the directory (LDAP) does not answer, 503 when
 /// the store cannot answer.
-pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, Json<Value>) {
-    let store = match controller.store.ping().await {
+pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
+    let store = match app.core.store.ping().await {
         Ok(_) => json!({ "status": "ok" }),
         Err(error) => {
-            json!({ "status": "failing", "detail": controller.store_failed(error).to_string() })
+            json!({ "status": "failing", "detail": app.core.store_failed(error).to_string() })
         }
     };
-    let cache = match controller.cache.round_trip().await {
-        Ok(()) => json!({ "status": "ok", "kind": controller.cache.kind() }),
+    let cache = match app.core.cache.round_trip().await {
+        Ok(()) => json!({ "status": "ok", "kind": app.core.cache.kind() }),
         Err(detail) => {
-            json!({ "status": "failing", "kind": controller.cache.kind(), "detail": detail })
+            json!({ "status": "failing", "kind": app.core.cache.kind(), "detail": detail })
         }
     };
-    let notifier = notifier_readiness(&controller).await;
-    let tsdb = match &controller.tsdb {
+    let notifier = notifier_readiness(&app).await;
+    let tsdb = match &app.reports.tsdb {
         None => json!({ "status": "off" }),
         Some(tsdb) => {
             let metrics = tsdb.metrics();
@@ -53,9 +52,9 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
             }
         }
     };
-    let agents = agent_readiness(&controller).await;
-    let certificates = certificate_readiness(&controller);
-    let ldap = match &controller.logins.directory {
+    let agents = agent_readiness(&app).await;
+    let certificates = certificate_readiness(&app);
+    let ldap = match &app.guard.logins.directory {
         None => json!({ "status": "off" }),
         Some(directory) => match directory.check().await {
             Ok(()) => json!({ "status": "ok", "url": directory.url() }),
@@ -83,25 +82,26 @@ pub async fn readyz(State(controller): State<Arc<Controller>>) -> (StatusCode, J
 
 /// The certificates in use; failing while any expires within the
 /// warning period (or has expired).
-fn certificate_readiness(controller: &Controller) -> Value {
+fn certificate_readiness(app: &App) -> Value {
     let now = crate::time::now_ms();
-    let expiring: Vec<Value> = controller
+    let expiring: Vec<Value> = app
+        .guard
         .certificate_expiries()
         .into_iter()
-        .filter(|(_, expires_at_ms)| expires_at_ms - now < controller.certificate_warning_ms)
+        .filter(|(_, expires_at_ms)| expires_at_ms - now < app.guard.certificate_warning_ms)
         .map(|(name, expires_at_ms)| json!({ "certificate": name, "expires": rfc3339(expires_at_ms) }))
         .collect();
     if expiring.is_empty() {
         return json!({ "status": "ok" });
     }
-    let days = controller.certificate_warning_ms / 86_400_000;
+    let days = app.guard.certificate_warning_ms / 86_400_000;
     json!({ "status": "failing", "expiring": expiring,
             "detail": format!("certificates expire within {days} days: re-issue them (`ward-controller certs`)") })
 }
 
 /// Registered agents by state; failing while any is offline or blind.
-async fn agent_readiness(controller: &Controller) -> Value {
-    let agents = match controller.agents().await {
+async fn agent_readiness(app: &App) -> Value {
+    let agents = match app.presence.agents().await {
         Ok(agents) => agents,
         Err(error) => return json!({ "status": "failing", "detail": error.to_string() }),
     };
@@ -132,156 +132,36 @@ async fn agent_readiness(controller: &Controller) -> Value {
 }
 
 /// Each configured channel's last round, and the outbox depth.
-async fn notifier_readiness(controller: &Controller) -> Value {
-    let failing: Vec<&str> = controller
-        .notification_channels
+async fn notifier_readiness(app: &App) -> Value {
+    let failing: Vec<&str> = app
+        .notifications
+        .channels()
         .iter()
         .map(String::as_str)
-        .filter(|&channel| controller.notifier_failing(channel))
+        .filter(|&channel| app.notifications.failing(channel))
         .collect();
-    let depth = controller.store.outbox_depth().await.ok();
-    if controller.notification_channels.is_empty() {
+    let depth = app
+        .core
+        .store
+        .outbox_depth()
+        .await
+        .map_err(|error| app.core.store_failed(error))
+        .ok();
+    if app.notifications.channels().is_empty() {
         json!({ "status": "off", "outbox_depth": depth })
     } else if failing.is_empty() {
-        json!({ "status": "ok", "channels": controller.notification_channels, "outbox_depth": depth })
+        json!({ "status": "ok", "channels": app.notifications.channels(), "outbox_depth": depth })
     } else {
-        json!({ "status": "failing", "channels": controller.notification_channels, "outbox_depth": depth,
+        json!({ "status": "failing", "channels": app.notifications.channels(), "outbox_depth": depth,
                 "detail": format!("the last delivery round to {} failed; see ward_notifications_failed_total", failing.join(" and ")) })
     }
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
-    let cache = controller.cache.metrics();
-    let counters = [
-        (
-            "ward_cache_hits_total",
-            "Answers served from the cache.",
-            &cache.hits,
-        ),
-        (
-            "ward_cache_misses_total",
-            "Answers loaded from the store into the cache.",
-            &cache.misses,
-        ),
-        (
-            "ward_cache_invalidations_total",
-            "Cached answers found older than the store's data version (a commit since), replaced.",
-            &cache.invalidations,
-        ),
-        (
-            "ward_cache_errors_total",
-            "Cache backend errors and timeouts.",
-            &cache.errors,
-        ),
-        (
-            "ward_store_errors_total",
-            "Status database operations that failed.",
-            &controller.metrics.store_errors,
-        ),
-        (
-            "ward_transitions_applied_total",
-            "Status changes committed.",
-            &controller.metrics.transitions_applied,
-        ),
-        (
-            "ward_transitions_ignored_total",
-            "Reported transitions ignored (stale, unknown, unchanged, not the owner).",
-            &controller.metrics.transitions_ignored,
-        ),
-        (
-            "ward_transitions_not_owner_total",
-            "Reported transitions ignored because another agent of the site owns the device.",
-            &controller.metrics.transitions_not_owner,
-        ),
-        (
-            "ward_device_owner_changes_total",
-            "Devices given to another agent of their site (a lost owner, a rebalance).",
-            &controller.metrics.device_owner_changes,
-        ),
-        (
-            "ward_reports_replayed_total",
-            "Agent reports received again after being applied.",
-            &controller.metrics.reports_replayed,
-        ),
-        (
-            "ward_notifications_sent_total",
-            "Notifications delivered (2xx).",
-            &controller.metrics.notifications_sent,
-        ),
-        (
-            "ward_notifications_failed_total",
-            "Notification delivery attempts that failed (retried).",
-            &controller.metrics.notifications_failed,
-        ),
-        (
-            "ward_notifications_held_total",
-            "Notifications held back because their device was in maintenance.",
-            &controller.metrics.notifications_held,
-        ),
-        (
-            "ward_held_alerts_released_total",
-            "Alerts whose maintenance ended while still open (their firing then sent).",
-            &controller.metrics.held_alerts_released,
-        ),
-        (
-            "ward_notifications_withheld_total",
-            "Alert changes of flapping devices that notified nobody (their settled status is sent).",
-            &controller.metrics.notifications_withheld,
-        ),
-        (
-            "ward_flapping_settled_total",
-            "Flapping devices that were stable for flap_window (their settled notification queued).",
-            &controller.metrics.flapping_settled,
-        ),
-        (
-            "ward_statistics_ignored_total",
-            "Probe statistics for devices the store does not know.",
-            &controller.metrics.statistics_ignored,
-        ),
-        (
-            "ward_report_entries_rejected_total",
-            "Agent report entries refused (device not assigned to it, unknown, malformed).",
-            &controller.metrics.report_entries_rejected,
-        ),
-        (
-            "ward_sites_marked_unknown_total",
-            "Sites whose devices became unknown: no agent connected for the grace period.",
-            &controller.metrics.sites_marked_unknown,
-        ),
-        (
-            "ward_offline_sweep_failures_total",
-            "Offline sites whose unknown could not be committed (tried again at the next sweep).",
-            &controller.metrics.offline_sweep_failures,
-        ),
-        (
-            "ward_grpc_handshake_failures_total",
-            "gRPC connections whose TLS handshake failed (certificate refused by either side, no certificate, timeout).",
-            &controller.metrics.grpc_handshake_failures,
-        ),
-        (
-            "ward_https_handshake_failures_total",
-            "HTTPS connections (REST, dashboard) whose TLS handshake failed.",
-            &controller.metrics.https_handshake_failures,
-        ),
-        (
-            "ward_access_refused_total",
-            "Requests refused for want of a principal or a role (each one audited).",
-            &controller.metrics.access_refused,
-        ),
-        (
-            "ward_post_commit_failures_total",
-            "Work after a commit that failed (live events not sent one by one; subscribers told to resync).",
-            &controller.metrics.post_commit_failures,
-        ),
-        (
-            "ward_event_subscribers_lagged_total",
-            "Live-event subscribers told to resync after falling behind.",
-            &controller.metrics.event_subscribers_lagged,
-        ),
-    ];
+pub async fn metrics(State(app): State<App>) -> String {
     let mut text = String::new();
-    for (name, help, value) in counters {
+    let counters = app.core.cache.metrics().exported();
+    for (name, help, value) in counters.into_iter().chain(app.core.metrics.exported()) {
         write_metric(
             &mut text,
             name,
@@ -290,7 +170,7 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             value.load(Ordering::Relaxed),
         );
     }
-    let degraded = u8::from(controller.cache.is_degraded());
+    let degraded = u8::from(app.core.cache.is_degraded());
     write_metric(
         &mut text,
         "ward_cache_degraded",
@@ -298,7 +178,20 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
         "1 while the cache backend is failing.",
         degraded,
     );
-    match controller.agents().await {
+    write_agents(&app, &mut text).await;
+    write_certificates(&app, &mut text);
+    write_device_counts(&app, &mut text).await;
+    write_readiness(&app, &mut text).await;
+    app.core.metrics.api_latency.write_prometheus(&mut text);
+    app.guard.logins.write_prometheus(&mut text);
+    write_outbox(&app, &mut text).await;
+    write_tsdb(&app, &mut text);
+    text
+}
+
+/// `ward_agents{state}`: registered agents by state.
+async fn write_agents(app: &App, text: &mut String) {
+    match app.presence.agents().await {
         Ok(agents) => {
             let _ = writeln!(
                 text,
@@ -313,10 +206,14 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             }
         }
         Err(error) => {
-            controller.store_failed(error);
+            app.core.store_failed(error);
         }
     }
-    let certificates = controller.certificate_expiries();
+}
+
+/// `ward_certificate_expiry_seconds{certificate}`.
+fn write_certificates(app: &App, text: &mut String) {
+    let certificates = app.guard.certificate_expiries();
     if !certificates.is_empty() {
         let _ = writeln!(
             text,
@@ -331,76 +228,41 @@ pub async fn metrics(State(controller): State<Arc<Controller>>) -> String {
             );
         }
     }
-    write_device_counts(&controller, &mut text).await;
-    write_readiness(&controller, &mut text).await;
-    controller.api_latency.write_prometheus(&mut text);
-    controller.logins.write_prometheus(&mut text);
-    match controller.store.outbox_depth().await {
+}
+
+/// `ward_outbox_depth`.
+async fn write_outbox(app: &App, text: &mut String) {
+    match app.core.store.outbox_depth().await {
         Ok(depth) => write_metric(
-            &mut text,
+            text,
             "ward_outbox_depth",
             "gauge",
             "Notifications waiting in the outbox.",
             depth,
         ),
         Err(error) => {
-            controller.store_failed(error);
+            app.core.store_failed(error);
         }
     }
-    if let Some(tsdb) = &controller.tsdb {
-        let metrics = tsdb.metrics();
-        for (name, kind, help, value) in [
-            (
-                "ward_tsdb_rows_written_total",
-                "counter",
-                "Time-series rows VictoriaMetrics accepted.",
-                &metrics.rows_written,
-            ),
-            (
-                "ward_tsdb_write_errors_total",
-                "counter",
-                "Time-series writes that failed (retried from the spool).",
-                &metrics.write_errors,
-            ),
-            (
-                "ward_tsdb_rows_dropped_total",
-                "counter",
-                "Time-series rows lost: spool full, or refused as malformed.",
-                &metrics.rows_dropped,
-            ),
-            (
-                "ward_tsdb_queue_full_waits_total",
-                "counter",
-                "Statistics reports whose acknowledgement waited for room in the writer's queue.",
-                &metrics.queue_full_waits,
-            ),
-            (
-                "ward_tsdb_spooled_rows",
-                "gauge",
-                "Time-series rows waiting in the spool.",
-                &metrics.spooled_rows,
-            ),
-            (
-                "ward_tsdb_spooled_bytes",
-                "gauge",
-                "Bytes in the time-series spool.",
-                &metrics.spooled_bytes,
-            ),
-        ] {
-            write_metric(&mut text, name, kind, help, value.load(Ordering::Relaxed));
+}
+
+/// The time-series writer's counters, when VictoriaMetrics is configured.
+fn write_tsdb(app: &App, text: &mut String) {
+    if let Some(tsdb) = &app.reports.tsdb {
+        for (name, kind, help, value) in tsdb.metrics().exported() {
+            write_metric(text, name, kind, help, value.load(Ordering::Relaxed));
         }
     }
-    text
 }
 
 /// `ward_devices{site,status}`: enabled devices by site and status, every
 /// status of every site (zeros included, so a rule sees a site recover).
 /// Read from the store, so a scrape never moves the cache's counters.
-async fn write_device_counts(controller: &Controller, text: &mut String) {
-    let devices = match controller.store.list_devices().await {
+async fn write_device_counts(app: &App, text: &mut String) {
+    let devices = match app.core.store.list_devices().await {
         Ok(devices) => devices,
         Err(error) => {
-            controller.store_failed(error);
+            app.core.store_failed(error);
             return;
         }
     };
@@ -438,8 +300,8 @@ const STATUSES: [Status; 4] = [
 /// `ward_ready` (1 while `/readyz` answers 200) and
 /// `ward_component_ok{component}` (1 while a component of `/readyz` is ok
 /// or off, 0 while it is failing).
-async fn write_readiness(controller: &Arc<Controller>, text: &mut String) {
-    let (code, Json(ready)) = readyz(State(Arc::clone(controller))).await;
+async fn write_readiness(app: &App, text: &mut String) {
+    let (code, Json(ready)) = readyz(State(app.clone())).await;
     write_metric(
         text,
         "ward_ready",

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, instant, rfc3339};
-use crate::state::Controller;
+use crate::services::Core;
 use crate::store::{
     HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, HistoryCursor, HistoryEntry, HistoryFilter,
 };
@@ -44,7 +44,7 @@ fn change_json(entry: &HistoryEntry) -> Value {
 /// `GET /api/v1/history`: `{"changes": [...], "next_cursor": "…" | null}`;
 /// `next_cursor` is null on the last page.
 pub async fn list(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = query.limit.unwrap_or(HISTORY_DEFAULT_LIMIT);
@@ -67,11 +67,11 @@ pub async fn list(
             .map_err(|error| ApiError::field("cursor", error))?,
         limit,
     };
-    let page = controller
+    let page = core
         .store
         .history(&filter)
         .await
-        .map_err(|error| controller.store_failed(error))?;
+        .map_err(|error| core.store_failed(error))?;
     Ok(Json(json!({
         "changes": page.changes.iter().map(change_json).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|cursor| cursor.to_string()),

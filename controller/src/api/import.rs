@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 use super::devices::DeviceInput;
 use super::{ApiError, Caller, now_ms};
-use crate::state::Controller;
+use crate::services::Inventory;
 use crate::store::{DeviceSpec, SyncDiff, SyncMode, SyncedDevice};
 
 /// Largest import accepted at once.
@@ -88,7 +88,7 @@ fn diff_json(diff: &SyncDiff, mode: SyncMode) -> Value {
 
 /// `POST /api/v1/devices/import`.
 pub async fn import(
-    State(controller): State<Arc<Controller>>,
+    State(inventory): State<Arc<Inventory>>,
     Caller(actor): Caller,
     Query(query): Query<ImportQuery>,
     headers: HeaderMap,
@@ -124,13 +124,13 @@ pub async fn import(
         .collect::<Result<Vec<DeviceSpec>, ApiError>>()
         .map_err(located)?;
     if let Some(mode) = sync {
-        let diff = controller
+        let diff = inventory
             .sync_devices(&specs, mode, &actor, now_ms())
             .await
             .map_err(|error| located(error.into()))?;
         return Ok((StatusCode::OK, Json(diff_json(&diff, mode))));
     }
-    let devices = controller
+    let devices = inventory
         .import_devices(&specs, &actor, now_ms())
         .await
         .map_err(|error| located(error.into()))?;

@@ -1,9 +1,7 @@
-//! API latency: a Prometheus histogram per route and method, from the
-//! request's arrival to its response headers (for the event stream, until
-//! the stream opens).
+//! API latency: the middleware that times each request, from its arrival
+//! to its response headers (for the event stream, until the stream opens),
+//! into `Metrics::api_latency`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,84 +9,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::state::Controller;
-
-/// Upper bounds of the buckets, seconds.
-const BUCKETS: [f64; 11] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
-
-#[derive(Clone, Debug, Default)]
-struct Histogram {
-    /// Observations at or below each bound (not cumulative here).
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum_seconds: f64,
-}
-
-/// Latency histograms keyed by (method, route).
-#[derive(Debug, Default)]
-pub struct ApiLatency {
-    #[allow(
-        clippy::disallowed_types,
-        reason = "one short lock per API request, never on the probe path"
-    )]
-    routes: std::sync::Mutex<BTreeMap<(String, String), Histogram>>,
-}
-
-impl ApiLatency {
-    fn observe(&self, method: &str, route: &str, seconds: f64) {
-        let Ok(mut routes) = self.routes.lock() else {
-            return;
-        };
-        let histogram = routes
-            .entry((method.to_owned(), route.to_owned()))
-            .or_default();
-        if let Some(bucket) = BUCKETS.iter().position(|&bound| seconds <= bound) {
-            histogram.buckets[bucket] += 1;
-        }
-        histogram.count += 1;
-        histogram.sum_seconds += seconds;
-    }
-
-    /// `ward_api_request_duration_seconds` in Prometheus text.
-    pub fn write_prometheus(&self, text: &mut String) {
-        const NAME: &str = "ward_api_request_duration_seconds";
-        let _ = writeln!(
-            text,
-            "# HELP {NAME} REST request latency to the response headers.\n# TYPE {NAME} histogram"
-        );
-        let routes = match self.routes.lock() {
-            Ok(routes) => routes.clone(),
-            Err(_) => return,
-        };
-        for ((method, route), histogram) in routes {
-            let labels = format!("method=\"{method}\",route=\"{route}\"");
-            let mut cumulative = 0;
-            for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
-                cumulative += count;
-                let _ = writeln!(
-                    text,
-                    "{NAME}_bucket{{{labels},le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                text,
-                "{NAME}_bucket{{{labels},le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(text, "{NAME}_sum{{{labels}}} {}", histogram.sum_seconds);
-            let _ = writeln!(text, "{NAME}_count{{{labels}}} {}", histogram.count);
-        }
-    }
-}
+use crate::services::Core;
 
 /// Times every request that matched a route.
-pub async fn observe(
-    State(controller): State<Arc<Controller>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn observe(State(core): State<Arc<Core>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -97,38 +21,9 @@ pub async fn observe(
     let start = Instant::now();
     let response = next.run(request).await;
     if let Some(route) = route {
-        controller
+        core.metrics
             .api_latency
             .observe(&method, &route, start.elapsed().as_secs_f64());
     }
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn buckets_are_cumulative_and_count_every_observation() {
-        let latency = ApiLatency::default();
-        latency.observe("GET", "/api/v1/devices", 0.0004);
-        latency.observe("GET", "/api/v1/devices", 0.02);
-        latency.observe("GET", "/api/v1/devices", 9.0);
-        let mut text = String::new();
-        latency.write_prometheus(&mut text);
-        let line = |suffix: &str| {
-            text.lines()
-                .find(|line| line.contains(suffix))
-                .unwrap_or_else(|| panic!("{suffix} missing:\n{text}"))
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .to_owned()
-        };
-        assert_eq!(line("le=\"0.001\"}"), "1");
-        assert_eq!(line("le=\"0.025\"}"), "2");
-        assert_eq!(line("le=\"2.5\"}"), "2");
-        assert_eq!(line("le=\"+Inf\"}"), "3");
-        assert_eq!(line("_count{"), "3");
-    }
 }

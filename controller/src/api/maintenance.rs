@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, instant, now_ms, rfc3339};
-use crate::state::Controller;
+use crate::services::{Core, Maintenance};
 use crate::store::{MaintenanceSpec, MaintenanceWindow};
 use ward_domain::maintenance::{Day, Every, OpenWindow};
 
@@ -120,14 +120,14 @@ pub struct ListQuery {
 
 /// `GET /api/v1/maintenance`, by id.
 pub async fn list(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let windows = controller
+    let windows = core
         .store
         .maintenance_windows()
         .await
-        .map_err(|error| controller.store_failed(error))?;
+        .map_err(|error| core.store_failed(error))?;
     let open = ward_domain::maintenance::open_at(windows.clone(), now_ms());
     let shown = windows
         .iter()
@@ -144,26 +144,26 @@ fn no_window(id: i64) -> ApiError {
 
 /// `GET /api/v1/maintenance/{id}`.
 pub async fn get(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
     Path(id): Path<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let window = controller
+    let window = core
         .store
         .maintenance_window(id)
         .await
-        .map_err(|error| controller.store_failed(error))?
+        .map_err(|error| core.store_failed(error))?
         .ok_or_else(|| no_window(id))?;
     Ok(Json(shown(window)))
 }
 
 /// `POST /api/v1/maintenance`: 201 with the window.
 pub async fn create(
-    State(controller): State<Arc<Controller>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Caller(actor): Caller,
     body: Result<Json<WindowInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
-    let window = controller
+    let window = maintenance
         .change_maintenance(None, Some(input.into_spec()?), &actor)
         .await?
         .ok_or_else(|| ApiError::unavailable("the new window could not be read back"))?;
@@ -172,13 +172,13 @@ pub async fn create(
 
 /// `PUT /api/v1/maintenance/{id}`: replaces the window.
 pub async fn update(
-    State(controller): State<Arc<Controller>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Caller(actor): Caller,
     Path(id): Path<i64>,
     body: Result<Json<WindowInput>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(input) = body.map_err(ApiError::body)?;
-    let window = controller
+    let window = maintenance
         .change_maintenance(Some(id), Some(input.into_spec()?), &actor)
         .await?
         .ok_or_else(|| no_window(id))?;
@@ -187,11 +187,11 @@ pub async fn update(
 
 /// `DELETE /api/v1/maintenance/{id}`: 204.
 pub async fn delete(
-    State(controller): State<Arc<Controller>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Caller(actor): Caller,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
-    controller
+    maintenance
         .change_maintenance(Some(id), None, &actor)
         .await?
         .ok_or_else(|| no_window(id))?;

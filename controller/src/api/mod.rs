@@ -28,11 +28,10 @@ use axum::middleware;
 use axum::routing::post;
 
 use crate::access::Access;
-use crate::state::Controller;
+use crate::services::App;
 
 pub use access::{Caller, Declared, Routes};
 pub use error::ApiError;
-pub use latency::ApiLatency;
 
 /// `GET /api/v1/openapi.json`: the REST API described (OpenAPI 3).
 async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
@@ -165,18 +164,18 @@ pub fn routes(metrics: Access) -> Routes {
         .add(Method::GET, "/metrics", metrics, health::metrics)
 }
 
-/// The HTTP router for `controller`.
-pub fn router(controller: Arc<Controller>) -> Router {
-    routes(controller.metrics_access)
-        .into_router(&controller)
+/// The HTTP router over `app`'s services.
+pub fn router(app: App) -> Router {
+    routes(app.guard.metrics_access)
+        .into_router(&app.guard)
         .layer(middleware::from_fn(error::errors_as_json))
         .layer(middleware::from_fn_with_state(
-            Arc::clone(&controller),
+            Arc::clone(&app.guard),
             security_headers::add,
         ))
         .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&controller),
+            Arc::clone(&app.core),
             latency::observe,
         ))
-        .with_state(controller)
+        .with_state(app)
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, instant, now_ms, rfc3339};
-use crate::state::Controller;
+use crate::services::{Core, Maintenance};
 use ward_domain::availability::{By, ReportFilter, RowKey, Totals};
 
 /// The query.
@@ -107,7 +107,8 @@ fn csv(rows: &[(RowKey, Totals)], by: By) -> Result<Vec<u8>, ApiError> {
 
 /// `GET /api/v1/reports/availability`.
 pub async fn availability(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
+    State(maintenance): State<Arc<Maintenance>>,
     Query(query): Query<AvailabilityQuery>,
 ) -> Result<Response, ApiError> {
     let to = instant("to", query.to.as_deref())?.unwrap_or_else(now_ms);
@@ -142,10 +143,10 @@ pub async fn availability(
         tag: query.tag,
         device: query.device,
     };
-    let rows = controller
+    let rows = maintenance
         .availability((from, to), by, &filter)
         .await
-        .map_err(|error| controller.store_failed(error))?;
+        .map_err(|error| core.store_failed(error))?;
     if as_csv {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],

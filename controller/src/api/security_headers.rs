@@ -9,7 +9,7 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::state::Controller;
+use crate::services::Guard;
 
 /// Scripts, styles and connections from the controller itself only; no
 /// inline script, no plugins, never framed.
@@ -18,11 +18,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
     base-uri 'none'; frame-ancestors 'none'";
 
 /// Adds the security headers to `request`'s response.
-pub async fn add(
-    State(controller): State<Arc<Controller>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn add(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let fixed: [(HeaderName, &'static str); 5] = [
@@ -38,7 +34,7 @@ pub async fn add(
     for (name, value) in fixed {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    if controller.logins.settings.secure_cookie {
+    if guard.logins.settings.secure_cookie {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),

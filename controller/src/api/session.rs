@@ -17,7 +17,7 @@ use serde_json::json;
 use super::{ApiError, Caller, rfc3339};
 use crate::access;
 use crate::login::{self, LoginRefusal};
-use crate::state::Controller;
+use crate::services::{Core, Guard};
 use crate::store::SessionRecord;
 
 /// The session cookie's name.
@@ -52,8 +52,8 @@ pub struct Credentials {
     password: String,
 }
 
-fn cookie(controller: &Controller, value: &str, max_age_s: i64) -> HeaderValue {
-    let secure = if controller.logins.settings.secure_cookie {
+fn cookie(guard: &Guard, value: &str, max_age_s: i64) -> HeaderValue {
+    let secure = if guard.logins.settings.secure_cookie {
         "; Secure"
     } else {
         ""
@@ -78,7 +78,7 @@ fn described(session: &SessionRecord) -> serde_json::Value {
 /// a wrong one, 429 (with `Retry-After`) while the name is locked out or
 /// the address failed too often.
 pub async fn login(
-    State(controller): State<Arc<Controller>>,
+    State(guard): State<Arc<Guard>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<Credentials>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -88,7 +88,7 @@ pub async fn login(
     };
     let source = peer.to_string();
     match login::login(
-        &controller,
+        &guard,
         &credentials.user,
         &credentials.password,
         Some(peer.ip()),
@@ -97,12 +97,12 @@ pub async fn login(
     .await
     {
         Ok(started) => {
-            let lifetime = controller.logins.settings.session_lifetime.as_secs();
+            let lifetime = guard.logins.settings.session_lifetime.as_secs();
             let max_age_s = i64::try_from(lifetime).unwrap_or(i64::MAX);
             (
                 [(
                     header::SET_COOKIE,
-                    cookie(&controller, &started.cookie, max_age_s),
+                    cookie(&guard, &started.cookie, max_age_s),
                 )],
                 Json(described(&started.session)),
             )
@@ -133,48 +133,46 @@ fn refused(refusal: &LoginRefusal) -> Response {
 /// with whether reads are open and, while no user exists, how to make the
 /// first admin.
 pub async fn current(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
+    State(guard): State<Arc<Guard>>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if let Some(session) = live_session(&controller, &headers).await? {
+    if let Some(session) = live_session(&core, &headers).await? {
         return Ok(Json(described(&session)));
     }
-    let users = controller
+    let users = core
         .store
         .users()
         .await
-        .map_err(|error| ApiError::from(controller.store_failed(error)))?;
+        .map_err(|error| ApiError::from(core.store_failed(error)))?;
     let hint = users.is_empty().then_some(access::FIRST_ADMIN_HINT);
     Ok(Json(json!({
         "user": null,
-        "anonymous_read": controller.anonymous_read,
+        "anonymous_read": guard.anonymous_read,
         "first_admin": hint,
     })))
 }
 
-async fn live_session(
-    controller: &Controller,
-    headers: &HeaderMap,
-) -> Result<Option<SessionRecord>, ApiError> {
+async fn live_session(core: &Core, headers: &HeaderMap) -> Result<Option<SessionRecord>, ApiError> {
     let Some(cookie) = session_cookie(headers) else {
         return Ok(None);
     };
-    controller
-        .store
+    core.store
         .session(&crate::auth::token_digest(cookie), crate::time::now_ms())
         .await
-        .map_err(|error| ApiError::from(controller.store_failed(error)))
+        .map_err(|error| ApiError::from(core.store_failed(error)))
 }
 
 /// `POST /api/v1/logout`: ends the cookie's session (it must carry the
 /// session's CSRF token) and clears the cookie.
 pub async fn logout(
-    State(controller): State<Arc<Controller>>,
+    State(core): State<Arc<Core>>,
+    State(guard): State<Arc<Guard>>,
     Caller(actor): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let clear = [(header::SET_COOKIE, cookie(&controller, "", 0))];
-    let Some(session) = live_session(&controller, &headers).await? else {
+    let clear = [(header::SET_COOKIE, cookie(&guard, "", 0))];
+    let Some(session) = live_session(&core, &headers).await? else {
         return Ok((clear, StatusCode::NO_CONTENT).into_response());
     };
     if !carries_csrf(&headers, &session) {
@@ -190,11 +188,10 @@ pub async fn logout(
         principal: format!("user {} (dashboard session)", session.user),
         ..actor
     };
-    controller
-        .store
+    core.store
         .end_session(&digest, &actor, crate::time::now_ms())
         .await
-        .map_err(|error| ApiError::from(controller.store_failed(error)))?;
+        .map_err(|error| ApiError::from(core.store_failed(error)))?;
     tracing::info!(user = session.user, source = actor.source, "logged out");
     Ok((clear, StatusCode::NO_CONTENT).into_response())
 }

@@ -28,7 +28,7 @@ use ward_proto::v1::{
     agent_message, controller_message,
 };
 
-use crate::state::Controller;
+use crate::services::{AgentPresence, App, Core, Guard, Reports};
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
 use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport};
@@ -67,17 +67,31 @@ pub enum PeerIdentity {
 pub type IdentifyPeer =
     Arc<dyn Fn(&Request<Streaming<AgentMessage>>) -> PeerIdentity + Send + Sync>;
 
+/// The services an agent link uses.
+#[derive(Clone)]
+struct LinkServices {
+    core: Arc<Core>,
+    reports: Arc<Reports>,
+    presence: Arc<AgentPresence>,
+    guard: Arc<Guard>,
+}
+
 /// The service.
 pub struct AgentLinkService {
-    controller: Arc<Controller>,
+    services: LinkServices,
     identify: IdentifyPeer,
 }
 
 impl AgentLinkService {
-    /// Links agents to `controller`; `identify` names each peer.
-    pub fn new(controller: Arc<Controller>, identify: IdentifyPeer) -> Self {
+    /// Links agents to `app`'s services; `identify` names each peer.
+    pub fn new(app: &App, identify: IdentifyPeer) -> Self {
         Self {
-            controller,
+            services: LinkServices {
+                core: Arc::clone(&app.core),
+                reports: Arc::clone(&app.reports),
+                presence: Arc::clone(&app.presence),
+                guard: Arc::clone(&app.guard),
+            },
             identify,
         }
     }
@@ -96,12 +110,7 @@ impl AgentLink for AgentLinkService {
         let peer = (self.identify)(&request);
         let inbound = request.into_inner();
         let (outbound, receiver) = mpsc::channel(OUTBOUND_BUFFER);
-        tokio::spawn(session(
-            Arc::clone(&self.controller),
-            peer,
-            inbound,
-            outbound,
-        ));
+        tokio::spawn(session(self.services.clone(), peer, inbound, outbound));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }
@@ -124,7 +133,7 @@ async fn refuse(outbound: &Sender, code: RefusalCode, text: String) {
 
 /// One agent's stream, from Hello to the end.
 async fn session(
-    controller: Arc<Controller>,
+    services: LinkServices,
     peer: PeerIdentity,
     mut inbound: Streaming<AgentMessage>,
     outbound: Sender,
@@ -155,7 +164,7 @@ async fn session(
             .await;
         }
     };
-    let agent = match admit(&controller, &peer, &hello).await {
+    let agent = match admit(&services, &peer, &hello).await {
         Ok(agent) => agent,
         // The inventory cannot be read: not the agent's fault, so no
         // refusal; the stream ends and the agent retries soon.
@@ -167,18 +176,22 @@ async fn session(
         Err((code, text)) => return refuse(&outbound, code, text).await,
     };
     let opened_ms = now_ms();
-    controller.link_opened(&agent, &hello.version, &hello.boot_id, opened_ms);
+    services
+        .presence
+        .link_opened(&agent, &hello.version, &hello.boot_id, opened_ms);
     if let PeerIdentity::Certificate {
         expires_at_ms: Some(expires_at_ms),
         ..
     } = peer
     {
-        controller.note_certificate(&format!("agent {}", agent.id), expires_at_ms);
+        services
+            .guard
+            .note_certificate(&format!("agent {}", agent.id), expires_at_ms);
     }
     let probe_families = probe_families(hello.capabilities.as_ref());
     info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, families = ?probe_families, "agent connected");
     let mut link = Link {
-        controller: Arc::clone(&controller),
+        services: services.clone(),
         sight_reports: format!("agent-sight:{}:{}:{opened_ms}", agent.id, hello.boot_id),
         agent,
         probe_families,
@@ -194,7 +207,7 @@ async fn session(
         },
     };
     let ended = link.run(&mut inbound).await;
-    controller.link_closed(&link.agent.id, now_ms());
+    services.presence.link_closed(&link.agent.id, now_ms());
     match ended {
         Ok(()) => info!(agent = %link.agent.id, "agent disconnected"),
         Err(status) => {
@@ -218,7 +231,7 @@ fn revoked_refusal(id: &str, fingerprint: &str, revoked_at_ms: i64) -> (RefusalC
 
 /// The agent named in `hello`, if it may connect.
 async fn admit(
-    controller: &Controller,
+    services: &LinkServices,
     peer: &PeerIdentity,
     hello: &pb::Hello,
 ) -> Result<AgentRecord, (RefusalCode, String)> {
@@ -250,7 +263,8 @@ async fn admit(
             ),
         ));
     }
-    let agent = controller
+    let agent = services
+        .presence
         .agent(&hello.agent_id)
         .await
         .map_err(|error| {
@@ -276,7 +290,8 @@ async fn admit(
             )
         })?;
     if let PeerIdentity::Certificate { fingerprint, .. } = peer {
-        let revoked = controller
+        let revoked = services
+            .core
             .store
             .certificate_presented(fingerprint, &agent.id, now_ms())
             .await
@@ -303,7 +318,7 @@ async fn admit(
 }
 
 struct Link {
-    controller: Arc<Controller>,
+    services: LinkServices,
     agent: AgentRecord,
     /// The families it opened ICMP sockets for.
     probe_families: Vec<&'static str>,
@@ -324,11 +339,11 @@ struct Link {
 
 impl Link {
     async fn run(&mut self, inbound: &mut Streaming<AgentMessage>) -> Result<(), GrpcStatus> {
-        let mut inventory = self.controller.inventory_changes();
+        let mut inventory = self.services.core.live.inventory_changes();
         inventory.mark_unchanged();
-        let mut revocations = self.controller.revocations();
+        let mut revocations = self.services.core.live.revocations();
         revocations.mark_unchanged();
-        let stopped = self.controller.stopped();
+        let stopped = self.services.core.live.stopped();
         tokio::pin!(stopped);
         self.send_assignment().await?;
         loop {
@@ -368,7 +383,8 @@ impl Link {
     async fn revoked(&self) -> Option<(RefusalCode, String)> {
         let fingerprint = self.fingerprint.as_deref()?;
         match self
-            .controller
+            .services
+            .core
             .store
             .certificate_presented(fingerprint, &self.agent.id, now_ms())
             .await
@@ -378,7 +394,7 @@ impl Link {
             }
             Err(error) => {
                 // Checked again at the next revocation; the link stays.
-                self.controller.store_failed(error);
+                self.services.core.store_failed(error);
                 None
             }
         }
@@ -393,7 +409,7 @@ impl Link {
 
     /// The first call sends a snapshot; later calls send what changed.
     async fn send_assignment(&mut self) -> Result<(), GrpcStatus> {
-        let devices = self.controller.devices().await.map_err(|error| {
+        let devices = self.services.core.devices().await.map_err(|error| {
             GrpcStatus::unavailable(format!("the status database is not answering: {error}"))
         })?;
         let wanted: HashMap<i64, pb::ProbeTarget> = devices
@@ -473,7 +489,8 @@ impl Link {
         if let Some(reason) = &reason {
             warn!(agent = %self.agent.id, %reason, "agent is blind to some of its devices");
         }
-        self.controller
+        self.services
+            .presence
             .agent_sight(
                 &self.agent,
                 &self.probe_families,
@@ -511,7 +528,8 @@ impl Link {
             Some(agent_message::Kind::Statistics(batch)) => self.statistics(batch).await,
             Some(agent_message::Kind::Heartbeat(heartbeat)) => {
                 let counters = heartbeat.counters.unwrap_or_default();
-                self.controller
+                self.services
+                    .presence
                     .heartbeat(&self.agent.id, counters, now_ms());
                 Ok(())
             }
@@ -571,7 +589,8 @@ impl Link {
             seq: batch.seq,
             transitions,
         };
-        self.controller
+        self.services
+            .reports
             .apply_report(&report, now_ms())
             .await
             .map_err(|error| {
@@ -608,7 +627,8 @@ impl Link {
         // Labelled from this link's own map: no device list per report.
         // Acknowledged only once the writer holds them (it waits while the
         // writer's queue is full): nothing acknowledged is dropped.
-        self.controller
+        self.services
+            .reports
             .record_statistics_with(&report, |id| self.labels.get(&id).cloned())
             .await
             .map_err(|stopped| GrpcStatus::unavailable(stopped.to_string()))?;
@@ -618,7 +638,8 @@ impl Link {
     async fn ack(&self, seq: u64, rejected: Vec<pb::RejectedEntry>) -> Result<(), GrpcStatus> {
         if !rejected.is_empty() {
             warn!(agent = %self.agent.id, seq, rejected = rejected.len(), "report entries refused");
-            self.controller
+            self.services
+                .core
                 .metrics
                 .report_entries_rejected
                 .fetch_add(rejected.len() as u64, std::sync::atomic::Ordering::Relaxed);

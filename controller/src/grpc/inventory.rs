@@ -1,9 +1,8 @@
 //! The `ward.v1.Inventory` gRPC service: the REST API's inventory and
 //! status, with the same rules (validation, cache, truth), over the same
-//! [`Controller`].
+//! services ([`App`]).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio_stream::wrappers::BroadcastStream;
@@ -20,7 +19,7 @@ use ward_proto::v1::{
 
 use crate::access::{self, Access, Refusal};
 use crate::auth::{Principal, Role};
-use crate::state::{Controller, DeviceFilter, LiveEvent};
+use crate::services::{App, DeviceFilter, LiveEvent};
 use crate::store::{
     AckOutcome, Actor, Alert, AlertName, AuditFilter, Device, DeviceSpec, HISTORY_DEFAULT_LIMIT,
     HISTORY_MAX_LIMIT, HistoryCursor, HistoryFilter, MAX_ACK_COMMENT, MaintenanceSpec,
@@ -31,7 +30,7 @@ use ward_domain::maintenance::{Day, Every, OpenWindow};
 
 /// The service.
 pub struct InventoryService {
-    controller: Arc<Controller>,
+    app: App,
 }
 
 /// What each `ward.v1.Inventory` method requires, declared next to the
@@ -59,8 +58,8 @@ pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
 
 impl InventoryService {
     /// Serves `controller`'s inventory.
-    pub fn new(controller: Arc<Controller>) -> Self {
-        Self { controller }
+    pub fn new(app: App) -> Self {
+        Self { app }
     }
 
     /// Acknowledges alert `id` (`comment`), or withdraws its
@@ -74,7 +73,8 @@ impl InventoryService {
     ) -> Result<Response<pb::Alert>, GrpcStatus> {
         let id = device_id(id)?;
         match self
-            .controller
+            .app
+            .inventory
             .acknowledge(id, comment, actor, now_ms())
             .await
             .map_err(grpc_error)?
@@ -98,7 +98,7 @@ impl InventoryService {
         method: &str,
         object: &str,
     ) -> Result<Actor, GrpcStatus> {
-        let controller = &self.controller;
+        let guard = &self.app.guard;
         let source = request
             .remote_addr()
             .map_or_else(|| "unknown".to_owned(), |address| address.to_string());
@@ -114,18 +114,25 @@ impl InventoryService {
         });
         let proven = match (token, certificate) {
             (None, Some(id)) => Ok(Principal::Agent { id }),
-            (token, _) => access::token_principal(controller, token, now_ms()).await,
+            (token, _) => access::token_principal(&guard.core, token, now_ms()).await,
         };
-        let access = INVENTORY_ACCESS
+        let declared = INVENTORY_ACCESS
             .iter()
             .find(|(name, _)| *name == method)
-            .map_or(Access::Role(Role::Admin), |(_, access)| *access);
-        let (principal, decided) = match proven {
-            Ok(principal) => {
-                let decided = access::permit(&principal, access, controller.anonymous_read);
+            .map(|(_, access)| *access);
+        let (principal, decided) = match (proven, declared) {
+            (Ok(principal), Some(access)) => {
+                let decided = access::permit(&principal, access, guard.anonymous_read);
                 (principal, decided)
             }
-            Err(refusal) => (Principal::Anonymous, Err(refusal)),
+            // Not in the table: nobody may call it (no fallback role).
+            (Ok(principal), None) => (
+                principal,
+                Err(Refusal::Forbidden(format!(
+                    "Inventory/{method} declares no access: refused to everyone"
+                ))),
+            ),
+            (Err(refusal), _) => (Principal::Anonymous, Err(refusal)),
         };
         let Err(refusal) = decided else {
             return Ok(Actor {
@@ -134,7 +141,7 @@ impl InventoryService {
             });
         };
         let action = format!("grpc Inventory/{method}");
-        access::refused(controller, &principal, &source, &action, object, &refusal).await;
+        access::refused(&guard.core, &principal, &source, &action, object, &refusal).await;
         Err(match refusal {
             Refusal::Unauthenticated(message) => GrpcStatus::unauthenticated(message),
             Refusal::Forbidden(message) => GrpcStatus::permission_denied(message),
@@ -423,7 +430,8 @@ impl Inventory for InventoryService {
             }
         };
         let devices = self
-            .controller
+            .app
+            .inventory
             .find_devices(&DeviceFilter {
                 status,
                 site: given(&request.site),
@@ -433,7 +441,7 @@ impl Inventory for InventoryService {
             })
             .await
             .map_err(grpc_error)?;
-        let open = self.controller.open_windows();
+        let open = self.app.maintenance.open_windows();
         Ok(Response::new(ListDevicesResponse {
             devices: devices
                 .iter()
@@ -450,13 +458,14 @@ impl Inventory for InventoryService {
         self.authorize(&request, "GetDevice", &object).await?;
         let id = device_id(request.into_inner().id)?;
         let device = self
-            .controller
+            .app
+            .core
             .store
             .get_device(id)
             .await
             .map_err(grpc_error)?;
         device
-            .map(|device| Response::new(to_proto(&device, &self.controller.open_windows())))
+            .map(|device| Response::new(to_proto(&device, &self.app.maintenance.open_windows())))
             .ok_or_else(|| GrpcStatus::not_found(format!("no device with id {id}")))
     }
 
@@ -473,13 +482,15 @@ impl Inventory for InventoryService {
         let spec = from_proto(request.spec)?;
         let device = match request.id {
             None => self
-                .controller
+                .app
+                .inventory
                 .create_device(&spec, &actor, now_ms())
                 .await
                 .map_err(grpc_error)?,
             Some(id) => {
                 let id = device_id(id)?;
-                self.controller
+                self.app
+                    .inventory
                     .update_device(id, &spec, &actor, now_ms())
                     .await
                     .map_err(grpc_error)?
@@ -488,7 +499,7 @@ impl Inventory for InventoryService {
         };
         Ok(Response::new(to_proto(
             &device,
-            &self.controller.open_windows(),
+            &self.app.maintenance.open_windows(),
         )))
     }
 
@@ -515,7 +526,8 @@ impl Inventory for InventoryService {
             dry_run: request.dry_run,
         };
         let diff = self
-            .controller
+            .app
+            .inventory
             .sync_devices(&specs, mode, &actor, now_ms())
             .await
             .map_err(grpc_error)?;
@@ -581,7 +593,8 @@ impl Inventory for InventoryService {
             device: i64::try_from(request.device_id).ok().filter(|id| *id != 0),
         };
         let rows = self
-            .controller
+            .app
+            .maintenance
             .availability((from, to), by, &filter)
             .await
             .map_err(grpc_error)?
@@ -623,7 +636,8 @@ impl Inventory for InventoryService {
             .await?;
         let active_only = request.into_inner().active_only;
         let windows = self
-            .controller
+            .app
+            .core
             .store
             .maintenance_windows()
             .await
@@ -655,7 +669,8 @@ impl Inventory for InventoryService {
         let spec = maintenance_from_proto(request.spec)?;
         let id = request.id.map(device_id).transpose()?;
         let window = self
-            .controller
+            .app
+            .maintenance
             .change_maintenance(id, Some(spec), &actor)
             .await
             .map_err(grpc_error)?
@@ -673,7 +688,8 @@ impl Inventory for InventoryService {
             .authorize(&request, "DeleteMaintenance", &object)
             .await?;
         let id = device_id(request.into_inner().id)?;
-        self.controller
+        self.app
+            .maintenance
             .change_maintenance(Some(id), None, &actor)
             .await
             .map_err(grpc_error)?
@@ -689,7 +705,8 @@ impl Inventory for InventoryService {
         let actor = self.authorize(&request, "DeleteDevice", &object).await?;
         let id = device_id(request.into_inner().id)?;
         if self
-            .controller
+            .app
+            .inventory
             .delete_device(id, &actor, now_ms())
             .await
             .map_err(grpc_error)?
@@ -710,7 +727,8 @@ impl Inventory for InventoryService {
         let open_only = wanted == AlertState::Open;
         let severity = from_proto_severity(request.severity)?;
         let alerts = self
-            .controller
+            .app
+            .core
             .store
             .alerts(open_only)
             .await
@@ -761,7 +779,8 @@ impl Inventory for InventoryService {
     ) -> Result<Response<ListAgentsResponse>, GrpcStatus> {
         self.authorize(&request, "ListAgents", "agents").await?;
         let agents = self
-            .controller
+            .app
+            .presence
             .agents_with_devices()
             .await
             .map_err(grpc_error)?
@@ -784,7 +803,7 @@ impl Inventory for InventoryService {
         request: Request<GetSummaryRequest>,
     ) -> Result<Response<pb::Summary>, GrpcStatus> {
         self.authorize(&request, "GetSummary", "summary").await?;
-        let summary = self.controller.summary().await.map_err(grpc_error)?;
+        let summary = self.app.inventory.summary().await.map_err(grpc_error)?;
         Ok(Response::new(pb::Summary {
             up: summary.up,
             down: summary.down,
@@ -810,11 +829,12 @@ impl Inventory for InventoryService {
             limit: crate::access::audit_limit(Some(request.limit).filter(|limit| *limit != 0)),
         };
         let entries = self
-            .controller
+            .app
+            .core
             .store
             .audit(&filter)
             .await
-            .map_err(|error| grpc_error(self.controller.store_failed(error)))?
+            .map_err(|error| grpc_error(self.app.core.store_failed(error)))?
             .into_iter()
             .map(|entry| pb::AuditEntry {
                 id: u64::try_from(entry.id).unwrap_or_default(),
@@ -855,11 +875,12 @@ impl Inventory for InventoryService {
             limit,
         };
         let page = self
-            .controller
+            .app
+            .core
             .store
             .history(&filter)
             .await
-            .map_err(|error| grpc_error(self.controller.store_failed(error)))?;
+            .map_err(|error| grpc_error(self.app.core.store_failed(error)))?;
         let next_cursor = page
             .next
             .map(|cursor| cursor.to_string())
@@ -893,24 +914,24 @@ impl Inventory for InventoryService {
     ) -> Result<Response<ChangeStream>, GrpcStatus> {
         self.authorize(&request, "WatchStatus", "status changes")
             .await?;
-        let controller = Arc::clone(&self.controller);
-        let changes = BroadcastStream::new(self.controller.subscribe()).map(move |change| match change {
+        let app = self.app.clone();
+        let changes = BroadcastStream::new(self.app.core.live.subscribe()).map(move |change| match change {
             Ok(LiveEvent::Status(change)) => Ok(StatusChange {
-                device: Some(to_proto(&change.device, &controller.open_windows())),
+                device: Some(to_proto(&change.device, &app.maintenance.open_windows())),
                 previous: state(change.previous).into(),
             }),
             Ok(LiveEvent::Resync) => Err(GrpcStatus::aborted(
                 "changes were committed that this watcher could not be sent: list the devices again and watch anew",
             )),
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
-                controller.metrics.event_subscribers_lagged.fetch_add(1, Ordering::Relaxed);
+                app.core.metrics.event_subscribers_lagged.fetch_add(1, Ordering::Relaxed);
                 Err(GrpcStatus::aborted(format!(
                     "this watcher fell {missed} changes behind: list the devices again and watch anew"
                 )))
             }
         });
         Ok(Response::new(Box::pin(
-            futures_util::StreamExt::take_until(changes, self.controller.stopped()),
+            futures_util::StreamExt::take_until(changes, self.app.core.live.stopped()),
         )))
     }
 }

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
-use crate::state::Controller;
+use crate::services::App;
 
 /// Why the gRPC endpoint could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +73,12 @@ const SERVED: &[&str] = &[
     "ward.v1.Inventory",
 ];
 
-/// Serves the agent link and the inventory of `controller`, health and
+/// Serves the agent link and the inventory over `app`'s services, health and
 /// reflection on `listener` until `shutdown` completes; over mTLS when
 /// `tls` is given (the client certificate names the agent).
 pub async fn serve(
     listener: TcpListener,
-    controller: Arc<Controller>,
+    app: App,
     tls: Option<crate::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GrpcError> {
@@ -109,10 +109,10 @@ pub async fn serve(
     };
     let router = Server::builder()
         .add_service(ward_proto::v1::agent_link_server::AgentLinkServer::new(
-            AgentLinkService::new(Arc::clone(&controller), identify),
+            AgentLinkService::new(&app, identify),
         ))
         .add_service(ward_proto::v1::inventory_server::InventoryServer::new(
-            InventoryService::new(Arc::clone(&controller)),
+            InventoryService::new(app.clone()),
         ))
         .add_service(health)
         .add_service(reflection_v1)
@@ -125,7 +125,7 @@ pub async fn serve(
                         listener,
                         tls,
                         crate::tls::Endpoint::Grpc,
-                        controller,
+                        Arc::clone(&app.core),
                     ))
                     .map(|(stream, _peer)| Ok::<_, std::io::Error>(stream)),
                     shutdown,

@@ -19,9 +19,10 @@ use tracing::warn;
 pub use alertmanager::Alertmanager;
 pub use webhook::Webhook;
 
-use crate::state::Controller;
+use crate::services::{Cluster, Maintenance, Notifications};
 use crate::store::{DueNotification, StoreError};
 use crate::time::now_ms;
+use ward_domain::maintenance::{OpenWindow, holds_back};
 
 /// Notifications fetched per round.
 const BATCH: u32 = 500;
@@ -168,33 +169,43 @@ pub fn retry_at(now_ms: i64, attempts: u32) -> i64 {
 /// failure holds the alert's later ones back until it is delivered, and a
 /// delivery makes the next one due, so passes repeat while they deliver.
 pub async fn deliver_due(
-    controller: &Controller,
+    notifications: &Notifications,
+    maintenance: &Maintenance,
     channel: &Channel,
     now_ms: i64,
 ) -> Result<Round, StoreError> {
+    let core = &notifications.core;
+    let open = maintenance.open_windows();
     let mut round = Round::default();
     let started = Instant::now();
     // Taken notifications are this controller's for the claim only: a
     // round that has run for half of it stops and hands the rest back.
     let claim = Duration::from_millis(crate::store::NOTIFICATION_CLAIM_MS.unsigned_abs() / 2);
     loop {
-        let due = controller
+        let due = core
             .store
             .due_notifications(channel.name(), now_ms, BATCH)
             .await
-            .map_err(|error| controller.store_failed(error))?;
+            .map_err(|error| core.store_failed(error))?;
         let done_before = round.delivered + round.held;
         for (index, notification) in due.iter().enumerate() {
             if started.elapsed() > claim {
                 let rest: Vec<i64> = due[index..].iter().map(|rest| rest.id).collect();
-                controller
-                    .store
+                core.store
                     .release_notifications(&rest, now_ms)
                     .await
-                    .map_err(|error| controller.store_failed(error))?;
+                    .map_err(|error| core.store_failed(error))?;
                 break;
             }
-            deliver(controller, channel, notification, now_ms, &mut round).await?;
+            deliver(
+                notifications,
+                &open,
+                channel,
+                notification,
+                now_ms,
+                &mut round,
+            )
+            .await?;
         }
         if due.is_empty()
             || round.delivered + round.held == done_before
@@ -203,48 +214,28 @@ pub async fn deliver_due(
             break;
         }
     }
-    controller.set_notifier_failing(channel.name(), round.failed > 0 && round.delivered == 0);
+    notifications.set_failing(channel.name(), round.failed > 0 && round.delivered == 0);
     Ok(round)
-}
-
-/// Whether `notification` is held back by maintenance: a device alert's
-/// `firing` (or `flapping`) while an open window covers the device, or any
-/// later notification of an alert whose `firing` was held.
-fn held_back(controller: &Controller, notification: &DueNotification) -> bool {
-    let alert = &notification.alert;
-    let Some(device) = alert
-        .device_id
-        .filter(|_| alert.alertname == crate::store::AlertName::DeviceDown)
-    else {
-        return false;
-    };
-    alert.held
-        || (matches!(notification.kind.as_str(), "firing" | "flapping")
-            && controller.open_windows().iter().any(|open| {
-                open.window
-                    .spec
-                    .covers_subject(device, &alert.site, &alert.tags)
-            }))
 }
 
 /// One delivery attempt: a 2xx removes the notification from the outbox,
 /// anything else schedules a retry with backoff. One held back by
 /// maintenance is dropped (counted; its alert marked held).
 async fn deliver(
-    controller: &Controller,
+    notifications: &Notifications,
+    open: &[OpenWindow],
     channel: &Channel,
     notification: &DueNotification,
     now_ms: i64,
     round: &mut Round,
 ) -> Result<(), StoreError> {
-    if held_back(controller, notification) {
-        controller
-            .store
+    let core = &notifications.core;
+    if holds_back(open, notification) {
+        core.store
             .hold_notification(notification.id, notification.alert.id)
             .await
-            .map_err(|error| controller.store_failed(error))?;
-        controller
-            .metrics
+            .map_err(|error| core.store_failed(error))?;
+        core.metrics
             .notifications_held
             .fetch_add(1, Ordering::Relaxed);
         tracing::info!(channel = channel.name(), notification = notification.id, alert = notification.alert.id, kind = %notification.kind, "notification held back: the device is in maintenance");
@@ -253,26 +244,22 @@ async fn deliver(
     }
     match channel.post(notification, now_ms).await {
         Ok(()) => {
-            controller
-                .store
+            core.store
                 .notification_delivered(notification.id)
                 .await
-                .map_err(|error| controller.store_failed(error))?;
-            controller
-                .metrics
+                .map_err(|error| core.store_failed(error))?;
+            core.metrics
                 .notifications_sent
                 .fetch_add(1, Ordering::Relaxed);
             round.delivered += 1;
         }
         Err(error) => {
             let retry = retry_at(now_ms, notification.attempts);
-            controller
-                .store
+            core.store
                 .notification_failed(notification.id, retry, &error)
                 .await
-                .map_err(|error| controller.store_failed(error))?;
-            controller
-                .metrics
+                .map_err(|error| core.store_failed(error))?;
+            core.metrics
                 .notifications_failed
                 .fetch_add(1, Ordering::Relaxed);
             warn!(channel = channel.name(), notification = notification.id, alert = notification.alert.id, %error, "notification not delivered; will retry");
@@ -284,18 +271,19 @@ async fn deliver(
 
 /// Sends every open alert to `alertmanager` again.
 pub async fn resend_open_alerts(
-    controller: &Controller,
+    notifications: &Notifications,
     alertmanager: &Alertmanager,
     now_ms: i64,
 ) -> Result<usize, String> {
+    let core = &notifications.core;
     let read = async {
-        let open = controller.store.alerts(true).await?;
-        let flapping = controller.store.flapping_alerts().await?;
+        let open = core.store.alerts(true).await?;
+        let flapping = core.store.flapping_alerts().await?;
         Ok((open, flapping))
     };
     let (open, flapping) = read
         .await
-        .map_err(|error| controller.store_failed(error).to_string())?;
+        .map_err(|error| core.store_failed(error).to_string())?;
     alertmanager.resend_open(&open, &flapping, now_ms).await
 }
 
@@ -304,28 +292,31 @@ pub async fn resend_open_alerts(
 /// retries. An Alertmanager also gets every open alert again each
 /// re-send interval.
 pub async fn run(
-    controller: Arc<Controller>,
+    notifications: Arc<Notifications>,
+    maintenance: Arc<Maintenance>,
+    cluster: Arc<Cluster>,
     channel: Channel,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut wakeups = controller.outbox_wakeups();
+    let mut wakeups = notifications.core.live.outbox_wakeups();
     let mut next_resend = Instant::now();
     loop {
-        if let Err(error) = deliver_due(&controller, &channel, now_ms()).await {
+        if let Err(error) = deliver_due(&notifications, &maintenance, &channel, now_ms()).await {
             warn!(channel = channel.name(), %error, "notification round failed; retrying");
         }
         // One controller of a cluster re-sends (it renews its lease every
         // round); another takes over when it dies.
         if let Channel::Alertmanager(alertmanager) = &channel
-            && controller
-                .holds(&crate::jobs::Lease::Resend(alertmanager.name().to_owned()).name())
+            && cluster
+                .holds(&crate::services::Lease::Resend(alertmanager.name().to_owned()).name())
                 .await
             && Instant::now() >= next_resend
         {
             next_resend = Instant::now() + alertmanager.resend_interval();
-            if let Err(error) = resend_open_alerts(&controller, alertmanager, now_ms()).await {
-                controller
+            if let Err(error) = resend_open_alerts(&notifications, alertmanager, now_ms()).await {
+                notifications
+                    .core
                     .metrics
                     .notifications_failed
                     .fetch_add(1, Ordering::Relaxed);

@@ -6,8 +6,8 @@
 
 use super::args::Arg;
 use super::model::{Acknowledgement, Alert};
-use super::operations::WriteTx;
 use super::principals::{Actor, Change, audit_change, json};
+use super::tx::WriteTx;
 use super::{ALERT_COLUMNS, ALERTS_JOINED, StoreError, rows, sql};
 
 /// The most characters a comment keeps.

@@ -4,8 +4,8 @@
 
 use super::args::Arg;
 use super::model::Status;
-use super::operations::WriteTx;
 use super::rows::Columns;
+use super::tx::WriteTx;
 use super::{StoreError, parse_stored};
 use ward_domain::availability::ReportedDevice;
 

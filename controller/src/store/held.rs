@@ -7,7 +7,7 @@
 
 use super::args::Arg;
 use super::model::Alert;
-use super::operations::WriteTx;
+use super::tx::WriteTx;
 use super::{ALERT_COLUMNS, ALERTS_JOINED, StoreError, rows, sql};
 
 /// Drops outbox row `notification` and marks its alert held.

@@ -4,8 +4,8 @@
 use super::StoreError;
 use super::args::Arg;
 use super::model::Status;
-use super::operations::WriteTx;
 use super::parse_stored;
+use super::tx::WriteTx;
 
 /// Changes per page unless asked otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;

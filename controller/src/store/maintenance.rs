@@ -4,9 +4,9 @@
 
 use super::StoreError;
 use super::args::Arg;
-use super::operations::WriteTx;
 use super::principals::{Actor, Change, audit_change, json};
 use super::rows::Columns;
+use super::tx::WriteTx;
 use ward_domain::maintenance::{MaintenanceSpec, MaintenanceWindow};
 
 const COLUMNS: &str = "id, name, starts_at_ms, ends_at_ms, time_zone, recurrence, until_ms, \

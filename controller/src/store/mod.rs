@@ -26,6 +26,7 @@ mod settling;
 mod sql;
 mod sqlite;
 mod sync;
+mod tx;
 
 use ward_domain::model;
 pub use ward_domain::{flap, groups, plan};
@@ -121,7 +122,7 @@ macro_rules! dispatch {
 }
 
 /// Runs `$operation`, an operation over `$tx` (a
-/// [`operations::WriteTx`]), in one transaction of either backend,
+/// [`tx::WriteTx`]), in one transaction of either backend,
 /// committed if it succeeds. What it uses must be owned: SQLite runs it on
 /// a blocking thread.
 macro_rules! transaction {

@@ -9,7 +9,7 @@ use super::StoreError;
 use super::args::Arg;
 use super::groups::{self, Member, Move, Owned, Scope};
 use super::model::{CONTROLLER_REPORTS, Ignored, TransitionReport};
-use super::operations::WriteTx;
+use super::tx::WriteTx;
 
 /// What a settlement found and did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

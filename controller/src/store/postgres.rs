@@ -14,9 +14,9 @@ use super::model::{
     AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
     StatusChanges, TransitionReport,
 };
-use super::operations::WriteTx;
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
 use super::rows::Columns;
+use super::tx::WriteTx;
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 const MIGRATIONS: &[(i64, &str)] = &[

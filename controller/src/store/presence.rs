@@ -6,7 +6,7 @@
 
 use super::StoreError;
 use super::args::Arg;
-use super::operations::WriteTx;
+use super::tx::WriteTx;
 
 /// How often each controller writes the presence of the agents it holds
 /// (and its membership heartbeat).

@@ -1,13 +1,13 @@
 //! Users, API tokens and the audit log: the model, the statements and the
 //! operations, written once for both backends over
-//! [`super::operations::WriteTx`]. Every change is audited in its own
+//! [`super::tx::WriteTx`]. Every change is audited in its own
 //! transaction.
 
 use crate::auth::Role;
 
 use super::args::Arg;
-use super::operations::WriteTx;
 use super::rows::Columns;
+use super::tx::WriteTx;
 use super::{FieldError, StoreError, parse_stored};
 
 /// A user as stored (never its password).

@@ -1,5 +1,5 @@
 //! Dashboard sessions and login lockouts, written once for both backends
-//! over [`super::operations::WriteTx`]. Logins, failed logins, lockouts
+//! over [`super::tx::WriteTx`]. Logins, failed logins, lockouts
 //! and logouts are audited in their own transaction; failed logins are
 //! counted from the audit log itself, so every controller on one database
 //! sees the same count.
@@ -7,9 +7,9 @@
 use crate::auth::Role;
 
 use super::args::Arg;
-use super::operations::WriteTx;
 use super::principals::{Actor, Change, UserRecord, audit_outcome, find_user, json};
 use super::rows::Columns;
+use super::tx::WriteTx;
 use super::{StoreError, parse_stored};
 
 /// Where a session's user was proven.

@@ -6,7 +6,8 @@
 use super::args::Arg;
 use super::flap::{Flap, FlapPolicy};
 use super::model::Alert;
-use super::operations::{WriteTx, data_changed};
+use super::operations::data_changed;
+use super::tx::WriteTx;
 use super::{ALERT_COLUMNS, ALERTS_JOINED, StatusChanges, rows};
 use super::{StoreError, sql};
 

@@ -9,8 +9,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::model::{Device, DeviceSpec, StatusChanges};
-use super::operations::{self, WriteTx};
+use super::operations;
 use super::principals::Actor;
+use super::tx::WriteTx;
 use super::{StoreError, entry_error, rows, sql};
 
 /// What a sync is asked to do.

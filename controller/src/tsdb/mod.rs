@@ -152,6 +152,51 @@ pub struct TsdbMetrics {
     pub failing: AtomicBool,
 }
 
+impl TsdbMetrics {
+    /// Every counter and gauge with its Prometheus name, type and help, as
+    /// `/metrics` exports it.
+    pub fn exported(&self) -> [(&'static str, &'static str, &'static str, &AtomicU64); 6] {
+        [
+            (
+                "ward_tsdb_rows_written_total",
+                "counter",
+                "Time-series rows VictoriaMetrics accepted.",
+                &self.rows_written,
+            ),
+            (
+                "ward_tsdb_write_errors_total",
+                "counter",
+                "Time-series writes that failed (retried from the spool).",
+                &self.write_errors,
+            ),
+            (
+                "ward_tsdb_rows_dropped_total",
+                "counter",
+                "Time-series rows lost: spool full, or refused as malformed.",
+                &self.rows_dropped,
+            ),
+            (
+                "ward_tsdb_queue_full_waits_total",
+                "counter",
+                "Statistics reports whose acknowledgement waited for room in the writer's queue.",
+                &self.queue_full_waits,
+            ),
+            (
+                "ward_tsdb_spooled_rows",
+                "gauge",
+                "Time-series rows waiting in the spool.",
+                &self.spooled_rows,
+            ),
+            (
+                "ward_tsdb_spooled_bytes",
+                "gauge",
+                "Bytes in the time-series spool.",
+                &self.spooled_bytes,
+            ),
+        ]
+    }
+}
+
 /// Why the writer cannot start.
 #[derive(Debug, thiserror::Error)]
 #[error("time-series spool directory {dir}: {source}; set tsdb.spool_dir to a writable directory")]

@@ -4,11 +4,10 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use serde_json::Value;
 use ward_controller::cache::Cache;
-use ward_controller::state::Controller;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::{ReportedTransition, Status, Store, TransitionReport};
 
 pub struct Api {
@@ -22,7 +21,7 @@ pub struct Api {
 impl Api {
     /// Serves `controller`'s REST API on loopback; `get` and `post` act as
     /// a new admin user.
-    pub async fn serve(controller: Arc<Controller>) -> Self {
+    pub async fn serve(controller: App) -> Self {
         static ADMINS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = ADMINS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let token = token_for(
@@ -130,11 +129,18 @@ impl Api {
     }
 }
 
-/// A migrated store at `store_url` behind `cache`.
-pub async fn controller(store_url: &str, cache: Cache) -> Arc<Controller> {
+/// A controller's services over a migrated store at `store_url` behind
+/// `cache`, on the embedded defaults.
+pub async fn controller(store_url: &str, cache: Cache) -> App {
+    controller_with(store_url, cache, AppSettings::default()).await
+}
+
+/// A controller's services over a migrated store at `store_url` behind
+/// `cache`, set up by `settings`.
+pub async fn controller_with(store_url: &str, cache: Cache, settings: AppSettings) -> App {
     let store = Store::open(store_url).await.expect("open store");
     store.migrate().await.expect("migrate");
-    Arc::new(Controller::new(store, cache))
+    App::new(store, cache, settings).await.expect("services")
 }
 
 /// A fresh SQLite database URL in a `ward-test-*` temporary directory,
@@ -151,18 +157,18 @@ pub fn sqlite_url() -> (tempfile::TempDir, String) {
 /// A controller on a fresh SQLite file with an in-process cache, set up
 /// by `configure` (anonymous reads, login limits, a directory…), served.
 pub async fn served_with(
-    configure: impl FnOnce(Controller) -> Controller,
-) -> (tempfile::TempDir, Arc<Controller>, Api) {
+    configure: impl FnOnce(&mut AppSettings),
+) -> (tempfile::TempDir, App, Api) {
     let (dir, url) = sqlite_url();
-    let store = Store::open(&url).await.expect("open store");
-    store.migrate().await.expect("migrate");
-    let controller = Arc::new(configure(Controller::new(store, Cache::in_process())));
-    let api = Api::serve(Arc::clone(&controller)).await;
+    let mut settings = AppSettings::default();
+    configure(&mut settings);
+    let controller = controller_with(&url, Cache::in_process(), settings).await;
+    let api = Api::serve(controller.clone()).await;
     (dir, controller, api)
 }
 
 /// A controller with an in-process cache on a fresh, migrated SQLite file.
-pub async fn sqlite_controller() -> (tempfile::TempDir, Arc<Controller>) {
+pub async fn sqlite_controller() -> (tempfile::TempDir, App) {
     let (dir, url) = sqlite_url();
     (dir, controller(&url, Cache::in_process()).await)
 }
@@ -193,7 +199,7 @@ pub fn transition_report(
 
 /// A new user `name` with `role` and an API token of it (the secret).
 pub async fn token_for(
-    controller: &Controller,
+    controller: &App,
     name: &str,
     role: ward_controller::auth::Role,
     expires_at_ms: Option<i64>,
@@ -204,12 +210,14 @@ pub async fn token_for(
     };
     let now = ward_controller::time::now_ms();
     controller
+        .core
         .store
         .add_user(name, role, None, &actor, now)
         .await
         .expect("user");
     let (secret, digest) = ward_controller::auth::new_token().expect("token");
     controller
+        .core
         .store
         .create_token(name, "test", &digest, expires_at_ms, &actor, now)
         .await
@@ -222,7 +230,7 @@ pub async fn token_for(
 /// nothing). Anonymous, one user per role, and expired, revoked and unknown
 /// tokens.
 pub async fn principals(
-    controller: &Controller,
+    controller: &App,
 ) -> Vec<(String, Option<String>, Option<ward_controller::auth::Role>)> {
     use ward_controller::auth::Role;
     let now = ward_controller::time::now_ms();
@@ -235,6 +243,7 @@ pub async fn principals(
     principals.push(("expired token".into(), Some(expired), None));
     let revoked = token_for(controller, "revoked", Role::Admin, None).await;
     let revoked_id = controller
+        .core
         .store
         .tokens()
         .await
@@ -248,6 +257,7 @@ pub async fn principals(
         source: "test".into(),
     };
     controller
+        .core
         .store
         .revoke_token(revoked_id, &actor, now)
         .await
@@ -280,8 +290,9 @@ pub fn expected_refusal(
 
 /// Every refusal counted in `/metrics` has its row in the audit log;
 /// returns how many there are.
-pub async fn every_refusal_is_audited(controller: &Controller) -> usize {
+pub async fn every_refusal_is_audited(controller: &App) -> usize {
     let refusals = controller
+        .core
         .store
         .audit(&ward_controller::store::AuditFilter::newest(10_000))
         .await
@@ -292,6 +303,7 @@ pub async fn every_refusal_is_audited(controller: &Controller) -> usize {
     assert_eq!(
         u64::try_from(refusals).expect("count"),
         controller
+            .core
             .metrics
             .access_refused
             .load(std::sync::atomic::Ordering::Relaxed),
@@ -301,7 +313,7 @@ pub async fn every_refusal_is_audited(controller: &Controller) -> usize {
 }
 
 /// Serves `controller`'s gRPC on a free loopback port; its URL.
-pub async fn serve_grpc(controller: Arc<Controller>) -> String {
+pub async fn serve_grpc(controller: App) -> String {
     let listener = ward_controller::grpc::bind("127.0.0.1:0".parse().expect("address"))
         .await
         .expect("bind");

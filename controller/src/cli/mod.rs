@@ -2,20 +2,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
-
-use crate::cache::Cache;
 use crate::config::{FileConfig, Settings};
-use crate::notify::{Alertmanager, Channel, Webhook};
-use crate::state::Controller;
 use crate::store::Store;
-use crate::tsdb::{Tsdb, TsdbConfig};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tracing::info;
+
+mod serve;
 
 #[derive(Parser)]
 #[command(version, about = "ward controller: status database, alerting and APIs")]
@@ -291,7 +286,7 @@ async fn run_command() -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             let (path, overrides) = (*args).overrides();
-            run(settings(path, overrides)?).await?;
+            serve::run(settings(path, overrides)?).await?;
         }
     }
     Ok(())
@@ -368,229 +363,4 @@ async fn connect(settings: &Settings) -> anyhow::Result<Store> {
         })
         .transpose()?;
     Ok(Store::connect(&settings.database, password.as_deref()).await?)
-}
-
-/// Holds `database`'s controller lock when it is SQLite: one controller
-/// per file (several controllers share a PostgreSQL database instead).
-fn hold_sqlite(database: &str) -> anyhow::Result<Option<std::fs::File>> {
-    let Some(path) = database.strip_prefix("sqlite:") else {
-        return Ok(None);
-    };
-    let lock = format!("{path}.controller-lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock)
-        .with_context(|| format!("cannot open {lock}"))?;
-    match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another ward-controller already runs on {path}: an SQLite database serves one \
-             controller; to run several, put them on one PostgreSQL database \
-             (database = \"postgres://…\", see docs/HA.md)"
-        ),
-        Err(std::fs::TryLockError::Error(error)) => {
-            Err(error).with_context(|| format!("cannot lock {lock}"))
-        }
-    }
-}
-
-async fn run(settings: Settings) -> anyhow::Result<()> {
-    let _one_controller = hold_sqlite(&settings.database)?;
-    let store = connect(&settings).await?;
-    let applied = store
-        .migrate()
-        .await
-        .context("migrating the status database")?;
-    info!(applied, database = %ward_settings::redact_secrets(&settings.database), "status database ready");
-    if settings.api_token.is_none() && store.users().await?.is_empty() {
-        tracing::warn!("{}", crate::access::FIRST_ADMIN_HINT);
-    }
-    let cache = match &settings.redis {
-        Some(url) => Cache::redis(url).await?,
-        None => Cache::in_process(),
-    };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }
-    };
-    let mut controller = Controller::new(store, cache)
-        .with_api_token(settings.api_token.clone())
-        .with_anonymous_read(settings.anonymous_read)
-        .with_login_settings(settings.login.clone())
-        .with_metrics_access(settings.metrics_access)
-        .with_failover_delay(settings.failover_delay)
-        .with_agent_failover_delay(settings.agent_failover_delay)
-        .with_flapping(settings.flapping)
-        .with_directory(
-            settings
-                .ldap
-                .clone()
-                .map(crate::ldap::Directory::new)
-                .transpose()?,
-        )
-        .with_certificate_warning_days(settings.certificate_warning_days);
-    let mut tasks = Vec::new();
-    if let Some(url) = &settings.victoria_metrics {
-        let (tsdb, writer) = Tsdb::start(
-            TsdbConfig {
-                url: url.clone(),
-                spool_dir: settings.tsdb_spool_dir.clone(),
-                spool_max_bytes: settings.tsdb_spool_max_bytes,
-            },
-            until_stopped(),
-        )?;
-        info!(url = %ward_settings::redact_secrets(url), spool = %settings.tsdb_spool_dir.display(), "writing statistics to VictoriaMetrics");
-        controller = controller.with_tsdb(tsdb);
-        tasks.push(writer);
-    }
-    let mut channels = Vec::new();
-    if let Some(url) = &settings.webhook {
-        channels.push(Channel::Webhook(
-            Webhook::new(url).linking(settings.public_url.as_deref()),
-        ));
-    }
-    for (index, url) in settings.alertmanagers.iter().enumerate() {
-        channels.push(Channel::Alertmanager(
-            Alertmanager::new(url, settings.alertmanager_resend_interval)
-                .instance(index + 1)
-                .linking(settings.public_url.as_deref()),
-        ));
-    }
-    let names: Vec<&str> = channels.iter().map(Channel::name).collect();
-    let controller = Arc::new(controller.with_notification_channels(&names).await?);
-    info!(channels = ?names, "notification channels");
-    tasks.extend(crate::jobs::start(
-        &controller,
-        crate::jobs::every_job(settings.audit_retention, settings.history_retention),
-        channels,
-        &until_stopped,
-    ));
-    let http = tokio::net::TcpListener::bind(settings.listen_http)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for HTTP on {}; pick a free address with --listen-http",
-                settings.listen_http
-            )
-        })?;
-    let grpc = crate::grpc::bind(settings.listen_grpc).await?;
-    let tls = settings
-        .tls
-        .as_ref()
-        .map(crate::tls::ServerTls::load)
-        .transpose()?;
-    if let Some(expires_at_ms) = tls.as_ref().and_then(crate::tls::ServerTls::expires_at_ms) {
-        controller.note_certificate("controller", expires_at_ms);
-    }
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(http = %settings.listen_http, scheme, grpc = %settings.listen_grpc, "controller listening");
-    let router = crate::api::router(Arc::clone(&controller));
-    let https = tls.clone();
-    let http_server = async {
-        match https {
-            Some(tls) => {
-                let listener = crate::tls::HttpsListener::new(http, tls, Arc::clone(&controller))?;
-                // `tap_io` makes each connection's peer address its
-                // `ConnectInfo`, as for plain TCP.
-                axum::serve(
-                    listener.tap_io(|_| ()),
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(until_stopped())
-                .await
-            }
-            None => {
-                axum::serve(
-                    http,
-                    router.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(until_stopped())
-                .await
-            }
-        }
-    };
-    if let Some(tls) = tls.clone() {
-        tasks.push(tokio::spawn(reload_on_hangup(
-            tls,
-            Arc::clone(&controller),
-            until_stopped(),
-        )));
-    }
-    let grpc_server = crate::grpc::serve(grpc, Arc::clone(&controller), tls, until_stopped());
-    let signal = async {
-        shutdown_signal().await;
-        info!("stopping");
-        controller.begin_shutdown();
-        let _ = stop.send(true);
-    };
-    let (http_result, grpc_result, ()) = tokio::join!(http_server, grpc_server, signal);
-    http_result.context("HTTP server")?;
-    grpc_result.context("gRPC endpoint")?;
-    for task in tasks {
-        task.await.context("background task")?;
-    }
-    info!("stopped");
-    Ok(())
-}
-
-/// Reads the TLS files again on every `SIGHUP` until `stop`: new
-/// connections get the new certificate, connected agents keep their
-/// streams. A file that does not load is logged and the old certificate
-/// stays.
-async fn reload_on_hangup(
-    tls: crate::tls::ServerTls,
-    controller: Arc<Controller>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(%error, "cannot watch SIGHUP: certificates are read only at start");
-            return;
-        }
-    };
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = hangups.recv() => {}
-        }
-        // The files are read on a blocking thread, not on an async worker.
-        let reloading = tls.clone();
-        let reloaded = tokio::task::spawn_blocking(move || reloading.reload()).await;
-        match reloaded.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic())) {
-            Ok(()) => {
-                if let Some(expires_at_ms) = tls.expires_at_ms() {
-                    controller.note_certificate("controller", expires_at_ms);
-                }
-                info!(expires = %tls.expires_at_ms().map(crate::time::rfc3339).unwrap_or_default(),
-                    "SIGHUP: TLS certificate and key read again; new connections use them");
-            }
-            Err(error) => tracing::error!(%error,
-                "SIGHUP: the TLS files do not load; the certificate in use stays"),
-        }
-    }
-}
-
-/// Completes on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = match signal(SignalKind::terminate()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(%error, "cannot watch SIGTERM; stopping only on SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -1,0 +1,130 @@
+//! What every service shares: the store, the read cache, the counters and
+//! the live change feed. A failed store operation is counted here
+//! ([`Core::store_failed`]); a committed change is published here
+//! ([`Core::publish`]), after its commit, whichever service wrote it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use super::live::{Live, LiveEvent, StatusEvent};
+use super::metrics::Metrics;
+use crate::cache::Cache;
+use crate::store::{Device, Status, StatusChanges, Store, StoreError};
+
+/// The store, the cache, the counters and the live feed.
+pub struct Core {
+    /// The status database.
+    pub store: Store,
+    /// The read cache.
+    pub cache: Cache,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Committed changes and wake-ups.
+    pub live: Live,
+}
+
+impl Core {
+    /// The shared parts over `store` and `cache`.
+    pub fn new(store: Store, cache: Cache) -> Self {
+        Self {
+            store,
+            cache,
+            metrics: Metrics::default(),
+            live: Live::default(),
+        }
+    }
+
+    /// Counts a store failure and passes it on (bad input and conflicts
+    /// are the caller's, not failures).
+    pub fn store_failed(&self, error: StoreError) -> StoreError {
+        if !matches!(
+            error,
+            StoreError::Invalid(_) | StoreError::InvalidEntry { .. } | StoreError::Conflict(_)
+        ) {
+            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "store operation failed");
+        }
+        error
+    }
+
+    /// Every device, through the cache, as of the store's data version
+    /// now.
+    pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        let version = self
+            .store
+            .data_version()
+            .await
+            .map_err(|e| self.store_failed(e))?;
+        self.cache
+            .get_or_load("devices", &version, async {
+                self.store
+                    .list_devices()
+                    .await
+                    .map_err(|e| self.store_failed(e))
+            })
+            .await
+    }
+
+    /// After a commit: counts the changes, wakes the outbox and tells live
+    /// subscribers. Never fails: what cannot be published is counted and
+    /// logged, and subscribers are told to resync.
+    pub async fn publish(&self, changes: &StatusChanges) {
+        if changes.changed.is_empty() {
+            return;
+        }
+        self.metrics
+            .transitions_applied
+            .fetch_add(changes.changed.len() as u64, Ordering::Relaxed);
+        self.live.outbox_changed();
+        self.broadcast(changes).await;
+    }
+
+    /// Sends live subscribers each device of `changes` as it is now.
+    pub async fn broadcast(&self, changes: &StatusChanges) {
+        if !self.live.has_subscribers() {
+            return;
+        }
+        let devices = match self.store.get_devices(&changes.changed).await {
+            Ok(devices) => devices,
+            Err(error) => {
+                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .post_commit_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, changed = changes.changed.len(),
+                    "committed status changes could not be read back for live events; subscribers told to resync");
+                self.live.send(LiveEvent::Resync);
+                return;
+            }
+        };
+        let before: HashMap<i64, Status> = changes
+            .changed
+            .iter()
+            .copied()
+            .zip(changes.previous.iter().copied())
+            .collect();
+        let last = devices.len().saturating_sub(1);
+        for (index, device) in devices.into_iter().enumerate() {
+            let previous = before.get(&device.id).copied().unwrap_or(Status::Unknown);
+            self.live.send(LiveEvent::Status(Box::new(StatusEvent {
+                device,
+                previous,
+                version: changes.version,
+                closes_version: index == last,
+            })));
+        }
+    }
+}
+
+/// Runs `write` to its end in a task of its own: a caller that goes away (a
+/// REST client that disconnects, a closed agent link) cannot stop it
+/// half-way, between a commit and what must follow it (live events,
+/// agents' assignments, the outbox).
+pub async fn to_the_end<T: Send + 'static>(
+    write: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(write)
+        .await
+        .map_err(|error| StoreError::Task(error.to_string()))?
+}

@@ -1,0 +1,265 @@
+//! The device inventory: every write (create, update, delete, import,
+//! sync, acknowledge) goes through the store's rules and runs to its end in
+//! a task of its own, then agents, the outbox and live subscribers hear of
+//! it; reads (the filtered list, the summary) come through the cache at
+//! the store's data version, so none is older than the last commit.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use super::core::{Core, to_the_end};
+use super::maintenance::Maintenance;
+use crate::store::{
+    AckOutcome, Actor, Device, DeviceSpec, Severity, Status, StatusChanges, StoreError, SyncDiff,
+    SyncMode,
+};
+
+/// Enabled devices by status.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// Up.
+    pub up: u64,
+    /// Down.
+    pub down: u64,
+    /// Unreachable.
+    pub unreachable: u64,
+    /// Unknown.
+    pub unknown: u64,
+    /// All enabled devices.
+    pub total: u64,
+    /// Enabled devices in an open maintenance window (counted in their
+    /// status too).
+    pub in_maintenance: u64,
+}
+
+/// Which devices to list; `None` does not filter.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeviceFilter<'a> {
+    /// In this status.
+    pub status: Option<Status>,
+    /// Of this site.
+    pub site: Option<&'a str>,
+    /// Whose name, address or a tag contains this (case-insensitive).
+    pub query: Option<&'a str>,
+    /// Of this severity.
+    pub severity: Option<Severity>,
+    /// Carrying this tag.
+    pub tag: Option<&'a str>,
+}
+
+/// The inventory.
+pub struct Inventory {
+    core: Arc<Core>,
+    maintenance: Arc<Maintenance>,
+}
+
+impl Inventory {
+    /// The inventory over `core`, counting devices in `maintenance`'s open
+    /// windows.
+    pub fn new(core: Arc<Core>, maintenance: Arc<Maintenance>) -> Self {
+        Self { core, maintenance }
+    }
+
+    /// Creates a device; the cache moves on after the commit.
+    pub async fn create_device(
+        self: &Arc<Self>,
+        spec: &DeviceSpec,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Device, StoreError> {
+        let (spec, actor) = (spec.clone(), actor.clone());
+        self.write_inventory(move |inventory| async move {
+            let device = inventory
+                .core
+                .store
+                .create_device(&spec, &actor, now_ms)
+                .await?;
+            Ok((device, StatusChanges::default()))
+        })
+        .await
+    }
+
+    /// Replaces a device's configuration through the rules (see
+    /// [`Store::update_device`]); `None` if it does not exist.
+    pub async fn update_device(
+        self: &Arc<Self>,
+        id: i64,
+        spec: &DeviceSpec,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Option<Device>, StoreError> {
+        let (spec, actor) = (spec.clone(), actor.clone());
+        self.write_inventory(move |inventory| async move {
+            Ok(
+                match inventory
+                    .core
+                    .store
+                    .update_device(id, &spec, &actor, now_ms)
+                    .await?
+                {
+                    Some((device, changes)) => (Some(device), changes),
+                    None => (None, StatusChanges::default()),
+                },
+            )
+        })
+        .await
+    }
+
+    /// Deletes a device through the rules (see [`Store::delete_device`]);
+    /// false if it did not exist.
+    pub async fn delete_device(
+        self: &Arc<Self>,
+        id: i64,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let actor = actor.clone();
+        self.write_inventory(move |inventory| async move {
+            Ok(
+                match inventory
+                    .core
+                    .store
+                    .delete_device(id, &actor, now_ms)
+                    .await?
+                {
+                    Some(changes) => (true, changes),
+                    None => (false, StatusChanges::default()),
+                },
+            )
+        })
+        .await
+    }
+
+    /// Acknowledges open alert `id` (with `comment`), or withdraws its
+    /// acknowledgement (`None`); audited as `actor`. The outbox wakes for
+    /// the `acknowledged` notification.
+    pub async fn acknowledge(
+        &self,
+        id: i64,
+        comment: Option<&str>,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<AckOutcome, StoreError> {
+        let outcome = self
+            .core
+            .store
+            .acknowledge(id, comment, actor, now_ms)
+            .await?;
+        if matches!(outcome, AckOutcome::Done(_)) {
+            self.core.live.outbox_changed();
+        }
+        Ok(outcome)
+    }
+
+    /// Makes the inventory equal to `specs` ([`Store::sync_devices`]); the
+    /// diff (with `dry_run`, nothing is written).
+    pub async fn sync_devices(
+        self: &Arc<Self>,
+        specs: &[DeviceSpec],
+        mode: SyncMode,
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<SyncDiff, StoreError> {
+        let (specs, actor) = (specs.to_vec(), actor.clone());
+        self.write_inventory(move |inventory| async move {
+            inventory
+                .core
+                .store
+                .sync_devices(&specs, mode, &actor, now_ms)
+                .await
+        })
+        .await
+    }
+
+    /// Creates all devices or none.
+    pub async fn import_devices(
+        self: &Arc<Self>,
+        specs: &[DeviceSpec],
+        actor: &Actor,
+        now_ms: i64,
+    ) -> Result<Vec<Device>, StoreError> {
+        let (specs, actor) = (specs.to_vec(), actor.clone());
+        self.write_inventory(move |inventory| async move {
+            let devices = inventory
+                .core
+                .store
+                .import_devices(&specs, &actor, now_ms)
+                .await?;
+            Ok((devices, StatusChanges::default()))
+        })
+        .await
+    }
+
+    /// Runs one inventory write to its end (see [`to_the_end`]): after its
+    /// commit agents are told of the new inventory, the outbox wakes (a
+    /// resolved alert may wait) and live subscribers get the status changes.
+    async fn write_inventory<T, F>(
+        self: &Arc<Self>,
+        write: impl FnOnce(Arc<Self>) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<(T, StatusChanges), StoreError>> + Send + 'static,
+    {
+        let inventory = Arc::clone(self);
+        to_the_end(async move {
+            let core = Arc::clone(&inventory.core);
+            let (value, changes) = write(inventory).await.map_err(|e| core.store_failed(e))?;
+            core.live.inventory_changed();
+            core.live.outbox_changed();
+            core.publish(&changes).await;
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Devices matching every given filter: status, site, severity, tag,
+    /// and `query` in the name, address or a tag (case-insensitive). REST,
+    /// gRPC and the dashboard's search all match this way.
+    pub async fn find_devices(&self, filter: &DeviceFilter<'_>) -> Result<Vec<Device>, StoreError> {
+        let query = filter.query.map(str::to_lowercase);
+        let devices = self.core.devices().await?;
+        Ok(devices
+            .into_iter()
+            .filter(|d| filter.status.is_none_or(|status| d.status == status))
+            .filter(|d| filter.site.is_none_or(|site| d.spec.site == site))
+            .filter(|d| {
+                filter
+                    .severity
+                    .is_none_or(|severity| d.spec.severity == severity)
+            })
+            .filter(|d| {
+                filter
+                    .tag
+                    .is_none_or(|tag| d.spec.tags.iter().any(|t| t == tag))
+            })
+            .filter(|d| {
+                query.as_deref().is_none_or(|q| {
+                    d.spec.name.to_lowercase().contains(q)
+                        || d.spec.address.to_string().contains(q)
+                        || d.spec.tags.iter().any(|tag| tag.to_lowercase().contains(q))
+                })
+            })
+            .collect())
+    }
+
+    /// Enabled devices counted by status.
+    pub async fn summary(&self) -> Result<Summary, StoreError> {
+        let devices = self.core.devices().await?;
+        let open = self.maintenance.open_windows();
+        let mut summary = Summary::default();
+        for device in devices.iter().filter(|d| d.spec.enabled) {
+            summary.total += 1;
+            if open.iter().any(|open| open.window.spec.covers(device)) {
+                summary.in_maintenance += 1;
+            }
+            match device.status {
+                Status::Up => summary.up += 1,
+                Status::Down => summary.down += 1,
+                Status::Unreachable => summary.unreachable += 1,
+                Status::Unknown => summary.unknown += 1,
+            }
+        }
+        Ok(summary)
+    }
+}

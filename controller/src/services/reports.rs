@@ -1,0 +1,187 @@
+//! The agent link's writes: transition reports applied through the store's
+//! rules (each to its end, then published), and probe statistics handed to
+//! the time-series writer. Reports wait while the offline sweep holds its
+//! gate, so an agent that comes back is never applied under its site's
+//! `unknown`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::core::{Core, to_the_end};
+use crate::store::{ApplyOutcome, FlapPolicy, Ignored, StoreError, TransitionReport};
+use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
+
+/// A status commit slower than this is logged.
+const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Statistics that could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum StatisticsError {
+    /// The device list could not be read for labels.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The time-series writer has stopped.
+    #[error(transparent)]
+    Stopped(#[from] WriterStopped),
+}
+
+/// Applies agents' (and the controller's own) reports.
+pub struct Reports {
+    core: Arc<Core>,
+    /// When a device is flapping (`flap_changes`, `flap_window`).
+    pub flapping: FlapPolicy,
+    /// The time-series writer, when VictoriaMetrics is configured.
+    pub tsdb: Option<Tsdb>,
+    /// Agent reports hold it shared; the offline sweep holds it alone from
+    /// its presence check to its commit.
+    offline_gate: tokio::sync::RwLock<()>,
+}
+
+impl Reports {
+    /// Reports over `core`, devices flapping under `flapping`, statistics
+    /// to `tsdb` when there is one.
+    pub fn new(core: Arc<Core>, flapping: FlapPolicy, tsdb: Option<Tsdb>) -> Self {
+        Self {
+            core,
+            flapping,
+            tsdb,
+            offline_gate: tokio::sync::RwLock::new(()),
+        }
+    }
+
+    /// Applies an agent report, to its end whatever the caller does; after
+    /// the commit live-event subscribers get the changed devices.
+    pub async fn apply_report(
+        self: &Arc<Self>,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let reports = Arc::clone(self);
+        let report = report.clone();
+        to_the_end(async move {
+            let _gate = reports.offline_gate.read().await;
+            reports.commit_report(&report, now_ms).await
+        })
+        .await
+    }
+
+    /// Holds reports back until the guard drops (the offline sweep, from
+    /// its presence check to its commit).
+    pub(super) async fn hold_back(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.offline_gate.write().await
+    }
+
+    /// Applies `report` in the caller's task (the offline sweep, which
+    /// holds the gate already).
+    pub(super) async fn commit_report(
+        &self,
+        report: &TransitionReport,
+        now_ms: i64,
+    ) -> Result<ApplyOutcome, StoreError> {
+        let core = &self.core;
+        let started = std::time::Instant::now();
+        let outcome = core
+            .store
+            .apply(report, &self.flapping, now_ms)
+            .await
+            .map_err(|e| core.store_failed(e))?;
+        let elapsed = started.elapsed();
+        if elapsed > SLOW_COMMIT {
+            tracing::warn!(agent = %report.agent_id, seq = report.seq, transitions = report.transitions.len(),
+                elapsed_ms = elapsed.as_millis(), "slow status commit");
+        }
+        match &outcome {
+            ApplyOutcome::Applied { changes, ignored } => {
+                core.metrics
+                    .notifications_withheld
+                    .fetch_add(changes.withheld, Ordering::Relaxed);
+                core.metrics
+                    .transitions_ignored
+                    .fetch_add(ignored.len() as u64, Ordering::Relaxed);
+                let foreign = ignored
+                    .iter()
+                    .filter(|(_, why)| *why == Ignored::NotOwner)
+                    .count();
+                if foreign > 0 {
+                    core.metrics
+                        .transitions_not_owner
+                        .fetch_add(foreign as u64, Ordering::Relaxed);
+                    tracing::info!(agent = %report.agent_id, seq = report.seq, devices = foreign,
+                        "reports about devices another agent of the site owns were ignored");
+                }
+                // An agent alert may have been queued without any device
+                // changing (its devices were unknown already).
+                if !report.agent_alerts.is_empty() {
+                    core.live.outbox_changed();
+                }
+                core.publish(changes).await;
+            }
+            ApplyOutcome::AlreadyApplied => {
+                core.metrics
+                    .reports_replayed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Hands an agent's probe statistics to the time-series writer, with
+    /// each device's labels and current status from the device list;
+    /// entries for devices the store does not know are counted and
+    /// skipped. Returns the samples queued (none when no time-series
+    /// database is configured).
+    pub async fn record_statistics(
+        &self,
+        report: &StatisticsReport,
+    ) -> Result<usize, StatisticsError> {
+        if self.tsdb.is_none() {
+            return Ok(0);
+        }
+        let devices = self.core.devices().await?;
+        let by_id: HashMap<i64, DeviceLabels> = devices
+            .iter()
+            .map(|device| (device.id, DeviceLabels::of(device)))
+            .collect();
+        Ok(self
+            .record_statistics_with(report, |id| by_id.get(&id).cloned())
+            .await?)
+    }
+
+    /// [`Reports::record_statistics`] with labels from `labels` (an agent
+    /// link keeps its own, so no device list is loaded per report).
+    /// Returns once the writer holds the samples (waiting while its queue
+    /// is full), so an acknowledgement after it never covers dropped data.
+    pub async fn record_statistics_with(
+        &self,
+        report: &StatisticsReport,
+        labels: impl Fn(i64) -> Option<DeviceLabels>,
+    ) -> Result<usize, WriterStopped> {
+        let Some(tsdb) = &self.tsdb else {
+            return Ok(0);
+        };
+        let mut samples = Vec::with_capacity(report.devices.len());
+        for statistics in &report.devices {
+            let Some(labels) = labels(statistics.device_id) else {
+                self.core
+                    .metrics
+                    .statistics_ignored
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            samples.push(DeviceSample {
+                device_id: statistics.device_id,
+                labels,
+                statistics: *statistics,
+            });
+        }
+        let queued = samples.len();
+        tsdb.write(SampleBatch {
+            agent_id: report.agent_id.clone(),
+            at_ms: report.period_end_ms,
+            samples,
+        })
+        .await?;
+        Ok(queued)
+    }
+}
