@@ -20,6 +20,9 @@ pub(super) enum Arg<'a> {
     OptText(Option<&'a str>),
     /// A boolean.
     Flag(bool),
+    /// A list of ids, for [`super::tx::Query::ID_IN_LIST`]: an array on
+    /// PostgreSQL, a JSON array on SQLite.
+    Ids(&'a [i64]),
 }
 
 impl ToSql for Arg<'_> {
@@ -34,11 +37,15 @@ impl ToSql for Arg<'_> {
             Arg::Text(value) => ToSql::to_sql(value, ty, out),
             Arg::OptText(value) => ToSql::to_sql(value, ty, out),
             Arg::Flag(value) => ToSql::to_sql(value, ty, out),
+            Arg::Ids(ids) => ToSql::to_sql(ids, ty, out),
         }
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <&str as ToSql>::accepts(ty) || <bool as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty)
+            || <&str as ToSql>::accepts(ty)
+            || <bool as ToSql>::accepts(ty)
+            || <&[i64] as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();
@@ -52,6 +59,9 @@ impl rusqlite::ToSql for Arg<'_> {
             Arg::Text(value) => rusqlite::ToSql::to_sql(value),
             Arg::OptText(value) => rusqlite::ToSql::to_sql(value),
             Arg::Flag(value) => rusqlite::ToSql::to_sql(value),
+            Arg::Ids(ids) => Ok(rusqlite::types::ToSqlOutput::from(
+                serde_json::to_string(ids).unwrap_or_else(|_| "[]".into()),
+            )),
         }
     }
 }

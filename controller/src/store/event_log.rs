@@ -5,7 +5,7 @@ use super::StoreError;
 use super::args::Arg;
 use super::model::Status;
 use super::parse_stored;
-use super::tx::WriteTx;
+use super::tx::Query;
 
 /// One recorded status change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +22,7 @@ pub struct LoggedChange {
 
 /// The changes committed after `version`, in commit order, at most
 /// `limit`.
-pub(super) async fn since<T: WriteTx>(
+pub(super) async fn since<T: Query>(
     tx: &T,
     version: i64,
     limit: i64,

@@ -7,7 +7,7 @@
 
 use super::args::Arg;
 use super::model::Alert;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 use super::{ALERT_COLUMNS, ALERTS_JOINED, StoreError, rows, sql};
 
 /// Drops outbox row `notification` and marks its alert held.
@@ -30,7 +30,7 @@ pub(super) async fn hold<T: WriteTx>(
 }
 
 /// The open alerts whose notifications are held.
-pub(super) async fn held_open<T: WriteTx>(tx: &T) -> Result<Vec<Alert>, StoreError> {
+pub(super) async fn held_open<T: Query>(tx: &T) -> Result<Vec<Alert>, StoreError> {
     tx.rows(
         &format!(
             "SELECT {ALERT_COLUMNS} FROM {ALERTS_JOINED} \

@@ -5,7 +5,7 @@ use super::StoreError;
 use super::args::Arg;
 use super::model::Status;
 use super::parse_stored;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 
 /// Changes per page unless asked otherwise.
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -103,7 +103,7 @@ impl HistoryEntry {
 }
 
 /// The page of changes `filter` selects, newest first.
-pub(super) async fn list<T: WriteTx>(
+pub(super) async fn list<T: Query>(
     tx: &T,
     filter: &HistoryFilter,
 ) -> Result<HistoryPage, StoreError> {

@@ -6,7 +6,7 @@ use super::StoreError;
 use super::args::Arg;
 use super::principals::{Actor, Change, audit_change, json};
 use super::rows::Columns;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 use ward_domain::maintenance::{MaintenanceSpec, MaintenanceWindow};
 
 const COLUMNS: &str = "id, name, starts_at_ms, ends_at_ms, time_zone, recurrence, until_ms, \
@@ -40,7 +40,7 @@ fn window(row: &dyn Columns) -> Result<MaintenanceWindow, StoreError> {
 }
 
 /// Every window (`id` given: that one), by id.
-pub(super) async fn windows<T: WriteTx>(
+pub(super) async fn windows<T: Query>(
     tx: &T,
     id: Option<i64>,
 ) -> Result<Vec<MaintenanceWindow>, StoreError> {

@@ -56,8 +56,10 @@ pub use ward_domain::availability::ReportedDevice;
 pub use ward_domain::maintenance::{MaintenanceSpec, MaintenanceWindow};
 
 use crate::auth::Role;
+use args::Arg;
 use postgres::PostgresStore;
 use sqlite::SqliteStore;
+use tx::Query as _;
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +123,23 @@ macro_rules! dispatch {
     };
 }
 
+/// Runs `$operation`, statements over `$q` (a [`tx::Query`]) on a
+/// connection of either backend outside any explicit transaction: a read,
+/// or a write of one statement. What it uses must be owned: SQLite runs it
+/// on a blocking thread.
+macro_rules! on_connection {
+    ($self:ident, |$q:ident| $operation:expr) => {
+        match $self {
+            Store::Postgres(store) => {
+                let client = store.client().await?;
+                let $q: &tokio_postgres::Client = &client;
+                $operation.await
+            }
+            Store::Sqlite(store) => store.on_connection(async move |$q| $operation.await).await,
+        }
+    };
+}
+
 /// Runs `$operation`, an operation over `$tx` (a
 /// [`tx::WriteTx`]), in one transaction of either backend,
 /// committed if it succeeds. What it uses must be owned: SQLite runs it on
@@ -155,7 +174,8 @@ impl Store {
 
     /// A cheap round trip to the database, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self.ping())
+        on_connection!(self, |q| q.rows("SELECT 1", &[], |_| Ok(())))?;
+        Ok(())
     }
 
     /// Applies the migrations not applied yet; returns how many ran.
@@ -261,12 +281,13 @@ impl Store {
 
     /// The devices with these ids (missing ids are skipped), by id.
     pub async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
-        dispatch!(self.get_devices(ids))
+        let ids = ids.to_vec();
+        on_connection!(self, |q| tx::devices_by_id(q, &ids))
     }
 
     /// All devices, by site then name.
     pub async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        dispatch!(self.list_devices())
+        on_connection!(self, |q| q.rows(sql::DEVICES, &[], |row| rows::device(row)))
     }
 
     /// Applies an agent report in one transaction, once per (agent, boot,
@@ -298,7 +319,8 @@ impl Store {
 
     /// Alerts, newest first; only open ones if `open_only`.
     pub async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
-        dispatch!(self.alerts(open_only))
+        on_connection!(self, |q| q
+            .rows(&alerts_query(open_only), &[], |row| { rows::alert(row, 0) }))
     }
 
     /// Up to `limit` of `channel`'s notifications due at `now_ms`, oldest
@@ -327,12 +349,17 @@ impl Store {
     /// for; returns how many waiting notifications of other channels were
     /// discarded (a channel taken out of the configuration).
     pub async fn set_notification_channels(&self, channels: &[&str]) -> Result<u64, StoreError> {
-        dispatch!(self.set_notification_channels(channels))
+        let channels: Vec<String> = channels.iter().map(|&channel| channel.to_owned()).collect();
+        transaction!(self, |tx| operations::set_notification_channels(
+            tx, &channels
+        ))
     }
 
     /// A notification was delivered (2xx): it leaves the outbox.
     pub async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
-        dispatch!(self.notification_delivered(id))
+        on_connection!(self, |q| q
+            .run(sql::NOTIFICATION_DELIVERED, &[Arg::Int(id)]))?;
+        Ok(())
     }
 
     /// A delivery failed: count it and try again at `retry_at_ms`.
@@ -342,7 +369,12 @@ impl Store {
         retry_at_ms: i64,
         error: &str,
     ) -> Result<(), StoreError> {
-        dispatch!(self.notification_failed(id, retry_at_ms, error))
+        let error = error.to_owned();
+        on_connection!(self, |q| q.run(
+            sql::NOTIFICATION_FAILED,
+            &[Arg::Int(id), Arg::Int(retry_at_ms), Arg::Text(&error)]
+        ))?;
+        Ok(())
     }
 
     /// Registers agent `id` for `site` (created on first use). Registering
@@ -364,22 +396,30 @@ impl Store {
 
     /// Every registered agent, by id.
     pub async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        dispatch!(self.list_agents())
+        on_connection!(self, |q| q.rows(sql::AGENTS, &[], |row| rows::agent(row)))
     }
 
     /// The database's id and data version, read now.
     pub async fn data_version(&self) -> Result<DataVersion, StoreError> {
-        dispatch!(self.data_version())
+        on_connection!(self, |q| q
+            .rows(sql::DATA_VERSION, &[], |row| { rows::data_version(row) }))?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))
     }
 
     /// How many notifications wait in the outbox.
     pub async fn outbox_depth(&self) -> Result<u64, StoreError> {
-        dispatch!(self.outbox_depth())
+        let depth = on_connection!(self, |q| q.rows(sql::OUTBOX_DEPTH, &[], |row| row.int(0)))?;
+        Ok(depth
+            .first()
+            .map_or(0, |&depth| u64::try_from(depth).unwrap_or(0)))
     }
 
     /// Notifications waiting in the outbox, oldest first.
     pub async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
-        dispatch!(self.pending_notifications())
+        on_connection!(self, |q| q.rows(sql::PENDING_NOTIFICATIONS, &[], |row| {
+            rows::notification(row)
+        }))
     }
 }
 
@@ -412,7 +452,7 @@ impl Store {
 
     /// Every user, by name.
     pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        transaction!(self, |tx| principals::users(tx))
+        on_connection!(self, |tx| principals::users(tx))
     }
 
     /// Enables or disables user `name`; `None` if there is none.
@@ -458,7 +498,7 @@ impl Store {
 
     /// Every token (never a secret), by id.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        transaction!(self, |tx| principals::tokens(tx))
+        on_connection!(self, |tx| principals::tokens(tx))
     }
 
     /// Revokes token `id`; `None` if there is none.
@@ -475,7 +515,7 @@ impl Store {
     /// The token kept by `digest` and its user's role and state.
     pub async fn token_owner(&self, digest: &str) -> Result<Option<TokenOwner>, StoreError> {
         let digest = digest.to_owned();
-        transaction!(self, |tx| principals::token_owner_by_digest(tx, &digest))
+        on_connection!(self, |tx| principals::token_owner_by_digest(tx, &digest))
     }
 
     /// Appends `entry` to the audit log (a refusal; changes are audited
@@ -519,13 +559,13 @@ impl Store {
 
     /// How many certificates were ever revoked (it only grows).
     pub async fn revocations(&self) -> Result<i64, StoreError> {
-        transaction!(self, |tx| principals::revocations(tx))
+        on_connection!(self, |tx| principals::revocations(tx))
     }
 
     /// The audit entries `filter` selects, newest first.
     pub async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         let filter = filter.clone();
-        transaction!(self, |tx| principals::audit(tx, &filter))
+        on_connection!(self, |tx| principals::audit(tx, &filter))
     }
 
     /// Deletes audit entries older than `before_ms` (retention), noting it
@@ -599,7 +639,7 @@ impl Store {
 
     /// Every controller of the cluster, with the jobs each holds.
     pub async fn controllers(&self) -> Result<Vec<ControllerMember>, StoreError> {
-        transaction!(self, |tx| presence::members(tx))
+        on_connection!(self, |tx| presence::members(tx))
     }
 
     /// The status changes committed after data version `version`, in
@@ -609,7 +649,7 @@ impl Store {
         version: i64,
         limit: i64,
     ) -> Result<Vec<LoggedChange>, StoreError> {
-        transaction!(self, |tx| event_log::since(tx, version, limit))
+        on_connection!(self, |tx| event_log::since(tx, version, limit))
     }
 
     /// Acknowledges open alert `id` as `actor` with `comment`, or
@@ -652,12 +692,12 @@ impl Store {
 
     /// The latest alert of each flapping device.
     pub async fn flapping_alerts(&self) -> Result<Vec<Alert>, StoreError> {
-        transaction!(self, |tx| settling::latest_of_flapping(tx))
+        on_connection!(self, |tx| settling::latest_of_flapping(tx))
     }
 
     /// The open alerts whose notifications are held.
     pub async fn held_alerts(&self) -> Result<Vec<Alert>, StoreError> {
-        transaction!(self, |tx| held::held_open(tx))
+        on_connection!(self, |tx| held::held_open(tx))
     }
 
     /// Releases held alert `alert`, queueing its `firing`; false if it was
@@ -680,7 +720,7 @@ impl Store {
 
     /// Every maintenance window, by id ([`maintenance`]).
     pub async fn maintenance_windows(&self) -> Result<Vec<MaintenanceWindow>, StoreError> {
-        transaction!(self, |tx| maintenance::windows(tx, None))
+        on_connection!(self, |tx| maintenance::windows(tx, None))
     }
 
     /// Maintenance window `id`.
@@ -688,7 +728,7 @@ impl Store {
         &self,
         id: i64,
     ) -> Result<Option<MaintenanceWindow>, StoreError> {
-        Ok(transaction!(self, |tx| maintenance::windows(tx, Some(id)))?.pop())
+        Ok(on_connection!(self, |tx| maintenance::windows(tx, Some(id)))?.pop())
     }
 
     /// Creates a maintenance window (checked first); audited.
@@ -729,7 +769,7 @@ impl Store {
     /// The status changes `filter` selects, newest first ([`history`]).
     pub async fn history(&self, filter: &HistoryFilter) -> Result<HistoryPage, StoreError> {
         let filter = filter.clone();
-        transaction!(self, |tx| history::list(tx, &filter))
+        on_connection!(self, |tx| history::list(tx, &filter))
     }
 
     /// Deletes the status changes recorded before `before_ms` (retention);
@@ -741,7 +781,7 @@ impl Store {
     /// Every agent some controller heard, with how long ago (by the
     /// database's clock).
     pub async fn heard_agents(&self) -> Result<Vec<HeardAgent>, StoreError> {
-        transaction!(self, |tx| presence::heard_agents(tx))
+        on_connection!(self, |tx| presence::heard_agents(tx))
     }
 }
 
@@ -753,13 +793,13 @@ impl Store {
         name: &str,
     ) -> Result<Option<(UserRecord, Option<String>)>, StoreError> {
         let name = name.to_owned();
-        transaction!(self, |tx| sessions::credentials(tx, &name))
+        on_connection!(self, |tx| sessions::credentials(tx, &name))
     }
 
     /// Until when login name `name` is locked out, if it is at `now_ms`.
     pub async fn lockout(&self, name: &str, now_ms: i64) -> Result<Option<i64>, StoreError> {
         let name = name.to_owned();
-        transaction!(self, |tx| sessions::lockout(tx, &name, now_ms))
+        on_connection!(self, |tx| sessions::lockout(tx, &name, now_ms))
     }
 
     /// Keeps a new session and audits the login as `actor`.
@@ -780,7 +820,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<SessionRecord>, StoreError> {
         let digest = digest.to_owned();
-        transaction!(self, |tx| sessions::session_by_digest(tx, &digest, now_ms))
+        on_connection!(self, |tx| sessions::session_by_digest(tx, &digest, now_ms))
     }
 
     /// Ends the session kept by `digest` (a logout by `actor`); `false`

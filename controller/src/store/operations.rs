@@ -14,7 +14,7 @@ use super::model::{
 use super::ownership::{self, Settlement};
 use super::plan::{InventoryChange, created, plan, plan_inventory};
 use super::principals::{Actor, Change, audit_change, json};
-use super::tx::WriteTx;
+use super::tx::{WriteTx, devices_by_id};
 use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error, sql};
 
 /// Creates one device; it settles at once (a child of a parent in an
@@ -81,7 +81,7 @@ pub(super) async fn update_device(
     actor: &Actor,
     now_ms: i64,
 ) -> Result<Option<(Device, StatusChanges)>, StoreError> {
-    let Some(before) = tx.devices(&[id]).await?.pop() else {
+    let Some(before) = devices_by_id(tx, &[id]).await?.pop() else {
         return Ok(None);
     };
     let ids: Vec<i64> = std::iter::once(id).chain(spec.parent_id).collect();
@@ -99,8 +99,7 @@ pub(super) async fn update_device(
     }
     owners_for(tx, std::slice::from_ref(&spec.site)).await?;
     tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
-    let device = tx
-        .devices(&[id])
+    let device = devices_by_id(tx, &[id])
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("device {id} vanished")))?;
@@ -125,7 +124,7 @@ pub(super) async fn delete_device(
     now_ms: i64,
 ) -> Result<Option<StatusChanges>, StoreError> {
     let current = tx.current_devices(&[id]).await?;
-    let Some(before) = tx.devices(&[id]).await?.pop() else {
+    let Some(before) = devices_by_id(tx, &[id]).await?.pop() else {
         return Ok(None);
     };
     let plan = plan_inventory(
@@ -254,7 +253,7 @@ async fn settle_created(
     ids: &[i64],
     now_ms: i64,
 ) -> Result<(Vec<Device>, StatusChanges), StoreError> {
-    let devices = tx.devices(ids).await?;
+    let devices = devices_by_id(tx, ids).await?;
     let changes = created(&devices);
     if changes.is_empty() {
         return Ok((devices, StatusChanges::default()));
@@ -266,5 +265,20 @@ async fn settle_created(
         return Ok((devices, StatusChanges::default()));
     }
     tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
-    Ok((tx.devices(ids).await?, plan.into()))
+    Ok((devices_by_id(tx, ids).await?, plan.into()))
+}
+
+/// Makes `channels` the ones every new alert notification is queued for;
+/// returns how many waiting notifications of other channels were
+/// discarded.
+pub(super) async fn set_notification_channels<T: WriteTx>(
+    tx: &T,
+    channels: &[String],
+) -> Result<u64, StoreError> {
+    tx.rows(T::LOCK_CHANNELS, &[], |_| Ok(())).await?;
+    tx.run(sql::CLEAR_CHANNELS, &[]).await?;
+    for channel in channels {
+        tx.run(sql::ADD_CHANNEL, &[Arg::Text(channel)]).await?;
+    }
+    tx.run(sql::DROP_UNCONFIGURED, &[]).await
 }

@@ -10,13 +10,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::args::Arg;
-use super::model::{
-    AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
-    StatusChanges, TransitionReport,
-};
+use super::model::{AgentRecord, DeviceSpec, DueNotification, StatusChanges, TransitionReport};
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
 use super::rows::Columns;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -129,13 +126,6 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
 
 /// Imports at least this large refresh the planner's statistics.
 const ANALYZE_AFTER_IMPORT: usize = 1_000;
-
-/// Devices by id (`$1`, an array), by id.
-const DEVICES_BY_ID: &str = concat!(
-    "SELECT ",
-    sql::device_columns!(),
-    " FROM devices WHERE id = ANY($1) ORDER BY id"
-);
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
@@ -266,13 +256,8 @@ impl PostgresStore {
         }
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
-    }
-
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.client().await?.execute("SELECT 1", &[]).await?;
-        Ok(())
     }
 
     pub(super) async fn migrate(&self) -> Result<u32, StoreError> {
@@ -295,24 +280,6 @@ impl PostgresStore {
         }
         tx.commit().await?;
         Ok(applied)
-    }
-
-    pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(DEVICES_BY_ID, &[&ids]).await?;
-        rows.iter().map(rows::device).collect()
-    }
-
-    pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(sql::DEVICES, &[]).await?;
-        rows.iter().map(rows::device).collect()
-    }
-
-    pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(&super::alerts_query(open_only), &[]).await?;
-        rows.iter().map(|row| rows::alert(row, 0)).collect()
     }
 
     /// Claims them too: each row returned is locked (`SKIP LOCKED`: rows
@@ -362,77 +329,18 @@ impl PostgresStore {
             .await?;
         Ok(())
     }
-
-    pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client.execute(sql::NOTIFICATION_DELIVERED, &[&id]).await?;
-        Ok(())
-    }
-
-    pub(super) async fn notification_failed(
-        &self,
-        id: i64,
-        retry_at_ms: i64,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .execute(sql::NOTIFICATION_FAILED, &[&id, &retry_at_ms, &error])
-            .await?;
-        Ok(())
-    }
-
-    pub(super) async fn set_notification_channels(
-        &self,
-        channels: &[&str],
-    ) -> Result<u64, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        // Controllers of a cluster starting together set them one after
-        // the other (the lock conflicts with itself).
-        tx.batch_execute("LOCK TABLE notification_channels IN SHARE ROW EXCLUSIVE MODE")
-            .await?;
-        tx.execute(sql::CLEAR_CHANNELS, &[]).await?;
-        for channel in channels {
-            tx.execute(sql::ADD_CHANNEL, &[channel]).await?;
-        }
-        let discarded = tx.execute(sql::DROP_UNCONFIGURED, &[]).await?;
-        tx.commit().await?;
-        Ok(discarded)
-    }
-
-    pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(sql::AGENTS, &[]).await?;
-        rows.iter().map(rows::agent).collect()
-    }
-
-    pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        let row = client.query_one(sql::OUTBOX_DEPTH, &[]).await?;
-        Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
-    }
-
-    pub(super) async fn data_version(&self) -> Result<DataVersion, StoreError> {
-        let client = self.client().await?;
-        let row = client.query_one(sql::DATA_VERSION, &[]).await?;
-        rows::data_version(&row)
-    }
-
-    pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
-        let client = self.client().await?;
-        let rows = client.query(sql::PENDING_NOTIFICATIONS, &[]).await?;
-        rows.iter().map(rows::notification).collect()
-    }
 }
 
 impl WriteTx for Transaction<'_> {
-    const NOW_MS: &'static str = NOW_MS;
     // A lock of its own (held to the commit): taking the data-version row
     // here, before device rows, would invert the order every other writer
     // takes them in.
     const LOCK_SETTLEMENTS: &'static str = "SELECT pg_advisory_xact_lock(7727001)";
     const LOCKING: &'static str = "FOR UPDATE";
+    // Controllers of a cluster starting together set the channels one
+    // after the other (the lock conflicts with itself).
+    const LOCK_CHANNELS: &'static str =
+        "LOCK TABLE notification_channels IN SHARE ROW EXCLUSIVE MODE";
 
     /// Delivered to every listening controller at the commit.
     async fn announce_changes(
@@ -491,11 +399,6 @@ impl WriteTx for Transaction<'_> {
         self.execute(sql::KEEP_TOMBSTONE, &[&id, &now_ms]).await?;
         self.execute(sql::DELETE_DEVICE, &[&id]).await?;
         Ok(())
-    }
-
-    async fn devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
-        let rows = self.query(DEVICES_BY_ID, &[&ids]).await?;
-        rows.iter().map(rows::device).collect()
     }
 
     /// Locked in id order so concurrent writers cannot deadlock.
@@ -559,21 +462,34 @@ impl WriteTx for Transaction<'_> {
         self.execute(sql::ADD_AGENT, &[&id, &site, &now_ms]).await?;
         rows::agent(&self.query_one(sql::AGENT, &[&id]).await?)
     }
-
-    async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        Ok(self.execute(statement, &bind(args)).await?)
-    }
-
-    async fn rows<T>(
-        &self,
-        statement: &str,
-        args: &[Arg<'_>],
-        read: fn(&dyn Columns) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError> {
-        let rows = self.query(statement, &bind(args)).await?;
-        rows.iter().map(|row| read(row)).collect()
-    }
 }
+
+/// Shared statements on a connection and in a transaction alike.
+macro_rules! query_on {
+    ($client:ty) => {
+        impl Query for $client {
+            const NOW_MS: &'static str = NOW_MS;
+            const ID_IN_LIST: &'static str = "id = ANY($1)";
+
+            async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+                Ok(self.execute(statement, &bind(args)).await?)
+            }
+
+            async fn rows<T>(
+                &self,
+                statement: &str,
+                args: &[Arg<'_>],
+                read: fn(&dyn Columns) -> Result<T, StoreError>,
+            ) -> Result<Vec<T>, StoreError> {
+                let rows = self.query(statement, &bind(args)).await?;
+                rows.iter().map(|row| read(row)).collect()
+            }
+        }
+    };
+}
+
+query_on!(tokio_postgres::Client);
+query_on!(Transaction<'_>);
 
 /// `args` as tokio-postgres binds them.
 fn bind<'a>(args: &'a [Arg<'_>]) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {

@@ -6,7 +6,7 @@
 
 use super::StoreError;
 use super::args::Arg;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 
 /// How often each controller writes the presence of the agents it holds
 /// (and its membership heartbeat).
@@ -57,7 +57,7 @@ pub(super) async fn heard<T: WriteTx>(
 }
 
 /// Every agent ever heard, with how long ago.
-pub(super) async fn heard_agents<T: WriteTx>(tx: &T) -> Result<Vec<HeardAgent>, StoreError> {
+pub(super) async fn heard_agents<T: Query>(tx: &T) -> Result<Vec<HeardAgent>, StoreError> {
     tx.rows(
         &format!(
             "SELECT agent_id, controller, {now} - heard_at_ms FROM agent_presence",
@@ -126,7 +126,7 @@ pub(super) async fn controller_alive<T: WriteTx>(
 }
 
 /// Every controller with a membership row, with the jobs it holds.
-pub(super) async fn members<T: WriteTx>(tx: &T) -> Result<Vec<Member>, StoreError> {
+pub(super) async fn members<T: Query>(tx: &T) -> Result<Vec<Member>, StoreError> {
     let mut members = tx
         .rows(
             &format!(

@@ -7,7 +7,7 @@ use crate::auth::Role;
 
 use super::args::Arg;
 use super::rows::Columns;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 use super::{FieldError, StoreError, parse_stored};
 
 /// A user as stored (never its password).
@@ -259,7 +259,7 @@ impl AuditFilter {
 
 /// The audit entries `filter` selects, newest first.
 pub(super) async fn audit(
-    tx: &impl WriteTx,
+    tx: &impl Query,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     tx.rows(
@@ -281,7 +281,7 @@ pub(super) async fn audit(
 }
 
 pub(super) async fn find_user(
-    tx: &impl WriteTx,
+    tx: &impl Query,
     name: &str,
 ) -> Result<Option<UserRecord>, StoreError> {
     let mut found = tx
@@ -295,7 +295,7 @@ pub(super) async fn find_user(
 }
 
 /// Every user, by name.
-pub(super) async fn users(tx: &impl WriteTx) -> Result<Vec<UserRecord>, StoreError> {
+pub(super) async fn users(tx: &impl Query) -> Result<Vec<UserRecord>, StoreError> {
     tx.rows(
         &format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"),
         &[],
@@ -434,7 +434,7 @@ pub(super) async fn create_token(
 }
 
 /// Every token, by id.
-pub(super) async fn tokens(tx: &impl WriteTx) -> Result<Vec<TokenRecord>, StoreError> {
+pub(super) async fn tokens(tx: &impl Query) -> Result<Vec<TokenRecord>, StoreError> {
     tx.rows(
         &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens t ORDER BY t.id"),
         &[],
@@ -479,7 +479,7 @@ pub(super) async fn revoke_token(
 
 /// The token kept by `digest`, with its user's role and state.
 pub(super) async fn token_owner_by_digest(
-    tx: &impl WriteTx,
+    tx: &impl Query,
     digest: &str,
 ) -> Result<Option<TokenOwner>, StoreError> {
     let mut found = tx
@@ -583,7 +583,7 @@ pub(super) async fn revoke_agent(
 
 /// How many certificates were ever revoked (it only grows): a change means
 /// a link may have to end.
-pub(super) async fn revocations(tx: &impl WriteTx) -> Result<i64, StoreError> {
+pub(super) async fn revocations(tx: &impl Query) -> Result<i64, StoreError> {
     let counted = tx
         .rows(
             "SELECT count(*) FROM agent_certificates WHERE revoked_at_ms IS NOT NULL",

@@ -60,7 +60,7 @@ columns!(rusqlite::Row<'_>, get);
 columns!(tokio_postgres::Row, try_get);
 
 /// The data version row.
-pub(super) fn data_version(row: &impl Columns) -> Result<DataVersion, StoreError> {
+pub(super) fn data_version(row: &(impl Columns + ?Sized)) -> Result<DataVersion, StoreError> {
     Ok(DataVersion {
         cluster: row.text(0)?,
         version: row.int(1)?,
@@ -144,7 +144,9 @@ fn tags(text: &str) -> Result<Vec<String>, StoreError> {
 }
 
 /// A due notification: outbox id, kind, attempts, then `ALERT_COLUMNS`.
-pub(super) fn due_notification(row: &impl Columns) -> Result<DueNotification, StoreError> {
+pub(super) fn due_notification(
+    row: &(impl Columns + ?Sized),
+) -> Result<DueNotification, StoreError> {
     Ok(DueNotification {
         id: row.int(0)?,
         kind: row.text(1)?,
@@ -154,7 +156,7 @@ pub(super) fn due_notification(row: &impl Columns) -> Result<DueNotification, St
 }
 
 /// A waiting notification: id, alert_id, kind, attempts, channel.
-pub(super) fn notification(row: &impl Columns) -> Result<Notification, StoreError> {
+pub(super) fn notification(row: &(impl Columns + ?Sized)) -> Result<Notification, StoreError> {
     Ok(Notification {
         id: row.int(0)?,
         alert_id: row.int(1)?,
@@ -165,7 +167,7 @@ pub(super) fn notification(row: &impl Columns) -> Result<Notification, StoreErro
 }
 
 /// An agent: id, site, created_at_ms.
-pub(super) fn agent(row: &impl Columns) -> Result<AgentRecord, StoreError> {
+pub(super) fn agent(row: &(impl Columns + ?Sized)) -> Result<AgentRecord, StoreError> {
     Ok(AgentRecord {
         id: row.text(0)?,
         site: row.text(1)?,
@@ -177,7 +179,7 @@ pub(super) fn agent(row: &impl Columns) -> Result<AgentRecord, StoreError> {
 /// down_since_ms, reported_status, reported_at_ms, parent_id, enabled,
 /// whether it has an open alert, then flapping, flap_started_at_ms,
 /// recent_changes.
-pub(super) fn current(row: &impl Columns) -> Result<(i64, CurrentDevice), StoreError> {
+pub(super) fn current(row: &(impl Columns + ?Sized)) -> Result<(i64, CurrentDevice), StoreError> {
     Ok((
         row.int(0)?,
         CurrentDevice {

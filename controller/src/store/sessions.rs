@@ -9,7 +9,7 @@ use crate::auth::Role;
 use super::args::Arg;
 use super::principals::{Actor, Change, UserRecord, audit_outcome, find_user, json};
 use super::rows::Columns;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 use super::{StoreError, parse_stored};
 
 /// Where a session's user was proven.
@@ -119,7 +119,7 @@ async fn audit_login(
 /// A local user and its password hash (none: it logs in through LDAP or
 /// only uses tokens).
 pub(super) async fn credentials(
-    tx: &impl WriteTx,
+    tx: &impl Query,
     name: &str,
 ) -> Result<Option<(UserRecord, Option<String>)>, StoreError> {
     let Some(user) = find_user(tx, name).await? else {
@@ -139,7 +139,7 @@ pub(super) async fn credentials(
 
 /// Until when login name `name` is locked out, if it is now.
 pub(super) async fn lockout(
-    tx: &impl WriteTx,
+    tx: &impl Query,
     name: &str,
     now_ms: i64,
 ) -> Result<Option<i64>, StoreError> {
@@ -201,7 +201,7 @@ pub(super) async fn start_session(
 /// The live session kept by `digest`: not ended, not expired, and for a
 /// local user, the user still enabled (with its role now).
 pub(super) async fn session_by_digest(
-    tx: &impl WriteTx,
+    tx: &impl Query,
     digest: &str,
     now_ms: i64,
 ) -> Result<Option<SessionRecord>, StoreError> {

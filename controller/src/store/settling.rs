@@ -7,7 +7,7 @@ use super::args::Arg;
 use super::flap::{Flap, FlapPolicy};
 use super::model::Alert;
 use super::operations::data_changed;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 use super::{ALERT_COLUMNS, ALERTS_JOINED, StatusChanges, rows};
 use super::{StoreError, sql};
 
@@ -68,7 +68,7 @@ pub(super) async fn settle_flapping<T: WriteTx>(
 }
 
 /// The latest alert of each flapping device, by device.
-pub(super) async fn latest_of_flapping<T: WriteTx>(tx: &T) -> Result<Vec<Alert>, StoreError> {
+pub(super) async fn latest_of_flapping<T: Query>(tx: &T) -> Result<Vec<Alert>, StoreError> {
     tx.rows(
         &format!(
             "SELECT {ALERT_COLUMNS} FROM {ALERTS_JOINED} \

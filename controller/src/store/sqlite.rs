@@ -9,13 +9,10 @@ use futures_util::FutureExt as _;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::args::Arg;
-use super::model::{
-    AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification, Notification,
-    StatusChanges, TransitionReport,
-};
+use super::model::{AgentRecord, DeviceSpec, DueNotification, StatusChanges, TransitionReport};
 use super::plan::{CurrentDevice, DeviceRow, Plan, Write};
 use super::rows::Columns;
-use super::tx::WriteTx;
+use super::tx::{Query, WriteTx};
 use super::{StoreError, duplicate_name, missing_parent, rows, sql};
 
 /// The database's clock, Unix ms.
@@ -144,15 +141,6 @@ impl SqliteStore {
         .map_err(|error| StoreError::Task(error.to_string()))?
     }
 
-    pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|connection| {
-            Ok(connection
-                .query_row("SELECT 1", [], |row| row.get::<_, i64>(0))
-                .map(|_| ())?)
-        })
-        .await
-    }
-
     pub(super) async fn migrate(&self) -> Result<u32, StoreError> {
         self.run(|connection| {
             // Migrations that rebuild a table need foreign keys off (SQLite's
@@ -206,40 +194,22 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         self.run(move |connection| {
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Every step of an operation is a SQLite call on this thread:
-            // the operation completes in one poll. One that would wait
-            // (a timer, a channel) is a bug, refused before it commits.
-            let outcome = operation(&tx).now_or_never().ok_or_else(|| {
-                StoreError::Task(
-                    "a SQLite write operation waited on something other than SQLite; \
-                     nothing was written (a bug: report it)"
-                        .into(),
-                )
-            })??;
+            let outcome = polled_once(operation(&tx))?;
             tx.commit()?;
             Ok(outcome)
         })
         .await
     }
 
-    pub(super) async fn get_devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
-        let ids = ids.to_vec();
-        self.run(move |connection| devices_by_id(connection, &ids))
+    /// Runs `operation` ([`Query`] statements: a read, or one statement
+    /// that is a write of its own) on the connection, outside any explicit
+    /// transaction.
+    pub(super) async fn on_connection<T: Send + 'static>(
+        &self,
+        operation: impl AsyncFnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.run(move |connection| polled_once(operation(connection)))
             .await
-    }
-
-    pub(super) async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.run(|connection| every_row(connection, sql::DEVICES, |row| rows::device(row)))
-            .await
-    }
-
-    pub(super) async fn alerts(&self, open_only: bool) -> Result<Vec<Alert>, StoreError> {
-        self.run(move |connection| {
-            every_row(connection, &super::alerts_query(open_only), |row| {
-                rows::alert(row, 0)
-            })
-        })
-        .await
     }
 
     pub(super) async fn due_notifications(
@@ -256,87 +226,6 @@ impl SqliteStore {
                 Ok(rows::due_notification(row))
             })?;
             rows.map(|row| row?).collect()
-        })
-        .await
-    }
-
-    pub(super) async fn notification_delivered(&self, id: i64) -> Result<(), StoreError> {
-        self.run(move |connection| {
-            connection.execute(&sql::sqlite(sql::NOTIFICATION_DELIVERED), [id])?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn notification_failed(
-        &self,
-        id: i64,
-        retry_at_ms: i64,
-        error: &str,
-    ) -> Result<(), StoreError> {
-        let error = error.to_owned();
-        self.run(move |connection| {
-            connection.execute(
-                &sql::sqlite(sql::NOTIFICATION_FAILED),
-                params![id, retry_at_ms, error],
-            )?;
-            Ok(())
-        })
-        .await
-    }
-
-    pub(super) async fn set_notification_channels(
-        &self,
-        channels: &[&str],
-    ) -> Result<u64, StoreError> {
-        let channels: Vec<String> = channels.iter().map(|&c| c.to_owned()).collect();
-        self.run(move |connection| {
-            let tx = connection.transaction()?;
-            tx.execute(&sql::sqlite(sql::CLEAR_CHANNELS), [])?;
-            for channel in &channels {
-                tx.execute(&sql::sqlite(sql::ADD_CHANNEL), [channel])?;
-            }
-            let discarded = tx.execute(&sql::sqlite(sql::DROP_UNCONFIGURED), [])?;
-            tx.commit()?;
-            Ok(discarded as u64)
-        })
-        .await
-    }
-
-    pub(super) async fn list_agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        self.run(|connection| {
-            every_row(connection, &sql::sqlite(sql::AGENTS), |row| {
-                rows::agent(row)
-            })
-        })
-        .await
-    }
-
-    pub(super) async fn outbox_depth(&self) -> Result<u64, StoreError> {
-        self.run(|connection| {
-            let depth: i64 =
-                connection.query_row(&sql::sqlite(sql::OUTBOX_DEPTH), [], |row| row.get(0))?;
-            Ok(u64::try_from(depth).unwrap_or(0))
-        })
-        .await
-    }
-
-    pub(super) async fn data_version(&self) -> Result<DataVersion, StoreError> {
-        self.run(|connection| {
-            connection.query_row(&sql::sqlite(sql::DATA_VERSION), [], |row| {
-                Ok(rows::data_version(row))
-            })?
-        })
-        .await
-    }
-
-    pub(super) async fn pending_notifications(&self) -> Result<Vec<Notification>, StoreError> {
-        self.run(|connection| {
-            every_row(
-                connection,
-                &sql::sqlite(sql::PENDING_NOTIFICATIONS),
-                |row| rows::notification(row),
-            )
         })
         .await
     }
@@ -377,9 +266,9 @@ fn constraint_error(error: rusqlite::Error, spec: &DeviceSpec) -> StoreError {
 /// SQLite's steps never wait: `SqliteStore::write` drives them to the end
 /// on the blocking thread that holds the connection.
 impl WriteTx for Transaction<'_> {
-    const NOW_MS: &'static str = NOW_MS;
     // One writer at a time already.
     const LOCK_SETTLEMENTS: &'static str = "SELECT 1";
+    const LOCK_CHANNELS: &'static str = "SELECT 1";
     const LOCKING: &'static str = "";
 
     async fn announce_inventory(&self) -> Result<(), StoreError> {
@@ -416,10 +305,6 @@ impl WriteTx for Transaction<'_> {
         self.execute(&sql::sqlite(sql::KEEP_TOMBSTONE), [id, now_ms])?;
         self.execute(&sql::sqlite(sql::DELETE_DEVICE), [id])?;
         Ok(())
-    }
-
-    async fn devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
-        devices_by_id(self, ids)
     }
 
     async fn current_devices(
@@ -469,6 +354,11 @@ impl WriteTx for Transaction<'_> {
         self.execute(&sql::sqlite(sql::ADD_AGENT), params![id, site, now_ms])?;
         self.query_row(&sql::sqlite(sql::AGENT), [id], |row| Ok(rows::agent(row)))?
     }
+}
+
+impl Query for Connection {
+    const NOW_MS: &'static str = NOW_MS;
+    const ID_IN_LIST: &'static str = "id IN (SELECT value FROM json_each($1))";
 
     async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let changed = self.execute(&sql::sqlite(statement), rusqlite::params_from_iter(args))?;
@@ -485,6 +375,38 @@ impl WriteTx for Transaction<'_> {
         let rows = prepared.query_map(rusqlite::params_from_iter(args), |row| Ok(read(row)))?;
         rows.map(|row| row?).collect()
     }
+}
+
+/// A transaction's statements are its connection's.
+impl Query for Transaction<'_> {
+    const NOW_MS: &'static str = NOW_MS;
+    const ID_IN_LIST: &'static str = <Connection as Query>::ID_IN_LIST;
+
+    async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        Query::run(&**self, statement, args).await
+    }
+
+    async fn rows<T>(
+        &self,
+        statement: &str,
+        args: &[Arg<'_>],
+        read: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        Query::rows(&**self, statement, args, read).await
+    }
+}
+
+/// The outcome of `operation`, whose every step is a SQLite call on this
+/// thread: it completes in one poll. One that would wait (a timer, a
+/// channel) is a bug, refused (before a write commits).
+fn polled_once<T>(operation: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    operation.now_or_never().ok_or_else(|| {
+        StoreError::Task(
+            "a SQLite operation waited on something other than SQLite; nothing was written \
+             (a bug: report it)"
+                .into(),
+        )
+    })?
 }
 
 fn execute(
@@ -655,29 +577,6 @@ const CURRENT_DEVICES: &str = "WITH RECURSIVE tree(id) AS ( \
     FROM devices d \
     WHERE d.id IN (SELECT id FROM tree) \
         OR d.id IN (SELECT parent_id FROM devices WHERE id IN (SELECT value FROM json_each(?1)))";
-
-/// Every row `statement` (no arguments) returns, each read by `read`.
-fn every_row<T>(
-    connection: &Connection,
-    statement: &str,
-    read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut prepared = connection.prepare(statement)?;
-    let rows = prepared.query_map([], |row| Ok(read(row)))?;
-    rows.map(|row| row?).collect()
-}
-
-/// The devices `ids`, by id.
-fn devices_by_id(connection: &Connection, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
-    let ids = serde_json::to_string(ids).unwrap_or_else(|_| "[]".into());
-    let mut statement = connection.prepare(concat!(
-        "SELECT ",
-        sql::device_columns!(),
-        " FROM devices WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id"
-    ))?;
-    let rows = statement.query_map([ids], |row| Ok(rows::device(row)))?;
-    rows.map(|row| row?).collect()
-}
 
 fn tags_json(tags: &[String]) -> String {
     serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())

@@ -1,7 +1,10 @@
-//! [`WriteTx`]: what one write transaction can do in the store's terms.
-//! Each backend says it in its own SQL (set-based on PostgreSQL, statement
-//! by statement on SQLite); the operations over it are written once
-//! (`operations`, `principals`, `ownership`, …).
+//! The database layer the store's operations are written once over:
+//! [`Query`], statements on a connection or in a transaction of either
+//! backend (its dialect constants, `$n` placeholders rewritten for SQLite),
+//! and [`WriteTx`], what one write transaction can do in the store's terms
+//! (each backend says it in its own SQL: set-based on PostgreSQL,
+//! statement by statement on SQLite). The operations over them live in
+//! `operations`, `principals`, `ownership`, `presence`, ….
 
 use std::collections::HashMap;
 
@@ -9,19 +12,42 @@ use super::StoreError;
 use super::args::Arg;
 use super::model::{AgentRecord, Device, DeviceSpec, StatusChanges, TransitionReport};
 use super::plan::{CurrentDevice, Plan};
+use super::rows;
 use super::rows::Columns;
 
-/// The steps of a write transaction. SQLite's steps never wait: its
-/// operations are polled once on the blocking thread that holds the
-/// connection.
-pub(super) trait WriteTx {
+/// Shared statements ([`super::sql`], `$n` placeholders) on a connection
+/// or in a transaction. SQLite's never wait: an operation over them is
+/// polled once on the blocking thread that holds the connection.
+pub(super) trait Query {
     /// An SQL expression for the database's clock, Unix ms: what several
     /// controllers agree on.
     const NOW_MS: &'static str;
 
+    /// A condition true for an `id` in the list bound as `$1`
+    /// ([`Arg::Ids`]).
+    const ID_IN_LIST: &'static str;
+
+    /// Runs `statement` with `args`; returns how many rows it changed.
+    async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError>;
+
+    /// The rows `statement` returns, each read by `read`.
+    async fn rows<T>(
+        &self,
+        statement: &str,
+        args: &[Arg<'_>],
+        read: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError>;
+}
+
+/// The steps of a write transaction.
+pub(super) trait WriteTx: Query {
     /// A query that waits for any other transaction settling every agent
     /// group to end, and holds them off until this one ends.
     const LOCK_SETTLEMENTS: &'static str;
+
+    /// A query that waits for any other transaction setting the
+    /// notification channels to end (controllers starting together).
+    const LOCK_CHANNELS: &'static str;
 
     /// What ends a `SELECT … ORDER BY id` to lock the rows it reads in that
     /// order (empty where the backend has one writer at a time).
@@ -56,9 +82,6 @@ pub(super) trait WriteTx {
     /// tombstone (its status events stay).
     async fn remove_device(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
 
-    /// The devices `ids` as they are now in this transaction, by id.
-    async fn devices(&self, ids: &[i64]) -> Result<Vec<Device>, StoreError>;
-
     /// What the rules need ([`plan`]): the devices `ids`, their parents
     /// and all their descendants, locked against concurrent writers where
     /// the backend locks rows.
@@ -79,16 +102,15 @@ pub(super) trait WriteTx {
     /// returns the agent as stored.
     async fn add_agent(&self, id: &str, site: &str, now_ms: i64)
     -> Result<AgentRecord, StoreError>;
+}
 
-    /// Runs a shared statement ([`super::sql`], `$n` placeholders) with
-    /// `args`; returns how many rows it changed.
-    async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError>;
-
-    /// The rows a shared statement returns, each read by `read`.
-    async fn rows<T>(
-        &self,
-        statement: &str,
-        args: &[Arg<'_>],
-        read: fn(&dyn Columns) -> Result<T, StoreError>,
-    ) -> Result<Vec<T>, StoreError>;
+/// The devices `ids` as they are now, by id.
+pub(super) async fn devices_by_id<Q: Query>(q: &Q, ids: &[i64]) -> Result<Vec<Device>, StoreError> {
+    let statement = format!(
+        "SELECT {} FROM devices WHERE {} ORDER BY id",
+        super::sql::device_columns!(),
+        Q::ID_IN_LIST
+    );
+    q.rows(&statement, &[Arg::Ids(ids)], |row| rows::device(row))
+        .await
 }
