@@ -3,10 +3,13 @@
 //! grpcurl and friends), which advertises exactly the services served.
 
 mod agent_link;
+mod convert;
 mod inventory;
+mod inventory_access;
 
 pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};
-pub use inventory::{INVENTORY_ACCESS, InventoryService};
+pub use inventory::InventoryService;
+pub use inventory_access::INVENTORY_ACCESS;
 
 use std::future::Future;
 use std::net::SocketAddr;
