@@ -245,16 +245,14 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
-        let resend = overrides
-            .alertmanager_resend_interval
-            .or(file.alertmanager_resend_interval)
-            .unwrap_or(DEFAULT_ALERTMANAGER_RESEND);
-        if resend < Duration::from_secs(1) {
-            return Err(ConfigError::Invalid {
-                key: "alertmanager_resend_interval",
-                message: "must be at least 1s".into(),
-            });
-        }
+        let resend = at_least(
+            "alertmanager_resend_interval",
+            overrides
+                .alertmanager_resend_interval
+                .or(file.alertmanager_resend_interval),
+            DEFAULT_ALERTMANAGER_RESEND,
+            (Duration::from_secs(1), "1s"),
+        )?;
         let login = login_settings(&overrides, &file)?;
         let flapping = flap_policy(&overrides, &file)?;
         let database_password_file = overrides
@@ -265,20 +263,7 @@ impl Settings {
         let ldap = overrides
             .ldap
             .or(file.ldap)
-            .map(|ldap| -> Result<_, ConfigError> {
-                let file = |key, path: Option<PathBuf>| {
-                    path.map(|path| credential_path(key, &path, None))
-                        .transpose()
-                };
-                Ok(crate::ldap::LdapSettings {
-                    ca: file("ldap.ca", ldap.ca.clone())?,
-                    bind_password_file: file(
-                        "ldap.bind_password_file",
-                        ldap.bind_password_file.clone(),
-                    )?,
-                    ..ldap
-                })
-            })
+            .map(ldap_settings)
             .transpose()?;
         let metrics_access = match overrides
             .metrics_access
@@ -306,29 +291,24 @@ impl Settings {
                 "1d: availability reports and the history read it",
             ),
         )?;
-        let failover_delay = overrides
-            .failover_delay
-            .or(file.failover_delay)
-            .unwrap_or(crate::services::DEFAULT_FAILOVER_DELAY);
-        if failover_delay < Duration::from_secs(1) {
-            return Err(ConfigError::Invalid {
-                key: "failover_delay",
-                message: "must be at least 1s: a live controller renews its leases every second"
-                    .into(),
-            });
-        }
-        let agent_failover_delay = overrides
-            .agent_failover_delay
-            .or(file.agent_failover_delay)
-            .unwrap_or(crate::agents::DEFAULT_AGENT_FAILOVER_DELAY);
-        if agent_failover_delay < Duration::from_secs(2) {
-            return Err(ConfigError::Invalid {
-                key: "agent_failover_delay",
-                message: "must be at least 2s: controllers share which agents they hold every \
-                          second"
-                    .into(),
-            });
-        }
+        let failover_delay = at_least(
+            "failover_delay",
+            overrides.failover_delay.or(file.failover_delay),
+            crate::services::DEFAULT_FAILOVER_DELAY,
+            (
+                Duration::from_secs(1),
+                "1s: a live controller renews its leases every second",
+            ),
+        )?;
+        let agent_failover_delay = at_least(
+            "agent_failover_delay",
+            overrides.agent_failover_delay.or(file.agent_failover_delay),
+            crate::agents::DEFAULT_AGENT_FAILOVER_DELAY,
+            (
+                Duration::from_secs(2),
+                "2s: controllers share which agents they hold every second",
+            ),
+        )?;
         let settings = Self {
             agent_failover_delay,
             login,
@@ -375,56 +355,56 @@ impl Settings {
                 .certificate_warning_days
                 .or(file.certificate_warning_days)
                 .unwrap_or(14),
-            tls: match (
+            tls: server_tls(
                 overrides.tls_cert.or(file.tls_cert),
                 overrides.tls_key.or(file.tls_key),
                 overrides.tls_client_ca.or(file.tls_client_ca),
-            ) {
-                (None, None, None) => None,
-                (Some(cert), Some(key), Some(client_ca)) => Some(ServerTls {
-                    cert: credential_path("tls_cert", &cert, None)?,
-                    key: credential_path("tls_key", &key, None)?,
-                    client_ca: credential_path("tls_client_ca", &client_ca, None)?,
-                }),
-                _ => {
-                    return Err(ConfigError::Invalid {
-                        key: "tls_cert",
-                        message: "mTLS needs all three of tls_cert, tls_key and tls_client_ca \
-                                  (`ward-controller certs init` makes them)"
-                            .into(),
-                    });
-                }
-            },
+            )?,
         };
-        if settings.tls.is_none() && !settings.listen_http.ip().is_loopback() {
+        settings.check_listeners()?;
+        settings.check_urls()?;
+        Ok(Settings {
+            login: LoginSettings {
+                secure_cookie: settings.tls.is_some(),
+                ..settings.login
+            },
+            ..settings
+        })
+    }
+
+    /// HTTP and gRPC beyond loopback only over TLS.
+    fn check_listeners(&self) -> Result<(), ConfigError> {
+        if self.tls.is_none() && !self.listen_http.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "listen_http",
                 message: format!(
                     "{} is not loopback: passwords, session cookies and tokens must not cross \
                      the network in clear; set tls_cert and tls_key (HTTPS), or listen on \
                      127.0.0.1 behind a TLS proxy",
-                    settings.listen_http
+                    self.listen_http
                 ),
             });
         }
-        if settings.tls.is_none() && !settings.listen_grpc.ip().is_loopback() {
+        if self.tls.is_none() && !self.listen_grpc.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "listen_grpc",
                 message: format!(
                     "{} is not loopback: agents outside this host need mTLS \
                      (tls_cert, tls_key, tls_client_ca; see `ward-controller certs init`)",
-                    settings.listen_grpc
+                    self.listen_grpc
                 ),
             });
         }
-        let alertmanagers = settings
-            .alertmanagers
-            .iter()
-            .map(|url| ("alertmanager", url));
+        Ok(())
+    }
+
+    /// Every configured URL is http:// or https://.
+    fn check_urls(&self) -> Result<(), ConfigError> {
+        let alertmanagers = self.alertmanagers.iter().map(|url| ("alertmanager", url));
         let urls = [
-            ("victoria_metrics", settings.victoria_metrics.as_ref()),
-            ("webhook", settings.webhook.as_ref()),
-            ("public_url", settings.public_url.as_ref()),
+            ("victoria_metrics", self.victoria_metrics.as_ref()),
+            ("webhook", self.webhook.as_ref()),
+            ("public_url", self.public_url.as_ref()),
         ]
         .into_iter()
         .filter_map(|(key, url)| url.map(|url| (key, url)))
@@ -437,18 +417,49 @@ impl Settings {
                 });
             }
         }
-        Ok(Settings {
-            login: LoginSettings {
-                secure_cookie: settings.tls.is_some(),
-                ..settings.login
-            },
-            ..settings
-        })
+        Ok(())
     }
 }
 
 /// `value`, else `default`; refused (naming `key`) when shorter than the
 /// minimum, whose text says why.
+/// The LDAP settings with their files resolved (`${CREDENTIALS_DIRECTORY}`).
+fn ldap_settings(
+    ldap: crate::ldap::LdapSettings,
+) -> Result<crate::ldap::LdapSettings, ConfigError> {
+    let file = |key, path: Option<PathBuf>| {
+        path.map(|path| credential_path(key, &path, None))
+            .transpose()
+    };
+    Ok(crate::ldap::LdapSettings {
+        ca: file("ldap.ca", ldap.ca.clone())?,
+        bind_password_file: file("ldap.bind_password_file", ldap.bind_password_file.clone())?,
+        ..ldap
+    })
+}
+
+/// The server's certificate, key and client CA: all three or none.
+fn server_tls(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<ServerTls>, ConfigError> {
+    match (cert, key, client_ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(client_ca)) => Ok(Some(ServerTls {
+            cert: credential_path("tls_cert", &cert, None)?,
+            key: credential_path("tls_key", &key, None)?,
+            client_ca: credential_path("tls_client_ca", &client_ca, None)?,
+        })),
+        _ => Err(ConfigError::Invalid {
+            key: "tls_cert",
+            message: "mTLS needs all three of tls_cert, tls_key and tls_client_ca \
+                      (`ward-controller certs init` makes them)"
+                .into(),
+        }),
+    }
+}
+
 fn at_least(
     key: &'static str,
     value: Option<Duration>,
