@@ -8,7 +8,7 @@
 //! or renews it before each round and is told whether it holds it: the
 //! lease outlives a dead holder by `failover_delay`, so another controller
 //! takes the job over within that and one period. A failed round is
-//! counted (as a store failure) and logged; the next round tries again.
+//! counted and logged by the store; the next round tries again.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -101,24 +101,23 @@ impl Job {
                 }
             }
             Job::Maintenance => {
-                if let Err(error) = app.maintenance.refresh_maintenance().await {
-                    app.core.store_failed(error);
+                if app.maintenance.refresh_maintenance().await.is_err() {
                     return;
                 }
-                if leased && let Err(error) = app.maintenance.release_held().await {
-                    app.core.store_failed(error);
+                if leased {
+                    let _ = app.maintenance.release_held().await;
                 }
             }
             Job::FlapSettle if leased => settle_flapping(&app.core, &app.reports).await,
             Job::Retention(kept, retention) if leased => {
                 kept.prune_past(&app.core, retention, now_ms()).await;
             }
-            Job::RevocationPoll => match app.core.store.revocations().await {
-                Ok(count) => app.core.live.note_revocations(count),
-                Err(error) => {
-                    app.core.store_failed(error);
+            // A failed read is counted and logged by the store.
+            Job::RevocationPoll => {
+                if let Ok(count) = app.core.store.revocations().await {
+                    app.core.live.note_revocations(count);
                 }
-            },
+            }
             Job::OfflineSweep | Job::AgentGroups | Job::FlapSettle | Job::Retention(..) => {}
         }
     }
@@ -159,10 +158,7 @@ async fn settle_flapping(core: &Core, reports: &Reports) {
                 "flapping devices stable for the flap window: their settled notifications are queued"
             );
         }
-        Ok(_) => {}
-        Err(error) => {
-            core.store_failed(error);
-        }
+        Ok(_) | Err(_) => {}
     }
 }
 

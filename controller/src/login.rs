@@ -99,7 +99,8 @@ pub async fn login(
         principal: format!("login as {name}"),
         source: source.to_owned(),
     };
-    let unavailable = |error| LoginRefusal::Unavailable(guard.core.store_failed(error).to_string());
+    let unavailable =
+        |error: crate::store::StoreError| LoginRefusal::Unavailable(error.to_string());
     if let Some(retry_after_s) = address.and_then(|address| logins.address_wait(address, now)) {
         logins.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
         warn!(
@@ -190,10 +191,12 @@ async fn prove(
     name: &str,
     password: &str,
 ) -> Result<Result<Proven, &'static str>, LoginRefusal> {
-    let local =
-        guard.core.store.credentials(name).await.map_err(|error| {
-            LoginRefusal::Unavailable(guard.core.store_failed(error).to_string())
-        })?;
+    let local = guard
+        .core
+        .store
+        .credentials(name)
+        .await
+        .map_err(|error| LoginRefusal::Unavailable(error.to_string()))?;
     match (local, &guard.logins.directory) {
         (Some((user, Some(hash))), _) => {
             if !password_matches(password, Some(hash)).await {
@@ -278,6 +281,6 @@ async fn failed(
             LoginRefusal::Wrong
         }
         Ok(None) => LoginRefusal::Wrong,
-        Err(error) => LoginRefusal::Unavailable(guard.core.store_failed(error).to_string()),
+        Err(error) => LoginRefusal::Unavailable(error.to_string()),
     }
 }

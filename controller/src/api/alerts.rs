@@ -57,11 +57,7 @@ pub async fn list(
         }
     };
     let wanted_severity = severity(filter.severity.as_deref())?;
-    let alerts = core
-        .store
-        .alerts(open_only)
-        .await
-        .map_err(|e| core.store_failed(e))?;
+    let alerts = core.store.alerts(open_only).await?;
     let shown: Vec<Value> = alerts
         .iter()
         .filter(|alert| !resolved_only || alert.resolved_at_ms.is_some())

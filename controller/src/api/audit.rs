@@ -42,11 +42,7 @@ pub async fn list(
         until_ms: instant("until", query.until.as_deref())?,
         limit: crate::access::audit_limit(query.limit),
     };
-    let entries = core
-        .store
-        .audit(&filter)
-        .await
-        .map_err(|error| core.store_failed(error))?;
+    let entries = core.store.audit(&filter).await?;
     let shown = entries
         .iter()
         .map(|entry| {

@@ -103,8 +103,7 @@ pub async fn get(
     let device = core
         .store
         .get_device(id)
-        .await
-        .map_err(|error| core.store_failed(error))?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     Ok(Json(device_json(&device, &maintenance.open_windows())))
 }
@@ -141,8 +140,7 @@ pub async fn rtt(
     let device = core
         .store
         .get_device(id)
-        .await
-        .map_err(|error| core.store_failed(error))?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     let end = now_ms();
     let start = end - i64::from(minutes) * 60_000;

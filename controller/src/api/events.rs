@@ -125,8 +125,7 @@ async fn opening(
 ) -> (Vec<Event>, i64) {
     let now = match core.store.data_version().await {
         Ok(now) => now.version,
-        Err(error) => {
-            core.store_failed(error);
+        Err(_) => {
             return (
                 vec![resync(
                     "{\"missed\":0,\"why\":\"the status database is not answering\"}",
@@ -156,10 +155,7 @@ async fn opening(
         Ok(None) => gap(&format!(
             "more than {MOST_REPLAYED} changes since Last-Event-ID"
         )),
-        Err(error) => {
-            core.store_failed(error);
-            gap("the status database is not answering")
-        }
+        Err(_) => gap("the status database is not answering"),
     }
 }
 

@@ -29,7 +29,7 @@ pub async fn readyz(State(app): State<App>) -> (StatusCode, Json<Value>) {
     let store = match app.core.store.ping().await {
         Ok(_) => json!({ "status": "ok" }),
         Err(error) => {
-            json!({ "status": "failing", "detail": app.core.store_failed(error).to_string() })
+            json!({ "status": "failing", "detail": error.to_string() })
         }
     };
     let cache = match app.core.cache.round_trip().await {
@@ -140,13 +140,7 @@ async fn notifier_readiness(app: &App) -> Value {
         .map(String::as_str)
         .filter(|&channel| app.notifications.failing(channel))
         .collect();
-    let depth = app
-        .core
-        .store
-        .outbox_depth()
-        .await
-        .map_err(|error| app.core.store_failed(error))
-        .ok();
+    let depth = app.core.store.outbox_depth().await.ok();
     if app.notifications.channels().is_empty() {
         json!({ "status": "off", "outbox_depth": depth })
     } else if failing.is_empty() {
@@ -160,8 +154,17 @@ async fn notifier_readiness(app: &App) -> Value {
 /// `GET /metrics`.
 pub async fn metrics(State(app): State<App>) -> String {
     let mut text = String::new();
+    let store = [(
+        "ward_store_errors_total",
+        "Status database operations that failed.",
+        app.core.store.failures(),
+    )];
     let counters = app.core.cache.metrics().exported();
-    for (name, help, value) in counters.into_iter().chain(app.core.metrics.exported()) {
+    for (name, help, value) in store
+        .into_iter()
+        .chain(counters)
+        .chain(app.core.metrics.exported())
+    {
         write_metric(
             &mut text,
             name,
@@ -191,22 +194,18 @@ pub async fn metrics(State(app): State<App>) -> String {
 
 /// `ward_agents{state}`: registered agents by state.
 async fn write_agents(app: &App, text: &mut String) {
-    match app.presence.agents().await {
-        Ok(agents) => {
-            let _ = writeln!(
-                text,
-                "# HELP ward_agents Registered agents by state (online, offline, blind: connected but unable to probe some of its devices).\n# TYPE ward_agents gauge"
-            );
-            for state in [AgentState::Online, AgentState::Offline, AgentState::Blind] {
-                let count = agents
-                    .iter()
-                    .filter(|(_, presence)| presence.state() == state)
-                    .count();
-                let _ = writeln!(text, "ward_agents{{state=\"{}\"}} {count}", state.as_str());
-            }
-        }
-        Err(error) => {
-            app.core.store_failed(error);
+    // A failed read is counted and logged by the store; the gauge is left out.
+    if let Ok(agents) = app.presence.agents().await {
+        let _ = writeln!(
+            text,
+            "# HELP ward_agents Registered agents by state (online, offline, blind: connected but unable to probe some of its devices).\n# TYPE ward_agents gauge"
+        );
+        for state in [AgentState::Online, AgentState::Offline, AgentState::Blind] {
+            let count = agents
+                .iter()
+                .filter(|(_, presence)| presence.state() == state)
+                .count();
+            let _ = writeln!(text, "ward_agents{{state=\"{}\"}} {count}", state.as_str());
         }
     }
 }
@@ -232,17 +231,15 @@ fn write_certificates(app: &App, text: &mut String) {
 
 /// `ward_outbox_depth`.
 async fn write_outbox(app: &App, text: &mut String) {
-    match app.core.store.outbox_depth().await {
-        Ok(depth) => write_metric(
+    // A failed read is counted and logged by the store; the gauge is left out.
+    if let Ok(depth) = app.core.store.outbox_depth().await {
+        write_metric(
             text,
             "ward_outbox_depth",
             "gauge",
             "Notifications waiting in the outbox.",
             depth,
-        ),
-        Err(error) => {
-            app.core.store_failed(error);
-        }
+        );
     }
 }
 
@@ -261,10 +258,7 @@ fn write_tsdb(app: &App, text: &mut String) {
 async fn write_device_counts(app: &App, text: &mut String) {
     let devices = match app.core.store.list_devices().await {
         Ok(devices) => devices,
-        Err(error) => {
-            app.core.store_failed(error);
-            return;
-        }
+        Err(_) => return,
     };
     let mut counts: std::collections::BTreeMap<&str, [u64; 4]> = std::collections::BTreeMap::new();
     for device in devices.iter().filter(|device| device.spec.enabled) {

@@ -67,11 +67,7 @@ pub async fn list(
             .map_err(|error| ApiError::field("cursor", error))?,
         limit,
     };
-    let page = core
-        .store
-        .history(&filter)
-        .await
-        .map_err(|error| core.store_failed(error))?;
+    let page = core.store.history(&filter).await?;
     Ok(Json(json!({
         "changes": page.changes.iter().map(change_json).collect::<Vec<_>>(),
         "next_cursor": page.next.map(|cursor| cursor.to_string()),

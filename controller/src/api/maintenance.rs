@@ -123,11 +123,7 @@ pub async fn list(
     State(core): State<Arc<Core>>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let windows = core
-        .store
-        .maintenance_windows()
-        .await
-        .map_err(|error| core.store_failed(error))?;
+    let windows = core.store.maintenance_windows().await?;
     let open = ward_domain::maintenance::open_at(windows.clone(), now_ms());
     let shown = windows
         .iter()
@@ -150,8 +146,7 @@ pub async fn get(
     let window = core
         .store
         .maintenance_window(id)
-        .await
-        .map_err(|error| core.store_failed(error))?
+        .await?
         .ok_or_else(|| no_window(id))?;
     Ok(Json(shown(window)))
 }

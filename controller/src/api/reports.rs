@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, instant, now_ms, rfc3339};
-use crate::services::{Core, Maintenance};
+use crate::services::Maintenance;
 use ward_domain::availability::{By, ReportFilter, RowKey, Totals};
 
 /// The query.
@@ -107,7 +107,6 @@ fn csv(rows: &[(RowKey, Totals)], by: By) -> Result<Vec<u8>, ApiError> {
 
 /// `GET /api/v1/reports/availability`.
 pub async fn availability(
-    State(core): State<Arc<Core>>,
     State(maintenance): State<Arc<Maintenance>>,
     Query(query): Query<AvailabilityQuery>,
 ) -> Result<Response, ApiError> {
@@ -143,10 +142,7 @@ pub async fn availability(
         tag: query.tag,
         device: query.device,
     };
-    let rows = maintenance
-        .availability((from, to), by, &filter)
-        .await
-        .map_err(|error| core.store_failed(error))?;
+    let rows = maintenance.availability((from, to), by, &filter).await?;
     if as_csv {
         return Ok((
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],

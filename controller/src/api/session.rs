@@ -140,11 +140,7 @@ pub async fn current(
     if let Some(session) = live_session(&core, &headers).await? {
         return Ok(Json(described(&session)));
     }
-    let users = core
-        .store
-        .users()
-        .await
-        .map_err(|error| ApiError::from(core.store_failed(error)))?;
+    let users = core.store.users().await.map_err(ApiError::from)?;
     let hint = users.is_empty().then_some(access::FIRST_ADMIN_HINT);
     Ok(Json(json!({
         "user": null,
@@ -160,7 +156,7 @@ async fn live_session(core: &Core, headers: &HeaderMap) -> Result<Option<Session
     core.store
         .session(&crate::auth::token_digest(cookie), crate::time::now_ms())
         .await
-        .map_err(|error| ApiError::from(core.store_failed(error)))
+        .map_err(ApiError::from)
 }
 
 /// `POST /api/v1/logout`: ends the cookie's session (it must carry the
@@ -191,7 +187,7 @@ pub async fn logout(
     core.store
         .end_session(&digest, &actor, crate::time::now_ms())
         .await
-        .map_err(|error| ApiError::from(core.store_failed(error)))?;
+        .map_err(ApiError::from)?;
     tracing::info!(user = session.user, source = actor.source, "logged out");
     Ok((clear, StatusCode::NO_CONTENT).into_response())
 }

@@ -392,11 +392,9 @@ impl Link {
             Ok(revoked_at_ms) => {
                 revoked_at_ms.map(|at| revoked_refusal(&self.agent.id, fingerprint, at))
             }
-            Err(error) => {
-                // Checked again at the next revocation; the link stays.
-                self.services.core.store_failed(error);
-                None
-            }
+            // Counted by the store; checked again at the next revocation,
+            // and the link stays.
+            Err(_) => None,
         }
     }
 

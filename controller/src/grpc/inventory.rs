@@ -493,7 +493,7 @@ impl Inventory for InventoryService {
             .store
             .audit(&filter)
             .await
-            .map_err(|error| grpc_error(self.app.core.store_failed(error)))?
+            .map_err(grpc_error)?
             .into_iter()
             .map(|entry| pb::AuditEntry {
                 id: u64::try_from(entry.id).unwrap_or_default(),
@@ -539,7 +539,7 @@ impl Inventory for InventoryService {
             .store
             .history(&filter)
             .await
-            .map_err(|error| grpc_error(self.app.core.store_failed(error)))?;
+            .map_err(grpc_error)?;
         let next_cursor = page
             .next
             .map(|cursor| cursor.to_string())

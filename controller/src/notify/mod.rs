@@ -185,16 +185,12 @@ pub async fn deliver_due(
         let due = core
             .store
             .due_notifications(channel.name(), now_ms, BATCH)
-            .await
-            .map_err(|error| core.store_failed(error))?;
+            .await?;
         let done_before = round.delivered + round.held;
         for (index, notification) in due.iter().enumerate() {
             if started.elapsed() > claim {
                 let rest: Vec<i64> = due[index..].iter().map(|rest| rest.id).collect();
-                core.store
-                    .release_notifications(&rest, now_ms)
-                    .await
-                    .map_err(|error| core.store_failed(error))?;
+                core.store.release_notifications(&rest, now_ms).await?;
                 break;
             }
             deliver(
@@ -233,8 +229,7 @@ async fn deliver(
     if holds_back(open, notification) {
         core.store
             .hold_notification(notification.id, notification.alert.id)
-            .await
-            .map_err(|error| core.store_failed(error))?;
+            .await?;
         core.metrics
             .notifications_held
             .fetch_add(1, Ordering::Relaxed);
@@ -244,10 +239,7 @@ async fn deliver(
     }
     match channel.post(notification, now_ms).await {
         Ok(()) => {
-            core.store
-                .notification_delivered(notification.id)
-                .await
-                .map_err(|error| core.store_failed(error))?;
+            core.store.notification_delivered(notification.id).await?;
             core.metrics
                 .notifications_sent
                 .fetch_add(1, Ordering::Relaxed);
@@ -257,8 +249,7 @@ async fn deliver(
             let retry = retry_at(now_ms, notification.attempts);
             core.store
                 .notification_failed(notification.id, retry, &error)
-                .await
-                .map_err(|error| core.store_failed(error))?;
+                .await?;
             core.metrics
                 .notifications_failed
                 .fetch_add(1, Ordering::Relaxed);
@@ -281,9 +272,7 @@ pub async fn resend_open_alerts(
         let flapping = core.store.flapping_alerts().await?;
         Ok((open, flapping))
     };
-    let (open, flapping) = read
-        .await
-        .map_err(|error| core.store_failed(error).to_string())?;
+    let (open, flapping) = read.await.map_err(|error: StoreError| error.to_string())?;
     alertmanager.resend_open(&open, &flapping, now_ms).await
 }
 

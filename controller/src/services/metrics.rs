@@ -6,8 +6,6 @@ use std::sync::atomic::AtomicU64;
 /// Controller-wide counters, for `/metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// Store operations that failed.
-    pub store_errors: AtomicU64,
     /// Status changes committed.
     pub transitions_applied: AtomicU64,
     /// Reports that were replays of applied ones.
@@ -66,13 +64,8 @@ pub struct Metrics {
 impl Metrics {
     /// Every counter with its Prometheus name and help, as `/metrics`
     /// exports it.
-    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 21] {
+    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 20] {
         [
-            (
-                "ward_store_errors_total",
-                "Status database operations that failed.",
-                &self.store_errors,
-            ),
             (
                 "ward_transitions_applied_total",
                 "Status changes committed.",

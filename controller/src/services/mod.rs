@@ -3,9 +3,10 @@
 //! [`AgentPresence`] (agents, groups, the offline rule), [`Cluster`]
 //! (membership, leases, the other controllers' changes), [`Inventory`],
 //! [`Maintenance`], [`Guard`] (access settings, logins, certificates) and
-//! [`Notifications`]. [`App`] assembles them; a REST handler or gRPC method
-//! takes only the services it uses (`State<Arc<Inventory>>`, …, through
-//! axum's `FromRef`).
+//! [`Notifications`]. [`App`] assembles them; a REST handler takes only
+//! the services it uses (`State<Arc<Inventory>>`, …, through axum's
+//! `FromRef`), an agent link the four it uses; the gRPC `Inventory`
+//! service, the REST API's twin, holds the `App`.
 //!
 //! Services sit between the edges (`api`, `grpc`, `jobs`, `notify`) and
 //! the store and domain below: nothing here imports an edge.

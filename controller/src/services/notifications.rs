@@ -23,11 +23,7 @@ impl Notifications {
     /// waiting ones of channels no longer configured, with a warning).
     pub async fn new(core: Arc<Core>, channels: &[String]) -> Result<Self, StoreError> {
         let names: Vec<&str> = channels.iter().map(String::as_str).collect();
-        let discarded = core
-            .store
-            .set_notification_channels(&names)
-            .await
-            .map_err(|e| core.store_failed(e))?;
+        let discarded = core.store.set_notification_channels(&names).await?;
         if discarded > 0 {
             tracing::warn!(
                 discarded,

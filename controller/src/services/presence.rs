@@ -74,25 +74,18 @@ impl AgentPresence {
             .store
             .register_agent(id, site, actor, now_ms)
             .await
-            .map_err(|e| self.core.store_failed(e))
     }
 
     /// Every registered agent with its presence.
     pub async fn agents(&self) -> Result<Vec<(AgentRecord, Presence)>, StoreError> {
-        let agents = self
-            .core
-            .store
-            .list_agents()
-            .await
-            .map_err(|e| self.core.store_failed(e))?;
+        let agents = self.core.store.list_agents().await?;
         let now = crate::time::now_ms();
         let recently = now - i64::try_from(crate::store::HEARD_RECENTLY.as_millis()).unwrap_or(0);
         let heard: HashMap<String, (String, i64)> = self
             .core
             .store
             .heard_agents()
-            .await
-            .map_err(|e| self.core.store_failed(e))?
+            .await?
             .into_iter()
             .filter(|heard| heard.controller != self.cluster.instance)
             .map(|heard| {
@@ -143,8 +136,7 @@ impl AgentPresence {
             .core
             .store
             .list_agents()
-            .await
-            .map_err(|e| self.core.store_failed(e))?
+            .await?
             .into_iter()
             .find(|agent| agent.id == id))
     }
@@ -162,12 +154,7 @@ impl AgentPresence {
     /// once per absence.
     pub async fn settle_groups(self: &Arc<Self>, now_ms: i64) -> Result<(), StoreError> {
         let delay_ms = i64::try_from(self.agent_failover_delay.as_millis()).unwrap_or(i64::MAX);
-        let settlement = self
-            .core
-            .store
-            .settle_groups(delay_ms)
-            .await
-            .map_err(|e| self.core.store_failed(e))?;
+        let settlement = self.core.store.settle_groups(delay_ms).await?;
         if !settlement.moves.is_empty() {
             self.core.live.inventory_changed();
             self.core
@@ -253,25 +240,15 @@ impl AgentPresence {
                 env!("CARGO_PKG_VERSION"),
                 self.cluster.started_ms,
             )
-            .await
-            .map_err(|e| self.core.store_failed(e))?;
+            .await?;
         let agents = self.lock_presences().connected_agents();
-        self.core
-            .store
-            .heard(&self.cluster.instance, &agents)
-            .await
-            .map_err(|e| self.core.store_failed(e))
+        self.core.store.heard(&self.cluster.instance, &agents).await
     }
 
     /// When other controllers last heard each agent, on this process's
     /// clock (`now_ms` minus the age the database's clock gives).
     async fn heard_elsewhere(&self, now_ms: i64) -> Result<HashMap<String, i64>, StoreError> {
-        let heard = self
-            .core
-            .store
-            .heard_agents()
-            .await
-            .map_err(|e| self.core.store_failed(e))?;
+        let heard = self.core.store.heard_agents().await?;
         Ok(heard
             .into_iter()
             .filter(|agent| agent.controller != self.cluster.instance)
@@ -361,12 +338,7 @@ impl AgentPresence {
         self: &Arc<Self>,
         now_ms: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let agents = self
-            .core
-            .store
-            .list_agents()
-            .await
-            .map_err(|e| self.core.store_failed(e))?;
+        let agents = self.core.store.list_agents().await?;
         // The usual case, every site with a connected agent (or already
         // forgotten), needs no device list.
         if !self.lock_presences().any_site_unwatched(&agents) {

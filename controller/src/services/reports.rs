@@ -81,11 +81,7 @@ impl Reports {
     ) -> Result<ApplyOutcome, StoreError> {
         let core = &self.core;
         let started = std::time::Instant::now();
-        let outcome = core
-            .store
-            .apply(report, &self.flapping, now_ms)
-            .await
-            .map_err(|e| core.store_failed(e))?;
+        let outcome = core.store.apply(report, &self.flapping, now_ms).await?;
         let elapsed = started.elapsed();
         if elapsed > SLOW_COMMIT {
             tracing::warn!(agent = %report.agent_id, seq = report.seq, transitions = report.transitions.len(),

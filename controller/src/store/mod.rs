@@ -60,6 +60,8 @@ use postgres::PostgresStore;
 use sqlite::SqliteStore;
 use tx::Query as _;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,20 +107,26 @@ impl From<ward_domain::Unreadable> for StoreError {
     }
 }
 
-/// The status database.
-pub enum Store {
-    /// PostgreSQL.
+/// The status database. It counts and logs its own failures (every
+/// operation's error but bad input and conflicts): callers pass errors on
+/// and never count them again.
+pub struct Store {
+    backend: Backend,
+    /// Operations that failed (`ward_store_errors_total`).
+    failures: AtomicU64,
+}
+
+enum Backend {
     Postgres(PostgresStore),
-    /// SQLite.
     Sqlite(SqliteStore),
 }
 
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Postgres(store) => store.$method($($arg),*).await,
-            Store::Sqlite(store) => store.$method($($arg),*).await,
-        }
+        $self.counted(match &$self.backend {
+            $crate::store::Backend::Postgres(store) => store.$method($($arg),*).await,
+            $crate::store::Backend::Sqlite(store) => store.$method($($arg),*).await,
+        })
     };
 }
 
@@ -128,14 +136,19 @@ macro_rules! dispatch {
 /// on a blocking thread.
 macro_rules! on_connection {
     ($self:ident, |$q:ident| $operation:expr) => {
-        match $self {
-            Store::Postgres(store) => {
-                let client = store.client().await?;
-                let $q: &tokio_postgres::Client = &client;
-                $operation.await
+        $self.counted(match &$self.backend {
+            $crate::store::Backend::Postgres(store) => {
+                async {
+                    let client = store.client().await?;
+                    let $q: &tokio_postgres::Client = &client;
+                    $operation.await
+                }
+                .await
             }
-            Store::Sqlite(store) => store.on_connection(async move |$q| $operation.await).await,
-        }
+            $crate::store::Backend::Sqlite(store) => {
+                store.on_connection(async move |$q| $operation.await).await
+            }
+        })
     };
 }
 
@@ -145,16 +158,47 @@ macro_rules! on_connection {
 /// a blocking thread.
 macro_rules! transaction {
     ($self:ident, |$tx:ident| $operation:expr) => {
-        match $self {
-            Store::Postgres(store) => store.transaction(async |$tx| $operation.await).await,
-            Store::Sqlite(store) => store.write(async move |$tx| $operation.await).await,
-        }
+        $self.counted(match &$self.backend {
+            $crate::store::Backend::Postgres(store) => {
+                store.transaction(async |$tx| $operation.await).await
+            }
+            $crate::store::Backend::Sqlite(store) => {
+                store.write(async move |$tx| $operation.await).await
+            }
+        })
     };
 }
 
 mod facade;
 
 impl Store {
+    fn over(backend: Backend) -> Self {
+        Self {
+            backend,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// `result`, its error counted and logged unless it is the caller's
+    /// (bad input, a conflict).
+    fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(error) = &result
+            && !matches!(
+                error,
+                StoreError::Invalid(_) | StoreError::InvalidEntry { .. } | StoreError::Conflict(_)
+            )
+        {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "store operation failed");
+        }
+        result
+    }
+
+    /// How many operations failed (`ward_store_errors_total`).
+    pub fn failures(&self) -> &AtomicU64 {
+        &self.failures
+    }
+
     /// Opens `postgres://…` or `sqlite:PATH` (created if missing). Does not
     /// migrate: call [`Store::migrate`].
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -165,9 +209,11 @@ impl Store {
     /// the URL (read from a file or a credential; SQLite has none).
     pub async fn connect(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Store::Postgres(PostgresStore::open(url, password)?))
+            Ok(Store::over(Backend::Postgres(PostgresStore::open(
+                url, password,
+            )?)))
         } else if let Some(path) = url.strip_prefix("sqlite:") {
-            Ok(Store::Sqlite(SqliteStore::open(path).await?))
+            Ok(Store::over(Backend::Sqlite(SqliteStore::open(path).await?)))
         } else {
             Err(StoreError::Url(ward_settings::redact_secrets(url)))
         }
@@ -251,7 +297,7 @@ impl Store {
         let devices = transaction!(self, |tx| operations::import_devices(
             tx, &specs, &actor, now_ms
         ))?;
-        if let Store::Postgres(store) = self {
+        if let Backend::Postgres(store) = &self.backend {
             store.after_import(devices.len()).await;
         }
         Ok(devices)
@@ -303,19 +349,19 @@ impl Store {
         // The hot path: only SQLite, which runs it on a blocking thread,
         // needs its own copy of the report.
         let flapping = *flapping;
-        match self {
-            Store::Postgres(store) => {
+        self.counted(match &self.backend {
+            Backend::Postgres(store) => {
                 store
                     .transaction(async |tx| operations::apply(tx, report, &flapping, now_ms).await)
                     .await
             }
-            Store::Sqlite(store) => {
+            Backend::Sqlite(store) => {
                 let report = report.clone();
                 store
                     .write(async move |tx| operations::apply(tx, &report, &flapping, now_ms).await)
                     .await
             }
-        }
+        })
     }
 
     /// Alerts, newest first; only open ones if `open_only`.
@@ -340,9 +386,11 @@ impl Store {
     /// Hands back taken notifications `ids` not attempted (due again at
     /// `now_ms`, for any controller); nothing to do on SQLite.
     pub async fn release_notifications(&self, ids: &[i64], now_ms: i64) -> Result<(), StoreError> {
-        match self {
-            Store::Postgres(store) => store.release_notifications(ids, now_ms).await,
-            Store::Sqlite(_) => Ok(()),
+        match &self.backend {
+            Backend::Postgres(store) => {
+                self.counted(store.release_notifications(ids, now_ms).await)
+            }
+            Backend::Sqlite(_) => Ok(()),
         }
     }
 

@@ -4,7 +4,7 @@
 //! [`super::event_log`]).
 
 use super::super::{
-    ControllerMember, HeardAgent, Listening, LoggedChange, Settlement, Store, StoreError,
+    Backend, ControllerMember, HeardAgent, Listening, LoggedChange, Settlement, Store, StoreError,
     event_log, operations, presence,
 };
 
@@ -13,16 +13,16 @@ impl Store {
     /// the database commits ([`announce`]); `None` on SQLite, which has one
     /// controller.
     pub async fn listen(&self) -> Result<Option<Listening>, StoreError> {
-        match self {
-            Store::Postgres(store) => Ok(Some(store.listen().await?)),
-            Store::Sqlite(_) => Ok(None),
+        match &self.backend {
+            Backend::Postgres(store) => Ok(Some(self.counted(store.listen().await)?)),
+            Backend::Sqlite(_) => Ok(None),
         }
     }
     /// This store's id in its announcements (`None` on SQLite).
     pub fn origin(&self) -> Option<&str> {
-        match self {
-            Store::Postgres(store) => Some(store.origin()),
-            Store::Sqlite(_) => None,
+        match &self.backend {
+            Backend::Postgres(store) => Some(store.origin()),
+            Backend::Sqlite(_) => None,
         }
     }
     /// `controller` (an instance id) holds the links of `agents` now.
