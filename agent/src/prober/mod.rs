@@ -11,6 +11,7 @@
 //! No mutex and no allocation per packet on either path. The engine thread
 //! owns the engine and hands it back when the run ends.
 
+mod open;
 mod packet_path;
 mod receiver;
 
@@ -22,8 +23,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use mio::unix::SourceFd;
-use mio::{Interest, Poll, Token, Waker};
+use mio::Waker;
 
 use crate::clock::Clock;
 use crate::engine::{
@@ -31,6 +31,7 @@ use crate::engine::{
 };
 use crate::packet::{Family, PROBE_LEN, TagKey};
 use crate::sys::{Features, IcmpSocket, OpenError, SendBatch, SendOutcome, SocketKind};
+use open::{open_sockets, receiver_poll, send_path_note};
 use packet_path::PacketPath;
 pub use packet_path::PacketPathError;
 use receiver::{Received, Receiver};
@@ -230,33 +231,7 @@ impl Prober {
         targets: &[(TargetSpec, u64)],
         on_transition: impl FnMut(&Clock, Transition) + Send + 'static,
     ) -> Result<Self, ProberError> {
-        let ident = random_ident();
-        let mut sockets = Vec::new();
-        let mut refused = None;
-        for family in [Family::V4, Family::V6] {
-            let needed = targets
-                .iter()
-                .any(|(spec, _)| Family::of(spec.address) == family);
-            if !needed && !config.all_families {
-                continue;
-            }
-            match IcmpSocket::open(family, ident, config.receive_buffer) {
-                Ok(socket) => sockets.push(Arc::new(socket)),
-                // A family the host lacks is fine until a target needs it
-                // (the agent tells its controller which families it has).
-                Err(error) if !needed => {
-                    tracing::warn!(?family, %error, "this family cannot be probed");
-                    refused = Some(error);
-                }
-                Err(error) => return Err(error.into()),
-            }
-        }
-        // Probing nothing at all is never a working prober.
-        if sockets.is_empty()
-            && let Some(error) = refused
-        {
-            return Err(error.into());
-        }
+        let sockets = open_sockets(&config, targets)?;
         let key = TagKey::random().map_err(ProberError::Random)?;
         let clock = Clock::start();
         let mut engine_config = config.engine;
@@ -270,33 +245,14 @@ impl Prober {
             slots.insert(*id, (engine.add_target(*spec, *id, clock.now())?, *spec));
         }
         let packet_path = open_packet_path(&config, &sockets, &slots, &clock)?;
-        let send_path_note = match (&packet_path, config.send_path) {
-            (Some(path), _) => Some(describe_packet_path(path)),
-            (None, SendPath::Packet) => Some(
-                "the packet send path needs a raw IPv4 socket (CAP_NET_RAW) and IPv4 targets; \
-                 probes go through the IP stack"
-                    .to_owned(),
-            ),
-            (None, SendPath::Ip) => None,
-        };
+        let send_path_note = send_path_note(packet_path.as_ref(), config.send_path);
         let count_mode = config.engine.probes_per_target.is_some();
         let controls = Arc::new(ArrayQueue::new(if count_mode {
             MIN_COUNT_MODE_QUEUE
         } else {
             CONTROL_CAPACITY
         }));
-        let poll = Poll::new().map_err(ProberError::Poll)?;
-        for (i, socket) in sockets.iter().enumerate() {
-            poll.registry()
-                .register(
-                    &mut SourceFd(&socket.raw_fd()),
-                    Token(i),
-                    Interest::READABLE,
-                )
-                .map_err(ProberError::Poll)?;
-        }
-        let receiver_waker =
-            Arc::new(Waker::new(poll.registry(), Token(sockets.len())).map_err(ProberError::Poll)?);
+        let (poll, receiver_waker) = receiver_poll(&sockets)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IoCounters::default());
         let queue = Arc::new(ArrayQueue::new(if count_mode {
@@ -480,16 +436,6 @@ fn open_packet_path(
     Ok(Some(path))
 }
 
-fn describe_packet_path(path: &PacketPath) -> String {
-    match path.unsupported() {
-        Some(reason) => reason.to_string(),
-        None => {
-            let (known, usable) = path.hop_counts();
-            format!("IPv4 probes through a packet socket: {known} next hops, {usable} usable now")
-        }
-    }
-}
-
 /// The IPv4 targets as `(slot, address)`.
 fn ipv4_targets(
     slots: &HashMap<u64, (u32, TargetSpec)>,
@@ -500,16 +446,6 @@ fn ipv4_targets(
             IpAddr::V4(address) => Some((*index, address)),
             IpAddr::V6(_) => None,
         })
-}
-
-fn random_ident() -> u16 {
-    let mut bytes = [0u8; 2];
-    // A fixed identifier would still work (tags carry the key); randomness
-    // only keeps two agents on one host apart.
-    if getrandom::fill(&mut bytes).is_err() {
-        return u16::try_from(std::process::id() & 0xffff).unwrap_or(0);
-    }
-    u16::from_ne_bytes(bytes)
 }
 
 /// What the engine thread shares with the rest of the prober.

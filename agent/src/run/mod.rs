@@ -18,6 +18,7 @@ pub mod config;
 mod convert;
 mod failover;
 mod link;
+mod redial;
 pub mod systemd;
 mod tls;
 
@@ -38,6 +39,7 @@ use crate::prober::{Control, Prober, ProberConfig, ProberError};
 use crate::spool::{Kind, Spool, SpoolConfig, SpoolError};
 pub use config::RunSettings;
 use link::Link;
+use redial::Redial;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const LAST_BACKOFF: Duration = Duration::from_secs(30);
@@ -114,6 +116,69 @@ fn off_the_workers<T>(io: impl FnOnce() -> T) -> T {
     }
 }
 
+impl Agent {
+    /// Opens the spool (cutting a corrupt tail, reported) and starts the
+    /// prober; the engine's transitions arrive on the receiver returned.
+    fn start(
+        settings: RunSettings,
+        counters: std::sync::Arc<RunCounters>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<pb::Transition>), RunError> {
+        let (spool, corrupt) = off_the_workers(|| {
+            Spool::open(
+                &settings.spool_dir,
+                SpoolConfig {
+                    statistics_max_bytes: settings.spool_statistics_max_bytes,
+                },
+                new_boot_id,
+            )
+        })?;
+        for tail in &corrupt {
+            error!(file = %tail.file.display(), offset = tail.offset, bytes = tail.bytes_dropped,
+                "corrupt spool tail cut off; the records before it are kept");
+        }
+        info!(spool = %settings.spool_dir.display(), boot = spool.boot_id(), waiting = spool.records(), "spool open");
+        let (transition_sender, transitions) = mpsc::unbounded_channel();
+        let prober = Prober::start(
+            ProberConfig {
+                engine: EngineConfig {
+                    rate: settings.rate,
+                    quantile_period_ms: Some(
+                        u32::try_from(settings.report_period.as_millis()).unwrap_or(u32::MAX),
+                    ),
+                    ..EngineConfig::default()
+                },
+                receive_buffer: 32 << 20,
+                linger: Duration::ZERO,
+                all_families: true,
+                send_path: settings.send_path,
+            },
+            &[],
+            move |clock, transition| {
+                // Fails only when the run loop is gone.
+                let _ = transition_sender.send(convert::transition(clock, &transition));
+            },
+        )?;
+        info!(families = ?prober.families(), "probing");
+        if let Some(note) = prober.send_path_note() {
+            info!(send_path = "packet", "{note}");
+        }
+        let agent = Agent {
+            settings,
+            spool,
+            prober,
+            assigned: HashMap::new(),
+            generation: 0,
+            latest: HashMap::new(),
+            outbound: None,
+            link_broken: false,
+            last_acked_seq: 0,
+            period_start_ms: now_ms(),
+            counters,
+        };
+        Ok((agent, transitions))
+    }
+}
+
 /// Runs until `shutdown` completes.
 pub async fn run(
     settings: RunSettings,
@@ -121,88 +186,23 @@ pub async fn run(
     mut supervisor: impl Supervisor,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let (spool, corrupt) = off_the_workers(|| {
-        Spool::open(
-            &settings.spool_dir,
-            SpoolConfig {
-                statistics_max_bytes: settings.spool_statistics_max_bytes,
-            },
-            new_boot_id,
-        )
-    })?;
-    for tail in &corrupt {
-        error!(file = %tail.file.display(), offset = tail.offset, bytes = tail.bytes_dropped,
-            "corrupt spool tail cut off; the records before it are kept");
-    }
-    info!(spool = %settings.spool_dir.display(), boot = spool.boot_id(), waiting = spool.records(), "spool open");
-    let (transition_sender, mut transitions) = mpsc::unbounded_channel();
-    let prober = Prober::start(
-        ProberConfig {
-            engine: EngineConfig {
-                rate: settings.rate,
-                quantile_period_ms: Some(
-                    u32::try_from(settings.report_period.as_millis()).unwrap_or(u32::MAX),
-                ),
-                ..EngineConfig::default()
-            },
-            receive_buffer: 32 << 20,
-            linger: Duration::ZERO,
-            all_families: true,
-            send_path: settings.send_path,
-        },
-        &[],
-        move |clock, transition| {
-            // Fails only when the run loop is gone.
-            let _ = transition_sender.send(convert::transition(clock, &transition));
-        },
-    )?;
-    info!(families = ?prober.families(), "probing");
-    if let Some(note) = prober.send_path_note() {
-        info!(send_path = "packet", "{note}");
-    }
-    let mut agent = Agent {
-        settings,
-        spool,
-        prober,
-        assigned: HashMap::new(),
-        generation: 0,
-        latest: HashMap::new(),
-        outbound: None,
-        link_broken: false,
-        last_acked_seq: 0,
-        period_start_ms: now_ms(),
-        counters,
-    };
+    let (mut agent, mut transitions) = Agent::start(settings, counters)?;
     supervisor.ready();
     tokio::pin!(shutdown);
     let mut inbound: Option<tokio::sync::mpsc::UnboundedReceiver<link::Inbound>> = None;
     let mut connecting: Option<Connecting> = None;
-    let mut reconnect_at = Instant::now();
-    let mut backoff = FIRST_BACKOFF;
-    let mut failover = failover::Failover::new(agent.settings.controllers.len());
+    let mut redial = Redial::new(agent.settings.controllers.len());
     let mut statistics_tick = tokio::time::interval(agent.settings.report_period);
     statistics_tick.tick().await;
     let mut heartbeat_tick = tokio::time::interval(agent.settings.heartbeat_interval);
     let result = loop {
-        if inbound.is_none() && connecting.is_none() && Instant::now() >= reconnect_at {
-            let settings = agent.settings.clone();
-            let url = settings.controllers[failover.current()].clone();
-            let hello = agent.hello();
-            connecting = Some(Box::pin(
-                async move { link::open(&settings, &url, hello).await },
-            ));
+        if inbound.is_none() && connecting.is_none() && Instant::now() >= redial.reconnect_at {
+            connecting = Some(agent.connect(redial.failover.current()));
         }
         let step = tokio::select! {
             () = &mut shutdown => break Ok(()),
             Some(first) = transitions.recv() => {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match transitions.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
-                agent.report_transitions(batch).await
+                agent.report_transitions(batch_after(first, &mut transitions)).await
             }
             _ = statistics_tick.tick() => agent.report_statistics().await,
             _ = heartbeat_tick.tick() => {
@@ -214,30 +214,18 @@ pub async fn run(
                 connecting = None;
                 match opened {
                     Ok(link) => {
-                        failover.linked();
-                        info!(controller = %agent.settings.controllers[failover.current()], "linked to the controller");
-                        agent.counters.links_opened.fetch_add(1, Ordering::Relaxed);
-                        agent.outbound = Some(link.outbound);
-                        agent.link_broken = false;
-                        inbound = Some(link.inbound);
+                        redial.failover.linked();
+                        inbound = Some(agent.linked(link, redial.failover.current()));
                         agent.replay().await
                     }
                     Err(error) => {
-                        if failover.missed() == failover::Next::Wait {
-                            warn!(%error, retry_in = ?backoff, "no link to any controller; reports wait in the spool");
-                            reconnect_at = Instant::now() + jittered(backoff);
-                            backoff = (backoff * 2).min(LAST_BACKOFF);
-                        } else {
-                            warn!(%error, next = %agent.settings.controllers[failover.current()],
-                                "no link to this controller; trying the next");
-                            reconnect_at = Instant::now();
-                        }
+                        redial.unreachable(&error, &agent.settings.controllers);
                         Ok(())
                     }
                 }
             }
             message = next_message(&mut inbound) => match message {
-                Some(Ok(message)) => agent.handle(message, &mut backoff, &mut reconnect_at).await,
+                Some(Ok(message)) => agent.handle(message, &mut redial.backoff, &mut redial.reconnect_at).await,
                 Some(Err(status)) => {
                     warn!(%status, "link to the controller failed");
                     agent.link_broken = true;
@@ -249,7 +237,7 @@ pub async fn run(
                     Ok(())
                 }
             },
-            () = tokio::time::sleep_until(reconnect_at), if inbound.is_none() && connecting.is_none() => Ok(()),
+            () = tokio::time::sleep_until(redial.reconnect_at), if inbound.is_none() && connecting.is_none() => Ok(()),
         };
         if let Err(error) = step {
             break Err(error);
@@ -258,30 +246,65 @@ pub async fn run(
             agent.link_broken = false;
             agent.outbound = None;
             inbound = None;
-            if failover.missed() == failover::Next::Wait {
-                reconnect_at = reconnect_at.max(Instant::now() + jittered(backoff));
-                backoff = (backoff * 2).min(LAST_BACKOFF);
-            } else {
-                // Another controller of the cluster takes over at once.
-                reconnect_at = Instant::now();
-            }
+            redial.lost();
         }
     };
     supervisor.stopping();
-    info!(waiting = agent.spool.records(), "stopping");
-    // End the stream cleanly (the controller sees its end, not a reset)
-    // and give the controller a moment to end its side.
-    agent.outbound = None;
-    if let Some(mut inbound) = inbound {
-        let _ = tokio::time::timeout(LINK_CLOSE_WAIT, async {
-            while let Some(Some(Ok(_))) = inbound.recv().await {}
-        })
-        .await;
-    }
-    let prober = agent.prober;
-    // Joining the prober threads blocks briefly.
-    let _ = tokio::task::spawn_blocking(move || prober.stop()).await;
+    agent.stop(inbound).await;
     result
+}
+
+impl Agent {
+    /// Opens a link to controller `index` of the settings.
+    fn connect(&self, index: usize) -> Connecting {
+        let settings = self.settings.clone();
+        let url = settings.controllers[index].clone();
+        let hello = self.hello();
+        Box::pin(async move { link::open(&settings, &url, hello).await })
+    }
+
+    /// The link to controller `index` is open: reports go out on it; its
+    /// messages come in on the receiver returned.
+    fn linked(&mut self, link: Link, index: usize) -> mpsc::UnboundedReceiver<link::Inbound> {
+        info!(controller = %self.settings.controllers[index], "linked to the controller");
+        self.counters.links_opened.fetch_add(1, Ordering::Relaxed);
+        self.outbound = Some(link.outbound);
+        self.link_broken = false;
+        link.inbound
+    }
+
+    /// Ends the link cleanly (the controller sees its end, not a reset,
+    /// and has a moment to end its side), then stops the prober.
+    async fn stop(mut self, inbound: Option<mpsc::UnboundedReceiver<link::Inbound>>) {
+        info!(waiting = self.spool.records(), "stopping");
+        // End the stream cleanly (the controller sees its end, not a reset)
+        // and give the controller a moment to end its side.
+        self.outbound = None;
+        if let Some(mut inbound) = inbound {
+            let _ = tokio::time::timeout(LINK_CLOSE_WAIT, async {
+                while let Some(Some(Ok(_))) = inbound.recv().await {}
+            })
+            .await;
+        }
+        let prober = self.prober;
+        // Joining the prober threads blocks briefly.
+        let _ = tokio::task::spawn_blocking(move || prober.stop()).await;
+    }
+}
+
+/// `first` and the transitions waiting after it, at most [`MAX_BATCH`].
+fn batch_after(
+    first: pb::Transition,
+    transitions: &mut mpsc::UnboundedReceiver<pb::Transition>,
+) -> Vec<pb::Transition> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match transitions.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    batch
 }
 
 /// A connection attempt in progress.
