@@ -6,8 +6,9 @@
 //! a clock: the caller passes `now` (engine time, ns on a monotonic clock)
 //! and buffers, so everything here runs under a virtual clock in tests.
 //!
-//! Invariants: no I/O dependency (no socket, mio, tokio or libc crate in
-//! the dependency list); no `unsafe`; no allocation per packet.
+//! Invariants: no I/O crate among its dependencies (no socket2, mio,
+//! tokio or libc; `getrandom` seeds the tag key); no `unsafe`; no
+//! allocation per packet.
 //!
 //! Per target there is exactly one pending event: a probe waiting to be
 //! sent (in the ready queue or the wheel) or the timeout of the probe in
