@@ -99,38 +99,7 @@ pub async fn login(
         principal: format!("login as {name}"),
         source: source.to_owned(),
     };
-    let unavailable =
-        |error: crate::store::StoreError| LoginRefusal::Unavailable(error.to_string());
-    if let Some(retry_after_s) = address.and_then(|address| logins.address_wait(address, now)) {
-        logins.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            user = name,
-            source, retry_after_s, "login refused: too many failures from this address"
-        );
-        return Err(LoginRefusal::AddressLimited { retry_after_s });
-    }
-    if let Some(until_ms) = guard
-        .core
-        .store
-        .lockout(name, now)
-        .await
-        .map_err(unavailable)?
-    {
-        let retry_after_s = u64::try_from((until_ms - now).max(0) / 1_000).unwrap_or(0) + 1;
-        logins.counters.refused.fetch_add(1, Ordering::Relaxed);
-        warn!(
-            user = name,
-            source, retry_after_s, "login refused: the user is locked out"
-        );
-        let reason = format!("locked out for {retry_after_s} s more");
-        guard
-            .core
-            .store
-            .login_refused(name, &reason, &actor, now)
-            .await
-            .map_err(unavailable)?;
-        return Err(LoginRefusal::LockedOut { retry_after_s });
-    }
+    held_off(guard, name, address, &actor, now).await?;
     let proven = match prove(guard, name, password).await {
         Ok(Ok(proven)) => proven,
         Ok(Err(reason)) => {
@@ -153,33 +122,7 @@ pub async fn login(
         }
         Err(other) => return Err(other),
     };
-    let secrets =
-        auth::new_session().map_err(|error| LoginRefusal::Unavailable(error.to_string()))?;
-    let lifetime_ms =
-        i64::try_from(logins.settings.session_lifetime.as_millis()).unwrap_or(i64::MAX);
-    let session = SessionRecord {
-        user: name.to_owned(),
-        role: proven.role,
-        origin: proven.origin,
-        csrf: secrets.csrf,
-        expires_at_ms: now.saturating_add(lifetime_ms),
-    };
-    let new = NewSession {
-        digest: secrets.digest,
-        session,
-    };
-    guard
-        .core
-        .store
-        .start_session(&new, &actor, now)
-        .await
-        .map_err(unavailable)?;
-    logins.counters.ok.fetch_add(1, Ordering::Relaxed);
-    info!(user = name, role = %proven.role, origin = ?proven.origin, source, "logged in");
-    Ok(Started {
-        cookie: secrets.cookie,
-        session: new.session,
-    })
+    start_session(guard, name, &proven, &actor, now).await
 }
 
 /// Checks `password` for `name`: `Ok(Err(reason))` when it does not
@@ -247,6 +190,94 @@ async fn ask_directory(
             Err(LoginRefusal::Unavailable(error.to_string()))
         }
     }
+}
+
+/// The store is not answering: the login cannot be decided.
+fn unavailable(error: crate::store::StoreError) -> LoginRefusal {
+    LoginRefusal::Unavailable(error.to_string())
+}
+
+/// Refuses (counted, logged, audited) a login from an address that failed
+/// too often, or for a name locked out.
+async fn held_off(
+    guard: &Guard,
+    name: &str,
+    address: Option<IpAddr>,
+    actor: &Actor,
+    now: i64,
+) -> Result<(), LoginRefusal> {
+    let logins = &guard.logins;
+    let source = &actor.source;
+    if let Some(retry_after_s) = address.and_then(|address| logins.address_wait(address, now)) {
+        logins.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            user = name,
+            source, retry_after_s, "login refused: too many failures from this address"
+        );
+        return Err(LoginRefusal::AddressLimited { retry_after_s });
+    }
+    if let Some(until_ms) = guard
+        .core
+        .store
+        .lockout(name, now)
+        .await
+        .map_err(unavailable)?
+    {
+        let retry_after_s = u64::try_from((until_ms - now).max(0) / 1_000).unwrap_or(0) + 1;
+        logins.counters.refused.fetch_add(1, Ordering::Relaxed);
+        warn!(
+            user = name,
+            source, retry_after_s, "login refused: the user is locked out"
+        );
+        let reason = format!("locked out for {retry_after_s} s more");
+        guard
+            .core
+            .store
+            .login_refused(name, &reason, actor, now)
+            .await
+            .map_err(unavailable)?;
+        return Err(LoginRefusal::LockedOut { retry_after_s });
+    }
+    Ok(())
+}
+
+/// Starts the session of a proven login (counted and logged).
+async fn start_session(
+    guard: &Guard,
+    name: &str,
+    proven: &Proven,
+    actor: &Actor,
+    now: i64,
+) -> Result<Started, LoginRefusal> {
+    let logins = &guard.logins;
+    let source = &actor.source;
+    let secrets =
+        auth::new_session().map_err(|error| LoginRefusal::Unavailable(error.to_string()))?;
+    let lifetime_ms =
+        i64::try_from(logins.settings.session_lifetime.as_millis()).unwrap_or(i64::MAX);
+    let session = SessionRecord {
+        user: name.to_owned(),
+        role: proven.role,
+        origin: proven.origin,
+        csrf: secrets.csrf,
+        expires_at_ms: now.saturating_add(lifetime_ms),
+    };
+    let new = NewSession {
+        digest: secrets.digest,
+        session,
+    };
+    guard
+        .core
+        .store
+        .start_session(&new, actor, now)
+        .await
+        .map_err(unavailable)?;
+    logins.counters.ok.fetch_add(1, Ordering::Relaxed);
+    info!(user = name, role = %proven.role, origin = ?proven.origin, source, "logged in");
+    Ok(Started {
+        cookie: secrets.cookie,
+        session: new.session,
+    })
 }
 
 /// Counts, logs and audits a failed login; locks the name out when it

@@ -137,26 +137,7 @@ async fn authorize(
         request.extensions_mut().insert(Principal::Anonymous);
         return next.run(request).await;
     }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let cookie = super::session::session_cookie(request.headers()).map(str::to_owned);
-    let proven = match (&token, guard.api_token.as_deref(), cookie) {
-        (Some(token), Some(legacy), _)
-            if access::constant_time_eq(token.as_bytes(), legacy.as_bytes()) =>
-        {
-            Ok((legacy_principal(), Ok(())))
-        }
-        (None, _, Some(cookie)) => {
-            session_with_csrf(&guard.core, &cookie, &method, request.headers()).await
-        }
-        (token, _, _) => access::token_principal(&guard.core, token.as_deref(), now_ms())
-            .await
-            .map(|principal| (principal, Ok(()))),
-    };
+    let proven = prove(&guard, &method, request.headers()).await;
     let (principal, decided) = match (proven, access) {
         (Ok((principal, Ok(()))), Some(access)) => {
             let decided = access::permit(&principal, access, guard.anonymous_read);
@@ -185,6 +166,37 @@ async fn authorize(
     let action = format!("{method} {path}");
     let object = request.uri().path().to_owned();
     access::refused(&guard.core, &principal, &source, &action, &object, &refusal).await;
+    refused(refusal)
+}
+
+/// The principal a request proves: the legacy `api_token`, a session
+/// cookie (with its CSRF token for a change), or an API token; and whether
+/// its proof holds for this request.
+async fn prove(
+    guard: &Guard,
+    method: &Method,
+    headers: &axum::http::HeaderMap,
+) -> Result<(Principal, Result<(), Refusal>), Refusal> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let cookie = super::session::session_cookie(headers);
+    match (token, guard.api_token.as_deref(), cookie) {
+        (Some(token), Some(legacy), _)
+            if access::constant_time_eq(token.as_bytes(), legacy.as_bytes()) =>
+        {
+            Ok((legacy_principal(), Ok(())))
+        }
+        (None, _, Some(cookie)) => session_with_csrf(&guard.core, cookie, method, headers).await,
+        (token, _, _) => access::token_principal(&guard.core, token, now_ms())
+            .await
+            .map(|principal| (principal, Ok(()))),
+    }
+}
+
+/// A refusal as the client gets it.
+fn refused(refusal: Refusal) -> Response {
     match refusal {
         Refusal::Unauthenticated(message) => (
             [(header::WWW_AUTHENTICATE, "Bearer")],

@@ -131,6 +131,25 @@ async fn refuse(outbound: &Sender, code: RefusalCode, text: String) {
         .await;
 }
 
+/// The agent's Hello, the stream's first message within
+/// [`HELLO_TIMEOUT`]; `None` once the agent was refused or went away.
+async fn hello(inbound: &mut Streaming<AgentMessage>, outbound: &Sender) -> Option<pb::Hello> {
+    let refusal = match tokio::time::timeout(HELLO_TIMEOUT, inbound.next()).await {
+        Ok(Some(Ok(AgentMessage {
+            kind: Some(agent_message::Kind::Hello(hello)),
+        }))) => return Some(hello),
+        Ok(Some(Ok(_))) => "the first message must be Hello".to_owned(),
+        Ok(Some(Err(status))) => {
+            warn!(%status, "agent stream failed before Hello");
+            return None;
+        }
+        Ok(None) => return None,
+        Err(_) => format!("no Hello within {HELLO_TIMEOUT:?}"),
+    };
+    refuse(outbound, RefusalCode::ProtocolError, refusal).await;
+    None
+}
+
 /// One agent's stream, from Hello to the end.
 async fn session(
     services: LinkServices,
@@ -138,31 +157,8 @@ async fn session(
     mut inbound: Streaming<AgentMessage>,
     outbound: Sender,
 ) {
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, inbound.next()).await {
-        Ok(Some(Ok(AgentMessage {
-            kind: Some(agent_message::Kind::Hello(hello)),
-        }))) => hello,
-        Ok(Some(Ok(_))) => {
-            return refuse(
-                &outbound,
-                RefusalCode::ProtocolError,
-                "the first message must be Hello".into(),
-            )
-            .await;
-        }
-        Ok(Some(Err(status))) => {
-            warn!(%status, "agent stream failed before Hello");
-            return;
-        }
-        Ok(None) => return,
-        Err(_) => {
-            return refuse(
-                &outbound,
-                RefusalCode::ProtocolError,
-                format!("no Hello within {HELLO_TIMEOUT:?}"),
-            )
-            .await;
-        }
+    let Some(hello) = hello(&mut inbound, &outbound).await else {
+        return;
     };
     let agent = match admit(&services, &peer, &hello).await {
         Ok(agent) => agent,
@@ -229,12 +225,9 @@ fn revoked_refusal(id: &str, fingerprint: &str, revoked_at_ms: i64) -> (RefusalC
     )
 }
 
-/// The agent named in `hello`, if it may connect.
-async fn admit(
-    services: &LinkServices,
-    peer: &PeerIdentity,
-    hello: &pb::Hello,
-) -> Result<AgentRecord, (RefusalCode, String)> {
+/// The Hello names an agent and a boot, and the client certificate (when
+/// the link is over mTLS) is that agent's.
+fn identity_matches(peer: &PeerIdentity, hello: &pb::Hello) -> Result<(), (RefusalCode, String)> {
     if hello.agent_id.is_empty() || hello.boot_id.is_empty() {
         return Err((
             RefusalCode::ProtocolError,
@@ -263,6 +256,16 @@ async fn admit(
             ),
         ));
     }
+    Ok(())
+}
+
+/// The agent named in `hello`, if it may connect.
+async fn admit(
+    services: &LinkServices,
+    peer: &PeerIdentity,
+    hello: &pb::Hello,
+) -> Result<AgentRecord, (RefusalCode, String)> {
+    identity_matches(peer, hello)?;
     let agent = services
         .presence
         .agent(&hello.agent_id)

@@ -14,7 +14,7 @@ use super::core::Core;
 use super::reports::Reports;
 use crate::agents::{Presence, Presences, grace_period};
 use crate::store::{
-    Actor, AgentAlertChange, AgentRecord, CONTROLLER_REPORTS, ReportedTransition, Status,
+    Actor, AgentAlertChange, AgentRecord, CONTROLLER_REPORTS, Device, ReportedTransition, Status,
     StoreError, TransitionReport,
 };
 
@@ -346,24 +346,7 @@ impl AgentPresence {
         }
         let _gate = self.reports.hold_back().await;
         let devices = self.core.devices().await?;
-        let mut sites: HashMap<String, (Vec<String>, std::time::Duration)> = HashMap::new();
-        for agent in agents {
-            sites
-                .entry(agent.site)
-                .or_insert_with(|| (Vec::new(), std::time::Duration::ZERO))
-                .0
-                .push(agent.id);
-        }
-        for device in &devices {
-            if let Some((_, longest)) = sites.get_mut(&device.spec.site) {
-                *longest = (*longest).max(std::time::Duration::from_millis(u64::from(
-                    device.spec.interval_ms,
-                )));
-            }
-        }
-        for (_, longest) in sites.values_mut() {
-            *longest = grace_period(*longest);
-        }
+        let sites = sites_with_grace(agents, &devices);
         let elsewhere = self.heard_elsewhere(now_ms).await?;
         let offline = {
             let mut presences = self.lock_presences();
@@ -374,39 +357,13 @@ impl AgentPresence {
         let mut failure = None;
         for site in offline {
             let name = &site.site;
-            let transitions: Vec<ReportedTransition> = devices
-                .iter()
-                .filter(|d| d.spec.site == *name && d.status != Status::Unknown)
-                .map(|d| ReportedTransition {
-                    device_id: d.id,
-                    status: Status::Unknown,
-                    probed_at_ms: now_ms,
-                    last_rtt_us: None,
-                    reason: format!("no agent of site {name} connected"),
-                })
-                .collect();
-            let marked = transitions.len();
-            let gone = format!("no agent of site {name} connected for its grace period");
-            let agent_alerts = sites
+            let agents = sites
                 .get(name)
                 .map(|(agents, _)| agents.as_slice())
-                .unwrap_or_default()
-                .iter()
-                .map(|agent_id| AgentAlertChange {
-                    agent_id: agent_id.clone(),
-                    site: name.clone(),
-                    open: true,
-                    at_ms: now_ms,
-                    reason: gone.clone(),
-                })
-                .collect();
-            let report = TransitionReport {
-                agent_alerts,
-                agent_id: CONTROLLER_REPORTS.into(),
-                boot_id: format!("agent-offline:{name}:{}", self.cluster.started_ms),
-                seq: u64::try_from(now_ms).unwrap_or(0),
-                transitions,
-            };
+                .unwrap_or_default();
+            let boot_id = format!("agent-offline:{name}:{}", self.cluster.started_ms);
+            let report = offline_report(name, agents, &devices, boot_id, now_ms);
+            let marked = report.transitions.len();
             if let Err(error) = self.reports.commit_report(&report, now_ms).await {
                 self.core
                     .metrics
@@ -429,5 +386,71 @@ impl AgentPresence {
             Some(error) => Err(error),
             None => Ok(forgotten),
         }
+    }
+}
+
+/// The agents of each site, and the site's grace period (from its
+/// devices' longest interval).
+fn sites_with_grace(
+    agents: Vec<AgentRecord>,
+    devices: &[Device],
+) -> HashMap<String, (Vec<String>, Duration)> {
+    let mut sites: HashMap<String, (Vec<String>, Duration)> = HashMap::new();
+    for agent in agents {
+        sites
+            .entry(agent.site)
+            .or_insert_with(|| (Vec::new(), Duration::ZERO))
+            .0
+            .push(agent.id);
+    }
+    for device in devices {
+        if let Some((_, longest)) = sites.get_mut(&device.spec.site) {
+            *longest = (*longest).max(Duration::from_millis(u64::from(device.spec.interval_ms)));
+        }
+    }
+    for (_, longest) in sites.values_mut() {
+        *longest = grace_period(*longest);
+    }
+    sites
+}
+
+/// The controller's report for site `name` gone offline: its devices not
+/// `unknown` yet become `unknown`, and each of its `agents` gets an open
+/// `AgentDown`.
+fn offline_report(
+    name: &str,
+    agents: &[String],
+    devices: &[Device],
+    boot_id: String,
+    now_ms: i64,
+) -> TransitionReport {
+    let transitions = devices
+        .iter()
+        .filter(|d| d.spec.site == name && d.status != Status::Unknown)
+        .map(|d| ReportedTransition {
+            device_id: d.id,
+            status: Status::Unknown,
+            probed_at_ms: now_ms,
+            last_rtt_us: None,
+            reason: format!("no agent of site {name} connected"),
+        })
+        .collect();
+    let gone = format!("no agent of site {name} connected for its grace period");
+    let agent_alerts = agents
+        .iter()
+        .map(|agent_id| AgentAlertChange {
+            agent_id: agent_id.clone(),
+            site: name.to_owned(),
+            open: true,
+            at_ms: now_ms,
+            reason: gone.clone(),
+        })
+        .collect();
+    TransitionReport {
+        agent_alerts,
+        agent_id: CONTROLLER_REPORTS.into(),
+        boot_id,
+        seq: u64::try_from(now_ms).unwrap_or(0),
+        transitions,
     }
 }
