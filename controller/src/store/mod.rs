@@ -11,6 +11,7 @@ mod acknowledgements;
 mod announce;
 mod args;
 mod availability;
+mod certificates;
 mod event_log;
 mod held;
 mod history;

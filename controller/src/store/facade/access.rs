@@ -3,7 +3,7 @@
 
 use super::super::{
     Actor, AuditEntry, AuditFilter, LockoutPolicy, NewSession, SessionRecord, Store, StoreError,
-    TokenOwner, TokenRecord, UserRecord, principals, sessions,
+    TokenOwner, TokenRecord, UserRecord, certificates, principals, sessions,
 };
 use crate::auth::Role;
 
@@ -117,7 +117,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
         let (fingerprint, agent_id) = (fingerprint.to_owned(), agent_id.to_owned());
-        transaction!(self, |tx| principals::certificate_presented(
+        transaction!(self, |tx| certificates::certificate_presented(
             tx,
             &fingerprint,
             &agent_id,
@@ -135,14 +135,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let (agent_id, also, actor) = (agent_id.to_owned(), also.to_vec(), actor.clone());
-        transaction!(self, |tx| principals::revoke_agent(
+        transaction!(self, |tx| certificates::revoke_agent(
             tx, &agent_id, &also, &actor, now_ms
         ))
     }
 
     /// How many certificates were ever revoked (it only grows).
     pub async fn revocations(&self) -> Result<i64, StoreError> {
-        on_connection!(self, |tx| principals::revocations(tx))
+        on_connection!(self, |tx| certificates::revocations(tx))
     }
 
     /// The audit entries `filter` selects, newest first.
