@@ -156,11 +156,17 @@ fn exactly_once(deployment: &Deployment, victims: &[i64], since_ms: i64) {
     );
 }
 
+/// How long REST is still compared with the database after a burst.
+const SETTLED_READS: Duration = Duration::from_secs(3);
+
 /// Compares REST with the database until `stop`: (reads checked, stale
-/// reads). The database is read before and after each REST read (the
-/// count may fall too: an agent away past its grace makes devices
-/// `unknown`): showing fewer than both is stale. A read that fails (the
-/// database down) is not a read.
+/// reads). The database's data version and down count are read before
+/// and after each REST read; when the version did not move (no commit
+/// between the two), REST must show exactly that count. A read across a
+/// commit cannot be judged (the count may fall and rise again within it:
+/// an agent away past its grace makes devices `unknown`, its replay makes
+/// them `down` again) and is not counted; nor is one that fails (the
+/// database down).
 fn stale_reads(
     rest: ward_e2e::Rest,
     database: String,
@@ -169,26 +175,29 @@ fn stale_reads(
     std::thread::spawn(move || {
         let (mut checked, mut stale) = (0, Vec::new());
         let truth = || {
-            ward_e2e::try_psql(
+            let rows = ward_e2e::try_psql(
                 &database,
-                "SELECT count(*) FROM devices WHERE status = 'down'",
+                "SELECT version, (SELECT count(*) FROM devices WHERE status = 'down') \
+                 FROM data_version",
             )
-            .ok()
-            .and_then(|rows| rows.first()?.parse::<usize>().ok())
+            .ok()?;
+            let (version, down) = rows.first()?.split_once('|')?;
+            Some((version.parse::<i64>().ok()?, down.parse::<usize>().ok()?))
         };
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(20));
             let Some(before) = truth() else { continue };
             let (code, listed) = rest.get("/api/v1/devices?status=down");
             let Some(after) = truth() else { continue };
-            if code != 200 {
+            if code != 200 || before.0 != after.0 {
                 continue;
             }
             checked += 1;
             let shown = listed.as_array().map_or(0, Vec::len);
-            if shown < before.min(after) {
+            if shown != after.1 {
                 stale.push(format!(
-                    "the database had {before} then {after} down, REST showed {shown}"
+                    "at data version {}, the database had {} down, REST showed {shown}",
+                    after.0, after.1
                 ));
             }
         }
@@ -215,6 +224,9 @@ fn burst_survives(what: &str, disruption: impl FnOnce(&mut Deployment)) {
     let recovered = wait_until("every victim down", Duration::from_secs(60), || {
         deployment.devices_with_status("down").len() == VICTIMS
     });
+    // Reads go on for a while once the burst is over: the moment right
+    // after it is when a stale answer would show.
+    std::thread::sleep(SETTLED_READS);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (checked, stale) = reader.join().expect("reader");
     eprintln!(
