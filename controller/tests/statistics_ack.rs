@@ -18,8 +18,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ward_controller::cache::Cache;
-use ward_controller::services::{App, AppSettings};
+use ward_controller::services::App;
 use ward_controller::store::Store;
 use ward_controller::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport, Tsdb, TsdbConfig};
 
@@ -82,14 +81,7 @@ async fn controller(vm_url: &str, spool: &std::path::Path) -> (tempfile::TempDir
         std::future::pending(),
     )
     .expect("writer");
-    let settings = AppSettings {
-        tsdb: Some(tsdb),
-        ..AppSettings::default()
-    };
-    let controller = App::new(store, Cache::in_process(), settings)
-        .await
-        .expect("services");
-    (dir, controller)
+    (dir, common::writing_to(store, tsdb).await)
 }
 
 fn report(devices: i64, period_end_ms: i64) -> StatisticsReport {

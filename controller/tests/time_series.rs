@@ -7,8 +7,7 @@ mod common;
 use std::time::Duration;
 
 use serde_json::Value;
-use ward_controller::cache::Cache;
-use ward_controller::services::{App, AppSettings};
+use ward_controller::services::App;
 use ward_controller::store::{DeviceSpec, Store};
 use ward_controller::tsdb::{DeviceStatistics, StatisticsReport, Tsdb, TsdbConfig};
 use ward_testkit::services::VictoriaMetrics;
@@ -36,13 +35,7 @@ async fn start(store_url: &str, vm_url: &str, spool_dir: &std::path::Path) -> Se
         },
     )
     .expect("start the writer");
-    let settings = AppSettings {
-        tsdb: Some(tsdb),
-        ..AppSettings::default()
-    };
-    let controller = App::new(store, Cache::in_process(), settings)
-        .await
-        .expect("services");
+    let controller = common::writing_to(store, tsdb).await;
     Setup {
         controller,
         stop,

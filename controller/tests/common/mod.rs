@@ -143,6 +143,17 @@ pub async fn controller_with(store_url: &str, cache: Cache, settings: AppSetting
     App::new(store, cache, settings).await.expect("services")
 }
 
+/// A controller's services over `store`, statistics written by `tsdb`.
+pub async fn writing_to(store: Store, tsdb: ward_controller::tsdb::Tsdb) -> App {
+    let settings = AppSettings {
+        tsdb: Some(tsdb),
+        ..AppSettings::default()
+    };
+    App::new(store, Cache::in_process(), settings)
+        .await
+        .expect("services")
+}
+
 /// A fresh SQLite database URL in a `ward-test-*` temporary directory,
 /// which lives as long as the returned guard.
 pub fn sqlite_url() -> (tempfile::TempDir, String) {
