@@ -14,6 +14,8 @@ pub(super) enum Arg<'a> {
     Int(i64),
     /// A nullable 64-bit integer.
     OptInt(Option<i64>),
+    /// A 32-bit integer (`INTEGER`: intervals, thresholds).
+    Int32(i32),
     /// Text.
     Text(&'a str),
     /// Nullable text.
@@ -25,6 +27,14 @@ pub(super) enum Arg<'a> {
     Ids(&'a [i64]),
 }
 
+impl Arg<'_> {
+    /// A 32-bit column's value (larger ones are refused before they get
+    /// here).
+    pub(super) fn int32(value: impl Into<u32>) -> Self {
+        Arg::Int32(i32::try_from(value.into()).unwrap_or(i32::MAX))
+    }
+}
+
 impl ToSql for Arg<'_> {
     fn to_sql(
         &self,
@@ -34,6 +44,7 @@ impl ToSql for Arg<'_> {
         match self {
             Arg::Int(value) => ToSql::to_sql(value, ty, out),
             Arg::OptInt(value) => ToSql::to_sql(value, ty, out),
+            Arg::Int32(value) => ToSql::to_sql(value, ty, out),
             Arg::Text(value) => ToSql::to_sql(value, ty, out),
             Arg::OptText(value) => ToSql::to_sql(value, ty, out),
             Arg::Flag(value) => ToSql::to_sql(value, ty, out),
@@ -43,6 +54,7 @@ impl ToSql for Arg<'_> {
 
     fn accepts(ty: &Type) -> bool {
         <i64 as ToSql>::accepts(ty)
+            || <i32 as ToSql>::accepts(ty)
             || <&str as ToSql>::accepts(ty)
             || <bool as ToSql>::accepts(ty)
             || <&[i64] as ToSql>::accepts(ty)
@@ -56,6 +68,7 @@ impl rusqlite::ToSql for Arg<'_> {
         match self {
             Arg::Int(value) => rusqlite::ToSql::to_sql(value),
             Arg::OptInt(value) => rusqlite::ToSql::to_sql(value),
+            Arg::Int32(value) => rusqlite::ToSql::to_sql(value),
             Arg::Text(value) => rusqlite::ToSql::to_sql(value),
             Arg::OptText(value) => rusqlite::ToSql::to_sql(value),
             Arg::Flag(value) => rusqlite::ToSql::to_sql(value),

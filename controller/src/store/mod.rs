@@ -18,6 +18,7 @@ mod history;
 mod maintenance;
 mod operations;
 mod ownership;
+mod plan_execution;
 mod postgres;
 mod presence;
 mod principals;
@@ -381,18 +382,19 @@ impl Store {
         now_ms: i64,
         limit: u32,
     ) -> Result<Vec<DueNotification>, StoreError> {
-        dispatch!(self.due_notifications(channel, now_ms, limit))
+        let channel = channel.to_owned();
+        transaction!(self, |tx| operations::take_due_notifications(
+            tx, &channel, now_ms, limit
+        ))
     }
 
     /// Hands back taken notifications `ids` not attempted (due again at
-    /// `now_ms`, for any controller); nothing to do on SQLite.
+    /// `now_ms`, for any controller).
     pub async fn release_notifications(&self, ids: &[i64], now_ms: i64) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Postgres(store) => {
-                self.counted(store.release_notifications(ids, now_ms).await)
-            }
-            Backend::Sqlite(_) => Ok(()),
-        }
+        let ids = ids.to_vec();
+        on_connection!(self, |q| operations::reschedule_notifications(
+            q, &ids, now_ms
+        ))
     }
 
     /// Makes `channels` the ones every new alert notification is queued
@@ -501,16 +503,15 @@ fn alerts_query(open_only: bool) -> String {
 /// Only the oldest waiting row of each (alert, channel) is ever due: a
 /// later one (a `resolved` behind its `firing`) waits until the earlier one
 /// has left the outbox, whatever their retry times say.
-fn due_notifications_query(placeholders: [&str; 3]) -> String {
-    let [now, limit, channel] = placeholders;
+fn due_notifications_query() -> String {
     format!(
         "SELECT o.id, o.kind, o.attempts, {ALERT_COLUMNS} \
          FROM notification_outbox o JOIN alerts a ON a.id = o.alert_id \
          LEFT JOIN devices d ON d.id = a.device_id \
-         WHERE o.next_attempt_at_ms <= {now} AND o.channel = {channel} \
+         WHERE o.next_attempt_at_ms <= $1 AND o.channel = $3 \
          AND NOT EXISTS (SELECT 1 FROM notification_outbox earlier \
              WHERE earlier.alert_id = o.alert_id AND earlier.channel = o.channel AND earlier.id < o.id) \
-         ORDER BY o.id LIMIT {limit}"
+         ORDER BY o.id LIMIT $2"
     )
 }
 
@@ -572,6 +573,30 @@ fn entry_error(index: usize, error: StoreError) -> StoreError {
 }
 
 /// The error for a parent that does not exist.
+/// Names a duplicate name or a missing parent of `spec` (a constraint
+/// either backend reports in its own words); passes anything else on.
+fn constraint_error(error: StoreError, spec: &DeviceSpec) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    let (duplicate, missing) = match &error {
+        StoreError::Postgres(error) => (
+            error.code() == Some(&SqlState::UNIQUE_VIOLATION),
+            error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION),
+        ),
+        StoreError::Sqlite(error) => (
+            sqlite::is_constraint(error, "UNIQUE"),
+            sqlite::is_constraint(error, "FOREIGN KEY"),
+        ),
+        _ => (false, false),
+    };
+    if duplicate {
+        duplicate_name(spec)
+    } else if missing {
+        missing_parent(spec)
+    } else {
+        error
+    }
+}
+
 fn missing_parent(spec: &DeviceSpec) -> StoreError {
     StoreError::Invalid(FieldError {
         field: "parent_id",

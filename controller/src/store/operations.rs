@@ -2,20 +2,20 @@
 //! the transaction, runs one of these over its [`WriteTx`] and commits on
 //! `Ok`; the steps of each operation, their order and every rule between
 //! them are here. [`WriteTx`] is what one transaction can do in the store's
-//! terms: each backend says it in its own SQL (set-based on PostgreSQL,
-//! statement by statement on SQLite).
+//! terms, its steps written once too.
 
 use super::args::Arg;
 use super::flap::FlapPolicy;
 use super::groups::Scope;
 use super::model::{
-    AgentRecord, ApplyOutcome, Device, DeviceSpec, StatusChanges, TransitionReport,
+    AgentRecord, ApplyOutcome, Device, DeviceSpec, DueNotification, StatusChanges, TransitionReport,
 };
 use super::ownership::{self, Settlement};
 use super::plan::{InventoryChange, created, plan, plan_inventory};
+use super::plan_execution;
 use super::principals::{Actor, Change, audit_change, json};
-use super::tx::{WriteTx, devices_by_id};
-use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error, sql};
+use super::tx::{Query, WriteTx, devices_by_id};
+use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error, rows, sql};
 
 /// Creates one device; it settles at once (a child of a parent in an
 /// outage is `unreachable` from the start).
@@ -98,7 +98,7 @@ pub(super) async fn update_device(
         return Ok(None);
     }
     owners_for(tx, std::slice::from_ref(&spec.site)).await?;
-    tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
+    plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
     let device = devices_by_id(tx, &[id])
         .await?
         .pop()
@@ -132,7 +132,7 @@ pub(super) async fn delete_device(
         &current,
         now_ms,
     )?;
-    tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
+    plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
     tx.remove_device(id, now_ms).await?;
     tx.announce_inventory().await?;
     let change = Change {
@@ -161,7 +161,7 @@ pub(super) async fn apply(
     let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
     let current = tx.current_devices(&ids).await?;
     let plan = plan(&report, &current, flapping);
-    tx.execute_plan(&plan, &report.agent_id, now_ms).await?;
+    plan_execution::execute(tx, &plan, &report.agent_id, now_ms).await?;
     ignored.extend(plan.ignored.iter().cloned());
     let mut changes: StatusChanges = plan.into();
     changes.version = Some(data_changed(tx, &changes).await?);
@@ -264,7 +264,7 @@ async fn settle_created(
     if plan.changed.is_empty() {
         return Ok((devices, StatusChanges::default()));
     }
-    tx.execute_plan(&plan, INVENTORY_ACTOR, now_ms).await?;
+    plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
     Ok((devices_by_id(tx, ids).await?, plan.into()))
 }
 
@@ -281,4 +281,43 @@ pub(super) async fn set_notification_channels<T: WriteTx>(
         tx.run(sql::ADD_CHANNEL, &[Arg::Text(channel)]).await?;
     }
     tx.run(sql::DROP_UNCONFIGURED, &[]).await
+}
+
+/// Up to `limit` of `channel`'s notifications due at `now_ms`, oldest
+/// first, taken: each row is locked where the backend locks rows (rows
+/// another controller is taking are passed over) and its next attempt
+/// moved [`super::NOTIFICATION_CLAIM_MS`] ahead, so no other controller
+/// on the database delivers it meanwhile.
+pub(super) async fn take_due_notifications<T: WriteTx>(
+    tx: &T,
+    channel: &str,
+    now_ms: i64,
+    limit: u32,
+) -> Result<Vec<DueNotification>, StoreError> {
+    let query = format!("{} {}", super::due_notifications_query(), T::SKIP_LOCKED);
+    let args = [
+        Arg::Int(now_ms),
+        Arg::Int(i64::from(limit)),
+        Arg::Text(channel),
+    ];
+    let due = tx
+        .rows(&query, &args, |row| rows::due_notification(row))
+        .await?;
+    let ids: Vec<i64> = due.iter().map(|notification| notification.id).collect();
+    reschedule_notifications(tx, &ids, now_ms + super::NOTIFICATION_CLAIM_MS).await?;
+    Ok(due)
+}
+
+/// Moves the next attempt of notifications `ids` to `at_ms`.
+pub(super) async fn reschedule_notifications<Q: Query>(
+    q: &Q,
+    ids: &[i64],
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    let statement = format!(
+        "UPDATE notification_outbox SET next_attempt_at_ms = $2 WHERE {}",
+        Q::ID_IN_LIST
+    );
+    q.run(&statement, &[Arg::Ids(ids), Arg::Int(at_ms)]).await?;
+    Ok(())
 }

@@ -1,19 +1,19 @@
 //! The database layer the store's operations are written once over:
 //! [`Query`], statements on a connection or in a transaction of either
 //! backend (its dialect constants, `$n` placeholders rewritten for SQLite),
-//! and [`WriteTx`], what one write transaction can do in the store's terms
-//! (each backend says it in its own SQL: set-based on PostgreSQL,
-//! statement by statement on SQLite). The operations over them live in
+//! and [`WriteTx`], the steps of one write transaction in the store's
+//! terms, written once over [`Query`]; a backend supplies only its locks
+//! and how it announces a commit. The operations over them live in
 //! `operations`, `principals`, `ownership`, `presence`, ….
 
 use std::collections::HashMap;
 
-use super::StoreError;
 use super::args::Arg;
 use super::model::{AgentRecord, Device, DeviceSpec, StatusChanges, TransitionReport};
-use super::plan::{CurrentDevice, Plan};
+use super::plan::CurrentDevice;
 use super::rows;
 use super::rows::Columns;
+use super::{StoreError, sql};
 
 /// Shared statements ([`super::sql`], `$n` placeholders) on a connection
 /// or in a transaction. SQLite's never wait: an operation over them is
@@ -26,6 +26,11 @@ pub(super) trait Query {
     /// A condition true for an `id` in the list bound as `$1`
     /// ([`Arg::Ids`]).
     const ID_IN_LIST: &'static str;
+
+    /// A `FROM` item `e(value, n)`: the elements of the JSON array bound
+    /// as `$1` (text), each `value` read with `e.value ->> k`, `n` its
+    /// position. How a set of rows is passed in one argument.
+    const JSON_ELEMENTS: &'static str;
 
     /// Runs `statement` with `args`; returns how many rows it changed.
     async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError>;
@@ -65,43 +70,151 @@ pub(super) trait WriteTx: Query {
         version: i64,
     ) -> Result<(), StoreError>;
 
+    /// What ends the due-notifications query to take its rows for this
+    /// transaction, passing over rows another controller is taking.
+    const SKIP_LOCKED: &'static str;
+
     /// Creates `site` if it does not exist.
-    async fn add_site(&self, site: &str) -> Result<(), StoreError>;
+    async fn add_site(&self, site: &str) -> Result<(), StoreError> {
+        self.run(sql::ADD_SITE, &[Arg::Text(site)]).await?;
+        Ok(())
+    }
 
     /// Inserts a device with status `unknown`; returns its id. A duplicate
     /// name or a missing parent is named ([`super::duplicate_name`],
     /// [`super::missing_parent`]).
-    async fn insert_device(&self, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError>;
+    async fn insert_device(&self, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
+        let address = spec.address.to_string();
+        let tags = tags_json(&spec.tags);
+        let args = spec_args(spec, &address, &tags, Arg::Int(now_ms));
+        let ids = self
+            .rows(sql::INSERT_DEVICE, &args, |row| row.int(0))
+            .await
+            .map_err(|error| super::constraint_error(error, spec))?;
+        ids.into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt("an inserted device without an id".into()))
+    }
 
     /// Replaces device `id`'s configuration; `false` if there is no such
     /// device.
-    async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError>;
+    async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError> {
+        let address = spec.address.to_string();
+        let tags = tags_json(&spec.tags);
+        let args = spec_args(spec, &address, &tags, Arg::Int(id));
+        let updated = self
+            .run(sql::UPDATE_SPEC, &args)
+            .await
+            .map_err(|error| super::constraint_error(error, spec))?;
+        Ok(updated > 0)
+    }
 
     /// Deletes device `id` at `now_ms`, keeping its name, address and site
     /// on its alerts for the notifications still to be delivered, and a
     /// tombstone (its status events stay).
-    async fn remove_device(&self, id: i64, now_ms: i64) -> Result<(), StoreError>;
+    async fn remove_device(&self, id: i64, now_ms: i64) -> Result<(), StoreError> {
+        self.run(sql::KEEP_ALERT_SUBJECT, &[Arg::Int(id)]).await?;
+        self.run(sql::KEEP_TOMBSTONE, &[Arg::Int(id), Arg::Int(now_ms)])
+            .await?;
+        self.run(sql::DELETE_DEVICE, &[Arg::Int(id)]).await?;
+        Ok(())
+    }
 
     /// What the rules need ([`plan`]): the devices `ids`, their parents
-    /// and all their descendants, locked against concurrent writers where
-    /// the backend locks rows.
-    async fn current_devices(&self, ids: &[i64])
-    -> Result<HashMap<i64, CurrentDevice>, StoreError>;
-
-    /// Executes every write of `plan`, events recorded as by `actor`.
-    async fn execute_plan(&self, plan: &Plan, actor: &str, now_ms: i64) -> Result<(), StoreError>;
+    /// and all their descendants, locked in id order against concurrent
+    /// writers where the backend locks rows (so they cannot deadlock).
+    async fn current_devices(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, CurrentDevice>, StoreError> {
+        let statement = format!(
+            "WITH RECURSIVE tree(id) AS ( \
+                SELECT id FROM devices WHERE {in_list} \
+                UNION SELECT d.id FROM devices d JOIN tree t ON d.parent_id = t.id), \
+            wanted(id) AS ( \
+                SELECT id FROM tree \
+                UNION SELECT parent_id FROM devices WHERE {in_list} AND parent_id IS NOT NULL) \
+            SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
+                d.reported_at_ms, d.parent_id, d.enabled, \
+                EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL), \
+                d.flapping, d.flap_started_at_ms, d.recent_changes \
+            FROM devices d WHERE d.id IN (SELECT id FROM wanted) \
+            ORDER BY d.id {locking}",
+            in_list = Self::ID_IN_LIST,
+            locking = Self::LOCKING,
+        );
+        let current = self
+            .rows(&statement, &[Arg::Ids(ids)], |row| rows::current(row))
+            .await?;
+        Ok(current.into_iter().collect())
+    }
 
     /// Records that `report` is being applied; `false` if it already was.
     async fn first_application(
         &self,
         report: &TransitionReport,
         now_ms: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let seq = i64::try_from(report.seq).unwrap_or(i64::MAX);
+        let args = [
+            Arg::Text(&report.agent_id),
+            Arg::Text(&report.boot_id),
+            Arg::Int(seq),
+            Arg::Int(now_ms),
+        ];
+        Ok(self.run(sql::REPORT_ONCE, &args).await? > 0)
+    }
 
     /// Registers agent `id` for `site` unless it is registered already;
     /// returns the agent as stored.
-    async fn add_agent(&self, id: &str, site: &str, now_ms: i64)
-    -> Result<AgentRecord, StoreError>;
+    async fn add_agent(
+        &self,
+        id: &str,
+        site: &str,
+        now_ms: i64,
+    ) -> Result<AgentRecord, StoreError> {
+        self.run(
+            sql::ADD_AGENT,
+            &[Arg::Text(id), Arg::Text(site), Arg::Int(now_ms)],
+        )
+        .await?;
+        let agents = self
+            .rows(sql::AGENT, &[Arg::Text(id)], |row| rows::agent(row))
+            .await?;
+        agents
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt(format!("agent `{id}` missing after its insert")))
+    }
+}
+
+/// The eleven configured columns of a device (name … severity, in schema
+/// order), then `last` (the id to update, or the creation time).
+fn spec_args<'a>(
+    spec: &'a DeviceSpec,
+    address: &'a str,
+    tags: &'a str,
+    last: Arg<'a>,
+) -> [Arg<'a>; 12] {
+    [
+        Arg::Text(&spec.name),
+        Arg::Text(address),
+        Arg::Text(&spec.site),
+        Arg::OptInt(spec.parent_id),
+        Arg::int32(spec.interval_ms),
+        Arg::int32(spec.timeout_ms),
+        Arg::int32(spec.down_after),
+        Arg::int32(spec.up_after),
+        Arg::Text(tags),
+        Arg::Flag(spec.enabled),
+        Arg::Text(spec.severity.as_str()),
+        last,
+    ]
+}
+
+/// A device's tags as stored: a JSON array.
+fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
 }
 
 /// The devices `ids` as they are now, by id.

@@ -3,9 +3,9 @@
 // (device.js), honest liveness (live.js). Reads the REST API; no build step.
 
 import { follow } from "./live.js";
-import { showDevice, deviceChanged, closeDevice } from "./device.js";
+import { showDevice, deviceChanged, closeDevice, useDashboard } from "./device.js";
 
-export const state = {
+const state = {
   devices: new Map(),   // id → device as /api/v1/devices shows it
   alerts: new Map(),    // device id → its open alert
   order: [],            // device ids by site, then name (natural order)
@@ -15,16 +15,16 @@ export const state = {
 };
 
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
-export const naturally = (a, b) => collator.compare(a, b);
+const naturally = (a, b) => collator.compare(a, b);
 const SEVERITY = ["critical", "major", "minor", "info"];
 const WORST_FIRST = ["down", "unreachable", "unknown", "up"];
-export const ICON = { up: "▲", down: "▼", unreachable: "◆", unknown: "?" };
+const ICON = { up: "▲", down: "▼", unreachable: "◆", unknown: "?" };
 const ROW_PX = 30;
 const FILTERS = ["q", "status", "site", "severity", "tag"];
 
 // ---- small helpers ------------------------------------------------------
 
-export function el(tag, attributes = {}, ...children) {
+function el(tag, attributes = {}, ...children) {
   const element = document.createElement(tag);
   for (const [name, value] of Object.entries(attributes)) {
     if (value === undefined || value === null || value === false) continue;
@@ -37,12 +37,12 @@ export function el(tag, attributes = {}, ...children) {
   return element;
 }
 
-export function badge(status) {
+function badge(status) {
   return el("span", { class: `badge st-${status}` },
     el("span", { class: "icon", "aria-hidden": "true", text: ICON[status] || "?" }), ` ${status}`);
 }
 
-export function relative(iso) {
+function relative(iso) {
   if (!iso) return "";
   let seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
   const units = [["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
@@ -57,9 +57,9 @@ export function relative(iso) {
   return parts.join(" ");
 }
 
-export const absolute = (iso) => (iso ? new Date(iso).toLocaleString([], { hour12: false }) : "");
+const absolute = (iso) => (iso ? new Date(iso).toLocaleString([], { hour12: false }) : "");
 
-export function since(device) {
+function since(device) {
   return device.down_since || device.last_change;
 }
 
@@ -69,7 +69,7 @@ const sinceMs = (device) => {
   return device.sinceMs;
 };
 
-export async function json(path, options = {}) {
+async function json(path, options = {}) {
   const response = await fetch(path, { cache: "no-store", ...options });
   if (response.status === 401) {
     showLogin("your session ended: log in again");
@@ -81,24 +81,24 @@ export async function json(path, options = {}) {
 }
 
 // A change made from the dashboard: JSON body, the session's CSRF token.
-export function send(method, path, body) {
+function send(method, path, body) {
   const headers = { "content-type": "application/json" };
   if (state.session) headers["x-ward-csrf"] = state.session.csrf;
   return json(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
 }
 
-export const canOperate = () => state.session && ["operator", "admin"].includes(state.session.role);
+const canOperate = () => state.session && ["operator", "admin"].includes(state.session.role);
 
 // ---- the view in the URL ------------------------------------------------
 
-export function view() {
+function view() {
   const params = new URLSearchParams(location.search);
   const filters = {};
   for (const name of FILTERS) filters[name] = params.get(name) || "";
   return { filters, device: Number(params.get("device")) || null, wall: params.get("wall") === "1" };
 }
 
-export function setView(changes) {
+function setView(changes) {
   const params = new URLSearchParams(location.search);
   for (const [name, value] of Object.entries(changes)) {
     if (value) params.set(name, value); else params.delete(name);
@@ -120,7 +120,7 @@ function applyView() {
 }
 
 // The REST API's `/api/v1/devices` filters, the same way.
-export function matches(device, filters) {
+function matches(device, filters) {
   if (filters.status && device.status !== filters.status) return false;
   if (filters.site && device.site !== filters.site) return false;
   if (filters.severity && device.severity !== filters.severity) return false;
@@ -134,13 +134,13 @@ export function matches(device, filters) {
 }
 
 // Not plainly up: down, unreachable, unknown, flapping or in maintenance.
-export const isProblem = (device) =>
+const isProblem = (device) =>
   device.enabled && (device.status !== "up" || device.flapping || device.in_maintenance);
 
 // ---- rendering ----------------------------------------------------------
 
 let pending = false;
-export function schedule() {
+function schedule() {
   if (pending) return;
   pending = true;
   requestAnimationFrame(() => { pending = false; render(); });
@@ -330,7 +330,7 @@ function sortOrder() {
     .map((device) => device.id);
 }
 
-export async function refreshAlerts() {
+async function refreshAlerts() {
   const alerts = await json("/api/v1/alerts?state=open");
   state.alerts = new Map(alerts.filter((alert) => alert.device_id !== null).map((alert) => [alert.device_id, alert]));
   schedule();
@@ -358,7 +358,7 @@ function statusChanged(device) {
   }
 }
 
-export function failed(error) {
+function failed(error) {
   console.error(error);
   const link = document.getElementById("link");
   if (!document.body.classList.contains("stale")) link.textContent = `error: ${error.message}`;
@@ -445,4 +445,8 @@ document.addEventListener("keydown", (event) => {
 document.getElementById("login-form").addEventListener("submit", (event) => logIn(event).catch(failed));
 document.getElementById("login-open").addEventListener("click", () => showLogin());
 document.getElementById("logout").addEventListener("click", () => logOut().catch(failed));
+useDashboard({
+  state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
+  refreshAlerts, failed, schedule,
+});
 start().catch(failed);

@@ -4,10 +4,17 @@
 // uPlot; its availability over that range; its changes as a timeline; and,
 // for an operator, acknowledge and maintenance, each saying what it did.
 
-import {
-  state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed, schedule,
-} from "./dashboard.js";
+// What this module uses of the dashboard, handed over by `useDashboard`
+// (dashboard.js imports this module, never the other way round).
+let state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
+  refreshAlerts, failed, schedule;
+
+export function useDashboard(dashboard) {
+  ({
+    state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
+    refreshAlerts, failed, schedule,
+  } = dashboard);
+}
 
 const RANGES = [["1 h", 60], ["24 h", 1440], ["7 d", 10080], ["30 d", 43200]];
 let shown = null;      // the device id on show

@@ -1,0 +1,331 @@
+//! A plan executed set-based, written once for both backends: each set of
+//! rows goes to the database as one JSON array ([`Query::JSON_ELEMENTS`]).
+//! Every device row in one `UPDATE` (the rows the writes leave,
+//! [`Plan::device_rows`]), every event in one `INSERT`, device alerts in
+//! one statement per kind and round ([`Plan::alert_rounds`]), and the
+//! notifications of the alerts each opened or resolved in one more. On
+//! PostgreSQL the independent parts are pipelined on the connection: a
+//! 10,000-device outage is a handful of statements.
+
+use serde_json::{Value, json};
+
+use super::StoreError;
+use super::args::Arg;
+use super::plan::{DeviceRow, Plan, Write};
+use super::sql;
+use super::tx::Query;
+
+/// Executes every write of `plan`, events recorded as by `actor`.
+pub(super) async fn execute<T: Query + ?Sized>(
+    tx: &T,
+    plan: &Plan,
+    actor: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let rows = plan.device_rows();
+    let devices = write_device_rows(tx, &rows);
+    let events = insert_events(tx, plan, actor);
+    let device_alerts = async {
+        for round in plan.alert_rounds() {
+            futures_util::try_join!(
+                open_alerts(tx, &round, now_ms),
+                resolve_alerts(tx, &round, now_ms)
+            )?;
+        }
+        Ok::<_, StoreError>(())
+    };
+    let agent_alerts = futures_util::future::try_join_all(
+        plan.writes
+            .iter()
+            .map(|write| execute_agent_alert(tx, write, now_ms)),
+    );
+    futures_util::try_join!(devices, events, device_alerts, agent_alerts)?;
+    Ok(())
+}
+
+/// Column `index` of the JSON rows, as SQL type `ty`.
+fn column(index: usize, ty: &str) -> String {
+    format!("CAST(e.value ->> {index} AS {ty})")
+}
+
+/// Every device row of a plan in one `UPDATE … FROM` the JSON rows.
+async fn write_device_rows<T: Query + ?Sized>(
+    tx: &T,
+    rows: &[DeviceRow],
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|row| {
+            json!([
+                row.device_id,
+                row.status.is_some(),
+                row.status.map(|(status, _, _)| status.as_str()),
+                row.status.and_then(|(_, down_since, _)| down_since),
+                row.status.map(|(_, _, at)| at),
+                row.reported.map(|(status, _)| status.as_str()),
+                row.reported.map(|(_, at)| at),
+                row.last_rtt_us
+                    .map(|rtt| i32::try_from(rtt).unwrap_or(i32::MAX)),
+                row.flap.is_some(),
+                row.flap.as_ref().is_some_and(|flap| flap.flapping),
+                row.flap.as_ref().and_then(|flap| flap.started_at_ms),
+                row.flap.as_ref().map(|flap| flap.recent_changes()),
+            ])
+        })
+        .collect();
+    let columns = [
+        ("id", "BIGINT"),
+        ("changed", "BOOLEAN"),
+        ("status", "TEXT"),
+        ("down_since", "BIGINT"),
+        ("changed_at", "BIGINT"),
+        ("reported", "TEXT"),
+        ("reported_at", "BIGINT"),
+        ("rtt", "INTEGER"),
+        ("flap_changed", "BOOLEAN"),
+        ("flapping", "BOOLEAN"),
+        ("flap_started", "BIGINT"),
+        ("recent", "TEXT"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(index, (name, ty))| format!("{} AS {name}", column(index, ty)))
+    .collect::<Vec<_>>()
+    .join(", ");
+    let source = format!("(SELECT {columns} FROM {}) AS u", T::JSON_ELEMENTS);
+    let rows = Value::from(rows).to_string();
+    tx.run(&sql::write_device_rows(&source), &[Arg::Text(&rows)])
+        .await?;
+    Ok(())
+}
+
+/// Every event of a plan in one `INSERT … SELECT`, in the plan's order.
+async fn insert_events<T: Query + ?Sized>(
+    tx: &T,
+    plan: &Plan,
+    actor: &str,
+) -> Result<(), StoreError> {
+    let events: Vec<Value> = plan
+        .writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::InsertEvent {
+                device_id,
+                previous,
+                status,
+                at_ms,
+                reason,
+            } => Some(json!([
+                device_id,
+                previous.as_str(),
+                status.as_str(),
+                at_ms,
+                reason
+            ])),
+            _ => None,
+        })
+        .collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let statement = format!(
+        "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \
+         SELECT {}, {}, {}, {}, $2, {} FROM {} ORDER BY e.n",
+        column(0, "BIGINT"),
+        column(1, "TEXT"),
+        column(2, "TEXT"),
+        column(3, "BIGINT"),
+        column(4, "TEXT"),
+        T::JSON_ELEMENTS
+    );
+    let events = Value::from(events).to_string();
+    tx.run(&statement, &[Arg::Text(&events), Arg::Text(actor)])
+        .await?;
+    Ok(())
+}
+
+/// The `OpenAlert`s of one round (at most one per device), with their
+/// `firing` notifications (or what each one's notice says).
+async fn open_alerts<T: Query + ?Sized>(
+    tx: &T,
+    round: &[&Write],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let opened: Vec<(i64, Option<&str>, Value)> = round
+        .iter()
+        .filter_map(|write| match write {
+            Write::OpenAlert {
+                device_id,
+                opened_at_ms,
+                notice,
+            } => Some((
+                *device_id,
+                notice.kind("firing"),
+                json!([device_id, opened_at_ms]),
+            )),
+            _ => None,
+        })
+        .collect();
+    let statement = format!(
+        "INSERT INTO alerts (device_id, opened_at_ms) SELECT {}, {} FROM {} WHERE true \
+         ON CONFLICT DO NOTHING RETURNING id, device_id",
+        column(0, "BIGINT"),
+        column(1, "BIGINT"),
+        T::JSON_ELEMENTS
+    );
+    notify_changed(tx, &statement, opened, now_ms).await
+}
+
+/// The `ResolveAlert`s of one round (at most one per device), with their
+/// `resolved` notifications (or what each one's notice says).
+async fn resolve_alerts<T: Query + ?Sized>(
+    tx: &T,
+    round: &[&Write],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let resolved: Vec<(i64, Option<&str>, Value)> = round
+        .iter()
+        .filter_map(|write| match write {
+            Write::ResolveAlert {
+                device_id,
+                resolved_at_ms,
+                reason,
+                notice,
+            } => Some((
+                *device_id,
+                notice.kind("resolved"),
+                json!([device_id, resolved_at_ms, reason]),
+            )),
+            _ => None,
+        })
+        .collect();
+    let statement = format!(
+        "UPDATE alerts SET resolved_at_ms = u.at, resolved_reason = u.reason \
+         FROM (SELECT {} AS device_id, {} AS at, {} AS reason FROM {}) AS u \
+         WHERE alerts.device_id = u.device_id AND alerts.resolved_at_ms IS NULL \
+         RETURNING alerts.id, alerts.device_id",
+        column(0, "BIGINT"),
+        column(1, "BIGINT"),
+        column(2, "TEXT"),
+        T::JSON_ELEMENTS
+    );
+    notify_changed(tx, &statement, resolved, now_ms).await
+}
+
+/// Runs `statement` over `writes`' JSON rows (device id, notification
+/// kind, row); it returns the (alert id, device id) of each alert it
+/// opened or resolved, and each is notified of on every channel (none for
+/// an alert already open or none to resolve, none where the kind is
+/// `None`).
+async fn notify_changed<T: Query + ?Sized>(
+    tx: &T,
+    statement: &str,
+    writes: Vec<(i64, Option<&str>, Value)>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let (kinds, rows): (Vec<_>, Vec<_>) = writes
+        .into_iter()
+        .map(|(device_id, kind, row)| ((device_id, kind), row))
+        .unzip();
+    let kinds: std::collections::HashMap<i64, Option<&str>> = kinds.into_iter().collect();
+    let rows = Value::from(rows).to_string();
+    let changed = tx
+        .rows(statement, &[Arg::Text(&rows)], |row| {
+            Ok((row.int(0)?, row.int(1)?))
+        })
+        .await?;
+    let mut notices: Vec<(i64, &str)> = changed
+        .into_iter()
+        .filter_map(|(alert_id, device_id)| Some((alert_id, kinds.get(&device_id).copied()??)))
+        .collect();
+    notices.sort_unstable();
+    queue_notifications(tx, &notices, now_ms).await
+}
+
+/// Queues each (alert id, kind) on every channel, due at `now_ms`, in
+/// the order given.
+async fn queue_notifications<T: Query + ?Sized>(
+    tx: &T,
+    notices: &[(i64, &str)],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let statement = format!(
+        "INSERT INTO notification_outbox \
+         (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
+         SELECT {}, {}, c.name, $2, $2 FROM {} CROSS JOIN notification_channels c \
+         ORDER BY e.n",
+        column(0, "BIGINT"),
+        column(1, "TEXT"),
+        T::JSON_ELEMENTS
+    );
+    let notices = Value::from(
+        notices
+            .iter()
+            .map(|(alert_id, kind)| json!([alert_id, kind]))
+            .collect::<Vec<_>>(),
+    )
+    .to_string();
+    tx.run(&statement, &[Arg::Text(&notices), Arg::Int(now_ms)])
+        .await?;
+    Ok(())
+}
+
+/// An agent alert write, with its notification; every other write is
+/// executed set-based.
+async fn execute_agent_alert<T: Query + ?Sized>(
+    tx: &T,
+    write: &Write,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let (alert_ids, kind) = match write {
+        Write::OpenAgentAlert {
+            agent_id,
+            site,
+            opened_at_ms,
+            reason: _,
+        } => (
+            tx.rows(
+                "INSERT INTO alerts (alertname, agent_id, site, opened_at_ms) \
+                 VALUES ('AgentDown', $1, $2, $3) ON CONFLICT DO NOTHING RETURNING id",
+                &[
+                    Arg::Text(agent_id),
+                    Arg::Text(site),
+                    Arg::Int(*opened_at_ms),
+                ],
+                |row| row.int(0),
+            )
+            .await?,
+            "firing",
+        ),
+        Write::ResolveAgentAlert {
+            agent_id,
+            resolved_at_ms,
+            reason,
+        } => (
+            tx.rows(
+                "UPDATE alerts SET resolved_at_ms = $1, resolved_reason = $3 \
+                 WHERE agent_id = $2 AND resolved_at_ms IS NULL RETURNING id",
+                &[
+                    Arg::Int(*resolved_at_ms),
+                    Arg::Text(agent_id),
+                    Arg::Text(reason),
+                ],
+                |row| row.int(0),
+            )
+            .await?,
+            "resolved",
+        ),
+        _ => return Ok(()),
+    };
+    let notices: Vec<(i64, &str)> = alert_ids.into_iter().map(|id| (id, kind)).collect();
+    queue_notifications(tx, &notices, now_ms).await
+}
