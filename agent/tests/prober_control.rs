@@ -82,18 +82,18 @@ fn targets_come_and_go_while_the_prober_runs() {
     let later = statistics(&prober);
     assert_eq!(later.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 3]);
     // The counters are published at the end of the engine thread's turn,
-    // after it answered: each further request is one more turn.
+    // after it answered (a request that arrives while it is still taking
+    // controls is answered in the same turn): wait for the next turn.
     let targets = || {
         prober
             .counters()
             .targets
             .load(std::sync::atomic::Ordering::Relaxed)
     };
-    for _ in 0..100 {
-        if targets() == 2 {
-            break;
-        }
-        statistics(&prober);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while targets() != 2 && std::time::Instant::now() < deadline {
+        // No transition is due: this only paces the check.
+        let _ = transitions.recv_timeout(Duration::from_millis(10));
     }
     assert_eq!(targets(), 2);
     let engine = prober.stop();
