@@ -59,37 +59,8 @@ pub fn run(
     out: &mut impl std::io::Write,
     err: &mut impl std::io::Write,
 ) -> std::io::Result<Outcome> {
-    let cap = |threshold: u8| {
-        threshold
-            .min(u8::try_from(options.count).unwrap_or(u8::MAX))
-            .max(1)
-    };
-    let targets: Vec<(TargetSpec, u64)> = addresses
-        .iter()
-        .enumerate()
-        .map(|(i, address)| {
-            let spec = TargetSpec {
-                address: *address,
-                interval_ms: options.interval_ms,
-                timeout_ms: options.timeout_ms,
-                down_after: cap(options.down_after),
-                up_after: cap(options.up_after),
-            };
-            (spec, i as u64)
-        })
-        .collect();
-    let config = ProberConfig {
-        engine: EngineConfig {
-            rate: options.rate,
-            probes_per_target: Some(options.count),
-            start: Start::Immediately,
-            ..EngineConfig::default()
-        },
-        receive_buffer: options.receive_buffer,
-        linger: MAX_LINGER,
-        all_families: false,
-        send_path: options.send_path,
-    };
+    let targets = targets(addresses, options);
+    let config = prober_config(options);
     let started = Instant::now();
     let prober = match Prober::start(config, &targets, |_, _| {}) {
         Ok(prober) => prober,
@@ -114,6 +85,63 @@ pub fn run(
     let elapsed = started.elapsed();
     let summary = Summary::from_prober(&prober);
     let engine = prober.finish();
+    let all_up = write_results(&engine, &targets, options.json, out)?;
+    summary.write(&engine, elapsed, err)?;
+    Ok(if all_up {
+        Outcome::AllUp
+    } else {
+        Outcome::SomeNotUp
+    })
+}
+
+/// One target per address, its id its position; thresholds capped at the
+/// probe count so every target reaches a verdict.
+fn targets(addresses: &[IpAddr], options: &ProbeOptions) -> Vec<(TargetSpec, u64)> {
+    let cap = |threshold: u8| {
+        threshold
+            .min(u8::try_from(options.count).unwrap_or(u8::MAX))
+            .max(1)
+    };
+    addresses
+        .iter()
+        .enumerate()
+        .map(|(i, address)| {
+            let spec = TargetSpec {
+                address: *address,
+                interval_ms: options.interval_ms,
+                timeout_ms: options.timeout_ms,
+                down_after: cap(options.down_after),
+                up_after: cap(options.up_after),
+            };
+            (spec, i as u64)
+        })
+        .collect()
+}
+
+/// A one-shot run: `count` probes per target, all started at once.
+fn prober_config(options: &ProbeOptions) -> ProberConfig {
+    ProberConfig {
+        engine: EngineConfig {
+            rate: options.rate,
+            probes_per_target: Some(options.count),
+            start: Start::Immediately,
+            ..EngineConfig::default()
+        },
+        receive_buffer: options.receive_buffer,
+        linger: MAX_LINGER,
+        all_families: false,
+        send_path: options.send_path,
+    }
+}
+
+/// Writes one result line per target (JSON or text); true if every
+/// target is up.
+fn write_results(
+    engine: &Engine,
+    targets: &[(TargetSpec, u64)],
+    json: bool,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<bool> {
     // One write per 64 KiB, not per line (standard output is line buffered).
     let mut out = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut all_up = true;
@@ -129,19 +157,14 @@ pub fn run(
             state,
             stats: &stats,
         };
-        if options.json {
+        if json {
             line.write_json(&mut out)?;
         } else {
             line.write_text(&mut out)?;
         }
     }
     out.flush()?;
-    summary.write(&engine, elapsed, err)?;
-    Ok(if all_up {
-        Outcome::AllUp
-    } else {
-        Outcome::SomeNotUp
-    })
+    Ok(all_up)
 }
 
 /// The state to report: the engine's verdict (thresholds are capped at the

@@ -228,52 +228,56 @@ pub struct Settings {
     pub agent_failover_delay: Duration,
 }
 
-impl Settings {
-    /// `overrides` (flags, environment) over `file` over the defaults.
-    pub fn resolve(overrides: FileConfig, file: FileConfig) -> Result<Self, ConfigError> {
-        let parse_default = |text: &str| -> SocketAddr {
-            text.parse()
-                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
-        };
-        let spool_mib = overrides
-            .tsdb_spool_max_mib
-            .or(file.tsdb_spool_max_mib)
-            .unwrap_or(DEFAULT_TSDB_SPOOL_MAX_MIB);
-        if spool_mib == 0 {
-            return Err(ConfigError::Invalid {
-                key: "tsdb_spool_max_mib",
-                message: "must be at least 1".into(),
-            });
-        }
-        let resend = at_least(
+/// A default listen address.
+fn loopback(text: &str) -> SocketAddr {
+    text.parse()
+        .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
+}
+
+/// The time-series spool's bound, in bytes (at least 1 MiB).
+fn spool_max_bytes(overrides: &FileConfig, file: &FileConfig) -> Result<u64, ConfigError> {
+    let spool_mib = overrides
+        .tsdb_spool_max_mib
+        .or(file.tsdb_spool_max_mib)
+        .unwrap_or(DEFAULT_TSDB_SPOOL_MAX_MIB);
+    if spool_mib == 0 {
+        return Err(ConfigError::Invalid {
+            key: "tsdb_spool_max_mib",
+            message: "must be at least 1".into(),
+        });
+    }
+    Ok(spool_mib << 20)
+}
+
+/// Who may read `/metrics` (open by default).
+fn metrics_access(setting: Option<MetricsAccess>) -> crate::access::Access {
+    match setting.unwrap_or(MetricsAccess::Open) {
+        MetricsAccess::Open => crate::access::Access::Open,
+        MetricsAccess::Viewer => crate::access::Access::Role(crate::auth::Role::Viewer),
+    }
+}
+
+/// The periods a setting gives, each checked against its floor.
+struct Periods {
+    resend: Duration,
+    audit_retention: Duration,
+    history_retention: Duration,
+    failover_delay: Duration,
+    agent_failover_delay: Duration,
+}
+
+/// `overrides` over `file` over the defaults, for every period.
+fn periods(overrides: &FileConfig, file: &FileConfig) -> Result<Periods, ConfigError> {
+    Ok(Periods {
+        resend: at_least(
             "alertmanager_resend_interval",
             overrides
                 .alertmanager_resend_interval
                 .or(file.alertmanager_resend_interval),
             DEFAULT_ALERTMANAGER_RESEND,
             (Duration::from_secs(1), "1s"),
-        )?;
-        let login = login_settings(&overrides, &file)?;
-        let flapping = flap_policy(&overrides, &file)?;
-        let database_password_file = overrides
-            .database_password_file
-            .or(file.database_password_file)
-            .map(|path| credential_path("database_password_file", &path, None))
-            .transpose()?;
-        let ldap = overrides
-            .ldap
-            .or(file.ldap)
-            .map(ldap_settings)
-            .transpose()?;
-        let metrics_access = match overrides
-            .metrics_access
-            .or(file.metrics_access)
-            .unwrap_or(MetricsAccess::Open)
-        {
-            MetricsAccess::Open => crate::access::Access::Open,
-            MetricsAccess::Viewer => crate::access::Access::Role(crate::auth::Role::Viewer),
-        };
-        let audit_retention = at_least(
+        )?,
+        audit_retention: at_least(
             "audit_retention",
             overrides.audit_retention.or(file.audit_retention),
             DEFAULT_AUDIT_RETENTION,
@@ -281,8 +285,8 @@ impl Settings {
                 Duration::from_secs(86_400),
                 "1d: the audit log is how a change is traced",
             ),
-        )?;
-        let history_retention = at_least(
+        )?,
+        history_retention: at_least(
             "history_retention",
             overrides.history_retention.or(file.history_retention),
             DEFAULT_HISTORY_RETENTION,
@@ -290,8 +294,8 @@ impl Settings {
                 Duration::from_secs(86_400),
                 "1d: availability reports and the history read it",
             ),
-        )?;
-        let failover_delay = at_least(
+        )?,
+        failover_delay: at_least(
             "failover_delay",
             overrides.failover_delay.or(file.failover_delay),
             crate::services::DEFAULT_FAILOVER_DELAY,
@@ -299,8 +303,8 @@ impl Settings {
                 Duration::from_secs(1),
                 "1s: a live controller renews its leases every second",
             ),
-        )?;
-        let agent_failover_delay = at_least(
+        )?,
+        agent_failover_delay: at_least(
             "agent_failover_delay",
             overrides.agent_failover_delay.or(file.agent_failover_delay),
             crate::agents::DEFAULT_AGENT_FAILOVER_DELAY,
@@ -308,25 +312,48 @@ impl Settings {
                 Duration::from_secs(2),
                 "2s: controllers share which agents they hold every second",
             ),
-        )?;
-        let settings = Self {
-            agent_failover_delay,
-            login,
-            ldap,
-            metrics_access,
+        )?,
+    })
+}
+
+impl Settings {
+    /// `overrides` (flags, environment) over `file` over the defaults.
+    pub fn resolve(overrides: FileConfig, file: FileConfig) -> Result<Self, ConfigError> {
+        let Periods {
+            resend,
             audit_retention,
             history_retention,
-            flapping,
             failover_delay,
-            database_password_file,
+            agent_failover_delay,
+        } = periods(&overrides, &file)?;
+        let settings = Self {
+            // Read before any field is moved out of either.
+            tsdb_spool_max_bytes: spool_max_bytes(&overrides, &file)?,
+            login: login_settings(&overrides, &file)?,
+            flapping: flap_policy(&overrides, &file)?,
+            ldap: overrides
+                .ldap
+                .or(file.ldap)
+                .map(ldap_settings)
+                .transpose()?,
+            agent_failover_delay,
+            metrics_access: metrics_access(overrides.metrics_access.or(file.metrics_access)),
+            audit_retention,
+            history_retention,
+            failover_delay,
+            database_password_file: overrides
+                .database_password_file
+                .or(file.database_password_file)
+                .map(|path| credential_path("database_password_file", &path, None))
+                .transpose()?,
             listen_http: overrides
                 .listen_http
                 .or(file.listen_http)
-                .unwrap_or_else(|| parse_default(DEFAULT_LISTEN_HTTP)),
+                .unwrap_or_else(|| loopback(DEFAULT_LISTEN_HTTP)),
             listen_grpc: overrides
                 .listen_grpc
                 .or(file.listen_grpc)
-                .unwrap_or_else(|| parse_default(DEFAULT_LISTEN_GRPC)),
+                .unwrap_or_else(|| loopback(DEFAULT_LISTEN_GRPC)),
             database: overrides
                 .database
                 .or(file.database)
@@ -337,7 +364,6 @@ impl Settings {
                 .tsdb_spool_dir
                 .or(file.tsdb_spool_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_TSDB_SPOOL_DIR)),
-            tsdb_spool_max_bytes: spool_mib << 20,
             webhook: overrides.webhook.or(file.webhook),
             public_url: overrides.public_url.or(file.public_url),
             alertmanagers: overrides

@@ -2,7 +2,6 @@
 //! probes sent in batches (through the packet path when it holds), and
 //! transitions handed out; it parks when there is nothing to do.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,11 +10,12 @@ use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
 
+use super::Slots;
 use super::packet_path::PacketPath;
 use super::receiver::Received;
 use super::{Control, IoCounters, MAX_PARK, MIN_LINGER, ipv4_targets};
 use crate::clock::Clock;
-use crate::engine::{Engine, Nanos, TargetSpec, Transition};
+use crate::engine::{Engine, Nanos, Transition};
 use crate::packet::{Family, PROBE_LEN};
 use crate::sys::{IcmpSocket, SendBatch, SendOutcome};
 
@@ -33,7 +33,7 @@ pub(super) struct EngineShared<'a> {
 /// Applies one [`Control`]; `slots` maps ids to engine slots and specs.
 fn apply_control(
     engine: &mut Engine,
-    slots: &mut HashMap<u64, (u32, TargetSpec)>,
+    slots: &mut Slots,
     packet_path: &mut Option<PacketPath>,
     control: Control,
     shared: &EngineShared<'_>,
@@ -115,7 +115,7 @@ fn check_packet_path(
 
 pub(super) fn engine_loop(
     mut engine: Engine,
-    mut slots: HashMap<u64, (u32, TargetSpec)>,
+    mut slots: Slots,
     mut packet_path: Option<PacketPath>,
     shared: &EngineShared<'_>,
     mut on_transition: impl FnMut(&Clock, Transition),
@@ -148,43 +148,17 @@ pub(super) fn engine_loop(
             engine.handle_verdict(received.verdict, received.at, now);
         }
         engine.handle_timeouts(now);
-        let mut blocked = false;
-        loop {
-            if batches.iter().any(|(_, batch)| batch.is_full())
-                || packet_path.as_ref().is_some_and(PacketPath::is_full)
-            {
-                blocked |= flush(&mut batches, packet_path.as_mut(), sockets, clock, counters);
-                if blocked {
-                    break;
-                }
-            }
-            let Some(transmit) = engine.poll_transmit(clock.now(), &mut scratch) else {
-                break;
-            };
-            let probe = &scratch[..transmit.len];
-            if let (Some(path), IpAddr::V4(destination)) =
-                (packet_path.as_mut(), transmit.destination)
-                && path.queue(transmit.index, destination, probe)
-            {
-                continue;
-            }
-            let family = Family::of(transmit.destination);
-            if let Some((_, batch)) = batches.iter_mut().find(|(f, _)| *f == family) {
-                batch.next_buffer()[..transmit.len].copy_from_slice(&scratch[..transmit.len]);
-                batch.commit(transmit.destination, transmit.len);
-            }
-        }
-        blocked |= flush(&mut batches, packet_path.as_mut(), sockets, clock, counters);
+        let blocked = send_due(
+            &mut engine,
+            &mut batches,
+            &mut packet_path,
+            &mut scratch,
+            shared,
+        );
         while let Some(transition) = engine.poll_transition() {
             on_transition(clock, transition);
         }
-        counters
-            .matched
-            .store(engine.counters().replies_matched, Ordering::Relaxed);
-        counters
-            .targets
-            .store(engine.target_count() as u64, Ordering::Relaxed);
-        counters.engine.publish(engine.counters());
+        publish_counters(&engine, counters);
         if stop.load(Ordering::Relaxed) {
             return engine;
         }
@@ -212,6 +186,61 @@ pub(super) fn engine_loop(
             thread::park_timeout(wait);
         }
     }
+}
+
+/// Sends every probe due now: through the packet path where it takes
+/// it, else batched per family on the sockets. True if a socket buffer
+/// was full (what is left is sent on the next turn).
+fn send_due(
+    engine: &mut Engine,
+    batches: &mut [(Family, SendBatch)],
+    packet_path: &mut Option<PacketPath>,
+    scratch: &mut [u8; PROBE_LEN],
+    shared: &EngineShared<'_>,
+) -> bool {
+    let EngineShared {
+        sockets,
+        clock,
+        counters,
+        ..
+    } = *shared;
+    let mut blocked = false;
+    loop {
+        if batches.iter().any(|(_, batch)| batch.is_full())
+            || packet_path.as_ref().is_some_and(PacketPath::is_full)
+        {
+            blocked |= flush(batches, packet_path.as_mut(), sockets, clock, counters);
+            if blocked {
+                break;
+            }
+        }
+        let Some(transmit) = engine.poll_transmit(clock.now(), scratch) else {
+            break;
+        };
+        let probe = &scratch[..transmit.len];
+        if let (Some(path), IpAddr::V4(destination)) = (packet_path.as_mut(), transmit.destination)
+            && path.queue(transmit.index, destination, probe)
+        {
+            continue;
+        }
+        let family = Family::of(transmit.destination);
+        if let Some((_, batch)) = batches.iter_mut().find(|(f, _)| *f == family) {
+            batch.next_buffer()[..transmit.len].copy_from_slice(&scratch[..transmit.len]);
+            batch.commit(transmit.destination, transmit.len);
+        }
+    }
+    blocked | flush(batches, packet_path.as_mut(), sockets, clock, counters)
+}
+
+/// The engine's counters where the other threads read them.
+fn publish_counters(engine: &Engine, counters: &IoCounters) {
+    counters
+        .matched
+        .store(engine.counters().replies_matched, Ordering::Relaxed);
+    counters
+        .targets
+        .store(engine.target_count() as u64, Ordering::Relaxed);
+    counters.engine.publish(engine.counters());
 }
 
 /// Flushes every batch; true if a socket buffer was full.

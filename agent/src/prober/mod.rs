@@ -36,7 +36,7 @@ use engine_thread::{EngineShared, engine_loop};
 use open::{open_sockets, receiver_poll, send_path_note};
 use packet_path::PacketPath;
 pub use packet_path::PacketPathError;
-use receiver::Receiver;
+use receiver::{Received, Receiver};
 
 /// Validated packets waiting for the engine.
 const QUEUE_CAPACITY: usize = 1 << 17;
@@ -224,6 +224,53 @@ pub struct Prober {
     send_path_note: Option<String>,
 }
 
+/// Each target's engine slot and spec, by its id.
+type Slots = HashMap<u64, (u32, TargetSpec)>;
+
+/// The engine with every target added; each target's slot and spec by
+/// its id.
+fn engine_with_targets(
+    config: &ProberConfig,
+    sockets: &[Arc<IcmpSocket>],
+    key: TagKey,
+    clock: &Clock,
+    targets: &[(TargetSpec, u64)],
+) -> Result<(Engine, Slots), ProberError> {
+    let mut engine_config = config.engine;
+    engine_config.ident = sockets.first().and_then(|socket| socket.ident());
+    engine_config.kernel_checksums = sockets
+        .first()
+        .is_some_and(|socket| socket.kernel_checksums());
+    let mut engine = Engine::new(engine_config, key, clock.now());
+    let mut slots = HashMap::with_capacity(targets.len());
+    for (spec, id) in targets {
+        slots.insert(*id, (engine.add_target(*spec, *id, clock.now())?, *spec));
+    }
+    Ok((engine, slots))
+}
+
+/// The control queue and the receiver → engine queue, sized for `targets`
+/// in count mode (every reply of a one-shot run may arrive at once).
+fn queues(
+    count_mode: bool,
+    targets: usize,
+) -> (Arc<ArrayQueue<Control>>, Arc<ArrayQueue<Received>>) {
+    if count_mode {
+        let replies = (2 * targets)
+            .next_power_of_two()
+            .clamp(MIN_COUNT_MODE_QUEUE, QUEUE_CAPACITY);
+        (
+            Arc::new(ArrayQueue::new(MIN_COUNT_MODE_QUEUE)),
+            Arc::new(ArrayQueue::new(replies)),
+        )
+    } else {
+        (
+            Arc::new(ArrayQueue::new(CONTROL_CAPACITY)),
+            Arc::new(ArrayQueue::new(QUEUE_CAPACITY)),
+        )
+    }
+}
+
 impl Prober {
     /// Opens one socket per family the targets need, adds the targets and
     /// starts both threads. `on_transition` runs on the engine thread for
@@ -236,34 +283,13 @@ impl Prober {
         let sockets = open_sockets(&config, targets)?;
         let key = TagKey::random().map_err(ProberError::Random)?;
         let clock = Clock::start();
-        let mut engine_config = config.engine;
-        engine_config.ident = sockets.first().and_then(|socket| socket.ident());
-        engine_config.kernel_checksums = sockets
-            .first()
-            .is_some_and(|socket| socket.kernel_checksums());
-        let mut engine = Engine::new(engine_config, key, clock.now());
-        let mut slots = HashMap::with_capacity(targets.len());
-        for (spec, id) in targets {
-            slots.insert(*id, (engine.add_target(*spec, *id, clock.now())?, *spec));
-        }
+        let (engine, slots) = engine_with_targets(&config, &sockets, key, &clock, targets)?;
         let packet_path = open_packet_path(&config, &sockets, &slots, &clock)?;
         let send_path_note = send_path_note(packet_path.as_ref(), config.send_path);
-        let count_mode = config.engine.probes_per_target.is_some();
-        let controls = Arc::new(ArrayQueue::new(if count_mode {
-            MIN_COUNT_MODE_QUEUE
-        } else {
-            CONTROL_CAPACITY
-        }));
+        let (controls, queue) = queues(config.engine.probes_per_target.is_some(), targets.len());
         let (poll, receiver_waker) = receiver_poll(&sockets)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IoCounters::default());
-        let queue = Arc::new(ArrayQueue::new(if count_mode {
-            (2 * targets.len())
-                .next_power_of_two()
-                .clamp(MIN_COUNT_MODE_QUEUE, QUEUE_CAPACITY)
-        } else {
-            QUEUE_CAPACITY
-        }));
         let features = sockets.iter().map(|s| (s.family(), s.features())).collect();
 
         let (done_sender, engine_done) = std::sync::mpsc::channel::<()>();
@@ -423,7 +449,7 @@ impl Drop for Prober {
 fn open_packet_path(
     config: &ProberConfig,
     sockets: &[Arc<IcmpSocket>],
-    slots: &HashMap<u64, (u32, TargetSpec)>,
+    slots: &Slots,
     clock: &Clock,
 ) -> Result<Option<PacketPath>, ProberError> {
     let raw_ipv4 = sockets
@@ -439,9 +465,7 @@ fn open_packet_path(
 }
 
 /// The IPv4 targets as `(slot, address)`.
-fn ipv4_targets(
-    slots: &HashMap<u64, (u32, TargetSpec)>,
-) -> impl Iterator<Item = (u32, Ipv4Addr)> + Clone + '_ {
+fn ipv4_targets(slots: &Slots) -> impl Iterator<Item = (u32, Ipv4Addr)> + Clone + '_ {
     slots
         .values()
         .filter_map(|(index, spec)| match spec.address {

@@ -117,44 +117,8 @@ impl RunSettings {
         host_name: &str,
         state_directory: Option<PathBuf>,
     ) -> Result<Self, ConfigError> {
-        if file.controller.is_some() && file.controllers.is_some() {
-            return Err(ConfigError::Invalid {
-                key: "controllers",
-                message: "set controller or controllers, not both".into(),
-            });
-        }
-        let controllers = overrides
-            .controllers
-            .or(overrides.controller.map(|url| vec![url]))
-            .or(file.controllers)
-            .or(file.controller.map(|url| vec![url]))
-            .unwrap_or_else(|| vec![DEFAULT_CONTROLLER.to_owned()]);
-        if controllers.is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "controllers",
-                message: "name at least one controller".into(),
-            });
-        }
-        let tls = match (
-            overrides.tls_ca.or(file.tls_ca),
-            overrides.tls_cert.or(file.tls_cert),
-            overrides.tls_key.or(file.tls_key),
-        ) {
-            (None, None, None) => None,
-            (Some(ca), Some(cert), Some(key)) => Some(TlsFiles {
-                ca: credential_path("tls_ca", &ca, None)?,
-                cert: credential_path("tls_cert", &cert, None)?,
-                key: credential_path("tls_key", &key, None)?,
-            }),
-            _ => {
-                return Err(ConfigError::Invalid {
-                    key: "tls_ca",
-                    message: "mTLS needs all three of tls_ca, tls_cert and tls_key \
-                              (`ward-controller certs agent ID` makes them)"
-                        .into(),
-                });
-            }
-        };
+        let controllers = controllers(&overrides, &file)?;
+        let tls = tls_files(&overrides, &file)?;
         for controller in &controllers {
             check_controller(controller, tls.is_some())?;
         }
@@ -207,6 +171,57 @@ impl RunSettings {
             send_path: overrides.send_path.or(file.send_path).unwrap_or_default(),
             tls,
         })
+    }
+}
+
+/// The controllers to dial: `overrides` over `file` (either's
+/// `controller` or `controllers`, not both in the file) over the default.
+fn controllers(overrides: &FileConfig, file: &FileConfig) -> Result<Vec<String>, ConfigError> {
+    if file.controller.is_some() && file.controllers.is_some() {
+        return Err(ConfigError::Invalid {
+            key: "controllers",
+            message: "set controller or controllers, not both".into(),
+        });
+    }
+    let single = |config: &FileConfig| config.controller.clone().map(|url| vec![url]);
+    let controllers = overrides
+        .controllers
+        .clone()
+        .or_else(|| single(overrides))
+        .or_else(|| file.controllers.clone())
+        .or_else(|| single(file))
+        .unwrap_or_else(|| vec![DEFAULT_CONTROLLER.to_owned()]);
+    if controllers.is_empty() {
+        return Err(ConfigError::Invalid {
+            key: "controllers",
+            message: "name at least one controller".into(),
+        });
+    }
+    Ok(controllers)
+}
+
+/// The mTLS files: all three or none.
+fn tls_files(overrides: &FileConfig, file: &FileConfig) -> Result<Option<TlsFiles>, ConfigError> {
+    let pick = |over: &Option<PathBuf>, from_file: &Option<PathBuf>| {
+        over.clone().or_else(|| from_file.clone())
+    };
+    match (
+        pick(&overrides.tls_ca, &file.tls_ca),
+        pick(&overrides.tls_cert, &file.tls_cert),
+        pick(&overrides.tls_key, &file.tls_key),
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(ca), Some(cert), Some(key)) => Ok(Some(TlsFiles {
+            ca: credential_path("tls_ca", &ca, None)?,
+            cert: credential_path("tls_cert", &cert, None)?,
+            key: credential_path("tls_key", &key, None)?,
+        })),
+        _ => Err(ConfigError::Invalid {
+            key: "tls_ca",
+            message: "mTLS needs all three of tls_ca, tls_cert and tls_key \
+                      (`ward-controller certs agent ID` makes them)"
+                .into(),
+        }),
     }
 }
 

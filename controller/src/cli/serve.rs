@@ -58,20 +58,14 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     let mut tasks = Vec::new();
-    let mut tsdb_writer = None;
-    if let Some(url) = &settings.victoria_metrics {
-        let (tsdb, writer) = Tsdb::start(
-            TsdbConfig {
-                url: url.clone(),
-                spool_dir: settings.tsdb_spool_dir.clone(),
-                spool_max_bytes: settings.tsdb_spool_max_bytes,
-            },
-            until_stopped(),
-        )?;
-        info!(url = %ward_settings::redact_secrets(url), spool = %settings.tsdb_spool_dir.display(), "writing statistics to VictoriaMetrics");
-        tsdb_writer = Some(tsdb);
-        tasks.push(writer);
-    }
+    let tsdb_writer = match &settings.victoria_metrics {
+        Some(url) => {
+            let (tsdb, writer) = start_tsdb(url, &settings, until_stopped())?;
+            tasks.push(writer);
+            Some(tsdb)
+        }
+        None => None,
+    };
     let channels = notification_channels(&settings);
     let names: Vec<String> = channels.iter().map(|c| c.name().to_owned()).collect();
     info!(channels = ?names, "notification channels");
@@ -82,14 +76,7 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
         channels,
         &until_stopped,
     ));
-    let http = tokio::net::TcpListener::bind(settings.listen_http)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen for HTTP on {}; pick a free address with --listen-http",
-                settings.listen_http
-            )
-        })?;
+    let http = bind_http(settings.listen_http).await?;
     let grpc = crate::grpc::bind(settings.listen_grpc).await?;
     let tls = settings
         .tls
@@ -124,6 +111,34 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The time-series writer and its task, writing to VictoriaMetrics at
+/// `url` until `stopped`.
+fn start_tsdb(
+    url: &str,
+    settings: &Settings,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(Tsdb, tokio::task::JoinHandle<()>)> {
+    let started = Tsdb::start(
+        TsdbConfig {
+            url: url.to_owned(),
+            spool_dir: settings.tsdb_spool_dir.clone(),
+            spool_max_bytes: settings.tsdb_spool_max_bytes,
+        },
+        stopped,
+    )?;
+    info!(url = %ward_settings::redact_secrets(url), spool = %settings.tsdb_spool_dir.display(), "writing statistics to VictoriaMetrics");
+    Ok(started)
+}
+
+/// The REST API's and dashboard's listener.
+async fn bind_http(address: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| {
+            format!("cannot listen for HTTP on {address}; pick a free address with --listen-http")
+        })
 }
 
 /// The status database, connected and migrated (and a hint logged while

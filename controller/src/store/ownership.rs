@@ -37,24 +37,40 @@ pub(super) async fn settle<T: WriteTx>(
     if scope == Scope::Everything {
         tx.rows(T::LOCK_SETTLEMENTS, &[], |_| Ok(())).await?;
     }
-    let members = tx
-        .rows(
-            &format!(
-                "SELECT a.id, a.site, {now} - p.heard_at_ms, {now} - p.online_since_ms \
+    let members = members(tx).await?;
+    let devices = owned_devices(tx, sites).await?;
+    let moves = groups::settle(&members, &devices, failover_delay_ms, scope);
+    write_moves(tx, &moves).await?;
+    Ok(Settlement { members, moves })
+}
+
+/// Every registered agent with how long ago it was heard and since when
+/// it has been heard without a gap (the database's clock).
+async fn members<T: WriteTx>(tx: &T) -> Result<Vec<Member>, StoreError> {
+    tx.rows(
+        &format!(
+            "SELECT a.id, a.site, {now} - p.heard_at_ms, {now} - p.online_since_ms \
                  FROM agents a LEFT JOIN agent_presence p ON p.agent_id = a.id",
-                now = T::NOW_MS
-            ),
-            &[],
-            |row| {
-                Ok(Member {
-                    id: row.text(0)?,
-                    site: row.text(1)?,
-                    heard_ago_ms: row.opt_int(2)?,
-                    online_for_ms: row.opt_int(3)?,
-                })
-            },
-        )
-        .await?;
+            now = T::NOW_MS
+        ),
+        &[],
+        |row| {
+            Ok(Member {
+                id: row.text(0)?,
+                site: row.text(1)?,
+                heard_ago_ms: row.opt_int(2)?,
+                online_for_ms: row.opt_int(3)?,
+            })
+        },
+    )
+    .await
+}
+
+/// The devices of `sites` (every site when `None`) with their owners.
+async fn owned_devices<T: WriteTx>(
+    tx: &T,
+    sites: Option<&[String]>,
+) -> Result<Vec<Owned>, StoreError> {
     let read = |row: &dyn super::rows::Columns| {
         Ok(Owned {
             device_id: row.int(0)?,
@@ -62,7 +78,7 @@ pub(super) async fn settle<T: WriteTx>(
             agent: row.opt_text(2)?,
         })
     };
-    let devices = match sites {
+    Ok(match sites {
         None => {
             tx.rows("SELECT id, site, agent FROM devices", &[], read)
                 .await?
@@ -81,8 +97,11 @@ pub(super) async fn settle<T: WriteTx>(
             }
             devices
         }
-    };
-    let moves = groups::settle(&members, &devices, failover_delay_ms, scope);
+    })
+}
+
+/// Writes `moves`, the devices locked in id order first.
+async fn write_moves<T: WriteTx>(tx: &T, moves: &[Move]) -> Result<(), StoreError> {
     // Locked in id order first, as report transactions lock devices: two
     // writers never wait on each other's rows in opposite orders.
     let mut moved: Vec<i64> = moves.iter().map(|m| m.device_id).collect();
@@ -100,7 +119,7 @@ pub(super) async fn settle<T: WriteTx>(
         .await?;
     }
     let mut by_owner: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for moved in &moves {
+    for moved in moves {
         by_owner.entry(&moved.to).or_default().push(moved.device_id);
     }
     for (agent, ids) in by_owner {
@@ -115,7 +134,7 @@ pub(super) async fn settle<T: WriteTx>(
             .await?;
         }
     }
-    Ok(Settlement { members, moves })
+    Ok(())
 }
 
 /// `report` without what its agent may not report (devices it does not

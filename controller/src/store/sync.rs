@@ -71,15 +71,8 @@ fn named(device: &Device, changed: Vec<&'static str>) -> SyncedDevice {
     }
 }
 
-/// Makes the inventory equal to `specs` (see the module); the diff, and
-/// the status changes the writes made. Entries are named by position.
-pub(super) async fn sync_devices(
-    tx: &impl WriteTx,
-    specs: &[DeviceSpec],
-    mode: SyncMode,
-    actor: &Actor,
-    now_ms: i64,
-) -> Result<(SyncDiff, StatusChanges), StoreError> {
+/// Each (site, name) of `specs`; a device listed twice is refused.
+fn listed_once(specs: &[DeviceSpec]) -> Result<HashSet<(&str, &str)>, StoreError> {
     let mut seen = HashSet::new();
     for (index, spec) in specs.iter().enumerate() {
         if !seen.insert((spec.site.as_str(), spec.name.as_str())) {
@@ -92,6 +85,55 @@ pub(super) async fn sync_devices(
             ));
         }
     }
+    Ok(seen)
+}
+
+/// Creates (no id) or updates (an id) the device of each `writes` entry
+/// (a position in `specs`), naming the created ones' ids in `diff`.
+async fn apply_writes(
+    tx: &impl WriteTx,
+    specs: &[DeviceSpec],
+    writes: Vec<(usize, Option<i64>)>,
+    diff: &mut SyncDiff,
+    changes: &mut StatusChanges,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let mut created = diff.created.iter_mut();
+    for (index, id) in writes {
+        let spec = &specs[index];
+        match id {
+            None => {
+                let device = operations::create_device(tx, spec, actor, now_ms)
+                    .await
+                    .map_err(|error| entry_error(index, error))?;
+                if let Some(entry) = created.next() {
+                    entry.id = Some(device.id);
+                }
+            }
+            Some(id) => {
+                if let Some((_, made)) = operations::update_device(tx, id, spec, actor, now_ms)
+                    .await
+                    .map_err(|error| entry_error(index, error))?
+                {
+                    changes.merge(made);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Makes the inventory equal to `specs` (see the module); the diff, and
+/// the status changes the writes made. Entries are named by position.
+pub(super) async fn sync_devices(
+    tx: &impl WriteTx,
+    specs: &[DeviceSpec],
+    mode: SyncMode,
+    actor: &Actor,
+    now_ms: i64,
+) -> Result<(SyncDiff, StatusChanges), StoreError> {
+    let seen = listed_once(specs)?;
     let current: Vec<Device> = tx.rows(sql::DEVICES, &[], |row| rows::device(row)).await?;
     let by_key: HashMap<(&str, &str), &Device> = current
         .iter()
@@ -137,28 +179,7 @@ pub(super) async fn sync_devices(
     if mode.dry_run {
         return Ok((diff, changes));
     }
-    let mut created = diff.created.iter_mut();
-    for (index, id) in writes {
-        let spec = &specs[index];
-        match id {
-            None => {
-                let device = operations::create_device(tx, spec, actor, now_ms)
-                    .await
-                    .map_err(|error| entry_error(index, error))?;
-                if let Some(entry) = created.next() {
-                    entry.id = Some(device.id);
-                }
-            }
-            Some(id) => {
-                if let Some((_, made)) = operations::update_device(tx, id, spec, actor, now_ms)
-                    .await
-                    .map_err(|error| entry_error(index, error))?
-                {
-                    changes.merge(made);
-                }
-            }
-        }
-    }
+    apply_writes(tx, specs, writes, &mut diff, &mut changes, actor, now_ms).await?;
     for gone in &diff.deleted {
         if let Some(made) =
             operations::delete_device(tx, gone.id.unwrap_or_default(), actor, now_ms).await?

@@ -232,66 +232,15 @@ impl Planner {
         let Some(device) = self.state.get(&id).cloned() else {
             return;
         };
-        let parent_outage = device
-            .parent_id
-            .and_then(|parent| self.state.get(&parent))
-            .is_some_and(|parent| parent.status.is_outage());
-        let status = if !device.enabled {
-            Status::Unknown
-        } else if parent_outage {
-            Status::Unreachable
-        } else {
-            device.reported
-        };
-        // Nobody can tell while it is `unknown`: an open alert stays open
-        // (and no new one opens) until its agent reports again. A disabled
-        // device never alerts.
-        let alert_wanted = if !device.enabled {
-            false
-        } else if status == Status::Unknown {
-            device.alert_open
-        } else {
-            status.is_outage() && !parent_outage
-        };
+        let (status, alert_wanted, parent_outage) = self.wanted(&device);
         let previous = device.status;
         let mut next = device.clone();
         if status != previous {
-            next.down_since_ms = match (previous.is_outage(), status.is_outage()) {
-                (true, true) => device.down_since_ms,
-                (false, true) => Some(at),
-                (_, false) => None,
-            };
-            next.status = status;
-            next.status_changed_at_ms = at;
-            let reported = match self.pending_report {
-                Some((device_id, reported)) if device_id == id => {
-                    self.pending_report = None;
-                    Some(reported)
-                }
-                _ => None,
-            };
-            self.plan.writes.push(Write::UpdateDevice {
-                device_id: id,
-                status,
-                down_since_ms: next.down_since_ms,
-                changed_at_ms: at,
-                reported,
-            });
             let reason = match (parent_outage && device.enabled, device.parent_id) {
                 (true, Some(parent)) => format!("parent device {parent} is not reachable"),
                 _ => reason.to_owned(),
             };
-            self.plan.writes.push(Write::InsertEvent {
-                device_id: id,
-                previous,
-                status,
-                at_ms: at,
-                reason,
-            });
-            if self.changed.insert(id) {
-                self.plan.changed.push(id);
-                self.plan.previous.push(previous);
-            }
+            self.change_status(id, &mut next, status, at, reason);
         }
         if alert_wanted != device.alert_open {
             let notice = self.count_change(id, &mut next.flap, at);
@@ -317,6 +266,79 @@ impl Planner {
             for child in children {
                 self.settle(child, at, reason, visited);
             }
+        }
+    }
+
+    /// What `device`'s status and alert should be now: (status, whether an
+    /// alert is wanted, whether its parent is in an outage).
+    fn wanted(&self, device: &CurrentDevice) -> (Status, bool, bool) {
+        let parent_outage = device
+            .parent_id
+            .and_then(|parent| self.state.get(&parent))
+            .is_some_and(|parent| parent.status.is_outage());
+        let status = if !device.enabled {
+            Status::Unknown
+        } else if parent_outage {
+            Status::Unreachable
+        } else {
+            device.reported
+        };
+        // Nobody can tell while it is `unknown`: an open alert stays open
+        // (and no new one opens) until its agent reports again. A disabled
+        // device never alerts.
+        let alert_wanted = if !device.enabled {
+            false
+        } else if status == Status::Unknown {
+            device.alert_open
+        } else {
+            status.is_outage() && !parent_outage
+        };
+        (status, alert_wanted, parent_outage)
+    }
+
+    /// Changes device `id` (`next`, as it was) to `status` at `at`: its
+    /// row (with the report that caused it, if pending), an event saying
+    /// `reason`, and its place among the plan's changed devices.
+    fn change_status(
+        &mut self,
+        id: i64,
+        next: &mut CurrentDevice,
+        status: Status,
+        at: i64,
+        reason: String,
+    ) {
+        let previous = next.status;
+        next.down_since_ms = match (previous.is_outage(), status.is_outage()) {
+            (true, true) => next.down_since_ms,
+            (false, true) => Some(at),
+            (_, false) => None,
+        };
+        next.status = status;
+        next.status_changed_at_ms = at;
+        let reported = match self.pending_report {
+            Some((device_id, reported)) if device_id == id => {
+                self.pending_report = None;
+                Some(reported)
+            }
+            _ => None,
+        };
+        self.plan.writes.push(Write::UpdateDevice {
+            device_id: id,
+            status,
+            down_since_ms: next.down_since_ms,
+            changed_at_ms: at,
+            reported,
+        });
+        self.plan.writes.push(Write::InsertEvent {
+            device_id: id,
+            previous,
+            status,
+            at_ms: at,
+            reason,
+        });
+        if self.changed.insert(id) {
+            self.plan.changed.push(id);
+            self.plan.previous.push(previous);
         }
     }
 
