@@ -342,3 +342,62 @@ fn without_any_icmp_permission_the_error_says_what_to_grant() {
         );
     }
 }
+
+/// Twenty hosts behind a link that loses half the replies, probed every
+/// 250 ms for 30 s: none is ever called down (on a 3-miss rule each would
+/// be, about every 4 s); then one of them dies, and is down within
+/// interval + 32 × timeout.
+#[test]
+fn half_the_replies_lost_is_not_down_and_a_dead_host_still_is() {
+    let mut lab = lab();
+    lab.set_netem(Netem {
+        loss_percent: 50.0,
+        ..Netem::default()
+    })
+    .expect("loss");
+    let targets: Vec<(TargetSpec, u64)> = (0..20u8)
+        .map(|i| {
+            let spec = TargetSpec {
+                interval_ms: 250,
+                timeout_ms: 200,
+                ..TargetSpec::with_defaults(IpAddr::V4(Ipv4Addr::new(198, 18, 1, 100 + i)))
+            };
+            (spec, u64::from(i))
+        })
+        .collect();
+    let (prober, events) = start_in_client(&lab, SendPath::Ip, targets.clone());
+    // Each host up once (a host whose first three probes were all lost
+    // starts as down: it never answered).
+    let mut up = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while up.len() < targets.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let transition = events.recv_timeout(left).expect("every host answers");
+        if transition.status == Status::Up {
+            up.insert(transition.id);
+        }
+    }
+    let watched = Instant::now();
+    let mut downs = Vec::new();
+    while watched.elapsed() < Duration::from_secs(30) {
+        if let Ok(transition) = events.recv_timeout(Duration::from_millis(100))
+            && transition.status == Status::Down
+        {
+            downs.push((transition.address, watched.elapsed()));
+        }
+    }
+    assert!(downs.is_empty(), "false downs at 50 % loss: {downs:?}");
+
+    let dead = ip("198.18.1.100");
+    let taken_down = Instant::now();
+    lab.take_down(dead).expect("take the host down");
+    let down = next_transition(&events, dead, Duration::from_secs(10));
+    assert_eq!(down.status, Status::Down);
+    // interval + 32 × timeout = 6.65 s.
+    let detection = taken_down.elapsed();
+    assert!(
+        detection < Duration::from_millis(7_500),
+        "down after {detection:?}"
+    );
+    drop(prober);
+}

@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod confirm;
 pub mod netlink;
 pub mod packet;
 mod quantiles;
