@@ -79,13 +79,20 @@ pub fn lines<'a>(file: &'a str, text: &'a str) -> impl Iterator<Item = (Origin<'
 
 fn expand_one(entry: &str, addresses: &mut Vec<IpAddr>) -> Result<(), String> {
     if let Ok(address) = entry.parse::<IpAddr>() {
+        if let Some(problem) = crate::engine::unprobeable(address) {
+            return Err(problem);
+        }
         addresses.push(address);
         return Ok(());
     }
     if let Some((network, prefix)) = entry.split_once('/') {
         return expand_range(network, prefix, addresses);
     }
-    addresses.push(resolve(entry)?);
+    let address = resolve(entry)?;
+    if let Some(problem) = crate::engine::unprobeable(address) {
+        return Err(format!("resolves to {address}, {problem}"));
+    }
+    addresses.push(address);
     Ok(())
 }
 
@@ -93,6 +100,9 @@ fn expand_range(network: &str, prefix: &str, addresses: &mut Vec<IpAddr>) -> Res
     let network: IpAddr = network
         .parse()
         .map_err(|_| format!("`{network}` is not an IP address"))?;
+    if let Some(problem) = crate::engine::unprobeable(network) {
+        return Err(format!("a range of {problem}"));
+    }
     let prefix: u32 = prefix
         .parse()
         .map_err(|_| format!("`{prefix}` is not a prefix length"))?;
@@ -151,6 +161,29 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, item)| (Origin::Argument(i + 1), *item))
+    }
+
+    #[test]
+    fn addresses_no_probe_may_go_to_are_refused_naming_why() {
+        for (entry, words) in [
+            (
+                "::ffff:127.20.0.10",
+                "write the IPv4 address 127.20.0.10 instead",
+            ),
+            ("::ffff:127.20.0.0/120", "IPv4-mapped"),
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("224.0.0.1", "multicast"),
+            ("ff02::1", "multicast"),
+            ("255.255.255.255", "broadcast"),
+        ] {
+            let errors = expand(arguments(&[entry])).expect_err(entry);
+            assert!(
+                errors[0].problem.contains(words),
+                "{entry}: {}",
+                errors[0].problem
+            );
+        }
     }
 
     #[test]

@@ -1110,3 +1110,88 @@ async fn the_search_matches_a_name_an_address_or_a_tag() {
         assert_eq!(names, expected, "q={query}");
     }
 }
+
+#[tokio::test]
+async fn addresses_no_probe_may_go_to_are_refused_everywhere_naming_the_address() {
+    let (_dir, api) = api(None).await;
+    for (address, words) in [
+        (
+            "::ffff:127.20.0.10",
+            "write the IPv4 address 127.20.0.10 instead",
+        ),
+        ("0.0.0.0", "unspecified"),
+        ("ff02::1", "multicast"),
+        ("255.255.255.255", "broadcast"),
+    ] {
+        let (status, error) = api.post("/api/v1/devices", device("x", address)).await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some("address")),
+            "{address}"
+        );
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{address}: {message}");
+
+        let list = json!([device("y", "198.18.1.1"), device("x", address)]);
+        let (status, error) = api.post("/api/v1/devices/import", list).await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some("devices[1].address")),
+            "{address}: {error}"
+        );
+        let (status, error) = api
+            .post(
+                "/api/v1/devices/import?mode=sync",
+                json!([device("x", address)]),
+            )
+            .await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some("devices[0].address")),
+            "{address}: {error}"
+        );
+    }
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(0),
+        "nothing was accepted"
+    );
+}
+
+#[tokio::test]
+async fn a_device_that_is_not_up_has_no_current_rtt() {
+    let (_dir, controller, api) = served().await;
+    let actor = ward_controller::store::Actor::console();
+    controller
+        .core
+        .store
+        .register_agent("a1", "branch-9", &actor, 0)
+        .await
+        .expect("agent");
+    let (status, created) = api
+        .post("/api/v1/devices", device("lo-5", "127.0.0.5"))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_i64().expect("id");
+    let now = ward_controller::time::now_ms();
+    let up = common::transition_report("a1", id, 1, ward_domain::model::Status::Up, now);
+    controller.reports.apply_report(&up, now).await.expect("up");
+    let (_, shown) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(shown["last_rtt_ms"], 0.7, "{shown}");
+
+    // The agent sends the last RTT it measured with the DOWN, as it does.
+    let mut down =
+        common::transition_report("a1", id, 2, ward_domain::model::Status::Down, now + 1);
+    down.transitions[0].last_rtt_us = Some(14);
+    controller
+        .reports
+        .apply_report(&down, now + 1)
+        .await
+        .expect("down");
+    let (_, shown) = api.get(&format!("/api/v1/devices/{id}")).await;
+    assert_eq!(shown["status"], "down", "{shown}");
+    assert!(shown["last_rtt_ms"].is_null(), "{shown}");
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert!(listed[0]["last_rtt_ms"].is_null(), "{listed}");
+}

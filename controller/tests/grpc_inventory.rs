@@ -111,6 +111,21 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
         "{}",
         refused.message()
     );
+    let refused = client
+        .upsert_device(UpsertDeviceRequest {
+            id: None,
+            spec: Some(spec("::ffff:127.20.0.10")),
+        })
+        .await
+        .expect_err("an IPv4-mapped address");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .starts_with("address: is an IPv4-mapped IPv6 address"),
+        "{}",
+        refused.message()
+    );
 
     let mut watch = client
         .watch_status(WatchStatusRequest {})

@@ -142,6 +142,32 @@ pub struct DeviceSpec {
     pub severity: Severity,
 }
 
+/// Why no probe may go to `address`, if none may (the agent's engine
+/// refuses the same): the unspecified address, multicast, IPv4 broadcast,
+/// and IPv4-mapped IPv6 addresses, which would be probed over IPv6
+/// towards the IPv6 default route.
+pub fn unprobeable(address: IpAddr) -> Option<String> {
+    if let IpAddr::V6(v6) = address
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return Some(format!(
+            "is an IPv4-mapped IPv6 address: write the IPv4 address {v4} instead"
+        ));
+    }
+    if address.is_unspecified() {
+        return Some("is the unspecified address: give the device's own address".into());
+    }
+    if address.is_multicast() {
+        return Some("is a multicast address: give one device's unicast address".into());
+    }
+    if let IpAddr::V4(v4) = address
+        && v4.is_broadcast()
+    {
+        return Some("is the broadcast address: give one device's address".into());
+    }
+    None
+}
+
 /// A field of a [`DeviceSpec`] that is not acceptable.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -191,8 +217,11 @@ impl DeviceSpec {
         if !(1..=100).contains(&self.up_after) {
             return error("up_after", "must be between 1 and 100");
         }
-        if self.address.is_unspecified() || self.address.is_multicast() {
-            return error("address", "must be a unicast address");
+        if let Some(problem) = unprobeable(self.address) {
+            return Err(FieldError {
+                field: "address",
+                message: problem,
+            });
         }
         Ok(())
     }
@@ -219,6 +248,14 @@ pub struct Device {
     /// Its outage began or ended too often lately (see `store::flap`):
     /// its alert changes notify nobody until it is stable.
     pub flapping: bool,
+}
+
+impl Device {
+    /// Its round-trip time now: the last reply's while it is up, none
+    /// while it is not (a down device has no current RTT).
+    pub fn current_rtt_us(&self) -> Option<u32> {
+        self.last_rtt_us.filter(|_| self.status == Status::Up)
+    }
 }
 
 /// One state change reported by an agent.

@@ -106,9 +106,43 @@ pub enum SpecError {
         /// The target.
         address: IpAddr,
     },
+    /// An address no probe should go to.
+    #[error("{address}: {problem}")]
+    Address {
+        /// The target.
+        address: IpAddr,
+        /// What is wrong with it ([`unprobeable`]).
+        problem: String,
+    },
     /// More targets than slots.
     #[error("more than {} targets", u32::MAX)]
     Full,
+}
+
+/// Why no probe may go to `address`, if none may: the unspecified
+/// address, multicast, IPv4 broadcast, and IPv4-mapped IPv6 addresses
+/// (they would leave over IPv6, towards the IPv6 default route, for a
+/// device that has an IPv4 address).
+pub fn unprobeable(address: IpAddr) -> Option<String> {
+    if let IpAddr::V6(v6) = address
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return Some(format!(
+            "an IPv4-mapped IPv6 address: write the IPv4 address {v4} instead"
+        ));
+    }
+    if address.is_unspecified() {
+        return Some("the unspecified address: name a device's own address".into());
+    }
+    if address.is_multicast() {
+        return Some("a multicast address: name one device's unicast address".into());
+    }
+    if let IpAddr::V4(v4) = address
+        && v4.is_broadcast()
+    {
+        return Some("the broadcast address: name one device's address".into());
+    }
+    None
 }
 
 /// Why a target's state changed.
@@ -240,6 +274,12 @@ impl Engine {
 
     /// Starts probing a target; returns its slot.
     pub fn add_target(&mut self, spec: TargetSpec, id: u64, now: Nanos) -> Result<u32, SpecError> {
+        if let Some(problem) = unprobeable(spec.address) {
+            return Err(SpecError::Address {
+                address: spec.address,
+                problem,
+            });
+        }
         if spec.interval_ms == 0 || spec.timeout_ms == 0 {
             return Err(SpecError::ZeroTime {
                 address: spec.address,

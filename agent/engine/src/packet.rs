@@ -244,6 +244,68 @@ pub struct IcmpErrorKind {
     pub code: u8,
 }
 
+impl IcmpErrorKind {
+    /// The error in words, as an operator reads it ("ICMPv6 destination
+    /// unreachable: address unreachable"), for an error of `family`.
+    pub fn describe(self, family: Family) -> String {
+        let (what, why) = match (family, self.icmp_type) {
+            (Family::V4, 3) => ("ICMP destination unreachable", unreachable_v4(self.code)),
+            (Family::V4, 11) => ("ICMP time exceeded", exceeded(self.code)),
+            (Family::V6, 1) => ("ICMPv6 destination unreachable", unreachable_v6(self.code)),
+            (Family::V6, 3) => ("ICMPv6 time exceeded", exceeded(self.code)),
+            (Family::V4, _) => ("ICMP error", None),
+            (Family::V6, _) => ("ICMPv6 error", None),
+        };
+        match why {
+            Some(why) => format!("{what}: {why}"),
+            None => format!("{what} (type {}, code {})", self.icmp_type, self.code),
+        }
+    }
+}
+
+/// IPv4 destination unreachable codes (RFC 792, 1122, 1812).
+fn unreachable_v4(code: u8) -> Option<&'static str> {
+    Some(match code {
+        0 => "network unreachable",
+        1 => "host unreachable",
+        2 => "protocol unreachable",
+        3 => "port unreachable",
+        4 => "fragmentation needed",
+        5 => "source route failed",
+        6 => "destination network unknown",
+        7 => "destination host unknown",
+        9 | 10 | 13 => "administratively prohibited",
+        11 => "network unreachable for the type of service",
+        12 => "host unreachable for the type of service",
+        14 => "host precedence violation",
+        15 => "precedence cut off",
+        _ => return None,
+    })
+}
+
+/// ICMPv6 destination unreachable codes (RFC 4443).
+fn unreachable_v6(code: u8) -> Option<&'static str> {
+    Some(match code {
+        0 => "no route to destination",
+        1 => "administratively prohibited",
+        2 => "beyond the scope of the source address",
+        3 => "address unreachable",
+        4 => "port unreachable",
+        5 => "source address failed ingress/egress policy",
+        6 => "reject route to destination",
+        _ => return None,
+    })
+}
+
+/// Time exceeded codes (the same in both families).
+fn exceeded(code: u8) -> Option<&'static str> {
+    Some(match code {
+        0 => "hop limit exceeded in transit (a routing loop or a path too long)",
+        1 => "fragment reassembly time exceeded",
+        _ => return None,
+    })
+}
+
 /// Why a packet was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rejection {

@@ -21,7 +21,10 @@ pub fn transition(clock: &Clock, transition: &Transition) -> pb::Transition {
         Cause::Timeouts => (pb::TransitionReason::Timeouts, String::new()),
         Cause::IcmpError { kind, reporter } => (
             pb::TransitionReason::IcmpUnreachable,
-            format!("{kind:?} from {reporter}"),
+            format!(
+                "{}, from {reporter}",
+                kind.describe(crate::packet::Family::of(reporter))
+            ),
         ),
     };
     pb::Transition {
@@ -113,5 +116,39 @@ pub fn counters(
         spool_records,
         spool_statistics_dropped,
         targets: io.targets.load(Relaxed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::IcmpErrorKind;
+
+    #[test]
+    fn an_icmp_error_reaches_the_controller_in_words() {
+        let clock = Clock::start();
+        let reported = transition(
+            &clock,
+            &Transition {
+                index: 0,
+                id: 5,
+                address: "2001:2:0:2::9".parse().expect("address"),
+                previous: Status::Up,
+                status: Status::Unreachable,
+                probed_at: clock.now(),
+                last_rtt_us: None,
+                cause: Cause::IcmpError {
+                    kind: IcmpErrorKind {
+                        icmp_type: 1,
+                        code: 3,
+                    },
+                    reporter: "fd00::2".parse().expect("address"),
+                },
+            },
+        );
+        assert_eq!(
+            reported.detail,
+            "ICMPv6 destination unreachable: address unreachable, from fd00::2"
+        );
     }
 }

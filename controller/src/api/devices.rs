@@ -29,7 +29,7 @@ pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
         "status": device.status.as_str(),
         "down_since": device.down_since_ms.map(rfc3339),
         "last_change": rfc3339(device.status_changed_at_ms),
-        "last_rtt_ms": device.last_rtt_us.map(|us| f64::from(us) / 1000.0),
+        "last_rtt_ms": device.current_rtt_us().map(|us| f64::from(us) / 1000.0),
         "interval_ms": device.spec.interval_ms,
         "timeout_ms": device.spec.timeout_ms,
         "down_after": device.spec.down_after,

@@ -47,7 +47,7 @@ pub(super) fn to_proto(device: &Device, open: &[OpenWindow]) -> pb::Device {
         status: state(device.status).into(),
         down_since_unix_ms: device.down_since_ms,
         last_change_unix_ms: device.status_changed_at_ms,
-        last_rtt_us: device.last_rtt_us,
+        last_rtt_us: device.current_rtt_us(),
         agent: device.agent.clone().unwrap_or_default(),
     }
 }

@@ -291,3 +291,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn icmp_errors_are_described_in_words() {
+    let kind = |icmp_type, code| IcmpErrorKind { icmp_type, code };
+    assert_eq!(
+        kind(1, 3).describe(Family::V6),
+        "ICMPv6 destination unreachable: address unreachable"
+    );
+    assert_eq!(
+        kind(3, 1).describe(Family::V4),
+        "ICMP destination unreachable: host unreachable"
+    );
+    assert_eq!(
+        kind(3, 0).describe(Family::V6),
+        "ICMPv6 time exceeded: hop limit exceeded in transit (a routing loop or a path too long)"
+    );
+    assert_eq!(
+        kind(3, 99).describe(Family::V4),
+        "ICMP destination unreachable (type 3, code 99)"
+    );
+    for icmp_type in 0..=u8::MAX {
+        for family in [Family::V4, Family::V6] {
+            let words = kind(icmp_type, 0).describe(family);
+            assert!(!words.contains('{'), "{words}");
+        }
+    }
+}

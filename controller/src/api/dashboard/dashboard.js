@@ -292,7 +292,7 @@ function deviceRow(device, index) {
   el("span", { text: device.site }),
   el("time", { datetime: when, title: absolute(when), text: relative(when) }),
   el("span", { text: device.agent || "" }),
-  el("span", { text: device.last_rtt_ms == null ? "" : `${device.last_rtt_ms.toFixed(1)} ms` }));
+  el("span", { text: device.last_rtt_ms == null ? "—" : `${device.last_rtt_ms.toFixed(1)} ms` }));
   row.style.top = `${index * ROW_PX}px`;
   return row;
 }
