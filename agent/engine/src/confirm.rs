@@ -18,7 +18,11 @@
 //! The loss is measured only while the target answers: a run of misses
 //! enters the measurement when a reply ends it (loss on a live link); a
 //! run that ends in DOWN never does (the device was dead, not lossy), so a
-//! device back from an outage is confirmed as fast as before it.
+//! device back from an outage is confirmed as fast as before it; once a
+//! down target answers, its misses count again. A target with no history
+//! has shown no loss and is confirmed as a clean one: fast DOWN after a
+//! start, at the price of a possible false DOWN of a lossy link in its
+//! first seconds (whose misses then count).
 
 /// Probes the loss measurement remembers, about (an exponentially
 /// weighted mean, plain mean until it has seen this many).

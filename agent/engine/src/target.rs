@@ -175,6 +175,9 @@ pub(super) struct Target {
     same_kind_misses: u8,
     /// Its loss while it answers, for how many timeouts confirm DOWN.
     loss: LossEstimate,
+    /// It answered since it went down or unreachable: its misses are loss
+    /// again.
+    answered_while_down: bool,
     /// RTT of the last valid reply, µs.
     pub last_rtt_us: Option<u32>,
     pub stats: PeriodStats,
@@ -200,6 +203,7 @@ impl Target {
             last_miss: None,
             same_kind_misses: 0,
             loss: LossEstimate::default(),
+            answered_while_down: false,
             last_rtt_us: None,
             stats: PeriodStats::default(),
         }
@@ -244,9 +248,13 @@ impl Target {
         self.answered |= 1;
         self.stats.record_rtt(rtt_us, self.last_rtt_us);
         self.last_rtt_us = Some(rtt_us);
-        if matches!(self.status, Status::Up | Status::Unknown) {
-            // A run of misses a reply ended was loss on a live link.
+        // A run of misses a reply ended was loss on a live link, unless
+        // it is the outage a down target's first reply ends.
+        if matches!(self.status, Status::Up | Status::Unknown) || self.answered_while_down {
             self.loss.reply_after(self.consecutive_misses);
+        } else {
+            self.loss.reply_after(0);
+            self.answered_while_down = true;
         }
         self.consecutive_misses = 0;
         self.same_kind_misses = 0;
@@ -315,6 +323,7 @@ impl Target {
 
     fn change(&mut self, status: Status) -> Option<Status> {
         self.status = status;
+        self.answered_while_down = false;
         self.consecutive_misses = 0;
         self.consecutive_replies = 0;
         Some(status)
@@ -412,6 +421,19 @@ mod tests {
             assert_eq!(t.status, Status::Up);
             assert_eq!(t.misses_to_confirm(), 3, "a clean link, as before");
         }
+    }
+
+    #[test]
+    fn a_target_that_answers_while_down_is_measured_again() {
+        let mut t = target(3, 2);
+        // Never answered yet: three misses make it DOWN.
+        probe(&mut t, &[true, true, true], 1);
+        assert_eq!(t.status, Status::Down);
+        // It answers, loses half, and comes up: those misses were loss.
+        probe(&mut t, &[false, true, false, true, true, false, true], 1);
+        probe(&mut t, &[false, false], 1);
+        assert_eq!(t.status, Status::Up);
+        assert!(t.misses_to_confirm() > 10, "{}", t.misses_to_confirm());
     }
 
     /// A simulated week of a live target (1 s interval) at random loss, a

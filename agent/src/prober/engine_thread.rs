@@ -190,7 +190,8 @@ pub(super) fn engine_loop(
 
 /// Sends every probe due now: through the packet path where it takes
 /// it, else batched per family on the sockets. True if a socket buffer
-/// was full (what is left is sent on the next turn).
+/// was full or replies are piling up (what is left is sent on the next
+/// turn, after the replies).
 fn send_due(
     engine: &mut Engine,
     batches: &mut [(Family, SendBatch)],
@@ -200,12 +201,20 @@ fn send_due(
 ) -> bool {
     let EngineShared {
         sockets,
+        queue,
         clock,
         counters,
         ..
     } = *shared;
     let mut blocked = false;
     loop {
+        // Replies waiting half fill their queue: take them in before
+        // sending more, so the receiver never finds it full (a reply it
+        // could not hand over would count as a loss).
+        if queue.len() >= queue.capacity() / 2 {
+            blocked = true;
+            break;
+        }
         if batches.iter().any(|(_, batch)| batch.is_full())
             || packet_path.as_ref().is_some_and(PacketPath::is_full)
         {

@@ -143,7 +143,8 @@ pub struct IoCounters {
     pub bad_tag: AtomicU64,
     /// Packets too broken to parse.
     pub malformed: AtomicU64,
-    /// Valid packets dropped because the engine's queue was full.
+    /// Valid packets dropped because the engine's queue was full as the
+    /// prober stopped (while it runs the receiver waits for room).
     pub queue_overflow: AtomicU64,
     /// Packets the kernel dropped on our sockets (sum of `SO_RXQ_OVFL`).
     pub kernel_drops: AtomicU64,

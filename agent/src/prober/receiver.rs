@@ -20,6 +20,10 @@ use crate::sys::{IcmpSocket, RecvBatch};
 /// exact; a verdict waits at most this much longer).
 const BUSY_READ_INTERVAL: Duration = Duration::from_micros(100);
 
+/// How long the receiver waits for room in a full queue before it looks
+/// again (the engine is woken at once).
+const QUEUE_FULL_WAIT: Duration = Duration::from_micros(50);
+
 /// A validated packet for the engine.
 pub(super) struct Received {
     pub verdict: Verdict,
@@ -69,6 +73,26 @@ impl Receiver<'_> {
         }
     }
 
+    /// Hands `received` to the engine thread, waiting while the queue is
+    /// full (the engine takes replies in before it sends more; meanwhile
+    /// the socket's buffer holds what comes). Dropped, and counted, only
+    /// when the prober stops.
+    fn hand_over(&self, received: Received) {
+        let mut received = received;
+        loop {
+            match self.queue.push(received) {
+                Ok(()) => return,
+                Err(back) => received = back,
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                self.counters.queue_overflow.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.engine.unpark();
+            thread::park_timeout(QUEUE_FULL_WAIT);
+        }
+    }
+
     /// Reads socket `index` until it is empty; returns how many packets.
     fn drain(&self, index: usize, batch: &mut RecvBatch, drops_so_far: &mut u64) -> usize {
         let socket = &self.sockets[index];
@@ -106,11 +130,7 @@ impl Receiver<'_> {
                     &self.key,
                     socket.ident(),
                 ) {
-                    Ok(verdict) => {
-                        if self.queue.push(Received { verdict, at }).is_err() {
-                            counters.queue_overflow.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    Ok(verdict) => self.hand_over(Received { verdict, at }),
                     Err(Rejection::BadTag) => {
                         counters.bad_tag.fetch_add(1, Ordering::Relaxed);
                     }
