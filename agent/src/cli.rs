@@ -29,7 +29,7 @@ enum Command {
     /// Probe targets like fping and print per-target results.
     ///
     /// Exit status: 0 all targets up, 1 some not up, 2 bad input or no
-    /// permission.
+    /// permission (bad targets are named and the good ones still probed).
     Probe(ProbeArgs),
     /// Run as the site's agent: probe what the controller assigns and
     /// report to it, until SIGINT or SIGTERM.
@@ -252,23 +252,21 @@ fn probe(args: ProbeArgs) -> ExitCode {
         .zip(file_text.as_deref())
         .into_iter()
         .flat_map(|(file, text)| targets::lines(file, text));
-    let addresses = match targets::expand(arguments.chain(from_file)) {
-        Ok(addresses) if addresses.is_empty() => {
+    let expanded = targets::expand(arguments.chain(from_file));
+    for error in &expanded.errors {
+        eprintln!("ward-agent probe: {error}");
+    }
+    if expanded.addresses.is_empty() {
+        if expanded.errors.is_empty() {
             eprintln!("ward-agent probe: no targets given (arguments, or -f FILE)");
-            return exit(Outcome::Refused);
-        }
-        Ok(addresses) => addresses,
-        Err(errors) => {
-            for error in &errors {
-                eprintln!("ward-agent probe: {error}");
-            }
+        } else {
             eprintln!(
-                "ward-agent probe: {} bad target(s); nothing was probed",
-                errors.len()
+                "ward-agent probe: {} bad target(s) and no good one; nothing was probed",
+                expanded.errors.len()
             );
-            return exit(Outcome::Refused);
         }
-    };
+        return exit(Outcome::Refused);
+    }
     let options = ProbeOptions {
         count: args.count,
         interval_ms: args.interval,
@@ -283,7 +281,15 @@ fn probe(args: ProbeArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
     // Standard error is unbuffered: one write per line, not per field.
     let mut err = std::io::LineWriter::new(std::io::stderr().lock());
-    match probe_command::run(&addresses, &options, &mut out, &mut err) {
+    match probe_command::run(&expanded.addresses, &options, &mut out, &mut err) {
+        // As fping: the good targets probed, exit 2 for the bad ones.
+        Ok(_) if !expanded.errors.is_empty() => {
+            eprintln!(
+                "ward-agent probe: {} bad target(s) named above were not probed",
+                expanded.errors.len()
+            );
+            exit(Outcome::Refused)
+        }
         Ok(outcome) => exit(outcome),
         Err(error) => {
             eprintln!("ward-agent probe: writing results: {error}");

@@ -47,7 +47,8 @@ pub enum Outcome {
     AllUp = 0,
     /// At least one target did not.
     SomeNotUp = 1,
-    /// Bad input or no permission; nothing (more) was probed.
+    /// Bad input or no permission: nothing (more) was probed, or some
+    /// targets were bad (the good ones were probed, as fping does).
     Refused = 2,
 }
 

@@ -43,31 +43,34 @@ pub struct TargetError {
     pub problem: String,
 }
 
-/// Expands every entry; returns all addresses in input order, or every
-/// error found. Nothing is allocated per entry but the addresses.
-pub fn expand<'a>(
-    entries: impl IntoIterator<Item = (Origin<'a>, &'a str)>,
-) -> Result<Vec<IpAddr>, Vec<TargetError>> {
-    let mut addresses = Vec::new();
-    let mut errors = Vec::new();
+/// What a list of entries expanded to: the addresses of the good entries
+/// in input order, and every bad entry with what is wrong with it.
+#[derive(Debug, Default)]
+pub struct Expanded {
+    /// The addresses, in input order.
+    pub addresses: Vec<IpAddr>,
+    /// The entries that could not be expanded.
+    pub errors: Vec<TargetError>,
+}
+
+/// Expands every entry (a bad one does not stop the others, as fping).
+/// Nothing is allocated per entry but the addresses.
+pub fn expand<'a>(entries: impl IntoIterator<Item = (Origin<'a>, &'a str)>) -> Expanded {
+    let mut expanded = Expanded::default();
     for (origin, raw) in entries {
         let entry = raw.split('#').next().unwrap_or_default().trim();
         if entry.is_empty() {
             continue;
         }
-        if let Err(problem) = expand_one(entry, &mut addresses) {
-            errors.push(TargetError {
+        if let Err(problem) = expand_one(entry, &mut expanded.addresses) {
+            expanded.errors.push(TargetError {
                 origin: origin.to_string(),
                 entry: entry.to_owned(),
                 problem,
             });
         }
     }
-    if errors.is_empty() {
-        Ok(addresses)
-    } else {
-        Err(errors)
-    }
+    expanded
 }
 
 /// A file's lines as entries with their line numbers.
@@ -177,7 +180,7 @@ mod tests {
             ("ff02::1", "multicast"),
             ("255.255.255.255", "broadcast"),
         ] {
-            let errors = expand(arguments(&[entry])).expect_err(entry);
+            let errors = expand(arguments(&[entry])).errors;
             assert!(
                 errors[0].problem.contains(words),
                 "{entry}: {}",
@@ -193,29 +196,26 @@ mod tests {
             "127.1.0.0/30",
             "::1",
             "localhost",
-        ]))
-        .expect("valid list");
-        let text: Vec<String> = expanded.iter().map(ToString::to_string).collect();
+        ]));
+        assert!(expanded.errors.is_empty(), "{:?}", expanded.errors);
+        let text: Vec<String> = expanded.addresses.iter().map(ToString::to_string).collect();
         assert_eq!(text[..4], ["127.0.0.9", "127.1.0.1", "127.1.0.2", "::1"]);
         assert_eq!(text.len(), 5);
-        assert_eq!(
-            expand(arguments(&["127.1.0.0/16"])).expect("valid").len(),
-            65_534
-        );
-        assert_eq!(
-            expand(arguments(&["127.1.0.8/31"])).expect("valid").len(),
-            2
-        );
-        assert_eq!(
-            expand(arguments(&["2001:2::/126"])).expect("valid").len(),
-            4
-        );
+        assert_eq!(expand(arguments(&["127.1.0.0/16"])).addresses.len(), 65_534);
+        assert_eq!(expand(arguments(&["127.1.0.8/31"])).addresses.len(), 2);
+        assert_eq!(expand(arguments(&["2001:2::/126"])).addresses.len(), 4);
     }
 
     #[test]
     fn every_bad_entry_is_named_with_its_line() {
         let text = "# lab hosts\n198.18.1.1\n198.18.1.300\n\n198.18.1.0/33 # oops\n-rf\n";
-        let errors = expand(lines("hosts.txt", text)).expect_err("two bad lines");
+        let expanded = expand(lines("hosts.txt", text));
+        assert_eq!(
+            expanded.addresses,
+            [IpAddr::from([198, 18, 1, 1])],
+            "the good line stays"
+        );
+        let errors = expanded.errors;
         let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(messages.len(), 3, "{messages:?}");
         assert!(
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn huge_ranges_are_refused() {
-        let errors = expand(arguments(&["10.0.0.0/7", "2001:2::/64"])).expect_err("too large");
+        let errors = expand(arguments(&["10.0.0.0/7", "2001:2::/64"])).errors;
         assert_eq!(errors.len(), 2);
         assert!(errors[0].problem.contains("limited to"));
     }

@@ -79,16 +79,43 @@ fn ipv6_loopback_is_up() {
 }
 
 #[test]
-fn bad_targets_are_named_by_line_and_nothing_is_probed() {
+fn a_bad_target_is_named_by_line_and_the_good_ones_are_probed() {
+    ward_testkit::require_root("raw ICMP sockets");
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(file.path(), "127.0.0.1\n# comment\n127.0.0.300\n::1\n").expect("write");
     let path = file.path().to_str().expect("utf-8 path");
     let run = probe(&["-f", path]);
+    // As fping: the good ones probed, the bad one named, exit 2.
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    let probed: Vec<&str> = run
+        .targets
+        .iter()
+        .map(|target| target["target"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(probed, ["127.0.0.1", "::1"], "{}", run.stderr);
+    assert!(run.targets.iter().all(|target| target["state"] == "up"));
+    assert!(
+        run.stderr
+            .contains(&format!("line 3 of {path}: `127.0.0.300`")),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("1 bad target(s) named above were not probed"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn only_bad_targets_probe_nothing() {
+    let run = probe(&["127.0.0.300", "::ffff:127.0.0.1"]);
     assert_eq!(run.code, Some(2));
     assert!(run.targets.is_empty(), "nothing may be probed");
     assert!(
         run.stderr
-            .contains(&format!("line 3 of {path}: `127.0.0.300`")),
+            .contains("2 bad target(s) and no good one; nothing was probed"),
         "{}",
         run.stderr
     );

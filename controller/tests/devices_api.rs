@@ -1195,3 +1195,20 @@ async fn a_device_that_is_not_up_has_no_current_rtt() {
     let (_, listed) = api.get("/api/v1/devices").await;
     assert!(listed[0]["last_rtt_ms"].is_null(), "{listed}");
 }
+
+#[tokio::test]
+async fn devices_are_listed_in_natural_order() {
+    let (_dir, api) = api(None).await;
+    for name in ["lo-100", "lo-10", "lo-2", "lo-1"] {
+        let (status, body) = api.post("/api/v1/devices", device(name, "127.0.0.9")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (_, listed) = api.get("/api/v1/devices").await;
+    let names: Vec<&str> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|device| device["name"].as_str())
+        .collect();
+    assert_eq!(names, ["lo-1", "lo-2", "lo-10", "lo-100"]);
+}

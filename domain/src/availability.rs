@@ -234,12 +234,50 @@ pub struct ReportFilter {
     pub device: Option<i64>,
 }
 
-/// What a row is about.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// What a row is about. Rows are in natural order ([`crate::natural`]):
+/// devices by site then name, then sites, then tags.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RowKey {
     Device { site: String, name: String, id: i64 },
     Site(String),
     Tag(String),
+}
+
+impl Ord for RowKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use crate::natural::cmp as natural;
+        match (self, other) {
+            (
+                RowKey::Device { site, name, id },
+                RowKey::Device {
+                    site: other_site,
+                    name: other_name,
+                    id: other_id,
+                },
+            ) => natural(site, other_site)
+                .then_with(|| natural(name, other_name))
+                .then_with(|| id.cmp(other_id)),
+            (RowKey::Site(a), RowKey::Site(b)) | (RowKey::Tag(a), RowKey::Tag(b)) => natural(a, b),
+            (a, b) => a.rank().cmp(&b.rank()),
+        }
+    }
+}
+
+impl PartialOrd for RowKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl RowKey {
+    /// Devices first, then sites, then tags.
+    fn rank(&self) -> u8 {
+        match self {
+            RowKey::Device { .. } => 0,
+            RowKey::Site(_) => 1,
+            RowKey::Tag(_) => 2,
+        }
+    }
 }
 
 /// The rows of a report over `range`, in key order: each device (after
@@ -307,6 +345,35 @@ pub fn report(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn rows_are_in_natural_order() {
+        let device = |site: &str, name: &str| RowKey::Device {
+            site: site.into(),
+            name: name.into(),
+            id: 1,
+        };
+        let mut keys = vec![
+            RowKey::Tag("atm".into()),
+            RowKey::Site("branch-10".into()),
+            device("branch-2", "lo-10"),
+            RowKey::Site("branch-9".into()),
+            device("branch-2", "lo-9"),
+            device("branch-10", "lo-1"),
+        ];
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                device("branch-2", "lo-9"),
+                device("branch-2", "lo-10"),
+                device("branch-10", "lo-1"),
+                RowKey::Site("branch-9".into()),
+                RowKey::Site("branch-10".into()),
+                RowKey::Tag("atm".into()),
+            ]
+        );
+    }
 
     fn status() -> impl Strategy<Value = Status> {
         prop_oneof![

@@ -13,6 +13,7 @@ pub mod flap;
 pub mod groups;
 pub mod maintenance;
 pub mod model;
+pub mod natural;
 pub mod plan;
 pub mod sight;
 

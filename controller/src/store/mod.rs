@@ -334,9 +334,16 @@ impl Store {
         on_connection!(self, |q| tx::devices_by_id(q, &ids))
     }
 
-    /// All devices, by site then name.
+    /// All devices, by site then name in natural order
+    /// ([`ward_domain::natural`]: `lo-2` before `lo-10`).
     pub async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
-        on_connection!(self, |q| q.rows(sql::DEVICES, &[], |row| rows::device(row)))
+        let mut devices =
+            on_connection!(self, |q| q.rows(sql::DEVICES, &[], |row| rows::device(row)))?;
+        devices.sort_by(|a, b| {
+            ward_domain::natural::cmp(&a.spec.site, &b.spec.site)
+                .then_with(|| ward_domain::natural::cmp(&a.spec.name, &b.spec.name))
+        });
+        Ok(devices)
     }
 
     /// Applies an agent report in one transaction, once per (agent, boot,
