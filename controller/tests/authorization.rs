@@ -100,3 +100,75 @@ async fn metrics_can_require_a_viewer() {
         "health stays open"
     );
 }
+
+/// The rows of the Markdown table under `header` in `text`: each row's
+/// first cell (backticks removed) and the first word of its second.
+fn table(text: &str, header: &str) -> Vec<(String, String)> {
+    text.lines()
+        .skip_while(|line| line.trim() != header)
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let role = cells[2]
+                .trim_matches('`')
+                .split([' ', '`'])
+                .next()
+                .unwrap_or("");
+            (cells[1].trim_matches('`').to_owned(), role.to_owned())
+        })
+        .collect()
+}
+
+fn role_word(access: Access) -> String {
+    match access {
+        Access::Open => "nothing".into(),
+        Access::Read => "viewer".into(),
+        Access::Role(role) => role.to_string(),
+    }
+}
+
+/// docs/SECURITY.md lists every REST route and gRPC method with what it
+/// requires, exactly as the code declares them (the tables are the source).
+#[test]
+fn the_security_document_lists_every_route_and_method_as_declared() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SECURITY.md"))
+        .expect("docs/SECURITY.md");
+    let mut declared: Vec<(String, String)> = ward_controller::api::routes(Access::Open)
+        .declared()
+        .iter()
+        .map(|route| {
+            (
+                format!("{} {}", route.method, route.path),
+                role_word(route.access),
+            )
+        })
+        .collect();
+    let mut documented = table(&text, "| route | requires |");
+    declared.sort();
+    documented.sort();
+    let rows: String = declared
+        .iter()
+        .map(|(route, role)| format!("| `{route}` | {role} |\n"))
+        .collect();
+    assert_eq!(
+        documented, declared,
+        "SECURITY.md's REST table should read:\n{rows}"
+    );
+
+    let mut methods: Vec<(String, String)> = ward_controller::grpc::INVENTORY_ACCESS
+        .iter()
+        .map(|(method, access)| ((*method).to_owned(), role_word(*access)))
+        .collect();
+    let mut documented = table(&text, "| method | requires |");
+    methods.sort();
+    documented.sort();
+    let rows: String = methods
+        .iter()
+        .map(|(method, role)| format!("| `{method}` | {role} |\n"))
+        .collect();
+    assert_eq!(
+        documented, methods,
+        "SECURITY.md's gRPC table should read:\n{rows}"
+    );
+}
