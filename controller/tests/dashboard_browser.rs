@@ -526,3 +526,105 @@ async fn an_admin_edits_a_device_in_place_and_a_bad_field_is_named() {
         "{device}"
     );
 }
+
+/// Problems in the order a NOC reads them: down before unknown, then by
+/// severity, newest first; one that began after the operator last left
+/// the page is marked new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn problems_are_worst_first_then_newest_and_new_ones_are_marked() {
+    let (_dir, controller, api) =
+        common::served_with(|settings| settings.anonymous_read = true).await;
+    let mut ids = std::collections::HashMap::new();
+    // An unknown device added first: older than every outage below.
+    for (name, severity) in [
+        ("lost-1", "major"),
+        ("old-down", "major"),
+        ("new-down", "major"),
+        ("core", "critical"),
+    ] {
+        let (code, body) = api
+            .post(
+                "/api/v1/devices",
+                serde_json::json!({"name": name, "address": "198.18.1.30", "site": "branch-7", "severity": severity}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+        ids.insert(name, body["id"].as_i64().expect("id"));
+    }
+    let now = ward_controller::time::now_ms();
+    for (seq, (name, down_at)) in [
+        ("old-down", now - 60_000),
+        ("core", now - 30_000),
+        ("new-down", now),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for (offset, status) in [(0, Status::Up), (1, Status::Down)] {
+            let report = common::transition_report(
+                "agent-1",
+                ids[name],
+                (2 * seq + offset + 1) as u64,
+                status,
+                down_at - 1_000 + 1_000 * offset as i64,
+            );
+            controller
+                .reports
+                .apply_report(&report, now)
+                .await
+                .expect("report");
+        }
+    }
+    let order =
+        "[...document.querySelectorAll('#problems li .name')].map((a) => a.firstChild.textContent)";
+    tokio::task::block_in_place(|| {
+        let mut browser = Chromium::start().expect("start headless Chromium");
+        browser
+            .navigate(&format!("{}/", api.base))
+            .expect("open the dashboard");
+        browser
+            .wait_until(
+                "document.getElementById('link').textContent === 'live' \
+                 && document.querySelectorAll('#problems li').length === 4",
+                Duration::from_secs(20),
+            )
+            .expect("four problems, live");
+        let shown = browser.evaluate(order).expect("order");
+        assert_eq!(
+            shown,
+            serde_json::json!(["core", "new-down", "old-down", "lost-1"]),
+            "down before unknown, critical first, then newest first"
+        );
+        let fresh = browser
+            .evaluate("document.querySelectorAll('#problems .fresh').length")
+            .expect("new marks");
+        assert_eq!(fresh, 0, "nothing is new on a first visit");
+        // The operator last looked 45 s ago (set from another page of the
+        // origin: leaving the dashboard counts as a look).
+        browser
+            .navigate(&format!("{}/healthz", api.base))
+            .expect("another page");
+        browser
+            .evaluate(&format!(
+                "localStorage.setItem('ward-problems-seen-until', String({})); true",
+                now - 45_000
+            ))
+            .expect("set the last look");
+        browser.navigate(&format!("{}/", api.base)).expect("back");
+        browser
+            .wait_until(
+                "document.getElementById('link').textContent === 'live' \
+                 && document.querySelectorAll('#problems .fresh').length > 0",
+                Duration::from_secs(20),
+            )
+            .expect("new problems marked");
+        let marked = browser
+            .evaluate("[...document.querySelectorAll('#problems li.new .name')].map((a) => a.firstChild.textContent)")
+            .expect("marked");
+        assert_eq!(
+            marked,
+            serde_json::json!(["core", "new-down", "lost-1"]),
+            "began after the last look"
+        );
+    });
+}

@@ -5,6 +5,9 @@
 import { follow } from "./live.js";
 import { showDevice, deviceChanged, closeDevice, useDashboard } from "./device.js";
 
+// What the operator saw last: problems since then are marked new.
+const SEEN_KEY = "ward-problems-seen-until";
+
 const state = {
   devices: new Map(),   // id → device as /api/v1/devices shows it
   alerts: new Map(),    // device id → its open alert
@@ -12,12 +15,18 @@ const state = {
   session: null,        // {user, role, csrf} when logged in
   siteOrder: "problems",
   rendered: false,      // the first render with devices is done
+  // Problems that began after this (Unix ms) are new to the operator: when
+  // the page was last hidden or left, or now on a first visit.
+  seenUntil: Number(localStorage.getItem(SEEN_KEY)) || Date.now(),
 };
 
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 const naturally = (a, b) => collator.compare(a, b);
 const SEVERITY = ["critical", "major", "minor", "info"];
 const WORST_FIRST = ["down", "unreachable", "unknown", "up"];
+// Problems: the worst status first, then severity, newest first.
+const PROBLEM_ORDER = ["down", "degraded", "unreachable", "unknown", "up"];
+
 const ICON = { up: "▲", down: "▼", unreachable: "◆", unknown: "?" };
 const ROW_PX = 30;
 const FILTERS = ["q", "status", "site", "severity", "tag"];
@@ -189,7 +198,8 @@ const MOST_PROBLEM_ROWS = 500;
 function problemRow(device) {
   const when = since(device);
   const note = [device.agent ? `via ${device.agent}` : "no agent", alertNote(device)].filter(Boolean).join(" · ");
-  const key = [device.status, device.name, device.address, device.site, device.severity, when, note].join("\u0000");
+  const fresh = sinceMs(device) > state.seenUntil;
+  const key = [device.status, device.name, device.address, device.site, device.severity, when, note, fresh].join("\u0000");
   const kept = problemRows.get(device.id);
   const text = `for ${relative(when)}`;
   if (kept && kept[0] === key) {
@@ -197,10 +207,11 @@ function problemRow(device) {
     return kept[1];
   }
   const time = el("time", { datetime: when, title: absolute(when), text });
-  const row = el("li", { class: `problem st-${device.status}`, id: `problem-${device.id}`, "data-status": device.status,
+  const row = el("li", { class: `problem st-${device.status}${fresh ? " new" : ""}`, id: `problem-${device.id}`, "data-status": device.status,
     title: `${device.name} ${device.address} @ ${device.site} · ${device.status} since ${absolute(when)} · ${note}` },
   badge(device.status),
-  el("a", { class: "name", href: `?device=${device.id}`, text: device.name, onclick: openDevice(device.id) }),
+  el("a", { class: "name", href: `?device=${device.id}`, onclick: openDevice(device.id) }, device.name,
+    fresh ? el("span", { class: "fresh", title: "began since you last looked", text: "new" }) : null),
   el("span", { class: "where", text: device.site }),
   el("span", { class: `severity sev-${device.severity}`, text: device.severity }),
   el("span", { class: "facts" }, time, ` · ${device.address}`),
@@ -212,8 +223,9 @@ function problemRow(device) {
 function renderProblems(filters) {
   const problems = [...state.devices.values()]
     .filter((device) => isProblem(device) && matches(device, filters))
-    .sort((a, b) => SEVERITY.indexOf(a.severity) - SEVERITY.indexOf(b.severity)
-      || sinceMs(a) - sinceMs(b) || naturally(a.name, b.name));
+    .sort((a, b) => PROBLEM_ORDER.indexOf(a.status) - PROBLEM_ORDER.indexOf(b.status)
+      || SEVERITY.indexOf(a.severity) - SEVERITY.indexOf(b.severity)
+      || sinceMs(b) - sinceMs(a) || naturally(a.name, b.name));
   const shown = problems.slice(0, MOST_PROBLEM_ROWS);
   const rows = shown.map(problemRow);
   for (const id of problemRows.keys()) if (!state.devices.has(id) || !isProblem(state.devices.get(id))) problemRows.delete(id);
@@ -435,6 +447,11 @@ document.getElementById("device-list").addEventListener("scroll", () => requestA
   drawRows();
 }));
 window.addEventListener("popstate", applyView);
+// Leaving the page (or its tab) is the last look: what begins after it is
+// new when the operator is back.
+const rememberSeen = () => localStorage.setItem(SEEN_KEY, String(Date.now()));
+document.addEventListener("visibilitychange", () => { if (document.hidden) rememberSeen(); });
+window.addEventListener("pagehide", rememberSeen);
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && view().device) setView({ device: "" });
   if (event.key === "/" && document.activeElement.tagName !== "INPUT") {
