@@ -57,7 +57,8 @@ async fn agents_are_registered_listed_and_bad_input_is_named() {
             None,
         )
         .await;
-    assert_eq!((code, bad["field"].as_str()), (400, Some("body")), "{bad}");
+    // The missing field is named, not the body.
+    assert_eq!((code, bad["field"].as_str()), (400, Some("site")), "{bad}");
 
     controller.presence.link_opened(
         &controller

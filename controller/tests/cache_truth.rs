@@ -175,7 +175,7 @@ async fn bad_input_gets_a_4xx_naming_the_field_and_writes_nothing() {
         (
             serde_json::json!({"name": "a", "address": "198.18.1.3", "site": "s", "colour": "red"}),
             400,
-            "body",
+            "colour",
         ),
         (
             serde_json::json!({"name": "a", "address": "198.18.1.3", "site": "s", "parent_id": 77}),

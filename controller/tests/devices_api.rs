@@ -1212,3 +1212,67 @@ async fn devices_are_listed_in_natural_order() {
         .collect();
     assert_eq!(names, ["lo-1", "lo-2", "lo-10", "lo-100"]);
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_fit_names_its_field_in_words() {
+    let (_dir, api) = api(None).await;
+    let cases = [
+        (
+            json!({"name": "a", "address": "198.18.1.1", "site": "s", "interval_ms": "fast"}),
+            "interval_ms",
+            "must be a whole number from 0 to 4294967295, not the text \"fast\"",
+        ),
+        (
+            json!({"name": "a", "address": "198.18.1.1"}),
+            "site",
+            "is required",
+        ),
+        (
+            json!({"name": "a", "address": "198.18.1.1", "site": "s", "enabled": "yes"}),
+            "enabled",
+            "must be true or false, not the text \"yes\"",
+        ),
+        (
+            json!({"name": "a", "address": "198.18.1.1", "site": "s", "colour": "red"}),
+            "colour",
+            "is not a field here",
+        ),
+    ];
+    for (body, field, words) in cases {
+        let (status, error) = api.post("/api/v1/devices", body).await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some(field)),
+            "{error}"
+        );
+        let message = error["error"].as_str().unwrap_or_default();
+        assert!(message.starts_with(words), "{field}: {message}");
+    }
+    let list = json!([device("a", "198.18.1.1"), {"name": "b", "address": "198.18.1.2", "site": "s", "down_after": -1}]);
+    let (status, error) = api.post("/api/v1/devices/import", list).await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("devices[1].down_after")),
+        "{error}"
+    );
+
+    // A 404 names the id; a 409 the field that conflicts.
+    let (status, error) = api.get("/api/v1/devices/99999").await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (404, Some("id")),
+        "{error}"
+    );
+    let (status, _) = api
+        .post("/api/v1/devices", device("twin", "198.18.1.3"))
+        .await;
+    assert_eq!(status, 201);
+    let (status, error) = api
+        .post("/api/v1/devices", device("twin", "198.18.1.4"))
+        .await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (409, Some("name")),
+        "{error}"
+    );
+}

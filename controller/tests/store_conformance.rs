@@ -167,7 +167,7 @@ async fn devices_round_trip_and_bad_input_writes_nothing(store: &Store) {
         )
         .await;
     assert!(
-        matches!(duplicate, Err(StoreError::Conflict(ref m)) if m.contains("router")),
+        matches!(duplicate, Err(StoreError::Conflict { ref message, .. }) if message.contains("router")),
         "{duplicate:?}"
     );
     let mut orphan = spec("camera", "198.18.1.3");
@@ -595,7 +595,10 @@ async fn updates_and_deletes_keep_status_and_name_bad_input(store: &Store) {
             6_000,
         )
         .await;
-    assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
+    assert!(
+        matches!(clash, Err(StoreError::Conflict { .. })),
+        "{clash:?}"
+    );
     let unchanged = store
         .get_device(other.id)
         .await
@@ -655,7 +658,7 @@ async fn an_import_is_all_or_nothing(store: &Store) {
         .import_devices(&duplicate, &ward_controller::store::Actor::console(), 1_000)
         .await;
     assert!(
-        matches!(refused, Err(StoreError::Conflict(ref m)) if m.starts_with("entry 1:")),
+        matches!(refused, Err(StoreError::Conflict { ref message, .. }) if message.starts_with("entry 1:")),
         "{refused:?}"
     );
     let names: Vec<String> = store
@@ -1238,7 +1241,10 @@ async fn agents_are_registered_once_per_site_and_listed(store: &Store) {
             3_000,
         )
         .await;
-    assert!(matches!(moved, Err(StoreError::Conflict(_))), "{moved:?}");
+    assert!(
+        matches!(moved, Err(StoreError::Conflict { .. })),
+        "{moved:?}"
+    );
     let bad = store
         .register_agent(
             "no spaces",
@@ -1298,7 +1304,7 @@ async fn users_and_tokens_are_kept_without_secrets_and_every_change_is_audited(s
         .add_user("alice", Role::Admin, None, &actor, 1_001)
         .await
         .expect_err("refused");
-    assert!(matches!(again, StoreError::Conflict(_)), "{again}");
+    assert!(matches!(again, StoreError::Conflict { .. }), "{again}");
     let bad = store
         .add_user("no spaces", Role::Viewer, None, &actor, 1_002)
         .await

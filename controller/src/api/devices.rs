@@ -133,7 +133,8 @@ pub async fn rtt(
         ));
     }
     let Some(tsdb) = &reports.tsdb else {
-        return Err(ApiError::not_found(
+        return Err(ApiError::plain(
+            axum::http::StatusCode::NOT_FOUND,
             "time series are off: configure victoria_metrics to keep RTT history",
         ));
     };

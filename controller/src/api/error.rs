@@ -64,17 +64,37 @@ impl ApiError {
         self
     }
 
-    /// A JSON body that could not be taken: 413 when it is over the size
-    /// limit, else 400 naming `body`.
+    /// A JSON body that could not be taken: 413 (`body`) over the size
+    /// limit; else 400 naming the field it is about (`interval_ms`,
+    /// `site`) in words, or `body` when it is not JSON at all.
     pub fn body(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        let error = Self::field("body", rejection.body_text());
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Self {
-                status: StatusCode::PAYLOAD_TOO_LARGE,
-                ..error
-            }
+        let status = rejection.status();
+        let text = rejection.body_text();
+        let error =
+            match text.strip_prefix("Failed to deserialize the JSON body into the target type: ") {
+                Some(detail) => {
+                    let (field, message) = json_problem(detail);
+                    Self::field(field, message)
+                }
+                None => Self::field("body", text),
+            };
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self { status, ..error }
         } else {
             error
+        }
+    }
+
+    /// A JSON value that did not fit its type, at `path` (serde's, e.g.
+    /// `interval_ms`; `.` for the value itself).
+    pub fn json_value(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let path = error.path().to_string();
+        let inner = error.inner().to_string();
+        if path == "." {
+            let (field, message) = json_problem(&inner);
+            Self::field(field, message)
+        } else {
+            Self::field(path, in_words(strip_position(&inner)))
         }
     }
 
@@ -83,9 +103,12 @@ impl ApiError {
         Self::plain(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
-    /// 404.
+    /// 404 for the `id` in the path: nothing has it.
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::plain(StatusCode::NOT_FOUND, message)
+        Self {
+            field: Some("id".into()),
+            ..Self::plain(StatusCode::NOT_FOUND, message)
+        }
     }
 }
 
@@ -98,10 +121,86 @@ impl From<StoreError> for ApiError {
                 field,
                 message,
             } => Self::field(format!("devices[{index}].{field}"), message),
-            StoreError::Conflict(message) => Self::plain(StatusCode::CONFLICT, message),
+            StoreError::Conflict { field, message } => Self {
+                status: StatusCode::CONFLICT,
+                message,
+                field: Some(field),
+                line: None,
+            },
             other => Self::unavailable(format!("the status database is not answering: {other}")),
         }
     }
+}
+
+/// The field a serde message is about and the message in words: `path:
+/// message` (axum's), or a missing or unknown field named in backticks.
+fn json_problem(detail: &str) -> (String, String) {
+    let detail = strip_position(detail);
+    for (opening, words) in [
+        ("missing field `", "is required"),
+        ("unknown field `", "is not a field here"),
+    ] {
+        if let Some(rest) = detail.strip_prefix(opening)
+            && let Some((name, more)) = rest.split_once('`')
+        {
+            return (name.to_owned(), format!("{words}{more}"));
+        }
+    }
+    match detail.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') => (path.to_owned(), in_words(message)),
+        _ => ("body".to_owned(), in_words(detail)),
+    }
+}
+
+/// `message` without serde's trailing ` at line L column C`.
+fn strip_position(message: &str) -> &str {
+    match message.rfind(" at line ") {
+        Some(at) if message[at..].contains(" column ") => &message[..at],
+        _ => message,
+    }
+}
+
+/// A serde type error as an operator reads it: `invalid type: string
+/// "fast", expected u32` → `must be a whole number from 0 to 4294967295,
+/// not the text "fast"`.
+fn in_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((_, more)) = rest.split_once('`')
+    {
+        return format!("is not a field here{more}");
+    }
+    let detail = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "));
+    let Some((got, expected)) = detail.and_then(|detail| detail.rsplit_once(", expected ")) else {
+        return message.to_owned();
+    };
+    let expected = match expected {
+        "u8" => "a whole number from 0 to 255".to_owned(),
+        "u16" => "a whole number from 0 to 65535".to_owned(),
+        "u32" => "a whole number from 0 to 4294967295".to_owned(),
+        "u64" | "usize" => "a whole number, 0 or more".to_owned(),
+        "i32" | "i64" => "a whole number".to_owned(),
+        "a boolean" => "true or false".to_owned(),
+        "a string" => "text".to_owned(),
+        "a sequence" => "a list".to_owned(),
+        other => other.to_owned(),
+    };
+    let got = if let Some(text) = got.strip_prefix("string ") {
+        format!("the text {text}")
+    } else if let Some(number) = got
+        .strip_prefix("integer ")
+        .or_else(|| got.strip_prefix("floating point "))
+    {
+        number.trim_matches('`').to_string()
+    } else {
+        match got {
+            "map" => "an object".to_owned(),
+            "sequence" => "a list".to_owned(),
+            other => other.trim_matches('`').to_owned(),
+        }
+    };
+    format!("must be {expected}, not {got}")
 }
 
 /// Gives every error answer the JSON shape: the framework's own rejections

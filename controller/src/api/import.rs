@@ -148,8 +148,8 @@ fn parse_json(body: &[u8]) -> Result<Vec<DeviceInput>, ApiError> {
         .into_iter()
         .enumerate()
         .map(|(index, value)| {
-            serde_json::from_value(value)
-                .map_err(|error| ApiError::field(format!("devices[{index}]"), error.to_string()))
+            serde_path_to_error::deserialize(value)
+                .map_err(|error| ApiError::json_value(&error).within(index))
         })
         .collect()
 }

@@ -256,7 +256,9 @@ pub(super) fn grpc_error(error: StoreError) -> GrpcStatus {
             field,
             message,
         } => GrpcStatus::invalid_argument(format!("devices[{index}].{field}: {message}")),
-        StoreError::Conflict(message) => GrpcStatus::already_exists(message),
+        StoreError::Conflict { field, message } => {
+            GrpcStatus::already_exists(format!("{field}: {message}"))
+        }
         other => GrpcStatus::unavailable(format!("the status database is not answering: {other}")),
     }
 }

@@ -84,8 +84,13 @@ pub enum StoreError {
         message: String,
     },
     /// The write conflicts with existing data (e.g. a duplicate name).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    #[error("conflict: {message}")]
+    Conflict {
+        /// The input field that conflicts (`name`, `devices[3].name`).
+        field: String,
+        /// What it conflicts with.
+        message: String,
+    },
     /// SQLite failed.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
@@ -187,7 +192,9 @@ impl Store {
         if let Err(error) = &result
             && !matches!(
                 error,
-                StoreError::Invalid(_) | StoreError::InvalidEntry { .. } | StoreError::Conflict(_)
+                StoreError::Invalid(_)
+                    | StoreError::InvalidEntry { .. }
+                    | StoreError::Conflict { .. }
             )
         {
             self.failures.fetch_add(1, Ordering::Relaxed);
@@ -539,21 +546,26 @@ fn parse_stored<T: std::str::FromStr>(column: &str, text: &str) -> Result<T, Sto
 
 /// The conflict for an agent registered again for another site.
 fn agent_conflict(agent: &AgentRecord) -> StoreError {
-    StoreError::Conflict(format!(
-        "agent `{}` is already registered for site `{}`",
-        agent.id, agent.site
-    ))
+    StoreError::Conflict {
+        field: "site".into(),
+        message: format!(
+            "agent `{}` is already registered for site `{}`",
+            agent.id, agent.site
+        ),
+    }
 }
 
 /// The conflict message for a duplicate device name.
 fn duplicate_name(spec: &DeviceSpec) -> StoreError {
-    StoreError::Conflict(format!(
-        "a device named `{}` already exists in site `{}`",
-        spec.name, spec.site
-    ))
+    StoreError::Conflict {
+        field: "name".into(),
+        message: format!(
+            "a device named `{}` already exists in site `{}`",
+            spec.name, spec.site
+        ),
+    }
 }
 
-/// Positions a per-device error within a bulk import.
 /// Checks every entry of a bulk write; the first bad one is named by
 /// position.
 fn validate_entries(specs: &[DeviceSpec]) -> Result<(), StoreError> {
@@ -567,6 +579,7 @@ fn validate_entries(specs: &[DeviceSpec]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Positions a per-device error within a bulk import.
 fn entry_error(index: usize, error: StoreError) -> StoreError {
     match error {
         StoreError::Invalid(field) => StoreError::InvalidEntry {
@@ -574,12 +587,14 @@ fn entry_error(index: usize, error: StoreError) -> StoreError {
             field: field.field,
             message: field.message,
         },
-        StoreError::Conflict(message) => StoreError::Conflict(format!("entry {index}: {message}")),
+        StoreError::Conflict { field, message } => StoreError::Conflict {
+            field: format!("devices[{index}].{field}"),
+            message: format!("entry {index}: {message}"),
+        },
         other => other,
     }
 }
 
-/// The error for a parent that does not exist.
 /// Names a duplicate name or a missing parent of `spec` (a constraint
 /// either backend reports in its own words); passes anything else on.
 fn constraint_error(error: StoreError, spec: &DeviceSpec) -> StoreError {
@@ -604,6 +619,7 @@ fn constraint_error(error: StoreError, spec: &DeviceSpec) -> StoreError {
     }
 }
 
+/// The error for a parent that does not exist.
 fn missing_parent(spec: &DeviceSpec) -> StoreError {
     StoreError::Invalid(FieldError {
         field: "parent_id",

@@ -327,9 +327,10 @@ pub(super) async fn add_user(
         )
         .await?;
     if added == 0 {
-        return Err(StoreError::Conflict(format!(
-            "a user named `{name}` exists already"
-        )));
+        return Err(StoreError::Conflict {
+            field: "name".into(),
+            message: format!("a user named `{name}` exists already"),
+        });
     }
     let created = find_user(tx, name)
         .await?

@@ -78,10 +78,13 @@ fn listed_once(specs: &[DeviceSpec]) -> Result<HashSet<(&str, &str)>, StoreError
         if !seen.insert((spec.site.as_str(), spec.name.as_str())) {
             return Err(entry_error(
                 index,
-                StoreError::Conflict(format!(
-                    "device `{}` of site `{}` is listed twice",
-                    spec.name, spec.site
-                )),
+                StoreError::Conflict {
+                    field: "name".into(),
+                    message: format!(
+                        "device `{}` of site `{}` is listed twice",
+                        spec.name, spec.site
+                    ),
+                },
             ));
         }
     }
