@@ -1276,3 +1276,50 @@ async fn a_body_that_does_not_fit_names_its_field_in_words() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn an_import_names_every_bad_row_and_takes_semicolon_separated_csv() {
+    let (_dir, api) = api(None).await;
+    let csv = "name,address,site,interval_ms\n\
+               ok-1,198.18.5.1,branch-5,\n\
+               bad-1,198.18.5.300,branch-5,\n\
+               ok-2,198.18.5.2,branch-5,\n\
+               bad-2,198.18.5.3,branch-5,fast\n\
+               bad-3,::ffff:198.18.5.4,branch-5,\n";
+    let (status, error) = post_csv(&api, "", csv).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["errors_total"], 3, "{error}");
+    let named: Vec<(String, u64)> = error["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|entry| {
+            (
+                entry["field"].as_str().unwrap_or_default().to_owned(),
+                entry["line"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [
+            ("devices[1].address".to_owned(), 3),
+            ("devices[3]".to_owned(), 5),
+            ("devices[4].address".to_owned(), 6),
+        ],
+        "{error}"
+    );
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "all or nothing");
+
+    // European spreadsheets write semicolons; tags are then separated by commas.
+    let csv = "name;address;site;tags\natm-1;198.18.5.10;branch-5;atm, lobby\natm-2;198.18.5.11;branch-5;\n";
+    let (status, answer) = post_csv(&api, "", csv).await;
+    assert_eq!(
+        (status, answer["imported"].as_u64()),
+        (201, Some(2)),
+        "{answer}"
+    );
+    let (_, listed) = api.get("/api/v1/devices").await;
+    assert_eq!(listed[0]["tags"], json!(["atm", "lobby"]), "{listed}");
+}

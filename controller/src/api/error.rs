@@ -15,7 +15,13 @@ pub struct ApiError {
     field: Option<String>,
     /// The line of a CSV import the error is on.
     line: Option<u64>,
+    /// Every bad entry of an import (this error is the first), at most
+    /// [`MOST_ENTRY_ERRORS`], and how many there were.
+    entries: Option<(Vec<ApiError>, usize)>,
 }
+
+/// The bad entries of an import listed in one answer, at most.
+pub const MOST_ENTRY_ERRORS: usize = 50;
 
 impl ApiError {
     /// 400 naming the offending field.
@@ -33,7 +39,30 @@ impl ApiError {
             message: message.into(),
             field: None,
             line: None,
+            entries: None,
         }
+    }
+
+    /// One answer for every bad entry of an import: the first as the
+    /// error, all of them (at most [`MOST_ENTRY_ERRORS`]) listed under
+    /// `errors`, their number under `errors_total`. `None` if there are
+    /// none.
+    pub fn entries(mut errors: Vec<ApiError>) -> Option<Self> {
+        let total = errors.len();
+        errors.truncate(MOST_ENTRY_ERRORS);
+        let first = errors.first()?;
+        let mut answer = Self {
+            status: first.status,
+            message: first.message.clone(),
+            field: first.field.clone(),
+            line: first.line,
+            entries: None,
+        };
+        if total > 1 {
+            answer.message = format!("{} (and {} more bad entries)", answer.message, total - 1);
+            answer.entries = Some((errors, total));
+        }
+        Some(answer)
     }
 
     /// The same error, on `line` of a CSV import (counting the header as
@@ -122,10 +151,8 @@ impl From<StoreError> for ApiError {
                 message,
             } => Self::field(format!("devices[{index}].{field}"), message),
             StoreError::Conflict { field, message } => Self {
-                status: StatusCode::CONFLICT,
-                message,
                 field: Some(field),
-                line: None,
+                ..Self::plain(StatusCode::CONFLICT, message)
             },
             other => Self::unavailable(format!("the status database is not answering: {other}")),
         }
@@ -234,10 +261,8 @@ pub async fn errors_as_json(
     };
     let field = rejected_parameter(&text);
     ApiError {
-        status,
-        message,
         field,
-        line: None,
+        ..ApiError::plain(status, message)
     }
     .into_response()
 }
@@ -257,13 +282,25 @@ fn rejected_parameter(text: &str) -> Option<String> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let status = self.status;
+        (status, Json(self.json())).into_response()
+    }
+}
+
+impl ApiError {
+    /// The error as its JSON body.
+    fn json(self) -> serde_json::Value {
         let mut body = serde_json::json!({ "error": self.message });
+        if let Some((entries, total)) = self.entries {
+            body["errors"] = entries.into_iter().map(ApiError::json).collect();
+            body["errors_total"] = total.into();
+        }
         if let Some(field) = self.field {
             body["field"] = field.into();
         }
         if let Some(line) = self.line {
             body["line"] = line.into();
         }
-        (self.status, Json(body)).into_response()
+        body
     }
 }

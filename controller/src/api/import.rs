@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::devices::DeviceInput;
 use super::{ApiError, Caller, now_ms};
 use crate::services::Inventory;
-use crate::store::{DeviceSpec, SyncDiff, SyncMode, SyncedDevice};
+use crate::store::{SyncDiff, SyncMode, SyncedDevice};
 
 /// Largest import accepted at once.
 const MAX_DEVICES: usize = 100_000;
@@ -99,30 +99,48 @@ pub async fn import(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/csv"));
-    let (inputs, lines) = if csv {
-        let rows = parse_csv(&body)?;
-        let lines = rows.iter().map(|(_, line)| *line).collect();
-        (rows.into_iter().map(|(input, _)| input).collect(), lines)
+    let (inputs, lines, mut errors) = if csv {
+        let (rows, errors) = parse_csv(&body)?;
+        let lines = rows
+            .iter()
+            .map(|(index, _, line)| (*index, *line))
+            .collect();
+        let inputs = rows
+            .into_iter()
+            .map(|(index, input, _)| (index, input))
+            .collect();
+        (inputs, lines, errors)
     } else {
-        (parse_json(&body)?, Vec::new())
+        let (inputs, errors) = parse_json(&body)?;
+        (inputs, std::collections::HashMap::new(), errors)
     };
     // A CSV entry's error also names its line.
-    let located = |error: ApiError| match error.entry().and_then(|index| lines.get(index)) {
+    let located = |error: ApiError| match error.entry().and_then(|index| lines.get(&index)) {
         Some(&line) => error.at_line(line),
         None => error,
     };
-    if inputs.len() > MAX_DEVICES {
+    if inputs.len() + errors.len() > MAX_DEVICES {
         return Err(ApiError::field(
             "devices",
             format!("at most {MAX_DEVICES} devices per import"),
         ));
     }
-    let specs = inputs
-        .into_iter()
-        .enumerate()
-        .map(|(index, input)| input.into_spec().map_err(|error| error.within(index)))
-        .collect::<Result<Vec<DeviceSpec>, ApiError>>()
-        .map_err(located)?;
+    // Every bad entry is named, not only the first.
+    let mut specs = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs {
+        match input.into_spec().and_then(|spec| {
+            spec.validate()
+                .map_err(|error| ApiError::field(error.field, error.message))?;
+            Ok(spec)
+        }) {
+            Ok(spec) => specs.push(spec),
+            Err(error) => errors.push(located(error.within(index))),
+        }
+    }
+    errors.sort_by_key(|error| error.entry());
+    if let Some(error) = ApiError::entries(errors) {
+        return Err(error);
+    }
     if let Some(mode) = sync {
         let diff = inventory
             .sync_devices(&specs, mode, &actor, now_ms())
@@ -140,18 +158,21 @@ pub async fn import(
     ))
 }
 
-fn parse_json(body: &[u8]) -> Result<Vec<DeviceInput>, ApiError> {
+/// The entries of a JSON array, each with its position, and the entries
+/// that are not devices.
+fn parse_json(body: &[u8]) -> Result<(Vec<(usize, DeviceInput)>, Vec<ApiError>), ApiError> {
     let values: Vec<Value> = serde_json::from_slice(body).map_err(|error| {
         ApiError::field("body", format!("expected a JSON array of devices: {error}"))
     })?;
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(index, value)| {
-            serde_path_to_error::deserialize(value)
-                .map_err(|error| ApiError::json_value(&error).within(index))
-        })
-        .collect()
+    let mut inputs = Vec::with_capacity(values.len());
+    let mut errors = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        match serde_path_to_error::deserialize(value) {
+            Ok(input) => inputs.push((index, input)),
+            Err(error) => errors.push(ApiError::json_value(&error).within(index)),
+        }
+    }
+    Ok((inputs, errors))
 }
 
 /// One CSV row; empty cells take defaults.
@@ -171,53 +192,75 @@ struct CsvRow {
     severity: Option<String>,
 }
 
-/// The CSV's rows, each with its line (the header is line 1).
-fn parse_csv(body: &[u8]) -> Result<Vec<(DeviceInput, u64)>, ApiError> {
+/// The CSV's rows, each with its position and line (the header is line
+/// 1), and the rows that could not be read. Comma- or semicolon-separated
+/// (as European spreadsheets write it): the header line says which; tags
+/// within a cell are separated by whichever of `;` and `,` the file does
+/// not use.
+#[allow(
+    clippy::type_complexity,
+    reason = "rows and errors, each typed where it is built"
+)]
+fn parse_csv(body: &[u8]) -> Result<(Vec<(usize, DeviceInput, u64)>, Vec<ApiError>), ApiError> {
+    let header = body.split(|byte| *byte == b'\n').next().unwrap_or_default();
+    let semicolons = header.contains(&b';') && !header.contains(&b',');
+    let (delimiter, tag_separator) = if semicolons { (b';', ',') } else { (b',', ';') };
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
+        .delimiter(delimiter)
         .from_reader(body);
     let headers = reader
         .headers()
         .map_err(|error| ApiError::field("devices", format!("CSV header: {error}")))?
         .clone();
-    reader
-        .records()
-        .enumerate()
-        .map(|(index, record)| {
-            let fail = |error: csv::Error| {
-                let line = error
-                    .position()
-                    .map_or(index as u64 + 2, csv::Position::line);
-                ApiError::field(format!("devices[{index}]"), format!("CSV: {error}")).at_line(line)
-            };
-            let record = record.map_err(fail)?;
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for (index, record) in reader.records().enumerate() {
+        let fail = |error: csv::Error| {
+            let line = error
+                .position()
+                .map_or(index as u64 + 2, csv::Position::line);
+            ApiError::field(format!("devices[{index}]"), format!("CSV: {error}")).at_line(line)
+        };
+        let read = record.map_err(fail).and_then(|record| {
             let line = record
                 .position()
                 .map_or(index as u64 + 2, csv::Position::line);
             let row: CsvRow = record.deserialize(Some(&headers)).map_err(fail)?;
-            let input = DeviceInput {
-                name: row.name,
-                address: row.address,
-                site: row.site,
-                parent_id: row.parent_id,
-                interval_ms: row.interval_ms,
-                timeout_ms: row.timeout_ms,
-                down_after: row.down_after,
-                up_after: row.up_after,
-                tags: row
-                    .tags
-                    .map(|tags| {
-                        tags.split(';')
-                            .map(str::trim)
-                            .filter(|t| !t.is_empty())
-                            .map(String::from)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                enabled: row.enabled,
-                severity: row.severity.filter(|severity| !severity.is_empty()),
-            };
-            Ok((input, line))
-        })
-        .collect()
+            Ok((row.into_input(tag_separator), line))
+        });
+        match read {
+            Ok((input, line)) => rows.push((index, input, line)),
+            Err(error) => errors.push(error),
+        }
+    }
+    Ok((rows, errors))
+}
+
+impl CsvRow {
+    /// The row as a device's input, its tags split at `tag_separator`.
+    fn into_input(self, tag_separator: char) -> DeviceInput {
+        DeviceInput {
+            name: self.name,
+            address: self.address,
+            site: self.site,
+            parent_id: self.parent_id,
+            interval_ms: self.interval_ms,
+            timeout_ms: self.timeout_ms,
+            down_after: self.down_after,
+            up_after: self.up_after,
+            tags: self
+                .tags
+                .map(|tags| {
+                    tags.split(tag_separator)
+                        .map(str::trim)
+                        .filter(|t| !t.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            enabled: self.enabled,
+            severity: self.severity.filter(|severity| !severity.is_empty()),
+        }
+    }
 }
