@@ -100,19 +100,19 @@ pub async fn import(
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.starts_with("text/csv"));
     let (inputs, lines, mut errors) = if csv {
-        let (rows, errors) = parse_csv(&body)?;
-        let lines = rows
+        let Parsed { entries, errors } = parse_csv(&body)?;
+        let lines = entries
             .iter()
             .map(|(index, _, line)| (*index, *line))
             .collect();
-        let inputs = rows
+        let inputs = entries
             .into_iter()
             .map(|(index, input, _)| (index, input))
             .collect();
         (inputs, lines, errors)
     } else {
-        let (inputs, errors) = parse_json(&body)?;
-        (inputs, std::collections::HashMap::new(), errors)
+        let Parsed { entries, errors } = parse_json(&body)?;
+        (entries, std::collections::HashMap::new(), errors)
     };
     // A CSV entry's error also names its line.
     let located = |error: ApiError| match error.entry().and_then(|index| lines.get(&index)) {
@@ -158,9 +158,16 @@ pub async fn import(
     ))
 }
 
+/// What a body's entries were read as: the good ones, and an error for
+/// each bad one.
+struct Parsed<T> {
+    entries: Vec<T>,
+    errors: Vec<ApiError>,
+}
+
 /// The entries of a JSON array, each with its position, and the entries
 /// that are not devices.
-fn parse_json(body: &[u8]) -> Result<(Vec<(usize, DeviceInput)>, Vec<ApiError>), ApiError> {
+fn parse_json(body: &[u8]) -> Result<Parsed<(usize, DeviceInput)>, ApiError> {
     let values: Vec<Value> = serde_json::from_slice(body).map_err(|error| {
         ApiError::field("body", format!("expected a JSON array of devices: {error}"))
     })?;
@@ -172,7 +179,10 @@ fn parse_json(body: &[u8]) -> Result<(Vec<(usize, DeviceInput)>, Vec<ApiError>),
             Err(error) => errors.push(ApiError::json_value(&error).within(index)),
         }
     }
-    Ok((inputs, errors))
+    Ok(Parsed {
+        entries: inputs,
+        errors,
+    })
 }
 
 /// One CSV row; empty cells take defaults.
@@ -197,11 +207,7 @@ struct CsvRow {
 /// (as European spreadsheets write it): the header line says which; tags
 /// within a cell are separated by whichever of `;` and `,` the file does
 /// not use.
-#[allow(
-    clippy::type_complexity,
-    reason = "rows and errors, each typed where it is built"
-)]
-fn parse_csv(body: &[u8]) -> Result<(Vec<(usize, DeviceInput, u64)>, Vec<ApiError>), ApiError> {
+fn parse_csv(body: &[u8]) -> Result<Parsed<(usize, DeviceInput, u64)>, ApiError> {
     let header = body.split(|byte| *byte == b'\n').next().unwrap_or_default();
     let semicolons = header.contains(&b';') && !header.contains(&b',');
     let (delimiter, tag_separator) = if semicolons { (b';', ',') } else { (b',', ';') };
@@ -234,7 +240,10 @@ fn parse_csv(body: &[u8]) -> Result<(Vec<(usize, DeviceInput, u64)>, Vec<ApiErro
             Err(error) => errors.push(error),
         }
     }
-    Ok((rows, errors))
+    Ok(Parsed {
+        entries: rows,
+        errors,
+    })
 }
 
 impl CsvRow {
