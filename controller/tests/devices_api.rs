@@ -1323,3 +1323,71 @@ async fn an_import_names_every_bad_row_and_takes_semicolon_separated_csv() {
     let (_, listed) = api.get("/api/v1/devices").await;
     assert_eq!(listed[0]["tags"], json!(["atm", "lobby"]), "{listed}");
 }
+
+#[tokio::test]
+async fn what_was_accepted_but_may_not_work_is_said_and_what_cannot_is_refused() {
+    let (_dir, controller, api) = served().await;
+    // No agent for the site: accepted, and said.
+    let (status, first) = api
+        .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let warnings = first["warnings"].to_string();
+    assert!(warnings.contains("site `branch-9` has no agent"), "{first}");
+    let actor = ward_controller::store::Actor::console();
+    controller
+        .core
+        .store
+        .register_agent("a9", "branch-9", &actor, 0)
+        .await
+        .expect("agent");
+    // The same address twice in a site: accepted, and said.
+    let (status, second) = api
+        .post("/api/v1/devices", device("atm-1b", "198.18.1.1"))
+        .await;
+    assert_eq!(status, 201, "{second}");
+    let warnings = second["warnings"].to_string();
+    assert!(
+        warnings.contains("device `atm-1`") && warnings.contains("same address"),
+        "{second}"
+    );
+    assert!(!warnings.contains("no agent"), "{second}");
+    let (status, third) = api
+        .post("/api/v1/devices", device("atm-2", "198.18.1.2"))
+        .await;
+    assert_eq!(status, 201);
+    assert!(third.get("warnings").is_none(), "nothing to say: {third}");
+
+    // A tag past 200 characters is refused by name.
+    let long = json!({"name": "x", "address": "198.18.1.9", "site": "branch-9", "tags": ["t".repeat(5000)]});
+    let (status, error) = api.post("/api/v1/devices", long).await;
+    assert_eq!(
+        (status, error["field"].as_str()),
+        (400, Some("tags")),
+        "{error}"
+    );
+
+    // A maintenance window for a device or a site that does not exist.
+    let at = ward_controller::time::rfc3339;
+    let now = ward_controller::time::now_ms();
+    for (subject, field) in [
+        (json!({"devices": [99_999]}), "devices"),
+        (json!({"sites": ["branch-404"]}), "sites"),
+    ] {
+        let mut window = json!({
+            "name": "closed", "starts_at": at(now), "ends_at": at(now + 3_600_000),
+            "time_zone": "UTC",
+        });
+        for (key, value) in subject.as_object().expect("subject") {
+            window[key] = value.clone();
+        }
+        let (status, error) = api.post("/api/v1/maintenance", window).await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (400, Some(field)),
+            "{error}"
+        );
+    }
+    let (_, windows) = api.get("/api/v1/maintenance").await;
+    assert_eq!(windows.as_array().map(Vec::len), Some(0), "{windows}");
+}

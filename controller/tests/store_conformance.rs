@@ -2036,6 +2036,11 @@ async fn maintenance_windows_round_trip_and_every_change_is_audited(store: &Stor
     use ward_controller::store::{AuditFilter, MaintenanceSpec};
     use ward_domain::maintenance::{Day, Every};
     let console = ward_controller::store::Actor::console();
+    // A window names devices and sites that exist.
+    let atm = store
+        .create_device(&spec("atm-7", "198.18.1.7"), &console, 1_000)
+        .await
+        .expect("device");
     let spec = MaintenanceSpec {
         name: "ATM service".into(),
         starts_at_ms: 1_796_018_400_000,
@@ -2045,7 +2050,7 @@ async fn maintenance_windows_round_trip_and_every_change_is_audited(store: &Stor
             days: vec![Day::Mon, Day::Thu],
         }),
         until_ms: Some(1_800_000_000_000),
-        devices: vec![7],
+        devices: vec![atm.id],
         sites: vec!["branch-0421".into()],
         tags: vec!["atm".into()],
         comment: "call +995".into(),

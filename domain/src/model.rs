@@ -199,6 +199,16 @@ impl DeviceSpec {
         if self.site.trim().is_empty() || self.site.len() > 200 {
             return error("site", "must be 1 to 200 characters");
         }
+        if self.tags.len() > 50 {
+            return error("tags", "at most 50 tags");
+        }
+        if self
+            .tags
+            .iter()
+            .any(|tag| tag.trim().is_empty() || tag.len() > 200)
+        {
+            return error("tags", "each tag must be 1 to 200 characters");
+        }
         if !(10..=3_600_000).contains(&self.interval_ms) {
             return error("interval_ms", "must be between 10 and 3600000");
         }

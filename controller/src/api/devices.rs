@@ -224,10 +224,12 @@ pub async fn create(
     let device = inventory
         .create_device(&input.into_spec()?, &actor, now_ms())
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(device_json(&device, &maintenance.open_windows())),
-    ))
+    let mut shown = device_json(&device, &maintenance.open_windows());
+    let warnings = inventory.warnings(&device).await?;
+    if !warnings.is_empty() {
+        shown["warnings"] = json!(warnings);
+    }
+    Ok((StatusCode::CREATED, Json(shown)))
 }
 
 /// `GET /api/v1/summary`.

@@ -79,6 +79,33 @@ impl Inventory {
         .await
     }
 
+    /// What an operator should know about `device` as written, though it
+    /// was accepted: another device of its site with the same address,
+    /// or no agent for its site (it stays `unknown` until one registers).
+    pub async fn warnings(&self, device: &Device) -> Result<Vec<String>, StoreError> {
+        let mut warnings = Vec::new();
+        if device.agent.is_none() {
+            warnings.push(format!(
+                "site `{}` has no agent: the device stays unknown until one registers \
+                 (ward-controller agents add ID {})",
+                device.spec.site, device.spec.site
+            ));
+        }
+        let devices = self.core.devices().await?;
+        for twin in devices.iter().filter(|other| {
+            other.id != device.id
+                && other.spec.site == device.spec.site
+                && other.spec.address == device.spec.address
+        }) {
+            warnings.push(format!(
+                "device `{}` (id {}) of this site has the same address {}: both are probed and \
+                 alert apart (a second address of one device, or a mistake?)",
+                twin.spec.name, twin.id, device.spec.address
+            ));
+        }
+        Ok(warnings)
+    }
+
     /// Replaces a device's configuration through the rules (see
     /// [`Store::update_device`]); `None` if it does not exist.
     pub async fn update_device(

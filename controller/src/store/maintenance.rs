@@ -89,6 +89,36 @@ impl Stored {
     }
 }
 
+/// Refuses a window naming a device or a site that does not exist.
+async fn subjects_exist<T: Query>(tx: &T, spec: &MaintenanceSpec) -> Result<(), StoreError> {
+    let invalid = |field, message| StoreError::Invalid(super::FieldError { field, message });
+    if !spec.devices.is_empty() {
+        let statement = format!("SELECT id FROM devices WHERE {}", T::ID_IN_LIST);
+        let found = tx
+            .rows(&statement, &[Arg::Ids(&spec.devices)], |row| row.int(0))
+            .await?;
+        if let Some(missing) = spec.devices.iter().find(|id| !found.contains(id)) {
+            return Err(invalid("devices", format!("no device with id {missing}")));
+        }
+    }
+    for site in &spec.sites {
+        let known = tx
+            .rows(
+                "SELECT 1 FROM sites WHERE name = $1",
+                &[Arg::Text(site)],
+                |_| Ok(()),
+            )
+            .await?;
+        if known.is_empty() {
+            return Err(invalid(
+                "sites",
+                format!("no site named `{site}` (a site exists once a device is in it)"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Creates a window; audited.
 pub(super) async fn create<T: WriteTx>(
     tx: &T,
@@ -96,6 +126,7 @@ pub(super) async fn create<T: WriteTx>(
     actor: &Actor,
     now_ms: i64,
 ) -> Result<MaintenanceWindow, StoreError> {
+    subjects_exist(tx, spec).await?;
     let stored = Stored::of(spec);
     let mut args = stored.args(spec).to_vec();
     args.extend([Arg::Text(&actor.principal), Arg::Int(now_ms)]);
@@ -137,6 +168,9 @@ pub(super) async fn change<T: WriteTx>(
     let Some(before) = windows(tx, Some(id)).await?.pop() else {
         return Ok(None);
     };
+    if let Some(spec) = spec {
+        subjects_exist(tx, spec).await?;
+    }
     let after = match spec {
         Some(spec) => {
             let stored = Stored::of(spec);
