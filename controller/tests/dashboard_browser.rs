@@ -428,6 +428,21 @@ async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() 
                 Duration::from_secs(10),
             )
             .expect("the page says it acknowledged");
+        // Who, as a person reads it; when, in ISO order with its zone.
+        let said = browser
+            .evaluate("document.getElementById('detail-said').textContent")
+            .expect("said");
+        assert!(
+            said.as_str()
+                .is_some_and(|text| text.ends_with(" as olga.")),
+            "{said}"
+        );
+        browser
+            .wait_until(
+                "/by olga at \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}:\\d{2} UTC/.test(document.getElementById('detail-facts').textContent)",
+                Duration::from_secs(10),
+            )
+            .expect("the acknowledgement's time in ISO order, its zone stated");
         browser
             .evaluate(
                 "const forms = document.querySelectorAll('#detail .actions form'); \

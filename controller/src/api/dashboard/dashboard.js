@@ -66,7 +66,22 @@ function relative(iso) {
   return parts.join(" ");
 }
 
-const absolute = (iso) => (iso ? new Date(iso).toLocaleString([], { hour12: false }) : "");
+// A time as `2026-12-06 09:41:30 UTC+04:00`: ISO order, this browser's
+// zone, stated (`UTC` when it is UTC).
+function absolute(iso) {
+  if (!iso) return "";
+  const at = new Date(iso);
+  const two = (n) => String(n).padStart(2, "0");
+  const offset = -at.getTimezoneOffset();
+  const zone = offset === 0 ? "UTC"
+    : `UTC${offset > 0 ? "+" : "-"}${two(Math.floor(Math.abs(offset) / 60))}:${two(Math.abs(offset) % 60)}`;
+  return `${at.getFullYear()}-${two(at.getMonth() + 1)}-${two(at.getDate())} `
+    + `${two(at.getHours())}:${two(at.getMinutes())}:${two(at.getSeconds())} ${zone}`;
+}
+
+// Who did something, as a person reads it: `user olga (dashboard session)`
+// → `olga`; agents and the console as they are.
+const who = (principal) => principal.replace(/^user (.+) \((?:token \d+|dashboard session)\)$/, "$1");
 
 function since(device) {
   return device.down_since || device.last_change;
@@ -183,7 +198,7 @@ function alertNote(device) {
   const alert = state.alerts.get(device.id);
   if (alert) {
     notes.push(`alert #${alert.id} since ${new Date(alert.opened_at).toLocaleTimeString([], { hour12: false })}`);
-    if (alert.acknowledged) notes.push(`✔ ${alert.acknowledged.by.replace(/^user /, "")}: ${alert.acknowledged.comment}`);
+    if (alert.acknowledged) notes.push(`✔ ${who(alert.acknowledged.by)}: ${alert.acknowledged.comment}`);
   }
   if (device.flapping) notes.push("⇅ flapping");
   if (device.in_maintenance) notes.push("⏸ in maintenance");
@@ -464,6 +479,6 @@ document.getElementById("login-open").addEventListener("click", () => showLogin(
 document.getElementById("logout").addEventListener("click", () => logOut().catch(failed));
 useDashboard({
   state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed, schedule,
+  refreshAlerts, failed, schedule, who,
 });
 start().catch(failed);

@@ -7,12 +7,12 @@
 // What this module uses of the dashboard, handed over by `useDashboard`
 // (dashboard.js imports this module, never the other way round).
 let state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed, schedule;
+  refreshAlerts, failed, schedule, who;
 
 export function useDashboard(dashboard) {
   ({
     state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-    refreshAlerts, failed, schedule,
+    refreshAlerts, failed, schedule, who,
   } = dashboard);
 }
 
@@ -101,7 +101,7 @@ async function drawFacts() {
       ...row("maintenance", device.in_maintenance ? `window ${device.maintenance.join(", ")} open` : "none open"),
       ...row("alert", alert ? `#${alert.id} open since ${absolute(alert.opened_at)}` : "none open"),
       ...row("acknowledged", alert && alert.acknowledged
-        ? `by ${alert.acknowledged.by} at ${absolute(alert.acknowledged.at)}: ${alert.acknowledged.comment}` : "no")),
+        ? `by ${who(alert.acknowledged.by)} at ${absolute(alert.acknowledged.at)}: ${alert.acknowledged.comment}` : "no")),
     actions(device, alert));
 }
 
@@ -116,7 +116,7 @@ function actions(device, alert) {
     box.append(el("form", { onsubmit: (event) => {
       event.preventDefault();
       send("POST", `/api/v1/alerts/${alert.id}/ack`, { comment: comment.value })
-        .then((acked) => { done(`Acknowledged alert #${acked.id} as ${acked.acknowledged.by}.`); return refreshAlerts(); })
+        .then((acked) => { done(`Acknowledged alert #${acked.id} as ${who(acked.acknowledged.by)}.`); return refreshAlerts(); })
         .then(() => drawFacts())
         .catch((error) => done(`Not acknowledged: ${error.message}`));
     } }, comment, el("button", { type: "submit", text: "Acknowledge" })));
@@ -235,7 +235,7 @@ async function drawAvailability(id) {
     const row = report.rows && report.rows[0];
     if (!line) return;
     line.textContent = row && row.availability !== null
-      ? `Availability over the range: ${(row.availability * 100).toFixed(3)} % (${row.outages} outages)`
+      ? `Availability over the range: ${(row.availability * 100).toFixed(3)} % (${row.outages} ${row.outages === 1 ? "outage" : "outages"})`
       : "Availability over the range: no time probed";
   } catch (error) {
     if (line) line.textContent = `Availability: ${error.message}`;
