@@ -128,13 +128,29 @@ fn role_word(access: Access) -> String {
     }
 }
 
+/// The table under `header` in `text` lists exactly `declared` (what,
+/// role); on a difference, says what it should read.
+fn assert_listed(text: &str, header: &str, mut declared: Vec<(String, String)>, which: &str) {
+    let mut documented = table(text, header);
+    declared.sort();
+    documented.sort();
+    let rows: String = declared
+        .iter()
+        .map(|(what, role)| format!("| `{what}` | {role} |\n"))
+        .collect();
+    assert_eq!(
+        documented, declared,
+        "SECURITY.md's {which} table should read:\n{rows}"
+    );
+}
+
 /// docs/SECURITY.md lists every REST route and gRPC method with what it
 /// requires, exactly as the code declares them (the tables are the source).
 #[test]
 fn the_security_document_lists_every_route_and_method_as_declared() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SECURITY.md"))
         .expect("docs/SECURITY.md");
-    let mut declared: Vec<(String, String)> = ward_controller::api::routes(Access::Open)
+    let declared: Vec<(String, String)> = ward_controller::api::routes(Access::Open)
         .declared()
         .iter()
         .map(|route| {
@@ -144,31 +160,10 @@ fn the_security_document_lists_every_route_and_method_as_declared() {
             )
         })
         .collect();
-    let mut documented = table(&text, "| route | requires |");
-    declared.sort();
-    documented.sort();
-    let rows: String = declared
-        .iter()
-        .map(|(route, role)| format!("| `{route}` | {role} |\n"))
-        .collect();
-    assert_eq!(
-        documented, declared,
-        "SECURITY.md's REST table should read:\n{rows}"
-    );
-
-    let mut methods: Vec<(String, String)> = ward_controller::grpc::INVENTORY_ACCESS
+    assert_listed(&text, "| route | requires |", declared, "REST");
+    let methods: Vec<(String, String)> = ward_controller::grpc::INVENTORY_ACCESS
         .iter()
         .map(|(method, access)| ((*method).to_owned(), role_word(*access)))
         .collect();
-    let mut documented = table(&text, "| method | requires |");
-    methods.sort();
-    documented.sort();
-    let rows: String = methods
-        .iter()
-        .map(|(method, role)| format!("| `{method}` | {role} |\n"))
-        .collect();
-    assert_eq!(
-        documented, methods,
-        "SECURITY.md's gRPC table should read:\n{rows}"
-    );
+    assert_listed(&text, "| method | requires |", methods, "gRPC");
 }
