@@ -134,9 +134,25 @@ impl Process {
     }
 }
 
+/// How many lines of a process's log a failing test shows.
+const LOG_TAIL_ON_FAILURE: usize = 40;
+
 impl Drop for Process {
     fn drop(&mut self) {
         self.stop_with(Signal::SIGTERM);
+        if std::thread::panicking() {
+            // The test failed: what the process said is the first clue.
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL_ON_FAILURE)..];
+            eprintln!(
+                "--- {} ({}), last {} lines of its log ---\n{}",
+                self.name,
+                self.log.display(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
     }
 }
 

@@ -119,6 +119,48 @@ fn namespaces_are_removed_on_drop() {
     assert!(!namespace_exists(&site), "{site} left behind");
 }
 
+fn host_link_exists(name: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", name])
+        .output()
+        .expect("ip link show")
+        .status
+        .success()
+}
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip");
+    assert!(status.success(), "ip {args:?}");
+}
+
+/// A lab whose process was killed keeps its host link's address, which a
+/// later lab of the same number gets too: the next process's first lab
+/// removes it (a dead process's lab only; a live one's stays).
+#[test]
+fn a_lab_left_by_a_killed_process_is_removed_and_a_live_one_is_not() {
+    // Started first: this process's own look for stale labs is over.
+    let live = Lab::start(&SiteConfig::default()).expect("a live lab");
+    let mut child = Command::new("true").spawn().expect("spawn true");
+    let dead = child.id();
+    child.wait().expect("wait");
+    let namespace = format!("ward-test-{dead}-0-client");
+    let link = format!("wh{}-0", dead % 100_000);
+    ip(&["netns", "add", &namespace]);
+    ip(&[
+        "-n", &namespace, "link", "add", "wx0", "type", "veth", "peer", "name", &link, "netns", "1",
+    ]);
+    ip(&["addr", "add", "198.19.255.253/30", "dev", &link]);
+
+    ward_testkit::lab::remove_stale_labs();
+
+    assert!(!namespace_exists(&namespace), "{namespace} left behind");
+    assert!(!host_link_exists(&link), "{link} left behind");
+    assert!(
+        namespace_exists(live.client_namespace()),
+        "a live lab removed"
+    );
+}
+
 /// `fping -C count` RTTs in milliseconds for one host (None = lost).
 fn rtts(lab: &Lab, host: &str, count: u32) -> Vec<Option<f64>> {
     let output = lab

@@ -15,6 +15,9 @@
 
 mod cidr;
 mod impair;
+mod stale;
+
+pub use stale::remove_stale_labs;
 
 pub use cidr::Cidr;
 
@@ -50,6 +53,9 @@ const LAB_V4: &str = "198.18.0.0/15";
 const LAB_V6: &str = "2001:2::/48";
 
 static NEXT_LAB: AtomicU32 = AtomicU32::new(0);
+
+/// Stale labs are looked for once per process, before its first lab.
+static STALE_LABS_REMOVED: std::sync::Once = std::sync::Once::new();
 
 /// Namespaces of every live lab, for [`remove_labs_on_signal`].
 static LIVE_NAMESPACES: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -154,6 +160,7 @@ impl Lab {
         for range in ranges {
             range.require_in_lab()?;
         }
+        STALE_LABS_REMOVED.call_once(stale::remove_stale_labs);
         let id = NEXT_LAB.fetch_add(1, Ordering::Relaxed);
         let base = format!("{RESOURCE_PREFIX}{}-{id}", std::process::id());
         let mut lab = Self {
