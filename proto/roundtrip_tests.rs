@@ -22,6 +22,7 @@ fn target(device_id: u64, address: &str) -> ProbeTarget {
         timeout_ms: 500,
         down_after: 3,
         up_after: 2,
+        known_state: DeviceState::Up as i32,
     }
 }
 

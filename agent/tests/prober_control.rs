@@ -52,6 +52,7 @@ fn targets_come_and_go_while_the_prober_runs() {
             .control(Control::Upsert {
                 id,
                 spec: spec(address),
+                known: Status::Unknown,
             })
             .expect("control queue");
     }

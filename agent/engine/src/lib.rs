@@ -272,8 +272,21 @@ impl Engine {
         }
     }
 
-    /// Starts probing a target; returns its slot.
+    /// Starts probing a target, undecided; returns its slot.
     pub fn add_target(&mut self, spec: TargetSpec, id: u64, now: Nanos) -> Result<u32, SpecError> {
+        self.add_known_target(spec, id, Status::Unknown, now)
+    }
+
+    /// Starts probing a target whose status is `known` already (`Up` or
+    /// `Down`, as its previous prober left it; anything else starts
+    /// undecided): no transition is reported until it changes from there.
+    pub fn add_known_target(
+        &mut self,
+        spec: TargetSpec,
+        id: u64,
+        known: Status,
+        now: Nanos,
+    ) -> Result<u32, SpecError> {
         if let Some(problem) = unprobeable(spec.address) {
             return Err(SpecError::Address {
                 address: spec.address,
@@ -316,6 +329,9 @@ impl Engine {
                 index
             }
         };
+        if matches!(known, Status::Up | Status::Down) {
+            self.targets[index as usize].status = known;
+        }
         self.live_targets += 1;
         self.samples.reset(index, interval_ms);
         let first = match self.config.start {

@@ -203,6 +203,70 @@ fn a_down_host_is_up_after_exactly_up_after_replies() {
     assert_eq!(up.last_rtt_us, Some(2000));
 }
 
+/// A target handed over as UP (another agent of its group probed it) is
+/// not reported UP again; one handed over as DOWN stays down until
+/// `up_after` replies; a dead one handed over as UP is DOWN as fast as an
+/// undecided one would be.
+#[test]
+fn a_target_handed_over_starts_from_what_its_previous_prober_knew() {
+    let mut sim = Sim::new(config(Start::Immediately));
+    let add_known = |sim: &mut Sim, address: &str, host: Host, known: Status| {
+        let address: IpAddr = address.parse().expect("address");
+        sim.hosts.insert(address, host);
+        let id = u64::try_from(sim.hosts.len()).expect("small");
+        sim.engine
+            .add_known_target(TargetSpec::with_defaults(address), id, known, sim.now)
+            .expect("valid spec")
+    };
+    let live = add_known(
+        &mut sim,
+        "198.18.1.1",
+        Host::Answers { rtt: MS },
+        Status::Up,
+    );
+    let back = add_known(
+        &mut sim,
+        "198.18.1.2",
+        Host::Answers { rtt: MS },
+        Status::Down,
+    );
+    let dead = add_known(&mut sim, "198.18.1.3", Host::Silent, Status::Up);
+    let fresh = sim.add("198.18.1.4", Host::Silent);
+    sim.run_until(5 * S);
+
+    assert_eq!(sim.engine.status(live), Some(Status::Up));
+    let of = |sim: &Sim, index: u32| -> Vec<(Status, Status, Nanos)> {
+        let id = u64::from(index) + 1;
+        sim.transitions
+            .iter()
+            .filter(|t| t.id == id)
+            .map(|t| (t.previous, t.status, t.probed_at))
+            .collect()
+    };
+    assert!(of(&sim, live).is_empty(), "{:?}", of(&sim, live));
+    let came_back = of(&sim, back);
+    assert_eq!(
+        came_back.iter().map(|t| (t.0, t.1)).collect::<Vec<_>>(),
+        [(Status::Down, Status::Up)]
+    );
+    let replies_until_up = sim
+        .sent
+        .iter()
+        .filter(|(at, to)| *to == "198.18.1.2".parse::<IpAddr>().unwrap() && *at <= came_back[0].2)
+        .count();
+    assert_eq!(replies_until_up, 2, "up_after replies, not the first one");
+    let went_down = of(&sim, dead);
+    let fresh_down = of(&sim, fresh);
+    assert_eq!(
+        went_down.iter().map(|t| (t.0, t.1)).collect::<Vec<_>>(),
+        [(Status::Up, Status::Down)]
+    );
+    assert_eq!(
+        went_down[0].2, fresh_down[0].2,
+        "as fast as an undecided one"
+    );
+}
+
 #[test]
 fn duplicates_are_counted_and_never_as_success() {
     let mut sim = Sim::new(config(Start::Immediately));

@@ -40,7 +40,7 @@ fn apply_control(
 ) {
     let now = shared.clock.now();
     match control {
-        Control::Upsert { id, spec } => {
+        Control::Upsert { id, spec, known } => {
             if slots.get(&id).is_some_and(|(_, current)| *current == spec) {
                 return;
             }
@@ -62,7 +62,7 @@ fn apply_control(
                     .fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            match engine.add_target(spec, id, now) {
+            match engine.add_known_target(spec, id, known, now) {
                 Ok(index) => {
                     slots.insert(id, (index, spec));
                     if let (Some(path), IpAddr::V4(address)) = (packet_path.as_mut(), spec.address)

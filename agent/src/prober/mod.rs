@@ -28,7 +28,7 @@ use mio::Waker;
 
 use crate::clock::Clock;
 use crate::engine::{
-    Engine, EngineConfig, PeriodStats, RttQuantiles, SpecError, TargetSpec, Transition,
+    Engine, EngineConfig, PeriodStats, RttQuantiles, SpecError, Status, TargetSpec, Transition,
 };
 use crate::packet::{Family, TagKey};
 use crate::sys::{Features, IcmpSocket, OpenError, SocketKind};
@@ -99,6 +99,8 @@ pub enum Control {
         id: u64,
         /// How to probe it.
         spec: TargetSpec,
+        /// Where a new target starts (its owner's last word on it).
+        known: Status,
     },
     /// Stop probing `id`.
     Remove {

@@ -94,6 +94,16 @@ pub fn target_spec(target: &pb::ProbeTarget) -> Result<TargetSpec, TargetError> 
     })
 }
 
+/// Where a newly assigned target starts: UP or DOWN as the controller
+/// holds it, else undecided (see `ProbeTarget.known_state`).
+pub fn known_status(target: &pb::ProbeTarget) -> Status {
+    match pb::DeviceState::try_from(target.known_state) {
+        Ok(pb::DeviceState::Up) => Status::Up,
+        Ok(pb::DeviceState::Down) => Status::Down,
+        _ => Status::Unknown,
+    }
+}
+
 /// The heartbeat's counters.
 pub fn counters(
     io: &IoCounters,
@@ -123,6 +133,22 @@ pub fn counters(
 mod tests {
     use super::*;
     use crate::packet::IcmpErrorKind;
+
+    #[test]
+    fn a_new_owner_starts_from_up_or_down_only() {
+        let with = |state: pb::DeviceState| {
+            known_status(&pb::ProbeTarget {
+                known_state: state as i32,
+                ..pb::ProbeTarget::default()
+            })
+        };
+        assert_eq!(with(pb::DeviceState::Up), Status::Up);
+        assert_eq!(with(pb::DeviceState::Down), Status::Down);
+        // Unreachable may be the controller's word (a parent down), not a probe's.
+        assert_eq!(with(pb::DeviceState::Unreachable), Status::Unknown);
+        assert_eq!(with(pb::DeviceState::Unknown), Status::Unknown);
+        assert_eq!(with(pb::DeviceState::Unspecified), Status::Unknown);
+    }
 
     #[test]
     fn an_icmp_error_reaches_the_controller_in_words() {

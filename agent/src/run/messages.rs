@@ -271,6 +271,7 @@ impl Agent {
                         self.control(Control::Upsert {
                             id: target.device_id,
                             spec,
+                            known: convert::known_status(target),
                         })
                         .await;
                     }

@@ -137,7 +137,11 @@ impl Link {
         } else {
             let mut upserts: Vec<pb::ProbeTarget> = wanted
                 .iter()
-                .filter(|(id, target)| self.assigned.get(id) != Some(target))
+                .filter(|(id, target)| {
+                    self.assigned
+                        .get(id)
+                        .is_none_or(|sent| !same_probing(sent, target))
+                })
                 .map(|(_, target)| target.clone())
                 .collect();
             upserts.sort_by_key(|target| target.device_id);
@@ -372,6 +376,15 @@ fn reason_text(reason: i32) -> String {
     }
 }
 
+/// The same device probed the same way: a status that changed since
+/// (`known_state`, where a new owner starts) is no reason to send it again.
+fn same_probing(sent: &pb::ProbeTarget, wanted: &pb::ProbeTarget) -> bool {
+    pb::ProbeTarget {
+        known_state: wanted.known_state,
+        ..sent.clone()
+    } == *wanted
+}
+
 fn probe_target(device: &Device) -> pb::ProbeTarget {
     pb::ProbeTarget {
         device_id: u64::try_from(device.id).unwrap_or_default(),
@@ -380,5 +393,30 @@ fn probe_target(device: &Device) -> pb::ProbeTarget {
         timeout_ms: device.spec.timeout_ms,
         down_after: u32::from(device.spec.down_after),
         up_after: u32::from(device.spec.up_after),
+        known_state: crate::grpc::convert::state(device.status) as i32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(known: pb::DeviceState, interval_ms: u32) -> pb::ProbeTarget {
+        pb::ProbeTarget {
+            device_id: 7,
+            address: "198.18.1.7".into(),
+            interval_ms,
+            timeout_ms: 300,
+            down_after: 3,
+            up_after: 2,
+            known_state: known as i32,
+        }
+    }
+
+    #[test]
+    fn a_status_change_alone_is_not_sent_again_a_new_interval_is() {
+        let sent = target(pb::DeviceState::Unknown, 1000);
+        assert!(same_probing(&sent, &target(pb::DeviceState::Up, 1000)));
+        assert!(!same_probing(&sent, &target(pb::DeviceState::Up, 500)));
     }
 }
