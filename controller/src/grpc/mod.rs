@@ -6,6 +6,7 @@ mod agent_link;
 mod convert;
 mod inventory;
 mod inventory_access;
+mod reflection;
 
 pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};
 pub use inventory::InventoryService;
@@ -38,7 +39,7 @@ pub enum GrpcError {
     },
     /// A reflection service could not be built from the descriptor sets.
     #[error("building the gRPC reflection service: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    Reflection(#[from] prost::DecodeError),
     /// The server failed while running.
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -93,18 +94,7 @@ pub async fn serve(
             .set_service_status(service, ServingStatus::Serving)
             .await;
     }
-    // Each reflection version advertises the served services and itself.
-    let reflection = |itself: &str| {
-        SERVED.iter().chain([&itself]).fold(
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(ward_proto::FILE_DESCRIPTOR_SET),
-            |builder, service| builder.with_service_name(*service),
-        )
-    };
-    let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
-    let reflection_v1alpha =
-        reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
+    let (reflection_v1, reflection_v1alpha) = reflection::services(SERVED)?;
     let identify: IdentifyPeer = if tls.is_some() {
         Arc::new(certificate_identity)
     } else {
