@@ -18,10 +18,13 @@ command -v curl >/dev/null || { echo "demo: curl not found: apt-get install curl
 
 HTTP=${WARD_DEMO_HTTP:-127.0.0.1:8080}
 GRPC=${WARD_DEMO_GRPC:-127.0.0.1:50051}
+RECEIVER_PORT=${WARD_DEMO_RECEIVER_PORT:-9095}
 DEVICES=2000
 
-echo "demo: building (release)…"
-cargo build --release --locked -q -p ward-agent -p ward-controller
+# The same command as a workspace build (`cargo build --release`): the
+# binaries it made are reused, nothing is rebuilt.
+echo "demo: building ward (release; about 10 minutes the first time, seconds after)…"
+cargo build --release --locked
 bin="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d -t ward-demo-XXXXXX)
 keep=0
@@ -60,10 +63,21 @@ password=$(printf '%s\n' "$admin" | sed -n 's/^password (shown once): //p')
 token=$("$bin/ward-controller" tokens create admin --label demo --database "$db" | grep '^ward_')
 auth="authorization: Bearer $token"
 
+# Alerts go to a small local receiver that prints what it gets (without
+# one, /readyz says "alerts go nowhere").
+receiver=()
+if command -v python3 >/dev/null; then
+  python3 scripts/demo-receiver.py "$RECEIVER_PORT" >"$work/alerts.log" 2>&1 &
+  pids+=($!)
+  receiver=(--webhook "http://127.0.0.1:$RECEIVER_PORT/")
+else
+  echo "demo: python3 not found: alerts go nowhere (/readyz says so)" >&2
+fi
+
 # The dashboard asks for a login: admin and the password printed below.
 "$bin/ward-controller" run --database "$db" \
   --listen-http "$HTTP" --listen-grpc "$GRPC" --tsdb-spool-dir "$work/tsdb-spool" \
-  >"$work/controller.log" 2>&1 &
+  "${receiver[@]}" >"$work/controller.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do curl -sf "http://$HTTP/healthz" >/dev/null && break; sleep 0.1; done
 curl -sf "http://$HTTP/healthz" >/dev/null || crashed "the controller did not start"
@@ -85,13 +99,28 @@ pids+=("$agent_pid")
 
 echo "demo: dashboard on http://$HTTP/   log in as admin, password (shown once): $password"
 echo "demo: REST with  -H 'authorization: Bearer $token'  (logs in $work)"
+echo "demo: alerts are printed to $work/alerts.log; to see one, stop lo-5 answering:"
+echo "        nft add table inet ward_demo; nft add chain inet ward_demo out '{ type filter hook output priority 0; }'"
+echo "        nft add rule inet ward_demo out ip daddr 127.10.0.5 icmp type echo-request drop   # then: nft delete table inet ward_demo"
 echo "demo: Ctrl-C stops"
+# `{"total":2000,"up":1998,"down":2,…}` as a line a person reads.
+readable() {
+  local json=$1
+  get() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" <<<"$json"; }
+  printf '%s devices: %s up, %s down, %s unreachable, %s unknown, %s in maintenance' \
+    "$(get total)" "$(get up)" "$(get down)" "$(get unreachable)" "$(get unknown)" "$(get in_maintenance)"
+}
 while true; do
-  summary=$(curl -sf -H "$auth" "http://$HTTP/api/v1/summary" || echo '{"error":"controller not answering"}')
-  printf '\r%s  %s   ' "$(date +%T)" "$summary"
+  if summary=$(curl -sf -H "$auth" "http://$HTTP/api/v1/summary"); then
+    line=$(readable "$summary")
+  else
+    line="the controller is not answering"
+  fi
+  last_alert=$(tail -n 1 "$work/alerts.log" 2>/dev/null || true)
+  printf '\r\033[K%s  %s%s' "$(date +%T)" "$line" "${last_alert:+  | last alert: ${last_alert#* }}"
   for pid in "${pids[@]}"; do
     if ! kill -0 "$pid" 2>/dev/null; then
-      if [ "$pid" = "$agent_pid" ]; then crashed "the agent exited"; else crashed "the controller exited"; fi
+      if [ "$pid" = "$agent_pid" ]; then crashed "the agent exited"; else crashed "a demo process exited"; fi
     fi
   done
   sleep 2

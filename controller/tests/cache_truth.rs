@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Api, controller};
 use serde_json::Value;
 use ward_controller::cache::Cache;
-use ward_controller::services::App;
+use ward_controller::services::{App, AppSettings};
 use ward_controller::store::{Status, TransitionReport};
 use ward_testkit::services::{Postgres, Redis};
 
@@ -104,7 +104,13 @@ async fn in_process_a_commit_is_visible_at_once_on_every_read_path() {
 async fn with_redis_stopped_answers_stay_right_and_readyz_says_degraded() {
     let mut redis = Redis::start().expect("start Redis");
     let (_dir, url) = common::sqlite_url();
-    let controller = controller(&url, Cache::redis(&redis.url()).await.expect("cache")).await;
+    // A receiver configured: without one `/readyz` is degraded already.
+    let settings = AppSettings {
+        notification_channels: vec!["webhook".into()],
+        ..AppSettings::default()
+    };
+    let cache = Cache::redis(&redis.url()).await.expect("cache");
+    let controller = common::controller_with(&url, cache, settings).await;
     let api = Api::serve(controller.clone()).await;
     let id = create_device(&api).await;
     controller

@@ -21,6 +21,7 @@ pub async fn healthz() -> &'static str {
 
 /// `GET /readyz`: 200 when every component works (or is `off`), 200
 /// `degraded` when the cache, the notifier or the time-series writer fails
+/// or no notification receiver is configured
 /// (answers come from the store; notifications wait in the outbox;
 /// statistics wait in the spool), an agent is offline or blind, a
 /// certificate expires soon or the directory (LDAP) does not answer, 503 when
@@ -131,7 +132,12 @@ async fn agent_readiness(app: &App) -> Value {
             "detail": detail.join("; ") })
 }
 
-/// Each configured channel's last round, and the outbox depth.
+/// What `/readyz` says while no receiver is configured.
+pub const NO_RECEIVER: &str = "alerts go nowhere: no receiver is configured \
+     (set `webhook` or `alertmanager` in the configuration); they are only listed at /api/v1/alerts";
+
+/// Each configured channel's last round, and the outbox depth; failing
+/// while no channel is configured.
 async fn notifier_readiness(app: &App) -> Value {
     let failing: Vec<&str> = app
         .notifications
@@ -142,7 +148,10 @@ async fn notifier_readiness(app: &App) -> Value {
         .collect();
     let depth = app.core.store.outbox_depth().await.ok();
     if app.notifications.channels().is_empty() {
-        json!({ "status": "off", "outbox_depth": depth })
+        // Alerts are decided and kept (the alert list, the dashboard), but
+        // nobody is told: a monitoring system in that state is not ready.
+        json!({ "status": "failing", "channels": [], "outbox_depth": depth,
+                "detail": NO_RECEIVER })
     } else if failing.is_empty() {
         json!({ "status": "ok", "channels": app.notifications.channels(), "outbox_depth": depth })
     } else {
