@@ -255,6 +255,16 @@ async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot
                 Duration::from_secs(10),
             )
             .expect("without a session the dashboard asks to log in");
+        let header = browser
+            .evaluate(
+                "[document.getElementById('link').hidden, document.getElementById('counts').hidden]",
+            )
+            .expect("evaluate");
+        assert_eq!(
+            header,
+            serde_json::json!([true, true]),
+            "the login page shows neither `connecting…` nor counts it cannot have"
+        );
         browser
             .evaluate(&submit_login("alice", "wrong"))
             .expect("submit");
@@ -455,6 +465,17 @@ async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() 
                 Duration::from_secs(10),
             )
             .expect("the page says it opened a window");
+        browser
+            .wait_until(
+                "document.querySelector('#detail .since .maint') !== null \
+                 && document.querySelector('#problems .maint') !== null",
+                Duration::from_secs(10),
+            )
+            .expect("in maintenance, in the detail and the problem row");
+        let glyphs = browser
+            .evaluate("document.body.innerText.includes('\u{23f8}')")
+            .expect("evaluate");
+        assert_eq!(glyphs, serde_json::json!(false), "no font glyph for pause");
         let artifact =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-device-detail.png");
         browser.screenshot(&artifact).expect("screenshot");
@@ -510,6 +531,32 @@ async fn an_admin_edits_a_device_in_place_and_a_bad_field_is_named() {
                 Duration::from_secs(10),
             )
             .expect("the refusal names the address");
+        browser
+            .evaluate(&edit(
+                "form.elements.address.value = '198.18.1.20'; form.elements.interval_ms.value = '5';",
+            ))
+            .expect("a bad interval");
+        browser
+            .wait_until(
+                "document.getElementById('detail-said').textContent \
+                 === 'Not saved: interval_ms: must be between 10 and 3600000'",
+                Duration::from_secs(10),
+            )
+            .expect("the refusal names the interval");
+        browser
+            .evaluate(&edit("form.elements.interval_ms.value = '1000';"))
+            .expect("the interval back");
+        let below = browser
+            .evaluate(
+                "document.getElementById('detail').getBoundingClientRect().top \
+                 >= document.getElementById('logout').getBoundingClientRect().bottom",
+            )
+            .expect("evaluate");
+        assert_eq!(
+            below,
+            serde_json::json!(true),
+            "the panel leaves the live indicator and Log out in sight"
+        );
         browser
             .evaluate(&edit(
                 "form.elements.address.value = '198.18.1.21'; form.elements.name.value = 'atm-lobby'; \
@@ -641,5 +688,56 @@ async fn problems_are_worst_first_then_newest_and_new_ones_are_marked() {
             serde_json::json!(["core", "new-down", "lost-1"]),
             "began after the last look"
         );
+    });
+}
+
+/// The wallboard is read from across the room: its problem rows are at
+/// the page's large size, and a long site name stays inside its tile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wallboard_is_large_and_a_long_site_name_stays_in_its_tile() {
+    let (_dir, controller, api) = with_user("wally", ward_controller::auth::Role::Viewer).await;
+    let site = "BranchNorthRegionalHeadquartersBuildingAnnex0421";
+    let (code, device) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.1.30", "site": site}),
+        )
+        .await;
+    assert_eq!(code, 201, "{device}");
+    let id = device["id"].as_i64().expect("id");
+    controller
+        .reports
+        .apply_report(
+            &report(id, 1, Status::Down),
+            ward_controller::time::now_ms(),
+        )
+        .await
+        .expect("down");
+    tokio::task::block_in_place(|| {
+        let mut browser = logged_in_on_device(&api.base, "wally", id);
+        browser.set_viewport(1400, 900).expect("1400×900");
+        browser
+            .navigate(&format!("{}/?wall=1", api.base))
+            .expect("the wallboard");
+        browser
+            .wait_until(
+                "document.getElementById('link').textContent === 'live' \
+                 && document.querySelector('#problems .problem') !== null \
+                 && document.querySelector('.site') !== null",
+                Duration::from_secs(20),
+            )
+            .expect("the wallboard, live, with the problem");
+        let shown = browser
+            .evaluate(
+                "(() => { const tile = document.querySelector('.site'); \
+                 return [parseFloat(getComputedStyle(document.querySelector('.problem')).fontSize), \
+                         tile.scrollWidth <= tile.clientWidth]; })()",
+            )
+            .expect("evaluate");
+        assert!(
+            shown[0].as_f64().is_some_and(|size| size >= 18.0),
+            "problem rows at least 18 px on the wallboard: {shown}"
+        );
+        assert_eq!(shown[1], true, "the site's name stays in its tile: {shown}");
     });
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::core::Core;
+use super::live::LiveEvent;
 use crate::store::{Actor, MaintenanceSpec, MaintenanceWindow, StoreError};
 use ward_domain::maintenance::OpenWindow;
 
@@ -128,11 +129,21 @@ impl Maintenance {
         ))
     }
 
-    /// Reads the windows again and keeps those open now.
+    /// Reads the windows again and keeps those open now. When that
+    /// changes (a window made, edited or deleted, or one starting or
+    /// ending on its schedule) every live screen is told to reload
+    /// (`resync`): which devices are in maintenance is read, not written
+    /// per device, so there is no status event to carry it.
     pub async fn refresh_maintenance(&self) -> Result<(), StoreError> {
         let windows = self.core.store.maintenance_windows().await?;
-        let open = ward_domain::maintenance::open_at(windows, crate::time::now_ms());
-        self.open_windows.send_replace(Arc::new(open));
+        let open = Arc::new(ward_domain::maintenance::open_at(
+            windows,
+            crate::time::now_ms(),
+        ));
+        let before = self.open_windows.send_replace(Arc::clone(&open));
+        if before != open {
+            self.core.live.send(LiveEvent::Resync);
+        }
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ function el(tag, attributes = {}, ...children) {
     else if (name.startsWith("on")) element.addEventListener(name.slice(2), value);
     else element.setAttribute(name, value === true ? "" : value);
   }
-  element.append(...children.filter((child) => child !== null && child !== undefined));
+  element.append(...children.flat().filter((child) => child !== null && child !== undefined));
   return element;
 }
 
@@ -100,9 +100,22 @@ async function json(path, options = {}) {
     throw new Error("not logged in");
   }
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(refusal(body) || `${path}: HTTP ${response.status}`);
   return body;
 }
+
+// A refusal as the operator reads it: the field it is about first
+// ("interval_ms: must be between 10 and 3600000"), unless the message
+// names it already.
+function refusal(body) {
+  if (!body.error) return "";
+  const field = body.field && body.field !== "body" ? body.field : "";
+  return field && !body.error.includes(field) ? `${field}: ${body.error}` : body.error;
+}
+
+// "in maintenance" with its pause mark drawn by the stylesheet: no font
+// is relied on for the glyph.
+const maintenanceMark = () => el("span", { class: "maint", text: "in maintenance" });
 
 // A change made from the dashboard: JSON body, the session's CSRF token.
 function send(method, path, body) {
@@ -201,7 +214,6 @@ function alertNote(device) {
     if (alert.acknowledged) notes.push(`✔ ${who(alert.acknowledged.by)}: ${alert.acknowledged.comment}`);
   }
   if (device.flapping) notes.push("⇅ flapping");
-  if (device.in_maintenance) notes.push("⏸ in maintenance");
   return notes.join(" · ");
 }
 
@@ -214,7 +226,8 @@ function problemRow(device) {
   const when = since(device);
   const note = [device.agent ? `via ${device.agent}` : "no agent", alertNote(device)].filter(Boolean).join(" · ");
   const fresh = sinceMs(device) > state.seenUntil;
-  const key = [device.status, device.name, device.address, device.site, device.severity, when, note, fresh].join("\u0000");
+  const key = [device.status, device.name, device.address, device.site, device.severity, when, note, fresh,
+    device.in_maintenance].join("\u0000");
   const kept = problemRows.get(device.id);
   const text = `for ${relative(when)}`;
   if (kept && kept[0] === key) {
@@ -223,14 +236,15 @@ function problemRow(device) {
   }
   const time = el("time", { datetime: when, title: absolute(when), text });
   const row = el("li", { class: `problem st-${device.status}${fresh ? " new" : ""}`, id: `problem-${device.id}`, "data-status": device.status,
-    title: `${device.name} ${device.address} @ ${device.site} · ${device.status} since ${absolute(when)} · ${note}` },
+    title: `${device.name} ${device.address} @ ${device.site} · ${device.status} since ${absolute(when)} · ${note}`
+      + (device.in_maintenance ? " · in maintenance" : "") },
   badge(device.status),
   el("a", { class: "name", href: `?device=${device.id}`, onclick: openDevice(device.id) }, device.name,
     fresh ? el("span", { class: "fresh", title: "began since you last looked", text: "new" }) : null),
   el("span", { class: "where", text: device.site }),
   el("span", { class: `severity sev-${device.severity}`, text: device.severity }),
   el("span", { class: "facts" }, time, ` · ${device.address}`),
-  el("span", { class: "note", text: note }));
+  el("span", { class: "note" }, note, device.in_maintenance ? [" · ", maintenanceMark()] : null));
   problemRows.set(device.id, [key, row, time]);
   return row;
 }
@@ -394,7 +408,8 @@ function failed(error) {
 // ---- session ------------------------------------------------------------
 
 function showLogin(note) {
-  document.getElementById("board").hidden = true;
+  // Nothing is counted or followed until someone logs in.
+  for (const id of ["board", "counts", "link"]) document.getElementById(id).hidden = true;
   document.getElementById("login").hidden = false;
   const shown = document.getElementById("login-note");
   shown.textContent = note || "";
@@ -479,6 +494,11 @@ document.getElementById("login-open").addEventListener("click", () => showLogin(
 document.getElementById("logout").addEventListener("click", () => logOut().catch(failed));
 useDashboard({
   state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed, schedule, who,
+  refreshAlerts, failed, schedule, who, maintenanceMark,
 });
+// The device panel opens below the header, whatever its height: the live
+// indicator and Log out stay in sight.
+const header = document.querySelector("header");
+new ResizeObserver(() => document.documentElement.style.setProperty("--header-height", `${header.offsetHeight}px`))
+  .observe(header);
 start().catch(failed);

@@ -7,12 +7,12 @@
 // What this module uses of the dashboard, handed over by `useDashboard`
 // (dashboard.js imports this module, never the other way round).
 let state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed, schedule, who;
+  refreshAlerts, failed, schedule, who, maintenanceMark;
 
 export function useDashboard(dashboard) {
   ({
     state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-    refreshAlerts, failed, schedule, who,
+    refreshAlerts, failed, schedule, who, maintenanceMark,
   } = dashboard);
 }
 
@@ -87,7 +87,7 @@ async function drawFacts() {
   box.replaceChildren(
     el("h2", { id: "detail-title" }, badge(device.status), ` ${device.name}`),
     el("p", { class: "since" }, el("time", { datetime: when, title: absolute(when), text: `${device.status} for ${relative(when)}` }),
-      device.flapping ? " · ⇅ flapping" : "", device.in_maintenance ? " · ⏸ in maintenance" : ""),
+      device.flapping ? " · ⇅ flapping" : "", device.in_maintenance ? [" · ", maintenanceMark()] : ""),
     el("dl", {},
       ...row("address", device.address),
       ...row("site", el("a", { href: `?site=${encodeURIComponent(device.site)}`, text: device.site,
