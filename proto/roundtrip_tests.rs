@@ -43,6 +43,7 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
             }),
             last_acked_seq: 41,
             assignment_generation: 7,
+            sent_at_unix_ms: 1_796_560_000_000,
         }),
         Kind::Transitions(TransitionBatch {
             seq: 42,

@@ -44,6 +44,9 @@ pub struct Presence {
     /// The other controller (its instance id) that holds its link, when
     /// it is connected there rather than here.
     pub elsewhere: Option<String>,
+    /// How far its clock is behind this controller's, ms (negative:
+    /// ahead), from its heartbeats on the link held here.
+    pub clock_offset_ms: Option<i64>,
     /// How many devices it owns (probes for its site's group).
     pub devices: u64,
 }
@@ -166,10 +169,17 @@ impl Presences {
     }
 
     /// A heartbeat from `id`.
-    pub fn heartbeat(&mut self, id: &str, counters: ward_proto::v1::EngineCounters, now_ms: i64) {
+    pub fn heartbeat(
+        &mut self,
+        id: &str,
+        counters: ward_proto::v1::EngineCounters,
+        clock_offset_ms: Option<i64>,
+        now_ms: i64,
+    ) {
         if let Some(presence) = self.agents.get_mut(id) {
             presence.last_heartbeat_ms = Some(now_ms);
             presence.counters = counters;
+            presence.clock_offset_ms = clock_offset_ms;
         }
     }
 

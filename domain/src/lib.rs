@@ -8,6 +8,7 @@
 //! tests with times given, never read from a clock. No `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod agent_clock;
 pub mod availability;
 pub mod flap;
 pub mod groups;

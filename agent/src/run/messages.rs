@@ -39,6 +39,7 @@ impl Agent {
             }),
             last_acked_seq: self.last_acked_seq,
             assignment_generation: self.generation,
+            sent_at_unix_ms: now_ms(),
         }
     }
 

@@ -33,6 +33,9 @@ fn agent_json(agent: &AgentRecord, presence: &Presence) -> Value {
         "blind_reason": presence.blind,
         "since": rfc3339(presence.since_ms),
         "last_heartbeat": presence.last_heartbeat_ms.map(rfc3339),
+        // How far its clock is behind this controller's (negative: ahead);
+        // its reports are dated in the controller's time all the same.
+        "clock_offset_ms": presence.clock_offset_ms,
         "version": presence.version,
         "boot_id": presence.boot_id,
         "counters": counters_json(&presence.counters),

@@ -100,7 +100,12 @@ fn certificate_readiness(app: &App) -> Value {
             "detail": format!("certificates expire within {days} days: re-issue them (`ward-controller certs`)") })
 }
 
-/// Registered agents by state; failing while any is offline or blind.
+/// An agent clock further off than this, either way, turns `/readyz`
+/// `degraded`.
+const CLOCK_OFFSET_WARNING_MS: i64 = 2_000;
+
+/// Registered agents by state; failing while any is offline or blind or
+/// its clock is off by more than [`CLOCK_OFFSET_WARNING_MS`].
 async fn agent_readiness(app: &App) -> Value {
     let agents = match app.presence.agents().await {
         Ok(agents) => agents,
@@ -115,7 +120,17 @@ async fn agent_readiness(app: &App) -> Value {
     };
     let (offline, blind) = (named(AgentState::Offline), named(AgentState::Blind));
     let online = agents.len() - offline.len() - blind.len();
-    if offline.is_empty() && blind.is_empty() {
+    let clocks_off: Vec<String> = agents
+        .iter()
+        .filter_map(|(agent, presence)| {
+            let offset_ms = presence.clock_offset_ms?;
+            (offset_ms.abs() > CLOCK_OFFSET_WARNING_MS).then(|| {
+                let seconds = offset_ms as f64 / 1_000.0;
+                format!("{} ({seconds:+.1} s)", agent.id)
+            })
+        })
+        .collect();
+    if offline.is_empty() && blind.is_empty() && clocks_off.is_empty() {
         return json!({ "status": "ok", "online": online });
     }
     let mut detail = Vec::new();
@@ -128,7 +143,15 @@ async fn agent_readiness(app: &App) -> Value {
             blind.join(", ")
         ));
     }
-    json!({ "status": "failing", "online": online, "offline": offline, "blind": blind,
+    if !clocks_off.is_empty() {
+        detail.push(format!(
+            "clock off from this controller's by more than {} s (set up NTP; their reports are \
+             dated in the controller's time meanwhile): {}",
+            CLOCK_OFFSET_WARNING_MS / 1_000,
+            clocks_off.join(", ")
+        ));
+    }
+    json!({ "status": "failing", "online": online, "offline": offline, "blind": blind, "clocks_off": clocks_off,
             "detail": detail.join("; ") })
 }
 
@@ -215,6 +238,23 @@ async fn write_agents(app: &App, text: &mut String) {
                 .filter(|(_, presence)| presence.state() == state)
                 .count();
             let _ = writeln!(text, "ward_agents{{state=\"{}\"}} {count}", state.as_str());
+        }
+        let offsets: Vec<(&str, i64)> = agents
+            .iter()
+            .filter_map(|(agent, presence)| Some((agent.id.as_str(), presence.clock_offset_ms?)))
+            .collect();
+        if !offsets.is_empty() {
+            let _ = writeln!(
+                text,
+                "# HELP ward_agent_clock_offset_seconds How far an agent's clock is behind this controller's (negative: ahead), from its heartbeats.\n# TYPE ward_agent_clock_offset_seconds gauge"
+            );
+            for (agent, offset_ms) in offsets {
+                let seconds = offset_ms as f64 / 1_000.0;
+                let _ = writeln!(
+                    text,
+                    "ward_agent_clock_offset_seconds{{agent=\"{agent}\"}} {seconds}"
+                );
+            }
         }
     }
 }

@@ -261,9 +261,17 @@ impl AgentPresence {
         self.lock_presences().disconnected(agent_id, now_ms);
     }
 
-    /// A heartbeat arrived on an agent's link.
-    pub fn heartbeat(&self, agent_id: &str, counters: ward_proto::v1::EngineCounters, now_ms: i64) {
-        self.lock_presences().heartbeat(agent_id, counters, now_ms);
+    /// A heartbeat arrived on an agent's link; its clock is
+    /// `clock_offset_ms` behind ours (as measured so far).
+    pub fn heartbeat(
+        &self,
+        agent_id: &str,
+        counters: ward_proto::v1::EngineCounters,
+        clock_offset_ms: Option<i64>,
+        now_ms: i64,
+    ) {
+        self.lock_presences()
+            .heartbeat(agent_id, counters, clock_offset_ms, now_ms);
     }
 
     /// Settles what a connected agent can probe, in one transaction: the

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use tokio_stream::StreamExt as _;
 use tonic::{Status as GrpcStatus, Streaming};
 use tracing::{info, warn};
+use ward_domain::agent_clock::LinkClock;
 use ward_proto::v1::{
     self as pb, AgentMessage, DeviceState, RejectionReason, agent_message, controller_message,
 };
@@ -38,6 +39,8 @@ pub(super) struct Link {
     pub(super) outbound: Sender,
     /// The fingerprint of its client certificate (none in plaintext).
     pub(super) fingerprint: Option<String>,
+    /// The agent's clock against ours: how its reports are dated.
+    pub(super) clock: LinkClock,
 }
 
 impl Link {
@@ -236,9 +239,14 @@ impl Link {
             Some(agent_message::Kind::Statistics(batch)) => self.statistics(batch).await,
             Some(agent_message::Kind::Heartbeat(heartbeat)) => {
                 let counters = heartbeat.counters.unwrap_or_default();
-                self.services
-                    .presence
-                    .heartbeat(&self.agent.id, counters, now_ms());
+                let now = now_ms();
+                self.clock.sample(heartbeat.sent_at_unix_ms, now);
+                self.services.presence.heartbeat(
+                    &self.agent.id,
+                    counters,
+                    self.clock.offset_ms(),
+                    now,
+                );
                 Ok(())
             }
             Some(agent_message::Kind::Hello(_)) | None => Err(GrpcStatus::invalid_argument(
@@ -258,6 +266,7 @@ impl Link {
     }
 
     async fn transitions(&mut self, batch: pb::TransitionBatch) -> Result<(), GrpcStatus> {
+        let received_ms = now_ms();
         let mut rejected = Vec::new();
         let mut transitions = Vec::with_capacity(batch.transitions.len());
         for transition in batch.transitions {
@@ -274,7 +283,9 @@ impl Link {
                 Ok(device_id) => transitions.push(ReportedTransition {
                     device_id,
                     status,
-                    probed_at_ms: transition.probed_at_unix_us.div_euclid(1_000),
+                    probed_at_ms: self
+                        .clock
+                        .date(transition.probed_at_unix_us.div_euclid(1_000), received_ms),
                     last_rtt_us: transition.last_rtt_us,
                     reason: if transition.detail.is_empty() {
                         reason_text(transition.reason)

@@ -184,6 +184,8 @@ async fn session(
             .guard
             .note_certificate(&format!("agent {}", agent.id), expires_at_ms);
     }
+    let mut clock = ward_domain::agent_clock::LinkClock::default();
+    clock.sample(hello.sent_at_unix_ms, opened_ms);
     let probe_families = probe_families(hello.capabilities.as_ref());
     info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, families = ?probe_families, "agent connected");
     let mut link = Link {
@@ -201,6 +203,7 @@ async fn session(
             PeerIdentity::Certificate { fingerprint, .. } => Some(fingerprint.clone()),
             _ => None,
         },
+        clock,
     };
     let ended = link.run(&mut inbound).await;
     services.presence.link_closed(&link.agent.id, now_ms());

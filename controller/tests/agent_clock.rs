@@ -1,0 +1,223 @@
+//! An agent's clock decides nothing: its reports are dated in the
+//! controller's time (the offset measured from its Hello and heartbeats,
+//! never later than the report arrived, never earlier than the link's
+//! previous report). An agent restarted with its clock an hour behind, and
+//! one whose clock steps back a minute mid-run, both report a death that
+//! is applied at once (before, each was ignored as older than the
+//! device's last report: the dead device stayed `up`, silently). The
+//! offset shows in `/api/v1/agents`, `/metrics` and `/readyz`.
+
+mod common;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use ward_proto::v1::{self as pb, agent_message, controller_message};
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// One agent link driven by the test, its clock `skew_ms` off ours.
+struct ScriptedAgent {
+    outbound: mpsc::Sender<pb::AgentMessage>,
+    inbound: tonic::Streaming<pb::ControllerMessage>,
+    seq: u64,
+    skew_ms: i64,
+}
+
+impl ScriptedAgent {
+    async fn link(url: &str, boot: &str, skew_ms: i64) -> Self {
+        let (outbound, messages) = mpsc::channel(16);
+        let clock = ward_controller::time::now_ms() + skew_ms;
+        // The Hello first: the controller answers once it has read it.
+        let hello = pb::Hello {
+            agent_id: "branch-7-agent".into(),
+            site: "branch-7".into(),
+            version: "test".into(),
+            boot_id: boot.into(),
+            capabilities: Some(pb::Capabilities {
+                ipv4: true,
+                ipv6: true,
+                ..pb::Capabilities::default()
+            }),
+            sent_at_unix_ms: clock,
+            ..pb::Hello::default()
+        };
+        outbound
+            .send(pb::AgentMessage {
+                kind: Some(agent_message::Kind::Hello(hello)),
+            })
+            .await
+            .expect("queued");
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let inbound = pb::agent_link_client::AgentLinkClient::new(channel)
+            .connect(ReceiverStream::new(messages))
+            .await
+            .expect("link")
+            .into_inner();
+        Self {
+            outbound,
+            inbound,
+            seq: 0,
+            skew_ms,
+        }
+    }
+
+    /// Its wall clock now, Unix ms.
+    fn clock(&self) -> i64 {
+        ward_controller::time::now_ms() + self.skew_ms
+    }
+
+    async fn send(&self, kind: agent_message::Kind) {
+        self.outbound
+            .send(pb::AgentMessage { kind: Some(kind) })
+            .await
+            .expect("the link is open");
+    }
+
+    async fn heartbeat(&self) {
+        self.send(agent_message::Kind::Heartbeat(pb::Heartbeat {
+            sent_at_unix_ms: self.clock(),
+            counters: None,
+        }))
+        .await;
+    }
+
+    /// Reports `device` `state`, decided by a probe 300 ms ago by its
+    /// clock, and waits for the controller's ack.
+    async fn report(&mut self, device: i64, state: pb::DeviceState) {
+        self.seq += 1;
+        let probed_at_ms = self.clock() - 300;
+        self.send(agent_message::Kind::Transitions(pb::TransitionBatch {
+            seq: self.seq,
+            transitions: vec![pb::Transition {
+                device_id: u64::try_from(device).expect("id"),
+                state: state as i32,
+                probed_at_unix_us: probed_at_ms * 1_000,
+                last_rtt_us: None,
+                reason: pb::TransitionReason::Timeouts as i32,
+                detail: String::new(),
+            }],
+        }))
+        .await;
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.inbound.next())
+                .await
+                .expect("an answer within 10 s")
+                .expect("the link is open")
+                .expect("a message");
+            if let Some(controller_message::Kind::Ack(ack)) = message.kind
+                && ack.acked_seq >= self.seq
+            {
+                assert!(ack.rejected.is_empty(), "{:?}", ack.rejected);
+                return;
+            }
+        }
+    }
+}
+
+/// A controller with agent `branch-7-agent` and its one device (REST, its
+/// id, the gRPC URL).
+async fn with_one_device() -> (tempfile::TempDir, common::Api, i64, String) {
+    let (dir, controller) = common::sqlite_controller().await;
+    let api = common::Api::serve(controller.clone()).await;
+    let grpc = common::serve_grpc(controller).await;
+    let (code, body) = api
+        .post(
+            "/api/v1/agents",
+            json!({"id": "branch-7-agent", "site": "branch-7"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, device) = api
+        .post(
+            "/api/v1/devices",
+            json!({"name": "atm-7", "address": "198.18.7.7", "site": "branch-7"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{device}");
+    (dir, api, device["id"].as_i64().expect("id"), grpc)
+}
+
+async fn status(api: &common::Api, id: i64) -> Value {
+    api.get(&format!("/api/v1/devices/{id}")).await.1["status"].clone()
+}
+
+#[tokio::test]
+async fn an_agent_back_with_its_clock_an_hour_behind_reports_a_death_that_applies() {
+    let (_dir, api, id, grpc) = with_one_device().await;
+    let mut agent = ScriptedAgent::link(&grpc, "boot-1", 0).await;
+    agent.report(id, pb::DeviceState::Up).await;
+    assert_eq!(status(&api, id).await, "up");
+    drop(agent);
+
+    // The box restarts without NTP: its clock an hour behind.
+    let mut agent = ScriptedAgent::link(&grpc, "boot-2", -HOUR_MS).await;
+    agent.heartbeat().await;
+    agent.report(id, pb::DeviceState::Down).await;
+    assert_eq!(status(&api, id).await, "down", "the death applies");
+    let (_, history) = api.get(&format!("/api/v1/history?device={id}")).await;
+    let at = history["changes"]
+        .as_array()
+        .and_then(|changes| changes.iter().find(|change| change["to"] == "down"))
+        .and_then(|change| change["at"].as_str())
+        .unwrap_or_else(|| panic!("the down in the history: {history}"))
+        .to_owned();
+    let at_ms = at
+        .parse::<jiff::Timestamp>()
+        .expect("a time")
+        .as_millisecond();
+    let age_ms = ward_controller::time::now_ms() - at_ms;
+    assert!(
+        (0..60_000).contains(&age_ms),
+        "dated in the controller's time, not an hour ago: {at}"
+    );
+
+    let (_, agents) = api.get("/api/v1/agents").await;
+    let offset = agents[0]["clock_offset_ms"].as_i64().expect("an offset");
+    assert!(
+        (HOUR_MS..HOUR_MS + 5_000).contains(&offset),
+        "offset {offset} ms"
+    );
+    let (_, ready) = api.get("/readyz").await;
+    let agents = &ready["components"]["agents"];
+    assert_eq!(agents["status"], "failing", "{ready}");
+    assert!(
+        agents["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("clock off") && detail.contains("branch-7-agent")),
+        "{ready}"
+    );
+    let (_, metrics) = api.get("/metrics").await;
+    let seconds: f64 = metrics
+        .as_str()
+        .expect("text")
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("ward_agent_clock_offset_seconds{agent=\"branch-7-agent\"} ")
+        })
+        .and_then(|value| value.parse().ok())
+        .expect("the offset in /metrics");
+    assert!((3_600.0..3_605.0).contains(&seconds), "{seconds}");
+    drop(agent);
+}
+
+#[tokio::test]
+async fn a_clock_stepped_back_mid_run_never_hides_a_death() {
+    let (_dir, api, id, grpc) = with_one_device().await;
+    let mut agent = ScriptedAgent::link(&grpc, "boot-1", 0).await;
+    agent.heartbeat().await;
+    agent.report(id, pb::DeviceState::Up).await;
+    assert_eq!(status(&api, id).await, "up");
+    // A minute back, no heartbeat since: its next report is dated by its
+    // clock a minute before the last one.
+    agent.skew_ms = -60_000;
+    agent.report(id, pb::DeviceState::Down).await;
+    assert_eq!(status(&api, id).await, "down", "the death applies");
+}
