@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo build --release -p ward-agent -p ward-benches
-//! target/release/ward-capacity sweep|burst|sustained|memory|outage|reports|all
+//! target/release/ward-capacity sweep|burst|sustained|memory|recent-history|outage|reports|all
 //! target/release/ward-capacity blast FILE   # the blaster alone
 //! ```
 #![forbid(unsafe_code)]
@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         "burst" => burst::run(&lab()?),
         "sustained" => sustained::run(&lab()?),
         "memory" => memory::run(),
+        "recent-history" => memory::recent_history(),
         "outage" => tokio::runtime::Runtime::new()?.block_on(outage::run()),
         "reports" => tokio::runtime::Runtime::new()?.block_on(reports::run()),
         "all" => {
@@ -64,11 +65,12 @@ fn main() -> anyhow::Result<()> {
             burst::run(&lab()?)?;
             sustained::run(&lab()?)?;
             memory::run()?;
+            memory::recent_history()?;
             tokio::runtime::Runtime::new()?.block_on(outage::run())?;
             tokio::runtime::Runtime::new()?.block_on(reports::run())
         }
         other => bail!(
-            "unknown measurement `{other}`: sweep, burst, sustained, memory, outage, reports, all or blast FILE"
+            "unknown measurement `{other}`: sweep, burst, sustained, memory, recent-history, outage, reports, all or blast FILE"
         ),
     }
 }

@@ -116,8 +116,8 @@ pub struct HistoryWindow {
 }
 
 /// `GET /api/v1/devices/{id}/rtt`: the device's RTT band (min, mean,
-/// max per step) and loss over the last `minutes`, from VictoriaMetrics;
-/// 404 when time series are off.
+/// max per step) and loss over the last `minutes`, from VictoriaMetrics,
+/// or without it from the built-in history (the last day; `kept_minutes`).
 pub async fn rtt(
     State(core): State<Arc<Core>>,
     State(reports): State<Arc<Reports>>,
@@ -132,12 +132,6 @@ pub async fn rtt(
             "must be between 1 and 43200 (30 days)",
         ));
     }
-    let Some(tsdb) = &reports.tsdb else {
-        return Err(ApiError::plain(
-            axum::http::StatusCode::NOT_FOUND,
-            "time series are off: configure victoria_metrics to keep RTT history",
-        ));
-    };
     let device = core
         .store
         .get_device(id)
@@ -145,18 +139,31 @@ pub async fn rtt(
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
     let end = now_ms();
     let start = end - i64::from(minutes) * 60_000;
-    let points = crate::tsdb::history::rtt_history(
-        &http,
-        tsdb.url(),
-        &device.spec.name,
-        &device.spec.site,
-        start,
-        end,
-    )
-    .await
-    .map_err(|error| ApiError::unavailable(error.to_string()))?;
+    let (points, kept_minutes) = match (&reports.tsdb, &reports.recent) {
+        (Some(tsdb), _) => {
+            let points = crate::tsdb::history::rtt_history(
+                &http,
+                tsdb.url(),
+                &device.spec.name,
+                &device.spec.site,
+                start,
+                end,
+            )
+            .await
+            .map_err(|error| ApiError::unavailable(error.to_string()))?;
+            (points, None)
+        }
+        (None, Some(recent)) => (
+            recent.points(id, start, end),
+            Some(crate::tsdb::recent::KEPT_MINUTES),
+        ),
+        (None, None) => (Vec::new(), Some(0)),
+    };
     Ok(Json(json!({
         "device_id": id,
+        // Without VictoriaMetrics, how far back the built-in history
+        // reaches (minutes); null with it.
+        "kept_minutes": kept_minutes,
         "points": points.iter().map(|point| json!({
             "at": rfc3339(point.at_ms),
             "rtt_ms": point.avg_ms,

@@ -10,7 +10,11 @@ use std::sync::atomic::Ordering;
 
 use super::core::{Core, to_the_end};
 use crate::store::{ApplyOutcome, FlapPolicy, Ignored, StoreError, TransitionReport};
-use crate::tsdb::{DeviceLabels, DeviceSample, SampleBatch, StatisticsReport, Tsdb, WriterStopped};
+use crate::tsdb::recent::RecentRtt;
+use crate::tsdb::{
+    DeviceLabels, DeviceSample, DeviceStatistics, SampleBatch, StatisticsReport, Tsdb,
+    WriterStopped,
+};
 
 /// A status commit slower than this is logged.
 const SLOW_COMMIT: std::time::Duration = std::time::Duration::from_millis(100);
@@ -33,6 +37,8 @@ pub struct Reports {
     pub flapping: FlapPolicy,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
+    /// The built-in short RTT history, when it is not.
+    pub recent: Option<RecentRtt>,
     /// Agent reports hold it shared; the offline sweep holds it alone from
     /// its presence check to its commit.
     offline_gate: tokio::sync::RwLock<()>,
@@ -45,6 +51,7 @@ impl Reports {
         Self {
             core,
             flapping,
+            recent: tsdb.is_none().then(RecentRtt::default),
             tsdb,
             offline_gate: tokio::sync::RwLock::new(()),
         }
@@ -131,8 +138,9 @@ impl Reports {
         &self,
         report: &StatisticsReport,
     ) -> Result<usize, StatisticsError> {
-        if self.tsdb.is_none() {
-            return Ok(0);
+        if let Some(recent) = &self.recent {
+            recent.record(report);
+            return Ok(report.devices.len());
         }
         let devices = self.core.devices().await?;
         let by_id: HashMap<i64, DeviceLabels> = devices
@@ -153,8 +161,27 @@ impl Reports {
         report: &StatisticsReport,
         labels: impl Fn(i64) -> Option<DeviceLabels>,
     ) -> Result<usize, WriterStopped> {
-        let Some(tsdb) = &self.tsdb else {
-            return Ok(0);
+        let tsdb = match (&self.tsdb, &self.recent) {
+            (Some(tsdb), _) => tsdb,
+            // Without VictoriaMetrics: the built-in short history, of the
+            // devices the link knows (the others counted as below).
+            (None, Some(recent)) => {
+                let (known, unknown): (Vec<DeviceStatistics>, Vec<DeviceStatistics>) = report
+                    .devices
+                    .iter()
+                    .partition(|statistics| labels(statistics.device_id).is_some());
+                self.core
+                    .metrics
+                    .statistics_ignored
+                    .fetch_add(unknown.len() as u64, Ordering::Relaxed);
+                let taken = known.len();
+                recent.record(&StatisticsReport {
+                    devices: known,
+                    ..report.clone()
+                });
+                return Ok(taken);
+            }
+            (None, None) => return Ok(0),
         };
         let mut samples = Vec::with_capacity(report.devices.len());
         for statistics in &report.devices {

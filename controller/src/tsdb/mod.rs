@@ -9,6 +9,7 @@
 
 mod encode;
 pub mod history;
+pub mod recent;
 mod spool;
 
 use std::collections::HashMap;

@@ -195,8 +195,11 @@ async function drawChart(id, box) {
   if (chart) chart.destroy();
   chart = null;
   const points = body.points;
+  // Without VictoriaMetrics the controller keeps the last day itself.
+  const builtIn = body.kept_minutes === null ? ""
+    : ` (the built-in history keeps the last ${body.kept_minutes / 60} h; configure victoria_metrics for more)`;
   if (points.length === 0) {
-    box.replaceChildren(el("p", { class: "hint", text: "no samples in this range" }));
+    box.replaceChildren(el("p", { class: "hint", text: `no samples in this range yet${builtIn}` }));
     return;
   }
   const column = (name) => points.map((point) => point[name]);
@@ -223,7 +226,7 @@ async function drawChart(id, box) {
     bands: [{ series: [2, 1], fill: "rgba(21,101,192,0.18)" }],
   }, data, box);
   const lost = points.filter((point) => point.loss > 0).length;
-  box.append(el("p", { class: "hint", text: `${points.length} steps; loss in ${lost} of them (red dots)` }));
+  box.append(el("p", { class: "hint", text: `${points.length} steps; loss in ${lost} of them (red dots)${builtIn}` }));
 }
 
 async function drawAvailability(id) {
