@@ -164,6 +164,36 @@ fn the_agent_says_ready_pings_the_watchdog_and_says_stopping() {
     assert!(stopping, "STOPPING=1 on the way out");
 }
 
+/// Each unit's `Documentation=` names the documents its package installs
+/// (`/usr/share/doc/<package>/`), not a placeholder site.
+#[test]
+fn units_point_at_their_installed_documentation() {
+    for (unit, package) in [
+        ("ward-agent.service", "ward-agent"),
+        ("ward-controller.service", "ward-controller"),
+    ] {
+        let text = unit_text(unit);
+        let documents: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("Documentation="))
+            .flat_map(str::split_whitespace)
+            .collect();
+        assert!(!documents.is_empty(), "{unit}: no Documentation=");
+        for document in documents {
+            assert!(
+                document.starts_with(&format!("file:/usr/share/doc/{package}/")),
+                "{unit}: {document}"
+            );
+            let name = document.rsplit('/').next().expect("a file name");
+            let in_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            assert!(
+                in_tree.join(name).exists() || in_tree.join("docs").join(name).exists(),
+                "{unit}: {name} is not a document of the tree"
+            );
+        }
+    }
+}
+
 /// The unit `name` as shipped.
 fn unit_text(name: &str) -> String {
     std::fs::read_to_string(Path::new(UNITS).join(name)).expect("unit")
