@@ -3,7 +3,8 @@
 //! never later than the report arrived, never earlier than the link's
 //! previous report). An agent restarted with its clock an hour behind, and
 //! one whose clock steps back a minute mid-run, both report a death that
-//! is applied at once (before, each was ignored as older than the
+//! is applied at once, and so does one an hour behind that takes over a
+//! dead group member's device (before, each was ignored as older than the
 //! device's last report: the dead device stayed `up`, silently). The
 //! offset shows in `/api/v1/agents`, `/metrics` and `/readyz`.
 
@@ -29,11 +30,15 @@ struct ScriptedAgent {
 
 impl ScriptedAgent {
     async fn link(url: &str, boot: &str, skew_ms: i64) -> Self {
+        Self::link_as(url, "branch-7-agent", boot, skew_ms).await
+    }
+
+    async fn link_as(url: &str, agent: &str, boot: &str, skew_ms: i64) -> Self {
         let (outbound, messages) = mpsc::channel(16);
         let clock = ward_controller::time::now_ms() + skew_ms;
         // The Hello first: the controller answers once it has read it.
         let hello = pb::Hello {
-            agent_id: "branch-7-agent".into(),
+            agent_id: agent.into(),
             site: "branch-7".into(),
             version: "test".into(),
             boot_id: boot.into(),
@@ -87,6 +92,26 @@ impl ScriptedAgent {
             counters: None,
         }))
         .await;
+    }
+
+    /// Waits until its assignment names `device`.
+    async fn assigned(&mut self, device: i64) {
+        let device = u64::try_from(device).expect("id");
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), self.inbound.next())
+                .await
+                .expect("an assignment within 10 s")
+                .expect("the link is open")
+                .expect("a message");
+            let targets = match message.kind {
+                Some(controller_message::Kind::Snapshot(snapshot)) => snapshot.targets,
+                Some(controller_message::Kind::Update(update)) => update.upserts,
+                _ => continue,
+            };
+            if targets.iter().any(|target| target.device_id == device) {
+                return;
+            }
+        }
     }
 
     /// Reports `device` `state`, decided by a probe 300 ms ago by its
@@ -219,5 +244,61 @@ async fn a_clock_stepped_back_mid_run_never_hides_a_death() {
     // clock a minute before the last one.
     agent.skew_ms = -60_000;
     agent.report(id, pb::DeviceState::Down).await;
+    assert_eq!(status(&api, id).await, "down", "the death applies");
+}
+
+/// Two agents of a site; the one probing dies and the other, its clock an
+/// hour behind, takes its device over and reports it dead: applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_an_hour_behind_taking_over_a_groups_device_reports_its_death() {
+    let (_dir, url) = common::sqlite_url();
+    let settings = ward_controller::services::AppSettings {
+        agent_failover_delay: Duration::from_millis(300),
+        ..ward_controller::services::AppSettings::default()
+    };
+    let controller =
+        common::controller_with(&url, ward_controller::cache::Cache::in_process(), settings).await;
+    let api = common::Api::serve(controller.clone()).await;
+    let grpc = common::serve_grpc(controller.clone()).await;
+    for agent in ["north-1", "north-2"] {
+        let (code, body) = api
+            .post("/api/v1/agents", json!({"id": agent, "site": "branch-7"}))
+            .await;
+        assert_eq!(code, 201, "{body}");
+    }
+    let mut first = ScriptedAgent::link_as(&grpc, "north-1", "boot-1", 0).await;
+    controller.presence.share_presence().await.expect("share");
+    let (code, device) = api
+        .post(
+            "/api/v1/devices",
+            json!({"name": "atm-7", "address": "198.18.7.7", "site": "branch-7"}),
+        )
+        .await;
+    assert_eq!(code, 201, "{device}");
+    let id = device["id"].as_i64().expect("id");
+    first.assigned(id).await;
+    first.heartbeat().await;
+    first.report(id, pb::DeviceState::Up).await;
+    assert_eq!(status(&api, id).await, "up");
+
+    let mut second = ScriptedAgent::link_as(&grpc, "north-2", "boot-1", -HOUR_MS).await;
+    second.heartbeat().await;
+    drop(first);
+    // North-1 gone for longer than the failover delay: north-2 owns it.
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        controller.presence.share_presence().await.expect("share");
+        controller
+            .presence
+            .settle_groups(ward_controller::time::now_ms())
+            .await
+            .expect("settle");
+        let (_, device) = api.get(&format!("/api/v1/devices/{id}")).await;
+        if device["agent"] == "north-2" {
+            break;
+        }
+    }
+    second.assigned(id).await;
+    second.report(id, pb::DeviceState::Down).await;
     assert_eq!(status(&api, id).await, "down", "the death applies");
 }
