@@ -160,6 +160,12 @@ async fn with_one_device() -> (tempfile::TempDir, common::Api, i64, String) {
         )
         .await;
     assert_eq!(code, 201, "{body}");
+    let id = add_atm(&api).await;
+    (dir, api, id, grpc)
+}
+
+/// Device `atm-7` of site `branch-7`; its id.
+async fn add_atm(api: &common::Api) -> i64 {
     let (code, device) = api
         .post(
             "/api/v1/devices",
@@ -167,7 +173,7 @@ async fn with_one_device() -> (tempfile::TempDir, common::Api, i64, String) {
         )
         .await;
     assert_eq!(code, 201, "{device}");
-    (dir, api, device["id"].as_i64().expect("id"), grpc)
+    device["id"].as_i64().expect("id")
 }
 
 async fn status(api: &common::Api, id: i64) -> Value {
@@ -268,14 +274,7 @@ async fn an_agent_an_hour_behind_taking_over_a_groups_device_reports_its_death()
     }
     let mut first = ScriptedAgent::link_as(&grpc, "north-1", "boot-1", 0).await;
     controller.presence.share_presence().await.expect("share");
-    let (code, device) = api
-        .post(
-            "/api/v1/devices",
-            json!({"name": "atm-7", "address": "198.18.7.7", "site": "branch-7"}),
-        )
-        .await;
-    assert_eq!(code, 201, "{device}");
-    let id = device["id"].as_i64().expect("id");
+    let id = add_atm(&api).await;
     first.assigned(id).await;
     first.heartbeat().await;
     first.report(id, pb::DeviceState::Up).await;
