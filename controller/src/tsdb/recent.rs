@@ -1,8 +1,9 @@
 //! A short RTT history kept in memory when VictoriaMetrics is not
 //! configured (the embedded defaults, a pilot): each device's last hour
 //! by the minute and last day by the quarter hour, enough for the device
-//! page's chart. Bounded: 156 buckets of 32 bytes per device (about 5 KiB;
-//! 10,000 devices ≈ 50 MiB, measured in docs/BENCHMARKS.md). It is lost
+//! page's chart. Bounded: 156 buckets of 32 bytes per device (5 KiB; with
+//! the tables' slack 6.2 KiB resident: 10,000 devices 61 MiB, in
+//! docs/BENCHMARKS.md). It is lost
 //! when the controller restarts and is this controller's alone;
 //! VictoriaMetrics stays the production store.
 
