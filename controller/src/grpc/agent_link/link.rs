@@ -283,9 +283,11 @@ impl Link {
                 Ok(device_id) => transitions.push(ReportedTransition {
                     device_id,
                     status,
-                    probed_at_ms: self
-                        .clock
-                        .date(transition.probed_at_unix_us.div_euclid(1_000), received_ms),
+                    probed_at_ms: self.clock.date(
+                        device_id,
+                        transition.probed_at_unix_us.div_euclid(1_000),
+                        received_ms,
+                    ),
                     last_rtt_us: transition.last_rtt_us,
                     reason: if transition.detail.is_empty() {
                         reason_text(transition.reason)
