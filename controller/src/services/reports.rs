@@ -166,19 +166,13 @@ impl Reports {
             // Without VictoriaMetrics: the built-in short history, of the
             // devices the link knows (the others counted as below).
             (None, Some(recent)) => {
-                let (known, unknown): (Vec<DeviceStatistics>, Vec<DeviceStatistics>) = report
-                    .devices
-                    .iter()
-                    .partition(|statistics| labels(statistics.device_id).is_some());
+                let known = |statistics: &&DeviceStatistics| labels(statistics.device_id).is_some();
+                let taken = report.devices.iter().filter(known).count();
                 self.core
                     .metrics
                     .statistics_ignored
-                    .fetch_add(unknown.len() as u64, Ordering::Relaxed);
-                let taken = known.len();
-                recent.record(&StatisticsReport {
-                    devices: known,
-                    ..report.clone()
-                });
+                    .fetch_add((report.devices.len() - taken) as u64, Ordering::Relaxed);
+                recent.record_periods(report.period_end_ms, report.devices.iter().filter(known));
                 return Ok(taken);
             }
             (None, None) => return Ok(0),

@@ -126,24 +126,29 @@ struct Devices {
 impl RecentRtt {
     /// Takes in one report's periods.
     pub fn record(&self, report: &StatisticsReport) {
+        self.record_periods(report.period_end_ms, &report.devices);
+    }
+
+    /// Takes in the periods of `devices_reported` that ended at
+    /// `period_end_ms`.
+    pub fn record_periods<'a>(
+        &self,
+        period_end_ms: i64,
+        devices_reported: impl IntoIterator<Item = &'a DeviceStatistics>,
+    ) {
         let mut devices = self
             .devices
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        for statistics in &report.devices {
+        for statistics in devices_reported {
             let history = devices.by_id.entry(statistics.device_id).or_default();
-            add_to(&mut history.fine, FINE, report.period_end_ms, statistics);
-            add_to(
-                &mut history.coarse,
-                COARSE,
-                report.period_end_ms,
-                statistics,
-            );
+            add_to(&mut history.fine, FINE, period_end_ms, statistics);
+            add_to(&mut history.coarse, COARSE, period_end_ms, statistics);
         }
         devices.reports_since_prune += 1;
         if devices.reports_since_prune >= REPORTS_BETWEEN_PRUNES {
             devices.reports_since_prune = 0;
-            let oldest = report.period_end_ms - i64::from(KEPT_MINUTES) * 60_000;
+            let oldest = period_end_ms - i64::from(KEPT_MINUTES) * 60_000;
             devices.by_id.retain(|_, history| {
                 history
                     .coarse

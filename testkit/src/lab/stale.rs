@@ -16,18 +16,32 @@ pub fn remove_stale_labs() {
     let Ok(entries) = std::fs::read_dir("/run/netns") else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = owner(&name) else { continue };
-        if Path::new(&format!("/proc/{pid}")).exists() {
+    let names: Vec<String> = entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    let running = |pid: u32| Path::new(&format!("/proc/{pid}")).exists();
+    // Host links are named by PID modulo 100,000: a dead process's links
+    // are only removed when no running lab's process shares that name.
+    let live_link_names: Vec<u32> = names
+        .iter()
+        .filter_map(|name| owner(name))
+        .filter(|&pid| running(pid))
+        .map(|pid| pid % 100_000)
+        .collect();
+    for name in &names {
+        let Some(pid) = owner(name) else { continue };
+        if running(pid) {
             continue;
         }
         eprintln!("lab: removing {name}, left behind by process {pid}, which no longer runs");
-        if let Err(error) = super::ip(&["netns", "del", &name]) {
+        if let Err(error) = super::ip(&["netns", "del", name]) {
             eprintln!("lab: deleting stale namespace {name}: {error}");
         }
-        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&name));
-        remove_host_links_of(pid);
+        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(name));
+        if !live_link_names.contains(&(pid % 100_000)) {
+            remove_host_links_of(pid);
+        }
     }
 }
 
