@@ -19,6 +19,7 @@ pub fn outage_batch(devices: u64) -> TransitionBatch {
                 last_rtt_us: Some(850),
                 reason: TransitionReason::Timeouts.into(),
                 detail: String::new(),
+                degraded: None,
             })
             .collect(),
     }

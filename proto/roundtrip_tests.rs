@@ -16,6 +16,8 @@ use crate::v1::{
 
 fn target(device_id: u64, address: &str) -> ProbeTarget {
     ProbeTarget {
+        quality: None,
+        known_level: 0,
         device_id,
         address: address.to_owned(),
         interval_ms: 1000,
@@ -49,6 +51,7 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
             seq: 42,
             transitions: vec![
                 Transition {
+                    degraded: None,
                     device_id: 9,
                     state: DeviceState::Down.into(),
                     probed_at_unix_us: 1_795_000_000_123_456,
@@ -57,6 +60,7 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
                     detail: String::new(),
                 },
                 Transition {
+                    degraded: None,
                     device_id: 10,
                     state: DeviceState::Unreachable.into(),
                     probed_at_unix_us: 1_795_000_000_223_456,
@@ -187,6 +191,7 @@ proptest! {
         let transitions = entries
             .into_iter()
             .map(|(device_id, state, probed_at_unix_us, last_rtt_us, reason, detail)| Transition {
+                degraded: None,
                 device_id,
                 state,
                 probed_at_unix_us,

@@ -53,6 +53,8 @@ fn targets_come_and_go_while_the_prober_runs() {
                 id,
                 spec: spec(address),
                 known: Status::Unknown,
+                quality: None,
+                known_level: None,
             })
             .expect("control queue");
     }

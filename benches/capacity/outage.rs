@@ -79,6 +79,7 @@ async fn measure(backend: &str, url: &str) -> anyhow::Result<()> {
     anyhow::ensure!(controller.inventory.summary().await?.unknown == DEVICES as u64 + 1);
     let probed_at_ms = created_at + 1_000;
     let transition = |device_id| ReportedTransition {
+        degraded: None,
         device_id,
         status: Status::Down,
         probed_at_ms,

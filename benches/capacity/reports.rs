@@ -62,6 +62,7 @@ pub async fn run() -> anyhow::Result<()> {
         let transitions = devices
             .iter()
             .map(|device| ReportedTransition {
+                degraded: None,
                 device_id: device.id,
                 status,
                 probed_at_ms: from

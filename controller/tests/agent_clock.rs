@@ -122,6 +122,7 @@ impl ScriptedAgent {
         self.send(agent_message::Kind::Transitions(pb::TransitionBatch {
             seq: self.seq,
             transitions: vec![pb::Transition {
+                degraded: None,
                 device_id: u64::try_from(device).expect("id"),
                 state: state as i32,
                 probed_at_unix_us: probed_at_ms * 1_000,

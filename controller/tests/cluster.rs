@@ -246,6 +246,7 @@ async fn two_controllers_deliver_each_notification_once() {
         .expect("devices")
         .iter()
         .map(|device| ward_controller::store::ReportedTransition {
+            degraded: None,
             device_id: device["id"].as_i64().expect("id"),
             status: Status::Down,
             probed_at_ms: now + 1,

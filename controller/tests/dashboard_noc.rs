@@ -125,6 +125,7 @@ fn report(seq: u64, changes: &[(i64, Status)]) -> TransitionReport {
         transitions: changes
             .iter()
             .map(|&(device_id, status)| ReportedTransition {
+                degraded: None,
                 device_id,
                 status,
                 probed_at_ms: now,

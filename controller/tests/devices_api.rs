@@ -997,8 +997,8 @@ async fn availability_reports_answer_per_device_site_and_tag_in_json_and_csv() {
     assert_eq!(
         lines,
         [
-            "site,up_s,down_s,unreachable_s,unknown_s,maintenance_s,outages,mttr_s,longest_outage_s,availability",
-            "branch-9,60.0,20.0,0.0,0.0,0.0,1,20.0,20.0,0.75"
+            "site,up_s,down_s,unreachable_s,unknown_s,maintenance_s,outages,mttr_s,longest_outage_s,availability,degraded_s",
+            "branch-9,60.0,20.0,0.0,0.0,0.0,1,20.0,20.0,0.75,0.0"
         ]
     );
     for (query, field) in [

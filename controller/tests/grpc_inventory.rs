@@ -140,6 +140,7 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
         boot_id: "boot".into(),
         seq: 1,
         transitions: vec![ReportedTransition {
+            degraded: None,
             device_id: id,
             status: Status::Down,
             probed_at_ms,

@@ -1,52 +1,17 @@
 //! Notifications leave through the outbox to a real HTTP webhook: only a
 //! 2xx removes them, failures are retried later, order per alert holds,
 //! and nothing is lost while the receiver is down.
-#![allow(
-    clippy::disallowed_types,
-    reason = "the test's webhook receiver records bodies under a mutex"
-)]
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use common::{Receiver, start_receiver};
 use serde_json::Value;
 use ward_controller::notify::{Channel, Webhook, deliver_due};
 use ward_controller::services::App;
 use ward_controller::store::{DeviceSpec, Status, TransitionReport};
-
-/// A webhook receiver that records what it accepted.
-#[derive(Default)]
-struct Receiver {
-    failing: AtomicBool,
-    accepted: Mutex<Vec<Value>>,
-}
-
-async fn receive(State(receiver): State<Arc<Receiver>>, Json(body): Json<Value>) -> StatusCode {
-    if receiver.failing.load(Ordering::Relaxed) {
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    receiver.accepted.lock().expect("lock").push(body);
-    StatusCode::NO_CONTENT
-}
-
-async fn start_receiver() -> (Arc<Receiver>, String) {
-    let receiver = Arc::new(Receiver::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(receive))
-        .with_state(Arc::clone(&receiver));
-    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
-    (receiver, url)
-}
 
 async fn controller_with_device() -> (tempfile::TempDir, App, i64) {
     let (dir, controller) = common::sqlite_controller().await;

@@ -5,9 +5,11 @@ mod common;
 
 use std::any::Any;
 
+use ward_domain::model::{Degradation, DegradedLevel};
+
 use ward_controller::store::{
-    ApplyOutcome, DeviceSpec, FlapPolicy, Ignored, ReportedTransition, Status, Store, StoreError,
-    TransitionReport,
+    AlertName, ApplyOutcome, DeviceSpec, FlapPolicy, Ignored, ReportedTransition, Status, Store,
+    StoreError, TransitionReport,
 };
 
 /// Keeps the backing server or directory alive for the test.
@@ -55,6 +57,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_degraded_device_has_its_own_alert_updated_by_level_and_superseded_by_down,
     migrations_are_versioned_and_run_once,
     devices_round_trip_and_bad_input_writes_nothing,
     a_down_transition_sets_down_since_and_opens_an_alert_with_a_notification,
@@ -113,6 +116,7 @@ fn report(seq: u64, transitions: &[(i64, Status, i64)]) -> TransitionReport {
         transitions: transitions
             .iter()
             .map(|&(device_id, status, probed_at_ms)| ReportedTransition {
+                degraded: None,
                 device_id,
                 status,
                 probed_at_ms,
@@ -2378,4 +2382,88 @@ async fn a_flapping_device_notifies_once_withholds_its_changes_and_settles_once(
     let sent = drain_notifications(store).await;
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].0, "resolved", "a settled device notifies as usual");
+}
+
+/// A report of `device_id` degraded at `level` (30 % loss, 160 ms).
+fn degraded(seq: u64, device_id: i64, level: DegradedLevel, at_ms: i64) -> TransitionReport {
+    let mut report = report(seq, &[(device_id, Status::Degraded, at_ms)]);
+    report.transitions[0].degraded = Some(Degradation {
+        level,
+        loss_permille: 300,
+        rtt_us: Some(160_000),
+    });
+    report
+}
+
+async fn a_degraded_device_has_its_own_alert_updated_by_level_and_superseded_by_down(
+    store: &Store,
+) {
+    let device = store
+        .create_device(
+            &spec("atm-1", "198.18.1.10"),
+            &ward_controller::store::Actor::console(),
+            1_000,
+        )
+        .await
+        .expect("create");
+    let flapping = FlapPolicy::default();
+    let apply = |report: TransitionReport, at_ms: i64| async move {
+        store.apply(&report, &flapping, at_ms).await.expect("apply")
+    };
+    apply(report(1, &[(device.id, Status::Up, 2_000)]), 2_000).await;
+    apply(degraded(2, device.id, DegradedLevel::Warning, 5_000), 5_000).await;
+    let now = store
+        .get_device(device.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((now.status, now.down_since_ms), (Status::Degraded, None));
+    assert_eq!(
+        now.degraded,
+        Some(Degradation {
+            level: DegradedLevel::Warning,
+            loss_permille: 300,
+            rtt_us: Some(160_000)
+        })
+    );
+    let alerts = store.alerts(true).await.expect("alerts");
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].alertname, AlertName::DeviceDegraded);
+    assert_eq!(alerts[0].severity_label(), "warning");
+    // The same level again (a replay of another seq) changes nothing;
+    // critical updates the alert.
+    apply(degraded(3, device.id, DegradedLevel::Warning, 6_000), 6_000).await;
+    apply(
+        degraded(4, device.id, DegradedLevel::Critical, 7_000),
+        7_000,
+    )
+    .await;
+    let alerts = store.alerts(true).await.expect("alerts");
+    assert_eq!(alerts.len(), 1, "still one alert");
+    assert_eq!(alerts[0].severity_label(), "critical");
+    // Cut entirely: the degraded alert resolves, superseded, as the
+    // outage's opens.
+    apply(report(5, &[(device.id, Status::Down, 9_000)]), 9_000).await;
+    let now = store
+        .get_device(device.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!((now.status, now.degraded), (Status::Down, None));
+    let every = store.alerts(false).await.expect("alerts");
+    let story: Vec<(AlertName, Option<&str>)> = every
+        .iter()
+        .rev()
+        .map(|alert| (alert.alertname, alert.resolved_reason.as_deref()))
+        .collect();
+    assert_eq!(
+        story,
+        [
+            (AlertName::DeviceDegraded, Some("superseded by DeviceDown")),
+            (AlertName::DeviceDown, None)
+        ]
+    );
+    let queued = store.pending_notifications().await.expect("outbox");
+    let kinds: Vec<&str> = queued.iter().map(|n| n.kind.as_str()).collect();
+    assert_eq!(kinds, ["firing", "updated", "resolved", "firing"]);
 }

@@ -36,6 +36,8 @@ pub const DEFAULT_RANGE_MS: i64 = 30 * 86_400_000;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub up_ms: i64,
+    /// Time it answered while degraded (available, counted apart).
+    pub degraded_ms: i64,
     pub down_ms: i64,
     pub unreachable_ms: i64,
     pub unknown_ms: i64,
@@ -51,6 +53,7 @@ impl Totals {
     /// Adds another device's totals (a site's or tag's row).
     pub fn add(&mut self, other: &Totals) {
         self.up_ms += other.up_ms;
+        self.degraded_ms += other.degraded_ms;
         self.down_ms += other.down_ms;
         self.unreachable_ms += other.unreachable_ms;
         self.unknown_ms += other.unknown_ms;
@@ -60,10 +63,12 @@ impl Totals {
         self.longest_outage_ms = self.longest_outage_ms.max(other.longest_outage_ms);
     }
 
-    /// up / (up + down + unreachable); `None` when that is zero.
+    /// (up + degraded) / (up + degraded + down + unreachable): a degraded
+    /// device answers; `None` when that is zero.
     pub fn availability(&self) -> Option<f64> {
-        let counted = self.up_ms + self.down_ms + self.unreachable_ms;
-        (counted > 0).then(|| self.up_ms as f64 / counted as f64)
+        let answered = self.up_ms + self.degraded_ms;
+        let counted = answered + self.down_ms + self.unreachable_ms;
+        (counted > 0).then(|| answered as f64 / counted as f64)
     }
 
     /// Mean outage time outside maintenance; `None` without outages.
@@ -150,6 +155,7 @@ pub fn account(timeline: &Timeline, range: Span) -> Totals {
         let time = uncovered((start, end), &maintenance);
         match status {
             Status::Up => totals.up_ms += time,
+            Status::Degraded => totals.degraded_ms += time,
             Status::Down => totals.down_ms += time,
             Status::Unreachable => totals.unreachable_ms += time,
             Status::Unknown => totals.unknown_ms += time,
@@ -202,6 +208,7 @@ pub fn second_by_second(timeline: &Timeline, range: Span) -> Totals {
             } else {
                 match status {
                     Status::Up => totals.up_ms += 1000,
+                    Status::Degraded => totals.degraded_ms += 1000,
                     Status::Down => totals.down_ms += 1000,
                     Status::Unreachable => totals.unreachable_ms += 1000,
                     Status::Unknown => totals.unknown_ms += 1000,
@@ -378,6 +385,7 @@ mod tests {
     fn status() -> impl Strategy<Value = Status> {
         prop_oneof![
             Just(Status::Up),
+            Just(Status::Degraded),
             Just(Status::Down),
             Just(Status::Unreachable),
             Just(Status::Unknown)
@@ -436,6 +444,7 @@ mod tests {
             totals,
             Totals {
                 up_ms: 10_000,
+                degraded_ms: 0,
                 down_ms: 5_000,
                 unreachable_ms: 15_000,
                 unknown_ms: 0,

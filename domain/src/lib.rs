@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod model;
 pub mod natural;
 pub mod plan;
+pub mod quality;
 pub mod sight;
 
 /// A stored value the rules cannot read back (a bug or manual tampering);

@@ -13,7 +13,7 @@ use jiff::civil::{Date, DateTime, Weekday};
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 
-use crate::model::{AlertName, Device, DueNotification, FieldError};
+use crate::model::{Device, DueNotification, FieldError};
 
 /// How a window repeats.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -248,10 +248,7 @@ pub fn covering(open: &[OpenWindow], device: &Device) -> Vec<i64> {
 /// any later notification of an alert whose `firing` was held.
 pub fn holds_back(open: &[OpenWindow], notification: &DueNotification) -> bool {
     let alert = &notification.alert;
-    let Some(device) = alert
-        .device_id
-        .filter(|_| alert.alertname == AlertName::DeviceDown)
-    else {
+    let Some(device) = alert.device_id.filter(|_| alert.alertname.is_device()) else {
         return false;
     };
     alert.held

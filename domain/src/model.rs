@@ -5,12 +5,15 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 /// The one truth about a device. `Down` and `Unreachable` carry a
-/// `down_since`; `Up` and `Unknown` never do.
+/// `down_since`; `Up`, `Degraded` and `Unknown` never do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// Answers probes.
     Up,
+    /// Answers probes, but its loss or RTT over its profile's window
+    /// crosses a threshold (see [`Degradation`]). Not an outage.
+    Degraded,
     /// Missed its probes.
     Down,
     /// Not reachable (ICMP unreachable, or its parent is down).
@@ -24,6 +27,7 @@ impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Up => "up",
+            Status::Degraded => "degraded",
             Status::Down => "down",
             Status::Unreachable => "unreachable",
             Status::Unknown => "unknown",
@@ -34,6 +38,46 @@ impl Status {
     pub fn is_outage(self) -> bool {
         matches!(self, Status::Down | Status::Unreachable)
     }
+
+    /// True for the states in which the device answers.
+    pub fn answers(self) -> bool {
+        matches!(self, Status::Up | Status::Degraded)
+    }
+}
+
+/// How bad a degradation is.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum DegradedLevel {
+    /// A warning threshold is crossed.
+    Warning,
+    /// A critical threshold is crossed.
+    Critical,
+}
+
+impl DegradedLevel {
+    /// The name shown in APIs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DegradedLevel::Warning => "warning",
+            DegradedLevel::Critical => "critical",
+        }
+    }
+}
+
+/// A degraded device's level and the figures over its window that decided
+/// it, as its agent measured them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Degradation {
+    /// The level crossed.
+    pub level: DegradedLevel,
+    /// The window's loss, tenths of a percent.
+    pub loss_permille: u16,
+    /// The window's RTT as the thresholds compare it, µs (none when
+    /// nothing answered).
+    pub rtt_us: Option<u32>,
 }
 
 impl fmt::Display for Status {
@@ -48,6 +92,7 @@ impl FromStr for Status {
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
             "up" => Ok(Status::Up),
+            "degraded" => Ok(Status::Degraded),
             "down" => Ok(Status::Down),
             "unreachable" => Ok(Status::Unreachable),
             "unknown" => Ok(Status::Unknown),
@@ -258,13 +303,16 @@ pub struct Device {
     /// Its outage began or ended too often lately (see `store::flap`):
     /// its alert changes notify nobody until it is stable.
     pub flapping: bool,
+    /// How it is degraded, while its status is `Degraded` (since
+    /// `status_changed_at_ms`: a change of level is a change).
+    pub degraded: Option<Degradation>,
 }
 
 impl Device {
     /// Its round-trip time now: the last reply's while it is up, none
     /// while it is not (a down device has no current RTT).
     pub fn current_rtt_us(&self) -> Option<u32> {
-        self.last_rtt_us.filter(|_| self.status == Status::Up)
+        self.last_rtt_us.filter(|_| self.status.answers())
     }
 }
 
@@ -273,12 +321,14 @@ impl Device {
 pub struct ReportedTransition {
     /// The device.
     pub device_id: i64,
-    /// Up, Down or Unreachable.
+    /// Up, Degraded, Down or Unreachable.
     pub status: Status,
     /// Send time of the probe that decided it, Unix ms.
     pub probed_at_ms: i64,
     /// RTT of the device's last reply, µs.
     pub last_rtt_us: Option<u32>,
+    /// With `Degraded`: its level and figures.
+    pub degraded: Option<Degradation>,
     /// Why (for the event log).
     pub reason: String,
 }
@@ -366,17 +416,26 @@ impl StatusChanges {
 pub enum AlertName {
     /// A device is down (its own outage, not its parent's).
     DeviceDown,
+    /// A device answers, but its loss or RTT crosses its thresholds
+    /// (severity: the level crossed).
+    DeviceDegraded,
     /// An agent is offline, or connected but unable to probe some of its
     /// devices (blind).
     AgentDown,
 }
 
 impl AlertName {
+    /// True for the alerts about a device.
+    pub fn is_device(self) -> bool {
+        matches!(self, AlertName::DeviceDown | AlertName::DeviceDegraded)
+    }
+
     /// The name stored, sent as Alertmanager's `alertname` and shown in
     /// APIs.
     pub fn as_str(self) -> &'static str {
         match self {
             AlertName::DeviceDown => "DeviceDown",
+            AlertName::DeviceDegraded => "DeviceDegraded",
             AlertName::AgentDown => "AgentDown",
         }
     }
@@ -388,6 +447,7 @@ impl FromStr for AlertName {
     fn from_str(text: &str) -> Result<Self, String> {
         match text {
             "DeviceDown" => Ok(AlertName::DeviceDown),
+            "DeviceDegraded" => Ok(AlertName::DeviceDegraded),
             "AgentDown" => Ok(AlertName::AgentDown),
             other => Err(format!("unknown alertname `{other}`")),
         }
@@ -401,7 +461,8 @@ pub struct Alert {
     pub id: i64,
     /// What it is about.
     pub alertname: AlertName,
-    /// The device (`DeviceDown`; kept after the device is deleted).
+    /// The device (`DeviceDown`, `DeviceDegraded`; kept after the device
+    /// is deleted).
     pub device_id: Option<i64>,
     /// The agent (`AgentDown`).
     pub agent_id: Option<String>,
@@ -426,6 +487,8 @@ pub struct Alert {
     pub flap_started_at_ms: Option<i64>,
     /// Its device's status now (`None` for an agent, or a deleted device).
     pub device_status: Option<Status>,
+    /// How its device is degraded now, if it is.
+    pub degraded: Option<Degradation>,
     /// Opened (outage start), Unix ms.
     pub opened_at_ms: i64,
     /// Resolved, Unix ms; `None` while open.
@@ -434,6 +497,22 @@ pub struct Alert {
     /// return, or the inventory change (device disabled, deleted, address
     /// changed).
     pub resolved_reason: Option<String>,
+}
+
+impl Alert {
+    /// Its severity as notifications and APIs say it: a `DeviceDegraded`
+    /// alert's is the level its device crossed (`warning` or `critical`;
+    /// `warning` once the device no longer is degraded), every other
+    /// alert's its device's severity.
+    pub fn severity_label(&self) -> &'static str {
+        match self.alertname {
+            AlertName::DeviceDegraded => self
+                .degraded
+                .map_or(DegradedLevel::Warning, |degraded| degraded.level)
+                .as_str(),
+            _ => self.severity.as_str(),
+        }
+    }
 }
 
 /// An operator's "I have this one" on an open alert.

@@ -83,6 +83,7 @@ mod tests {
             last_rtt_us: None,
             agent: Some("a1".into()),
             flapping: false,
+            degraded: None,
         }
     }
 

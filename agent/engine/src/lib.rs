@@ -21,6 +21,7 @@
 mod confirm;
 pub mod netlink;
 pub mod packet;
+pub mod quality;
 mod quantiles;
 mod rate;
 mod target;
@@ -152,6 +153,9 @@ pub enum Cause {
     Replies,
     /// Consecutive timeouts.
     Timeouts,
+    /// The loss or RTT over a window of report periods crossed a level
+    /// (see [`quality`]).
+    Quality,
     /// Consecutive ICMP errors quoting the probes.
     IcmpError {
         /// The last error.
@@ -178,6 +182,9 @@ pub struct Transition {
     pub probed_at: Nanos,
     /// RTT of the target's last valid reply, µs.
     pub last_rtt_us: Option<u32>,
+    /// How degraded an `Up` target is from now on (`None`: healthy, and
+    /// always for the other states).
+    pub degraded: Option<quality::Degradation>,
     /// Why.
     pub cause: Cause,
 }
@@ -242,6 +249,8 @@ pub struct Engine {
     phase_hasher: std::hash::RandomState,
     /// Each target's replies this period, for its quantiles.
     samples: quantiles::RttSamples,
+    /// The windows of the targets judged for degradation.
+    windows: quality::Windows,
 }
 
 impl Engine {
@@ -269,6 +278,7 @@ impl Engine {
             longest_rtt_us: 0,
             phase_hasher: std::hash::RandomState::new(),
             samples: quantiles::RttSamples::new(config.quantile_period_ms),
+            windows: quality::Windows::default(),
         }
     }
 
@@ -359,6 +369,31 @@ impl Engine {
         target.epoch = target.epoch.wrapping_add(1);
         self.free_slots.push(index);
         self.live_targets -= 1;
+        self.windows.set(index, None);
+    }
+
+    /// Judges an added target's loss and RTT by `thresholds` from now on
+    /// (`None`: not at all), starting at `assumed` (the level its previous
+    /// prober left it at; without one, the level it is judged at now). Needs a report period (`quantile_period_ms`):
+    /// without one nothing is judged.
+    pub fn judge_quality(
+        &mut self,
+        index: u32,
+        thresholds: Option<quality::Thresholds>,
+        assumed: Option<quality::Level>,
+    ) {
+        let assumed = assumed.or_else(|| self.windows.level(index));
+        let window =
+            thresholds
+                .zip(self.config.quantile_period_ms)
+                .map(|(thresholds, period_ms)| {
+                    let mut window = quality::Window::new(thresholds, period_ms);
+                    if let Some(level) = assumed {
+                        window.assume(level);
+                    }
+                    window
+                });
+        self.windows.set(index, window);
     }
 
     /// Changes the global rate limit.
@@ -520,6 +555,7 @@ impl Engine {
             Err(miss) => target.record_miss(miss),
         };
         if let Some(status) = changed {
+            self.windows.forget(index);
             self.transitions.push_back(Transition {
                 index,
                 id: target.id,
@@ -528,6 +564,7 @@ impl Engine {
                 status,
                 probed_at: target.sent_at,
                 last_rtt_us: target.last_rtt_us,
+                degraded: None,
                 cause,
             });
         }
@@ -614,15 +651,33 @@ impl Engine {
     }
 
     /// Hands each live target's statistics to `report` and starts a new
-    /// period.
+    /// period; a target judged for degradation whose level changed with
+    /// this period reports a transition (see [`quality`]).
     pub fn take_period_stats(
         &mut self,
         mut report: impl FnMut(u64, IpAddr, PeriodStats, RttQuantiles),
     ) {
         for (index, target) in self.targets.iter_mut().enumerate() {
-            let quantiles = self.samples.take(u32::try_from(index).unwrap_or(u32::MAX));
+            let slot = u32::try_from(index).unwrap_or(u32::MAX);
+            let quantiles = self.samples.take(slot);
             if target.pending != Pending::Nothing || target.probes_left != 0 {
                 let stats = std::mem::take(&mut target.stats);
+                if let Some(degraded) =
+                    self.windows
+                        .end_period(slot, target.status, &stats, quantiles)
+                {
+                    self.transitions.push_back(Transition {
+                        index: slot,
+                        id: target.id,
+                        address: target.spec.address,
+                        previous: target.status,
+                        status: target.status,
+                        probed_at: target.sent_at,
+                        last_rtt_us: target.last_rtt_us,
+                        degraded,
+                        cause: Cause::Quality,
+                    });
+                }
                 report(target.id, target.spec.address, stats, quantiles);
             }
         }

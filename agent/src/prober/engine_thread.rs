@@ -40,8 +40,18 @@ fn apply_control(
 ) {
     let now = shared.clock.now();
     match control {
-        Control::Upsert { id, spec, known } => {
-            if slots.get(&id).is_some_and(|(_, current)| *current == spec) {
+        Control::Upsert {
+            id,
+            spec,
+            known,
+            quality,
+            known_level,
+        } => {
+            if let Some((index, current)) = slots.get(&id)
+                && *current == spec
+            {
+                // Only how it is judged changed: its probing goes on.
+                engine.judge_quality(*index, quality, None);
                 return;
             }
             if let Some((index, _)) = slots.remove(&id) {
@@ -64,6 +74,7 @@ fn apply_control(
             }
             match engine.add_known_target(spec, id, known, now) {
                 Ok(index) => {
+                    engine.judge_quality(index, quality, known_level);
                     slots.insert(id, (index, spec));
                     if let (Some(path), IpAddr::V4(address)) = (packet_path.as_mut(), spec.address)
                     {

@@ -27,6 +27,7 @@ use crossbeam_queue::ArrayQueue;
 use mio::Waker;
 
 use crate::clock::Clock;
+use crate::engine::quality::{Level, Thresholds};
 use crate::engine::{
     Engine, EngineConfig, PeriodStats, RttQuantiles, SpecError, Status, TargetSpec, Transition,
 };
@@ -101,6 +102,11 @@ pub enum Control {
         spec: TargetSpec,
         /// Where a new target starts (its owner's last word on it).
         known: Status,
+        /// How its loss and RTT are judged (`None`: not at all).
+        quality: Option<Thresholds>,
+        /// The level a new target starts degraded at (its owner's last
+        /// word on it, with `known` up).
+        known_level: Option<Level>,
     },
     /// Stop probing `id`.
     Remove {

@@ -5,12 +5,14 @@ use std::net::IpAddr;
 use ward_proto::v1 as pb;
 
 use crate::clock::Clock;
+use crate::engine::quality::{Level, RttFigure, Thresholds};
 use crate::engine::{Cause, PeriodStats, RttQuantiles, Status, TargetSpec, Transition};
 use crate::prober::IoCounters;
 
 /// A transition as the controller gets it.
 pub fn transition(clock: &Clock, transition: &Transition) -> pb::Transition {
     let state = match transition.status {
+        Status::Up if transition.degraded.is_some() => pb::DeviceState::Degraded,
         Status::Up => pb::DeviceState::Up,
         Status::Down => pb::DeviceState::Down,
         Status::Unreachable => pb::DeviceState::Unreachable,
@@ -19,6 +21,7 @@ pub fn transition(clock: &Clock, transition: &Transition) -> pb::Transition {
     let (reason, detail) = match transition.cause {
         Cause::Replies => (pb::TransitionReason::Replies, String::new()),
         Cause::Timeouts => (pb::TransitionReason::Timeouts, String::new()),
+        Cause::Quality => (pb::TransitionReason::Quality, String::new()),
         Cause::IcmpError { kind, reporter } => (
             pb::TransitionReason::IcmpUnreachable,
             format!(
@@ -34,6 +37,15 @@ pub fn transition(clock: &Clock, transition: &Transition) -> pb::Transition {
         last_rtt_us: transition.last_rtt_us,
         reason: reason.into(),
         detail,
+        degraded: transition.degraded.map(|degradation| pb::Degradation {
+            level: match degradation.level {
+                Level::Warning => pb::DegradedLevel::Warning,
+                Level::Critical => pb::DegradedLevel::Critical,
+            }
+            .into(),
+            loss_permille: u32::from(degradation.loss_permille),
+            rtt_us: degradation.rtt_us,
+        }),
     }
 }
 
@@ -94,11 +106,41 @@ pub fn target_spec(target: &pb::ProbeTarget) -> Result<TargetSpec, TargetError> 
     })
 }
 
+/// How the controller asks a target's loss and RTT to be judged, if at
+/// all; thresholds beyond the engine's range are taken at its most.
+pub fn quality(target: &pb::ProbeTarget) -> Option<Thresholds> {
+    let quality = target.quality.as_ref()?;
+    let permille = |value: u32| u16::try_from(value.min(1000)).unwrap_or(1000);
+    Some(Thresholds {
+        window_ms: quality.window_ms,
+        clear_window_ms: quality.clear_window_ms,
+        loss_warn_permille: permille(quality.loss_warn_permille),
+        loss_crit_permille: permille(quality.loss_crit_permille),
+        rtt_warn_us: quality.rtt_warn_us,
+        rtt_crit_us: quality.rtt_crit_us,
+        rtt_figure: if quality.rtt_p90 {
+            RttFigure::P90
+        } else {
+            RttFigure::Median
+        },
+    })
+}
+
+/// The level a newly assigned UP target starts degraded at, as the
+/// controller holds it.
+pub fn known_level(target: &pb::ProbeTarget) -> Option<Level> {
+    match pb::DegradedLevel::try_from(target.known_level) {
+        Ok(pb::DegradedLevel::Warning) => Some(Level::Warning),
+        Ok(pb::DegradedLevel::Critical) => Some(Level::Critical),
+        _ => None,
+    }
+}
+
 /// Where a newly assigned target starts: UP or DOWN as the controller
 /// holds it, else undecided (see `ProbeTarget.known_state`).
 pub fn known_status(target: &pb::ProbeTarget) -> Status {
     match pb::DeviceState::try_from(target.known_state) {
-        Ok(pb::DeviceState::Up) => Status::Up,
+        Ok(pb::DeviceState::Up | pb::DeviceState::Degraded) => Status::Up,
         Ok(pb::DeviceState::Down) => Status::Down,
         _ => Status::Unknown,
     }
@@ -156,6 +198,7 @@ mod tests {
         let reported = transition(
             &clock,
             &Transition {
+                degraded: None,
                 index: 0,
                 id: 5,
                 address: "2001:2:0:2::9".parse().expect("address"),

@@ -267,12 +267,15 @@ impl Agent {
         for target in upserts {
             match convert::target_spec(target) {
                 Ok(spec) => {
-                    if self.assigned.get(&target.device_id) != Some(&spec) {
-                        self.assigned.insert(target.device_id, spec);
+                    let quality = convert::quality(target);
+                    if self.assigned.get(&target.device_id) != Some(&(spec, quality)) {
+                        self.assigned.insert(target.device_id, (spec, quality));
                         self.control(Control::Upsert {
                             id: target.device_id,
                             spec,
                             known: convert::known_status(target),
+                            quality,
+                            known_level: convert::known_level(target),
                         })
                         .await;
                     }

@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 use ward_proto::v1::{self as pb};
 
+use crate::engine::quality::Thresholds;
 use crate::engine::{EngineConfig, TargetSpec};
 use crate::prober::{Prober, ProberConfig, ProberError};
 use crate::spool::{Spool, SpoolConfig, SpoolError};
@@ -92,8 +93,9 @@ struct Agent {
     settings: RunSettings,
     spool: Spool,
     prober: Prober,
-    /// What the controller assigned, by device id.
-    assigned: HashMap<u64, TargetSpec>,
+    /// What the controller assigned, by device id: how to probe it, how
+    /// to judge its loss and RTT.
+    assigned: HashMap<u64, (TargetSpec, Option<Thresholds>)>,
     generation: u64,
     /// The latest transition of every device, for resyncs.
     latest: HashMap<u64, pb::Transition>,

@@ -40,6 +40,12 @@ pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
         "in_maintenance": !maintenance.is_empty(),
         "maintenance": maintenance,
         "flapping": device.flapping,
+        "degraded": device.degraded.map(|degraded| json!({
+            "level": degraded.level.as_str(),
+            "loss_pct": ward_domain::quality::pct(degraded.loss_permille),
+            "rtt_ms": degraded.rtt_us.map(|us| f64::from(us) / 1000.0),
+            "since": rfc3339(device.status_changed_at_ms),
+        })),
     })
 }
 

@@ -309,12 +309,13 @@ async fn write_device_counts(app: &App, text: &mut String) {
         Ok(devices) => devices,
         Err(_) => return,
     };
-    let mut counts: std::collections::BTreeMap<&str, [u64; 4]> = std::collections::BTreeMap::new();
+    let mut counts: std::collections::BTreeMap<&str, [u64; STATUSES.len()]> =
+        std::collections::BTreeMap::new();
     for device in devices.iter().filter(|device| device.spec.enabled) {
         let index = STATUSES
             .iter()
             .position(|status| *status == device.status)
-            .unwrap_or(3);
+            .unwrap_or(STATUSES.len() - 1);
         counts.entry(device.spec.site.as_str()).or_default()[index] += 1;
     }
     let _ = writeln!(
@@ -333,8 +334,9 @@ async fn write_device_counts(app: &App, text: &mut String) {
     }
 }
 
-const STATUSES: [Status; 4] = [
+const STATUSES: [Status; 5] = [
     Status::Up,
+    Status::Degraded,
     Status::Down,
     Status::Unreachable,
     Status::Unknown,

@@ -1,7 +1,8 @@
 //! `GET /api/v1/reports/availability?from=&to=&by=device|site|tag
 //! [&site=&tag=&device=][&format=csv]` (viewer): per row the time up,
 //! down, unreachable, unknown and in maintenance, outages, MTTR, the
-//! longest outage and availability = up / (up + down + unreachable),
+//! longest outage and availability = (up + degraded) / (up + degraded +
+//! down + unreachable), degraded time apart (`degraded_s`, last),
 //! computed exactly from the recorded changes (see `availability`).
 
 use std::sync::Arc;
@@ -31,7 +32,7 @@ pub struct AvailabilityQuery {
 }
 
 /// The figures of a row, seconds, in column order.
-const FIGURES: [&str; 9] = [
+const FIGURES: [&str; 10] = [
     "up_s",
     "down_s",
     "unreachable_s",
@@ -41,13 +42,14 @@ const FIGURES: [&str; 9] = [
     "mttr_s",
     "longest_outage_s",
     "availability",
+    "degraded_s",
 ];
 
 fn seconds(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }
 
-fn figures(totals: &Totals) -> [Value; 9] {
+fn figures(totals: &Totals) -> [Value; 10] {
     [
         seconds(totals.up_ms),
         seconds(totals.down_ms),
@@ -58,6 +60,7 @@ fn figures(totals: &Totals) -> [Value; 9] {
         json!(totals.mttr_ms().map(|ms| ms / 1000.0)),
         seconds(totals.longest_outage_ms),
         json!(totals.availability()),
+        seconds(totals.degraded_ms),
     ]
 }
 

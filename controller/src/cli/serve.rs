@@ -195,6 +195,7 @@ fn app_settings(
         failover_delay: settings.failover_delay,
         agent_failover_delay: settings.agent_failover_delay,
         flapping: settings.flapping,
+        quality: settings.degraded,
         tsdb,
         notification_channels,
     })

@@ -6,14 +6,15 @@ use tonic::Status as GrpcStatus;
 use ward_proto::v1::{self as pb, AlertState, DeviceState};
 
 use crate::store::{
-    Alert, AlertName, Device, DeviceSpec, MaintenanceSpec, MaintenanceWindow, Severity, Status,
-    StoreError,
+    Alert, Device, DeviceSpec, MaintenanceSpec, MaintenanceWindow, Severity, Status, StoreError,
 };
 use ward_domain::maintenance::{Day, Every, OpenWindow};
+use ward_domain::model::{Degradation, DegradedLevel};
 
 pub(super) fn state(status: Status) -> DeviceState {
     match status {
         Status::Up => DeviceState::Up,
+        Status::Degraded => DeviceState::Degraded,
         Status::Down => DeviceState::Down,
         Status::Unreachable => DeviceState::Unreachable,
         Status::Unknown => DeviceState::Unknown,
@@ -49,7 +50,35 @@ pub(super) fn to_proto(device: &Device, open: &[OpenWindow]) -> pb::Device {
         last_change_unix_ms: device.status_changed_at_ms,
         last_rtt_us: device.current_rtt_us(),
         agent: device.agent.clone().unwrap_or_default(),
+        degraded: device.degraded.map(|degraded| degradation(&degraded)),
     }
+}
+
+/// A degradation as the wire carries it.
+pub(crate) fn degradation(degraded: &Degradation) -> pb::Degradation {
+    pb::Degradation {
+        level: match degraded.level {
+            DegradedLevel::Warning => pb::DegradedLevel::Warning,
+            DegradedLevel::Critical => pb::DegradedLevel::Critical,
+        }
+        .into(),
+        loss_permille: u32::from(degraded.loss_permille),
+        rtt_us: degraded.rtt_us,
+    }
+}
+
+/// A degradation from the wire; `None` without a level.
+pub(crate) fn from_degradation(degraded: &pb::Degradation) -> Option<Degradation> {
+    let level = match pb::DegradedLevel::try_from(degraded.level) {
+        Ok(pb::DegradedLevel::Warning) => DegradedLevel::Warning,
+        Ok(pb::DegradedLevel::Critical) => DegradedLevel::Critical,
+        _ => return None,
+    };
+    Some(Degradation {
+        level,
+        loss_permille: u16::try_from(degraded.loss_permille.min(1000)).unwrap_or(1000),
+        rtt_us: degraded.rtt_us,
+    })
 }
 
 /// A proto spec with the documented defaults for zero fields.
@@ -115,7 +144,7 @@ pub(super) fn from_proto_severity(value: i32) -> Result<Option<Severity>, GrpcSt
 }
 
 pub(super) fn alert_to_proto(alert: &Alert) -> pb::Alert {
-    let is_device = alert.alertname == AlertName::DeviceDown;
+    let is_device = alert.alertname.is_device();
     pb::Alert {
         id: u64::try_from(alert.id).unwrap_or_default(),
         device_id: alert
@@ -145,6 +174,7 @@ pub(super) fn alert_to_proto(alert: &Alert) -> pb::Alert {
             at_unix_ms: ack.at_ms,
             comment: ack.comment.clone(),
         }),
+        degraded: alert.degraded.as_ref().map(degradation),
     }
 }
 
@@ -270,4 +300,57 @@ pub(super) fn given(text: &str) -> Option<&str> {
 
 pub(super) fn device_id(id: u64) -> Result<i64, GrpcStatus> {
     i64::try_from(id).map_err(|_| GrpcStatus::invalid_argument(format!("id: {id} is out of range")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DeviceSpec;
+
+    #[test]
+    fn a_degraded_device_and_its_figures_cross_the_wire() {
+        let degraded = Degradation {
+            level: DegradedLevel::Critical,
+            loss_permille: 612,
+            rtt_us: Some(480_000),
+        };
+        let device = Device {
+            id: 7,
+            spec: DeviceSpec {
+                name: "atm-7".into(),
+                address: "198.18.1.7".parse().expect("address"),
+                site: "branch-7".into(),
+                parent_id: None,
+                interval_ms: 1000,
+                timeout_ms: 500,
+                down_after: 3,
+                up_after: 2,
+                tags: vec![],
+                enabled: true,
+                severity: Severity::Major,
+            },
+            status: Status::Degraded,
+            down_since_ms: None,
+            status_changed_at_ms: 5_000,
+            last_rtt_us: Some(470_000),
+            agent: Some("branch-7-agent".into()),
+            flapping: false,
+            degraded: Some(degraded),
+        };
+        let shown = to_proto(&device, &[]);
+        assert_eq!(shown.status, DeviceState::Degraded as i32);
+        assert_eq!(
+            shown.last_rtt_us,
+            Some(470_000),
+            "a degraded device answers"
+        );
+        let wire = shown.degraded.expect("its degradation");
+        assert_eq!(
+            (wire.level, wire.loss_permille, wire.rtt_us),
+            (pb::DegradedLevel::Critical as i32, 612, Some(480_000))
+        );
+        assert_eq!(from_degradation(&wire), Some(degraded));
+        let unleveled = pb::Degradation::default();
+        assert_eq!(from_degradation(&unleveled), None);
+    }
 }

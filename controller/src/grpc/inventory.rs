@@ -78,6 +78,7 @@ impl Inventory for InventoryService {
         let status = match DeviceState::try_from(request.status) {
             Ok(DeviceState::Unspecified) => None,
             Ok(DeviceState::Up) => Some(Status::Up),
+            Ok(DeviceState::Degraded) => Some(Status::Degraded),
             Ok(DeviceState::Down) => Some(Status::Down),
             Ok(DeviceState::Unreachable) => Some(Status::Unreachable),
             Ok(DeviceState::Unknown) => Some(Status::Unknown),
@@ -270,6 +271,7 @@ impl Inventory for InventoryService {
                     mttr_s: totals.mttr_ms().map(|ms| ms / 1000.0),
                     longest_outage_s: seconds(totals.longest_outage_ms),
                     availability: totals.availability(),
+                    degraded_s: seconds(totals.degraded_ms),
                     ..Default::default()
                 };
                 match key {
@@ -470,6 +472,7 @@ impl Inventory for InventoryService {
             unknown: summary.unknown,
             total: summary.total,
             in_maintenance: summary.in_maintenance,
+            degraded: summary.degraded,
         }))
     }
 

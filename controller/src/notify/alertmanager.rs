@@ -109,8 +109,26 @@ impl Alertmanager {
     }
 
     fn alert(&self, alert: &Alert, now_ms: i64) -> Value {
+        self.alert_at(alert, alert.severity_label(), now_ms)
+    }
+
+    /// `alert` as Alertmanager gets it, with `severity` as its label.
+    fn alert_at(&self, alert: &Alert, severity: &str, now_ms: i64) -> Value {
         let expires_ms = self.expiry(now_ms);
         let (labels, summary) = match alert.alertname {
+            AlertName::DeviceDegraded => (
+                json!({
+                    "alertname": alert.alertname.as_str(),
+                    "device": alert.name,
+                    "address": alert.address,
+                    "site": alert.site,
+                    "severity": severity,
+                }),
+                format!(
+                    "{} ({}) at site {} is degraded: its loss or round-trip time is over its thresholds",
+                    alert.name, alert.address, alert.site
+                ),
+            ),
             AlertName::DeviceDown => (
                 json!({
                     "alertname": alert.alertname.as_str(),
@@ -138,6 +156,14 @@ impl Alertmanager {
             ),
         };
         let mut annotations = json!({ "summary": summary });
+        if let Some(degraded) = alert.degraded {
+            annotations["loss_pct"] = ward_domain::quality::pct(degraded.loss_permille)
+                .to_string()
+                .into();
+            if let Some(rtt_us) = degraded.rtt_us {
+                annotations["rtt_ms"] = (f64::from(rtt_us) / 1000.0).to_string().into();
+            }
+        }
         if let (Some(_), Some(reason)) = (alert.resolved_at_ms, &alert.resolved_reason) {
             annotations["resolution"] = reason.as_str().into();
         }
@@ -167,6 +193,13 @@ impl Alertmanager {
         let body = match notification.kind.as_str() {
             "flapping" => json!([self.flapping(alert, now_ms)]),
             "settled" => json!([self.flapping(alert, now_ms), self.alert(alert, now_ms)]),
+            // A degraded device's level changed: Alertmanager tells alerts
+            // apart by their labels, so the one at the other severity ends.
+            "updated" => {
+                let mut ended = self.alert_at(alert, other_level(alert.severity_label()), now_ms);
+                ended["endsAt"] = rfc3339(now_ms).into();
+                json!([ended, self.alert(alert, now_ms)])
+            }
             _ => json!([self.alert(alert, now_ms)]),
         };
         super::post_json(&self.http, &self.alerts_url, &body).await
@@ -202,6 +235,15 @@ impl Alertmanager {
     }
 }
 
+/// The level a degraded alert was at before an update to `level`.
+fn other_level(level: &str) -> &'static str {
+    if level == "critical" {
+        "warning"
+    } else {
+        "critical"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +251,7 @@ mod tests {
 
     fn device_alert(acknowledged: Option<Acknowledgement>) -> Alert {
         Alert {
+            degraded: None,
             id: 5,
             alertname: AlertName::DeviceDown,
             device_id: Some(9),

@@ -69,7 +69,7 @@ pub fn alert_view(alert: &crate::store::Alert) -> serde_json::Value {
         "opened_at": rfc3339(alert.opened_at_ms),
         "resolved_at": alert.resolved_at_ms.map(rfc3339),
         "resolved_reason": alert.resolved_reason,
-        "severity": alert.severity.as_str(),
+        "severity": alert.severity_label(),
         "acknowledged": alert.acknowledged.as_ref().map(|ack| json!({
             "by": ack.by,
             "at": rfc3339(ack.at_ms),
@@ -77,7 +77,7 @@ pub fn alert_view(alert: &crate::store::Alert) -> serde_json::Value {
         })),
     });
     match alert.alertname {
-        crate::store::AlertName::DeviceDown => {
+        crate::store::AlertName::DeviceDown | crate::store::AlertName::DeviceDegraded => {
             view["device"] = json!({
                 "id": alert.device_id,
                 "name": alert.name,
@@ -86,6 +86,16 @@ pub fn alert_view(alert: &crate::store::Alert) -> serde_json::Value {
                 "status": alert.device_status.map(crate::store::Status::as_str),
                 "flapping": alert.flapping,
             });
+            if alert.alertname == crate::store::AlertName::DeviceDegraded {
+                let degraded = alert.degraded;
+                view["loss_pct"] = degraded
+                    .map(|degraded| ward_domain::quality::pct(degraded.loss_permille))
+                    .into();
+                view["rtt_ms"] = degraded
+                    .and_then(|degraded| degraded.rtt_us)
+                    .map(|us| f64::from(us) / 1000.0)
+                    .into();
+            }
         }
         crate::store::AlertName::AgentDown => {
             view["agent"] = json!({ "id": alert.name, "site": alert.site });
@@ -99,7 +109,7 @@ pub fn alert_view(alert: &crate::store::Alert) -> serde_json::Value {
 fn dashboard_link(public_url: &str, alert: &crate::store::Alert) -> String {
     let base = public_url.trim_end_matches('/');
     match (alert.alertname, alert.device_id) {
-        (crate::store::AlertName::DeviceDown, Some(id)) => format!("{base}/?device={id}"),
+        (name, Some(id)) if name.is_device() => format!("{base}/?device={id}"),
         _ => format!("{base}/?site={}", query_value(&alert.site)),
     }
 }

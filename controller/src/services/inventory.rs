@@ -19,6 +19,8 @@ use crate::store::{
 pub struct Summary {
     /// Up.
     pub up: u64,
+    /// Degraded (they answer; not counted in `up`).
+    pub degraded: u64,
     /// Down.
     pub down: u64,
     /// Unreachable.
@@ -282,6 +284,7 @@ impl Inventory {
             }
             match device.status {
                 Status::Up => summary.up += 1,
+                Status::Degraded => summary.degraded += 1,
                 Status::Down => summary.down += 1,
                 Status::Unreachable => summary.unreachable += 1,
                 Status::Unknown => summary.unknown += 1,

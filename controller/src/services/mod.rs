@@ -48,7 +48,7 @@ use crate::store::{FlapPolicy, Store, StoreError};
 use crate::tsdb::Tsdb;
 
 /// What the services are built with (each key's meaning is in
-/// `config.rs`); the defaults are the embedded defaults'.
+/// `config/`); the defaults are the embedded defaults'.
 pub struct AppSettings {
     /// `api_token`.
     pub api_token: Option<String>,
@@ -68,6 +68,8 @@ pub struct AppSettings {
     pub agent_failover_delay: Duration,
     /// `flap_changes`, `flap_window`.
     pub flapping: FlapPolicy,
+    /// `[degraded]`.
+    pub quality: ward_domain::quality::Thresholds,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
     /// The notification channels with a worker.
@@ -86,6 +88,7 @@ impl Default for AppSettings {
             failover_delay: DEFAULT_FAILOVER_DELAY,
             agent_failover_delay: crate::agents::DEFAULT_AGENT_FAILOVER_DELAY,
             flapping: FlapPolicy::default(),
+            quality: ward_domain::quality::Thresholds::default(),
             tsdb: None,
             notification_channels: Vec::new(),
         }
@@ -127,6 +130,7 @@ impl App {
         let reports = Arc::new(Reports::new(
             Arc::clone(&core),
             settings.flapping,
+            settings.quality,
             settings.tsdb,
         ));
         let cluster = Arc::new(Cluster::new(Arc::clone(&core), settings.failover_delay));

@@ -297,6 +297,7 @@ impl AgentPresence {
                 status: Status::Unknown,
                 probed_at_ms: now_ms,
                 last_rtt_us: None,
+                degraded: None,
                 reason: format!(
                     "agent {} cannot probe {}",
                     agent.id,
@@ -440,6 +441,7 @@ fn offline_report(
             status: Status::Unknown,
             probed_at_ms: now_ms,
             last_rtt_us: None,
+            degraded: None,
             reason: format!("no agent of site {name} connected"),
         })
         .collect();

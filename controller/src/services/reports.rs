@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use ward_domain::quality::Thresholds;
 
 use super::core::{Core, to_the_end};
 use crate::store::{ApplyOutcome, FlapPolicy, Ignored, StoreError, TransitionReport};
@@ -37,6 +38,8 @@ pub struct Reports {
     pub flapping: FlapPolicy,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
+    /// When a device that answers is degraded (its agent judges it).
+    pub quality: Thresholds,
     /// The built-in short RTT history, when it is not.
     pub recent: Option<RecentRtt>,
     /// Agent reports hold it shared; the offline sweep holds it alone from
@@ -45,14 +48,20 @@ pub struct Reports {
 }
 
 impl Reports {
-    /// Reports over `core`, devices flapping under `flapping`, statistics
-    /// to `tsdb` when there is one.
-    pub fn new(core: Arc<Core>, flapping: FlapPolicy, tsdb: Option<Tsdb>) -> Self {
+    /// Reports over `core`, devices flapping under `flapping` and judged
+    /// by `quality`, statistics to `tsdb` when there is one.
+    pub fn new(
+        core: Arc<Core>,
+        flapping: FlapPolicy,
+        quality: Thresholds,
+        tsdb: Option<Tsdb>,
+    ) -> Self {
         Self {
             core,
             flapping,
             recent: tsdb.is_none().then(RecentRtt::default),
             tsdb,
+            quality,
             offline_gate: tokio::sync::RwLock::new(()),
         }
     }

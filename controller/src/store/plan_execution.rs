@@ -3,7 +3,8 @@
 //! Every device row in one `UPDATE` (the rows the writes leave,
 //! [`Plan::device_rows`]), every event in one `INSERT`, device alerts in
 //! one statement per kind and round ([`Plan::alert_rounds`]), and the
-//! notifications of the alerts each opened or resolved in one more. On
+//! notifications of the alerts each opened, resolved or updated in one
+//! more. On
 //! PostgreSQL the independent parts are pipelined on the connection: a
 //! 10,000-device outage is a handful of statements.
 
@@ -29,7 +30,8 @@ pub(super) async fn execute<T: Query + ?Sized>(
         for round in plan.alert_rounds() {
             futures_util::try_join!(
                 open_alerts(tx, &round, now_ms),
-                resolve_alerts(tx, &round, now_ms)
+                resolve_alerts(tx, &round, now_ms),
+                update_alerts(tx, &round, now_ms)
             )?;
         }
         Ok::<_, StoreError>(())
@@ -73,6 +75,7 @@ async fn write_device_rows<T: Query + ?Sized>(
                 row.flap.as_ref().is_some_and(|flap| flap.flapping),
                 row.flap.as_ref().and_then(|flap| flap.started_at_ms),
                 row.flap.as_ref().map(|flap| flap.recent_changes()),
+                row.degraded.map(|degraded| json!(degraded).to_string()),
             ])
         })
         .collect();
@@ -89,6 +92,7 @@ async fn write_device_rows<T: Query + ?Sized>(
         ("flapping", "BOOLEAN"),
         ("flap_started", "BIGINT"),
         ("recent", "TEXT"),
+        ("degraded", "TEXT"),
     ]
     .iter()
     .enumerate()
@@ -159,21 +163,23 @@ async fn open_alerts<T: Query + ?Sized>(
         .filter_map(|write| match write {
             Write::OpenAlert {
                 device_id,
+                alertname,
                 opened_at_ms,
                 notice,
             } => Some((
                 *device_id,
                 notice.kind("firing"),
-                json!([device_id, opened_at_ms]),
+                json!([device_id, opened_at_ms, alertname.as_str()]),
             )),
             _ => None,
         })
         .collect();
     let statement = format!(
-        "INSERT INTO alerts (device_id, opened_at_ms) SELECT {}, {} FROM {} WHERE true \
-         ON CONFLICT DO NOTHING RETURNING id, device_id",
+        "INSERT INTO alerts (device_id, opened_at_ms, alertname) SELECT {}, {}, {} FROM {} \
+         WHERE true ON CONFLICT DO NOTHING RETURNING id, device_id",
         column(0, "BIGINT"),
         column(1, "BIGINT"),
+        column(2, "TEXT"),
         T::JSON_ELEMENTS
     );
     notify_changed(tx, &statement, opened, now_ms).await
@@ -213,6 +219,33 @@ async fn resolve_alerts<T: Query + ?Sized>(
         T::JSON_ELEMENTS
     );
     notify_changed(tx, &statement, resolved, now_ms).await
+}
+
+/// The `UpdateAlert`s of one round (at most one per device): an `updated`
+/// notification of each device's open alert (or what each one's notice
+/// says).
+async fn update_alerts<T: Query + ?Sized>(
+    tx: &T,
+    round: &[&Write],
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let updated: Vec<(i64, Option<&str>, Value)> = round
+        .iter()
+        .filter_map(|write| match write {
+            Write::UpdateAlert { device_id, notice } => {
+                Some((*device_id, notice.kind("updated"), json!([device_id])))
+            }
+            _ => None,
+        })
+        .collect();
+    let statement = format!(
+        "SELECT alerts.id, alerts.device_id FROM alerts \
+         JOIN (SELECT {} AS device_id FROM {}) AS u ON alerts.device_id = u.device_id \
+         WHERE alerts.resolved_at_ms IS NULL",
+        column(0, "BIGINT"),
+        T::JSON_ELEMENTS
+    );
+    notify_changed(tx, &statement, updated, now_ms).await
 }
 
 /// Runs `statement` over `writes`' JSON rows (device id, notification

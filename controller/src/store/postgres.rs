@@ -99,6 +99,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../migrations/postgres/0021_flapping_index.sql"),
     ),
+    (
+        22,
+        include_str!("../../migrations/postgres/0022_degraded.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

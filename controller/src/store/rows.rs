@@ -4,8 +4,8 @@
 
 use super::flap::Flap;
 use super::model::{
-    Acknowledgement, AgentRecord, Alert, DataVersion, Device, DeviceSpec, DueNotification,
-    Notification,
+    Acknowledgement, AgentRecord, Alert, DataVersion, Degradation, Device, DeviceSpec,
+    DueNotification, Notification, Status,
 };
 use super::plan::CurrentDevice;
 use super::{StoreError, parse_stored};
@@ -81,6 +81,7 @@ fn threshold(row: &(impl Columns + ?Sized), index: usize, name: &str) -> Result<
 
 /// A device from `DEVICE_COLUMNS`.
 pub(super) fn device(row: &(impl Columns + ?Sized)) -> Result<Device, StoreError> {
+    let status = parse_stored("status", &row.text(11)?)?;
     Ok(Device {
         id: row.int(0)?,
         spec: DeviceSpec {
@@ -96,17 +97,34 @@ pub(super) fn device(row: &(impl Columns + ?Sized)) -> Result<Device, StoreError
             enabled: row.flag(10)?,
             severity: parse_stored("severity", &row.text(16)?)?,
         },
-        status: parse_stored("status", &row.text(11)?)?,
+        status,
         down_since_ms: row.opt_int(12)?,
         status_changed_at_ms: row.int(13)?,
         last_rtt_us: row.opt_int32(14)?.and_then(|rtt| u32::try_from(rtt).ok()),
         agent: row.opt_text(15)?,
         flapping: row.flag(17)?,
+        degraded: degradation(row.opt_text(18)?)?.filter(|_| status == Status::Degraded),
     })
+}
+
+/// A stored degradation (JSON), if any.
+fn degradation(text: Option<String>) -> Result<Option<Degradation>, StoreError> {
+    text.map(|text| {
+        serde_json::from_str(&text).map_err(|error| {
+            StoreError::Corrupt(format!(
+                "devices.degraded `{text}` is not a degradation: {error}"
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// An alert from `ALERT_COLUMNS`, starting at column `at`.
 pub(super) fn alert(row: &(impl Columns + ?Sized), at: usize) -> Result<Alert, StoreError> {
+    let device_status = row
+        .opt_text(at + 18)?
+        .map(|status| parse_stored("status", &status))
+        .transpose()?;
     Ok(Alert {
         id: row.int(at)?,
         alertname: parse_stored("alertname", &row.text(at + 1)?)?,
@@ -131,10 +149,9 @@ pub(super) fn alert(row: &(impl Columns + ?Sized), at: usize) -> Result<Alert, S
         held: row.flag(at + 15)?,
         flapping: row.flag(at + 16)?,
         flap_started_at_ms: row.opt_int(at + 17)?,
-        device_status: row
-            .opt_text(at + 18)?
-            .map(|status| parse_stored("status", &status))
-            .transpose()?,
+        device_status,
+        degraded: degradation(row.opt_text(at + 19)?)?
+            .filter(|_| device_status == Some(Status::Degraded)),
     })
 }
 
@@ -178,7 +195,7 @@ pub(super) fn agent(row: &(impl Columns + ?Sized)) -> Result<AgentRecord, StoreE
 /// What the planner needs of a device: id, status, status_changed_at_ms,
 /// down_since_ms, reported_status, reported_at_ms, parent_id, enabled,
 /// whether it has an open alert, then flapping, flap_started_at_ms,
-/// recent_changes.
+/// recent_changes, degraded, whether its open alert is a `DeviceDegraded`.
 pub(super) fn current(row: &(impl Columns + ?Sized)) -> Result<(i64, CurrentDevice), StoreError> {
     Ok((
         row.int(0)?,
@@ -191,7 +208,9 @@ pub(super) fn current(row: &(impl Columns + ?Sized)) -> Result<(i64, CurrentDevi
             parent_id: row.opt_int(6)?,
             enabled: row.flag(7)?,
             alert_open: row.flag(8)?,
+            alert_degraded: row.flag(13)?,
             flap: Flap::stored(row.flag(9)?, row.opt_int(10)?, &row.text(11)?)?,
+            degraded: degradation(row.opt_text(12)?)?,
         },
     ))
 }

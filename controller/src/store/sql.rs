@@ -23,7 +23,7 @@ macro_rules! device_columns {
     () => {
         "id, name, address, site, parent_id, interval_ms, timeout_ms, down_after, up_after, \
          tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent, severity, \
-         flapping"
+         flapping, degraded"
     };
 }
 
@@ -55,9 +55,9 @@ pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site
 /// Writes a plan's device rows ([`super::plan::DeviceRow`]) from
 /// `source`, a table `u(id, changed, status, down_since, changed_at,
 /// reported, reported_at, rtt, flap_changed, flapping, flap_started,
-/// recent)`: the effective status only where the plan changed it, the
-/// report and RTT only where there is one, the flap state where the plan
-/// changed it.
+/// recent, degraded)`: the effective status only where the plan changed
+/// it, the report (with how it is degraded) and RTT only where there is
+/// one, the flap state where the plan changed it.
 pub(super) fn write_device_rows(source: &str) -> String {
     format!(
         "UPDATE devices SET \
@@ -67,6 +67,7 @@ pub(super) fn write_device_rows(source: &str) -> String {
                 CASE WHEN u.changed THEN u.changed_at ELSE devices.status_changed_at_ms END, \
             reported_status = COALESCE(u.reported, devices.reported_status), \
             reported_at_ms = COALESCE(u.reported_at, devices.reported_at_ms), \
+            degraded = CASE WHEN u.reported IS NULL THEN devices.degraded ELSE u.degraded END, \
             last_rtt_us = COALESCE(u.rtt, devices.last_rtt_us), \
             flapping = CASE WHEN u.flap_changed THEN u.flapping ELSE devices.flapping END, \
             flap_started_at_ms = \

@@ -92,6 +92,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         21,
         include_str!("../../migrations/sqlite/0021_flapping_index.sql"),
     ),
+    (
+        22,
+        include_str!("../../migrations/sqlite/0022_degraded.sql"),
+    ),
 ];
 
 #[allow(

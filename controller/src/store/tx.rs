@@ -137,7 +137,9 @@ pub(super) trait WriteTx: Query {
             SELECT d.id, d.status, d.status_changed_at_ms, d.down_since_ms, d.reported_status, \
                 d.reported_at_ms, d.parent_id, d.enabled, \
                 EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id AND a.resolved_at_ms IS NULL), \
-                d.flapping, d.flap_started_at_ms, d.recent_changes \
+                d.flapping, d.flap_started_at_ms, d.recent_changes, d.degraded, \
+                EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id \
+                    AND a.resolved_at_ms IS NULL AND a.alertname = 'DeviceDegraded') \
             FROM devices d WHERE d.id IN (SELECT id FROM wanted) \
             ORDER BY d.id {locking}",
             in_list = Self::ID_IN_LIST,

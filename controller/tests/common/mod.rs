@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde_json::Value;
 use ward_controller::cache::Cache;
@@ -199,6 +200,7 @@ pub fn transition_report(
         boot_id: "boot-1".into(),
         seq,
         transitions: vec![ReportedTransition {
+            degraded: None,
             device_id,
             status,
             probed_at_ms,
@@ -366,4 +368,48 @@ pub async fn agent_link(
         .await
         .expect("link")
         .into_inner()
+}
+
+/// A webhook receiver that records what it accepted (answers 204, or 503
+/// while `failing`).
+#[derive(Default)]
+#[allow(
+    clippy::disallowed_types,
+    reason = "the test's webhook receiver records bodies under a mutex"
+)]
+pub struct Receiver {
+    pub failing: std::sync::atomic::AtomicBool,
+    pub accepted: std::sync::Mutex<Vec<Value>>,
+}
+
+impl Receiver {
+    /// The bodies accepted so far, in arrival order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.accepted.lock().expect("lock").clone()
+    }
+}
+
+async fn receive(
+    axum::extract::State(receiver): axum::extract::State<Arc<Receiver>>,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::http::StatusCode {
+    if receiver.failing.load(std::sync::atomic::Ordering::Relaxed) {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+    }
+    receiver.accepted.lock().expect("lock").push(body);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+/// A webhook receiver on a free loopback port, and its URL.
+pub async fn start_receiver() -> (Arc<Receiver>, String) {
+    let receiver = Arc::new(Receiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(Arc::clone(&receiver));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    (receiver, url)
 }

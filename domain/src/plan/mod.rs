@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use planner::Planner;
 
 use super::flap::{Flap, FlapPolicy, Notice};
-use super::model::{Device, FieldError, Ignored, Status, StatusChanges, TransitionReport};
+use super::model::{
+    AlertName, Degradation, Device, FieldError, Ignored, Status, StatusChanges, TransitionReport,
+};
 
 /// What the planner needs to know about a device.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,10 +29,14 @@ pub struct CurrentDevice {
     pub reported: Status,
     /// Probe time of that report, Unix ms.
     pub reported_at_ms: i64,
+    /// With `reported` degraded: how.
+    pub degraded: Option<Degradation>,
     /// The device it is reached through.
     pub parent_id: Option<i64>,
     /// It has an open alert.
     pub alert_open: bool,
+    /// That alert is a `DeviceDegraded` (else a `DeviceDown`).
+    pub alert_degraded: bool,
     /// It is probed (a disabled device is `unknown` and never alerts).
     pub enabled: bool,
     /// Its flap state.
@@ -87,6 +93,8 @@ pub enum Write {
         at_ms: i64,
         /// Last RTT reported.
         last_rtt_us: Option<u32>,
+        /// With a degraded report: how.
+        degraded: Option<Degradation>,
     },
     /// Set a device's effective status (and, when its own report caused
     /// the change, the reported columns in the same statement).
@@ -120,6 +128,8 @@ pub enum Write {
     OpenAlert {
         /// The device.
         device_id: i64,
+        /// `DeviceDown` or `DeviceDegraded`.
+        alertname: AlertName,
         /// Outage start, Unix ms.
         opened_at_ms: i64,
         /// The notification queued.
@@ -134,6 +144,15 @@ pub enum Write {
         resolved_at_ms: i64,
         /// Why (sent with the notification).
         reason: String,
+        /// The notification queued.
+        notice: Notice,
+    },
+    /// Queue an `updated` notification of the device's open alert (a
+    /// degraded device's level changed: its severity with it), or what
+    /// `notice` says instead.
+    UpdateAlert {
+        /// The device.
+        device_id: i64,
         /// The notification queued.
         notice: Notice,
     },
@@ -177,6 +196,8 @@ pub struct Reported {
     pub at_ms: i64,
     /// Last RTT reported.
     pub last_rtt_us: Option<u32>,
+    /// With a degraded report: how.
+    pub degraded: Option<Degradation>,
 }
 
 /// The writes for a report, and the entries left out.
@@ -205,6 +226,8 @@ pub struct DeviceRow {
     pub status: Option<(Status, Option<i64>, i64)>,
     /// What its agent reported and when, when the plan recorded a report.
     pub reported: Option<(Status, i64)>,
+    /// How the report says it is degraded (with `reported`).
+    pub degraded: Option<Degradation>,
     /// The last RTT reported, when one was.
     pub last_rtt_us: Option<u32>,
     /// Its flap state, when the plan changed it.
@@ -225,6 +248,7 @@ impl Plan {
                     status,
                     at_ms,
                     last_rtt_us,
+                    degraded,
                 } => (
                     *device_id,
                     None,
@@ -232,6 +256,7 @@ impl Plan {
                         status: *status,
                         at_ms: *at_ms,
                         last_rtt_us: *last_rtt_us,
+                        degraded: *degraded,
                     }),
                     None,
                 ),
@@ -263,6 +288,7 @@ impl Plan {
             }
             if let Some(reported) = reported {
                 row.reported = Some((reported.status, reported.at_ms));
+                row.degraded = reported.degraded;
                 row.last_rtt_us = reported.last_rtt_us.or(row.last_rtt_us);
             }
             if let Some(flap) = flap {
@@ -272,7 +298,8 @@ impl Plan {
         rows
     }
 
-    /// The device alert writes (`OpenAlert`, `ResolveAlert`) in rounds:
+    /// The device alert writes (`OpenAlert`, `ResolveAlert`,
+    /// `UpdateAlert`) in rounds:
     /// round k holds each device's k-th one, so within a round no device
     /// appears twice and its writes may run as one statement per kind,
     /// while the rounds keep each device's order.
@@ -280,8 +307,9 @@ impl Plan {
         let mut rounds: Vec<Vec<&Write>> = Vec::new();
         let mut seen: HashMap<i64, usize> = HashMap::new();
         for write in &self.writes {
-            if let Write::OpenAlert { device_id, .. } | Write::ResolveAlert { device_id, .. } =
-                write
+            if let Write::OpenAlert { device_id, .. }
+            | Write::ResolveAlert { device_id, .. }
+            | Write::UpdateAlert { device_id, .. } = write
             {
                 let round = seen.entry(*device_id).or_default();
                 if rounds.len() <= *round {

@@ -5,7 +5,16 @@ use std::collections::{HashMap, HashSet};
 
 use super::{CurrentDevice, InventoryChange, Plan, Reported, Write};
 use crate::flap::{Flap, FlapPolicy, Notice};
-use crate::model::{FieldError, Ignored, ReportedTransition, Status};
+use crate::model::{AlertName, Degradation, FieldError, Ignored, ReportedTransition, Status};
+
+/// The alert `device` has open, if any.
+fn open_alert(device: &CurrentDevice) -> Option<AlertName> {
+    device.alert_open.then_some(if device.alert_degraded {
+        AlertName::DeviceDegraded
+    } else {
+        AlertName::DeviceDown
+    })
+}
 
 pub(super) struct Planner {
     state: HashMap<i64, CurrentDevice>,
@@ -149,6 +158,7 @@ impl Planner {
         };
         if device.alert_open {
             device.alert_open = false;
+            device.alert_degraded = false;
             self.plan.writes.push(Write::ResolveAlert {
                 device_id: id,
                 resolved_at_ms: at_ms,
@@ -163,8 +173,10 @@ impl Planner {
                 status: Status::Unknown,
                 at_ms: device.reported_at_ms,
                 last_rtt_us: None,
+                degraded: None,
             },
         ));
+        device.degraded = None;
     }
 
     /// Writes a report that no status change carried (e.g. reported down
@@ -176,6 +188,7 @@ impl Planner {
                 status: reported.status,
                 at_ms: reported.at_ms,
                 last_rtt_us: reported.last_rtt_us,
+                degraded: reported.degraded,
             });
         }
     }
@@ -199,11 +212,15 @@ impl Planner {
             self.plan.ignored.push((id, Ignored::Stale));
             return;
         }
-        if transition.status == device.reported {
+        let level = |degraded: Option<Degradation>| degraded.map(|degraded| degraded.level);
+        if transition.status == device.reported
+            && level(transition.degraded) == level(device.degraded)
+        {
             self.plan.ignored.push((id, Ignored::NoChange));
             return;
         }
         device.reported = transition.status;
+        device.degraded = transition.degraded;
         if !forgetting {
             device.reported_at_ms = transition.probed_at_ms;
         }
@@ -211,6 +228,7 @@ impl Planner {
             status: transition.status,
             at_ms: device.reported_at_ms,
             last_rtt_us: transition.last_rtt_us,
+            degraded: transition.degraded,
         };
         self.pending_report = Some((id, reported));
         self.settle(
@@ -232,33 +250,51 @@ impl Planner {
         let Some(device) = self.state.get(&id).cloned() else {
             return;
         };
-        let (status, alert_wanted, parent_outage) = self.wanted(&device);
+        let (status, wanted_alert, parent_outage) = self.wanted(&device);
         let previous = device.status;
         let mut next = device.clone();
-        if status != previous {
+        // A degraded device's change of level is a change: its own event,
+        // and every screen told.
+        let level_changed = status == Status::Degraded && self.pending_report_of(id);
+        if status != previous || level_changed {
             let reason = match (parent_outage && device.enabled, device.parent_id) {
                 (true, Some(parent)) => format!("parent device {parent} is not reachable"),
                 _ => reason.to_owned(),
             };
             self.change_status(id, &mut next, status, at, reason);
         }
-        if alert_wanted != device.alert_open {
-            let notice = self.count_change(id, &mut next.flap, at);
-            self.plan.writes.push(if alert_wanted {
-                Write::OpenAlert {
-                    device_id: id,
-                    opened_at_ms: at,
-                    notice,
-                }
-            } else {
-                Write::ResolveAlert {
+        let open_alert = open_alert(&device);
+        if wanted_alert != open_alert {
+            if let Some(open) = open_alert {
+                let notice = self.alert_notice(id, open, &mut next.flap, at);
+                let reason = match wanted_alert {
+                    Some(wanted) => format!("superseded by {}", wanted.as_str()),
+                    None => reason.to_owned(),
+                };
+                self.plan.writes.push(Write::ResolveAlert {
                     device_id: id,
                     resolved_at_ms: at,
-                    reason: reason.to_owned(),
+                    reason,
                     notice,
-                }
+                });
+            }
+            if let Some(alertname) = wanted_alert {
+                let notice = self.alert_notice(id, alertname, &mut next.flap, at);
+                self.plan.writes.push(Write::OpenAlert {
+                    device_id: id,
+                    alertname,
+                    opened_at_ms: at,
+                    notice,
+                });
+            }
+            next.alert_open = wanted_alert.is_some();
+            next.alert_degraded = wanted_alert == Some(AlertName::DeviceDegraded);
+        } else if level_changed && open_alert == Some(AlertName::DeviceDegraded) {
+            let notice = self.alert_notice(id, AlertName::DeviceDegraded, &mut next.flap, at);
+            self.plan.writes.push(Write::UpdateAlert {
+                device_id: id,
+                notice,
             });
-            next.alert_open = alert_wanted;
         }
         self.state.insert(id, next);
         if previous.is_outage() != status.is_outage() {
@@ -269,9 +305,15 @@ impl Planner {
         }
     }
 
-    /// What `device`'s status and alert should be now: (status, whether an
-    /// alert is wanted, whether its parent is in an outage).
-    fn wanted(&self, device: &CurrentDevice) -> (Status, bool, bool) {
+    /// A report of device `id` waits to be written with a status change.
+    fn pending_report_of(&self, id: i64) -> bool {
+        self.pending_report
+            .is_some_and(|(device_id, _)| device_id == id)
+    }
+
+    /// What `device`'s status and alert should be now: (status, the alert
+    /// wanted, whether its parent is in an outage).
+    fn wanted(&self, device: &CurrentDevice) -> (Status, Option<AlertName>, bool) {
         let parent_outage = device
             .parent_id
             .and_then(|parent| self.state.get(&parent))
@@ -287,13 +329,33 @@ impl Planner {
         // (and no new one opens) until its agent reports again. A disabled
         // device never alerts.
         let alert_wanted = if !device.enabled {
-            false
+            None
         } else if status == Status::Unknown {
-            device.alert_open
+            open_alert(device)
+        } else if status.is_outage() && !parent_outage {
+            Some(AlertName::DeviceDown)
+        } else if status == Status::Degraded {
+            Some(AlertName::DeviceDegraded)
         } else {
-            status.is_outage() && !parent_outage
+            None
         };
         (status, alert_wanted, parent_outage)
+    }
+
+    /// What opening or resolving device `id`'s `alertname` alert at `at`
+    /// queues: an outage's start or end counts towards flapping (when the
+    /// planner counts); a degraded alert's changes do not, and notify
+    /// nobody while the device is flapping.
+    fn alert_notice(&mut self, id: i64, alertname: AlertName, flap: &mut Flap, at: i64) -> Notice {
+        if alertname == AlertName::DeviceDown {
+            return self.count_change(id, flap, at);
+        }
+        if flap.flapping {
+            self.plan.withheld += 1;
+            Notice::Withheld
+        } else {
+            Notice::Change
+        }
     }
 
     /// Changes device `id` (`next`, as it was) to `status` at `at`: its

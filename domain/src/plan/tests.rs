@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::ReportedTransition;
+use crate::model::{AlertName, Degradation, DegradedLevel, ReportedTransition};
 
 fn report(transitions: &[(i64, Status, i64)]) -> TransitionReport {
     TransitionReport {
@@ -10,6 +10,7 @@ fn report(transitions: &[(i64, Status, i64)]) -> TransitionReport {
         transitions: transitions
             .iter()
             .map(|&(device_id, status, probed_at_ms)| ReportedTransition {
+                degraded: None,
                 device_id,
                 status,
                 probed_at_ms,
@@ -27,6 +28,8 @@ fn plan(report: &TransitionReport, current: &HashMap<i64, CurrentDevice>) -> Pla
 
 fn up_since(at: i64) -> CurrentDevice {
     CurrentDevice {
+        alert_degraded: false,
+        degraded: None,
         status: Status::Up,
         status_changed_at_ms: at,
         down_since_ms: None,
@@ -57,12 +60,14 @@ fn down_opens_an_alert_with_down_since_the_deciding_probe() {
         down_since_ms: Some(500),
         changed_at_ms: 500,
         reported: Some(Reported {
+            degraded: None,
             status: Status::Down,
             at_ms: 500,
             last_rtt_us: None
         }),
     }));
     assert!(plan.writes.contains(&Write::OpenAlert {
+        alertname: AlertName::DeviceDown,
         notice: Notice::Change,
         device_id: 7,
         opened_at_ms: 500
@@ -97,6 +102,7 @@ fn down_then_unreachable_keeps_the_outage_and_the_alert() {
         down_since_ms: Some(500),
         changed_at_ms: 900,
         reported: Some(Reported {
+            degraded: None,
             status: Status::Unreachable,
             at_ms: 900,
             last_rtt_us: None
@@ -213,6 +219,7 @@ fn device_rows_equal_the_writes_applied_in_order() {
     assert_eq!(
         plan.device_rows(),
         [DeviceRow {
+            degraded: None,
             device_id: 7,
             status: Some((Status::Up, None, 1500)),
             reported: Some((Status::Up, 1500)),
@@ -230,6 +237,7 @@ fn device_rows_equal_the_writes_applied_in_order() {
     assert_eq!(
         under.device_rows(),
         [DeviceRow {
+            degraded: None,
             device_id: 2,
             status: Some((Status::Unreachable, Some(600), 600)),
             reported: Some((Status::Down, 600)),
@@ -271,6 +279,7 @@ fn unknown_keeps_the_alert_and_the_report_time_so_replays_still_apply() {
         down_since_ms: None,
         changed_at_ms: 9_000,
         reported: Some(Reported {
+            degraded: None,
             status: Status::Unknown,
             at_ms: 500,
             last_rtt_us: None
@@ -287,6 +296,8 @@ fn unknown_keeps_the_alert_and_the_report_time_so_replays_still_apply() {
 
     // The agent returns and replays what it decided at 2,000: it applies.
     let unknown = |reported_at_ms, alert_open| CurrentDevice {
+        alert_degraded: false,
+        degraded: None,
         status: Status::Unknown,
         status_changed_at_ms: 9_000,
         down_since_ms: None,
@@ -390,4 +401,146 @@ fn a_flapping_device_sends_one_flapping_notice_then_withholds_its_changes() {
             .iter()
             .any(|write| matches!(write, Write::SetFlap { .. }))
     );
+}
+
+/// A report of device 7 degraded at `level` at `at`.
+fn degraded_report(level: DegradedLevel, at: i64) -> TransitionReport {
+    let mut report = report(&[(7, Status::Degraded, at)]);
+    report.transitions[0].degraded = Some(Degradation {
+        level,
+        loss_permille: 300,
+        rtt_us: Some(20_000),
+    });
+    report
+}
+
+/// Applies `plan`'s device rows to `current` (as the store would).
+fn applied(current: &mut HashMap<i64, CurrentDevice>, plan: &Plan) {
+    for row in plan.device_rows() {
+        let device = current.get_mut(&row.device_id).expect("device");
+        if let Some((status, down_since, at)) = row.status {
+            device.status = status;
+            device.down_since_ms = down_since;
+            device.status_changed_at_ms = at;
+        }
+        if let Some((status, at)) = row.reported {
+            device.reported = status;
+            device.reported_at_ms = at;
+            device.degraded = row.degraded;
+        }
+    }
+    device_alerts(current, plan);
+}
+
+fn device_alerts(current: &mut HashMap<i64, CurrentDevice>, plan: &Plan) {
+    for write in &plan.writes {
+        match write {
+            Write::OpenAlert {
+                device_id,
+                alertname,
+                ..
+            } => {
+                let device = current.get_mut(device_id).expect("device");
+                device.alert_open = true;
+                device.alert_degraded = *alertname == AlertName::DeviceDegraded;
+            }
+            Write::ResolveAlert { device_id, .. } => {
+                let device = current.get_mut(device_id).expect("device");
+                device.alert_open = false;
+                device.alert_degraded = false;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The alert writes of `plan`, as (what, alertname or reason).
+fn alert_writes(plan: &Plan) -> Vec<(&'static str, String)> {
+    plan.writes
+        .iter()
+        .filter_map(|write| match write {
+            Write::OpenAlert { alertname, .. } => Some(("open", alertname.as_str().to_owned())),
+            Write::ResolveAlert { reason, .. } => Some(("resolve", reason.clone())),
+            Write::UpdateAlert { .. } => Some(("update", String::new())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn degraded_is_a_status_without_an_outage_and_its_level_changes_are_changes() {
+    let mut current = HashMap::from([(7, up_since(100)), (8, child_of(7, 100))]);
+    let warning = plan(&degraded_report(DegradedLevel::Warning, 500), &current);
+    assert_eq!(warning.changed, [7], "the child stays as it is");
+    assert!(warning.writes.contains(&Write::UpdateDevice {
+        device_id: 7,
+        status: Status::Degraded,
+        down_since_ms: None,
+        changed_at_ms: 500,
+        reported: Some(Reported {
+            status: Status::Degraded,
+            at_ms: 500,
+            last_rtt_us: None,
+            degraded: degraded_report(DegradedLevel::Warning, 500).transitions[0].degraded,
+        }),
+    }));
+    assert_eq!(alert_writes(&warning), [("open", "DeviceDegraded".into())]);
+    applied(&mut current, &warning);
+    assert_eq!(
+        current[&7].degraded.map(|d| d.level),
+        Some(DegradedLevel::Warning)
+    );
+    // The same level said again (a replay, a resync) changes nothing.
+    let again = plan(&degraded_report(DegradedLevel::Warning, 600), &current);
+    assert!(again.changed.is_empty());
+    assert_eq!(again.ignored, [(7, Ignored::NoChange)]);
+    // Critical: a change of its own, with an event.
+    let critical = plan(&degraded_report(DegradedLevel::Critical, 700), &current);
+    assert_eq!(critical.changed, [7]);
+    assert!(critical.writes.iter().any(|write| matches!(
+        write,
+        Write::InsertEvent {
+            previous: Status::Degraded,
+            status: Status::Degraded,
+            at_ms: 700,
+            ..
+        }
+    )));
+    assert_eq!(alert_writes(&critical), [("update", String::new())]);
+    applied(&mut current, &critical);
+    assert_eq!(
+        current[&7].degraded.map(|d| d.level),
+        Some(DegradedLevel::Critical)
+    );
+    // Healthy again.
+    let up = plan(&report(&[(7, Status::Up, 800)]), &current);
+    assert_eq!(up.changed, [7]);
+    assert_eq!(alert_writes(&up), [("resolve", "test".into())]);
+    applied(&mut current, &up);
+    assert_eq!(
+        (current[&7].status, current[&7].degraded),
+        (Status::Up, None)
+    );
+}
+
+#[test]
+fn down_supersedes_degraded() {
+    let mut current = HashMap::from([(7, up_since(100)), (8, child_of(7, 100))]);
+    let warning = plan(&degraded_report(DegradedLevel::Warning, 500), &current);
+    applied(&mut current, &warning);
+    let down = plan(&report(&[(7, Status::Down, 900)]), &current);
+    assert_eq!(down.changed, [7, 8], "the child is unreachable under it");
+    assert_eq!(
+        alert_writes(&down),
+        [
+            ("resolve", "superseded by DeviceDown".into()),
+            ("open", "DeviceDown".into())
+        ],
+        "one story: the degraded alert resolves as the outage's opens"
+    );
+    applied(&mut current, &down);
+    assert_eq!(current[&7].status, Status::Down);
+    assert_eq!(current[&7].degraded, None);
+    assert!(current[&7].alert_open && !current[&7].alert_degraded);
+    assert_eq!(current[&8].status, Status::Unreachable);
 }

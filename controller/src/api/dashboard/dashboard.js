@@ -23,11 +23,11 @@ const state = {
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 const naturally = (a, b) => collator.compare(a, b);
 const SEVERITY = ["critical", "major", "minor", "info"];
-const WORST_FIRST = ["down", "unreachable", "unknown", "up"];
+const WORST_FIRST = ["down", "unreachable", "degraded", "unknown", "up"];
 // Problems: the worst status first, then severity, newest first.
-const PROBLEM_ORDER = ["down", "degraded", "unreachable", "unknown", "up"];
+const PROBLEM_ORDER = ["down", "unreachable", "degraded", "unknown", "up"];
 
-const ICON = { up: "▲", down: "▼", unreachable: "◆", unknown: "?" };
+const ICON = { up: "▲", down: "▼", unreachable: "◆", unknown: "?", degraded: "◐" };
 const ROW_PX = 30;
 const FILTERS = ["q", "status", "site", "severity", "tag"];
 
@@ -170,7 +170,8 @@ function matches(device, filters) {
   return true;
 }
 
-// Not plainly up: down, unreachable, unknown, flapping or in maintenance.
+// Not plainly up: down, unreachable, degraded, unknown, flapping or in
+// maintenance.
 const isProblem = (device) =>
   device.enabled && (device.status !== "up" || device.flapping || device.in_maintenance);
 
@@ -197,7 +198,7 @@ function render() {
 }
 
 function renderCounts() {
-  const counts = { up: 0, down: 0, unreachable: 0, unknown: 0, total: 0 };
+  const counts = { up: 0, degraded: 0, down: 0, unreachable: 0, unknown: 0, total: 0 };
   for (const device of state.devices.values()) {
     if (!device.enabled) continue;
     counts.total += 1;
@@ -206,8 +207,16 @@ function renderCounts() {
   for (const [name, count] of Object.entries(counts)) document.getElementById(name).textContent = count;
 }
 
+// How a degraded device is: "warning: loss 30 %, RTT 12 ms".
+function degradedNote(device) {
+  const degraded = device.degraded;
+  if (!degraded) return "";
+  const rtt = degraded.rtt_ms === null ? "no reply" : `RTT ${Math.round(degraded.rtt_ms)} ms`;
+  return `${degraded.level}: loss ${degraded.loss_pct} %, ${rtt}`;
+}
+
 function alertNote(device) {
-  const notes = [];
+  const notes = [degradedNote(device)].filter(Boolean);
   const alert = state.alerts.get(device.id);
   if (alert) {
     notes.push(`alert #${alert.id} since ${new Date(alert.opened_at).toLocaleTimeString([], { hour12: false })}`);
@@ -270,7 +279,7 @@ function siteTotals() {
   const sites = new Map();
   for (const device of state.devices.values()) {
     if (!sites.has(device.site)) {
-      sites.set(device.site, { name: device.site, up: 0, down: 0, unreachable: 0, unknown: 0, problems: 0 });
+      sites.set(device.site, { name: device.site, up: 0, degraded: 0, down: 0, unreachable: 0, unknown: 0, problems: 0 });
     }
     if (!device.enabled) continue;
     const site = sites.get(device.site);
@@ -494,7 +503,7 @@ document.getElementById("login-open").addEventListener("click", () => showLogin(
 document.getElementById("logout").addEventListener("click", () => logOut().catch(failed));
 useDashboard({
   state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed, schedule, who, maintenanceMark,
+  refreshAlerts, failed, schedule, who, maintenanceMark, degradedNote,
 });
 // The device panel opens below the header, whatever its height: the live
 // indicator and Log out stay in sight.

@@ -7,12 +7,12 @@
 // What this module uses of the dashboard, handed over by `useDashboard`
 // (dashboard.js imports this module, never the other way round).
 let state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-  refreshAlerts, failed, schedule, who, maintenanceMark;
+  refreshAlerts, failed, schedule, who, maintenanceMark, degradedNote;
 
 export function useDashboard(dashboard) {
   ({
     state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
-    refreshAlerts, failed, schedule, who, maintenanceMark,
+    refreshAlerts, failed, schedule, who, maintenanceMark, degradedNote,
   } = dashboard);
 }
 
@@ -87,6 +87,7 @@ async function drawFacts() {
   box.replaceChildren(
     el("h2", { id: "detail-title" }, badge(device.status), ` ${device.name}`),
     el("p", { class: "since" }, el("time", { datetime: when, title: absolute(when), text: `${device.status} for ${relative(when)}` }),
+      device.degraded ? ` · ${degradedNote(device)}` : "",
       device.flapping ? " · ⇅ flapping" : "", device.in_maintenance ? [" · ", maintenanceMark()] : ""),
     el("dl", {},
       ...row("address", device.address),

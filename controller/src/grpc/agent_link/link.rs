@@ -19,6 +19,8 @@ use super::{
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
 use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport};
+use ward_domain::model::{Degradation, DegradedLevel};
+use ward_domain::quality::Thresholds;
 use ward_domain::sight::Blindness;
 
 pub(super) struct Link {
@@ -124,7 +126,12 @@ impl Link {
             .filter(|device| {
                 device.agent.as_deref() == Some(self.agent.id.as_str()) && device.spec.enabled
             })
-            .map(|device| (device.id, probe_target(device)))
+            .map(|device| {
+                (
+                    device.id,
+                    probe_target(device, &self.services.reports.quality),
+                )
+            })
             .collect();
         let first = self.generation == 0;
         self.generation += 1;
@@ -270,8 +277,13 @@ impl Link {
         let mut rejected = Vec::new();
         let mut transitions = Vec::with_capacity(batch.transitions.len());
         for transition in batch.transitions {
+            let degraded = transition
+                .degraded
+                .as_ref()
+                .and_then(crate::grpc::convert::from_degradation);
             let status = match DeviceState::try_from(transition.state) {
                 Ok(DeviceState::Up) => Status::Up,
+                Ok(DeviceState::Degraded) if degraded.is_some() => Status::Degraded,
                 Ok(DeviceState::Down) => Status::Down,
                 Ok(DeviceState::Unreachable) => Status::Unreachable,
                 _ => {
@@ -289,11 +301,12 @@ impl Link {
                         received_ms,
                     ),
                     last_rtt_us: transition.last_rtt_us,
-                    reason: if transition.detail.is_empty() {
-                        reason_text(transition.reason)
-                    } else {
-                        transition.detail
+                    reason: match (&degraded, transition.detail.is_empty()) {
+                        (Some(degraded), _) => degraded_text(degraded),
+                        (None, true) => reason_text(transition.reason),
+                        (None, false) => transition.detail,
                     },
+                    degraded: degraded.filter(|_| status == Status::Degraded),
                 }),
                 Err(reason) => rejected.push(rejection(transition.device_id, reason)),
             }
@@ -385,20 +398,35 @@ fn reason_text(reason: i32) -> String {
         Ok(pb::TransitionReason::Replies) => "replies".into(),
         Ok(pb::TransitionReason::Timeouts) => "timeouts".into(),
         Ok(pb::TransitionReason::IcmpUnreachable) => "ICMP unreachable".into(),
+        Ok(pb::TransitionReason::Quality) => "loss and RTT back under the thresholds".into(),
         _ => "unspecified".into(),
     }
 }
 
-/// The same device probed the same way: a status that changed since
-/// (`known_state`, where a new owner starts) is no reason to send it again.
+/// Why a device is degraded, in words: `warning: loss 30.5 %, RTT 12 ms`.
+fn degraded_text(degraded: &Degradation) -> String {
+    let rtt = degraded
+        .rtt_us
+        .map_or_else(|| "no reply".into(), |us| format!("RTT {} ms", us / 1000));
+    format!(
+        "{}: loss {} %, {rtt}",
+        degraded.level.as_str(),
+        ward_domain::quality::pct(degraded.loss_permille)
+    )
+}
+
+/// The same device probed and judged the same way: a status or level that
+/// changed since (`known_state`, `known_level`, where a new owner starts)
+/// is no reason to send it again.
 fn same_probing(sent: &pb::ProbeTarget, wanted: &pb::ProbeTarget) -> bool {
     pb::ProbeTarget {
         known_state: wanted.known_state,
+        known_level: wanted.known_level,
         ..sent.clone()
     } == *wanted
 }
 
-fn probe_target(device: &Device) -> pb::ProbeTarget {
+fn probe_target(device: &Device, quality: &Thresholds) -> pb::ProbeTarget {
     pb::ProbeTarget {
         device_id: u64::try_from(device.id).unwrap_or_default(),
         address: device.spec.address.to_string(),
@@ -407,6 +435,23 @@ fn probe_target(device: &Device) -> pb::ProbeTarget {
         down_after: u32::from(device.spec.down_after),
         up_after: u32::from(device.spec.up_after),
         known_state: crate::grpc::convert::state(device.status) as i32,
+        quality: Some(pb::QualityThresholds {
+            window_ms: quality.window_ms,
+            clear_window_ms: quality.clear_window_ms,
+            loss_warn_permille: u32::from(quality.loss_warn_permille),
+            loss_crit_permille: u32::from(quality.loss_crit_permille),
+            rtt_warn_us: quality.rtt_warn_ms.saturating_mul(1000),
+            rtt_crit_us: quality.rtt_crit_ms.saturating_mul(1000),
+            rtt_p90: quality.rtt_p90,
+        }),
+        known_level: device
+            .degraded
+            .map_or(pb::DegradedLevel::Unspecified, |degraded| {
+                match degraded.level {
+                    DegradedLevel::Warning => pb::DegradedLevel::Warning,
+                    DegradedLevel::Critical => pb::DegradedLevel::Critical,
+                }
+            }) as i32,
     }
 }
 
@@ -416,6 +461,8 @@ mod tests {
 
     fn target(known: pb::DeviceState, interval_ms: u32) -> pb::ProbeTarget {
         pb::ProbeTarget {
+            quality: None,
+            known_level: 0,
             device_id: 7,
             address: "198.18.1.7".into(),
             interval_ms,
@@ -431,5 +478,16 @@ mod tests {
         let sent = target(pb::DeviceState::Unknown, 1000);
         assert!(same_probing(&sent, &target(pb::DeviceState::Up, 1000)));
         assert!(!same_probing(&sent, &target(pb::DeviceState::Up, 500)));
+        // A level that changed is not sent again; thresholds that did are.
+        let critical = pb::ProbeTarget {
+            known_level: pb::DegradedLevel::Critical as i32,
+            ..target(pb::DeviceState::Degraded, 1000)
+        };
+        assert!(same_probing(&sent, &critical));
+        let judged = pb::ProbeTarget {
+            quality: Some(pb::QualityThresholds::default()),
+            ..target(pb::DeviceState::Up, 1000)
+        };
+        assert!(!same_probing(&sent, &judged));
     }
 }

@@ -13,6 +13,10 @@ use ward_settings::credential_path;
 
 use crate::services::LoginSettings;
 
+mod degraded;
+
+pub use degraded::DegradedTable;
+
 /// Where the embedded default database lives.
 pub const DEFAULT_DATABASE: &str = "sqlite:./ward.db";
 /// REST, dashboard, health and metrics.
@@ -114,6 +118,8 @@ pub struct FileConfig {
     /// long a flapping device must be stable to settle.
     #[serde(default, with = "ward_settings::duration")]
     pub flap_window: Option<Duration>,
+    /// `[degraded]`: when a device that answers is degraded.
+    pub degraded: Option<DegradedTable>,
 }
 
 /// A URL, or several.
@@ -226,6 +232,8 @@ pub struct Settings {
     pub failover_delay: Duration,
     /// How long an agent goes unheard before its devices move.
     pub agent_failover_delay: Duration,
+    /// When a device that answers is degraded.
+    pub degraded: ward_domain::quality::Thresholds,
 }
 
 /// A default listen address.
@@ -331,6 +339,13 @@ impl Settings {
             tsdb_spool_max_bytes: spool_max_bytes(&overrides, &file)?,
             login: login_settings(&overrides, &file)?,
             flapping: flap_policy(&overrides, &file)?,
+            degraded: overrides
+                .degraded
+                .as_ref()
+                .or(file.degraded.as_ref())
+                .map_or(Ok(ward_domain::quality::Thresholds::default()), |table| {
+                    table.thresholds()
+                })?,
             ldap: overrides
                 .ldap
                 .or(file.ldap)
