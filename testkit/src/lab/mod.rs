@@ -538,6 +538,40 @@ impl Lab {
         )
     }
 
+    /// Drops `percent` of the echo requests to `hosts` (one host, or a
+    /// range) at random (nftables `numgen random`), as a lossy link to them
+    /// would; the rest of the site is untouched. Gone with the lab.
+    pub fn lose_requests(&self, hosts: Cidr, percent: u8) -> anyhow::Result<()> {
+        let chance = if percent >= 100 {
+            String::new()
+        } else {
+            format!("numgen random mod 100 < {percent} ")
+        };
+        self.drop_requests(hosts, &chance)
+    }
+
+    /// Drops the first `dropped` of every `every` echo requests to `hosts`,
+    /// in turn (nftables `numgen inc`): a loss of `dropped / every` that
+    /// never loses more than `dropped` in a row (to one host).
+    pub fn lose_requests_in_turn(&self, hosts: Cidr, dropped: u8, every: u8) -> anyhow::Result<()> {
+        self.drop_requests(hosts, &format!("numgen inc mod {every} < {dropped} "))
+    }
+
+    fn drop_requests(&self, hosts: Cidr, condition: &str) -> anyhow::Result<()> {
+        hosts.require_in_lab()?;
+        let (family, echo) = if hosts.network().is_ipv4() {
+            ("ip", "icmp type echo-request")
+        } else {
+            ("ip6", "icmpv6 type echo-request")
+        };
+        nft(
+            &self.site,
+            &format!(
+                "add rule inet ward_lab input {family} daddr {hosts} {echo} {condition}drop\n"
+            ),
+        )
+    }
+
     /// Impairs everything the site sends back (echo replies, ICMP errors)
     /// as `tc netem` on the site's link would. The kernel here has no netem,
     /// so a relay thread applies it (see `impair`).
