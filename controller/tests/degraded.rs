@@ -11,47 +11,19 @@ use std::time::Duration;
 
 use common::Api;
 use tokio_stream::StreamExt as _;
-use ward_controller::cache::Cache;
 use ward_controller::notify::{Channel, Webhook, deliver_due};
 use ward_controller::services::{App, AppSettings};
-use ward_controller::store::{Actor, DeviceSpec, Severity, Status, TransitionReport};
+use ward_controller::store::{Actor, Status, TransitionReport};
 use ward_domain::model::{Degradation, DegradedLevel};
 use ward_domain::quality::Thresholds;
 use ward_proto::v1::{self as pb, controller_message};
 
 async fn controller_judging(quality: Thresholds) -> (tempfile::TempDir, App, i64) {
-    let (dir, url) = common::sqlite_url();
     let settings = AppSettings {
         quality,
         ..AppSettings::default()
     };
-    let controller = common::controller_with(&url, Cache::in_process(), settings).await;
-    controller
-        .core
-        .store
-        .set_notification_channels(&["webhook"])
-        .await
-        .expect("channels");
-    let spec = DeviceSpec {
-        name: "atm-1".into(),
-        address: "198.18.1.10".parse().expect("address"),
-        site: "branch-7".into(),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: Severity::Major,
-    };
-    let id = controller
-        .inventory
-        .create_device(&spec, &Actor::console(), 1_000)
-        .await
-        .expect("device")
-        .id;
-    (dir, controller, id)
+    common::webhook_controller_with_device(settings).await
 }
 
 fn degraded(device_id: i64, seq: u64, level: DegradedLevel, at_ms: i64) -> TransitionReport {

@@ -11,36 +11,10 @@ use common::{Receiver, start_receiver};
 use serde_json::Value;
 use ward_controller::notify::{Channel, Webhook, deliver_due};
 use ward_controller::services::App;
-use ward_controller::store::{DeviceSpec, Status, TransitionReport};
+use ward_controller::store::{Status, TransitionReport};
 
 async fn controller_with_device() -> (tempfile::TempDir, App, i64) {
-    let (dir, controller) = common::sqlite_controller().await;
-    controller
-        .core
-        .store
-        .set_notification_channels(&["webhook"])
-        .await
-        .expect("channels");
-    let spec = DeviceSpec {
-        name: "atm-1".into(),
-        address: "198.18.1.10".parse().expect("address"),
-        site: "branch-7".into(),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: ward_controller::store::Severity::Critical,
-    };
-    let id = controller
-        .inventory
-        .create_device(&spec, &ward_controller::store::Actor::console(), 1_000)
-        .await
-        .expect("device")
-        .id;
-    (dir, controller, id)
+    common::webhook_controller_with_device(ward_controller::services::AppSettings::default()).await
 }
 
 fn report(device_id: i64, seq: u64, status: Status, at_ms: i64) -> TransitionReport {

@@ -185,6 +185,42 @@ pub async fn sqlite_controller() -> (tempfile::TempDir, App) {
     (dir, controller(&url, Cache::in_process()).await)
 }
 
+/// A controller over a fresh SQLite database, set up by `settings`, with
+/// one `webhook` channel and one device (`atm-1`, 198.18.1.10, site
+/// `branch-7`, severity critical); its id.
+pub async fn webhook_controller_with_device(
+    settings: AppSettings,
+) -> (tempfile::TempDir, App, i64) {
+    let (dir, url) = sqlite_url();
+    let controller = controller_with(&url, Cache::in_process(), settings).await;
+    controller
+        .core
+        .store
+        .set_notification_channels(&["webhook"])
+        .await
+        .expect("channels");
+    let spec = ward_controller::store::DeviceSpec {
+        name: "atm-1".into(),
+        address: "198.18.1.10".parse().expect("address"),
+        site: "branch-7".into(),
+        parent_id: None,
+        interval_ms: 1000,
+        timeout_ms: 500,
+        down_after: 3,
+        up_after: 2,
+        tags: vec![],
+        enabled: true,
+        severity: ward_controller::store::Severity::Critical,
+    };
+    let id = controller
+        .inventory
+        .create_device(&spec, &ward_controller::store::Actor::console(), 1_000)
+        .await
+        .expect("device")
+        .id;
+    (dir, controller, id)
+}
+
 /// A report from `agent` (boot `boot-1`) with one transition: `device_id`
 /// became `status`, decided by a probe at `probed_at_ms`.
 pub fn transition_report(

@@ -50,7 +50,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut deployment = Deployment::start(site)?;
     deployment.restart_controller_with("[degraded]\nwindow = \"1m\"\n")?;
-    deployment.register_agent("soak-agent", SITE);
+    deployment.register_agent("site-agent", SITE);
     let mut groups: BTreeMap<u8, Vec<i64>> = BTreeMap::new();
     for (percent, network) in GROUPS {
         let first = Ipv4Addr::from(u32::from(network) + 1);
@@ -65,7 +65,7 @@ fn main() -> anyhow::Result<()> {
             .lose_requests(format!("{network}/22").parse::<Cidr>()?, percent)?;
         groups.insert(percent, ids);
     }
-    let _agent = deployment.start_agent("soak-agent", SITE, "soak-agent")?;
+    let _agent = deployment.start_agent("site-agent", SITE, "site-agent")?;
     let rest = &deployment.rest;
     wait_until("every device answered", Duration::from_secs(120), || {
         rest.get("/api/v1/summary").1["unknown"] == 0
