@@ -275,18 +275,20 @@ impl Window {
         })
     }
 
-    /// The reply-weighted median of the slots' RTTs.
+    /// The reply-weighted median of the slots' RTTs (sorted on the stack:
+    /// judging allocates nothing).
     fn weighted_median(&self, received: u32) -> Option<u32> {
-        let mut slots: Vec<(u32, u32)> = self
-            .slots
-            .iter()
-            .filter(|slot| slot.received > 0)
-            .map(|slot| (slot.rtt_us, u32::from(slot.received)))
-            .collect();
-        slots.sort_unstable();
+        let mut sorted = [(0u32, 0u32); MOST_SLOTS];
+        let mut count = 0;
+        for slot in self.slots.iter().filter(|slot| slot.received > 0) {
+            sorted[count] = (slot.rtt_us, u32::from(slot.received));
+            count += 1;
+        }
+        let sorted = &mut sorted[..count];
+        sorted.sort_unstable();
         let half = received.div_ceil(2);
         let mut counted = 0;
-        slots.into_iter().find_map(|(rtt, weight)| {
+        sorted.iter().find_map(|&(rtt, weight)| {
             counted += weight;
             (counted >= half).then_some(rtt)
         })
