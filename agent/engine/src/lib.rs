@@ -372,30 +372,6 @@ impl Engine {
         self.windows.set(index, None);
     }
 
-    /// Judges an added target's loss and RTT by `thresholds` from now on
-    /// (`None`: not at all), starting at `assumed` (the level its previous
-    /// prober left it at; without one, the level it is judged at now). Needs a report period (`quantile_period_ms`):
-    /// without one nothing is judged.
-    pub fn judge_quality(
-        &mut self,
-        index: u32,
-        thresholds: Option<quality::Thresholds>,
-        assumed: Option<quality::Level>,
-    ) {
-        let assumed = assumed.or_else(|| self.windows.level(index));
-        let window =
-            thresholds
-                .zip(self.config.quantile_period_ms)
-                .map(|(thresholds, period_ms)| {
-                    let mut window = quality::Window::new(thresholds, period_ms);
-                    if let Some(level) = assumed {
-                        window.assume(level);
-                    }
-                    window
-                });
-        self.windows.set(index, window);
-    }
-
     /// Changes the global rate limit.
     pub fn set_rate(&mut self, rate: Option<u32>, now: Nanos) {
         self.bucket.set_rate(rate, now);
@@ -648,39 +624,6 @@ impl Engine {
     /// Statistics of a target's current period.
     pub fn period_stats(&self, index: u32) -> Option<PeriodStats> {
         self.targets.get(index as usize).map(|target| target.stats)
-    }
-
-    /// Hands each live target's statistics to `report` and starts a new
-    /// period; a target judged for degradation whose level changed with
-    /// this period reports a transition (see [`quality`]).
-    pub fn take_period_stats(
-        &mut self,
-        mut report: impl FnMut(u64, IpAddr, PeriodStats, RttQuantiles),
-    ) {
-        for (index, target) in self.targets.iter_mut().enumerate() {
-            let slot = u32::try_from(index).unwrap_or(u32::MAX);
-            let quantiles = self.samples.take(slot);
-            if target.pending != Pending::Nothing || target.probes_left != 0 {
-                let stats = std::mem::take(&mut target.stats);
-                if let Some(degraded) =
-                    self.windows
-                        .end_period(slot, target.status, &stats, quantiles)
-                {
-                    self.transitions.push_back(Transition {
-                        index: slot,
-                        id: target.id,
-                        address: target.spec.address,
-                        previous: target.status,
-                        status: target.status,
-                        probed_at: target.sent_at,
-                        last_rtt_us: target.last_rtt_us,
-                        degraded,
-                        cause: Cause::Quality,
-                    });
-                }
-                report(target.id, target.spec.address, stats, quantiles);
-            }
-        }
     }
 
     /// Bytes of per-target state the engine keeps (target record plus one

@@ -22,7 +22,10 @@
 //! 400 bytes a target for a 5-minute window of 10-second periods; a target
 //! without thresholds keeps nothing.
 
-use crate::target::{PeriodStats, RttQuantiles, Status};
+use std::net::IpAddr;
+
+use crate::target::{Pending, PeriodStats, RttQuantiles, Status};
+use crate::{Cause, Engine, Transition};
 
 /// The most slots a window keeps.
 pub const MOST_SLOTS: usize = 32;
@@ -76,6 +79,66 @@ pub struct Degradation {
     /// The window's RTT (as the thresholds compare it), µs; `None` when
     /// nothing answered in the window.
     pub rtt_us: Option<u32>,
+}
+
+/// A period's end, and how each target is judged: the engine's side.
+impl Engine {
+    /// Judges an added target's loss and RTT by `thresholds` from now on
+    /// (`None`: not at all), starting at `assumed` (the level its previous
+    /// prober left it at; without one, the level it is judged at now). Needs a report period (`quantile_period_ms`):
+    /// without one nothing is judged.
+    pub fn judge_quality(
+        &mut self,
+        index: u32,
+        thresholds: Option<Thresholds>,
+        assumed: Option<Level>,
+    ) {
+        let assumed = assumed.or_else(|| self.windows.level(index));
+        let window =
+            thresholds
+                .zip(self.config.quantile_period_ms)
+                .map(|(thresholds, period_ms)| {
+                    let mut window = Window::new(thresholds, period_ms);
+                    if let Some(level) = assumed {
+                        window.assume(level);
+                    }
+                    window
+                });
+        self.windows.set(index, window);
+    }
+
+    /// Hands each live target's statistics to `report` and starts a new
+    /// period; a target judged for degradation whose level changed with
+    /// this period reports a transition (see [`quality`]).
+    pub fn take_period_stats(
+        &mut self,
+        mut report: impl FnMut(u64, IpAddr, PeriodStats, RttQuantiles),
+    ) {
+        for (index, target) in self.targets.iter_mut().enumerate() {
+            let slot = u32::try_from(index).unwrap_or(u32::MAX);
+            let quantiles = self.samples.take(slot);
+            if target.pending != Pending::Nothing || target.probes_left != 0 {
+                let stats = std::mem::take(&mut target.stats);
+                if let Some(degraded) =
+                    self.windows
+                        .end_period(slot, target.status, &stats, quantiles)
+                {
+                    self.transitions.push_back(Transition {
+                        index: slot,
+                        id: target.id,
+                        address: target.spec.address,
+                        previous: target.status,
+                        status: target.status,
+                        probed_at: target.sent_at,
+                        last_rtt_us: target.last_rtt_us,
+                        degraded,
+                        cause: Cause::Quality,
+                    });
+                }
+                report(target.id, target.spec.address, stats, quantiles);
+            }
+        }
+    }
 }
 
 /// The windows of every target judged, by slot.

@@ -26,6 +26,17 @@ pub struct DegradedTable {
 }
 
 impl DegradedTable {
+    /// The `[degraded]` table of the overrides, else of the file, else the
+    /// defaults.
+    pub fn resolve(
+        overrides: Option<&Self>,
+        file: Option<&Self>,
+    ) -> Result<Thresholds, ConfigError> {
+        overrides
+            .or(file)
+            .map_or(Ok(Thresholds::default()), Self::thresholds)
+    }
+
     /// The thresholds, over the defaults; a wrong key is named.
     pub fn thresholds(&self) -> Result<Thresholds, ConfigError> {
         let defaults = Thresholds::default();

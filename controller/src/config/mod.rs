@@ -339,13 +339,7 @@ impl Settings {
             tsdb_spool_max_bytes: spool_max_bytes(&overrides, &file)?,
             login: login_settings(&overrides, &file)?,
             flapping: flap_policy(&overrides, &file)?,
-            degraded: overrides
-                .degraded
-                .as_ref()
-                .or(file.degraded.as_ref())
-                .map_or(Ok(ward_domain::quality::Thresholds::default()), |table| {
-                    table.thresholds()
-                })?,
+            degraded: DegradedTable::resolve(overrides.degraded.as_ref(), file.degraded.as_ref())?,
             ldap: overrides
                 .ldap
                 .or(file.ldap)
