@@ -19,7 +19,7 @@ use super::{
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
 use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport};
-use ward_domain::model::{Degradation, DegradedLevel};
+use ward_domain::model::Degradation;
 use ward_domain::quality::Thresholds;
 use ward_domain::sight::Blindness;
 
@@ -444,14 +444,9 @@ fn probe_target(device: &Device, quality: &Thresholds) -> pb::ProbeTarget {
             rtt_crit_us: quality.rtt_crit_ms.saturating_mul(1000),
             rtt_p90: quality.rtt_p90,
         }),
-        known_level: device
-            .degraded
-            .map_or(pb::DegradedLevel::Unspecified, |degraded| {
-                match degraded.level {
-                    DegradedLevel::Warning => pb::DegradedLevel::Warning,
-                    DegradedLevel::Critical => pb::DegradedLevel::Critical,
-                }
-            }) as i32,
+        known_level: device.degraded.map_or(0, |degraded| {
+            crate::grpc::convert::degradation(&degraded).level
+        }),
     }
 }
 
