@@ -34,6 +34,7 @@ pub async fn run() -> anyhow::Result<()> {
 
 fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
     DeviceSpec {
+        profile: None,
         name,
         address: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
         site: "branch-0421".into(),

@@ -25,6 +25,7 @@ const RUNS: usize = 5;
 
 fn device(index: u32) -> DeviceSpec {
     DeviceSpec {
+        profile: None,
         name: format!("atm-{index}"),
         address: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
         site: format!("branch-{}", index % SITES),

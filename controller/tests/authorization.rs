@@ -27,9 +27,9 @@ async fn every_route_requires_its_declared_role() {
     let principals = common::principals(&controller).await;
     let routes = ward_controller::api::routes(Access::Open);
     let declared = routes.declared();
-    assert_eq!(declared.len(), 38, "{declared:?}");
+    assert_eq!(declared.len(), 45, "{declared:?}");
     for route in declared {
-        let path = route.path.replace("{id}", "1");
+        let path = route.path.replace("{id}", "1").replace("{name}", "x");
         for (who, token, role) in &principals {
             let expected = common::expected_refusal(route.access, *role)
                 .map(|unauthenticated| if unauthenticated { 401 } else { 403 });

@@ -91,6 +91,7 @@ impl Drop for Server {
 
 fn spec(index: usize) -> DeviceSpec {
     DeviceSpec {
+        profile: None,
         name: format!("dev-{index}"),
         address: format!("198.18.{}.{}", 100 + index / 250, 1 + index % 250)
             .parse()

@@ -394,7 +394,7 @@ async fn the_openapi_document_describes_every_route_served() {
     );
     let paths = document["paths"].as_object().expect("paths");
     for (path, methods) in paths {
-        let concrete = path.replace("{id}", "1");
+        let concrete = path.replace("{id}", "1").replace("{name}", "x");
         for method in methods.as_object().expect("methods").keys() {
             if method == "parameters" {
                 continue;
@@ -406,7 +406,7 @@ async fn the_openapi_document_describes_every_route_served() {
             let (code, _) = api.send(method, &concrete, None, None).await;
             assert_ne!(code, 405, "{path} is documented but not served");
             assert!(
-                code == 200 || (path.contains("{id}") && code == 404),
+                code == 200 || (path.contains('{') && code == 404),
                 "{path}: {code}"
             );
         }

@@ -80,6 +80,103 @@ fn spec(address: &str) -> DeviceSpec {
     }
 }
 
+/// The default thresholds with a loss warning at `loss_warn_permille`.
+fn thresholds(loss_warn_permille: u32) -> ward_proto::v1::QualityThresholds {
+    ward_proto::v1::QualityThresholds {
+        window_ms: 300_000,
+        clear_window_ms: 300_000,
+        loss_warn_permille,
+        loss_crit_permille: 500,
+        rtt_warn_us: 150_000,
+        rtt_crit_us: 500_000,
+        rtt_p90: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_over_grpc_as_over_rest() {
+    use ward_proto::v1::{
+        DeleteProfileRequest, ListProfilesRequest, ListSitesRequest, SetSiteProfileRequest,
+        UpsertProfileRequest,
+    };
+    let (_dir, _controller, mut client) = start().await;
+    let refused = client
+        .upsert_profile(UpsertProfileRequest {
+            name: "dsl".into(),
+            thresholds: Some(thresholds(2_000)),
+        })
+        .await
+        .expect_err("over 100 %");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().starts_with("loss_warn_permille:"),
+        "{}",
+        refused.message()
+    );
+    for loss in [300, 250] {
+        let profile = client
+            .upsert_profile(UpsertProfileRequest {
+                name: "dsl".into(),
+                thresholds: Some(thresholds(loss)),
+            })
+            .await
+            .expect("created, then replaced")
+            .into_inner();
+        assert_eq!(profile.thresholds, Some(thresholds(loss)));
+    }
+    let device = client
+        .upsert_device(UpsertDeviceRequest {
+            id: None,
+            spec: Some(DeviceSpec {
+                profile: "dsl".into(),
+                ..spec("198.18.1.10")
+            }),
+        })
+        .await
+        .expect("a device with a profile")
+        .into_inner();
+    assert_eq!(device.spec.map(|spec| spec.profile).as_deref(), Some("dsl"));
+    let site = client
+        .set_site_profile(SetSiteProfileRequest {
+            site: "branch-3".into(),
+            profile: "dsl".into(),
+        })
+        .await
+        .expect("site default")
+        .into_inner();
+    assert_eq!((site.profile.as_str(), site.devices), ("dsl", 1));
+    let sites = client
+        .list_sites(ListSitesRequest {})
+        .await
+        .expect("sites")
+        .into_inner()
+        .sites;
+    assert_eq!(sites, [site]);
+    let in_use = client
+        .delete_profile(DeleteProfileRequest { name: "dsl".into() })
+        .await
+        .expect_err("in use");
+    assert_eq!(in_use.code(), Code::FailedPrecondition);
+    assert!(
+        in_use.message().contains("1 devices and 1 sites"),
+        "{}",
+        in_use.message()
+    );
+    let listed = client
+        .list_profiles(ListProfilesRequest {})
+        .await
+        .expect("profiles")
+        .into_inner()
+        .profiles;
+    assert_eq!(
+        listed
+            .iter()
+            .map(|profile| (profile.name.as_str(), profile.devices))
+            .collect::<Vec<_>>(),
+        [("dsl", 1)]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
     let (_dir, controller, mut client) = start().await;
@@ -320,6 +417,34 @@ async fn call(client: &mut Client, method: &str) -> Code {
             })
             .await
             .map(drop),
+        "ListProfiles" => client
+            .list_profiles(ward_proto::v1::ListProfilesRequest {})
+            .await
+            .map(drop),
+        "UpsertProfile" => client
+            .upsert_profile(ward_proto::v1::UpsertProfileRequest {
+                name: "dsl".into(),
+                thresholds: Some(thresholds(200)),
+            })
+            .await
+            .map(drop),
+        "DeleteProfile" => client
+            .delete_profile(ward_proto::v1::DeleteProfileRequest {
+                name: "none-such".into(),
+            })
+            .await
+            .map(drop),
+        "ListSites" => client
+            .list_sites(ward_proto::v1::ListSitesRequest {})
+            .await
+            .map(drop),
+        "SetSiteProfile" => client
+            .set_site_profile(ward_proto::v1::SetSiteProfileRequest {
+                site: "none-such".into(),
+                profile: String::new(),
+            })
+            .await
+            .map(drop),
         other => panic!("Inventory/{other} is not called by this test: add it"),
     };
     outcome.map_or_else(|status| status.code(), |()| Code::Ok)
@@ -330,7 +455,7 @@ async fn every_inventory_method_requires_its_declared_role() {
     let (_dir, controller, channel) = serve().await;
     let principals = common::principals(&controller).await;
     let methods = inventory_methods();
-    assert_eq!(methods.len(), 17, "{methods:?}");
+    assert_eq!(methods.len(), 22, "{methods:?}");
     let mut checked = 0;
     for method in &methods {
         let access = ward_controller::grpc::INVENTORY_ACCESS
@@ -359,7 +484,7 @@ async fn every_inventory_method_requires_its_declared_role() {
             checked += 1;
         }
     }
-    assert_eq!(checked, 17 * 7);
+    assert_eq!(checked, 22 * 7);
     let refusals = common::every_refusal_is_audited(&controller).await;
     assert!(
         refusals >= 16 * 4,

@@ -159,6 +159,7 @@ async fn run_case(
     };
     let mut controller = controller(store_url).await;
     let spec = DeviceSpec {
+        profile: None,
         name: format!("atm-{case}"),
         address: "198.18.1.10".parse().expect("address"),
         site: "branch-7".into(),

@@ -101,6 +101,22 @@ async fn every_json_answer_matches_its_documented_schema() {
         .await;
     assert_eq!(code, 201, "{window}");
     let window_id = window["id"].as_i64().expect("window id");
+    let (code, profile) = api
+        .post(
+            "/api/v1/profiles",
+            json!({"name": "dsl", "window": "2m", "loss_warn_pct": 30}),
+        )
+        .await;
+    assert_eq!(code, 201, "{profile}");
+    let (code, site) = api
+        .send(
+            reqwest::Method::PUT,
+            "/api/v1/sites/branch",
+            Some(json!({"profile": "dsl"})),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{site}");
     // This controller's membership row.
     controller
         .presence
@@ -128,6 +144,9 @@ async fn every_json_answer_matches_its_documented_schema() {
             "/api/v1/maintenance/{id}",
             format!("/api/v1/maintenance/{window_id}"),
         ),
+        ("/api/v1/profiles", "/api/v1/profiles".to_owned()),
+        ("/api/v1/profiles/{name}", "/api/v1/profiles/dsl".to_owned()),
+        ("/api/v1/sites", "/api/v1/sites".to_owned()),
         ("/api/v1/audit", "/api/v1/audit".to_owned()),
         ("/api/v1/session", "/api/v1/session".to_owned()),
         ("/readyz", "/readyz".to_owned()),

@@ -57,6 +57,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    profiles_judge_devices_before_their_sites_default_and_are_not_deleted_in_use,
     a_degraded_device_has_its_own_alert_updated_by_level_and_superseded_by_down,
     migrations_are_versioned_and_run_once,
     devices_round_trip_and_bad_input_writes_nothing,
@@ -93,6 +94,7 @@ conformance!(
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
     DeviceSpec {
+        profile: None,
         name: name.into(),
         address: address.parse().expect("address"),
         site: "branch-0421".into(),
@@ -2466,4 +2468,121 @@ async fn a_degraded_device_has_its_own_alert_updated_by_level_and_superseded_by_
     let queued = store.pending_notifications().await.expect("outbox");
     let kinds: Vec<&str> = queued.iter().map(|n| n.kind.as_str()).collect();
     assert_eq!(kinds, ["firing", "updated", "resolved", "firing"]);
+}
+
+async fn profiles_judge_devices_before_their_sites_default_and_are_not_deleted_in_use(
+    store: &Store,
+) {
+    use ward_domain::quality::{Profile, Thresholds};
+    let console = ward_controller::store::Actor::console();
+    let profile = |name: &str, loss_warn_permille| Profile {
+        name: name.into(),
+        thresholds: Thresholds {
+            loss_warn_permille,
+            ..Thresholds::default()
+        },
+    };
+    // A device naming a profile that does not exist is refused by field.
+    let strict_atm = DeviceSpec {
+        profile: Some("strict".into()),
+        ..spec("atm-1", "198.18.1.1")
+    };
+    match store.create_device(&strict_atm, &console, 1_000).await {
+        Err(StoreError::Invalid(error)) => assert_eq!(error.field, "profile"),
+        other => panic!("expected the profile named: {other:?}"),
+    }
+    store
+        .create_profile(&profile("strict", 50), &console, 1_000)
+        .await
+        .expect("strict");
+    store
+        .create_profile(&profile("dsl", 400), &console, 1_000)
+        .await
+        .expect("dsl");
+    match store
+        .create_profile(&profile("dsl", 300), &console, 1_000)
+        .await
+    {
+        Err(StoreError::Conflict { field, .. }) => assert_eq!(field, "name"),
+        other => panic!("expected a conflict: {other:?}"),
+    }
+    let atm = store
+        .create_device(&strict_atm, &console, 2_000)
+        .await
+        .expect("a device with a profile");
+    assert_eq!(atm.spec.profile.as_deref(), Some("strict"));
+    store
+        .create_device(&spec("atm-2", "198.18.1.2"), &console, 2_000)
+        .await
+        .expect("a device without one");
+    let site = store
+        .set_site_profile("branch-0421", Some("dsl"), &console, 3_000)
+        .await
+        .expect("site default")
+        .expect("the site exists");
+    assert_eq!((site.profile.as_deref(), site.devices), (Some("dsl"), 2));
+
+    let book = store.profile_book().await.expect("book");
+    let default = Thresholds::default();
+    let judged = |profile: Option<&str>| {
+        book.thresholds_for(profile, "branch-0421", default)
+            .loss_warn_permille
+    };
+    assert_eq!((judged(Some("strict")), judged(None)), (50, 400));
+
+    // In use by a device, then by a site: refused, saying how many.
+    for (name, devices, sites) in [("strict", 1, 0), ("dsl", 0, 1)] {
+        match store.change_profile(name, None, &console, 4_000).await {
+            Err(StoreError::Conflict { message, .. }) => assert!(
+                message.contains(&format!("{devices} devices and {sites} sites")),
+                "{message}"
+            ),
+            other => panic!("expected {name} in use: {other:?}"),
+        }
+    }
+    store
+        .update_device(atm.id, &spec("atm-1", "198.18.1.1"), &console, 5_000)
+        .await
+        .expect("profile cleared");
+    let replaced = store
+        .change_profile(
+            "strict",
+            Some(&Thresholds {
+                loss_warn_permille: 70,
+                ..default
+            }),
+            &console,
+            6_000,
+        )
+        .await
+        .expect("replace")
+        .expect("exists");
+    assert_eq!(replaced.profile.thresholds.loss_warn_permille, 70);
+    store
+        .change_profile("strict", None, &console, 7_000)
+        .await
+        .expect("delete")
+        .expect("existed");
+    assert!(store.profile("strict").await.expect("read").is_none());
+    let listed = store.profiles().await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].sites, ["branch-0421"]);
+    let actions: Vec<String> = store
+        .audit(&ward_controller::store::AuditFilter::newest(100))
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|entry| entry.action)
+        .filter(|action| action.starts_with("profile.") || action.starts_with("site."))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "profile.delete",
+            "profile.update",
+            "site.update",
+            "profile.create",
+            "profile.create"
+        ]
+    );
 }

@@ -50,6 +50,7 @@ async fn create_device(controller: &App, name: &str, address: &str) -> i64 {
 /// Device `name` at `address` of `site`.
 async fn create_device_at(controller: &App, name: &str, address: &str, site: &str) -> i64 {
     let spec = DeviceSpec {
+        profile: None,
         name: name.into(),
         address: address.parse().expect("address"),
         site: site.into(),

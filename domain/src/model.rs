@@ -185,6 +185,10 @@ pub struct DeviceSpec {
     /// How much its outage matters (notifications carry it).
     #[serde(default)]
     pub severity: Severity,
+    /// The threshold profile it is judged by, if not its site's default
+    /// (see [`crate::quality::ProfileBook`]).
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// Why no probe may go to `address`, if none may (the agent's engine
@@ -277,6 +281,9 @@ impl DeviceSpec {
                 field: "address",
                 message: problem,
             });
+        }
+        if let Some(profile) = &self.profile {
+            crate::quality::check_profile_name("profile", profile)?;
         }
         Ok(())
     }

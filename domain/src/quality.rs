@@ -9,6 +9,8 @@
 //! terminal emulators time out), both over the same window. A level is
 //! lowered only after 5 minutes below it.
 
+use std::collections::HashMap;
+
 use crate::model::FieldError;
 
 /// A device's loss and RTT thresholds.
@@ -109,6 +111,72 @@ impl Thresholds {
     }
 }
 
+/// A named set of thresholds that devices and sites refer to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Profile {
+    /// Letters, digits, '.', '-' or '_'; unique.
+    pub name: String,
+    /// What it judges by.
+    pub thresholds: Thresholds,
+}
+
+impl Profile {
+    /// Checks the name and the thresholds, naming the first field that is
+    /// wrong.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        check_profile_name("name", &self.name)?;
+        self.thresholds.validate()
+    }
+}
+
+/// Refuses a profile name other than 1 to 64 letters, digits, '.', '-' or
+/// '_' (names appear in CSV files and URLs); `field` is where it was given.
+pub fn check_profile_name(field: &'static str, name: &str) -> Result<(), FieldError> {
+    let fine = (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if fine {
+        Ok(())
+    } else {
+        Err(FieldError {
+            field,
+            message: format!(
+                "`{name}` is not a profile name: 1 to 64 letters, digits, '.', '-' or '_'"
+            ),
+        })
+    }
+}
+
+/// Every profile's thresholds by name, and the profile each site defaults
+/// to: what decides which thresholds judge a device.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ProfileBook {
+    /// Thresholds by profile name.
+    pub profiles: HashMap<String, Thresholds>,
+    /// A site's default profile, by site.
+    pub site_defaults: HashMap<String, String>,
+}
+
+impl ProfileBook {
+    /// The thresholds a device of `site` with profile `profile` is judged
+    /// by: its own profile's, else its site's default profile's, else
+    /// `default` (the controller's `[degraded]` table) — as a device's own
+    /// interval comes before the default one.
+    pub fn thresholds_for(
+        &self,
+        profile: Option<&str>,
+        site: &str,
+        default: Thresholds,
+    ) -> Thresholds {
+        profile
+            .or_else(|| self.site_defaults.get(site).map(String::as_str))
+            .and_then(|name| self.profiles.get(name))
+            .copied()
+            .unwrap_or(default)
+    }
+}
+
 /// Tenths of a percent as a percent.
 pub fn pct(permille: u16) -> f64 {
     f64::from(permille) / 10.0
@@ -188,6 +256,40 @@ mod tests {
             .validate(),
             Ok(())
         );
+    }
+
+    #[test]
+    fn a_device_profile_comes_before_its_site_default_which_comes_before_the_default() {
+        let strict = Thresholds {
+            loss_warn_permille: 50,
+            ..Thresholds::default()
+        };
+        let lenient = Thresholds {
+            loss_warn_permille: 400,
+            ..Thresholds::default()
+        };
+        let book = ProfileBook {
+            profiles: HashMap::from([("strict".into(), strict), ("dsl".into(), lenient)]),
+            site_defaults: HashMap::from([("branch-7".into(), "dsl".into())]),
+        };
+        let default = Thresholds::default();
+        assert_eq!(
+            book.thresholds_for(Some("strict"), "branch-7", default),
+            strict
+        );
+        assert_eq!(book.thresholds_for(None, "branch-7", default), lenient);
+        assert_eq!(book.thresholds_for(None, "branch-8", default), default);
+    }
+
+    #[test]
+    fn a_profile_name_is_short_and_plain() {
+        assert_eq!(check_profile_name("profile", "dsl-4g_2.0"), Ok(()));
+        for wrong in ["", "with space", "x".repeat(65).as_str(), "a/b"] {
+            assert_eq!(
+                check_profile_name("profile", wrong).unwrap_err().field,
+                "profile"
+            );
+        }
     }
 
     #[test]

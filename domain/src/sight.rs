@@ -65,6 +65,7 @@ mod tests {
         Device {
             id,
             spec: DeviceSpec {
+                profile: None,
                 name: format!("d{id}"),
                 address: address.parse().expect("address"),
                 site: "s".into(),

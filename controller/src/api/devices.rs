@@ -37,6 +37,7 @@ pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
         "tags": device.spec.tags,
         "enabled": device.spec.enabled,
         "severity": device.spec.severity.as_str(),
+        "profile": device.spec.profile,
         "in_maintenance": !maintenance.is_empty(),
         "maintenance": maintenance,
         "flapping": device.flapping,
@@ -198,6 +199,7 @@ pub struct DeviceInput {
     pub(super) tags: Vec<String>,
     pub(super) enabled: Option<bool>,
     pub(super) severity: Option<String>,
+    pub(super) profile: Option<String>,
 }
 
 impl DeviceInput {
@@ -222,6 +224,7 @@ impl DeviceInput {
             tags: self.tags,
             enabled: self.enabled.unwrap_or(true),
             severity: severity(self.severity.as_deref())?.unwrap_or_default(),
+            profile: self.profile.filter(|profile| !profile.is_empty()),
         })
     }
 }

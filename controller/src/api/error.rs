@@ -127,6 +127,14 @@ impl ApiError {
         }
     }
 
+    /// The same error about `field` (a 404 for a name in the path).
+    pub fn on_field(self, field: impl Into<String>) -> Self {
+        Self {
+            field: Some(field.into()),
+            ..self
+        }
+    }
+
     /// 503: a component the answer needs is not answering.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::plain(StatusCode::SERVICE_UNAVAILABLE, message)

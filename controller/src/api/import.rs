@@ -2,7 +2,7 @@
 //! /api/v1/devices`) or CSV with a header row (`Content-Type: text/csv`;
 //! columns name, address, site, and optionally parent_id, interval_ms,
 //! timeout_ms, down_after, up_after, tags (separated by `;`), enabled,
-//! severity). All or nothing: the first bad entry is named, e.g.
+//! severity, profile). All or nothing: the first bad entry is named, e.g.
 //! `devices[3].address` (with its `line` in a CSV).
 //!
 //! `?mode=create` (the default) creates every device. `?mode=sync` makes
@@ -200,6 +200,7 @@ struct CsvRow {
     tags: Option<String>,
     enabled: Option<bool>,
     severity: Option<String>,
+    profile: Option<String>,
 }
 
 /// The CSV's rows, each with its position and line (the header is line
@@ -270,6 +271,7 @@ impl CsvRow {
                 .unwrap_or_default(),
             enabled: self.enabled,
             severity: self.severity.filter(|severity| !severity.is_empty()),
+            profile: self.profile,
         }
     }
 }

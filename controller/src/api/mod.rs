@@ -16,6 +16,7 @@ mod history;
 mod import;
 mod latency;
 mod maintenance;
+mod profiles;
 mod reports;
 mod security_headers;
 mod session;
@@ -151,6 +152,33 @@ pub fn routes(metrics: Access) -> Routes {
             "/api/v1/maintenance/{id}",
             Role(Operator),
             maintenance::delete,
+        )
+        .add(Method::GET, "/api/v1/profiles", Read, profiles::list)
+        .add(
+            Method::POST,
+            "/api/v1/profiles",
+            Role(Admin),
+            profiles::create,
+        )
+        .add(Method::GET, "/api/v1/profiles/{name}", Read, profiles::get)
+        .add(
+            Method::PUT,
+            "/api/v1/profiles/{name}",
+            Role(Admin),
+            profiles::update,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/profiles/{name}",
+            Role(Admin),
+            profiles::delete,
+        )
+        .add(Method::GET, "/api/v1/sites", Read, profiles::sites)
+        .add(
+            Method::PUT,
+            "/api/v1/sites/{name}",
+            Role(Admin),
+            profiles::update_site,
         )
         .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)
         .add(Method::GET, "/api/v1/openapi.json", Open, openapi)

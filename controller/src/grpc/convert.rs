@@ -10,6 +10,7 @@ use crate::store::{
 };
 use ward_domain::maintenance::{Day, Every, OpenWindow};
 use ward_domain::model::{Degradation, DegradedLevel};
+use ward_domain::quality::Thresholds;
 
 pub(super) fn state(status: Status) -> DeviceState {
     match status {
@@ -44,6 +45,7 @@ pub(super) fn to_proto(device: &Device, open: &[OpenWindow]) -> pb::Device {
             tags: device.spec.tags.clone(),
             enabled: device.spec.enabled,
             severity: to_proto_severity(device.spec.severity).into(),
+            profile: device.spec.profile.clone().unwrap_or_default(),
         }),
         status: state(device.status).into(),
         down_since_unix_ms: device.down_since_ms,
@@ -81,6 +83,49 @@ pub(crate) fn from_degradation(degraded: &pb::Degradation) -> Option<Degradation
     })
 }
 
+/// Thresholds as agents and gRPC clients get them (RTT in µs).
+pub(crate) fn quality(thresholds: &Thresholds) -> pb::QualityThresholds {
+    pb::QualityThresholds {
+        window_ms: thresholds.window_ms,
+        clear_window_ms: thresholds.clear_window_ms,
+        loss_warn_permille: u32::from(thresholds.loss_warn_permille),
+        loss_crit_permille: u32::from(thresholds.loss_crit_permille),
+        rtt_warn_us: thresholds.rtt_warn_ms.saturating_mul(1000),
+        rtt_crit_us: thresholds.rtt_crit_ms.saturating_mul(1000),
+        rtt_p90: thresholds.rtt_p90,
+    }
+}
+
+/// A client's thresholds; a field out of range is named.
+pub(super) fn quality_from_proto(
+    quality: Option<pb::QualityThresholds>,
+) -> Result<Thresholds, GrpcStatus> {
+    let quality = quality.ok_or_else(|| GrpcStatus::invalid_argument("thresholds: required"))?;
+    let permille = |field: &str, value: u32| {
+        u16::try_from(value)
+            .ok()
+            .filter(|&permille| permille <= 1000)
+            .ok_or_else(|| {
+                GrpcStatus::invalid_argument(format!(
+                    "{field}: must be from 0 to 1000, not {value}"
+                ))
+            })
+    };
+    let thresholds = Thresholds {
+        window_ms: quality.window_ms,
+        clear_window_ms: quality.clear_window_ms,
+        loss_warn_permille: permille("loss_warn_permille", quality.loss_warn_permille)?,
+        loss_crit_permille: permille("loss_crit_permille", quality.loss_crit_permille)?,
+        rtt_warn_ms: quality.rtt_warn_us / 1000,
+        rtt_crit_ms: quality.rtt_crit_us / 1000,
+        rtt_p90: quality.rtt_p90,
+    };
+    thresholds
+        .validate()
+        .map_err(|error| GrpcStatus::invalid_argument(error.to_string()))?;
+    Ok(thresholds)
+}
+
 /// A proto spec with the documented defaults for zero fields.
 pub(super) fn from_proto(spec: Option<pb::DeviceSpec>) -> Result<DeviceSpec, GrpcStatus> {
     let spec = spec.ok_or_else(|| GrpcStatus::invalid_argument("spec: required"))?;
@@ -101,6 +146,7 @@ pub(super) fn from_proto(spec: Option<pb::DeviceSpec>) -> Result<DeviceSpec, Grp
         }
     };
     Ok(DeviceSpec {
+        profile: given(&spec.profile).map(str::to_owned),
         name: spec.name,
         address,
         site: spec.site,
@@ -317,6 +363,7 @@ mod tests {
         let device = Device {
             id: 7,
             spec: DeviceSpec {
+                profile: None,
                 name: "atm-7".into(),
                 address: "198.18.1.7".parse().expect("address"),
                 site: "branch-7".into(),

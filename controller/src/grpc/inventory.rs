@@ -289,6 +289,41 @@ impl Inventory for InventoryService {
         Ok(Response::new(pb::GetAvailabilityResponse { rows }))
     }
 
+    async fn list_profiles(
+        &self,
+        request: Request<pb::ListProfilesRequest>,
+    ) -> Result<Response<pb::ListProfilesResponse>, GrpcStatus> {
+        self.profiles(request).await
+    }
+
+    async fn upsert_profile(
+        &self,
+        request: Request<pb::UpsertProfileRequest>,
+    ) -> Result<Response<pb::Profile>, GrpcStatus> {
+        self.put_profile(request).await
+    }
+
+    async fn delete_profile(
+        &self,
+        request: Request<pb::DeleteProfileRequest>,
+    ) -> Result<Response<pb::DeleteProfileResponse>, GrpcStatus> {
+        self.remove_profile(request).await
+    }
+
+    async fn list_sites(
+        &self,
+        request: Request<pb::ListSitesRequest>,
+    ) -> Result<Response<pb::ListSitesResponse>, GrpcStatus> {
+        self.sites(request).await
+    }
+
+    async fn set_site_profile(
+        &self,
+        request: Request<pb::SetSiteProfileRequest>,
+    ) -> Result<Response<pb::Site>, GrpcStatus> {
+        self.put_site_profile(request).await
+    }
+
     async fn list_maintenance(
         &self,
         request: Request<pb::ListMaintenanceRequest>,

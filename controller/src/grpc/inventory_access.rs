@@ -30,6 +30,11 @@ pub const INVENTORY_ACCESS: &[(&str, Access)] = &[
     ("UpsertMaintenance", Access::Role(Role::Operator)),
     ("DeleteMaintenance", Access::Role(Role::Operator)),
     ("GetAvailability", Access::Read),
+    ("ListProfiles", Access::Read),
+    ("UpsertProfile", Access::Role(Role::Admin)),
+    ("DeleteProfile", Access::Role(Role::Admin)),
+    ("ListSites", Access::Read),
+    ("SetSiteProfile", Access::Role(Role::Admin)),
 ];
 
 impl InventoryService {

@@ -6,6 +6,7 @@ mod agent_link;
 mod convert;
 mod inventory;
 mod inventory_access;
+mod inventory_profiles;
 mod reflection;
 
 pub use agent_link::{AgentLinkService, IdentifyPeer, PeerIdentity};

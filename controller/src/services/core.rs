@@ -11,6 +11,7 @@ use super::live::{Live, LiveEvent, StatusEvent};
 use super::metrics::Metrics;
 use crate::cache::Cache;
 use crate::store::{Device, Status, StatusChanges, Store, StoreError};
+use ward_domain::quality::ProfileBook;
 
 /// The store, the cache, the counters and the live feed.
 pub struct Core {
@@ -42,6 +43,17 @@ impl Core {
         self.cache
             .get_or_load("devices", &version, async {
                 self.store.list_devices().await
+            })
+            .await
+    }
+
+    /// Every threshold profile and each site's default, through the
+    /// cache, as of the store's data version now.
+    pub async fn profile_book(&self) -> Result<ProfileBook, StoreError> {
+        let version = self.store.data_version().await?;
+        self.cache
+            .get_or_load("profiles", &version, async {
+                self.store.profile_book().await
             })
             .await
     }

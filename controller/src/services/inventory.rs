@@ -1,5 +1,5 @@
 //! The device inventory: every write (create, update, delete, import,
-//! sync, acknowledge) goes through the store's rules and runs to its end in
+//! sync, acknowledge, a threshold profile) goes through the store's rules and runs to its end in
 //! a task of its own, then agents, the outbox and live subscribers hear of
 //! it; reads (the filtered list, the summary) come through the cache at
 //! the store's data version, so none is older than the last commit.
@@ -215,6 +215,24 @@ impl Inventory {
                 .import_devices(&specs, &actor, now_ms)
                 .await?;
             Ok((devices, StatusChanges::default()))
+        })
+        .await
+    }
+
+    /// Runs a change to the threshold profiles or a site's default profile
+    /// (`write`, over the store) to its end; then agents are sent their
+    /// devices' new thresholds, as after any inventory write.
+    pub async fn change_profiles<T, F>(
+        self: &Arc<Self>,
+        write: impl FnOnce(Arc<Core>) -> F + Send + 'static,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        self.write_inventory(move |inventory| async move {
+            let value = write(Arc::clone(&inventory.core)).await?;
+            Ok((value, StatusChanges::default()))
         })
         .await
     }

@@ -22,6 +22,7 @@ mod plan_execution;
 mod postgres;
 mod presence;
 mod principals;
+mod profiles;
 mod rows;
 mod sessions;
 mod settling;
@@ -52,6 +53,7 @@ pub use presence::{HEARD_RECENTLY, HeardAgent, Member as ControllerMember, SHARE
 pub use principals::{
     Actor, AuditEntry, AuditFilter, TokenOwner, TokenRecord, UserRecord, validate_user_name,
 };
+pub use profiles::{Site, StoredProfile};
 pub use sessions::{LockoutPolicy, NewSession, SessionOrigin, SessionRecord};
 pub use sync::{SyncDiff, SyncMode, SyncedDevice};
 pub use ward_domain::availability::ReportedDevice;

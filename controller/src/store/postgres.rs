@@ -103,6 +103,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         22,
         include_str!("../../migrations/postgres/0022_degraded.sql"),
     ),
+    (
+        23,
+        include_str!("../../migrations/postgres/0023_profiles.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

@@ -96,6 +96,7 @@ pub(super) fn device(row: &(impl Columns + ?Sized)) -> Result<Device, StoreError
             tags: tags(&row.text(9)?)?,
             enabled: row.flag(10)?,
             severity: parse_stored("severity", &row.text(16)?)?,
+            profile: row.opt_text(19)?,
         },
         status,
         down_since_ms: row.opt_int(12)?,

@@ -23,7 +23,7 @@ macro_rules! device_columns {
     () => {
         "id, name, address, site, parent_id, interval_ms, timeout_ms, down_after, up_after, \
          tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent, severity, \
-         flapping, degraded"
+         flapping, degraded, profile"
     };
 }
 
@@ -41,16 +41,17 @@ pub(super) const ADD_SITE: &str = "INSERT INTO sites (name) VALUES ($1) ON CONFL
 pub(super) const REPORT_ONCE: &str = "INSERT INTO applied_reports \
     (agent_id, boot_id, seq, applied_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 
-/// The eleven configured columns `$1`…`$11` (name … severity), the id `$12`.
+/// The twelve configured columns `$1`…`$12` (name … profile), the id `$13`.
 pub(super) const UPDATE_SPEC: &str = "UPDATE devices SET name = $1, address = $2, site = $3, \
     parent_id = $4, interval_ms = $5, timeout_ms = $6, down_after = $7, up_after = $8, \
-    tags = $9, enabled = $10, severity = $11 WHERE id = $12";
+    tags = $9, enabled = $10, severity = $11, profile = $12 WHERE id = $13";
 
-/// The eleven configured columns `$1`…`$11`, the creation time `$12`.
+/// The twelve configured columns `$1`…`$12`, the creation time `$13`.
 pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site, parent_id, \
-    interval_ms, timeout_ms, down_after, up_after, tags, enabled, severity, status, \
+    interval_ms, timeout_ms, down_after, up_after, tags, enabled, severity, profile, status, \
     status_changed_at_ms, created_at_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'unknown', $12, $12) RETURNING id";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'unknown', $13, $13) \
+    RETURNING id";
 
 /// Writes a plan's device rows ([`super::plan::DeviceRow`]) from
 /// `source`, a table `u(id, changed, status, down_since, changed_at,

@@ -96,6 +96,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         22,
         include_str!("../../migrations/sqlite/0022_degraded.sql"),
     ),
+    (
+        23,
+        include_str!("../../migrations/sqlite/0023_profiles.sql"),
+    ),
 ];
 
 #[allow(

@@ -56,6 +56,7 @@ fn changed_fields(before: &DeviceSpec, after: &DeviceSpec) -> Vec<&'static str> 
         ("tags", before.tags != after.tags),
         ("enabled", before.enabled != after.enabled),
         ("severity", before.severity != after.severity),
+        ("profile", before.profile != after.profile),
     ]
     .into_iter()
     .filter_map(|(field, differs)| differs.then_some(field))
@@ -199,6 +200,7 @@ mod tests {
 
     fn spec() -> DeviceSpec {
         DeviceSpec {
+            profile: None,
             name: "atm-1".into(),
             address: "198.18.1.1".parse().expect("address"),
             site: "branch-1".into(),

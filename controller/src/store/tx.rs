@@ -81,9 +81,12 @@ pub(super) trait WriteTx: Query {
     }
 
     /// Inserts a device with status `unknown`; returns its id. A duplicate
-    /// name or a missing parent is named ([`super::duplicate_name`],
+    /// name, a missing parent or profile is named ([`super::duplicate_name`],
     /// [`super::missing_parent`]).
     async fn insert_device(&self, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
+        if let Some(profile) = &spec.profile {
+            super::profiles::must_exist(self, "profile", profile).await?;
+        }
         let address = spec.address.to_string();
         let tags = tags_json(&spec.tags);
         let args = spec_args(spec, &address, &tags, Arg::Int(now_ms));
@@ -99,6 +102,9 @@ pub(super) trait WriteTx: Query {
     /// Replaces device `id`'s configuration; `false` if there is no such
     /// device.
     async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError> {
+        if let Some(profile) = &spec.profile {
+            super::profiles::must_exist(self, "profile", profile).await?;
+        }
         let address = spec.address.to_string();
         let tags = tags_json(&spec.tags);
         let args = spec_args(spec, &address, &tags, Arg::Int(id));
@@ -190,14 +196,14 @@ pub(super) trait WriteTx: Query {
     }
 }
 
-/// The eleven configured columns of a device (name … severity, in schema
+/// The twelve configured columns of a device (name … profile, in schema
 /// order), then `last` (the id to update, or the creation time).
 fn spec_args<'a>(
     spec: &'a DeviceSpec,
     address: &'a str,
     tags: &'a str,
     last: Arg<'a>,
-) -> [Arg<'a>; 12] {
+) -> [Arg<'a>; 13] {
     [
         Arg::Text(&spec.name),
         Arg::Text(address),
@@ -210,6 +216,7 @@ fn spec_args<'a>(
         Arg::Text(tags),
         Arg::Flag(spec.enabled),
         Arg::Text(spec.severity.as_str()),
+        Arg::OptText(spec.profile.as_deref()),
         last,
     ]
 }

@@ -200,6 +200,7 @@ pub async fn webhook_controller_with_device(
         .await
         .expect("channels");
     let spec = ward_controller::store::DeviceSpec {
+        profile: None,
         name: "atm-1".into(),
         address: "198.18.1.10".parse().expect("address"),
         site: "branch-7".into(),

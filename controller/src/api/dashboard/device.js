@@ -94,6 +94,7 @@ async function drawFacts() {
       ...row("site", el("a", { href: `?site=${encodeURIComponent(device.site)}`, text: device.site,
         onclick: (event) => { event.preventDefault(); setView({ device: "", site: device.site }); } })),
       ...row("severity", device.severity),
+      ...row("thresholds", device.profile ? `profile ${device.profile}` : "its site's default profile, else the controller's"),
       ...row("tags", device.tags.join(", ") || "none"),
       ...row("agent", device.agent || "none: its site has no agent"),
       ...row("probing", `every ${device.interval_ms} ms, timeout ${device.timeout_ms} ms, down after ${device.down_after} misses, up after ${device.up_after}${device.enabled ? "" : " (disabled)"}`),
@@ -163,7 +164,7 @@ function editForm(device, done) {
       interval_ms: number("interval_ms"), timeout_ms: number("timeout_ms"),
       down_after: number("down_after"), up_after: number("up_after"),
       tags: value("tags").split(",").map((tag) => tag.trim()).filter(Boolean),
-      severity: severity.value, enabled: enabled.checked,
+      severity: severity.value, enabled: enabled.checked, profile: value("profile") || null,
     };
     send("PUT", `/api/v1/devices/${device.id}`, body)
       .then((saved) => {
@@ -178,7 +179,7 @@ function editForm(device, done) {
   field("parent_id", device.parent_id, "parent id", "number"),
   field("interval_ms", device.interval_ms, "interval ms", "number"), field("timeout_ms", device.timeout_ms, "timeout ms", "number"),
   field("down_after", device.down_after, "down after", "number"), field("up_after", device.up_after, "up after", "number"),
-  field("tags", device.tags.join(", "), "tags"),
+  field("tags", device.tags.join(", "), "tags"), field("profile", device.profile, "profile"),
   el("label", {}, "severity ", severity), el("label", {}, enabled, " probed"),
   el("button", { type: "submit", text: "Save" }));
   return el("details", {}, el("summary", { text: "Edit this device" }), form);

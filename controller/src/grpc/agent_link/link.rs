@@ -118,19 +118,28 @@ impl Link {
 
     /// The first call sends a snapshot; later calls send what changed.
     async fn send_assignment(&mut self) -> Result<(), GrpcStatus> {
-        let devices = self.services.core.devices().await.map_err(|error| {
+        let unanswered = |error: crate::store::StoreError| {
             GrpcStatus::unavailable(format!("the status database is not answering: {error}"))
-        })?;
+        };
+        let devices = self.services.core.devices().await.map_err(unanswered)?;
+        let book = self
+            .services
+            .core
+            .profile_book()
+            .await
+            .map_err(unanswered)?;
         let wanted: HashMap<i64, pb::ProbeTarget> = devices
             .iter()
             .filter(|device| {
                 device.agent.as_deref() == Some(self.agent.id.as_str()) && device.spec.enabled
             })
             .map(|device| {
-                (
-                    device.id,
-                    probe_target(device, &self.services.reports.quality),
-                )
+                let thresholds = book.thresholds_for(
+                    device.spec.profile.as_deref(),
+                    &device.spec.site,
+                    self.services.reports.quality,
+                );
+                (device.id, probe_target(device, &thresholds))
             })
             .collect();
         let first = self.generation == 0;
@@ -435,15 +444,7 @@ fn probe_target(device: &Device, quality: &Thresholds) -> pb::ProbeTarget {
         down_after: u32::from(device.spec.down_after),
         up_after: u32::from(device.spec.up_after),
         known_state: crate::grpc::convert::state(device.status) as i32,
-        quality: Some(pb::QualityThresholds {
-            window_ms: quality.window_ms,
-            clear_window_ms: quality.clear_window_ms,
-            loss_warn_permille: u32::from(quality.loss_warn_permille),
-            loss_crit_permille: u32::from(quality.loss_crit_permille),
-            rtt_warn_us: quality.rtt_warn_ms.saturating_mul(1000),
-            rtt_crit_us: quality.rtt_crit_ms.saturating_mul(1000),
-            rtt_p90: quality.rtt_p90,
-        }),
+        quality: Some(crate::grpc::convert::quality(quality)),
         known_level: device.degraded.map_or(0, |degraded| {
             crate::grpc::convert::degradation(&degraded).level
         }),

@@ -5,4 +5,5 @@
 mod access;
 mod alerts;
 mod cluster;
+mod profiles;
 mod windows;
