@@ -94,6 +94,65 @@ fn thresholds(loss_warn_permille: u32) -> ward_proto::v1::QualityThresholds {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_devices_pages_with_tokens_as_rest_with_cursors() {
+    let (_dir, _controller, mut client) = start().await;
+    let mut created = Vec::new();
+    for index in 0..5 {
+        let device = client
+            .upsert_device(UpsertDeviceRequest {
+                id: None,
+                spec: Some(DeviceSpec {
+                    name: format!("atm-{index}"),
+                    ..spec(&format!("198.18.1.{}", index + 1))
+                }),
+            })
+            .await
+            .expect("create")
+            .into_inner();
+        created.push(device.id);
+    }
+    let mut paged = Vec::new();
+    let mut sizes = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_devices(ListDevicesRequest {
+                page_size: 2,
+                page_token: page_token.clone(),
+                ..ListDevicesRequest::default()
+            })
+            .await
+            .expect("page")
+            .into_inner();
+        sizes.push(page.devices.len());
+        paged.extend(page.devices.iter().map(|device| device.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!((paged, sizes), (created, vec![2, 2, 1]));
+    for (page_size, page_token, field) in
+        [(0, "nonsense", "page_token:"), (5_001, "", "page_size:")]
+    {
+        let refused = client
+            .list_devices(ListDevicesRequest {
+                page_size,
+                page_token: page_token.into(),
+                ..ListDevicesRequest::default()
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert!(
+            refused.message().starts_with(field),
+            "{}",
+            refused.message()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_over_grpc_as_over_rest() {
     use ward_proto::v1::{
         DeleteProfileRequest, ListProfilesRequest, ListSitesRequest, SetSiteProfileRequest,

@@ -11,7 +11,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, Caller, now_ms, rfc3339};
-use crate::services::{Core, DeviceFilter, Inventory, Maintenance, Reports};
+use crate::services::{
+    Core, DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor, DeviceFilter, Inventory, Maintenance,
+    Reports,
+};
 use crate::store::{Device, DeviceSpec, Severity, Status};
 use ward_domain::maintenance::OpenWindow;
 
@@ -50,7 +53,7 @@ pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
     })
 }
 
-/// `?status=&site=&q=&severity=&tag=`.
+/// `?status=&site=&q=&severity=&tag=&limit=&cursor=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilter {
@@ -59,6 +62,8 @@ pub struct ListFilter {
     q: Option<String>,
     severity: Option<String>,
     tag: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
 }
 
 /// A `?severity=` parameter.
@@ -70,7 +75,10 @@ pub(super) fn severity(text: Option<&str>) -> Result<Option<Severity>, ApiError>
     .transpose()
 }
 
-/// `GET /api/v1/devices`.
+/// `GET /api/v1/devices`: every matching device (an array), or with
+/// `limit` or `cursor` one page of them: `{"devices": [...],
+/// "next_cursor": "…" | null}` (null on the last page; see
+/// `services::paging`).
 pub async fn list(
     State(inventory): State<Arc<Inventory>>,
     State(maintenance): State<Arc<Maintenance>>,
@@ -84,21 +92,44 @@ pub async fn list(
                 .map_err(|error| ApiError::field("status", error))
         })
         .transpose()?;
-    let devices = inventory
-        .find_devices(&DeviceFilter {
-            status,
-            site: filter.site.as_deref(),
-            query: filter.q.as_deref(),
-            severity: severity(filter.severity.as_deref())?,
-            tag: filter.tag.as_deref(),
-        })
-        .await?;
+    let found = DeviceFilter {
+        status,
+        site: filter.site.as_deref(),
+        query: filter.q.as_deref(),
+        severity: severity(filter.severity.as_deref())?,
+        tag: filter.tag.as_deref(),
+    };
     let open = maintenance.open_windows();
-    let shown: Vec<Value> = devices
-        .iter()
-        .map(|device| device_json(device, &open))
-        .collect();
-    Ok(Json(Value::Array(shown)))
+    let shown = |devices: &[Device]| -> Vec<Value> {
+        devices
+            .iter()
+            .map(|device| device_json(device, &open))
+            .collect()
+    };
+    if filter.limit.is_none() && filter.cursor.is_none() {
+        let devices = inventory.find_devices(&found).await?;
+        return Ok(Json(Value::Array(shown(&devices))));
+    }
+    let limit = filter.limit.unwrap_or(DEVICE_PAGE_DEFAULT);
+    if !(1..=DEVICE_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::field(
+            "limit",
+            format!("must be between 1 and {DEVICE_PAGE_MAX}"),
+        ));
+    }
+    let after = filter
+        .cursor
+        .as_deref()
+        .map(str::parse::<DeviceCursor>)
+        .transpose()
+        .map_err(|error| ApiError::field("cursor", error))?;
+    let (devices, next) = inventory
+        .find_devices_page(&found, after.as_ref(), limit)
+        .await?;
+    Ok(Json(json!({
+        "devices": shown(&devices),
+        "next_cursor": next.map(|cursor| cursor.to_string()),
+    })))
 }
 
 /// `GET /api/v1/devices/{id}`.

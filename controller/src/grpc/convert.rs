@@ -5,6 +5,7 @@
 use tonic::Status as GrpcStatus;
 use ward_proto::v1::{self as pb, AlertState, DeviceState};
 
+use crate::services::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor};
 use crate::store::{
     Alert, Device, DeviceSpec, MaintenanceSpec, MaintenanceWindow, Severity, Status, StoreError,
 };
@@ -337,6 +338,28 @@ pub(super) fn grpc_error(error: StoreError) -> GrpcStatus {
         }
         other => GrpcStatus::unavailable(format!("the status database is not answering: {other}")),
     }
+}
+
+/// A page's size (0: the default) and where it starts, as REST's
+/// `limit` and `cursor`.
+pub(super) fn page_request(
+    page_size: u32,
+    page_token: &str,
+) -> Result<(usize, Option<DeviceCursor>), GrpcStatus> {
+    let limit = match usize::try_from(page_size).unwrap_or(usize::MAX) {
+        0 => DEVICE_PAGE_DEFAULT,
+        limit if limit <= DEVICE_PAGE_MAX => limit,
+        _ => {
+            return Err(GrpcStatus::invalid_argument(format!(
+                "page_size: must be at most {DEVICE_PAGE_MAX}"
+            )));
+        }
+    };
+    let after = given(page_token)
+        .map(str::parse::<DeviceCursor>)
+        .transpose()
+        .map_err(|error| GrpcStatus::invalid_argument(format!("page_token: {error}")))?;
+    Ok((limit, after))
 }
 
 /// A filter's text; empty: not given.

@@ -19,7 +19,7 @@ use ward_proto::v1::{
 
 use super::convert::{
     alert_to_proto, device_id, from_proto, from_proto_severity, given, grpc_error,
-    maintenance_from_proto, state, to_proto, window_to_proto,
+    maintenance_from_proto, page_request, state, to_proto, window_to_proto,
 };
 use crate::services::{App, DeviceFilter, LiveEvent};
 use crate::store::{
@@ -89,24 +89,31 @@ impl Inventory for InventoryService {
                 )));
             }
         };
-        let devices = self
-            .app
-            .inventory
-            .find_devices(&DeviceFilter {
-                status,
-                site: given(&request.site),
-                query: given(&request.query),
-                severity: from_proto_severity(request.severity)?,
-                tag: given(&request.tag),
-            })
-            .await
-            .map_err(grpc_error)?;
+        let filter = DeviceFilter {
+            status,
+            site: given(&request.site),
+            query: given(&request.query),
+            severity: from_proto_severity(request.severity)?,
+            tag: given(&request.tag),
+        };
+        let inventory = &self.app.inventory;
+        let (devices, next) = if request.page_size == 0 && request.page_token.is_empty() {
+            let devices = inventory.find_devices(&filter).await;
+            (devices.map_err(grpc_error)?, None)
+        } else {
+            let (limit, after) = page_request(request.page_size, &request.page_token)?;
+            inventory
+                .find_devices_page(&filter, after.as_ref(), limit)
+                .await
+                .map_err(grpc_error)?
+        };
         let open = self.app.maintenance.open_windows();
         Ok(Response::new(ListDevicesResponse {
             devices: devices
                 .iter()
                 .map(|device| to_proto(device, &open))
                 .collect(),
+            next_page_token: next.map(|cursor| cursor.to_string()).unwrap_or_default(),
         }))
     }
 

@@ -1,6 +1,6 @@
 //! The device inventory: every write (create, update, delete, import,
-//! sync, acknowledge, a threshold profile) goes through the store's rules and runs to its end in
-//! a task of its own, then agents, the outbox and live subscribers hear of
+//! sync, acknowledge, a threshold profile) goes through the store's rules
+//! and runs to its end in a task of its own, then agents, the outbox and live subscribers hear of
 //! it; reads (the filtered list, the summary) come through the cache at
 //! the store's data version, so none is older than the last commit.
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use super::core::{Core, to_the_end};
 use super::maintenance::Maintenance;
+use super::paging::DeviceCursor;
 use crate::store::{
     AckOutcome, Actor, Device, DeviceSpec, Severity, Status, StatusChanges, StoreError, SyncDiff,
     SyncMode,
@@ -288,6 +289,19 @@ impl Inventory {
                 })
             })
             .collect())
+    }
+
+    /// One page of [`Inventory::find_devices`]: at most `limit` devices
+    /// after `after`, and the cursor of the next page unless it is the last
+    /// ([`super::paging`]).
+    pub async fn find_devices_page(
+        &self,
+        filter: &DeviceFilter<'_>,
+        after: Option<&DeviceCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Device>, Option<DeviceCursor>), StoreError> {
+        let devices = self.find_devices(filter).await?;
+        Ok(super::paging::page(devices, after, limit))
     }
 
     /// Enabled devices counted by status.

@@ -21,6 +21,7 @@ mod logins;
 mod maintenance;
 mod metrics;
 mod notifications;
+mod paging;
 mod presence;
 mod reports;
 
@@ -34,6 +35,7 @@ pub use logins::{LoginCounters, LoginSettings, Logins};
 pub use maintenance::Maintenance;
 pub use metrics::Metrics;
 pub use notifications::Notifications;
+pub use paging::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor};
 pub use presence::AgentPresence;
 pub use reports::{Reports, StatisticsError};
 

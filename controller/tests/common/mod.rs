@@ -11,6 +11,7 @@ use ward_controller::cache::Cache;
 use ward_controller::services::{App, AppSettings};
 use ward_controller::store::{ReportedTransition, Status, Store, TransitionReport};
 
+#[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
