@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use std::path::PathBuf;
 
-use crate::engine::TargetSpec;
+use crate::engine::{Check, TargetSpec};
 use crate::probe_command::{self, Outcome, ProbeOptions};
 use crate::prober::SendPath;
 use crate::run::RunSettings;
@@ -114,6 +114,17 @@ struct ProbeArgs {
     /// rules and IPsec).
     #[arg(long, value_enum, default_value_t = SendPath::Ip)]
     send_path: SendPath,
+    /// Probe with a TCP SYN to PORT instead of an ICMP echo request: a
+    /// SYN/ACK (listening) or an RST (closed, the host there) answers;
+    /// never a connection.
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    tcp: Option<u16>,
+    /// With --tcp: an ICMP echo request too, and either answer counts.
+    #[arg(long, requires = "tcp")]
+    icmp_too: bool,
+    /// With --tcp: an RST (a closed port) does not count as an answer.
+    #[arg(long, requires = "tcp")]
+    no_rst_alive: bool,
 }
 
 /// Parses the command line and runs it.
@@ -277,6 +288,17 @@ fn probe(args: ProbeArgs) -> ExitCode {
         json: args.json,
         receive_buffer: args.receive_buffer,
         send_path: args.send_path,
+        check: match (args.tcp, args.icmp_too) {
+            (None, _) => Check::Icmp,
+            (Some(port), false) => Check::Tcp {
+                port,
+                rst_alive: !args.no_rst_alive,
+            },
+            (Some(port), true) => Check::IcmpOrTcp {
+                port,
+                rst_alive: !args.no_rst_alive,
+            },
+        },
     };
     let mut out = std::io::stdout().lock();
     // Standard error is unbuffered: one write per line, not per field.

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, EngineConfig, PeriodStats, Start, Status, TargetSpec};
+use crate::engine::{Check, Engine, EngineConfig, PeriodStats, Start, Status, TargetSpec};
 use crate::prober::{Prober, ProberConfig, SendPath};
 use crate::sys::SocketKind;
 
@@ -38,6 +38,8 @@ pub struct ProbeOptions {
     pub receive_buffer: usize,
     /// How IPv4 probes leave the host.
     pub send_path: SendPath,
+    /// What answers (ICMP, or a TCP port).
+    pub check: Check,
 }
 
 /// Exit status of a run.
@@ -108,6 +110,8 @@ fn targets(addresses: &[IpAddr], options: &ProbeOptions) -> Vec<(TargetSpec, u64
         .enumerate()
         .map(|(i, address)| {
             let spec = TargetSpec {
+                source: None,
+                check: options.check,
                 address: *address,
                 interval_ms: options.interval_ms,
                 timeout_ms: options.timeout_ms,
@@ -345,7 +349,8 @@ impl Summary {
         err: &mut impl std::io::Write,
     ) -> std::io::Result<()> {
         let counters = engine.counters();
-        let invalid = counters.replies_invalid + self.bad_tag + self.malformed;
+        let invalid =
+            counters.replies_invalid + counters.tcp_unmatched + self.bad_tag + self.malformed;
         let rate = counters.probes_sent as f64 / elapsed.as_secs_f64().max(1e-9);
         // One probe has no send phase: its rate is the run's.
         let send_rate = if self.send_phase.is_zero() {
@@ -353,11 +358,17 @@ impl Summary {
         } else {
             counters.probes_sent as f64 / self.send_phase.as_secs_f64()
         };
+        // RSTs of a closed port where that is not an answer (--no-rst-alive).
+        let closed = match counters.tcp_refused {
+            0 => String::new(),
+            refused => format!(", closed ports {refused}"),
+        };
         writeln!(
             err,
             "ward-agent probe: {} targets, sent {}, received {}, invalid {invalid}, late {}, \
              duplicates {}, icmp errors {}, rx drops {}, queue drops {}, send errors {}, \
-             via packet socket {}, elapsed {:.3} s, {rate:.0} probes/s, send rate {send_rate:.0} probes/s",
+             via packet socket {}, elapsed {:.3} s, {rate:.0} probes/s, send rate {send_rate:.0} probes/s\
+             {closed}",
             engine.target_count(),
             counters.probes_sent,
             counters.replies_matched,

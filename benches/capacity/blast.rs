@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ward_agent::packet::{Family, PROBE_LEN, internet_checksum};
-use ward_agent::sys::{IcmpSocket, RecvBatch, SendBatch};
+use ward_agent::sys::{ProbeSocket, RecvBatch, SendBatch};
 
 /// Gives up on missing replies this long after the last one arrived.
 const QUIET: Duration = Duration::from_secs(1);
@@ -29,7 +29,7 @@ pub fn run(file: &str) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{file}: one IPv4 address per line"))?;
     let ident = u16::try_from(std::process::id() & 0xffff).unwrap_or(1);
-    let socket = IcmpSocket::open(Family::V4, ident, 32 << 20)?;
+    let socket = ProbeSocket::open(Family::V4, ident, 32 << 20)?;
     let fd = socket.raw_fd();
     let mut batch = SendBatch::new(socket.features().header_included);
     let mut replies = RecvBatch::new();

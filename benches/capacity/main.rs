@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo build --release -p ward-agent -p ward-benches
-//! target/release/ward-capacity sweep|burst|sustained|memory|recent-history|outage|reports|all
+//! target/release/ward-capacity sweep|tcp-sweep|burst|sustained|memory|recent-history|outage|reports|all
 //! target/release/ward-capacity blast FILE   # the blaster alone
 //! ```
 #![forbid(unsafe_code)]
@@ -54,6 +54,7 @@ fn main() -> anyhow::Result<()> {
     };
     match what.as_str() {
         "sweep" => sweep::run(&lab()?),
+        "tcp-sweep" => sweep::run_tcp(&lab()?),
         "burst" => burst::run(&lab()?),
         "sustained" => sustained::run(&lab()?),
         "memory" => memory::run(),
@@ -70,7 +71,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(reports::run())
         }
         other => bail!(
-            "unknown measurement `{other}`: sweep, burst, sustained, memory, recent-history, outage, reports, all or blast FILE"
+            "unknown measurement `{other}`: sweep, tcp-sweep, burst, sustained, memory, recent-history, outage, reports, all or blast FILE"
         ),
     }
 }

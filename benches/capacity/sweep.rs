@@ -84,3 +84,35 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+const WARD_TCP: &str = "ward-agent probe --tcp 443 --json -c 1 -f FILE";
+const NMAP: &str = "nmap -sS -p 443 -n -Pn --max-retries 0 -T5 --min-rate 100000 -iL FILE";
+const TCP_TRIALS: usize = 5;
+
+/// The same sweep by TCP SYN to port 443 (closed on loopback: every host
+/// answers with an RST): `ward-agent probe --tcp 443` against nmap's raw
+/// SYN scan at its fastest, interleaved.
+pub fn run_tcp(lab: &Lab) -> anyhow::Result<()> {
+    let setup = Setup::new()?;
+    let (agent, file) = (setup.agent.as_str(), setup.file());
+    let mut trials = Trials::default();
+    for trial in 1..=TCP_TRIALS {
+        trials.record(
+            WARD_TCP,
+            tools::ward(lab.site_command(agent), &["--tcp", "443", "-f", file])?,
+        );
+        trials.record(NMAP, tools::nmap(lab.site_command("nmap"), 443, file)?);
+        eprintln!("tcp-sweep: trial {trial}/{TCP_TRIALS} done");
+    }
+    print!("{}", trials.render());
+    println!();
+    println!("| ratio (wall clock, whole process) | ratio of medians | per-trial range |");
+    println!("|---|---|---|");
+    if let Some((ratio, spread)) = trials.wall_ratio(NMAP, WARD_TCP) {
+        println!(
+            "| {NMAP} / {WARD_TCP} | {ratio:.2}× | {:.2}–{:.2}× |",
+            spread.min, spread.max
+        );
+    }
+    Ok(())
+}

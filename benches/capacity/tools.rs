@@ -138,6 +138,37 @@ pub fn fping(mut command: Command, args: &[&str]) -> anyhow::Result<Trial> {
     Ok(trial(&measured, None, 100.0 * answered / probed))
 }
 
+/// `nmap -sS -p PORT -n -Pn --max-retries 0 -T5 --min-rate 100000 -iL
+/// FILE`: a raw SYN scan at its fastest, each target once; answered:
+/// the targets it found the port open or closed on (it reports no rate).
+pub fn nmap(mut command: Command, port: u16, targets: &str) -> anyhow::Result<Trial> {
+    let output = tempfile::NamedTempFile::new()?;
+    command
+        .args([
+            "-sS",
+            "-p",
+            &port.to_string(),
+            "-n",
+            "-Pn",
+            "--max-retries",
+            "0",
+        ])
+        .args(["-T5", "--min-rate", "100000", "-iL", targets, "-oG"])
+        .arg(output.path());
+    let measured = finished(&mut command, "nmap")?;
+    let report = std::fs::read_to_string(output.path())?;
+    let probed = report
+        .lines()
+        .filter(|line| line.starts_with("Host: ") && line.contains("Ports: "))
+        .count() as f64;
+    let answered = report
+        .lines()
+        .filter(|line| line.contains("/open/") || line.contains("/closed/"))
+        .count() as f64;
+    anyhow::ensure!(probed > 0.0, "nmap scanned nothing: {report}");
+    Ok(trial(&measured, None, 100.0 * answered / probed))
+}
+
 /// `ward-capacity blast FILE`: the kernel's ceiling.
 pub fn blast(mut command: Command, targets: &Path) -> anyhow::Result<Trial> {
     command.arg("blast").arg(targets);

@@ -25,9 +25,10 @@ pub mod quality;
 mod quantiles;
 mod rate;
 mod target;
+pub mod tcp;
 mod wheel;
 
-pub use target::{Miss, PeriodStats, RttQuantiles, Status, TargetSpec};
+pub use target::{Check, Miss, PeriodStats, RttQuantiles, Status, TargetSpec};
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher as _, Hasher as _};
@@ -115,6 +116,12 @@ pub enum SpecError {
         /// What is wrong with it ([`unprobeable`]).
         problem: String,
     },
+    /// A TCP check without the address its probes leave from.
+    #[error("{address}: a TCP check needs the source address of the route to it")]
+    NoSource {
+        /// The target.
+        address: IpAddr,
+    },
     /// More targets than slots.
     #[error("more than {} targets", u32::MAX)]
     Full,
@@ -199,6 +206,8 @@ pub struct Transmit {
     pub destination: IpAddr,
     /// Bytes of the packet.
     pub len: usize,
+    /// An ICMP echo request, or a TCP SYN (for a raw TCP socket).
+    pub tcp: bool,
 }
 
 /// What the engine counted since it started.
@@ -222,6 +231,11 @@ pub struct Counters {
     pub rate_limited: u64,
     /// Probes that timed out.
     pub timeouts: u64,
+    /// TCP answers that acknowledge no SYN in flight: forged, replayed,
+    /// from another host, or to a probe already answered by ICMP.
+    pub tcp_unmatched: u64,
+    /// RSTs from a closed port where an RST does not mean alive.
+    pub tcp_refused: u64,
 }
 
 /// The probe engine.
@@ -251,6 +265,9 @@ pub struct Engine {
     samples: quantiles::RttSamples,
     /// The windows of the targets judged for degradation.
     windows: quality::Windows,
+    /// The SYN still to send of a target checked by ICMP or TCP, after
+    /// its echo request.
+    owed_syn: Option<(u32, ProbeFields)>,
 }
 
 impl Engine {
@@ -279,6 +296,7 @@ impl Engine {
             phase_hasher: std::hash::RandomState::new(),
             samples: quantiles::RttSamples::new(config.quantile_period_ms),
             windows: quality::Windows::default(),
+            owed_syn: None,
         }
     }
 
@@ -312,6 +330,15 @@ impl Engine {
         }
         if spec.down_after == 0 || spec.up_after == 0 {
             return Err(SpecError::ZeroThreshold {
+                address: spec.address,
+            });
+        }
+        if tcp::tcp_port(&spec).is_some()
+            && spec
+                .source
+                .is_none_or(|source| Family::of(source) != Family::of(spec.address))
+        {
+            return Err(SpecError::NoSource {
                 address: spec.address,
             });
         }
@@ -404,7 +431,19 @@ impl Engine {
 
     /// Writes the next due probe into `out` (at least
     /// [`crate::packet::PROBE_LEN`] bytes), if the rate limit allows one now.
+    /// A target checked by ICMP or TCP sends its echo request, then its SYN
+    /// at the next call.
     pub fn poll_transmit(&mut self, now: Nanos, out: &mut [u8]) -> Option<Transmit> {
+        if let Some((index, fields)) = self.owed_syn.take()
+            && let Some(len) = self.write_syn_of(index, &fields, out)
+        {
+            return Some(Transmit {
+                index,
+                destination: self.targets[index as usize].spec.address,
+                len,
+                tcp: true,
+            });
+        }
         while let Some(&entry) = self.ready.front() {
             let target = &self.targets[entry.index as usize];
             if target.token != entry.token || target.pending != Pending::Probe {
@@ -430,6 +469,22 @@ impl Engine {
                 sent_ns: now,
             };
             let destination = target.spec.address;
+            let check = target.spec.check;
+            let deadline = now + target.timeout_ns();
+            self.counters.probes_sent += 1;
+            self.schedule(index, deadline, Pending::Timeout, now);
+            if let Check::Tcp { .. } = check {
+                let len = self.write_syn_of(index, &fields, out)?;
+                return Some(Transmit {
+                    index,
+                    destination,
+                    len,
+                    tcp: true,
+                });
+            }
+            if let Check::IcmpOrTcp { .. } = check {
+                self.owed_syn = Some((index, fields));
+            }
             let template = match Family::of(destination) {
                 Family::V4 => &self.templates[0],
                 Family::V6 => &self.templates[1],
@@ -441,13 +496,11 @@ impl Engine {
                 destination,
                 self.config.kernel_checksums,
             );
-            let deadline = now + target.timeout_ns();
-            self.counters.probes_sent += 1;
-            self.schedule(index, deadline, Pending::Timeout, now);
             return Some(Transmit {
                 index,
                 destination,
                 len,
+                tcp: false,
             });
         }
         None

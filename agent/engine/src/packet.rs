@@ -43,8 +43,8 @@ const PROTO_ICMPV6: u8 = 58;
 /// The secret that makes tags unforgeable; random per process.
 #[derive(Clone, Copy)]
 pub struct TagKey {
-    k0: u64,
-    k1: u64,
+    pub(crate) k0: u64,
+    pub(crate) k1: u64,
 }
 
 impl TagKey {
@@ -445,7 +445,7 @@ fn strip_ipv6_header(packet: &[u8]) -> Result<(IpAddr, &[u8]), Rejection> {
 }
 
 /// IPv4 addresses as IPv4-mapped IPv6, so both families hash alike.
-fn ipv6_bytes(address: IpAddr) -> [u8; 16] {
+pub(crate) fn ipv6_bytes(address: IpAddr) -> [u8; 16] {
     match address {
         IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => v6.octets(),

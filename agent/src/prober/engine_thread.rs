@@ -12,16 +12,16 @@ use crossbeam_queue::ArrayQueue;
 
 use super::Slots;
 use super::packet_path::PacketPath;
-use super::receiver::Received;
+use super::receiver::{Answer, Received};
 use super::{Control, IoCounters, MAX_PARK, MIN_LINGER, ipv4_targets};
 use crate::clock::Clock;
-use crate::engine::{Engine, Nanos, Transition};
+use crate::engine::{Check, Engine, Nanos, Transition};
 use crate::packet::{Family, PROBE_LEN};
-use crate::sys::{IcmpSocket, SendBatch, SendOutcome};
+use crate::sys::{ProbeSocket, SendBatch, SendOutcome};
 
 /// What the engine thread shares with the rest of the prober.
 pub(super) struct EngineShared<'a> {
-    pub(super) sockets: &'a [Arc<IcmpSocket>],
+    pub(super) sockets: &'a [Arc<ProbeSocket>],
     pub(super) queue: &'a ArrayQueue<Received>,
     pub(super) clock: &'a Clock,
     pub(super) stop: &'a AtomicBool,
@@ -47,6 +47,7 @@ fn apply_control(
             quality,
             known_level,
         } => {
+            let spec = super::open::with_route_source(spec);
             if let Some((index, current)) = slots.get(&id)
                 && *current == spec
             {
@@ -61,10 +62,11 @@ fn apply_control(
                 }
             }
             let family = Family::of(spec.address);
+            let tcp = spec.check != Check::Icmp;
             if !shared
                 .sockets
                 .iter()
-                .any(|socket| socket.family() == family)
+                .any(|socket| socket.family() == family && socket.is_tcp() == tcp)
             {
                 shared
                     .counters
@@ -140,9 +142,12 @@ pub(super) fn engine_loop(
         linger,
         controls,
     } = *shared;
-    let mut batches: Vec<(Family, SendBatch)> = sockets
+    let mut batches: Vec<(Family, bool, SendBatch)> = sockets
         .iter()
-        .map(|s| (s.family(), SendBatch::new(s.features().header_included)))
+        .map(|s| {
+            let batch = SendBatch::new(s.features().header_included);
+            (s.family(), s.is_tcp(), batch)
+        })
         .collect();
     let mut scratch = [0u8; PROBE_LEN];
     let mut linger_until: Option<Nanos> = None;
@@ -156,7 +161,10 @@ pub(super) fn engine_loop(
             check_packet_path(&mut packet_path, maintained, counters);
         }
         while let Some(received) = queue.pop() {
-            engine.handle_verdict(received.verdict, received.at, now);
+            match received.answer {
+                Answer::Icmp(verdict) => engine.handle_verdict(verdict, received.at, now),
+                Answer::Tcp(answer) => engine.handle_tcp(answer, received.at, now),
+            }
         }
         engine.handle_timeouts(now);
         let blocked = send_due(
@@ -205,7 +213,7 @@ pub(super) fn engine_loop(
 /// turn, after the replies).
 fn send_due(
     engine: &mut Engine,
-    batches: &mut [(Family, SendBatch)],
+    batches: &mut [(Family, bool, SendBatch)],
     packet_path: &mut Option<PacketPath>,
     scratch: &mut [u8; PROBE_LEN],
     shared: &EngineShared<'_>,
@@ -226,7 +234,7 @@ fn send_due(
             blocked = true;
             break;
         }
-        if batches.iter().any(|(_, batch)| batch.is_full())
+        if batches.iter().any(|(_, _, batch)| batch.is_full())
             || packet_path.as_ref().is_some_and(PacketPath::is_full)
         {
             blocked |= flush(batches, packet_path.as_mut(), sockets, clock, counters);
@@ -239,12 +247,16 @@ fn send_due(
         };
         let probe = &scratch[..transmit.len];
         if let (Some(path), IpAddr::V4(destination)) = (packet_path.as_mut(), transmit.destination)
+            && !transmit.tcp
             && path.queue(transmit.index, destination, probe)
         {
             continue;
         }
         let family = Family::of(transmit.destination);
-        if let Some((_, batch)) = batches.iter_mut().find(|(f, _)| *f == family) {
+        if let Some((_, _, batch)) = batches
+            .iter_mut()
+            .find(|(f, tcp, _)| *f == family && *tcp == transmit.tcp)
+        {
             batch.next_buffer()[..transmit.len].copy_from_slice(&scratch[..transmit.len]);
             batch.commit(transmit.destination, transmit.len);
         }
@@ -265,9 +277,9 @@ fn publish_counters(engine: &Engine, counters: &IoCounters) {
 
 /// Flushes every batch; true if a socket buffer was full.
 fn flush(
-    batches: &mut [(Family, SendBatch)],
+    batches: &mut [(Family, bool, SendBatch)],
     packet_path: Option<&mut PacketPath>,
-    sockets: &[Arc<IcmpSocket>],
+    sockets: &[Arc<ProbeSocket>],
     clock: &Clock,
     counters: &IoCounters,
 ) -> bool {
@@ -279,7 +291,7 @@ fn flush(
             .fetch_add(outcome.sent as u64, Ordering::Relaxed);
         blocked |= count_sent(outcome, clock, counters);
     }
-    for ((_, batch), socket) in batches.iter_mut().zip(sockets) {
+    for ((_, _, batch), socket) in batches.iter_mut().zip(sockets) {
         if batch.is_empty() {
             continue;
         }

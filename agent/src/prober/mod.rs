@@ -32,9 +32,9 @@ use crate::engine::{
     Engine, EngineConfig, PeriodStats, RttQuantiles, SpecError, Status, TargetSpec, Transition,
 };
 use crate::packet::{Family, TagKey};
-use crate::sys::{Features, IcmpSocket, OpenError, SocketKind};
+use crate::sys::{Features, OpenError, ProbeSocket, SocketKind};
 use engine_thread::{EngineShared, engine_loop};
-use open::{open_sockets, receiver_poll, send_path_note};
+use open::{open_sockets, receiver_poll, send_path_note, with_route_source};
 use packet_path::PacketPath;
 pub use packet_path::PacketPathError;
 use receiver::{Received, Receiver};
@@ -240,7 +240,7 @@ type Slots = HashMap<u64, (u32, TargetSpec)>;
 /// its id.
 fn engine_with_targets(
     config: &ProberConfig,
-    sockets: &[Arc<IcmpSocket>],
+    sockets: &[Arc<ProbeSocket>],
     key: TagKey,
     clock: &Clock,
     targets: &[(TargetSpec, u64)],
@@ -253,7 +253,8 @@ fn engine_with_targets(
     let mut engine = Engine::new(engine_config, key, clock.now());
     let mut slots = HashMap::with_capacity(targets.len());
     for (spec, id) in targets {
-        slots.insert(*id, (engine.add_target(*spec, *id, clock.now())?, *spec));
+        let spec = with_route_source(*spec);
+        slots.insert(*id, (engine.add_target(spec, *id, clock.now())?, spec));
     }
     Ok((engine, slots))
 }
@@ -457,7 +458,7 @@ impl Drop for Prober {
 /// The packet send path, when asked for and IPv4 has a raw socket.
 fn open_packet_path(
     config: &ProberConfig,
-    sockets: &[Arc<IcmpSocket>],
+    sockets: &[Arc<ProbeSocket>],
     slots: &Slots,
     clock: &Clock,
 ) -> Result<Option<PacketPath>, ProberError> {

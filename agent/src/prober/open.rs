@@ -1,6 +1,9 @@
-//! Opening what the prober runs on: one ICMP socket per family needed,
-//! the receiver's readiness, and the note on the send path.
+//! Opening what the prober runs on: one ICMP socket per family needed
+//! (and a raw TCP one where targets are checked by TCP, with the source
+//! address of the route to each), the receiver's readiness, and the note
+//! on the send path.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::sync::Arc;
 
 use mio::unix::SourceFd;
@@ -8,9 +11,9 @@ use mio::{Interest, Poll, Token, Waker};
 
 use super::packet_path::PacketPath;
 use super::{ProberConfig, ProberError, SendPath};
-use crate::engine::TargetSpec;
+use crate::engine::{Check, TargetSpec};
 use crate::packet::Family;
-use crate::sys::IcmpSocket;
+use crate::sys::ProbeSocket;
 
 /// One socket per family the targets need (every family with
 /// `all_families`); a family the host lacks is fine until a target needs
@@ -19,7 +22,7 @@ use crate::sys::IcmpSocket;
 pub(super) fn open_sockets(
     config: &ProberConfig,
     targets: &[(TargetSpec, u64)],
-) -> Result<Vec<Arc<IcmpSocket>>, ProberError> {
+) -> Result<Vec<Arc<ProbeSocket>>, ProberError> {
     let ident = random_ident();
     let mut sockets = Vec::new();
     let mut refused = None;
@@ -30,7 +33,7 @@ pub(super) fn open_sockets(
         if !needed && !config.all_families {
             continue;
         }
-        match IcmpSocket::open(family, ident, config.receive_buffer) {
+        match ProbeSocket::open(family, ident, config.receive_buffer) {
             Ok(socket) => sockets.push(Arc::new(socket)),
             Err(error) if !needed => {
                 tracing::warn!(?family, %error, "this family cannot be probed");
@@ -44,13 +47,47 @@ pub(super) fn open_sockets(
     {
         return Err(error.into());
     }
+    // After the ICMP ones (the engine takes its identifier from the first).
+    for family in [Family::V4, Family::V6] {
+        let needed = targets
+            .iter()
+            .any(|(spec, _)| Family::of(spec.address) == family && spec.check != Check::Icmp);
+        if needed {
+            sockets.push(Arc::new(ProbeSocket::open_tcp(
+                family,
+                config.receive_buffer,
+            )?));
+        }
+    }
     Ok(sockets)
+}
+
+/// `spec` with the source address of the route to it when its check
+/// sends SYNs (their checksum covers it): what a UDP socket connected to
+/// it is bound to (connecting sends nothing). Unchanged otherwise, or
+/// when there is no route (the engine then refuses it, saying so).
+pub(super) fn with_route_source(spec: TargetSpec) -> TargetSpec {
+    if spec.check == Check::Icmp || spec.source.is_some() {
+        return spec;
+    }
+    let unspecified = match spec.address {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let source = UdpSocket::bind((unspecified, 0))
+        .and_then(|socket| {
+            socket.connect((spec.address, 9))?;
+            socket.local_addr()
+        })
+        .map(|bound| bound.ip())
+        .ok();
+    TargetSpec { source, ..spec }
 }
 
 /// The receiver thread's readiness: every socket registered, and a waker
 /// (the token after them) to stop it.
 pub(super) fn receiver_poll(
-    sockets: &[Arc<IcmpSocket>],
+    sockets: &[Arc<ProbeSocket>],
 ) -> Result<(Poll, Arc<Waker>), ProberError> {
     let poll = Poll::new().map_err(ProberError::Poll)?;
     for (i, socket) in sockets.iter().enumerate() {

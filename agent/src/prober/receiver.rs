@@ -12,8 +12,9 @@ use mio::{Events, Poll};
 use super::{IoCounters, RECEIVE_POLL};
 use crate::clock::Clock;
 use crate::engine::Nanos;
-use crate::packet::{self, Rejection, TagKey, Verdict};
-use crate::sys::{IcmpSocket, RecvBatch};
+use crate::engine::tcp::{self, TcpAnswer};
+use crate::packet::{self, Family, Rejection, TagKey, Verdict};
+use crate::sys::{ProbeSocket, RecvBatch};
 
 /// While replies keep arriving, the receiver reads every this long
 /// instead of being woken for each packet (kernel timestamps keep RTTs
@@ -24,15 +25,22 @@ const BUSY_READ_INTERVAL: Duration = Duration::from_micros(100);
 /// again (the engine is woken at once).
 const QUEUE_FULL_WAIT: Duration = Duration::from_micros(50);
 
-/// A validated packet for the engine.
+/// What a packet may answer: an ICMP probe (validated here), or a SYN
+/// (read here, validated by the engine, which knows what is in flight).
+pub(super) enum Answer {
+    Icmp(Verdict),
+    Tcp(TcpAnswer),
+}
+
+/// A packet for the engine, with its kernel receive time.
 pub(super) struct Received {
-    pub verdict: Verdict,
+    pub answer: Answer,
     pub at: Nanos,
 }
 
 /// What the receiver thread works with.
 pub(super) struct Receiver<'a> {
-    pub sockets: &'a [Arc<IcmpSocket>],
+    pub sockets: &'a [Arc<ProbeSocket>],
     pub key: TagKey,
     pub clock: &'a Clock,
     pub queue: &'a ArrayQueue<Received>,
@@ -123,14 +131,20 @@ impl Receiver<'_> {
                     || self.clock.now(),
                     |realtime| Clock::from_realtime(realtime, offset),
                 );
-                match packet::parse(
-                    bytes,
-                    socket.framing(),
-                    meta.source,
-                    &self.key,
-                    socket.ident(),
-                ) {
-                    Ok(verdict) => self.hand_over(Received { verdict, at }),
+                let read = if socket.is_tcp() {
+                    tcp::parse(bytes, socket.family() == Family::V4, meta.source).map(Answer::Tcp)
+                } else {
+                    packet::parse(
+                        bytes,
+                        socket.framing(),
+                        meta.source,
+                        &self.key,
+                        socket.ident(),
+                    )
+                    .map(Answer::Icmp)
+                };
+                match read {
+                    Ok(answer) => self.hand_over(Received { answer, at }),
                     Err(Rejection::BadTag) => {
                         counters.bad_tag.fetch_add(1, Ordering::Relaxed);
                     }

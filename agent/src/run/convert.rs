@@ -98,6 +98,8 @@ pub fn target_spec(target: &pb::ProbeTarget) -> Result<TargetSpec, TargetError> 
         return Err(error("interval and timeout must be positive".into()));
     }
     Ok(TargetSpec {
+        source: None,
+        check: Default::default(),
         address,
         interval_ms: target.interval_ms,
         timeout_ms: target.timeout_ms,

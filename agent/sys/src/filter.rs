@@ -14,7 +14,12 @@ const BPF_H: u16 = 0x08;
 const BPF_B: u16 = 0x10;
 const BPF_IND: u16 = 0x40;
 const BPF_MSH: u16 = 0xa0;
+const BPF_ALU: u16 = 0x04;
+const BPF_IMM: u16 = 0x00;
+const BPF_AND: u16 = 0x50;
 const BPF_JEQ: u16 = 0x10;
+const BPF_JGE: u16 = 0x30;
+const BPF_JSET: u16 = 0x40;
 const BPF_K: u16 = 0x00;
 
 const ACCEPT: u32 = 0x0004_0000;
@@ -41,6 +46,38 @@ pub fn attach_ipv4_echo_filter(fd: RawFd, ident: u16) -> io::Result<()> {
         // A = ICMP identifier.
         op(BPF_LD | BPF_H | BPF_IND, 0, 0, 4),
         op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(ident)),
+        op(BPF_RET | BPF_K, 0, 0, ACCEPT),
+        op(BPF_RET | BPF_K, 0, 0, REJECT),
+    ];
+    let fprog = libc::sock_fprog {
+        len: program.len() as u16,
+        filter: program.as_ptr().cast_mut(),
+    };
+    // The kernel copies the program during the call; `program` outlives it.
+    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
+/// On a raw TCP socket, passes only what may answer a SYN probe: a
+/// SYN/ACK or an RST to a port of 32768 and above (`ward_engine::tcp`).
+/// An IPv4 socket sees the IP header first (`ipv4_header`), an IPv6 one
+/// the TCP header.
+pub fn attach_tcp_answer_filter(fd: RawFd, ipv4_header: bool) -> io::Result<()> {
+    let header_length = if ipv4_header {
+        // X = IPv4 header length.
+        op(BPF_LDX | BPF_B | BPF_MSH, 0, 0, 0)
+    } else {
+        op(BPF_LDX | BPF_IMM, 0, 0, 0)
+    };
+    let program = [
+        header_length,
+        // A = destination port.
+        op(BPF_LD | BPF_H | BPF_IND, 0, 0, 2),
+        op(BPF_JMP | BPF_JGE | BPF_K, 0, 5, 32768),
+        // A = flags: RST → accept; SYN and ACK → accept; else reject.
+        op(BPF_LD | BPF_B | BPF_IND, 0, 0, 13),
+        op(BPF_JMP | BPF_JSET | BPF_K, 2, 0, 0x04),
+        op(BPF_ALU | BPF_AND | BPF_K, 0, 0, 0x12),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0x12),
         op(BPF_RET | BPF_K, 0, 0, ACCEPT),
         op(BPF_RET | BPF_K, 0, 0, REJECT),
     ];

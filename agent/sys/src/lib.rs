@@ -98,8 +98,20 @@ pub enum OpenError {
         /// Current value of the sysctl.
         ping_group_range: String,
     },
+    /// TCP checks need a raw TCP socket, and it is not allowed.
+    #[error(
+        "cannot open a raw TCP socket for {family:?} (TCP checks send SYNs on one): it needs \
+         CAP_NET_RAW (run as root, `setcap cap_net_raw+ep {binary}`, or \
+         AmbientCapabilities=CAP_NET_RAW under systemd); there is no unprivileged fallback"
+    )]
+    NoRawTcp {
+        /// The address family.
+        family: Family,
+        /// Path of this program, for the setcap hint.
+        binary: String,
+    },
     /// Another socket error.
-    #[error("opening an ICMP socket for {family:?}: {source}")]
+    #[error("opening a probe socket for {family:?}: {source}")]
     Io {
         /// The address family.
         family: Family,
@@ -108,16 +120,74 @@ pub enum OpenError {
     },
 }
 
-/// One ICMP socket for one address family.
+/// One probe socket for one address family: ICMP, or raw TCP for SYN
+/// probes.
 #[derive(Debug)]
-pub struct IcmpSocket {
+pub struct ProbeSocket {
     socket: Socket,
     family: Family,
     features: Features,
     ident: Option<u16>,
+    tcp: bool,
 }
 
-impl IcmpSocket {
+fn this_binary() -> String {
+    std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "ward-agent".into())
+}
+
+impl ProbeSocket {
+    /// Opens a raw TCP socket for SYN probes (`ward_engine::tcp`): the
+    /// kernel builds the IP header, a kernel filter passes only SYN/ACKs
+    /// and RSTs to the probes' ports. Needs `CAP_NET_RAW`.
+    pub fn open_tcp(family: Family, receive_buffer: usize) -> Result<Self, OpenError> {
+        let domain = match family {
+            Family::V4 => Domain::IPV4,
+            Family::V6 => Domain::IPV6,
+        };
+        let socket = Socket::new(
+            domain,
+            Type::RAW.nonblocking().cloexec(),
+            Some(Protocol::TCP),
+        )
+        .map_err(|error| {
+            if is_permission(&error) {
+                OpenError::NoRawTcp {
+                    family,
+                    binary: this_binary(),
+                }
+            } else {
+                OpenError::Io {
+                    family,
+                    source: error,
+                }
+            }
+        })?;
+        let fd = socket.as_raw_fd();
+        let receive_buffer = set_receive_buffer(&socket, receive_buffer);
+        let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER);
+        Ok(Self {
+            family,
+            features: Features {
+                kind: SocketKind::Raw,
+                kernel_timestamps: set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1).is_ok(),
+                kernel_filter: filter::attach_tcp_answer_filter(fd, family == Family::V4).is_ok(),
+                drop_counter: set_int(fd, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1).is_ok(),
+                receive_buffer,
+                header_included: false,
+            },
+            socket,
+            ident: None,
+            tcp: true,
+        })
+    }
+
+    /// A raw TCP socket (SYN probes) rather than an ICMP one.
+    pub fn is_tcp(&self) -> bool {
+        self.tcp
+    }
+
     /// Opens a raw socket, or a datagram socket when raw sockets are not
     /// permitted. `ident` is the ICMP identifier for raw sockets; the
     /// receive buffer is asked for with `SO_RCVBUFFORCE`, then `SO_RCVBUF`.
@@ -136,9 +206,7 @@ impl IcmpSocket {
                         Err(error) if is_permission(&error) => {
                             return Err(OpenError::NoPermission {
                                 family,
-                                binary: std::env::current_exe()
-                                    .map(|path| path.display().to_string())
-                                    .unwrap_or_else(|_| "ward-agent".into()),
+                                binary: this_binary(),
                                 ping_group_range: std::fs::read_to_string(
                                     "/proc/sys/net/ipv4/ping_group_range",
                                 )
@@ -191,6 +259,7 @@ impl IcmpSocket {
                 header_included,
             },
             ident: (kind == SocketKind::Raw).then_some(ident),
+            tcp: false,
         })
     }
 
