@@ -16,6 +16,7 @@ use crate::v1::{
 
 fn target(device_id: u64, address: &str) -> ProbeTarget {
     ProbeTarget {
+        tcp: None,
         quality: None,
         known_level: 0,
         device_id,

@@ -34,6 +34,8 @@ pub async fn run() -> anyhow::Result<()> {
 
 fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
     DeviceSpec {
+        rst_alive: true,
+        check: Default::default(),
         profile: None,
         name,
         address: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),

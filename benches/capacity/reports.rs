@@ -25,6 +25,8 @@ const RUNS: usize = 5;
 
 fn device(index: u32) -> DeviceSpec {
     DeviceSpec {
+        rst_alive: true,
+        check: Default::default(),
         profile: None,
         name: format!("atm-{index}"),
         address: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),

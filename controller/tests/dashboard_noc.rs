@@ -91,6 +91,8 @@ impl Drop for Server {
 
 fn spec(index: usize) -> DeviceSpec {
     DeviceSpec {
+        rst_alive: true,
+        check: Default::default(),
         profile: None,
         name: format!("dev-{index}"),
         address: format!("198.18.{}.{}", 100 + index / 250, 1 + index % 250)

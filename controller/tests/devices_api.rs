@@ -1391,3 +1391,53 @@ async fn what_was_accepted_but_may_not_work_is_said_and_what_cannot_is_refused()
     let (_, windows) = api.get("/api/v1/maintenance").await;
     assert_eq!(windows.as_array().map(Vec::len), Some(0), "{windows}");
 }
+
+#[tokio::test]
+async fn a_devices_check_is_kept_and_a_bad_one_named() {
+    let (_dir, _controller, api) = served().await;
+    let (code, plain) = api
+        .post("/api/v1/devices", device("atm-1", "198.18.1.1"))
+        .await;
+    assert_eq!(code, 201, "{plain}");
+    assert_eq!(
+        (&plain["check"], &plain["rst_alive"]),
+        (&json!("icmp"), &json!(true))
+    );
+    let mut body = device("fw-1", "198.18.1.2");
+    body["check"] = json!("tcp:443");
+    body["rst_alive"] = json!(false);
+    let (code, firewall) = api.post("/api/v1/devices", body).await;
+    assert_eq!(code, 201, "{firewall}");
+    assert_eq!(
+        (&firewall["check"], &firewall["rst_alive"]),
+        (&json!("tcp:443"), &json!(false))
+    );
+    let (_, read) = api
+        .get(&format!("/api/v1/devices/{}", firewall["id"]))
+        .await;
+    assert_eq!(read["check"], "tcp:443");
+    for wrong in ["tcp", "tcp:0", "udp:53", "tcp:70000"] {
+        let mut body = device("cam-1", "198.18.1.3");
+        body["check"] = json!(wrong);
+        let (code, refused) = api.post("/api/v1/devices", body).await;
+        assert_eq!(
+            (code, refused["field"].as_str()),
+            (400, Some("check")),
+            "{wrong}: {refused}"
+        );
+    }
+    // A CSV import names the check in its own column.
+    let response = api
+        .authorized(
+            api.http
+                .post(format!("{}/api/v1/devices/import", api.base))
+                .header("content-type", "text/csv")
+                .body("name,address,site,check,rst_alive\ncam-2,198.18.1.4,branch-9,icmp+tcp:554,true\n"),
+        )
+        .send()
+        .await
+        .expect("import");
+    assert_eq!(response.status().as_u16(), 201);
+    let (_, listed) = api.get("/api/v1/devices?q=cam-2").await;
+    assert_eq!(listed[0]["check"], "icmp+tcp:554", "{listed}");
+}

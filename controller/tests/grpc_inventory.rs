@@ -188,13 +188,38 @@ async fn profiles_over_grpc_as_over_rest() {
             id: None,
             spec: Some(DeviceSpec {
                 profile: "dsl".into(),
+                check: "icmp+tcp:22".into(),
+                rst_alive: Some(false),
                 ..spec("198.18.1.10")
             }),
         })
         .await
-        .expect("a device with a profile")
+        .expect("a device with a profile and a TCP check")
         .into_inner();
-    assert_eq!(device.spec.map(|spec| spec.profile).as_deref(), Some("dsl"));
+    let spec_of = device.spec.expect("spec");
+    assert_eq!(
+        (
+            spec_of.profile.as_str(),
+            spec_of.check.as_str(),
+            spec_of.rst_alive
+        ),
+        ("dsl", "icmp+tcp:22", Some(false))
+    );
+    let refused = client
+        .upsert_device(UpsertDeviceRequest {
+            id: None,
+            spec: Some(DeviceSpec {
+                check: "tcp:0".into(),
+                ..spec("198.18.1.11")
+            }),
+        })
+        .await
+        .expect_err("no port 0");
+    assert!(
+        refused.message().starts_with("check:"),
+        "{}",
+        refused.message()
+    );
     let site = client
         .set_site_profile(SetSiteProfileRequest {
             site: "branch-3".into(),

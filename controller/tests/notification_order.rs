@@ -159,6 +159,8 @@ async fn run_case(
     };
     let mut controller = controller(store_url).await;
     let spec = DeviceSpec {
+        rst_alive: true,
+        check: Default::default(),
         profile: None,
         name: format!("atm-{case}"),
         address: "198.18.1.10".parse().expect("address"),

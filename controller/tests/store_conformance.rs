@@ -57,6 +57,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_devices_tcp_check_round_trips,
     profiles_judge_devices_before_their_sites_default_and_are_not_deleted_in_use,
     a_degraded_device_has_its_own_alert_updated_by_level_and_superseded_by_down,
     migrations_are_versioned_and_run_once,
@@ -94,6 +95,8 @@ conformance!(
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
     DeviceSpec {
+        rst_alive: true,
+        check: Default::default(),
         profile: None,
         name: name.into(),
         address: address.parse().expect("address"),
@@ -2585,4 +2588,32 @@ async fn profiles_judge_devices_before_their_sites_default_and_are_not_deleted_i
             "profile.create"
         ]
     );
+}
+
+async fn a_devices_tcp_check_round_trips(store: &Store) {
+    use ward_domain::check::Check;
+    let console = ward_controller::store::Actor::console();
+    let firewall = DeviceSpec {
+        check: Check::IcmpOrTcp(443),
+        rst_alive: false,
+        ..spec("fw-1", "198.18.1.1")
+    };
+    let created = store
+        .create_device(&firewall, &console, 1_000)
+        .await
+        .expect("create");
+    let read = device(store, created.id).await;
+    assert_eq!(
+        (read.spec.check, read.spec.rst_alive),
+        (Check::IcmpOrTcp(443), false)
+    );
+    let icmp = DeviceSpec {
+        check: Check::Icmp,
+        ..firewall
+    };
+    store
+        .update_device(created.id, &icmp, &console, 2_000)
+        .await
+        .expect("update");
+    assert_eq!(device(store, created.id).await.spec.check, Check::Icmp);
 }

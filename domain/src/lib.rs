@@ -10,6 +10,7 @@
 
 pub mod agent_clock;
 pub mod availability;
+pub mod check;
 pub mod flap;
 pub mod groups;
 pub mod maintenance;

@@ -189,6 +189,17 @@ pub struct DeviceSpec {
     /// (see [`crate::quality::ProfileBook`]).
     #[serde(default)]
     pub profile: Option<String>,
+    /// What answers for its liveness ([`crate::check`]).
+    #[serde(default)]
+    pub check: crate::check::Check,
+    /// With a TCP check: an RST (a closed port, the device there) means
+    /// alive.
+    #[serde(default = "alive_by_rst")]
+    pub rst_alive: bool,
+}
+
+fn alive_by_rst() -> bool {
+    true
 }
 
 /// Why no probe may go to `address`, if none may (the agent's engine

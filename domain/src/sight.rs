@@ -65,6 +65,8 @@ mod tests {
         Device {
             id,
             spec: DeviceSpec {
+                rst_alive: true,
+                check: Default::default(),
                 profile: None,
                 name: format!("d{id}"),
                 address: address.parse().expect("address"),

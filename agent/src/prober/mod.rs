@@ -197,6 +197,9 @@ pub struct EngineCounters {
     pub rate_limited: AtomicU64,
     /// Probes that timed out.
     pub timeouts: AtomicU64,
+    /// TCP answers acknowledging no SYN in flight (forged, replayed, from
+    /// another host).
+    pub tcp_unmatched: AtomicU64,
 }
 
 impl EngineCounters {
@@ -214,6 +217,8 @@ impl EngineCounters {
         self.rate_limited
             .store(counters.rate_limited, Ordering::Relaxed);
         self.timeouts.store(counters.timeouts, Ordering::Relaxed);
+        self.tcp_unmatched
+            .store(counters.tcp_unmatched, Ordering::Relaxed);
     }
 }
 
@@ -300,7 +305,13 @@ impl Prober {
         let (poll, receiver_waker) = receiver_poll(&sockets)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IoCounters::default());
-        let features = sockets.iter().map(|s| (s.family(), s.features())).collect();
+        // The ICMP sockets' (what the agent tells its controller it can
+        // probe); a TCP socket is there only where its family's ICMP is.
+        let features = sockets
+            .iter()
+            .filter(|s| !s.is_tcp())
+            .map(|s| (s.family(), s.features()))
+            .collect();
 
         let (done_sender, engine_done) = std::sync::mpsc::channel::<()>();
         let engine_thread = thread::Builder::new()

@@ -48,15 +48,24 @@ pub(super) fn open_sockets(
         return Err(error.into());
     }
     // After the ICMP ones (the engine takes its identifier from the first).
+    // A family without ICMP has none; where TCP checks are not needed yet,
+    // one that cannot be opened leaves them refused later (counted).
     for family in [Family::V4, Family::V6] {
+        if !sockets.iter().any(|socket| socket.family() == family) {
+            continue;
+        }
         let needed = targets
             .iter()
             .any(|(spec, _)| Family::of(spec.address) == family && spec.check != Check::Icmp);
-        if needed {
-            sockets.push(Arc::new(ProbeSocket::open_tcp(
-                family,
-                config.receive_buffer,
-            )?));
+        if !needed && !config.all_families {
+            continue;
+        }
+        match ProbeSocket::open_tcp(family, config.receive_buffer) {
+            Ok(socket) => sockets.push(Arc::new(socket)),
+            Err(error) if !needed => {
+                tracing::warn!(?family, %error, "devices checked by TCP cannot be probed");
+            }
+            Err(error) => return Err(error.into()),
         }
     }
     Ok(sockets)

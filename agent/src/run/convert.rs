@@ -6,7 +6,7 @@ use ward_proto::v1 as pb;
 
 use crate::clock::Clock;
 use crate::engine::quality::{Level, RttFigure, Thresholds};
-use crate::engine::{Cause, PeriodStats, RttQuantiles, Status, TargetSpec, Transition};
+use crate::engine::{Cause, Check, PeriodStats, RttQuantiles, Status, TargetSpec, Transition};
 use crate::prober::IoCounters;
 
 /// A transition as the controller gets it.
@@ -97,9 +97,26 @@ pub fn target_spec(target: &pb::ProbeTarget) -> Result<TargetSpec, TargetError> 
     if target.interval_ms == 0 || target.timeout_ms == 0 {
         return Err(error("interval and timeout must be positive".into()));
     }
+    let check = match &target.tcp {
+        None => Check::Icmp,
+        Some(tcp) => {
+            let port = u16::try_from(tcp.port)
+                .ok()
+                .filter(|&port| port > 0)
+                .ok_or_else(|| {
+                    error(format!("TCP port {} is not between 1 and 65535", tcp.port))
+                })?;
+            let rst_alive = tcp.rst_alive;
+            if tcp.icmp_too {
+                Check::IcmpOrTcp { port, rst_alive }
+            } else {
+                Check::Tcp { port, rst_alive }
+            }
+        }
+    };
     Ok(TargetSpec {
         source: None,
-        check: Default::default(),
+        check,
         address,
         interval_ms: target.interval_ms,
         timeout_ms: target.timeout_ms,
@@ -161,7 +178,8 @@ pub fn counters(
         replies_matched: io.matched.load(Relaxed),
         replies_invalid: io.bad_tag.load(Relaxed)
             + io.malformed.load(Relaxed)
-            + io.engine.replies_invalid.load(Relaxed),
+            + io.engine.replies_invalid.load(Relaxed)
+            + io.engine.tcp_unmatched.load(Relaxed),
         replies_duplicate: io.engine.replies_duplicate.load(Relaxed),
         replies_late: io.engine.replies_late.load(Relaxed),
         icmp_errors: io.engine.icmp_errors.load(Relaxed),

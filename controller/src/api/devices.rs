@@ -16,6 +16,7 @@ use crate::services::{
     Reports,
 };
 use crate::store::{Device, DeviceSpec, Severity, Status};
+use ward_domain::check::Check;
 use ward_domain::maintenance::OpenWindow;
 
 /// Device as the API shows it, with the `open` maintenance windows that
@@ -41,6 +42,8 @@ pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
         "enabled": device.spec.enabled,
         "severity": device.spec.severity.as_str(),
         "profile": device.spec.profile,
+        "check": device.spec.check.to_string(),
+        "rst_alive": device.spec.rst_alive,
         "in_maintenance": !maintenance.is_empty(),
         "maintenance": maintenance,
         "flapping": device.flapping,
@@ -231,6 +234,8 @@ pub struct DeviceInput {
     pub(super) enabled: Option<bool>,
     pub(super) severity: Option<String>,
     pub(super) profile: Option<String>,
+    pub(super) check: Option<String>,
+    pub(super) rst_alive: Option<bool>,
 }
 
 impl DeviceInput {
@@ -241,7 +246,15 @@ impl DeviceInput {
                 format!("`{}` is not an IPv4 or IPv6 address", self.address),
             )
         })?;
+        let check = match self.check.as_deref() {
+            None | Some("") => Check::Icmp,
+            Some(text) => text
+                .parse()
+                .map_err(|error: String| ApiError::field("check", error))?,
+        };
         Ok(DeviceSpec {
+            check,
+            rst_alive: self.rst_alive.unwrap_or(true),
             name: self.name,
             address,
             site: self.site,

@@ -2,8 +2,8 @@
 //! /api/v1/devices`) or CSV with a header row (`Content-Type: text/csv`;
 //! columns name, address, site, and optionally parent_id, interval_ms,
 //! timeout_ms, down_after, up_after, tags (separated by `;`), enabled,
-//! severity, profile). All or nothing: the first bad entry is named, e.g.
-//! `devices[3].address` (with its `line` in a CSV).
+//! severity, profile, check, rst_alive). All or nothing: the first bad
+//! entry is named, e.g. `devices[3].address` (with its `line` in a CSV).
 //!
 //! `?mode=create` (the default) creates every device. `?mode=sync` makes
 //! the inventory equal to the list, keyed by name within a site: creates,
@@ -201,6 +201,8 @@ struct CsvRow {
     enabled: Option<bool>,
     severity: Option<String>,
     profile: Option<String>,
+    check: Option<String>,
+    rst_alive: Option<bool>,
 }
 
 /// The CSV's rows, each with its position and line (the header is line
@@ -272,6 +274,8 @@ impl CsvRow {
             enabled: self.enabled,
             severity: self.severity.filter(|severity| !severity.is_empty()),
             profile: self.profile,
+            check: self.check,
+            rst_alive: self.rst_alive,
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::services::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor};
 use crate::store::{
     Alert, Device, DeviceSpec, MaintenanceSpec, MaintenanceWindow, Severity, Status, StoreError,
 };
+use ward_domain::check::Check;
 use ward_domain::maintenance::{Day, Every, OpenWindow};
 use ward_domain::model::{Degradation, DegradedLevel};
 use ward_domain::quality::Thresholds;
@@ -47,6 +48,8 @@ pub(super) fn to_proto(device: &Device, open: &[OpenWindow]) -> pb::Device {
             enabled: device.spec.enabled,
             severity: to_proto_severity(device.spec.severity).into(),
             profile: device.spec.profile.clone().unwrap_or_default(),
+            check: device.spec.check.to_string(),
+            rst_alive: Some(device.spec.rst_alive),
         }),
         status: state(device.status).into(),
         down_since_unix_ms: device.down_since_ms,
@@ -147,6 +150,13 @@ pub(super) fn from_proto(spec: Option<pb::DeviceSpec>) -> Result<DeviceSpec, Grp
         }
     };
     Ok(DeviceSpec {
+        check: match given(&spec.check) {
+            None => Check::Icmp,
+            Some(text) => text
+                .parse()
+                .map_err(|error: String| GrpcStatus::invalid_argument(format!("check: {error}")))?,
+        },
+        rst_alive: spec.rst_alive.unwrap_or(true),
         profile: given(&spec.profile).map(str::to_owned),
         name: spec.name,
         address,
@@ -386,6 +396,8 @@ mod tests {
         let device = Device {
             id: 7,
             spec: DeviceSpec {
+                rst_alive: true,
+                check: Default::default(),
                 profile: None,
                 name: "atm-7".into(),
                 address: "198.18.1.7".parse().expect("address"),

@@ -106,6 +106,8 @@ mod tests {
         Device {
             id,
             spec: DeviceSpec {
+                rst_alive: true,
+                check: Default::default(),
                 name: name.into(),
                 address: "198.18.1.1".parse().expect("address"),
                 site: site.into(),

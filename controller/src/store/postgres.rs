@@ -107,6 +107,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         23,
         include_str!("../../migrations/postgres/0023_profiles.sql"),
     ),
+    (
+        24,
+        include_str!("../../migrations/postgres/0024_checks.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

@@ -97,6 +97,8 @@ pub(super) fn device(row: &(impl Columns + ?Sized)) -> Result<Device, StoreError
             enabled: row.flag(10)?,
             severity: parse_stored("severity", &row.text(16)?)?,
             profile: row.opt_text(19)?,
+            check: parse_stored("probe_check", &row.text(20)?)?,
+            rst_alive: row.flag(21)?,
         },
         status,
         down_since_ms: row.opt_int(12)?,

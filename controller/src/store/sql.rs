@@ -23,7 +23,7 @@ macro_rules! device_columns {
     () => {
         "id, name, address, site, parent_id, interval_ms, timeout_ms, down_after, up_after, \
          tags, enabled, status, down_since_ms, status_changed_at_ms, last_rtt_us, agent, severity, \
-         flapping, degraded, profile"
+         flapping, degraded, profile, probe_check, rst_alive"
     };
 }
 
@@ -41,16 +41,18 @@ pub(super) const ADD_SITE: &str = "INSERT INTO sites (name) VALUES ($1) ON CONFL
 pub(super) const REPORT_ONCE: &str = "INSERT INTO applied_reports \
     (agent_id, boot_id, seq, applied_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
 
-/// The twelve configured columns `$1`…`$12` (name … profile), the id `$13`.
+/// The fourteen configured columns `$1`…`$14` (name … rst_alive), the id
+/// `$15`.
 pub(super) const UPDATE_SPEC: &str = "UPDATE devices SET name = $1, address = $2, site = $3, \
     parent_id = $4, interval_ms = $5, timeout_ms = $6, down_after = $7, up_after = $8, \
-    tags = $9, enabled = $10, severity = $11, profile = $12 WHERE id = $13";
+    tags = $9, enabled = $10, severity = $11, profile = $12, probe_check = $13, \
+    rst_alive = $14 WHERE id = $15";
 
-/// The twelve configured columns `$1`…`$12`, the creation time `$13`.
+/// The fourteen configured columns `$1`…`$14`, the creation time `$15`.
 pub(super) const INSERT_DEVICE: &str = "INSERT INTO devices (name, address, site, parent_id, \
-    interval_ms, timeout_ms, down_after, up_after, tags, enabled, severity, profile, status, \
-    status_changed_at_ms, created_at_ms) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'unknown', $13, $13) \
+    interval_ms, timeout_ms, down_after, up_after, tags, enabled, severity, profile, \
+    probe_check, rst_alive, status, status_changed_at_ms, created_at_ms) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'unknown', $15, $15) \
     RETURNING id";
 
 /// Writes a plan's device rows ([`super::plan::DeviceRow`]) from

@@ -100,6 +100,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         23,
         include_str!("../../migrations/sqlite/0023_profiles.sql"),
     ),
+    (24, include_str!("../../migrations/sqlite/0024_checks.sql")),
 ];
 
 #[allow(

@@ -57,6 +57,8 @@ fn changed_fields(before: &DeviceSpec, after: &DeviceSpec) -> Vec<&'static str> 
         ("enabled", before.enabled != after.enabled),
         ("severity", before.severity != after.severity),
         ("profile", before.profile != after.profile),
+        ("check", before.check != after.check),
+        ("rst_alive", before.rst_alive != after.rst_alive),
     ]
     .into_iter()
     .filter_map(|(field, differs)| differs.then_some(field))
@@ -200,6 +202,8 @@ mod tests {
 
     fn spec() -> DeviceSpec {
         DeviceSpec {
+            rst_alive: true,
+            check: Default::default(),
             profile: None,
             name: "atm-1".into(),
             address: "198.18.1.1".parse().expect("address"),

@@ -89,7 +89,8 @@ pub(super) trait WriteTx: Query {
         }
         let address = spec.address.to_string();
         let tags = tags_json(&spec.tags);
-        let args = spec_args(spec, &address, &tags, Arg::Int(now_ms));
+        let check = spec.check.to_string();
+        let args = spec_args(spec, &address, &tags, &check, Arg::Int(now_ms));
         let ids = self
             .rows(sql::INSERT_DEVICE, &args, |row| row.int(0))
             .await
@@ -107,7 +108,8 @@ pub(super) trait WriteTx: Query {
         }
         let address = spec.address.to_string();
         let tags = tags_json(&spec.tags);
-        let args = spec_args(spec, &address, &tags, Arg::Int(id));
+        let check = spec.check.to_string();
+        let args = spec_args(spec, &address, &tags, &check, Arg::Int(id));
         let updated = self
             .run(sql::UPDATE_SPEC, &args)
             .await
@@ -196,14 +198,15 @@ pub(super) trait WriteTx: Query {
     }
 }
 
-/// The twelve configured columns of a device (name … profile, in schema
-/// order), then `last` (the id to update, or the creation time).
+/// The fourteen configured columns of a device (name … rst_alive, in
+/// schema order), then `last` (the id to update, or the creation time).
 fn spec_args<'a>(
     spec: &'a DeviceSpec,
     address: &'a str,
     tags: &'a str,
+    check: &'a str,
     last: Arg<'a>,
-) -> [Arg<'a>; 13] {
+) -> [Arg<'a>; 15] {
     [
         Arg::Text(&spec.name),
         Arg::Text(address),
@@ -217,6 +220,8 @@ fn spec_args<'a>(
         Arg::Flag(spec.enabled),
         Arg::Text(spec.severity.as_str()),
         Arg::OptText(spec.profile.as_deref()),
+        Arg::Text(check),
+        Arg::Flag(spec.rst_alive),
         last,
     ]
 }

@@ -201,6 +201,8 @@ pub async fn webhook_controller_with_device(
         .await
         .expect("channels");
     let spec = ward_controller::store::DeviceSpec {
+        rst_alive: true,
+        check: Default::default(),
         profile: None,
         name: "atm-1".into(),
         address: "198.18.1.10".parse().expect("address"),

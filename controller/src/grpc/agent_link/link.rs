@@ -19,6 +19,7 @@ use super::{
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
 use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport};
+use ward_domain::check::Check;
 use ward_domain::model::Degradation;
 use ward_domain::quality::Thresholds;
 use ward_domain::sight::Blindness;
@@ -437,6 +438,11 @@ fn same_probing(sent: &pb::ProbeTarget, wanted: &pb::ProbeTarget) -> bool {
 
 fn probe_target(device: &Device, quality: &Thresholds) -> pb::ProbeTarget {
     pb::ProbeTarget {
+        tcp: device.spec.check.tcp_port().map(|port| pb::TcpCheck {
+            port: u32::from(port),
+            icmp_too: matches!(device.spec.check, Check::IcmpOrTcp(_)),
+            rst_alive: device.spec.rst_alive,
+        }),
         device_id: u64::try_from(device.id).unwrap_or_default(),
         address: device.spec.address.to_string(),
         interval_ms: device.spec.interval_ms,
@@ -457,6 +463,7 @@ mod tests {
 
     fn target(known: pb::DeviceState, interval_ms: u32) -> pb::ProbeTarget {
         pb::ProbeTarget {
+            tcp: None,
             quality: None,
             known_level: 0,
             device_id: 7,
