@@ -767,3 +767,92 @@ async fn the_wallboard_is_large_and_a_long_site_name_stays_in_its_tile() {
         assert_eq!(shown[1], true, "the site's name stays in its tile: {shown}");
     });
 }
+
+/// A degraded device is a problem of its own: its colour, its loss and
+/// RTT in the row, counted and filtered apart, its site tile in that
+/// colour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_degraded_device_is_a_problem_in_its_own_colour_with_its_loss_and_rtt() {
+    use ward_domain::model::{Degradation, DegradedLevel};
+    let (_dir, controller, api) =
+        common::served_with(|settings| settings.anonymous_read = true).await;
+    let mut ids = Vec::new();
+    for (name, address) in [("atm-slow", "198.18.1.40"), ("atm-fine", "198.18.1.41")] {
+        let (code, body) = api
+            .post(
+                "/api/v1/devices",
+                serde_json::json!({"name": name, "address": address, "site": "branch-24"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+        ids.push(body["id"].as_i64().expect("id"));
+    }
+    let now = ward_controller::time::now_ms();
+    let mut slow = common::transition_report("agent-1", ids[0], 1, Status::Degraded, now);
+    slow.transitions[0].degraded = Some(Degradation {
+        level: DegradedLevel::Warning,
+        loss_permille: 305,
+        rtt_us: Some(160_400),
+    });
+    let fine = common::transition_report("agent-1", ids[1], 2, Status::Up, now);
+    for report in [slow, fine] {
+        controller
+            .reports
+            .apply_report(&report, now)
+            .await
+            .expect("report");
+    }
+    tokio::task::block_in_place(|| {
+        let mut browser = Chromium::start().expect("start headless Chromium");
+        browser
+            .navigate(&format!("{}/", api.base))
+            .expect("open the dashboard");
+        browser
+            .wait_until(
+                "document.getElementById('link').textContent === 'live' \
+                 && document.querySelector('#problems li.st-degraded') !== null",
+                Duration::from_secs(20),
+            )
+            .expect("the degraded device among the problems, live");
+        let shown = browser
+            .evaluate(
+                "(() => { const row = document.querySelector('#problems li.st-degraded'); \
+                 const tile = document.querySelector('#sites [data-site=\"branch-24\"]'); \
+                 return [document.querySelectorAll('#problems li').length, row.textContent, \
+                   getComputedStyle(row).borderLeftColor, \
+                   document.getElementById('degraded').textContent, \
+                   document.getElementById('up').textContent, tile.className]; })()",
+            )
+            .expect("the row");
+        assert_eq!(
+            shown[0], 1,
+            "only the degraded device is a problem: {shown}"
+        );
+        let text = shown[1].as_str().unwrap_or_default();
+        assert!(text.contains("atm-slow"), "{text}");
+        assert!(text.contains("warning: loss 30.5 %, RTT 160 ms"), "{text}");
+        // --degraded: #6f5a00.
+        assert_eq!(shown[2], "rgb(111, 90, 0)", "{shown}");
+        assert_eq!(
+            (&shown[3], &shown[4]),
+            (&serde_json::json!("1"), &serde_json::json!("1"))
+        );
+        assert!(
+            shown[5]
+                .as_str()
+                .is_some_and(|class| class.contains("st-degraded")),
+            "the site's tile in the degraded colour: {shown}"
+        );
+        // Filtered by status: only it.
+        browser
+            .navigate(&format!("{}/?status=degraded", api.base))
+            .expect("filtered");
+        browser
+            .wait_until(
+                "document.getElementById('link').textContent === 'live' \
+                 && document.querySelectorAll('#device-rows [role=listitem]').length === 1",
+                Duration::from_secs(20),
+            )
+            .expect("one device listed under status=degraded");
+    });
+}

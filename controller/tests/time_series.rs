@@ -50,6 +50,8 @@ async fn create_device(controller: &App, name: &str, address: &str) -> i64 {
 /// Device `name` at `address` of `site`.
 async fn create_device_at(controller: &App, name: &str, address: &str, site: &str) -> i64 {
     let spec = DeviceSpec {
+        rst_alive: true,
+        check: Default::default(),
         profile: None,
         name: name.into(),
         address: address.parse().expect("address"),
@@ -556,6 +558,13 @@ async fn every_grafana_panel_returns_its_series() {
     assert_eq!(
         (top["metric"]["device"].as_str(), value(top)),
         (Some("atm-1"), 0.5)
+    );
+    // Degraded by ward's default thresholds: atm-1, at half its probes lost.
+    assert_eq!(
+        answers["8 A"].iter().map(value).collect::<Vec<_>>(),
+        [1.0],
+        "{:?}",
+        answers["8 A"]
     );
     // The RTT band: min ≤ mean ≤ max for each device.
     for (min, avg, max) in answers["3 A"]
