@@ -141,18 +141,8 @@ async fn the_agent_is_told_the_thresholds_and_the_level_its_device_is_at() {
         .await
         .expect("degraded");
     let url = common::serve_grpc(controller.clone()).await;
-    let hello = pb::Hello {
-        agent_id: "branch-7-agent".into(),
-        site: "branch-7".into(),
-        version: "test".into(),
-        boot_id: "boot-1".into(),
-        capabilities: Some(pb::Capabilities {
-            ipv4: true,
-            ..pb::Capabilities::default()
-        }),
-        ..pb::Hello::default()
-    };
-    let mut inbound = common::agent_link(&url, hello).await;
+    let mut inbound =
+        common::agent_link(&url, common::ipv4_hello("branch-7-agent", "branch-7")).await;
     let targets = loop {
         let message = tokio::time::timeout(Duration::from_secs(10), inbound.next())
             .await

@@ -267,18 +267,8 @@ async fn the_agent_is_sent_each_devices_thresholds_and_sent_them_again_when_they
     }
     let (strict_atm, plain_atm) = (ids[0], ids[1]);
     let url = common::serve_grpc(controller.clone()).await;
-    let hello = pb::Hello {
-        agent_id: "branch-7-agent".into(),
-        site: "branch-7".into(),
-        version: "test".into(),
-        boot_id: "boot-1".into(),
-        capabilities: Some(pb::Capabilities {
-            ipv4: true,
-            ..pb::Capabilities::default()
-        }),
-        ..pb::Hello::default()
-    };
-    let mut inbound = common::agent_link(&url, hello).await;
+    let mut inbound =
+        common::agent_link(&url, common::ipv4_hello("branch-7-agent", "branch-7")).await;
     // Its own profile; no profile and no site default: `[degraded]`.
     assert_eq!(
         next_assignment(&mut inbound).await,

@@ -538,18 +538,7 @@ impl Engine {
             return;
         }
         if self.in_flight(&fields) {
-            let rtt_ns = received_at.saturating_sub(target.sent_at);
-            if rtt_ns > target.timeout_ns() {
-                // Too late to count; the timeout will record the miss.
-                self.counters.replies_late += 1;
-                return;
-            }
-            self.counters.replies_matched += 1;
-            let rtt_us = u32::try_from(rtt_ns.div_ceil(1000))
-                .unwrap_or(u32::MAX)
-                .max(1);
-            self.longest_rtt_us = self.longest_rtt_us.max(rtt_us);
-            self.conclude_probe(fields.index, Ok(rtt_us), Cause::Replies, now);
+            self.answer_in_flight(fields.index, received_at, now);
             return;
         }
         let bit = target.answered_bit(fields.seq).unwrap_or(0);
@@ -558,6 +547,24 @@ impl Engine {
         } else {
             self.counters.replies_late += 1;
         }
+    }
+
+    /// Concludes slot `index`'s probe in flight with an answer received at
+    /// `received_at`, unless it came after the timeout (then the timeout
+    /// records the miss).
+    fn answer_in_flight(&mut self, index: u32, received_at: Nanos, now: Nanos) {
+        let target = &self.targets[index as usize];
+        let rtt_ns = received_at.saturating_sub(target.sent_at);
+        if rtt_ns > target.timeout_ns() {
+            self.counters.replies_late += 1;
+            return;
+        }
+        self.counters.replies_matched += 1;
+        let rtt_us = u32::try_from(rtt_ns.div_ceil(1000))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        self.longest_rtt_us = self.longest_rtt_us.max(rtt_us);
+        self.conclude_probe(index, Ok(rtt_us), Cause::Replies, now);
     }
 
     /// True if `probe` is the probe in flight of its (live) target.

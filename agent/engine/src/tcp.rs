@@ -24,7 +24,7 @@ use siphasher::sip::SipHasher13;
 
 use crate::packet::{ProbeFields, Rejection, TagKey, internet_checksum, ipv6_bytes};
 use crate::target::{Check, Pending, TargetSpec};
-use crate::{Cause, Engine, Nanos};
+use crate::{Engine, Nanos};
 
 /// Bytes of a SYN probe.
 pub const SYN_LEN: usize = 24;
@@ -222,17 +222,7 @@ impl Engine {
             self.counters.replies_duplicate += 1;
             return;
         }
-        let rtt_ns = received_at.saturating_sub(target.sent_at);
-        if rtt_ns > target.timeout_ns() {
-            self.counters.replies_late += 1;
-            return;
-        }
-        self.counters.replies_matched += 1;
-        let rtt_us = u32::try_from(rtt_ns.div_ceil(1000))
-            .unwrap_or(u32::MAX)
-            .max(1);
-        self.longest_rtt_us = self.longest_rtt_us.max(rtt_us);
-        self.conclude_probe(index, Ok(rtt_us), Cause::Replies, now);
+        self.answer_in_flight(index, received_at, now);
     }
 
     /// True if `answer` acknowledges the last SYN slot `index` sent.

@@ -32,6 +32,16 @@ fn op(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
+/// Attaches `program` to socket `fd`.
+fn attach(fd: RawFd, program: &[libc::sock_filter]) -> io::Result<()> {
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).unwrap_or(u16::MAX),
+        filter: program.as_ptr().cast_mut(),
+    };
+    // The kernel copies the program during the call; `program` outlives it.
+    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+}
+
 /// On a raw IPv4 ICMP socket, passes only echo replies carrying `ident`,
 /// destination-unreachable and time-exceeded errors.
 pub fn attach_ipv4_echo_filter(fd: RawFd, ident: u16) -> io::Result<()> {
@@ -49,12 +59,7 @@ pub fn attach_ipv4_echo_filter(fd: RawFd, ident: u16) -> io::Result<()> {
         op(BPF_RET | BPF_K, 0, 0, ACCEPT),
         op(BPF_RET | BPF_K, 0, 0, REJECT),
     ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr().cast_mut(),
-    };
-    // The kernel copies the program during the call; `program` outlives it.
-    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    attach(fd, &program)
 }
 
 /// On a raw TCP socket, passes only what may answer a SYN probe: a
@@ -81,12 +86,7 @@ pub fn attach_tcp_answer_filter(fd: RawFd, ipv4_header: bool) -> io::Result<()> 
         op(BPF_RET | BPF_K, 0, 0, ACCEPT),
         op(BPF_RET | BPF_K, 0, 0, REJECT),
     ];
-    let fprog = libc::sock_fprog {
-        len: program.len() as u16,
-        filter: program.as_ptr().cast_mut(),
-    };
-    // The kernel copies the program during the call; `program` outlives it.
-    set_option(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &fprog)
+    attach(fd, &program)
 }
 
 /// On a raw ICMPv6 socket, passes only echo replies, destination

@@ -380,6 +380,22 @@ pub async fn serve_grpc(controller: App) -> String {
     format!("http://{address}")
 }
 
+/// The hello of agent `agent_id` of `site`, probing IPv4 only.
+pub fn ipv4_hello(agent_id: &str, site: &str) -> ward_proto::v1::Hello {
+    use ward_proto::v1 as pb;
+    pb::Hello {
+        agent_id: agent_id.into(),
+        site: site.into(),
+        version: "test".into(),
+        boot_id: "boot-1".into(),
+        capabilities: Some(pb::Capabilities {
+            ipv4: true,
+            ..pb::Capabilities::default()
+        }),
+        ..pb::Hello::default()
+    }
+}
+
 /// Opens agent `hello.agent_id`'s link to `url` with `hello`, then a
 /// heartbeat every 500 ms; the link stays open as long as the returned
 /// stream lives.
