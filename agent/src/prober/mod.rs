@@ -34,7 +34,7 @@ use crate::engine::{
 use crate::packet::{Family, TagKey};
 use crate::sys::{Features, OpenError, ProbeSocket, SocketKind};
 use engine_thread::{EngineShared, engine_loop};
-use open::{open_sockets, receiver_poll, send_path_note, with_route_source};
+use open::{icmp_features, open_sockets, receiver_poll, send_path_note, with_route_source};
 use packet_path::PacketPath;
 pub use packet_path::PacketPathError;
 use receiver::{Received, Receiver};
@@ -305,13 +305,7 @@ impl Prober {
         let (poll, receiver_waker) = receiver_poll(&sockets)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IoCounters::default());
-        // The ICMP sockets' (what the agent tells its controller it can
-        // probe); a TCP socket is there only where its family's ICMP is.
-        let features = sockets
-            .iter()
-            .filter(|s| !s.is_tcp())
-            .map(|s| (s.family(), s.features()))
-            .collect();
+        let features = icmp_features(&sockets);
 
         let (done_sender, engine_done) = std::sync::mpsc::channel::<()>();
         let engine_thread = thread::Builder::new()

@@ -13,7 +13,7 @@ use super::packet_path::PacketPath;
 use super::{ProberConfig, ProberError, SendPath};
 use crate::engine::{Check, TargetSpec};
 use crate::packet::Family;
-use crate::sys::ProbeSocket;
+use crate::sys::{Features, ProbeSocket};
 
 /// One socket per family the targets need (every family with
 /// `all_families`); a family the host lacks is fine until a target needs
@@ -69,6 +69,17 @@ pub(super) fn open_sockets(
         }
     }
     Ok(sockets)
+}
+
+/// What the ICMP sockets were granted, by family: what the agent tells
+/// its controller it can probe (a TCP socket is there only where its
+/// family's ICMP one is).
+pub(super) fn icmp_features(sockets: &[Arc<ProbeSocket>]) -> Vec<(Family, Features)> {
+    sockets
+        .iter()
+        .filter(|socket| !socket.is_tcp())
+        .map(|socket| (socket.family(), socket.features()))
+        .collect()
 }
 
 /// `spec` with the source address of the route to it when its check

@@ -350,6 +350,23 @@ pub(super) fn grpc_error(error: StoreError) -> GrpcStatus {
     }
 }
 
+/// A `ListDevices` status filter (UNSPECIFIED: any).
+pub(super) fn status_filter(value: i32) -> Result<Option<Status>, GrpcStatus> {
+    Ok(match DeviceState::try_from(value) {
+        Ok(DeviceState::Unspecified) => None,
+        Ok(DeviceState::Up) => Some(Status::Up),
+        Ok(DeviceState::Degraded) => Some(Status::Degraded),
+        Ok(DeviceState::Down) => Some(Status::Down),
+        Ok(DeviceState::Unreachable) => Some(Status::Unreachable),
+        Ok(DeviceState::Unknown) => Some(Status::Unknown),
+        Err(_) => {
+            return Err(GrpcStatus::invalid_argument(format!(
+                "status: unknown value {value}"
+            )));
+        }
+    })
+}
+
 /// A page's size (0: the default) and where it starts, as REST's
 /// `limit` and `cursor`.
 pub(super) fn page_request(

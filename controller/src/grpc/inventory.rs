@@ -11,20 +11,20 @@ use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status as GrpcStatus};
 use ward_proto::v1::inventory_server::Inventory;
 use ward_proto::v1::{
-    self as pb, AlertState, DeleteDeviceRequest, DeleteDeviceResponse, DeviceState,
-    GetDeviceRequest, GetSummaryRequest, ListAgentsRequest, ListAgentsResponse, ListAlertsRequest,
+    self as pb, AlertState, DeleteDeviceRequest, DeleteDeviceResponse, GetDeviceRequest,
+    GetSummaryRequest, ListAgentsRequest, ListAgentsResponse, ListAlertsRequest,
     ListAlertsResponse, ListDevicesRequest, ListDevicesResponse, StatusChange, UpsertDeviceRequest,
     WatchStatusRequest,
 };
 
 use super::convert::{
     alert_to_proto, device_id, from_proto, from_proto_severity, given, grpc_error,
-    maintenance_from_proto, page_request, state, to_proto, window_to_proto,
+    maintenance_from_proto, page_request, state, status_filter, to_proto, window_to_proto,
 };
 use crate::services::{App, DeviceFilter, LiveEvent};
 use crate::store::{
     AckOutcome, Actor, AuditFilter, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, HistoryCursor,
-    HistoryFilter, MAX_ACK_COMMENT, Status, SyncMode, SyncedDevice,
+    HistoryFilter, MAX_ACK_COMMENT, SyncMode, SyncedDevice,
 };
 use crate::time::now_ms;
 
@@ -75,22 +75,8 @@ impl Inventory for InventoryService {
     ) -> Result<Response<ListDevicesResponse>, GrpcStatus> {
         self.authorize(&request, "ListDevices", "devices").await?;
         let request = request.into_inner();
-        let status = match DeviceState::try_from(request.status) {
-            Ok(DeviceState::Unspecified) => None,
-            Ok(DeviceState::Up) => Some(Status::Up),
-            Ok(DeviceState::Degraded) => Some(Status::Degraded),
-            Ok(DeviceState::Down) => Some(Status::Down),
-            Ok(DeviceState::Unreachable) => Some(Status::Unreachable),
-            Ok(DeviceState::Unknown) => Some(Status::Unknown),
-            Err(_) => {
-                return Err(GrpcStatus::invalid_argument(format!(
-                    "status: unknown value {}",
-                    request.status
-                )));
-            }
-        };
         let filter = DeviceFilter {
-            status,
+            status: status_filter(request.status)?,
             site: given(&request.site),
             query: given(&request.query),
             severity: from_proto_severity(request.severity)?,

@@ -14,6 +14,7 @@ use super::ownership::{self, Settlement};
 use super::plan::{InventoryChange, created, plan, plan_inventory};
 use super::plan_execution;
 use super::principals::{Actor, Change, audit_change, json};
+use super::profiles;
 use super::tx::{Query, WriteTx, devices_by_id};
 use super::{INVENTORY_ACTOR, StoreError, agent_conflict, entry_error, rows, sql};
 
@@ -93,6 +94,7 @@ pub(super) async fn update_device(
         address_changed: before.spec.address != spec.address,
     };
     let plan = plan_inventory(&[change], &current, now_ms)?;
+    profile_exists(tx, spec).await?;
     tx.add_site(&spec.site).await?;
     if !tx.update_spec(id, spec).await? {
         return Ok(None);
@@ -219,6 +221,22 @@ pub(super) async fn settle_groups(
     Ok(settlement)
 }
 
+/// Refuses a device naming a profile that does not exist.
+async fn profile_exists(tx: &impl WriteTx, spec: &DeviceSpec) -> Result<(), StoreError> {
+    match &spec.profile {
+        Some(profile) => profiles::must_exist(tx, "profile", profile).await,
+        None => Ok(()),
+    }
+}
+
+/// After a change to the threshold profiles or a site's default profile,
+/// in its transaction: the data version moves on and the agent links are
+/// told (each sends its devices' thresholds again).
+pub(super) async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreError> {
+    data_changed(tx, &StatusChanges::default()).await?;
+    tx.announce_inventory().await
+}
+
 /// Moves the data version on, in the transaction that changes devices or
 /// alerts: a cached answer of an older version is never served again, by
 /// any controller (see `cache`). The status events this transaction
@@ -242,6 +260,7 @@ pub(super) async fn data_changed(
 }
 
 async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
+    profile_exists(tx, spec).await?;
     tx.add_site(&spec.site).await?;
     tx.insert_device(spec, now_ms).await
 }

@@ -1,17 +1,17 @@
 //! Threshold profiles as stored: created, replaced and deleted by an admin
 //! (audited), and the default profile of each site. A profile in use (by a
-//! device or as a site's default) is never deleted. Every change moves the
-//! data version on and announces the inventory, so each agent link sends
-//! its devices' new thresholds ([`ward_domain::quality::ProfileBook`] says
-//! which apply).
+//! device or as a site's default) is never deleted. Each change's
+//! transaction also moves the data version on and announces the inventory
+//! (`operations::thresholds_changed`, run by the facade), so each agent
+//! link sends its devices' new thresholds
+//! ([`ward_domain::quality::ProfileBook`] says which apply).
 
+use super::FieldError;
 use super::StoreError;
 use super::args::Arg;
-use super::operations::data_changed;
 use super::principals::{Actor, Change, audit_change, json};
 use super::rows::Columns;
 use super::tx::{Query, WriteTx};
-use super::{FieldError, StatusChanges};
 use ward_domain::quality::{Profile, ProfileBook, Thresholds};
 
 /// A stored profile with who made it.
@@ -145,12 +145,6 @@ pub(super) async fn must_exist<T: Query + ?Sized>(
     Ok(())
 }
 
-/// The data version moved on and the links told, in the transaction.
-async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreError> {
-    data_changed(tx, &StatusChanges::default()).await?;
-    tx.announce_inventory().await
-}
-
 /// Creates a profile; audited. A name in use is a conflict.
 pub(super) async fn create<T: WriteTx>(
     tx: &T,
@@ -182,7 +176,6 @@ pub(super) async fn create<T: WriteTx>(
         after: Some(json(profile)),
     };
     audit_change(tx, actor, change, now_ms).await?;
-    thresholds_changed(tx).await?;
     Ok(StoredProfile {
         profile: profile.clone(),
         devices: 0,
@@ -249,7 +242,6 @@ pub(super) async fn change<T: WriteTx>(
         after: after.as_ref().map(|stored| json(&stored.profile)),
     };
     audit_change(tx, actor, change, now_ms).await?;
-    thresholds_changed(tx).await?;
     Ok(Some(after.unwrap_or(before)))
 }
 
@@ -280,7 +272,6 @@ pub(super) async fn set_site_profile<T: WriteTx>(
         after: Some(json(&serde_json::json!({ "profile": profile }))),
     };
     audit_change(tx, actor, change, now_ms).await?;
-    thresholds_changed(tx).await?;
     Ok(Some(Site {
         profile: profile.map(str::to_owned),
         ..before

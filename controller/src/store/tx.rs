@@ -81,12 +81,9 @@ pub(super) trait WriteTx: Query {
     }
 
     /// Inserts a device with status `unknown`; returns its id. A duplicate
-    /// name, a missing parent or profile is named ([`super::duplicate_name`],
+    /// name or a missing parent is named ([`super::duplicate_name`],
     /// [`super::missing_parent`]).
     async fn insert_device(&self, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
-        if let Some(profile) = &spec.profile {
-            super::profiles::must_exist(self, "profile", profile).await?;
-        }
         let address = spec.address.to_string();
         let tags = tags_json(&spec.tags);
         let check = spec.check.to_string();
@@ -103,9 +100,6 @@ pub(super) trait WriteTx: Query {
     /// Replaces device `id`'s configuration; `false` if there is no such
     /// device.
     async fn update_spec(&self, id: i64, spec: &DeviceSpec) -> Result<bool, StoreError> {
-        if let Some(profile) = &spec.profile {
-            super::profiles::must_exist(self, "profile", profile).await?;
-        }
         let address = spec.address.to_string();
         let tags = tags_json(&spec.tags);
         let check = spec.check.to_string();

@@ -1,6 +1,6 @@
 //! Threshold profiles and sites' default profiles ([`super::profiles`]).
 
-use super::super::{Actor, Site, Store, StoreError, StoredProfile, profiles};
+use super::super::{Actor, Site, Store, StoreError, StoredProfile, operations, profiles};
 use ward_domain::quality::{Profile, ProfileBook, Thresholds};
 
 impl Store {
@@ -26,7 +26,11 @@ impl Store {
     ) -> Result<StoredProfile, StoreError> {
         profile.validate()?;
         let (profile, actor) = (profile.clone(), actor.clone());
-        transaction!(self, |tx| profiles::create(tx, &profile, &actor, now_ms))
+        transaction!(self, |tx| async {
+            let stored = profiles::create(tx, &profile, &actor, now_ms).await?;
+            operations::thresholds_changed(tx).await?;
+            Ok(stored)
+        })
     }
     /// Replaces profile `name`'s thresholds (`Some`, checked first) or
     /// deletes it (`None`, refused while in use); audited. `None` if
@@ -42,13 +46,11 @@ impl Store {
             thresholds.validate()?;
         }
         let (name, thresholds, actor) = (name.to_owned(), thresholds.copied(), actor.clone());
-        transaction!(self, |tx| profiles::change(
-            tx,
-            &name,
-            thresholds.as_ref(),
-            &actor,
-            now_ms
-        ))
+        transaction!(self, |tx| async {
+            let changed = profiles::change(tx, &name, thresholds.as_ref(), &actor, now_ms).await?;
+            operations::thresholds_changed(tx).await?;
+            Ok(changed)
+        })
     }
     /// Every site with its default profile, by name.
     pub async fn sites(&self) -> Result<Vec<Site>, StoreError> {
@@ -67,12 +69,11 @@ impl Store {
             ward_domain::quality::check_profile_name("profile", profile)?;
         }
         let (name, profile, actor) = (name.to_owned(), profile.map(str::to_owned), actor.clone());
-        transaction!(self, |tx| profiles::set_site_profile(
-            tx,
-            &name,
-            profile.as_deref(),
-            &actor,
-            now_ms
-        ))
+        transaction!(self, |tx| async {
+            let site =
+                profiles::set_site_profile(tx, &name, profile.as_deref(), &actor, now_ms).await?;
+            operations::thresholds_changed(tx).await?;
+            Ok(site)
+        })
     }
 }
