@@ -38,6 +38,8 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
             version: "0.1.0".into(),
             boot_id: "5f0c2a9e-boot".into(),
             capabilities: Some(Capabilities {
+                tcp_ipv6: false,
+                tcp_ipv4: false,
                 raw_sockets: true,
                 ipv4: true,
                 ipv6: true,

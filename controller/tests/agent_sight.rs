@@ -160,3 +160,66 @@ async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
     let (_, ready) = api.get("/readyz").await;
     assert_eq!(ready["components"]["agents"]["status"], "ok", "{ready}");
 }
+
+/// An agent without a raw TCP socket (or older than TCP checks) cannot
+/// probe a device checked by TCP: that device is `unknown` with the
+/// reason, not left showing what it was.
+#[tokio::test]
+async fn an_agent_without_tcp_is_blind_to_its_tcp_checked_devices() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let api = common::Api::serve(controller.clone()).await;
+    let grpc = common::serve_grpc(controller.clone()).await;
+    let (code, _) = api
+        .post(
+            "/api/v1/agents",
+            json!({"id": "branch-9-agent", "site": "branch-9"}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let mut ids = Vec::new();
+    for (name, check) in [("router", "icmp"), ("firewall", "tcp:443")] {
+        let (code, device) = api
+            .post(
+                "/api/v1/devices",
+                json!({"name": name, "address": "198.18.9.1", "site": "branch-9", "check": check}),
+            )
+            .await;
+        assert_eq!(code, 201, "{device}");
+        ids.push(device["id"].as_i64().expect("id"));
+    }
+    for (seq, &id) in ids.iter().enumerate() {
+        let now = ward_controller::time::now_ms();
+        controller
+            .reports
+            .apply_report(
+                &common::transition_report(
+                    "branch-9-agent",
+                    id,
+                    seq as u64 + 1,
+                    ward_controller::store::Status::Up,
+                    now,
+                ),
+                now,
+            )
+            .await
+            .expect("up");
+    }
+    // An IPv4 agent that says nothing of TCP.
+    let _link = link(&grpc, true, false).await;
+    wait_for("the agent shown blind", async || {
+        agent(&api).await["state"] == "blind"
+    })
+    .await;
+    let shown = agent(&api).await;
+    assert!(
+        shown["blind_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("cannot probe tcp/ipv4")
+                && reason.contains("no raw TCP socket")),
+        "{shown}"
+    );
+    let status =
+        async |id: i64| api.get(&format!("/api/v1/devices/{id}")).await.1["status"].clone();
+    assert_eq!(status(ids[0]).await, "up");
+    assert_eq!(status(ids[1]).await, "unknown");
+}

@@ -34,7 +34,7 @@ use crate::engine::{
 use crate::packet::{Family, TagKey};
 use crate::sys::{Features, OpenError, ProbeSocket, SocketKind};
 use engine_thread::{EngineShared, engine_loop};
-use open::{icmp_features, open_sockets, receiver_poll, send_path_note, with_route_source};
+use open::{open_sockets, opened, receiver_poll, send_path_note, with_route_source};
 use packet_path::PacketPath;
 pub use packet_path::PacketPathError;
 use receiver::{Received, Receiver};
@@ -227,6 +227,8 @@ pub struct Prober {
     stop: Arc<AtomicBool>,
     counters: Arc<IoCounters>,
     features: Vec<(Family, Features)>,
+    /// The families with a raw TCP socket.
+    tcp_families: Vec<Family>,
     clock: Clock,
     engine_thread: Option<JoinHandle<Engine>>,
     receiver_thread: Option<JoinHandle<()>>,
@@ -305,8 +307,7 @@ impl Prober {
         let (poll, receiver_waker) = receiver_poll(&sockets)?;
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(IoCounters::default());
-        let features = icmp_features(&sockets);
-
+        let (features, tcp_families) = opened(&sockets);
         let (done_sender, engine_done) = std::sync::mpsc::channel::<()>();
         let engine_thread = thread::Builder::new()
             .name("ward-engine".into())
@@ -361,6 +362,7 @@ impl Prober {
             stop,
             counters,
             features,
+            tcp_families,
             clock,
             engine_thread: Some(engine_thread),
             receiver_thread: Some(receiver_thread),
@@ -384,6 +386,11 @@ impl Prober {
     /// Address families with an open socket.
     pub fn families(&self) -> Vec<Family> {
         self.features.iter().map(|(family, _)| *family).collect()
+    }
+
+    /// The families it can probe TCP checks for (a raw TCP socket).
+    pub fn tcp_families(&self) -> Vec<Family> {
+        self.tcp_families.clone()
     }
 
     /// Sender and receiver counters.

@@ -71,15 +71,17 @@ pub(super) fn open_sockets(
     Ok(sockets)
 }
 
-/// What the ICMP sockets were granted, by family: what the agent tells
-/// its controller it can probe (a TCP socket is there only where its
-/// family's ICMP one is).
-pub(super) fn icmp_features(sockets: &[Arc<ProbeSocket>]) -> Vec<(Family, Features)> {
-    sockets
-        .iter()
-        .filter(|socket| !socket.is_tcp())
-        .map(|socket| (socket.family(), socket.features()))
-        .collect()
+/// What was opened, as the agent tells its controller: what its ICMP
+/// sockets were granted, by family, and the families with a raw TCP socket
+/// (only where that family's ICMP socket is).
+pub(super) fn opened(sockets: &[Arc<ProbeSocket>]) -> (Vec<(Family, Features)>, Vec<Family>) {
+    let (tcp, icmp): (Vec<_>, Vec<_>) = sockets.iter().partition(|socket| socket.is_tcp());
+    (
+        icmp.iter()
+            .map(|socket| (socket.family(), socket.features()))
+            .collect(),
+        tcp.iter().map(|socket| socket.family()).collect(),
+    )
 }
 
 /// `spec` with the source address of the route to it when its check

@@ -23,6 +23,7 @@ impl Agent {
     pub(super) fn hello(&self) -> pb::Hello {
         let families = self.prober.families();
         let features = self.prober.features();
+        let tcp = self.prober.tcp_families();
         pb::Hello {
             agent_id: self.settings.agent_id.clone(),
             site: self.settings.site.clone(),
@@ -36,6 +37,8 @@ impl Agent {
                 ipv6: families.contains(&Family::V6),
                 kernel_timestamps: features.iter().all(|(_, f)| f.kernel_timestamps),
                 kernel_filter: features.iter().all(|(_, f)| f.kernel_filter),
+                tcp_ipv4: tcp.contains(&Family::V4),
+                tcp_ipv6: tcp.contains(&Family::V6),
             }),
             last_acked_seq: self.last_acked_seq,
             assignment_generation: self.generation,

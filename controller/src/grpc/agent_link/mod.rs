@@ -323,15 +323,21 @@ async fn admit(
     Ok(agent)
 }
 
-/// The families an agent can probe, from its Hello (an agent that says
-/// nothing is taken at its word for both).
+/// The families an agent can probe, from its Hello: `ipv4`, `ipv6` (ICMP)
+/// and `tcp/ipv4`, `tcp/ipv6` (TCP checks; an agent older than them says
+/// neither). An agent that says nothing is taken at its word for all.
 pub fn probe_families(capabilities: Option<&pb::Capabilities>) -> Vec<&'static str> {
     match capabilities {
-        None => vec!["ipv4", "ipv6"],
-        Some(capabilities) => [("ipv4", capabilities.ipv4), ("ipv6", capabilities.ipv6)]
-            .into_iter()
-            .filter(|&(_, can)| can)
-            .map(|(family, _)| family)
-            .collect(),
+        None => vec!["ipv4", "ipv6", "tcp/ipv4", "tcp/ipv6"],
+        Some(capabilities) => [
+            ("ipv4", capabilities.ipv4),
+            ("ipv6", capabilities.ipv6),
+            ("tcp/ipv4", capabilities.tcp_ipv4),
+            ("tcp/ipv6", capabilities.tcp_ipv6),
+        ]
+        .into_iter()
+        .filter(|&(_, can)| can)
+        .map(|(family, _)| family)
+        .collect(),
     }
 }
