@@ -123,6 +123,10 @@ fn forged_answers_never_make_a_silent_target_alive_and_are_counted() {
             Some(socket2::Protocol::TCP),
         )
         .expect("a raw TCP socket");
+        // From the target's own address: only the tag can tell them apart.
+        socket
+            .bind(&SocketAddr::from((target.ip(), 0)).into())
+            .expect("bound to the target's address");
         let started = Instant::now();
         let mut forged = 0u32;
         while started.elapsed() < Duration::from_millis(900) {
