@@ -61,9 +61,19 @@ fn agent_alerts(alerts: &Value) -> Vec<Value> {
         .collect()
 }
 
-#[tokio::test]
-async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
-    let (_dir, controller) = common::sqlite_controller().await;
+/// A controller serving REST and gRPC with agent `branch-9-agent` of
+/// `branch-9` registered and `devices` (JSON bodies, site added) created
+/// there, each `up` as its agent last reported; their ids.
+async fn branch_with_devices_up(
+    devices: &[Value],
+) -> (
+    tempfile::TempDir,
+    ward_controller::services::App,
+    common::Api,
+    String,
+    Vec<i64>,
+) {
+    let (dir, controller) = common::sqlite_controller().await;
     let api = common::Api::serve(controller.clone()).await;
     let grpc = common::serve_grpc(controller.clone()).await;
     let (code, _) = api
@@ -74,18 +84,13 @@ async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
         .await;
     assert_eq!(code, 201);
     let mut ids = Vec::new();
-    for (name, address) in [("router-v4", "198.18.9.1"), ("router-v6", "2001:2:0:9::1")] {
-        let (code, device) = api
-            .post(
-                "/api/v1/devices",
-                json!({"name": name, "address": address, "site": "branch-9"}),
-            )
-            .await;
+    for (seq, body) in devices.iter().enumerate() {
+        let mut body = body.clone();
+        body["site"] = json!("branch-9");
+        let (code, device) = api.post("/api/v1/devices", body).await;
         assert_eq!(code, 201, "{device}");
-        ids.push(device["id"].as_i64().expect("id"));
-    }
-    // Both devices up as far as anyone knew before.
-    for (seq, &id) in ids.iter().enumerate() {
+        let id = device["id"].as_i64().expect("id");
+        let now = ward_controller::time::now_ms();
         controller
             .reports
             .apply_report(
@@ -94,13 +99,24 @@ async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
                     id,
                     seq as u64 + 1,
                     ward_controller::store::Status::Up,
-                    ward_controller::time::now_ms(),
+                    now,
                 ),
-                ward_controller::time::now_ms(),
+                now,
             )
             .await
             .expect("up");
+        ids.push(id);
     }
+    (dir, controller, api, grpc, ids)
+}
+
+#[tokio::test]
+async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
+    let (_dir, _controller, api, grpc, ids) = branch_with_devices_up(&[
+        json!({"name": "router-v4", "address": "198.18.9.1"}),
+        json!({"name": "router-v6", "address": "2001:2:0:9::1"}),
+    ])
+    .await;
 
     let blind_link = link(&grpc, true, false).await;
     wait_for("the agent shown blind", async || {
@@ -166,44 +182,11 @@ async fn an_agent_that_cannot_probe_ipv6_is_blind_everywhere_until_it_can() {
 /// reason, not left showing what it was.
 #[tokio::test]
 async fn an_agent_without_tcp_is_blind_to_its_tcp_checked_devices() {
-    let (_dir, controller) = common::sqlite_controller().await;
-    let api = common::Api::serve(controller.clone()).await;
-    let grpc = common::serve_grpc(controller.clone()).await;
-    let (code, _) = api
-        .post(
-            "/api/v1/agents",
-            json!({"id": "branch-9-agent", "site": "branch-9"}),
-        )
-        .await;
-    assert_eq!(code, 201);
-    let mut ids = Vec::new();
-    for (name, check) in [("router", "icmp"), ("firewall", "tcp:443")] {
-        let (code, device) = api
-            .post(
-                "/api/v1/devices",
-                json!({"name": name, "address": "198.18.9.1", "site": "branch-9", "check": check}),
-            )
-            .await;
-        assert_eq!(code, 201, "{device}");
-        ids.push(device["id"].as_i64().expect("id"));
-    }
-    for (seq, &id) in ids.iter().enumerate() {
-        let now = ward_controller::time::now_ms();
-        controller
-            .reports
-            .apply_report(
-                &common::transition_report(
-                    "branch-9-agent",
-                    id,
-                    seq as u64 + 1,
-                    ward_controller::store::Status::Up,
-                    now,
-                ),
-                now,
-            )
-            .await
-            .expect("up");
-    }
+    let (_dir, _controller, api, grpc, ids) = branch_with_devices_up(&[
+        json!({"name": "router", "address": "198.18.9.1", "check": "icmp"}),
+        json!({"name": "firewall", "address": "198.18.9.1", "check": "tcp:443"}),
+    ])
+    .await;
     // An IPv4 agent that says nothing of TCP.
     let _link = link(&grpc, true, false).await;
     wait_for("the agent shown blind", async || {
