@@ -27,6 +27,7 @@ mod quantiles;
 mod rate;
 mod target;
 pub mod tcp;
+pub mod trace;
 mod wheel;
 
 pub use target::{Check, Miss, PeriodStats, RttQuantiles, Status, TargetSpec};

@@ -263,6 +263,70 @@ impl IcmpErrorKind {
     }
 }
 
+impl IcmpErrorKind {
+    /// A router's "TTL (hop limit) ran out here" rather than an end of
+    /// the path, for an error of `family`.
+    pub fn is_time_exceeded(self, family: Family) -> bool {
+        match family {
+            Family::V4 => self.icmp_type == ICMP4_TIME_EXCEEDED,
+            Family::V6 => self.icmp_type == ICMP6_TIME_EXCEEDED,
+        }
+    }
+}
+
+/// An ICMP error quoting only the header of an echo request with our
+/// identifier (RFC 792 asks a router for 8 bytes of the original
+/// datagram, too few for the tag): what it says, unauthenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShortQuote {
+    /// The quoted probe's destination.
+    pub target: IpAddr,
+    /// The quoted probe's sequence number.
+    pub seq: u16,
+    /// ICMP type and code of the error.
+    pub kind: IcmpErrorKind,
+    /// Who sent the error.
+    pub reporter: IpAddr,
+}
+
+/// Reads an ICMP error that quotes at least the 8-byte header of an echo
+/// request carrying `ident` (but perhaps not its payload).
+pub fn short_quote(
+    packet: &[u8],
+    framing: Framing,
+    source: IpAddr,
+    ident: u16,
+) -> Option<ShortQuote> {
+    let icmp = match framing {
+        Framing::Ipv4Header => strip_ipv4_header(packet, PROTO_ICMP).ok()?.1,
+        Framing::IcmpOnly => packet,
+    };
+    let (&icmp_type, rest) = icmp.split_first()?;
+    let code = *rest.first()?;
+    let quoted = icmp.get(ICMP_HEADER_LEN..)?;
+    let (target, quoted_icmp, echo_request) = match (Family::of(source), icmp_type) {
+        (Family::V4, ICMP4_DEST_UNREACHABLE | ICMP4_TIME_EXCEEDED) => {
+            let (target, rest) = strip_ipv4_header(quoted, PROTO_ICMP).ok()?;
+            (target, rest, ICMP4_ECHO_REQUEST)
+        }
+        (Family::V6, ICMP6_DEST_UNREACHABLE | ICMP6_TIME_EXCEEDED) => {
+            let (target, rest) = strip_ipv6_header(quoted).ok()?;
+            (target, rest, ICMP6_ECHO_REQUEST)
+        }
+        _ => return None,
+    };
+    let header = quoted_icmp.get(..ICMP_HEADER_LEN)?;
+    if header[0] != echo_request || u16::from_be_bytes([header[4], header[5]]) != ident {
+        return None;
+    }
+    Some(ShortQuote {
+        target,
+        seq: u16::from_be_bytes([header[6], header[7]]),
+        kind: IcmpErrorKind { icmp_type, code },
+        reporter: source,
+    })
+}
+
 /// IPv4 destination unreachable codes (RFC 792, 1122, 1812).
 fn unreachable_v4(code: u8) -> Option<&'static str> {
     Some(match code {

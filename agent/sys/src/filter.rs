@@ -13,6 +13,7 @@ const BPF_RET: u16 = 0x06;
 const BPF_H: u16 = 0x08;
 const BPF_B: u16 = 0x10;
 const BPF_IND: u16 = 0x40;
+const BPF_ABS: u16 = 0x20;
 const BPF_MSH: u16 = 0xa0;
 const BPF_ALU: u16 = 0x04;
 const BPF_IMM: u16 = 0x00;
@@ -55,6 +56,26 @@ pub fn attach_ipv4_echo_filter(fd: RawFd, ident: u16) -> io::Result<()> {
         op(BPF_JMP | BPF_JEQ | BPF_K, 2, 3, 11), // time exceeded → accept, else reject
         // A = ICMP identifier.
         op(BPF_LD | BPF_H | BPF_IND, 0, 0, 4),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(ident)),
+        op(BPF_RET | BPF_K, 0, 0, ACCEPT),
+        op(BPF_RET | BPF_K, 0, 0, REJECT),
+    ];
+    attach(fd, &program)
+}
+
+/// On a raw ICMPv6 socket (which sees the ICMPv6 message only), passes
+/// only echo replies carrying `ident`, destination-unreachable and
+/// time-exceeded errors.
+pub fn attach_ipv6_echo_filter(fd: RawFd, ident: u16) -> io::Result<()> {
+    let program = [
+        // A = ICMPv6 type.
+        op(BPF_LD | BPF_B | BPF_ABS, 0, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, 3, 0, 129), // echo reply → check id
+        op(BPF_JMP | BPF_JEQ | BPF_K, 4, 0, 1),   // unreachable → accept
+        op(BPF_JMP | BPF_JEQ | BPF_K, 3, 0, 3),   // time exceeded → accept
+        op(BPF_RET | BPF_K, 0, 0, REJECT),
+        // A = ICMPv6 identifier.
+        op(BPF_LD | BPF_H | BPF_ABS, 0, 0, 4),
         op(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, u32::from(ident)),
         op(BPF_RET | BPF_K, 0, 0, ACCEPT),
         op(BPF_RET | BPF_K, 0, 0, REJECT),

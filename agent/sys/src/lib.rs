@@ -17,9 +17,11 @@
 mod batch;
 mod filter;
 mod netlink;
+mod trace_socket;
 
 pub use batch::{BATCH, LinkAddress, RecvBatch, RecvMeta, SendBatch, SendOutcome};
 pub use netlink::NetlinkSocket;
+pub use trace_socket::TraceSocket;
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -105,6 +107,18 @@ pub enum OpenError {
          AmbientCapabilities=CAP_NET_RAW under systemd); there is no unprivileged fallback"
     )]
     NoRawTcp {
+        /// The address family.
+        family: Family,
+        /// Path of this program, for the setcap hint.
+        binary: String,
+    },
+    /// Traces need a raw ICMP socket, and it is not allowed.
+    #[error(
+        "cannot open a raw ICMP socket for {family:?} to trace paths on (a trace sets the TTL \
+         of each probe and hears the routers' errors): it needs CAP_NET_RAW (run as root, \
+         `setcap cap_net_raw+ep {binary}`, or AmbientCapabilities=CAP_NET_RAW under systemd)"
+    )]
+    NoRawTrace {
         /// The address family.
         family: Family,
         /// Path of this program, for the setcap hint.
