@@ -10,6 +10,7 @@ use ward_proto::v1::{
 /// A site outage: `devices` transitions to DOWN in one batch.
 pub fn outage_batch(devices: u64) -> TransitionBatch {
     TransitionBatch {
+        traces: Vec::new(),
         seq: 1,
         transitions: (0..devices)
             .map(|device_id| Transition {

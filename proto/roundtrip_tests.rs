@@ -10,8 +10,8 @@ use prost::Message;
 use crate::v1::{
     Ack, AgentMessage, AssignmentSnapshot, AssignmentUpdate, Capabilities, ControllerMessage,
     DeviceState, DeviceStatistics, EngineCounters, Heartbeat, Hello, ProbeTarget, Refusal,
-    RefusalCode, RejectedEntry, RejectionReason, StatisticsBatch, Transition, TransitionBatch,
-    TransitionReason, agent_message, controller_message,
+    RefusalCode, RejectedEntry, RejectionReason, StatisticsBatch, Trace, TraceHop, Transition,
+    TransitionBatch, TransitionReason, agent_message, controller_message,
 };
 
 fn target(device_id: u64, address: &str) -> ProbeTarget {
@@ -72,6 +72,24 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
                     detail: "host unreachable from 198.18.0.2".into(),
                 },
             ],
+            traces: vec![Trace {
+                device_ids: vec![9, 10],
+                target: "198.18.1.10".into(),
+                hops: vec![
+                    TraceHop {
+                        ttl: 1,
+                        address: "198.18.0.1".into(),
+                        rtt_us: Some(310),
+                    },
+                    TraceHop {
+                        ttl: 2,
+                        address: String::new(),
+                        rtt_us: None,
+                    },
+                ],
+                reached: false,
+                traced_at_unix_ms: 1_795_000_003_000,
+            }],
         }),
         Kind::Statistics(StatisticsBatch {
             seq: 43,
@@ -104,6 +122,9 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
                 spool_records: 8,
                 spool_statistics_dropped: 9,
                 targets: 100_000,
+                traces_started: 10,
+                traces_shared: 11,
+                traces_skipped: 12,
             }),
         }),
     ];
@@ -204,7 +225,11 @@ proptest! {
             })
             .collect();
         roundtrip(&AgentMessage {
-            kind: Some(agent_message::Kind::Transitions(TransitionBatch { seq, transitions })),
+            kind: Some(agent_message::Kind::Transitions(TransitionBatch {
+                seq,
+                transitions,
+                traces: Vec::new(),
+            })),
         });
     }
 }

@@ -23,6 +23,7 @@ pub mod run;
 pub mod send_path;
 pub mod spool;
 pub mod targets;
+pub mod tracer;
 
 pub use ward_engine::{self as engine, netlink, packet};
 pub use ward_sys as sys;

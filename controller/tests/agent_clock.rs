@@ -120,6 +120,7 @@ impl ScriptedAgent {
         self.seq += 1;
         let probed_at_ms = self.clock() - 300;
         self.send(agent_message::Kind::Transitions(pb::TransitionBatch {
+            traces: Vec::new(),
             seq: self.seq,
             transitions: vec![pb::Transition {
                 degraded: None,

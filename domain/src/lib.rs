@@ -19,6 +19,7 @@ pub mod natural;
 pub mod plan;
 pub mod quality;
 pub mod sight;
+pub mod trace;
 
 /// A stored value the rules cannot read back (a bug or manual tampering);
 /// the store reports it as a corrupt row.

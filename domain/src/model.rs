@@ -507,6 +507,8 @@ pub struct Alert {
     pub device_status: Option<Status>,
     /// How its device is degraded now, if it is.
     pub degraded: Option<Degradation>,
+    /// The path to its device when it failed, once the agent traced it.
+    pub trace: Option<crate::trace::Trace>,
     /// Opened (outage start), Unix ms.
     pub opened_at_ms: i64,
     /// Resolved, Unix ms; `None` while open.

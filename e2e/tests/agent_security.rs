@@ -112,6 +112,7 @@ fn agents_report_only_on_their_own_devices_and_must_prove_who_they_are() {
     // The other site's agent, valid certificate, reports one of ours down.
     let forged = pb::AgentMessage {
         kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
+            traces: Vec::new(),
             seq: 1,
             transitions: vec![pb::Transition {
                 device_id: u64::try_from(ids[0]).expect("id"),

@@ -6,8 +6,10 @@ use ward_proto::v1 as pb;
 
 use crate::clock::Clock;
 use crate::engine::quality::{Level, RttFigure, Thresholds};
+use crate::engine::trace::TraceResult;
 use crate::engine::{Cause, Check, PeriodStats, RttQuantiles, Status, TargetSpec, Transition};
 use crate::prober::IoCounters;
+use crate::tracer::TraceStats;
 
 /// A transition as the controller gets it.
 pub fn transition(clock: &Clock, transition: &Transition) -> pb::Transition {
@@ -165,9 +167,34 @@ pub fn known_status(target: &pb::ProbeTarget) -> Status {
     }
 }
 
+/// A finished trace as reported.
+pub fn trace(trace: &TraceResult, traced_at_unix_ms: i64) -> pb::Trace {
+    pb::Trace {
+        device_ids: trace.devices.clone(),
+        target: trace.target.to_string(),
+        hops: trace
+            .hops
+            .iter()
+            .map(|hop| pb::TraceHop {
+                ttl: u32::from(hop.ttl),
+                address: hop
+                    .address
+                    .map(|address| address.to_string())
+                    .unwrap_or_default(),
+                rtt_us: hop
+                    .rtt_ns
+                    .map(|ns| u32::try_from(ns / 1000).unwrap_or(u32::MAX)),
+            })
+            .collect(),
+        reached: trace.reached,
+        traced_at_unix_ms,
+    }
+}
+
 /// The heartbeat's counters.
 pub fn counters(
     io: &IoCounters,
+    traces: Option<&TraceStats>,
     spool_records: u64,
     spool_statistics_dropped: u64,
 ) -> pb::EngineCounters {
@@ -188,6 +215,11 @@ pub fn counters(
         spool_records,
         spool_statistics_dropped,
         targets: io.targets.load(Relaxed),
+        traces_started: traces.map_or(0, |stats| stats.started.load(Relaxed)),
+        traces_shared: traces.map_or(0, |stats| stats.shared.load(Relaxed)),
+        traces_skipped: traces.map_or(0, |stats| {
+            stats.skipped.load(Relaxed) + stats.no_socket.load(Relaxed)
+        }),
     }
 }
 

@@ -15,9 +15,11 @@ use super::{
     Agent, FIRST_BACKOFF, REFUSED_BACKOFF, RunError, SEND_TIMEOUT, SLOW_REPORT, convert, now_ms,
     off_the_workers,
 };
+use crate::engine::trace::TraceResult;
 use crate::packet::Family;
 use crate::prober::Control;
 use crate::spool::Kind;
+use crate::tracer::TraceThread;
 
 impl Agent {
     pub(super) fn hello(&self) -> pb::Hello {
@@ -86,7 +88,11 @@ impl Agent {
         transitions: Vec<pb::Transition>,
     ) -> Result<(), RunError> {
         for transition in &transitions {
-            self.latest.insert(transition.device_id, transition.clone());
+            let previous = self
+                .latest
+                .insert(transition.device_id, transition.clone())
+                .map(|previous| previous.state);
+            self.trace_if_failed(transition, previous);
         }
         let started = std::time::Instant::now();
         let count = transitions.len();
@@ -95,6 +101,7 @@ impl Agent {
                 kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
                     seq,
                     transitions,
+                    traces: Vec::new(),
                 })),
             })
             .await;
@@ -107,6 +114,43 @@ impl Agent {
             );
         }
         reported
+    }
+
+    /// Asks for the path to a device that just went down, unreachable or
+    /// degraded.
+    fn trace_if_failed(&self, transition: &pb::Transition, previous: Option<i32>) {
+        let failed = [
+            pb::DeviceState::Down,
+            pb::DeviceState::Unreachable,
+            pb::DeviceState::Degraded,
+        ]
+        .map(i32::from);
+        if !failed.contains(&transition.state) || previous == Some(transition.state) {
+            return;
+        }
+        if let (Some(tracer), Some((spec, _))) =
+            (&self.tracer, self.assigned.get(&transition.device_id))
+        {
+            tracer.request(transition.device_id, spec.address);
+        }
+    }
+
+    /// Reports finished traces: spooled with the transitions, so they
+    /// reach the controller as surely.
+    pub(super) async fn report_traces(&mut self, traces: Vec<TraceResult>) -> Result<(), RunError> {
+        let traced_at_unix_ms = now_ms();
+        let traces = traces
+            .iter()
+            .map(|trace| convert::trace(trace, traced_at_unix_ms))
+            .collect();
+        self.spool_and_send(Kind::Transitions, |seq| pb::AgentMessage {
+            kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
+                seq,
+                transitions: Vec::new(),
+                traces,
+            })),
+        })
+        .await
     }
 
     pub(super) async fn report_statistics(&mut self) -> Result<(), RunError> {
@@ -144,6 +188,7 @@ impl Agent {
     pub(super) async fn heartbeat(&mut self) {
         let counters = convert::counters(
             self.prober.counters(),
+            self.tracer.as_ref().map(TraceThread::stats),
             self.spool.records(),
             self.spool.statistics_dropped(),
         );
@@ -188,6 +233,7 @@ impl Agent {
             kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
                 seq,
                 transitions: resync,
+                traces: Vec::new(),
             })),
         })
         .await

@@ -34,9 +34,11 @@ use tracing::{error, info, warn};
 use ward_proto::v1::{self as pb};
 
 use crate::engine::quality::Thresholds;
+use crate::engine::trace::{TraceConfig, TraceResult};
 use crate::engine::{EngineConfig, TargetSpec};
 use crate::prober::{Prober, ProberConfig, ProberError};
 use crate::spool::{Spool, SpoolConfig, SpoolError};
+use crate::tracer::TraceThread;
 pub use config::RunSettings;
 use link::Link;
 use redial::Redial;
@@ -93,6 +95,9 @@ struct Agent {
     settings: RunSettings,
     spool: Spool,
     prober: Prober,
+    /// Traces the path to a device that went down or degraded (`None`: no
+    /// raw ICMP socket to trace on).
+    tracer: Option<TraceThread>,
     /// What the controller assigned, by device id: how to probe it, how
     /// to judge its loss and RTT.
     assigned: HashMap<u64, (TargetSpec, Option<Thresholds>)>,
@@ -123,7 +128,7 @@ impl Agent {
     fn start(
         settings: RunSettings,
         counters: std::sync::Arc<RunCounters>,
-    ) -> Result<(Self, mpsc::UnboundedReceiver<pb::Transition>), RunError> {
+    ) -> Result<(Self, Reports), RunError> {
         let (spool, corrupt) = off_the_workers(|| {
             Spool::open(
                 &settings.spool_dir,
@@ -160,6 +165,13 @@ impl Agent {
             },
         )?;
         info!(families = ?prober.families(), "probing");
+        let (trace_sender, traces) = mpsc::unbounded_channel();
+        let tracer = TraceThread::start(TraceConfig::default(), move |trace| {
+            // Fails only when the run loop is gone.
+            let _ = trace_sender.send(trace);
+        })
+        .inspect_err(|error| warn!(%error, "paths to failed devices will not be traced"))
+        .ok();
         if let Some(note) = prober.send_path_note() {
             info!(send_path = "packet", "{note}");
         }
@@ -167,6 +179,7 @@ impl Agent {
             settings,
             spool,
             prober,
+            tracer,
             assigned: HashMap::new(),
             generation: 0,
             latest: HashMap::new(),
@@ -176,8 +189,20 @@ impl Agent {
             period_start_ms: now_ms(),
             counters,
         };
-        Ok((agent, transitions))
+        Ok((
+            agent,
+            Reports {
+                transitions,
+                traces,
+            },
+        ))
     }
+}
+
+/// What the agent's threads hand the run loop to report.
+struct Reports {
+    transitions: mpsc::UnboundedReceiver<pb::Transition>,
+    traces: mpsc::UnboundedReceiver<TraceResult>,
 }
 
 /// Runs until `shutdown` completes.
@@ -187,7 +212,7 @@ pub async fn run(
     mut supervisor: impl Supervisor,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let (mut agent, mut transitions) = Agent::start(settings, counters)?;
+    let (mut agent, mut reports) = Agent::start(settings, counters)?;
     supervisor.ready();
     tokio::pin!(shutdown);
     let mut inbound: Option<tokio::sync::mpsc::UnboundedReceiver<link::Inbound>> = None;
@@ -202,8 +227,15 @@ pub async fn run(
         }
         let step = tokio::select! {
             () = &mut shutdown => break Ok(()),
-            Some(first) = transitions.recv() => {
-                agent.report_transitions(batch_after(first, &mut transitions)).await
+            Some(first) = reports.transitions.recv() => {
+                agent.report_transitions(batch_after(first, &mut reports.transitions)).await
+            }
+            Some(first) = reports.traces.recv() => {
+                let mut traces = vec![first];
+                while let Ok(next) = reports.traces.try_recv() {
+                    traces.push(next);
+                }
+                agent.report_traces(traces).await
             }
             _ = statistics_tick.tick() => agent.report_statistics().await,
             _ = heartbeat_tick.tick() => {
@@ -287,9 +319,13 @@ impl Agent {
             })
             .await;
         }
-        let prober = self.prober;
-        // Joining the prober threads blocks briefly.
-        let _ = tokio::task::spawn_blocking(move || prober.stop()).await;
+        let (prober, tracer) = (self.prober, self.tracer);
+        // Joining the prober and trace threads blocks briefly.
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(tracer);
+            prober.stop()
+        })
+        .await;
     }
 }
 

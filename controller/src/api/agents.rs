@@ -57,6 +57,9 @@ fn counters_json(counters: &ward_proto::v1::EngineCounters) -> Value {
         "spool_records": counters.spool_records,
         "spool_statistics_dropped": counters.spool_statistics_dropped,
         "targets": counters.targets,
+        "traces_started": counters.traces_started,
+        "traces_shared": counters.traces_shared,
+        "traces_skipped": counters.traces_skipped,
     })
 }
 

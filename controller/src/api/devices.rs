@@ -135,7 +135,8 @@ pub async fn list(
     })))
 }
 
-/// `GET /api/v1/devices/{id}`.
+/// `GET /api/v1/devices/{id}`: the device, with its last `trace` (the
+/// path to it when it last failed; `null` if never traced).
 pub async fn get(
     State(core): State<Arc<Core>>,
     State(maintenance): State<Arc<Maintenance>>,
@@ -146,7 +147,15 @@ pub async fn get(
         .get_device(id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device with id {id}")))?;
-    Ok(Json(device_json(&device, &maintenance.open_windows())))
+    let mut shown = device_json(&device, &maintenance.open_windows());
+    shown["trace"] = core
+        .store
+        .last_trace(id)
+        .await?
+        .as_ref()
+        .map(crate::notify::trace_view)
+        .into();
+    Ok(Json(shown))
 }
 
 /// `?minutes=` (default 60, at most 30 days).

@@ -9,9 +9,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
-use crate::agents::AgentState;
+use crate::agents::{AgentState, Presence};
 use crate::services::App;
-use crate::store::Status;
+use crate::store::{AgentRecord, Status};
 use crate::time::rfc3339;
 
 /// `GET /healthz`.
@@ -239,6 +239,7 @@ async fn write_agents(app: &App, text: &mut String) {
                 .count();
             let _ = writeln!(text, "ward_agents{{state=\"{}\"}} {count}", state.as_str());
         }
+        write_agent_traces(&agents, text);
         let offsets: Vec<(&str, i64)> = agents
             .iter()
             .filter_map(|(agent, presence)| Some((agent.id.as_str(), presence.clock_offset_ms?)))
@@ -255,6 +256,31 @@ async fn write_agents(app: &App, text: &mut String) {
                     "ward_agent_clock_offset_seconds{{agent=\"{agent}\"}} {seconds}"
                 );
             }
+        }
+    }
+}
+
+/// `ward_agent_traces_total{agent,outcome}`: each connected agent's
+/// traces of failed devices, from its heartbeats: `started`, `shared` (a
+/// device answered by a trace of its prefix), `skipped` (too many at once,
+/// or no raw socket to trace on).
+fn write_agent_traces(agents: &[(AgentRecord, Presence)], text: &mut String) {
+    let _ = writeln!(
+        text,
+        "# HELP ward_agent_traces_total Paths to failed devices an agent traced (started), answered with a trace of the same prefix (shared) or could not trace (skipped), from its heartbeats.\n# TYPE ward_agent_traces_total counter"
+    );
+    for (agent, presence) in agents {
+        let counters = &presence.counters;
+        for (outcome, count) in [
+            ("started", counters.traces_started),
+            ("shared", counters.traces_shared),
+            ("skipped", counters.traces_skipped),
+        ] {
+            let _ = writeln!(
+                text,
+                "ward_agent_traces_total{{agent=\"{}\",outcome=\"{outcome}\"}} {count}",
+                agent.id
+            );
         }
     }
 }

@@ -13,6 +13,7 @@ use ward_domain::check::Check;
 use ward_domain::maintenance::{Day, Every, OpenWindow};
 use ward_domain::model::{Degradation, DegradedLevel};
 use ward_domain::quality::Thresholds;
+use ward_domain::trace::{Trace, TraceHop};
 
 pub(super) fn state(status: Status) -> DeviceState {
     match status {
@@ -232,7 +233,55 @@ pub(super) fn alert_to_proto(alert: &Alert) -> pb::Alert {
             comment: ack.comment.clone(),
         }),
         degraded: alert.degraded.as_ref().map(degradation),
+        trace: alert.trace.as_ref().map(trace),
     }
+}
+
+/// A trace as gRPC clients get it.
+fn trace(trace: &Trace) -> pb::AlertTrace {
+    pb::AlertTrace {
+        hops: trace
+            .hops
+            .iter()
+            .map(|hop| pb::TraceHop {
+                ttl: u32::from(hop.ttl),
+                address: hop.address.clone().unwrap_or_default(),
+                rtt_us: hop.rtt_us,
+            })
+            .collect(),
+        last_hop: trace.last_hop.clone().unwrap_or_default(),
+        last_hop_device: trace.last_hop_device.clone().unwrap_or_default(),
+        target: trace.target.clone(),
+        reached: trace.reached,
+        traced_at_unix_ms: trace.traced_at_ms,
+    }
+}
+
+/// A trace an agent reported; `None` if an address is not one, or a TTL
+/// is out of range.
+pub(crate) fn trace_from_proto(trace: &pb::Trace) -> Option<Trace> {
+    let target: std::net::IpAddr = trace.target.parse().ok()?;
+    let hops = trace
+        .hops
+        .iter()
+        .map(|hop| {
+            let address = match hop.address.as_str() {
+                "" => None,
+                text => Some(text.parse::<std::net::IpAddr>().ok()?.to_string()),
+            };
+            Some(TraceHop {
+                ttl: u8::try_from(hop.ttl).ok().filter(|ttl| *ttl > 0)?,
+                address,
+                rtt_us: hop.rtt_us,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Trace::new(
+        trace.traced_at_unix_ms,
+        target.to_string(),
+        trace.reached,
+        hops,
+    ))
 }
 
 pub(super) fn window_to_proto(

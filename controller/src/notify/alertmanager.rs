@@ -164,6 +164,12 @@ impl Alertmanager {
                 annotations["rtt_ms"] = (f64::from(rtt_us) / 1000.0).to_string().into();
             }
         }
+        if let Some(trace) = &alert.trace {
+            annotations["last_hop"] = trace.last_hop.as_deref().unwrap_or("none").into();
+            if let Some(device) = &trace.last_hop_device {
+                annotations["last_hop_device"] = device.as_str().into();
+            }
+        }
         if let (Some(_), Some(reason)) = (alert.resolved_at_ms, &alert.resolved_reason) {
             annotations["resolution"] = reason.as_str().into();
         }
@@ -251,6 +257,7 @@ mod tests {
 
     fn device_alert(acknowledged: Option<Acknowledgement>) -> Alert {
         Alert {
+            trace: None,
             degraded: None,
             id: 5,
             alertname: AlertName::DeviceDown,

@@ -101,7 +101,27 @@ pub fn alert_view(alert: &crate::store::Alert) -> serde_json::Value {
             view["agent"] = json!({ "id": alert.name, "site": alert.site });
         }
     }
+    if let Some(trace) = &alert.trace {
+        view["trace"] = trace_view(trace);
+    }
     view
+}
+
+/// A trace as APIs and notifications show it: `{hops: [{ttl, address,
+/// rtt_ms}], last_hop, last_hop_device, target, reached, traced_at}`.
+pub fn trace_view(trace: &ward_domain::trace::Trace) -> serde_json::Value {
+    serde_json::json!({
+        "hops": trace.hops.iter().map(|hop| serde_json::json!({
+            "ttl": hop.ttl,
+            "address": hop.address,
+            "rtt_ms": hop.rtt_us.map(|us| f64::from(us) / 1000.0),
+        })).collect::<Vec<_>>(),
+        "last_hop": trace.last_hop,
+        "last_hop_device": trace.last_hop_device,
+        "target": trace.target,
+        "reached": trace.reached,
+        "traced_at": crate::time::rfc3339(trace.traced_at_ms),
+    })
 }
 
 /// Where the dashboard shows `alert`'s subject, under `public_url`: the

@@ -40,6 +40,11 @@ pub struct Metrics {
     /// Report entries refused on an agent link (not assigned, unknown,
     /// malformed).
     pub report_entries_rejected: AtomicU64,
+    /// Traces of failed devices received from agents.
+    pub traces_received: AtomicU64,
+    /// Of those, traces that found no open alert of their devices to
+    /// attach to (kept as the devices' last trace all the same).
+    pub traces_without_alert: AtomicU64,
     /// Sites whose devices were made `unknown` because no agent was
     /// connected for the grace period.
     pub sites_marked_unknown: AtomicU64,
@@ -64,7 +69,7 @@ pub struct Metrics {
 impl Metrics {
     /// Every counter with its Prometheus name and help, as `/metrics`
     /// exports it.
-    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 20] {
+    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 22] {
         [
             (
                 "ward_transitions_applied_total",
@@ -130,6 +135,16 @@ impl Metrics {
                 "ward_report_entries_rejected_total",
                 "Agent report entries refused (device not assigned to it, unknown, malformed).",
                 &self.report_entries_rejected,
+            ),
+            (
+                "ward_traces_received_total",
+                "Traces of failed devices received from agents (each kept as its devices' last trace).",
+                &self.traces_received,
+            ),
+            (
+                "ward_traces_without_alert_total",
+                "Traces that found no open alert of their devices to attach to (the devices had recovered, or had none).",
+                &self.traces_without_alert,
             ),
             (
                 "ward_sites_marked_unknown_total",

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use ward_domain::quality::Thresholds;
+use ward_domain::trace::Trace;
 
 use super::core::{Core, to_the_end};
 use crate::store::{ApplyOutcome, FlapPolicy, Ignored, StoreError, TransitionReport};
@@ -80,6 +81,34 @@ impl Reports {
             reports.commit_report(&report, now_ms).await
         })
         .await
+    }
+
+    /// Keeps each trace as its devices' last one and attaches it to their
+    /// open alerts (notified as `traced`); counted. A trace comes after
+    /// the transition it explains (the agent traces once it has reported
+    /// the failure); a replayed one is attached again, which changes
+    /// nothing.
+    pub async fn attach_traces(
+        &self,
+        traces: &[(Vec<i64>, Trace)],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let core = &self.core;
+        for (devices, trace) in traces {
+            let attached = core.store.attach_trace(devices, trace, now_ms).await?;
+            core.metrics.traces_received.fetch_add(1, Ordering::Relaxed);
+            if attached.open == 0 {
+                core.metrics
+                    .traces_without_alert
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            if !attached.now.is_empty() {
+                core.live.outbox_changed();
+            }
+            tracing::info!(devices = devices.len(), alerts = attached.now.len(), target = %trace.target,
+                last_hop = trace.last_hop.as_deref().unwrap_or("none"), "path traced");
+        }
+        Ok(())
     }
 
     /// Holds reports back until the guard drops (the offline sweep, from

@@ -29,6 +29,7 @@ mod settling;
 mod sql;
 mod sqlite;
 mod sync;
+mod traces;
 mod tx;
 
 use ward_domain::model;
@@ -56,6 +57,7 @@ pub use principals::{
 pub use profiles::{Site, StoredProfile};
 pub use sessions::{LockoutPolicy, NewSession, SessionOrigin, SessionRecord};
 pub use sync::{SyncDiff, SyncMode, SyncedDevice};
+pub use traces::Attached;
 pub use ward_domain::availability::ReportedDevice;
 pub use ward_domain::maintenance::{MaintenanceSpec, MaintenanceWindow};
 
@@ -499,7 +501,7 @@ const ALERT_COLUMNS: &str = "a.id, a.alertname, a.device_id, a.agent_id, \
     COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason, \
     COALESCE(d.severity, a.severity, 'major'), COALESCE(d.tags, '[]'), \
     a.ack_by, a.ack_at_ms, a.ack_comment, a.held, COALESCE(d.flapping, FALSE), \
-    d.flap_started_at_ms, d.status, d.degraded";
+    d.flap_started_at_ms, d.status, d.degraded, a.trace";
 
 /// Where [`ALERT_COLUMNS`] come from.
 const ALERTS_JOINED: &str = "alerts a LEFT JOIN devices d ON d.id = a.device_id";

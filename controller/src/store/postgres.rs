@@ -111,6 +111,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         24,
         include_str!("../../migrations/postgres/0024_checks.sql"),
     ),
+    (
+        25,
+        include_str!("../../migrations/postgres/0025_traces.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

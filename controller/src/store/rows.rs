@@ -9,6 +9,7 @@ use super::model::{
 };
 use super::plan::CurrentDevice;
 use super::{StoreError, parse_stored};
+use ward_domain::trace::Trace;
 
 /// How a backend's row hands over one column.
 pub(super) trait Columns {
@@ -155,7 +156,17 @@ pub(super) fn alert(row: &(impl Columns + ?Sized), at: usize) -> Result<Alert, S
         device_status,
         degraded: degradation(row.opt_text(at + 19)?)?
             .filter(|_| device_status == Some(Status::Degraded)),
+        trace: trace(row.opt_text(at + 20)?)?,
     })
+}
+
+/// A trace as stored (JSON), if any.
+pub(super) fn trace(text: Option<String>) -> Result<Option<Trace>, StoreError> {
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|error| StoreError::Corrupt(format!("trace `{text}` is not a trace: {error}")))
+    })
+    .transpose()
 }
 
 /// Tags as stored (a JSON array of strings).

@@ -101,6 +101,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0023_profiles.sql"),
     ),
     (24, include_str!("../../migrations/sqlite/0024_checks.sql")),
+    (25, include_str!("../../migrations/sqlite/0025_traces.sql")),
 ];
 
 #[allow(

@@ -9,6 +9,16 @@
 //!             2001:2::1/64                   2001:2::2/64       (lo: answering ranges)
 //! ```
 //!
+//! With [`SiteConfig::behind_router`], the site is also a router: a third
+//! "hosts" namespace, linked to the site, answers those ranges, so a path
+//! has a hop before its hosts and the link beyond the router can be cut
+//! ([`Lab::cut_behind_router`]) while the router still answers.
+//!
+//! ```text
+//!  site ns  wr0 198.18.0.5/30 ─── veth ─── wb0 198.18.0.6/30  hosts ns
+//!           2001:2:0:fe::1/64              2001:2:0:fe::2/64  (lo: ranges behind the router)
+//! ```
+//!
 //! The test probes from the client namespace (`client_command`, or
 //! `run_in_client` to open sockets there). Only 198.18.0.0/15 and
 //! 2001:2::/48 are accepted, and both namespaces are deleted on drop.
@@ -47,6 +57,19 @@ const CLIENT_HOST_V4: &str = "198.18.0.1/32";
 const CLIENT_HOST_V6: &str = "2001:2::1/128";
 const CLIENT_MAC: &str = "02:00:c6:12:00:01";
 const SITE_MAC: &str = "02:00:c6:12:00:02";
+
+const ROUTER_LINK: &str = "wr0";
+const HOSTS_LINK: &str = "wb0";
+const ROUTER_V4: &str = "198.18.0.5/30";
+const HOSTS_V4: &str = "198.18.0.6/30";
+const ROUTER_V6: &str = "2001:2:0:fe::1/64";
+const HOSTS_V6: &str = "2001:2:0:fe::2/64";
+const ROUTER_V4_PEER: &str = "198.18.0.5";
+const ROUTER_V6_PEER: &str = "2001:2:0:fe::1";
+const HOSTS_V4_PEER: &str = "198.18.0.6";
+const HOSTS_V6_PEER: &str = "2001:2:0:fe::2";
+const ROUTER_MAC: &str = "02:00:c6:12:00:05";
+const HOSTS_MAC: &str = "02:00:c6:12:00:06";
 
 /// The client namespace routes these through the site.
 const LAB_V4: &str = "198.18.0.0/15";
@@ -104,6 +127,9 @@ pub struct SiteConfig {
     /// site, which answers it: loopback-sized target sets over a real link,
     /// the same path for every tool (zmap cannot receive on `lo`).
     pub loopback_via_site: bool,
+    /// Ranges answered by a hosts namespace behind the site, which routes
+    /// them: the site is the router on their path (see the module doc).
+    pub behind_router: Vec<Cidr>,
     /// A second link, from the client namespace to this (the host's)
     /// namespace, so a process in the client (an agent) reaches a server
     /// on the host (a controller) at [`Lab::host_address`].
@@ -118,6 +144,7 @@ impl Default for SiteConfig {
         Self {
             answering: vec![cidr("198.18.1.0/24"), cidr("2001:2:0:1::/64")],
             unreachable: vec![cidr("198.18.2.0/24"), cidr("2001:2:0:2::/64")],
+            behind_router: Vec::new(),
             loopback_via_site: false,
             host_link: false,
         }
@@ -141,6 +168,8 @@ pub struct Netem {
 pub struct Lab {
     client: String,
     site: String,
+    /// The namespace behind the router, with [`SiteConfig::behind_router`].
+    hosts: Option<String>,
     /// The host's end of the host link, if any: address and interface.
     host_address: Option<IpAddr>,
     /// The host's IPv6 address on the host link.
@@ -156,7 +185,11 @@ impl Lab {
     /// Creates the namespaces, the link, addresses, routes and the drop set.
     pub fn start(config: &SiteConfig) -> anyhow::Result<Self> {
         crate::require_root("the network lab");
-        let ranges = config.answering.iter().chain(&config.unreachable);
+        let ranges = config
+            .answering
+            .iter()
+            .chain(&config.unreachable)
+            .chain(&config.behind_router);
         for range in ranges {
             range.require_in_lab()?;
         }
@@ -166,6 +199,7 @@ impl Lab {
         let mut lab = Self {
             client: format!("{base}-client"),
             site: format!("{base}-site"),
+            hosts: (!config.behind_router.is_empty()).then(|| format!("{base}-hosts")),
             host_address: None,
             host_address_v6: None,
             client_etc: None,
@@ -173,11 +207,17 @@ impl Lab {
             relay: None,
         };
         // From here on `lab` is dropped (namespaces deleted) on any error.
-        for namespace in [&lab.client, &lab.site] {
+        for namespace in [Some(&lab.client), Some(&lab.site), lab.hosts.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             live_namespaces().push(namespace.clone());
             ip(&["netns", "add", namespace])?;
         }
         lab.wire()?;
+        if let Some(hosts) = &lab.hosts {
+            lab.wire_hosts(hosts, &config.behind_router)?;
+        }
         lab.route(config)?;
         lab.install_rules(config)?;
         if config.host_link {
@@ -340,6 +380,130 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    /// The hosts namespace behind the site: its link, the ranges it
+    /// answers, and the site's routes to them.
+    fn wire_hosts(&self, hosts: &str, ranges: &[Cidr]) -> anyhow::Result<()> {
+        let s = self.site.as_str();
+        ip(&[
+            "-n",
+            s,
+            "link",
+            "add",
+            ROUTER_LINK,
+            "address",
+            ROUTER_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            HOSTS_LINK,
+            "address",
+            HOSTS_MAC,
+            "netns",
+            hosts,
+        ])?;
+        let ends = [
+            (
+                s,
+                ROUTER_LINK,
+                ROUTER_V4,
+                ROUTER_V6,
+                HOSTS_V4_PEER,
+                HOSTS_V6_PEER,
+                HOSTS_MAC,
+            ),
+            (
+                hosts,
+                HOSTS_LINK,
+                HOSTS_V4,
+                HOSTS_V6,
+                ROUTER_V4_PEER,
+                ROUTER_V6_PEER,
+                ROUTER_MAC,
+            ),
+        ];
+        for (ns, link, v4, v6, peer_v4, peer_v6, peer_mac) in ends {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+            ip(&["-n", ns, "addr", "add", v4, "dev", link])?;
+            ip(&["-n", ns, "-6", "addr", "add", v6, "dev", link, "nodad"])?;
+            ip(&["-n", ns, "link", "set", link, "up"])?;
+            for peer in [peer_v4, peer_v6] {
+                ip(&[
+                    "-n",
+                    ns,
+                    "neigh",
+                    "replace",
+                    peer,
+                    "lladdr",
+                    peer_mac,
+                    "dev",
+                    link,
+                    "nud",
+                    "permanent",
+                ])?;
+            }
+        }
+        ip(&[
+            "-n",
+            hosts,
+            "route",
+            "add",
+            "default",
+            "via",
+            ROUTER_V4_PEER,
+        ])?;
+        ip(&[
+            "-n",
+            hosts,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            ROUTER_V6_PEER,
+        ])?;
+        for range in ranges {
+            let range = range.to_string();
+            ip(&["-n", hosts, "route", "add", "local", &range, "dev", "lo"])?;
+            let via = if range.contains(':') {
+                HOSTS_V6_PEER
+            } else {
+                HOSTS_V4_PEER
+            };
+            ip(&["-n", s, "route", "add", &range, "via", via])?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the link beyond the router: the hosts namespace drops
+    /// everything it receives, silently, while the router (the site) still
+    /// answers, with time exceeded, for what expires there.
+    pub fn cut_behind_router(&self) -> anyhow::Result<()> {
+        let hosts = self
+            .hosts
+            .as_deref()
+            .context("this lab has no hosts behind a router (SiteConfig::behind_router)")?;
+        nft(
+            hosts,
+            "table inet ward_cut {\n chain input { type filter hook input priority 0; policy drop; }\n}\n",
+        )
+    }
+
+    /// Mends a link cut by [`Lab::cut_behind_router`].
+    pub fn mend_behind_router(&self) -> anyhow::Result<()> {
+        let hosts = self
+            .hosts
+            .as_deref()
+            .context("this lab has no hosts behind a router (SiteConfig::behind_router)")?;
+        nft(hosts, "delete table inet ward_cut\n")
+    }
+
+    /// The router's address as the client sees it (the site's end of the
+    /// client link): the hop before the hosts behind it.
+    pub fn router_address(&self) -> IpAddr {
+        IpAddr::from([198, 18, 0, 2])
     }
 
     fn route(&self, config: &SiteConfig) -> anyhow::Result<()> {
@@ -654,7 +818,10 @@ impl Drop for Lab {
                 let _ = std::fs::remove_dir(parent);
             }
         }
-        for namespace in [&self.client, &self.site] {
+        for namespace in [Some(&self.client), Some(&self.site), self.hosts.as_ref()]
+            .into_iter()
+            .flatten()
+        {
             live_namespaces().retain(|live| live != namespace);
             if let Err(error) = ip(&["netns", "del", namespace]) {
                 eprintln!("lab: deleting namespace {namespace}: {error}");

@@ -23,6 +23,7 @@ use ward_domain::check::Check;
 use ward_domain::model::Degradation;
 use ward_domain::quality::Thresholds;
 use ward_domain::sight::Blindness;
+use ward_domain::trace::Trace;
 
 pub(super) struct Link {
     pub(super) services: LinkServices,
@@ -326,6 +327,7 @@ impl Link {
                 labels.up = transition.status == Status::Up;
             }
         }
+        let traces = self.screen_traces(&batch.traces, &mut rejected);
         let report = TransitionReport {
             agent_alerts: Vec::new(),
             agent_id: self.agent.id.clone(),
@@ -333,16 +335,53 @@ impl Link {
             seq: batch.seq,
             transitions,
         };
+        let unavailable = |error| {
+            GrpcStatus::unavailable(format!(
+                "the status database is not answering: {error}; replay from your spool"
+            ))
+        };
         self.services
             .reports
             .apply_report(&report, now_ms())
             .await
-            .map_err(|error| {
-                GrpcStatus::unavailable(format!(
-                    "the status database is not answering: {error}; replay from your spool"
-                ))
-            })?;
+            .map_err(unavailable)?;
+        self.services
+            .reports
+            .attach_traces(&traces, now_ms())
+            .await
+            .map_err(unavailable)?;
         self.ack(batch.seq, rejected).await
+    }
+
+    /// The traces of a batch, each for the devices of it this agent may
+    /// report on (a trace naming none of them, or with a bad address, is
+    /// refused).
+    fn screen_traces(
+        &self,
+        traces: &[pb::Trace],
+        rejected: &mut Vec<pb::RejectedEntry>,
+    ) -> Vec<(Vec<i64>, Trace)> {
+        let mut screened = Vec::with_capacity(traces.len());
+        for trace in traces {
+            let mut devices = Vec::with_capacity(trace.device_ids.len());
+            for &device_id in &trace.device_ids {
+                match self.screen(device_id) {
+                    Ok(id) => devices.push(id),
+                    Err(reason) => rejected.push(rejection(device_id, reason)),
+                }
+            }
+            match crate::grpc::convert::trace_from_proto(trace) {
+                Some(trace) if !devices.is_empty() => screened.push((devices, trace)),
+                Some(_) => {}
+                None => rejected.extend(
+                    trace
+                        .device_ids
+                        .iter()
+                        .map(|id| rejection(*id, RejectionReason::Malformed)),
+                ),
+            }
+        }
+        screened
     }
 
     async fn statistics(&mut self, batch: pb::StatisticsBatch) -> Result<(), GrpcStatus> {

@@ -3,8 +3,10 @@
 //! [`super::settling`]).
 
 use super::super::{
-    AckOutcome, Actor, Alert, FlapPolicy, Store, StoreError, acknowledgements, held, settling,
+    AckOutcome, Actor, Alert, Attached, FlapPolicy, Store, StoreError, acknowledgements, held,
+    settling, traces,
 };
+use ward_domain::trace::Trace;
 
 impl Store {
     /// Acknowledges open alert `id` as `actor` with `comment`, or
@@ -54,5 +56,21 @@ impl Store {
     /// not held any more.
     pub async fn release_alert(&self, alert: i64, now_ms: i64) -> Result<bool, StoreError> {
         transaction!(self, |tx| held::release(tx, alert, now_ms))
+    }
+    /// Keeps `trace` as the last trace of `devices` and attaches it to
+    /// their open device alerts (each notified as `traced` unless held);
+    /// says where it went ([`traces`]).
+    pub async fn attach_trace(
+        &self,
+        devices: &[i64],
+        trace: &Trace,
+        now_ms: i64,
+    ) -> Result<Attached, StoreError> {
+        let (devices, trace) = (devices.to_vec(), trace.clone());
+        transaction!(self, |tx| traces::attach(tx, &devices, &trace, now_ms))
+    }
+    /// Device `id`'s last trace, if it has one.
+    pub async fn last_trace(&self, id: i64) -> Result<Option<Trace>, StoreError> {
+        on_connection!(self, |q| traces::last_of(q, id))
     }
 }
