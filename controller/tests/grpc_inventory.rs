@@ -371,6 +371,37 @@ async fn inventory_over_grpc_follows_commits_and_names_bad_fields() {
         .into_inner();
     assert_eq!(alerts.alerts.len(), 1);
     assert_eq!(alerts.alerts[0].device_name, "atm-1");
+    assert_eq!(alerts.alerts[0].trace, None, "not traced yet");
+    // The agent's trace, as REST shows it, on the alert.
+    let trace = ward_domain::trace::Trace::new(
+        probed_at_ms + 2_000,
+        "198.18.1.10".into(),
+        false,
+        vec![ward_domain::trace::TraceHop {
+            ttl: 1,
+            address: Some("198.18.0.2".into()),
+            rtt_us: Some(350),
+        }],
+    );
+    controller
+        .reports
+        .attach_traces(&[(vec![id], trace)], probed_at_ms + 2_100)
+        .await
+        .expect("trace");
+    let alerts = client
+        .list_alerts(ListAlertsRequest::default())
+        .await
+        .expect("alerts")
+        .into_inner();
+    let traced = alerts.alerts[0].trace.clone().expect("the trace");
+    assert_eq!(
+        (
+            traced.last_hop.as_str(),
+            traced.hops[0].ttl,
+            traced.hops[0].rtt_us
+        ),
+        ("198.18.0.2", 1, Some(350))
+    );
 
     let updated = client
         .upsert_device(UpsertDeviceRequest {

@@ -57,6 +57,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hops_device,
     a_devices_tcp_check_round_trips,
     profiles_judge_devices_before_their_sites_default_and_are_not_deleted_in_use,
     a_degraded_device_has_its_own_alert_updated_by_level_and_superseded_by_down,
@@ -2616,4 +2617,126 @@ async fn a_devices_tcp_check_round_trips(store: &Store) {
         .await
         .expect("update");
     assert_eq!(device(store, created.id).await.spec.check, Check::Icmp);
+}
+
+/// A trace of 198.18.40.17 that ends at the router (198.18.0.2), its
+/// second hop silent, finished at `at_ms`.
+fn router_trace(at_ms: i64) -> ward_domain::trace::Trace {
+    use ward_domain::trace::{Trace, TraceHop};
+    Trace::new(
+        at_ms,
+        "198.18.40.17".into(),
+        false,
+        vec![
+            TraceHop {
+                ttl: 1,
+                address: Some("198.18.0.2".into()),
+                rtt_us: Some(420),
+            },
+            TraceHop {
+                ttl: 2,
+                address: None,
+                rtt_us: None,
+            },
+        ],
+    )
+}
+
+async fn a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hops_device(
+    store: &Store,
+) {
+    let console = ward_controller::store::Actor::console();
+    let create = |name: &'static str, address: &'static str| {
+        let console = console.clone();
+        async move {
+            store
+                .create_device(&spec(name, address), &console, 1_000)
+                .await
+                .expect("create")
+                .id
+        }
+    };
+    let router = create("core-router", "198.18.0.2").await;
+    let atm = create("atm-17", "198.18.40.17").await;
+    let neighbour = create("atm-18", "198.18.40.18").await;
+    let up = [router, atm, neighbour].map(|id| (id, Status::Up, 2_000));
+    store
+        .apply(&report(1, &up), &FlapPolicy::default(), 2_100)
+        .await
+        .expect("up");
+    store
+        .apply(
+            &report(2, &[(atm, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_100,
+        )
+        .await
+        .expect("down");
+    assert_eq!(drain_notifications(store).await.len(), 1, "the firing");
+
+    // The ATM's trace answers for its neighbour too (one prefix).
+    let trace = router_trace(6_000);
+    let attached = store
+        .attach_trace(&[atm, neighbour], &trace, 6_100)
+        .await
+        .expect("attach");
+    let alert = store.alerts(true).await.expect("alerts")[0].clone();
+    assert_eq!(
+        (attached.open, attached.now.as_slice()),
+        (1, [alert.id].as_slice())
+    );
+    let kept = alert.trace.expect("the alert's trace");
+    assert_eq!(kept.last_hop.as_deref(), Some("198.18.0.2"));
+    assert_eq!(kept.last_hop_device.as_deref(), Some("core-router"));
+    assert_eq!(kept.hops, trace.hops);
+    for id in [atm, neighbour] {
+        assert_eq!(
+            store.last_trace(id).await.expect("read"),
+            Some(kept.clone())
+        );
+    }
+    assert_eq!(store.last_trace(router).await.expect("read"), None);
+    assert_eq!(
+        drain_notifications(store).await,
+        [("traced".to_owned(), "atm-17".to_owned(), None)]
+    );
+
+    // A replayed report attaches nothing again, and notifies nobody.
+    let again = store
+        .attach_trace(&[atm, neighbour], &trace, 6_200)
+        .await
+        .expect("attach again");
+    assert_eq!((again.open, again.now.len()), (1, 0));
+    assert_eq!(drain_notifications(store).await, []);
+
+    // Once the alert is resolved, a trace only becomes the last one.
+    store
+        .apply(
+            &report(3, &[(atm, Status::Up, 7_000)]),
+            &FlapPolicy::default(),
+            7_100,
+        )
+        .await
+        .expect("back up");
+    drain_notifications(store).await;
+    let later = router_trace(8_000);
+    let attached = store
+        .attach_trace(&[atm], &later, 8_100)
+        .await
+        .expect("attach later");
+    assert_eq!((attached.open, attached.now.len()), (0, 0));
+    assert_eq!(
+        store
+            .last_trace(atm)
+            .await
+            .expect("read")
+            .map(|t| t.traced_at_ms),
+        Some(8_000)
+    );
+    let resolved = store.alerts(false).await.expect("alerts");
+    assert_eq!(
+        resolved[0].trace.as_ref().map(|t| t.traced_at_ms),
+        Some(6_000)
+    );
+    assert_eq!(drain_notifications(store).await, []);
 }

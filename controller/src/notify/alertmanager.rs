@@ -336,4 +336,36 @@ mod tests {
         assert_eq!(settled["labels"], flapping["labels"], "the same alert");
         assert_eq!(settled["endsAt"], "1970-01-01T00:00:09.000Z", "resolved");
     }
+
+    #[test]
+    fn a_traced_alert_names_its_last_hop_in_the_annotations_and_keeps_its_labels() {
+        use ward_domain::trace::{Trace, TraceHop};
+        let alertmanager = Alertmanager::new("http://127.0.0.1:9", Duration::from_secs(60));
+        let plain = alertmanager.alert(&device_alert(None), 2_000);
+        assert!(
+            plain["annotations"].get("last_hop").is_none(),
+            "not traced yet"
+        );
+        let mut trace = Trace::new(
+            1_800,
+            "198.18.1.10".into(),
+            false,
+            vec![TraceHop {
+                ttl: 1,
+                address: Some("198.18.0.2".into()),
+                rtt_us: Some(300),
+            }],
+        );
+        trace.last_hop_device = Some("core-router".into());
+        let traced = alertmanager.alert(
+            &Alert {
+                trace: Some(trace),
+                ..device_alert(None)
+            },
+            2_000,
+        );
+        assert_eq!(traced["labels"], plain["labels"], "the same alert");
+        assert_eq!(traced["annotations"]["last_hop"], "198.18.0.2");
+        assert_eq!(traced["annotations"]["last_hop_device"], "core-router");
+    }
 }
