@@ -856,3 +856,96 @@ async fn a_degraded_device_is_a_problem_in_its_own_colour_with_its_loss_and_rtt(
             .expect("one device listed under status=degraded");
     });
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_devices_detail_draws_its_last_trace_with_the_last_hop_named() {
+    use ward_domain::trace::{Trace, TraceHop};
+    let (_dir, controller, api) =
+        common::served_with(|settings| settings.anonymous_read = true).await;
+    let mut ids = Vec::new();
+    for (name, address) in [("core-router", "198.18.0.2"), ("atm-17", "198.18.40.17")] {
+        let (code, body) = api
+            .post(
+                "/api/v1/devices",
+                serde_json::json!({"name": name, "address": address, "site": "branch-40"}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+        ids.push(body["id"].as_i64().expect("id"));
+    }
+    let now = ward_controller::time::now_ms();
+    let down = common::transition_report("agent-1", ids[1], 1, Status::Down, now);
+    controller
+        .reports
+        .apply_report(&down, now)
+        .await
+        .expect("down");
+    let hop = |ttl, address: Option<&str>| TraceHop {
+        ttl,
+        address: address.map(str::to_owned),
+        rtt_us: address.map(|_| 1_250),
+    };
+    let trace = Trace::new(
+        now + 2_000,
+        "198.18.40.17".into(),
+        false,
+        vec![
+            hop(1, Some("198.18.0.1")),
+            hop(2, None),
+            hop(3, Some("198.18.0.2")),
+        ],
+    );
+    controller
+        .reports
+        .attach_traces(&[(vec![ids[1]], trace)], now + 2_100)
+        .await
+        .expect("trace");
+    tokio::task::block_in_place(|| {
+        let mut browser = Chromium::start().expect("start headless Chromium");
+        browser
+            .navigate(&format!("{}/?device={}", api.base, ids[1]))
+            .expect("open the device");
+        browser
+            .wait_until(
+                "document.querySelector('#detail-trace ol.trace') !== null",
+                Duration::from_secs(20),
+            )
+            .expect("the trace drawn");
+        let shown = browser
+            .evaluate(
+                "(() => { const rows = [...document.querySelectorAll('#detail-trace li')]; \
+                 return [document.getElementById('detail-trace').textContent, \
+                   rows.map((row) => row.textContent), \
+                   rows.map((row) => row.className)]; })()",
+            )
+            .expect("the trace");
+        let text = shown[0].as_str().unwrap_or_default();
+        assert!(text.contains("ends at 198.18.0.2 (core-router)"), "{text}");
+        let rows: Vec<&str> = shown[1]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                "1  198.18.0.1  1.3 ms",
+                "2  *",
+                "3  198.18.0.2 (core-router)  1.3 ms  ← last hop that answered"
+            ]
+        );
+        assert_eq!(shown[2][2], "last-hop", "{shown}");
+        // A device never traced says so.
+        browser
+            .navigate(&format!("{}/?device={}", api.base, ids[0]))
+            .expect("open the router");
+        browser
+            .wait_until(
+                "(document.getElementById('detail-trace') || {textContent: ''}).textContent \
+                 .includes('never traced')",
+                Duration::from_secs(20),
+            )
+            .expect("the router was never traced");
+    });
+}

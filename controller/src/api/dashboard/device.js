@@ -1,7 +1,8 @@
 // A device's detail (`?device=ID`): its configuration, agent, parents and
 // children, maintenance, alert and acknowledgement; its RTT as a band
 // (min–max, mean line, loss marked) over 1 h / 24 h / 7 d / 30 d with
-// uPlot; its availability over that range; its changes as a timeline; and,
+// uPlot; its availability over that range; the path to it when it last
+// failed (its agent's trace); its changes as a timeline; and,
 // for an operator, acknowledge and maintenance, each saying what it did.
 
 // What this module uses of the dashboard, handed over by `useDashboard`
@@ -61,6 +62,8 @@ async function drawAll() {
       }))),
     chartBox,
     el("p", { id: "detail-availability" }),
+    el("h3", { text: "Path when it last failed" }),
+    el("div", { id: "detail-trace" }),
     el("h3", { text: "Changes" }),
     history);
   await drawFacts();
@@ -68,8 +71,34 @@ async function drawAll() {
   await Promise.all([drawChart(id, chartBox), drawAvailability(id), drawHistory(id, history)]);
 }
 
+// The device's last trace (`GET /api/v1/devices/{id}`'s `trace`): one row
+// per TTL, who answered and how fast, the last hop marked.
+async function drawTrace(id) {
+  const { trace } = await json(`/api/v1/devices/${id}`);
+  const box = document.getElementById("detail-trace");
+  if (shown !== id || !box) return;
+  if (!trace) {
+    box.replaceChildren(el("p", { text: "never traced: its agent traces the path when it goes down or degraded" }));
+    return;
+  }
+  const hop = (h) => {
+    const last = h.address && h.address === trace.last_hop && h.ttl === trace.hops.at(-1).ttl;
+    const name = last && trace.last_hop_device ? ` (${trace.last_hop_device})` : "";
+    return el("li", { class: last ? "last-hop" : "" },
+      `${h.ttl}  ${h.address ? h.address + name : "*"}`,
+      h.rtt_ms === null ? "" : `  ${h.rtt_ms.toFixed(1)} ms`,
+      last ? (trace.reached ? "  ← the device" : "  ← last hop that answered") : "");
+  };
+  box.replaceChildren(
+    el("p", {}, el("time", { datetime: trace.traced_at, text: `traced ${absolute(trace.traced_at)}` }),
+      ` to ${trace.target}: `,
+      trace.last_hop ? `ends at ${trace.last_hop}${trace.last_hop_device ? ` (${trace.last_hop_device})` : ""}` : "no hop answered"),
+    el("ol", { class: "trace" }, ...trace.hops.map(hop)));
+}
+
 async function drawFacts() {
   const id = shown;
+  drawTrace(id).catch(failed);
   const device = state.devices.get(id) || await json(`/api/v1/devices/${id}`);
   if (shown !== id) return;
   const box = document.getElementById("detail-facts");
