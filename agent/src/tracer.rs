@@ -1,10 +1,12 @@
 //! The trace thread: runs [`crate::engine::trace::Tracer`] on its own raw
-//! ICMP sockets (one per family, their own identifier), apart from the
-//! prober's threads, so a trace never delays a probe or a DOWN. It sleeps
-//! on its request channel while no trace runs.
+//! sockets (ICMP per family, with their own identifier, which also hear
+//! the routers' errors; raw TCP per family, sending only, for devices
+//! checked by TCP), apart from the prober's threads, so a trace never
+//! delays a probe or a DOWN. It sleeps on its request channel while no
+//! trace runs.
 //!
 //! ```text
-//!  run loop ── request(device, address) ──▶ trace thread ── TraceResult ──▶ run loop
+//!  run loop ── request(device, address, tcp port) ──▶ trace thread ── TraceResult ──▶ run loop
 //! ```
 
 use std::net::IpAddr;
@@ -15,7 +17,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::engine::trace::{TraceConfig, TraceResult, Tracer};
+use crate::engine::trace::{TraceConfig, TraceResult, Tracer, Via};
 use crate::packet::{Family, TagKey};
 use crate::sys::{OpenError, TraceSocket};
 
@@ -39,6 +41,17 @@ pub struct TraceStats {
     pub io_errors: AtomicU64,
 }
 
+/// A device to trace: its id, its address, and the port of its TCP check
+/// (`None`: checked by ICMP).
+type Request = (u64, IpAddr, Option<u16>);
+
+/// The thread's sockets: ICMP (sends echo requests, hears every answer),
+/// raw TCP (sends SYNs only).
+struct Sockets {
+    icmp: Vec<TraceSocket>,
+    tcp: Vec<TraceSocket>,
+}
+
 /// Why traces cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceStartError {
@@ -55,7 +68,7 @@ pub enum TraceStartError {
 
 /// The running trace thread.
 pub struct TraceThread {
-    requests: Option<Sender<(u64, IpAddr)>>,
+    requests: Option<Sender<Request>>,
     stats: Arc<TraceStats>,
     thread: Option<JoinHandle<()>>,
 }
@@ -69,22 +82,31 @@ impl TraceThread {
         on_done: impl FnMut(TraceResult) + Send + 'static,
     ) -> Result<Self, TraceStartError> {
         let ident = fastrand::u16(..);
-        let mut sockets = Vec::new();
+        let mut icmp = Vec::new();
+        let mut tcp = Vec::new();
         let mut refused = None;
         for family in [Family::V4, Family::V6] {
             match TraceSocket::open(family, ident, RECEIVE_WAIT) {
-                Ok(socket) => sockets.push(socket),
+                Ok(socket) => icmp.push(socket),
                 Err(error) => {
                     tracing::warn!(?family, %error, "paths to this family cannot be traced");
                     refused = Some(error);
+                    continue;
+                }
+            }
+            match TraceSocket::open_tcp(family) {
+                Ok(socket) => tcp.push(socket),
+                Err(error) => {
+                    tracing::warn!(?family, %error, "paths to devices checked by TCP are traced with ICMP");
                 }
             }
         }
-        if sockets.is_empty()
+        if icmp.is_empty()
             && let Some(error) = refused
         {
             return Err(error.into());
         }
+        let sockets = Sockets { icmp, tcp };
         let key = TagKey::random().map_err(TraceStartError::Random)?;
         let stats = Arc::new(TraceStats::default());
         let (requests, incoming) = std::sync::mpsc::channel();
@@ -105,11 +127,12 @@ impl TraceThread {
         })
     }
 
-    /// Asks for the path to `address` for `device`.
-    pub fn request(&self, device: u64, address: IpAddr) {
+    /// Asks for the path to `address` for `device`, with SYNs to
+    /// `tcp_port` if it is checked by TCP.
+    pub fn request(&self, device: u64, address: IpAddr, tcp_port: Option<u16>) {
         if let Some(requests) = &self.requests {
             // Fails only once the thread is gone (it never ends early).
-            let _ = requests.send((device, address));
+            let _ = requests.send((device, address, tcp_port));
         }
     }
 
@@ -131,8 +154,8 @@ impl Drop for TraceThread {
 
 fn trace_loop(
     mut tracer: Tracer,
-    sockets: &[TraceSocket],
-    incoming: &Receiver<(u64, IpAddr)>,
+    sockets: &Sockets,
+    incoming: &Receiver<Request>,
     stats: &TraceStats,
     mut on_done: impl FnMut(TraceResult),
 ) {
@@ -149,27 +172,31 @@ fn trace_loop(
         } else {
             None
         };
-        for (device, address) in first.into_iter().chain(incoming.try_iter()) {
-            if sockets
-                .iter()
-                .any(|socket| socket.family() == Family::of(address))
-            {
-                tracer.request(device, address, clock.now());
+        for (device, address, tcp_port) in first.into_iter().chain(incoming.try_iter()) {
+            let family = Family::of(address);
+            if sockets.icmp.iter().any(|socket| socket.family() == family) {
+                tracer.request(device, address, sockets.via(address, tcp_port), clock.now());
             } else {
                 stats.no_socket.fetch_add(1, Ordering::Relaxed);
             }
         }
         let now = clock.now();
         while let Some(probe) = tracer.poll_transmit(now, &mut buffer) {
-            let sent = sockets
+            let family = Family::of(probe.destination);
+            let on = if probe.tcp {
+                &sockets.tcp
+            } else {
+                &sockets.icmp
+            };
+            let sent = on
                 .iter()
-                .find(|socket| socket.family() == Family::of(probe.destination))
+                .find(|socket| socket.family() == family)
                 .map(|socket| socket.send(&buffer[..probe.len], probe.destination, probe.ttl));
             if !matches!(sent, Some(Ok(()))) {
                 stats.io_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
-        for socket in sockets {
+        for socket in &sockets.icmp {
             loop {
                 match socket.receive(&mut buffer) {
                     Ok(Some((len, source))) => {
@@ -191,5 +218,21 @@ fn trace_loop(
         stats.started.store(counters.started, Ordering::Relaxed);
         stats.shared.store(counters.shared, Ordering::Relaxed);
         stats.skipped.store(counters.skipped, Ordering::Relaxed);
+    }
+}
+
+impl Sockets {
+    /// How to trace `address`: SYNs to its TCP check's port where there is
+    /// a raw TCP socket and a route to take the source from, else echo
+    /// requests.
+    fn via(&self, address: IpAddr, tcp_port: Option<u16>) -> Via {
+        let family = Family::of(address);
+        match tcp_port {
+            Some(port) if self.tcp.iter().any(|socket| socket.family() == family) => {
+                crate::prober::route_source(address)
+                    .map_or(Via::Icmp, |source| Via::Tcp { port, source })
+            }
+            _ => Via::Icmp,
+        }
     }
 }

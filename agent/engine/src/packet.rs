@@ -7,7 +7,7 @@
 //!  0  magic   u32  "WARD"
 //!  4  index   u32  target slot in the engine
 //!  8  epoch   u16  generation of that slot (a reused slot rejects old replies)
-//! 10  (zero)  u16
+//! 10  (zero)  u16  (a trace's checksum filler: `trace`)
 //! 12  sent    u64  engine time of sending, ns
 //! 20  tag     u64  SipHash-1-3(key; destination, ident, seq, index, epoch, sent)
 //! ```
@@ -39,6 +39,7 @@ const ICMP6_ECHO_REPLY: u8 = 129;
 const IPV6_HEADER_LEN: usize = 40;
 const PROTO_ICMP: u8 = 1;
 const PROTO_ICMPV6: u8 = 58;
+const PROTO_TCP: u8 = 6;
 
 /// The secret that makes tags unforgeable; random per process.
 #[derive(Clone, Copy)]
@@ -274,29 +275,46 @@ impl IcmpErrorKind {
     }
 }
 
-/// An ICMP error quoting only the header of an echo request with our
-/// identifier (RFC 792 asks a router for 8 bytes of the original
-/// datagram, too few for the tag): what it says, unauthenticated.
+/// What an ICMP error quotes of a probe, read from the first 8 bytes of
+/// its transport header only (RFC 792 asks a router for no more; too few
+/// for an echo request's tag).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuotedProbe {
+    /// An echo request.
+    Echo {
+        /// Its identifier.
+        ident: u16,
+        /// Its sequence number.
+        seq: u16,
+    },
+    /// A TCP segment (our SYNs).
+    Syn {
+        /// Its source port.
+        source_port: u16,
+        /// Its destination port.
+        port: u16,
+        /// Its sequence number (a SYN's tag).
+        seq: u32,
+    },
+}
+
+/// An ICMP error read only as far as the quoted probe's first 8 bytes:
+/// what it says, unauthenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShortQuote {
     /// The quoted probe's destination.
     pub target: IpAddr,
-    /// The quoted probe's sequence number.
-    pub seq: u16,
+    /// The quoted probe.
+    pub probe: QuotedProbe,
     /// ICMP type and code of the error.
     pub kind: IcmpErrorKind,
     /// Who sent the error.
     pub reporter: IpAddr,
 }
 
-/// Reads an ICMP error that quotes at least the 8-byte header of an echo
-/// request carrying `ident` (but perhaps not its payload).
-pub fn short_quote(
-    packet: &[u8],
-    framing: Framing,
-    source: IpAddr,
-    ident: u16,
-) -> Option<ShortQuote> {
+/// Reads an ICMP error (destination unreachable, time exceeded) that
+/// quotes at least the first 8 bytes of an echo request or a TCP segment.
+pub fn short_quote(packet: &[u8], framing: Framing, source: IpAddr) -> Option<ShortQuote> {
     let icmp = match framing {
         Framing::Ipv4Header => strip_ipv4_header(packet, PROTO_ICMP).ok()?.1,
         Framing::IcmpOnly => packet,
@@ -304,24 +322,58 @@ pub fn short_quote(
     let (&icmp_type, rest) = icmp.split_first()?;
     let code = *rest.first()?;
     let quoted = icmp.get(ICMP_HEADER_LEN..)?;
-    let (target, quoted_icmp, echo_request) = match (Family::of(source), icmp_type) {
+    let (target, protocol, transport, echo_request) = match (Family::of(source), icmp_type) {
         (Family::V4, ICMP4_DEST_UNREACHABLE | ICMP4_TIME_EXCEEDED) => {
-            let (target, rest) = strip_ipv4_header(quoted, PROTO_ICMP).ok()?;
-            (target, rest, ICMP4_ECHO_REQUEST)
+            let first = *quoted.first()?;
+            let header_len = usize::from(first & 0x0f) * 4;
+            if first >> 4 != 4 || header_len < 20 || quoted.len() < header_len {
+                return None;
+            }
+            let target = IpAddr::from([quoted[16], quoted[17], quoted[18], quoted[19]]);
+            (
+                target,
+                quoted[9],
+                quoted.get(header_len..)?,
+                ICMP4_ECHO_REQUEST,
+            )
         }
         (Family::V6, ICMP6_DEST_UNREACHABLE | ICMP6_TIME_EXCEEDED) => {
-            let (target, rest) = strip_ipv6_header(quoted).ok()?;
-            (target, rest, ICMP6_ECHO_REQUEST)
+            if quoted.len() < IPV6_HEADER_LEN || quoted[0] >> 4 != 6 {
+                return None;
+            }
+            let mut target = [0u8; 16];
+            target.copy_from_slice(&quoted[24..40]);
+            let protocol = if quoted[6] == PROTO_ICMPV6 {
+                PROTO_ICMP
+            } else {
+                quoted[6]
+            };
+            (
+                IpAddr::from(target),
+                protocol,
+                &quoted[IPV6_HEADER_LEN..],
+                ICMP6_ECHO_REQUEST,
+            )
         }
         _ => return None,
     };
-    let header = quoted_icmp.get(..ICMP_HEADER_LEN)?;
-    if header[0] != echo_request || u16::from_be_bytes([header[4], header[5]]) != ident {
-        return None;
-    }
+    let header = transport.get(..ICMP_HEADER_LEN)?;
+    let be16 = |at: usize| u16::from_be_bytes([header[at], header[at + 1]]);
+    let probe = match protocol {
+        PROTO_ICMP if header[0] == echo_request => QuotedProbe::Echo {
+            ident: be16(4),
+            seq: be16(6),
+        },
+        PROTO_TCP => QuotedProbe::Syn {
+            source_port: be16(0),
+            port: be16(2),
+            seq: u32::from_be_bytes([header[4], header[5], header[6], header[7]]),
+        },
+        _ => return None,
+    };
     Some(ShortQuote {
         target,
-        seq: u16::from_be_bytes([header[6], header[7]]),
+        probe,
         kind: IcmpErrorKind { icmp_type, code },
         reporter: source,
     })

@@ -63,7 +63,7 @@ fn source_port(index: u32) -> u16 {
 
 /// The tag a SYN of `fields` to `destination`:`port` carries as its
 /// sequence number.
-fn tag(key: &TagKey, fields: &ProbeFields, destination: IpAddr, port: u16) -> u32 {
+pub(crate) fn tag(key: &TagKey, fields: &ProbeFields, destination: IpAddr, port: u16) -> u32 {
     let mut hasher = SipHasher13::new_with_keys(key.k0, key.k1);
     hasher.write(b"tcp");
     hasher.write(&ipv6_bytes(destination));
@@ -85,9 +85,22 @@ pub fn write_syn(
     destination: IpAddr,
     port: u16,
 ) -> usize {
+    let from = (source, source_port(fields.index));
+    write_syn_from(out, key, fields, from, destination, port)
+}
+
+/// [`write_syn`] from a given source port (a trace's one flow).
+pub(crate) fn write_syn_from(
+    out: &mut [u8],
+    key: &TagKey,
+    fields: &ProbeFields,
+    (source, source_port): (IpAddr, u16),
+    destination: IpAddr,
+    port: u16,
+) -> usize {
     let out = &mut out[..SYN_LEN];
     out.fill(0);
-    out[0..2].copy_from_slice(&source_port(fields.index).to_be_bytes());
+    out[0..2].copy_from_slice(&source_port.to_be_bytes());
     out[2..4].copy_from_slice(&port.to_be_bytes());
     out[4..8].copy_from_slice(&tag(key, fields, destination, port).to_be_bytes());
     // Header length 6 words (with the option), flags SYN.

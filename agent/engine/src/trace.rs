@@ -1,17 +1,24 @@
 //! The path to a device at the moment it failed: a traceroute the agent
 //! runs when a device goes down or degraded, sans-IO like the engine.
 //!
-//! As mtr does, a trace sends an echo request for every TTL from 1 to
+//! As mtr does, a trace sends a probe for every TTL from 1 to
 //! [`TraceConfig::max_hops`] at once, one round after another (each round
 //! only for the TTLs still silent), and keeps for each TTL the first
-//! address that answered and its best round trip. Every probe goes to the
-//! device's own address with the same identifier, so all of a trace's
-//! probes are one flow: ECMP cannot send TTL 3 one way and TTL 4 another.
-//! Probes carry the engine's tagged payload (its own identifier, so the
-//! engine's socket ignores them): a router that quotes the whole probe is
-//! authenticated by the tag; one that quotes only the 8-byte ICMP header
-//! (RFC 792) is matched by identifier, trace and TTL in the sequence
-//! number, and the quoted destination.
+//! address that answered and its best round trip. Probes are of the
+//! device's check protocol ([`Via`]), and all of a trace's probes are one
+//! flow, so ECMP cannot send TTL 3 one way and TTL 4 another: echo
+//! requests with one identifier and one checksum (a payload word makes up
+//! for what differs, as Paris traceroute does), or SYNs from one source
+//! port to the checked port.
+//!
+//! Echo requests carry the engine's tagged payload (the tracer's own
+//! identifier, so the engine's socket ignores them): a router that quotes
+//! the whole probe is authenticated by the tag; one that quotes only the
+//! first 8 bytes (RFC 792) is matched by identifier, trace, TTL and round
+//! in the sequence number, and the quoted destination. A SYN's sequence
+//! number is its tag (as the engine's, `crate::tcp`), checked on any
+//! quote; the tracer sees no SYN/ACK or RST, so a TCP trace ends at the
+//! last router that answered.
 //!
 //! A destination unreachable ends the path at its TTL (the router that
 //! said it is the last hop); an echo reply ends it at the device.
@@ -26,10 +33,11 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use crate::Nanos;
 use crate::packet::{
-    self, EchoTemplate, Family, Framing, IcmpErrorKind, ProbeFields, Rejection, TagKey, Verdict,
+    self, EchoTemplate, Family, Framing, IcmpErrorKind, ProbeFields, QuotedProbe, Rejection,
+    ShortQuote, TagKey, Verdict,
 };
+use crate::{Nanos, tcp};
 
 /// The most TTLs a trace can probe.
 pub const MAX_HOPS: u8 = 30;
@@ -64,6 +72,30 @@ impl Default for TraceConfig {
         }
     }
 }
+
+/// What a trace probes with: the device's check protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Echo requests.
+    Icmp,
+    /// SYNs to `port`, from `source` (the address of the route to the
+    /// device: the TCP checksum covers it).
+    Tcp {
+        /// The checked port.
+        port: u16,
+        /// The source address of the route to the device.
+        source: IpAddr,
+    },
+}
+
+/// The source ports of trace SYNs: below the engine's (32768 and up), so
+/// its socket never counts a trace's answer as a stray one.
+const FIRST_TRACE_PORT: u16 = 31744;
+const TRACE_PORTS: u32 = 1024;
+
+/// The checksum every echo request of a trace carries (any constant will
+/// do: the flow is what stays the same).
+const FLOW_CHECKSUM_SUM: u16 = 0x5741;
 
 /// One TTL of a finished trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +156,8 @@ pub struct TraceTransmit {
     pub ttl: u8,
     /// Bytes of the packet.
     pub len: usize,
+    /// A TCP SYN (for a raw TCP socket) rather than an echo request.
+    pub tcp: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -139,6 +173,7 @@ struct HopState {
 struct Trace {
     id: u32,
     target: IpAddr,
+    via: Via,
     devices: Vec<u64>,
     hops: [HopState; MAX_HOPS as usize],
     /// The lowest TTL that ended the path (reply or unreachable).
@@ -157,7 +192,7 @@ pub struct Tracer {
     ident: u16,
     templates: [EchoTemplate; 2],
     running: Vec<Trace>,
-    waiting: VecDeque<(IpAddr, Vec<u64>)>,
+    waiting: VecDeque<(IpAddr, Via, Vec<u64>)>,
     /// Finished traces that still answer for their prefix.
     recent: VecDeque<(Nanos, TraceResult)>,
     done: VecDeque<TraceResult>,
@@ -189,8 +224,9 @@ impl Tracer {
         }
     }
 
-    /// Asks for the path to `address` on behalf of `device`.
-    pub fn request(&mut self, device: u64, address: IpAddr, now: Nanos) -> Requested {
+    /// Asks for the path to `address` on behalf of `device`, probing
+    /// `via` its check protocol.
+    pub fn request(&mut self, device: u64, address: IpAddr, via: Via, now: Nanos) -> Requested {
         self.forget_old(now);
         let prefix = prefix_of(address);
         if let Some(trace) = self
@@ -199,10 +235,10 @@ impl Tracer {
             .find(|trace| prefix_of(trace.target) == prefix)
         {
             trace.devices.push(device);
-        } else if let Some((_, devices)) = self
+        } else if let Some((_, _, devices)) = self
             .waiting
             .iter_mut()
-            .find(|(target, _)| prefix_of(*target) == prefix)
+            .find(|(target, _, _)| prefix_of(*target) == prefix)
         {
             devices.push(device);
         } else if let Some((_, result)) = self
@@ -214,11 +250,11 @@ impl Tracer {
             self.done.push_back(shared);
         } else if self.running.len() < self.config.max_running {
             self.counters.started += 1;
-            self.begin(address, vec![device], now);
+            self.begin(address, via, vec![device], now);
             return Requested::Started;
         } else if self.waiting.len() < self.config.max_waiting {
             self.counters.started += 1;
-            self.waiting.push_back((address, vec![device]));
+            self.waiting.push_back((address, via, vec![device]));
             return Requested::Started;
         } else {
             self.counters.skipped += 1;
@@ -228,11 +264,12 @@ impl Tracer {
         Requested::Shared
     }
 
-    fn begin(&mut self, target: IpAddr, devices: Vec<u64>, now: Nanos) {
+    fn begin(&mut self, target: IpAddr, via: Via, devices: Vec<u64>, now: Nanos) {
         self.next_id = self.next_id.wrapping_add(1);
         self.running.push(Trace {
             id: self.next_id,
             target,
+            via,
             devices,
             hops: [HopState::default(); MAX_HOPS as usize],
             end: None,
@@ -273,16 +310,31 @@ impl Tracer {
                     epoch: 0,
                     sent_ns: now,
                 };
-                let template = match Family::of(trace.target) {
-                    Family::V4 => &self.templates[0],
-                    Family::V6 => &self.templates[1],
+                let len = match trace.via {
+                    Via::Icmp => {
+                        let template = match Family::of(trace.target) {
+                            Family::V4 => &self.templates[0],
+                            Family::V6 => &self.templates[1],
+                        };
+                        let len = template.write(out, &self.key, &fields, trace.target, true);
+                        same_checksum(&mut out[..len], Family::of(trace.target));
+                        len
+                    }
+                    Via::Tcp { port, source } => tcp::write_syn_from(
+                        out,
+                        &self.key,
+                        &fields,
+                        (source, trace_port(trace.id)),
+                        trace.target,
+                        port,
+                    ),
                 };
-                let len = template.write(out, &self.key, &fields, trace.target, false);
                 self.counters.probes_sent += 1;
                 return Some(TraceTransmit {
                     destination: trace.target,
                     ttl,
                     len,
+                    tcp: matches!(trace.via, Via::Tcp { .. }),
                 });
             }
         }
@@ -308,19 +360,50 @@ impl Tracer {
             ),
             Err(Rejection::BadTag | Rejection::Malformed) => {}
             Err(Rejection::NotOurs) => {
-                if let Some(quote) = packet::short_quote(packet, framing, source, self.ident) {
-                    // Which trace: the one to the quoted destination.
-                    if let Some(id) = self
-                        .running
-                        .iter()
-                        .find(|trace| trace.target == quote.target)
-                        .map(|trace| trace.id)
-                    {
-                        let answer = Some((quote.reporter, quote.kind, None));
-                        self.answered(id, quote.target, quote.seq, answer, now);
-                    }
+                if let Some(quote) = packet::short_quote(packet, framing, source)
+                    && let Some((id, seq)) = self.quoted_probe(&quote)
+                {
+                    let answer = Some((quote.reporter, quote.kind, None));
+                    self.answered(id, quote.target, seq, answer, now);
                 }
             }
+        }
+    }
+
+    /// The trace and sequence number of a probe an ICMP error quotes only
+    /// in part: an echo request by its identifier and destination, a SYN
+    /// by its flow and its tag (recomputed for each TTL of the round).
+    fn quoted_probe(&self, quote: &ShortQuote) -> Option<(u32, u16)> {
+        let trace = self
+            .running
+            .iter()
+            .find(|trace| trace.target == quote.target)?;
+        match (quote.probe, trace.via) {
+            (QuotedProbe::Echo { ident, seq }, Via::Icmp) if ident == self.ident => {
+                Some((trace.id, seq))
+            }
+            (
+                QuotedProbe::Syn {
+                    source_port,
+                    port,
+                    seq,
+                },
+                Via::Tcp { port: checked, .. },
+            ) if source_port == trace_port(trace.id) && port == checked => {
+                (1..=self.config.max_hops).find_map(|ttl| {
+                    let sent_ns = trace.hops[usize::from(ttl - 1)].sent_at?;
+                    let fields = ProbeFields {
+                        ident: self.ident,
+                        seq: sequence(trace.round, ttl),
+                        index: trace.id,
+                        epoch: 0,
+                        sent_ns,
+                    };
+                    (tcp::tag(&self.key, &fields, trace.target, port) == seq)
+                        .then_some((trace.id, fields.seq))
+                })
+            }
+            _ => None,
         }
     }
 
@@ -397,9 +480,9 @@ impl Tracer {
             self.done.extend(split_for_sharers(result));
         }
         while self.running.len() < self.config.max_running
-            && let Some((target, devices)) = self.waiting.pop_front()
+            && let Some((target, via, devices)) = self.waiting.pop_front()
         {
-            self.begin(target, devices, now);
+            self.begin(target, via, devices, now);
         }
     }
 
@@ -425,6 +508,34 @@ impl Tracer {
     pub fn ident(&self) -> u16 {
         self.ident
     }
+}
+
+/// The one source port of trace `id`'s SYNs.
+fn trace_port(id: u32) -> u16 {
+    FIRST_TRACE_PORT + u16::try_from(id % TRACE_PORTS).unwrap_or(0)
+}
+
+/// Makes an echo request's checksum the same for every probe of every
+/// trace (what per-flow load balancers may hash besides the addresses):
+/// the payload's unused word (bytes 18 and 19) makes up for the fields that
+/// differ. IPv4 gets that checksum written; for ICMPv6 the kernel computes
+/// it, over a pseudo-header that is the same for every probe of a trace.
+fn same_checksum(echo: &mut [u8], family: Family) {
+    echo[2..4].fill(0);
+    echo[18..20].fill(0);
+    let sum = !packet::internet_checksum(echo);
+    // One's complement: sum + filler = FLOW_CHECKSUM_SUM.
+    let filler = ones_complement_add(FLOW_CHECKSUM_SUM, !sum);
+    echo[18..20].copy_from_slice(&filler.to_be_bytes());
+    if family == Family::V4 {
+        let checksum = packet::internet_checksum(echo);
+        echo[2..4].copy_from_slice(&checksum.to_be_bytes());
+    }
+}
+
+fn ones_complement_add(a: u16, b: u16) -> u16 {
+    let sum = u32::from(a) + u32::from(b);
+    ((sum & 0xffff) + (sum >> 16)) as u16
 }
 
 /// A probe's sequence number: its round and its TTL.

@@ -13,6 +13,7 @@
 
 mod engine_thread;
 mod open;
+pub(crate) use open::route_source;
 mod packet_path;
 mod receiver;
 

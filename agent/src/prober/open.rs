@@ -92,18 +92,26 @@ pub(super) fn with_route_source(spec: TargetSpec) -> TargetSpec {
     if spec.check == Check::Icmp || spec.source.is_some() {
         return spec;
     }
-    let unspecified = match spec.address {
+    TargetSpec {
+        source: route_source(spec.address),
+        ..spec
+    }
+}
+
+/// The source address of the route to `address` (what the kernel would
+/// bind a connection to it to), if there is a route.
+pub(crate) fn route_source(address: IpAddr) -> Option<IpAddr> {
+    let unspecified = match address {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let source = UdpSocket::bind((unspecified, 0))
+    UdpSocket::bind((unspecified, 0))
         .and_then(|socket| {
-            socket.connect((spec.address, 9))?;
+            socket.connect((address, 9))?;
             socket.local_addr()
         })
         .map(|bound| bound.ip())
-        .ok();
-    TargetSpec { source, ..spec }
+        .ok()
 }
 
 /// The receiver thread's readiness: every socket registered, and a waker

@@ -15,6 +15,7 @@ use super::{
     Agent, FIRST_BACKOFF, REFUSED_BACKOFF, RunError, SEND_TIMEOUT, SLOW_REPORT, convert, now_ms,
     off_the_workers,
 };
+use crate::engine::Check;
 use crate::engine::trace::TraceResult;
 use crate::packet::Family;
 use crate::prober::Control;
@@ -131,7 +132,11 @@ impl Agent {
         if let (Some(tracer), Some((spec, _))) =
             (&self.tracer, self.assigned.get(&transition.device_id))
         {
-            tracer.request(transition.device_id, spec.address);
+            let tcp_port = match spec.check {
+                Check::Icmp => None,
+                Check::Tcp { port, .. } | Check::IcmpOrTcp { port, .. } => Some(port),
+            };
+            tracer.request(transition.device_id, spec.address, tcp_port);
         }
     }
 

@@ -83,6 +83,12 @@ pub fn attach_ipv6_echo_filter(fd: RawFd, ident: u16) -> io::Result<()> {
     attach(fd, &program)
 }
 
+/// Passes nothing: for a socket that only sends (a raw TCP socket would
+/// otherwise queue a copy of every TCP segment the host receives).
+pub fn attach_reject_all(fd: RawFd) -> io::Result<()> {
+    attach(fd, &[op(BPF_RET | BPF_K, 0, 0, REJECT)])
+}
+
 /// On a raw TCP socket, passes only what may answer a SYN probe: a
 /// SYN/ACK or an RST to a port of 32768 and above (`ward_engine::tcp`).
 /// An IPv4 socket sees the IP header first (`ipv4_header`), an IPv6 one

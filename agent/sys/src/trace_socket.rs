@@ -54,7 +54,31 @@ impl TraceSocket {
         Ok(Self { socket, family })
     }
 
-    /// Sends `packet` (an echo request) to `destination` with TTL `ttl`.
+    /// Opens a raw TCP socket that only sends a trace's SYNs (it reads
+    /// nothing: a kernel filter drops every segment). Needs `CAP_NET_RAW`.
+    pub fn open_tcp(family: Family) -> Result<Self, OpenError> {
+        let domain = match family {
+            Family::V4 => Domain::IPV4,
+            Family::V6 => Domain::IPV6,
+        };
+        let io_error = |source| OpenError::Io { family, source };
+        let socket =
+            Socket::new(domain, Type::RAW.cloexec(), Some(Protocol::TCP)).map_err(|error| {
+                if is_permission(&error) {
+                    OpenError::NoRawTrace {
+                        family,
+                        binary: this_binary(),
+                    }
+                } else {
+                    io_error(error)
+                }
+            })?;
+        filter::attach_reject_all(socket.as_raw_fd()).map_err(io_error)?;
+        Ok(Self { socket, family })
+    }
+
+    /// Sends `packet` (an echo request, or a SYN on a TCP socket) to
+    /// `destination` with TTL `ttl`.
     pub fn send(&self, packet: &[u8], destination: IpAddr, ttl: u8) -> io::Result<()> {
         match self.family {
             Family::V4 => self.socket.set_ttl_v4(u32::from(ttl))?,

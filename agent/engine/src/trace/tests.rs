@@ -35,13 +35,13 @@ impl Network {
     fn answer(&self, probe: &[u8], sent: TraceTransmit) -> Option<(Vec<u8>, IpAddr)> {
         let hop = usize::from(sent.ttl);
         if hop <= self.path.len() {
-            return Some(self.error(self.path[hop - 1], 11, 0, probe, sent.destination));
+            return Some(self.error(self.path[hop - 1], (11, 0), probe, sent));
         }
         match self.end {
             End::Silent => None,
             End::Unreachable => {
                 let router = *self.path.last().expect("a path");
-                Some(self.error(router, 3, 1, probe, sent.destination))
+                Some(self.error(router, (3, 1), probe, sent))
             }
             End::Reached => {
                 let mut reply = probe.to_vec();
@@ -54,13 +54,15 @@ impl Network {
     fn error(
         &self,
         router: IpAddr,
-        icmp_type: u8,
-        code: u8,
+        (icmp_type, code): (u8, u8),
         probe: &[u8],
-        target: IpAddr,
+        sent: TraceTransmit,
     ) -> (Vec<u8>, IpAddr) {
+        let target = sent.destination;
         let quoted_len = if self.short_quotes { 8 } else { probe.len() };
-        let quoted = ipv4(LOCAL, target, &probe[..quoted_len]);
+        let protocol = if sent.tcp { 6 } else { 1 };
+        let mut quoted = ipv4(LOCAL, target, &probe[..quoted_len]);
+        quoted[9] = protocol;
         let mut icmp = vec![icmp_type, code, 0, 0, 0, 0, 0, 0];
         icmp.extend_from_slice(&quoted);
         (ipv4(router, LOCAL, &icmp), router)
@@ -123,7 +125,7 @@ fn a_silent_device_behind_three_routers_ends_at_the_third() {
     };
     let mut tracer = tracer();
     let target = address("198.18.5.10");
-    assert_eq!(tracer.request(1, target, 0), Requested::Started);
+    assert_eq!(tracer.request(1, target, Via::Icmp, 0), Requested::Started);
     let done = run(&mut tracer, &network, 0);
     assert_eq!(done.len(), 1, "{done:?}");
     let result = &done[0];
@@ -147,7 +149,7 @@ fn a_destination_unreachable_ends_the_path_at_its_router() {
         short_quotes: false,
     };
     let mut tracer = tracer();
-    tracer.request(1, address("198.18.5.10"), 0);
+    tracer.request(1, address("198.18.5.10"), Via::Icmp, 0);
     let done = run(&mut tracer, &network, 0);
     let last = routers(2)[1];
     assert_eq!(
@@ -167,7 +169,7 @@ fn routers_that_quote_only_the_icmp_header_are_still_matched() {
         short_quotes: true,
     };
     let mut tracer = tracer();
-    tracer.request(1, address("198.18.5.10"), 0);
+    tracer.request(1, address("198.18.5.10"), Via::Icmp, 0);
     let done = run(&mut tracer, &network, 0);
     assert_eq!(
         addresses(&done[0]),
@@ -185,9 +187,9 @@ fn a_reached_device_ends_its_own_trace_and_its_neighbours_get_the_path_to_it() {
     };
     let mut tracer = tracer();
     let target = address("198.18.5.10");
-    tracer.request(1, target, 0);
+    tracer.request(1, target, Via::Icmp, 0);
     assert_eq!(
-        tracer.request(2, address("198.18.5.11"), 0),
+        tracer.request(2, address("198.18.5.11"), Via::Icmp, 0),
         Requested::Shared
     );
     let done = run(&mut tracer, &network, 0);
@@ -207,7 +209,7 @@ fn a_reached_device_ends_its_own_trace_and_its_neighbours_get_the_path_to_it() {
 fn a_forged_error_names_no_hop() {
     let mut tracer = tracer();
     let target = address("198.18.5.10");
-    tracer.request(1, target, 0);
+    tracer.request(1, target, Via::Icmp, 0);
     let mut buffer = [0u8; 64];
     let sent = tracer.poll_transmit(0, &mut buffer).expect("TTL 1");
     let mut probe = buffer[..sent.len].to_vec();
@@ -235,7 +237,7 @@ fn an_outage_of_thousands_of_devices_starts_a_handful_of_traces() {
     let requested: Vec<Requested> = (0..2000u32)
         .map(|n| {
             let address = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 8, 0)) + n));
-            tracer.request(u64::from(n), address, 0)
+            tracer.request(u64::from(n), address, Via::Icmp, 0)
         })
         .collect();
     let started = requested
@@ -250,7 +252,7 @@ fn an_outage_of_thousands_of_devices_starts_a_handful_of_traces() {
         let address = IpAddr::V4(Ipv4Addr::from(
             u32::from(Ipv4Addr::new(198, 18, 0, 9)) + (n << 8),
         ));
-        tracer.request(u64::from(n), address, 0);
+        tracer.request(u64::from(n), address, Via::Icmp, 0);
     }
     let counters = tracer.counters();
     assert_eq!((counters.started, counters.skipped), (20, 80));
@@ -263,7 +265,7 @@ fn an_outage_of_thousands_of_devices_starts_a_handful_of_traces() {
     let mut tracer = self::tracer();
     for n in 0..2000u32 {
         let address = IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(198, 18, 8, 0)) + n));
-        tracer.request(u64::from(n), address, 0);
+        tracer.request(u64::from(n), address, Via::Icmp, 0);
     }
     let done = run(&mut tracer, &network, 0);
     let told: usize = done.iter().map(|result| result.devices.len()).sum();
@@ -278,11 +280,11 @@ fn a_device_failing_just_after_its_neighbour_shares_the_finished_trace() {
         short_quotes: false,
     };
     let mut tracer = tracer();
-    tracer.request(1, address("198.18.5.10"), 0);
+    tracer.request(1, address("198.18.5.10"), Via::Icmp, 0);
     let first = run(&mut tracer, &network, 0);
     let at = 10 * SECOND;
     assert_eq!(
-        tracer.request(2, address("198.18.5.20"), at),
+        tracer.request(2, address("198.18.5.20"), Via::Icmp, at),
         Requested::Shared
     );
     let shared = tracer.poll_done().expect("at once");
@@ -293,7 +295,67 @@ fn a_device_failing_just_after_its_neighbour_shares_the_finished_trace() {
     // After the sharing time, a new trace.
     let later = at + TraceConfig::default().share_for_ns;
     assert_eq!(
-        tracer.request(3, address("198.18.5.30"), later),
+        tracer.request(3, address("198.18.5.30"), Via::Icmp, later),
         Requested::Started
     );
+}
+
+#[test]
+fn every_echo_request_of_a_trace_is_one_flow_with_a_valid_checksum() {
+    let mut tracer = tracer();
+    tracer.request(1, address("198.18.5.10"), Via::Icmp, 0);
+    tracer.request(2, address("198.18.6.10"), Via::Icmp, 0);
+    let mut buffer = [0u8; 64];
+    let mut heads = std::collections::HashSet::new();
+    let mut sent = 0;
+    while let Some(probe) = tracer.poll_transmit(0, &mut buffer) {
+        let echo = &buffer[..probe.len];
+        assert_eq!(packet::internet_checksum(echo), 0, "a valid checksum");
+        heads.insert(echo[..6].to_vec());
+        sent += 1;
+    }
+    assert_eq!(sent, 40);
+    assert_eq!(heads.len(), 1, "type, code, checksum and identifier alike");
+}
+
+#[test]
+fn a_tcp_checked_device_is_traced_with_syns_of_one_flow_and_short_quotes_are_authenticated() {
+    let network = Network {
+        path: routers(2),
+        end: End::Silent,
+        short_quotes: true,
+    };
+    let mut tracer = tracer();
+    let via = Via::Tcp {
+        port: 443,
+        source: LOCAL,
+    };
+    tracer.request(1, address("198.18.5.10"), via, 0);
+    let mut buffer = [0u8; 64];
+    let first = tracer.poll_transmit(0, &mut buffer).expect("TTL 1");
+    assert!(first.tcp);
+    let flow = buffer[..4].to_vec();
+    // A router quoting a SYN whose tag was tampered with names no hop.
+    let mut forged = buffer[..first.len].to_vec();
+    forged[7] ^= 1;
+    let (packet, source) = network.answer(&forged, first).expect("an answer");
+    tracer.handle_packet(&packet, Framing::Ipv4Header, source, 1);
+    let (packet, source) = network
+        .answer(&buffer[..first.len], first)
+        .expect("an answer");
+    tracer.handle_packet(&packet, Framing::Ipv4Header, source, 2);
+    let mut ports = std::collections::HashSet::from([flow]);
+    while let Some(sent) = tracer.poll_transmit(0, &mut buffer) {
+        ports.insert(buffer[..4].to_vec());
+        if let Some((packet, source)) = network.answer(&buffer[..sent.len], sent) {
+            tracer.handle_packet(&packet, Framing::Ipv4Header, source, 3);
+        }
+    }
+    assert_eq!(ports.len(), 1, "one source port, one destination port");
+    let done = run(&mut tracer, &network, 0);
+    assert_eq!(
+        addresses(&done[0]),
+        routers(2).into_iter().map(Some).collect::<Vec<_>>()
+    );
+    assert_eq!(done[0].hops[0].rtt_ns, Some(2), "the authentic answer's");
 }
