@@ -41,6 +41,19 @@ fn tracer_in(lab: &Lab) -> (TraceThread, Receiver<TraceResult>) {
     (tracer, finished)
 }
 
+/// The next two finished traces, by device.
+fn two_traces(finished: &Receiver<TraceResult>) -> Vec<TraceResult> {
+    let mut results: Vec<TraceResult> = (0..2)
+        .map(|_| {
+            finished
+                .recv_timeout(Duration::from_secs(10))
+                .expect("a trace within 10 s")
+        })
+        .collect();
+    results.sort_by_key(|result| result.devices.clone());
+    results
+}
+
 fn last_hop(result: &TraceResult) -> Option<IpAddr> {
     result.hops.iter().rev().find_map(|hop| hop.address)
 }
@@ -52,14 +65,7 @@ fn a_cut_beyond_the_router_ends_the_path_at_the_router_in_both_families() {
     let (tracer, finished) = tracer_in(&lab);
     tracer.request(1, "198.18.40.7".parse().expect("address"), None);
     tracer.request(2, "2001:2:0:40::7".parse().expect("address"), None);
-    let mut results: Vec<TraceResult> = (0..2)
-        .map(|_| {
-            finished
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a trace within 10 s")
-        })
-        .collect();
-    results.sort_by_key(|result| result.devices.clone());
+    let results = two_traces(&finished);
     assert_eq!(
         last_hop(&results[0]),
         Some(lab.router_address()),
@@ -104,14 +110,7 @@ fn a_device_checked_by_tcp_is_traced_with_syns_and_one_by_icmp_with_echo_request
     // Two /24s, so the two do not share one trace.
     tracer.request(1, "198.18.40.7".parse().expect("address"), Some(443));
     tracer.request(2, "198.18.41.7".parse().expect("address"), None);
-    let mut results: Vec<TraceResult> = (0..2)
-        .map(|_| {
-            finished
-                .recv_timeout(Duration::from_secs(10))
-                .expect("a trace within 10 s")
-        })
-        .collect();
-    results.sort_by_key(|result| result.devices.clone());
+    let results = two_traces(&finished);
     assert_eq!(
         last_hop(&results[0]),
         Some(lab.router_address()),

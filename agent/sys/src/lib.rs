@@ -156,28 +156,12 @@ impl ProbeSocket {
     /// kernel builds the IP header, a kernel filter passes only SYN/ACKs
     /// and RSTs to the probes' ports. Needs `CAP_NET_RAW`.
     pub fn open_tcp(family: Family, receive_buffer: usize) -> Result<Self, OpenError> {
-        let domain = match family {
-            Family::V4 => Domain::IPV4,
-            Family::V6 => Domain::IPV6,
-        };
-        let socket = Socket::new(
-            domain,
+        let socket = raw_socket(
+            family,
             Type::RAW.nonblocking().cloexec(),
-            Some(Protocol::TCP),
-        )
-        .map_err(|error| {
-            if is_permission(&error) {
-                OpenError::NoRawTcp {
-                    family,
-                    binary: this_binary(),
-                }
-            } else {
-                OpenError::Io {
-                    family,
-                    source: error,
-                }
-            }
-        })?;
+            Protocol::TCP,
+            |binary| OpenError::NoRawTcp { family, binary },
+        )?;
         let fd = socket.as_raw_fd();
         let receive_buffer = set_receive_buffer(&socket, receive_buffer);
         let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, SEND_BUFFER);
@@ -352,6 +336,31 @@ impl PacketSocket {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// A raw socket of `family` and `kind` for `protocol`; a refusal for want
+/// of permission is `refused` (given this program's path, for the setcap
+/// hint).
+pub(crate) fn raw_socket(
+    family: Family,
+    kind: Type,
+    protocol: Protocol,
+    refused: impl FnOnce(String) -> OpenError,
+) -> Result<Socket, OpenError> {
+    let domain = match family {
+        Family::V4 => Domain::IPV4,
+        Family::V6 => Domain::IPV6,
+    };
+    Socket::new(domain, kind, Some(protocol)).map_err(|error| {
+        if is_permission(&error) {
+            refused(this_binary())
+        } else {
+            OpenError::Io {
+                family,
+                source: error,
+            }
+        }
+    })
 }
 
 fn is_permission(error: &io::Error) -> bool {

@@ -9,11 +9,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Protocol, SockAddr, Socket, Type};
 
 use ward_engine::packet::{Family, Framing};
 
-use super::{OpenError, filter, is_permission, this_binary};
+use super::{OpenError, filter, raw_socket};
 
 /// A raw ICMP socket for trace probes.
 #[derive(Debug)]
@@ -28,21 +28,14 @@ impl TraceSocket {
     /// `CAP_NET_RAW` (a datagram ICMP socket cannot set a TTL per probe
     /// and hears no router's errors).
     pub fn open(family: Family, ident: u16, wait: Duration) -> Result<Self, OpenError> {
-        let (domain, protocol) = match family {
-            Family::V4 => (Domain::IPV4, Protocol::ICMPV4),
-            Family::V6 => (Domain::IPV6, Protocol::ICMPV6),
+        let protocol = match family {
+            Family::V4 => Protocol::ICMPV4,
+            Family::V6 => Protocol::ICMPV6,
         };
-        let io_error = |source| OpenError::Io { family, source };
-        let socket = Socket::new(domain, Type::RAW.cloexec(), Some(protocol)).map_err(|error| {
-            if is_permission(&error) {
-                OpenError::NoRawTrace {
-                    family,
-                    binary: this_binary(),
-                }
-            } else {
-                io_error(error)
-            }
+        let socket = raw_socket(family, Type::RAW.cloexec(), protocol, |binary| {
+            OpenError::NoRawTrace { family, binary }
         })?;
+        let io_error = |source| OpenError::Io { family, source };
         socket.set_read_timeout(Some(wait)).map_err(io_error)?;
         let fd = socket.as_raw_fd();
         match family {
@@ -57,23 +50,11 @@ impl TraceSocket {
     /// Opens a raw TCP socket that only sends a trace's SYNs (it reads
     /// nothing: a kernel filter drops every segment). Needs `CAP_NET_RAW`.
     pub fn open_tcp(family: Family) -> Result<Self, OpenError> {
-        let domain = match family {
-            Family::V4 => Domain::IPV4,
-            Family::V6 => Domain::IPV6,
-        };
-        let io_error = |source| OpenError::Io { family, source };
-        let socket =
-            Socket::new(domain, Type::RAW.cloexec(), Some(Protocol::TCP)).map_err(|error| {
-                if is_permission(&error) {
-                    OpenError::NoRawTrace {
-                        family,
-                        binary: this_binary(),
-                    }
-                } else {
-                    io_error(error)
-                }
-            })?;
-        filter::attach_reject_all(socket.as_raw_fd()).map_err(io_error)?;
+        let socket = raw_socket(family, Type::RAW.cloexec(), Protocol::TCP, |binary| {
+            OpenError::NoRawTrace { family, binary }
+        })?;
+        filter::attach_reject_all(socket.as_raw_fd())
+            .map_err(|source| OpenError::Io { family, source })?;
         Ok(Self { socket, family })
     }
 

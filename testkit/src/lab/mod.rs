@@ -25,6 +25,8 @@
 
 mod cidr;
 mod impair;
+mod links;
+mod router;
 mod stale;
 
 pub use stale::remove_stale_labs;
@@ -51,25 +53,10 @@ const SITE_V4_GATEWAY: &str = "198.18.0.2";
 const CLIENT_V6: &str = "2001:2::1/64";
 const SITE_V6: &str = "2001:2::2/64";
 const SITE_V6_GATEWAY: &str = "2001:2::2";
-const CLIENT_V4_PEER: &str = "198.18.0.1";
-const CLIENT_V6_PEER: &str = "2001:2::1";
 const CLIENT_HOST_V4: &str = "198.18.0.1/32";
 const CLIENT_HOST_V6: &str = "2001:2::1/128";
 const CLIENT_MAC: &str = "02:00:c6:12:00:01";
 const SITE_MAC: &str = "02:00:c6:12:00:02";
-
-const ROUTER_LINK: &str = "wr0";
-const HOSTS_LINK: &str = "wb0";
-const ROUTER_V4: &str = "198.18.0.5/30";
-const HOSTS_V4: &str = "198.18.0.6/30";
-const ROUTER_V6: &str = "2001:2:0:fe::1/64";
-const HOSTS_V6: &str = "2001:2:0:fe::2/64";
-const ROUTER_V4_PEER: &str = "198.18.0.5";
-const ROUTER_V6_PEER: &str = "2001:2:0:fe::1";
-const HOSTS_V4_PEER: &str = "198.18.0.6";
-const HOSTS_V6_PEER: &str = "2001:2:0:fe::2";
-const ROUTER_MAC: &str = "02:00:c6:12:00:05";
-const HOSTS_MAC: &str = "02:00:c6:12:00:06";
 
 /// The client namespace routes these through the site.
 const LAB_V4: &str = "198.18.0.0/15";
@@ -226,68 +213,6 @@ impl Lab {
         Ok(lab)
     }
 
-    /// A veth pair from the client namespace to the host's, on the /30
-    /// number `id` of 198.19.0.0/16 (the host end is `.1`, the client end
-    /// `.2`) and 2001:2:0:8000+`id`::/64 (`::1`, `::2`).
-    /// Deleting the client namespace deletes both ends.
-    fn link_to_host(&mut self, id: u32) -> anyhow::Result<()> {
-        let base = 4 * (id % (1 << 14));
-        let (third, fourth) = (base / 256, base % 256);
-        let host = format!("198.19.{third}.{}", fourth + 1);
-        let client = format!("198.19.{third}.{}", fourth + 2);
-        let host_link = format!("wh{}-{id}", std::process::id() % 100_000);
-        // Recorded before it exists, so that any failure below removes it.
-        self.host_link = Some(host_link.clone());
-        ip(&[
-            "-n",
-            &self.client,
-            "link",
-            "add",
-            "wx0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &host_link,
-            "netns",
-            "1",
-        ])?;
-        ip(&[
-            "-n",
-            &self.client,
-            "addr",
-            "add",
-            &format!("{client}/30"),
-            "dev",
-            "wx0",
-        ])?;
-        ip(&["-n", &self.client, "link", "set", "wx0", "up"])?;
-        ip(&["addr", "add", &format!("{host}/30"), "dev", &host_link])?;
-        let net6 = format!("2001:2:0:{:x}", 0x8000 + id % 0x8000);
-        ip(&[
-            "-n",
-            &self.client,
-            "addr",
-            "add",
-            &format!("{net6}::2/64"),
-            "dev",
-            "wx0",
-            "nodad",
-        ])?;
-        ip(&[
-            "addr",
-            "add",
-            &format!("{net6}::1/64"),
-            "dev",
-            &host_link,
-            "nodad",
-        ])?;
-        ip(&["link", "set", &host_link, "up"])?;
-        self.host_address = Some(host.parse()?);
-        self.host_address_v6 = Some(format!("{net6}::1").parse()?);
-        Ok(())
-    }
-
     /// The host's IPv6 address on the host link.
     pub fn host_address_v6(&self) -> Option<IpAddr> {
         self.host_address_v6
@@ -313,197 +238,6 @@ impl Lab {
     /// The host's address on the host link ([`SiteConfig::host_link`]).
     pub fn host_address(&self) -> Option<IpAddr> {
         self.host_address
-    }
-
-    fn wire(&self) -> anyhow::Result<()> {
-        let (c, s) = (self.client.as_str(), self.site.as_str());
-        ip(&[
-            "-n",
-            c,
-            "link",
-            "add",
-            CLIENT_LINK,
-            "address",
-            CLIENT_MAC,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            SITE_LINK,
-            "address",
-            SITE_MAC,
-            "netns",
-            s,
-        ])?;
-        let ends = [
-            (
-                c,
-                CLIENT_LINK,
-                CLIENT_V4,
-                CLIENT_V6,
-                SITE_V4_GATEWAY,
-                SITE_V6_GATEWAY,
-                SITE_MAC,
-            ),
-            (
-                s,
-                SITE_LINK,
-                SITE_V4,
-                SITE_V6,
-                CLIENT_V4_PEER,
-                CLIENT_V6_PEER,
-                CLIENT_MAC,
-            ),
-        ];
-        for (ns, link, v4, v6, peer_v4, peer_v6, peer_mac) in ends {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", v4, "dev", link])?;
-            ip(&["-n", ns, "-6", "addr", "add", v6, "dev", link, "nodad"])?;
-            ip(&["-n", ns, "link", "set", link, "up"])?;
-            // A two-node link: permanent neighbour entries make the first
-            // packet go through (IPv6 neighbour discovery otherwise needs
-            // about two seconds after link-up).
-            for peer in [peer_v4, peer_v6] {
-                ip(&[
-                    "-n",
-                    ns,
-                    "neigh",
-                    "replace",
-                    peer,
-                    "lladdr",
-                    peer_mac,
-                    "dev",
-                    link,
-                    "nud",
-                    "permanent",
-                ])?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The hosts namespace behind the site: its link, the ranges it
-    /// answers, and the site's routes to them.
-    fn wire_hosts(&self, hosts: &str, ranges: &[Cidr]) -> anyhow::Result<()> {
-        let s = self.site.as_str();
-        ip(&[
-            "-n",
-            s,
-            "link",
-            "add",
-            ROUTER_LINK,
-            "address",
-            ROUTER_MAC,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            HOSTS_LINK,
-            "address",
-            HOSTS_MAC,
-            "netns",
-            hosts,
-        ])?;
-        let ends = [
-            (
-                s,
-                ROUTER_LINK,
-                ROUTER_V4,
-                ROUTER_V6,
-                HOSTS_V4_PEER,
-                HOSTS_V6_PEER,
-                HOSTS_MAC,
-            ),
-            (
-                hosts,
-                HOSTS_LINK,
-                HOSTS_V4,
-                HOSTS_V6,
-                ROUTER_V4_PEER,
-                ROUTER_V6_PEER,
-                ROUTER_MAC,
-            ),
-        ];
-        for (ns, link, v4, v6, peer_v4, peer_v6, peer_mac) in ends {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "addr", "add", v4, "dev", link])?;
-            ip(&["-n", ns, "-6", "addr", "add", v6, "dev", link, "nodad"])?;
-            ip(&["-n", ns, "link", "set", link, "up"])?;
-            for peer in [peer_v4, peer_v6] {
-                ip(&[
-                    "-n",
-                    ns,
-                    "neigh",
-                    "replace",
-                    peer,
-                    "lladdr",
-                    peer_mac,
-                    "dev",
-                    link,
-                    "nud",
-                    "permanent",
-                ])?;
-            }
-        }
-        ip(&[
-            "-n",
-            hosts,
-            "route",
-            "add",
-            "default",
-            "via",
-            ROUTER_V4_PEER,
-        ])?;
-        ip(&[
-            "-n",
-            hosts,
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            ROUTER_V6_PEER,
-        ])?;
-        for range in ranges {
-            let range = range.to_string();
-            ip(&["-n", hosts, "route", "add", "local", &range, "dev", "lo"])?;
-            let via = if range.contains(':') {
-                HOSTS_V6_PEER
-            } else {
-                HOSTS_V4_PEER
-            };
-            ip(&["-n", s, "route", "add", &range, "via", via])?;
-        }
-        Ok(())
-    }
-
-    /// Cuts the link beyond the router: the hosts namespace drops
-    /// everything it receives, silently, while the router (the site) still
-    /// answers, with time exceeded, for what expires there.
-    pub fn cut_behind_router(&self) -> anyhow::Result<()> {
-        let hosts = self
-            .hosts
-            .as_deref()
-            .context("this lab has no hosts behind a router (SiteConfig::behind_router)")?;
-        nft(
-            hosts,
-            "table inet ward_cut {\n chain input { type filter hook input priority 0; policy drop; }\n}\n",
-        )
-    }
-
-    /// Mends a link cut by [`Lab::cut_behind_router`].
-    pub fn mend_behind_router(&self) -> anyhow::Result<()> {
-        let hosts = self
-            .hosts
-            .as_deref()
-            .context("this lab has no hosts behind a router (SiteConfig::behind_router)")?;
-        nft(hosts, "delete table inet ward_cut\n")
-    }
-
-    /// The router's address as the client sees it (the site's end of the
-    /// client link): the hop before the hosts behind it.
-    pub fn router_address(&self) -> IpAddr {
-        IpAddr::from([198, 18, 0, 2])
     }
 
     fn route(&self, config: &SiteConfig) -> anyhow::Result<()> {
