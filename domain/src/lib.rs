@@ -11,6 +11,7 @@
 pub mod agent_clock;
 pub mod availability;
 pub mod check;
+pub mod field;
 pub mod flap;
 pub mod groups;
 pub mod maintenance;

@@ -1,5 +1,6 @@
 //! What the store holds, independent of the database behind it.
 
+pub use crate::field::FieldError;
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -226,16 +227,6 @@ pub fn unprobeable(address: IpAddr) -> Option<String> {
         return Some("is the broadcast address: give one device's address".into());
     }
     None
-}
-
-/// A field of a [`DeviceSpec`] that is not acceptable.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
-pub struct FieldError {
-    /// The field's name as in the API.
-    pub field: &'static str,
-    /// What is wrong.
-    pub message: String,
 }
 
 impl DeviceSpec {

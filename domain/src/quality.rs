@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::FieldError;
+use crate::field::FieldError;
 
 /// A device's loss and RTT thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
