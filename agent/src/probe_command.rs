@@ -126,6 +126,7 @@ fn targets(addresses: &[IpAddr], options: &ProbeOptions) -> Vec<(TargetSpec, u64
 /// A one-shot run: `count` probes per target, all started at once.
 fn prober_config(options: &ProbeOptions) -> ProberConfig {
     ProberConfig {
+        wake_for_each_reply: true,
         engine: EngineConfig {
             rate: options.rate,
             probes_per_target: Some(options.count),

@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -23,8 +23,6 @@ use crate::sys::{OpenError, TraceSocket};
 
 /// Longest a receive waits while a trace runs.
 const RECEIVE_WAIT: Duration = Duration::from_millis(10);
-/// Longest the idle thread waits before looking whether it must stop.
-const IDLE_WAIT: Duration = Duration::from_secs(1);
 
 /// What the trace thread counted (for the heartbeat).
 #[derive(Debug, Default)]
@@ -162,12 +160,12 @@ fn trace_loop(
     let clock = Clock::start();
     let mut buffer = [0u8; 1500];
     loop {
-        // Idle: sleep on the channel; tracing: just look at it.
+        // Idle: sleep on the channel (it closes when the agent stops);
+        // tracing: just look at it.
         let first = if tracer.next_wakeup().is_none() {
-            match incoming.recv_timeout(IDLE_WAIT) {
+            match incoming.recv() {
                 Ok(request) => Some(request),
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(_) => return,
             }
         } else {
             None

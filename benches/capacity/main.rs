@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! cargo build --release -p ward-agent -p ward-benches
-//! target/release/ward-capacity sweep|tcp-sweep|burst|sustained|memory|recent-history|outage|reports|all
+//! target/release/ward-capacity sweep|tcp-sweep|burst|sustained|memory|recent-history|outage|reports|idle-agent|all
 //! target/release/ward-capacity blast FILE   # the blaster alone
 //! ```
 #![forbid(unsafe_code)]
@@ -22,6 +22,7 @@
 
 mod blast;
 mod burst;
+mod idle;
 mod measure;
 mod memory;
 mod outage;
@@ -61,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         "recent-history" => memory::recent_history(),
         "outage" => tokio::runtime::Runtime::new()?.block_on(outage::run()),
         "reports" => tokio::runtime::Runtime::new()?.block_on(reports::run()),
+        "idle-agent" => tokio::runtime::Runtime::new()?.block_on(idle::run()),
         "all" => {
             sweep::run(&lab()?)?;
             burst::run(&lab()?)?;
@@ -68,10 +70,11 @@ fn main() -> anyhow::Result<()> {
             memory::run()?;
             memory::recent_history()?;
             tokio::runtime::Runtime::new()?.block_on(outage::run())?;
-            tokio::runtime::Runtime::new()?.block_on(reports::run())
+            tokio::runtime::Runtime::new()?.block_on(reports::run())?;
+            tokio::runtime::Runtime::new()?.block_on(idle::run())
         }
         other => bail!(
-            "unknown measurement `{other}`: sweep, tcp-sweep, burst, sustained, memory, recent-history, outage, reports, all or blast FILE"
+            "unknown measurement `{other}`: sweep, tcp-sweep, burst, sustained, memory, recent-history, outage, reports, idle-agent, all or blast FILE"
         ),
     }
 }

@@ -33,6 +33,7 @@ pub fn run(lab: &Lab) -> anyhow::Result<()> {
         .map(|(i, address)| (TargetSpec::with_defaults(*address), i as u64))
         .collect();
     let config = ProberConfig {
+        wake_for_each_reply: true,
         engine: EngineConfig::default(),
         receive_buffer: 32 << 20,
         linger: Duration::ZERO,

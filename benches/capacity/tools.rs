@@ -55,7 +55,7 @@ impl Setup {
 }
 
 /// The release binary `name` next to this one.
-fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+pub fn sibling_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
     let path = std::env::current_exe()?
         .parent()
         .context("binary directory")?

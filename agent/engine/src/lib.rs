@@ -45,6 +45,11 @@ use wheel::{Entry, Wheel};
 /// Engine time: nanoseconds on a monotonic clock chosen by the caller.
 pub type Nanos = u64;
 
+/// Spread targets start on a grid of this width (their phase within their
+/// interval), so a small agent wakes once per slot that has probes rather
+/// than once per target; 10 ms keeps a large assignment spread evenly.
+const SEND_SLOT_NS: Nanos = 10_000_000;
+
 /// How the engine sends.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineConfig {
@@ -349,7 +354,9 @@ impl Engine {
             Start::Spread => {
                 let mut hasher = self.phase_hasher.build_hasher();
                 hasher.write(&address_bytes(spec.address));
-                hasher.finish() % interval_ns
+                // On a grid of send slots: the targets of one slot go out
+                // in one wake-up (and their replies come back together).
+                hasher.finish() % interval_ns / SEND_SLOT_NS * SEND_SLOT_NS
             }
             Start::Immediately => now % interval_ns,
         };
@@ -572,10 +579,17 @@ impl Engine {
         self.transitions.pop_front()
     }
 
-    /// When the engine next has something to do (send or expire), if ever.
-    pub fn next_wakeup(&self, now: Nanos) -> Option<Nanos> {
+    /// When the engine next has something to do (send or expire), if
+    /// ever; events left behind by rescheduled targets (the timeout of an
+    /// answered probe) are dropped, not waited for.
+    pub fn next_wakeup(&mut self, now: Nanos) -> Option<Nanos> {
         let ready = (!self.ready.is_empty()).then(|| self.bucket.next_token_at(now));
-        match (ready, self.wheel.next_expiry()) {
+        let targets = &self.targets;
+        let wheel = self.wheel.next_due(|entry| {
+            let target = &targets[entry.index as usize];
+            (target.token == entry.token).then_some(target.event_at)
+        });
+        match (ready, wheel) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }

@@ -56,13 +56,29 @@ impl Wheel {
         }
     }
 
-    /// Start of the next slot that holds anything, if any (scans at most
-    /// the whole wheel; used only to decide how long to sleep).
-    pub fn next_expiry(&self) -> Option<Nanos> {
-        (0..SLOTS as u64)
-            .map(|offset| self.cursor + offset)
-            .find(|slot| !self.slots[slot_position(*slot)].is_empty())
-            .map(|slot| slot * RESOLUTION_NS)
+    /// When the next live entry is due, if any: `due` gives a live
+    /// entry's time (`None` for a stale one), the earliest of the first
+    /// slot holding one is returned (within that slot), and
+    /// the stale entries of the slots before it are dropped (a probe
+    /// answered leaves its timeout behind: without this, an idle engine
+    /// would wake for every one). Scans at most the whole wheel; used only
+    /// to decide how long to sleep.
+    pub fn next_due(&mut self, due: impl Fn(&Entry) -> Option<Nanos>) -> Option<Nanos> {
+        for slot in (0..SLOTS as u64).map(|offset| self.cursor + offset) {
+            let entries = &mut self.slots[slot_position(slot)];
+            if entries.is_empty() {
+                continue;
+            }
+            entries.retain(|entry| due(entry).is_some());
+            // An entry due beyond the slot is one further away than the
+            // wheel's span, placed here to be inserted again: wake at the
+            // slot's end for it.
+            let end = (slot + 1) * RESOLUTION_NS;
+            if let Some(earliest) = entries.iter().filter_map(&due).map(|at| at.min(end)).min() {
+                return Some(earliest.max(slot * RESOLUTION_NS));
+            }
+        }
+        None
     }
 }
 
@@ -107,10 +123,33 @@ mod tests {
     }
 
     #[test]
-    fn next_expiry_finds_the_first_busy_slot() {
+    fn the_next_due_time_is_the_earliest_live_entry_of_the_first_busy_slot() {
         let mut wheel = Wheel::new(0);
-        assert_eq!(wheel.next_expiry(), None);
-        wheel.insert(10 * RESOLUTION_NS + 5, entry(1));
-        assert_eq!(wheel.next_expiry(), Some(10 * RESOLUTION_NS));
+        let due_at = |entry: &Entry| Some(Nanos::from(entry.index) * 1000);
+        assert_eq!(wheel.next_due(due_at), None);
+        wheel.insert(10 * RESOLUTION_NS + 5, entry(2_505));
+        wheel.insert(10 * RESOLUTION_NS + 7, entry(2_507));
+        wheel.insert(20 * RESOLUTION_NS, entry(5_000));
+        assert_eq!(wheel.next_due(due_at), Some(2_505_000));
+        // 2,505 and 2,507 are stale (their targets were rescheduled):
+        // skipped, and gone.
+        let live = |entry: &Entry| (entry.index == 5_000).then_some(5_000_000);
+        assert_eq!(wheel.next_due(live), Some(20 * RESOLUTION_NS));
+        let mut seen = Vec::new();
+        wheel.expire(20 * RESOLUTION_NS, &mut seen);
+        assert_eq!(seen, [entry(5_000)]);
+        // An entry beyond the span sits in an earlier slot: wake at that
+        // slot's end to insert it again, not at its far time.
+        let far = SLOTS as Nanos * RESOLUTION_NS + 30 * RESOLUTION_NS;
+        wheel.insert(far, entry(1));
+        wheel.insert(40 * RESOLUTION_NS, entry(2));
+        let due = |entry: &Entry| {
+            Some(if entry.index == 1 {
+                far
+            } else {
+                40 * RESOLUTION_NS
+            })
+        };
+        assert_eq!(wheel.next_due(due), Some(31 * RESOLUTION_NS));
     }
 }

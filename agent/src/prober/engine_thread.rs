@@ -13,7 +13,7 @@ use crossbeam_queue::ArrayQueue;
 use super::Slots;
 use super::packet_path::PacketPath;
 use super::receiver::{Answer, Received};
-use super::{Control, IoCounters, MAX_PARK, MIN_LINGER, ipv4_targets};
+use super::{Control, IoCounters, MAX_PARK, MAX_PARK_PACKET_PATH, MIN_LINGER, ipv4_targets};
 use crate::clock::Clock;
 use crate::engine::{Check, Engine, Nanos, Transition};
 use crate::packet::{Family, PROBE_LEN};
@@ -190,16 +190,21 @@ pub(super) fn engine_loop(
             }
         }
         let now = clock.now();
+        let max_park = if packet_path.is_some() {
+            MAX_PARK_PACKET_PATH
+        } else {
+            MAX_PARK
+        };
         let wait = if blocked {
             Duration::from_micros(50)
         } else {
             let until = |at: Nanos| Duration::from_nanos(at.saturating_sub(now));
-            let lingering = linger_until.map_or(MAX_PARK, until);
+            let lingering = linger_until.map_or(max_park, until);
             engine
                 .next_wakeup(now)
-                .map_or(MAX_PARK, until)
+                .map_or(max_park, until)
                 .min(lingering)
-                .min(MAX_PARK)
+                .min(max_park)
         };
         if !wait.is_zero() && queue.is_empty() && controls.is_empty() {
             thread::park_timeout(wait);

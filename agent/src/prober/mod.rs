@@ -46,11 +46,15 @@ const QUEUE_CAPACITY: usize = 1 << 17;
 /// queue is initialised slot by slot, 6 ms for the largest, which a
 /// one-target run should not pay).
 const MIN_COUNT_MODE_QUEUE: usize = 1 << 10;
-/// Longest the engine thread sleeps without looking at its queue.
-const MAX_PARK: Duration = Duration::from_millis(5);
+/// Longest the engine thread sleeps (it is woken for controls, for a
+/// stop, and for replies as [`ProberConfig::wake_for_each_reply`] says).
+const MAX_PARK: Duration = Duration::from_secs(1);
+/// Longest it sleeps while the packet send path is on (the kernel's
+/// routing changes are read on the engine thread).
+const MAX_PARK_PACKET_PATH: Duration = Duration::from_millis(5);
 /// Longest the receiver blocks before looking at the stop flag (it is
 /// also woken when asked to stop).
-const RECEIVE_POLL: Duration = Duration::from_millis(50);
+const RECEIVE_POLL: Duration = Duration::from_secs(1);
 /// The shortest linger of a count-mode run: long enough for replies
 /// already in the socket to reach the engine (the receiver reads every
 /// 100 µs while busy).
@@ -74,6 +78,15 @@ pub struct ProberConfig {
     pub all_families: bool,
     /// How IPv4 probes leave the host.
     pub send_path: SendPath,
+    /// The receiver wakes the engine for every reply (a one-shot sweep
+    /// finishes as soon as its replies are in). Otherwise replies wait in
+    /// the queue for the engine's next wake-up, a send or a timeout (a
+    /// continuous agent: one wake-up per probe instead of three; kernel
+    /// timestamps keep RTTs exact, and replies waiting are always taken
+    /// in before a timeout is judged, so detection is unchanged; an UP is
+    /// seen up to one timeout later). A queue a quarter full wakes it
+    /// either way.
+    pub wake_for_each_reply: bool,
 }
 
 /// How IPv4 probes leave the host.
@@ -354,6 +367,7 @@ impl Prober {
                         engine: &engine,
                         stop: &stop,
                         counters: &counters,
+                        wake_for_each_reply: config.wake_for_each_reply,
                     }
                     .run(poll);
                 }

@@ -21,6 +21,10 @@ use crate::sys::{ProbeSocket, RecvBatch};
 /// exact; a verdict waits at most this much longer).
 const BUSY_READ_INTERVAL: Duration = Duration::from_micros(100);
 
+/// A read that found at least this many packets keeps the receiver
+/// reading on its short timer; fewer, and it waits for readiness again.
+const BUSY_READ_MIN: usize = 2;
+
 /// How long the receiver waits for room in a full queue before it looks
 /// again (the engine is woken at once).
 const QUEUE_FULL_WAIT: Duration = Duration::from_micros(50);
@@ -47,6 +51,9 @@ pub(super) struct Receiver<'a> {
     pub engine: &'a thread::Thread,
     pub stop: &'a AtomicBool,
     pub counters: &'a IoCounters,
+    /// Wake the engine for every batch read, not only when the queue
+    /// fills ([`super::ProberConfig::wake_for_each_reply`]).
+    pub wake_for_each_reply: bool,
 }
 
 impl Receiver<'_> {
@@ -72,7 +79,9 @@ impl Receiver<'_> {
                     self.drain(index, &mut batch, &mut drops_per_socket[index])
                 })
                 .sum();
-            while received > 0 && !self.stop.load(Ordering::Relaxed) {
+            // Busy reading pays off only while replies come faster than
+            // one per wake-up.
+            while received >= BUSY_READ_MIN && !self.stop.load(Ordering::Relaxed) {
                 thread::park_timeout(BUSY_READ_INTERVAL);
                 received = (0..self.sockets.len())
                     .map(|index| self.drain(index, &mut batch, &mut drops_per_socket[index]))
@@ -154,7 +163,9 @@ impl Receiver<'_> {
                     Err(Rejection::NotOurs) => {}
                 }
             }
-            self.engine.unpark();
+            if self.wake_for_each_reply || self.queue.len() >= self.queue.capacity() / 4 {
+                self.engine.unpark();
+            }
         }
     }
 }

@@ -146,6 +146,7 @@ impl Agent {
         let (transition_sender, transitions) = mpsc::unbounded_channel();
         let prober = Prober::start(
             ProberConfig {
+                wake_for_each_reply: false,
                 engine: EngineConfig {
                     rate: settings.rate,
                     quantile_period_ms: Some(

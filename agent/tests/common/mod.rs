@@ -66,9 +66,11 @@ pub fn probe(args: &[&str]) -> Run {
     run(Command::new(AGENT).arg("probe").arg("--json").args(args))
 }
 
-/// A continuous prober: immediate start, a 1 MiB receive buffer.
+/// A continuous prober as the agent runs one (replies taken in at the
+/// engine's next wake-up): immediate start, a 1 MiB receive buffer.
 pub fn continuous(send_path: SendPath, all_families: bool) -> ProberConfig {
     ProberConfig {
+        wake_for_each_reply: false,
         engine: EngineConfig {
             start: Start::Immediately,
             ..EngineConfig::default()
