@@ -81,11 +81,12 @@ pub async fn run() -> anyhow::Result<()> {
         "a device left `up` during the measurement"
     );
     agent.kill().await?;
-    for (thread, switches) in &after.by_thread {
-        let earlier = before.by_thread.get(thread).copied().unwrap_or(0);
+    for (thread, (switches, ticks)) in &after.by_thread {
+        let (earlier, earlier_ticks) = before.by_thread.get(thread).copied().unwrap_or((0, 0));
         eprintln!(
-            "{thread}: {:.1} wake-ups per second",
-            (switches - earlier) as f64 / WINDOW.as_secs_f64()
+            "{thread}: {:.1} wake-ups per second, {} ticks of CPU",
+            (switches - earlier) as f64 / WINDOW.as_secs_f64(),
+            ticks - earlier_ticks
         );
     }
     let seconds = WINDOW.as_secs_f64();
@@ -124,19 +125,15 @@ fn device(n: u8) -> DeviceSpec {
 struct Sample {
     cpu_ticks: u64,
     switches: u64,
-    by_thread: std::collections::BTreeMap<String, u64>,
+    by_thread: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 fn sample(pid: u32) -> anyhow::Result<Sample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // After the command name in parentheses: utime and stime are fields
-    // 14 and 15, the 12th and 13th after it.
-    let after_name = stat.rsplit_once(") ").context("/proc/PID/stat")?.1;
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let cpu_ticks = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    let cpu_ticks = cpu_ticks_of(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)?;
     let mut by_thread = std::collections::BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        let task = task?.path();
+        let status = std::fs::read_to_string(task.join("status"))?;
         let mut thread = String::new();
         let mut switches = 0;
         for line in status.lines() {
@@ -148,13 +145,25 @@ fn sample(pid: u32) -> anyhow::Result<Sample> {
                 _ => {}
             }
         }
-        *by_thread.entry(thread).or_insert(0) += switches;
+        let ticks = cpu_ticks_of(&std::fs::read_to_string(task.join("stat"))?)?;
+        let entry = by_thread.entry(thread).or_insert((0, 0));
+        entry.0 += switches;
+        entry.1 += ticks;
     }
     Ok(Sample {
         cpu_ticks,
-        switches: by_thread.values().sum(),
+        switches: by_thread.values().map(|(switches, _)| switches).sum(),
         by_thread,
     })
+}
+
+/// User and system CPU time (clock ticks) from a `/proc/…/stat` line:
+/// after the command name in parentheses, utime and stime are fields 14
+/// and 15, the 12th and 13th after it.
+fn cpu_ticks_of(stat: &str) -> anyhow::Result<u64> {
+    let after_name = stat.rsplit_once(") ").context("/proc/…/stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
 fn ticks_per_second() -> anyhow::Result<f64> {

@@ -2619,6 +2619,21 @@ async fn a_devices_tcp_check_round_trips(store: &Store) {
     assert_eq!(device(store, created.id).await.spec.check, Check::Icmp);
 }
 
+/// Attaches one trace (`Store::attach_traces` of one).
+async fn attach(
+    store: &Store,
+    devices: &[i64],
+    trace: &ward_domain::trace::Trace,
+    now_ms: i64,
+) -> ward_controller::store::Attached {
+    store
+        .attach_traces(&[(devices.to_vec(), trace.clone())], now_ms)
+        .await
+        .expect("attach")
+        .pop()
+        .expect("one")
+}
+
 /// A trace of 198.18.40.17 that ends at the router (198.18.0.2), its
 /// second hop silent, finished at `at_ms`.
 fn router_trace(at_ms: i64) -> ward_domain::trace::Trace {
@@ -2676,10 +2691,7 @@ async fn a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hop
 
     // The ATM's trace answers for its neighbour too (one prefix).
     let trace = router_trace(6_000);
-    let attached = store
-        .attach_trace(&[atm, neighbour], &trace, 6_100)
-        .await
-        .expect("attach");
+    let attached = attach(store, &[atm, neighbour], &trace, 6_100).await;
     let alert = store.alerts(true).await.expect("alerts")[0].clone();
     assert_eq!(
         (attached.open, attached.now.as_slice()),
@@ -2702,10 +2714,7 @@ async fn a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hop
     );
 
     // A replayed report attaches nothing again, and notifies nobody.
-    let again = store
-        .attach_trace(&[atm, neighbour], &trace, 6_200)
-        .await
-        .expect("attach again");
+    let again = attach(store, &[atm, neighbour], &trace, 6_200).await;
     assert_eq!((again.open, again.now.len()), (1, 0));
     assert_eq!(drain_notifications(store).await, []);
 
@@ -2720,10 +2729,7 @@ async fn a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hop
         .expect("back up");
     drain_notifications(store).await;
     let later = router_trace(8_000);
-    let attached = store
-        .attach_trace(&[atm], &later, 8_100)
-        .await
-        .expect("attach later");
+    let attached = attach(store, &[atm], &later, 8_100).await;
     assert_eq!((attached.open, attached.now.len()), (0, 0));
     assert_eq!(
         store

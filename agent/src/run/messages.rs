@@ -12,8 +12,8 @@ use tracing::{error, info, warn};
 use ward_proto::v1::{self as pb, agent_message, controller_message};
 
 use super::{
-    Agent, FIRST_BACKOFF, REFUSED_BACKOFF, RunError, SEND_TIMEOUT, SLOW_REPORT, convert, now_ms,
-    off_the_workers,
+    Agent, FIRST_BACKOFF, REFUSED_BACKOFF, RunError, SEND_TIMEOUT, SLOW_REPORT, TRACE_REPORT_DELAY,
+    convert, now_ms, off_the_workers,
 };
 use crate::engine::Check;
 use crate::engine::trace::TraceResult;
@@ -97,12 +97,13 @@ impl Agent {
         }
         let started = std::time::Instant::now();
         let count = transitions.len();
+        let traces = self.take_traces();
         let reported = self
             .spool_and_send(Kind::Transitions, |seq| pb::AgentMessage {
                 kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
                     seq,
                     transitions,
-                    traces: Vec::new(),
+                    traces,
                 })),
             })
             .await;
@@ -140,14 +141,30 @@ impl Agent {
         }
     }
 
-    /// Reports finished traces: spooled with the transitions, so they
-    /// reach the controller as surely.
-    pub(super) async fn report_traces(&mut self, traces: Vec<TraceResult>) -> Result<(), RunError> {
-        let traced_at_unix_ms = now_ms();
-        let traces = traces
+    /// Keeps a finished trace for the next report (see `Agent::traced`).
+    pub(super) fn hold_trace(&mut self, trace: TraceResult) {
+        self.traced.push((trace, now_ms()));
+        self.traces_due
+            .get_or_insert_with(|| Instant::now() + TRACE_REPORT_DELAY);
+    }
+
+    /// The traces held, as reported (none are held after).
+    fn take_traces(&mut self) -> Vec<pb::Trace> {
+        self.traces_due = None;
+        std::mem::take(&mut self.traced)
             .iter()
-            .map(|trace| convert::trace(trace, traced_at_unix_ms))
-            .collect();
+            .map(|(trace, traced_at_unix_ms)| convert::trace(trace, *traced_at_unix_ms))
+            .collect()
+    }
+
+    /// Reports the traces held by themselves (no transition came to take
+    /// them): spooled like transitions, so they reach the controller as
+    /// surely.
+    pub(super) async fn report_traces(&mut self) -> Result<(), RunError> {
+        let traces = self.take_traces();
+        if traces.is_empty() {
+            return Ok(());
+        }
         self.spool_and_send(Kind::Transitions, |seq| pb::AgentMessage {
             kind: Some(agent_message::Kind::Transitions(pb::TransitionBatch {
                 seq,

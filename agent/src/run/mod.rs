@@ -51,6 +51,9 @@ const REFUSED_BACKOFF: Duration = Duration::from_secs(30);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Spooling and sending a transition batch slower than this is logged.
 const SLOW_REPORT: Duration = Duration::from_millis(50);
+/// Finished traces wait at most this long for a transition batch to
+/// ride on.
+const TRACE_REPORT_DELAY: Duration = Duration::from_secs(2);
 /// Transitions put into one batch, at most.
 const MAX_BATCH: usize = 10_000;
 /// How long a stopping agent waits for the controller to end the link.
@@ -98,6 +101,13 @@ struct Agent {
     /// Traces the path to a device that went down or degraded (`None`: no
     /// raw ICMP socket to trace on).
     tracer: Option<TraceThread>,
+    /// Finished traces (and when, Unix ms) not reported yet: they ride on
+    /// the next transition
+    /// batch, or leave by themselves at `traces_due` (each report is a
+    /// spool sync here and a commit at the controller, which transitions
+    /// behind it would wait for).
+    traced: Vec<(TraceResult, i64)>,
+    traces_due: Option<Instant>,
     /// What the controller assigned, by device id: how to probe it, how
     /// to judge its loss and RTT.
     assigned: HashMap<u64, (TargetSpec, Option<Thresholds>)>,
@@ -181,6 +191,8 @@ impl Agent {
             spool,
             prober,
             tracer,
+            traced: Vec::new(),
+            traces_due: None,
             assigned: HashMap::new(),
             generation: 0,
             latest: HashMap::new(),
@@ -231,12 +243,12 @@ pub async fn run(
             Some(first) = reports.transitions.recv() => {
                 agent.report_transitions(batch_after(first, &mut reports.transitions)).await
             }
-            Some(first) = reports.traces.recv() => {
-                let mut traces = vec![first];
-                while let Ok(next) = reports.traces.try_recv() {
-                    traces.push(next);
-                }
-                agent.report_traces(traces).await
+            Some(trace) = reports.traces.recv() => {
+                agent.hold_trace(trace);
+                Ok(())
+            }
+            () = sleep_until_some(agent.traces_due), if agent.traces_due.is_some() => {
+                agent.report_traces().await
             }
             _ = statistics_tick.tick() => agent.report_statistics().await,
             _ = heartbeat_tick.tick() => {
@@ -343,6 +355,13 @@ fn batch_after(
         }
     }
     batch
+}
+
+/// Sleeps until `at` (only polled while it is `Some`).
+async fn sleep_until_some(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
 }
 
 /// A connection attempt in progress.

@@ -84,7 +84,8 @@ impl Reports {
     }
 
     /// Keeps each trace as its devices' last one and attaches it to their
-    /// open alerts (notified as `traced`); counted. A trace comes after
+    /// open alerts (notified as `traced`), all in one commit; counted. A
+    /// trace comes after
     /// the transition it explains (the agent traces once it has reported
     /// the failure); a replayed one is attached again, which changes
     /// nothing.
@@ -93,20 +94,23 @@ impl Reports {
         traces: &[(Vec<i64>, Trace)],
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        if traces.is_empty() {
+            return Ok(());
+        }
         let core = &self.core;
-        for (devices, trace) in traces {
-            let attached = core.store.attach_trace(devices, trace, now_ms).await?;
+        let attached = core.store.attach_traces(traces, now_ms).await?;
+        for ((devices, trace), attached) in traces.iter().zip(&attached) {
             core.metrics.traces_received.fetch_add(1, Ordering::Relaxed);
             if attached.open == 0 {
                 core.metrics
                     .traces_without_alert
                     .fetch_add(1, Ordering::Relaxed);
             }
-            if !attached.now.is_empty() {
-                core.live.outbox_changed();
-            }
             tracing::info!(devices = devices.len(), alerts = attached.now.len(), target = %trace.target,
                 last_hop = trace.last_hop.as_deref().unwrap_or("none"), "path traced");
+        }
+        if attached.iter().any(|attached| !attached.now.is_empty()) {
+            core.live.outbox_changed();
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ async fn device_at(tx: &impl Query, address: &str) -> Result<Option<String>, Sto
 /// it yet, queueing `traced` for those not held; returns the alerts it was
 /// attached to now. Attaching the same trace again (a replayed report)
 /// changes nothing and notifies nobody.
-pub(super) async fn attach<T: WriteTx>(
+async fn attach<T: WriteTx>(
     tx: &T,
     devices: &[i64],
     trace: &Trace,
@@ -99,6 +99,19 @@ pub struct Attached {
     pub open: usize,
     /// Of those, the ones it was attached to now (not before).
     pub now: Vec<i64>,
+}
+
+/// [`attach`] for each of `traces`, in order.
+pub(super) async fn attach_all<T: WriteTx>(
+    tx: &T,
+    traces: &[(Vec<i64>, Trace)],
+    now_ms: i64,
+) -> Result<Vec<Attached>, StoreError> {
+    let mut attached = Vec::with_capacity(traces.len());
+    for (devices, trace) in traces {
+        attached.push(attach(tx, devices, trace, now_ms).await?);
+    }
+    Ok(attached)
 }
 
 /// Device `id`'s last trace, if it has one.

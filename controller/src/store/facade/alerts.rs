@@ -57,17 +57,16 @@ impl Store {
     pub async fn release_alert(&self, alert: i64, now_ms: i64) -> Result<bool, StoreError> {
         transaction!(self, |tx| held::release(tx, alert, now_ms))
     }
-    /// Keeps `trace` as the last trace of `devices` and attaches it to
-    /// their open device alerts (each notified as `traced` unless held);
-    /// says where it went ([`traces`]).
-    pub async fn attach_trace(
+    /// Keeps each trace as the last trace of its devices and attaches it
+    /// to their open device alerts (each notified as `traced` unless
+    /// held), all in one transaction; says where each went ([`traces`]).
+    pub async fn attach_traces(
         &self,
-        devices: &[i64],
-        trace: &Trace,
+        traces: &[(Vec<i64>, Trace)],
         now_ms: i64,
-    ) -> Result<Attached, StoreError> {
-        let (devices, trace) = (devices.to_vec(), trace.clone());
-        transaction!(self, |tx| traces::attach(tx, &devices, &trace, now_ms))
+    ) -> Result<Vec<Attached>, StoreError> {
+        let traces = traces.to_vec();
+        transaction!(self, |tx| traces::attach_all(tx, &traces, now_ms))
     }
     /// Device `id`'s last trace, if it has one.
     pub async fn last_trace(&self, id: i64) -> Result<Option<Trace>, StoreError> {
