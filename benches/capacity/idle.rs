@@ -103,20 +103,9 @@ pub async fn run() -> anyhow::Result<()> {
 
 fn device(n: u8) -> DeviceSpec {
     DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: format!("idle-{n}"),
         address: std::net::IpAddr::from([127, 0, 0, n]),
         site: SITE.into(),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: Default::default(),
+        ..crate::outage::device(format!("idle-{n}"), 0, None)
     }
 }
 

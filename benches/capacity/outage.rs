@@ -32,7 +32,7 @@ pub async fn run() -> anyhow::Result<()> {
     .await
 }
 
-fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
+pub fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
     DeviceSpec {
         rst_alive: true,
         check: Default::default(),

@@ -189,27 +189,43 @@ pub(super) fn engine_loop(
                 return engine;
             }
         }
-        let now = clock.now();
-        let max_park = if packet_path.is_some() {
-            MAX_PARK_PACKET_PATH
-        } else {
-            MAX_PARK
-        };
         let wait = if blocked {
             Duration::from_micros(50)
         } else {
-            let until = |at: Nanos| Duration::from_nanos(at.saturating_sub(now));
-            let lingering = linger_until.map_or(max_park, until);
-            engine
-                .next_wakeup(now)
-                .map_or(max_park, until)
-                .min(lingering)
-                .min(max_park)
+            sleep_for(
+                &mut engine,
+                packet_path.is_some(),
+                linger_until,
+                clock.now(),
+            )
         };
         if !wait.is_zero() && queue.is_empty() && controls.is_empty() {
             thread::park_timeout(wait);
         }
     }
+}
+
+/// How long the engine thread may sleep at `now`: until the engine's next
+/// event or the end of a count-mode linger, at most [`MAX_PARK`]
+/// ([`MAX_PARK_PACKET_PATH`] while the packet path is on).
+fn sleep_for(
+    engine: &mut Engine,
+    packet_path: bool,
+    linger_until: Option<Nanos>,
+    now: Nanos,
+) -> Duration {
+    let max_park = if packet_path {
+        MAX_PARK_PACKET_PATH
+    } else {
+        MAX_PARK
+    };
+    let until = |at: Nanos| Duration::from_nanos(at.saturating_sub(now));
+    let lingering = linger_until.map_or(max_park, until);
+    engine
+        .next_wakeup(now)
+        .map_or(max_park, until)
+        .min(lingering)
+        .min(max_park)
 }
 
 /// Sends every probe due now: through the packet path where it takes

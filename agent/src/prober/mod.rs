@@ -333,7 +333,6 @@ impl Prober {
                     Arc::clone(&counters),
                     Arc::clone(&controls),
                 );
-                let linger = config.linger;
                 move || {
                     // Dropped when this thread ends: `Prober::wait` sees it.
                     let _done = done_sender;
@@ -343,7 +342,7 @@ impl Prober {
                         clock: &clock,
                         stop: &stop,
                         counters: &counters,
-                        linger,
+                        linger: config.linger,
                         controls: &controls,
                     };
                     engine_loop(engine, slots, packet_path, &shared, on_transition)
