@@ -137,7 +137,9 @@ fn exactly_once(deployment: &Deployment, victims: &[i64], since_ms: i64) {
     // An agent away past its grace (a partition) adds its `AgentDown`.
     let devices: Vec<&serde_json::Value> = bodies
         .iter()
-        .filter(|b| b["alertname"] == "DeviceDown")
+        .filter(|b| {
+            b["alertname"] == "DeviceDown" && (b["kind"] == "firing" || b["kind"] == "resolved")
+        })
         .collect();
     let unique: std::collections::HashSet<String> =
         devices.iter().map(|b| b["id"].to_string()).collect();

@@ -1,7 +1,8 @@
 //! Traces: the path to failed devices, as their agent traced it. A trace
 //! is kept as each device's last one and attached to each one's open
 //! device alert, which is notified of as `traced` on every channel (not
-//! while its notifications are held for maintenance).
+//! while its notifications are held for maintenance, nor while its device
+//! is flapping: its changes are withheld until it settles).
 
 use serde_json::Value;
 
@@ -25,7 +26,7 @@ async fn device_at(tx: &impl Query, address: &str) -> Result<Option<String>, Sto
 
 /// Keeps `trace` (its last hop's device looked up) as the last trace of
 /// `devices` and attaches it to their open device alerts that do not have
-/// it yet, queueing `traced` for those not held; returns the alerts it was
+/// it yet, queueing `traced` for those neither held nor flapping; returns the alerts it was
 /// attached to now. Attaching the same trace again (a replayed report)
 /// changes nothing and notifies nobody.
 async fn attach<T: WriteTx>(
@@ -59,9 +60,10 @@ async fn attach<T: WriteTx>(
     let open = tx
         .rows(
             &format!(
-                "SELECT id, held, trace FROM alerts WHERE resolved_at_ms IS NULL \
-                 AND alertname IN ('DeviceDown', 'DeviceDegraded') AND device_id IN {chosen} \
-                 ORDER BY id"
+                "SELECT a.id, a.held OR COALESCE(d.flapping, FALSE), a.trace FROM alerts a \
+                 LEFT JOIN devices d ON d.id = a.device_id WHERE a.resolved_at_ms IS NULL \
+                 AND a.alertname IN ('DeviceDown', 'DeviceDegraded') AND a.device_id IN {chosen} \
+                 ORDER BY a.id"
             ),
             &[Arg::Text(&ids)],
             |row| Ok((row.int(0)?, row.flag(1)?, row.opt_text(2)?)),
@@ -71,7 +73,7 @@ async fn attach<T: WriteTx>(
         open: open.len(),
         now: Vec::new(),
     };
-    for (alert, held, before) in open {
+    for (alert, withheld, before) in open {
         if before.as_deref() == Some(stored.as_str()) {
             continue; // a replay
         }
@@ -80,7 +82,7 @@ async fn attach<T: WriteTx>(
             &[Arg::Int(alert), Arg::Text(&stored)],
         )
         .await?;
-        if !held {
+        if !withheld {
             tx.run(
                 super::sql::QUEUE_ON_EVERY_CHANNEL,
                 &[Arg::Int(alert), Arg::Text("traced"), Arg::Int(now_ms)],
