@@ -32,6 +32,35 @@ impl Running {
         (Self(Some(child)), http)
     }
 
+    /// Like [`Running::serve_with`], once its HTTP port accepts
+    /// connections. Free ports are picked before the controller binds them,
+    /// so a test running beside it can take one first: a controller that
+    /// exits because it cannot listen is started again on other ports (up
+    /// to three times); any other exit fails the test with its log.
+    async fn listening(url: &str, env: &[(&str, &str)]) -> (Self, u16) {
+        for _ in 0..3 {
+            let (mut running, http) = Self::serve_with(url, env);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if std::net::TcpStream::connect(("127.0.0.1", http)).is_ok() {
+                    return (running, http);
+                }
+                let child = running.0.as_mut().expect("running");
+                if child.try_wait().expect("wait").is_some() {
+                    let output = running.0.take().expect("exited").wait_with_output();
+                    let stderr =
+                        String::from_utf8_lossy(&output.expect("output").stderr).into_owned();
+                    assert!(stderr.contains("cannot listen"), "it exited: {stderr}");
+                    eprintln!("a port was taken before the controller bound it: {stderr}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "controller did not listen");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        panic!("three tries found no free ports")
+    }
+
     /// Its exit status and output once it exits on its own, within 20 s
     /// (else it is killed and the test fails).
     async fn exits_on_its_own(mut self) -> std::process::Output {
@@ -78,17 +107,9 @@ async fn runs_on_sqlite_serves_the_api_and_stops_on_sigterm() {
         .expect("dir");
     let url = format!("sqlite:{}", dir.path().join("ward.db").display());
     let token = admin_token(&url);
-    let (controller, http) = Running::serve(&url);
+    let (controller, http) = Running::listening(&url, &[]).await;
     let base = format!("http://127.0.0.1:{http}");
     let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "controller did not answer /healthz"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let created = client
         .post(format!("{base}/api/v1/devices"))
         .bearer_auth(&token)
@@ -180,12 +201,7 @@ async fn database_passwords_are_never_logged() {
         .url()
         .replacen("postgres://ward@", "postgres://ward:s3cret-pw@", 1);
     assert!(url.contains("s3cret-pw"), "{url}");
-    let (controller, http) = Running::serve(&url);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
-        assert!(Instant::now() < deadline, "controller did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (controller, _) = Running::listening(&url, &[]).await;
     let output = controller.stop();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("status database ready"), "{stderr}");
@@ -315,14 +331,6 @@ fn users_and_tokens_are_managed_from_the_console_and_secrets_shown_once() {
     );
 }
 
-async fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "controller did not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_database_password_comes_from_a_file_and_no_secret_reaches_the_log() {
     const DATABASE_PASSWORD: &str = "pg-from-a-credential-7Hq";
@@ -384,8 +392,7 @@ async fn the_database_password_comes_from_a_file_and_no_secret_reaches_the_log()
     // everything it logs.
     let mut env = env.clone();
     env.push(("RUST_LOG", "info,ward_controller=trace"));
-    let (controller, http) = Running::serve_with(&url, &env);
-    wait_for_port(http).await;
+    let (controller, http) = Running::listening(&url, &env).await;
     let base = format!("http://127.0.0.1:{http}");
     let client = reqwest::Client::new();
     let wrong_token = "ward_AAAAthisTokenWasNeverIssuedAAAAAAAAAAAAA";
@@ -465,8 +472,7 @@ async fn a_second_controller_on_one_sqlite_file_is_refused_naming_postgresql() {
         .tempdir()
         .expect("dir");
     let url = format!("sqlite:{}", dir.path().join("ward.db").display());
-    let (first, http) = Running::serve(&url);
-    wait_for_port(http).await;
+    let (first, http) = Running::listening(&url, &[]).await;
     let (second, _) = Running::serve(&url);
     let output = second.exits_on_its_own().await;
     let stderr = String::from_utf8_lossy(&output.stderr);
