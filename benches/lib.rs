@@ -3,6 +3,8 @@
 //! and namespaces they create.
 #![forbid(unsafe_code)]
 
+pub mod fleet_agent;
+
 use ward_proto::v1::{
     DeviceState, DeviceStatistics, StatisticsBatch, Transition, TransitionBatch, TransitionReason,
 };

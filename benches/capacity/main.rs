@@ -12,6 +12,7 @@
 //! ```text
 //! cargo build --release -p ward-agent -p ward-benches
 //! target/release/ward-capacity sweep|tcp-sweep|burst|sustained|memory|recent-history|outage|reports|idle-agent|all
+//! target/release/ward-capacity fleet [--agents N --devices N …]   # see fleet/mod.rs
 //! target/release/ward-capacity blast FILE   # the blaster alone
 //! ```
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@
 
 mod blast;
 mod burst;
+mod fleet;
 mod idle;
 mod measure;
 mod memory;
@@ -63,6 +65,8 @@ fn main() -> anyhow::Result<()> {
         "outage" => tokio::runtime::Runtime::new()?.block_on(outage::run()),
         "reports" => tokio::runtime::Runtime::new()?.block_on(reports::run()),
         "idle-agent" => tokio::runtime::Runtime::new()?.block_on(idle::run()),
+        "fleet" => tokio::runtime::Runtime::new()?
+            .block_on(fleet::run(fleet::Params::parse(std::env::args().skip(2))?)),
         "all" => {
             sweep::run(&lab()?)?;
             burst::run(&lab()?)?;
@@ -74,7 +78,7 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(idle::run())
         }
         other => bail!(
-            "unknown measurement `{other}`: sweep, tcp-sweep, burst, sustained, memory, recent-history, outage, reports, idle-agent, all or blast FILE"
+            "unknown measurement `{other}`: sweep, tcp-sweep, burst, sustained, memory, recent-history, outage, reports, idle-agent, fleet, all or blast FILE"
         ),
     }
 }

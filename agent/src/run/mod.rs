@@ -17,7 +17,7 @@
 pub mod config;
 mod convert;
 mod failover;
-mod link;
+pub mod link;
 mod messages;
 mod redial;
 pub mod systemd;

@@ -1,0 +1,232 @@
+//! The run's outcome, checked before anything is printed, and its figures
+//! as rows for docs/BENCHMARKS.md.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::Params;
+use super::inject::{Change, Resources};
+use super::setup::World;
+use super::watch::{Api, CALLS, Seen, Timings};
+use ward_benches::fleet_agent::Tally;
+
+/// A cold start gives up after this long.
+const COLD_START_LIMIT: Duration = Duration::from_secs(300);
+
+/// Devices `up` in the summary every half second from `started` until all
+/// `total` are: (seconds since the agents started, devices up).
+pub async fn cold_start_curve(
+    api: &Api,
+    total: u64,
+    started: Instant,
+) -> anyhow::Result<Vec<(f64, u64)>> {
+    let mut curve = Vec::new();
+    loop {
+        let (summary, _) = api.get("/api/v1/summary").await?;
+        let up = summary["up"].as_u64().context("summary without up")?;
+        curve.push((started.elapsed().as_secs_f64(), up));
+        if up == total {
+            return Ok(curve);
+        }
+        anyhow::ensure!(
+            started.elapsed() < COLD_START_LIMIT,
+            "cold start: {up} of {total} devices up after {COLD_START_LIMIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What the checks found, for the figures.
+pub struct Outcome {
+    /// Change → seen on the event stream, every client, every change.
+    pub sse_lags: Vec<Duration>,
+    /// Statistics acknowledged to the agents, and read back.
+    pub statistics: (u64, u64),
+    /// Reconnects beyond the first connection of each agent.
+    pub reconnects: u64,
+}
+
+/// Checks that every change reached every event client, that the fleet
+/// ends as it began (all up), that nothing was rejected, and that every
+/// acknowledged statistic is in VictoriaMetrics.
+pub async fn check(
+    world: &World,
+    params: &Params,
+    tally: &Tally,
+    changes: &[Change],
+    seen: &[Vec<Seen>],
+) -> anyhow::Result<Outcome> {
+    let mut sse_lags = Vec::with_capacity(changes.len() * seen.len());
+    for (client, log) in seen.iter().enumerate() {
+        for change in changes {
+            let first = log
+                .iter()
+                .find(|s| {
+                    s.device_id == change.device_id && s.down == change.down && s.at >= change.at
+                })
+                .with_context(|| {
+                    format!(
+                        "event client {client} never saw device {} {}",
+                        change.device_id,
+                        if change.down { "down" } else { "up" }
+                    )
+                })?;
+            sse_lags.push(first.at - change.at);
+        }
+    }
+    let (summary, _) = world.api.get("/api/v1/summary").await?;
+    anyhow::ensure!(
+        summary["up"].as_u64() == Some(params.total()),
+        "the fleet did not end all up: {summary}"
+    );
+    let rejected = tally.rejected.load(Ordering::Relaxed);
+    anyhow::ensure!(rejected == 0, "the controller rejected {rejected} entries");
+    let acked = tally.statistics_acked.load(Ordering::Relaxed);
+    let stored = statistics_stored(world, acked).await?;
+    anyhow::ensure!(
+        stored == acked,
+        "VictoriaMetrics holds {stored} device statistics; {acked} were acknowledged"
+    );
+    Ok(Outcome {
+        sse_lags,
+        statistics: (acked, stored),
+        reconnects: tally.connects.load(Ordering::Relaxed) - params.agents as u64,
+    })
+}
+
+/// Samples of `ward_probe_sent_total` in VictoriaMetrics (one per device
+/// statistic), once it holds `expected` or 60 s have passed.
+async fn statistics_stored(world: &World, expected: u64) -> anyhow::Result<u64> {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/query", world.victoria_metrics.url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let body: serde_json::Value = client
+            .get(&url)
+            .query(&[("query", "sum(count_over_time(ward_probe_sent_total[1d]))")])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let stored = body["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .parse::<f64>()? as u64;
+        if stored >= expected || Instant::now() > deadline {
+            return Ok(stored);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Everything printed.
+pub struct Figures<'a> {
+    pub params: &'a Params,
+    pub curve: &'a [(f64, u64)],
+    pub cold_timings: &'a [Timings; 4],
+    pub steady_timings: &'a [Timings; 4],
+    pub idle_memory: u64,
+    pub cold_memory: u64,
+    /// Before and after the steady phase, and its length.
+    pub resources: (Resources, Resources, Duration),
+    pub outcome: &'a Outcome,
+    pub rest_lags: &'a [Duration],
+}
+
+fn quantiles(lags: &[Duration]) -> String {
+    let timings = Timings {
+        calls: lags.to_vec(),
+    };
+    format!(
+        "{:.0} / {:.0} / {:.0}",
+        timings.quantile_ms(0.5),
+        timings.quantile_ms(0.99),
+        timings.quantile_ms(1.0)
+    )
+}
+
+fn p99s(timings: &[Timings; 4]) -> String {
+    timings
+        .iter()
+        .map(|t| format!("{:.0}", t.quantile_ms(0.99)))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// The figures as Markdown.
+pub fn print(figures: &Figures<'_>) {
+    let params = figures.params;
+    let total = params.total();
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let (before, after, span) = figures.resources;
+    let cores = |a: u64, b: u64| (b - a) as f64 / ticks / span.as_secs_f64();
+    let all_up = figures.curve.last().map_or(0.0, |(t, _)| *t);
+    println!(
+        "fleet: {} agents × {} devices = {total} on {}, churn {}/s, statistics every {:?}, {} event clients",
+        params.agents,
+        params.devices,
+        if params.sqlite {
+            "SQLite"
+        } else {
+            "PostgreSQL"
+        },
+        params.churn,
+        params.report_period,
+        params.sse_clients
+    );
+    println!("calls timed ({}): {}", CALLS.len(), CALLS.join(" / "));
+    println!("| phase | figure |\n|---|---|");
+    println!(
+        "| cold start | every device up after {all_up:.1} s; REST p99 during it (ms): {} |",
+        p99s(figures.cold_timings)
+    );
+    println!(
+        "| cold start | controller memory (PSS) {:.0} MiB idle → {:.0} MiB with every agent connected ({:.1} KiB per device) |",
+        mib(figures.idle_memory),
+        mib(figures.cold_memory),
+        (figures.cold_memory.saturating_sub(figures.idle_memory)) as f64 / 1024.0 / total as f64
+    );
+    println!(
+        "| steady | controller {:.2} cores, {:.0} MiB; PostgreSQL {:.2} cores, {:.0} MiB (PSS) |",
+        cores(before.controller.ticks, after.controller.ticks),
+        mib(after.controller.memory),
+        cores(before.postgres.ticks, after.postgres.ticks),
+        mib(after.postgres.memory)
+    );
+    println!(
+        "| steady | change → event stream p50 / p99 / max (ms): {} over {} sightings |",
+        quantiles(&figures.outcome.sse_lags),
+        figures.outcome.sse_lags.len()
+    );
+    println!(
+        "| steady | change → REST p50 / p99 / max (ms): {} over {} changes |",
+        quantiles(figures.rest_lags),
+        figures.rest_lags.len()
+    );
+    println!(
+        "| steady | REST p99 (ms): {} ({} calls) |",
+        p99s(figures.steady_timings),
+        figures
+            .steady_timings
+            .iter()
+            .map(|t| t.calls.len())
+            .sum::<usize>()
+    );
+    println!(
+        "| outcome | statistics acknowledged {} = read back {}; reconnects {} |",
+        figures.outcome.statistics.0, figures.outcome.statistics.1, figures.outcome.reconnects
+    );
+    let curve: Vec<String> = figures
+        .curve
+        .iter()
+        .step_by(2)
+        .map(|(t, up)| format!("{t:.0}s:{up}"))
+        .collect();
+    println!("cold start curve (s: devices up): {}", curve.join(" "));
+}
