@@ -57,6 +57,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    the_devices_written_or_deleted_after_a_version_are_read_back,
     a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hops_device,
     a_devices_tcp_check_round_trips,
     profiles_judge_devices_before_their_sites_default_and_are_not_deleted_in_use,
@@ -2745,4 +2746,65 @@ async fn a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hop
         Some(6_000)
     );
     assert_eq!(drain_notifications(store).await, []);
+}
+
+/// What changed in the device list after a data version, as each
+/// controller's list in memory reads it (`services::device_table`): the
+/// devices a commit wrote and the ids it deleted, each once it committed.
+async fn the_devices_written_or_deleted_after_a_version_are_read_back(store: &Store) {
+    let console = ward_controller::store::Actor::console();
+    let a = store
+        .create_device(&spec("atm-1", "198.18.1.10"), &console, 1_000)
+        .await
+        .expect("create");
+    let b = store
+        .create_device(&spec("atm-2", "198.18.1.11"), &console, 1_000)
+        .await
+        .expect("create");
+    let ids = |written: &[ward_controller::store::Device]| -> Vec<i64> {
+        let mut ids: Vec<i64> = written.iter().map(|device| device.id).collect();
+        ids.sort_unstable();
+        ids
+    };
+    let created = store.data_version().await.expect("version").version;
+    let (deleted, written) = store
+        .devices_changed_since(created - 2)
+        .await
+        .expect("since");
+    assert_eq!((deleted, ids(&written)), (vec![], vec![a.id, b.id]));
+    let (deleted, written) = store.devices_changed_since(created).await.expect("since");
+    assert_eq!((deleted, ids(&written)), (vec![], vec![]), "nothing since");
+
+    store
+        .apply(
+            &report(1, &[(a.id, Status::Down, 5_000)]),
+            &FlapPolicy::default(),
+            5_100,
+        )
+        .await
+        .expect("down");
+    let (deleted, written) = store.devices_changed_since(created).await.expect("since");
+    assert_eq!((deleted, ids(&written)), (vec![], vec![a.id]));
+    assert_eq!(written[0].status, Status::Down, "as it is now");
+
+    let reported = store.data_version().await.expect("version").version;
+    store
+        .update_device(b.id, &spec("atm-2b", "198.18.1.11"), &console, 6_000)
+        .await
+        .expect("update")
+        .expect("exists");
+    store
+        .delete_device(a.id, &console, 7_000)
+        .await
+        .expect("delete")
+        .expect("existed");
+    let (deleted, written) = store.devices_changed_since(reported).await.expect("since");
+    assert_eq!((deleted, ids(&written)), (vec![a.id], vec![b.id]));
+    assert_eq!(written[0].spec.name, "atm-2b");
+    let (deleted, written) = store.devices_changed_since(created).await.expect("since");
+    assert_eq!(
+        (deleted, ids(&written)),
+        (vec![a.id], vec![b.id]),
+        "a device written then deleted is only deleted"
+    );
 }

@@ -113,15 +113,10 @@ struct Watchers {
 }
 
 impl Watchers {
+    /// REST clients timing calls from now on.
     fn start(api: &Api, params: &Params, devices: Vec<u64>) -> Self {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
-        let seen: Vec<_> = (0..params.sse_clients)
-            .map(|_| Arc::new(Mutex::new(Vec::new())))
-            .collect();
-        for log in &seen {
-            tasks.spawn(api.clone().follow_events(Arc::clone(log), stopped.clone()));
-        }
         let timings = Arc::new(Mutex::new(Default::default()));
         tasks.spawn(watch::time_calls(
             api.clone(),
@@ -131,10 +126,23 @@ impl Watchers {
             stopped,
         ));
         Self {
-            seen,
+            seen: Vec::new(),
             timings,
             stop,
             tasks,
+        }
+    }
+
+    /// `clients` event-stream clients from now on (after the cold start:
+    /// its whole fleet coming up at once is more changes than a stream
+    /// buffers, and a client is told to resync, as the dashboard is).
+    fn follow_events(&mut self, api: &Api, clients: usize) {
+        for _ in 0..clients {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let stopped = self.stop.subscribe();
+            self.tasks
+                .spawn(api.clone().follow_events(Arc::clone(&log), stopped));
+            self.seen.push(log);
         }
     }
 
@@ -162,7 +170,7 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     let postgres_pid = world.postgres.as_ref().and_then(|p| p.pid());
     let every_device: Vec<u64> = world.agents.iter().flat_map(|(_, d)| d.clone()).collect();
     let idle_memory = watch::usage(controller_pid, false)?.memory;
-    let watchers = Watchers::start(&world.api, &params, every_device.clone());
+    let mut watchers = Watchers::start(&world.api, &params, every_device.clone());
 
     // Cold start: every agent at once.
     let tally = Arc::new(Tally::default());
@@ -187,6 +195,8 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     let curve = report::cold_start_curve(&world.api, params.total(), started).await?;
     let cold_timings = watchers.take_timings();
     let cold_memory = watch::usage(controller_pid, false)?.memory;
+    watchers.follow_events(&world.api, params.sse_clients);
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Steady: churn and outages, measured from end to end.
     let before = inject::Resources::sample(controller_pid, postgres_pid)?;

@@ -132,7 +132,7 @@ pub struct Figures<'a> {
     /// Before and after the steady phase, and its length.
     pub resources: (Resources, Resources, Duration),
     pub outcome: &'a Outcome,
-    pub rest_lags: &'a [Duration],
+    pub rest_lags: &'a [Option<Duration>],
 }
 
 fn quantiles(lags: &[Duration]) -> String {
@@ -204,10 +204,12 @@ pub fn print(figures: &Figures<'_>) {
         quantiles(&figures.outcome.sse_lags),
         figures.outcome.sse_lags.len()
     );
+    let shown: Vec<Duration> = figures.rest_lags.iter().flatten().copied().collect();
     println!(
-        "| steady | change → REST p50 / p99 / max (ms): {} over {} changes |",
-        quantiles(figures.rest_lags),
-        figures.rest_lags.len()
+        "| steady | change → REST p50 / p99 / max (ms): {} over {} changes ({} back up before REST showed them down) |",
+        quantiles(&shown),
+        shown.len(),
+        figures.rest_lags.len() - shown.len()
     );
     println!(
         "| steady | REST p99 (ms): {} ({} calls) |",

@@ -103,7 +103,7 @@ pub async fn list(
         tag: filter.tag.as_deref(),
     };
     let open = maintenance.open_windows();
-    let shown = |devices: &[Device]| -> Vec<Value> {
+    let shown = |devices: &[std::sync::Arc<Device>]| -> Vec<Value> {
         devices
             .iter()
             .map(|device| device_json(device, &open))

@@ -173,7 +173,7 @@ async fn replay(
     }
     let devices = core.devices().await?;
     let by_id: std::collections::HashMap<i64, &crate::store::Device> =
-        devices.iter().map(|d| (d.id, d)).collect();
+        devices.iter().map(|d| (d.id, d.as_ref())).collect();
     let open = maintenance.open_windows();
     let mut events = Vec::with_capacity(changes.len());
     for (index, change) in changes.iter().enumerate() {

@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
+use super::device_table::{DeviceTable, Devices};
 use super::live::{Live, LiveEvent, StatusEvent};
 use super::metrics::Metrics;
 use crate::cache::Cache;
-use crate::store::{Device, Status, StatusChanges, Store, StoreError};
+use crate::store::{Status, StatusChanges, Store, StoreError};
 use ward_domain::quality::ProfileBook;
 
 /// The store, the cache, the counters and the live feed.
@@ -23,6 +24,8 @@ pub struct Core {
     pub metrics: Metrics,
     /// Committed changes and wake-ups.
     pub live: Live,
+    /// The device list in memory.
+    device_table: DeviceTable,
 }
 
 impl Core {
@@ -33,18 +36,14 @@ impl Core {
             cache,
             metrics: Metrics::default(),
             live: Live::default(),
+            device_table: DeviceTable::default(),
         }
     }
 
-    /// Every device, through the cache, as of the store's data version
-    /// now.
-    pub async fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        let version = self.store.data_version().await?;
-        self.cache
-            .get_or_load("devices", &version, async {
-                self.store.list_devices().await
-            })
-            .await
+    /// Every device as of the store's data version now, from the list
+    /// this controller holds ([`DeviceTable`]).
+    pub async fn devices(&self) -> Result<Devices, StoreError> {
+        self.device_table.devices(&self.store, &self.metrics).await
     }
 
     /// Every threshold profile and each site's default, through the

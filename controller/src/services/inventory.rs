@@ -264,11 +264,14 @@ impl Inventory {
     /// Devices matching every given filter: status, site, severity, tag,
     /// and `query` in the name, address or a tag (case-insensitive). REST,
     /// gRPC and the dashboard's search all match this way.
-    pub async fn find_devices(&self, filter: &DeviceFilter<'_>) -> Result<Vec<Device>, StoreError> {
+    pub async fn find_devices(
+        &self,
+        filter: &DeviceFilter<'_>,
+    ) -> Result<Vec<Arc<Device>>, StoreError> {
         let query = filter.query.map(str::to_lowercase);
         let devices = self.core.devices().await?;
         Ok(devices
-            .into_iter()
+            .iter()
             .filter(|d| filter.status.is_none_or(|status| d.status == status))
             .filter(|d| filter.site.is_none_or(|site| d.spec.site == site))
             .filter(|d| {
@@ -288,6 +291,7 @@ impl Inventory {
                         || d.spec.tags.iter().any(|tag| tag.to_lowercase().contains(q))
                 })
             })
+            .cloned()
             .collect())
     }
 
@@ -299,7 +303,7 @@ impl Inventory {
         filter: &DeviceFilter<'_>,
         after: Option<&DeviceCursor>,
         limit: usize,
-    ) -> Result<(Vec<Device>, Option<DeviceCursor>), StoreError> {
+    ) -> Result<(Vec<Arc<Device>>, Option<DeviceCursor>), StoreError> {
         let devices = self.find_devices(filter).await?;
         Ok(super::paging::page(devices, after, limit))
     }

@@ -64,13 +64,34 @@ pub struct Metrics {
     pub access_refused: AtomicU64,
     /// REST latency per route.
     pub api_latency: super::latency::ApiLatency,
+    /// Reads of the device list served from the list held in memory.
+    pub device_list_held: AtomicU64,
+    /// Reads that patched the list held with what changed since.
+    pub device_list_patched: AtomicU64,
+    /// Reads that loaded the whole list (the first, or another database).
+    pub device_list_loaded: AtomicU64,
 }
 
 impl Metrics {
     /// Every counter with its Prometheus name and help, as `/metrics`
     /// exports it.
-    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 22] {
+    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 25] {
         [
+            (
+                "ward_device_list_held_total",
+                "Device list reads served from the list held in memory (no commit since).",
+                &self.device_list_held,
+            ),
+            (
+                "ward_device_list_patched_total",
+                "Device list reads that patched the list held with the devices written since.",
+                &self.device_list_patched,
+            ),
+            (
+                "ward_device_list_loaded_total",
+                "Device list reads that loaded the whole list.",
+                &self.device_list_loaded,
+            ),
             (
                 "ward_transitions_applied_total",
                 "Status changes committed.",

@@ -13,6 +13,7 @@
 
 mod cluster;
 mod core;
+mod device_table;
 mod guard;
 mod inventory;
 mod latency;

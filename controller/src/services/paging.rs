@@ -8,6 +8,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::store::Device;
 
@@ -82,17 +83,17 @@ impl FromStr for DeviceCursor {
 /// One page of `devices` (in the list's order): at most `limit` after
 /// `after`, and the cursor of the next page unless it is the last.
 pub fn page(
-    devices: Vec<Device>,
+    devices: Vec<Arc<Device>>,
     after: Option<&DeviceCursor>,
     limit: usize,
-) -> (Vec<Device>, Option<DeviceCursor>) {
+) -> (Vec<Arc<Device>>, Option<DeviceCursor>) {
     let start = after.map_or(0, |cursor| {
         devices.partition_point(|device| cursor.order(device) != Ordering::Greater)
     });
     let rest = devices.len().saturating_sub(start);
-    let page: Vec<Device> = devices.into_iter().skip(start).take(limit).collect();
+    let page: Vec<Arc<Device>> = devices.into_iter().skip(start).take(limit).collect();
     let next = (rest > limit)
-        .then(|| page.last().map(DeviceCursor::after))
+        .then(|| page.last().map(|device| DeviceCursor::after(device)))
         .flatten();
     (page, next)
 }
@@ -102,8 +103,8 @@ mod tests {
     use super::*;
     use crate::store::{DeviceSpec, Status};
 
-    fn device(id: i64, site: &str, name: &str) -> Device {
-        Device {
+    fn device(id: i64, site: &str, name: &str) -> Arc<Device> {
+        Arc::new(Device {
             id,
             spec: DeviceSpec {
                 rst_alive: true,
@@ -128,7 +129,7 @@ mod tests {
             agent: None,
             flapping: false,
             degraded: None,
-        }
+        })
     }
 
     #[test]

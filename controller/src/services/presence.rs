@@ -118,9 +118,9 @@ impl AgentPresence {
     /// owns (what `/api/v1/agents` and `ListAgents` show).
     pub async fn agents_with_devices(&self) -> Result<Vec<(AgentRecord, Presence)>, StoreError> {
         let mut owned: HashMap<String, u64> = HashMap::new();
-        for device in self.core.devices().await? {
-            if let Some(agent) = device.agent {
-                *owned.entry(agent).or_default() += 1;
+        for device in self.core.devices().await?.iter() {
+            if let Some(agent) = &device.agent {
+                *owned.entry(agent.clone()).or_default() += 1;
             }
         }
         let mut agents = self.agents().await?;
@@ -402,7 +402,7 @@ impl AgentPresence {
 /// devices' longest interval).
 fn sites_with_grace(
     agents: Vec<AgentRecord>,
-    devices: &[Device],
+    devices: &[Arc<Device>],
 ) -> HashMap<String, (Vec<String>, Duration)> {
     let mut sites: HashMap<String, (Vec<String>, Duration)> = HashMap::new();
     for agent in agents {
@@ -429,7 +429,7 @@ fn sites_with_grace(
 fn offline_report(
     name: &str,
     agents: &[String],
-    devices: &[Device],
+    devices: &[Arc<Device>],
     boot_id: String,
     now_ms: i64,
 ) -> TransitionReport {

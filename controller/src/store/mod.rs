@@ -357,6 +357,27 @@ impl Store {
         Ok(devices)
     }
 
+    /// What changed in the device list after data version `version`: the
+    /// ids deleted, then the devices written (as they are now), each
+    /// possibly also written later (services::device_table applies the
+    /// deletions first).
+    pub async fn devices_changed_since(
+        &self,
+        version: i64,
+    ) -> Result<(Vec<i64>, Vec<Device>), StoreError> {
+        on_connection!(self, |q| async move {
+            let deleted = q
+                .rows(sql::DEVICES_DELETED, &[Arg::Int(version)], |row| row.int(0))
+                .await?;
+            let written = q
+                .rows(sql::DEVICES_CHANGED, &[Arg::Int(version)], |row| {
+                    rows::device(row)
+                })
+                .await?;
+            Ok((deleted, written))
+        })
+    }
+
     /// Applies an agent report in one transaction, once per (agent, boot,
     /// seq).
     /// Outage starts and ends count towards flapping under `flapping`.

@@ -253,10 +253,27 @@ pub(super) async fn data_changed(
         .pop()
         .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))?;
     tx.run(sql::STAMP_EVENTS, &[Arg::Int(version)]).await?;
+    stamp_devices(tx, version).await?;
     if !changes.changed.is_empty() {
         tx.announce_changes(changes, version).await?;
     }
     Ok(version)
+}
+
+/// Stamps the device rows and tombstones this transaction wrote (NULL
+/// until now) with its data `version`. Rows another transaction holds are
+/// passed over: that one stamps them (and a row left unstamped is read as
+/// changed by every reader, never missed: `sql::DEVICES_CHANGED`).
+async fn stamp_devices<T: WriteTx>(tx: &T, version: i64) -> Result<(), StoreError> {
+    for table in ["devices", "deleted_devices"] {
+        let stamp = format!(
+            "UPDATE {table} SET version = $1 WHERE id IN \
+             (SELECT id FROM {table} WHERE version IS NULL {})",
+            T::SKIP_LOCKED_ROWS
+        );
+        tx.run(&stamp, &[Arg::Int(version)]).await?;
+    }
+    Ok(())
 }
 
 async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {

@@ -115,6 +115,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         25,
         include_str!("../../migrations/postgres/0025_traces.sql"),
     ),
+    (
+        26,
+        include_str!("../../migrations/postgres/0026_device_versions.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.
@@ -285,6 +289,7 @@ impl WriteTx for Transaction<'_> {
     const LOCK_SETTLEMENTS: &'static str = "SELECT pg_advisory_xact_lock(7727001)";
     const LOCKING: &'static str = "FOR UPDATE";
     const SKIP_LOCKED: &'static str = "FOR UPDATE OF o SKIP LOCKED";
+    const SKIP_LOCKED_ROWS: &'static str = "FOR UPDATE SKIP LOCKED";
     // Controllers of a cluster starting together set the channels one
     // after the other (the lock conflicts with itself).
     const LOCK_CHANNELS: &'static str =

@@ -36,6 +36,17 @@ pub(super) const DEVICES: &str = concat!(
     " FROM devices ORDER BY site, name"
 );
 
+/// The devices written at a data version after `$1`, or not stamped yet.
+pub(super) const DEVICES_CHANGED: &str = concat!(
+    "SELECT ",
+    device_columns!(),
+    " FROM devices WHERE version > $1 OR version IS NULL"
+);
+
+/// The devices deleted at a data version after `$1`, or not stamped yet.
+pub(super) const DEVICES_DELETED: &str =
+    "SELECT id FROM deleted_devices WHERE version > $1 OR version IS NULL";
+
 pub(super) const ADD_SITE: &str = "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING";
 
 pub(super) const REPORT_ONCE: &str = "INSERT INTO applied_reports \

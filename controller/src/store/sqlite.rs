@@ -102,6 +102,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (24, include_str!("../../migrations/sqlite/0024_checks.sql")),
     (25, include_str!("../../migrations/sqlite/0025_traces.sql")),
+    (
+        26,
+        include_str!("../../migrations/sqlite/0026_device_versions.sql"),
+    ),
 ];
 
 #[allow(
@@ -229,6 +233,7 @@ impl WriteTx for Transaction<'_> {
     const LOCK_CHANNELS: &'static str = "SELECT 1";
     const LOCKING: &'static str = "";
     const SKIP_LOCKED: &'static str = "";
+    const SKIP_LOCKED_ROWS: &'static str = "";
 
     async fn announce_inventory(&self) -> Result<(), StoreError> {
         Ok(()) // one controller per SQLite file

@@ -74,6 +74,11 @@ pub(super) trait WriteTx: Query {
     /// transaction, passing over rows another controller is taking.
     const SKIP_LOCKED: &'static str;
 
+    /// What ends a `SELECT` of one table to lock its rows, passing over
+    /// rows another transaction holds (empty where the backend has one
+    /// writer at a time).
+    const SKIP_LOCKED_ROWS: &'static str;
+
     /// Creates `site` if it does not exist.
     async fn add_site(&self, site: &str) -> Result<(), StoreError> {
         self.run(sql::ADD_SITE, &[Arg::Text(site)]).await?;

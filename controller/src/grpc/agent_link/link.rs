@@ -192,6 +192,7 @@ impl Link {
             .collect();
         let assigned = devices
             .iter()
+            .map(AsRef::as_ref)
             .filter(|device| self.assigned.contains_key(&device.id));
         self.settle_sight(Blindness::of(assigned, &self.probe_families))
             .await
