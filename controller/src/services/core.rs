@@ -5,13 +5,14 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::device_table::{DeviceTable, Devices};
 use super::live::{Live, LiveEvent, StatusEvent};
 use super::metrics::Metrics;
 use crate::cache::Cache;
-use crate::store::{Status, StatusChanges, Store, StoreError};
+use crate::store::{Device, Status, StatusChanges, Store, StoreError};
 use ward_domain::quality::ProfileBook;
 
 /// The store, the cache, the counters and the live feed.
@@ -44,6 +45,14 @@ impl Core {
     /// this controller holds ([`DeviceTable`]).
     pub async fn devices(&self) -> Result<Devices, StoreError> {
         self.device_table.devices(&self.store, &self.metrics).await
+    }
+
+    /// The devices agent `agent` owns as of the store's data version now,
+    /// without a pass over the whole list per caller.
+    pub async fn devices_of(&self, agent: &str) -> Result<Vec<Arc<Device>>, StoreError> {
+        self.device_table
+            .devices_of(agent, &self.store, &self.metrics)
+            .await
     }
 
     /// Every threshold profile and each site's default, through the

@@ -26,6 +26,10 @@ struct Held {
     version: DataVersion,
     devices: Devices,
     position: Arc<HashMap<i64, usize>>,
+    /// Each agent's devices, made on the first ask at this version (an
+    /// agent link's assignment; a thousand links woken by one inventory
+    /// change share one pass over the list).
+    by_agent: std::sync::OnceLock<HashMap<String, Vec<Arc<Device>>>>,
 }
 
 fn positions(devices: &[Arc<Device>]) -> Arc<HashMap<i64, usize>> {
@@ -45,7 +49,25 @@ impl Held {
             version,
             position: positions(&devices),
             devices: Arc::new(devices),
+            by_agent: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The devices `agent` owns, in the list's order.
+    fn devices_of(&self, agent: &str) -> Vec<Arc<Device>> {
+        let by_agent = self.by_agent.get_or_init(|| {
+            let mut by_agent: HashMap<String, Vec<Arc<Device>>> = HashMap::new();
+            for device in self.devices.iter() {
+                if let Some(owner) = &device.agent {
+                    by_agent
+                        .entry(owner.clone())
+                        .or_default()
+                        .push(Arc::clone(device));
+                }
+            }
+            by_agent
+        });
+        by_agent.get(agent).cloned().unwrap_or_default()
     }
 
     /// The list at `version`: this one without `deleted`, with `written`
@@ -82,6 +104,7 @@ impl Held {
                 version,
                 devices: Arc::new(devices),
                 position,
+                by_agent: std::sync::OnceLock::new(),
             }
         }
     }
@@ -95,12 +118,27 @@ fn natural_order(a: &Device, b: &Device) -> std::cmp::Ordering {
 /// The list and its refresh.
 #[derive(Default)]
 pub struct DeviceTable {
-    held: tokio::sync::Mutex<Option<Held>>,
+    held: tokio::sync::Mutex<Option<Arc<Held>>>,
 }
 
 impl DeviceTable {
     /// Every device as of the store's data version now (or later).
     pub async fn devices(&self, store: &Store, metrics: &Metrics) -> Result<Devices, StoreError> {
+        Ok(Arc::clone(&self.held(store, metrics).await?.devices))
+    }
+
+    /// The devices agent `agent` owns, as of the store's data version now
+    /// (or later), in the list's order.
+    pub async fn devices_of(
+        &self,
+        agent: &str,
+        store: &Store,
+        metrics: &Metrics,
+    ) -> Result<Vec<Arc<Device>>, StoreError> {
+        Ok(self.held(store, metrics).await?.devices_of(agent))
+    }
+
+    async fn held(&self, store: &Store, metrics: &Metrics) -> Result<Arc<Held>, StoreError> {
         let version = store.data_version().await?;
         let mut held = self.held.lock().await;
         let refreshed = match held.as_ref() {
@@ -109,7 +147,7 @@ impl DeviceTable {
                     && current.version.version >= version.version =>
             {
                 metrics.device_list_held.fetch_add(1, Ordering::Relaxed);
-                return Ok(Arc::clone(&current.devices));
+                return Ok(Arc::clone(current));
             }
             Some(current) if current.version.cluster == version.cluster => {
                 metrics.device_list_patched.fetch_add(1, Ordering::Relaxed);
@@ -123,9 +161,9 @@ impl DeviceTable {
                 Held::new(version, devices.into_iter().map(Arc::new).collect())
             }
         };
-        let devices = Arc::clone(&refreshed.devices);
-        *held = Some(refreshed);
-        Ok(devices)
+        let refreshed = Arc::new(refreshed);
+        *held = Some(Arc::clone(&refreshed));
+        Ok(refreshed)
     }
 }
 
@@ -240,5 +278,29 @@ mod tests {
             [(2, Status::Up), (3, Status::Down), (1, Status::Up)]
         );
         assert_eq!(after.devices[1].spec.name, "cam-1");
+    }
+
+    #[test]
+    fn each_agents_devices_are_those_it_owns_at_that_version() {
+        let owned = |id, agent: &str| {
+            let mut device = device(id, "b-2", &format!("atm-{id}"), Status::Up);
+            device.agent = Some(agent.into());
+            device
+        };
+        let held = Held::new(
+            at(1),
+            vec![
+                Arc::new(owned(1, "a")),
+                Arc::new(owned(2, "a")),
+                Arc::new(owned(3, "b")),
+            ],
+        );
+        let ids = |devices: Vec<Arc<Device>>| devices.iter().map(|d| d.id).collect::<Vec<_>>();
+        assert_eq!(ids(held.devices_of("a")), [1, 2]);
+        let moved = held.patched(at(2), &[], vec![owned(2, "b")]);
+        assert_eq!(ids(moved.devices_of("a")), [1]);
+        assert_eq!(ids(moved.devices_of("b")), [2, 3]);
+        assert_eq!(ids(held.devices_of("a")), [1, 2], "version 1 unchanged");
+        assert!(moved.devices_of("c").is_empty());
     }
 }

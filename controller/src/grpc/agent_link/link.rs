@@ -123,7 +123,12 @@ impl Link {
         let unanswered = |error: crate::store::StoreError| {
             GrpcStatus::unavailable(format!("the status database is not answering: {error}"))
         };
-        let devices = self.services.core.devices().await.map_err(unanswered)?;
+        let devices = self
+            .services
+            .core
+            .devices_of(&self.agent.id)
+            .await
+            .map_err(unanswered)?;
         let book = self
             .services
             .core
@@ -132,9 +137,7 @@ impl Link {
             .map_err(unanswered)?;
         let wanted: HashMap<i64, pb::ProbeTarget> = devices
             .iter()
-            .filter(|device| {
-                device.agent.as_deref() == Some(self.agent.id.as_str()) && device.spec.enabled
-            })
+            .filter(|device| device.spec.enabled)
             .map(|device| {
                 let thresholds = book.thresholds_for(
                     device.spec.profile.as_deref(),
