@@ -34,20 +34,12 @@ pub async fn run() -> anyhow::Result<()> {
 
 pub fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
     DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name,
-        address: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
-        site: "branch-0421".into(),
         parent_id,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: Default::default(),
+        ..ward_benches::device_spec(
+            name,
+            std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
+            "branch-0421".into(),
+        )
     }
 }
 

@@ -25,20 +25,12 @@ const RUNS: usize = 5;
 
 fn device(index: u32) -> DeviceSpec {
     DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: format!("atm-{index}"),
-        address: std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
-        site: format!("branch-{}", index % SITES),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
         tags: vec![format!("model-{}", index % 7)],
-        enabled: true,
-        severity: Default::default(),
+        ..ward_benches::device_spec(
+            format!("atm-{index}"),
+            std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
+            format!("branch-{}", index % SITES),
+        )
     }
 }
 

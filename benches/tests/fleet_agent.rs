@@ -17,22 +17,11 @@ use ward_controller::store::{Actor, DeviceSpec, Status, Store};
 use ward_proto::v1::{self as pb, agent_message};
 
 fn device(index: u8) -> DeviceSpec {
-    DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: format!("dev-{index}"),
-        address: std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, index)),
-        site: "branch-0000".into(),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: Default::default(),
-    }
+    ward_benches::device_spec(
+        format!("dev-{index}"),
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, index)),
+        "branch-0000".into(),
+    )
 }
 
 /// Spools, as an earlier run of agent `id` in `dir` would have, a report

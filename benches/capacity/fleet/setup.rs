@@ -59,22 +59,11 @@ fn device(agent: usize, index: usize) -> anyhow::Result<DeviceSpec> {
         0,
         u16::try_from(index + 1)?,
     );
-    Ok(DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: format!("dev-{agent}-{index}"),
-        address: IpAddr::V6(address),
-        site: site_name(agent),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: Default::default(),
-    })
+    Ok(ward_benches::device_spec(
+        format!("dev-{agent}-{index}"),
+        IpAddr::V6(address),
+        site_name(agent),
+    ))
 }
 
 /// Builds the world for `params` and starts the controller.

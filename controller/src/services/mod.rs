@@ -193,3 +193,39 @@ substates!(
     notifications: Arc<Notifications>,
     http: reqwest::Client,
 );
+
+/// A device for the services' unit tests: `name` of `site`, `status`.
+#[cfg(test)]
+pub(crate) fn test_device(
+    id: i64,
+    site: &str,
+    name: &str,
+    status: crate::store::Status,
+) -> crate::store::Device {
+    crate::store::Device {
+        id,
+        spec: crate::store::DeviceSpec {
+            rst_alive: true,
+            check: Default::default(),
+            name: name.into(),
+            address: "198.18.1.1".parse().expect("address"),
+            site: site.into(),
+            parent_id: None,
+            interval_ms: 1000,
+            timeout_ms: 500,
+            down_after: 3,
+            up_after: 2,
+            tags: Vec::new(),
+            enabled: true,
+            severity: crate::store::Severity::Major,
+            profile: None,
+        },
+        status,
+        down_since_ms: None,
+        status_changed_at_ms: 0,
+        last_rtt_us: None,
+        agent: None,
+        flapping: false,
+        degraded: None,
+    }
+}

@@ -101,35 +101,10 @@ pub fn page(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{DeviceSpec, Status};
+    use crate::store::Status;
 
     fn device(id: i64, site: &str, name: &str) -> Arc<Device> {
-        Arc::new(Device {
-            id,
-            spec: DeviceSpec {
-                rst_alive: true,
-                check: Default::default(),
-                name: name.into(),
-                address: "198.18.1.1".parse().expect("address"),
-                site: site.into(),
-                parent_id: None,
-                interval_ms: 1000,
-                timeout_ms: 500,
-                down_after: 3,
-                up_after: 2,
-                tags: Vec::new(),
-                enabled: true,
-                severity: crate::store::Severity::Major,
-                profile: None,
-            },
-            status: Status::Up,
-            down_since_ms: None,
-            status_changed_at_ms: 0,
-            last_rtt_us: None,
-            agent: None,
-            flapping: false,
-            degraded: None,
-        })
+        Arc::new(crate::services::test_device(id, site, name, Status::Up))
     }
 
     #[test]
