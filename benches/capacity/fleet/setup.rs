@@ -109,7 +109,11 @@ pub async fn build(params: &Params) -> anyhow::Result<World> {
         ),
     )?;
     let token = admin_token(&config)?;
-    let controller = start_controller(&config, &dir.path().join("controller.log"))?;
+    // Outside the work directory: kept after the run, to read when it fails.
+    let log =
+        std::env::temp_dir().join(format!("ward-fleet-controller-{}.log", std::process::id()));
+    eprintln!("fleet: the controller logs to {}", log.display());
+    let controller = start_controller(&config, &log)?;
     let api = Api::new(
         format!("https://127.0.0.1:{http}"),
         &dir.path().join("ca.pem"),

@@ -130,9 +130,20 @@ const MIGRATION_LOCK: i64 = 0x5741_5244;
 /// Imports at least this large refresh the planner's statistics.
 const ANALYZE_AFTER_IMPORT: usize = 1_000;
 
+/// Connections to the database.
+const POOL_SIZE: usize = 16;
+
+/// Write transactions running at once at most: the pool's other
+/// connections stay free for reads, so a fleet reconnecting (a thousand
+/// agents' reports at once) waits for its turn to write while the REST
+/// API, the dashboard and the event stream still read at once.
+const WRITERS: usize = 12;
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
+    /// One permit per write transaction running ([`WRITERS`]).
+    writers: tokio::sync::Semaphore,
     /// How to open a connection of our own (to listen for announcements).
     config: Box<tokio_postgres::Config>,
     /// A random id of this store, set on every connection as
@@ -182,11 +193,12 @@ impl PostgresStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(16)
+            .max_size(POOL_SIZE)
             .build()
             .map_err(pool_error)?;
         Ok(Self {
             pool,
+            writers: tokio::sync::Semaphore::new(WRITERS),
             config: Box::new(listen_config),
             origin,
         })
@@ -228,6 +240,11 @@ impl PostgresStore {
         &self,
         operation: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let _turn = self
+            .writers
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Pool("the store is closing".into()))?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let outcome = operation(&tx).await?;
