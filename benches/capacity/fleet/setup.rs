@@ -20,14 +20,15 @@ use super::{Params, site_name};
 
 /// Everything the run needs, removed when dropped.
 pub struct World {
-    /// Certificates, the controller's configuration and log, the spools.
+    /// The controller process (first: it is stopped before what it uses
+    /// goes away).
+    pub controller: Controller,
+    /// Certificates, the controller's configuration and the spools.
     pub dir: tempfile::TempDir,
     /// The status database's server (none on SQLite).
     pub postgres: Option<Postgres>,
     /// Where the controller writes statistics.
     pub victoria_metrics: VictoriaMetrics,
-    /// The controller process.
-    pub controller: Controller,
     /// REST as an admin.
     pub api: Api,
     /// The controller's gRPC URL.
