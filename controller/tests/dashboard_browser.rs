@@ -572,6 +572,12 @@ async fn an_admin_edits_a_device_in_place_and_a_bad_field_is_named() {
         browser
             .evaluate(&edit("form.elements.interval_ms.value = '1000';"))
             .expect("the interval back");
+        browser
+            .wait_until(
+                "document.getElementById('detail-said').textContent.startsWith('Saved device atm-1 ')",
+                Duration::from_secs(10),
+            )
+            .expect("the interval back is saved before the next edit");
         let below = browser
             .evaluate(
                 "document.getElementById('detail').getBoundingClientRect().top \

@@ -185,6 +185,12 @@ function editForm(device, done) {
   const enabled = el("input", { name: "enabled", type: "checkbox", checked: device.enabled, "aria-label": "probed" });
   const form = el("form", { class: "edit", onsubmit: (event) => {
     event.preventDefault();
+    // One save at a time: a second one sent before the first answered
+    // could land first and be overwritten by the older values.
+    if (form.dataset.saving) {
+      done("Still saving the last change; try again when it is saved.");
+      return;
+    }
     const value = (name) => form.elements[name].value.trim();
     const number = (name) => (value(name) === "" ? undefined : Number(value(name)));
     const body = {
@@ -195,7 +201,9 @@ function editForm(device, done) {
       tags: value("tags").split(",").map((tag) => tag.trim()).filter(Boolean),
       severity: severity.value, enabled: enabled.checked, profile: value("profile") || null,
     };
+    form.dataset.saving = "yes";
     send("PUT", `/api/v1/devices/${device.id}`, body)
+      .finally(() => { delete form.dataset.saving; })
       .then((saved) => {
         state.devices.set(saved.id, saved);
         schedule();
