@@ -61,12 +61,10 @@ fn down_and_up(host: &str) {
         (up.previous, up.status, up.cause),
         (Status::Down, Status::Up, Cause::Replies)
     );
-    // Two replies a second apart; the second is taken in at the engine's
-    // next wake-up (a send or a timeout: replies do not wake an idle
-    // engine), so at most one timeout (500 ms) after it. Known cost of
-    // the idle agent (issue 26): to be made prompt for targets not up.
+    // The first reply within an interval, the second re-probe at once:
+    // replies of a target not up wake the engine as they come.
     assert!(
-        brought_up.elapsed() < Duration::from_millis(1_900),
+        brought_up.elapsed() < Duration::from_millis(1_400),
         "up after {:?}",
         brought_up.elapsed()
     );

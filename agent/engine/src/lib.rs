@@ -254,6 +254,9 @@ pub struct Engine {
     targets: Vec<Target>,
     free_slots: Vec<u32>,
     live_targets: usize,
+    /// Live targets whose status is not `Up` (their replies may change
+    /// it: see [`Engine::has_targets_not_up`]).
+    not_up_targets: usize,
     /// Targets whose pending event is not `Nothing` (count mode is done at 0).
     scheduled_targets: usize,
     wheel: Wheel,
@@ -291,6 +294,7 @@ impl Engine {
             targets: Vec::new(),
             free_slots: Vec::new(),
             live_targets: 0,
+            not_up_targets: 0,
             scheduled_targets: 0,
             wheel: Wheel::new(now),
             expired: Vec::new(),
@@ -379,6 +383,9 @@ impl Engine {
             self.targets[index as usize].status = known;
         }
         self.live_targets += 1;
+        if known != Status::Up {
+            self.not_up_targets += 1;
+        }
         self.samples.reset(index, interval_ms);
         let first = match self.config.start {
             Start::Spread => self.targets[index as usize].next_grid_point(now),
@@ -393,9 +400,10 @@ impl Engine {
         let Some(target) = self.targets.get_mut(index as usize) else {
             return;
         };
-        if target.pending == Pending::Nothing && target.probes_left != 0 {
-            return; // already removed
+        if target.removed {
+            return;
         }
+        target.removed = true;
         if target.pending != Pending::Nothing {
             self.scheduled_targets -= 1;
         }
@@ -405,6 +413,9 @@ impl Engine {
         target.epoch = target.epoch.wrapping_add(1);
         self.free_slots.push(index);
         self.live_targets -= 1;
+        if target.status != Status::Up {
+            self.not_up_targets -= 1;
+        }
         self.windows.set(index, None);
     }
 
@@ -527,6 +538,11 @@ impl Engine {
             Err(miss) => target.record_miss(miss),
         };
         if let Some(status) = changed {
+            match (previous == Status::Up, status == Status::Up) {
+                (true, false) => self.not_up_targets += 1,
+                (false, true) => self.not_up_targets -= 1,
+                _ => {}
+            }
             self.windows.forget(index);
             self.transitions.push_back(Transition {
                 index,
@@ -612,6 +628,13 @@ impl Engine {
     /// Counters since start.
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// True while some target is not `Up`: a reply may bring it up, so
+    /// replies are worth handling as they come (an idle, healthy engine
+    /// takes them in at its next send or timeout).
+    pub fn has_targets_not_up(&self) -> bool {
+        self.not_up_targets > 0
     }
 
     /// Targets being probed.

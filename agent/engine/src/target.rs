@@ -200,6 +200,8 @@ pub(super) struct Target {
     /// Probes left to send (count mode); `u32::MAX` = unlimited.
     pub probes_left: u32,
     pub status: Status,
+    /// Its slot is free (`Engine::remove_target`).
+    pub removed: bool,
     consecutive_misses: u8,
     consecutive_replies: u8,
     last_miss: Option<Miss>,
@@ -229,6 +231,7 @@ impl Target {
             sent_at: 0,
             probes_left,
             status: Status::Unknown,
+            removed: false,
             consecutive_misses: 0,
             consecutive_replies: 0,
             last_miss: None,

@@ -203,6 +203,38 @@ fn a_down_host_is_up_after_exactly_up_after_replies() {
     assert_eq!(up.last_rtt_us, Some(2000));
 }
 
+/// The engine says whether any target is not up (the prober then hands
+/// it every reply at once, so an UP is not held back until the next
+/// timeout): undecided and down targets count, up and removed ones not.
+#[test]
+fn it_says_while_some_target_is_not_up() {
+    let mut sim = Sim::new(config(Start::Immediately));
+    assert!(!sim.engine.has_targets_not_up(), "no targets");
+    let live = sim.add("198.18.1.1", Host::Answers { rtt: MS });
+    assert!(sim.engine.has_targets_not_up(), "undecided");
+    sim.run_until(3 * S);
+    assert_eq!(sim.engine.status(live), Some(Status::Up));
+    assert!(!sim.engine.has_targets_not_up(), "every target up");
+    sim.set("198.18.1.1", Host::Silent);
+    sim.run_until(6 * S);
+    assert_eq!(sim.engine.status(live), Some(Status::Down));
+    assert!(sim.engine.has_targets_not_up(), "one down");
+    sim.set("198.18.1.1", Host::Answers { rtt: MS });
+    sim.run_until(9 * S);
+    assert_eq!(sim.engine.status(live), Some(Status::Up));
+    assert!(!sim.engine.has_targets_not_up(), "up again");
+    let dead = sim.add("198.18.1.2", Host::Silent);
+    sim.run_until(12 * S);
+    assert_eq!(sim.engine.status(dead), Some(Status::Down));
+    assert!(sim.engine.has_targets_not_up(), "a dead one");
+    sim.engine.remove_target(dead);
+    sim.engine.remove_target(dead);
+    assert!(
+        !sim.engine.has_targets_not_up(),
+        "the dead one removed (once)"
+    );
+}
+
 /// A target handed over as UP (another agent of its group probed it) is
 /// not reported UP again; one handed over as DOWN stays down until
 /// `up_after` replies; a dead one handed over as UP is DOWN as fast as an

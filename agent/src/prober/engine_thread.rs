@@ -28,6 +28,10 @@ pub(super) struct EngineShared<'a> {
     pub(super) counters: &'a IoCounters,
     pub(super) linger: Duration,
     pub(super) controls: &'a ArrayQueue<Control>,
+    /// Whether the receiver wakes the engine for every reply always (as
+    /// configured), and the flag it reads, kept up to date here: also
+    /// while some target is not up.
+    pub(super) wake_for_each_reply: (bool, &'a AtomicBool),
 }
 
 /// Applies one [`Control`]; `slots` maps ids to engine slots and specs.
@@ -141,6 +145,7 @@ pub(super) fn engine_loop(
         counters,
         linger,
         controls,
+        wake_for_each_reply,
     } = *shared;
     let mut batches: Vec<(Family, bool, SendBatch)> = sockets
         .iter()
@@ -178,6 +183,8 @@ pub(super) fn engine_loop(
             on_transition(clock, transition);
         }
         publish_counters(&engine, counters);
+        let (always, wake) = wake_for_each_reply;
+        wake.store(always || engine.has_targets_not_up(), Ordering::Relaxed);
         if stop.load(Ordering::Relaxed) {
             return engine;
         }

@@ -79,13 +79,14 @@ pub struct ProberConfig {
     /// How IPv4 probes leave the host.
     pub send_path: SendPath,
     /// The receiver wakes the engine for every reply (a one-shot sweep
-    /// finishes as soon as its replies are in). Otherwise replies wait in
-    /// the queue for the engine's next wake-up, a send or a timeout (a
-    /// continuous agent: one wake-up per probe instead of three; kernel
-    /// timestamps keep RTTs exact, and replies waiting are always taken
-    /// in before a timeout is judged, so detection is unchanged; an UP is
-    /// seen up to one timeout later). A queue a quarter full wakes it
-    /// either way.
+    /// finishes as soon as its replies are in). Otherwise it does so only
+    /// while some target is not up, whose reply may bring it up; while
+    /// every target is up, replies wait in the queue for the engine's
+    /// next wake-up, a send or a timeout (a continuous agent: one wake-up
+    /// per probe instead of three; kernel timestamps keep RTTs exact, and
+    /// replies waiting are always taken in before a timeout is judged, so
+    /// detection is unchanged). A queue a quarter full wakes it either
+    /// way.
     pub wake_for_each_reply: bool,
 }
 
@@ -320,18 +321,20 @@ impl Prober {
         let (controls, queue) = queues(config.engine.probes_per_target.is_some(), targets.len());
         let (poll, receiver_waker) = receiver_poll(&sockets)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let wake_for_each_reply = Arc::new(AtomicBool::new(config.wake_for_each_reply));
         let counters = Arc::new(IoCounters::default());
         let (features, tcp_families) = opened(&sockets);
         let (done_sender, engine_done) = std::sync::mpsc::channel::<()>();
         let engine_thread = thread::Builder::new()
             .name("ward-engine".into())
             .spawn({
-                let (sockets, queue, stop, counters, controls) = (
+                let (sockets, queue, stop, counters, controls, wake) = (
                     sockets.clone(),
                     Arc::clone(&queue),
                     Arc::clone(&stop),
                     Arc::clone(&counters),
                     Arc::clone(&controls),
+                    Arc::clone(&wake_for_each_reply),
                 );
                 move || {
                     // Dropped when this thread ends: `Prober::wait` sees it.
@@ -344,6 +347,7 @@ impl Prober {
                         counters: &counters,
                         linger: config.linger,
                         controls: &controls,
+                        wake_for_each_reply: (config.wake_for_each_reply, &wake),
                     };
                     engine_loop(engine, slots, packet_path, &shared, on_transition)
                 }
@@ -366,7 +370,7 @@ impl Prober {
                         engine: &engine,
                         stop: &stop,
                         counters: &counters,
-                        wake_for_each_reply: config.wake_for_each_reply,
+                        wake_for_each_reply: &wake_for_each_reply,
                     }
                     .run(poll);
                 }

@@ -52,8 +52,9 @@ pub(super) struct Receiver<'a> {
     pub stop: &'a AtomicBool,
     pub counters: &'a IoCounters,
     /// Wake the engine for every batch read, not only when the queue
-    /// fills ([`super::ProberConfig::wake_for_each_reply`]).
-    pub wake_for_each_reply: bool,
+    /// fills: set by the engine thread (see
+    /// [`super::ProberConfig::wake_for_each_reply`]).
+    pub wake_for_each_reply: &'a AtomicBool,
 }
 
 impl Receiver<'_> {
@@ -163,7 +164,9 @@ impl Receiver<'_> {
                     Err(Rejection::NotOurs) => {}
                 }
             }
-            if self.wake_for_each_reply || self.queue.len() >= self.queue.capacity() / 4 {
+            if self.wake_for_each_reply.load(Ordering::Relaxed)
+                || self.queue.len() >= self.queue.capacity() / 4
+            {
                 self.engine.unpark();
             }
         }
