@@ -38,7 +38,7 @@ pub use metrics::Metrics;
 pub use notifications::Notifications;
 pub use paging::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor};
 pub use presence::AgentPresence;
-pub use reports::{Reports, StatisticsError};
+pub use reports::{Reports, StatisticsError, Taken};
 
 use std::sync::Arc;
 use std::time::Duration;

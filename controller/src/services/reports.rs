@@ -203,22 +203,34 @@ impl Reports {
         report: &StatisticsReport,
         labels: impl Fn(i64) -> Option<DeviceLabels>,
     ) -> Result<usize, WriterStopped> {
-        let tsdb = match (&self.tsdb, &self.recent) {
-            (Some(tsdb), _) => tsdb,
-            // Without VictoriaMetrics: the built-in short history, of the
-            // devices the link knows (the others counted as below).
-            (None, Some(recent)) => {
-                let known = |statistics: &&DeviceStatistics| labels(statistics.device_id).is_some();
-                let taken = report.devices.iter().filter(known).count();
-                self.core
-                    .metrics
-                    .statistics_ignored
-                    .fetch_add((report.devices.len() - taken) as u64, Ordering::Relaxed);
-                recent.record_periods(report.period_end_ms, report.devices.iter().filter(known));
-                return Ok(taken);
-            }
-            (None, None) => return Ok(0),
-        };
+        match self.statistics_samples(report, labels) {
+            Taken::Recorded(taken) => Ok(taken),
+            Taken::ForWriter(batch) => self.write_samples(batch).await,
+        }
+    }
+
+    /// The first half of [`Reports::record_statistics_with`], at once:
+    /// `report` labelled by `labels` for the time-series writer, or,
+    /// without VictoriaMetrics, recorded in the built-in history (the
+    /// devices `labels` does not know counted as ignored).
+    pub fn statistics_samples(
+        &self,
+        report: &StatisticsReport,
+        labels: impl Fn(i64) -> Option<DeviceLabels>,
+    ) -> Taken {
+        if self.tsdb.is_none() {
+            let Some(recent) = &self.recent else {
+                return Taken::Recorded(0);
+            };
+            let known = |statistics: &&DeviceStatistics| labels(statistics.device_id).is_some();
+            let taken = report.devices.iter().filter(known).count();
+            self.core
+                .metrics
+                .statistics_ignored
+                .fetch_add((report.devices.len() - taken) as u64, Ordering::Relaxed);
+            recent.record_periods(report.period_end_ms, report.devices.iter().filter(known));
+            return Taken::Recorded(taken);
+        }
         let mut samples = Vec::with_capacity(report.devices.len());
         for statistics in &report.devices {
             let Some(labels) = labels(statistics.device_id) else {
@@ -234,13 +246,32 @@ impl Reports {
                 statistics: *statistics,
             });
         }
-        let queued = samples.len();
-        tsdb.write(SampleBatch {
+        Taken::ForWriter(SampleBatch {
             agent_id: report.agent_id.clone(),
             at_ms: report.period_end_ms,
             samples,
         })
-        .await?;
+    }
+
+    /// The second half: hands `batch` to the time-series writer, returning
+    /// once it holds it (waiting while its queue is full); the samples
+    /// handed.
+    pub async fn write_samples(&self, batch: SampleBatch) -> Result<usize, WriterStopped> {
+        let Some(tsdb) = &self.tsdb else {
+            return Ok(0);
+        };
+        let queued = batch.samples.len();
+        tsdb.write(batch).await?;
         Ok(queued)
     }
+}
+
+/// What became of a statistics report at once.
+pub enum Taken {
+    /// Recorded in the built-in history (or nowhere, with neither): this
+    /// many devices' statistics.
+    Recorded(usize),
+    /// To be handed to the time-series writer
+    /// ([`Reports::write_samples`]).
+    ForWriter(SampleBatch),
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod scripted_agent;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 

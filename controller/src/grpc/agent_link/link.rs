@@ -1,6 +1,9 @@
 //! One agent's link once admitted: its assignment sent and kept current,
-//! its sight settled, its reports screened, applied and acknowledged in
-//! stream order.
+//! its sight settled, its reports screened and applied in stream order:
+//! transitions at once, statistics handed to the time-series writer in
+//! the background (one batch at a time, so a writer that is behind holds
+//! a DOWN back only once it is a whole report period behind for this
+//! agent), and acknowledged cumulatively once done (`acks`).
 
 use std::collections::HashMap;
 
@@ -12,13 +15,15 @@ use ward_proto::v1::{
     self as pb, AgentMessage, DeviceState, RejectionReason, agent_message, controller_message,
 };
 
+use super::acks::AckQueue;
 use super::{
     LinkServices, RefusalCode, SILENCE_LIMIT, SLOW_MESSAGE, Sender, message, refuse,
     revoked_refusal,
 };
+use crate::services::Taken;
 use crate::store::{AgentRecord, Device, ReportedTransition, Status, TransitionReport};
 use crate::time::now_ms;
-use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport};
+use crate::tsdb::{DeviceLabels, DeviceStatistics, StatisticsReport, WriterStopped};
 use ward_domain::check::Check;
 use ward_domain::model::Degradation;
 use ward_domain::quality::Thresholds;
@@ -45,6 +50,17 @@ pub(super) struct Link {
     pub(super) fingerprint: Option<String>,
     /// The agent's clock against ours: how its reports are dated.
     pub(super) clock: LinkClock,
+    /// Reports received and not yet acknowledged.
+    pub(super) acks: AckQueue,
+    /// The statistics batch being handed to the time-series writer.
+    pub(super) statistics_in_flight: Option<StatisticsInFlight>,
+}
+
+/// A statistics batch on its way to the time-series writer.
+pub(super) struct StatisticsInFlight {
+    seq: u64,
+    rejected: Vec<pb::RejectedEntry>,
+    handing: tokio::task::JoinHandle<Result<usize, WriterStopped>>,
 }
 
 impl Link {
@@ -78,6 +94,10 @@ impl Link {
                         return Ok(());
                     }
                     self.send_assignment().await?;
+                }
+                handed = async { (&mut self.statistics_in_flight.as_mut().expect("guarded").handing).await },
+                    if self.statistics_in_flight.is_some() => {
+                    self.statistics_handed(handed).await?;
                 }
                 changed = revocations.changed() => {
                     if changed.is_err() {
@@ -354,7 +374,7 @@ impl Link {
             .attach_traces(&traces, now_ms())
             .await
             .map_err(unavailable)?;
-        self.ack(batch.seq, rejected).await
+        self.done(batch.seq, rejected).await
     }
 
     /// The traces of a batch, each for the devices of it this agent may
@@ -388,7 +408,14 @@ impl Link {
         screened
     }
 
+    /// Starts handing a statistics batch to the time-series writer, once
+    /// the one before it is handed (backpressure: a writer a whole report
+    /// period behind holds this agent's stream).
     async fn statistics(&mut self, batch: pb::StatisticsBatch) -> Result<(), GrpcStatus> {
+        if let Some(in_flight) = &mut self.statistics_in_flight {
+            let handed = (&mut in_flight.handing).await;
+            self.statistics_handed(handed).await?;
+        }
         let mut rejected = Vec::new();
         let mut devices = Vec::with_capacity(batch.devices.len());
         for entry in batch.devices {
@@ -411,15 +438,52 @@ impl Link {
             period_end_ms: batch.period_start_unix_ms + i64::from(batch.period_ms),
             devices,
         };
-        // Labelled from this link's own map: no device list per report.
-        // Acknowledged only once the writer holds them (it waits while the
-        // writer's queue is full): nothing acknowledged is dropped.
-        self.services
+        // Labelled now, from this link's own map (no device list per
+        // report; `up` as of the transitions before it in the stream).
+        // Acknowledged only once the writer holds them: nothing
+        // acknowledged is dropped.
+        let samples = match self
+            .services
             .reports
-            .record_statistics_with(&report, |id| self.labels.get(&id).cloned())
-            .await
-            .map_err(|stopped| GrpcStatus::unavailable(stopped.to_string()))?;
-        self.ack(batch.seq, rejected).await
+            .statistics_samples(&report, |id| self.labels.get(&id).cloned())
+        {
+            Taken::Recorded(_) => return self.done(batch.seq, rejected).await,
+            Taken::ForWriter(samples) => samples,
+        };
+        let reports = std::sync::Arc::clone(&self.services.reports);
+        self.acks.started(batch.seq);
+        self.statistics_in_flight = Some(StatisticsInFlight {
+            seq: batch.seq,
+            rejected,
+            handing: tokio::spawn(async move { reports.write_samples(samples).await }),
+        });
+        Ok(())
+    }
+
+    /// The statistics batch in flight was handed to the writer (or the
+    /// writer stopped: then nothing after the last ack counts).
+    async fn statistics_handed(
+        &mut self,
+        handed: Result<Result<usize, WriterStopped>, tokio::task::JoinError>,
+    ) -> Result<(), GrpcStatus> {
+        let Some(in_flight) = self.statistics_in_flight.take() else {
+            return Ok(());
+        };
+        match handed {
+            Ok(Ok(_)) => self.done(in_flight.seq, in_flight.rejected).await,
+            Ok(Err(stopped)) => Err(GrpcStatus::unavailable(stopped.to_string())),
+            Err(failed) => Err(GrpcStatus::internal(format!(
+                "handing statistics to the time-series writer failed: {failed}; replay from your spool"
+            ))),
+        }
+    }
+
+    /// Report `seq` is done: acknowledges what is now due.
+    async fn done(&mut self, seq: u64, rejected: Vec<pb::RejectedEntry>) -> Result<(), GrpcStatus> {
+        match self.acks.done(seq, rejected) {
+            Some(due) => self.ack(due.seq, due.rejected).await,
+            None => Ok(()),
+        }
     }
 
     async fn ack(&self, seq: u64, rejected: Vec<pb::RejectedEntry>) -> Result<(), GrpcStatus> {

@@ -5,13 +5,16 @@
 //! refused agent gets a `Refusal` naming what to do, and the stream ends.
 //! Otherwise the agent gets the devices it owns (of its site's, see
 //! `store::groups`) as a snapshot, then an update after every inventory
-//! or ownership change, on any controller. Reports are handled in stream
-//! order; a batch is acknowledged only after it is durable in the store
-//! (transitions) or handed to the time-series writer (statistics), so the
-//! cumulative `Ack` is exact. When the store fails the stream ends with
+//! or ownership change, on any controller. Transitions are applied in
+//! stream order as they come; statistics are handed to the time-series
+//! writer in the background, so a writer that is behind does not hold a
+//! DOWN back. A report is acknowledged only once it and every report
+//! before it are durable in the store (transitions) or held by the writer
+//! (statistics), so the cumulative `Ack` is exact (`acks`). When the store fails the stream ends with
 //! `UNAVAILABLE` and nothing after the last ack counts as received: the
 //! agent replays it from its spool.
 
+mod acks;
 mod link;
 
 use std::collections::HashMap;
@@ -204,6 +207,8 @@ async fn session(
             _ => None,
         },
         clock,
+        acks: acks::AckQueue::default(),
+        statistics_in_flight: None,
     };
     let ended = link.run(&mut inbound).await;
     services.presence.link_closed(&link.agent.id, now_ms());
