@@ -1,8 +1,9 @@
 //! Time series: probe statistics written to VictoriaMetrics through its
 //! import API (`POST /api/v1/import`, JSON lines), batched (at most
 //! [`FLUSH_INTERVAL`] or [`MAX_BATCH_ROWS`] rows), gzip-compressed, with
-//! millisecond timestamps. A write that gets no answer or a non-2xx answer
-//! has failed: its body goes to a bounded on-disk spool that is replayed,
+//! millisecond timestamps, up to [`POSTS_IN_FLIGHT`] at once (the next
+//! batch is encoded while VictoriaMetrics parses the last ones, in
+//! parallel). A write that gets no answer or a non-2xx answer has failed: its body goes to a bounded on-disk spool that is replayed,
 //! oldest first, with exponential backoff. Rows dropped because the spool
 //! is full, or refused by VictoriaMetrics as malformed, are counted and
 //! logged; nothing else is ever dropped.
@@ -31,13 +32,16 @@ use spool::{OffWorker, Spool};
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// A batch is sent as soon as it holds this many rows.
 pub const MAX_BATCH_ROWS: u64 = 10_000;
-/// The most rows one device's sample becomes (four RTT statistics, loss,
-/// sent, up).
-const MAX_ROWS_PER_SAMPLE: u64 = 7;
+/// The most rows one device's sample becomes (six RTT statistics: min,
+/// avg, max, jitter, p50, p90; loss, sent, up).
+const MAX_ROWS_PER_SAMPLE: u64 = 9;
 /// Reports queued for the writer before new ones are dropped (and counted).
 const QUEUE_DEPTH: usize = 1_024;
 /// A write slower than this has failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// POSTs in flight at once (one at a time held a 200,000-device fleet's
+/// statistics back: encoding waited for each answer).
+pub const POSTS_IN_FLIGHT: usize = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const LAST_RETRY: Duration = Duration::from_secs(30);
 
@@ -228,11 +232,14 @@ impl Tsdb {
         let metrics = Arc::new(TsdbMetrics::default());
         let (queue, batches) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
-            import_url: format!("{}/api/v1/import", config.url.trim_end_matches('/')),
-            http: reqwest::Client::builder()
-                .timeout(REQUEST_TIMEOUT)
-                .build()
-                .unwrap_or_else(|_| reqwest::Client::new()),
+            poster: Poster {
+                import_url: format!("{}/api/v1/import", config.url.trim_end_matches('/')),
+                http: reqwest::Client::builder()
+                    .timeout(REQUEST_TIMEOUT)
+                    .build()
+                    .unwrap_or_else(|_| reqwest::Client::new()),
+            },
+            posts: tokio::task::JoinSet::new(),
             retry_at: (!spool.is_empty()).then(Instant::now),
             spool: OffWorker::new(spool),
             metrics: Arc::clone(&metrics),
@@ -291,8 +298,9 @@ enum WriteFailure {
 }
 
 struct Writer {
-    import_url: String,
-    http: reqwest::Client,
+    poster: Poster,
+    /// The POSTs in flight.
+    posts: tokio::task::JoinSet<Posted>,
     spool: OffWorker,
     metrics: Arc<TsdbMetrics>,
     pending: Rows,
@@ -329,6 +337,9 @@ impl Writer {
                 () = tokio::time::sleep_until(self.retry_at.unwrap_or(far)), if self.retry_at.is_some() => {
                     self.replay_spool().await;
                 }
+                Some(posted) = self.posts.join_next(), if !self.posts.is_empty() => {
+                    self.posted(posted).await;
+                }
                 () = &mut shutdown => break,
             }
         }
@@ -336,6 +347,9 @@ impl Writer {
             self.add(batch).await;
         }
         self.flush().await;
+        while let Some(posted) = self.posts.join_next().await {
+            self.posted(posted).await;
+        }
         if !self.spool.get().is_empty() {
             info!(
                 rows = self.spool.get().rows(),
@@ -397,19 +411,54 @@ impl Writer {
             return;
         };
         if self.spool.get().is_empty() {
-            match self.post(body.clone()).await {
-                Ok(()) => {
-                    self.written(rows);
-                    return;
-                }
-                Err(WriteFailure::Unavailable(reason)) => self.failed(&reason),
-                Err(WriteFailure::Refused(reason)) => {
-                    self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
-                    error!(rows, %reason, "VictoriaMetrics refused a batch; rows dropped");
-                    return;
+            while self.posts.len() >= POSTS_IN_FLIGHT {
+                if let Some(posted) = self.posts.join_next().await {
+                    self.posted(posted).await;
                 }
             }
+            let poster = self.poster.clone();
+            self.posts.spawn(async move {
+                let outcome = poster.post(body.clone()).await;
+                Posted {
+                    body,
+                    rows,
+                    outcome,
+                }
+            });
+            return;
         }
+        self.spool_body(body, rows).await;
+    }
+
+    /// A POST ended: counted as written, or its body spooled behind what
+    /// waits (no answer), or dropped and counted (refused).
+    async fn posted(&mut self, posted: Result<Posted, tokio::task::JoinError>) {
+        let Posted {
+            body,
+            rows,
+            outcome,
+        } = match posted {
+            Ok(posted) => posted,
+            Err(error) => {
+                error!(%error, "a time-series POST task failed; its rows are not counted");
+                return;
+            }
+        };
+        match outcome {
+            Ok(()) => self.written(rows),
+            Err(WriteFailure::Unavailable(reason)) => {
+                self.failed(&reason);
+                self.spool_body(body, rows).await;
+            }
+            Err(WriteFailure::Refused(reason)) => {
+                self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
+                error!(rows, %reason, "VictoriaMetrics refused a batch; rows dropped");
+            }
+        }
+    }
+
+    /// Puts `body` in the spool and schedules its replay.
+    async fn spool_body(&mut self, body: Vec<u8>, rows: u64) {
         match self.spool.run(move |spool| spool.push(&body, rows)).await {
             Ok(0) => {}
             Ok(dropped) => {
@@ -441,7 +490,7 @@ impl Writer {
                 .await;
             let Some((rows, body)) = oldest else { break };
             let outcome = match body {
-                Ok(body) => self.post(body).await,
+                Ok(body) => self.poster.post(body).await,
                 Err(error) => Err(WriteFailure::Refused(format!("unreadable: {error}"))),
             };
             let removed = match outcome {
@@ -477,6 +526,43 @@ impl Writer {
         self.publish_spool();
     }
 
+    fn written(&self, rows: u64) {
+        self.metrics.rows_written.fetch_add(rows, Ordering::Relaxed);
+        self.metrics.failing.store(false, Ordering::Relaxed);
+    }
+
+    fn failed(&self, reason: &str) {
+        self.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
+        if !self.metrics.failing.swap(true, Ordering::Relaxed) {
+            warn!(%reason, "VictoriaMetrics write failed; spooling and retrying");
+        }
+    }
+
+    fn publish_spool(&self) {
+        self.metrics
+            .spooled_rows
+            .store(self.spool.get().rows(), Ordering::Relaxed);
+        self.metrics
+            .spooled_bytes
+            .store(self.spool.get().bytes(), Ordering::Relaxed);
+    }
+}
+
+/// Where and how rows are POSTed (shared by the POSTs in flight).
+#[derive(Clone)]
+struct Poster {
+    import_url: String,
+    http: reqwest::Client,
+}
+
+/// A POST's body, its rows and how it ended.
+struct Posted {
+    body: Vec<u8>,
+    rows: u64,
+    outcome: Result<(), WriteFailure>,
+}
+
+impl Poster {
     async fn post(&self, body: Vec<u8>) -> Result<(), WriteFailure> {
         let response = self
             .http
@@ -510,26 +596,5 @@ impl Writer {
         } else {
             Err(WriteFailure::Unavailable(reason))
         }
-    }
-
-    fn written(&self, rows: u64) {
-        self.metrics.rows_written.fetch_add(rows, Ordering::Relaxed);
-        self.metrics.failing.store(false, Ordering::Relaxed);
-    }
-
-    fn failed(&self, reason: &str) {
-        self.metrics.write_errors.fetch_add(1, Ordering::Relaxed);
-        if !self.metrics.failing.swap(true, Ordering::Relaxed) {
-            warn!(%reason, "VictoriaMetrics write failed; spooling and retrying");
-        }
-    }
-
-    fn publish_spool(&self) {
-        self.metrics
-            .spooled_rows
-            .store(self.spool.get().rows(), Ordering::Relaxed);
-        self.metrics
-            .spooled_bytes
-            .store(self.spool.get().bytes(), Ordering::Relaxed);
     }
 }
