@@ -2786,8 +2786,14 @@ async fn the_devices_written_or_deleted_after_a_version_are_read_back(store: &St
     let (deleted, written) = store.devices_changed_since(created).await.expect("since");
     assert_eq!((deleted, ids(&written)), (vec![], vec![a.id]));
     assert_eq!(written[0].status, Status::Down, "as it is now");
-
     let reported = store.data_version().await.expect("version").version;
+    let (deleted, written) = store.devices_changed_since(reported).await.expect("since");
+    assert_eq!(
+        (deleted, ids(&written)),
+        (vec![], vec![]),
+        "the report's device is stamped with its commit's version"
+    );
+
     store
         .update_device(b.id, &spec("atm-2b", "198.18.1.11"), &console, 6_000)
         .await

@@ -164,9 +164,11 @@ pub(super) async fn apply(
     let current = tx.current_devices(&ids).await?;
     let plan = plan(&report, &current, flapping);
     plan_execution::execute(tx, &plan, &report.agent_id, now_ms).await?;
+    // The plan's device rows are every device this transaction wrote.
+    let written: Vec<i64> = plan.device_rows().iter().map(|row| row.device_id).collect();
     ignored.extend(plan.ignored.iter().cloned());
     let mut changes: StatusChanges = plan.into();
-    changes.version = Some(data_changed(tx, &changes).await?);
+    changes.version = Some(data_changed_writing(tx, &changes, Some(&written)).await?);
     Ok(ApplyOutcome::Applied { changes, ignored })
 }
 
@@ -247,13 +249,30 @@ pub(super) async fn data_changed(
     tx: &impl WriteTx,
     changes: &StatusChanges,
 ) -> Result<i64, StoreError> {
+    data_changed_writing(tx, changes, None).await
+}
+
+/// [`data_changed`] for a transaction that wrote exactly the devices
+/// `written` (when known) and deleted none: they are stamped by id. From
+/// the version's bump to the commit every other writer waits, so this
+/// stays short: finding the unstamped rows through their index (which
+/// holds an entry for every row ever unstamped until vacuumed) took 8 ms
+/// a commit with a fleet reporting.
+async fn data_changed_writing(
+    tx: &impl WriteTx,
+    changes: &StatusChanges,
+    written: Option<&[i64]>,
+) -> Result<i64, StoreError> {
     let version = tx
         .rows(sql::BUMP_DATA_VERSION, &[], |row| row.int(0))
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))?;
     tx.run(sql::STAMP_EVENTS, &[Arg::Int(version)]).await?;
-    stamp_devices(tx, version).await?;
+    match written {
+        Some(ids) => stamp_written(tx, version, ids).await?,
+        None => stamp_devices(tx, version).await?,
+    }
     if !changes.changed.is_empty() {
         tx.announce_changes(changes, version).await?;
     }
@@ -270,6 +289,20 @@ async fn stamp_devices<T: WriteTx>(tx: &T, version: i64) -> Result<(), StoreErro
             "UPDATE {table} SET version = $1 WHERE id IN \
              (SELECT id FROM {table} WHERE version IS NULL {})",
             T::SKIP_LOCKED_ROWS
+        );
+        tx.run(&stamp, &[Arg::Int(version)]).await?;
+    }
+    Ok(())
+}
+
+/// Stamps devices `ids`, which this transaction wrote (so holds), with
+/// its data `version`. A row it wrote and did not name stays unstamped:
+/// read as changed by every reader until the next stamp (never missed).
+async fn stamp_written(tx: &impl WriteTx, version: i64, ids: &[i64]) -> Result<(), StoreError> {
+    for chunk in ids.chunks(ownership::IDS_PER_STATEMENT) {
+        let stamp = format!(
+            "UPDATE devices SET version = $1 WHERE id IN ({})",
+            ownership::id_list(chunk)
         );
         tx.run(&stamp, &[Arg::Int(version)]).await?;
     }

@@ -21,7 +21,7 @@ pub struct Settlement {
 }
 
 /// Ids written into one statement at most.
-const IDS_PER_STATEMENT: usize = 500;
+pub(super) const IDS_PER_STATEMENT: usize = 500;
 
 /// Settles the groups of `sites` (every site when `None`) within `scope`,
 /// an agent counting as live while heard within `failover_delay_ms`.
@@ -179,6 +179,6 @@ pub(super) async fn owned_by_reporter<T: WriteTx>(
 }
 
 /// `1,2,3`: ids are integers, written into the statement as they are.
-fn id_list(ids: &[i64]) -> String {
+pub(super) fn id_list(ids: &[i64]) -> String {
     ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
