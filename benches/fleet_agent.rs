@@ -116,6 +116,7 @@ impl SimAgent {
             capabilities: Some(pb::Capabilities {
                 raw_sockets: true,
                 ipv4: true,
+                ipv6: true,
                 ..Default::default()
             }),
             last_acked_seq: live.last_acked,

@@ -195,6 +195,7 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     let curve = report::cold_start_curve(&world.api, params.total(), started).await?;
     let cold_timings = watchers.take_timings();
     let cold_memory = watch::usage(controller_pid, false)?.memory;
+    report::print_cold(&params, &curve, &cold_timings, (idle_memory, cold_memory));
     watchers.follow_events(&world.api, params.sse_clients);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -204,6 +205,7 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     let injections = inject::run(&params, &world, &orders).await?;
     let after = inject::Resources::sample(controller_pid, postgres_pid)?;
     let steady_timings = watchers.take_timings();
+    report::print_steady(&steady_timings, (before, after, steady_started.elapsed()));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let seen = watchers.stop().await?;
 
@@ -220,17 +222,7 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     .await;
     finished.context("agents still waiting for acks after 120 s")??;
     let outcome = report::check(&world, &params, &tally, &injections.changes, &seen).await?;
-    report::print(&report::Figures {
-        params: &params,
-        curve: &curve,
-        cold_timings: &cold_timings,
-        steady_timings: &steady_timings,
-        idle_memory,
-        cold_memory,
-        resources: (before, after, steady_started.elapsed()),
-        outcome: &outcome,
-        rest_lags: &injections.rest_lags,
-    });
+    report::print_outcome(&outcome, &injections.rest_lags);
     Ok(())
 }
 

@@ -121,20 +121,6 @@ async fn statistics_stored(world: &World, expected: u64) -> anyhow::Result<u64> 
     }
 }
 
-/// Everything printed.
-pub struct Figures<'a> {
-    pub params: &'a Params,
-    pub curve: &'a [(f64, u64)],
-    pub cold_timings: &'a [Timings; 4],
-    pub steady_timings: &'a [Timings; 4],
-    pub idle_memory: u64,
-    pub cold_memory: u64,
-    /// Before and after the steady phase, and its length.
-    pub resources: (Resources, Resources, Duration),
-    pub outcome: &'a Outcome,
-    pub rest_lags: &'a [Option<Duration>],
-}
-
 fn quantiles(lags: &[Duration]) -> String {
     let timings = Timings {
         calls: lags.to_vec(),
@@ -155,18 +141,20 @@ fn p99s(timings: &[Timings; 4]) -> String {
         .join(" / ")
 }
 
-/// The figures as Markdown.
-pub fn print(figures: &Figures<'_>) {
-    let params = figures.params;
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
+}
+
+/// The cold start's figures as Markdown, printed as soon as measured
+/// (the header says they hold only if the outcome line at the end does).
+pub fn print_cold(
+    params: &Params,
+    curve: &[(f64, u64)],
+    timings: &[Timings; 4],
+    (idle_memory, cold_memory): (u64, u64),
+) {
     let total = params.total();
-    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    let (before, after, span) = figures.resources;
-    let cores = |a: u64, b: u64| (b - a) as f64 / ticks / span.as_secs_f64();
-    let all_up = figures.curve.last().map_or(0.0, |(t, _)| *t);
+    let all_up = curve.last().map_or(0.0, |(t, _)| *t);
     println!(
         "fleet: {} agents × {} devices = {total} on {}, churn {}/s, statistics every {:?}, {} event clients",
         params.agents,
@@ -180,18 +168,42 @@ pub fn print(figures: &Figures<'_>) {
         params.report_period,
         params.sse_clients
     );
+    println!(
+        "(figures printed as measured; they hold only if the outcome line at the end says the outcome checks passed)"
+    );
     println!("calls timed ({}): {}", CALLS.len(), CALLS.join(" / "));
     println!("| phase | figure |\n|---|---|");
     println!(
         "| cold start | every device up after {all_up:.1} s; REST p99 during it (ms): {} |",
-        p99s(figures.cold_timings)
+        p99s(timings)
     );
     println!(
         "| cold start | controller memory (PSS) {:.0} MiB idle → {:.0} MiB with every agent connected ({:.1} KiB per device) |",
-        mib(figures.idle_memory),
-        mib(figures.cold_memory),
-        (figures.cold_memory.saturating_sub(figures.idle_memory)) as f64 / 1024.0 / total as f64
+        mib(idle_memory),
+        mib(cold_memory),
+        (cold_memory.saturating_sub(idle_memory)) as f64 / 1024.0 / total as f64
     );
+    let curve: Vec<String> = curve
+        .iter()
+        .step_by(2)
+        .map(|(t, up)| format!("{t:.0}s:{up}"))
+        .collect();
+    println!(
+        "| cold start | curve (s: devices up): {} |",
+        curve.join(" ")
+    );
+}
+
+/// The steady phase's resources and REST timings, as measured.
+pub fn print_steady(
+    timings: &[Timings; 4],
+    (before, after, span): (Resources, Resources, Duration),
+) {
+    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    let cores = |a: u64, b: u64| (b - a) as f64 / ticks / span.as_secs_f64();
     println!(
         "| steady | controller {:.2} cores, {:.0} MiB; PostgreSQL {:.2} cores, {:.0} MiB (PSS) |",
         cores(before.controller.ticks, after.controller.ticks),
@@ -200,35 +212,28 @@ pub fn print(figures: &Figures<'_>) {
         mib(after.postgres.memory)
     );
     println!(
-        "| steady | change → event stream p50 / p99 / max (ms): {} over {} sightings |",
-        quantiles(&figures.outcome.sse_lags),
-        figures.outcome.sse_lags.len()
+        "| steady | REST p99 (ms): {} ({} calls) |",
+        p99s(timings),
+        timings.iter().map(|t| t.calls.len()).sum::<usize>()
     );
-    let shown: Vec<Duration> = figures.rest_lags.iter().flatten().copied().collect();
+}
+
+/// The figures known once the outcome is checked.
+pub fn print_outcome(outcome: &Outcome, rest_lags: &[Option<Duration>]) {
+    println!(
+        "| steady | change → event stream p50 / p99 / max (ms): {} over {} sightings |",
+        quantiles(&outcome.sse_lags),
+        outcome.sse_lags.len()
+    );
+    let shown: Vec<Duration> = rest_lags.iter().flatten().copied().collect();
     println!(
         "| steady | change → REST p50 / p99 / max (ms): {} over {} changes ({} back up before REST showed them down) |",
         quantiles(&shown),
         shown.len(),
-        figures.rest_lags.len() - shown.len()
+        rest_lags.len() - shown.len()
     );
     println!(
-        "| steady | REST p99 (ms): {} ({} calls) |",
-        p99s(figures.steady_timings),
-        figures
-            .steady_timings
-            .iter()
-            .map(|t| t.calls.len())
-            .sum::<usize>()
+        "| outcome | checks passed; statistics acknowledged {} = read back {}; reconnects {} |",
+        outcome.statistics.0, outcome.statistics.1, outcome.reconnects
     );
-    println!(
-        "| outcome | statistics acknowledged {} = read back {}; reconnects {} |",
-        figures.outcome.statistics.0, figures.outcome.statistics.1, figures.outcome.reconnects
-    );
-    let curve: Vec<String> = figures
-        .curve
-        .iter()
-        .step_by(2)
-        .map(|(t, up)| format!("{t:.0}s:{up}"))
-        .collect();
-    println!("cold start curve (s: devices up): {}", curve.join(" "));
 }
