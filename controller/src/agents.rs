@@ -224,12 +224,17 @@ impl Presences {
         due
     }
 
+    /// No agent of `offline`'s site connected here since it was found
+    /// offline.
+    pub fn still_offline(&self, offline: &OfflineSite) -> bool {
+        self.site_links.get(&offline.site).copied().unwrap_or(0) == offline.links_seen
+    }
+
     /// `offline`'s `unknown` has committed: the site is forgotten until an
     /// agent of it connects, unless one connected since it was found
     /// offline (its reports are the truth now). True if marked.
     pub fn forgotten(&mut self, offline: &OfflineSite) -> bool {
-        let links = self.site_links.get(&offline.site).copied().unwrap_or(0);
-        if links != offline.links_seen {
+        if !self.still_offline(offline) {
             return false;
         }
         self.forgotten_sites

@@ -338,11 +338,14 @@ impl AgentPresence {
     /// Makes every device of each site whose agents have all been gone for
     /// the grace period `unknown` (once per absence). Returns the sites.
     ///
-    /// Exact: agent reports wait while this runs (the offline gate), so an
-    /// agent that comes back meanwhile has its reports applied after the
-    /// `unknown`, never under it; a site counts as forgotten only once its
-    /// `unknown` committed and no agent of it connected since; a site whose
-    /// apply failed is counted and tried again at the next sweep.
+    /// Exact: agent reports wait while a site's `unknown` commits (the
+    /// offline gate, taken per site: a thousand sites found offline at
+    /// once held every report back for 20 s), and a site whose agent
+    /// connected since it was found is passed over, so an agent that comes
+    /// back has its reports applied after the `unknown`, never under it; a
+    /// site counts as forgotten only once its `unknown` committed and no
+    /// agent of it connected since; a site whose apply failed is counted
+    /// and tried again at the next sweep.
     pub async fn forget_offline_sites(
         self: &Arc<Self>,
         now_ms: i64,
@@ -353,7 +356,6 @@ impl AgentPresence {
         if !self.lock_presences().any_site_unwatched(&agents) {
             return Ok(Vec::new());
         }
-        let _gate = self.reports.hold_back().await;
         let devices = self.core.devices().await?;
         let sites = sites_with_grace(agents, &devices);
         let elsewhere = self.heard_elsewhere(now_ms).await?;
@@ -365,6 +367,10 @@ impl AgentPresence {
         let mut forgotten = Vec::new();
         let mut failure = None;
         for site in offline {
+            let _gate = self.reports.hold_back().await;
+            if !self.lock_presences().still_offline(&site) {
+                continue;
+            }
             let name = &site.site;
             let agents = sites
                 .get(name)
