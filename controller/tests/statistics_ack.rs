@@ -85,6 +85,18 @@ async fn controller(vm_url: &str, spool: &std::path::Path) -> (tempfile::TempDir
     (dir, common::writing_to(store, tsdb).await)
 }
 
+/// The import endpoint (answering when `open`) and a controller writing
+/// to it, with its database and spool directories (kept while they live).
+async fn writing_to_import(open: bool) -> (Arc<Import>, [tempfile::TempDir; 2], App) {
+    let (import, url) = start_import(open).await;
+    let spool = tempfile::Builder::new()
+        .prefix("ward-test-spool-")
+        .tempdir()
+        .expect("spool");
+    let (store, controller) = controller(&url, spool.path()).await;
+    (import, [store, spool], controller)
+}
+
 fn report(devices: i64, period_end_ms: i64) -> StatisticsReport {
     StatisticsReport {
         agent_id: "agent-1".into(),
@@ -115,12 +127,7 @@ fn labels(id: i64) -> Option<DeviceLabels> {
 
 #[tokio::test]
 async fn one_large_report_is_posted_in_batches_of_at_most_10000_rows() {
-    let (import, url) = start_import(true).await;
-    let spool = tempfile::Builder::new()
-        .prefix("ward-test-spool-")
-        .tempdir()
-        .expect("spool");
-    let (_store, controller) = controller(&url, spool.path()).await;
+    let (import, _dirs, controller) = writing_to_import(true).await;
     // 5,000 devices, 9 rows each (six RTT statistics, loss, sent, up).
     let queued = controller
         .reports
@@ -149,12 +156,7 @@ async fn one_large_report_is_posted_in_batches_of_at_most_10000_rows() {
 async fn statistics_are_taken_only_when_the_writer_holds_them_never_dropped() {
     // VictoriaMetrics does not answer: the writer waits on its first POST
     // and its queue fills up.
-    let (import, url) = start_import(false).await;
-    let spool = tempfile::Builder::new()
-        .prefix("ward-test-spool-")
-        .tempdir()
-        .expect("spool");
-    let (_store, controller) = controller(&url, spool.path()).await;
+    let (import, _dirs, controller) = writing_to_import(false).await;
     let now = ward_controller::time::now_ms();
     let mut taken = 0;
     let mut waiting = None;
@@ -225,12 +227,7 @@ async fn fill_the_writer(controller: &App) {
 async fn a_down_behind_statistics_the_writer_cannot_take_yet_is_applied_at_once() {
     use common::scripted_agent::ScriptedAgent;
     use ward_proto::v1 as pb;
-    let (import, url) = start_import(false).await;
-    let spool = tempfile::Builder::new()
-        .prefix("ward-test-spool-")
-        .tempdir()
-        .expect("spool");
-    let (_store, controller) = controller(&url, spool.path()).await;
+    let (import, _dirs, controller) = writing_to_import(false).await;
     let api = common::Api::serve(controller.clone()).await;
     let grpc = common::serve_grpc(controller.clone()).await;
     let (code, body) = api
