@@ -5,32 +5,6 @@
 
 pub mod fleet_agent;
 
-/// Device `name` at `address` of `site` as the harnesses create them:
-/// probed every second (500 ms timeout, down after 3 misses, up after 2
-/// replies), no parent, tags or profile.
-pub fn device_spec(
-    name: String,
-    address: std::net::IpAddr,
-    site: String,
-) -> ward_domain::model::DeviceSpec {
-    ward_domain::model::DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name,
-        address,
-        site,
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: Default::default(),
-    }
-}
-
 use ward_proto::v1::{
     DeviceState, DeviceStatistics, StatisticsBatch, Transition, TransitionBatch, TransitionReason,
 };

@@ -35,7 +35,7 @@ pub async fn run() -> anyhow::Result<()> {
 pub fn device(name: String, index: u32, parent_id: Option<i64>) -> DeviceSpec {
     DeviceSpec {
         parent_id,
-        ..ward_benches::device_spec(
+        ..ward_domain::model::DeviceSpec::new(
             name,
             std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
             "branch-0421".into(),

@@ -26,7 +26,7 @@ const RUNS: usize = 5;
 fn device(index: u32) -> DeviceSpec {
     DeviceSpec {
         tags: vec![format!("model-{}", index % 7)],
-        ..ward_benches::device_spec(
+        ..ward_domain::model::DeviceSpec::new(
             format!("atm-{index}"),
             std::net::IpAddr::V4(std::net::Ipv4Addr::from(0xc612_0000_u32 + index)),
             format!("branch-{}", index % SITES),

@@ -17,7 +17,7 @@ use ward_controller::store::{Actor, DeviceSpec, Status, Store};
 use ward_proto::v1::{self as pb, agent_message};
 
 fn device(index: u8) -> DeviceSpec {
-    ward_benches::device_spec(
+    ward_domain::model::DeviceSpec::new(
         format!("dev-{index}"),
         std::net::IpAddr::V4(std::net::Ipv4Addr::new(198, 18, 0, index)),
         "branch-0000".into(),

@@ -158,22 +158,11 @@ async fn run_case(
         ..Receiver::default()
     };
     let mut controller = controller(store_url).await;
-    let spec = DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: format!("atm-{case}"),
-        address: "198.18.1.10".parse().expect("address"),
-        site: "branch-7".into(),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
-        severity: Default::default(),
-    };
+    let spec = DeviceSpec::new(
+        format!("atm-{case}"),
+        "198.18.1.10".parse().expect("address"),
+        "branch-7".into(),
+    );
     let mut now = 1_000_000;
     let id = controller
         .inventory

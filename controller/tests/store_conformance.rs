@@ -97,20 +97,13 @@ conformance!(
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
     DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: name.into(),
-        address: address.parse().expect("address"),
-        site: "branch-0421".into(),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
         tags: vec!["atm".into()],
-        enabled: true,
         severity: ward_controller::store::Severity::Critical,
+        ..DeviceSpec::new(
+            name.into(),
+            address.parse().expect("address"),
+            "branch-0421".into(),
+        )
     }
 }
 

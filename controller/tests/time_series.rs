@@ -50,20 +50,8 @@ async fn create_device(controller: &App, name: &str, address: &str) -> i64 {
 /// Device `name` at `address` of `site`.
 async fn create_device_at(controller: &App, name: &str, address: &str, site: &str) -> i64 {
     let spec = DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: name.into(),
-        address: address.parse().expect("address"),
-        site: site.into(),
-        parent_id: None,
-        interval_ms: 1_000,
-        timeout_ms: 500,
-        down_after: 3,
         up_after: 1,
-        tags: vec![],
-        enabled: true,
-        severity: Default::default(),
+        ..DeviceSpec::new(name.into(), address.parse().expect("address"), site.into())
     };
     controller
         .inventory

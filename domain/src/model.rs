@@ -230,6 +230,29 @@ pub fn unprobeable(address: IpAddr) -> Option<String> {
 }
 
 impl DeviceSpec {
+    /// Device `name` at `address` of `site` with every other field as the
+    /// API defaults it: ICMP probed every second (500 ms timeout, down
+    /// after 3 misses, up after 2 replies), enabled, no parent, tags or
+    /// profile.
+    pub fn new(name: String, address: IpAddr, site: String) -> Self {
+        Self {
+            rst_alive: true,
+            check: crate::check::Check::default(),
+            profile: None,
+            name,
+            address,
+            site,
+            parent_id: None,
+            interval_ms: 1000,
+            timeout_ms: Self::default_timeout_ms(1000),
+            down_after: 3,
+            up_after: 2,
+            tags: vec![],
+            enabled: true,
+            severity: Severity::default(),
+        }
+    }
+
     /// The probe timeout when none is given: 500 ms, or half the interval
     /// when that is shorter (a probe must end before the next one).
     pub fn default_timeout_ms(interval_ms: u32) -> u32 {

@@ -88,22 +88,11 @@ mod tests {
     fn device(id: i64, address: &str) -> Device {
         Device {
             id,
-            spec: DeviceSpec {
-                rst_alive: true,
-                check: Default::default(),
-                profile: None,
-                name: format!("d{id}"),
-                address: address.parse().expect("address"),
-                site: "s".into(),
-                parent_id: None,
-                interval_ms: 1000,
-                timeout_ms: 500,
-                down_after: 3,
-                up_after: 2,
-                tags: vec![],
-                enabled: true,
-                severity: Default::default(),
-            },
+            spec: DeviceSpec::new(
+                format!("d{id}"),
+                address.parse().expect("address"),
+                "s".into(),
+            ),
             status: Status::Up,
             down_since_ms: None,
             status_changed_at_ms: 0,

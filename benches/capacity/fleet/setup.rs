@@ -60,7 +60,7 @@ fn device(agent: usize, index: usize) -> anyhow::Result<DeviceSpec> {
         0,
         u16::try_from(index + 1)?,
     );
-    Ok(ward_benches::device_spec(
+    Ok(ward_domain::model::DeviceSpec::new(
         format!("dev-{agent}-{index}"),
         IpAddr::V6(address),
         site_name(agent),

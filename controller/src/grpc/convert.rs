@@ -462,20 +462,12 @@ mod tests {
         let device = Device {
             id: 7,
             spec: DeviceSpec {
-                rst_alive: true,
-                check: Default::default(),
-                profile: None,
-                name: "atm-7".into(),
-                address: "198.18.1.7".parse().expect("address"),
-                site: "branch-7".into(),
-                parent_id: None,
-                interval_ms: 1000,
-                timeout_ms: 500,
-                down_after: 3,
-                up_after: 2,
-                tags: vec![],
-                enabled: true,
                 severity: Severity::Major,
+                ..DeviceSpec::new(
+                    "atm-7".into(),
+                    "198.18.1.7".parse().expect("address"),
+                    "branch-7".into(),
+                )
             },
             status: Status::Degraded,
             down_since_ms: None,

@@ -205,20 +205,12 @@ pub(crate) fn test_device(
     crate::store::Device {
         id,
         spec: crate::store::DeviceSpec {
-            rst_alive: true,
-            check: Default::default(),
-            name: name.into(),
-            address: "198.18.1.1".parse().expect("address"),
-            site: site.into(),
-            parent_id: None,
-            interval_ms: 1000,
-            timeout_ms: 500,
-            down_after: 3,
-            up_after: 2,
-            tags: Vec::new(),
-            enabled: true,
             severity: crate::store::Severity::Major,
-            profile: None,
+            ..crate::store::DeviceSpec::new(
+                name.into(),
+                "198.18.1.1".parse().expect("address"),
+                site.into(),
+            )
         },
         status,
         down_since_ms: None,

@@ -203,20 +203,12 @@ pub async fn webhook_controller_with_device(
         .await
         .expect("channels");
     let spec = ward_controller::store::DeviceSpec {
-        rst_alive: true,
-        check: Default::default(),
-        profile: None,
-        name: "atm-1".into(),
-        address: "198.18.1.10".parse().expect("address"),
-        site: "branch-7".into(),
-        parent_id: None,
-        interval_ms: 1000,
-        timeout_ms: 500,
-        down_after: 3,
-        up_after: 2,
-        tags: vec![],
-        enabled: true,
         severity: ward_controller::store::Severity::Critical,
+        ..ward_controller::store::DeviceSpec::new(
+            "atm-1".into(),
+            "198.18.1.10".parse().expect("address"),
+            "branch-7".into(),
+        )
     };
     let id = controller
         .inventory
