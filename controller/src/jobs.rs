@@ -44,6 +44,10 @@ pub enum Job {
     /// Reads how many agent certificates were revoked; links re-check
     /// theirs when it changes.
     RevocationPoll,
+    /// Forgets the store's record of which devices the commits of a round
+    /// ago wrote (every controller; a device list read within the round is
+    /// patched from it, an older one loaded again).
+    ForgetDeviceWrites,
 }
 
 /// How often [`Job::Maintenance`] runs: a window opens and closes within
@@ -65,13 +69,14 @@ impl Job {
             Job::Maintenance => MAINTENANCE_REFRESH,
             Job::Retention(..) => Duration::from_secs(3600),
             Job::RevocationPoll => REVOCATION_POLL,
+            Job::ForgetDeviceWrites => crate::services::WRITES_KEPT,
         }
     }
 
     /// The lease it needs, if it runs on one controller of a cluster.
     pub fn lease(self) -> Option<Lease> {
         match self {
-            Job::PresenceShare | Job::RevocationPoll => None,
+            Job::PresenceShare | Job::RevocationPoll | Job::ForgetDeviceWrites => None,
             Job::OfflineSweep => Some(Lease::OfflineSweep),
             Job::AgentGroups => Some(Lease::AgentGroups),
             Job::Maintenance => Some(Lease::MaintenanceRelease),
@@ -118,6 +123,7 @@ impl Job {
                     app.core.live.note_revocations(count);
                 }
             }
+            Job::ForgetDeviceWrites => app.core.forget_old_device_writes().await,
             Job::OfflineSweep | Job::AgentGroups | Job::FlapSettle | Job::Retention(..) => {}
         }
     }
@@ -173,6 +179,7 @@ pub fn every_job(audit_retention: Duration, history_retention: Duration) -> Vec<
         Job::Retention(Kept::AuditLog, audit_retention),
         Job::Retention(Kept::History, history_retention),
         Job::RevocationPoll,
+        Job::ForgetDeviceWrites,
     ]
 }
 

@@ -2346,12 +2346,26 @@ async fn a_flapping_device_notifies_once_withholds_its_changes_and_settles_once(
         Vec::<i64>::new(),
         "not stable for the window yet"
     );
+    let before = store.data_version().await.expect("version").version;
     assert_eq!(
         store
             .settle_flapping(&policy, 16_000)
             .await
             .expect("settle"),
         [id]
+    );
+    let (_, written) = store
+        .devices_changed_since(before)
+        .await
+        .expect("since")
+        .expect("on record");
+    assert_eq!(
+        written
+            .iter()
+            .map(|d| (d.id, d.flapping))
+            .collect::<Vec<_>>(),
+        [(id, false)],
+        "the device lists see it settle"
     );
     assert_eq!(
         store
@@ -2754,18 +2768,22 @@ async fn the_devices_written_or_deleted_after_a_version_are_read_back(store: &St
         .create_device(&spec("atm-2", "198.18.1.11"), &console, 1_000)
         .await
         .expect("create");
+    let since = async |version: i64| -> (Vec<i64>, Vec<ward_controller::store::Device>) {
+        let (deleted, mut written) = store
+            .devices_changed_since(version)
+            .await
+            .expect("since")
+            .expect("the writes since are all on record");
+        written.sort_by_key(|device| device.id);
+        (deleted, written)
+    };
     let ids = |written: &[ward_controller::store::Device]| -> Vec<i64> {
-        let mut ids: Vec<i64> = written.iter().map(|device| device.id).collect();
-        ids.sort_unstable();
-        ids
+        written.iter().map(|device| device.id).collect()
     };
     let created = store.data_version().await.expect("version").version;
-    let (deleted, written) = store
-        .devices_changed_since(created - 2)
-        .await
-        .expect("since");
+    let (deleted, written) = since(created - 2).await;
     assert_eq!((deleted, ids(&written)), (vec![], vec![a.id, b.id]));
-    let (deleted, written) = store.devices_changed_since(created).await.expect("since");
+    let (deleted, written) = since(created).await;
     assert_eq!((deleted, ids(&written)), (vec![], vec![]), "nothing since");
 
     store
@@ -2776,34 +2794,85 @@ async fn the_devices_written_or_deleted_after_a_version_are_read_back(store: &St
         )
         .await
         .expect("down");
-    let (deleted, written) = store.devices_changed_since(created).await.expect("since");
+    let (deleted, written) = since(created).await;
     assert_eq!((deleted, ids(&written)), (vec![], vec![a.id]));
     assert_eq!(written[0].status, Status::Down, "as it is now");
     let reported = store.data_version().await.expect("version").version;
-    let (deleted, written) = store.devices_changed_since(reported).await.expect("since");
+    let (deleted, written) = since(reported).await;
     assert_eq!(
         (deleted, ids(&written)),
         (vec![], vec![]),
-        "the report's device is stamped with its commit's version"
+        "the report's device is recorded under its commit's version"
     );
 
+    // A status an inventory change writes: disabling a down parent returns
+    // its child to what its agent reports.
+    let mut child_spec = spec("atm-3", "198.18.1.12");
+    child_spec.parent_id = Some(a.id);
+    let child = store
+        .create_device(&child_spec, &console, 5_200)
+        .await
+        .expect("create a child");
+    assert_eq!(child.status, Status::Unreachable);
+    store
+        .apply(
+            &report(2, &[(child.id, Status::Up, 5_300)]),
+            &FlapPolicy::default(),
+            5_400,
+        )
+        .await
+        .expect("the child answers");
+    let with_child = store.data_version().await.expect("version").version;
     store
         .update_device(b.id, &spec("atm-2b", "198.18.1.11"), &console, 6_000)
         .await
         .expect("update")
         .expect("exists");
+    let mut disabled = spec("atm-1", "198.18.1.10");
+    disabled.enabled = false;
+    store
+        .update_device(a.id, &disabled, &console, 6_500)
+        .await
+        .expect("disable")
+        .expect("exists");
+    let (deleted, written) = since(with_child).await;
+    assert_eq!(
+        (deleted, ids(&written)),
+        (vec![], vec![a.id, b.id, child.id])
+    );
+    assert_eq!(written[1].spec.name, "atm-2b");
+    assert_eq!(written[2].status, Status::Up, "the child as it is now");
     store
         .delete_device(a.id, &console, 7_000)
         .await
         .expect("delete")
         .expect("existed");
-    let (deleted, written) = store.devices_changed_since(reported).await.expect("since");
-    assert_eq!((deleted, ids(&written)), (vec![a.id], vec![b.id]));
-    assert_eq!(written[0].spec.name, "atm-2b");
-    let (deleted, written) = store.devices_changed_since(created).await.expect("since");
+    let (deleted, written) = since(with_child).await;
+    assert_eq!((deleted, ids(&written)), (vec![a.id], vec![b.id, child.id]));
+    let (deleted, written) = since(created).await;
     assert_eq!(
         (deleted, ids(&written)),
-        (vec![a.id], vec![b.id]),
+        (vec![a.id], vec![b.id, child.id]),
         "a device written then deleted is only deleted"
     );
+
+    // The record is pruned up to a version: a reader older than that is
+    // told to load the whole list; a newer one is still patched.
+    let now = store.data_version().await.expect("version").version;
+    store
+        .forget_device_writes(with_child)
+        .await
+        .expect("forget");
+    assert!(
+        store
+            .devices_changed_since(with_child - 1)
+            .await
+            .expect("since")
+            .is_none(),
+        "older than the record"
+    );
+    let (deleted, written) = since(with_child).await;
+    assert_eq!((deleted, ids(&written)), (vec![a.id], vec![b.id, child.id]));
+    let (deleted, written) = since(now).await;
+    assert_eq!((deleted, ids(&written)), (vec![], vec![]));
 }

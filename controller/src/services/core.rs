@@ -55,6 +55,15 @@ impl Core {
             .await
     }
 
+    /// Forgets the store's record of which devices were written longer
+    /// ago than about [`super::device_table::WRITES_KEPT`] (a failure is
+    /// counted and logged by the store; the next round tries again).
+    pub async fn forget_old_device_writes(&self) {
+        if let Ok(forgotten) = self.device_table.forget_old_writes(&self.store).await {
+            tracing::debug!(forgotten, "old records of device writes forgotten");
+        }
+    }
+
     /// Every threshold profile and each site's default, through the
     /// cache, as of the store's data version now.
     pub async fn profile_book(&self) -> Result<ProfileBook, StoreError> {

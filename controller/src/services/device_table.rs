@@ -2,8 +2,8 @@
 //!
 //! Every read of the list first reads the store's data version (one
 //! row); when the list held is older, it reads only the devices written and
-//! deleted since (each device row and tombstone carries the version of the
-//! commit that wrote it: migration 0026) and patches the list. A fleet
+//! deleted since (`store::device_writes`: each commit records what it
+//! wrote under its version) and patches the list. A fleet
 //! reporting a thousand small changes a second costs each read a few rows,
 //! not the whole inventory (before, every commit made the next read load
 //! and decode every device). Reads stay as fresh as any other: a read
@@ -115,10 +115,17 @@ fn natural_order(a: &Device, b: &Device) -> std::cmp::Ordering {
         .then_with(|| ward_domain::natural::cmp(&a.spec.name, &b.spec.name))
 }
 
+/// How long the store keeps the record of which devices each commit
+/// wrote, at least: a list read within this of its last read is patched.
+pub const WRITES_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The list and its refresh.
 #[derive(Default)]
 pub struct DeviceTable {
     held: tokio::sync::Mutex<Option<Arc<Held>>>,
+    /// The data version at the previous round of
+    /// [`DeviceTable::forget_old_writes`] (0 before the first).
+    version_a_round_ago: std::sync::atomic::AtomicI64,
 }
 
 impl DeviceTable {
@@ -150,20 +157,45 @@ impl DeviceTable {
                 return Ok(Arc::clone(current));
             }
             Some(current) if current.version.cluster == version.cluster => {
-                metrics.device_list_patched.fetch_add(1, Ordering::Relaxed);
-                let (deleted, written) =
-                    store.devices_changed_since(current.version.version).await?;
-                current.patched(version, &deleted, written)
+                match store.devices_changed_since(current.version.version).await? {
+                    Some((deleted, written)) => {
+                        metrics.device_list_patched.fetch_add(1, Ordering::Relaxed);
+                        current.patched(version, &deleted, written)
+                    }
+                    None => Self::loaded(version, store, metrics).await?,
+                }
             }
-            _ => {
-                metrics.device_list_loaded.fetch_add(1, Ordering::Relaxed);
-                let devices = store.list_devices().await?;
-                Held::new(version, devices.into_iter().map(Arc::new).collect())
-            }
+            _ => Self::loaded(version, store, metrics).await?,
         };
         let refreshed = Arc::new(refreshed);
         *held = Some(Arc::clone(&refreshed));
         Ok(refreshed)
+    }
+
+    /// The whole list, loaded at `version` (or later).
+    async fn loaded(
+        version: DataVersion,
+        store: &Store,
+        metrics: &Metrics,
+    ) -> Result<Held, StoreError> {
+        metrics.device_list_loaded.fetch_add(1, Ordering::Relaxed);
+        let devices = store.list_devices().await?;
+        Ok(Held::new(
+            version,
+            devices.into_iter().map(Arc::new).collect(),
+        ))
+    }
+
+    /// Forgets the record of which devices the commits wrote up to the
+    /// data version of this call's previous round (none at the first):
+    /// run every [`WRITES_KEPT`], a list not read for longer loads the
+    /// whole list again. Returns how many records went.
+    pub async fn forget_old_writes(&self, store: &Store) -> Result<u64, StoreError> {
+        let now = store.data_version().await?.version;
+        match self.version_a_round_ago.swap(now, Ordering::Relaxed) {
+            0 => Ok(0),
+            through => store.forget_device_writes(through).await,
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod reports;
 
 pub use self::core::Core;
 pub use cluster::{Cluster, DEFAULT_FAILOVER_DELAY, Lease, follow_other_controllers};
+pub use device_table::WRITES_KEPT;
 pub use guard::Guard;
 pub use inventory::{DeviceFilter, Inventory, Summary};
 pub use latency::ApiLatency;

@@ -12,6 +12,7 @@ mod announce;
 mod args;
 mod availability;
 mod certificates;
+mod device_writes;
 mod event_log;
 mod held;
 mod history;
@@ -360,11 +361,12 @@ impl Store {
     /// What changed in the device list after data version `version`: the
     /// ids deleted, then the devices written (as they are now), each
     /// possibly also written later (services::device_table applies the
-    /// deletions first).
+    /// deletions first). `None` when the record of writes that old was
+    /// pruned ([`Store::forget_device_writes`]): load the whole list.
     pub async fn devices_changed_since(
         &self,
         version: i64,
-    ) -> Result<(Vec<i64>, Vec<Device>), StoreError> {
+    ) -> Result<Option<(Vec<i64>, Vec<Device>)>, StoreError> {
         on_connection!(self, |q| async move {
             let deleted = q
                 .rows(sql::DEVICES_DELETED, &[Arg::Int(version)], |row| row.int(0))
@@ -374,8 +376,20 @@ impl Store {
                     rows::device(row)
                 })
                 .await?;
-            Ok((deleted, written))
+            // Read after the writes: a prune committed before that read
+            // is seen here.
+            if version < device_writes::kept_after(q).await? {
+                return Ok(None);
+            }
+            Ok(Some((deleted, written)))
         })
+    }
+
+    /// Forgets which devices' status the commits up to data version
+    /// `through` wrote (a device list older than that loads the whole
+    /// list again); returns how many records went.
+    pub async fn forget_device_writes(&self, through: i64) -> Result<u64, StoreError> {
+        transaction!(self, |tx| device_writes::forget_through(tx, through))
     }
 
     /// Applies an agent report in one transaction, once per (agent, boot,

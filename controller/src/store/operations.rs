@@ -5,6 +5,7 @@
 //! terms, its steps written once too.
 
 use super::args::Arg;
+use super::device_writes;
 use super::flap::FlapPolicy;
 use super::groups::Scope;
 use super::model::{
@@ -38,7 +39,7 @@ pub(super) async fn create_device(
         before: None,
         after: Some(json(&device.spec)),
     };
-    data_changed(tx, &changes).await?;
+    data_changed(tx, &changes, &[id]).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(device)
 }
@@ -68,7 +69,7 @@ pub(super) async fn import_devices(
         before: None,
         after: Some(json(&serde_json::json!({ "ids": ids }))),
     };
-    data_changed(tx, &changes).await?;
+    data_changed(tx, &changes, &ids).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(devices)
 }
@@ -100,7 +101,7 @@ pub(super) async fn update_device(
         return Ok(None);
     }
     owners_for(tx, std::slice::from_ref(&spec.site)).await?;
-    plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+    let written = plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
     let device = devices_by_id(tx, &[id])
         .await?
         .pop()
@@ -112,7 +113,7 @@ pub(super) async fn update_device(
         after: Some(json(&device.spec)),
     };
     let mut changes: StatusChanges = plan.into();
-    changes.version = Some(data_changed(tx, &changes).await?);
+    changes.version = Some(data_changed(tx, &changes, &written).await?);
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some((device, changes)))
 }
@@ -134,7 +135,7 @@ pub(super) async fn delete_device(
         &current,
         now_ms,
     )?;
-    plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+    let written = plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
     tx.remove_device(id, now_ms).await?;
     tx.announce_inventory().await?;
     let change = Change {
@@ -144,7 +145,7 @@ pub(super) async fn delete_device(
         after: None,
     };
     let mut changes: StatusChanges = plan.into();
-    changes.version = Some(data_changed(tx, &changes).await?);
+    changes.version = Some(data_changed(tx, &changes, &written).await?);
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some(changes))
 }
@@ -163,12 +164,10 @@ pub(super) async fn apply(
     let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
     let current = tx.current_devices(&ids).await?;
     let plan = plan(&report, &current, flapping);
-    plan_execution::execute(tx, &plan, &report.agent_id, now_ms).await?;
-    // The plan's device rows are every device this transaction wrote.
-    let written: Vec<i64> = plan.device_rows().iter().map(|row| row.device_id).collect();
+    let written = plan_execution::execute(tx, &plan, &report.agent_id, now_ms).await?;
     ignored.extend(plan.ignored.iter().cloned());
     let mut changes: StatusChanges = plan.into();
-    changes.version = Some(data_changed_writing(tx, &changes, Some(&written)).await?);
+    changes.version = Some(reported(tx, &changes, &written).await?);
     Ok(ApplyOutcome::Applied { changes, ignored })
 }
 
@@ -187,7 +186,7 @@ pub(super) async fn register_agent(
         return Err(agent_conflict(&agent));
     }
     if !owners_for(tx, &[site.to_owned()]).await?.moves.is_empty() {
-        data_changed(tx, &StatusChanges::default()).await?;
+        data_changed(tx, &StatusChanges::default(), &[]).await?;
     }
     let change = Change {
         action: "agent.register",
@@ -217,7 +216,7 @@ pub(super) async fn settle_groups(
 ) -> Result<Settlement, StoreError> {
     let settlement = ownership::settle(tx, None, failover_delay_ms, Scope::Everything).await?;
     if !settlement.moves.is_empty() {
-        data_changed(tx, &StatusChanges::default()).await?;
+        data_changed(tx, &StatusChanges::default(), &[]).await?;
         tx.announce_inventory().await?;
     }
     Ok(settlement)
@@ -235,7 +234,7 @@ async fn profile_exists(tx: &impl WriteTx, spec: &DeviceSpec) -> Result<(), Stor
 /// in its transaction: the data version moves on and the agent links are
 /// told (each sends its devices' thresholds again).
 pub(super) async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreError> {
-    data_changed(tx, &StatusChanges::default()).await?;
+    data_changed(tx, &StatusChanges::default(), &[]).await?;
     tx.announce_inventory().await
 }
 
@@ -243,25 +242,36 @@ pub(super) async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreErr
 /// alerts: a cached answer of an older version is never served again, by
 /// any controller (see `cache`). The status events this transaction
 /// recorded are stamped with it (it holds the data-version row until its
-/// commit, so versions follow commit order), and its status `changes`
-/// announced to the other controllers with it. Returns the version.
+/// commit, so versions follow commit order), the devices whose status it
+/// wrote (`status_written`) listed under it and the rows it left unstamped
+/// stamped ([`device_writes`]), and its status `changes` announced to the
+/// other controllers with it. Returns the version.
 pub(super) async fn data_changed(
     tx: &impl WriteTx,
     changes: &StatusChanges,
+    status_written: &[i64],
 ) -> Result<i64, StoreError> {
-    data_changed_writing(tx, changes, None).await
+    let version = next_version(tx, changes, status_written).await?;
+    device_writes::stamp_unstamped(tx, version).await?;
+    Ok(version)
 }
 
-/// [`data_changed`] for a transaction that wrote exactly the devices
-/// `written` (when known) and deleted none: they are stamped by id. From
-/// the version's bump to the commit every other writer waits, so this
-/// stays short: finding the unstamped rows through their index (which
-/// holds an entry for every row ever unstamped until vacuumed) took 8 ms
-/// a commit with a fleet reporting.
-async fn data_changed_writing(
+/// [`data_changed`] for a report's transaction, which wrote the status
+/// of devices `status_written` and nothing else of any device: nothing to
+/// stamp. From the version's bump to the commit every other writer waits,
+/// so this stays short.
+async fn reported(
     tx: &impl WriteTx,
     changes: &StatusChanges,
-    written: Option<&[i64]>,
+    status_written: &[i64],
+) -> Result<i64, StoreError> {
+    next_version(tx, changes, status_written).await
+}
+
+async fn next_version(
+    tx: &impl WriteTx,
+    changes: &StatusChanges,
+    status_written: &[i64],
 ) -> Result<i64, StoreError> {
     let version = tx
         .rows(sql::BUMP_DATA_VERSION, &[], |row| row.int(0))
@@ -269,44 +279,11 @@ async fn data_changed_writing(
         .pop()
         .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))?;
     tx.run(sql::STAMP_EVENTS, &[Arg::Int(version)]).await?;
-    match written {
-        Some(ids) => stamp_written(tx, version, ids).await?,
-        None => stamp_devices(tx, version).await?,
-    }
+    device_writes::list_status_written(tx, version, status_written).await?;
     if !changes.changed.is_empty() {
         tx.announce_changes(changes, version).await?;
     }
     Ok(version)
-}
-
-/// Stamps the device rows and tombstones this transaction wrote (NULL
-/// until now) with its data `version`. Rows another transaction holds are
-/// passed over: that one stamps them (and a row left unstamped is read as
-/// changed by every reader, never missed: `sql::DEVICES_CHANGED`).
-async fn stamp_devices<T: WriteTx>(tx: &T, version: i64) -> Result<(), StoreError> {
-    for table in ["devices", "deleted_devices"] {
-        let stamp = format!(
-            "UPDATE {table} SET version = $1 WHERE id IN \
-             (SELECT id FROM {table} WHERE version IS NULL {})",
-            T::SKIP_LOCKED_ROWS
-        );
-        tx.run(&stamp, &[Arg::Int(version)]).await?;
-    }
-    Ok(())
-}
-
-/// Stamps devices `ids`, which this transaction wrote (so holds), with
-/// its data `version`. A row it wrote and did not name stays unstamped:
-/// read as changed by every reader until the next stamp (never missed).
-async fn stamp_written(tx: &impl WriteTx, version: i64, ids: &[i64]) -> Result<(), StoreError> {
-    for chunk in ids.chunks(ownership::IDS_PER_STATEMENT) {
-        let stamp = format!(
-            "UPDATE devices SET version = $1 WHERE id IN ({})",
-            ownership::id_list(chunk)
-        );
-        tx.run(&stamp, &[Arg::Int(version)]).await?;
-    }
-    Ok(())
 }
 
 async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64, StoreError> {
@@ -333,6 +310,7 @@ async fn settle_created(
     if plan.changed.is_empty() {
         return Ok((devices, StatusChanges::default()));
     }
+    // It writes only devices `ids`, which the caller lists as written.
     plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
     Ok((devices_by_id(tx, ids).await?, plan.into()))
 }

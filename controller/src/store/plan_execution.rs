@@ -16,13 +16,14 @@ use super::plan::{DeviceRow, Plan, Write};
 use super::sql;
 use super::tx::Query;
 
-/// Executes every write of `plan`, events recorded as by `actor`.
+/// Executes every write of `plan`, events recorded as by `actor`; returns
+/// the devices whose status it wrote (for `operations::data_changed`).
 pub(super) async fn execute<T: Query + ?Sized>(
     tx: &T,
     plan: &Plan,
     actor: &str,
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<i64>, StoreError> {
     let rows = plan.device_rows();
     let devices = write_device_rows(tx, &rows);
     let events = insert_events(tx, plan, actor);
@@ -42,7 +43,7 @@ pub(super) async fn execute<T: Query + ?Sized>(
             .map(|write| execute_agent_alert(tx, write, now_ms)),
     );
     futures_util::try_join!(devices, events, device_alerts, agent_alerts)?;
-    Ok(())
+    Ok(rows.iter().map(|row| row.device_id).collect())
 }
 
 /// Column `index` of the JSON rows, as SQL type `ty`.

@@ -14,7 +14,7 @@ use super::tx::{Query, WriteTx};
 
 use super::{StoreError, sql};
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
         include_str!("../../migrations/postgres/0001_initial.sql"),
@@ -118,6 +118,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         26,
         include_str!("../../migrations/postgres/0026_device_versions.sql"),
+    ),
+    (
+        27,
+        include_str!("../../migrations/postgres/0027_device_writes.sql"),
     ),
 ];
 

@@ -36,11 +36,13 @@ pub(super) const DEVICES: &str = concat!(
     " FROM devices ORDER BY site, name"
 );
 
-/// The devices written at a data version after `$1`, or not stamped yet.
+/// The devices written at a data version after `$1` (stamped on the row,
+/// or their status listed in `device_writes`), or not stamped yet.
 pub(super) const DEVICES_CHANGED: &str = concat!(
     "SELECT ",
     device_columns!(),
-    " FROM devices WHERE version > $1 OR version IS NULL"
+    " FROM devices WHERE id IN (SELECT id FROM devices WHERE version > $1 OR version IS NULL \
+     UNION SELECT device_id FROM device_writes WHERE version > $1)"
 );
 
 /// The devices deleted at a data version after `$1`, or not stamped yet.

@@ -16,7 +16,7 @@ use super::{StoreError, sql};
 /// The database's clock, Unix ms.
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
-const MIGRATIONS: &[(i64, &str)] = &[
+pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_initial.sql")),
     (
         2,
@@ -105,6 +105,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (
         26,
         include_str!("../../migrations/sqlite/0026_device_versions.sql"),
+    ),
+    (
+        27,
+        include_str!("../../migrations/sqlite/0027_device_writes.sql"),
     ),
 ];
 
