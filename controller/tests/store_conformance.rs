@@ -58,6 +58,7 @@ macro_rules! conformance {
 
 conformance!(
     the_devices_written_or_deleted_after_a_version_are_read_back,
+    a_report_that_changes_nothing_takes_no_data_version,
     a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hops_device,
     a_devices_tcp_check_round_trips,
     profiles_judge_devices_before_their_sites_default_and_are_not_deleted_in_use,
@@ -2758,6 +2759,55 @@ async fn a_trace_is_kept_and_attached_to_the_open_alert_once_naming_the_last_hop
 /// What changed in the device list after a data version, as each
 /// controller's list in memory reads it (`services::device_table`): the
 /// devices a commit wrote and the ids it deleted, each once it committed.
+/// An agent's settlement when it connects with no alert open, or a report
+/// of stale entries, writes nothing any reader sees: it must not queue on
+/// the data-version row (a fleet reconnecting sends a thousand of them).
+async fn a_report_that_changes_nothing_takes_no_data_version(store: &Store) {
+    let console = ward_controller::store::Actor::console();
+    let atm = store
+        .create_device(&spec("atm-1", "198.18.1.10"), &console, 1_000)
+        .await
+        .expect("create");
+    let flapping = FlapPolicy::default();
+    store
+        .apply(&report(1, &[(atm.id, Status::Up, 5_000)]), &flapping, 5_100)
+        .await
+        .expect("up");
+    let before = store.data_version().await.expect("version").version;
+    let agent_alert = |open: bool| ward_domain::model::AgentAlertChange {
+        agent_id: "agent-1".into(),
+        site: "branch-0421".into(),
+        open,
+        at_ms: 6_000,
+        reason: "test".into(),
+    };
+    let mut back = report(2, &[(atm.id, Status::Down, 4_000)]);
+    back.agent_alerts = vec![agent_alert(false)];
+    let outcome = store.apply(&back, &flapping, 6_100).await.expect("apply");
+    assert!(
+        matches!(&outcome, ApplyOutcome::Applied { changes, ignored }
+            if changes.changed.is_empty() && changes.version.is_none() && ignored.len() == 1),
+        "a stale entry and no alert to resolve: {outcome:?}"
+    );
+    assert_eq!(
+        store.data_version().await.expect("version").version,
+        before,
+        "nothing changed, no version taken"
+    );
+    let mut lost = report(3, &[]);
+    lost.agent_alerts = vec![agent_alert(true)];
+    store.apply(&lost, &flapping, 6_200).await.expect("open");
+    let opened = store.data_version().await.expect("version").version;
+    assert!(opened > before, "an alert opened moves the version on");
+    let mut back = report(4, &[]);
+    back.agent_alerts = vec![agent_alert(false)];
+    store.apply(&back, &flapping, 6_300).await.expect("resolve");
+    assert!(
+        store.data_version().await.expect("version").version > opened,
+        "an alert resolved moves it on"
+    );
+}
+
 async fn the_devices_written_or_deleted_after_a_version_are_read_back(store: &Store) {
     let console = ward_controller::store::Actor::console();
     let a = store

@@ -31,6 +31,10 @@ use tokio::sync::mpsc;
 use ward_benches::fleet_agent::{self as agent, Cadence, Order, SimAgent, Tally};
 use watch::{Api, Seen, Timings};
 
+/// How long after the steady phase the event clients may take to read
+/// its last changes before the outcome check says what they missed.
+const SEEN_WITHIN: Duration = Duration::from_secs(60);
+
 /// The fleet and its load.
 #[derive(Clone, Debug)]
 pub struct Params {
@@ -151,6 +155,24 @@ impl Watchers {
         std::mem::take(&mut *self.timings.lock().expect("timings"))
     }
 
+    /// Waits until every event client has read every change, or
+    /// [`SEEN_WITHIN`] (the outcome check then names what was not read;
+    /// the lags say how late the rest came).
+    async fn wait_until_seen(&self, changes: &[inject::Change]) {
+        let until = Instant::now() + SEEN_WITHIN;
+        while Instant::now() < until {
+            let all_read = self.seen.iter().all(|log| {
+                report::lags(changes, &log.lock().expect("seen"))
+                    .iter()
+                    .all(Option::is_some)
+            });
+            if all_read {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     async fn stop(mut self) -> anyhow::Result<Vec<Vec<Seen>>> {
         let _ = self.stop.send(true);
         while let Some(done) = self.tasks.join_next().await {
@@ -206,7 +228,7 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     let after = inject::Resources::sample(controller_pid, postgres_pid)?;
     let steady_timings = watchers.take_timings();
     report::print_steady(&steady_timings, (before, after, steady_started.elapsed()));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    watchers.wait_until_seen(&injections.changes).await;
     let seen = watchers.stop().await?;
 
     // Outcome first, figures after.

@@ -1,6 +1,7 @@
 //! The run's outcome, checked before anything is printed, and its figures
 //! as rows for docs/BENCHMARKS.md.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,25 @@ pub struct Outcome {
     pub reconnects: u64,
 }
 
+/// For each of `changes`, how long after it an event client first read it
+/// (`log`: what the client read, in order); `None` if it never did.
+pub fn lags(changes: &[Change], log: &[Seen]) -> Vec<Option<Duration>> {
+    let mut read: HashMap<(u64, bool), Vec<Instant>> = HashMap::new();
+    for seen in log {
+        read.entry((seen.device_id, seen.down))
+            .or_default()
+            .push(seen.at);
+    }
+    changes
+        .iter()
+        .map(|change| {
+            let times = read.get(&(change.device_id, change.down))?;
+            let first = times.partition_point(|at| *at < change.at);
+            times.get(first).map(|at| *at - change.at)
+        })
+        .collect()
+}
+
 /// Checks that every change reached every event client, that the fleet
 /// ends as it began (all up), that nothing was rejected, and that every
 /// acknowledged statistic is in VictoriaMetrics.
@@ -60,20 +80,15 @@ pub async fn check(
 ) -> anyhow::Result<Outcome> {
     let mut sse_lags = Vec::with_capacity(changes.len() * seen.len());
     for (client, log) in seen.iter().enumerate() {
-        for change in changes {
-            let first = log
-                .iter()
-                .find(|s| {
-                    s.device_id == change.device_id && s.down == change.down && s.at >= change.at
-                })
-                .with_context(|| {
-                    format!(
-                        "event client {client} never saw device {} {}",
-                        change.device_id,
-                        if change.down { "down" } else { "up" }
-                    )
-                })?;
-            sse_lags.push(first.at - change.at);
+        for (change, lag) in changes.iter().zip(lags(changes, log)) {
+            let lag = lag.with_context(|| {
+                format!(
+                    "event client {client} never saw device {} {}",
+                    change.device_id,
+                    if change.down { "down" } else { "up" }
+                )
+            })?;
+            sse_lags.push(lag);
         }
     }
     let (summary, _) = world.api.get("/api/v1/summary").await?;

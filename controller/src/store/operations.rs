@@ -101,7 +101,9 @@ pub(super) async fn update_device(
         return Ok(None);
     }
     owners_for(tx, std::slice::from_ref(&spec.site)).await?;
-    let written = plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+    let written = plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms)
+        .await?
+        .status_written;
     let device = devices_by_id(tx, &[id])
         .await?
         .pop()
@@ -135,7 +137,9 @@ pub(super) async fn delete_device(
         &current,
         now_ms,
     )?;
-    let written = plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+    let written = plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms)
+        .await?
+        .status_written;
     tx.remove_device(id, now_ms).await?;
     tx.announce_inventory().await?;
     let change = Change {
@@ -164,10 +168,15 @@ pub(super) async fn apply(
     let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
     let current = tx.current_devices(&ids).await?;
     let plan = plan(&report, &current, flapping);
-    let written = plan_execution::execute(tx, &plan, &report.agent_id, now_ms).await?;
+    let executed = plan_execution::execute(tx, &plan, &report.agent_id, now_ms).await?;
     ignored.extend(plan.ignored.iter().cloned());
     let mut changes: StatusChanges = plan.into();
-    changes.version = Some(reported(tx, &changes, &written).await?);
+    // A report that changed nothing (an agent back with no alert open,
+    // entries all stale) does not take a version: a fleet reconnecting
+    // would otherwise queue a thousand empty commits on the version row.
+    if !executed.changed_nothing() {
+        changes.version = Some(reported(tx, &changes, &executed.status_written).await?);
+    }
     Ok(ApplyOutcome::Applied { changes, ignored })
 }
 

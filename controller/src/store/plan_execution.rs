@@ -16,14 +16,28 @@ use super::plan::{DeviceRow, Plan, Write};
 use super::sql;
 use super::tx::Query;
 
-/// Executes every write of `plan`, events recorded as by `actor`; returns
-/// the devices whose status it wrote (for `operations::data_changed`).
+/// What executing a plan wrote.
+pub(super) struct Executed {
+    /// The devices whose status it wrote (for `operations::data_changed`).
+    pub status_written: Vec<i64>,
+    /// How many agent alerts it opened or resolved.
+    pub agent_alerts: usize,
+}
+
+impl Executed {
+    /// Nothing any reader sees changed: no device row and no alert.
+    pub fn changed_nothing(&self) -> bool {
+        self.status_written.is_empty() && self.agent_alerts == 0
+    }
+}
+
+/// Executes every write of `plan`, events recorded as by `actor`.
 pub(super) async fn execute<T: Query + ?Sized>(
     tx: &T,
     plan: &Plan,
     actor: &str,
     now_ms: i64,
-) -> Result<Vec<i64>, StoreError> {
+) -> Result<Executed, StoreError> {
     let rows = plan.device_rows();
     let devices = write_device_rows(tx, &rows);
     let events = insert_events(tx, plan, actor);
@@ -42,8 +56,12 @@ pub(super) async fn execute<T: Query + ?Sized>(
             .iter()
             .map(|write| execute_agent_alert(tx, write, now_ms)),
     );
-    futures_util::try_join!(devices, events, device_alerts, agent_alerts)?;
-    Ok(rows.iter().map(|row| row.device_id).collect())
+    let (_, _, _, agent_alerts) =
+        futures_util::try_join!(devices, events, device_alerts, agent_alerts)?;
+    Ok(Executed {
+        status_written: rows.iter().map(|row| row.device_id).collect(),
+        agent_alerts: agent_alerts.into_iter().sum(),
+    })
 }
 
 /// Column `index` of the JSON rows, as SQL type `ty`.
@@ -314,12 +332,12 @@ async fn queue_notifications<T: Query + ?Sized>(
 }
 
 /// An agent alert write, with its notification; every other write is
-/// executed set-based.
+/// executed set-based. Returns how many alerts it opened or resolved.
 async fn execute_agent_alert<T: Query + ?Sized>(
     tx: &T,
     write: &Write,
     now_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
     let (alert_ids, kind) = match write {
         Write::OpenAgentAlert {
             agent_id,
@@ -358,8 +376,9 @@ async fn execute_agent_alert<T: Query + ?Sized>(
             .await?,
             "resolved",
         ),
-        _ => return Ok(()),
+        _ => return Ok(0),
     };
     let notices: Vec<(i64, &str)> = alert_ids.into_iter().map(|id| (id, kind)).collect();
-    queue_notifications(tx, &notices, now_ms).await
+    queue_notifications(tx, &notices, now_ms).await?;
+    Ok(notices.len())
 }
