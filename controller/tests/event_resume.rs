@@ -189,3 +189,60 @@ async fn a_stream_asked_for_heartbeats_gets_one_every_second_and_others_get_none
     let (code, _) = api.get("/api/v1/events?heartbeat=yes").await;
     assert_eq!(code, 400, "a bad option is refused");
 }
+
+/// A status event shows the device as its own commit left it, even when a
+/// later commit changed the device again before the event was sent (a
+/// fleet's outage restored within the publishing delay showed its `up` as
+/// `down`, and the `up` was never seen).
+#[tokio::test]
+async fn an_event_shows_the_device_as_its_commit_left_it_not_as_a_later_one() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    let device = controller
+        .inventory
+        .create_device(
+            &ward_controller::store::DeviceSpec::new(
+                "atm-1".into(),
+                "198.18.1.10".parse().expect("address"),
+                "branch-7".into(),
+            ),
+            &ward_controller::store::Actor::console(),
+            ward_controller::time::now_ms(),
+        )
+        .await
+        .expect("create");
+    let now = ward_controller::time::now_ms();
+    let mut applied = Vec::new();
+    for (seq, status) in [(1, Status::Up), (2, Status::Down)] {
+        let report = common::transition_report("agent-1", device.id, seq, status, now + seq as i64);
+        match controller
+            .core
+            .store
+            .apply(&report, &ward_controller::store::FlapPolicy::default(), now)
+            .await
+            .expect("apply")
+        {
+            ward_controller::store::ApplyOutcome::Applied { changes, .. } => applied.push(changes),
+            other => panic!("{other:?}"),
+        }
+    }
+    let mut events = controller.core.live.subscribe();
+    for changes in &applied {
+        controller.core.publish(changes).await;
+    }
+    let mut shown = Vec::new();
+    for _ in 0..2 {
+        match events.recv().await.expect("an event") {
+            ward_controller::services::LiveEvent::Status(event) => {
+                shown.push((event.device.status, event.previous, event.version));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        shown,
+        [
+            (Status::Up, Status::Unknown, applied[0].version),
+            (Status::Down, Status::Up, applied[1].version),
+        ]
+    );
+}

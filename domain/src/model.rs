@@ -426,6 +426,11 @@ pub struct StatusChanges {
     pub version: Option<i64>,
     /// Alert changes whose notification was withheld (flapping devices).
     pub withheld: u64,
+    /// The changed devices as this write committed them (read in its
+    /// transaction, by id; a device it deleted is absent): what live
+    /// events show, even when a later commit changed a device again
+    /// before they were sent.
+    pub devices: Vec<Device>,
 }
 
 impl StatusChanges {
@@ -440,6 +445,12 @@ impl StatusChanges {
         }
         self.version = later.version.or(self.version);
         self.withheld += later.withheld;
+        for device in later.devices {
+            match self.devices.iter_mut().find(|kept| kept.id == device.id) {
+                Some(kept) => *kept = device,
+                None => self.devices.push(device),
+            }
+        }
     }
 }
 

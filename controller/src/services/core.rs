@@ -94,7 +94,14 @@ impl Core {
         if !self.live.has_subscribers() {
             return;
         }
-        let devices = match self.store.get_devices(&changes.changed).await {
+        // As the commit left them; another controller's commit (its
+        // announcement names them) is read back.
+        let committed = if changes.devices.is_empty() {
+            self.store.get_devices(&changes.changed).await
+        } else {
+            Ok(changes.devices.clone())
+        };
+        let devices = match committed {
             Ok(devices) => devices,
             Err(error) => {
                 self.metrics

@@ -113,6 +113,7 @@ mod tests {
             previous: vec![Status::Up, Status::Unknown],
             withheld: 0,
             version: Some(42),
+            devices: Vec::new(),
         };
         let text = payload(&changes, 42);
         let announced = parse(&format!("abc {text}")).expect("ours");
@@ -128,6 +129,7 @@ mod tests {
             previous: vec![Status::Down; 2_000],
             version: None,
             withheld: 0,
+            devices: Vec::new(),
         };
         assert_eq!(payload(&many, 43), "v43 resync");
         assert_eq!(

@@ -29,7 +29,7 @@ pub(super) async fn create_device(
 ) -> Result<Device, StoreError> {
     let id = insert(tx, spec, now_ms).await?;
     owners_for(tx, std::slice::from_ref(&spec.site)).await?;
-    let (mut devices, changes) = settle_created(tx, &[id], now_ms).await?;
+    let (mut devices, mut changes) = settle_created(tx, &[id], now_ms).await?;
     let device = devices
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("created device {id} vanished")))?;
@@ -39,7 +39,7 @@ pub(super) async fn create_device(
         before: None,
         after: Some(json(&device.spec)),
     };
-    data_changed(tx, &changes, &[id]).await?;
+    data_changed(tx, &mut changes, &[id]).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(device)
 }
@@ -62,14 +62,14 @@ pub(super) async fn import_devices(
     sites.sort_unstable();
     sites.dedup();
     owners_for(tx, &sites).await?;
-    let (devices, changes) = settle_created(tx, &ids, now_ms).await?;
+    let (devices, mut changes) = settle_created(tx, &ids, now_ms).await?;
     let change = Change {
         action: "device.import",
         object: format!("{} devices", ids.len()),
         before: None,
         after: Some(json(&serde_json::json!({ "ids": ids }))),
     };
-    data_changed(tx, &changes, &ids).await?;
+    data_changed(tx, &mut changes, &ids).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(devices)
 }
@@ -115,7 +115,7 @@ pub(super) async fn update_device(
         after: Some(json(&device.spec)),
     };
     let mut changes: StatusChanges = plan.into();
-    changes.version = Some(data_changed(tx, &changes, &written).await?);
+    data_changed(tx, &mut changes, &written).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some((device, changes)))
 }
@@ -149,7 +149,7 @@ pub(super) async fn delete_device(
         after: None,
     };
     let mut changes: StatusChanges = plan.into();
-    changes.version = Some(data_changed(tx, &changes, &written).await?);
+    data_changed(tx, &mut changes, &written).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some(changes))
 }
@@ -175,7 +175,7 @@ pub(super) async fn apply(
     // entries all stale) does not take a version: a fleet reconnecting
     // would otherwise queue a thousand empty commits on the version row.
     if !executed.changed_nothing() {
-        changes.version = Some(reported(tx, &changes, &executed.status_written).await?);
+        reported(tx, &mut changes, &executed.status_written).await?;
     }
     Ok(ApplyOutcome::Applied { changes, ignored })
 }
@@ -195,7 +195,7 @@ pub(super) async fn register_agent(
         return Err(agent_conflict(&agent));
     }
     if !owners_for(tx, &[site.to_owned()]).await?.moves.is_empty() {
-        data_changed(tx, &StatusChanges::default(), &[]).await?;
+        data_changed(tx, &mut StatusChanges::default(), &[]).await?;
     }
     let change = Change {
         action: "agent.register",
@@ -225,7 +225,7 @@ pub(super) async fn settle_groups(
 ) -> Result<Settlement, StoreError> {
     let settlement = ownership::settle(tx, None, failover_delay_ms, Scope::Everything).await?;
     if !settlement.moves.is_empty() {
-        data_changed(tx, &StatusChanges::default(), &[]).await?;
+        data_changed(tx, &mut StatusChanges::default(), &[]).await?;
         tx.announce_inventory().await?;
     }
     Ok(settlement)
@@ -243,21 +243,23 @@ async fn profile_exists(tx: &impl WriteTx, spec: &DeviceSpec) -> Result<(), Stor
 /// in its transaction: the data version moves on and the agent links are
 /// told (each sends its devices' thresholds again).
 pub(super) async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreError> {
-    data_changed(tx, &StatusChanges::default(), &[]).await?;
+    data_changed(tx, &mut StatusChanges::default(), &[]).await?;
     tx.announce_inventory().await
 }
 
 /// Moves the data version on, in the transaction that changes devices or
 /// alerts: a cached answer of an older version is never served again, by
-/// any controller (see `cache`). The status events this transaction
-/// recorded are stamped with it (it holds the data-version row until its
-/// commit, so versions follow commit order), the devices whose status it
-/// wrote (`status_written`) listed under it and the rows it left unstamped
-/// stamped ([`device_writes`]), and its status `changes` announced to the
-/// other controllers with it. Returns the version.
+/// any controller (see `cache`). First the changed devices are read as
+/// this transaction leaves them (`changes.devices`, for live events). The
+/// status events this transaction recorded are stamped with the version
+/// (it holds the data-version row until its commit, so versions follow
+/// commit order), the devices whose status it wrote (`status_written`)
+/// listed under it and the rows it left unstamped stamped
+/// ([`device_writes`]), and its status `changes` announced to the other
+/// controllers with it. Sets `changes.version` and returns it.
 pub(super) async fn data_changed(
     tx: &impl WriteTx,
-    changes: &StatusChanges,
+    changes: &mut StatusChanges,
     status_written: &[i64],
 ) -> Result<i64, StoreError> {
     let version = next_version(tx, changes, status_written).await?;
@@ -271,7 +273,7 @@ pub(super) async fn data_changed(
 /// so this stays short.
 async fn reported(
     tx: &impl WriteTx,
-    changes: &StatusChanges,
+    changes: &mut StatusChanges,
     status_written: &[i64],
 ) -> Result<i64, StoreError> {
     next_version(tx, changes, status_written).await
@@ -279,9 +281,19 @@ async fn reported(
 
 async fn next_version(
     tx: &impl WriteTx,
-    changes: &StatusChanges,
+    changes: &mut StatusChanges,
     status_written: &[i64],
 ) -> Result<i64, StoreError> {
+    if !changes.changed.is_empty() {
+        changes.devices = match devices_by_id(tx, &changes.changed).await {
+            Ok(devices) => devices,
+            // A row that cannot be read back holds up no write: the live
+            // events read it again after the commit, and on failure tell
+            // subscribers to resync (counted and logged there).
+            Err(StoreError::Corrupt(_)) => Vec::new(),
+            Err(error) => return Err(error),
+        };
+    }
     let version = tx
         .rows(sql::BUMP_DATA_VERSION, &[], |row| row.int(0))
         .await?
@@ -292,6 +304,7 @@ async fn next_version(
     if !changes.changed.is_empty() {
         tx.announce_changes(changes, version).await?;
     }
+    changes.version = Some(version);
     Ok(version)
 }
 

@@ -62,7 +62,7 @@ pub(super) async fn settle_flapping<T: WriteTx>(
         settled.push(id);
     }
     if !settled.is_empty() {
-        data_changed(tx, &StatusChanges::default(), &settled).await?;
+        data_changed(tx, &mut StatusChanges::default(), &settled).await?;
     }
     Ok(settled)
 }

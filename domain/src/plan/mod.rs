@@ -409,6 +409,7 @@ impl From<Plan> for StatusChanges {
             previous: plan.previous,
             version: None,
             withheld: plan.withheld,
+            devices: Vec::new(),
         }
     }
 }
