@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::{ApiError, Caller, now_ms, rfc3339};
 use crate::services::{
     Core, DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor, DeviceFilter, Inventory, Maintenance,
-    Reports,
+    Reports, UNPAGED_MAX,
 };
 use crate::store::{Device, DeviceSpec, Severity, Status};
 use ward_domain::check::Check;
@@ -56,7 +56,7 @@ pub(super) fn device_json(device: &Device, open: &[OpenWindow]) -> Value {
     })
 }
 
-/// `?status=&site=&q=&severity=&tag=&limit=&cursor=`.
+/// `?status=&site=&q=&severity=&tag=&parent=&limit=&cursor=`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListFilter {
@@ -65,8 +65,34 @@ pub struct ListFilter {
     q: Option<String>,
     severity: Option<String>,
     tag: Option<String>,
+    parent: Option<i64>,
     limit: Option<usize>,
     cursor: Option<String>,
+}
+
+/// The `?status=&site=&q=&severity=&tag=` parameters as a filter; a bad
+/// status or severity is named.
+pub(super) fn device_filter<'a>(
+    status: Option<&str>,
+    site: Option<&'a str>,
+    query: Option<&'a str>,
+    severity_text: Option<&str>,
+    tag: Option<&'a str>,
+) -> Result<DeviceFilter<'a>, ApiError> {
+    let status = status
+        .map(|text| {
+            text.parse::<Status>()
+                .map_err(|error| ApiError::field("status", error))
+        })
+        .transpose()?;
+    Ok(DeviceFilter {
+        status,
+        site,
+        query,
+        severity: severity(severity_text)?,
+        tag,
+        parent: None,
+    })
 }
 
 /// A `?severity=` parameter.
@@ -87,20 +113,15 @@ pub async fn list(
     State(maintenance): State<Arc<Maintenance>>,
     Query(filter): Query<ListFilter>,
 ) -> Result<Json<Value>, ApiError> {
-    let status = filter
-        .status
-        .as_deref()
-        .map(|text| {
-            text.parse::<Status>()
-                .map_err(|error| ApiError::field("status", error))
-        })
-        .transpose()?;
     let found = DeviceFilter {
-        status,
-        site: filter.site.as_deref(),
-        query: filter.q.as_deref(),
-        severity: severity(filter.severity.as_deref())?,
-        tag: filter.tag.as_deref(),
+        parent: filter.parent,
+        ..device_filter(
+            filter.status.as_deref(),
+            filter.site.as_deref(),
+            filter.q.as_deref(),
+            filter.severity.as_deref(),
+            filter.tag.as_deref(),
+        )?
     };
     let open = maintenance.open_windows();
     let shown = |devices: &[std::sync::Arc<Device>]| -> Vec<Value> {
@@ -111,6 +132,16 @@ pub async fn list(
     };
     if filter.limit.is_none() && filter.cursor.is_none() {
         let devices = inventory.find_devices(&found).await?;
+        if devices.len() > UNPAGED_MAX {
+            return Err(ApiError::field(
+                "limit",
+                format!(
+                    "{} devices match, more than {UNPAGED_MAX} in one answer: page them with \
+                     ?limit=N (at most {DEVICE_PAGE_MAX}) and each answer's next_cursor, or filter",
+                    devices.len()
+                ),
+            ));
+        }
         return Ok(Json(Value::Array(shown(&devices))));
     }
     let limit = filter.limit.unwrap_or(DEVICE_PAGE_DEFAULT);

@@ -16,6 +16,7 @@ mod history;
 mod import;
 mod latency;
 mod maintenance;
+mod overview;
 mod profiles;
 mod reports;
 mod security_headers;
@@ -99,6 +100,7 @@ pub fn routes(metrics: Access) -> Routes {
             post(import::import).layer(axum::extract::DefaultBodyLimit::max(64 << 20)),
         )
         .add(Method::GET, "/api/v1/summary", Read, devices::summary)
+        .add(Method::GET, "/api/v1/overview", Read, overview::overview)
         .add(Method::GET, "/api/v1/agents", Read, agents::list)
         .add(
             Method::POST,

@@ -21,7 +21,7 @@ use super::convert::{
     alert_to_proto, device_id, from_proto, from_proto_severity, given, grpc_error,
     maintenance_from_proto, page_request, state, status_filter, to_proto, window_to_proto,
 };
-use crate::services::{App, DeviceFilter, LiveEvent};
+use crate::services::{App, DEVICE_PAGE_MAX, DeviceFilter, LiveEvent, UNPAGED_MAX};
 use crate::store::{
     AckOutcome, Actor, AuditFilter, HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, HistoryCursor,
     HistoryFilter, MAX_ACK_COMMENT, SyncMode, SyncedDevice,
@@ -81,11 +81,19 @@ impl Inventory for InventoryService {
             query: given(&request.query),
             severity: from_proto_severity(request.severity)?,
             tag: given(&request.tag),
+            parent: None,
         };
         let inventory = &self.app.inventory;
         let (devices, next) = if request.page_size == 0 && request.page_token.is_empty() {
-            let devices = inventory.find_devices(&filter).await;
-            (devices.map_err(grpc_error)?, None)
+            let devices = inventory.find_devices(&filter).await.map_err(grpc_error)?;
+            if devices.len() > UNPAGED_MAX {
+                return Err(GrpcStatus::invalid_argument(format!(
+                    "page_size: {} devices match, more than {UNPAGED_MAX} in one answer: \
+                     page them (page_size at most {DEVICE_PAGE_MAX}, then next_page_token), or filter",
+                    devices.len()
+                )));
+            }
+            (devices, None)
         } else {
             let (limit, after) = page_request(request.page_size, &request.page_token)?;
             inventory

@@ -14,6 +14,7 @@ use crate::store::{
     AckOutcome, Actor, Device, DeviceSpec, Severity, Status, StatusChanges, StoreError, SyncDiff,
     SyncMode,
 };
+use ward_domain::maintenance::OpenWindow;
 
 /// Enabled devices by status.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -48,6 +49,8 @@ pub struct DeviceFilter<'a> {
     pub severity: Option<Severity>,
     /// Carrying this tag.
     pub tag: Option<&'a str>,
+    /// Whose parent is this device.
+    pub parent: Option<i64>,
 }
 
 /// The inventory.
@@ -268,29 +271,11 @@ impl Inventory {
         &self,
         filter: &DeviceFilter<'_>,
     ) -> Result<Vec<Arc<Device>>, StoreError> {
-        let query = filter.query.map(str::to_lowercase);
+        let matcher = filter.matcher();
         let devices = self.core.devices().await?;
         Ok(devices
             .iter()
-            .filter(|d| filter.status.is_none_or(|status| d.status == status))
-            .filter(|d| filter.site.is_none_or(|site| d.spec.site == site))
-            .filter(|d| {
-                filter
-                    .severity
-                    .is_none_or(|severity| d.spec.severity == severity)
-            })
-            .filter(|d| {
-                filter
-                    .tag
-                    .is_none_or(|tag| d.spec.tags.iter().any(|t| t == tag))
-            })
-            .filter(|d| {
-                query.as_deref().is_none_or(|q| {
-                    d.spec.name.to_lowercase().contains(q)
-                        || d.spec.address.to_string().contains(q)
-                        || d.spec.tags.iter().any(|tag| tag.to_lowercase().contains(q))
-                })
-            })
+            .filter(|d| matcher.matches(d))
             .cloned()
             .collect())
     }
@@ -310,22 +295,75 @@ impl Inventory {
 
     /// Enabled devices counted by status.
     pub async fn summary(&self) -> Result<Summary, StoreError> {
-        let devices = self.core.devices().await?;
-        let open = self.maintenance.open_windows();
+        let (devices, open) = self.devices_now().await?;
         let mut summary = Summary::default();
         for device in devices.iter().filter(|d| d.spec.enabled) {
-            summary.total += 1;
-            if open.iter().any(|open| open.window.spec.covers(device)) {
-                summary.in_maintenance += 1;
-            }
-            match device.status {
-                Status::Up => summary.up += 1,
-                Status::Degraded => summary.degraded += 1,
-                Status::Down => summary.down += 1,
-                Status::Unreachable => summary.unreachable += 1,
-                Status::Unknown => summary.unknown += 1,
-            }
+            summary.count(device, &open);
         }
         Ok(summary)
+    }
+
+    /// Every device as of the store's data version now, and the open
+    /// maintenance windows.
+    pub(super) async fn devices_now(
+        &self,
+    ) -> Result<(super::device_table::Devices, Arc<Vec<OpenWindow>>), StoreError> {
+        Ok((self.core.devices().await?, self.maintenance.open_windows()))
+    }
+}
+
+impl Summary {
+    /// Counts enabled `device`, in maintenance when one of `open` covers it.
+    pub(super) fn count(&mut self, device: &Device, open: &[OpenWindow]) {
+        self.total += 1;
+        if open.iter().any(|open| open.window.spec.covers(device)) {
+            self.in_maintenance += 1;
+        }
+        match device.status {
+            Status::Up => self.up += 1,
+            Status::Degraded => self.degraded += 1,
+            Status::Down => self.down += 1,
+            Status::Unreachable => self.unreachable += 1,
+            Status::Unknown => self.unknown += 1,
+        }
+    }
+}
+
+/// A [`DeviceFilter`] ready to test devices (its query lowercased once).
+pub(super) struct Matcher<'a> {
+    filter: &'a DeviceFilter<'a>,
+    query: Option<String>,
+}
+
+impl<'a> DeviceFilter<'a> {
+    /// This filter, ready to test devices.
+    pub(super) fn matcher(&'a self) -> Matcher<'a> {
+        Matcher {
+            filter: self,
+            query: self.query.map(str::to_lowercase),
+        }
+    }
+}
+
+impl Matcher<'_> {
+    /// Whether `d` passes every part of the filter.
+    pub(super) fn matches(&self, d: &Device) -> bool {
+        let filter = self.filter;
+        filter.status.is_none_or(|status| d.status == status)
+            && filter.site.is_none_or(|site| d.spec.site == site)
+            && filter
+                .parent
+                .is_none_or(|parent| d.spec.parent_id == Some(parent))
+            && filter
+                .severity
+                .is_none_or(|severity| d.spec.severity == severity)
+            && filter
+                .tag
+                .is_none_or(|tag| d.spec.tags.iter().any(|t| t == tag))
+            && self.query.as_deref().is_none_or(|q| {
+                d.spec.name.to_lowercase().contains(q)
+                    || d.spec.address.to_string().contains(q)
+                    || d.spec.tags.iter().any(|tag| tag.to_lowercase().contains(q))
+            })
     }
 }

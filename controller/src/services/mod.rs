@@ -22,6 +22,7 @@ mod logins;
 mod maintenance;
 mod metrics;
 mod notifications;
+mod overview;
 mod paging;
 mod presence;
 mod reports;
@@ -37,7 +38,8 @@ pub use logins::{LoginCounters, LoginSettings, Logins};
 pub use maintenance::Maintenance;
 pub use metrics::Metrics;
 pub use notifications::Notifications;
-pub use paging::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor};
+pub use overview::{Overview, PROBLEMS_DEFAULT, PROBLEMS_MAX, SiteTally};
+pub use paging::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor, UNPAGED_MAX};
 pub use presence::AgentPresence;
 pub use reports::{Reports, StatisticsError, Taken};
 

@@ -18,6 +18,11 @@ pub const DEVICE_PAGE_DEFAULT: usize = 500;
 /// The most devices on one page.
 pub const DEVICE_PAGE_MAX: usize = 5_000;
 
+/// The most devices an unpaged list answers with; a call matching more is
+/// refused, naming `limit` (at 200,000 devices an unpaged answer is a
+/// hundred megabytes).
+pub const UNPAGED_MAX: usize = 20_000;
+
 /// Where a page of the device list ended: its last device's site and name,
 /// written as the hex of each, joined by `.` (opaque to clients).
 #[derive(Clone, Debug, PartialEq, Eq)]

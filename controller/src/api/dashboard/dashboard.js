@@ -1,6 +1,9 @@
-// The NOC dashboard: problems first, sites at a glance, every device (a
-// virtualised list), search and filters kept in the URL, a device's detail
-// (device.js), honest liveness (live.js). Reads the REST API; no build step.
+// The NOC dashboard: problems first, sites at a glance, every device (the
+// server's pages, each a virtualised list), search and filters kept in the
+// URL, a device's detail (device.js), honest liveness (live.js). Reads the
+// REST API; no build step. It never loads the whole inventory: the counts,
+// the heat map and the problems come from /api/v1/overview, the list a
+// page at a time, and status events patch what is on screen.
 
 import { follow } from "./live.js";
 import { showDevice, deviceChanged, closeDevice, useDashboard } from "./device.js";
@@ -9,9 +12,10 @@ import { showDevice, deviceChanged, closeDevice, useDashboard } from "./device.j
 const SEEN_KEY = "ward-problems-seen-until";
 
 const state = {
-  devices: new Map(),   // id → device as /api/v1/devices shows it
+  devices: new Map(),   // id → device as /api/v1/devices shows it (those on screen)
   alerts: new Map(),    // device id → its open alert
-  order: [],            // device ids by site, then name (natural order)
+  overview: null,       // /api/v1/overview for the filters shown
+  page: { rows: [], cursors: [""], index: 0, next: null }, // the device list's page
   session: null,        // {user, role, csrf} when logged in
   siteOrder: "problems",
   rendered: false,      // the first render with devices is done
@@ -22,13 +26,13 @@ const state = {
 
 const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
 const naturally = (a, b) => collator.compare(a, b);
-const SEVERITY = ["critical", "major", "minor", "info"];
 const WORST_FIRST = ["down", "unreachable", "degraded", "unknown", "up"];
-// Problems: the worst status first, then severity, newest first.
-const PROBLEM_ORDER = ["down", "unreachable", "degraded", "unknown", "up"];
 
 const ICON = { up: "▲", down: "▼", unreachable: "◆", unknown: "?", degraded: "◐" };
 const ROW_PX = 30;
+const PAGE_ROWS = 500;
+// The overview is asked again at most this often while changes arrive.
+const OVERVIEW_EVERY_MS = 500;
 const FILTERS = ["q", "status", "site", "severity", "tag"];
 
 // ---- small helpers ------------------------------------------------------
@@ -145,6 +149,10 @@ function setView(changes) {
   applyView();
 }
 
+// The filters the data on screen was asked for (null until the board is
+// shown: the event stream's opening loads it first).
+let askedFor = null;
+
 function applyView() {
   const { filters, device, wall } = view();
   document.body.classList.toggle("wall", wall);
@@ -153,21 +161,20 @@ function applyView() {
     if (input.value !== filters[name]) input.value = filters[name];
   }
   if (device && !wall) showDevice(device); else closeDevice();
+  const asked = filterQuery(filters).toString();
+  if (askedFor !== null && asked !== askedFor) {
+    askedFor = asked;
+    state.page = { rows: [], cursors: [""], index: 0, next: null };
+    reload().catch(failed);
+  }
   schedule();
 }
 
-// The REST API's `/api/v1/devices` filters, the same way.
-function matches(device, filters) {
-  if (filters.status && device.status !== filters.status) return false;
-  if (filters.site && device.site !== filters.site) return false;
-  if (filters.severity && device.severity !== filters.severity) return false;
-  if (filters.tag && !device.tags.includes(filters.tag)) return false;
-  if (filters.q) {
-    const q = filters.q.toLowerCase();
-    return device.name.toLowerCase().includes(q) || device.address.includes(q)
-      || device.tags.some((tag) => tag.toLowerCase().includes(q));
-  }
-  return true;
+// The filters as REST parameters (`/api/v1/devices`, `/api/v1/overview`).
+function filterQuery(filters) {
+  const params = new URLSearchParams();
+  for (const name of FILTERS) if (filters[name]) params.set(name, filters[name]);
+  return params;
 }
 
 // Not plainly up: down, unreachable, degraded, unknown, flapping or in
@@ -185,26 +192,24 @@ function schedule() {
 }
 
 function render() {
+  if (!state.overview) return;
   const { filters } = view();
   measureList(); // read the layout before anything is written
   renderCounts();
-  renderProblems(filters);
+  renderProblems();
   renderSites(filters);
-  renderDevices(filters);
-  if (!state.rendered && state.devices.size > 0) {
+  renderDevices();
+  if (!state.rendered && state.page.rows.length > 0) {
     state.rendered = true;
     performance.mark("ward-first-render"); // docs/BENCHMARKS.md reads it
   }
 }
 
 function renderCounts() {
-  const counts = { up: 0, degraded: 0, down: 0, unreachable: 0, unknown: 0, total: 0 };
-  for (const device of state.devices.values()) {
-    if (!device.enabled) continue;
-    counts.total += 1;
-    counts[device.status] += 1;
+  for (const [name, count] of Object.entries(state.overview.counts)) {
+    const shown = document.getElementById(name);
+    if (shown) shown.textContent = count;
   }
-  for (const [name, count] of Object.entries(counts)) document.getElementById(name).textContent = count;
 }
 
 // How a degraded device is: "warning: loss 30 %, RTT 12 ms".
@@ -258,40 +263,24 @@ function problemRow(device) {
   return row;
 }
 
-function renderProblems(filters) {
-  const problems = [...state.devices.values()]
-    .filter((device) => isProblem(device) && matches(device, filters))
-    .sort((a, b) => PROBLEM_ORDER.indexOf(a.status) - PROBLEM_ORDER.indexOf(b.status)
-      || SEVERITY.indexOf(a.severity) - SEVERITY.indexOf(b.severity)
-      || sinceMs(b) - sinceMs(a) || naturally(a.name, b.name));
-  const shown = problems.slice(0, MOST_PROBLEM_ROWS);
+// The overview's problems (the server's order), each as its latest event
+// shows it; one that is no longer a problem leaves at once.
+function renderProblems() {
+  const { total, devices } = state.overview.problems;
+  const shown = devices.map((device) => state.devices.get(device.id) || device).filter(isProblem);
   const rows = shown.map(problemRow);
-  for (const id of problemRows.keys()) if (!state.devices.has(id) || !isProblem(state.devices.get(id))) problemRows.delete(id);
-  if (problems.length > shown.length) {
-    rows.push(el("li", { class: "more", text: `… and ${problems.length - shown.length} more: filter by site or status, or see the sites` }));
+  const ids = new Set(shown.map((device) => device.id));
+  for (const id of problemRows.keys()) if (!ids.has(id)) problemRows.delete(id);
+  if (total > devices.length) {
+    rows.push(el("li", { class: "more", text: `… and ${total - devices.length} more: filter by site or status, or see the sites` }));
   }
   document.getElementById("problems").replaceChildren(...rows);
-  document.getElementById("problem-count").textContent = `(${problems.length})`;
-  document.getElementById("no-problems").hidden = problems.length > 0;
-}
-
-function siteTotals() {
-  const sites = new Map();
-  for (const device of state.devices.values()) {
-    if (!sites.has(device.site)) {
-      sites.set(device.site, { name: device.site, up: 0, degraded: 0, down: 0, unreachable: 0, unknown: 0, problems: 0 });
-    }
-    if (!device.enabled) continue;
-    const site = sites.get(device.site);
-    site[device.status] += 1;
-    if (isProblem(device)) site.problems += 1;
-  }
-  for (const site of sites.values()) site.worst = WORST_FIRST.find((status) => site[status] > 0) || "unknown";
-  return [...sites.values()];
+  document.getElementById("problem-count").textContent = `(${total})`;
+  document.getElementById("no-problems").hidden = total > 0;
 }
 
 function renderSites(filters) {
-  const sites = siteTotals();
+  const sites = [...state.overview.sites];
   if (state.siteOrder === "problems") {
     sites.sort((a, b) => b.problems - a.problems || WORST_FIRST.indexOf(a.worst) - WORST_FIRST.indexOf(b.worst)
       || naturally(a.name, b.name));
@@ -320,15 +309,20 @@ function renderSites(filters) {
   }
 }
 
-// The devices list: only the rows in view exist (10,000 stay smooth).
+// The devices list: the server's page, of which only the rows in view
+// exist.
 let listed = [];
-function renderDevices(filters) {
-  listed = state.order.filter((id) => {
-    const device = state.devices.get(id);
-    return device && matches(device, filters);
-  });
+function renderDevices() {
+  listed = state.page.rows.filter((id) => state.devices.has(id));
+  const { index } = state.page;
+  const matching = state.overview.matching;
+  const first = index * PAGE_ROWS;
   document.getElementById("device-rows").style.height = `${listed.length * ROW_PX}px`;
-  document.getElementById("device-count").textContent = `(${listed.length})`;
+  document.getElementById("device-count").textContent = `(${matching})`;
+  document.getElementById("page-range").textContent = matching === 0 ? "none"
+    : `${first + 1}–${first + listed.length} of ${matching}`;
+  document.getElementById("page-prev").disabled = index === 0;
+  document.getElementById("page-next").disabled = !state.page.next;
   drawRows();
 }
 
@@ -374,33 +368,83 @@ function openDevice(id) {
 
 // ---- data ---------------------------------------------------------------
 
-function sortOrder() {
-  state.order = [...state.devices.values()]
-    .sort((a, b) => naturally(a.site, b.site) || naturally(a.name, b.name))
-    .map((device) => device.id);
-}
-
 async function refreshAlerts() {
   const alerts = await json("/api/v1/alerts?state=open");
   state.alerts = new Map(alerts.filter((alert) => alert.device_id !== null).map((alert) => [alert.device_id, alert]));
   schedule();
 }
 
-async function reload() {
-  const [devices] = await Promise.all([json("/api/v1/devices"), refreshAlerts()]);
-  state.devices = new Map(devices.map((device) => [device.id, device]));
-  sortOrder();
+// Keeps only the devices on screen: the page's and the problems'.
+function keepShown() {
+  const shown = new Map();
+  for (const device of state.overview ? state.overview.problems.devices : []) {
+    shown.set(device.id, state.devices.get(device.id) || device);
+  }
+  for (const id of state.page.rows) if (state.devices.has(id)) shown.set(id, state.devices.get(id));
+  state.devices = shown;
+}
+
+async function refreshOverview() {
+  const overview = await json(`/api/v1/overview?${filterQuery(view().filters)}`);
+  state.overview = overview;
+  for (const device of overview.problems.devices) state.devices.set(device.id, device);
+  keepShown();
   schedule();
+}
+
+async function refreshPage() {
+  const params = filterQuery(view().filters);
+  params.set("limit", String(PAGE_ROWS));
+  const cursor = state.page.cursors[state.page.index];
+  if (cursor) params.set("cursor", cursor);
+  const page = await json(`/api/v1/devices?${params}`);
+  for (const device of page.devices) state.devices.set(device.id, device);
+  state.page.rows = page.devices.map((device) => device.id);
+  state.page.next = page.next_cursor;
+  keepShown();
+  schedule();
+}
+
+function turnPage(step) {
+  const page = state.page;
+  if (step > 0 && page.next) {
+    page.cursors[page.index + 1] = page.next;
+    page.index += 1;
+  } else if (step < 0 && page.index > 0) {
+    page.index -= 1;
+  } else {
+    return;
+  }
+  document.getElementById("device-list").scrollTop = 0;
+  refreshPage().catch(failed);
+}
+
+async function reload() {
+  await Promise.all([refreshOverview(), refreshPage(), refreshAlerts()]);
   const { device } = view();
   if (device) deviceChanged(device);
 }
 
+// While changes arrive the overview is asked again at most every
+// OVERVIEW_EVERY_MS (the first after a quiet spell at once).
+let overviewAt = 0;
+let overviewPending = false;
+function overviewSoon() {
+  if (overviewPending) return;
+  overviewPending = true;
+  setTimeout(() => {
+    overviewPending = false;
+    overviewAt = Date.now();
+    refreshOverview().catch(failed);
+  }, Math.max(20, overviewAt + OVERVIEW_EVERY_MS - Date.now()));
+}
+
 let alertsPending = false;
 function statusChanged(device) {
-  const known = state.devices.has(device.id);
-  state.devices.set(device.id, device);
-  if (!known) sortOrder();
+  // Only what is on screen is kept; the overview brings the rest.
+  if (state.devices.has(device.id)) state.devices.set(device.id, device);
   deviceChanged(device.id);
+  overviewSoon();
   schedule();
   if (!alertsPending) {
     alertsPending = true;
@@ -459,6 +503,7 @@ async function start() {
     return;
   }
   document.getElementById("board").hidden = false;
+  askedFor = filterQuery(view().filters).toString();
   applyView();
   follow({ status: statusChanged, resync: () => reload().catch(failed), reload });
   setInterval(schedule, 5000); // relative times move on
@@ -481,6 +526,8 @@ document.getElementById("site-order").addEventListener("click", (event) => {
   event.target.textContent = state.siteOrder === "problems" ? "sort by name" : "sort by problems";
   schedule();
 });
+document.getElementById("page-prev").addEventListener("click", () => turnPage(-1));
+document.getElementById("page-next").addEventListener("click", () => turnPage(1));
 document.getElementById("device-list").addEventListener("scroll", () => requestAnimationFrame(() => {
   measureList();
   drawRows();
@@ -502,7 +549,7 @@ document.getElementById("login-form").addEventListener("submit", (event) => logI
 document.getElementById("login-open").addEventListener("click", () => showLogin());
 document.getElementById("logout").addEventListener("click", () => logOut().catch(failed));
 useDashboard({
-  state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
+  state, el, badge, relative, absolute, since, json, send, setView, canOperate,
   refreshAlerts, failed, schedule, who, maintenanceMark, degradedNote,
 });
 // The device panel opens below the header, whatever its height: the live

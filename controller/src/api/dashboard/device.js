@@ -7,12 +7,12 @@
 
 // What this module uses of the dashboard, handed over by `useDashboard`
 // (dashboard.js imports this module, never the other way round).
-let state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
+let state, el, badge, relative, absolute, since, json, send, setView, canOperate,
   refreshAlerts, failed, schedule, who, maintenanceMark, degradedNote;
 
 export function useDashboard(dashboard) {
   ({
-    state, el, badge, relative, absolute, since, json, send, setView, canOperate, naturally,
+    state, el, badge, relative, absolute, since, json, send, setView, canOperate,
     refreshAlerts, failed, schedule, who, maintenanceMark, degradedNote,
   } = dashboard);
 }
@@ -106,11 +106,16 @@ async function drawFacts() {
   const alert = state.alerts.get(id);
   const link = (other) => el("a", { href: `?device=${other.id}`, text: other.name,
     onclick: (event) => { event.preventDefault(); setView({ device: String(other.id) }); } });
+  // Its parents and children from the server (the screen holds only what
+  // it shows).
   const parents = [];
-  for (let parent = state.devices.get(device.parent_id); parent && parents.length < 16;
-    parent = state.devices.get(parent.parent_id)) parents.push(parent);
-  const children = [...state.devices.values()].filter((other) => other.parent_id === id)
-    .sort((a, b) => naturally(a.name, b.name));
+  for (let parent = device.parent_id; parent !== null && parents.length < 16;) {
+    const found = state.devices.get(parent) || await json(`/api/v1/devices/${parent}`);
+    parents.push(found);
+    parent = found.parent_id;
+  }
+  const { devices: children } = await json(`/api/v1/devices?parent=${id}&limit=100`);
+  if (shown !== id) return;
   const when = since(device);
   const row = (term, ...value) => [el("dt", { text: term }), el("dd", {}, ...value)];
   box.replaceChildren(
