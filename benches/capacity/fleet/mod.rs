@@ -230,6 +230,7 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     report::print_steady(&steady_timings, (before, after, steady_started.elapsed()));
     watchers.wait_until_seen(&injections.changes).await;
     let seen = watchers.stop().await?;
+    report::ended_all_up(&world, &params).await?;
 
     // Outcome first, figures after.
     for sender in &orders {

@@ -68,9 +68,9 @@ pub fn lags(changes: &[Change], log: &[Seen]) -> Vec<Option<Duration>> {
         .collect()
 }
 
-/// Checks that every change reached every event client, that the fleet
-/// ends as it began (all up), that nothing was rejected, and that every
-/// acknowledged statistic is in VictoriaMetrics.
+/// Checks that every change reached every event client, that nothing was
+/// rejected, and that every acknowledged statistic is in VictoriaMetrics
+/// (that the fleet ended all up is [`ended_all_up`]).
 pub async fn check(
     world: &World,
     params: &Params,
@@ -91,11 +91,6 @@ pub async fn check(
             sse_lags.push(lag);
         }
     }
-    let (summary, _) = world.api.get("/api/v1/summary").await?;
-    anyhow::ensure!(
-        summary["up"].as_u64() == Some(params.total()),
-        "the fleet did not end all up: {summary}"
-    );
     let rejected = tally.rejected.load(Ordering::Relaxed);
     anyhow::ensure!(rejected == 0, "the controller rejected {rejected} entries");
     let acked = tally.statistics_acked.load(Ordering::Relaxed);
@@ -109,6 +104,24 @@ pub async fn check(
         statistics: (acked, stored),
         reconnects: tally.connects.load(Ordering::Relaxed) - params.agents as u64,
     })
+}
+
+/// Waits until the summary says every device is up, as the fleet ended
+/// its outages, for at most 30 s; checked while every agent is still
+/// connected (an agent that finished leaves its site to the offline rule).
+pub async fn ended_all_up(world: &World, params: &Params) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (summary, _) = world.api.get("/api/v1/summary").await?;
+        if summary["up"].as_u64() == Some(params.total()) {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the fleet did not end all up: {summary}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Samples of `ward_probe_sent_total` in VictoriaMetrics (one per device
