@@ -61,7 +61,7 @@ async fn start_import(open: bool) -> (Arc<Import>, String) {
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("address"));
     let app = axum::Router::new()
-        .route("/api/v1/import/prometheus", axum::routing::post(receive))
+        .route("/api/v1/import", axum::routing::post(receive))
         .with_state(Arc::clone(&import));
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
     (import, url)

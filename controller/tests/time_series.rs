@@ -317,41 +317,6 @@ async fn victoria_metrics_down_and_restarted_loses_no_sample_within_the_spool() 
     restarted.writer.await.expect("writer");
 }
 
-/// A body an earlier release spooled as JSON lines goes to the JSON
-/// import after an upgrade, and is read back.
-#[tokio::test]
-async fn an_earlier_releases_spooled_json_lines_are_sent_as_such_and_read_back() {
-    use std::io::Write as _;
-    let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");
-    let (dir, store_url) = common::sqlite_url();
-    let spool_dir = dir.path().join("spool");
-    std::fs::create_dir_all(&spool_dir).expect("spool dir");
-    let row = serde_json::json!({
-        "metric": {"__name__": "ward_probe_sent_total", "device": "old-1", "site": "branch-1",
-                   "address": "198.18.1.9", "agent": "agent-7"},
-        "values": [5],
-        "timestamps": [period_end(3)],
-    });
-    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    writeln!(gzip, "{row}").expect("gzip");
-    std::fs::write(
-        spool_dir.join("00000000000000000000-1.jsonl.gz"),
-        gzip.finish().expect("gzip"),
-    )
-    .expect("spooled body");
-    let setup = start(&store_url, &vm.url(), &spool_dir).await;
-    wait_for("the spooled body written", || {
-        written(&setup.controller) == 1
-    })
-    .await;
-    let sent = export(&vm, "ward_probe_sent_total{device=\"old-1\"}").await;
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    assert_eq!(sent[0]["values"], serde_json::json!([5]));
-    assert_eq!(sent[0]["timestamps"], serde_json::json!([period_end(3)]));
-    let _ = setup.stop.send(());
-    setup.writer.await.expect("writer");
-}
-
 #[tokio::test]
 async fn a_corrupt_spool_file_is_set_aside_and_counted_without_blocking_the_rest() {
     let vm = VictoriaMetrics::start().expect("start VictoriaMetrics");

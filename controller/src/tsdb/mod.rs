@@ -1,7 +1,5 @@
 //! Time series: probe statistics written to VictoriaMetrics through its
-//! import API (`POST /api/v1/import/prometheus`, the Prometheus text
-//! format; a spooled body of an earlier release's JSON lines still goes
-//! to `/api/v1/import`), batched (at most
+//! import API (`POST /api/v1/import`, JSON lines), batched (at most
 //! [`FLUSH_INTERVAL`] or [`MAX_BATCH_ROWS`] rows), gzip-compressed, with
 //! millisecond timestamps, up to [`POSTS_IN_FLIGHT`] at once (the next
 //! batch is encoded while VictoriaMetrics parses the last ones, in
@@ -28,7 +26,7 @@ use tracing::{error, info, warn};
 
 use encode::Rows;
 pub use encode::{LOSS, RTT, SENT, UP};
-use spool::{Format, OffWorker, Spool};
+use spool::{OffWorker, Spool};
 
 /// A batch is sent at most this long after its first row arrived.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
@@ -235,7 +233,7 @@ impl Tsdb {
         let (queue, batches) = mpsc::channel(QUEUE_DEPTH);
         let writer = Writer {
             poster: Poster {
-                base_url: config.url.trim_end_matches('/').to_owned(),
+                import_url: format!("{}/api/v1/import", config.url.trim_end_matches('/')),
                 http: reqwest::Client::builder()
                     .timeout(REQUEST_TIMEOUT)
                     .build()
@@ -420,7 +418,7 @@ impl Writer {
             }
             let poster = self.poster.clone();
             self.posts.spawn(async move {
-                let outcome = poster.post(body.clone(), Format::PrometheusText).await;
+                let outcome = poster.post(body.clone()).await;
                 Posted {
                     body,
                     rows,
@@ -487,14 +485,12 @@ impl Writer {
                 .run(|spool| {
                     spool
                         .oldest()
-                        .map(|oldest| (oldest.rows, oldest.format, Spool::read(oldest)))
+                        .map(|oldest| (oldest.rows, Spool::read(oldest)))
                 })
                 .await;
-            let Some((rows, format, body)) = oldest else {
-                break;
-            };
+            let Some((rows, body)) = oldest else { break };
             let outcome = match body {
-                Ok(body) => self.poster.post(body, format).await,
+                Ok(body) => self.poster.post(body).await,
                 Err(error) => Err(WriteFailure::Refused(format!("unreadable: {error}"))),
             };
             let removed = match outcome {
@@ -555,8 +551,7 @@ impl Writer {
 /// Where and how rows are POSTed (shared by the POSTs in flight).
 #[derive(Clone)]
 struct Poster {
-    /// VictoriaMetrics' base URL, without a trailing `/`.
-    base_url: String,
+    import_url: String,
     http: reqwest::Client,
 }
 
@@ -568,11 +563,10 @@ struct Posted {
 }
 
 impl Poster {
-    async fn post(&self, body: Vec<u8>, format: Format) -> Result<(), WriteFailure> {
-        let import_url = format!("{}{}", self.base_url, format.import_path());
+    async fn post(&self, body: Vec<u8>) -> Result<(), WriteFailure> {
         let response = self
             .http
-            .post(&import_url)
+            .post(&self.import_url)
             .header(reqwest::header::CONTENT_ENCODING, "gzip")
             .body(body)
             .send()
@@ -580,7 +574,7 @@ impl Poster {
             .map_err(|error| {
                 WriteFailure::Unavailable(format!(
                     "POST {}: {}",
-                    ward_settings::redact_secrets(&import_url),
+                    ward_settings::redact_secrets(&self.import_url),
                     error.without_url()
                 ))
             })?;
@@ -591,7 +585,7 @@ impl Poster {
         let detail = response.text().await.unwrap_or_default();
         let reason = format!(
             "POST {}: HTTP {status}: {}",
-            ward_settings::redact_secrets(&import_url),
+            ward_settings::redact_secrets(&self.import_url),
             detail.trim()
         );
         if status.is_client_error()

@@ -1,10 +1,8 @@
 //! The bounded on-disk spool: gzip bodies that VictoriaMetrics did not take
-//! yet, one file each, replayed oldest first. File names carry their order,
-//! row count and format (`{seq:020}-{rows}.prom.gz`; `.jsonl.gz` for the
-//! JSON lines an earlier release spooled, still replayed as such) so
-//! nothing needs reading to account for them; a file is written under a
-//! temporary name and renamed, so a crash never leaves half a body behind
-//! under a spool name.
+//! yet, one file each, replayed oldest first. File names carry their order
+//! and row count (`{seq:020}-{rows}.jsonl.gz`) so nothing needs reading to
+//! account for them; a file is written under a temporary name and renamed,
+//! so a crash never leaves half a body behind under a spool name.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -13,36 +11,11 @@ use std::path::{Path, PathBuf};
 
 use tracing::warn;
 
+const SUFFIX: &str = ".jsonl.gz";
 const TEMPORARY: &str = ".partial";
 /// A body VictoriaMetrics refused is kept under this suffix for an
 /// operator to look at, and never sent again.
 const REJECTED: &str = ".rejected";
-
-/// How a body's rows are written, and so where VictoriaMetrics takes them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// The Prometheus text format (what this release writes).
-    PrometheusText,
-    /// JSON lines (what releases before it wrote).
-    JsonLines,
-}
-
-impl Format {
-    /// The import API's path.
-    pub fn import_path(self) -> &'static str {
-        match self {
-            Format::PrometheusText => "/api/v1/import/prometheus",
-            Format::JsonLines => "/api/v1/import",
-        }
-    }
-
-    fn suffix(self) -> &'static str {
-        match self {
-            Format::PrometheusText => ".prom.gz",
-            Format::JsonLines => ".jsonl.gz",
-        }
-    }
-}
 
 /// One spooled body.
 #[derive(Debug)]
@@ -50,8 +23,6 @@ pub struct SpoolFile {
     seq: u64,
     /// Rows in the body.
     pub rows: u64,
-    /// How they are written.
-    pub format: Format,
     bytes: u64,
     path: PathBuf,
 }
@@ -125,17 +96,16 @@ impl Spool {
                 fs::remove_file(entry.path())?;
                 continue;
             }
-            if let Some((seq, ..)) = name.strip_suffix(REJECTED).and_then(parse_name) {
+            if let Some((seq, _)) = name.strip_suffix(REJECTED).and_then(parse_name) {
                 next_seq = next_seq.max(seq + 1);
                 continue;
             }
             match parse_name(&name) {
-                Some((seq, rows, format)) => {
+                Some((seq, rows)) => {
                     next_seq = next_seq.max(seq + 1);
                     files.push(SpoolFile {
                         seq,
                         rows,
-                        format,
                         bytes: entry.metadata()?.len(),
                         path: entry.path(),
                     });
@@ -154,9 +124,8 @@ impl Spool {
         })
     }
 
-    /// Spools `body` of `rows` rows in the text format, first dropping the
-    /// oldest bodies as far as needed to stay within the bound. Returns the
-    /// rows dropped.
+    /// Spools `body` of `rows` rows, first dropping the oldest bodies as far
+    /// as needed to stay within the bound. Returns the rows dropped.
     pub fn push(&mut self, body: &[u8], rows: u64) -> io::Result<u64> {
         let size = body.len() as u64;
         if size > self.max_bytes {
@@ -173,17 +142,13 @@ impl Spool {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let format = Format::PrometheusText;
-        let path = self
-            .dir
-            .join(format!("{seq:020}-{rows}{}", format.suffix()));
+        let path = self.dir.join(format!("{seq:020}-{rows}{SUFFIX}"));
         let partial = path.with_extension(format!("gz{TEMPORARY}"));
         fs::write(&partial, body)?;
         fs::rename(&partial, &path)?;
         self.files.push_back(SpoolFile {
             seq,
             rows,
-            format,
             bytes: size,
             path,
         });
@@ -240,13 +205,10 @@ impl Spool {
     }
 }
 
-/// `{seq}-{rows}.prom.gz` (or `.jsonl.gz`) → (seq, rows, format).
-fn parse_name(name: &str) -> Option<(u64, u64, Format)> {
-    let (stem, format) = [Format::PrometheusText, Format::JsonLines]
-        .into_iter()
-        .find_map(|format| Some((name.strip_suffix(format.suffix())?, format)))?;
-    let (seq, rows) = stem.split_once('-')?;
-    Some((seq.parse().ok()?, rows.parse().ok()?, format))
+/// `{seq}-{rows}.jsonl.gz` → (seq, rows).
+fn parse_name(name: &str) -> Option<(u64, u64)> {
+    let (seq, rows) = name.strip_suffix(SUFFIX)?.split_once('-')?;
+    Some((seq.parse().ok()?, rows.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -272,24 +234,6 @@ mod tests {
     }
 
     #[test]
-    fn an_earlier_releases_json_lines_are_taken_up_as_such_and_new_bodies_are_text() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("00000000000000000004-9.jsonl.gz"), b"old").unwrap();
-        let mut spool = Spool::open(dir.path(), 1_000).unwrap();
-        spool.push(b"new", 3).unwrap();
-        let oldest = spool.oldest().unwrap();
-        assert_eq!((oldest.rows, oldest.format), (9, Format::JsonLines));
-        assert_eq!(Format::JsonLines.import_path(), "/api/v1/import");
-        spool.remove_oldest().unwrap();
-        let newest = spool.oldest().unwrap();
-        assert_eq!((newest.rows, newest.format), (3, Format::PrometheusText));
-        assert!(
-            dir.path().join("00000000000000000005-3.prom.gz").exists(),
-            "numbered after what was there"
-        );
-    }
-
-    #[test]
     fn a_full_spool_drops_its_oldest_rows_and_says_how_many() {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 10).unwrap();
@@ -308,7 +252,7 @@ mod tests {
         spool.push(b"not gzip", 2).unwrap();
         let (file, path) = spool.reject_oldest().unwrap().unwrap();
         assert_eq!(file.rows, 2);
-        assert!(path.to_string_lossy().ends_with(".prom.gz.rejected"));
+        assert!(path.to_string_lossy().ends_with(".jsonl.gz.rejected"));
         fs::write(
             dir.path().join("00000000000000000009-1.jsonl.gz.partial"),
             b"x",
