@@ -3,7 +3,9 @@
 //! sites, 50 of them down.
 //!
 //! - 1400×900: all 50 problem rows on the first screen (each bounding box
-//!   inside the viewport), the counts right; 1,000 changes in one second
+//!   inside the viewport); the counts, the problems (in the server's
+//!   order) and the site tiles shown are REST's (`/api/v1/summary`,
+//!   `/api/v1/overview`, `?status=down`); 1,000 changes in one second
 //!   applied (the longest frame is printed for docs/BENCHMARKS.md, not
 //!   asserted).
 //! - The URL's search and filters list the rows REST's filters return.
@@ -233,6 +235,18 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
         .await
         .expect("50 down");
 
+    // What REST says, for the screen to agree with.
+    let (_, summary) = api.get("/api/v1/summary").await;
+    let (_, downs) = api.get("/api/v1/devices?status=down").await;
+    let mut down_ids: Vec<i64> = downs
+        .as_array()
+        .expect("devices")
+        .iter()
+        .filter_map(|device| device["id"].as_i64())
+        .collect();
+    down_ids.sort_unstable();
+    let (_, overview) = api.get("/api/v1/overview").await;
+
     let port = free_port();
     let mut server = Server::start(controller.clone(), port);
     let base = format!("http://127.0.0.1:{port}");
@@ -243,6 +257,45 @@ async fn a_noc_sees_every_problem_first_finds_anything_and_is_never_shown_a_stal
         browser.set_viewport(1400, 900).expect("1400×900");
         browser.navigate(&format!("{base}/")).expect("open");
         live_with(&mut browser, 50);
+        // The counts, the problems and the sites shown are REST's.
+        let shown = browser
+            .evaluate(
+                "[Object.fromEntries(['up', 'degraded', 'down', 'unreachable', 'unknown', 'total']                    .map((name) => [name, Number(document.getElementById(name).textContent)])),                   [...document.querySelectorAll('#problems li.problem')].map((row) => Number(row.id.slice(8))),                   document.querySelectorAll('#sites li').length]",
+            )
+            .expect("what the screen shows");
+        for name in ["up", "degraded", "down", "unreachable", "unknown", "total"] {
+            assert_eq!(
+                shown[0][name], summary[name],
+                "{name}: {shown} against {summary}"
+            );
+        }
+        let problem_ids: Vec<i64> = shown[1]
+            .as_array()
+            .expect("ids")
+            .iter()
+            .filter_map(Value::as_i64)
+            .collect();
+        let overview_ids: Vec<i64> = overview["problems"]["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .filter_map(|device| device["id"].as_i64())
+            .collect();
+        assert_eq!(
+            problem_ids, overview_ids,
+            "the problems in the server's order"
+        );
+        let mut problem_set = problem_ids.clone();
+        problem_set.sort_unstable();
+        assert_eq!(
+            problem_set, down_ids,
+            "the problems are REST's down devices"
+        );
+        assert_eq!(
+            shown[2].as_u64(),
+            overview["sites"].as_array().map(|sites| sites.len() as u64),
+            "a tile per site"
+        );
         browser
             .screenshot(&artifact("dashboard-problems.png"))
             .expect("screenshot");

@@ -78,20 +78,31 @@ pub async fn check(
     changes: &[Change],
     seen: &[Vec<Seen>],
 ) -> anyhow::Result<Outcome> {
+    let rejected = tally.rejected.load(Ordering::Relaxed);
+    let reconnects = tally.connects.load(Ordering::Relaxed) - params.agents as u64;
     let mut sse_lags = Vec::with_capacity(changes.len() * seen.len());
     for (client, log) in seen.iter().enumerate() {
         for (change, lag) in changes.iter().zip(lags(changes, log)) {
-            let lag = lag.with_context(|| {
-                format!(
-                    "event client {client} never saw device {} {}",
+            let Some(lag) = lag else {
+                // What the controller recorded of the device says why.
+                let (history, _) = world
+                    .api
+                    .get(&format!(
+                        "/api/v1/history?device={}&limit=10",
+                        change.device_id
+                    ))
+                    .await?;
+                anyhow::bail!(
+                    "event client {client} never saw device {} {} ({} entries rejected, \
+                     {reconnects} reconnects; its history, newest first: {history})",
                     change.device_id,
-                    if change.down { "down" } else { "up" }
-                )
-            })?;
+                    if change.down { "down" } else { "up" },
+                    rejected,
+                );
+            };
             sse_lags.push(lag);
         }
     }
-    let rejected = tally.rejected.load(Ordering::Relaxed);
     anyhow::ensure!(rejected == 0, "the controller rejected {rejected} entries");
     let acked = tally.statistics_acked.load(Ordering::Relaxed);
     let stored = statistics_stored(world, acked).await?;
@@ -102,7 +113,7 @@ pub async fn check(
     Ok(Outcome {
         sse_lags,
         statistics: (acked, stored),
-        reconnects: tally.connects.load(Ordering::Relaxed) - params.agents as u64,
+        reconnects,
     })
 }
 
