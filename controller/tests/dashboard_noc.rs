@@ -109,7 +109,7 @@ fn spec(index: usize) -> DeviceSpec {
         address: if index < 38_000 {
             format!("198.18.{}.{}", 100 + index / 250, 1 + index % 250)
         } else {
-            format!("2001:2::{index:x}")
+            format!("2001:2::{:x}:{:x}", index >> 16, index & 0xffff)
         }
         .parse()
         .expect("address"),
