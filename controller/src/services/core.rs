@@ -89,7 +89,8 @@ impl Core {
         self.broadcast(changes).await;
     }
 
-    /// Sends live subscribers each device of `changes` as it is now.
+    /// Sends live subscribers each device of `changes` as its commit left
+    /// it (read back now when the commit was another controller's).
     pub async fn broadcast(&self, changes: &StatusChanges) {
         if !self.live.has_subscribers() {
             return;
