@@ -1,7 +1,7 @@
 //! Lossy is not dead, end to end: an agent in a lab site probes five
 //! hosts whose echo requests nftables drops at random (`numgen random`):
 //! A 0 %, B 5 %, C 30 %, D 70 %, E 100 %. The controller judges with a
-//! 30-second window (`[degraded]`, Zabbix's thresholds: loss above 20 % a
+//! 60-second window (`[degraded]`, Zabbix's thresholds: loss above 20 % a
 //! warning, above 50 % critical). Over two minutes A and B stay `up`
 //! with no alert, C is `degraded` (warning) and D `degraded` (critical),
 //! neither ever `down`, each with a `DeviceDegraded` alert paged at its
@@ -11,6 +11,12 @@
 //! once the delay is removed, and a host losing 2 of every 5 probes in
 //! turn (40 %, never 3 in a row) turns `degraded` without ever being
 //! `down`.
+//!
+//! The window is a minute, not less, because C's level is a sample: a
+//! 30 % link sends about 1.4 probes a second (its misses confirmed), so a
+//! 30-second window holds ~43 and reads above 50 % with probability
+//! ~1.2·10⁻³ each time it slides (z ≈ 3.0), about 1 % over the watch, and
+//! it did once in CI (53.1 %); a minute holds ~86 (z ≈ 4.2, ~2·10⁻⁵).
 //!
 //! The watch starts once every host has 30 s of history: a target with
 //! no history is confirmed DOWN as a clean link is (3 misses, see the
@@ -41,8 +47,8 @@ fn lossy_hosts_are_degraded_never_down_and_a_dead_one_is_down() {
     };
     let mut deployment = Deployment::start(site).expect("deployment");
     deployment
-        .restart_controller_with("[degraded]\nwindow = \"30s\"\nclear_window = \"60s\"\n")
-        .expect("controller judging over 30 s");
+        .restart_controller_with("[degraded]\nwindow = \"60s\"\nclear_window = \"60s\"\n")
+        .expect("controller judging over a minute");
     deployment.register_agent("site-agent", SITE);
     let ids = deployment.import_devices(SITE, Ipv4Addr::new(198, 18, 24, 1), 5, 1000, 500);
     for (&id, &percent) in ids.iter().zip(&LOSS) {
@@ -78,7 +84,7 @@ fn lossy_hosts_are_degraded_never_down_and_a_dead_one_is_down() {
     // E is down within the bound from the start.
     assert_eq!(status(ids[4])["status"], "down", "{}", status(ids[4]));
     // C and D turn degraded once a window has been seen.
-    wait_until("C and D degraded", Duration::from_secs(60), || {
+    wait_until("C and D degraded", Duration::from_secs(90), || {
         ids[2..4]
             .iter()
             .all(|&id| status(id)["status"] == "degraded")
