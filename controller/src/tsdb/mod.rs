@@ -3,10 +3,15 @@
 //! [`FLUSH_INTERVAL`] or [`MAX_BATCH_ROWS`] rows), gzip-compressed, with
 //! millisecond timestamps, up to [`POSTS_IN_FLIGHT`] at once (the next
 //! batch is encoded while VictoriaMetrics parses the last ones, in
-//! parallel). A write that gets no answer or a non-2xx answer has failed: its body goes to a bounded on-disk spool that is replayed,
-//! oldest first, with exponential backoff. Rows dropped because the spool
-//! is full, or refused by VictoriaMetrics as malformed, are counted and
-//! logged; nothing else is ever dropped.
+//! parallel). A write that gets no answer or a non-2xx answer has failed:
+//! its body goes to a bounded on-disk spool that is replayed, oldest
+//! first, in the same POST slots, after an exponential backoff. A body
+//! that finds every slot taken (VictoriaMetrics behind, or stuck) waits
+//! in the spool too: the writer never waits on VictoriaMetrics, so the
+//! agents' reports never wait on it either (at 200,000 devices, a writer
+//! waiting for a POST slot held changes back more than a minute). Rows
+//! dropped because the spool is full, or refused by VictoriaMetrics as
+//! malformed, are counted and logged; nothing else is ever dropped.
 
 mod encode;
 pub mod history;
@@ -35,7 +40,8 @@ pub const MAX_BATCH_ROWS: u64 = 10_000;
 /// The most rows one device's sample becomes (six RTT statistics: min,
 /// avg, max, jitter, p50, p90; loss, sent, up).
 const MAX_ROWS_PER_SAMPLE: u64 = 9;
-/// Reports queued for the writer before new ones are dropped (and counted).
+/// Reports queued for the writer (encoding them) before the next one
+/// waits for room (counted).
 const QUEUE_DEPTH: usize = 1_024;
 /// A write slower than this has failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,7 +153,7 @@ pub struct TsdbMetrics {
     /// Rows lost: spool full, or refused as malformed.
     pub rows_dropped: AtomicU64,
     /// Statistics reports that waited for room in the writer's queue (their
-    /// acknowledgement waited with them).
+    /// acknowledgement waited with them): the writer's encoding was behind.
     pub queue_full_waits: AtomicU64,
     /// Rows waiting in the spool.
     pub spooled_rows: AtomicU64,
@@ -240,7 +246,7 @@ impl Tsdb {
                     .unwrap_or_else(|_| reqwest::Client::new()),
             },
             posts: tokio::task::JoinSet::new(),
-            retry_at: (!spool.is_empty()).then(Instant::now),
+            retry_at: None,
             spool: OffWorker::new(spool),
             metrics: Arc::clone(&metrics),
             pending: Rows::default(),
@@ -305,7 +311,8 @@ struct Writer {
     metrics: Arc<TsdbMetrics>,
     pending: Rows,
     sent_totals: HashMap<(i64, String), u64>,
-    /// When to replay the spool next; `None` while it is empty.
+    /// Spooled bodies wait until then (the backoff after a failed
+    /// write); `None`: they are sent whenever a POST slot is free.
     retry_at: Option<Instant>,
     backoff: Duration,
 }
@@ -319,6 +326,7 @@ impl Writer {
         tokio::pin!(shutdown);
         let mut flush_at: Option<Instant> = None;
         loop {
+            self.replay_waiting().await;
             let far = Instant::now() + Duration::from_secs(3_600);
             tokio::select! {
                 batch = batches.recv() => {
@@ -335,7 +343,7 @@ impl Writer {
                     flush_at = None;
                 }
                 () = tokio::time::sleep_until(self.retry_at.unwrap_or(far)), if self.retry_at.is_some() => {
-                    self.replay_spool().await;
+                    self.retry_at = None;
                 }
                 Some(posted) = self.posts.join_next(), if !self.posts.is_empty() => {
                     self.posted(posted).await;
@@ -399,7 +407,8 @@ impl Writer {
         }
     }
 
-    /// Writes the pending rows, or spools them behind what already waits.
+    /// Writes the pending rows, or spools them behind what already waits
+    /// or when every POST slot is taken.
     async fn flush(&mut self) {
         if self.pending.count == 0 {
             return;
@@ -410,17 +419,12 @@ impl Writer {
             error!("compressing time-series rows failed; the batch is lost");
             return;
         };
-        if self.spool.get().is_empty() {
-            while self.posts.len() >= POSTS_IN_FLIGHT {
-                if let Some(posted) = self.posts.join_next().await {
-                    self.posted(posted).await;
-                }
-            }
+        if self.spool.get().is_empty() && self.posts.len() < POSTS_IN_FLIGHT {
             let poster = self.poster.clone();
             self.posts.spawn(async move {
                 let outcome = poster.post(body.clone()).await;
                 Posted {
-                    body,
+                    body: Body::Fresh(body),
                     rows,
                     outcome,
                 }
@@ -430,8 +434,39 @@ impl Writer {
         self.spool_body(body, rows).await;
     }
 
-    /// A POST ended: counted as written, or its body spooled behind what
-    /// waits (no answer), or dropped and counted (refused).
+    /// Sends spooled bodies, oldest first, in the free POST slots, unless
+    /// a backoff holds them.
+    async fn replay_waiting(&mut self) {
+        while self.retry_at.is_none()
+            && self.posts.len() < POSTS_IN_FLIGHT
+            && self.spool.get().has_waiting()
+        {
+            let Some((seq, rows, body)) = self.spool.run(Spool::take_oldest).await else {
+                break;
+            };
+            let body = match body {
+                Ok(body) => body,
+                Err(error) => {
+                    self.refused(Body::Spooled(seq), rows, &format!("unreadable: {error}"))
+                        .await;
+                    continue;
+                }
+            };
+            let poster = self.poster.clone();
+            self.posts.spawn(async move {
+                Posted {
+                    outcome: poster.post(body).await,
+                    body: Body::Spooled(seq),
+                    rows,
+                }
+            });
+        }
+        self.publish_spool();
+    }
+
+    /// A POST ended: counted as written (a spooled body removed), or its
+    /// body spooled behind what waits (no answer: replays back off), or
+    /// dropped and counted (refused).
     async fn posted(&mut self, posted: Result<Posted, tokio::task::JoinError>) {
         let Posted {
             body,
@@ -444,20 +479,53 @@ impl Writer {
                 return;
             }
         };
-        match outcome {
-            Ok(()) => self.written(rows),
-            Err(WriteFailure::Unavailable(reason)) => {
-                self.failed(&reason);
-                self.spool_body(body, rows).await;
+        match (outcome, body) {
+            (Ok(()), body) => {
+                self.written(rows);
+                self.retry_at = None;
+                self.backoff = FIRST_RETRY;
+                if let Body::Spooled(seq) = body
+                    && let Err(error) = self.spool.run(move |spool| spool.sent(seq)).await
+                {
+                    error!(%error, "cannot remove a written body from the time-series spool");
+                }
             }
-            Err(WriteFailure::Refused(reason)) => {
-                self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
-                error!(rows, %reason, "VictoriaMetrics refused a batch; rows dropped");
+            (Err(WriteFailure::Unavailable(reason)), body) => {
+                self.failed(&reason);
+                match body {
+                    Body::Fresh(body) => self.spool_body(body, rows).await,
+                    Body::Spooled(seq) => self.spool.run(move |spool| spool.unsent(seq)).await,
+                }
+                if self.retry_at.is_none() {
+                    self.retry_at = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(LAST_RETRY);
+                }
+            }
+            (Err(WriteFailure::Refused(reason)), body) => self.refused(body, rows, &reason).await,
+        }
+        self.publish_spool();
+    }
+
+    /// VictoriaMetrics refused `body` (or it cannot be read): its rows are
+    /// dropped and counted; a spooled one is set aside for an operator.
+    async fn refused(&mut self, body: Body, rows: u64, reason: &str) {
+        self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
+        let Body::Spooled(seq) = body else {
+            error!(rows, %reason, "VictoriaMetrics refused a batch; rows dropped");
+            return;
+        };
+        match self.spool.run(move |spool| spool.reject(seq)).await {
+            Ok(Some((_, path))) => {
+                error!(rows, %reason, file = %path.display(), "spooled time-series body refused; set aside, rows dropped");
+            }
+            Ok(None) => {}
+            Err(error) => {
+                error!(rows, %reason, %error, "spooled time-series body refused and cannot be set aside; rows dropped");
             }
         }
     }
 
-    /// Puts `body` in the spool and schedules its replay.
+    /// Puts `body` in the spool, behind what waits.
     async fn spool_body(&mut self, body: Vec<u8>, rows: u64) {
         match self.spool.run(move |spool| spool.push(&body, rows)).await {
             Ok(0) => {}
@@ -472,57 +540,6 @@ impl Writer {
                 error!(rows, %error, "cannot write the time-series spool; rows dropped");
             }
         }
-        self.publish_spool();
-        self.retry_at
-            .get_or_insert_with(|| Instant::now() + self.backoff);
-    }
-
-    /// Sends spooled bodies oldest first until one fails or none is left.
-    async fn replay_spool(&mut self) {
-        loop {
-            let oldest = self
-                .spool
-                .run(|spool| {
-                    spool
-                        .oldest()
-                        .map(|oldest| (oldest.rows, Spool::read(oldest)))
-                })
-                .await;
-            let Some((rows, body)) = oldest else { break };
-            let outcome = match body {
-                Ok(body) => self.poster.post(body).await,
-                Err(error) => Err(WriteFailure::Refused(format!("unreadable: {error}"))),
-            };
-            let removed = match outcome {
-                Ok(()) => {
-                    self.written(rows);
-                    self.spool.run(Spool::remove_oldest).await
-                }
-                Err(WriteFailure::Unavailable(reason)) => {
-                    self.failed(&reason);
-                    self.retry_at = Some(Instant::now() + self.backoff);
-                    self.backoff = (self.backoff * 2).min(LAST_RETRY);
-                    self.publish_spool();
-                    return;
-                }
-                Err(WriteFailure::Refused(reason)) => {
-                    self.metrics.rows_dropped.fetch_add(rows, Ordering::Relaxed);
-                    self.spool.run(Spool::reject_oldest).await.map(|set_aside| {
-                        if let Some((_, path)) = set_aside {
-                            error!(rows, %reason, file = %path.display(), "spooled time-series body refused; set aside, rows dropped");
-                        }
-                    })
-                }
-            };
-            if let Err(error) = removed {
-                error!(%error, "cannot update the time-series spool; replay stopped");
-                self.retry_at = Some(Instant::now() + LAST_RETRY);
-                self.publish_spool();
-                return;
-            }
-        }
-        self.retry_at = None;
-        self.backoff = FIRST_RETRY;
         self.publish_spool();
     }
 
@@ -555,9 +572,17 @@ struct Poster {
     http: reqwest::Client,
 }
 
+/// What a POST sent.
+enum Body {
+    /// Rows just encoded (spooled if the POST fails).
+    Fresh(Vec<u8>),
+    /// The spooled body of this sequence number.
+    Spooled(u64),
+}
+
 /// A POST's body, its rows and how it ended.
 struct Posted {
-    body: Vec<u8>,
+    body: Body,
     rows: u64,
     outcome: Result<(), WriteFailure>,
 }

@@ -74,7 +74,11 @@ impl OffWorker {
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
+    /// Waiting, oldest first.
     files: VecDeque<SpoolFile>,
+    /// Taken to be sent, not yet settled.
+    sending: Vec<SpoolFile>,
+    /// Of both.
     bytes: u64,
     /// Never reused, not even for rejected bodies.
     next_seq: u64,
@@ -119,6 +123,7 @@ impl Spool {
             dir: dir.to_path_buf(),
             max_bytes,
             files: files.into(),
+            sending: Vec::new(),
             bytes,
             next_seq,
         })
@@ -156,42 +161,63 @@ impl Spool {
         Ok(dropped)
     }
 
-    /// The oldest body, if any.
-    pub fn oldest(&self) -> Option<&SpoolFile> {
-        self.files.front()
+    /// Takes the oldest waiting body out of the queue to be sent (a full
+    /// spool never drops a body being sent): its sequence number, rows
+    /// and contents. Settle it with [`Spool::sent`], [`Spool::unsent`] or
+    /// [`Spool::reject`].
+    pub fn take_oldest(&mut self) -> Option<(u64, u64, io::Result<Vec<u8>>)> {
+        let oldest = self.files.pop_front()?;
+        let taken = (oldest.seq, oldest.rows, fs::read(&oldest.path));
+        self.sending.push(oldest);
+        Some(taken)
     }
 
-    /// The contents of `file`.
-    pub fn read(file: &SpoolFile) -> io::Result<Vec<u8>> {
-        fs::read(&file.path)
-    }
-
-    /// Removes the oldest body (it was written).
-    pub fn remove_oldest(&mut self) -> io::Result<()> {
-        if let Some(oldest) = self.files.pop_front() {
-            self.bytes -= oldest.bytes;
-            fs::remove_file(&oldest.path)?;
+    /// Body `seq` was written: removed.
+    pub fn sent(&mut self, seq: u64) -> io::Result<()> {
+        match self.settle(seq) {
+            Some(file) => fs::remove_file(&file.path),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// Sets the oldest body aside as `*.rejected` (it can never be
-    /// written); returns it with its new path.
-    pub fn reject_oldest(&mut self) -> io::Result<Option<(SpoolFile, PathBuf)>> {
-        let Some(oldest) = self.files.pop_front() else {
+    /// Body `seq` could not be sent now: it waits again in its place.
+    pub fn unsent(&mut self, seq: u64) {
+        if let Some(file) = self.settle(seq) {
+            let at = self.files.partition_point(|waiting| waiting.seq < seq);
+            self.bytes += file.bytes;
+            self.files.insert(at, file);
+        }
+    }
+
+    /// Sets body `seq` aside as `*.rejected` (it can never be written);
+    /// returns it with its new path.
+    pub fn reject(&mut self, seq: u64) -> io::Result<Option<(SpoolFile, PathBuf)>> {
+        let Some(file) = self.settle(seq) else {
             return Ok(None);
         };
-        self.bytes -= oldest.bytes;
-        let mut rejected = oldest.path.clone().into_os_string();
+        let mut rejected = file.path.clone().into_os_string();
         rejected.push(REJECTED);
         let rejected = PathBuf::from(rejected);
-        fs::rename(&oldest.path, &rejected)?;
-        Ok(Some((oldest, rejected)))
+        fs::rename(&file.path, &rejected)?;
+        Ok(Some((file, rejected)))
     }
 
-    /// True when nothing waits.
+    /// Body `seq` leaves the bodies being sent (and the spool's count).
+    fn settle(&mut self, seq: u64) -> Option<SpoolFile> {
+        let at = self.sending.iter().position(|file| file.seq == seq)?;
+        let file = self.sending.swap_remove(at);
+        self.bytes -= file.bytes;
+        Some(file)
+    }
+
+    /// True when nothing waits and nothing is being sent.
     pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
+        self.files.is_empty() && self.sending.is_empty()
+    }
+
+    /// True when a body waits to be sent.
+    pub fn has_waiting(&self) -> bool {
+        !self.files.is_empty()
     }
 
     /// Bytes spooled.
@@ -199,9 +225,13 @@ impl Spool {
         self.bytes
     }
 
-    /// Rows spooled.
+    /// Rows spooled (waiting or being sent).
     pub fn rows(&self) -> u64 {
-        self.files.iter().map(|file| file.rows).sum()
+        self.files
+            .iter()
+            .chain(&self.sending)
+            .map(|file| file.rows)
+            .sum()
     }
 }
 
@@ -215,6 +245,11 @@ fn parse_name(name: &str) -> Option<(u64, u64)> {
 mod tests {
     use super::*;
 
+    fn take(spool: &mut Spool) -> (u64, Vec<u8>) {
+        let (seq, _, body) = spool.take_oldest().unwrap();
+        (seq, body.unwrap())
+    }
+
     #[test]
     fn bodies_come_back_oldest_first_after_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -224,13 +259,36 @@ mod tests {
         drop(spool);
         let mut spool = Spool::open(dir.path(), 1_000).unwrap();
         assert_eq!((spool.rows(), spool.bytes()), (7, 11));
-        let oldest = spool.oldest().unwrap();
-        assert_eq!(Spool::read(oldest).unwrap(), b"first");
-        spool.remove_oldest().unwrap();
-        assert_eq!(Spool::read(spool.oldest().unwrap()).unwrap(), b"second");
+        let (first, body) = take(&mut spool);
+        assert_eq!(body, b"first");
+        spool.sent(first).unwrap();
+        let (second, body) = take(&mut spool);
+        assert_eq!(body, b"second");
         spool.push(b"third", 1).unwrap();
-        spool.remove_oldest().unwrap();
-        assert_eq!(Spool::read(spool.oldest().unwrap()).unwrap(), b"third");
+        spool.sent(second).unwrap();
+        assert_eq!(take(&mut spool).1, b"third");
+    }
+
+    #[test]
+    fn bodies_being_sent_count_go_back_in_order_and_are_never_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 12).unwrap();
+        spool.push(b"aaaa", 1).unwrap();
+        spool.push(b"bbbb", 2).unwrap();
+        let (a, _) = take(&mut spool);
+        let (b, _) = take(&mut spool);
+        assert!(!spool.has_waiting());
+        assert!(!spool.is_empty(), "bodies being sent are still spooled");
+        assert_eq!((spool.rows(), spool.bytes()), (3, 8));
+        // Full: only a waiting body could make room, and none waits.
+        spool.push(b"cccc", 3).unwrap();
+        assert_eq!(spool.push(b"dddd", 4).unwrap(), 3, "the waiting one goes");
+        spool.unsent(b);
+        spool.unsent(a);
+        assert_eq!(take(&mut spool).1, b"aaaa");
+        assert_eq!(take(&mut spool).1, b"bbbb");
+        assert_eq!(take(&mut spool).1, b"dddd");
+        assert!(spool.take_oldest().is_none());
     }
 
     #[test]
@@ -250,7 +308,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut spool = Spool::open(dir.path(), 1_000).unwrap();
         spool.push(b"not gzip", 2).unwrap();
-        let (file, path) = spool.reject_oldest().unwrap().unwrap();
+        let (seq, _) = take(&mut spool);
+        let (file, path) = spool.reject(seq).unwrap().unwrap();
         assert_eq!(file.rows, 2);
         assert!(path.to_string_lossy().ends_with(".jsonl.gz.rejected"));
         fs::write(

@@ -1,9 +1,9 @@
 //! One agent's link once admitted: its assignment sent and kept current,
 //! its sight settled, its reports screened and applied in stream order:
 //! transitions at once, statistics handed to the time-series writer in
-//! the background (one batch at a time, so a writer that is behind holds
-//! a DOWN back only once it is a whole report period behind for this
-//! agent), and acknowledged cumulatively once done (`acks`).
+//! the background (one batch at a time; the writer spools what
+//! VictoriaMetrics cannot take yet, so it waits only on its own encoding),
+//! and acknowledged cumulatively once done (`acks`).
 
 use std::collections::HashMap;
 
@@ -409,8 +409,8 @@ impl Link {
     }
 
     /// Starts handing a statistics batch to the time-series writer, once
-    /// the one before it is handed (backpressure: a writer a whole report
-    /// period behind holds this agent's stream).
+    /// the one before it is handed (backpressure: a writer whose encoding
+    /// is a whole report period behind holds this agent's stream).
     async fn statistics(&mut self, batch: pb::StatisticsBatch) -> Result<(), GrpcStatus> {
         if let Some(in_flight) = &mut self.statistics_in_flight {
             let handed = (&mut in_flight.handing).await;
