@@ -13,6 +13,9 @@ use super::setup::World;
 use super::watch::{Api, CALLS, Seen, Timings};
 use ward_benches::fleet_agent::Tally;
 
+/// The time-series backlog must be written within this long after the
+/// run.
+const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 /// A cold start gives up after this long.
 const COLD_START_LIMIT: Duration = Duration::from_secs(300);
 
@@ -45,6 +48,9 @@ pub struct Outcome {
     pub sse_lags: Vec<Duration>,
     /// Statistics acknowledged to the agents, and read back.
     pub statistics: (u64, u64),
+    /// Rows in the controller's time-series spool when the run ended
+    /// (VictoriaMetrics behind), and how long they took to be written.
+    pub backlog: (f64, Duration),
     /// Reconnects beyond the first connection of each agent.
     pub reconnects: u64,
 }
@@ -104,6 +110,7 @@ pub async fn check(
         }
     }
     anyhow::ensure!(rejected == 0, "the controller rejected {rejected} entries");
+    let backlog = spool_drained(&world.api).await?;
     let acked = tally.statistics_acked.load(Ordering::Relaxed);
     let stored = statistics_stored(world, acked).await?;
     anyhow::ensure!(
@@ -113,8 +120,29 @@ pub async fn check(
     Ok(Outcome {
         sse_lags,
         statistics: (acked, stored),
+        backlog,
         reconnects,
     })
+}
+
+/// Waits until the controller's time-series spool is empty (what
+/// VictoriaMetrics could not take during the run, sent since), at most
+/// [`DRAIN_LIMIT`]: the rows it held at the end and how long it took.
+async fn spool_drained(api: &Api) -> anyhow::Result<(f64, Duration)> {
+    const SPOOLED: &str = "ward_tsdb_spooled_rows";
+    let started = Instant::now();
+    let at_end = api.metric(SPOOLED).await?;
+    loop {
+        let spooled = api.metric(SPOOLED).await?;
+        if spooled == 0.0 {
+            return Ok((at_end, started.elapsed()));
+        }
+        anyhow::ensure!(
+            started.elapsed() < DRAIN_LIMIT,
+            "the controller's time-series spool still holds {spooled} rows {DRAIN_LIMIT:?} after the run ({at_end} at its end)"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Waits until the summary says every device is up, as the fleet ended
@@ -272,7 +300,11 @@ pub fn print_outcome(outcome: &Outcome, rest_lags: &[Option<Duration>]) {
         rest_lags.len() - shown.len()
     );
     println!(
-        "| outcome | checks passed; statistics acknowledged {} = read back {}; reconnects {} |",
-        outcome.statistics.0, outcome.statistics.1, outcome.reconnects
+        "| outcome | checks passed; statistics acknowledged {} = read back {} ({:.0} rows spooled at the end, written {:.0} s later); reconnects {} |",
+        outcome.statistics.0,
+        outcome.statistics.1,
+        outcome.backlog.0,
+        outcome.backlog.1.as_secs_f64(),
+        outcome.reconnects
     );
 }

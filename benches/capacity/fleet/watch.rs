@@ -42,6 +42,25 @@ impl Api {
         })
     }
 
+    /// The value of the unlabelled gauge or counter `name` in `/metrics`.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .with_context(|| format!("/metrics has no {name}"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("{name} is not a number"))
+    }
+
     /// `GET path` as JSON, and how long it took.
     pub async fn get(&self, path: &str) -> anyhow::Result<(serde_json::Value, Duration)> {
         let started = Instant::now();
