@@ -21,6 +21,7 @@ mod operations;
 mod ownership;
 mod plan_execution;
 mod postgres;
+mod postgres_tls;
 mod presence;
 mod principals;
 mod profiles;
@@ -105,6 +106,9 @@ pub enum StoreError {
     /// No PostgreSQL connection could be had from the pool.
     #[error("PostgreSQL connection pool: {0}")]
     Pool(String),
+    /// The URL's TLS parameters or files (`sslmode`, `sslrootcert`, …).
+    #[error("PostgreSQL TLS: {0}")]
+    Tls(String),
     /// A row the store cannot read back (a bug or manual tampering).
     #[error("unreadable row: {0}")]
     Corrupt(String),

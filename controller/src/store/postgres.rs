@@ -5,10 +5,10 @@
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
-use tokio_postgres::NoTls;
 
 use super::args::Arg;
 use super::model::StatusChanges;
+use super::postgres_tls::{self, RustlsConnector};
 use super::rows::Columns;
 use super::tx::{Query, WriteTx};
 
@@ -150,6 +150,8 @@ pub struct PostgresStore {
     writers: tokio::sync::Semaphore,
     /// How to open a connection of our own (to listen for announcements).
     config: Box<tokio_postgres::Config>,
+    /// TLS as the URL's `sslmode` says (`postgres_tls`).
+    tls: RustlsConnector,
     /// A random id of this store, set on every connection as
     /// `ward.origin`, naming the announcements its transactions send.
     origin: String,
@@ -172,7 +174,9 @@ fn pool_error(error: impl std::error::Error) -> StoreError {
 
 impl PostgresStore {
     pub(super) fn open(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::from_str(url)?;
+        let (url, tls_parameters) = postgres_tls::split(url)?;
+        let tls = postgres_tls::connector(&tls_parameters)?;
+        let mut config = tokio_postgres::Config::from_str(&url)?;
         if let Some(password) = password {
             config.password(password);
         }
@@ -191,7 +195,7 @@ impl PostgresStore {
         let listen_config = config.clone();
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -204,6 +208,7 @@ impl PostgresStore {
             pool,
             writers: tokio::sync::Semaphore::new(WRITERS),
             config: Box::new(listen_config),
+            tls,
             origin,
         })
     }
@@ -216,7 +221,7 @@ impl PostgresStore {
     /// A connection of its own listening for every controller's
     /// announcements ([`super::announce`]).
     pub(super) async fn listen(&self) -> Result<super::announce::Listening, StoreError> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (client, mut connection) = self.config.connect(self.tls.clone()).await?;
         let (forward, announced) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             let mut messages =

@@ -9,7 +9,7 @@ mod slapd;
 mod victoria_metrics;
 
 pub use alertmanager::Alertmanager;
-pub use postgres::Postgres;
+pub use postgres::{Postgres, PostgresTls};
 pub use redis::Redis;
 pub use slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd, SlapdTls};
 pub use victoria_metrics::VictoriaMetrics;

@@ -24,16 +24,23 @@ local_server_handle!(Postgres);
 impl Postgres {
     /// Creates a fresh cluster and starts it.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// Like [`Postgres::start`], but connections over TCP must prove
     /// `password` (SCRAM-SHA-256) for the superuser.
     pub fn start_requiring_password(password: &str) -> anyhow::Result<Self> {
-        Self::start_with(Some(password))
+        Self::start_with(Some(password), None)
     }
 
-    fn start_with(password: Option<&str>) -> anyhow::Result<Self> {
+    /// Like [`Postgres::start`], but with `ssl = on` and TCP connections
+    /// admitted only over TLS with a client certificate whose common name
+    /// is the superuser's (`hostssl … cert`; the socket stays trusted).
+    pub fn start_requiring_tls(tls: &PostgresTls) -> anyhow::Result<Self> {
+        Self::start_with(None, Some(tls))
+    }
+
+    fn start_with(password: Option<&str>, tls: Option<&PostgresTls>) -> anyhow::Result<Self> {
         let bin = binaries_dir()?;
         let user = User::from_name("postgres")?
             .context("no `postgres` system user: install the Debian package `postgresql`")?;
@@ -66,6 +73,9 @@ impl Postgres {
                 initdb.status,
                 String::from_utf8_lossy(&initdb.stderr)
             );
+        }
+        if let Some(tls) = tls {
+            tls.configure(&data, &user)?;
         }
         Self::run(dir, &user)
     }
@@ -160,6 +170,47 @@ impl Postgres {
             "postgres://{SUPERUSER}@127.0.0.1:{}/postgres?connect_timeout=5",
             self.port()
         )
+    }
+}
+
+/// The server's side of TLS, as PEM text: its certificate chain and key,
+/// and the CA its clients' certificates must chain to.
+pub struct PostgresTls {
+    /// The server's certificate, then its intermediates.
+    pub chain: String,
+    /// Its private key.
+    pub key: String,
+    /// The CA (or CAs) client certificates are checked against.
+    pub client_ca: String,
+}
+
+impl PostgresTls {
+    /// Writes the files into `data` (owned by `user`, the key private)
+    /// and turns TLS on, for TCP connections only with a certificate.
+    fn configure(&self, data: &Path, user: &User) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        for (name, contents, mode) in [
+            ("server.pem", &self.chain, 0o644),
+            ("server.key", &self.key, 0o600),
+            ("client-ca.pem", &self.client_ca, 0o644),
+        ] {
+            let path = data.join(name);
+            std::fs::write(&path, contents)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            chown(&path, Some(user.uid), Some(user.gid))?;
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))?;
+        std::io::Write::write_all(
+            &mut conf,
+            b"ssl = on\nssl_cert_file = 'server.pem'\nssl_key_file = 'server.key'\nssl_ca_file = 'client-ca.pem'\n",
+        )?;
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 cert\nhostssl all all ::1/128 cert\n",
+        )?;
+        Ok(())
     }
 }
 
