@@ -112,6 +112,18 @@ pub enum StoreError {
     /// A row the store cannot read back (a bug or manual tampering).
     #[error("unreadable row: {0}")]
     Corrupt(String),
+    /// The database was migrated by a newer release than this one.
+    #[error(
+        "the status database's schema is at migration {database}, newer than this controller knows ({known}): \
+         a newer ward-controller migrated it; run that release (or newer) here too (migrations never go back), \
+         or restore a backup taken before the upgrade"
+    )]
+    SchemaNewer {
+        /// The database's last migration.
+        database: i64,
+        /// This build's last migration.
+        known: i64,
+    },
     /// The blocking task running a SQLite call failed.
     #[error("store task failed: {0}")]
     Task(String),
@@ -186,6 +198,17 @@ macro_rules! transaction {
 }
 
 mod facade;
+
+/// Refuses a database whose last migration (`database`) is past the last
+/// of `migrations` (this build's): a newer release migrated it, and this
+/// one would misread what it does not know.
+fn known_schema(database: i64, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
+    let known = migrations.last().map_or(0, |(version, _)| *version);
+    if database > known {
+        return Err(StoreError::SchemaNewer { database, known });
+    }
+    Ok(())
+}
 
 impl Store {
     fn over(backend: Backend) -> Self {

@@ -123,6 +123,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         27,
         include_str!("../../migrations/postgres/0027_device_writes.sql"),
     ),
+    (
+        28,
+        include_str!("../../migrations/postgres/0028_events_stamped_by_device.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.
@@ -296,6 +300,7 @@ impl PostgresStore {
         )
         .await?;
         let current: i64 = tx.query_one(sql::MIGRATED_VERSION, &[]).await?.try_get(0)?;
+        super::known_schema(current, MIGRATIONS)?;
         let mut applied = 0;
         for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
             tx.batch_execute(sql).await?;

@@ -110,6 +110,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         27,
         include_str!("../../migrations/sqlite/0027_device_writes.sql"),
     ),
+    (
+        28,
+        include_str!("../../migrations/sqlite/0028_events_stamped_by_device.sql"),
+    ),
 ];
 
 #[allow(
@@ -179,6 +183,7 @@ fn migrate(connection: &mut Connection) -> Result<u32, StoreError> {
          (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)",
     )?;
     let current: i64 = tx.query_row(&sql::sqlite(sql::MIGRATED_VERSION), [], |row| row.get(0))?;
+    super::known_schema(current, MIGRATIONS)?;
     let mut applied = 0;
     for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
         tx.execute_batch(sql)?;
