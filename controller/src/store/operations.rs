@@ -6,6 +6,7 @@
 
 use super::args::Arg;
 use super::device_writes;
+use super::event_log;
 use super::flap::FlapPolicy;
 use super::groups::Scope;
 use super::model::{
@@ -251,8 +252,9 @@ pub(super) async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreErr
 /// alerts: a cached answer of an older version is never served again, by
 /// any controller (see `cache`). First the changed devices are read as
 /// this transaction leaves them (`changes.devices`, for live events). The
-/// status events this transaction recorded are stamped with the version
-/// (it holds the data-version row until its commit, so versions follow
+/// status events this transaction recorded (each with its device's status
+/// write, so found by `status_written`) are stamped with the version (it
+/// holds the data-version row until its commit, so versions follow
 /// commit order), the devices whose status it wrote (`status_written`)
 /// listed under it and the rows it left unstamped stamped
 /// ([`device_writes`]), and its status `changes` announced to the other
@@ -299,7 +301,7 @@ async fn next_version(
         .await?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))?;
-    tx.run(sql::STAMP_EVENTS, &[Arg::Int(version)]).await?;
+    event_log::stamp(tx, version, status_written).await?;
     device_writes::list_status_written(tx, version, status_written).await?;
     if !changes.changed.is_empty() {
         tx.announce_changes(changes, version).await?;

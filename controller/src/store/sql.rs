@@ -145,10 +145,6 @@ pub(super) const DATA_VERSION: &str = "SELECT cluster, version FROM data_version
 pub(super) const BUMP_DATA_VERSION: &str =
     "UPDATE data_version SET version = version + 1 RETURNING version";
 
-/// Stamps the events of this transaction (`$1`: its data version): every
-/// committed event has a version, other transactions' are not visible.
-pub(super) const STAMP_EVENTS: &str = "UPDATE status_events SET version = $1 WHERE version IS NULL";
-
 pub(super) const PENDING_NOTIFICATIONS: &str =
     "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id";
 
