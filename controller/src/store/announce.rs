@@ -23,7 +23,7 @@ const MOST_BYTES: usize = 7_000;
 /// What a transaction's payload says after its origin: its data version,
 /// then `[[id,"down"],…]`, or `resync` when naming them all would not fit
 /// (`v42 [[7,"up"]]`).
-pub(super) fn payload(changes: &StatusChanges, version: i64) -> String {
+pub(super) fn payload(changes: &StatusChanges) -> String {
     let named: Vec<(i64, &str)> = changes
         .changed
         .iter()
@@ -32,9 +32,9 @@ pub(super) fn payload(changes: &StatusChanges, version: i64) -> String {
         .collect();
     let text = serde_json::to_string(&named).unwrap_or_default();
     if text.is_empty() || text.len() > MOST_BYTES {
-        format!("v{version} resync")
+        "resync".into()
     } else {
-        format!("v{version} {text}")
+        text
     }
 }
 
@@ -115,8 +115,8 @@ mod tests {
             version: Some(42),
             devices: Vec::new(),
         };
-        let text = payload(&changes, 42);
-        let announced = parse(&format!("abc {text}")).expect("ours");
+        let text = payload(&changes);
+        let announced = parse(&format!("abc v42 {text}")).expect("ours");
         assert_eq!(announced.origin, "abc");
         let Announcement::Changes(changes) = announced.what else {
             panic!("named changes");
@@ -131,7 +131,7 @@ mod tests {
             withheld: 0,
             devices: Vec::new(),
         };
-        assert_eq!(payload(&many, 43), "v43 resync");
+        assert_eq!(payload(&many), "resync");
         assert_eq!(
             parse("abc v43 resync").expect("ours").what,
             Announcement::Resync(43)

@@ -24,6 +24,7 @@
 use super::StoreError;
 use super::args::Arg;
 use super::ownership::IDS_PER_STATEMENT;
+use super::sql;
 use super::tx::{Query, WriteTx};
 
 /// The columns of `devices` a status write sets, listed by device in
@@ -43,22 +44,20 @@ pub(super) const STATUS_COLUMNS: [&str; 10] = [
     "recent_changes",
 ];
 
-/// Lists devices `ids`, whose status this transaction wrote, under its
-/// data `version`.
-pub(super) async fn list_status_written(
-    tx: &impl WriteTx,
-    version: i64,
-    ids: &[i64],
-) -> Result<(), StoreError> {
-    for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let rows: Vec<String> = chunk.iter().map(|id| format!("($1, {id})")).collect();
-        let list = format!(
-            "INSERT INTO device_writes (version, device_id) VALUES {}",
-            rows.join(", ")
-        );
-        tx.run(&list, &[Arg::Int(version)]).await?;
-    }
-    Ok(())
+/// The statements that list devices `ids`, whose status this transaction
+/// wrote, under its data version (after its bump).
+pub(super) fn listings(ids: &[i64]) -> Vec<String> {
+    ids.chunks(IDS_PER_STATEMENT)
+        .map(|chunk| {
+            let rows: Vec<String> = chunk.iter().map(|id| format!("({id})")).collect();
+            format!(
+                "INSERT INTO device_writes (version, device_id) \
+                 SELECT {}, written.column1 FROM (VALUES {}) AS written",
+                sql::CURRENT_VERSION,
+                rows.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// Stamps the device rows and tombstones this transaction left unstamped

@@ -6,7 +6,8 @@ use super::args::Arg;
 use super::model::Status;
 use super::ownership::IDS_PER_STATEMENT;
 use super::parse_stored;
-use super::tx::{Query, WriteTx};
+use super::sql;
+use super::tx::Query;
 
 /// One recorded status change.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,23 +45,22 @@ pub(super) async fn since<T: Query>(
     .await
 }
 
-/// Stamps this transaction's status events with its data `version`,
-/// found by the `devices` whose status it wrote (every event goes with
-/// its device's status write; other transactions' unstamped events are
-/// not visible to it). Runs in the commits' serialized section: it reads
-/// only those devices' entries of the unstamped index.
-pub(super) async fn stamp(
-    tx: &impl WriteTx,
-    version: i64,
-    devices: &[i64],
-) -> Result<(), StoreError> {
-    for chunk in devices.chunks(IDS_PER_STATEMENT) {
-        let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
-        let stamp = format!(
-            "UPDATE status_events SET version = $1 WHERE version IS NULL AND device_id IN ({})",
-            ids.join(", ")
-        );
-        tx.run(&stamp, &[Arg::Int(version)]).await?;
-    }
-    Ok(())
+/// The statements that stamp a transaction's status events with its data
+/// version (after its bump), found by the `devices` whose status it wrote
+/// (every event goes with its device's status write; other transactions'
+/// unstamped events are not visible to it). They run in the commits'
+/// serialized section: each reads only those devices' entries of the
+/// unstamped index.
+pub(super) fn stamps(devices: &[i64]) -> Vec<String> {
+    devices
+        .chunks(IDS_PER_STATEMENT)
+        .map(|chunk| {
+            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            format!(
+                "UPDATE status_events SET version = {} WHERE version IS NULL AND device_id IN ({})",
+                sql::CURRENT_VERSION,
+                ids.join(", ")
+            )
+        })
+        .collect()
 }

@@ -4,6 +4,7 @@
 //! them are here. [`WriteTx`] is what one transaction can do in the store's
 //! terms, its steps written once too.
 
+use super::announce;
 use super::args::Arg;
 use super::device_writes;
 use super::event_log;
@@ -296,16 +297,10 @@ async fn next_version(
             Err(error) => return Err(error),
         };
     }
-    let version = tx
-        .rows(sql::BUMP_DATA_VERSION, &[], |row| row.int(0))
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))?;
-    event_log::stamp(tx, version, status_written).await?;
-    device_writes::list_status_written(tx, version, status_written).await?;
-    if !changes.changed.is_empty() {
-        tx.announce_changes(changes, version).await?;
-    }
+    let mut after = event_log::stamps(status_written);
+    after.extend(device_writes::listings(status_written));
+    let announced = (!changes.changed.is_empty()).then(|| announce::payload(changes));
+    let version = tx.take_version(&after, announced.as_deref()).await?;
     changes.version = Some(version);
     Ok(version)
 }

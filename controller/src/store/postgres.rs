@@ -7,7 +7,6 @@ use std::str::FromStr;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 
 use super::args::Arg;
-use super::model::StatusChanges;
 use super::postgres_tls::{self, RustlsConnector};
 use super::rows::Columns;
 use super::tx::{Query, WriteTx};
@@ -326,22 +325,35 @@ impl WriteTx for Transaction<'_> {
     const LOCK_CHANNELS: &'static str =
         "LOCK TABLE notification_channels IN SHARE ROW EXCLUSIVE MODE";
 
-    /// Delivered to every listening controller at the commit.
-    async fn announce_changes(
+    /// One simple-protocol message: the bump, `after`, the notification
+    /// (delivered to every listening controller at the commit).
+    async fn take_version(
         &self,
-        changes: &StatusChanges,
-        version: i64,
-    ) -> Result<(), StoreError> {
-        let payload = super::announce::payload(changes, version);
-        self.execute(
-            &format!(
-                "SELECT pg_notify('{}', current_setting('ward.origin') || ' ' || $1)",
-                super::announce::CHANNEL
-            ),
-            &[&payload],
-        )
-        .await?;
-        Ok(())
+        after: &[String],
+        announced: Option<&str>,
+    ) -> Result<i64, StoreError> {
+        let mut script = String::from(sql::BUMP_DATA_VERSION);
+        for statement in after {
+            script.push_str(";\n");
+            script.push_str(statement);
+        }
+        if let Some(announced) = announced {
+            script.push_str(&format!(
+                ";\nSELECT pg_notify('{}', current_setting('ward.origin') || ' v' || {} || ' ' || '{}')",
+                super::announce::CHANNEL,
+                sql::CURRENT_VERSION,
+                announced.replace('\'', "''")
+            ));
+        }
+        // The bump's row comes first.
+        self.simple_query(&script)
+            .await?
+            .iter()
+            .find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0)?.parse().ok(),
+                _ => None,
+            })
+            .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))
     }
 
     async fn announce_inventory(&self) -> Result<(), StoreError> {

@@ -145,6 +145,10 @@ pub(super) const DATA_VERSION: &str = "SELECT cluster, version FROM data_version
 pub(super) const BUMP_DATA_VERSION: &str =
     "UPDATE data_version SET version = version + 1 RETURNING version";
 
+/// The data version, in a statement after the transaction's bump (its own
+/// write): what the rest of the serialized section stamps with.
+pub(super) const CURRENT_VERSION: &str = "(SELECT version FROM data_version)";
+
 pub(super) const PENDING_NOTIFICATIONS: &str =
     "SELECT id, alert_id, kind, attempts, channel FROM notification_outbox ORDER BY id";
 

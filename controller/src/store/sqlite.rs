@@ -8,7 +8,6 @@ use futures_util::FutureExt as _;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use super::args::Arg;
-use super::model::StatusChanges;
 use super::rows::Columns;
 use super::tx::{Query, WriteTx};
 use super::{StoreError, sql};
@@ -248,8 +247,17 @@ impl WriteTx for Transaction<'_> {
         Ok(()) // one controller per SQLite file
     }
 
-    async fn announce_changes(&self, _: &StatusChanges, _: i64) -> Result<(), StoreError> {
-        Ok(()) // one controller per SQLite file
+    /// One controller per SQLite file: nobody to tell.
+    async fn take_version(&self, after: &[String], _: Option<&str>) -> Result<i64, StoreError> {
+        let version = self
+            .rows(sql::BUMP_DATA_VERSION, &[], |row| row.int(0))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("the data_version row is missing".into()))?;
+        for statement in after {
+            self.run(statement, &[]).await?;
+        }
+        Ok(version)
     }
 }
 

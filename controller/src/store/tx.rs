@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use super::args::Arg;
-use super::model::{AgentRecord, Device, DeviceSpec, StatusChanges, TransitionReport};
+use super::model::{AgentRecord, Device, DeviceSpec, TransitionReport};
 use super::plan::CurrentDevice;
 use super::rows;
 use super::rows::Columns;
@@ -62,13 +62,19 @@ pub(super) trait WriteTx: Query {
     /// the inventory (devices, their owners) changed.
     async fn announce_inventory(&self) -> Result<(), StoreError>;
 
-    /// Tells the other controllers on the database, at the commit, of
-    /// these status changes, committed at data version `version`.
-    async fn announce_changes(
+    /// Takes the next data version ([`sql::BUMP_DATA_VERSION`]) and runs
+    /// `after` (statements without parameters that read it as
+    /// [`sql::CURRENT_VERSION`]); at the commit the other controllers on
+    /// the database are told `announced` (`announce::payload`) with the
+    /// version. From the bump to the commit every other writer waits, so
+    /// PostgreSQL gets it all in one round trip (each one through a busy
+    /// controller cost milliseconds of the whole fleet's commits); SQLite
+    /// runs them in turn.
+    async fn take_version(
         &self,
-        changes: &StatusChanges,
-        version: i64,
-    ) -> Result<(), StoreError>;
+        after: &[String],
+        announced: Option<&str>,
+    ) -> Result<i64, StoreError>;
 
     /// What ends the due-notifications query to take its rows for this
     /// transaction, passing over rows another controller is taking.
