@@ -400,6 +400,51 @@ async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot
     assert_eq!(actions, ["logout", "login", "login.failed", "user.add"]);
 }
 
+/// A device's detail open on screen when its device goes down shows the
+/// alert that opened with it (and the form to acknowledge it), not "none
+/// open" until something else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_opens_while_its_devices_detail_is_shown_appears_there() {
+    let (_dir, controller, api) = with_user("olga", ward_controller::auth::Role::Operator).await;
+    let (_, atm) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": "atm-1", "address": "198.18.1.20", "site": "branch-12"}),
+        )
+        .await;
+    let atm = atm["id"].as_i64().expect("id");
+    let apply = |seq, status| {
+        let controller = controller.clone();
+        async move {
+            controller
+                .reports
+                .apply_report(&report(atm, seq, status), ward_controller::time::now_ms())
+                .await
+                .expect("report");
+        }
+    };
+    apply(1, Status::Up).await;
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        let mut browser = logged_in_on_device(&api.base, "olga", atm);
+        browser
+            .wait_until(
+                "document.getElementById('detail-facts') !== null \
+                 && document.getElementById('detail-facts').textContent.includes('none open')",
+                Duration::from_secs(20),
+            )
+            .expect("the device's detail, no alert open");
+        handle.block_on(apply(2, Status::Down));
+        browser
+            .wait_until(
+                "/open since/.test(document.getElementById('detail-facts').textContent) \
+                 && document.querySelector('#detail .actions form input[name=comment]') !== null",
+                Duration::from_secs(10),
+            )
+            .expect("the alert that opened, with its acknowledge form");
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() {
     let (_dir, controller, api) = with_user("olga", ward_controller::auth::Role::Operator).await;

@@ -372,6 +372,9 @@ async function refreshAlerts() {
   const alerts = await json("/api/v1/alerts?state=open");
   state.alerts = new Map(alerts.filter((alert) => alert.device_id !== null).map((alert) => [alert.device_id, alert]));
   schedule();
+  // The open device's detail shows its alert and the form to acknowledge it.
+  const { device } = view();
+  if (device) deviceChanged(device);
 }
 
 // Keeps only the devices on screen: the page's and the problems'.

@@ -96,14 +96,17 @@ async function drawTrace(id) {
     el("ol", { class: "trace" }, ...trace.hops.map(hop)));
 }
 
+// Drawings of the facts overlap (a live change, the alerts read again);
+// only the newest one started is put on screen, with what is known when it
+// ends: an older one that ends last would show the facts it began with.
+let factsDrawn = 0;
+
 async function drawFacts() {
   const id = shown;
+  const turn = ++factsDrawn;
   drawTrace(id).catch(failed);
   const device = state.devices.get(id) || await json(`/api/v1/devices/${id}`);
   if (shown !== id) return;
-  const box = document.getElementById("detail-facts");
-  if (!box) return;
-  const alert = state.alerts.get(id);
   const link = (other) => el("a", { href: `?device=${other.id}`, text: other.name,
     onclick: (event) => { event.preventDefault(); setView({ device: String(other.id) }); } });
   // Its parents and children from the server (the screen holds only what
@@ -115,7 +118,9 @@ async function drawFacts() {
     parent = found.parent_id;
   }
   const { devices: children } = await json(`/api/v1/devices?parent=${id}&limit=100`);
-  if (shown !== id) return;
+  const box = document.getElementById("detail-facts");
+  if (shown !== id || turn !== factsDrawn || !box) return;
+  const alert = state.alerts.get(id);
   const when = since(device);
   const row = (term, ...value) => [el("dt", { text: term }), el("dd", {}, ...value)];
   box.replaceChildren(
@@ -153,7 +158,6 @@ function actions(device, alert) {
       event.preventDefault();
       send("POST", `/api/v1/alerts/${alert.id}/ack`, { comment: comment.value })
         .then((acked) => { done(`Acknowledged alert #${acked.id} as ${who(acked.acknowledged.by)}.`); return refreshAlerts(); })
-        .then(() => drawFacts())
         .catch((error) => done(`Not acknowledged: ${error.message}`));
     } }, comment, el("button", { type: "submit", text: "Acknowledge" })));
   }
