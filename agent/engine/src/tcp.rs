@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use siphasher::sip::SipHasher13;
 
 use crate::packet::{ProbeFields, Rejection, TagKey, internet_checksum, ipv6_bytes};
-use crate::target::{Check, Pending, TargetSpec};
+use crate::target::{Check, Pending, Target, TargetSpec};
 use crate::{Engine, Nanos};
 
 /// Bytes of a SYN probe.
@@ -212,16 +212,22 @@ impl Engine {
 
     /// Applies a TCP answer: it concludes the probe in flight of the slot
     /// whose tag it acknowledges (an RST only where `rst_alive`), or is
-    /// counted (`tcp_unmatched`: forged, replayed, from another host; a
-    /// refused RST; a second answer).
+    /// counted (`tcp_unmatched`: from an address and port we probe but
+    /// forged or replayed; a refused RST; a second answer). Segments from
+    /// anywhere else are the host's own traffic (its connections'
+    /// SYN/ACKs and RSTs to ephemeral ports, which raw sockets see too)
+    /// and are not counted.
     pub fn handle_tcp(&mut self, answer: TcpAnswer, received_at: Nanos, now: Nanos) {
         let first = u32::from(answer.our_port - FIRST_PORT);
         let slots = u32::try_from(self.targets.len()).unwrap_or(u32::MAX);
-        let matched = (first..slots)
-            .step_by(PORT_SLOTS as usize)
+        let mut candidates = (first..slots).step_by(PORT_SLOTS as usize);
+        let matched = candidates
+            .clone()
             .find(|&index| self.acknowledges(index, &answer));
         let Some(index) = matched else {
-            self.counters.tcp_unmatched += 1;
+            if candidates.any(|index| self.probes(index, &answer).is_some()) {
+                self.counters.tcp_unmatched += 1;
+            }
             return;
         };
         let target = &self.targets[index as usize];
@@ -239,16 +245,18 @@ impl Engine {
     }
 
     /// True if `answer` acknowledges the last SYN slot `index` sent.
+    /// Slot `index`'s target and port when `answer` comes from the
+    /// address and port it probes.
+    fn probes(&self, index: u32, answer: &TcpAnswer) -> Option<(&Target, u16)> {
+        let target = self.targets.get(index as usize)?;
+        let (port, _) = tcp_port(&target.spec)?;
+        (target.spec.address == answer.peer && port == answer.peer_port).then_some((target, port))
+    }
+
     fn acknowledges(&self, index: u32, answer: &TcpAnswer) -> bool {
-        let Some(target) = self.targets.get(index as usize) else {
+        let Some((target, port)) = self.probes(index, answer) else {
             return false;
         };
-        let Some((port, _)) = tcp_port(&target.spec) else {
-            return false;
-        };
-        if target.spec.address != answer.peer || port != answer.peer_port {
-            return false;
-        }
         let fields = ProbeFields {
             ident: 0,
             seq: target.seq,
@@ -387,11 +395,21 @@ mod tests {
             ack,
             rst,
         };
-        // Forged (without the key, the tag is a guess), or from elsewhere.
+        // Forged (without the key, the tag is a guess) from the target's
+        // address and port: counted. From elsewhere, or from another port
+        // of the target (the host's own connections): not ours.
         engine.handle_tcp(answer(address, seq, false), MS, MS);
         let elsewhere = "127.0.0.3".parse().expect("address");
         engine.handle_tcp(answer(elsewhere, seq.wrapping_add(1), false), MS, MS);
-        assert_eq!(engine.counters().tcp_unmatched, 2);
+        engine.handle_tcp(
+            TcpAnswer {
+                peer_port: 8443,
+                ..answer(address, seq.wrapping_add(1), false)
+            },
+            MS,
+            MS,
+        );
+        assert_eq!(engine.counters().tcp_unmatched, 1);
         // A closed port's RST where that is not alive.
         engine.handle_tcp(answer(address, seq.wrapping_add(1), true), MS, MS);
         assert_eq!(engine.counters().tcp_refused, 1);
@@ -411,7 +429,7 @@ mod tests {
             1_001 * MS,
             1_001 * MS,
         );
-        assert_eq!(engine.counters().tcp_unmatched, 3);
+        assert_eq!(engine.counters().tcp_unmatched, 2);
         assert_eq!(engine.counters().replies_matched, 1);
     }
 
