@@ -10,6 +10,11 @@ pub struct Metrics {
     pub transitions_applied: AtomicU64,
     /// Reports that were replays of applied ones.
     pub reports_replayed: AtomicU64,
+    /// Transactions that committed agents' reports.
+    pub report_commits: AtomicU64,
+    /// Reports those transactions committed (several each under load:
+    /// group commit).
+    pub reports_committed: AtomicU64,
     /// Live-event subscribers that fell behind and were told to resync.
     pub event_subscribers_lagged: AtomicU64,
     /// Notifications delivered (2xx).
@@ -75,7 +80,7 @@ pub struct Metrics {
 impl Metrics {
     /// Every counter with its Prometheus name and help, as `/metrics`
     /// exports it.
-    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 25] {
+    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 27] {
         [
             (
                 "ward_device_list_held_total",
@@ -111,6 +116,16 @@ impl Metrics {
                 "ward_device_owner_changes_total",
                 "Devices given to another agent of their site (a lost owner, a rebalance).",
                 &self.device_owner_changes,
+            ),
+            (
+                "ward_report_commits_total",
+                "Transactions that committed agents' reports (several reports each while reports arrive faster than commits: group commit).",
+                &self.report_commits,
+            ),
+            (
+                "ward_reports_committed_total",
+                "Agent reports those transactions committed.",
+                &self.reports_committed,
             ),
             (
                 "ward_reports_replayed_total",

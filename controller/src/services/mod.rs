@@ -14,6 +14,7 @@
 mod cluster;
 mod core;
 mod device_table;
+mod group_commit;
 mod guard;
 mod inventory;
 mod latency;

@@ -11,7 +11,8 @@ use ward_domain::quality::Thresholds;
 use ward_domain::trace::Trace;
 
 use super::core::{Core, to_the_end};
-use crate::store::{ApplyOutcome, FlapPolicy, Ignored, StoreError, TransitionReport};
+use super::group_commit::Queue;
+use crate::store::{ApplyOutcome, FlapPolicy, Ignored, Received, StoreError, TransitionReport};
 use crate::tsdb::recent::RecentRtt;
 use crate::tsdb::{
     DeviceLabels, DeviceSample, DeviceStatistics, SampleBatch, StatisticsReport, Tsdb,
@@ -46,6 +47,8 @@ pub struct Reports {
     /// Agent reports hold it shared; the offline sweep holds it alone from
     /// its presence check to its commit.
     offline_gate: tokio::sync::RwLock<()>,
+    /// Reports waiting to be committed together.
+    queue: Queue,
 }
 
 impl Reports {
@@ -64,23 +67,66 @@ impl Reports {
             tsdb,
             quality,
             offline_gate: tokio::sync::RwLock::new(()),
+            queue: Queue::default(),
         }
     }
 
     /// Applies an agent report, to its end whatever the caller does; after
-    /// the commit live-event subscribers get the changed devices.
+    /// the commit live-event subscribers get the changed devices. Reports
+    /// that arrive while commits run are committed together
+    /// ([`group_commit`](super::group_commit)); the outcome is this
+    /// report's (its changes at the version of the group).
     pub async fn apply_report(
         self: &Arc<Self>,
         report: &TransitionReport,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
+        let outcome = self.queue.push((report.clone(), now_ms));
         let reports = Arc::clone(self);
-        let report = report.clone();
         to_the_end(async move {
-            let _gate = reports.offline_gate.read().await;
-            reports.commit_report(&report, now_ms).await
+            reports.commit_waiting().await;
+            Ok(())
         })
-        .await
+        .await?;
+        outcome.await.map_err(|_| {
+            StoreError::Task("a group commit ended without its reports' outcomes".into())
+        })?
+    }
+
+    /// Once a turn comes, commits the reports waiting then as one group
+    /// (none if another caller took them); a group that fails is committed
+    /// report by report, so one report cannot hold back the others.
+    async fn commit_waiting(&self) {
+        let _turn = self.queue.turn().await;
+        let group = self.queue.next_group();
+        if group.is_empty() {
+            return;
+        }
+        let _gate = self.offline_gate.read().await;
+        let (received, tell): (Vec<Received>, Vec<_>) = group
+            .into_iter()
+            .map(|waiting| (waiting.received, waiting.outcome))
+            .unzip();
+        match self.commit_together(&received).await {
+            Ok(outcomes) => {
+                for (tell, outcome) in tell.into_iter().zip(outcomes) {
+                    // A caller that went away needs no outcome.
+                    let _ = tell.send(Ok(outcome));
+                }
+            }
+            Err(error) if received.len() == 1 => {
+                if let Some(tell) = tell.into_iter().next() {
+                    let _ = tell.send(Err(error));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, reports = received.len(),
+                    "reports could not be committed together; committing each alone");
+                for (one, tell) in received.into_iter().zip(tell) {
+                    let _ = tell.send(self.commit_one(one).await);
+                }
+            }
+        }
     }
 
     /// Keeps each trace as its devices' last one and attaches it to their
@@ -128,47 +174,80 @@ impl Reports {
         report: &TransitionReport,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
+        self.commit_one((report.clone(), now_ms)).await
+    }
+
+    async fn commit_one(&self, received: Received) -> Result<ApplyOutcome, StoreError> {
+        let mut outcomes = self
+            .commit_together(std::slice::from_ref(&received))
+            .await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a commit of one report had no outcome".into()))
+    }
+
+    /// Commits `received` in one transaction, counts what each report did
+    /// and publishes their changes: each report's outcome, in order.
+    async fn commit_together(
+        &self,
+        received: &[Received],
+    ) -> Result<Vec<ApplyOutcome>, StoreError> {
         let core = &self.core;
         let started = std::time::Instant::now();
-        let outcome = core.store.apply(report, &self.flapping, now_ms).await?;
+        let applied = core.store.apply_together(received, &self.flapping).await?;
         let elapsed = started.elapsed();
         if elapsed > SLOW_COMMIT {
-            tracing::warn!(agent = %report.agent_id, seq = report.seq, transitions = report.transitions.len(),
+            let transitions: usize = received
+                .iter()
+                .map(|(report, _)| report.transitions.len())
+                .sum();
+            let (first, _) = &received[0];
+            tracing::warn!(agent = %first.agent_id, seq = first.seq, reports = received.len(), transitions,
                 elapsed_ms = elapsed.as_millis(), "slow status commit");
         }
-        match &outcome {
-            ApplyOutcome::Applied { changes, ignored } => {
-                core.metrics
-                    .notifications_withheld
-                    .fetch_add(changes.withheld, Ordering::Relaxed);
-                core.metrics
-                    .transitions_ignored
-                    .fetch_add(ignored.len() as u64, Ordering::Relaxed);
-                let foreign = ignored
-                    .iter()
-                    .filter(|(_, why)| *why == Ignored::NotOwner)
-                    .count();
-                if foreign > 0 {
-                    core.metrics
-                        .transitions_not_owner
-                        .fetch_add(foreign as u64, Ordering::Relaxed);
-                    tracing::info!(agent = %report.agent_id, seq = report.seq, devices = foreign,
-                        "reports about devices another agent of the site owns were ignored");
-                }
-                // An agent alert may have been queued without any device
-                // changing (its devices were unknown already).
-                if !report.agent_alerts.is_empty() {
-                    core.live.outbox_changed();
-                }
-                core.publish(changes).await;
-            }
-            ApplyOutcome::AlreadyApplied => {
-                core.metrics
-                    .reports_replayed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        core.metrics.report_commits.fetch_add(1, Ordering::Relaxed);
+        core.metrics
+            .reports_committed
+            .fetch_add(received.len() as u64, Ordering::Relaxed);
+        core.metrics
+            .notifications_withheld
+            .fetch_add(applied.changes.withheld, Ordering::Relaxed);
+        for ((report, _), outcome) in received.iter().zip(&applied.outcomes) {
+            self.count(report, outcome);
         }
-        Ok(outcome)
+        core.publish(&applied.changes).await;
+        Ok(applied.outcomes)
+    }
+
+    /// Counts what was ignored or replayed of `report`, and wakes the
+    /// outbox for its agent alerts.
+    fn count(&self, report: &TransitionReport, outcome: &ApplyOutcome) {
+        let core = &self.core;
+        let ApplyOutcome::Applied { ignored, .. } = outcome else {
+            core.metrics
+                .reports_replayed
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        core.metrics
+            .transitions_ignored
+            .fetch_add(ignored.len() as u64, Ordering::Relaxed);
+        let foreign = ignored
+            .iter()
+            .filter(|(_, why)| *why == Ignored::NotOwner)
+            .count();
+        if foreign > 0 {
+            core.metrics
+                .transitions_not_owner
+                .fetch_add(foreign as u64, Ordering::Relaxed);
+            tracing::info!(agent = %report.agent_id, seq = report.seq, devices = foreign,
+                "reports about devices another agent of the site owns were ignored");
+        }
+        // An agent alert may have been queued without any device
+        // changing (its devices were unknown already).
+        if !report.agent_alerts.is_empty() {
+            core.live.outbox_changed();
+        }
     }
 
     /// Hands an agent's probe statistics to the time-series writer, with

@@ -9,6 +9,7 @@
 
 mod acknowledgements;
 mod announce;
+mod applying;
 mod args;
 mod availability;
 mod certificates;
@@ -45,6 +46,7 @@ pub use model::{
 
 pub use acknowledgements::{AckOutcome, MAX_COMMENT as MAX_ACK_COMMENT};
 pub use announce::{Announced, Announcement, Listening};
+pub use applying::{AppliedTogether, Received};
 pub use event_log::LoggedChange;
 pub use flap::FlapPolicy;
 pub use history::{
@@ -428,19 +430,41 @@ impl Store {
         flapping: &FlapPolicy,
         now_ms: i64,
     ) -> Result<ApplyOutcome, StoreError> {
-        // The hot path: only SQLite, which runs it on a blocking thread,
-        // needs its own copy of the report.
+        let flapping = *flapping;
+        let received = (report.clone(), now_ms);
+        self.counted(match &self.backend {
+            Backend::Postgres(store) => {
+                store
+                    .transaction(async |tx| applying::apply(tx, &received, &flapping).await)
+                    .await
+            }
+            Backend::Sqlite(store) => {
+                store
+                    .write(async move |tx| applying::apply(tx, &received, &flapping).await)
+                    .await
+            }
+        })
+    }
+
+    /// Applies agents' `reports` in order in one transaction, each once
+    /// per (agent, boot, seq), at one data version (group commit).
+    pub async fn apply_together(
+        &self,
+        reports: &[Received],
+        flapping: &FlapPolicy,
+    ) -> Result<AppliedTogether, StoreError> {
         let flapping = *flapping;
         self.counted(match &self.backend {
             Backend::Postgres(store) => {
                 store
-                    .transaction(async |tx| operations::apply(tx, report, &flapping, now_ms).await)
+                    .transaction(async |tx| applying::apply_together(tx, reports, &flapping).await)
                     .await
             }
             Backend::Sqlite(store) => {
-                let report = report.clone();
+                // Run on the writer's thread, which needs its own copy.
+                let reports = reports.to_vec();
                 store
-                    .write(async move |tx| operations::apply(tx, &report, &flapping, now_ms).await)
+                    .write(async move |tx| applying::apply_together(tx, &reports, &flapping).await)
                     .await
             }
         })

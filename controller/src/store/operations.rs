@@ -8,13 +8,10 @@ use super::announce;
 use super::args::Arg;
 use super::device_writes;
 use super::event_log;
-use super::flap::FlapPolicy;
 use super::groups::Scope;
-use super::model::{
-    AgentRecord, ApplyOutcome, Device, DeviceSpec, DueNotification, StatusChanges, TransitionReport,
-};
+use super::model::{AgentRecord, Device, DeviceSpec, DueNotification, StatusChanges};
 use super::ownership::{self, Settlement};
-use super::plan::{InventoryChange, created, plan, plan_inventory};
+use super::plan::{InventoryChange, created, plan_inventory};
 use super::plan_execution;
 use super::principals::{Actor, Change, audit_change, json};
 use super::profiles;
@@ -156,32 +153,6 @@ pub(super) async fn delete_device(
     Ok(Some(changes))
 }
 
-/// Applies an agent report once per (agent, boot, seq).
-pub(super) async fn apply(
-    tx: &impl WriteTx,
-    report: &TransitionReport,
-    flapping: &FlapPolicy,
-    now_ms: i64,
-) -> Result<ApplyOutcome, StoreError> {
-    if !tx.first_application(report, now_ms).await? {
-        return Ok(ApplyOutcome::AlreadyApplied);
-    }
-    let (report, mut ignored) = ownership::owned_by_reporter(tx, report).await?;
-    let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
-    let current = tx.current_devices(&ids).await?;
-    let plan = plan(&report, &current, flapping);
-    let executed = plan_execution::execute(tx, &plan, &report.agent_id, now_ms).await?;
-    ignored.extend(plan.ignored.iter().cloned());
-    let mut changes: StatusChanges = plan.into();
-    // A report that changed nothing (an agent back with no alert open,
-    // entries all stale) does not take a version: a fleet reconnecting
-    // would otherwise queue a thousand empty commits on the version row.
-    if !executed.changed_nothing() {
-        reported(tx, &mut changes, &executed.status_written).await?;
-    }
-    Ok(ApplyOutcome::Applied { changes, ignored })
-}
-
 /// Registers agent `id` for `site`; the same agent for another site is a
 /// conflict.
 pub(super) async fn register_agent(
@@ -270,19 +241,12 @@ pub(super) async fn data_changed(
     Ok(version)
 }
 
-/// [`data_changed`] for a report's transaction, which wrote the status
-/// of devices `status_written` and nothing else of any device: nothing to
-/// stamp. From the version's bump to the commit every other writer waits,
-/// so this stays short.
-async fn reported(
-    tx: &impl WriteTx,
-    changes: &mut StatusChanges,
-    status_written: &[i64],
-) -> Result<i64, StoreError> {
-    next_version(tx, changes, status_written).await
-}
-
-async fn next_version(
+/// Moves the data version on (see [`data_changed`]) without stamping
+/// device rows: for a transaction that wrote the status of devices
+/// `status_written` and nothing else of any device (agents' reports).
+/// From the version's bump to the commit every other writer waits, so
+/// this stays short.
+pub(super) async fn next_version(
     tx: &impl WriteTx,
     changes: &mut StatusChanges,
     status_written: &[i64],
