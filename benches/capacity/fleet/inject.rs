@@ -27,6 +27,9 @@ pub struct Change {
     pub down: bool,
     /// When the agent was told.
     pub at: Instant,
+    /// Part of a many-device change (a whole site, 1 % of every device,
+    /// or their return), not a single device's.
+    pub burst: bool,
 }
 
 /// What the steady phase did.
@@ -62,20 +65,27 @@ struct Injector<'a> {
     world: &'a World,
     orders: &'a [mpsc::UnboundedSender<Order>],
     changes: Vec<Change>,
-    /// (due, agent, devices) to bring back up.
-    restores: VecDeque<(Instant, usize, Vec<u64>)>,
+    /// (due, agent, devices, burst) to bring back up.
+    restores: VecDeque<(Instant, usize, Vec<u64>, bool)>,
     down: std::collections::HashSet<u64>,
     followers: tokio::task::JoinSet<anyhow::Result<Option<Duration>>>,
 }
 
 impl Injector<'_> {
-    fn set(&mut self, agent: usize, devices: Vec<u64>, down: bool) -> anyhow::Result<()> {
+    fn set(
+        &mut self,
+        agent: usize,
+        devices: Vec<u64>,
+        down: bool,
+        burst: bool,
+    ) -> anyhow::Result<()> {
         let at = Instant::now();
         for &device_id in &devices {
             self.changes.push(Change {
                 device_id,
                 down,
                 at,
+                burst,
             });
             if down {
                 self.down.insert(device_id);
@@ -88,15 +98,16 @@ impl Injector<'_> {
             .send(Order::Set(batch))
             .map_err(|_| anyhow::anyhow!("agent {agent} stopped"))?;
         if down {
-            self.restores.push_back((at + OUTAGE, agent, devices));
+            self.restores
+                .push_back((at + OUTAGE, agent, devices, burst));
         }
         Ok(())
     }
 
     fn restore_due(&mut self, now: Instant) -> anyhow::Result<()> {
         while self.restores.front().is_some_and(|(due, ..)| *due <= now) {
-            let (_, agent, devices) = self.restores.pop_front().expect("front");
-            self.set(agent, devices, false)?;
+            let (_, agent, devices, burst) = self.restores.pop_front().expect("front");
+            self.set(agent, devices, false, burst)?;
         }
         Ok(())
     }
@@ -110,7 +121,7 @@ impl Injector<'_> {
         if self.down.contains(&device) {
             return Ok(());
         }
-        self.set(agent, vec![device], true)?;
+        self.set(agent, vec![device], true, false)?;
         if self.changes.len().is_multiple_of(FOLLOW_EVERY) {
             self.followers
                 .spawn(follow(self.world.api.clone(), device, Instant::now()));
@@ -128,7 +139,7 @@ impl Injector<'_> {
                 .filter(|device| !self.down.contains(device) && fastrand::u8(..100) == 0)
                 .collect();
             if !picked.is_empty() {
-                self.set(agent, picked, true)?;
+                self.set(agent, picked, true, true)?;
             }
         }
         Ok(())
@@ -183,7 +194,7 @@ pub async fn run(
                 .into_iter()
                 .filter(|d| !injector.down.contains(d))
                 .collect();
-            injector.set(agent, down, true)?;
+            injector.set(agent, down, true, true)?;
         } else if !percent_done && into >= params.steady * 3 / 4 {
             percent_done = true;
             injector.one_percent_down()?;

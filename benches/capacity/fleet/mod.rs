@@ -227,7 +227,19 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     let injections = inject::run(&params, &world, &orders).await?;
     let after = inject::Resources::sample(controller_pid, postgres_pid)?;
     let steady_timings = watchers.take_timings();
-    report::print_steady(&steady_timings, (before, after, steady_started.elapsed()));
+    // A build before group commit does not count its commits.
+    let commits = match (
+        world.api.metric("ward_report_commits_total").await,
+        world.api.metric("ward_reports_committed_total").await,
+    ) {
+        (Ok(transactions), Ok(reports)) => Some((transactions, reports)),
+        _ => None,
+    };
+    report::print_steady(
+        &steady_timings,
+        (before, after, steady_started.elapsed()),
+        commits,
+    );
     watchers.wait_until_seen(&injections.changes).await;
     let seen = watchers.stop().await?;
     report::ended_all_up(&world, &params).await?;

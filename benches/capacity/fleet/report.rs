@@ -44,8 +44,9 @@ pub async fn cold_start_curve(
 
 /// What the checks found, for the figures.
 pub struct Outcome {
-    /// Change → seen on the event stream, every client, every change.
-    pub sse_lags: Vec<Duration>,
+    /// Change → seen on the event stream, every client, every change:
+    /// single devices' changes, then the bursts' (a site, 1 %).
+    pub sse_lags: [Vec<Duration>; 2],
     /// Statistics acknowledged to the agents, and read back.
     pub statistics: (u64, u64),
     /// Rows in the controller's time-series spool when the run ended
@@ -86,7 +87,7 @@ pub async fn check(
 ) -> anyhow::Result<Outcome> {
     let rejected = tally.rejected.load(Ordering::Relaxed);
     let reconnects = tally.connects.load(Ordering::Relaxed) - params.agents as u64;
-    let mut sse_lags = Vec::with_capacity(changes.len() * seen.len());
+    let mut sse_lags = [Vec::new(), Vec::new()];
     for (client, log) in seen.iter().enumerate() {
         for (change, lag) in changes.iter().zip(lags(changes, log)) {
             let Some(lag) = lag else {
@@ -106,7 +107,7 @@ pub async fn check(
                     rejected,
                 );
             };
-            sse_lags.push(lag);
+            sse_lags[usize::from(change.burst)].push(lag);
         }
     }
     anyhow::ensure!(rejected == 0, "the controller rejected {rejected} entries");
@@ -261,10 +262,12 @@ pub fn print_cold(
     );
 }
 
-/// The steady phase's resources and REST timings, as measured.
+/// The steady phase's resources and REST timings, as measured, and the
+/// controller's status commits (transactions, reports) when it counts them.
 pub fn print_steady(
     timings: &[Timings; 4],
     (before, after, span): (Resources, Resources, Duration),
+    commits: Option<(f64, f64)>,
 ) {
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
@@ -283,14 +286,26 @@ pub fn print_steady(
         p99s(timings),
         timings.iter().map(|t| t.calls.len()).sum::<usize>()
     );
+    if let Some((transactions, reports)) = commits {
+        println!(
+            "| whole run | status commits: {transactions:.0} transactions for {reports:.0} agents' reports ({:.1} a commit) |",
+            reports / transactions.max(1.0)
+        );
+    }
 }
 
 /// The figures known once the outcome is checked.
 pub fn print_outcome(outcome: &Outcome, rest_lags: &[Option<Duration>]) {
+    let [single, burst] = &outcome.sse_lags;
+    let all: Vec<Duration> = single.iter().chain(burst).copied().collect();
     println!(
-        "| steady | change → event stream p50 / p99 / max (ms): {} over {} sightings |",
-        quantiles(&outcome.sse_lags),
-        outcome.sse_lags.len()
+        "| steady | change → event stream p50 / p99 / max (ms): {} over {} sightings; single devices {} ({}), a site or 1 % at once {} ({}) |",
+        quantiles(&all),
+        all.len(),
+        quantiles(single),
+        single.len(),
+        quantiles(burst),
+        burst.len()
     );
     let shown: Vec<Duration> = rest_lags.iter().flatten().copied().collect();
     println!(

@@ -370,9 +370,11 @@ impl WriteTx for Transaction<'_> {
     }
 }
 
-/// Shared statements on a connection and in a transaction alike.
+/// Shared statements on a connection and in a transaction alike; `$prepared`
+/// (`|client, statement, args|`) gives the statement prepared already, when
+/// the client keeps them.
 macro_rules! query_on {
-    ($client:ty) => {
+    ($client:ty, |$on:ident, $text:ident, $args:ident| $prepared:expr) => {
         impl Query for $client {
             const NOW_MS: &'static str = NOW_MS;
             const ID_IN_LIST: &'static str = "id = ANY($1)";
@@ -380,7 +382,11 @@ macro_rules! query_on {
                 "jsonb_array_elements(CAST(CAST($1 AS TEXT) AS JSONB)) WITH ORDINALITY AS e(value, n)";
 
             async fn run(&self, statement: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-                Ok(self.execute(statement, &bind(args)).await?)
+                let ($on, $text, $args) = (self, statement, args);
+                Ok(match $prepared {
+                    Some(prepared) => self.execute(&prepared, &bind(args)).await?,
+                    None => self.execute(statement, &bind(args)).await?,
+                })
             }
 
             async fn rows<T>(
@@ -389,15 +395,44 @@ macro_rules! query_on {
                 args: &[Arg<'_>],
                 read: fn(&dyn Columns) -> Result<T, StoreError>,
             ) -> Result<Vec<T>, StoreError> {
-                let rows = self.query(statement, &bind(args)).await?;
+                let ($on, $text, $args) = (self, statement, args);
+                let rows = match $prepared {
+                    Some(prepared) => self.query(&prepared, &bind(args)).await?,
+                    None => self.query(statement, &bind(args)).await?,
+                };
                 rows.iter().map(|row| read(row)).collect()
             }
         }
     };
 }
 
-query_on!(tokio_postgres::Client);
-query_on!(Transaction<'_>);
+query_on!(tokio_postgres::Client, |_client, _statement, _args| None::<
+    tokio_postgres::Statement,
+>);
+query_on!(Transaction<'_>, |tx, statement, args| kept(
+    tx, statement, args
+)
+.await?);
+
+/// Statements a connection keeps prepared at most (each a few KiB in its
+/// server process).
+const MOST_KEPT: usize = 512;
+
+/// `statement` as the transaction's connection keeps it prepared, when it
+/// has parameters (their text is constant; statements with values written
+/// in are prepared each time), so running it again is one round trip, not
+/// two (prepare, then run). `None` once the connection keeps
+/// [`MOST_KEPT`].
+async fn kept(
+    tx: &Transaction<'_>,
+    statement: &str,
+    args: &[Arg<'_>],
+) -> Result<Option<tokio_postgres::Statement>, StoreError> {
+    if args.is_empty() || tx.statement_cache.size() >= MOST_KEPT {
+        return Ok(None);
+    }
+    Ok(Some(tx.prepare_cached(statement).await?))
+}
 
 /// `args` as tokio-postgres binds them.
 fn bind<'a>(args: &'a [Arg<'_>]) -> Vec<&'a (dyn tokio_postgres::types::ToSql + Sync)> {
