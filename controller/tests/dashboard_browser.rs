@@ -400,19 +400,27 @@ async fn a_user_logs_in_sees_devices_safely_and_logs_out_and_another_site_cannot
     assert_eq!(actions, ["logout", "login", "login.failed", "user.add"]);
 }
 
+/// Creates device `name` at `address` in site `branch-12`, under
+/// `parent`; its id.
+async fn branch_device(api: &common::Api, name: &str, address: &str, parent: Option<i64>) -> i64 {
+    let (code, device) = api
+        .post(
+            "/api/v1/devices",
+            serde_json::json!({"name": name, "address": address, "site": "branch-12",
+                               "parent_id": parent}),
+        )
+        .await;
+    assert_eq!(code, 201, "{device}");
+    device["id"].as_i64().expect("id")
+}
+
 /// A device's detail open on screen when its device goes down shows the
 /// alert that opened with it (and the form to acknowledge it), not "none
 /// open" until something else changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_that_opens_while_its_devices_detail_is_shown_appears_there() {
     let (_dir, controller, api) = with_user("olga", ward_controller::auth::Role::Operator).await;
-    let (_, atm) = api
-        .post(
-            "/api/v1/devices",
-            serde_json::json!({"name": "atm-1", "address": "198.18.1.20", "site": "branch-12"}),
-        )
-        .await;
-    let atm = atm["id"].as_i64().expect("id");
+    let atm = branch_device(&api, "atm-1", "198.18.1.20", None).await;
     let apply = |seq, status| {
         let controller = controller.clone();
         async move {
@@ -448,21 +456,8 @@ async fn an_alert_that_opens_while_its_devices_detail_is_shown_appears_there() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_acknowledges_and_plans_maintenance_from_a_devices_detail() {
     let (_dir, controller, api) = with_user("olga", ward_controller::auth::Role::Operator).await;
-    let (_, router) = api
-        .post(
-            "/api/v1/devices",
-            serde_json::json!({"name": "router-1", "address": "198.18.1.1", "site": "branch-12"}),
-        )
-        .await;
-    let router = router["id"].as_i64().expect("id");
-    let (_, atm) = api
-        .post(
-            "/api/v1/devices",
-            serde_json::json!({"name": "atm-1", "address": "198.18.1.20", "site": "branch-12",
-                               "parent_id": router}),
-        )
-        .await;
-    let atm = atm["id"].as_i64().expect("id");
+    let router = branch_device(&api, "router-1", "198.18.1.1", None).await;
+    let atm = branch_device(&api, "atm-1", "198.18.1.20", Some(router)).await;
     for (seq, (id, status)) in [(router, Status::Up), (atm, Status::Down)]
         .into_iter()
         .enumerate()
