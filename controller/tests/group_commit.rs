@@ -152,3 +152,96 @@ async fn reports_arriving_together_are_committed_together(controller: &App) {
         "{commits} commits for {reports_committed} reports"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_applies_its_reports_as_if_one_after_another_on_sqlite() {
+    let (_dir, controller) = common::sqlite_controller().await;
+    a_group_applies_its_reports_as_if_one_after_another(&controller).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_applies_its_reports_as_if_one_after_another_on_postgres() {
+    let postgres = Postgres::start().expect("start PostgreSQL");
+    let controller =
+        common::controller(&postgres.url(), ward_controller::cache::Cache::in_process()).await;
+    a_group_applies_its_reports_as_if_one_after_another(&controller).await;
+}
+
+/// A report that reads what an earlier one of its group writes sees that
+/// write: a child reported down after its parent is `unreachable`, a
+/// device reported twice ends as the later report says.
+async fn a_group_applies_its_reports_as_if_one_after_another(controller: &App) {
+    let now = ward_controller::time::now_ms();
+    let create = |name: &str, address: &str, parent: Option<i64>| {
+        let spec = DeviceSpec {
+            parent_id: parent,
+            ..DeviceSpec::new(
+                name.into(),
+                address.parse().expect("address"),
+                "branch-7".into(),
+            )
+        };
+        let inventory = controller.inventory.clone();
+        async move {
+            inventory
+                .create_device(&spec, &Actor::console(), now)
+                .await
+                .expect("device")
+                .id
+        }
+    };
+    let router = create("router-1", "198.18.7.1", None).await;
+    let atm = create("atm-1", "198.18.7.20", Some(router)).await;
+    let camera = create("camera-1", "198.18.7.30", None).await;
+    let report = |agent: &str, device, status, at| {
+        (common::transition_report(agent, device, 1, status, at), now)
+    };
+    let group = [
+        report("agent-a", router, Status::Down, now),
+        report("agent-b", atm, Status::Down, now),
+        report("agent-c", camera, Status::Up, now),
+        report("agent-d", camera, Status::Down, now + 1),
+        report("agent-a", router, Status::Down, now),
+    ];
+    let applied = controller
+        .core
+        .store
+        .apply_together(&group, &ward_controller::store::FlapPolicy::default())
+        .await
+        .expect("applied together");
+    let kinds: Vec<bool> = applied
+        .outcomes
+        .iter()
+        .map(|outcome| matches!(outcome, ApplyOutcome::Applied { .. }))
+        .collect();
+    assert_eq!(kinds, [true, true, true, true, false], "the replay refused");
+    let statuses: Vec<Status> = controller
+        .core
+        .store
+        .get_devices(&[router, atm, camera])
+        .await
+        .expect("devices")
+        .iter()
+        .map(|device| device.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [Status::Down, Status::Unreachable, Status::Down],
+        "the child saw its parent down; the camera as reported last"
+    );
+    let changes = &applied.changes;
+    assert_eq!(changes.changed, [router, atm, camera]);
+    assert_eq!(
+        changes.previous,
+        [Status::Unknown, Status::Unknown, Status::Unknown],
+        "each device once, with its status before the group"
+    );
+    assert!(changes.version.is_some());
+    let alerts = controller.core.store.alerts(true).await.expect("alerts");
+    let alerted: HashSet<Option<i64>> = alerts.iter().map(|alert| alert.device_id).collect();
+    assert_eq!(
+        alerted,
+        HashSet::from([Some(router), Some(camera)]),
+        "no alert for the unreachable child"
+    );
+}
