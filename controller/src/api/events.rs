@@ -81,9 +81,12 @@ pub async fn stream(
                 if change.version.is_some_and(|v| v <= replayed_to) {
                     return None;
                 }
-                let mut device = device_json(&change.device, &maintenance.open_windows());
-                device["previous_status"] = change.previous.as_str().into();
-                let event = Event::default().event("status").data(device.to_string());
+                let data = change.encoded.get_or_init(|| {
+                    let mut device = device_json(&change.device, &maintenance.open_windows());
+                    device["previous_status"] = change.previous.as_str().into();
+                    device.to_string()
+                });
+                let event = Event::default().event("status").data(data);
                 match change.version {
                     Some(version) if change.closes_version => event.id(version.to_string()),
                     _ => event,

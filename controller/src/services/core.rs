@@ -123,11 +123,12 @@ impl Core {
         let last = devices.len().saturating_sub(1);
         for (index, device) in devices.into_iter().enumerate() {
             let previous = before.get(&device.id).copied().unwrap_or(Status::Unknown);
-            self.live.send(LiveEvent::Status(Box::new(StatusEvent {
+            self.live.send(LiveEvent::Status(Arc::new(StatusEvent {
                 device,
                 previous,
                 version: changes.version,
                 closes_version: index == last,
+                encoded: std::sync::OnceLock::new(),
             })));
         }
     }

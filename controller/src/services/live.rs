@@ -4,6 +4,8 @@
 //! workers look at the outbox, links re-check revoked certificates), and
 //! the shutdown signal that ends long-lived streams.
 
+use std::sync::{Arc, OnceLock};
+
 use tokio::sync::{broadcast, watch};
 
 use crate::store::{Device, Status};
@@ -23,13 +25,17 @@ pub struct StatusEvent {
     /// The last change of that version: a client that saw it has seen
     /// every change up to the version (the event stream's `id:`).
     pub closes_version: bool,
+    /// Its event-stream `data:`, encoded by the first subscriber that
+    /// sends it and shared by every other (fifty dashboards do not encode
+    /// each change fifty times).
+    pub encoded: OnceLock<String>,
 }
 
 /// What live subscribers (SSE, gRPC `WatchStatus`) receive.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LiveEvent {
-    /// A committed status change.
-    Status(Box<StatusEvent>),
+    /// A committed status change, one for every subscriber.
+    Status(Arc<StatusEvent>),
     /// Changes were committed that could not be published one by one:
     /// reload the lists.
     Resync,
