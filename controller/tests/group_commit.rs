@@ -237,6 +237,32 @@ async fn a_group_applies_its_reports_as_if_one_after_another(controller: &App) {
         "each device once, with its status before the group"
     );
     assert!(changes.version.is_some());
+    // Each change recorded as by the agent whose report made it.
+    let history = controller
+        .core
+        .store
+        .history(&ward_controller::store::HistoryFilter {
+            site: Some("branch-7".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("history");
+    let mut recorded: Vec<(i64, &str, &str)> = history
+        .changes
+        .iter()
+        .map(|change| (change.device_id, change.to.as_str(), change.agent.as_str()))
+        .collect();
+    recorded.sort();
+    let mut expected = vec![
+        (router, "down", "agent-a"),
+        // Its parent's report made it unreachable already.
+        (atm, "unreachable", "agent-a"),
+        (camera, "up", "agent-c"),
+        (camera, "down", "agent-d"),
+    ];
+    expected.sort();
+    assert_eq!(recorded, expected, "who reported each change");
     let alerts = controller.core.store.alerts(true).await.expect("alerts");
     let alerted: HashSet<Option<i64>> = alerts.iter().map(|alert| alert.device_id).collect();
     assert_eq!(

@@ -14,7 +14,7 @@ use super::model::{ApplyOutcome, Ignored, StatusChanges, TransitionReport};
 use super::operations::next_version;
 use super::ownership;
 use super::plan::{CurrentDevice, Plan, plan};
-use super::plan_execution;
+use super::plan_execution::{self, Planned};
 use super::tx::WriteTx;
 
 /// A report and the time it is applied at.
@@ -39,8 +39,9 @@ pub struct AppliedTogether {
 /// time cannot deadlock. The reports go in waves, each as far as the next
 /// report that touches what one before it in the wave touches; within a
 /// wave each step of every report goes at once (on PostgreSQL pipelined on
-/// the connection: a wave of 256 single-device reports is a few round
-/// trips, not a thousand).
+/// the connection) and their plans are executed together, each set of
+/// rows in one statement: a wave of 256 single-device reports is a few
+/// round trips and a handful of writes, not a thousand.
 pub(super) async fn apply_together(
     tx: &impl WriteTx,
     reports: &[Received],
@@ -91,13 +92,16 @@ pub(super) async fn apply_together(
             .iter()
             .map(|p| plan(&p.report, p.current.as_ref().unwrap_or(&none), flapping))
             .collect();
-        let executed = try_join_all(
-            pending
-                .iter()
-                .zip(&plans)
-                .map(|(p, plan)| plan_execution::execute(tx, plan, &p.report.agent_id, p.now_ms)),
-        )
-        .await?;
+        let planned: Vec<Planned<'_>> = pending
+            .iter()
+            .zip(&plans)
+            .map(|(p, plan)| Planned {
+                plan,
+                actor: &p.report.agent_id,
+                now_ms: p.now_ms,
+            })
+            .collect();
+        let executed = plan_execution::execute_together(tx, &planned).await?;
         let touched: HashSet<Touched> = pending.iter().flat_map(Pending::touches).collect();
         for ((p, plan), executed) in pending.into_iter().zip(plans).zip(executed) {
             changed_something |= !executed.changed_nothing();

@@ -4,7 +4,8 @@
 //! [`Plan::device_rows`]), every event in one `INSERT`, device alerts in
 //! one statement per kind and round ([`Plan::alert_rounds`]), and the
 //! notifications of the alerts each opened, resolved or updated in one
-//! more. On
+//! more. Plans of distinct devices (a wave of a group of reports) go
+//! together, each set of rows of them all in one statement. On
 //! PostgreSQL the independent parts are pipelined on the connection: a
 //! 10,000-device outage is a handful of statements.
 
@@ -17,6 +18,7 @@ use super::sql;
 use super::tx::Query;
 
 /// What executing a plan wrote.
+#[derive(Default)]
 pub(super) struct Executed {
     /// The devices whose status it wrote (for `operations::data_changed`).
     pub status_written: Vec<i64>,
@@ -31,6 +33,14 @@ impl Executed {
     }
 }
 
+/// A plan to execute, its events recorded as by `actor`, its
+/// notifications due at `now_ms`.
+pub(super) struct Planned<'a> {
+    pub plan: &'a Plan,
+    pub actor: &'a str,
+    pub now_ms: i64,
+}
+
 /// Executes every write of `plan`, events recorded as by `actor`.
 pub(super) async fn execute<T: Query + ?Sized>(
     tx: &T,
@@ -38,11 +48,39 @@ pub(super) async fn execute<T: Query + ?Sized>(
     actor: &str,
     now_ms: i64,
 ) -> Result<Executed, StoreError> {
-    let rows = plan.device_rows();
-    let devices = write_device_rows(tx, &rows);
-    let events = insert_events(tx, plan, actor);
+    let planned = Planned {
+        plan,
+        actor,
+        now_ms,
+    };
+    let mut executed = execute_together(tx, std::slice::from_ref(&planned)).await?;
+    Ok(executed.pop().unwrap_or_default())
+}
+
+/// Executes plans of distinct devices and agents together, each set of
+/// rows of them all in one statement (a wave of a group of reports:
+/// 256 reports are a handful of statements, not a thousand); what each
+/// wrote, in order. Their notifications are due at the latest `now_ms`.
+pub(super) async fn execute_together<T: Query + ?Sized>(
+    tx: &T,
+    plans: &[Planned<'_>],
+) -> Result<Vec<Executed>, StoreError> {
+    let rows: Vec<Vec<DeviceRow>> = plans.iter().map(|p| p.plan.device_rows()).collect();
+    let every_row: Vec<&DeviceRow> = rows.iter().flatten().collect();
+    let now_ms = plans.iter().map(|p| p.now_ms).max().unwrap_or_default();
+    let devices = write_device_rows(tx, &every_row);
+    let events = insert_events(tx, plans);
     let device_alerts = async {
-        for round in plan.alert_rounds() {
+        let rounds: Vec<Vec<Vec<&Write>>> = plans.iter().map(|p| p.plan.alert_rounds()).collect();
+        let most = rounds.iter().map(Vec::len).max().unwrap_or_default();
+        for k in 0..most {
+            // Each plan's k-th round, at most one write a device.
+            let round: Vec<&Write> = rounds
+                .iter()
+                .filter_map(|plan| plan.get(k))
+                .flatten()
+                .copied()
+                .collect();
             futures_util::try_join!(
                 open_alerts(tx, &round, now_ms),
                 resolve_alerts(tx, &round, now_ms),
@@ -51,17 +89,24 @@ pub(super) async fn execute<T: Query + ?Sized>(
         }
         Ok::<_, StoreError>(())
     };
-    let agent_alerts = futures_util::future::try_join_all(
-        plan.writes
-            .iter()
-            .map(|write| execute_agent_alert(tx, write, now_ms)),
-    );
+    let agent_alerts = futures_util::future::try_join_all(plans.iter().map(|p| {
+        futures_util::future::try_join_all(
+            p.plan
+                .writes
+                .iter()
+                .map(|write| execute_agent_alert(tx, write, p.now_ms)),
+        )
+    }));
     let (_, _, _, agent_alerts) =
         futures_util::try_join!(devices, events, device_alerts, agent_alerts)?;
-    Ok(Executed {
-        status_written: rows.iter().map(|row| row.device_id).collect(),
-        agent_alerts: agent_alerts.into_iter().sum(),
-    })
+    Ok(rows
+        .iter()
+        .zip(agent_alerts)
+        .map(|(rows, alerts)| Executed {
+            status_written: rows.iter().map(|row| row.device_id).collect(),
+            agent_alerts: alerts.into_iter().sum(),
+        })
+        .collect())
 }
 
 /// Column `index` of the JSON rows, as SQL type `ty`.
@@ -72,7 +117,7 @@ fn column(index: usize, ty: &str) -> String {
 /// Every device row of a plan in one `UPDATE … FROM` the JSON rows.
 async fn write_device_rows<T: Query + ?Sized>(
     tx: &T,
-    rows: &[DeviceRow],
+    rows: &[&DeviceRow],
 ) -> Result<(), StoreError> {
     if rows.is_empty() {
         return Ok(());
@@ -125,30 +170,29 @@ async fn write_device_rows<T: Query + ?Sized>(
     Ok(())
 }
 
-/// Every event of a plan in one `INSERT … SELECT`, in the plan's order.
-async fn insert_events<T: Query + ?Sized>(
-    tx: &T,
-    plan: &Plan,
-    actor: &str,
-) -> Result<(), StoreError> {
-    let events: Vec<Value> = plan
-        .writes
+/// Every event of `plans` in one `INSERT … SELECT`, in their order, each
+/// recorded as by its plan's actor.
+async fn insert_events<T: Query + ?Sized>(tx: &T, plans: &[Planned<'_>]) -> Result<(), StoreError> {
+    let events: Vec<Value> = plans
         .iter()
-        .filter_map(|write| match write {
-            Write::InsertEvent {
-                device_id,
-                previous,
-                status,
-                at_ms,
-                reason,
-            } => Some(json!([
-                device_id,
-                previous.as_str(),
-                status.as_str(),
-                at_ms,
-                reason
-            ])),
-            _ => None,
+        .flat_map(|p| {
+            p.plan.writes.iter().filter_map(|write| match write {
+                Write::InsertEvent {
+                    device_id,
+                    previous,
+                    status,
+                    at_ms,
+                    reason,
+                } => Some(json!([
+                    device_id,
+                    previous.as_str(),
+                    status.as_str(),
+                    at_ms,
+                    reason,
+                    p.actor
+                ])),
+                _ => None,
+            })
         })
         .collect();
     if events.is_empty() {
@@ -156,17 +200,17 @@ async fn insert_events<T: Query + ?Sized>(
     }
     let statement = format!(
         "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \
-         SELECT {}, {}, {}, {}, $2, {} FROM {} ORDER BY e.n",
+         SELECT {}, {}, {}, {}, {}, {} FROM {} ORDER BY e.n",
         column(0, "BIGINT"),
         column(1, "TEXT"),
         column(2, "TEXT"),
         column(3, "BIGINT"),
+        column(5, "TEXT"),
         column(4, "TEXT"),
         T::JSON_ELEMENTS
     );
     let events = Value::from(events).to_string();
-    tx.run(&statement, &[Arg::Text(&events), Arg::Text(actor)])
-        .await?;
+    tx.run(&statement, &[Arg::Text(&events)]).await?;
     Ok(())
 }
 
