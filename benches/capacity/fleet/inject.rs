@@ -44,7 +44,7 @@ pub struct Injected {
 /// The controller's and the database's CPU and memory at one moment.
 #[derive(Clone, Copy, Debug)]
 pub struct Resources {
-    /// The controller.
+    /// The controllers, summed.
     pub controller: watch::Usage,
     /// PostgreSQL's processes (zero on SQLite).
     pub postgres: watch::Usage,
@@ -52,9 +52,9 @@ pub struct Resources {
 
 impl Resources {
     /// Now.
-    pub fn sample(controller: u32, postgres: Option<u32>) -> anyhow::Result<Self> {
+    pub fn sample(controllers: &[u32], postgres: Option<u32>) -> anyhow::Result<Self> {
         Ok(Self {
-            controller: watch::usage(controller, false)?,
+            controller: watch::usage_of_all(controllers)?,
             postgres: postgres
                 .map_or(Ok(watch::Usage::default()), |pid| watch::usage(pid, true))?,
         })
@@ -124,7 +124,7 @@ impl Injector<'_> {
         self.set(agent, vec![device], true, false)?;
         if self.changes.len().is_multiple_of(FOLLOW_EVERY) {
             self.followers
-                .spawn(follow(self.world.api.clone(), device, Instant::now()));
+                .spawn(follow(self.world.any_api().clone(), device, Instant::now()));
         }
         Ok(())
     }

@@ -10,8 +10,12 @@
 //!
 //! ```text
 //! ward-capacity fleet [--agents 1000] [--devices 200] [--churn 50]
-//!     [--report-period 10] [--steady 60] [--sse 50] [--sqlite]
+//!     [--report-period 10] [--steady 60] [--sse 50] [--controllers 1] [--sqlite]
 //! ```
+//!
+//! With several controllers (PostgreSQL only) the agents' links, the
+//! event clients and the REST calls are spread over them in turn, and the
+//! controllers' CPU and memory are their sum.
 #![allow(
     clippy::disallowed_types,
     reason = "the harness's watchers share their logs under a mutex, far from any probe path"
@@ -50,6 +54,8 @@ pub struct Params {
     pub steady: Duration,
     /// Event-stream clients.
     pub sse_clients: usize,
+    /// Controller processes sharing the status database.
+    pub controllers: usize,
     /// SQLite instead of PostgreSQL.
     pub sqlite: bool,
 }
@@ -64,6 +70,7 @@ impl Params {
             report_period: Duration::from_secs(10),
             steady: Duration::from_secs(60),
             sse_clients: 50,
+            controllers: 1,
             sqlite: false,
         };
         while let Some(name) = args.next() {
@@ -86,14 +93,19 @@ impl Params {
                 "--report-period" => params.report_period = Duration::from_secs_f64(number()?),
                 "--steady" => params.steady = Duration::from_secs_f64(number()?),
                 "--sse" => params.sse_clients = number()? as usize,
+                "--controllers" => params.controllers = number()? as usize,
                 other => anyhow::bail!(
-                    "unknown option `{other}`: --agents, --devices, --churn, --report-period, --steady, --sse, --sqlite"
+                    "unknown option `{other}`: --agents, --devices, --churn, --report-period, --steady, --sse, --controllers, --sqlite"
                 ),
             }
         }
         anyhow::ensure!(
-            params.agents > 0 && params.devices > 0 && params.churn > 0.0,
-            "agents, devices and churn must be positive"
+            params.agents > 0 && params.devices > 0 && params.churn > 0.0 && params.controllers > 0,
+            "agents, devices, churn and controllers must be positive"
+        );
+        anyhow::ensure!(
+            params.controllers == 1 || !params.sqlite,
+            "several controllers share one PostgreSQL: --controllers needs PostgreSQL, not --sqlite"
         );
         Ok(params)
     }
@@ -118,12 +130,12 @@ struct Watchers {
 
 impl Watchers {
     /// REST clients timing calls from now on.
-    fn start(api: &Api, params: &Params, devices: Vec<u64>) -> Self {
+    fn start(apis: &[Api], params: &Params, devices: Vec<u64>) -> Self {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         let timings = Arc::new(Mutex::new(Default::default()));
         tasks.spawn(watch::time_calls(
-            api.clone(),
+            apis.to_vec(),
             params.agents,
             devices,
             Arc::clone(&timings),
@@ -137,11 +149,12 @@ impl Watchers {
         }
     }
 
-    /// `clients` event-stream clients from now on (after the cold start:
-    /// its whole fleet coming up at once is more changes than a stream
-    /// buffers, and a client is told to resync, as the dashboard is).
-    fn follow_events(&mut self, api: &Api, clients: usize) {
-        for _ in 0..clients {
+    /// `clients` event-stream clients from now on, spread over `apis` in
+    /// turn (after the cold start: its whole fleet coming up at once is
+    /// more changes than a stream buffers, and a client is told to
+    /// resync, as the dashboard is).
+    fn follow_events(&mut self, apis: &[Api], clients: usize) {
+        for api in apis.iter().cycle().take(clients) {
             let log = Arc::new(Mutex::new(Vec::new()));
             let stopped = self.stop.subscribe();
             self.tasks
@@ -188,11 +201,11 @@ impl Watchers {
 
 pub async fn run(params: Params) -> anyhow::Result<()> {
     let world = setup::build(&params).await?;
-    let controller_pid = world.controller.0.id();
+    let controller_pids: Vec<u32> = world.controllers.iter().map(|c| c.0.id()).collect();
     let postgres_pid = world.postgres.as_ref().and_then(|p| p.pid());
     let every_device: Vec<u64> = world.agents.iter().flat_map(|(_, d)| d.clone()).collect();
-    let idle_memory = watch::usage(controller_pid, false)?.memory;
-    let mut watchers = Watchers::start(&world.api, &params, every_device.clone());
+    let idle_memory = watch::usage_of_all(&controller_pids)?.memory;
+    let mut watchers = Watchers::start(&world.apis, &params, every_device.clone());
 
     // Cold start: every agent at once.
     let tally = Arc::new(Tally::default());
@@ -203,34 +216,34 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     let mut orders = Vec::with_capacity(world.agents.len());
     let mut fleet = tokio::task::JoinSet::new();
     let started = Instant::now();
-    for (id, devices) in &world.agents {
+    for (index, (id, devices)) in world.agents.iter().enumerate() {
         let (sender, receiver) = mpsc::unbounded_channel();
         orders.push(sender);
         let sim = SimAgent {
-            settings: agent_settings(&world, id),
+            settings: agent_settings(&world, index, id),
             devices: devices.clone(),
             cadence: cadence.clone(),
             tally: Arc::clone(&tally),
         };
         fleet.spawn(sim.run(receiver));
     }
-    let curve = report::cold_start_curve(&world.api, params.total(), started).await?;
+    let curve = report::cold_start_curve(world.api(), params.total(), started).await?;
     let cold_timings = watchers.take_timings();
-    let cold_memory = watch::usage(controller_pid, false)?.memory;
+    let cold_memory = watch::usage_of_all(&controller_pids)?.memory;
     report::print_cold(&params, &curve, &cold_timings, (idle_memory, cold_memory));
-    watchers.follow_events(&world.api, params.sse_clients);
+    watchers.follow_events(&world.apis, params.sse_clients);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Steady: churn and outages, measured from end to end.
-    let before = inject::Resources::sample(controller_pid, postgres_pid)?;
+    let before = inject::Resources::sample(&controller_pids, postgres_pid)?;
     let steady_started = Instant::now();
     let injections = inject::run(&params, &world, &orders).await?;
-    let after = inject::Resources::sample(controller_pid, postgres_pid)?;
+    let after = inject::Resources::sample(&controller_pids, postgres_pid)?;
     let steady_timings = watchers.take_timings();
     // A build before group commit does not count its commits.
     let commits = match (
-        world.api.metric("ward_report_commits_total").await,
-        world.api.metric("ward_reports_committed_total").await,
+        world.metric_sum("ward_report_commits_total").await,
+        world.metric_sum("ward_reports_committed_total").await,
     ) {
         (Ok(transactions), Ok(reports)) => Some((transactions, reports)),
         _ => None,
@@ -261,10 +274,15 @@ pub async fn run(params: Params) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn agent_settings(world: &setup::World, id: &str) -> ward_agent::run::RunSettings {
+/// Agent `index`'s settings: it links to controller `index` modulo their
+/// number first, the others after it in turn (as `controllers = [...]`).
+fn agent_settings(world: &setup::World, index: usize, id: &str) -> ward_agent::run::RunSettings {
     let d = world.dir.path();
+    let mut controllers = world.grpc_urls.clone();
+    let first = index % controllers.len();
+    controllers.rotate_left(first);
     ward_agent::run::RunSettings {
-        controllers: vec![world.grpc_url.clone()],
+        controllers,
         agent_id: id.to_owned(),
         site: String::new(),
         spool_dir: agent::spool_dir(d, id),

@@ -93,7 +93,7 @@ pub async fn check(
             let Some(lag) = lag else {
                 // What the controller recorded of the device says why.
                 let (history, _) = world
-                    .api
+                    .api()
                     .get(&format!(
                         "/api/v1/history?device={}&limit=10",
                         change.device_id
@@ -111,7 +111,11 @@ pub async fn check(
         }
     }
     anyhow::ensure!(rejected == 0, "the controller rejected {rejected} entries");
-    let backlog = spool_drained(&world.api).await?;
+    let mut backlog = (0.0, Duration::ZERO);
+    for api in &world.apis {
+        let (rows, took) = spool_drained(api).await?;
+        backlog = (backlog.0 + rows, backlog.1.max(took));
+    }
     let acked = tally.statistics_acked.load(Ordering::Relaxed);
     let stored = statistics_stored(world, acked).await?;
     anyhow::ensure!(
@@ -152,7 +156,7 @@ async fn spool_drained(api: &Api) -> anyhow::Result<(f64, Duration)> {
 pub async fn ended_all_up(world: &World, params: &Params) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (summary, _) = world.api.get("/api/v1/summary").await?;
+        let (summary, _) = world.api().get("/api/v1/summary").await?;
         if summary["up"].as_u64() == Some(params.total()) {
             return Ok(());
         }
@@ -224,9 +228,10 @@ pub fn print_cold(
     let total = params.total();
     let all_up = curve.last().map_or(0.0, |(t, _)| *t);
     println!(
-        "fleet: {} agents × {} devices = {total} on {}, churn {}/s, statistics every {:?}, {} event clients",
+        "fleet: {} agents × {} devices = {total}, {} controller(s) on {}, churn {}/s, statistics every {:?}, {} event clients",
         params.agents,
         params.devices,
+        params.controllers,
         if params.sqlite {
             "SQLite"
         } else {
@@ -246,7 +251,7 @@ pub fn print_cold(
         p99s(timings)
     );
     println!(
-        "| cold start | controller memory (PSS) {:.0} MiB idle → {:.0} MiB with every agent connected ({:.1} KiB per device) |",
+        "| cold start | controllers' memory (PSS, summed) {:.0} MiB idle → {:.0} MiB with every agent connected ({:.1} KiB per device) |",
         mib(idle_memory),
         mib(cold_memory),
         (cold_memory.saturating_sub(idle_memory)) as f64 / 1024.0 / total as f64
@@ -275,7 +280,7 @@ pub fn print_steady(
         .unwrap_or(100) as f64;
     let cores = |a: u64, b: u64| (b - a) as f64 / ticks / span.as_secs_f64();
     println!(
-        "| steady | controller {:.2} cores, {:.0} MiB; PostgreSQL {:.2} cores, {:.0} MiB (PSS) |",
+        "| steady | controllers (summed) {:.2} cores, {:.0} MiB; PostgreSQL {:.2} cores, {:.0} MiB (PSS) |",
         cores(before.controller.ticks, after.controller.ticks),
         mib(after.controller.memory),
         cores(before.postgres.ticks, after.postgres.ticks),

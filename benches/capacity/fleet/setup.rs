@@ -1,8 +1,8 @@
 //! The fleet's world: a private PostgreSQL (or a SQLite file) and
 //! VictoriaMetrics, a CA with a certificate per agent, the inventory
 //! written before the controller starts (setting up is not measured), and
-//! the release `ward-controller` as its own process with mTLS on gRPC and
-//! TLS on REST, as deployed.
+//! the release `ward-controller` (one or several, sharing the database) as
+//! its own process with mTLS on gRPC and TLS on REST, as deployed.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -20,19 +20,19 @@ use super::{Params, site_name};
 
 /// Everything the run needs, removed when dropped.
 pub struct World {
-    /// The controller process (first: it is stopped before what it uses
-    /// goes away).
-    pub controller: Controller,
+    /// The controller processes (first: they are stopped before what they
+    /// use goes away).
+    pub controllers: Vec<Controller>,
     /// Certificates, the controller's configuration and the spools.
     pub dir: tempfile::TempDir,
     /// The status database's server (none on SQLite).
     pub postgres: Option<Postgres>,
     /// Where the controller writes statistics.
     pub victoria_metrics: VictoriaMetrics,
-    /// REST as an admin.
-    pub api: Api,
-    /// The controller's gRPC URL.
-    pub grpc_url: String,
+    /// REST as an admin, one client per controller.
+    pub apis: Vec<Api>,
+    /// The controllers' gRPC URLs, in the same order.
+    pub grpc_urls: Vec<String>,
     /// Each agent's id and its devices' ids (ascending).
     pub agents: Vec<(String, Vec<u64>)>,
 }
@@ -95,48 +95,81 @@ pub async fn build(params: &Params) -> anyhow::Result<World> {
         params.devices,
         started.elapsed().as_secs_f64()
     );
-    let http = ward_testkit::ports::free_loopback_port()?;
-    let grpc = ward_testkit::ports::free_loopback_port()?;
-    let config = dir.path().join("controller.toml");
-    let d = dir.path().display();
-    std::fs::write(
-        &config,
-        format!(
-            "listen_http = \"127.0.0.1:{http}\"\nlisten_grpc = \"127.0.0.1:{grpc}\"\n\
-             database = \"{database}\"\nvictoria_metrics = \"{vm}\"\n\
-             tsdb_spool_dir = \"{d}/tsdb-spool\"\ntls_cert = \"{d}/controller.pem\"\n\
-             tls_key = \"{d}/controller.key\"\ntls_client_ca = \"{d}/ca.pem\"\n",
-            vm = victoria_metrics.url(),
-        ),
-    )?;
-    let token = admin_token(&config)?;
-    // Outside the work directory: kept after the run, to read when it fails.
-    let log =
-        std::env::temp_dir().join(format!("ward-fleet-controller-{}.log", std::process::id()));
-    eprintln!("fleet: the controller logs to {}", log.display());
-    let controller = start_controller(&config, &log)?;
-    let api = Api::new(
-        format!("https://127.0.0.1:{http}"),
-        &dir.path().join("ca.pem"),
-        token,
-    )?;
+    let mut token = None;
+    let (mut controllers, mut apis, mut grpc_urls) = (Vec::new(), Vec::new(), Vec::new());
+    for index in 0..params.controllers {
+        let http = ward_testkit::ports::free_loopback_port()?;
+        let grpc = ward_testkit::ports::free_loopback_port()?;
+        let config = dir.path().join(format!("controller-{index}.toml"));
+        let d = dir.path().display();
+        std::fs::write(
+            &config,
+            format!(
+                "listen_http = \"127.0.0.1:{http}\"\nlisten_grpc = \"127.0.0.1:{grpc}\"\n\
+                 database = \"{database}\"\nvictoria_metrics = \"{vm}\"\n\
+                 tsdb_spool_dir = \"{d}/tsdb-spool-{index}\"\ntls_cert = \"{d}/controller.pem\"\n\
+                 tls_key = \"{d}/controller.key\"\ntls_client_ca = \"{d}/ca.pem\"\n",
+                vm = victoria_metrics.url(),
+            ),
+        )?;
+        let token = match &token {
+            Some(token) => String::clone(token),
+            None => token.insert(admin_token(&config)?).clone(),
+        };
+        // Outside the work directory: kept after the run, to read when it fails.
+        let log = std::env::temp_dir().join(format!(
+            "ward-fleet-controller-{}-{index}.log",
+            std::process::id()
+        ));
+        eprintln!("fleet: controller {index} logs to {}", log.display());
+        controllers.push(start_controller(&config, &log)?);
+        apis.push(Api::new(
+            format!("https://127.0.0.1:{http}"),
+            &dir.path().join("ca.pem"),
+            token,
+        )?);
+        grpc_urls.push(format!("https://127.0.0.1:{grpc}"));
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while api.get("/api/v1/summary").await.is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the controller did not answer in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for api in &apis {
+        while api.get("/api/v1/summary").await.is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "a controller did not answer in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     Ok(World {
         dir,
         postgres,
         victoria_metrics,
-        controller,
-        api,
-        grpc_url: format!("https://127.0.0.1:{grpc}"),
+        controllers,
+        apis,
+        grpc_urls,
         agents,
     })
+}
+
+impl World {
+    /// REST on the first controller.
+    pub fn api(&self) -> &Api {
+        &self.apis[0]
+    }
+
+    /// REST on a controller picked at random.
+    pub fn any_api(&self) -> &Api {
+        &self.apis[fastrand::usize(..self.apis.len())]
+    }
+
+    /// The sum of the counter `name` over every controller.
+    pub async fn metric_sum(&self, name: &str) -> anyhow::Result<f64> {
+        let mut sum = 0.0;
+        for api in &self.apis {
+            sum += api.metric(name).await?;
+        }
+        Ok(sum)
+    }
 }
 
 /// Registers every agent and writes its devices, through the controller's

@@ -149,17 +149,21 @@ impl Timings {
 /// The REST calls timed, as an operator's and the dashboard's.
 pub const CALLS: [&str; 4] = ["summary", "a site's devices", "a page of 500", "one device"];
 
-/// Calls [`CALLS`] in turn until `stop`, each kind timed into `timings`;
-/// `sites` and `devices` pick which site and device.
+/// Calls [`CALLS`] in turn until `stop`, each round on the next of
+/// `apis`, each kind timed into `timings`; `sites` and `devices` pick
+/// which site and device.
 pub async fn time_calls(
-    api: Api,
+    apis: Vec<Api>,
     sites: usize,
     devices: Vec<u64>,
     timings: Arc<Mutex<[Timings; 4]>>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let mut cursor: Option<String> = None;
-    while !*stop.borrow() {
+    for api in apis.iter().cycle() {
+        if *stop.borrow() {
+            break;
+        }
         let site = fastrand::usize(..sites);
         let device = devices[fastrand::usize(..devices.len())];
         let page = match &cursor {
@@ -193,6 +197,17 @@ pub struct Usage {
     /// page divided among the processes sharing it (PostgreSQL's shared
     /// buffers are counted once across its processes, not once each).
     pub memory: u64,
+}
+
+/// The sum of `pids`' usages (several controllers).
+pub fn usage_of_all(pids: &[u32]) -> anyhow::Result<Usage> {
+    let mut total = Usage::default();
+    for &pid in pids {
+        let usage = usage(pid, false)?;
+        total.ticks += usage.ticks;
+        total.memory += usage.memory;
+    }
+    Ok(total)
 }
 
 /// `pid` and (with `children`) its direct children, from `/proc`.
