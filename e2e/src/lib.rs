@@ -744,13 +744,7 @@ impl Deployment {
             .rest
             .post("/api/v1/devices/import", &Value::Array(devices));
         assert_eq!(code, 201, "import: {body}");
-        let (_, listed) = self.rest.get(&format!("/api/v1/devices?site={site}"));
-        let mut ids: Vec<i64> = listed
-            .as_array()
-            .expect("device list")
-            .iter()
-            .map(|device| device["id"].as_i64().expect("id"))
-            .collect();
+        let mut ids = self.device_ids(&format!("site={site}"));
         // Imported in address order, so ids ascend with the addresses.
         ids.sort_unstable();
         ids
@@ -778,11 +772,29 @@ impl Deployment {
 
     /// Ids of the devices whose status is `status`.
     pub fn devices_with_status(&self, status: &str) -> Vec<i64> {
-        let (_, devices) = self.rest.get(&format!("/api/v1/devices?status={status}"));
-        devices
-            .as_array()
-            .map(|devices| devices.iter().filter_map(|d| d["id"].as_i64()).collect())
-            .unwrap_or_default()
+        self.device_ids(&format!("status={status}"))
+    }
+
+    /// Ids of the devices `filter` (`site=…`, `status=…`) selects, read
+    /// page by page (an unpaged list of more than 20,000 is refused).
+    pub fn device_ids(&self, filter: &str) -> Vec<i64> {
+        let mut ids = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let path = format!("/api/v1/devices?{filter}&limit=5000{cursor}");
+            let (code, page) = self.rest.get(&path);
+            assert_eq!(code, 200, "{path}: {page}");
+            let devices = page["devices"].as_array().expect("a page of devices");
+            ids.extend(
+                devices
+                    .iter()
+                    .map(|device| device["id"].as_i64().expect("id")),
+            );
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => return ids,
+            }
+        }
     }
 
     /// The address of device `id`.
