@@ -100,6 +100,40 @@ impl Cluster {
     }
 }
 
+/// The most changes of one other controller's commit read back from the
+/// event log for live subscribers; beyond, they are told to resync.
+const MOST_READ_BACK: i64 = 20_000;
+
+/// Another controller's commit that changed too many devices to name in
+/// its announcement (a group of agents' reports, a site's outage): its
+/// changes are read from the event log and sent to live subscribers like
+/// any other; only a commit of more than [`MOST_READ_BACK`] (or a failed
+/// read) makes them resync.
+async fn broadcast_logged(core: &Core, version: i64) {
+    match core.store.changes_at(version, MOST_READ_BACK + 1).await {
+        Ok(logged) if i64::try_from(logged.len()).unwrap_or(i64::MAX) <= MOST_READ_BACK => {
+            let mut changes = crate::store::StatusChanges {
+                version: Some(version),
+                ..Default::default()
+            };
+            let mut seen = std::collections::HashSet::new();
+            for change in logged {
+                // A device changed twice in the commit: its first previous.
+                if seen.insert(change.device_id) {
+                    changes.changed.push(change.device_id);
+                    changes.previous.push(change.previous);
+                }
+            }
+            core.broadcast(&changes).await;
+        }
+        Ok(_) => core.live.send(LiveEvent::Resync),
+        Err(error) => {
+            tracing::warn!(%error, version, "another controller's changes could not be read from the event log; live subscribers told to resync");
+            core.live.send(LiveEvent::Resync);
+        }
+    }
+}
+
 /// Hands the status changes other controllers on the database commit to
 /// this one's live subscribers (SSE, `WatchStatus`) until `shutdown`; a
 /// lost listening connection is opened again after a second, and the
@@ -131,7 +165,7 @@ pub async fn follow_other_controllers(
                     }
                     match announced.what {
                         Announcement::Changes(changes) => core.broadcast(&changes).await,
-                        Announcement::Resync(_) => core.live.send(LiveEvent::Resync),
+                        Announcement::Resync(version) => broadcast_logged(&core, version).await,
                         Announcement::Inventory => core.live.inventory_changed(),
                     }
                 }

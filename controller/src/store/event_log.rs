@@ -29,9 +29,30 @@ pub(super) async fn since<T: Query>(
     version: i64,
     limit: i64,
 ) -> Result<Vec<LoggedChange>, StoreError> {
+    logged(tx, "version > $1", version, limit).await
+}
+
+/// The changes committed at `version` (one transaction's), in order, at
+/// most `limit`.
+pub(super) async fn at<T: Query>(
+    tx: &T,
+    version: i64,
+    limit: i64,
+) -> Result<Vec<LoggedChange>, StoreError> {
+    logged(tx, "version = $1", version, limit).await
+}
+
+async fn logged<T: Query>(
+    tx: &T,
+    condition: &str,
+    version: i64,
+    limit: i64,
+) -> Result<Vec<LoggedChange>, StoreError> {
     tx.rows(
-        "SELECT version, device_id, previous, status FROM status_events \
-         WHERE version > $1 ORDER BY version, id LIMIT $2",
+        &format!(
+            "SELECT version, device_id, previous, status FROM status_events \
+             WHERE {condition} ORDER BY version, id LIMIT $2"
+        ),
         &[Arg::Int(version), Arg::Int(limit)],
         |row| {
             Ok(LoggedChange {

@@ -76,6 +76,15 @@ impl Store {
     ) -> Result<Vec<LoggedChange>, StoreError> {
         on_connection!(self, |tx| event_log::since(tx, version, limit))
     }
+    /// The status changes one transaction committed at data version
+    /// `version`, at most `limit`.
+    pub async fn changes_at(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<LoggedChange>, StoreError> {
+        on_connection!(self, |tx| event_log::at(tx, version, limit))
+    }
     /// Every agent some controller heard, with how long ago (by the
     /// database's clock).
     pub async fn heard_agents(&self) -> Result<Vec<HeardAgent>, StoreError> {
