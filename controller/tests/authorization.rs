@@ -27,7 +27,7 @@ async fn every_route_requires_its_declared_role() {
     let principals = common::principals(&controller).await;
     let routes = ward_controller::api::routes(Access::Open);
     let declared = routes.declared();
-    assert_eq!(declared.len(), 46, "{declared:?}");
+    assert_eq!(declared.len(), 48, "{declared:?}");
     for route in declared {
         let path = route.path.replace("{id}", "1").replace("{name}", "x");
         for (who, token, role) in &principals {

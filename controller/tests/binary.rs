@@ -185,6 +185,82 @@ fn a_bad_config_key_is_named_with_its_line_before_anything_starts() {
     assert!(!database.exists(), "nothing started: {stderr}");
 }
 
+/// `routes test` answers from the configuration file alone; `run` refuses
+/// a route naming a receiver that does not exist, naming the route,
+/// before anything starts.
+#[test]
+fn routes_are_tested_from_the_console_and_a_bad_route_is_refused_at_start() {
+    let dir = tempfile::Builder::new()
+        .prefix("ward-test-controller-")
+        .tempdir()
+        .expect("dir");
+    let config = dir.path().join("ward.toml");
+    let database = dir.path().join("ward.db");
+    let receivers = "webhook = \"http://127.0.0.1:9/tickets\"\n\
+        [[receivers]]\nname = \"vendor\"\nkind = \"slack\"\nurl = \"https://hooks.example/secret\"\n\
+        [[receivers]]\nname = \"night\"\nkind = \"ntfy\"\nurl = \"https://ntfy.example\"\ntopic = \"ward\"\n\
+        [[routes]]\nmatch = { tag = \"atm\" }\nreceivers = [\"vendor\"]\ncontinue = true\n\
+        [[routes]]\nmatch = { severity = \"critical\" }\nreceivers = [\"night\"]\n";
+    std::fs::write(
+        &config,
+        format!("database = \"sqlite:{}\"\n{receivers}", database.display()),
+    )
+    .expect("config");
+    let test = |args: &[&str]| {
+        let output = Command::new(CONTROLLER)
+            .args(["routes", "test", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("routes test");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = test(&[
+        "--site",
+        "north-1",
+        "--tag",
+        "atm",
+        "--severity",
+        "critical",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "vendor\nnight\n", "{err}");
+    assert!(err.contains("matched route(s) 1, 2"), "{err}");
+    let (ok, out, err) = test(&["--site", "north-1", "--severity", "minor"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out, "webhook\nvendor\nnight\n",
+        "no route matched: everyone"
+    );
+    let (ok, _, err) = test(&["--site", "x", "--severity", "urgent"]);
+    assert!(!ok && err.contains("--severity"), "{err}");
+
+    std::fs::write(
+        &config,
+        format!(
+            "database = \"sqlite:{}\"\n{receivers}[[routes]]\nreceivers = [\"pager\"]\n",
+            database.display()
+        ),
+    )
+    .expect("config");
+    let output = Command::new(CONTROLLER)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("routes: route 3: receivers: `pager` is not a receiver"),
+        "{stderr}"
+    );
+    assert!(!database.exists(), "nothing started: {stderr}");
+}
+
 #[tokio::test]
 async fn database_passwords_are_never_logged() {
     let refused = Command::new(CONTROLLER)

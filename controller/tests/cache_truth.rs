@@ -109,7 +109,7 @@ async fn with_redis_stopped_answers_stay_right_and_readyz_says_degraded() {
     let (_dir, url) = common::sqlite_url();
     // A receiver configured: without one `/readyz` is degraded already.
     let settings = AppSettings {
-        notification_channels: vec!["webhook".into()],
+        receivers: common::webhook_receivers(&["webhook"]),
         ..AppSettings::default()
     };
     let cache = Cache::redis(&redis.url()).await.expect("cache");

@@ -136,7 +136,7 @@ async fn controller(url: &str) -> App {
     let store = Store::open(url).await.expect("open store");
     let settings = AppSettings {
         flapping: NEVER_FLAPPING,
-        notification_channels: vec!["webhook".into()],
+        receivers: common::webhook_receivers(&["webhook"]),
         ..AppSettings::default()
     };
     App::new(store, Cache::in_process(), settings)

@@ -277,7 +277,7 @@ async fn alertmanager_gets_the_firing_then_the_resolved_alert_and_nothing_is_los
         &controller.notifications,
         match &channel {
             Channel::Alertmanager(alertmanager) => alertmanager,
-            Channel::Webhook(_) => unreachable!("an Alertmanager channel"),
+            _ => unreachable!("an Alertmanager channel"),
         },
         ward_controller::time::now_ms(),
     )

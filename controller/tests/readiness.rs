@@ -10,7 +10,7 @@ use ward_controller::services::AppSettings;
 async fn readiness(channels: &[&str]) -> serde_json::Value {
     let (_dir, url) = sqlite_url();
     let settings = AppSettings {
-        notification_channels: channels.iter().map(|&name| name.to_owned()).collect(),
+        receivers: common::webhook_receivers(channels),
         ..AppSettings::default()
     };
     let controller = common::controller_with(&url, Cache::in_process(), settings).await;

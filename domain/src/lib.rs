@@ -19,6 +19,7 @@ pub mod model;
 pub mod natural;
 pub mod plan;
 pub mod quality;
+pub mod routing;
 pub mod sight;
 pub mod trace;
 

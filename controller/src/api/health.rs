@@ -157,7 +157,7 @@ async fn agent_readiness(app: &App) -> Value {
 
 /// What `/readyz` says while no receiver is configured.
 pub const NO_RECEIVER: &str = "alerts go nowhere: no receiver is configured \
-     (set `webhook` or `alertmanager` in the configuration); they are only listed at /api/v1/alerts";
+     (set `webhook`, `alertmanager` or `[[receivers]]` in the configuration); they are only listed at /api/v1/alerts";
 
 /// Each configured channel's last round, and the outbox depth; failing
 /// while no channel is configured.
@@ -220,6 +220,7 @@ pub async fn metrics(State(app): State<App>) -> String {
     app.core.metrics.api_latency.write_prometheus(&mut text);
     app.guard.logins.write_prometheus(&mut text);
     write_outbox(&app, &mut text).await;
+    app.notifications.write_prometheus(&mut text);
     write_tsdb(&app, &mut text);
     text
 }

@@ -18,6 +18,7 @@ mod latency;
 mod maintenance;
 mod overview;
 mod profiles;
+mod receivers;
 mod reports;
 mod security_headers;
 mod session;
@@ -181,6 +182,13 @@ pub fn routes(metrics: Access) -> Routes {
             "/api/v1/sites/{name}",
             Role(Admin),
             profiles::update_site,
+        )
+        .add(Method::GET, "/api/v1/receivers", Read, receivers::list)
+        .add(
+            Method::POST,
+            "/api/v1/receivers/route",
+            Read,
+            receivers::route,
         )
         .add(Method::GET, "/api/v1/audit", Role(Admin), audit::list)
         .add(Method::GET, "/api/v1/openapi.json", Open, openapi)

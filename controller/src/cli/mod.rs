@@ -46,6 +46,32 @@ enum Command {
     /// controller's, one per agent).
     #[command(subcommand)]
     Certs(CertsCommand),
+    /// Test the configuration's notification routes.
+    #[command(subcommand)]
+    Routes(RoutesCommand),
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print the receivers an alert with these labels would go to, one per
+    /// line (nothing is sent), and the routes that matched on stderr.
+    Test {
+        /// TOML configuration file with the `[[receivers]]` and `[[routes]]`.
+        #[arg(long, env = "WARD_CONFIG")]
+        config: PathBuf,
+        /// DeviceDown, DeviceDegraded or AgentDown.
+        #[arg(long, default_value = "DeviceDown")]
+        alertname: String,
+        /// The site.
+        #[arg(long)]
+        site: String,
+        /// A tag of the device (repeat the flag).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// critical, major, minor, info or warning.
+        #[arg(long, default_value = "major")]
+        severity: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +314,41 @@ async fn run_command() -> anyhow::Result<()> {
             let (path, overrides) = (*args).overrides();
             serve::run(settings(path, overrides)?).await?;
         }
+        Command::Routes(RoutesCommand::Test {
+            config,
+            alertname,
+            site,
+            tags,
+            severity,
+        }) => {
+            let labels = ward_domain::routing::Labels {
+                alertname,
+                site,
+                tags,
+                severity,
+            };
+            test_routes(&settings(Some(config), FileConfig::default())?, &labels)?;
+        }
+    }
+    Ok(())
+}
+
+/// `routes test`: where an alert with `labels` would go under `settings`.
+fn test_routes(settings: &Settings, labels: &ward_domain::routing::Labels) -> anyhow::Result<()> {
+    use ward_domain::routing::Routes;
+    labels
+        .check()
+        .map_err(|(key, why)| anyhow::anyhow!("--{key}: {why}"))?;
+    let names = settings.receivers.iter().map(|r| r.name.clone()).collect();
+    let routing = Routes::new(settings.routes.clone(), names).explain(labels);
+    for receiver in &routing.receivers {
+        println!("{receiver}");
+    }
+    if routing.matched.is_empty() {
+        eprintln!("no route matched: every receiver");
+    } else {
+        let matched: Vec<String> = routing.matched.iter().map(usize::to_string).collect();
+        eprintln!("matched route(s) {}", matched.join(", "));
     }
     Ok(())
 }

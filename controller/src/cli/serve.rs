@@ -11,9 +11,9 @@ use tracing::info;
 
 use super::connect;
 use crate::cache::Cache;
-use crate::config::Settings;
-use crate::notify::{Alertmanager, Channel, Webhook};
-use crate::services::{App, AppSettings, Guard};
+use crate::config::{ReceiverKind, Settings};
+use crate::notify::{Alertmanager, Channel, Chat, Webhook};
+use crate::services::{App, AppSettings, Guard, ListedReceiver};
 use crate::tsdb::{Tsdb, TsdbConfig};
 
 /// Holds `database`'s controller lock when it is SQLite: one controller
@@ -67,9 +67,9 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
         None => None,
     };
     let channels = notification_channels(&settings);
-    let names: Vec<String> = channels.iter().map(|c| c.name().to_owned()).collect();
-    info!(channels = ?names, "notification channels");
-    let app = App::new(store, cache, app_settings(&settings, tsdb_writer, names)?).await?;
+    let names: Vec<&str> = channels.iter().map(Channel::name).collect();
+    info!(receivers = ?names, routes = settings.routes.len(), "notification receivers");
+    let app = App::new(store, cache, app_settings(&settings, tsdb_writer)?).await?;
     tasks.extend(crate::jobs::start(
         &app,
         crate::jobs::every_job(settings.audit_retention, settings.history_retention),
@@ -156,31 +156,44 @@ async fn migrated_store(settings: &Settings) -> anyhow::Result<crate::store::Sto
     Ok(store)
 }
 
-/// The notification channels configured: the webhook, then each
-/// Alertmanager.
+/// A worker's channel for every receiver: `webhook`, each Alertmanager,
+/// then the `[[receivers]]`.
 fn notification_channels(settings: &Settings) -> Vec<Channel> {
-    let mut channels = Vec::new();
-    if let Some(url) = &settings.webhook {
-        channels.push(Channel::Webhook(
-            Webhook::new(url).linking(settings.public_url.as_deref()),
-        ));
-    }
-    for (index, url) in settings.alertmanagers.iter().enumerate() {
-        channels.push(Channel::Alertmanager(
-            Alertmanager::new(url, settings.alertmanager_resend_interval)
-                .instance(index + 1)
-                .linking(settings.public_url.as_deref()),
-        ));
-    }
-    channels
+    let public_url = settings.public_url.as_deref();
+    settings
+        .receivers
+        .iter()
+        .map(|receiver| match receiver.kind {
+            ReceiverKind::Webhook => Channel::Webhook(
+                Webhook::new(&receiver.url)
+                    .named(&receiver.name)
+                    .linking(public_url),
+            ),
+            ReceiverKind::Alertmanager => Channel::Alertmanager(
+                Alertmanager::new(&receiver.url, settings.alertmanager_resend_interval)
+                    .named(&receiver.name)
+                    .linking(public_url),
+            ),
+            _ => Channel::Chat(Chat::new(receiver.clone(), public_url)),
+        })
+        .collect()
+}
+
+/// The receivers as the API lists them.
+fn listed_receivers(settings: &Settings) -> Vec<ListedReceiver> {
+    settings
+        .receivers
+        .iter()
+        .map(|receiver| ListedReceiver {
+            name: receiver.name.clone(),
+            kind: receiver.kind.as_str(),
+            target: receiver.target(),
+        })
+        .collect()
 }
 
 /// What the services are built with, from the settings.
-fn app_settings(
-    settings: &Settings,
-    tsdb: Option<Tsdb>,
-    notification_channels: Vec<String>,
-) -> anyhow::Result<AppSettings> {
+fn app_settings(settings: &Settings, tsdb: Option<Tsdb>) -> anyhow::Result<AppSettings> {
     Ok(AppSettings {
         api_token: settings.api_token.clone(),
         anonymous_read: settings.anonymous_read,
@@ -197,7 +210,8 @@ fn app_settings(
         flapping: settings.flapping,
         quality: settings.degraded,
         tsdb,
-        notification_channels,
+        receivers: listed_receivers(settings),
+        routes: settings.routes.clone(),
     })
 }
 

@@ -14,8 +14,10 @@ use ward_settings::credential_path;
 use crate::services::LoginSettings;
 
 mod degraded;
+mod receivers;
 
 pub use degraded::DegradedTable;
+pub use receivers::{Receiver, ReceiverKind, ReceiverTable, RouteTable};
 
 /// Where the embedded default database lives.
 pub const DEFAULT_DATABASE: &str = "sqlite:./ward.db";
@@ -120,6 +122,11 @@ pub struct FileConfig {
     pub flap_window: Option<Duration>,
     /// `[degraded]`: when a device that answers is degraded.
     pub degraded: Option<DegradedTable>,
+    /// `[[receivers]]`: where notifications can go (besides `webhook` and
+    /// `alertmanager`).
+    pub receivers: Option<Vec<ReceiverTable>>,
+    /// `[[routes]]`: which receivers get which alerts, in order.
+    pub routes: Option<Vec<RouteTable>>,
 }
 
 /// A URL, or several.
@@ -234,6 +241,10 @@ pub struct Settings {
     pub agent_failover_delay: Duration,
     /// When a device that answers is degraded.
     pub degraded: ward_domain::quality::Thresholds,
+    /// Every receiver: `webhook`, each Alertmanager, then `[[receivers]]`.
+    pub receivers: Vec<Receiver>,
+    /// The routes, in order (none: every receiver gets everything).
+    pub routes: Vec<ward_domain::routing::Route>,
 }
 
 /// A default listen address.
@@ -334,7 +345,19 @@ impl Settings {
             failover_delay,
             agent_failover_delay,
         } = periods(&overrides, &file)?;
+        let receiver_tables = overrides
+            .receivers
+            .clone()
+            .or(file.receivers.clone())
+            .unwrap_or_default();
+        let route_tables = overrides
+            .routes
+            .clone()
+            .or(file.routes.clone())
+            .unwrap_or_default();
         let settings = Self {
+            receivers: Vec::new(),
+            routes: Vec::new(),
             // Read before any field is moved out of either.
             tsdb_spool_max_bytes: spool_max_bytes(&overrides, &file)?,
             login: login_settings(&overrides, &file)?,
@@ -398,13 +421,35 @@ impl Settings {
         };
         settings.check_listeners()?;
         settings.check_urls()?;
+        let receivers =
+            receivers::resolve_receivers(settings.legacy_receivers(), &receiver_tables)?;
+        let routes = receivers::resolve_routes(&route_tables, &receivers)?;
         Ok(Settings {
+            receivers,
+            routes,
             login: LoginSettings {
                 secure_cookie: settings.tls.is_some(),
                 ..settings.login
             },
             ..settings
         })
+    }
+
+    /// The receivers the older keys name: `webhook`, then each
+    /// Alertmanager (`alertmanager`, `alertmanager-2`, …).
+    fn legacy_receivers(&self) -> Vec<Receiver> {
+        let webhook = self
+            .webhook
+            .iter()
+            .map(|url| Receiver::legacy("webhook".into(), ReceiverKind::Webhook, url.clone()));
+        let alertmanagers = self.alertmanagers.iter().enumerate().map(|(index, url)| {
+            let name = match index {
+                0 => "alertmanager".to_owned(),
+                _ => format!("alertmanager-{}", index + 1),
+            };
+            Receiver::legacy(name, ReceiverKind::Alertmanager, url.clone())
+        });
+        webhook.chain(alertmanagers).collect()
     }
 
     /// HTTP and gRPC beyond loopback only over TLS.

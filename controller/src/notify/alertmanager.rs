@@ -58,6 +58,12 @@ impl Alertmanager {
         self
     }
 
+    /// The same as receiver `name`.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
     /// Alerts carry `generatorURL`, the subject in the dashboard at
     /// `public_url`.
     pub fn linking(mut self, public_url: Option<&str>) -> Self {

@@ -1,11 +1,13 @@
-//! The outbox workers: one per configured channel (a generic JSON webhook,
-//! Alertmanager v2), each with its own outbox rows, so one receiver being
-//! down never holds back another. A row leaves the outbox only after a
+//! The outbox workers: one per configured receiver (a generic JSON
+//! webhook, Alertmanager v2, Slack, Teams, Telegram, ntfy), each with its
+//! own outbox rows, so one receiver being down never holds back another;
+//! each sends only what the routes give it. A row leaves the outbox only after a
 //! 2xx; a failure is counted, logged and retried with exponential backoff.
 //! Per alert, order is kept: a `resolved` is never sent before its
 //! `firing`. Delivery is at least once.
 
 mod alertmanager;
+mod chat;
 mod webhook;
 
 use std::future::Future;
@@ -17,9 +19,10 @@ use tokio::time::Instant;
 use tracing::warn;
 
 pub use alertmanager::Alertmanager;
+pub use chat::{Chat, Message};
 pub use webhook::Webhook;
 
-use crate::services::{Cluster, Maintenance, Notifications};
+use crate::services::{Cluster, Maintenance, Notifications, Outcome};
 use crate::store::{DueNotification, StoreError};
 use crate::time::now_ms;
 use ward_domain::maintenance::{OpenWindow, holds_back};
@@ -40,14 +43,17 @@ pub enum Channel {
     Webhook(Webhook),
     /// An Alertmanager.
     Alertmanager(Alertmanager),
+    /// Slack, Teams, Telegram or ntfy.
+    Chat(Chat),
 }
 
 impl Channel {
-    /// The name its outbox rows carry.
+    /// The name its outbox rows carry: its receiver's.
     pub fn name(&self) -> &str {
         match self {
-            Channel::Webhook(_) => "webhook",
+            Channel::Webhook(webhook) => webhook.name(),
             Channel::Alertmanager(alertmanager) => alertmanager.name(),
+            Channel::Chat(chat) => chat.name(),
         }
     }
 
@@ -55,6 +61,7 @@ impl Channel {
         match self {
             Channel::Webhook(webhook) => webhook.post(notification).await,
             Channel::Alertmanager(alertmanager) => alertmanager.post(notification, now_ms).await,
+            Channel::Chat(chat) => chat.post(notification).await,
         }
     }
 }
@@ -246,7 +253,8 @@ pub async fn deliver_due(
 
 /// One delivery attempt: a 2xx removes the notification from the outbox,
 /// anything else schedules a retry with backoff. One held back by
-/// maintenance is dropped (counted; its alert marked held).
+/// maintenance is dropped (counted; its alert marked held), as is one the
+/// routes send elsewhere (counted).
 async fn deliver(
     notifications: &Notifications,
     open: &[OpenWindow],
@@ -263,7 +271,23 @@ async fn deliver(
         core.metrics
             .notifications_held
             .fetch_add(1, Ordering::Relaxed);
+        notifications.count(channel.name(), Outcome::Held);
         tracing::info!(channel = channel.name(), notification = notification.id, alert = notification.alert.id, kind = %notification.kind, "notification held back: the device is in maintenance");
+        round.held += 1;
+        return Ok(());
+    }
+    if !notifications
+        .routes_to(channel.name(), &notification.alert)
+        .await?
+    {
+        core.store.notification_delivered(notification.id).await?;
+        notifications.count(channel.name(), Outcome::NotRouted);
+        tracing::debug!(
+            channel = channel.name(),
+            notification = notification.id,
+            alert = notification.alert.id,
+            "notification not sent: the routes send its alert elsewhere"
+        );
         round.held += 1;
         return Ok(());
     }
@@ -273,6 +297,7 @@ async fn deliver(
             core.metrics
                 .notifications_sent
                 .fetch_add(1, Ordering::Relaxed);
+            notifications.count(channel.name(), Outcome::Sent);
             round.delivered += 1;
         }
         Err(error) => {
@@ -283,6 +308,7 @@ async fn deliver(
             core.metrics
                 .notifications_failed
                 .fetch_add(1, Ordering::Relaxed);
+            notifications.count(channel.name(), Outcome::Failed);
             warn!(channel = channel.name(), notification = notification.id, alert = notification.alert.id, %error, "notification not delivered; will retry");
             round.failed += 1;
         }

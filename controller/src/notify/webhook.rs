@@ -5,6 +5,8 @@ use crate::store::DueNotification;
 
 /// A generic JSON webhook.
 pub struct Webhook {
+    /// Its receiver's name (`webhook` for the `webhook` key).
+    name: String,
     url: String,
     /// The dashboard's address, for each body's `url`.
     public_url: Option<String>,
@@ -15,10 +17,22 @@ impl Webhook {
     /// Posts to `url`.
     pub fn new(url: &str) -> Self {
         Self {
+            name: "webhook".into(),
             url: url.to_owned(),
             public_url: None,
             http: super::http_client(),
         }
+    }
+
+    /// The same as receiver `name`.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// Its receiver's name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Bodies carry `url`, the subject in the dashboard at `public_url`.

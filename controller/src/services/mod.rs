@@ -38,7 +38,7 @@ pub use live::{Live, LiveEvent, StatusEvent};
 pub use logins::{LoginCounters, LoginSettings, Logins};
 pub use maintenance::Maintenance;
 pub use metrics::Metrics;
-pub use notifications::Notifications;
+pub use notifications::{ListedReceiver, Notifications, Outcome};
 pub use overview::{Overview, PROBLEMS_DEFAULT, PROBLEMS_MAX, SiteTally};
 pub use paging::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor, UNPAGED_MAX};
 pub use presence::AgentPresence;
@@ -79,8 +79,10 @@ pub struct AppSettings {
     pub quality: ward_domain::quality::Thresholds,
     /// The time-series writer, when VictoriaMetrics is configured.
     pub tsdb: Option<Tsdb>,
-    /// The notification channels with a worker.
-    pub notification_channels: Vec<String>,
+    /// The receivers (each a notification channel with a worker).
+    pub receivers: Vec<ListedReceiver>,
+    /// The routes that choose among them.
+    pub routes: Vec<ward_domain::routing::Route>,
 }
 
 impl Default for AppSettings {
@@ -97,7 +99,8 @@ impl Default for AppSettings {
             flapping: FlapPolicy::default(),
             quality: ward_domain::quality::Thresholds::default(),
             tsdb: None,
-            notification_channels: Vec::new(),
+            receivers: Vec::new(),
+            routes: Vec::new(),
         }
     }
 }
@@ -159,8 +162,9 @@ impl App {
             logins,
             settings.certificate_warning_days,
         ));
-        let notifications =
-            Arc::new(Notifications::new(Arc::clone(&core), &settings.notification_channels).await?);
+        let notifications = Arc::new(
+            Notifications::new(Arc::clone(&core), settings.receivers, settings.routes).await?,
+        );
         Ok(Self {
             core,
             reports,

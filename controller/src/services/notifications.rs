@@ -1,27 +1,85 @@
-//! The notification channels with a delivery worker, and which of them
-//! failed their last round (for `/readyz`). Delivery itself is
-//! `crate::notify`'s.
+//! The receivers with a delivery worker, the routes that choose among
+//! them, what each receiver's deliveries came to (for `/metrics`), and
+//! which of them failed their last round (for `/readyz`). Delivery itself
+//! is `crate::notify`'s.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+
+use ward_domain::model::Alert;
+use ward_domain::routing::{Labels, Route, Routes, Routing};
 
 use super::core::Core;
 use crate::store::StoreError;
 
-/// The configured channels.
+/// A receiver as the API lists it: nothing secret.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ListedReceiver {
+    /// Its name (routes name it; its outbox rows carry it).
+    pub name: String,
+    /// `webhook`, `alertmanager`, `slack`, `teams`, `telegram`, `ntfy`.
+    pub kind: &'static str,
+    /// Where it posts: scheme, host and port only.
+    pub target: String,
+}
+
+/// What became of a notification for one receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered (2xx).
+    Sent,
+    /// An attempt failed (retried).
+    Failed,
+    /// Held back: its device was in maintenance.
+    Held,
+    /// The routes send its alert elsewhere.
+    NotRouted,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Sent,
+        Outcome::Failed,
+        Outcome::Held,
+        Outcome::NotRouted,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Failed => "failed",
+            Outcome::Held => "held",
+            Outcome::NotRouted => "not_routed",
+        }
+    }
+}
+
+/// The configured receivers and routes.
 pub struct Notifications {
     /// The store (the outbox), counters and feed (wake-ups).
     pub core: Arc<Core>,
-    /// Channels with a worker (`webhook`, `alertmanager`, `alertmanager-2`, …).
+    receivers: Vec<ListedReceiver>,
+    /// Their names, in order: the channels with a worker.
     channels: Vec<String>,
+    routes: Routes,
+    /// Per receiver, a counter per [`Outcome`].
+    outcomes: BTreeMap<String, [AtomicU64; 4]>,
     /// Channels whose last delivery round only failed.
     failing: RwLock<BTreeSet<String>>,
 }
 
 impl Notifications {
-    /// Queues every new alert notification for `channels` (and discards
-    /// waiting ones of channels no longer configured, with a warning).
-    pub async fn new(core: Arc<Core>, channels: &[String]) -> Result<Self, StoreError> {
+    /// Queues every new alert notification for `receivers` (and discards
+    /// waiting ones of receivers no longer configured, with a warning);
+    /// `routes` choose among them.
+    pub async fn new(
+        core: Arc<Core>,
+        receivers: Vec<ListedReceiver>,
+        routes: Vec<Route>,
+    ) -> Result<Self, StoreError> {
+        let channels: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let names: Vec<&str> = channels.iter().map(String::as_str).collect();
         let discarded = core.store.set_notification_channels(&names).await?;
         if discarded > 0 {
@@ -32,7 +90,13 @@ impl Notifications {
         }
         Ok(Self {
             core,
-            channels: channels.to_vec(),
+            outcomes: channels
+                .iter()
+                .map(|name| (name.clone(), Default::default()))
+                .collect(),
+            routes: Routes::new(routes, channels.clone()),
+            channels,
+            receivers,
             failing: RwLock::default(),
         })
     }
@@ -40,6 +104,61 @@ impl Notifications {
     /// The channels, by name.
     pub fn channels(&self) -> &[String] {
         &self.channels
+    }
+
+    /// The receivers, as the API lists them.
+    pub fn receivers(&self) -> &[ListedReceiver] {
+        &self.receivers
+    }
+
+    /// The routes, in order.
+    pub fn routes(&self) -> &[Route] {
+        self.routes.routes()
+    }
+
+    /// Who the routes send an alert with `labels` to, and why.
+    pub fn route(&self, labels: &Labels) -> Routing {
+        self.routes.explain(labels)
+    }
+
+    /// Whether `receiver` gets `alert`'s notifications. With routes, the
+    /// answer at its first notification is kept for the alert's life
+    /// (its resolution goes where its firing went, whatever changed).
+    pub async fn routes_to(&self, receiver: &str, alert: &Alert) -> Result<bool, StoreError> {
+        if self.routes.routes().is_empty() {
+            return Ok(true);
+        }
+        let routed = self.routes.sends_to(&Labels::of(alert), receiver);
+        self.core.store.route_once(alert.id, receiver, routed).await
+    }
+
+    /// Counts one notification's `outcome` at `receiver`.
+    pub fn count(&self, receiver: &str, outcome: Outcome) {
+        if let Some(counters) = self.outcomes.get(receiver) {
+            let index = Outcome::ALL
+                .iter()
+                .position(|&o| o == outcome)
+                .unwrap_or_default();
+            counters[index].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `ward_notifications_total{receiver,outcome}`.
+    pub fn write_prometheus(&self, text: &mut String) {
+        let _ = writeln!(
+            text,
+            "# HELP ward_notifications_total Notifications by receiver and outcome (sent, failed: an attempt retried, held: maintenance, not_routed: the routes send it elsewhere).\n# TYPE ward_notifications_total counter"
+        );
+        for (receiver, counters) in &self.outcomes {
+            for (outcome, counter) in Outcome::ALL.iter().zip(counters) {
+                let _ = writeln!(
+                    text,
+                    "ward_notifications_total{{receiver=\"{receiver}\",outcome=\"{}\"}} {}",
+                    outcome.as_str(),
+                    counter.load(Ordering::Relaxed)
+                );
+            }
+        }
     }
 
     /// Whether channel `name`'s last round only failed.

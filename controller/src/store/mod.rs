@@ -282,9 +282,13 @@ impl Store {
     ) -> Result<Device, StoreError> {
         spec.validate()?;
         let (spec, actor) = (spec.clone(), actor.clone());
-        transaction!(self, |tx| operations::create_device(
+        let device = transaction!(self, |tx| operations::create_device(
             tx, &spec, &actor, now_ms
-        ))
+        ))?;
+        if let Backend::Postgres(store) = &self.backend {
+            store.after_created(1).await;
+        }
+        Ok(device)
     }
 
     /// Replaces a device's configuration; `None` if it does not exist. The
@@ -341,7 +345,7 @@ impl Store {
             tx, &specs, &actor, now_ms
         ))?;
         if let Backend::Postgres(store) = &self.backend {
-            store.after_import(devices.len()).await;
+            store.after_created(devices.len()).await;
         }
         Ok(devices)
     }
@@ -516,6 +520,25 @@ impl Store {
         on_connection!(self, |q| q
             .run(sql::NOTIFICATION_DELIVERED, &[Arg::Int(id)]))?;
         Ok(())
+    }
+
+    /// Whether `receiver` gets alert `alert_id`'s notifications: the
+    /// routes' answer at its first notification (`routed`), kept for the
+    /// alert's life, so its resolution goes where its firing went.
+    pub async fn route_once(
+        &self,
+        alert_id: i64,
+        receiver: &str,
+        routed: bool,
+    ) -> Result<bool, StoreError> {
+        let receiver = receiver.to_owned();
+        on_connection!(self, |q| q.rows(
+            sql::ROUTE_ONCE,
+            &[Arg::Int(alert_id), Arg::Text(&receiver), Arg::Flag(routed)],
+            |row| row.flag(0)
+        ))?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("routing an alert returned no row".into()))
     }
 
     /// A delivery failed: count it and try again at `retry_at_ms`.

@@ -126,6 +126,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         28,
         include_str!("../../migrations/postgres/0028_events_stamped_by_device.sql"),
     ),
+    (
+        29,
+        include_str!("../../migrations/postgres/0029_alert_receivers.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.
@@ -134,8 +138,9 @@ const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 /// Serialises concurrent migrations of several controllers.
 const MIGRATION_LOCK: i64 = 0x5741_5244;
 
-/// Imports at least this large refresh the planner's statistics.
-const ANALYZE_AFTER_IMPORT: usize = 1_000;
+/// Devices created since the planner's statistics were last refreshed
+/// (by this store) after which they are refreshed again.
+const ANALYZE_AFTER_CREATED: usize = 1_000;
 
 /// Connections to the database.
 const POOL_SIZE: usize = 16;
@@ -158,6 +163,8 @@ pub struct PostgresStore {
     /// A random id of this store, set on every connection as
     /// `ward.origin`, naming the announcements its transactions send.
     origin: String,
+    /// Devices created since this store last refreshed the statistics.
+    created_unanalyzed: std::sync::atomic::AtomicUsize,
 }
 
 /// The pool's error with every cause under it ("invalid configuration:
@@ -213,6 +220,7 @@ impl PostgresStore {
             config: Box::new(listen_config),
             tls,
             origin,
+            created_unanalyzed: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -264,14 +272,19 @@ impl PostgresStore {
         Ok(outcome)
     }
 
-    /// After an import of `count` devices: the planner's statistics are
-    /// stale after a bulk insert until autovacuum gets to the table, and
-    /// stale ones make every status commit scan the whole table, so large
-    /// imports refresh them. The import stands whatever happens here.
-    pub(super) async fn after_import(&self, count: usize) {
-        if count < ANALYZE_AFTER_IMPORT {
+    /// After `count` devices were created: the planner's statistics are
+    /// stale after many inserts until autovacuum gets to the table (a
+    /// minute or more), and stale ones make every status commit scan the
+    /// whole table, so every [`ANALYZE_AFTER_CREATED`] devices created
+    /// (one large import, or many small ones: a fleet's inventory written
+    /// site by site) refresh them. The devices stand whatever happens here.
+    pub(super) async fn after_created(&self, count: usize) {
+        use std::sync::atomic::Ordering;
+        let created = self.created_unanalyzed.fetch_add(count, Ordering::Relaxed) + count;
+        if created < ANALYZE_AFTER_CREATED {
             return;
         }
+        self.created_unanalyzed.store(0, Ordering::Relaxed);
         let analyzed = match self.client().await {
             Ok(client) => client
                 .batch_execute("ANALYZE devices, alerts")
@@ -280,7 +293,7 @@ impl PostgresStore {
             Err(error) => Err(error),
         };
         if let Err(error) = analyzed {
-            tracing::warn!(%error, count, "refreshing PostgreSQL's statistics after an import failed; the import stands, status commits may be slow until autovacuum runs");
+            tracing::warn!(%error, created, "refreshing PostgreSQL's statistics after devices were created failed; they stand, status commits may be slow until autovacuum runs");
         }
     }
 

@@ -122,6 +122,11 @@ pub(super) const NOTIFICATION_DELIVERED: &str = "DELETE FROM notification_outbox
 pub(super) const NOTIFICATION_FAILED: &str = "UPDATE notification_outbox SET \
     attempts = attempts + 1, next_attempt_at_ms = $2, last_error = $3 WHERE id = $1";
 
+/// Keeps a receiver's first routing of an alert and answers the one kept.
+pub(super) const ROUTE_ONCE: &str = "INSERT INTO alert_receivers (alert_id, receiver, routed) \
+    VALUES ($1, $2, $3) ON CONFLICT (alert_id, receiver) \
+    DO UPDATE SET routed = alert_receivers.routed RETURNING routed";
+
 pub(super) const CLEAR_CHANNELS: &str = "DELETE FROM notification_channels";
 
 /// (A controller of a cluster starting with another may have added it.)

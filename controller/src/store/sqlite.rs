@@ -113,6 +113,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         28,
         include_str!("../../migrations/sqlite/0028_events_stamped_by_device.sql"),
     ),
+    (
+        29,
+        include_str!("../../migrations/sqlite/0029_alert_receivers.sql"),
+    ),
 ];
 
 #[allow(

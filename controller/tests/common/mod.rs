@@ -450,6 +450,19 @@ async fn receive(
     axum::http::StatusCode::NO_CONTENT
 }
 
+/// Webhook receivers named `names` (`["webhook"]`: as `webhook = "…"`
+/// makes it).
+pub fn webhook_receivers(names: &[&str]) -> Vec<ward_controller::services::ListedReceiver> {
+    names
+        .iter()
+        .map(|&name| ward_controller::services::ListedReceiver {
+            name: name.into(),
+            kind: "webhook",
+            target: "http://127.0.0.1".into(),
+        })
+        .collect()
+}
+
 /// A webhook receiver on a free loopback port, and its URL.
 pub async fn start_receiver() -> (Arc<Receiver>, String) {
     let receiver = Arc::new(Receiver::default());

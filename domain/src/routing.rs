@@ -1,0 +1,397 @@
+//! Which receivers get an alert's notifications: routes in order, each
+//! matching on the alert's site (a glob), a tag of its device, its
+//! severity and its name, Alertmanager's flat route list as operators
+//! know it. A matching route adds its receivers; matching goes on to the
+//! next route only where the route says `continue`. Nothing is dropped for
+//! want of a route: an alert that no route matches (or any alert, with no
+//! routes) goes to every receiver; a last route without `match` chooses
+//! where instead.
+
+use crate::model::{Alert, AlertName};
+
+/// Severities a route may match: a device's, and a degraded level.
+pub const SEVERITIES: [&str; 5] = ["critical", "major", "minor", "info", "warning"];
+/// Alert names a route may match.
+pub const ALERT_NAMES: [&str; 3] = ["DeviceDown", "DeviceDegraded", "AgentDown"];
+
+/// What routes match on: an alert's labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Labels {
+    /// `DeviceDown`, `DeviceDegraded`, `AgentDown`.
+    pub alertname: String,
+    /// The site.
+    pub site: String,
+    /// The device's tags (none for an agent).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The alert's severity as notifications say it.
+    pub severity: String,
+}
+
+impl Labels {
+    /// The first label no alert can have, as (key, why).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        known_alertname(&self.alertname)?;
+        known_severity(&self.severity)
+    }
+
+    /// `alert`'s labels.
+    pub fn of(alert: &Alert) -> Self {
+        Self {
+            alertname: alert.alertname.as_str().to_owned(),
+            site: alert.site.clone(),
+            tags: alert.tags.clone(),
+            severity: alert.severity_label().to_owned(),
+        }
+    }
+}
+
+/// A route's conditions; every one optional, all of them must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Match {
+    /// The site, a glob (`*` any run of characters, `?` one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    /// A tag the device carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The severity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// The alert's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alertname: Option<String>,
+}
+
+impl Match {
+    /// Whether `labels` meet every condition.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.site
+            .as_deref()
+            .is_none_or(|pattern| glob(pattern, &labels.site))
+            && self
+                .tag
+                .as_deref()
+                .is_none_or(|tag| labels.tags.iter().any(|t| t == tag))
+            && self
+                .severity
+                .as_deref()
+                .is_none_or(|severity| severity == labels.severity)
+            && self
+                .alertname
+                .as_deref()
+                .is_none_or(|name| name == labels.alertname)
+    }
+
+    /// The first condition that can never hold, as (key, why).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if let Some(severity) = &self.severity {
+            known_severity(severity)?;
+        }
+        if let Some(name) = &self.alertname {
+            known_alertname(name)?;
+        }
+        Ok(())
+    }
+}
+
+fn known_severity(severity: &str) -> Result<(), (&'static str, String)> {
+    if SEVERITIES.contains(&severity) {
+        Ok(())
+    } else {
+        Err((
+            "severity",
+            format!("`{severity}` is not one of {}", SEVERITIES.join(", ")),
+        ))
+    }
+}
+
+fn known_alertname(name: &str) -> Result<(), (&'static str, String)> {
+    match name.parse::<AlertName>() {
+        Ok(_) => Ok(()),
+        Err(_) => Err((
+            "alertname",
+            format!("`{name}` is not one of {}", ALERT_NAMES.join(", ")),
+        )),
+    }
+}
+
+/// One route.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Route {
+    /// What it matches.
+    #[serde(rename = "match")]
+    pub matcher: Match,
+    /// Who gets what it matches.
+    pub receivers: Vec<String>,
+    /// Whether matching goes on to the next route after this one matched.
+    #[serde(rename = "continue")]
+    pub keep_matching: bool,
+}
+
+/// Where an alert goes, and why.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Routing {
+    /// Its receivers, each once.
+    pub receivers: Vec<String>,
+    /// The routes that matched, numbered from 1 in their order; none:
+    /// every receiver.
+    pub matched: Vec<usize>,
+}
+
+/// The routes, in order, over the receivers they may name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Routes {
+    routes: Vec<Route>,
+    receivers: Vec<String>,
+}
+
+impl Routes {
+    /// `routes` over `receivers` (every configured receiver, in order).
+    pub fn new(routes: Vec<Route>, receivers: Vec<String>) -> Self {
+        Self { routes, receivers }
+    }
+
+    /// The routes, in order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Who gets notifications of an alert with `labels`, each once, in the
+    /// order the matching routes name them.
+    pub fn receivers_for(&self, labels: &Labels) -> Vec<String> {
+        self.explain(labels).receivers
+    }
+
+    /// Who gets an alert with `labels`, and why.
+    pub fn explain(&self, labels: &Labels) -> Routing {
+        let mut receivers: Vec<String> = Vec::new();
+        let mut matched = Vec::new();
+        for (index, route) in self.routes.iter().enumerate() {
+            if !route.matcher.matches(labels) {
+                continue;
+            }
+            matched.push(index + 1);
+            for receiver in &route.receivers {
+                if !receivers.contains(receiver) {
+                    receivers.push(receiver.clone());
+                }
+            }
+            if !route.keep_matching {
+                break;
+            }
+        }
+        if matched.is_empty() {
+            receivers = self.receivers.clone();
+        }
+        Routing { receivers, matched }
+    }
+
+    /// Whether `receiver` gets notifications of an alert with `labels`.
+    pub fn sends_to(&self, labels: &Labels, receiver: &str) -> bool {
+        self.receivers_for(labels).iter().any(|r| r == receiver)
+    }
+}
+
+/// Whether `text` matches `pattern`: `*` any run of characters (none
+/// too), `?` exactly one, everything else itself.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let pattern: Vec<char> = pattern.chars().collect();
+    let text: Vec<char> = text.chars().collect();
+    // The classic two-pointer match with one backtrack point: the last
+    // `*` seen and the text position it was tried at.
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some('*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == '?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(alertname: &str, site: &str, tags: &[&str], severity: &str) -> Labels {
+        Labels {
+            alertname: alertname.into(),
+            site: site.into(),
+            tags: tags.iter().map(|&t| t.to_owned()).collect(),
+            severity: severity.into(),
+        }
+    }
+
+    fn route(matcher: Match, receivers: &[&str], keep_matching: bool) -> Route {
+        Route {
+            matcher,
+            receivers: receivers.iter().map(|&r| r.to_owned()).collect(),
+            keep_matching,
+        }
+    }
+
+    /// A bank's routes: the ATM vendor sees its ATMs and the region's team
+    /// too (continue); the north's sites go to their team; critical pages
+    /// the night shift; the rest to the NOC.
+    fn bank() -> Routes {
+        let every = ["north", "vendor", "night", "noc", "core"];
+        Routes::new(
+            vec![
+                route(
+                    Match {
+                        tag: Some("atm".into()),
+                        ..Match::default()
+                    },
+                    &["vendor"],
+                    true,
+                ),
+                route(
+                    Match {
+                        site: Some("north-*".into()),
+                        ..Match::default()
+                    },
+                    &["north"],
+                    false,
+                ),
+                route(
+                    Match {
+                        severity: Some("critical".into()),
+                        alertname: Some("DeviceDown".into()),
+                        ..Match::default()
+                    },
+                    &["night", "noc"],
+                    false,
+                ),
+                route(Match::default(), &["noc"], false),
+            ],
+            every.iter().map(|&r| r.to_owned()).collect(),
+        )
+    }
+
+    #[test]
+    fn routes_choose_receivers_in_order_and_continue_only_where_told() {
+        let table: [(Labels, &[&str]); 7] = [
+            // tag matches and continues; site stops.
+            (
+                labels("DeviceDown", "north-0421", &["atm"], "critical"),
+                &["vendor", "north"],
+            ),
+            // tag matches, continues, then critical DeviceDown.
+            (
+                labels("DeviceDown", "south-7", &["atm", "lobby"], "critical"),
+                &["vendor", "night", "noc"],
+            ),
+            // site glob; stops there (not paged to night).
+            (labels("DeviceDown", "north-1", &[], "critical"), &["north"]),
+            // critical but degraded, not DeviceDown: the catch-all.
+            (
+                labels("DeviceDegraded", "south-7", &[], "critical"),
+                &["noc"],
+            ),
+            // the glob needs the dash.
+            (labels("DeviceDown", "northwest", &[], "major"), &["noc"]),
+            // an agent alert has no tags.
+            (labels("AgentDown", "north-9", &[], "major"), &["north"]),
+            (labels("AgentDown", "core-dc", &[], "major"), &["noc"]),
+        ];
+        let routes = bank();
+        for (labels, expected) in table {
+            assert_eq!(routes.receivers_for(&labels), expected, "{labels:?}");
+            for receiver in ["north", "vendor", "night", "noc", "core"] {
+                assert_eq!(
+                    routes.sends_to(&labels, receiver),
+                    expected.contains(&receiver),
+                    "{labels:?} {receiver}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn without_a_matching_route_every_receiver_is_told() {
+        let receivers = vec!["a".to_owned(), "b".to_owned()];
+        let none = Routes::new(vec![], receivers.clone());
+        let alert = labels("DeviceDown", "x", &[], "major");
+        assert_eq!(none.receivers_for(&alert), receivers);
+        let only_atms = Routes::new(
+            vec![route(
+                Match {
+                    tag: Some("atm".into()),
+                    ..Match::default()
+                },
+                &["a"],
+                false,
+            )],
+            receivers.clone(),
+        );
+        assert_eq!(only_atms.receivers_for(&alert), receivers);
+    }
+
+    #[test]
+    fn a_receiver_named_by_two_matching_routes_is_told_once() {
+        let routes = Routes::new(
+            vec![
+                route(Match::default(), &["a", "b"], true),
+                route(Match::default(), &["b", "c"], false),
+            ],
+            vec!["a".into(), "b".into(), "c".into()],
+        );
+        assert_eq!(
+            routes.receivers_for(&labels("AgentDown", "s", &[], "major")),
+            ["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn globs_match_runs_and_single_characters() {
+        for (pattern, text, expected) in [
+            ("north-*", "north-0421", true),
+            ("north-*", "north-", true),
+            ("north-*", "north", false),
+            ("*-04??", "north-0421", true),
+            ("*-04??", "north-042", false),
+            ("*", "", true),
+            ("", "", true),
+            ("", "a", false),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("branch-0421", "branch-0421", true),
+            ("branch-0421", "branch-04210", false),
+            ("*a", "banana", true),
+        ] {
+            assert_eq!(glob(pattern, text), expected, "{pattern} ~ {text}");
+        }
+    }
+
+    #[test]
+    fn a_condition_that_can_never_hold_is_named() {
+        let bad_severity = Match {
+            severity: Some("urgent".into()),
+            ..Match::default()
+        };
+        assert_eq!(bad_severity.check().unwrap_err().0, "severity");
+        let bad_name = Match {
+            alertname: Some("DeviceUp".into()),
+            ..Match::default()
+        };
+        assert_eq!(bad_name.check().unwrap_err().0, "alertname");
+        assert!(Match::default().check().is_ok());
+    }
+}
