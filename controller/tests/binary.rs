@@ -157,14 +157,31 @@ fn bad_flags_and_database_urls_are_named() {
     );
 }
 
-#[test]
-fn a_bad_config_key_is_named_with_its_line_before_anything_starts() {
+/// A directory of this test's own, its `ward.toml` and `ward.db` paths
+/// (neither written yet).
+fn config_and_database() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::Builder::new()
         .prefix("ward-test-controller-")
         .tempdir()
         .expect("dir");
-    let config = dir.path().join("ward.toml");
-    let database = dir.path().join("ward.db");
+    let (config, database) = (dir.path().join("ward.toml"), dir.path().join("ward.db"));
+    (dir, config, database)
+}
+
+/// What `run` with `config` says on stderr as it refuses to start.
+fn refused_at_start(config: &std::path::Path) -> String {
+    let output = Command::new(CONTROLLER)
+        .args(["run", "--config"])
+        .arg(config)
+        .output()
+        .expect("run");
+    assert!(!output.status.success(), "it started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_config_key_is_named_with_its_line_before_anything_starts() {
+    let (_dir, config, database) = config_and_database();
     std::fs::write(
         &config,
         format!(
@@ -173,13 +190,7 @@ fn a_bad_config_key_is_named_with_its_line_before_anything_starts() {
         ),
     )
     .expect("config");
-    let output = Command::new(CONTROLLER)
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_at_start(&config);
     assert!(stderr.contains("victoria_metric"), "{stderr}");
     assert!(stderr.contains("line 2"), "{stderr}");
     assert!(!database.exists(), "nothing started: {stderr}");
@@ -190,12 +201,7 @@ fn a_bad_config_key_is_named_with_its_line_before_anything_starts() {
 /// before anything starts.
 #[test]
 fn routes_are_tested_from_the_console_and_a_bad_route_is_refused_at_start() {
-    let dir = tempfile::Builder::new()
-        .prefix("ward-test-controller-")
-        .tempdir()
-        .expect("dir");
-    let config = dir.path().join("ward.toml");
-    let database = dir.path().join("ward.db");
+    let (_dir, config, database) = config_and_database();
     let receivers = "webhook = \"http://127.0.0.1:9/tickets\"\n\
         [[receivers]]\nname = \"vendor\"\nkind = \"slack\"\nurl = \"https://hooks.example/secret\"\n\
         [[receivers]]\nname = \"night\"\nkind = \"ntfy\"\nurl = \"https://ntfy.example\"\ntopic = \"ward\"\n\
@@ -247,13 +253,7 @@ fn routes_are_tested_from_the_console_and_a_bad_route_is_refused_at_start() {
         ),
     )
     .expect("config");
-    let output = Command::new(CONTROLLER)
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_at_start(&config);
     assert!(
         stderr.contains("routes: route 3: receivers: `pager` is not a receiver"),
         "{stderr}"

@@ -342,17 +342,12 @@ async fn every_controller_streams_the_changes_committed_through_any() {
 /// A commit of more changes than an announcement names (a group of
 /// agents' reports, a site's outage) reaches the other controllers'
 /// subscribers change by change, read from the event log, not as a
-/// resync (with group commit every busy fleet made those: CI's fleet run
+/// resync (with group commit every busy fleet made those: the fleet run
 /// with three controllers had an event client fall behind).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_too_large_to_name_reaches_every_controllers_stream_change_by_change() {
     let postgres = Postgres::start().expect("start PostgreSQL");
-    let a = common::controller(&postgres.url(), Cache::in_process()).await;
-    let b = common::controller(&postgres.url(), Cache::in_process()).await;
-    tokio::spawn(ward_controller::services::follow_other_controllers(
-        std::sync::Arc::clone(&b.core),
-        std::future::pending(),
-    ));
+    let (a, b) = common::two_controllers_the_second_following(&postgres.url()).await;
     let specs: Vec<ward_controller::store::DeviceSpec> = (0..1_000)
         .map(|i| {
             ward_controller::store::DeviceSpec::new(

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::Api;
 use serde_json::Value;
-use ward_controller::cache::Cache;
 use ward_controller::store::Status;
 use ward_testkit::services::Postgres;
 
@@ -94,12 +93,7 @@ impl SseClient {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_resumes_from_its_last_event_id_on_any_controller() {
     let postgres = Postgres::start().expect("start PostgreSQL");
-    let a = common::controller(&postgres.url(), Cache::in_process()).await;
-    let b = common::controller(&postgres.url(), Cache::in_process()).await;
-    tokio::spawn(ward_controller::services::follow_other_controllers(
-        std::sync::Arc::clone(&b.core),
-        std::future::pending(),
-    ));
+    let (a, b) = common::two_controllers_the_second_following(&postgres.url()).await;
     let (api_a, api_b) = (Api::serve(a.clone()).await, Api::serve(b.clone()).await);
     let mut ids = Vec::new();
     for (name, address) in [("atm-1", "198.18.1.10"), ("atm-2", "198.18.1.11")] {

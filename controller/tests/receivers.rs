@@ -249,35 +249,13 @@ async fn chat_receivers_post_each_services_documented_format() {
     }
 }
 
-fn route(matcher: Match, receivers: &[&str], keep_matching: bool) -> Route {
-    Route {
-        matcher,
-        receivers: receivers.iter().map(|&r| r.to_owned()).collect(),
-        keep_matching,
-    }
-}
-
 /// A bank's routes: the ATM vendor gets its ATMs (and matching goes on),
 /// the north's sites their team, the rest the NOC.
 fn bank_routes() -> Vec<Route> {
     vec![
-        route(
-            Match {
-                tag: Some("atm".into()),
-                ..Match::default()
-            },
-            &["vendor"],
-            true,
-        ),
-        route(
-            Match {
-                site: Some("north-*".into()),
-                ..Match::default()
-            },
-            &["north"],
-            false,
-        ),
-        route(Match::default(), &["noc"], false),
+        Route::new(Match::tag("atm"), ["vendor"], true),
+        Route::new(Match::site("north-*"), ["north"], false),
+        Route::new(Match::default(), ["noc"], false),
     ]
 }
 

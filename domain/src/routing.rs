@@ -65,6 +65,22 @@ pub struct Match {
 }
 
 impl Match {
+    /// Alerts of the sites `glob` matches.
+    pub fn site(glob: &str) -> Self {
+        Self {
+            site: Some(glob.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Alerts of devices tagged `tag`.
+    pub fn tag(tag: &str) -> Self {
+        Self {
+            tag: Some(tag.to_owned()),
+            ..Self::default()
+        }
+    }
+
     /// Whether `labels` meet every condition.
     pub fn matches(&self, labels: &Labels) -> bool {
         self.site
@@ -138,6 +154,22 @@ pub struct Routing {
     /// The routes that matched, numbered from 1 in their order; none:
     /// every receiver.
     pub matched: Vec<usize>,
+}
+
+impl Route {
+    /// What `matcher` matches to `receivers`; later routes tried too when
+    /// `keep_matching`.
+    pub fn new<S: Into<String>>(
+        matcher: Match,
+        receivers: impl IntoIterator<Item = S>,
+        keep_matching: bool,
+    ) -> Self {
+        Self {
+            matcher,
+            receivers: receivers.into_iter().map(Into::into).collect(),
+            keep_matching,
+        }
+    }
 }
 
 /// The routes, in order, over the receivers they may name.
@@ -239,14 +271,6 @@ mod tests {
         }
     }
 
-    fn route(matcher: Match, receivers: &[&str], keep_matching: bool) -> Route {
-        Route {
-            matcher,
-            receivers: receivers.iter().map(|&r| r.to_owned()).collect(),
-            keep_matching,
-        }
-    }
-
     /// A bank's routes: the ATM vendor sees its ATMs and the region's team
     /// too (continue); the north's sites go to their team; critical pages
     /// the night shift; the rest to the NOC.
@@ -254,32 +278,18 @@ mod tests {
         let every = ["north", "vendor", "night", "noc", "core"];
         Routes::new(
             vec![
-                route(
-                    Match {
-                        tag: Some("atm".into()),
-                        ..Match::default()
-                    },
-                    &["vendor"],
-                    true,
-                ),
-                route(
-                    Match {
-                        site: Some("north-*".into()),
-                        ..Match::default()
-                    },
-                    &["north"],
-                    false,
-                ),
-                route(
+                Route::new(Match::tag("atm"), ["vendor"], true),
+                Route::new(Match::site("north-*"), ["north"], false),
+                Route::new(
                     Match {
                         severity: Some("critical".into()),
                         alertname: Some("DeviceDown".into()),
                         ..Match::default()
                     },
-                    &["night", "noc"],
+                    ["night", "noc"],
                     false,
                 ),
-                route(Match::default(), &["noc"], false),
+                Route::new(Match::default(), ["noc"], false),
             ],
             every.iter().map(|&r| r.to_owned()).collect(),
         )
@@ -331,14 +341,7 @@ mod tests {
         let alert = labels("DeviceDown", "x", &[], "major");
         assert_eq!(none.receivers_for(&alert), receivers);
         let only_atms = Routes::new(
-            vec![route(
-                Match {
-                    tag: Some("atm".into()),
-                    ..Match::default()
-                },
-                &["a"],
-                false,
-            )],
+            vec![Route::new(Match::tag("atm"), ["a"], false)],
             receivers.clone(),
         );
         assert_eq!(only_atms.receivers_for(&alert), receivers);
@@ -348,8 +351,8 @@ mod tests {
     fn a_receiver_named_by_two_matching_routes_is_told_once() {
         let routes = Routes::new(
             vec![
-                route(Match::default(), &["a", "b"], true),
-                route(Match::default(), &["b", "c"], false),
+                Route::new(Match::default(), ["a", "b"], true),
+                Route::new(Match::default(), ["b", "c"], false),
             ],
             vec!["a".into(), "b".into(), "c".into()],
         );

@@ -247,11 +247,11 @@ pub fn resolve_routes(
                 }
             )));
         }
-        routes.push(Route {
+        routes.push(Route::new(
             matcher,
-            receivers: table.receivers.clone(),
-            keep_matching: table.keep_matching,
-        });
+            table.receivers.iter().cloned(),
+            table.keep_matching,
+        ));
     }
     Ok(routes)
 }

@@ -450,6 +450,18 @@ async fn receive(
     axum::http::StatusCode::NO_CONTENT
 }
 
+/// Two controllers on the PostgreSQL at `url`; the second streams the
+/// first one's commits to its subscribers.
+pub async fn two_controllers_the_second_following(url: &str) -> (App, App) {
+    let a = controller(url, Cache::in_process()).await;
+    let b = controller(url, Cache::in_process()).await;
+    tokio::spawn(ward_controller::services::follow_other_controllers(
+        Arc::clone(&b.core),
+        std::future::pending(),
+    ));
+    (a, b)
+}
+
 /// Webhook receivers named `names` (`["webhook"]`: as `webhook = "…"`
 /// makes it).
 pub fn webhook_receivers(names: &[&str]) -> Vec<ward_controller::services::ListedReceiver> {
