@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(postgresql redis-server victoria-metrics prometheus prometheus-alertmanager slapd chromium systemd nftables iproute2 fping zmap nmap strace)
+PACKAGES=(postgresql redis-server victoria-metrics prometheus prometheus-alertmanager slapd exim4-daemon-light chromium systemd nftables iproute2 fping zmap nmap strace)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "run-tests: the suite needs root (network namespaces, nftables, raw ICMP sockets, the postgres user); run: sudo $0" >&2

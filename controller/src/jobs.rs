@@ -48,7 +48,14 @@ pub enum Job {
     /// ago wrote (every controller; a device list read within the round is
     /// patched from it, an older one loaded again).
     ForgetDeviceWrites,
+    /// Reminds and escalates open alerts nobody acknowledged, as the
+    /// routes say.
+    Chase,
 }
+
+/// How often [`Job::Chase`] runs: a reminder or escalation leaves within
+/// this of its time.
+const CHASE_PERIOD: Duration = Duration::from_secs(5);
 
 /// How often [`Job::Maintenance`] runs: a window opens and closes within
 /// this of its time.
@@ -70,6 +77,7 @@ impl Job {
             Job::Retention(..) => Duration::from_secs(3600),
             Job::RevocationPoll => REVOCATION_POLL,
             Job::ForgetDeviceWrites => crate::services::WRITES_KEPT,
+            Job::Chase => CHASE_PERIOD,
         }
     }
 
@@ -83,6 +91,7 @@ impl Job {
             Job::FlapSettle => Some(Lease::FlapSettle),
             Job::Retention(Kept::AuditLog, _) => Some(Lease::AuditRetention),
             Job::Retention(Kept::History, _) => Some(Lease::HistoryRetention),
+            Job::Chase => Some(Lease::Chase),
         }
     }
 
@@ -124,7 +133,16 @@ impl Job {
                 }
             }
             Job::ForgetDeviceWrites => app.core.forget_old_device_writes().await,
-            Job::OfflineSweep | Job::AgentGroups | Job::FlapSettle | Job::Retention(..) => {}
+            Job::Chase if leased => {
+                if let Err(error) = app.notifications.chase(now_ms()).await {
+                    warn!(%error, "cannot queue reminders and escalations; retrying");
+                }
+            }
+            Job::OfflineSweep
+            | Job::AgentGroups
+            | Job::FlapSettle
+            | Job::Retention(..)
+            | Job::Chase => {}
         }
     }
 
@@ -180,6 +198,7 @@ pub fn every_job(audit_retention: Duration, history_retention: Duration) -> Vec<
         Job::Retention(Kept::History, history_retention),
         Job::RevocationPoll,
         Job::ForgetDeviceWrites,
+        Job::Chase,
     ]
 }
 
@@ -234,7 +253,8 @@ mod tests {
                 "maintenance release",
                 "flap settle",
                 "audit retention",
-                "history retention"
+                "history retention",
+                "reminders"
             ]
         );
         assert_eq!(

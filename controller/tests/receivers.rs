@@ -53,21 +53,7 @@ async fn device(app: &App, name: &str, site: &str, tags: &[&str], severity: Seve
             site.into(),
         )
     };
-    app.inventory
-        .create_device(&spec, &Actor::console(), 1_000)
-        .await
-        .expect("device")
-        .id
-}
-
-async fn report(app: &App, device_id: i64, seq: u64, status: Status, at_ms: i64) {
-    app.reports
-        .apply_report(
-            &common::transition_report("agent", device_id, seq, status, at_ms),
-            at_ms,
-        )
-        .await
-        .expect("report");
+    common::add_device(app, &spec).await
 }
 
 /// One delivery round of every channel.
@@ -210,6 +196,7 @@ async fn chat_receivers_post_each_services_documented_format() {
             url,
             chat_id: (kind == ReceiverKind::Telegram).then(|| "-100123".into()),
             topic: (kind == ReceiverKind::Ntfy).then(|| "ward-noc".into()),
+            email: None,
         };
         channels.push(Channel::Chat(Chat::new(receiver, Some(PUBLIC_URL))));
     }
@@ -217,9 +204,9 @@ async fn chat_receivers_post_each_services_documented_format() {
     let (_dir, app) = controller(listed_receivers, Vec::new()).await;
     let id = device(&app, "atm-17", "branch-0421", &["atm"], Severity::Critical).await;
 
-    report(&app, id, 1, Status::Down, 10_000).await;
+    common::report_status(&app, id, 1, Status::Down, 10_000).await;
     deliver(&app, &channels, 10_000).await;
-    report(&app, id, 2, Status::Up, 70_000).await;
+    common::report_status(&app, id, 2, Status::Up, 70_000).await;
     deliver(&app, &channels, 70_000).await;
 
     for (kind, server) in kinds.iter().zip(&servers) {
@@ -302,7 +289,7 @@ async fn each_alert_goes_where_the_route_test_says_and_its_resolution_where_its_
     assert_eq!(expected[2], ["north"]);
 
     for (seq, id) in [atm, router, camera].into_iter().enumerate() {
-        report(&app, id, seq as u64 + 1, Status::Down, 10_000).await;
+        common::report_status(&app, id, seq as u64 + 1, Status::Down, 10_000).await;
     }
     deliver(&app, &channels, 10_000).await;
     let told = |servers: &[Arc<common::Receiver>], kind: &str| -> Vec<Vec<String>> {
@@ -357,7 +344,7 @@ async fn each_alert_goes_where_the_route_test_says_and_its_resolution_where_its_
     assert_eq!(said["receivers"], json!(["north"]));
     assert_eq!(said["matched"], json!([2]));
     for (seq, id) in [atm, router, camera].into_iter().enumerate() {
-        report(&app, id, seq as u64 + 10, Status::Up, 30_000).await;
+        common::report_status(&app, id, seq as u64 + 10, Status::Up, 30_000).await;
     }
     deliver(&app, &channels, 30_000).await;
     assert_eq!(

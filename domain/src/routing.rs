@@ -144,6 +144,40 @@ pub struct Route {
     /// Whether matching goes on to the next route after this one matched.
     #[serde(rename = "continue")]
     pub keep_matching: bool,
+    /// While an alert it matches is open and not acknowledged, its
+    /// receivers are reminded this often (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repeat_every_ms: Option<i64>,
+    /// Who is told when such an alert is still not acknowledged this long
+    /// after it opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
+}
+
+/// A route's escalation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Escalation {
+    /// How long after the alert opened, ms.
+    pub after_ms: i64,
+    /// The receivers told then (and of the alert's end).
+    pub to: Vec<String>,
+}
+
+/// What a reminder round may do for one open alert and one route that
+/// matches it: remind its receivers, escalate, or both (whether either is
+/// due again is the store's to say: each happens once per period across
+/// every controller).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chase<'a> {
+    /// The route, numbered from 1.
+    pub route: usize,
+    /// Remind the route's receivers, if the last reminder (or the alert's
+    /// opening) is older than this time, Unix ms.
+    pub remind_if_before_ms: Option<i64>,
+    /// Its receivers.
+    pub receivers: &'a [String],
+    /// Escalate to these receivers, if not done yet.
+    pub escalate_to: Option<&'a [String]>,
 }
 
 /// Where an alert goes, and why.
@@ -168,7 +202,28 @@ impl Route {
             matcher,
             receivers: receivers.into_iter().map(Into::into).collect(),
             keep_matching,
+            repeat_every_ms: None,
+            escalation: None,
         }
+    }
+
+    /// The same, reminding every `repeat_every_ms`.
+    pub fn repeating(mut self, repeat_every_ms: i64) -> Self {
+        self.repeat_every_ms = Some(repeat_every_ms);
+        self
+    }
+
+    /// The same, escalating `after_ms` after the alert opened to `to`.
+    pub fn escalating<S: Into<String>>(
+        mut self,
+        after_ms: i64,
+        to: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.escalation = Some(Escalation {
+            after_ms,
+            to: to.into_iter().map(Into::into).collect(),
+        });
+        self
     }
 }
 
@@ -218,6 +273,42 @@ impl Routes {
             receivers = self.receivers.clone();
         }
         Routing { receivers, matched }
+    }
+
+    /// Whether any route reminds or escalates.
+    pub fn chases(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|route| route.repeat_every_ms.is_some() || route.escalation.is_some())
+    }
+
+    /// What is due at `now_ms` for an open alert with `labels`, opened at
+    /// `opened_at_ms`, not acknowledged: for each matching route that
+    /// reminds or escalates, once its first period has passed.
+    pub fn chase(&self, labels: &Labels, opened_at_ms: i64, now_ms: i64) -> Vec<Chase<'_>> {
+        let open_for = now_ms - opened_at_ms;
+        self.explain(labels)
+            .matched
+            .into_iter()
+            .filter_map(|number| {
+                let route = &self.routes[number - 1];
+                let remind_if_before_ms = route
+                    .repeat_every_ms
+                    .filter(|&every| open_for >= every)
+                    .map(|every| now_ms - every);
+                let escalate_to = route
+                    .escalation
+                    .as_ref()
+                    .filter(|escalation| open_for >= escalation.after_ms)
+                    .map(|escalation| escalation.to.as_slice());
+                (remind_if_before_ms.is_some() || escalate_to.is_some()).then_some(Chase {
+                    route: number,
+                    remind_if_before_ms,
+                    receivers: &route.receivers,
+                    escalate_to,
+                })
+            })
+            .collect()
     }
 
     /// Whether `receiver` gets notifications of an alert with `labels`.
@@ -360,6 +451,39 @@ mod tests {
             routes.receivers_for(&labels("AgentDown", "s", &[], "major")),
             ["a", "b", "c"]
         );
+    }
+
+    #[test]
+    fn reminders_and_escalations_come_due_after_their_first_period() {
+        const MINUTE: i64 = 60_000;
+        let routes = Routes::new(
+            vec![
+                Route::new(Match::tag("atm"), ["vendor"], true).repeating(10 * MINUTE),
+                Route::new(Match::default(), ["noc"], false)
+                    .repeating(30 * MINUTE)
+                    .escalating(15 * MINUTE, ["boss"]),
+            ],
+            vec!["vendor".into(), "noc".into(), "boss".into()],
+        );
+        assert!(routes.chases());
+        let atm = labels("DeviceDown", "s", &["atm"], "critical");
+        assert!(routes.chase(&atm, 0, 9 * MINUTE).is_empty());
+        let at_ten = routes.chase(&atm, 0, 10 * MINUTE);
+        assert_eq!(at_ten.len(), 1);
+        assert_eq!(
+            (at_ten[0].route, at_ten[0].remind_if_before_ms),
+            (1, Some(0))
+        );
+        let at_twenty = routes.chase(&atm, 0, 20 * MINUTE);
+        assert_eq!(at_twenty.len(), 2);
+        assert_eq!(at_twenty[1].route, 2);
+        assert_eq!(at_twenty[1].remind_if_before_ms, None, "30 min not passed");
+        assert_eq!(at_twenty[1].escalate_to, Some(&["boss".to_owned()][..]));
+        let router = labels("DeviceDown", "s", &[], "critical");
+        let at_forty = routes.chase(&router, 0, 40 * MINUTE);
+        assert_eq!(at_forty.len(), 1);
+        assert_eq!(at_forty[0].remind_if_before_ms, Some(10 * MINUTE));
+        assert!(!Routes::new(vec![Route::new(Match::default(), ["a"], false)], vec![]).chases());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tracing::info;
 use super::connect;
 use crate::cache::Cache;
 use crate::config::{ReceiverKind, Settings};
-use crate::notify::{Alertmanager, Channel, Chat, Webhook};
+use crate::notify::{Alertmanager, Channel, Chat, Email, Webhook};
 use crate::services::{App, AppSettings, Guard, ListedReceiver};
 use crate::tsdb::{Tsdb, TsdbConfig};
 
@@ -66,7 +66,7 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let channels = notification_channels(&settings);
+    let channels = notification_channels(&settings)?;
     let names: Vec<&str> = channels.iter().map(Channel::name).collect();
     info!(receivers = ?names, routes = settings.routes.len(), "notification receivers");
     let app = App::new(store, cache, app_settings(&settings, tsdb_writer)?).await?;
@@ -158,23 +158,28 @@ async fn migrated_store(settings: &Settings) -> anyhow::Result<crate::store::Sto
 
 /// A worker's channel for every receiver: `webhook`, each Alertmanager,
 /// then the `[[receivers]]`.
-fn notification_channels(settings: &Settings) -> Vec<Channel> {
+fn notification_channels(settings: &Settings) -> anyhow::Result<Vec<Channel>> {
     let public_url = settings.public_url.as_deref();
     settings
         .receivers
         .iter()
-        .map(|receiver| match receiver.kind {
-            ReceiverKind::Webhook => Channel::Webhook(
-                Webhook::new(&receiver.url)
-                    .named(&receiver.name)
-                    .linking(public_url),
-            ),
-            ReceiverKind::Alertmanager => Channel::Alertmanager(
-                Alertmanager::new(&receiver.url, settings.alertmanager_resend_interval)
-                    .named(&receiver.name)
-                    .linking(public_url),
-            ),
-            _ => Channel::Chat(Chat::new(receiver.clone(), public_url)),
+        .map(|receiver| {
+            Ok(match (receiver.kind, &receiver.email) {
+                (ReceiverKind::Webhook, _) => Channel::Webhook(
+                    Webhook::new(&receiver.url)
+                        .named(&receiver.name)
+                        .linking(public_url),
+                ),
+                (ReceiverKind::Alertmanager, _) => Channel::Alertmanager(
+                    Alertmanager::new(&receiver.url, settings.alertmanager_resend_interval)
+                        .named(&receiver.name)
+                        .linking(public_url),
+                ),
+                (ReceiverKind::Email, Some(email)) => Channel::Email(
+                    Email::new(&receiver.name, email, public_url).map_err(anyhow::Error::msg)?,
+                ),
+                _ => Channel::Chat(Chat::new(receiver.clone(), public_url)),
+            })
         })
         .collect()
 }

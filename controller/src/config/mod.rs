@@ -17,7 +17,9 @@ mod degraded;
 mod receivers;
 
 pub use degraded::DegradedTable;
-pub use receivers::{Receiver, ReceiverKind, ReceiverTable, RouteTable};
+pub use receivers::{
+    EmailSettings, Receiver, ReceiverKind, ReceiverTable, RouteTable, SmtpSecurity,
+};
 
 /// Where the embedded default database lives.
 pub const DEFAULT_DATABASE: &str = "sqlite:./ward.db";

@@ -58,7 +58,7 @@ impl Chat {
                 self.receiver.url.trim_end_matches('/').to_owned(),
                 message.ntfy(self.receiver.topic.as_deref().unwrap_or_default()),
             ),
-            ReceiverKind::Webhook | ReceiverKind::Alertmanager => {
+            ReceiverKind::Webhook | ReceiverKind::Alertmanager | ReceiverKind::Email => {
                 return Err(format!(
                     "receiver {} is not a chat receiver",
                     self.receiver.name
@@ -110,6 +110,10 @@ impl Message {
             },
             "flapping" => format!("FLAPPING {subject}: its changes are held until it settles"),
             "settled" => format!("SETTLED {subject}"),
+            "reminder" | "escalated" => format!(
+                "{} {problem} {subject} since {since}, not acknowledged",
+                notification.kind.to_uppercase()
+            ),
             other => format!("{} {problem} {subject}", other.to_uppercase()),
         };
         let mut facts = vec![

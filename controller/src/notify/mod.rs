@@ -1,5 +1,5 @@
 //! The outbox workers: one per configured receiver (a generic JSON
-//! webhook, Alertmanager v2, Slack, Teams, Telegram, ntfy), each with its
+//! webhook, Alertmanager v2, Slack, Teams, Telegram, ntfy, e-mail), each with its
 //! own outbox rows, so one receiver being down never holds back another;
 //! each sends only what the routes give it. A row leaves the outbox only after a
 //! 2xx; a failure is counted, logged and retried with exponential backoff.
@@ -8,6 +8,7 @@
 
 mod alertmanager;
 mod chat;
+mod email;
 mod webhook;
 
 use std::future::Future;
@@ -20,6 +21,7 @@ use tracing::warn;
 
 pub use alertmanager::Alertmanager;
 pub use chat::{Chat, Message};
+pub use email::Email;
 pub use webhook::Webhook;
 
 use crate::services::{Cluster, Maintenance, Notifications, Outcome};
@@ -45,6 +47,8 @@ pub enum Channel {
     Alertmanager(Alertmanager),
     /// Slack, Teams, Telegram or ntfy.
     Chat(Chat),
+    /// E-mail over SMTP.
+    Email(Email),
 }
 
 impl Channel {
@@ -54,6 +58,7 @@ impl Channel {
             Channel::Webhook(webhook) => webhook.name(),
             Channel::Alertmanager(alertmanager) => alertmanager.name(),
             Channel::Chat(chat) => chat.name(),
+            Channel::Email(email) => email.name(),
         }
     }
 
@@ -62,6 +67,7 @@ impl Channel {
             Channel::Webhook(webhook) => webhook.post(notification).await,
             Channel::Alertmanager(alertmanager) => alertmanager.post(notification, now_ms).await,
             Channel::Chat(chat) => chat.post(notification).await,
+            Channel::Email(email) => email.post(notification).await,
         }
     }
 }
@@ -273,6 +279,14 @@ async fn deliver(
             .fetch_add(1, Ordering::Relaxed);
         notifications.count(channel.name(), Outcome::Held);
         tracing::info!(channel = channel.name(), notification = notification.id, alert = notification.alert.id, kind = %notification.kind, "notification held back: the device is in maintenance");
+        round.held += 1;
+        return Ok(());
+    }
+    let chasing = matches!(notification.kind.as_str(), "reminder" | "escalated");
+    let alert = &notification.alert;
+    if chasing && (alert.acknowledged.is_some() || alert.resolved_at_ms.is_some()) {
+        core.store.notification_delivered(notification.id).await?;
+        notifications.count(channel.name(), Outcome::Superseded);
         round.held += 1;
         return Ok(());
     }

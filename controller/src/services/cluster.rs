@@ -29,6 +29,8 @@ pub enum Lease {
     HistoryRetention,
     /// Re-sending open alerts to the Alertmanager channel named so.
     Resend(String),
+    /// Reminders and escalations of open alerts.
+    Chase,
 }
 
 impl Lease {
@@ -42,6 +44,7 @@ impl Lease {
             Lease::AuditRetention => "audit retention".into(),
             Lease::HistoryRetention => "history retention".into(),
             Lease::Resend(channel) => format!("resend {channel}"),
+            Lease::Chase => "reminders".into(),
         }
     }
 }

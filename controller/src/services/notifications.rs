@@ -36,14 +36,18 @@ pub enum Outcome {
     Held,
     /// The routes send its alert elsewhere.
     NotRouted,
+    /// A reminder or escalation whose alert was acknowledged or ended
+    /// before it left.
+    Superseded,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
+    const ALL: [Outcome; 5] = [
         Outcome::Sent,
         Outcome::Failed,
         Outcome::Held,
         Outcome::NotRouted,
+        Outcome::Superseded,
     ];
 
     fn as_str(self) -> &'static str {
@@ -52,6 +56,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Held => "held",
             Outcome::NotRouted => "not_routed",
+            Outcome::Superseded => "superseded",
         }
     }
 }
@@ -65,7 +70,11 @@ pub struct Notifications {
     channels: Vec<String>,
     routes: Routes,
     /// Per receiver, a counter per [`Outcome`].
-    outcomes: BTreeMap<String, [AtomicU64; 4]>,
+    outcomes: BTreeMap<String, [AtomicU64; 5]>,
+    /// Reminders queued (one per route and period).
+    reminders: AtomicU64,
+    /// Escalations queued (one per alert and route).
+    escalations: AtomicU64,
     /// Channels whose last delivery round only failed.
     failing: RwLock<BTreeSet<String>>,
 }
@@ -97,6 +106,8 @@ impl Notifications {
             routes: Routes::new(routes, channels.clone()),
             channels,
             receivers,
+            reminders: AtomicU64::new(0),
+            escalations: AtomicU64::new(0),
             failing: RwLock::default(),
         })
     }
@@ -132,6 +143,63 @@ impl Notifications {
         self.core.store.route_once(alert.id, receiver, routed).await
     }
 
+    /// Queues what is due at `now_ms` for the open alerts nobody has
+    /// acknowledged: each route's reminder once per `repeat_every`, its
+    /// escalation once (see `store::reminders`: once whichever controllers
+    /// run this). Returns (reminders, escalations) queued.
+    pub async fn chase(&self, now_ms: i64) -> Result<(u32, u32), StoreError> {
+        if !self.routes.chases() {
+            return Ok((0, 0));
+        }
+        let store = &self.core.store;
+        let (mut reminded, mut escalated) = (0, 0);
+        for alert in store.alerts(true).await? {
+            // Held (maintenance), flapping (withheld until it settles),
+            // acknowledged (someone has it): nobody is chased.
+            if alert.resolved_at_ms.is_some()
+                || alert.acknowledged.is_some()
+                || alert.held
+                || alert.flapping
+            {
+                continue;
+            }
+            for chase in self
+                .routes
+                .chase(&Labels::of(&alert), alert.opened_at_ms, now_ms)
+            {
+                if let Some(due_before_ms) = chase.remind_if_before_ms
+                    && store
+                        .remind(
+                            alert.id,
+                            chase.route,
+                            chase.receivers,
+                            (now_ms, due_before_ms),
+                        )
+                        .await?
+                {
+                    reminded += 1;
+                }
+                if let Some(to) = chase.escalate_to
+                    && store
+                        .escalate(alert.id, chase.route, to, (now_ms, alert.opened_at_ms))
+                        .await?
+                {
+                    escalated += 1;
+                    tracing::warn!(alert = alert.id, name = %alert.name, site = %alert.site, route = chase.route, receivers = ?to,
+                        "alert not acknowledged in time: escalated");
+                }
+            }
+        }
+        self.reminders
+            .fetch_add(u64::from(reminded), Ordering::Relaxed);
+        self.escalations
+            .fetch_add(u64::from(escalated), Ordering::Relaxed);
+        if reminded + escalated > 0 {
+            self.core.live.outbox_changed();
+        }
+        Ok((reminded, escalated))
+    }
+
     /// Counts one notification's `outcome` at `receiver`.
     pub fn count(&self, receiver: &str, outcome: Outcome) {
         if let Some(counters) = self.outcomes.get(receiver) {
@@ -145,9 +213,27 @@ impl Notifications {
 
     /// `ward_notifications_total{receiver,outcome}`.
     pub fn write_prometheus(&self, text: &mut String) {
+        for (name, help, counter) in [
+            (
+                "ward_notification_reminders_total",
+                "Reminders queued for open alerts nobody acknowledged (one per route and repeat_every).",
+                &self.reminders,
+            ),
+            (
+                "ward_notification_escalations_total",
+                "Alerts escalated to further receivers, not acknowledged within escalate_after.",
+                &self.escalations,
+            ),
+        ] {
+            let _ = writeln!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             text,
-            "# HELP ward_notifications_total Notifications by receiver and outcome (sent, failed: an attempt retried, held: maintenance, not_routed: the routes send it elsewhere).\n# TYPE ward_notifications_total counter"
+            "# HELP ward_notifications_total Notifications by receiver and outcome (sent, failed: an attempt retried, held: maintenance, not_routed: the routes send it elsewhere, superseded: a reminder or escalation of an alert acknowledged or ended before it left).\n# TYPE ward_notifications_total counter"
         );
         for (receiver, counters) in &self.outcomes {
             for (outcome, counter) in Outcome::ALL.iter().zip(counters) {

@@ -26,6 +26,7 @@ mod postgres_tls;
 mod presence;
 mod principals;
 mod profiles;
+mod reminders;
 mod rows;
 mod sessions;
 mod settling;
@@ -539,6 +540,48 @@ impl Store {
         ))?
         .pop()
         .ok_or_else(|| StoreError::Corrupt("routing an alert returned no row".into()))
+    }
+
+    /// Queues a `reminder` of alert `alert_id` for `receivers` if route
+    /// `route`'s last one (or the alert's opening) is older than
+    /// `due_before_ms`: once per period whichever controllers ask.
+    pub async fn remind(
+        &self,
+        alert_id: i64,
+        route: usize,
+        receivers: &[String],
+        (now_ms, due_before_ms): (i64, i64),
+    ) -> Result<bool, StoreError> {
+        let route = i32::try_from(route).unwrap_or(i32::MAX);
+        let receivers = receivers.to_vec();
+        transaction!(self, |tx| reminders::remind(
+            tx,
+            alert_id,
+            route,
+            &receivers,
+            (now_ms, due_before_ms)
+        ))
+    }
+
+    /// Escalates alert `alert_id` (opened at `opened_at_ms`) on route
+    /// `route` to `receivers` unless done: they are told of it and of
+    /// everything after it (its acknowledgement, its end).
+    pub async fn escalate(
+        &self,
+        alert_id: i64,
+        route: usize,
+        receivers: &[String],
+        (now_ms, opened_at_ms): (i64, i64),
+    ) -> Result<bool, StoreError> {
+        let route = i32::try_from(route).unwrap_or(i32::MAX);
+        let receivers = receivers.to_vec();
+        transaction!(self, |tx| reminders::escalate(
+            tx,
+            alert_id,
+            route,
+            &receivers,
+            (now_ms, opened_at_ms)
+        ))
     }
 
     /// A delivery failed: count it and try again at `retry_at_ms`.

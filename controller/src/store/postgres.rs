@@ -130,6 +130,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         29,
         include_str!("../../migrations/postgres/0029_alert_receivers.sql"),
     ),
+    (
+        30,
+        include_str!("../../migrations/postgres/0030_alert_reminders.sql"),
+    ),
 ];
 
 /// The database's clock, Unix ms.

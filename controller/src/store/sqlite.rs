@@ -117,6 +117,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         29,
         include_str!("../../migrations/sqlite/0029_alert_receivers.sql"),
     ),
+    (
+        30,
+        include_str!("../../migrations/sqlite/0030_alert_reminders.sql"),
+    ),
 ];
 
 #[allow(

@@ -219,6 +219,27 @@ pub async fn webhook_controller_with_device(
     (dir, controller, id)
 }
 
+/// Creates `spec` through the inventory (as the console); its id.
+pub async fn add_device(app: &App, spec: &ward_controller::store::DeviceSpec) -> i64 {
+    app.inventory
+        .create_device(spec, &ward_controller::store::Actor::console(), 1_000)
+        .await
+        .expect("device")
+        .id
+}
+
+/// Applies agent `agent`'s report that device `device_id` became
+/// `status` at `at_ms` (its sequence `seq`).
+pub async fn report_status(app: &App, device_id: i64, seq: u64, status: Status, at_ms: i64) {
+    app.reports
+        .apply_report(
+            &transition_report("agent", device_id, seq, status, at_ms),
+            at_ms,
+        )
+        .await
+        .expect("report");
+}
+
 /// A report from `agent` (boot `boot-1`) with one transition: `device_id`
 /// became `status`, decided by a probe at `probed_at_ms`.
 pub fn transition_report(

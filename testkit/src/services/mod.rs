@@ -3,12 +3,14 @@
 //! stops the server (by PID) and removes its directory.
 
 mod alertmanager;
+mod exim;
 mod postgres;
 mod redis;
 mod slapd;
 mod victoria_metrics;
 
 pub use alertmanager::Alertmanager;
+pub use exim::{Exim, SMTP_PASSWORD, SMTP_USER};
 pub use postgres::{Postgres, PostgresTls};
 pub use redis::Redis;
 pub use slapd::{ADMIN_DN, ADMIN_PASSWORD, BASE_DN, Slapd, SlapdTls};
