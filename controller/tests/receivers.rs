@@ -392,3 +392,105 @@ async fn each_alert_goes_where_the_route_test_says_and_its_resolution_where_its_
         );
     }
 }
+
+/// A receiver down for a while: the others get everything meanwhile;
+/// `/readyz` names it once it has failed for `receiver_failing_after`
+/// (not before); when it is back it gets its queue in order, and
+/// `/readyz` is ok again.
+#[tokio::test]
+async fn a_receiver_down_for_a_while_holds_back_no_other_is_named_in_readyz_and_catches_up_in_order()
+ {
+    let (pager, pager_url) = common::start_receiver().await;
+    let (noc, noc_url) = common::start_receiver().await;
+    let channels = [
+        Channel::Webhook(Webhook::new(&pager_url).named("pager")),
+        Channel::Webhook(Webhook::new(&noc_url).named("noc")),
+    ];
+    let (dir, url) = common::sqlite_url();
+    let settings = AppSettings {
+        receivers: common::webhook_receivers(&["pager", "noc"]),
+        receiver_failing_after: std::time::Duration::from_secs(1),
+        ..AppSettings::default()
+    };
+    let app = common::controller_with(&url, Cache::in_process(), settings).await;
+    let api = common::Api::serve(app.clone()).await;
+    let id = device(&app, "atm-1", "branch-7", &[], Severity::Critical).await;
+    let deliver_all = async |now_ms: i64| {
+        for channel in &channels {
+            deliver_due(&app.notifications, &app.maintenance, channel, now_ms)
+                .await
+                .expect("round");
+        }
+    };
+    let notifier = async || {
+        let (_, ready) = api.get("/readyz").await;
+        ready["components"]["notifier"].clone()
+    };
+    pager
+        .failing
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let start = ward_controller::time::now_ms();
+    common::report_status(&app, id, 1, Status::Down, start).await;
+    deliver_all(start).await;
+    assert_eq!(
+        notifier().await["status"],
+        "ok",
+        "failing, not for long yet"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let later = ward_controller::time::now_ms();
+    common::report_status(&app, id, 2, Status::Up, later).await;
+    common::report_status(&app, id, 3, Status::Down, later).await;
+    deliver_all(later).await;
+    let said = notifier().await;
+    assert_eq!(said["status"], "failing", "{said}");
+    let detail = said["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("pager (since") && !detail.contains("noc"),
+        "{detail}"
+    );
+    let kinds = |receiver: &common::Receiver| -> Vec<String> {
+        receiver
+            .bodies()
+            .iter()
+            .map(|body| body["kind"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        kinds(&noc),
+        ["firing", "resolved", "firing"],
+        "the NOC is not held back"
+    );
+    assert!(pager.bodies().is_empty());
+
+    pager
+        .failing
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    // Past every backoff; a round delivers one notification per alert, so
+    // a few rounds bring the queue through.
+    for round in 0..5 {
+        deliver_all(later + 120_000 + round).await;
+    }
+    // In order per alert (the outage that ended, then the one still open).
+    let per_alert = |receiver: &common::Receiver| -> Vec<(i64, String)> {
+        let mut sent: Vec<(i64, String)> = receiver
+            .bodies()
+            .iter()
+            .map(|body| {
+                let kind = body["kind"].as_str().unwrap_or_default().to_owned();
+                (body["alert_id"].as_i64().expect("alert id"), kind)
+            })
+            .collect();
+        sent.sort_by_key(|(alert, _)| *alert);
+        sent
+    };
+    assert_eq!(
+        per_alert(&pager),
+        per_alert(&noc),
+        "everything, in order per alert"
+    );
+    assert_eq!(pager.bodies().len(), 3);
+    assert_eq!(notifier().await["status"], "ok");
+    drop(dir);
+}

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::agents::{AgentState, Presence};
 use crate::services::App;
 use crate::store::{AgentRecord, Status};
-use crate::time::rfc3339;
+use crate::time::{now_ms, rfc3339};
 
 /// `GET /healthz`.
 pub async fn healthz() -> &'static str {
@@ -159,27 +159,30 @@ async fn agent_readiness(app: &App) -> Value {
 pub const NO_RECEIVER: &str = "alerts go nowhere: no receiver is configured \
      (set `webhook`, `alertmanager` or `[[receivers]]` in the configuration); they are only listed at /api/v1/alerts";
 
-/// Each configured channel's last round, and the outbox depth; failing
-/// while no channel is configured.
+/// The receivers, and the outbox depth; failing while no receiver is
+/// configured, or while one has failed every delivery for
+/// `receiver_failing_after` (named, with since when).
 async fn notifier_readiness(app: &App) -> Value {
-    let failing: Vec<&str> = app
-        .notifications
-        .channels()
-        .iter()
-        .map(String::as_str)
-        .filter(|&channel| app.notifications.failing(channel))
-        .collect();
+    let failing = app.notifications.failing_too_long(now_ms());
     let depth = app.core.store.outbox_depth().await.ok();
-    if app.notifications.channels().is_empty() {
+    let channels = app.notifications.channels();
+    if channels.is_empty() {
         // Alerts are decided and kept (the alert list, the dashboard), but
         // nobody is told: a monitoring system in that state is not ready.
         json!({ "status": "failing", "channels": [], "outbox_depth": depth,
                 "detail": NO_RECEIVER })
     } else if failing.is_empty() {
-        json!({ "status": "ok", "channels": app.notifications.channels(), "outbox_depth": depth })
+        json!({ "status": "ok", "channels": channels, "outbox_depth": depth })
     } else {
-        json!({ "status": "failing", "channels": app.notifications.channels(), "outbox_depth": depth,
-                "detail": format!("the last delivery round to {} failed; see ward_notifications_failed_total", failing.join(" and ")) })
+        let named: Vec<String> = failing
+            .iter()
+            .map(|(name, since)| format!("{name} (since {})", rfc3339(*since)))
+            .collect();
+        json!({ "status": "failing", "channels": channels, "outbox_depth": depth,
+                "detail": format!(
+                    "every delivery to {} has failed: their notifications wait in the outbox, in order; \
+                     see ward_notifications_total{{outcome=\"failed\"}} and the log",
+                    named.join(" and ")) })
     }
 }
 

@@ -217,6 +217,7 @@ fn app_settings(settings: &Settings, tsdb: Option<Tsdb>) -> anyhow::Result<AppSe
         tsdb,
         receivers: listed_receivers(settings),
         routes: settings.routes.clone(),
+        receiver_failing_after: settings.receiver_failing_after,
     })
 }
 

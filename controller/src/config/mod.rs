@@ -129,6 +129,10 @@ pub struct FileConfig {
     pub receivers: Option<Vec<ReceiverTable>>,
     /// `[[routes]]`: which receivers get which alerts, in order.
     pub routes: Option<Vec<RouteTable>>,
+    /// `receiver_failing_after = "1m"`: `/readyz` names a receiver whose
+    /// every delivery has failed for this long.
+    #[serde(default, with = "ward_settings::duration")]
+    pub receiver_failing_after: Option<Duration>,
 }
 
 /// A URL, or several.
@@ -247,6 +251,8 @@ pub struct Settings {
     pub receivers: Vec<Receiver>,
     /// The routes, in order (none: every receiver gets everything).
     pub routes: Vec<ward_domain::routing::Route>,
+    /// How long a receiver fails before `/readyz` names it.
+    pub receiver_failing_after: Duration,
 }
 
 /// A default listen address.
@@ -281,6 +287,7 @@ fn metrics_access(setting: Option<MetricsAccess>) -> crate::access::Access {
 /// The periods a setting gives, each checked against its floor.
 struct Periods {
     resend: Duration,
+    receiver_failing_after: Duration,
     audit_retention: Duration,
     history_retention: Duration,
     failover_delay: Duration,
@@ -290,6 +297,17 @@ struct Periods {
 /// `overrides` over `file` over the defaults, for every period.
 fn periods(overrides: &FileConfig, file: &FileConfig) -> Result<Periods, ConfigError> {
     Ok(Periods {
+        receiver_failing_after: at_least(
+            "receiver_failing_after",
+            overrides
+                .receiver_failing_after
+                .or(file.receiver_failing_after),
+            crate::services::DEFAULT_RECEIVER_FAILING_AFTER,
+            (
+                Duration::from_secs(1),
+                "1s: a receiver's rounds run every half second",
+            ),
+        )?,
         resend: at_least(
             "alertmanager_resend_interval",
             overrides
@@ -342,6 +360,7 @@ impl Settings {
     pub fn resolve(overrides: FileConfig, file: FileConfig) -> Result<Self, ConfigError> {
         let Periods {
             resend,
+            receiver_failing_after,
             audit_retention,
             history_retention,
             failover_delay,
@@ -360,6 +379,7 @@ impl Settings {
         let settings = Self {
             receivers: Vec::new(),
             routes: Vec::new(),
+            receiver_failing_after,
             // Read before any field is moved out of either.
             tsdb_spool_max_bytes: spool_max_bytes(&overrides, &file)?,
             login: login_settings(&overrides, &file)?,

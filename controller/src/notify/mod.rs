@@ -253,7 +253,11 @@ pub async fn deliver_due(
             break;
         }
     }
-    notifications.set_failing(channel.name(), round.failed > 0 && round.delivered == 0);
+    notifications.set_failing(
+        channel.name(),
+        round.failed > 0 && round.delivered == 0,
+        now_ms,
+    );
     Ok(round)
 }
 

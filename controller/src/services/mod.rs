@@ -38,7 +38,7 @@ pub use live::{Live, LiveEvent, StatusEvent};
 pub use logins::{LoginCounters, LoginSettings, Logins};
 pub use maintenance::Maintenance;
 pub use metrics::Metrics;
-pub use notifications::{ListedReceiver, Notifications, Outcome};
+pub use notifications::{DEFAULT_RECEIVER_FAILING_AFTER, ListedReceiver, Notifications, Outcome};
 pub use overview::{Overview, PROBLEMS_DEFAULT, PROBLEMS_MAX, SiteTally};
 pub use paging::{DEVICE_PAGE_DEFAULT, DEVICE_PAGE_MAX, DeviceCursor, UNPAGED_MAX};
 pub use presence::AgentPresence;
@@ -83,6 +83,8 @@ pub struct AppSettings {
     pub receivers: Vec<ListedReceiver>,
     /// The routes that choose among them.
     pub routes: Vec<ward_domain::routing::Route>,
+    /// `receiver_failing_after`.
+    pub receiver_failing_after: Duration,
 }
 
 impl Default for AppSettings {
@@ -101,6 +103,7 @@ impl Default for AppSettings {
             tsdb: None,
             receivers: Vec::new(),
             routes: Vec::new(),
+            receiver_failing_after: DEFAULT_RECEIVER_FAILING_AFTER,
         }
     }
 }
@@ -163,7 +166,13 @@ impl App {
             settings.certificate_warning_days,
         ));
         let notifications = Arc::new(
-            Notifications::new(Arc::clone(&core), settings.receivers, settings.routes).await?,
+            Notifications::new(
+                Arc::clone(&core),
+                settings.receivers,
+                settings.routes,
+                settings.receiver_failing_after,
+            )
+            .await?,
         );
         Ok(Self {
             core,

@@ -3,7 +3,7 @@
 //! which of them failed their last round (for `/readyz`). Delivery itself
 //! is `crate::notify`'s.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -13,6 +13,10 @@ use ward_domain::routing::{Labels, Route, Routes, Routing};
 
 use super::core::Core;
 use crate::store::StoreError;
+
+/// How long a receiver fails every delivery before `/readyz` names it,
+/// unless `receiver_failing_after` says otherwise.
+pub const DEFAULT_RECEIVER_FAILING_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A receiver as the API lists it: nothing secret.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -75,8 +79,11 @@ pub struct Notifications {
     reminders: AtomicU64,
     /// Escalations queued (one per alert and route).
     escalations: AtomicU64,
-    /// Channels whose last delivery round only failed.
-    failing: RwLock<BTreeSet<String>>,
+    /// Channels whose delivery rounds have only failed, since when (Unix
+    /// ms: the first such round).
+    failing: RwLock<BTreeMap<String, i64>>,
+    /// How long a receiver fails before `/readyz` names it.
+    failing_after_ms: i64,
 }
 
 impl Notifications {
@@ -87,6 +94,7 @@ impl Notifications {
         core: Arc<Core>,
         receivers: Vec<ListedReceiver>,
         routes: Vec<Route>,
+        failing_after: std::time::Duration,
     ) -> Result<Self, StoreError> {
         let channels: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let names: Vec<&str> = channels.iter().map(String::as_str).collect();
@@ -109,6 +117,7 @@ impl Notifications {
             reminders: AtomicU64::new(0),
             escalations: AtomicU64::new(0),
             failing: RwLock::default(),
+            failing_after_ms: i64::try_from(failing_after.as_millis()).unwrap_or(i64::MAX),
         })
     }
 
@@ -252,19 +261,32 @@ impl Notifications {
         self.failing
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
-            .contains(name)
+            .contains_key(name)
     }
 
-    /// Notes whether channel `name`'s last delivery round only failed.
-    pub fn set_failing(&self, name: &str, failing: bool) {
+    /// Notes whether channel `name`'s delivery round at `now_ms` only
+    /// failed.
+    pub fn set_failing(&self, name: &str, failing: bool, now_ms: i64) {
         let mut channels = self
             .failing
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
         if failing {
-            channels.insert(name.to_owned());
+            channels.entry(name.to_owned()).or_insert(now_ms);
         } else {
             channels.remove(name);
         }
+    }
+
+    /// The receivers that have only failed for `receiver_failing_after` or
+    /// longer at `now_ms`, with since when.
+    pub fn failing_too_long(&self, now_ms: i64) -> Vec<(String, i64)> {
+        self.failing
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .iter()
+            .filter(|&(_, &since)| now_ms - since >= self.failing_after_ms)
+            .map(|(name, &since)| (name.clone(), since))
+            .collect()
     }
 }
