@@ -1,8 +1,7 @@
 //! Every periodic job of a controller, declared once: what it does, how
 //! often, and the lease that makes it run on one controller of a cluster.
-//! [`start`] spawns them all with the long-lived workers (the notification
-//! channels, the feed of other controllers' changes); they end when the
-//! controller stops.
+//! [`start`] spawns them all with the feed of other controllers' changes;
+//! they end when the controller stops.
 //!
 //! A round runs, then the job sleeps its period. A job with a lease takes
 //! or renews it before each round and is told whether it holds it: the
@@ -18,7 +17,6 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::notify::Channel;
 use crate::retention::Kept;
 use crate::services::{App, Core, Lease, Reports};
 use crate::time::now_ms;
@@ -202,25 +200,15 @@ pub fn every_job(audit_retention: Duration, history_retention: Duration) -> Vec<
     ]
 }
 
-/// Spawns `jobs`, a delivery worker per notification channel and the feed
-/// of other controllers' changes; each ends when a future of `stopped`
-/// completes.
+/// Spawns `jobs` and the feed of other controllers' changes; each ends
+/// when a future of `stopped` completes. (The notification workers are
+/// `notify::Workers`', started and replaced as the configuration says.)
 pub fn start<S: Future<Output = ()> + Send + 'static>(
     app: &App,
     jobs: Vec<Job>,
-    channels: Vec<Channel>,
     stopped: impl Fn() -> S,
 ) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
-    for channel in channels {
-        tasks.push(tokio::spawn(crate::notify::run(
-            Arc::clone(&app.notifications),
-            Arc::clone(&app.maintenance),
-            Arc::clone(&app.cluster),
-            channel,
-            stopped(),
-        )));
-    }
     tasks.push(tokio::spawn(crate::services::follow_other_controllers(
         Arc::clone(&app.core),
         stopped(),

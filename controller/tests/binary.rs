@@ -74,11 +74,17 @@ impl Running {
         child.wait_with_output().expect("wait")
     }
 
+    /// Sends it `signal`.
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.0.as_ref().expect("running");
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal");
+    }
+
     /// SIGTERM, then its exit status and output.
     fn stop(mut self) -> std::process::Output {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
         let child = self.0.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         child.wait_with_output().expect("wait")
     }
 }
@@ -563,4 +569,76 @@ async fn a_second_controller_on_one_sqlite_file_is_refused_naming_postgresql() {
     );
     let output = first.stop();
     assert!(output.status.success());
+}
+
+/// SIGHUP puts the file's new receivers and routes in force; a file with
+/// a bad route is refused (logged naming it, counted) and the receivers
+/// and routes in force stay.
+#[tokio::test]
+async fn sighup_puts_new_receivers_and_routes_in_force_and_refuses_a_bad_route() {
+    let (_dir, config, database) = config_and_database();
+    let url = format!("sqlite:{}", database.display());
+    let write = |more: &str| {
+        std::fs::write(
+            &config,
+            format!("anonymous_read = true\nwebhook = \"http://127.0.0.1:9/tickets\"\n{more}"),
+        )
+        .expect("config");
+    };
+    write("");
+    let config_path = config.display().to_string();
+    let (running, http) = Running::listening(&url, &[("WARD_CONFIG", &config_path)]).await;
+    let get = |path: &'static str| async move {
+        reqwest::get(format!("http://127.0.0.1:{http}{path}"))
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("body")
+    };
+    let in_force = || async {
+        let listing: serde_json::Value =
+            serde_json::from_str(&get("/api/v1/receivers").await).expect("JSON");
+        let names: Vec<String> = listing["receivers"]
+            .as_array()
+            .expect("receivers")
+            .iter()
+            .map(|r| r["name"].as_str().expect("name").to_owned())
+            .collect();
+        (names, listing["routes"].as_array().expect("routes").len())
+    };
+    assert_eq!(in_force().await, (vec!["webhook".to_owned()], 0));
+
+    write(
+        "[[receivers]]\nname = \"night\"\nkind = \"ntfy\"\nurl = \"http://127.0.0.1:9\"\ntopic = \"ward\"\n\
+         [[routes]]\nmatch = { severity = \"critical\" }\nreceivers = [\"night\"]\n",
+    );
+    running.signal(nix::sys::signal::Signal::SIGHUP);
+    let wanted = (vec!["webhook".to_owned(), "night".to_owned()], 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while in_force().await != wanted {
+        assert!(
+            Instant::now() < deadline,
+            "not in force: {:?}",
+            in_force().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    write("[[routes]]\nreceivers = [\"pager\"]\n");
+    running.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = "ward_config_reloads_refused_total 1";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get("/metrics").await.lines().any(|line| line == refused) {
+        assert!(Instant::now() < deadline, "the reload was not refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_force().await, wanted, "what was in force stays");
+    let output = running.stop();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("SIGHUP: the configuration is refused")
+            && stderr.contains("`pager` is not a receiver"),
+        "{stderr}"
+    );
 }

@@ -494,3 +494,53 @@ async fn a_receiver_down_for_a_while_holds_back_no_other_is_named_in_readyz_and_
     assert_eq!(notifier().await["status"], "ok");
     drop(dir);
 }
+
+/// A reload that adds a receiver and a route keeps what waits for the
+/// receivers still configured; one taken out has its queue discarded.
+#[tokio::test]
+async fn a_reload_keeps_the_queue_of_every_receiver_still_configured() {
+    let (pager, pager_url) = common::start_receiver().await;
+    let (_dir, app) = controller(common::webhook_receivers(&["pager", "gone"]), Vec::new()).await;
+    let id = device(&app, "atm-1", "branch-7", &[], Severity::Critical).await;
+    pager
+        .failing
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let channel = Channel::Webhook(Webhook::new(&pager_url).named("pager"));
+    common::report_status(&app, id, 1, Status::Down, 10_000).await;
+    deliver_due(&app.notifications, &app.maintenance, &channel, 10_000)
+        .await
+        .expect("round");
+    let waiting = |channel: &'static str| {
+        let app = app.clone();
+        async move {
+            app.core
+                .store
+                .pending_notifications()
+                .await
+                .expect("outbox")
+                .iter()
+                .filter(|n| n.channel == channel)
+                .count()
+        }
+    };
+    assert_eq!((waiting("pager").await, waiting("gone").await), (1, 1));
+
+    app.notifications
+        .reconfigure(
+            common::webhook_receivers(&["pager", "noc"]),
+            vec![Route::new(Match::site("north-*"), ["noc"], false)],
+        )
+        .await
+        .expect("reload");
+    assert_eq!(waiting("pager").await, 1, "still queued after the reload");
+    assert_eq!(waiting("gone").await, 0, "a receiver taken out: discarded");
+    assert_eq!(app.notifications.routes().len(), 1);
+    pager
+        .failing
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let round = deliver_due(&app.notifications, &app.maintenance, &channel, 120_000)
+        .await
+        .expect("round");
+    assert_eq!(round.delivered, 1);
+    assert_eq!(pager.bodies()[0]["kind"], "firing");
+}

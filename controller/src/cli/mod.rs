@@ -312,7 +312,12 @@ async fn run_command() -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             let (path, overrides) = (*args).overrides();
-            serve::run(settings(path, overrides)?).await?;
+            let first = settings(path.clone(), overrides.clone())?;
+            serve::run(
+                first,
+                Box::new(move || settings(path.clone(), overrides.clone())),
+            )
+            .await?;
         }
         Command::Routes(RoutesCommand::Test {
             config,

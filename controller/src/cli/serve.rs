@@ -11,9 +11,9 @@ use tracing::info;
 
 use super::connect;
 use crate::cache::Cache;
-use crate::config::{ReceiverKind, Settings};
-use crate::notify::{Alertmanager, Channel, Chat, Email, Webhook};
-use crate::services::{App, AppSettings, Guard, ListedReceiver};
+use crate::config::Settings;
+use crate::notify::Workers;
+use crate::services::{App, AppSettings, ListedReceiver};
 use crate::tsdb::{Tsdb, TsdbConfig};
 
 /// Holds `database`'s controller lock when it is SQLite: one controller
@@ -42,8 +42,12 @@ fn hold_sqlite(database: &str) -> anyhow::Result<Option<std::fs::File>> {
     }
 }
 
-/// Runs the controller until SIGINT or SIGTERM.
-pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
+/// Reads the configuration again (file, flags, environment), for SIGHUP.
+pub(super) type Reread = Box<dyn Fn() -> anyhow::Result<Settings> + Send + Sync>;
+
+/// Runs the controller until SIGINT or SIGTERM; on SIGHUP, `reread`
+/// gives the receivers and routes (and the TLS files are read again).
+pub(super) async fn run(settings: Settings, reread: Reread) -> anyhow::Result<()> {
     let _one_controller = hold_sqlite(&settings.database)?;
     let store = migrated_store(&settings).await?;
     let cache = match &settings.redis {
@@ -66,14 +70,19 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let channels = notification_channels(&settings)?;
-    let names: Vec<&str> = channels.iter().map(Channel::name).collect();
-    info!(receivers = ?names, routes = settings.routes.len(), "notification receivers");
     let app = App::new(store, cache, app_settings(&settings, tsdb_writer)?).await?;
+    let workers = Arc::new(tokio::sync::Mutex::new(Workers::new(&app)));
+    workers
+        .lock()
+        .await
+        .apply(&settings)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let names: Vec<&str> = settings.receivers.iter().map(|r| r.name.as_str()).collect();
+    info!(receivers = ?names, routes = settings.routes.len(), "notification receivers");
     tasks.extend(crate::jobs::start(
         &app,
         crate::jobs::every_job(settings.audit_retention, settings.history_retention),
-        channels,
         &until_stopped,
     ));
     let http = bind_http(settings.listen_http).await?;
@@ -89,13 +98,16 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!(http = %settings.listen_http, scheme, grpc = %settings.listen_grpc, "controller listening");
     let http_server = serve_http(http, tls.clone(), &app, until_stopped());
-    if let Some(tls) = tls.clone() {
-        tasks.push(tokio::spawn(reload_on_hangup(
-            tls,
-            Arc::clone(&app.guard),
-            until_stopped(),
-        )));
-    }
+    tasks.push(tokio::spawn(
+        Reload {
+            tls: tls.clone(),
+            app: app.clone(),
+            workers: Arc::clone(&workers),
+            in_force: settings.clone(),
+            reread,
+        }
+        .on_hangup(until_stopped()),
+    ));
     let grpc_server = crate::grpc::serve(grpc, app.clone(), tls, until_stopped());
     let signal = async {
         shutdown_signal().await;
@@ -109,6 +121,7 @@ pub(super) async fn run(settings: Settings) -> anyhow::Result<()> {
     for task in tasks {
         task.await.context("background task")?;
     }
+    workers.lock().await.stop_all().await;
     info!("stopped");
     Ok(())
 }
@@ -154,34 +167,6 @@ async fn migrated_store(settings: &Settings) -> anyhow::Result<crate::store::Sto
         tracing::warn!("{}", crate::access::FIRST_ADMIN_HINT);
     }
     Ok(store)
-}
-
-/// A worker's channel for every receiver: `webhook`, each Alertmanager,
-/// then the `[[receivers]]`.
-fn notification_channels(settings: &Settings) -> anyhow::Result<Vec<Channel>> {
-    let public_url = settings.public_url.as_deref();
-    settings
-        .receivers
-        .iter()
-        .map(|receiver| {
-            Ok(match (receiver.kind, &receiver.email) {
-                (ReceiverKind::Webhook, _) => Channel::Webhook(
-                    Webhook::new(&receiver.url)
-                        .named(&receiver.name)
-                        .linking(public_url),
-                ),
-                (ReceiverKind::Alertmanager, _) => Channel::Alertmanager(
-                    Alertmanager::new(&receiver.url, settings.alertmanager_resend_interval)
-                        .named(&receiver.name)
-                        .linking(public_url),
-                ),
-                (ReceiverKind::Email, Some(email)) => Channel::Email(
-                    Email::new(&receiver.name, email, public_url).map_err(anyhow::Error::msg)?,
-                ),
-                _ => Channel::Chat(Chat::new(receiver.clone(), public_url)),
-            })
-        })
-        .collect()
 }
 
 /// The receivers as the API lists them.
@@ -248,36 +233,53 @@ async fn serve_http(
     }
 }
 
-/// Reads the TLS files again on every `SIGHUP` until `stop`: new
-/// connections get the new certificate, connected agents keep their
-/// streams. A file that does not load is logged and the old certificate
-/// stays.
-async fn reload_on_hangup(
-    tls: crate::tls::ServerTls,
-    guard: Arc<Guard>,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(%error, "cannot watch SIGHUP: certificates are read only at start");
-            return;
+/// What SIGHUP reads again: the TLS files, the receivers and routes.
+struct Reload {
+    tls: Option<crate::tls::ServerTls>,
+    app: App,
+    workers: Arc<tokio::sync::Mutex<Workers>>,
+    /// The settings whose receivers and routes are in force.
+    in_force: Settings,
+    reread: Reread,
+}
+
+impl Reload {
+    /// On each SIGHUP until `stop`: the TLS certificate and key (new
+    /// connections use them; connected agents stay), then the
+    /// configuration's receivers and routes, put in force whole or not at
+    /// all (a refused one is logged naming the key, counted, and the ones
+    /// in force stay; waiting notifications of a receiver still configured
+    /// stay queued).
+    async fn on_hangup(mut self, stop: impl std::future::Future<Output = ()>) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::error!(%error, "cannot watch SIGHUP: certificates, receivers and routes are read only at start");
+                return;
+            }
+        };
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = hangups.recv() => {}
+            }
+            if let Some(tls) = &self.tls {
+                self.reload_tls(tls).await;
+            }
+            self.reload_receivers().await;
         }
-    };
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = hangups.recv() => {}
-        }
+    }
+
+    async fn reload_tls(&self, tls: &crate::tls::ServerTls) {
         // The files are read on a blocking thread, not on an async worker.
         let reloading = tls.clone();
         let reloaded = tokio::task::spawn_blocking(move || reloading.reload()).await;
         match reloaded.unwrap_or_else(|error| std::panic::resume_unwind(error.into_panic())) {
             Ok(()) => {
                 if let Some(expires_at_ms) = tls.expires_at_ms() {
-                    guard.note_certificate("controller", expires_at_ms);
+                    self.app.guard.note_certificate("controller", expires_at_ms);
                 }
                 info!(expires = %tls.expires_at_ms().map(crate::time::rfc3339).unwrap_or_default(),
                     "SIGHUP: TLS certificate and key read again; new connections use them");
@@ -285,6 +287,62 @@ async fn reload_on_hangup(
             Err(error) => tracing::error!(%error,
                 "SIGHUP: the TLS files do not load; the certificate in use stays"),
         }
+    }
+
+    async fn reload_receivers(&mut self) {
+        let refused = |error: &dyn std::fmt::Display| {
+            self.app
+                .core
+                .metrics
+                .config_reloads_refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(%error, "SIGHUP: the configuration is refused; the receivers and routes in force stay");
+        };
+        let read = match (self.reread)() {
+            Ok(read) => read,
+            Err(error) => return refused(&error),
+        };
+        if !notification_settings_differ(&self.in_force, &read) {
+            return;
+        }
+        let mut workers = self.workers.lock().await;
+        // Every channel is made before anything changes.
+        if let Err(error) = self
+            .app
+            .notifications
+            .reconfigure(listed_receivers(&read), read.routes.clone())
+            .await
+        {
+            return refused(&error);
+        }
+        if let Err(error) = workers.apply(&read).await {
+            return refused(&error);
+        }
+        let names: Vec<&str> = read.receivers.iter().map(|r| r.name.as_str()).collect();
+        info!(receivers = ?names, routes = read.routes.len(), "SIGHUP: receivers and routes read again");
+        if without_notifications(&read) != without_notifications(&self.in_force) {
+            tracing::warn!(
+                "SIGHUP: only receivers, routes and the TLS files are read again; restart the controller for the other settings changed"
+            );
+        }
+        self.in_force = read;
+    }
+}
+
+/// Whether `a` and `b` differ in what notifications go through.
+fn notification_settings_differ(a: &Settings, b: &Settings) -> bool {
+    a.receivers != b.receivers || a.routes != b.routes || a.public_url != b.public_url
+}
+
+/// `settings` without what a reload puts in force.
+fn without_notifications(settings: &Settings) -> Settings {
+    Settings {
+        receivers: Vec::new(),
+        routes: Vec::new(),
+        webhook: None,
+        alertmanagers: Vec::new(),
+        public_url: None,
+        ..settings.clone()
     }
 }
 

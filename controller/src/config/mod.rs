@@ -35,7 +35,7 @@ pub const DEFAULT_TSDB_SPOOL_MAX_MIB: u64 = 256;
 pub const DEFAULT_ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
 
 /// The configuration file's keys; every one optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     /// `listen_http = "127.0.0.1:8080"`.

@@ -10,6 +10,7 @@ mod alertmanager;
 mod chat;
 mod email;
 mod webhook;
+mod workers;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ pub use alertmanager::Alertmanager;
 pub use chat::{Chat, Message};
 pub use email::Email;
 pub use webhook::Webhook;
+pub use workers::Workers;
 
 use crate::services::{Cluster, Maintenance, Notifications, Outcome};
 use crate::store::{DueNotification, StoreError};
@@ -52,6 +54,35 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The channel of `receiver`; links to the dashboard at `public_url`,
+    /// an Alertmanager's firing alerts re-sent every `resend`.
+    pub fn for_receiver(
+        receiver: &crate::config::Receiver,
+        public_url: Option<&str>,
+        resend: Duration,
+    ) -> Result<Self, String> {
+        use crate::config::ReceiverKind;
+        Ok(match (receiver.kind, &receiver.email) {
+            (ReceiverKind::Webhook, _) => Channel::Webhook(
+                Webhook::new(&receiver.url)
+                    .named(&receiver.name)
+                    .linking(public_url),
+            ),
+            (ReceiverKind::Alertmanager, _) => Channel::Alertmanager(
+                Alertmanager::new(&receiver.url, resend)
+                    .named(&receiver.name)
+                    .linking(public_url),
+            ),
+            (ReceiverKind::Email, Some(email)) => {
+                Channel::Email(Email::new(&receiver.name, email, public_url)?)
+            }
+            (ReceiverKind::Email, None) => {
+                return Err(format!("receiver {}: no SMTP settings", receiver.name));
+            }
+            _ => Channel::Chat(Chat::new(receiver.clone(), public_url)),
+        })
+    }
+
     /// The name its outbox rows carry: its receiver's.
     pub fn name(&self) -> &str {
         match self {

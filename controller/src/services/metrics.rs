@@ -24,6 +24,9 @@ pub struct Metrics {
     /// Notifications held back (dropped) because their device was in
     /// maintenance.
     pub notifications_held: AtomicU64,
+    /// SIGHUP reloads refused (a bad receiver or route, an unreadable
+    /// file): the configuration in force stayed.
+    pub config_reloads_refused: AtomicU64,
     /// Held alerts released when their maintenance ended (their `firing`
     /// queued).
     pub held_alerts_released: AtomicU64,
@@ -80,7 +83,7 @@ pub struct Metrics {
 impl Metrics {
     /// Every counter with its Prometheus name and help, as `/metrics`
     /// exports it.
-    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 27] {
+    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 28] {
         [
             (
                 "ward_device_list_held_total",
@@ -141,6 +144,11 @@ impl Metrics {
                 "ward_notifications_failed_total",
                 "Notification delivery attempts that failed (retried).",
                 &self.notifications_failed,
+            ),
+            (
+                "ward_config_reloads_refused_total",
+                "SIGHUP reloads of the receivers and routes refused (the configuration in force stayed; the log names why).",
+                &self.config_reloads_refused,
             ),
             (
                 "ward_notifications_held_total",

@@ -65,16 +65,22 @@ impl Outcome {
     }
 }
 
-/// The configured receivers and routes.
-pub struct Notifications {
-    /// The store (the outbox), counters and feed (wake-ups).
-    pub core: Arc<Core>,
+/// The receivers and routes in force (replaced whole on a reload).
+struct Configured {
     receivers: Vec<ListedReceiver>,
     /// Their names, in order: the channels with a worker.
     channels: Vec<String>,
     routes: Routes,
-    /// Per receiver, a counter per [`Outcome`].
-    outcomes: BTreeMap<String, [AtomicU64; 5]>,
+}
+
+/// The configured receivers and routes.
+pub struct Notifications {
+    /// The store (the outbox), counters and feed (wake-ups).
+    pub core: Arc<Core>,
+    configured: RwLock<Arc<Configured>>,
+    /// Per receiver (every one configured since the start), a counter per
+    /// [`Outcome`].
+    outcomes: RwLock<BTreeMap<String, Arc<[AtomicU64; 5]>>>,
     /// Reminders queued (one per route and period).
     reminders: AtomicU64,
     /// Escalations queued (one per alert and route).
@@ -96,59 +102,100 @@ impl Notifications {
         routes: Vec<Route>,
         failing_after: std::time::Duration,
     ) -> Result<Self, StoreError> {
+        let notifications = Self {
+            core,
+            configured: RwLock::new(Arc::new(Configured {
+                receivers: Vec::new(),
+                channels: Vec::new(),
+                routes: Routes::default(),
+            })),
+            outcomes: RwLock::default(),
+            reminders: AtomicU64::new(0),
+            escalations: AtomicU64::new(0),
+            failing: RwLock::default(),
+            failing_after_ms: i64::try_from(failing_after.as_millis()).unwrap_or(i64::MAX),
+        };
+        notifications.reconfigure(receivers, routes).await?;
+        Ok(notifications)
+    }
+
+    /// Puts `receivers` and `routes` in force (a reload): new notifications
+    /// are queued for these receivers; those waiting for a receiver still
+    /// configured stay queued, those of one taken out are discarded (with a
+    /// warning).
+    pub async fn reconfigure(
+        &self,
+        receivers: Vec<ListedReceiver>,
+        routes: Vec<Route>,
+    ) -> Result<(), StoreError> {
         let channels: Vec<String> = receivers.iter().map(|r| r.name.clone()).collect();
         let names: Vec<&str> = channels.iter().map(String::as_str).collect();
-        let discarded = core.store.set_notification_channels(&names).await?;
+        let discarded = self.core.store.set_notification_channels(&names).await?;
         if discarded > 0 {
             tracing::warn!(
                 discarded,
                 "notifications for channels no longer configured were discarded"
             );
         }
-        Ok(Self {
-            core,
-            outcomes: channels
-                .iter()
-                .map(|name| (name.clone(), Default::default()))
-                .collect(),
+        {
+            let mut outcomes = self
+                .outcomes
+                .write()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for name in &channels {
+                outcomes.entry(name.clone()).or_default();
+            }
+        }
+        let configured = Configured {
             routes: Routes::new(routes, channels.clone()),
             channels,
             receivers,
-            reminders: AtomicU64::new(0),
-            escalations: AtomicU64::new(0),
-            failing: RwLock::default(),
-            failing_after_ms: i64::try_from(failing_after.as_millis()).unwrap_or(i64::MAX),
-        })
+        };
+        *self
+            .configured
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(configured);
+        Ok(())
+    }
+
+    fn configured(&self) -> Arc<Configured> {
+        Arc::clone(
+            &self
+                .configured
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner()),
+        )
     }
 
     /// The channels, by name.
-    pub fn channels(&self) -> &[String] {
-        &self.channels
+    pub fn channels(&self) -> Vec<String> {
+        self.configured().channels.clone()
     }
 
     /// The receivers, as the API lists them.
-    pub fn receivers(&self) -> &[ListedReceiver] {
-        &self.receivers
+    pub fn receivers(&self) -> Vec<ListedReceiver> {
+        self.configured().receivers.clone()
     }
 
     /// The routes, in order.
-    pub fn routes(&self) -> &[Route] {
-        self.routes.routes()
+    pub fn routes(&self) -> Vec<Route> {
+        self.configured().routes.routes().to_vec()
     }
 
     /// Who the routes send an alert with `labels` to, and why.
     pub fn route(&self, labels: &Labels) -> Routing {
-        self.routes.explain(labels)
+        self.configured().routes.explain(labels)
     }
 
     /// Whether `receiver` gets `alert`'s notifications. With routes, the
     /// answer at its first notification is kept for the alert's life
     /// (its resolution goes where its firing went, whatever changed).
     pub async fn routes_to(&self, receiver: &str, alert: &Alert) -> Result<bool, StoreError> {
-        if self.routes.routes().is_empty() {
+        let routes = &self.configured().routes;
+        if routes.routes().is_empty() {
             return Ok(true);
         }
-        let routed = self.routes.sends_to(&Labels::of(alert), receiver);
+        let routed = routes.sends_to(&Labels::of(alert), receiver);
         self.core.store.route_once(alert.id, receiver, routed).await
     }
 
@@ -157,7 +204,9 @@ impl Notifications {
     /// escalation once (see `store::reminders`: once whichever controllers
     /// run this). Returns (reminders, escalations) queued.
     pub async fn chase(&self, now_ms: i64) -> Result<(u32, u32), StoreError> {
-        if !self.routes.chases() {
+        let configured = self.configured();
+        let routes = &configured.routes;
+        if !routes.chases() {
             return Ok((0, 0));
         }
         let store = &self.core.store;
@@ -172,10 +221,7 @@ impl Notifications {
             {
                 continue;
             }
-            for chase in self
-                .routes
-                .chase(&Labels::of(&alert), alert.opened_at_ms, now_ms)
-            {
+            for chase in routes.chase(&Labels::of(&alert), alert.opened_at_ms, now_ms) {
                 if let Some(due_before_ms) = chase.remind_if_before_ms
                     && store
                         .remind(
@@ -211,7 +257,11 @@ impl Notifications {
 
     /// Counts one notification's `outcome` at `receiver`.
     pub fn count(&self, receiver: &str, outcome: Outcome) {
-        if let Some(counters) = self.outcomes.get(receiver) {
+        let outcomes = self
+            .outcomes
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(counters) = outcomes.get(receiver) {
             let index = Outcome::ALL
                 .iter()
                 .position(|&o| o == outcome)
@@ -244,8 +294,12 @@ impl Notifications {
             text,
             "# HELP ward_notifications_total Notifications by receiver and outcome (sent, failed: an attempt retried, held: maintenance, not_routed: the routes send it elsewhere, superseded: a reminder or escalation of an alert acknowledged or ended before it left).\n# TYPE ward_notifications_total counter"
         );
-        for (receiver, counters) in &self.outcomes {
-            for (outcome, counter) in Outcome::ALL.iter().zip(counters) {
+        let outcomes = self
+            .outcomes
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        for (receiver, counters) in outcomes.iter() {
+            for (outcome, counter) in Outcome::ALL.iter().zip(counters.iter()) {
                 let _ = writeln!(
                     text,
                     "ward_notifications_total{{receiver=\"{receiver}\",outcome=\"{}\"}} {}",
