@@ -544,3 +544,62 @@ async fn a_reload_keeps_the_queue_of_every_receiver_still_configured() {
     assert_eq!(round.delivered, 1);
     assert_eq!(pager.bodies()[0]["kind"], "firing");
 }
+
+/// A route on the parent: the devices behind the core routers go to the
+/// core team, as the route test says.
+#[tokio::test]
+async fn a_route_on_the_parent_sends_the_devices_behind_a_router_to_its_team() {
+    let (core, core_url) = common::start_receiver().await;
+    let (noc, noc_url) = common::start_receiver().await;
+    let routes = vec![
+        Route::new(
+            Match {
+                parent: Some("core-rtr-*".into()),
+                ..Match::default()
+            },
+            ["core"],
+            false,
+        ),
+        Route::new(Match::default(), ["noc"], false),
+    ];
+    let (_dir, app) = controller(common::webhook_receivers(&["core", "noc"]), routes).await;
+    let api = common::Api::serve(app.clone()).await;
+    let router = device(&app, "core-rtr-1", "dc-1", &[], Severity::Critical).await;
+    let spec = DeviceSpec {
+        parent_id: Some(router),
+        ..DeviceSpec::new(
+            "switch-1".into(),
+            "198.18.1.11".parse().expect("address"),
+            "dc-1".into(),
+        )
+    };
+    let switch = common::add_device(&app, &spec).await;
+    let (_, said) = api
+        .post(
+            "/api/v1/receivers/route",
+            json!({"alertname": "DeviceDown", "site": "dc-1", "parent": "core-rtr-1", "severity": "major"}),
+        )
+        .await;
+    assert_eq!(said["receivers"], json!(["core"]));
+    common::report_status(&app, router, 1, Status::Up, 10_000).await;
+    common::report_status(&app, switch, 2, Status::Down, 10_000).await;
+    let channels = [
+        Channel::Webhook(Webhook::new(&core_url).named("core")),
+        Channel::Webhook(Webhook::new(&noc_url).named("noc")),
+    ];
+    deliver(&app, &channels, 10_000).await;
+    let names = |receiver: &common::Receiver| -> Vec<String> {
+        receiver
+            .bodies()
+            .iter()
+            .map(|body| {
+                body["device"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(names(&core), ["switch-1"]);
+    assert!(names(&noc).is_empty());
+}

@@ -519,6 +519,9 @@ pub struct Alert {
     pub severity: Severity,
     /// The device's tags (none for an agent, or a deleted device).
     pub tags: Vec<String>,
+    /// The name of the device's parent (its site's router), if it has one.
+    #[serde(default)]
+    pub parent: Option<String>,
     /// Who took it, when, and what they said; `None` until someone does.
     pub acknowledged: Option<Acknowledgement>,
     /// Its notifications are held back: its `firing` came due while its

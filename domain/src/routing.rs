@@ -25,6 +25,9 @@ pub struct Labels {
     /// The device's tags (none for an agent).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The name of the device's parent (its site's router), if any.
+    #[serde(default)]
+    pub parent: Option<String>,
     /// The alert's severity as notifications say it.
     pub severity: String,
 }
@@ -42,6 +45,7 @@ impl Labels {
             alertname: alert.alertname.as_str().to_owned(),
             site: alert.site.clone(),
             tags: alert.tags.clone(),
+            parent: alert.parent.clone(),
             severity: alert.severity_label().to_owned(),
         }
     }
@@ -56,6 +60,9 @@ pub struct Match {
     /// A tag the device carries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// The device's parent's name, a glob (the devices behind a router).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
     /// The severity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
@@ -90,6 +97,12 @@ impl Match {
                 .tag
                 .as_deref()
                 .is_none_or(|tag| labels.tags.iter().any(|t| t == tag))
+            && self.parent.as_deref().is_none_or(|pattern| {
+                labels
+                    .parent
+                    .as_deref()
+                    .is_some_and(|parent| glob(pattern, parent))
+            })
             && self
                 .severity
                 .as_deref()
@@ -358,8 +371,23 @@ mod tests {
             alertname: alertname.into(),
             site: site.into(),
             tags: tags.iter().map(|&t| t.to_owned()).collect(),
+            parent: None,
             severity: severity.into(),
         }
+    }
+
+    #[test]
+    fn a_route_on_the_parent_matches_the_devices_behind_it() {
+        let behind_core = Match {
+            parent: Some("core-rtr-*".into()),
+            ..Match::default()
+        };
+        let mut atm = labels("DeviceDown", "north-1", &[], "major");
+        assert!(!behind_core.matches(&atm), "no parent");
+        atm.parent = Some("core-rtr-2".into());
+        assert!(behind_core.matches(&atm));
+        atm.parent = Some("branch-rtr-2".into());
+        assert!(!behind_core.matches(&atm));
     }
 
     /// A bank's routes: the ATM vendor sees its ATMs and the region's team

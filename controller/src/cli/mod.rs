@@ -68,6 +68,9 @@ enum RoutesCommand {
         /// A tag of the device (repeat the flag).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// The name of the device's parent.
+        #[arg(long)]
+        parent: Option<String>,
         /// critical, major, minor, info or warning.
         #[arg(long, default_value = "major")]
         severity: String,
@@ -324,12 +327,14 @@ async fn run_command() -> anyhow::Result<()> {
             alertname,
             site,
             tags,
+            parent,
             severity,
         }) => {
             let labels = ward_domain::routing::Labels {
                 alertname,
                 site,
                 tags,
+                parent,
                 severity,
             };
             test_routes(&settings(Some(config), FileConfig::default())?, &labels)?;

@@ -117,6 +117,8 @@ pub struct MatchTable {
     pub site: Option<String>,
     /// A device tag.
     pub tag: Option<String>,
+    /// The device's parent's name, a glob.
+    pub parent: Option<String>,
     /// `critical`, `major`, `minor`, `info` or `warning`.
     pub severity: Option<String>,
     /// `DeviceDown`, `DeviceDegraded` or `AgentDown`.
@@ -400,6 +402,7 @@ pub fn resolve_routes(
         let matcher = Match {
             site: table.matcher.site.clone(),
             tag: table.matcher.tag.clone(),
+            parent: table.matcher.parent.clone(),
             severity: table.matcher.severity.clone(),
             alertname: table.matcher.alertname.clone(),
         };

@@ -274,6 +274,7 @@ mod tests {
             site: "branch-7".into(),
             severity: Severity::Critical,
             tags: vec!["atm".into()],
+            parent: None,
             acknowledged,
             held: false,
             flapping: false,

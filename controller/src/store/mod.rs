@@ -653,7 +653,8 @@ const ALERT_COLUMNS: &str = "a.id, a.alertname, a.device_id, a.agent_id, \
     COALESCE(d.site, a.site, ''), a.opened_at_ms, a.resolved_at_ms, a.resolved_reason, \
     COALESCE(d.severity, a.severity, 'major'), COALESCE(d.tags, '[]'), \
     a.ack_by, a.ack_at_ms, a.ack_comment, a.held, COALESCE(d.flapping, FALSE), \
-    d.flap_started_at_ms, d.status, d.degraded, a.trace";
+    d.flap_started_at_ms, d.status, d.degraded, a.trace, \
+    (SELECT p.name FROM devices p WHERE p.id = d.parent_id)";
 
 /// Where [`ALERT_COLUMNS`] come from.
 const ALERTS_JOINED: &str = "alerts a LEFT JOIN devices d ON d.id = a.device_id";

@@ -142,6 +142,7 @@ pub(super) fn alert(row: &(impl Columns + ?Sized), at: usize) -> Result<Alert, S
         resolved_reason: row.opt_text(at + 9)?,
         severity: parse_stored("severity", &row.text(at + 10)?)?,
         tags: tags(&row.text(at + 11)?)?,
+        parent: row.opt_text(at + 21)?,
         acknowledged: match row.opt_text(at + 12)? {
             Some(by) => Some(Acknowledgement {
                 by,
