@@ -24,6 +24,10 @@ pub struct Metrics {
     /// Notifications held back (dropped) because their device was in
     /// maintenance.
     pub notifications_held: AtomicU64,
+    /// Reminders queued for open alerts nobody acknowledged.
+    pub reminders_queued: AtomicU64,
+    /// Alerts escalated to further receivers.
+    pub escalations_queued: AtomicU64,
     /// SIGHUP reloads refused (a bad receiver or route, an unreadable
     /// file): the configuration in force stayed.
     pub config_reloads_refused: AtomicU64,
@@ -83,7 +87,7 @@ pub struct Metrics {
 impl Metrics {
     /// Every counter with its Prometheus name and help, as `/metrics`
     /// exports it.
-    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 28] {
+    pub fn exported(&self) -> [(&'static str, &'static str, &AtomicU64); 30] {
         [
             (
                 "ward_device_list_held_total",
@@ -144,6 +148,16 @@ impl Metrics {
                 "ward_notifications_failed_total",
                 "Notification delivery attempts that failed (retried).",
                 &self.notifications_failed,
+            ),
+            (
+                "ward_notification_reminders_total",
+                "Reminders queued for open alerts nobody acknowledged (one per route and repeat_every).",
+                &self.reminders_queued,
+            ),
+            (
+                "ward_notification_escalations_total",
+                "Alerts escalated to further receivers, not acknowledged within escalate_after.",
+                &self.escalations_queued,
             ),
             (
                 "ward_config_reloads_refused_total",

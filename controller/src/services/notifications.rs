@@ -81,10 +81,6 @@ pub struct Notifications {
     /// Per receiver (every one configured since the start), a counter per
     /// [`Outcome`].
     outcomes: RwLock<BTreeMap<String, Arc<[AtomicU64; 5]>>>,
-    /// Reminders queued (one per route and period).
-    reminders: AtomicU64,
-    /// Escalations queued (one per alert and route).
-    escalations: AtomicU64,
     /// Channels whose delivery rounds have only failed, since when (Unix
     /// ms: the first such round).
     failing: RwLock<BTreeMap<String, i64>>,
@@ -110,8 +106,6 @@ impl Notifications {
                 routes: Routes::default(),
             })),
             outcomes: RwLock::default(),
-            reminders: AtomicU64::new(0),
-            escalations: AtomicU64::new(0),
             failing: RwLock::default(),
             failing_after_ms: i64::try_from(failing_after.as_millis()).unwrap_or(i64::MAX),
         };
@@ -245,9 +239,12 @@ impl Notifications {
                 }
             }
         }
-        self.reminders
+        let metrics = &self.core.metrics;
+        metrics
+            .reminders_queued
             .fetch_add(u64::from(reminded), Ordering::Relaxed);
-        self.escalations
+        metrics
+            .escalations_queued
             .fetch_add(u64::from(escalated), Ordering::Relaxed);
         if reminded + escalated > 0 {
             self.core.live.outbox_changed();
@@ -272,24 +269,6 @@ impl Notifications {
 
     /// `ward_notifications_total{receiver,outcome}`.
     pub fn write_prometheus(&self, text: &mut String) {
-        for (name, help, counter) in [
-            (
-                "ward_notification_reminders_total",
-                "Reminders queued for open alerts nobody acknowledged (one per route and repeat_every).",
-                &self.reminders,
-            ),
-            (
-                "ward_notification_escalations_total",
-                "Alerts escalated to further receivers, not acknowledged within escalate_after.",
-                &self.escalations,
-            ),
-        ] {
-            let _ = writeln!(
-                text,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                counter.load(Ordering::Relaxed)
-            );
-        }
         let _ = writeln!(
             text,
             "# HELP ward_notifications_total Notifications by receiver and outcome (sent, failed: an attempt retried, held: maintenance, not_routed: the routes send it elsewhere, superseded: a reminder or escalation of an alert acknowledged or ended before it left).\n# TYPE ward_notifications_total counter"
