@@ -634,11 +634,29 @@ async fn sighup_puts_new_receivers_and_routes_in_force_and_refuses_a_bad_route()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(in_force().await, wanted, "what was in force stays");
+
+    // A receiver whose CA file is no certificate: refused as a whole.
+    let not_a_ca = config.with_file_name("not-a-ca.pem");
+    std::fs::write(&not_a_ca, "not a certificate").expect("file");
+    write(&format!(
+        "[[receivers]]\nname = \"mail\"\nkind = \"email\"\nsmtp_url = \"smtp://127.0.0.1:9\"\n\
+         from = \"w@bank.example\"\nto = [\"n@bank.example\"]\nca_file = \"{}\"\n",
+        not_a_ca.display()
+    ));
+    running.signal(nix::sys::signal::Signal::SIGHUP);
+    let refused = "ward_config_reloads_refused_total 2";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get("/metrics").await.lines().any(|line| line == refused) {
+        assert!(Instant::now() < deadline, "the CA was not refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_force().await, wanted, "what was in force stays");
     let output = running.stop();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("SIGHUP: the configuration is refused")
-            && stderr.contains("`pager` is not a receiver"),
+            && stderr.contains("`pager` is not a receiver")
+            && stderr.contains("receivers: `mail`: ca_file"),
         "{stderr}"
     );
 }

@@ -305,8 +305,12 @@ impl Reload {
         if !notification_settings_differ(&self.in_force, &read) {
             return;
         }
-        let mut workers = self.workers.lock().await;
         // Every channel is made before anything changes.
+        let prepared = match Workers::prepare(&read) {
+            Ok(prepared) => prepared,
+            Err(error) => return refused(&error),
+        };
+        let mut workers = self.workers.lock().await;
         if let Err(error) = self
             .app
             .notifications
@@ -315,9 +319,7 @@ impl Reload {
         {
             return refused(&error);
         }
-        if let Err(error) = workers.apply(&read).await {
-            return refused(&error);
-        }
+        workers.switch(prepared).await;
         let names: Vec<&str> = read.receivers.iter().map(|r| r.name.as_str()).collect();
         info!(receivers = ?names, routes = read.routes.len(), "SIGHUP: receivers and routes read again");
         if without_notifications(&read) != without_notifications(&self.in_force) {

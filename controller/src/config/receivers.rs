@@ -372,8 +372,12 @@ fn email_settings(table: &ReceiverTable) -> Result<EmailSettings, ConfigError> {
         .as_ref()
         .map(|path| {
             let path = credential_path("receivers", path, None)?;
-            std::fs::read(&path)
-                .map_err(|error| invalid(format!("`{name}`: ca_file {}: {error}", path.display())))
+            let pem = std::fs::read(&path).map_err(|error| {
+                invalid(format!("`{name}`: ca_file {}: {error}", path.display()))
+            })?;
+            ca_certificates(&pem)
+                .map_err(|why| invalid(format!("`{name}`: ca_file {}: {why}", path.display())))?;
+            Ok(pem)
         })
         .transpose()?;
     Ok(EmailSettings {
@@ -385,6 +389,21 @@ fn email_settings(table: &ReceiverTable) -> Result<EmailSettings, ConfigError> {
         to,
         ca_pem,
     })
+}
+
+/// How many certificates `pem` holds; an error says why it holds none.
+fn ca_certificates(pem: &[u8]) -> Result<usize, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        certificate.map_err(|error| format!("not PEM certificates: {error}"))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err("no PEM certificate in it".into());
+    }
+    Ok(count)
 }
 
 /// The `[[routes]]` tables checked against `receivers`.

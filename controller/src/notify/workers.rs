@@ -13,9 +13,16 @@ use super::Channel;
 use crate::config::{Receiver, Settings};
 use crate::services::App;
 
+/// What a worker is made from: its receiver, the dashboard's address,
+/// Alertmanager's re-send interval.
+type MadeFrom = (Receiver, Option<String>, Duration);
+
+/// The channels of a configuration, made, waiting to be switched to.
+pub struct Prepared(Vec<(MadeFrom, Channel)>);
+
 /// One running worker and what it was made from.
 struct Running {
-    made_from: (Receiver, Option<String>, Duration),
+    made_from: MadeFrom,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -35,26 +42,43 @@ impl Workers {
         }
     }
 
-    /// Runs a worker for each of `settings`' receivers: every channel is
-    /// made first (an error stops nothing), then the workers of receivers
-    /// gone or changed stop and the new ones start.
+    /// Runs a worker for each of `settings`' receivers (see
+    /// [`Workers::prepare`] and [`Workers::switch`]).
     pub async fn apply(&mut self, settings: &Settings) -> Result<(), String> {
-        let made_from = |receiver: &Receiver| {
-            (
-                receiver.clone(),
-                settings.public_url.clone(),
-                settings.alertmanager_resend_interval,
-            )
-        };
-        let mut wanted = Vec::new();
-        for receiver in &settings.receivers {
-            let channel = Channel::for_receiver(
-                receiver,
-                settings.public_url.as_deref(),
-                settings.alertmanager_resend_interval,
-            )?;
-            wanted.push((made_from(receiver), channel));
-        }
+        let prepared = Self::prepare(settings)?;
+        self.switch(prepared).await;
+        Ok(())
+    }
+
+    /// Every channel of `settings`' receivers, made before anything
+    /// changes: an error (a CA that does not load, an address) names the
+    /// receiver and leaves the workers running as they are.
+    pub fn prepare(settings: &Settings) -> Result<Prepared, String> {
+        settings
+            .receivers
+            .iter()
+            .map(|receiver| {
+                let channel = Channel::for_receiver(
+                    receiver,
+                    settings.public_url.as_deref(),
+                    settings.alertmanager_resend_interval,
+                )?;
+                let made_from = (
+                    receiver.clone(),
+                    settings.public_url.clone(),
+                    settings.alertmanager_resend_interval,
+                );
+                Ok((made_from, channel))
+            })
+            .collect::<Result<_, String>>()
+            .map(Prepared)
+    }
+
+    /// Makes the running workers those `prepared`: the workers of
+    /// receivers gone or changed stop (after their round), the new ones
+    /// start, the unchanged ones keep running.
+    pub async fn switch(&mut self, prepared: Prepared) {
+        let wanted = prepared.0;
         let (kept, gone): (Vec<Running>, Vec<Running>) = std::mem::take(&mut self.running)
             .into_iter()
             .partition(|running| wanted.iter().any(|(from, _)| *from == running.made_from));
@@ -83,7 +107,6 @@ impl Workers {
                 task,
             });
         }
-        Ok(())
     }
 
     /// Stops every worker (each after its round).
