@@ -205,6 +205,9 @@ impl Notifications {
         }
         let store = &self.core.store;
         let (mut reminded, mut escalated) = (0, 0);
+        // Read once a round, so that only what is due takes a transaction
+        // (which still decides, once across controllers).
+        let states = store.reminder_states().await?;
         for alert in store.alerts(true).await? {
             // Held (maintenance), flapping (withheld until it settles),
             // acknowledged (someone has it): nobody is chased.
@@ -216,7 +219,9 @@ impl Notifications {
                 continue;
             }
             for chase in routes.chase(&Labels::of(&alert), alert.opened_at_ms, now_ms) {
+                let state = states.get(&(alert.id, chase.route));
                 if let Some(due_before_ms) = chase.remind_if_before_ms
+                    && state.is_none_or(|&(reminded_at_ms, _)| reminded_at_ms <= due_before_ms)
                     && store
                         .remind(
                             alert.id,
@@ -229,6 +234,7 @@ impl Notifications {
                     reminded += 1;
                 }
                 if let Some(to) = chase.escalate_to
+                    && !state.is_some_and(|&(_, escalated)| escalated)
                     && store
                         .escalate(alert.id, chase.route, to, (now_ms, alert.opened_at_ms))
                         .await?

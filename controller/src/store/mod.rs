@@ -542,6 +542,14 @@ impl Store {
         .ok_or_else(|| StoreError::Corrupt("routing an alert returned no row".into()))
     }
 
+    /// Where each open alert's reminders and escalations stand, by (alert,
+    /// route number): when last reminded, whether escalated.
+    pub async fn reminder_states(
+        &self,
+    ) -> Result<std::collections::HashMap<(i64, usize), (i64, bool)>, StoreError> {
+        on_connection!(self, |q| reminders::states(q))
+    }
+
     /// Queues a `reminder` of alert `alert_id` for `receivers` if route
     /// `route`'s last one (or the alert's opening) is older than
     /// `due_before_ms`: once per period whichever controllers ask.

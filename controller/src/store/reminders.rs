@@ -4,6 +4,8 @@
 //! queues the notifications, and a notification is queued only if that
 //! update happened.
 
+use std::collections::HashMap;
+
 use super::StoreError;
 use super::args::Arg;
 use super::tx::WriteTx;
@@ -30,6 +32,25 @@ const TELL_FROM_NOW: &str = "INSERT INTO alert_receivers (alert_id, receiver, ro
 const QUEUE_FOR: &str = "INSERT INTO notification_outbox \
     (alert_id, kind, channel, created_at_ms, next_attempt_at_ms) \
     SELECT $1, $2, name, $3, $3 FROM notification_channels WHERE name = $4";
+
+/// Where each open alert's reminders and escalations stand, by (alert,
+/// route): when last reminded, whether escalated.
+pub(super) async fn states<T: super::tx::Query>(
+    tx: &T,
+) -> Result<HashMap<(i64, usize), (i64, bool)>, StoreError> {
+    let rows = tx
+        .rows(
+            "SELECT r.alert_id, CAST(r.route AS BIGINT), r.reminded_at_ms, r.escalated FROM alert_reminders r \
+             JOIN alerts a ON a.id = r.alert_id WHERE a.resolved_at_ms IS NULL",
+            &[],
+            |row| {
+                let route = usize::try_from(row.int(1)?).unwrap_or_default();
+                Ok(((row.int(0)?, route), (row.int(2)?, row.flag(3)?)))
+            },
+        )
+        .await?;
+    Ok(rows.into_iter().collect())
+}
 
 /// Queues a `reminder` of alert `alert_id` for `receivers` if route
 /// `route`'s last one is older than `due_before_ms`; whether it did.
