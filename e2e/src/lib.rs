@@ -554,6 +554,15 @@ pub fn wait_for_http(rest: &Rest, path: &str) -> anyhow::Result<()> {
     bail!("{path} did not answer 200 within 30 s")
 }
 
+/// Where a [`Deployment`] keeps its status.
+#[derive(Clone, Copy, Debug)]
+pub enum Database {
+    /// The deployment's PostgreSQL.
+    Postgres,
+    /// A file in its work directory.
+    Sqlite,
+}
+
 /// A whole deployment: a lab site reached by one agent in its client
 /// namespace, and on the host a controller (mTLS gRPC on the host link,
 /// REST on loopback) with PostgreSQL, Redis, VictoriaMetrics and a webhook.
@@ -581,7 +590,15 @@ pub struct Deployment {
 
 impl Deployment {
     /// Starts everything but the agents.
-    pub fn start(mut site: ward_testkit::lab::SiteConfig) -> anyhow::Result<Self> {
+    pub fn start(site: ward_testkit::lab::SiteConfig) -> anyhow::Result<Self> {
+        Self::start_on(site, Database::Postgres)
+    }
+
+    /// Starts everything but the agents, the status database `database`.
+    pub fn start_on(
+        mut site: ward_testkit::lab::SiteConfig,
+        database: Database,
+    ) -> anyhow::Result<Self> {
         site.host_link = true;
         let lab = ward_testkit::lab::Lab::start(&site)?;
         let host = lab.host_address().context("host link")?.to_string();
@@ -615,7 +632,10 @@ impl Deployment {
              tls_cert = \"{d}/controller.pem\"\n\
              tls_key = \"{d}/controller.key\"\n\
              tls_client_ca = \"{d}/ca.pem\"\n",
-            database = deployment.postgres.url(),
+            database = match database {
+                Database::Postgres => deployment.postgres.url(),
+                Database::Sqlite => format!("sqlite:{}/ward.db", d.display()),
+            },
             redis = deployment.redis.url(),
             vm = deployment.victoria_metrics.url(),
             webhook = deployment.webhook.url,

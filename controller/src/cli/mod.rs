@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tracing::info;
 
+mod backup;
 mod serve;
 
 #[derive(Parser)]
@@ -49,6 +50,40 @@ enum Command {
     /// Test the configuration's notification routes.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// Write the status database, the configuration file and the TLS files
+    /// it names to one archive (while controllers run; mode 0600: it holds
+    /// the controller's key). SQLite is copied, PostgreSQL dumped with
+    /// pg_dump.
+    Backup {
+        /// The archive to write (a gzipped tar), replaced atomically.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
+    /// Put a backup's database back in place of the configured one (every
+    /// controller on it stopped; the one replaced is kept aside), then make
+    /// every device `unknown` until its agent reports.
+    Restore {
+        /// The archive `backup` wrote.
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "already_restored"
+        )]
+        from: Option<PathBuf>,
+        /// Also write the backup's configuration and certificates into DIR
+        /// (never over an existing file), to compare and put in place.
+        #[arg(long, value_name = "DIR", conflicts_with = "already_restored")]
+        files_to: Option<PathBuf>,
+        /// The database was put back by other means (pg_restore,
+        /// point-in-time recovery, a copied file): only migrate it and make
+        /// every device `unknown`.
+        #[arg(long, conflicts_with = "from")]
+        already_restored: bool,
+        #[command(flatten)]
+        database: MigrateArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -322,6 +357,39 @@ async fn run_command() -> anyhow::Result<()> {
             )
             .await?;
         }
+        Command::Backup { to, database } => {
+            let config = database.config.clone();
+            let settings = database.settings()?;
+            let password = database_password(&settings)?;
+            let manifest =
+                backup::backup(&settings, password.as_deref(), config.as_deref(), &to).await?;
+            println!("{}", to.display());
+            eprintln!(
+                "backup of the {} database (migration {}) taken at {}, with {} file(s) of the \
+                 controller's; it holds the controller's private key: keep it as you keep that",
+                manifest.backend,
+                manifest.schema_version,
+                manifest.taken_at,
+                manifest.files.len()
+            );
+        }
+        Command::Restore {
+            from,
+            files_to,
+            already_restored,
+            database,
+        } => {
+            let settings = database.settings()?;
+            let password = database_password(&settings)?;
+            let restored = match from {
+                Some(from) if !already_restored => {
+                    backup::restore(&settings, password.as_deref(), &from, files_to.as_deref())
+                        .await?
+                }
+                _ => backup::already_restored(&settings, password.as_deref()).await?,
+            };
+            print_restored(&restored);
+        }
         Command::Routes(RoutesCommand::Test {
             config,
             alertname,
@@ -363,14 +431,45 @@ fn test_routes(settings: &Settings, labels: &ward_domain::routing::Labels) -> an
     Ok(())
 }
 
+impl MigrateArgs {
+    /// The settings of the config file with these flags over it.
+    fn settings(self) -> anyhow::Result<Settings> {
+        let overrides = FileConfig {
+            database: self.database,
+            database_password_file: self.database_password_file,
+            ..FileConfig::default()
+        };
+        settings(self.config, overrides)
+    }
+}
+
+/// What `restore` did, for the operator: the files on stdout, the rest on
+/// stderr.
+fn print_restored(restored: &backup::Restored) {
+    for path in &restored.files_written {
+        println!("{}", path.display());
+    }
+    if let Some(manifest) = &restored.manifest {
+        eprintln!(
+            "restored the backup taken at {} (migration {})",
+            manifest.taken_at, manifest.schema_version
+        );
+    }
+    if let Some(aside) = &restored.kept_aside {
+        eprintln!(
+            "the database as it was is kept as {aside}: remove it once the restore is checked"
+        );
+    }
+    eprintln!(
+        "{} device(s) are unknown until their agents report (agents state every device when \
+         they reconnect)",
+        restored.forgotten
+    );
+}
+
 /// The migrated store named by `args` (and its config file).
 async fn open_store(args: MigrateArgs) -> anyhow::Result<Store> {
-    let overrides = FileConfig {
-        database: args.database,
-        database_password_file: args.database_password_file,
-        ..FileConfig::default()
-    };
-    let settings = settings(args.config, overrides)?;
+    let settings = args.settings()?;
     let store = connect(&settings).await?;
     store
         .migrate()
@@ -424,7 +523,13 @@ async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
 
 /// The status database `settings` name, with its password file read.
 async fn connect(settings: &Settings) -> anyhow::Result<Store> {
-    let password = settings
+    let password = database_password(settings)?;
+    Ok(Store::connect(&settings.database, password.as_deref()).await?)
+}
+
+/// The password in `settings`' `database_password_file`, if any.
+fn database_password(settings: &Settings) -> anyhow::Result<Option<String>> {
+    settings
         .database_password_file
         .as_ref()
         .map(|path| {
@@ -432,6 +537,5 @@ async fn connect(settings: &Settings) -> anyhow::Result<Store> {
                 .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
                 .with_context(|| format!("database_password_file {}", path.display()))
         })
-        .transpose()?;
-    Ok(Store::connect(&settings.database, password.as_deref()).await?)
+        .transpose()
 }

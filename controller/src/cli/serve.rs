@@ -18,7 +18,7 @@ use crate::tsdb::{Tsdb, TsdbConfig};
 
 /// Holds `database`'s controller lock when it is SQLite: one controller
 /// per file (several controllers share a PostgreSQL database instead).
-fn hold_sqlite(database: &str) -> anyhow::Result<Option<std::fs::File>> {
+pub(super) fn hold_sqlite(database: &str) -> anyhow::Result<Option<std::fs::File>> {
     let Some(path) = database.strip_prefix("sqlite:") else {
         return Ok(None);
     };

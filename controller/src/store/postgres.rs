@@ -155,6 +155,9 @@ const POOL_SIZE: usize = 16;
 /// API, the dashboard and the event stream still read at once.
 const WRITERS: usize = 12;
 
+/// The `application_name` of ward's connections unless the URL names one.
+pub(super) const CONTROLLER_APPLICATION: &str = "ward-controller";
+
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
@@ -206,6 +209,11 @@ impl PostgresStore {
             config.get_options().unwrap_or_default()
         );
         config.options(options.trim_start());
+        // What `ward-controller restore` looks for: no controller may be
+        // connected while a database is put back.
+        if config.get_application_name().is_none() {
+            config.application_name(CONTROLLER_APPLICATION);
+        }
         let listen_config = config.clone();
         let manager = Manager::from_config(
             config,

@@ -6,4 +6,5 @@ mod access;
 mod alerts;
 mod cluster;
 mod profiles;
+mod restore;
 mod windows;
