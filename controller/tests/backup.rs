@@ -198,8 +198,13 @@ fn a_backup_is_restored_only_onto_the_backend_it_was_taken_from() {
     );
 }
 
+/// The restored database is its directory's owner's (a state directory of
+/// the unit's dynamic user), though the restore runs as root.
 #[test]
 fn restoring_an_sqlite_backup_keeps_the_database_it_replaces() {
+    use std::os::unix::fs::MetadataExt as _;
+    const SERVICE_USER: u32 = 61_234;
+    ward_testkit::require_root("giving the state directory to another user");
     let (dir, url) = database();
     let archive = dir.path().join("ward.tar.gz");
     assert!(backup(&url, &archive).status.success());
@@ -214,8 +219,11 @@ fn restoring_an_sqlite_backup_keeps_the_database_it_replaces() {
         &url,
     ]);
     assert!(added.status.success(), "{}", said(&added));
+    std::os::unix::fs::chown(dir.path(), Some(SERVICE_USER), Some(SERVICE_USER)).expect("chown");
     let restored = restore(&url, &archive);
     assert!(restored.status.success(), "{}", said(&restored));
+    let owner = std::fs::metadata(dir.path().join("ward.db")).expect("restored");
+    assert_eq!((owner.uid(), owner.gid()), (SERVICE_USER, SERVICE_USER));
     let users = said(&ward(&["users", "list", "--database", &url]));
     assert!(
         users.contains("night-shift") && !users.contains("day-shift"),

@@ -392,6 +392,26 @@ fn put_sqlite_in_place(database: &Path, path: &str, aside: &str) -> anyhow::Resu
             }
         }
     }
+    // Owned as its directory: a restore run as root leaves a database the
+    // service's (dynamic) user can write (a state directory made by hand
+    // is root's, and systemd hands it and its files to the unit's user).
+    let directory = Path::new(path)
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let owner = std::fs::metadata(directory)
+        .with_context(|| format!("cannot read {}", directory.display()))?;
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        std::os::unix::fs::chown(database, Some(owner.uid()), Some(owner.gid())).with_context(
+            || {
+                format!(
+                    "cannot give the restored database {}'s owner",
+                    directory.display()
+                )
+            },
+        )?;
+    }
     std::fs::rename(database, path).with_context(|| format!("cannot write {path}"))?;
     Ok(existed.then_some(kept))
 }
