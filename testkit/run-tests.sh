@@ -3,16 +3,17 @@
 #
 # Installs the Debian packages the tests need when they are missing (without
 # starting their system services: every test starts its own private servers),
-# runs `cargo test` over the workspace (benches included, once each), then
-# fails if any namespace, temporary directory or server process the harness
-# creates ("ward-test-*") was left behind.
+# runs `cargo test` over the workspace (benches included, once each) and the
+# packaging test (testkit/package-test.sh) on that build, then fails if any
+# namespace, temporary directory or server process the harness creates
+# ("ward-test-*") was left behind.
 #
 # CI=true is honoured by the tests themselves: nothing ever skips, a missing
 # service, root or namespace is a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(postgresql redis-server victoria-metrics prometheus prometheus-alertmanager slapd exim4-daemon-light chromium systemd nftables iproute2 fping zmap nmap strace)
+PACKAGES=(postgresql redis-server victoria-metrics prometheus prometheus-alertmanager slapd exim4-daemon-light chromium systemd nftables iproute2 fping zmap nmap strace debootstrap curl)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "run-tests: the suite needs root (network namespaces, nftables, raw ICMP sockets, the postgres user); run: sudo $0" >&2
@@ -55,6 +56,8 @@ before=$(leftovers)
 
 status=0
 cargo test --workspace --all-targets --locked --no-fail-fast "$@" || status=$?
+# The Debian packages of that build, installed and purged in a clean root.
+testkit/package-test.sh || status=$?
 
 after=$(leftovers)
 new=$(comm -13 <(printf '%s\n' "$before") <(printf '%s\n' "$after") | sed '/^$/d')

@@ -453,10 +453,13 @@ fn the_units_run_as_a_dynamic_user_reading_their_keys_as_credentials() {
     drop(controller);
 }
 
-/// The example config `name`, its credentials where the unit's systemd
-/// puts them.
-fn example_config(name: &str, unit: &str) -> String {
-    std::fs::read_to_string(Path::new(UNITS).join(name))
+/// The packages' configs (`/etc/ward/*.toml` as installed).
+const PACKAGED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/debian");
+
+/// The example config `name` in `dir`, its credentials where the unit's
+/// systemd puts them.
+fn example_config(dir: &str, name: &str, unit: &str) -> String {
+    std::fs::read_to_string(Path::new(dir).join(name))
         .expect("example config")
         .replace(
             "${CREDENTIALS_DIRECTORY}",
@@ -466,28 +469,35 @@ fn example_config(name: &str, unit: &str) -> String {
 
 #[test]
 fn the_example_configs_are_accepted_by_the_daemons() {
-    let agent = ward_agent::run::config::FileConfig::parse(
-        &example_config("agent.toml", "ward-agent.service"),
-        "agent.toml",
-    )
-    .expect("agent.toml");
-    let settings = ward_agent::run::RunSettings::resolve(
-        ward_agent::run::config::FileConfig::default(),
-        agent,
-        "host",
-        None,
-    )
-    .expect("agent settings");
-    assert!(settings.tls.is_some());
-    let controller = ward_controller::config::FileConfig::parse(
-        &example_config("controller.toml", "ward-controller.service"),
-        "controller.toml",
-    )
-    .expect("controller.toml");
-    let settings = ward_controller::config::Settings::resolve(
-        ward_controller::config::FileConfig::default(),
-        controller,
-    )
-    .expect("controller settings");
-    assert!(settings.tls.is_some() && !settings.alertmanagers.is_empty());
+    for dir in [UNITS, PACKAGED] {
+        let agent = ward_agent::run::config::FileConfig::parse(
+            &example_config(dir, "agent.toml", "ward-agent.service"),
+            "agent.toml",
+        )
+        .unwrap_or_else(|error| panic!("{dir}/agent.toml: {error}"));
+        let settings = ward_agent::run::RunSettings::resolve(
+            ward_agent::run::config::FileConfig::default(),
+            agent,
+            "host",
+            None,
+        )
+        .expect("agent settings");
+        assert!(settings.tls.is_some(), "{dir}/agent.toml");
+        let controller = ward_controller::config::FileConfig::parse(
+            &example_config(dir, "controller.toml", "ward-controller.service"),
+            "controller.toml",
+        )
+        .unwrap_or_else(|error| panic!("{dir}/controller.toml: {error}"));
+        let settings = ward_controller::config::Settings::resolve(
+            ward_controller::config::FileConfig::default(),
+            controller,
+        )
+        .expect("controller settings");
+        assert!(settings.tls.is_some(), "{dir}/controller.toml");
+        assert_eq!(
+            settings.alertmanagers.is_empty(),
+            dir == PACKAGED,
+            "the full example has Alertmanager, the package's embedded defaults not"
+        );
+    }
 }
