@@ -81,13 +81,94 @@ fn write(path: &Path, contents: &str, private: bool) -> Result<PathBuf, CertErro
     Ok(path.to_path_buf())
 }
 
+/// PBKDF2-SHA256 rounds that make an encrypted CA key's key (OWASP's
+/// figure for 2023).
+const PBKDF2_ROUNDS: u32 = 600_000;
+
+/// Where a CA's key is kept, and the passphrase that encrypts it.
+#[derive(Clone, Debug, Default)]
+pub struct CaKey {
+    /// Its file (default: `ca.key` beside `ca.pem`).
+    pub path: Option<PathBuf>,
+    /// Encrypts it (PKCS#8: PBKDF2-SHA256 and AES-256-CBC, as `openssl
+    /// pkcs8 -topk8 -v2 aes-256-cbc` writes; `openssl pkey` reads it).
+    pub passphrase: Option<String>,
+}
+
+impl CaKey {
+    /// The key's file for the certificates in `dir`.
+    pub fn path(&self, dir: &Path) -> PathBuf {
+        self.path.clone().unwrap_or_else(|| dir.join("ca.key"))
+    }
+
+    /// Whether the key is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.passphrase.is_some()
+    }
+
+    /// `key` as PEM, encrypted when there is a passphrase.
+    fn seal(&self, key: &KeyPair) -> Result<String, CertError> {
+        let Some(passphrase) = &self.passphrase else {
+            return Ok(key.serialize_pem());
+        };
+        let info = pkcs8::PrivateKeyInfo::try_from(key.serialized_der())
+            .map_err(|error| CertError::Invalid(format!("the CA key: {error}")))?;
+        let (mut salt, mut iv) = ([0u8; 16], [0u8; 16]);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut salt);
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut iv);
+        let sealed =
+            pkcs8::pkcs5::pbes2::Parameters::pbkdf2_sha256_aes256cbc(PBKDF2_ROUNDS, &salt, &iv)
+                .map_err(pkcs8::Error::from)
+                .and_then(|parameters| info.encrypt_with_params(parameters, passphrase.as_bytes()))
+                .and_then(|document| {
+                    document
+                        .to_pem("ENCRYPTED PRIVATE KEY", pkcs8::LineEnding::LF)
+                        .map_err(pkcs8::Error::from)
+                })
+                .map_err(|error| CertError::Invalid(format!("encrypting the CA key: {error}")))?;
+        Ok(sealed.to_string())
+    }
+
+    /// The key in `path`, decrypted with the passphrase when it is
+    /// encrypted.
+    fn open(&self, path: &Path) -> Result<KeyPair, CertError> {
+        let text = fs::read_to_string(path).map_err(io(path))?;
+        if !text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Ok(KeyPair::from_pem(&text)?);
+        }
+        let Some(passphrase) = &self.passphrase else {
+            return Err(CertError::Invalid(format!(
+                "{} is encrypted: give its passphrase (--ca-passphrase-file FILE)",
+                path.display()
+            )));
+        };
+        let refused = |why: String| CertError::Invalid(format!("{}: {why}", path.display()));
+        let (_, document) = pkcs8::SecretDocument::from_pem(&text)
+            .map_err(|error| refused(format!("not a PEM key: {error}")))?;
+        let der = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+            .and_then(|info| info.decrypt(passphrase.as_bytes()))
+            .map_err(|_| refused("cannot decrypt it: is the passphrase right?".into()))?;
+        Ok(KeyPair::try_from(der.as_bytes())?)
+    }
+}
+
 /// Creates `dir/ca.{pem,key}` and `dir/controller.{pem,key}` for the
 /// controller's `names` (host names and IP addresses agents connect to).
 pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
+    init_with(dir, names, &CaKey::default())
+}
+
+/// [`init`], the CA's key kept as `ca_key` says.
+pub fn init_with(dir: &Path, names: &[String], ca_key: &CaKey) -> Result<Vec<PathBuf>, CertError> {
     fs::create_dir_all(dir).map_err(io(dir))?;
-    let ca_key_path = dir.join("ca.key");
-    if ca_key_path.exists() {
-        return Err(CertError::Exists(ca_key_path.display().to_string()));
+    let ca_key_path = ca_key.path(dir);
+    if let Some(parent) = ca_key_path.parent() {
+        fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    for existing in [ca_key_path.clone(), dir.join("ca.pem")] {
+        if existing.exists() {
+            return Err(CertError::Exists(existing.display().to_string()));
+        }
     }
     check_names(names)?;
     let mut ca = CertificateParams::default();
@@ -96,22 +177,22 @@ pub fn init(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     validity(&mut ca, CA_DAYS);
-    let ca_key = KeyPair::generate()?;
-    let ca_cert = ca.self_signed(&ca_key)?;
+    let key = KeyPair::generate()?;
+    let ca_cert = ca.self_signed(&key)?;
     let mut written = vec![
         write(&dir.join("ca.pem"), &ca_cert.pem(), false)?,
-        write(&ca_key_path, &ca_key.serialize_pem(), true)?,
+        write(&ca_key_path, &ca_key.seal(&key)?, true)?,
     ];
-    written.extend(issue_controller(dir, names, &Issuer::new(ca, ca_key))?);
+    written.extend(issue_controller(dir, names, &Issuer::new(ca, key))?);
     Ok(written)
 }
 
 /// Re-issues `dir/controller.{pem,key}` for `names`, signed by the CA in
 /// `dir` (agents keep trusting it); the running controller takes them on
 /// `SIGHUP`.
-pub fn controller(dir: &Path, names: &[String]) -> Result<Vec<PathBuf>, CertError> {
+pub fn controller(dir: &Path, names: &[String], ca_key: &CaKey) -> Result<Vec<PathBuf>, CertError> {
     check_names(names)?;
-    issue_controller(dir, names, &issuer(dir)?)
+    issue_controller(dir, names, &issuer(dir, ca_key)?)
 }
 
 fn check_names(names: &[String]) -> Result<(), CertError> {
@@ -123,13 +204,12 @@ fn check_names(names: &[String]) -> Result<(), CertError> {
     Ok(())
 }
 
-/// The CA in `dir`, to sign with.
-fn issuer(dir: &Path) -> Result<Issuer<'static, KeyPair>, CertError> {
+/// The CA in `dir` (its key where `ca_key` says), to sign with.
+fn issuer(dir: &Path, ca_key: &CaKey) -> Result<Issuer<'static, KeyPair>, CertError> {
     let ca_pem_path = dir.join("ca.pem");
-    let ca_key_path = dir.join("ca.key");
     let ca_pem = fs::read_to_string(&ca_pem_path).map_err(io(&ca_pem_path))?;
-    let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?)?;
-    Ok(Issuer::from_ca_cert_pem(&ca_pem, ca_key)?)
+    let key = ca_key.open(&ca_key.path(dir))?;
+    Ok(Issuer::from_ca_cert_pem(&ca_pem, key)?)
 }
 
 fn issue_controller(
@@ -160,9 +240,14 @@ fn issue_controller(
 
 /// Creates `dir/agent-{id}.{pem,key}`, signed by the CA in `dir`.
 pub fn agent(dir: &Path, id: &str) -> Result<Vec<PathBuf>, CertError> {
+    agent_with(dir, id, &CaKey::default())
+}
+
+/// [`agent`], the CA's key where `ca_key` says.
+pub fn agent_with(dir: &Path, id: &str, ca_key: &CaKey) -> Result<Vec<PathBuf>, CertError> {
     crate::store::AgentRecord::validate(id, "-")
         .map_err(|error| CertError::Invalid(format!("agent id: {}", error.message)))?;
-    let issuer = issuer(dir)?;
+    let issuer = issuer(dir, ca_key)?;
     let mut params = CertificateParams::new(vec![id.to_owned()])?;
     params.distinguished_name.push(DnType::CommonName, id);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -255,6 +340,64 @@ pub fn subject_names(der: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encrypted_ca_key_signs_only_with_its_passphrase_and_openssl_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let offline = tempfile::tempdir().unwrap();
+        let sealed = CaKey {
+            path: Some(offline.path().join("ward-ca.key")),
+            passphrase: Some("correct horse".into()),
+        };
+        let written = init_with(dir.path(), &["127.0.0.1".into()], &sealed).unwrap();
+        assert!(
+            !dir.path().join("ca.key").exists(),
+            "no CA key beside the controller's"
+        );
+        assert!(written.contains(&offline.path().join("ward-ca.key")));
+        let text = fs::read_to_string(offline.path().join("ward-ca.key")).unwrap();
+        assert!(
+            text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+            "{text}"
+        );
+
+        let unsealed = CaKey {
+            passphrase: None,
+            ..sealed.clone()
+        };
+        let error = agent_with(dir.path(), "branch-7", &unsealed)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("is encrypted: give its passphrase"),
+            "{error}"
+        );
+        let wrong = CaKey {
+            passphrase: Some("wrong".into()),
+            ..sealed.clone()
+        };
+        let error = agent_with(dir.path(), "branch-7", &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cannot decrypt it"), "{error}");
+        agent_with(dir.path(), "branch-7", &sealed).unwrap();
+        controller(dir.path(), &["ward.example".into()], &sealed).unwrap();
+
+        let passphrase = offline.path().join("passphrase");
+        fs::write(&passphrase, "correct horse").unwrap();
+        let read = std::process::Command::new("openssl")
+            .args(["pkey", "-noout", "-in"])
+            .arg(offline.path().join("ward-ca.key"))
+            .arg("-passin")
+            .arg(format!("file:{}", passphrase.display()))
+            .output()
+            .expect("openssl runs");
+        assert!(
+            read.status.success(),
+            "{}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+    }
 
     #[test]
     fn agent_certificates_name_the_agent_and_the_ca_is_not_overwritten() {

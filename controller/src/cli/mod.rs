@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use tracing::info;
 
 mod backup;
+mod certs;
+mod healthcheck;
 mod serve;
 
 #[derive(Parser)]
@@ -46,10 +48,13 @@ enum Command {
     /// Make the certificates of a deployment (a private CA, the
     /// controller's, one per agent).
     #[command(subcommand)]
-    Certs(CertsCommand),
+    Certs(certs::CertsCommand),
     /// Test the configuration's notification routes.
     #[command(subcommand)]
     Routes(RoutesCommand),
+    /// Exit 0 if a running controller answers its readiness URL with 2xx
+    /// (a container's health check).
+    Healthcheck(healthcheck::HealthcheckArgs),
     /// Write the status database, the configuration file and the TLS files
     /// it names to one archive (while controllers run; mode 0600: it holds
     /// the controller's key). SQLite is copied, PostgreSQL dumped with
@@ -109,39 +114,6 @@ enum RoutesCommand {
         /// critical, major, minor, info or warning.
         #[arg(long, default_value = "major")]
         severity: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum CertsCommand {
-    /// Create a CA and the controller's certificate in DIR.
-    Init {
-        /// Directory for the PEM files.
-        #[arg(long, default_value = "./ward-certs")]
-        dir: PathBuf,
-        /// Host names and addresses agents use to reach the controller
-        /// (repeat the flag).
-        #[arg(long = "name", required = true)]
-        names: Vec<String>,
-    },
-    /// Re-issue the controller's certificate and key, signed by the CA in
-    /// DIR (then `kill -HUP` the controller: connected agents stay).
-    Controller {
-        /// Directory with the CA.
-        #[arg(long, default_value = "./ward-certs")]
-        dir: PathBuf,
-        /// Host names and addresses agents use to reach the controller
-        /// (repeat the flag).
-        #[arg(long = "name", required = true)]
-        names: Vec<String>,
-    },
-    /// Create an agent's certificate, signed by the CA in DIR.
-    Agent {
-        /// The agent's id (its certificate's common name).
-        id: String,
-        /// Directory with the CA.
-        #[arg(long, default_value = "./ward-certs")]
-        dir: PathBuf,
     },
 }
 
@@ -318,36 +290,7 @@ async fn run_command() -> anyhow::Result<()> {
         Command::Tokens { command, database } => {
             crate::console::tokens(&open_store(database).await?, command).await?;
         }
-        Command::Certs(command) => {
-            let (written, placement) = match command {
-                CertsCommand::Init { dir, names } => (
-                    crate::certs::init(&dir, &names)?,
-                    "ca.key stays on this host, root's, 0600 (it signs every certificate); \
-                     controller.pem, controller.key and ca.pem go to /etc/ward/ on the \
-                     controller host (the unit loads them as credentials)"
-                        .to_owned(),
-                ),
-                CertsCommand::Controller { dir, names } => (
-                    crate::certs::controller(&dir, &names)?,
-                    "copy controller.pem and controller.key to /etc/ward/ on the controller \
-                     host, then `systemctl reload ward-controller` (SIGHUP): agents stay \
-                     connected"
-                        .to_owned(),
-                ),
-                CertsCommand::Agent { id, dir } => (
-                    crate::certs::agent(&dir, &id)?,
-                    format!(
-                        "copy agent-{id}.pem, agent-{id}.key and ca.pem to agent {id}'s host as \
-                         /etc/ward/agent.pem, agent.key (root, 0600) and ca.pem; they never \
-                         go anywhere else"
-                    ),
-                ),
-            };
-            for path in written {
-                println!("{}", path.display());
-            }
-            eprintln!("{placement}");
-        }
+        Command::Certs(command) => certs::run(command)?,
         Command::Run(args) => {
             let (path, overrides) = (*args).overrides();
             let first = settings(path.clone(), overrides.clone())?;
@@ -390,6 +333,7 @@ async fn run_command() -> anyhow::Result<()> {
             };
             print_restored(&restored);
         }
+        Command::Healthcheck(args) => healthcheck::run(args).await?,
         Command::Routes(RoutesCommand::Test {
             config,
             alertname,
