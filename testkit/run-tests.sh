@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(postgresql redis-server victoria-metrics prometheus prometheus-alertmanager slapd exim4-daemon-light chromium systemd nftables iproute2 fping zmap nmap strace debootstrap curl)
+PACKAGES=(postgresql redis-server victoria-metrics prometheus prometheus-alertmanager slapd exim4-daemon-light chromium systemd nftables iproute2 fping zmap nmap strace debootstrap curl podman podman-compose runc golang-github-containernetworking-plugin-dnsname iptables openssl)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "run-tests: the suite needs root (network namespaces, nftables, raw ICMP sockets, the postgres user); run: sudo $0" >&2
