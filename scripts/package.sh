@@ -44,4 +44,7 @@ if [ -n "$images" ]; then
     scripts/image.sh "$name" "$binaries/ward-$name" "$version" "$out/ward-$name-oci.tar"
   done
 fi
-ls "$out"/*.deb "$out"/*.tar 2>/dev/null
+ls "$out/ward-agent_${version}_amd64.deb" "$out/ward-controller_${version}_amd64.deb"
+if [ -n "$images" ]; then
+  ls "$out/ward-controller-oci.tar" "$out/ward-agent-oci.tar"
+fi

@@ -56,7 +56,7 @@ files() {
 }
 before=$(files)
 
-scripts/package.sh --no-build --no-images >/dev/null
+scripts/package.sh --no-build --no-images >/dev/null || fail "scripts/package.sh --no-build --no-images"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)
 for package in ward-agent ward-controller; do
   [ -f "target/package/${package}_${version}_amd64.deb" ] || fail "target/package/${package}_${version}_amd64.deb was not made"
