@@ -122,6 +122,7 @@ impl SimAgent {
             last_acked_seq: live.last_acked,
             assignment_generation: 0,
             sent_at_unix_ms: ward_controller::time::now_ms(),
+            protocol: ward_proto::PROTOCOL_VERSION,
         };
         let mut link = ward_agent::run::link::open(&self.settings, url, hello).await?;
         self.tally.connects.fetch_add(1, Ordering::Relaxed);

@@ -12,6 +12,16 @@ pub mod v1 {
     tonic::include_proto!("ward.v1");
 }
 
+/// The agent-link protocol version this build speaks (`Hello.protocol`,
+/// `AssignmentSnapshot.controller_protocol`): 2 since peers announce it;
+/// version 1 is the release before, whose peers announce 0.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest agent-link protocol version this build still speaks: the
+/// previous release's, so agents and controllers are upgraded one at a
+/// time, in any order.
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
+
 /// The encoded `FileDescriptorSet` of every `ward.v1` file, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ward_descriptor.bin"));

@@ -48,6 +48,7 @@ fn agent_kinds() -> Vec<agent_message::Kind> {
             }),
             last_acked_seq: 41,
             assignment_generation: 7,
+            protocol: crate::PROTOCOL_VERSION,
             sent_at_unix_ms: 1_796_560_000_000,
         }),
         Kind::Transitions(TransitionBatch {
@@ -143,6 +144,7 @@ fn controller_kinds() -> Vec<controller_message::Kind> {
         Kind::Snapshot(AssignmentSnapshot {
             generation: 3,
             targets: vec![target(1, "198.18.1.1"), target(2, "2001:2:0:1::2")],
+            controller_protocol: crate::PROTOCOL_VERSION,
         }),
         Kind::Update(AssignmentUpdate {
             generation: 4,

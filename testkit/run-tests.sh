@@ -54,6 +54,10 @@ leftovers() {
 }
 before=$(leftovers)
 
+# The previous release's binaries for the rolling-upgrade test, built (once
+# per machine) before the tests rather than beside them.
+testkit/previous-release.sh >/dev/null
+
 status=0
 cargo test --workspace --all-targets --locked --no-fail-fast "$@" || status=$?
 # The Debian packages of that build, installed and purged in a clean root.

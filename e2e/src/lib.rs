@@ -11,6 +11,7 @@
     reason = "a test harness shared by several tests: blocking waits on real processes, a mutex for received webhooks"
 )]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -469,6 +470,17 @@ pub fn start_member(
     listen_grpc: SocketAddr,
     shared: &str,
 ) -> anyhow::Result<Member> {
+    start_member_of(&controller_binary(), name, d, listen_grpc, shared)
+}
+
+/// [`start_member`] running the controller `binary` (another release's).
+pub fn start_member_of(
+    binary: &Path,
+    name: &str,
+    d: &Path,
+    listen_grpc: SocketAddr,
+    shared: &str,
+) -> anyhow::Result<Member> {
     let http = ward_testkit::ports::free_loopback_port()?;
     let config = d.join(format!("{name}.toml"));
     std::fs::write(
@@ -479,7 +491,7 @@ pub fn start_member(
             d = d.display()
         ),
     )?;
-    let mut command = Command::new(controller_binary());
+    let mut command = Command::new(binary);
     command
         .args(["run", "--config"])
         .arg(&config)
@@ -825,4 +837,47 @@ impl Deployment {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("device {id} has no address: {device}"))
     }
+}
+
+/// Each device's status changes recorded after status event `baseline`,
+/// by the device's address, oldest first.
+pub fn transitions_by_address(database: &str, baseline: &str) -> HashMap<String, Vec<String>> {
+    let events = psql(
+        database,
+        &format!(
+            "SELECT d.address || ' ' || e.status FROM status_events e JOIN devices d ON d.id = e.device_id \
+             WHERE e.id > {baseline} ORDER BY e.id"
+        ),
+    );
+    let mut per_address: HashMap<String, Vec<String>> = HashMap::new();
+    for event in &events {
+        let (address, status) = event.split_once(' ').expect("a row");
+        per_address
+            .entry(address.to_owned())
+            .or_default()
+            .push(status.to_owned());
+    }
+    per_address
+}
+
+/// The kinds of the `DeviceDown` notifications a webhook got, by alert, in
+/// order, each body `id` taken once as receivers deduplicate (`traced`
+/// left out: it may come between); and how many bodies were sent again.
+pub fn notified_by_alert(bodies: &[Value]) -> (HashMap<i64, Vec<String>>, usize) {
+    let mut first_seen = std::collections::HashSet::new();
+    let mut per_alert: HashMap<i64, Vec<String>> = HashMap::new();
+    let mut resent = 0;
+    for body in bodies {
+        if !first_seen.insert(body["id"].as_i64().expect("outbox id")) {
+            resent += 1;
+            continue;
+        }
+        if body["alertname"] == "DeviceDown" && body["kind"] != "traced" {
+            per_alert
+                .entry(body["alert_id"].as_i64().expect("alert id"))
+                .or_default()
+                .push(body["kind"].as_str().expect("kind").to_owned());
+        }
+    }
+    (per_alert, resent)
 }

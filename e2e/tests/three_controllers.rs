@@ -10,7 +10,6 @@
 //! within the failover delay + 1 s. Real binaries; packets only inside the
 //! lab.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
@@ -204,21 +203,8 @@ fn killing_the_controller_holding_every_agent_mid_burst_loses_nothing_and_double
     );
 
     // Exactly once: one down and one up per dying host, nothing else.
-    let events = psql(
-        &postgres.url(),
-        &format!(
-            "SELECT d.address || ' ' || e.status FROM status_events e JOIN devices d ON d.id = e.device_id \
-             WHERE e.id > {baseline} ORDER BY e.id"
-        ),
-    );
-    let mut per_host: HashMap<String, Vec<String>> = HashMap::new();
-    for event in &events {
-        let (address, status) = event.split_once(' ').expect("a row");
-        per_host
-            .entry(address.to_owned())
-            .or_default()
-            .push(status.to_owned());
-    }
+    let per_host = ward_e2e::transitions_by_address(&postgres.url(), &baseline);
+    let applied: usize = per_host.values().map(Vec::len).sum();
     let wrong: Vec<_> = per_host
         .iter()
         .filter(|(_, statuses)| **statuses != ["down", "up"])
@@ -230,24 +216,8 @@ fn killing_the_controller_holding_every_agent_mid_burst_loses_nothing_and_double
     // sent again. Receivers deduplicate by the body's `id` (the
     // idempotency key); what they act on is each id's first delivery.
     let bodies = webhook.bodies();
-    let mut first_seen: std::collections::HashSet<i64> = std::collections::HashSet::new();
-    let mut per_alert: HashMap<i64, Vec<String>> = HashMap::new();
-    let mut resent = 0;
-    for body in &bodies {
-        let id = body["id"].as_i64().expect("outbox id");
-        if !first_seen.insert(id) {
-            resent += 1;
-            continue;
-        }
-        // A `traced` may come between them (the path to the host).
-        if body["alertname"] == "DeviceDown" && body["kind"] != "traced" {
-            per_alert
-                .entry(body["alert_id"].as_i64().expect("alert id"))
-                .or_default()
-                .push(body["kind"].as_str().expect("kind").to_owned());
-        }
-    }
-    let delivered = first_seen.len();
+    let (per_alert, resent) = ward_e2e::notified_by_alert(&bodies);
+    let delivered = bodies.len() - resent;
     assert_eq!(per_alert.len(), dying.len(), "one alert per dying host");
     assert!(
         per_alert
@@ -323,7 +293,7 @@ fn killing_the_controller_holding_every_agent_mid_burst_loses_nothing_and_double
          {delivered} notifications each acted on once, in order ({resent} re-sent after the \
          kill, deduplicated by id); the offline sweep's lease taken {taken:?} after its holder \
          was killed (failover delay {FAILOVER_DELAY:?})",
-        events.len(),
+        applied,
         dying.len()
     );
     assert!(max < Duration::from_secs(2), "relinked in {max:?}");

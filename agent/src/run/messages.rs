@@ -46,6 +46,7 @@ impl Agent {
             last_acked_seq: self.last_acked_seq,
             assignment_generation: self.generation,
             sent_at_unix_ms: now_ms(),
+            protocol: ward_proto::PROTOCOL_VERSION,
         }
     }
 
@@ -283,6 +284,7 @@ impl Agent {
                 info!(
                     devices = self.assigned.len(),
                     generation = self.generation,
+                    controller_protocol = snapshot.controller_protocol.max(1),
                     "assignment received"
                 );
             }

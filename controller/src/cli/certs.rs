@@ -13,30 +13,10 @@ use crate::certs::CaKey;
 #[derive(Subcommand)]
 pub(super) enum CertsCommand {
     /// Create a CA and the controller's certificate in DIR.
-    Init {
-        /// Directory for the PEM files.
-        #[arg(long, default_value = "./ward-certs")]
-        dir: PathBuf,
-        /// Host names and addresses agents use to reach the controller
-        /// (repeat the flag).
-        #[arg(long = "name", required = true)]
-        names: Vec<String>,
-        #[command(flatten)]
-        ca_key: CaKeyArgs,
-    },
+    Init(ControllerCertificate),
     /// Re-issue the controller's certificate and key, signed by the CA in
     /// DIR (then `kill -HUP` the controller: connected agents stay).
-    Controller {
-        /// Directory with the CA.
-        #[arg(long, default_value = "./ward-certs")]
-        dir: PathBuf,
-        /// Host names and addresses agents use to reach the controller
-        /// (repeat the flag).
-        #[arg(long = "name", required = true)]
-        names: Vec<String>,
-        #[command(flatten)]
-        ca_key: CaKeyArgs,
-    },
+    Controller(ControllerCertificate),
     /// Create an agent's certificate, signed by the CA in DIR.
     Agent {
         /// The agent's id (its certificate's common name).
@@ -47,6 +27,20 @@ pub(super) enum CertsCommand {
         #[command(flatten)]
         ca_key: CaKeyArgs,
     },
+}
+
+/// The controller's certificate: where, for which names, signed how.
+#[derive(Args)]
+pub(super) struct ControllerCertificate {
+    /// Directory of the PEM files (the CA's certificate, the controller's).
+    #[arg(long, default_value = "./ward-certs")]
+    dir: PathBuf,
+    /// Host names and addresses agents use to reach the controller
+    /// (repeat the flag).
+    #[arg(long = "name", required = true)]
+    names: Vec<String>,
+    #[command(flatten)]
+    ca_key: CaKeyArgs,
 }
 
 /// Where the CA's key is and its passphrase.
@@ -85,7 +79,7 @@ impl CaKeyArgs {
 /// Runs `command`: the files written on stdout, where they go on stderr.
 pub(super) fn run(command: CertsCommand) -> anyhow::Result<()> {
     let (written, placement) = match command {
-        CertsCommand::Init { dir, names, ca_key } => {
+        CertsCommand::Init(ControllerCertificate { dir, names, ca_key }) => {
             let ca_key = ca_key.ca_key()?;
             let written = crate::certs::init_with(&dir, &names, &ca_key)?;
             let key = ca_key.path(&dir);
@@ -105,7 +99,7 @@ pub(super) fn run(command: CertsCommand) -> anyhow::Result<()> {
             }
             (written, placement)
         }
-        CertsCommand::Controller { dir, names, ca_key } => (
+        CertsCommand::Controller(ControllerCertificate { dir, names, ca_key }) => (
             crate::certs::controller(&dir, &names, &ca_key.ca_key()?)?,
             "copy controller.pem and controller.key to /etc/ward/ on the controller host, then \
              `systemctl reload ward-controller` (SIGHUP): agents stay connected"

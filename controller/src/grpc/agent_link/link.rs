@@ -176,6 +176,7 @@ impl Link {
             self.send(controller_message::Kind::Snapshot(pb::AssignmentSnapshot {
                 generation: self.generation,
                 targets,
+                controller_protocol: ward_proto::PROTOCOL_VERSION,
             }))
             .await?;
         } else {

@@ -190,7 +190,7 @@ async fn session(
     let mut clock = ward_domain::agent_clock::LinkClock::default();
     clock.sample(hello.sent_at_unix_ms, opened_ms);
     let probe_families = probe_families(hello.capabilities.as_ref());
-    info!(agent = %agent.id, site = %agent.site, version = %hello.version, boot = %hello.boot_id, families = ?probe_families, "agent connected");
+    info!(agent = %agent.id, site = %agent.site, version = %hello.version, protocol = hello.protocol.max(1), boot = %hello.boot_id, families = ?probe_families, "agent connected");
     let mut link = Link {
         services: services.clone(),
         sight_reports: format!("agent-sight:{}:{}:{opened_ms}", agent.id, hello.boot_id),
@@ -267,6 +267,32 @@ fn identity_matches(peer: &PeerIdentity, hello: &pb::Hello) -> Result<(), (Refus
     Ok(())
 }
 
+/// Refuses an agent whose agent-link protocol this controller does not
+/// speak (0, before versions were announced, is version 1), saying which
+/// side to upgrade.
+fn protocol_spoken(hello: &pb::Hello) -> Result<(), (RefusalCode, String)> {
+    use ward_proto::{OLDEST_PROTOCOL_VERSION as OLDEST, PROTOCOL_VERSION as CURRENT};
+    let spoken = hello.protocol.max(1);
+    if (OLDEST..=CURRENT).contains(&spoken) {
+        return Ok(());
+    }
+    let upgrade = if spoken < OLDEST {
+        "upgrade the agent (agents may be one release behind their controller)"
+    } else {
+        "upgrade this controller first (controllers before agents)"
+    };
+    Err((
+        RefusalCode::UnsupportedVersion,
+        format!(
+            "agent `{}` (ward-agent {}) speaks agent-link protocol {spoken}; this controller \
+             (ward-controller {}) speaks {OLDEST} to {CURRENT}: {upgrade}",
+            hello.agent_id,
+            hello.version,
+            env!("CARGO_PKG_VERSION")
+        ),
+    ))
+}
+
 /// The agent named in `hello`, if it may connect.
 async fn admit(
     services: &LinkServices,
@@ -274,6 +300,7 @@ async fn admit(
     hello: &pb::Hello,
 ) -> Result<AgentRecord, (RefusalCode, String)> {
     identity_matches(peer, hello)?;
+    protocol_spoken(hello)?;
     let agent = services
         .presence
         .agent(&hello.agent_id)
