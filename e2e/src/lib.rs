@@ -394,11 +394,13 @@ impl Webhook {
 /// console on the database `database` names (`--config FILE` or
 /// `--database URL`); returns a token of it.
 pub fn admin_token(database: [&str; 2]) -> anyhow::Result<String> {
+    admin_token_of(&controller_binary(), database)
+}
+
+/// [`admin_token`] made by the controller `binary` (another release's).
+pub fn admin_token_of(binary: &Path, database: [&str; 2]) -> anyhow::Result<String> {
     let console = |args: &[&str]| -> anyhow::Result<String> {
-        let output = Command::new(controller_binary())
-            .args(args)
-            .args(database)
-            .output()?;
+        let output = Command::new(binary).args(args).args(database).output()?;
         let said = String::from_utf8_lossy(&output.stdout).into_owned();
         if !output.status.success() {
             bail!(

@@ -12,15 +12,21 @@
     clippy::disallowed_methods,
     reason = "real processes and a real network: the test waits in wall-clock time"
 )]
+#![allow(
+    clippy::disallowed_types,
+    reason = "the checker's threads record writes and reads under mutexes: a test, no probe path"
+)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use ward_e2e::{
-    Member, Process, Webhook, admin_token, agent_binary, certificates, controller_binary,
+    Member, Process, Rest, Webhook, admin_token_of, agent_binary, certificates, controller_binary,
     holds_link, psql, start_member_of, wait_until, work_dir,
 };
 use ward_testkit::lab::{Lab, SiteConfig};
@@ -104,6 +110,83 @@ fn take_down(lab: &Lab, hosts: &[IpAddr]) {
     }
 }
 
+/// The device the checker's writer retags.
+const TAGGED: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 200);
+
+/// The linearizability checker of the HA work, across the upgrade: one
+/// writer retags a device (`w1`, `w2`, …) through whichever controller
+/// answers, a reader per controller reads it back all along; a read that
+/// started after write k was acknowledged must show k or later.
+struct Checker {
+    /// Each controller's REST client, replaced with it.
+    rests: Mutex<Vec<Rest>>,
+    /// Acknowledged writes: when, which.
+    acks: Mutex<Vec<(Instant, usize)>>,
+    /// Reads: when they started, what they showed, where.
+    reads: Mutex<Vec<(Instant, usize, usize)>>,
+    stop: AtomicBool,
+}
+
+impl Checker {
+    fn rest(&self, i: usize) -> Rest {
+        self.rests.lock().expect("lock")[i].clone()
+    }
+
+    fn write(&self, id: i64) {
+        for k in 1.. {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let body = json!({"name": "tagged", "address": TAGGED.to_string(), "site": SITE,
+                "interval_ms": 500, "timeout_ms": 300, "down_after": 3, "up_after": 1,
+                "tags": [format!("w{k}")]});
+            let (code, _) = self.rest(k % 3).send(
+                reqwest::Method::PUT,
+                &format!("/api/v1/devices/{id}"),
+                &body,
+            );
+            if code == 200 {
+                self.acks.lock().expect("lock").push((Instant::now(), k));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn read(&self, i: usize, id: i64) {
+        while !self.stop.load(Ordering::Relaxed) {
+            let started = Instant::now();
+            let (code, device) = self.rest(i).get(&format!("/api/v1/devices/{id}"));
+            if code == 200 {
+                let shown = device["tags"][0]
+                    .as_str()
+                    .and_then(|tag| tag.strip_prefix('w'))
+                    .and_then(|k| k.parse().ok())
+                    .unwrap_or(0);
+                self.reads.lock().expect("lock").push((started, shown, i));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Reads older than a write acknowledged before they started.
+    fn stale(&self) -> Vec<String> {
+        let acks = self.acks.lock().expect("lock");
+        self.reads
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|&(started, shown, i)| {
+                let before = acks
+                    .iter()
+                    .filter(|(acked, _)| *acked < started)
+                    .map(|&(_, k)| k)
+                    .max()?;
+                (shown < before).then(|| format!("controller {i} showed w{shown} after w{before}"))
+            })
+            .collect()
+    }
+}
+
 #[test]
 fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles_nothing() {
     ward_testkit::require_root("network namespaces and raw ICMP sockets");
@@ -140,8 +223,11 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
         .zip(&addresses)
         .map(|(name, grpc)| start_member_of(&old_controller, name, d, *grpc, &shared).expect(name))
         .collect();
-    let token =
-        admin_token(["--config", &d.join("controller-a.toml").to_string_lossy()]).expect("admin");
+    let token = admin_token_of(
+        &old_controller,
+        ["--config", &d.join("controller-a.toml").to_string_lossy()],
+    )
+    .expect("admin");
     for member in &mut members {
         member.rest = member.rest.clone().with_token(token.clone());
         member.wait_until_up().expect("controller up");
@@ -157,6 +243,13 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
         .collect();
     let (code, body) = rest.post("/api/v1/devices/import", &Value::Array(devices));
     assert_eq!(code, 201, "{body}");
+    let (code, tagged) = rest.post(
+        "/api/v1/devices",
+        &json!({"name": "tagged", "address": TAGGED.to_string(), "site": SITE,
+            "interval_ms": 500, "timeout_ms": 300, "down_after": 3, "up_after": 1}),
+    );
+    assert_eq!(code, 201, "{tagged}");
+    let tagged = tagged["id"].as_i64().expect("id");
     let controllers = members
         .iter()
         .map(|m| m.grpc.as_str())
@@ -170,8 +263,22 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
         "agent-old",
     );
     wait_until("every host up", Duration::from_secs(60), || {
-        rest.get("/api/v1/summary").1["up"] == u64::from(HOSTS)
+        rest.get("/api/v1/summary").1["up"] == u64::from(HOSTS) + 1
     });
+    let checker = Arc::new(Checker {
+        rests: Mutex::new(members.iter().map(|m| m.rest.clone()).collect()),
+        acks: Mutex::default(),
+        reads: Mutex::default(),
+        stop: AtomicBool::new(false),
+    });
+    let mut threads = vec![std::thread::spawn({
+        let checker = Arc::clone(&checker);
+        move || checker.write(tagged)
+    })];
+    for i in 0..members.len() {
+        let checker = Arc::clone(&checker);
+        threads.push(std::thread::spawn(move || checker.read(i, tagged)));
+    }
     let baseline = psql(
         &postgres.url(),
         "SELECT COALESCE(MAX(id), 0) FROM status_events",
@@ -203,6 +310,7 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
         .expect("upgraded controller");
         upgraded.rest = upgraded.rest.clone().with_token(token.clone());
         upgraded.wait_until_up().expect("upgraded controller up");
+        checker.rests.lock().expect("lock")[step] = upgraded.rest.clone();
         members[step] = upgraded;
         seen_down_then_up(&lab, &members, &hosts);
         victims.extend(&hosts);
@@ -238,6 +346,21 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
             .any(|member| member.process.log().contains(" protocol=2 ")),
         "the upgraded agent speaks protocol 2"
     );
+
+    checker.stop.store(true, Ordering::Relaxed);
+    for thread in threads {
+        thread.join().expect("checker thread");
+    }
+    let stale = checker.stale();
+    let (writes, reads) = (
+        checker.acks.lock().expect("lock").len(),
+        checker.reads.lock().expect("lock").len(),
+    );
+    assert!(
+        writes > 100 && reads > 300,
+        "{writes} writes, {reads} reads"
+    );
+    assert!(stale.is_empty(), "stale reads: {stale:?}");
 
     // Exactly once: one down and one up per host taken down.
     let per_host = ward_e2e::transitions_by_address(&postgres.url(), &baseline);
@@ -283,10 +406,70 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
     );
     eprintln!(
         "rolling upgrade: 3 controllers and 1 agent from {} to this build; {} transitions \
-         applied once each ({} hosts), {} alerts firing then resolved",
+         applied once each ({} hosts), {} alerts firing then resolved; checker: {writes} \
+         writes, {reads} reads on the three controllers, none stale",
         previous.display(),
         applied,
         victims.len(),
         per_alert.len()
     );
+}
+
+/// This release's agent against a controller of the previous one (which
+/// ignores the protocol it announces): it links, its devices come up, and
+/// a host taken down shows `down`.
+#[test]
+fn an_agent_of_this_release_works_with_a_controller_of_the_previous_one() {
+    ward_testkit::require_root("network namespaces and raw ICMP sockets");
+    let previous = previous_release();
+    let lab = Lab::start(&SiteConfig {
+        answering: vec!["198.18.11.0/24".parse().expect("cidr")],
+        unreachable: Vec::new(),
+        host_link: true,
+        ..SiteConfig::default()
+    })
+    .expect("lab");
+    let host = lab.host_address().expect("host link");
+    let dir = work_dir().expect("dir");
+    let d = dir.path();
+    certificates(d, &host.to_string(), &["agent-1"]).expect("certificates");
+    let shared = format!(
+        "database = \"sqlite:{d}/ward.db\"\ntls_cert = \"{d}/controller.pem\"\n\
+         tls_key = \"{d}/controller.key\"\ntls_client_ca = \"{d}/ca.pem\"\n",
+        d = d.display(),
+    );
+    let old_controller = previous.join("ward-controller");
+    let grpc = SocketAddr::new(host, free_loopback_port().expect("port"));
+    let mut member =
+        start_member_of(&old_controller, "controller-old", d, grpc, &shared).expect("controller");
+    let token = admin_token_of(
+        &old_controller,
+        ["--config", &d.join("controller-old.toml").to_string_lossy()],
+    )
+    .expect("admin");
+    member.rest = member.rest.clone().with_token(token);
+    member.wait_until_up().expect("controller up");
+    let (code, body) = member
+        .rest
+        .post("/api/v1/agents", &json!({"id": "agent-1", "site": SITE}));
+    assert_eq!(code, 201, "{body}");
+    let devices: Vec<Value> = (0..4)
+        .map(|h| {
+            json!({"name": format!("host-{h}"), "address": Ipv4Addr::new(198, 18, 11, 1 + h).to_string(), "site": SITE,
+                "interval_ms": 500, "timeout_ms": 300, "down_after": 3, "up_after": 1})
+        })
+        .collect();
+    let (code, body) = member
+        .rest
+        .post("/api/v1/devices/import", &Value::Array(devices));
+    assert_eq!(code, 201, "{body}");
+    let _agent = start_agent(&lab, &agent_binary(), &member.grpc, d, "agent-new");
+    wait_until("every host up", Duration::from_secs(30), || {
+        member.rest.get("/api/v1/summary").1["up"] == 4
+    });
+    lab.take_down(IpAddr::V4(Ipv4Addr::new(198, 18, 11, 3)))
+        .expect("take down");
+    wait_until("the host down", Duration::from_secs(30), || {
+        down(&member) == Some(1)
+    });
 }
