@@ -1,7 +1,8 @@
-//! `deploy/compose.yaml` as an operator runs it, with podman-compose: the
-//! images built from Debian's archive and this build (no registry), the
-//! certificates made by the documented commands (the CA's key outside the
-//! deployment), secrets as files, `up` until every container is healthy,
+//! `deploy/compose.yaml` with Redis (`compose.redis.yaml`) as an operator
+//! runs it, with podman-compose: the images built from Debian's archive and
+//! this build (no registry), the certificates made by the documented
+//! commands (the CA's key outside the deployment), secrets as files, `up`
+//! until every container is healthy and the controller's cache is Redis,
 //! the first admin made through `exec`. An agent (this build's binary) in a
 //! lab namespace links over mTLS; a device dropped with nftables shows
 //! `down` through the stack's REST and the stack's Alertmanager has the
@@ -21,7 +22,13 @@ use ward_e2e::{Process, Rest, agent_binary, controller_binary, wait_until};
 use ward_testkit::lab::{Lab, SiteConfig};
 
 const SITE: &str = "branch-9";
-const SERVICES: [&str; 4] = ["postgres", "victoria-metrics", "alertmanager", "controller"];
+const SERVICES: [&str; 5] = [
+    "postgres",
+    "victoria-metrics",
+    "alertmanager",
+    "redis",
+    "controller",
+];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -57,6 +64,7 @@ impl Stack {
             .current_dir(&self.dir)
             .arg("--project-name")
             .arg(&self.project)
+            .args(["--file", "compose.yaml", "--file", "compose.redis.yaml"])
             .args(args)
             .envs(
                 self.ports
@@ -110,7 +118,7 @@ impl Drop for Stack {
 /// compose file, Alertmanager's config, certs/ (made by `certs init` and
 /// `certs agent`, the CA's key in `pki`), secrets/.
 fn lay_out(dir: &Path, pki: &Path, host: &str) {
-    for file in ["compose.yaml", "alertmanager.yml"] {
+    for file in ["compose.yaml", "compose.redis.yaml", "alertmanager.yml"] {
         std::fs::copy(repo().join("deploy").join(file), dir.join(file)).expect("copy");
     }
     let certs = dir.join("certs").to_string_lossy().into_owned();
@@ -214,6 +222,15 @@ fn the_compose_stack_comes_up_healthy_sees_a_dropped_device_and_tells_alertmanag
             },
         );
     }
+
+    let (code, ready) = Rest::with_ca(
+        format!("https://127.0.0.1:{}", stack.port("WARD_HTTP_PORT")),
+        &dir.path().join("certs/ca.pem"),
+    )
+    .expect("REST")
+    .get("/readyz");
+    assert_eq!(code, 200, "{ready}");
+    assert_eq!(ready["components"]["cache"]["kind"], "redis", "{ready}");
 
     // The first admin, the documented way.
     let exec = |args: &[&str]| {
