@@ -883,3 +883,14 @@ pub fn notified_by_alert(bodies: &[Value]) -> (HashMap<i64, Vec<String>>, usize)
     }
     (per_alert, resent)
 }
+
+/// The configuration every controller of a test's cluster shares: the
+/// `database`, the `webhook`, the TLS files `certificates` wrote in `d`.
+pub fn cluster_config(database: &str, webhook: &str, d: &Path) -> String {
+    format!(
+        "database = \"{database}\"\nwebhook = \"{webhook}\"\n\
+         tls_cert = \"{d}/controller.pem\"\ntls_key = \"{d}/controller.key\"\n\
+         tls_client_ca = \"{d}/ca.pem\"\n",
+        d = d.display(),
+    )
+}

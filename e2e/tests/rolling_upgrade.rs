@@ -204,14 +204,7 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
     let dir = work_dir().expect("dir");
     let d = dir.path();
     certificates(d, &host.to_string(), &["agent-1"]).expect("certificates");
-    let shared = format!(
-        "database = \"{database}\"\nwebhook = \"{webhook}\"\n\
-         tls_cert = \"{d}/controller.pem\"\ntls_key = \"{d}/controller.key\"\n\
-         tls_client_ca = \"{d}/ca.pem\"\n",
-        database = postgres.url(),
-        webhook = webhook.url,
-        d = d.display(),
-    );
+    let shared = ward_e2e::cluster_config(&postgres.url(), &webhook.url, d);
     let names = ["controller-a", "controller-b", "controller-c"];
     let addresses: Vec<SocketAddr> = names
         .iter()

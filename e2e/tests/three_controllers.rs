@@ -64,14 +64,7 @@ fn killing_the_controller_holding_every_agent_mid_burst_loses_nothing_and_double
     let agents: Vec<String> = (1..=AGENTS).map(|i| format!("agent-{i}")).collect();
     let names: Vec<&str> = agents.iter().map(String::as_str).collect();
     certificates(d, &host.to_string(), &names).expect("certificates");
-    let shared = format!(
-        "database = \"{database}\"\nwebhook = \"{webhook}\"\n\
-         tls_cert = \"{d}/controller.pem\"\ntls_key = \"{d}/controller.key\"\n\
-         tls_client_ca = \"{d}/ca.pem\"\n",
-        database = postgres.url(),
-        webhook = webhook.url,
-        d = d.display(),
-    );
+    let shared = ward_e2e::cluster_config(&postgres.url(), &webhook.url, d);
     let mut members: Vec<Member> = ["controller-a", "controller-b", "controller-c"]
         .iter()
         .map(|name| {
