@@ -187,17 +187,22 @@ impl Checker {
     }
 }
 
-#[test]
-fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles_nothing() {
-    ward_testkit::require_root("network namespaces and raw ICMP sockets");
-    let previous = previous_release();
-    let lab = Lab::start(&SiteConfig {
-        answering: vec!["198.18.5.0/24".parse().expect("cidr")],
+/// A lab site answering `range`, its client namespace linked to the host.
+fn lab(range: &str) -> Lab {
+    Lab::start(&SiteConfig {
+        answering: vec![range.parse().expect("cidr")],
         unreachable: Vec::new(),
         host_link: true,
         ..SiteConfig::default()
     })
-    .expect("lab");
+    .expect("lab")
+}
+
+#[test]
+fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles_nothing() {
+    ward_testkit::require_root("network namespaces and raw ICMP sockets");
+    let previous = previous_release();
+    let lab = lab("198.18.5.0/24");
     let host = lab.host_address().expect("host link");
     let postgres = Postgres::start().expect("start PostgreSQL");
     let webhook = Webhook::start().expect("webhook");
@@ -415,13 +420,7 @@ fn a_rolling_upgrade_of_three_controllers_and_an_agent_loses_nothing_and_doubles
 fn an_agent_of_this_release_works_with_a_controller_of_the_previous_one() {
     ward_testkit::require_root("network namespaces and raw ICMP sockets");
     let previous = previous_release();
-    let lab = Lab::start(&SiteConfig {
-        answering: vec!["198.18.11.0/24".parse().expect("cidr")],
-        unreachable: Vec::new(),
-        host_link: true,
-        ..SiteConfig::default()
-    })
-    .expect("lab");
+    let lab = lab("198.18.11.0/24");
     let host = lab.host_address().expect("host link");
     let dir = work_dir().expect("dir");
     let d = dir.path();

@@ -68,15 +68,7 @@ pub(super) async fn backup(
     to: &Path,
 ) -> anyhow::Result<Manifest> {
     let store = Store::connect(&settings.database, password).await?;
-    let schema_version = store.schema_version().await?;
-    let known = store.latest_migration();
-    if schema_version > known {
-        return Err(StoreError::SchemaNewer {
-            database: schema_version,
-            known,
-        }
-        .into());
-    }
+    let schema_version = check_known(&store).await?;
     let work = work_dir_beside(to)?;
     let taken_at_ms = crate::time::now_ms();
     let database = match store.backend_name() {
@@ -295,13 +287,7 @@ pub(super) async fn restore(
         None => {
             let store = Store::connect(&settings.database, password).await?;
             refuse_if_controllers(&store).await?;
-            if manifest.schema_version > store.latest_migration() {
-                return Err(StoreError::SchemaNewer {
-                    database: manifest.schema_version,
-                    known: store.latest_migration(),
-                }
-                .into());
-            }
+            refuse_newer(manifest.schema_version, store.latest_migration())?;
             let aside = format!("ward_{aside}");
             store.set_aside(&aside).await?;
             drop(store);
@@ -356,11 +342,17 @@ fn sqlite_path(settings: &Settings) -> Option<&str> {
     settings.database.strip_prefix("sqlite:")
 }
 
-/// Refuses a database migrated past what this build knows.
-async fn check_known(store: &Store) -> anyhow::Result<()> {
-    let (database, known) = (store.schema_version().await?, store.latest_migration());
+/// The database's last migration; refused if past what this build knows.
+async fn check_known(store: &Store) -> anyhow::Result<i64> {
+    let database = store.schema_version().await?;
+    refuse_newer(database, store.latest_migration())?;
+    Ok(database)
+}
+
+/// Refuses a schema at migration `database` past this build's `known`.
+fn refuse_newer(database: i64, known: i64) -> Result<(), StoreError> {
     if database > known {
-        return Err(StoreError::SchemaNewer { database, known }.into());
+        return Err(StoreError::SchemaNewer { database, known });
     }
     Ok(())
 }
