@@ -94,6 +94,7 @@ conformance!(
     availability_read_through_the_store_matches_a_second_by_second_count,
     controllers_starting_together_set_their_channels_without_colliding,
     a_flapping_device_notifies_once_withholds_its_changes_and_settles_once,
+    events_are_logged_at_their_commits_version_with_their_text_as_reported,
 );
 
 fn spec(name: &str, address: &str) -> DeviceSpec {
@@ -2940,4 +2941,66 @@ async fn the_devices_written_or_deleted_after_a_version_are_read_back(store: &St
     assert_eq!((deleted, ids(&written)), (vec![a.id], vec![b.id, child.id]));
     let (deleted, written) = since(now).await;
     assert_eq!((deleted, ids(&written)), (vec![], vec![]));
+}
+
+async fn events_are_logged_at_their_commits_version_with_their_text_as_reported(store: &Store) {
+    use ward_controller::store::{HistoryFilter, LoggedChange};
+    let console = ward_controller::store::Actor::console();
+    let router = store
+        .create_device(&spec("router", "198.18.1.1"), &console, 1_000)
+        .await
+        .expect("router")
+        .id;
+    // Quotes, backslashes and what a placeholder looks like: the events
+    // go to the database inside the statement's text.
+    let reason = "it's $1 and $2 -- \"quoted\" \\ \u{fc}";
+    let mut down = report(1, &[(router, Status::Down, 5_000)]);
+    down.agent_id = "agent-'1".into();
+    down.transitions[0].reason = reason.into();
+    let outcome = store
+        .apply(&down, &FlapPolicy::default(), 5_100)
+        .await
+        .expect("down");
+    let ApplyOutcome::Applied { changes, .. } = outcome else {
+        panic!("applied: {outcome:?}");
+    };
+    let version = changes.version.expect("a version");
+    assert_eq!(
+        store.changes_at(version, 10).await.expect("at"),
+        [LoggedChange {
+            version,
+            device_id: router,
+            previous: Status::Unknown,
+            status: Status::Down,
+        }]
+    );
+    let history = store
+        .history(&HistoryFilter {
+            limit: 10,
+            ..HistoryFilter::default()
+        })
+        .await
+        .expect("history");
+    let recorded = &history.changes[0];
+    assert_eq!(
+        (recorded.reason.as_str(), recorded.agent.as_str()),
+        (reason, "agent-'1")
+    );
+    // A device created under the down router settles unreachable in its
+    // own commit, logged at that commit's version.
+    let child = store
+        .create_device(&child_spec("atm", "198.18.1.2", router), &console, 6_000)
+        .await
+        .expect("child");
+    let after = store.changes_since(version, 10).await.expect("since");
+    let now = store.data_version().await.expect("version").version;
+    assert_eq!(
+        after,
+        [LoggedChange {
+            version: now,
+            device_id: child.id,
+            previous: Status::Unknown,
+            status: Status::Unreachable,
+        }]
+    );
 }

@@ -14,7 +14,7 @@ use super::model::{ApplyOutcome, Ignored, StatusChanges, TransitionReport};
 use super::operations::next_version;
 use super::ownership;
 use super::plan::{CurrentDevice, Plan, plan};
-use super::plan_execution::{self, Planned};
+use super::plan_execution::{self, Planned, StatusWrites};
 use super::tx::WriteTx;
 
 /// A report and the time it is applied at.
@@ -81,7 +81,7 @@ pub(super) async fn apply_together(
         })
         .collect();
     let mut applied = Vec::with_capacity(pending.len());
-    let mut written = Vec::new();
+    let mut written = StatusWrites::default();
     let mut changed_something = false;
     while !pending.is_empty() {
         read_current(tx, &mut pending).await?;
@@ -134,9 +134,7 @@ pub(super) async fn apply_together(
     // entries all stale) take no version: a fleet reconnecting would
     // otherwise queue a thousand empty commits on the version row.
     if changed_something {
-        let mut seen = HashSet::new();
-        written.retain(|id| seen.insert(*id));
-        next_version(tx, &mut changes, &written).await?;
+        next_version(tx, &mut changes, written).await?;
         for outcome in &mut outcomes {
             if let ApplyOutcome::Applied { changes: own, .. } = outcome {
                 own.version = changes.version;

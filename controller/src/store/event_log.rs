@@ -4,9 +4,7 @@
 use super::StoreError;
 use super::args::Arg;
 use super::model::Status;
-use super::ownership::IDS_PER_STATEMENT;
 use super::parse_stored;
-use super::sql;
 use super::tx::Query;
 
 /// One recorded status change.
@@ -64,24 +62,4 @@ async fn logged<T: Query>(
         },
     )
     .await
-}
-
-/// The statements that stamp a transaction's status events with its data
-/// version (after its bump), found by the `devices` whose status it wrote
-/// (every event goes with its device's status write; other transactions'
-/// unstamped events are not visible to it). They run in the commits'
-/// serialized section: each reads only those devices' entries of the
-/// unstamped index.
-pub(super) fn stamps(devices: &[i64]) -> Vec<String> {
-    devices
-        .chunks(IDS_PER_STATEMENT)
-        .map(|chunk| {
-            let ids: Vec<String> = chunk.iter().map(i64::to_string).collect();
-            format!(
-                "UPDATE status_events SET version = {} WHERE version IS NULL AND device_id IN ({})",
-                sql::CURRENT_VERSION,
-                ids.join(", ")
-            )
-        })
-        .collect()
 }

@@ -7,12 +7,11 @@
 use super::announce;
 use super::args::Arg;
 use super::device_writes;
-use super::event_log;
 use super::groups::Scope;
 use super::model::{AgentRecord, Device, DeviceSpec, DueNotification, StatusChanges};
 use super::ownership::{self, Settlement};
 use super::plan::{InventoryChange, created, plan_inventory};
-use super::plan_execution;
+use super::plan_execution::{self, StatusWrites};
 use super::principals::{Actor, Change, audit_change, json};
 use super::profiles;
 use super::tx::{Query, WriteTx, devices_by_id};
@@ -28,7 +27,7 @@ pub(super) async fn create_device(
 ) -> Result<Device, StoreError> {
     let id = insert(tx, spec, now_ms).await?;
     owners_for(tx, std::slice::from_ref(&spec.site)).await?;
-    let (mut devices, mut changes) = settle_created(tx, &[id], now_ms).await?;
+    let (mut devices, mut changes, settled) = settle_created(tx, &[id], now_ms).await?;
     let device = devices
         .pop()
         .ok_or_else(|| StoreError::Corrupt(format!("created device {id} vanished")))?;
@@ -38,7 +37,7 @@ pub(super) async fn create_device(
         before: None,
         after: Some(json(&device.spec)),
     };
-    data_changed(tx, &mut changes, &[id]).await?;
+    data_changed(tx, &mut changes, settled).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(device)
 }
@@ -61,14 +60,14 @@ pub(super) async fn import_devices(
     sites.sort_unstable();
     sites.dedup();
     owners_for(tx, &sites).await?;
-    let (devices, mut changes) = settle_created(tx, &ids, now_ms).await?;
+    let (devices, mut changes, settled) = settle_created(tx, &ids, now_ms).await?;
     let change = Change {
         action: "device.import",
         object: format!("{} devices", ids.len()),
         before: None,
         after: Some(json(&serde_json::json!({ "ids": ids }))),
     };
-    data_changed(tx, &mut changes, &ids).await?;
+    data_changed(tx, &mut changes, settled).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(devices)
 }
@@ -114,7 +113,7 @@ pub(super) async fn update_device(
         after: Some(json(&device.spec)),
     };
     let mut changes: StatusChanges = plan.into();
-    data_changed(tx, &mut changes, &written).await?;
+    data_changed(tx, &mut changes, written).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some((device, changes)))
 }
@@ -148,7 +147,7 @@ pub(super) async fn delete_device(
         after: None,
     };
     let mut changes: StatusChanges = plan.into();
-    data_changed(tx, &mut changes, &written).await?;
+    data_changed(tx, &mut changes, written).await?;
     audit_change(tx, actor, change, now_ms).await?;
     Ok(Some(changes))
 }
@@ -168,7 +167,7 @@ pub(super) async fn register_agent(
         return Err(agent_conflict(&agent));
     }
     if !owners_for(tx, &[site.to_owned()]).await?.moves.is_empty() {
-        data_changed(tx, &mut StatusChanges::default(), &[]).await?;
+        data_changed(tx, &mut StatusChanges::default(), StatusWrites::default()).await?;
     }
     let change = Change {
         action: "agent.register",
@@ -198,7 +197,7 @@ pub(super) async fn settle_groups(
 ) -> Result<Settlement, StoreError> {
     let settlement = ownership::settle(tx, None, failover_delay_ms, Scope::Everything).await?;
     if !settlement.moves.is_empty() {
-        data_changed(tx, &mut StatusChanges::default(), &[]).await?;
+        data_changed(tx, &mut StatusChanges::default(), StatusWrites::default()).await?;
         tx.announce_inventory().await?;
     }
     Ok(settlement)
@@ -216,7 +215,7 @@ async fn profile_exists(tx: &impl WriteTx, spec: &DeviceSpec) -> Result<(), Stor
 /// in its transaction: the data version moves on and the agent links are
 /// told (each sends its devices' thresholds again).
 pub(super) async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreError> {
-    data_changed(tx, &mut StatusChanges::default(), &[]).await?;
+    data_changed(tx, &mut StatusChanges::default(), StatusWrites::default()).await?;
     tx.announce_inventory().await
 }
 
@@ -224,17 +223,16 @@ pub(super) async fn thresholds_changed(tx: &impl WriteTx) -> Result<(), StoreErr
 /// alerts: a cached answer of an older version is never served again, by
 /// any controller (see `cache`). First the changed devices are read as
 /// this transaction leaves them (`changes.devices`, for live events). The
-/// status events this transaction recorded (each with its device's status
-/// write, so found by `status_written`) are stamped with the version (it
-/// holds the data-version row until its commit, so versions follow
-/// commit order), the devices whose status it wrote (`status_written`)
+/// status events of its status writes (`status_written`) are recorded
+/// with the version (it holds the data-version row until its commit, so
+/// versions follow commit order), the devices whose status it wrote
 /// listed under it and the rows it left unstamped stamped
 /// ([`device_writes`]), and its status `changes` announced to the other
 /// controllers with it. Sets `changes.version` and returns it.
 pub(super) async fn data_changed(
     tx: &impl WriteTx,
     changes: &mut StatusChanges,
-    status_written: &[i64],
+    status_written: StatusWrites,
 ) -> Result<i64, StoreError> {
     let version = next_version(tx, changes, status_written).await?;
     device_writes::stamp_unstamped(tx, version).await?;
@@ -243,13 +241,13 @@ pub(super) async fn data_changed(
 
 /// Moves the data version on (see [`data_changed`]) without stamping
 /// device rows: for a transaction that wrote the status of devices
-/// `status_written` and nothing else of any device (agents' reports).
+/// (`status_written`) and nothing else of any device (agents' reports).
 /// From the version's bump to the commit every other writer waits, so
-/// this stays short.
-pub(super) async fn next_version(
-    tx: &impl WriteTx,
+/// this stays short: the events' insert and one row a device.
+pub(super) async fn next_version<T: WriteTx>(
+    tx: &T,
     changes: &mut StatusChanges,
-    status_written: &[i64],
+    status_written: StatusWrites,
 ) -> Result<i64, StoreError> {
     if !changes.changed.is_empty() {
         changes.devices = match devices_by_id(tx, &changes.changed).await {
@@ -261,8 +259,11 @@ pub(super) async fn next_version(
             Err(error) => return Err(error),
         };
     }
-    let mut after = event_log::stamps(status_written);
-    after.extend(device_writes::listings(status_written));
+    let mut devices = status_written.devices.clone();
+    devices.sort_unstable();
+    devices.dedup();
+    let mut after: Vec<String> = status_written.recording::<T>().into_iter().collect();
+    after.extend(device_writes::listings(&devices));
     let announced = (!changes.changed.is_empty()).then(|| announce::payload(changes));
     let version = tx.take_version(&after, announced.as_deref()).await?;
     changes.version = Some(version);
@@ -276,26 +277,28 @@ async fn insert(tx: &impl WriteTx, spec: &DeviceSpec, now_ms: i64) -> Result<i64
 }
 
 /// Settles devices just inserted and returns them as they now are, by id,
-/// with the status changes that made.
+/// with the status changes that made and the status writes of them all.
 async fn settle_created(
     tx: &impl WriteTx,
     ids: &[i64],
     now_ms: i64,
-) -> Result<(Vec<Device>, StatusChanges), StoreError> {
+) -> Result<(Vec<Device>, StatusChanges, StatusWrites), StoreError> {
+    let mut written = StatusWrites::of(ids.to_vec());
     let devices = devices_by_id(tx, ids).await?;
     let changes = created(&devices);
     if changes.is_empty() {
-        return Ok((devices, StatusChanges::default()));
+        return Ok((devices, StatusChanges::default(), written));
     }
     let settled: Vec<i64> = changes.iter().map(InventoryChange::device_id).collect();
     let current = tx.current_devices(&settled).await?;
     let plan = plan_inventory(&changes, &current, now_ms)?;
     if plan.changed.is_empty() {
-        return Ok((devices, StatusChanges::default()));
+        return Ok((devices, StatusChanges::default(), written));
     }
-    // It writes only devices `ids`, which the caller lists as written.
-    plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
-    Ok((devices_by_id(tx, ids).await?, plan.into()))
+    // It writes only devices `ids`.
+    let executed = plan_execution::execute(tx, &plan, INVENTORY_ACTOR, now_ms).await?;
+    written.extend(executed.status_written);
+    Ok((devices_by_id(tx, ids).await?, plan.into(), written))
 }
 
 /// Makes `channels` the ones every new alert notification is queued for;

@@ -7,7 +7,9 @@
 //! more. Plans of distinct devices (a wave of a group of reports) go
 //! together, each set of rows of them all in one statement. On
 //! PostgreSQL the independent parts are pipelined on the connection: a
-//! 10,000-device outage is a handful of statements.
+//! 10,000-device outage is a handful of statements. The status events are
+//! the exception: they are recorded at the commit's data version
+//! ([`StatusWrites`]).
 
 use serde_json::{Value, json};
 
@@ -20,8 +22,9 @@ use super::tx::Query;
 /// What executing a plan wrote.
 #[derive(Default)]
 pub(super) struct Executed {
-    /// The devices whose status it wrote (for `operations::data_changed`).
-    pub status_written: Vec<i64>,
+    /// The device statuses it wrote, and their events still to record
+    /// (for `operations::data_changed`).
+    pub status_written: StatusWrites,
     /// How many agent alerts it opened or resolved.
     pub agent_alerts: usize,
 }
@@ -29,7 +32,62 @@ pub(super) struct Executed {
 impl Executed {
     /// Nothing any reader sees changed: no device row and no alert.
     pub fn changed_nothing(&self) -> bool {
-        self.status_written.is_empty() && self.agent_alerts == 0
+        self.status_written.devices.is_empty() && self.agent_alerts == 0
+    }
+}
+
+/// The devices whose status a transaction wrote, and the status events
+/// those writes make, which are recorded only with the commit's data
+/// version (`operations::next_version`): inserted with it in the section
+/// commits go through one at a time, where inserting them before and
+/// stamping them there wrote every event twice (a 10,000-device outage
+/// held every other writer for the stamp).
+#[derive(Default)]
+#[must_use = "its status events are recorded only by `operations::data_changed`"]
+pub(super) struct StatusWrites {
+    /// The devices, possibly repeated.
+    pub devices: Vec<i64>,
+    /// The events as JSON rows (device, previous, status, at, reason,
+    /// actor), in order.
+    events: Vec<Value>,
+}
+
+impl StatusWrites {
+    /// Status writes of `devices` that made no event.
+    pub fn of(devices: Vec<i64>) -> Self {
+        Self {
+            devices,
+            events: Vec::new(),
+        }
+    }
+
+    /// Adds `other`'s writes after these.
+    pub fn extend(&mut self, other: StatusWrites) {
+        self.devices.extend(other.devices);
+        self.events.extend(other.events);
+    }
+
+    /// The statement that records the events under the data version
+    /// ([`sql::CURRENT_VERSION`]), without parameters (the events are a
+    /// literal): one of those that run right after the version's bump.
+    pub fn recording<T: Query + ?Sized>(&self) -> Option<String> {
+        if self.events.is_empty() {
+            return None;
+        }
+        let rows: Vec<String> = self.events.iter().map(Value::to_string).collect();
+        let events = sql::text_literal(&format!("[{}]", rows.join(",")));
+        Some(format!(
+            "INSERT INTO status_events (version, device_id, previous, status, at_ms, agent_id, reason) \
+             SELECT {}, {}, {}, {}, {}, {}, {} FROM {} ORDER BY e.n",
+            sql::CURRENT_VERSION,
+            column(0, "BIGINT"),
+            column(1, "TEXT"),
+            column(2, "TEXT"),
+            column(3, "BIGINT"),
+            column(5, "TEXT"),
+            column(4, "TEXT"),
+            T::JSON_ELEMENTS.replace("$1", &events)
+        ))
     }
 }
 
@@ -69,7 +127,6 @@ pub(super) async fn execute_together<T: Query + ?Sized>(
     let every_row: Vec<&DeviceRow> = rows.iter().flatten().collect();
     let now_ms = plans.iter().map(|p| p.now_ms).max().unwrap_or_default();
     let devices = write_device_rows(tx, &every_row);
-    let events = insert_events(tx, plans);
     let device_alerts = async {
         let rounds: Vec<Vec<Vec<&Write>>> = plans.iter().map(|p| p.plan.alert_rounds()).collect();
         let most = rounds.iter().map(Vec::len).max().unwrap_or_default();
@@ -97,13 +154,16 @@ pub(super) async fn execute_together<T: Query + ?Sized>(
                 .map(|write| execute_agent_alert(tx, write, p.now_ms)),
         )
     }));
-    let (_, _, _, agent_alerts) =
-        futures_util::try_join!(devices, events, device_alerts, agent_alerts)?;
+    let (_, _, agent_alerts) = futures_util::try_join!(devices, device_alerts, agent_alerts)?;
     Ok(rows
         .iter()
+        .zip(plans)
         .zip(agent_alerts)
-        .map(|(rows, alerts)| Executed {
-            status_written: rows.iter().map(|row| row.device_id).collect(),
+        .map(|((rows, planned), alerts)| Executed {
+            status_written: StatusWrites {
+                devices: rows.iter().map(|row| row.device_id).collect(),
+                events: events(planned),
+            },
             agent_alerts: alerts.into_iter().sum(),
         })
         .collect())
@@ -170,48 +230,31 @@ async fn write_device_rows<T: Query + ?Sized>(
     Ok(())
 }
 
-/// Every event of `plans` in one `INSERT … SELECT`, in their order, each
-/// recorded as by its plan's actor.
-async fn insert_events<T: Query + ?Sized>(tx: &T, plans: &[Planned<'_>]) -> Result<(), StoreError> {
-    let events: Vec<Value> = plans
+/// The events of a plan, as JSON rows, in order, each recorded as by its
+/// actor.
+fn events(planned: &Planned<'_>) -> Vec<Value> {
+    planned
+        .plan
+        .writes
         .iter()
-        .flat_map(|p| {
-            p.plan.writes.iter().filter_map(|write| match write {
-                Write::InsertEvent {
-                    device_id,
-                    previous,
-                    status,
-                    at_ms,
-                    reason,
-                } => Some(json!([
-                    device_id,
-                    previous.as_str(),
-                    status.as_str(),
-                    at_ms,
-                    reason,
-                    p.actor
-                ])),
-                _ => None,
-            })
+        .filter_map(|write| match write {
+            Write::InsertEvent {
+                device_id,
+                previous,
+                status,
+                at_ms,
+                reason,
+            } => Some(json!([
+                device_id,
+                previous.as_str(),
+                status.as_str(),
+                at_ms,
+                reason,
+                planned.actor
+            ])),
+            _ => None,
         })
-        .collect();
-    if events.is_empty() {
-        return Ok(());
-    }
-    let statement = format!(
-        "INSERT INTO status_events (device_id, previous, status, at_ms, agent_id, reason) \
-         SELECT {}, {}, {}, {}, {}, {} FROM {} ORDER BY e.n",
-        column(0, "BIGINT"),
-        column(1, "TEXT"),
-        column(2, "TEXT"),
-        column(3, "BIGINT"),
-        column(5, "TEXT"),
-        column(4, "TEXT"),
-        T::JSON_ELEMENTS
-    );
-    let events = Value::from(events).to_string();
-    tx.run(&statement, &[Arg::Text(&events)]).await?;
-    Ok(())
+        .collect()
 }
 
 /// The `OpenAlert`s of one round (at most one per device), with their

@@ -364,10 +364,10 @@ impl WriteTx for Transaction<'_> {
         }
         if let Some(announced) = announced {
             script.push_str(&format!(
-                ";\nSELECT pg_notify('{}', current_setting('ward.origin') || ' v' || {} || ' ' || '{}')",
+                ";\nSELECT pg_notify('{}', current_setting('ward.origin') || ' v' || {} || ' ' || {})",
                 super::announce::CHANNEL,
                 sql::CURRENT_VERSION,
-                announced.replace('\'', "''")
+                sql::text_literal(announced)
             ));
         }
         // The bump's row comes first.

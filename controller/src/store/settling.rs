@@ -7,6 +7,7 @@ use super::args::Arg;
 use super::flap::{Flap, FlapPolicy};
 use super::model::Alert;
 use super::operations::data_changed;
+use super::plan_execution::StatusWrites;
 use super::tx::{Query, WriteTx};
 use super::{ALERT_COLUMNS, ALERTS_JOINED, StatusChanges, rows};
 use super::{StoreError, sql};
@@ -62,7 +63,8 @@ pub(super) async fn settle_flapping<T: WriteTx>(
         settled.push(id);
     }
     if !settled.is_empty() {
-        data_changed(tx, &mut StatusChanges::default(), &settled).await?;
+        let written = StatusWrites::of(settled.clone());
+        data_changed(tx, &mut StatusChanges::default(), written).await?;
     }
     Ok(settled)
 }

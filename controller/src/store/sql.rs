@@ -8,14 +8,25 @@
 pub(super) fn sqlite(statement: &str) -> String {
     let mut converted = String::with_capacity(statement.len());
     let mut chars = statement.chars().peekable();
+    let mut in_literal = false;
     while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+        if c == '\'' {
+            // A doubled quote inside a literal leaves it and enters again.
+            in_literal = !in_literal;
+            converted.push(c);
+        } else if !in_literal && c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
             converted.push('?');
         } else {
             converted.push(c);
         }
     }
     converted
+}
+
+/// `text` as an SQL string literal (both backends: standard strings, a
+/// quote doubled), for the statements that run without parameters.
+pub(super) fn text_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// A device's columns in the order `rows::device` reads them.
@@ -169,6 +180,16 @@ mod tests {
         assert_eq!(
             super::sqlite("SELECT '$x' FROM t WHERE a = $1 AND b = $12"),
             "SELECT '$x' FROM t WHERE a = ?1 AND b = ?12"
+        );
+    }
+
+    #[test]
+    fn a_literal_keeps_what_looks_like_a_placeholder() {
+        let literal = super::text_literal("it's $1 and $2");
+        assert_eq!(literal, "'it''s $1 and $2'");
+        assert_eq!(
+            super::sqlite(&format!("SELECT {literal}, $3")),
+            "SELECT 'it''s $1 and $2', ?3"
         );
     }
 }
