@@ -45,10 +45,17 @@ use wheel::{Entry, Wheel};
 /// Engine time: nanoseconds on a monotonic clock chosen by the caller.
 pub type Nanos = u64;
 
-/// Spread targets start on a grid of this width (their phase within their
-/// interval), so a small agent wakes once per slot that has probes rather
-/// than once per target; 10 ms keeps a large assignment spread evenly.
+/// Spread targets are sent on a grid of send slots (their phase within
+/// their interval rounded down to a slot), so an agent wakes once per slot
+/// that has probes rather than once per target. A slot is as wide as
+/// [`PROBES_PER_SLOT`] probes on average take at the agent's rate, at
+/// least this and at most the interval: a small agent sends everything
+/// in one wake-up an interval (20 targets at 1 s: one), a large one stays
+/// spread evenly (10,000 at 1 s: a slot of 10 ms).
 const SEND_SLOT_NS: Nanos = 10_000_000;
+
+/// Probes one send slot holds on average (see [`SEND_SLOT_NS`]).
+const PROBES_PER_SLOT: u64 = 32;
 
 /// How the engine sends.
 #[derive(Clone, Copy, Debug)]
@@ -358,9 +365,10 @@ impl Engine {
             Start::Spread => {
                 let mut hasher = self.phase_hasher.build_hasher();
                 hasher.write(&address_bytes(spec.address));
-                // On a grid of send slots: the targets of one slot go out
-                // in one wake-up (and their replies come back together).
-                hasher.finish() % interval_ns / SEND_SLOT_NS * SEND_SLOT_NS
+                // Rounded to a send slot when scheduled (`slot_ns`): the
+                // targets of one slot go out in one wake-up (and their
+                // replies come back together).
+                hasher.finish() % interval_ns
             }
             Start::Immediately => now % interval_ns,
         };
@@ -388,7 +396,10 @@ impl Engine {
         }
         self.samples.reset(index, interval_ms);
         let first = match self.config.start {
-            Start::Spread => self.targets[index as usize].next_grid_point(now),
+            Start::Spread => {
+                let slot = self.slot_ns(interval_ms);
+                self.targets[index as usize].next_grid_point(now, slot)
+            }
             Start::Immediately => now,
         };
         self.schedule(index, first, Pending::Probe, now);
@@ -561,9 +572,31 @@ impl Engine {
         } else if target.confirming() {
             (now, Pending::Probe)
         } else {
-            (target.next_grid_point(now), Pending::Probe)
+            let interval_ms = target.spec.interval_ms;
+            let slot = self.slot_ns(interval_ms);
+            (
+                self.targets[index as usize].next_grid_point(now, slot),
+                Pending::Probe,
+            )
         };
         self.schedule(index, at, pending, now);
+    }
+
+    /// The send slot of a target probed every `interval_ms` (see
+    /// [`SEND_SLOT_NS`]); 1 ns (no rounding) when targets start
+    /// immediately.
+    fn slot_ns(&self, interval_ms: u32) -> Nanos {
+        let interval_ns = u64::from(interval_ms) * 1_000_000;
+        match self.config.start {
+            Start::Spread => {
+                let targets = u64::try_from(self.live_targets.max(1)).unwrap_or(u64::MAX);
+                let wide = (interval_ns.saturating_mul(PROBES_PER_SLOT) / targets).min(interval_ns)
+                    / SEND_SLOT_NS
+                    * SEND_SLOT_NS;
+                wide.max(SEND_SLOT_NS)
+            }
+            Start::Immediately => 1,
+        }
     }
 
     fn schedule(&mut self, index: u32, at: Nanos, pending: Pending, now: Nanos) {

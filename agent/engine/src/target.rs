@@ -251,14 +251,16 @@ impl Target {
         u64::from(self.spec.timeout_ms) * 1_000_000
     }
 
-    /// The first point of this target's probe grid after `now`.
-    pub fn next_grid_point(&self, now: Nanos) -> Nanos {
+    /// The first point of this target's probe grid after `now`, its phase
+    /// rounded down to a send slot `slot_ns` wide.
+    pub fn next_grid_point(&self, now: Nanos, slot_ns: Nanos) -> Nanos {
         let interval = self.interval_ns();
-        if now < self.phase_ns {
-            return self.phase_ns;
+        let phase = self.phase_ns / slot_ns * slot_ns;
+        if now < phase {
+            return phase;
         }
-        let periods = (now - self.phase_ns) / interval + 1;
-        self.phase_ns + periods * interval
+        let periods = (now - phase) / interval + 1;
+        phase + periods * interval
     }
 
     /// Records that a probe was sent now.

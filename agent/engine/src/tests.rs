@@ -361,6 +361,39 @@ fn targets_are_spread_evenly_over_the_interval() {
 }
 
 #[test]
+fn a_small_agent_sends_an_intervals_probes_in_one_wake_up_and_still_detects_in_time() {
+    let mut sim = Sim::new(config(Start::Spread));
+    let mut indexes = Vec::new();
+    for i in 0..20u32 {
+        indexes.push(sim.add(&format!("198.18.3.{}", 1 + i), Host::Answers { rtt: MS }));
+    }
+    sim.run_until(3 * S);
+    let mut instants: Vec<Nanos> = sim
+        .sent
+        .iter()
+        .filter(|(at, _)| (2 * S..3 * S).contains(at))
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(instants.len(), 20, "each target once a second");
+    instants.dedup();
+    assert_eq!(instants.len(), 1, "one send slot: {instants:?}");
+    // A target that dies is down within the same bound as when alone:
+    // interval + 3 timeouts (and the wheel's resolution per timeout).
+    sim.set("198.18.3.8", Host::Silent);
+    let died = sim.now;
+    sim.run_until(died + 5 * S);
+    let transitions = sim.transitions_of(indexes[7]);
+    let (status, probed_at) = *transitions.last().expect("a transition");
+    assert_eq!(status, Status::Down);
+    let decided_after = probed_at + 500 * MS - died;
+    assert!(
+        decided_after <= S + 3 * 500 * MS + 3 * wheel::RESOLUTION_NS,
+        "decided {} ms after it died",
+        decided_after / MS
+    );
+}
+
+#[test]
 fn the_rate_limit_caps_probes_and_counts_held_back_ones() {
     let mut config = config(Start::Immediately);
     config.rate = Some(1000);
