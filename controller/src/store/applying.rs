@@ -6,8 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures_util::future::try_join_all;
-
 use super::StoreError;
 use super::flap::FlapPolicy;
 use super::model::{ApplyOutcome, Ignored, StatusChanges, TransitionReport};
@@ -36,40 +34,36 @@ pub struct AppliedTogether {
 /// as if one after another: a report that reads a device (or an agent's
 /// alert) an earlier one writes sees that write. Their devices are locked
 /// first, all in id order, so transactions applying groups at the same
-/// time cannot deadlock. The reports go in waves, each as far as the next
-/// report that touches what one before it in the wave touches; within a
-/// wave each step of every report goes at once (on PostgreSQL pipelined on
-/// the connection) and their plans are executed together, each set of
-/// rows in one statement: a wave of 256 single-device reports is a few
-/// round trips and a handful of writes, not a thousand.
+/// time cannot deadlock; that read is the first wave's. Whether each is
+/// new and what of it its reporter owns are one statement each for them
+/// all. The reports go in waves, each as far as the next report that
+/// touches what one before it in the wave touches; a wave reads what its
+/// reports read in one statement and their plans are executed together,
+/// each set of rows in one statement: a group of 256 single-device
+/// reports is a handful of statements, not a thousand.
 pub(super) async fn apply_together(
     tx: &impl WriteTx,
     reports: &[Received],
     flapping: &FlapPolicy,
 ) -> Result<AppliedTogether, StoreError> {
-    if reports.len() > 1 {
+    // Read (and locked) at once: what the first wave reads.
+    let mut read_ahead = if reports.len() > 1 {
         let ids: Vec<i64> = reports
             .iter()
             .flat_map(|(report, _)| report.transitions.iter().map(|t| t.device_id))
             .collect();
-        tx.current_devices(&ids).await?;
-    }
-    let firsts = try_join_all(
-        reports
-            .iter()
-            .map(|(report, now_ms)| tx.first_application(report, *now_ms)),
-    )
-    .await?;
+        Some(tx.current_devices(&ids).await?)
+    } else {
+        None
+    };
+    let firsts = tx.first_applications(reports).await?;
     let new: Vec<&Received> = reports
         .iter()
         .zip(&firsts)
         .filter_map(|(received, &first)| first.then_some(received))
         .collect();
-    let owned = try_join_all(
-        new.iter()
-            .map(|(report, _)| ownership::owned_by_reporter(tx, report)),
-    )
-    .await?;
+    let new_reports: Vec<&TransitionReport> = new.iter().map(|(report, _)| report).collect();
+    let owned = ownership::owned_by_reporters(tx, &new_reports).await?;
     let mut pending: Vec<Pending> = new
         .iter()
         .zip(owned)
@@ -84,7 +78,7 @@ pub(super) async fn apply_together(
     let mut written = StatusWrites::default();
     let mut changed_something = false;
     while !pending.is_empty() {
-        read_current(tx, &mut pending).await?;
+        read_current(tx, &mut pending, read_ahead.take()).await?;
         let wave = wave_length(&pending);
         let rest = pending.split_off(wave);
         let none = HashMap::new();
@@ -189,17 +183,70 @@ impl Pending {
 }
 
 /// Reads, all at once, the rows of the reports that have none read.
-async fn read_current(tx: &impl WriteTx, pending: &mut [Pending]) -> Result<(), StoreError> {
-    let unread: Vec<&mut Pending> = pending.iter_mut().filter(|p| p.current.is_none()).collect();
-    let read = try_join_all(unread.iter().map(|p| {
-        let ids: Vec<i64> = p.report.transitions.iter().map(|t| t.device_id).collect();
-        async move { tx.current_devices(&ids).await }
-    }))
-    .await?;
-    for (p, current) in unread.into_iter().zip(read) {
-        p.current = Some(current);
+async fn read_current(
+    tx: &impl WriteTx,
+    pending: &mut [Pending],
+    read_ahead: Option<HashMap<i64, CurrentDevice>>,
+) -> Result<(), StoreError> {
+    let mut unread: Vec<&mut Pending> =
+        pending.iter_mut().filter(|p| p.current.is_none()).collect();
+    if unread.is_empty() {
+        return Ok(());
+    }
+    let every = match read_ahead {
+        Some(every) => every,
+        None => {
+            let ids: Vec<i64> = unread
+                .iter()
+                .flat_map(|p| p.report.transitions.iter().map(|t| t.device_id))
+                .collect();
+            tx.current_devices(&ids).await?
+        }
+    };
+    if let [only] = &mut unread[..] {
+        only.current = Some(every);
+        return Ok(());
+    }
+    let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (&id, device) in &every {
+        if let Some(parent) = device.parent_id {
+            children.entry(parent).or_default().push(id);
+        }
+    }
+    for p in unread {
+        p.current = Some(read_of(&p.report, &every, &children));
     }
     Ok(())
+}
+
+/// What `WriteTx::current_devices` reads for `report` alone (its devices,
+/// their parents and all their descendants), out of what it read for
+/// several reports (`every`, with the `children` of each device there).
+fn read_of(
+    report: &TransitionReport,
+    every: &HashMap<i64, CurrentDevice>,
+    children: &HashMap<i64, Vec<i64>>,
+) -> HashMap<i64, CurrentDevice> {
+    let mut read = HashMap::new();
+    let mut tree: HashSet<i64> = HashSet::new();
+    let mut stack: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
+    for id in &stack {
+        if let Some(parent) = every.get(id).and_then(|device| device.parent_id)
+            && let Some(device) = every.get(&parent)
+        {
+            read.insert(parent, device.clone());
+        }
+    }
+    while let Some(id) = stack.pop() {
+        let Some(device) = every.get(&id) else {
+            continue;
+        };
+        if tree.insert(id) {
+            read.insert(id, device.clone());
+            stack.extend(children.get(&id).into_iter().flatten());
+        }
+    }
+    read
 }
 
 /// How many of `pending` (at least one) go in the next wave: up to the

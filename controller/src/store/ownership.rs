@@ -143,45 +143,61 @@ async fn write_moves<T: WriteTx>(tx: &T, moves: &[Move]) -> Result<(), StoreErro
     Ok(())
 }
 
-/// `report` without what its agent may not report (devices it does not
-/// own), and what that was. The controller's own reports pass whole.
-pub(super) async fn owned_by_reporter<T: WriteTx>(
+/// Each of `reports` without what its agent may not report (devices it
+/// does not own), and what that was, in order; the owners of every
+/// report's devices read at once. The controller's own reports pass whole.
+pub(super) async fn owned_by_reporters<T: WriteTx>(
     tx: &T,
-    report: &TransitionReport,
-) -> Result<(TransitionReport, Vec<(i64, Ignored)>), StoreError> {
-    if report.agent_id == CONTROLLER_REPORTS || report.transitions.is_empty() {
-        return Ok((report.clone(), Vec::new()));
-    }
-    let ids: Vec<i64> = report.transitions.iter().map(|t| t.device_id).collect();
-    let mut owners: HashMap<i64, Option<String>> = HashMap::new();
-    for chunk in ids.chunks(IDS_PER_STATEMENT) {
-        let rows = tx
-            .rows(
-                &format!(
-                    "SELECT id, agent FROM devices WHERE id IN ({})",
-                    id_list(chunk)
-                ),
-                &[],
-                |row| Ok((row.int(0)?, row.opt_text(1)?)),
+    reports: &[&TransitionReport],
+) -> Result<Vec<(TransitionReport, Vec<(i64, Ignored)>)>, StoreError> {
+    let checked = |report: &&&TransitionReport| {
+        report.agent_id != CONTROLLER_REPORTS && !report.transitions.is_empty()
+    };
+    let mut ids: Vec<i64> = reports
+        .iter()
+        .filter(checked)
+        .flat_map(|report| report.transitions.iter().map(|t| t.device_id))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let statements: Vec<String> = ids
+        .chunks(IDS_PER_STATEMENT)
+        .map(|chunk| {
+            format!(
+                "SELECT id, agent FROM devices WHERE id IN ({})",
+                id_list(chunk)
             )
-            .await?;
-        owners.extend(rows);
-    }
-    let mut owned = report.clone();
-    let mut ignored = Vec::new();
-    owned.transitions.retain(|transition| {
-        // A device without an owner (its site has no agent) or unknown
-        // here is for the rules to judge.
-        let foreign = owners
-            .get(&transition.device_id)
-            .and_then(Option::as_deref)
-            .is_some_and(|owner| owner != report.agent_id);
-        if foreign {
-            ignored.push((transition.device_id, Ignored::NotOwner));
-        }
-        !foreign
-    });
-    Ok((owned, ignored))
+        })
+        .collect();
+    let read = futures_util::future::try_join_all(
+        statements
+            .iter()
+            .map(|statement| tx.rows(statement, &[], |row| Ok((row.int(0)?, row.opt_text(1)?)))),
+    )
+    .await?;
+    let owners: HashMap<i64, Option<String>> = read.into_iter().flatten().collect();
+    Ok(reports
+        .iter()
+        .map(|report| {
+            let mut owned = (*report).clone();
+            let mut ignored = Vec::new();
+            if checked(&report) {
+                owned.transitions.retain(|transition| {
+                    // A device without an owner (its site has no agent) or
+                    // unknown here is for the rules to judge.
+                    let foreign = owners
+                        .get(&transition.device_id)
+                        .and_then(Option::as_deref)
+                        .is_some_and(|owner| owner != report.agent_id);
+                    if foreign {
+                        ignored.push((transition.device_id, Ignored::NotOwner));
+                    }
+                    !foreign
+                });
+            }
+            (owned, ignored)
+        })
+        .collect())
 }
 
 /// `1,2,3`: ids are integers, written into the statement as they are.

@@ -62,9 +62,6 @@ pub(super) const DEVICES_DELETED: &str =
 
 pub(super) const ADD_SITE: &str = "INSERT INTO sites (name) VALUES ($1) ON CONFLICT DO NOTHING";
 
-pub(super) const REPORT_ONCE: &str = "INSERT INTO applied_reports \
-    (agent_id, boot_id, seq, applied_at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-
 /// The fourteen configured columns `$1`…`$14` (name … rst_alive), the id
 /// `$15`.
 pub(super) const UPDATE_SPEC: &str = "UPDATE devices SET name = $1, address = $2, site = $3, \

@@ -6,7 +6,7 @@
 //! and how it announces a commit. The operations over them live in
 //! `operations`, `principals`, `ownership`, `presence`, ….
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::args::Arg;
 use super::model::{AgentRecord, Device, DeviceSpec, TransitionReport};
@@ -164,20 +164,46 @@ pub(super) trait WriteTx: Query {
         Ok(current.into_iter().collect())
     }
 
-    /// Records that `report` is being applied; `false` if it already was.
-    async fn first_application(
+    /// Records that each of `reports` (with the time it is applied at) is
+    /// being applied, in one statement: for each, in order, `false` if it
+    /// already was (or is the same report as one before it here).
+    async fn first_applications(
         &self,
-        report: &TransitionReport,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let seq = i64::try_from(report.seq).unwrap_or(i64::MAX);
-        let args = [
-            Arg::Text(&report.agent_id),
-            Arg::Text(&report.boot_id),
-            Arg::Int(seq),
-            Arg::Int(now_ms),
-        ];
-        Ok(self.run(sql::REPORT_ONCE, &args).await? > 0)
+        reports: &[(TransitionReport, i64)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let rows: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(report, now_ms)| {
+                serde_json::json!([
+                    report.agent_id,
+                    report.boot_id,
+                    i64::try_from(report.seq).unwrap_or(i64::MAX),
+                    now_ms
+                ])
+            })
+            .collect();
+        let statement = format!(
+            "INSERT INTO applied_reports (agent_id, boot_id, seq, applied_at_ms) \
+             SELECT CAST(e.value ->> 0 AS TEXT), CAST(e.value ->> 1 AS TEXT), \
+                CAST(e.value ->> 2 AS BIGINT), CAST(e.value ->> 3 AS BIGINT) FROM {} \
+             WHERE true ON CONFLICT DO NOTHING RETURNING agent_id, boot_id, seq",
+            Self::JSON_ELEMENTS
+        );
+        let rows = serde_json::Value::from(rows).to_string();
+        let mut inserted: HashSet<(String, String, i64)> = self
+            .rows(&statement, &[Arg::Text(&rows)], |row| {
+                Ok((row.text(0)?, row.text(1)?, row.int(2)?))
+            })
+            .await?
+            .into_iter()
+            .collect();
+        Ok(reports
+            .iter()
+            .map(|(report, _)| {
+                let seq = i64::try_from(report.seq).unwrap_or(i64::MAX);
+                inserted.remove(&(report.agent_id.clone(), report.boot_id.clone(), seq))
+            })
+            .collect())
     }
 
     /// Registers agent `id` for `site` unless it is registered already;
