@@ -16,6 +16,8 @@ context=$(mktemp -d /tmp/ward-image-XXXXXX)
 trap 'rm -rf "$context"' EXIT
 rootfs=$context/rootfs
 install -D -m 755 "$binary" "$rootfs/usr/bin/ward-$name"
+# Symbols kept (a backtrace names its functions), line tables not.
+strip --strip-debug "$rootfs/usr/bin/ward-$name"
 for library in $(ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
   install -D -m 755 "$library" "$rootfs$library"
 done
