@@ -247,7 +247,7 @@ pub(super) async fn data_changed(
 pub(super) async fn next_version<T: WriteTx>(
     tx: &T,
     changes: &mut StatusChanges,
-    status_written: StatusWrites,
+    mut status_written: StatusWrites,
 ) -> Result<i64, StoreError> {
     if !changes.changed.is_empty() {
         changes.devices = match devices_by_id(tx, &changes.changed).await {
@@ -259,11 +259,10 @@ pub(super) async fn next_version<T: WriteTx>(
             Err(error) => return Err(error),
         };
     }
-    let mut devices = status_written.devices.clone();
-    devices.sort_unstable();
-    devices.dedup();
+    status_written.devices.sort_unstable();
+    status_written.devices.dedup();
     let mut after: Vec<String> = status_written.recording::<T>().into_iter().collect();
-    after.extend(device_writes::listings(&devices));
+    after.extend(device_writes::listings(&status_written.devices));
     let announced = (!changes.changed.is_empty()).then(|| announce::payload(changes));
     let version = tx.take_version(&after, announced.as_deref()).await?;
     changes.version = Some(version);
