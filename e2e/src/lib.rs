@@ -841,9 +841,23 @@ impl Deployment {
     }
 }
 
+/// Asserts that the status changes recorded after status event `baseline`
+/// are exactly one `down` and one `up` for each of `hosts` devices (none
+/// lost, none doubled, no other device changed); returns how many.
+pub fn assert_down_then_up_once_each(database: &str, baseline: &str, hosts: usize) -> usize {
+    let per_host = transitions_by_address(database, baseline);
+    let wrong: Vec<_> = per_host
+        .iter()
+        .filter(|(_, statuses)| **statuses != ["down", "up"])
+        .collect();
+    assert!(wrong.is_empty(), "transitions lost or doubled: {wrong:?}");
+    assert_eq!(per_host.len(), hosts, "only the hosts taken down changed");
+    per_host.values().map(Vec::len).sum()
+}
+
 /// Each device's status changes recorded after status event `baseline`,
 /// by the device's address, oldest first.
-pub fn transitions_by_address(database: &str, baseline: &str) -> HashMap<String, Vec<String>> {
+fn transitions_by_address(database: &str, baseline: &str) -> HashMap<String, Vec<String>> {
     let events = psql(
         database,
         &format!(
